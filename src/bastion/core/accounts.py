@@ -1,0 +1,189 @@
+"""Subaccount lookups and the collateral messages: deposit, withdraw, transfer, leverage, margin mode.
+
+Each handler validates everything first and only then applies, so a rejection changes nothing.
+Funding is settled (``settle_funding``) on every subaccount an applied message touches.
+"""
+from __future__ import annotations
+
+from bastion.core.errors import ProtocolError
+from bastion.core.margin import get_pending_funding, get_subaccount_risk
+from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
+from bastion.core.state import CROSS, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
+from bastion.core.units import PPM, parse_ppm, parse_usdc
+
+Events = list[dict]
+
+
+# --------------------------------------------------------------------------------------- lookups
+def check_subaccount_number(number: int) -> None:
+    if number not in SUBACCOUNT_NUMBERS:
+        raise ProtocolError("invalid_subaccount", f"subaccount number must be 0..127, got {number}",
+                            field="subaccount")
+
+
+def get_own_subaccount(state: State, sender: str, number: int) -> Subaccount:
+    """The sender's subaccount ``number``; only its owner may act on it."""
+    check_subaccount_number(number)
+    sub = state.subaccounts.get((sender, number))
+    if sub is None:
+        raise ProtocolError("subaccount_not_found",
+                            f"{sender} has no subaccount {number} (deposit or transfer into it first)",
+                            field="subaccount")
+    return sub
+
+
+def get_or_create_subaccount(state: State, owner: str, number: int) -> Subaccount:
+    sub = state.subaccounts.get((owner, number))
+    if sub is None:
+        sub = Subaccount(owner, number)
+        state.subaccounts[(owner, number)] = sub
+        state.touch(sub.key)
+    return sub
+
+
+def get_market(state: State, ticker: str) -> Market:
+    market = state.markets.get(ticker)
+    if market is None:
+        raise ProtocolError("unknown_market", f"unknown market {ticker!r}", field="market")
+    return market
+
+
+def parse_positive_usdc(text: str, *, field: str = "amount") -> int:
+    amount = parse_usdc(text, field=field)
+    if amount <= 0:
+        raise ProtocolError("non_positive_amount", f"{field} must be positive", field=field)
+    return amount
+
+
+# --------------------------------------------------------------------------------------- mutation
+def settle_funding(state: State, sub: Subaccount) -> None:
+    """Pay or collect the subaccount's pending funding; the protocol funding account is the other side."""
+    if not sub.positions:
+        return
+    amount = get_pending_funding(state, sub)
+    markets = state.markets
+    for ticker, position in sub.positions.items():
+        position.funding_index = markets[ticker].funding_index
+    sub.balance += amount
+    state.funding_account -= amount
+    state.touch(sub.key)
+    state.touch(("global",))
+
+
+def change_position(state: State, sub: Subaccount, market: Market, delta: int) -> None:
+    """Add ``delta`` lots to the subaccount's position (funding must already be settled)."""
+    position = sub.positions.get(market.ticker)
+    if position is None:
+        sub.positions[market.ticker] = Position(delta, market.funding_index)
+    else:
+        position.size += delta
+        if position.size == 0:
+            del sub.positions[market.ticker]
+
+
+def check_free_collateral(state: State, sub: Subaccount, amount: int) -> None:
+    """Reject a debit of ``amount`` that would leave the subaccount below its initial margin."""
+    net_collateral, initial, _ = get_subaccount_risk(state, sub, balance_delta=-amount)
+    if net_collateral < initial:
+        free = net_collateral + amount - initial
+        raise ProtocolError("insufficient_free_collateral",
+                            f"amount exceeds free collateral ({max(free, 0)} micro-USDC available)",
+                            field="amount", free_collateral=max(free, 0))
+
+
+# --------------------------------------------------------------------------------------- handlers
+def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict:
+    if sender != state.bridge_operator:
+        raise ProtocolError("not_bridge_operator", "only the bridge operator may credit deposits", field="sender")
+    owner = normalize_address(msg.owner, field="owner")
+    check_subaccount_number(msg.subaccount)
+    amount = parse_positive_usdc(msg.amount)
+    sub = get_or_create_subaccount(state, owner, msg.subaccount)
+    sub.balance += amount
+    state.total_deposits += amount
+    state.touch(sub.key)
+    state.touch(("global",))
+    events.append({"type": "deposit", "owner": owner, "number": msg.subaccount, "amount": amount})
+    return {}
+
+
+def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
+    sub = get_own_subaccount(state, sender, msg.subaccount)
+    amount = parse_positive_usdc(msg.amount)
+    check_free_collateral(state, sub, amount)
+    settle_funding(state, sub)
+    sub.balance -= amount
+    state.total_withdrawals += amount
+    state.touch(sub.key)
+    state.touch(("global",))
+    events.append({"type": "withdrawal", "owner": sender, "number": msg.subaccount, "amount": amount})
+    return {}
+
+
+def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
+    sub = get_own_subaccount(state, sender, msg.subaccount)
+    to_owner = normalize_address(msg.to_owner, field="to_owner")
+    check_subaccount_number(msg.to_subaccount)
+    if (to_owner, msg.to_subaccount) == (sender, msg.subaccount):
+        raise ProtocolError("invalid_recipient", "cannot transfer to the same subaccount", field="to_subaccount")
+    amount = parse_positive_usdc(msg.amount)
+    check_free_collateral(state, sub, amount)
+    settle_funding(state, sub)
+    recipient = get_or_create_subaccount(state, to_owner, msg.to_subaccount)
+    settle_funding(state, recipient)
+    sub.balance -= amount
+    recipient.balance += amount
+    state.touch(sub.key)
+    state.touch(recipient.key)
+    events.append({"type": "transfer", "owner": sender, "number": msg.subaccount, "to_owner": to_owner,
+                   "to_number": msg.to_subaccount, "amount": amount})
+    return {}
+
+
+def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) -> dict:
+    sub = get_own_subaccount(state, sender, msg.subaccount)
+    market = get_market(state, msg.market)
+    imf = parse_ppm(msg.initial_margin, field="initial_margin")
+    tier_imf = state.tiers[market.tier_id].initial_margin_ppm
+    if imf < tier_imf:
+        raise ProtocolError("leverage_below_tier",
+                            f"initial margin must be at least the tier's {tier_imf} ppm", field="initial_margin")
+    if imf > PPM:
+        raise ProtocolError("invalid_field", "initial margin cannot exceed 100%", field="initial_margin")
+    previous = sub.imf_overrides.get(market.ticker)
+    sub.imf_overrides[market.ticker] = imf
+    net_collateral, initial, _ = get_subaccount_risk(state, sub)
+    if net_collateral < initial and imf > (previous or tier_imf):
+        if previous is None:
+            del sub.imf_overrides[market.ticker]
+        else:
+            sub.imf_overrides[market.ticker] = previous
+        raise ProtocolError("insufficient_margin", "the account would fall below its new initial margin",
+                            field="initial_margin")
+    state.touch(sub.key)
+    events.append({"type": "leverage_set", "owner": sender, "number": msg.subaccount, "market": market.ticker,
+                   "initial_margin_ppm": imf})
+    return {}
+
+
+def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Events) -> dict:
+    sub = get_own_subaccount(state, sender, msg.subaccount)
+    if msg.mode not in (CROSS, ISOLATED):
+        raise ProtocolError("invalid_field", "mode must be 'cross' or 'isolated'", field="mode")
+    if sub.positions or sub.orders:
+        raise ProtocolError("subaccount_not_flat",
+                            "close positions and cancel orders before changing the margin mode", field="mode")
+    if msg.mode == ISOLATED:
+        if msg.market is None:
+            raise ProtocolError("missing_field", "isolated mode needs a market", field="market")
+        market = get_market(state, msg.market).ticker
+    else:
+        if msg.market is not None:
+            raise ProtocolError("invalid_field", "cross mode takes no market", field="market")
+        market = None
+    sub.mode = msg.mode
+    sub.isolated_market = market
+    state.touch(sub.key)
+    events.append({"type": "margin_mode_set", "owner": sender, "number": msg.subaccount, "mode": msg.mode,
+                   "market": market})
+    return {}

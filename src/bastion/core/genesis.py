@@ -1,0 +1,314 @@
+"""Genesis: the JSON document that defines chain id, start time, parameters, markets and accounts.
+
+``build_state(genesis)`` validates a genesis object (decimal strings, as in scenario files, see
+SCENARIOS.md) and returns the initial ``State`` with its state hash committed at height 0.
+Omitted fields take the values of ``GENESIS_DEFAULTS`` (``bastion scenario defaults`` prints them).
+Errors are ``ProtocolError("invalid_genesis", ...)`` naming the field path, e.g.
+``genesis.markets[0].size_decimals``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bastion.core.errors import ProtocolError
+from bastion.core.hashing import commit_state_hash, iter_leaf_keys
+from bastion.core.messages import normalize_address
+from bastion.core.params import FeeParams, FundingParams, LiquidationParams, LiquidityTier, OracleParams
+from bastion.core.state import (
+    ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount,
+)
+from bastion.core.timefmt import parse_iso_ms
+from bastion.core.units import MS_PER_S, PPM, parse_decimal, parse_ppm, parse_usdc
+
+# dYdX v4 default liquidity tiers (DESIGN.md section 4)
+DEFAULT_TIERS = [
+    {"id": 0, "name": "large-cap", "initial_margin": "0.02", "maintenance_fraction": "0.6",
+     "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "10000"},
+    {"id": 1, "name": "mid-cap", "initial_margin": "0.05", "maintenance_fraction": "0.6",
+     "oi_lower_cap": "40000000", "oi_upper_cap": "100000000", "impact_notional": "5000"},
+    {"id": 2, "name": "small-cap", "initial_margin": "0.1", "maintenance_fraction": "0.5",
+     "oi_lower_cap": "20000000", "oi_upper_cap": "50000000", "impact_notional": "2500"},
+    {"id": 3, "name": "long-tail", "initial_margin": "0.2", "maintenance_fraction": "0.5",
+     "oi_lower_cap": "5000000", "oi_upper_cap": "10000000", "impact_notional": "2500"},
+    {"id": 4, "name": "isolated", "initial_margin": "0.05", "maintenance_fraction": "0.6",
+     "oi_lower_cap": "500000", "oi_upper_cap": "1000000", "impact_notional": "2500"},
+    {"id": 5, "name": "safety", "initial_margin": "1", "maintenance_fraction": "0.2",
+     "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "2500"},
+]
+
+GENESIS_DEFAULTS: dict[str, Any] = {
+    "chain_id": "bastion-local",
+    "time": "2026-01-01T00:00:00Z",
+    "bridge_operator": "0x00000000000000000000000000000000000000b1",
+    "oracle": {"operators": ["0x00000000000000000000000000000000000000a1"], "min_sources": 1,
+               "max_staleness_s": 60, "max_source_deviation": "0.05", "max_move_per_block": "0.5"},
+    "liquidity_tiers": DEFAULT_TIERS,
+    "market": {"liquidity_tier": 0, "min_order_size": None, "max_open_interest": None, "maker_fee": "0.0001",
+               "taker_fee": "0.0005", "isolated_only": False, "status": "active"},
+    "liquidation": {"max_liquidation_fee": "0.015", "bankruptcy_adjustment": "1", "spread_to_maintenance": "1.5",
+                    "min_position_notional": "1000", "max_position_portion": "0.1",
+                    "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000"},
+    "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
+                "sample_s": 60, "tick_s": 3600},
+    "fees": {"insurance_share": "0"},
+    "insurance_funds": {"cross": "0"},
+    "accounts": [],
+}
+_MAX_OI_DEFAULT_NOTE = "min_order_size defaults to one lot; max_open_interest defaults to unlimited (0 = none)"
+_UNLIMITED = 10**30
+
+
+def _error(path: str, message: str) -> ProtocolError:
+    return ProtocolError("invalid_genesis", f"{path}: {message}", field=path)
+
+
+def _get(obj: dict, key: str, path: str, kind: type | tuple, default: Any = ...) -> Any:
+    if key not in obj:
+        if default is ...:
+            raise _error(f"{path}.{key}", "is required")
+        return default
+    value = obj[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise _error(f"{path}.{key}", f"has the wrong type ({value!r})")
+    return value
+
+
+def _wrap(path: str, fn, *args, **kwargs):
+    """Run a parser, re-raising its error with the genesis field path."""
+    try:
+        return fn(*args, **kwargs)
+    except ProtocolError as error:
+        raise _error(path, error.message) from None
+
+
+def _check_keys(obj: Any, allowed: set[str], path: str) -> None:
+    if not isinstance(obj, dict):
+        raise _error(path, "must be an object")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise _error(f"{path}.{unknown[0]}", "is not a known field")
+
+
+def _oracle_params(obj: dict, base: OracleParams | None, path: str) -> OracleParams:
+    _check_keys(obj, {"operators", "min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"},
+                path)
+    d = GENESIS_DEFAULTS["oracle"]
+
+    def pick(key, parse):
+        if key in obj:
+            return parse(obj[key], f"{path}.{key}")
+        return None
+
+    min_sources = pick("min_sources", lambda v, p: _int(v, p, minimum=1))
+    staleness = pick("max_staleness_s", lambda v, p: _int(v, p, minimum=1) * MS_PER_S)
+    deviation = pick("max_source_deviation", lambda v, p: _wrap(p, parse_ppm, v, field=p))
+    move = pick("max_move_per_block", lambda v, p: _wrap(p, parse_ppm, v, field=p))
+    if base is None:
+        base = OracleParams(d["min_sources"], d["max_staleness_s"] * MS_PER_S,
+                            parse_ppm(d["max_source_deviation"], field="d"), parse_ppm(d["max_move_per_block"], field="d"))
+    return OracleParams(
+        min_sources if min_sources is not None else base.min_sources,
+        staleness if staleness is not None else base.max_staleness_ms,
+        deviation if deviation is not None else base.max_source_deviation_ppm,
+        move if move is not None else base.max_move_per_block_ppm,
+    )
+
+
+def _int(value: Any, path: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _error(path, f"must be an integer, got {value!r}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise _error(path, f"is out of range ({value})")
+    return value
+
+
+def build_state(genesis: Any) -> State:
+    """Validate a genesis object and build the initial state (height 0, hash committed)."""
+    g = genesis
+    _check_keys(g, set(GENESIS_DEFAULTS) - {"market"} | {"markets"}, "genesis")
+    chain_id = _get(g, "chain_id", "genesis", str, GENESIS_DEFAULTS["chain_id"])
+    time_ms = _wrap("genesis.time", parse_iso_ms, _get(g, "time", "genesis", str, GENESIS_DEFAULTS["time"]),
+                    field="genesis.time")
+    bridge = _wrap("genesis.bridge_operator", normalize_address,
+                   _get(g, "bridge_operator", "genesis", str, GENESIS_DEFAULTS["bridge_operator"]), field="bridge_operator")
+    oracle_obj = _get(g, "oracle", "genesis", dict, GENESIS_DEFAULTS["oracle"])
+    oracle_defaults = _oracle_params(oracle_obj, None, "genesis.oracle")
+    operators = oracle_obj.get("operators", GENESIS_DEFAULTS["oracle"]["operators"])
+    if not isinstance(operators, list) or not operators:
+        raise _error("genesis.oracle.operators", "must be a non-empty list of addresses")
+    operator_set = sorted({_wrap(f"genesis.oracle.operators[{i}]", normalize_address, a, field="operator")
+                           for i, a in enumerate(operators)})
+
+    tiers: dict[int, LiquidityTier] = {}
+    for i, t in enumerate(_get(g, "liquidity_tiers", "genesis", list, DEFAULT_TIERS)):
+        path = f"genesis.liquidity_tiers[{i}]"
+        _check_keys(t, {"id", "name", "initial_margin", "maintenance_fraction", "oi_lower_cap", "oi_upper_cap",
+                        "impact_notional"}, path)
+        tier_id = _int(_get(t, "id", path, int), f"{path}.id", minimum=0)
+        imf = _wrap(f"{path}.initial_margin", parse_ppm, _get(t, "initial_margin", path, str), field="initial_margin")
+        fraction = _wrap(f"{path}.maintenance_fraction", parse_ppm, _get(t, "maintenance_fraction", path, str),
+                         field="maintenance_fraction")
+        lower = _wrap(f"{path}.oi_lower_cap", parse_usdc, _get(t, "oi_lower_cap", path, str, "0"), field="oi_lower_cap")
+        upper = _wrap(f"{path}.oi_upper_cap", parse_usdc, _get(t, "oi_upper_cap", path, str, "0"), field="oi_upper_cap")
+        impact = _wrap(f"{path}.impact_notional", parse_usdc, _get(t, "impact_notional", path, str, "10000"),
+                       field="impact_notional")
+        if not 0 < imf <= PPM or not 0 <= fraction <= PPM:
+            raise _error(path, "initial_margin must be in (0, 1] and maintenance_fraction in [0, 1]")
+        if upper and upper <= lower:
+            raise _error(f"{path}.oi_upper_cap", "must exceed oi_lower_cap (or be 0 for no cap)")
+        if tier_id in tiers:
+            raise _error(f"{path}.id", f"duplicate tier id {tier_id}")
+        tiers[tier_id] = LiquidityTier(tier_id, _get(t, "name", path, str, f"tier-{tier_id}"), imf, fraction, lower,
+                                       upper, impact)
+
+    markets: dict[str, Market] = {}
+    market_defaults = GENESIS_DEFAULTS["market"]
+    for i, m in enumerate(_get(g, "markets", "genesis", list)):
+        path = f"genesis.markets[{i}]"
+        _check_keys(m, {"ticker", "size_decimals", "price_decimals", "liquidity_tier", "min_order_size",
+                        "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price", "status",
+                        "oracle"}, path)
+        ticker = _get(m, "ticker", path, str)
+        if ticker in markets:
+            raise _error(f"{path}.ticker", f"duplicate market {ticker}")
+        size_decimals = _int(_get(m, "size_decimals", path, int), f"{path}.size_decimals", minimum=-12, maximum=18)
+        price_decimals = _int(_get(m, "price_decimals", path, int), f"{path}.price_decimals", minimum=-12, maximum=18)
+        tier_id = _int(_get(m, "liquidity_tier", path, int, market_defaults["liquidity_tier"]),
+                       f"{path}.liquidity_tier")
+        if tier_id not in tiers:
+            raise _error(f"{path}.liquidity_tier", f"no liquidity tier {tier_id}")
+        min_size = m.get("min_order_size")
+        min_lots = 1 if min_size is None else _wrap(f"{path}.min_order_size", parse_decimal, min_size, size_decimals,
+                                                   field="min_order_size")
+        max_oi = m.get("max_open_interest")
+        max_oi_lots = _UNLIMITED if max_oi is None else _wrap(f"{path}.max_open_interest", parse_decimal, max_oi,
+                                                             size_decimals, field="max_open_interest")
+        maker_fee = _wrap(f"{path}.maker_fee", parse_ppm, _get(m, "maker_fee", path, str, market_defaults["maker_fee"]),
+                          field="maker_fee", signed=True)
+        taker_fee = _wrap(f"{path}.taker_fee", parse_ppm, _get(m, "taker_fee", path, str, market_defaults["taker_fee"]),
+                          field="taker_fee", signed=True)
+        if taker_fee < 0 or taker_fee + maker_fee < 0:
+            raise _error(f"{path}.maker_fee", "a maker rebate may not exceed the taker fee")
+        status = _get(m, "status", path, str, ACTIVE)
+        if status not in MARKET_STATUSES:
+            raise _error(f"{path}.status", f"unknown status {status!r}")
+        price = _wrap(f"{path}.oracle_price", parse_decimal, _get(m, "oracle_price", path, str), price_decimals,
+                      field="oracle_price")
+        if price <= 0 or min_lots <= 0:
+            raise _error(path, "oracle_price and min_order_size must be positive")
+        oracle_params = _oracle_params(m["oracle"], oracle_defaults, f"{path}.oracle") if "oracle" in m else \
+            copy.copy(oracle_defaults)
+        market = Market(ticker=ticker, size_decimals=size_decimals, price_decimals=price_decimals, tier_id=tier_id,
+                        min_order_lots=min_lots, max_open_interest_lots=max_oi_lots, maker_fee_ppm=maker_fee,
+                        taker_fee_ppm=taker_fee, isolated_only=_get(m, "isolated_only", path, bool, False),
+                        status=status, oracle_params=oracle_params, oracle_price=price,
+                        notional_exponent=6 - size_decimals - price_decimals)
+        market.submissions = {op: (price, time_ms) for op in operator_set}
+        markets[ticker] = market
+    markets = dict(sorted(markets.items()))
+
+    liq_obj = {**GENESIS_DEFAULTS["liquidation"], **_get(g, "liquidation", "genesis", dict, {})}
+    _check_keys(liq_obj, set(GENESIS_DEFAULTS["liquidation"]), "genesis.liquidation")
+
+    def liq(key, parser):
+        return _wrap(f"genesis.liquidation.{key}", parser, liq_obj[key], field=key)
+
+    liquidation = LiquidationParams(
+        liq("max_liquidation_fee", parse_ppm), liq("bankruptcy_adjustment", parse_ppm),
+        liq("spread_to_maintenance", parse_ppm), liq("min_position_notional", parse_usdc),
+        liq("max_position_portion", parse_ppm), liq("max_notional_per_block", parse_usdc),
+        liq("max_insurance_loss_per_block", parse_usdc))
+
+    fund_obj = {**GENESIS_DEFAULTS["funding"], **_get(g, "funding", "genesis", dict, {})}
+    _check_keys(fund_obj, set(GENESIS_DEFAULTS["funding"]), "genesis.funding")
+    sample_s = _int(fund_obj["sample_s"], "genesis.funding.sample_s", minimum=1)
+    tick_s = _int(fund_obj["tick_s"], "genesis.funding.tick_s", minimum=1)
+    if tick_s % sample_s:
+        raise _error("genesis.funding.tick_s", "must be a multiple of sample_s")
+    funding = FundingParams(
+        _wrap("genesis.funding.clamp_factor", parse_ppm, fund_obj["clamp_factor"], field="clamp_factor"),
+        _wrap("genesis.funding.premium_vote_clamp_factor", parse_ppm, fund_obj["premium_vote_clamp_factor"],
+              field="premium_vote_clamp_factor"),
+        _wrap("genesis.funding.default_funding", parse_ppm, fund_obj["default_funding"], field="default_funding",
+              signed=True),
+        sample_s * MS_PER_S, tick_s * MS_PER_S)
+    for market in markets.values():
+        market.premium_minute = time_ms // funding.sample_ms
+        market.last_funding_hour = time_ms // funding.tick_ms
+
+    fees_obj = {**GENESIS_DEFAULTS["fees"], **_get(g, "fees", "genesis", dict, {})}
+    _check_keys(fees_obj, set(GENESIS_DEFAULTS["fees"]), "genesis.fees")
+    fees = FeeParams(_wrap("genesis.fees.insurance_share", parse_ppm, fees_obj["insurance_share"],
+                           field="insurance_share"))
+    if fees.insurance_share_ppm > PPM:
+        raise _error("genesis.fees.insurance_share", "must be at most 1")
+
+    funds = {CROSS_POOL: 0, **{t: 0 for t, m in markets.items() if m.isolated_only}}
+    for pool, amount in _get(g, "insurance_funds", "genesis", dict, {}).items():
+        if pool not in funds:
+            raise _error(f"genesis.insurance_funds.{pool}", "is not 'cross' or an isolated-only market")
+        funds[pool] = _wrap(f"genesis.insurance_funds.{pool}", parse_usdc, amount, field=pool)
+
+    state = State(chain_id=chain_id, genesis_time_ms=time_ms, time_ms=time_ms, height=0, bridge_operator=bridge,
+                  oracle_operators=tuple(operator_set), tiers=dict(sorted(tiers.items())), markets=markets,
+                  funding=funding, fees=fees, liquidation=liquidation, insurance_funds=dict(sorted(funds.items())))
+    state.seed_insurance = sum(funds.values())
+    _add_accounts(state, _get(g, "accounts", "genesis", list, []))
+    for key in iter_leaf_keys(state):
+        state.touch(key)
+    commit_state_hash(state)
+    return state
+
+
+def _add_accounts(state: State, accounts: list) -> None:
+    net_size = {ticker: 0 for ticker in state.markets}
+    for i, a in enumerate(accounts):
+        path = f"genesis.accounts[{i}]"
+        _check_keys(a, {"address", "bgov", "subaccounts"}, path)
+        owner = _wrap(f"{path}.address", normalize_address, _get(a, "address", path, str), field="address")
+        bgov = _wrap(f"{path}.bgov", parse_decimal, _get(a, "bgov", path, str, "0"), 6, field="bgov")
+        if bgov:
+            state.bgov[owner] = state.bgov.get(owner, 0) + bgov
+        for j, s in enumerate(_get(a, "subaccounts", path, list, [])):
+            spath = f"{path}.subaccounts[{j}]"
+            _check_keys(s, {"number", "usdc", "mode", "market", "positions"}, spath)
+            number = _int(_get(s, "number", spath, int, 0), f"{spath}.number")
+            if number not in SUBACCOUNT_NUMBERS:
+                raise _error(f"{spath}.number", "must be 0..127")
+            if (owner, number) in state.subaccounts:
+                raise _error(f"{spath}.number", "duplicate subaccount")
+            usdc = _wrap(f"{spath}.usdc", parse_usdc, _get(s, "usdc", spath, str, "0"), field="usdc", signed=True)
+            mode = _get(s, "mode", spath, str, CROSS)
+            if mode not in (CROSS, ISOLATED):
+                raise _error(f"{spath}.mode", "must be 'cross' or 'isolated'")
+            isolated_market = s.get("market")
+            if (mode == ISOLATED) != (isolated_market is not None) or (
+                    isolated_market is not None and isolated_market not in state.markets):
+                raise _error(f"{spath}.market", "an isolated subaccount names exactly one known market")
+            sub = Subaccount(owner, number, usdc, mode, isolated_market)
+            for k, p in enumerate(_get(s, "positions", spath, list, [])):
+                ppath = f"{spath}.positions[{k}]"
+                _check_keys(p, {"market", "size"}, ppath)
+                ticker = _get(p, "market", ppath, str)
+                market = state.markets.get(ticker)
+                if market is None:
+                    raise _error(f"{ppath}.market", f"unknown market {ticker!r}")
+                if mode == ISOLATED and ticker != isolated_market or market.isolated_only and mode == CROSS:
+                    raise _error(f"{ppath}.market", "position not allowed by the subaccount's margin mode")
+                size = _wrap(f"{ppath}.size", parse_decimal, _get(p, "size", ppath, str), market.size_decimals,
+                             field="size", signed=True)
+                if size == 0 or ticker in sub.positions:
+                    raise _error(f"{ppath}.size", "positions must be non-zero and one per market")
+                sub.positions[ticker] = Position(size, market.funding_index)
+                net_size[ticker] += size
+                market.open_interest += max(size, 0)
+            state.subaccounts[(owner, number)] = sub
+            state.total_deposits += usdc
+    for ticker, net in net_size.items():
+        if net:
+            raise ProtocolError("invalid_genesis",
+                                f"genesis.accounts: positions in {ticker} do not balance (long minus short = {net})",
+                                field="genesis.accounts")
+        if state.markets[ticker].open_interest > state.markets[ticker].max_open_interest_lots:
+            raise _error("genesis.accounts", f"positions in {ticker} exceed its max_open_interest")

@@ -1,0 +1,113 @@
+"""Canonical serialization and the state hash.
+
+Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
+``("market", ticker)``, ``("global",)``) and a canonical value (compact JSON of ints, strings,
+bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
+is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
+leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
+leaves it touched (``State.touch``), and the block's state hash is
+``SHA-256("bastion/state/v1" || accumulator)``. ``compute_state_hash_full`` recomputes everything
+from scratch; tests check that both always agree.
+
+The sum is a commitment for replay verification and divergence detection between honest nodes.
+It is not a light-client proof structure (no inclusion proofs); a Merkle/IAVL commitment for that
+is a later adapter concern.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+from bastion.core.state import State
+
+_MOD = 1 << 256
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
+
+
+def serialize_leaf(state: State, key: tuple) -> list | None:
+    """The canonical value of a leaf, or None when the object no longer exists."""
+    kind = key[0]
+    if kind == "sub":
+        sub = state.subaccounts.get((key[1], key[2]))
+        if sub is None:
+            return None
+        return [sub.balance, sub.mode, sub.isolated_market,
+                [[t, p.size, p.funding_index] for t, p in sorted(sub.positions.items())],
+                sorted(sub.imf_overrides.items())]
+    if kind == "order":
+        market = state.markets[key[1]]
+        o = market.book.get(key[2])
+        if o is None:
+            return None
+        return [o.side, o.price, o.remaining, o.size, o.owner, o.number, o.client_id, o.time_in_force,
+                o.reduce_only, o.good_til_ms, o.self_trade, o.placed_ms]
+    if kind == "market":
+        m = state.markets[key[1]]
+        p = m.oracle_params
+        return [m.size_decimals, m.price_decimals, m.tier_id, m.min_order_lots, m.max_open_interest_lots,
+                m.maker_fee_ppm, m.taker_fee_ppm, m.isolated_only, m.status,
+                [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
+                m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
+                m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
+                m.last_funding_hour]
+    if kind == "global":
+        f, fees, liq = state.funding, state.fees, state.liquidation
+        return [state.chain_id, state.genesis_time_ms, state.height, state.time_ms, state.bridge_operator,
+                list(state.oracle_operators),
+                [[t.tier_id, t.name, t.initial_margin_ppm, t.maintenance_fraction_ppm, t.oi_lower_cap_usdc,
+                  t.oi_upper_cap_usdc, t.impact_notional_usdc] for _, t in sorted(state.tiers.items())],
+                [f.clamp_factor_ppm, f.premium_vote_clamp_factor_ppm, f.default_funding_ppm, f.sample_ms, f.tick_ms],
+                [fees.insurance_share_ppm],
+                [liq.max_liquidation_fee_ppm, liq.bankruptcy_adjustment_ppm, liq.spread_to_maintenance_ppm,
+                 liq.min_position_notional_usdc, liq.max_position_portion_ppm, liq.max_notional_per_block_usdc,
+                 liq.max_insurance_loss_per_block_usdc],
+                sorted(state.insurance_funds.items()), state.seed_insurance, sorted(state.bgov.items()),
+                state.fees_account, state.funding_account, state.total_deposits, state.total_withdrawals,
+                state.next_order_id]
+    raise ValueError(f"unknown leaf kind {kind!r}")
+
+
+def leaf_digest(key: tuple, value: list) -> int:
+    data = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
+    return int.from_bytes(hashlib.sha256(data).digest(), "big")
+
+
+def _finish(accumulator: int) -> str:
+    return hashlib.sha256(b"bastion/state/v1" + accumulator.to_bytes(32, "big")).hexdigest()
+
+
+def commit_state_hash(state: State) -> str:
+    """Rehash the leaves touched since the last commit and return the new state hash."""
+    leaf_hashes = state.leaf_hashes
+    accumulator = state.hash_accumulator
+    for key in state.dirty:
+        old = leaf_hashes.pop(key, 0)
+        value = serialize_leaf(state, key)
+        new = 0 if value is None else leaf_digest(key, value)
+        if new:
+            leaf_hashes[key] = new
+        accumulator = (accumulator - old + new) % _MOD
+    state.dirty.clear()
+    state.hash_accumulator = accumulator
+    state.state_hash = _finish(accumulator)
+    return state.state_hash
+
+
+def iter_leaf_keys(state: State) -> Iterator[tuple]:
+    """Every leaf key of the current state, in a deterministic order."""
+    yield ("global",)
+    for ticker, market in state.markets.items():
+        yield ("market", ticker)
+        for order in market.book.orders():
+            yield ("order", ticker, order.order_id)
+    for owner, number in state.subaccounts:
+        yield ("sub", owner, number)
+
+
+def compute_state_hash_full(state: State) -> str:
+    """The state hash recomputed from every leaf, ignoring the incremental bookkeeping."""
+    accumulator = 0
+    for key in iter_leaf_keys(state):
+        accumulator = (accumulator + leaf_digest(key, serialize_leaf(state, key))) % _MOD
+    return _finish(accumulator)

@@ -1,0 +1,82 @@
+"""Valuation and margin of a subaccount at oracle prices (DESIGN.md section 3).
+
+``subaccount_risk`` returns ``(net_collateral, initial_requirement, maintenance_requirement)``
+in micro-USDC, with pending funding included (funding is settled before every check), optionally
+for a hypothetical change of one market's position, of the balance and of that market's open
+interest. Every formula comes from ``bastion.risk_model``; this module only sums.
+"""
+from __future__ import annotations
+
+from bastion.core.state import Market, State, Subaccount
+from bastion.core.units import PPM, ppm_of_up
+from bastion.risk_model import funding_settlement, is_valid_undercollateralized_update, margin_requirements, notional
+
+Risk = tuple[int, int, int]
+
+
+def get_pending_funding(state: State, sub: Subaccount) -> int:
+    """USDC the subaccount would receive (negative: pay) if its funding were settled now (floored)."""
+    total_ppm = 0
+    markets = state.markets
+    for ticker, position in sub.positions.items():
+        total_ppm += funding_settlement(markets[ticker].funding_index, position.funding_index, position.size)
+    return total_ppm // PPM
+
+
+def compute_position_risk(state: State, market: Market, size: int, open_interest: int,
+                          imf_override: int | None) -> Risk:
+    """(signed net notional, IMR, MMR) of ``size`` lots at the oracle price."""
+    value = notional(size, market.oracle_price, size_decimals=market.size_decimals,
+                     price_decimals=market.price_decimals)
+    tier = state.tiers[market.tier_id]
+    oi_notional = notional(open_interest, market.oracle_price, size_decimals=market.size_decimals,
+                           price_decimals=market.price_decimals)
+    imr, mmr = margin_requirements(abs(value), tier.initial_margin_ppm, tier.maintenance_fraction_ppm,
+                                   open_interest_notional=oi_notional, oi_lower_cap=tier.oi_lower_cap_usdc,
+                                   oi_upper_cap=tier.oi_upper_cap_usdc)
+    if imf_override is not None:
+        imr = max(imr, ppm_of_up(abs(value), imf_override))
+    return value, imr, mmr
+
+
+def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = None, size_delta: int = 0,
+                        balance_delta: int = 0, open_interest_delta: int = 0) -> Risk:
+    """(TNC, IMR, MMR) now, or after the hypothetical change given by the keyword arguments."""
+    net_collateral = sub.balance + balance_delta + get_pending_funding(state, sub)
+    initial = maintenance = 0
+    markets = state.markets
+    overrides = sub.imf_overrides
+    seen_changed = market is None
+    for ticker, position in sub.positions.items():
+        m = markets[ticker]
+        size = position.size
+        oi = m.open_interest
+        if m is market:
+            size += size_delta
+            oi += open_interest_delta
+            seen_changed = True
+        if size:
+            value, imr, mmr = compute_position_risk(state, m, size, oi, overrides.get(ticker))
+            net_collateral += value
+            initial += imr
+            maintenance += mmr
+    if not seen_changed and size_delta:
+        value, imr, mmr = compute_position_risk(state, market, size_delta, market.open_interest + open_interest_delta,
+                                                overrides.get(market.ticker))
+        net_collateral += value
+        initial += imr
+        maintenance += mmr
+    return net_collateral, initial, maintenance
+
+
+def is_valid_update(old: Risk, new: Risk) -> bool:
+    """DESIGN.md section 3: ``TNC >= IMR`` afterwards, or a weak account that does not get riskier."""
+    if new[0] >= new[1]:
+        return True
+    return is_valid_undercollateralized_update(old[0], old[1], old[2], new[0], new[2])
+
+
+def open_interest_change(taker_size: int, taker_delta: int, maker_size: int, maker_delta: int) -> int:
+    """Change of a market's open interest (sum of longs) when two positions change."""
+    return (max(taker_size + taker_delta, 0) - max(taker_size, 0)
+            + max(maker_size + maker_delta, 0) - max(maker_size, 0))

@@ -1,0 +1,149 @@
+"""Typed messages: the only input of the state machine besides the block time.
+
+A message is a frozen dataclass; ``decode_message`` turns the JSON form of scenario files and of
+the API (``{"type": "place_order", ...}``) into one, checking field names and JSON types. Decimal
+quantities stay decimal strings here: their grid depends on the market, so the handler converts
+them (``bastion.core.units``) as the first step of its validation.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
+
+from bastion.core.errors import ProtocolError
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def normalize_address(value: object, *, field: str) -> str:
+    """An Ethereum address as lowercase hex (``invalid_address`` otherwise)."""
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ProtocolError("invalid_address", f"{field} is not a 0x-prefixed 20-byte hex address: {value!r}",
+                            field=field)
+    return value.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    """Bridge operator credits ``amount`` USDC to ``owner``'s subaccount (creating it if new)."""
+    owner: str
+    subaccount: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    subaccount: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move USDC from one of the sender's subaccounts to any subaccount of any owner."""
+    subaccount: int
+    to_owner: str
+    to_subaccount: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    subaccount: int
+    market: str
+    side: str
+    size: str
+    price: str
+    client_id: int
+    order_type: str = "limit"
+    time_in_force: str = "gtc"
+    good_til: str | None = None
+    trigger_price: str | None = None
+    reduce_only: bool = False
+    self_trade: str = "cancel_resting"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    subaccount: int
+    client_id: int | None = None
+    order_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    subaccount: int
+    market: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetLeverage:
+    """Choose a higher initial margin fraction (lower leverage) for one market, never below the tier's."""
+    subaccount: int
+    market: str
+    initial_margin: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetMarginMode:
+    """Make a flat subaccount with no open orders ``cross`` or ``isolated`` to one ``market``."""
+    subaccount: int
+    mode: str
+    market: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OracleUpdate:
+    prices: dict[str, str]
+
+
+MESSAGE_TYPES: dict[str, type] = {
+    "deposit": Deposit,
+    "withdraw": Withdraw,
+    "transfer": Transfer,
+    "place_order": PlaceOrder,
+    "cancel_order": CancelOrder,
+    "cancel_all": CancelAll,
+    "set_leverage": SetLeverage,
+    "set_margin_mode": SetMarginMode,
+    "oracle_update": OracleUpdate,
+}
+
+Message = Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode | OracleUpdate
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
+    "str | None": (str, type(None)), "dict[str, str]": (dict,),
+}
+
+
+def decode_message(data: Any) -> Message:
+    """Build a typed message from its JSON object, rejecting unknown types, fields and JSON types."""
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_message", "a message must be a JSON object", field="msg")
+    kind = data.get("type")
+    cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError("unknown_message_type", f"unknown message type {kind!r}", field="type")
+    known = {f.name: f for f in fields(cls)}
+    extra = sorted(set(data) - set(known) - {"type"})
+    if extra:
+        raise ProtocolError("unknown_field", f"{kind} has no field {extra[0]!r}", field=extra[0])
+    values = {}
+    for name, spec in known.items():
+        if name not in data:
+            if spec.default is MISSING:
+                raise ProtocolError("missing_field", f"{kind} needs field {name!r}", field=name)
+            continue
+        value = data[name]
+        allowed = _FIELD_TYPES[spec.type]
+        # bool is an int subclass in Python: refuse True where a number is expected
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ProtocolError("invalid_field", f"{kind}.{name} has the wrong type: {value!r}", field=name)
+        values[name] = value
+    if cls is OracleUpdate:
+        prices = values["prices"]
+        if not prices or not all(isinstance(k, str) and isinstance(v, str) for k, v in prices.items()):
+            raise ProtocolError("invalid_field", "oracle_update.prices must map tickers to decimal strings",
+                                field="prices")
+    return cls(**values)

@@ -1,0 +1,80 @@
+"""Oracle submissions and per-block aggregation (DESIGN.md section 6).
+
+Operators submit prices (rounded half-even to the tick grid; the raw text is kept in the event).
+At the end of every block each market's price becomes the lower median of the fresh submissions
+(age <= ``max_staleness``) that lie within ``max_source_deviation`` of the median of all fresh ones.
+With fewer than ``min_sources`` such submissions the market is *stale*: its price is kept, it
+accepts only risk-reducing orders and (liquidation issue) is never liquidated. A move larger than
+``max_move_per_block`` is clamped and flagged, so a jump takes several blocks to arrive.
+Genesis counts as a submission of the initial price by every operator at genesis time.
+"""
+from __future__ import annotations
+
+from bastion.core.accounts import get_market
+from bastion.core.errors import ProtocolError
+from bastion.core.funding import median_low
+from bastion.core.messages import OracleUpdate
+from bastion.core.state import State
+from bastion.core.units import parse_decimal_rounded, ppm_of_down
+
+Events = list[dict]
+
+
+def oracle_update(state: State, sender: str, msg: OracleUpdate, events: Events) -> dict:
+    if sender not in state.oracle_operators:
+        raise ProtocolError("not_oracle_operator", "only oracle operators may submit prices", field="sender")
+    parsed = []
+    for ticker in sorted(msg.prices):
+        market = get_market(state, ticker)
+        ticks = parse_decimal_rounded(msg.prices[ticker], market.price_decimals, field=f"prices.{ticker}")
+        if ticks <= 0:
+            raise ProtocolError("non_positive_price", f"price for {ticker} rounds to zero", field=f"prices.{ticker}")
+        parsed.append((market, ticks, msg.prices[ticker]))
+    for market, ticks, raw in parsed:
+        market.submissions[sender] = (ticks, state.time_ms)
+        state.touch(market.key)
+        events.append({"type": "oracle_submission", "market": market.ticker, "operator": sender, "price": ticks,
+                       "raw": raw})
+    return {}
+
+
+def update_oracle_prices(state: State, events: Events) -> None:
+    """End-of-block step: aggregate each market's fresh submissions into its oracle price."""
+    now = state.time_ms
+    for market in state.markets.values():
+        params = market.oracle_params
+        fresh = []
+        new_this_block = False
+        for operator in sorted(market.submissions):
+            ticks, submitted_ms = market.submissions[operator]
+            if now - submitted_ms <= params.max_staleness_ms:
+                fresh.append((operator, ticks))
+                new_this_block |= submitted_ms == now
+        kept = fresh
+        if fresh:
+            center = median_low([ticks for _, ticks in fresh])
+            limit = ppm_of_down(center, params.max_source_deviation_ppm)
+            kept = [(op, ticks) for op, ticks in fresh if abs(ticks - center) <= limit]
+            for operator, ticks in fresh:
+                if abs(ticks - center) > limit:
+                    events.append({"type": "oracle_source_rejected", "market": market.ticker, "operator": operator,
+                                   "price": ticks, "median": center,
+                                   "max_source_deviation_ppm": params.max_source_deviation_ppm})
+        stale = len(kept) < params.min_sources
+        if stale != market.stale:
+            market.stale = stale
+            state.touch(market.key)
+            events.append({"type": "oracle_stale" if stale else "oracle_fresh", "market": market.ticker,
+                           "fresh_sources": len(kept), "min_sources": params.min_sources})
+        if stale:
+            continue
+        target = median_low([ticks for _, ticks in kept])
+        previous = market.oracle_price
+        max_move = ppm_of_down(previous, params.max_move_per_block_ppm)
+        price = min(max(target, previous - max_move), previous + max_move)
+        if price != previous or new_this_block:
+            market.oracle_price = price
+            state.touch(market.key)
+            events.append({"type": "oracle_price", "market": market.ticker, "price": price, "previous": previous,
+                           "median": target, "sources": len(kept), "clamped": price != target})
+

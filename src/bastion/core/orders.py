@@ -1,0 +1,424 @@
+"""Order placement, cancellation and matching (DESIGN.md section 5).
+
+``place_order`` validates the whole message first (grid, market status, margin mode, reduce-only,
+post-only, margin after a hypothetical full fill at the limit price, fill-or-kill liquidity) and
+only then assigns an order id and matches. Matching walks the book in price-time priority at the
+makers' prices; ``_Matcher.decide`` judges each proposed fill:
+
+1. self-trade prevention (cancel resting | cancel taking | decrement both);
+2. reduce-only clipping for both sides, and the reduce-only/stale market rule;
+3. the market's open-interest cap;
+4. margin for the maker (a maker that would breach is cancelled and matching goes on) and then
+   the taker (matching stops);
+
+and applies the fill: funding settled, balances and positions moved, fees charged, events
+emitted. Fill-or-kill runs the same ``decide`` once as a dry run over an overlay of hypothetical
+changes, so the real run only starts when it will fill completely.
+"""
+from __future__ import annotations
+
+import heapq
+
+from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
+from bastion.core.book import BUY, SELL, Order
+from bastion.core.errors import InvariantViolation, ProtocolError
+from bastion.core.margin import get_subaccount_risk, is_valid_update, open_interest_change
+from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
+from bastion.core.state import ACTIVE, CROSS, ISOLATED, PAUSED, REDUCE_ONLY, Market, State, Subaccount
+from bastion.core.timefmt import parse_iso_ms
+from bastion.core.units import fee_for, parse_decimal, ppm_of_down
+from bastion.risk_model import notional
+
+Events = list[dict]
+
+SIDES = {"buy": BUY, "sell": SELL}
+SIDE_NAMES = ("buy", "sell")
+TIME_IN_FORCE = ("gtc", "gtt", "ioc", "fok", "post_only")
+RESTING_TIME_IN_FORCE = ("gtc", "gtt", "post_only")
+ORDER_TYPES = ("limit", "market")
+CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
+SELF_TRADE_MODES = ("cancel_resting", "cancel_taking", "decrement")
+MAX_CLIENT_ID = 2**32 - 1
+
+REMOVE_MAKER = -1
+STOP = -2
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+def fill_notional(market: Market, lots: int, ticks: int) -> int:
+    return notional(lots, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals)
+
+
+# --------------------------------------------------------------------------------------- placement
+def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> dict:
+    # --- VALIDATE: nothing below mutates state until "APPLY"
+    sub = get_own_subaccount(state, sender, msg.subaccount)
+    market = get_market(state, msg.market)
+    side = SIDES.get(msg.side)
+    if side is None:
+        raise ProtocolError("invalid_side", "side must be 'buy' or 'sell'", field="side")
+    if msg.order_type in CONDITIONAL_ORDER_TYPES:
+        raise ProtocolError("unsupported_order_type",
+                            f"conditional order type {msg.order_type!r} is not supported yet", field="order_type")
+    if msg.order_type not in ORDER_TYPES:
+        raise ProtocolError("invalid_order_type", f"unknown order type {msg.order_type!r}", field="order_type")
+    if msg.trigger_price is not None:
+        raise ProtocolError("invalid_field", "trigger_price is only for conditional orders", field="trigger_price")
+    tif = msg.time_in_force
+    if tif not in TIME_IN_FORCE:
+        raise ProtocolError("invalid_time_in_force", f"unknown time in force {tif!r}", field="time_in_force")
+    if msg.order_type == "market" and tif not in ("ioc", "fok"):
+        raise ProtocolError("invalid_time_in_force", "a market order must be ioc or fok", field="time_in_force")
+    if msg.self_trade not in SELF_TRADE_MODES:
+        raise ProtocolError("invalid_self_trade", f"unknown self-trade mode {msg.self_trade!r}", field="self_trade")
+    lots = parse_decimal(msg.size, market.size_decimals, field="size")
+    if lots <= 0:
+        raise ProtocolError("non_positive_size", "size must be positive", field="size")
+    if lots < market.min_order_lots:
+        raise ProtocolError("size_below_minimum", "size is below the market's minimum order size", field="size")
+    ticks = parse_decimal(msg.price, market.price_decimals, field="price")
+    if ticks <= 0:
+        raise ProtocolError("non_positive_price", "price must be positive", field="price")
+    good_til_ms = None
+    if tif == "gtt":
+        if msg.good_til is None:
+            raise ProtocolError("missing_field", "a gtt order needs good_til", field="good_til")
+        good_til_ms = parse_iso_ms(msg.good_til, field="good_til")
+        if good_til_ms <= state.time_ms:
+            raise ProtocolError("invalid_good_til", "good_til is not in the future", field="good_til")
+    elif msg.good_til is not None:
+        raise ProtocolError("invalid_field", "good_til is only for gtt orders", field="good_til")
+    if not 0 <= msg.client_id <= MAX_CLIENT_ID:
+        raise ProtocolError("invalid_client_id", "client_id must be 0..2^32-1", field="client_id")
+    if msg.client_id in sub.client_ids:
+        raise ProtocolError("duplicate_client_id", f"client_id {msg.client_id} is already used by an open order",
+                            field="client_id")
+    if sub.mode == ISOLATED and sub.isolated_market != market.ticker:
+        raise ProtocolError("subaccount_isolated_to_other_market",
+                            f"subaccount is isolated to {sub.isolated_market}", field="market")
+    if market.isolated_only and sub.mode == CROSS:
+        raise ProtocolError("isolated_market_requires_isolated_subaccount",
+                            f"{market.ticker} trades only from an isolated subaccount (set_margin_mode)",
+                            field="market")
+    position = sub.positions.get(market.ticker)
+    position_size = position.size if position is not None else 0
+    signed = lots if side == BUY else -lots
+    reduces = position_size != 0 and _sign(signed) != _sign(position_size) and lots <= abs(position_size)
+    if msg.reduce_only and (position_size == 0 or _sign(signed) == _sign(position_size)):
+        raise ProtocolError("reduce_only_would_increase", "a reduce-only order must reduce an open position",
+                            field="reduce_only")
+    if market.status == PAUSED or market.status not in (ACTIVE, REDUCE_ONLY):
+        raise ProtocolError("market_not_trading", f"{market.ticker} is {market.status}", field="market")
+    if (market.status == REDUCE_ONLY or market.stale) and not (reduces or msg.reduce_only):
+        reason = "stale oracle" if market.stale else "reduce-only status"
+        raise ProtocolError("market_reduce_only", f"{market.ticker} accepts only reducing orders ({reason})",
+                            field="market")
+    book = market.book
+    if tif == "post_only":
+        best = book.best_ask() if side == BUY else book.best_bid()
+        if best is not None and (ticks >= best if side == BUY else ticks <= best):
+            raise ProtocolError("post_only_would_cross", "a post-only order would take liquidity", field="price")
+    if not (reduces or msg.reduce_only):
+        fee_ppm = max(market.taker_fee_ppm, market.maker_fee_ppm, 0)
+        quote = fill_notional(market, signed, ticks)
+        net_collateral, initial, _ = get_subaccount_risk(
+            state, sub, market, size_delta=signed, balance_delta=-quote - fee_for(abs(quote), fee_ppm))
+        if net_collateral < initial:
+            raise ProtocolError("insufficient_margin",
+                                "after a full fill at the limit price the account would be below its initial margin",
+                                field="size", net_collateral=net_collateral, initial_margin=initial)
+    matcher = _Matcher(state, market, sub, side, msg, events)
+    if tif == "fok" and matcher.dry_run(ticks, lots) < lots:
+        raise ProtocolError("fok_not_filled", "a fill-or-kill order cannot be filled completely now", field="size")
+
+    # --- APPLY
+    order_id = state.next_order_id
+    state.next_order_id += 1
+    state.touch(("global",))
+    matcher.order_id = order_id
+    if tif == "post_only":
+        filled, stopped = 0, False
+    else:
+        filled, stopped = book.match(side, ticks, lots, matcher.on_fill)
+    remaining = lots - filled
+    status = "filled" if remaining == 0 else "partially_filled" if filled else "open"
+    if remaining:
+        if tif in RESTING_TIME_IN_FORCE and not stopped:
+            order = Order(order_id, side, ticks, remaining, lots, sender, msg.subaccount, msg.client_id, tif,
+                          msg.reduce_only, good_til_ms, msg.self_trade, state.time_ms)
+            book.add(order)
+            sub.orders[order_id] = market.ticker
+            sub.client_ids[msg.client_id] = order_id
+            state.touch(("order", market.ticker, order_id))
+            state.touch(sub.key)
+            if good_til_ms is not None:
+                heapq.heappush(state.gtt_queue, (good_til_ms, order_id, market.ticker))
+            events.append({"type": "order_placed", "market": market.ticker, "order_id": order_id,
+                           "owner": sender, "number": msg.subaccount, "client_id": msg.client_id,
+                           "side": msg.side, "price": ticks, "size": remaining})
+        else:
+            status = "filled" if remaining == 0 else "partially_filled" if filled else "cancelled"
+            reason = matcher.stop_reason or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
+            events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
+                           "owner": sender, "number": msg.subaccount, "client_id": msg.client_id,
+                           "size": remaining, "reason": reason})
+    return {"order_id": order_id, "market": market.ticker, "filled": filled, "status": status}
+
+
+class _Matcher:
+    """Judges and applies the fills of one taker order; also its fill-or-kill dry run."""
+
+    __slots__ = ("state", "market", "taker", "side", "msg", "events", "order_id", "stop_reason", "overlay",
+                 "oi_overlay", "owner")
+
+    def __init__(self, state: State, market: Market, taker: Subaccount, side: int, msg: PlaceOrder,
+                 events: Events) -> None:
+        self.state = state
+        self.market = market
+        self.taker = taker
+        self.owner = taker.owner
+        self.side = side
+        self.msg = msg
+        self.events = events
+        self.order_id = 0
+        self.stop_reason = ""
+        self.overlay: dict[tuple, list[int]] | None = None  # dry run: key -> [balance delta, size delta]
+        self.oi_overlay = 0
+
+    # -- reading through the overlay (empty in a real run, where changes are applied at once)
+    def _size(self, sub: Subaccount) -> int:
+        position = sub.positions.get(self.market.ticker)
+        size = position.size if position is not None else 0
+        if self.overlay is not None:
+            size += self.overlay.get(sub.key, (0, 0))[1]
+        return size
+
+    def _risk(self, sub: Subaccount, size_delta: int = 0, balance_delta: int = 0, oi_delta: int = 0):
+        if self.overlay is not None:
+            pending = self.overlay.get(sub.key, (0, 0))
+            balance_delta += pending[0]
+            size_delta += pending[1]
+            oi_delta += self.oi_overlay
+        return get_subaccount_risk(self.state, sub, self.market, size_delta, balance_delta, oi_delta)
+
+    def dry_run(self, limit: int, lots: int) -> int:
+        """How many lots the order would fill now, without changing anything."""
+        self.overlay = {}
+        filled = 0
+        try:
+            for maker in self.market.book.iter_crossing(self.side, limit):
+                available = maker.remaining
+                while available and filled < lots:
+                    result = self.decide(maker, min(lots - filled, available))
+                    if result == STOP:
+                        return filled
+                    if result == REMOVE_MAKER:
+                        break
+                    filled += result
+                    available -= result
+                if filled == lots:
+                    break
+            return filled
+        finally:
+            self.overlay = None
+            self.oi_overlay = 0
+            self.stop_reason = ""
+
+    def on_fill(self, maker: Order, lots: int) -> int:
+        """The book's callback: ``n > 0`` lots consumed, ``REMOVE_MAKER`` or ``STOP``."""
+        return self.decide(maker, lots)
+
+    def decide(self, maker: Order, lots: int) -> int:
+        state, market = self.state, self.market
+        dry = self.overlay is not None
+        taker = self.taker
+        # 1. self-trade prevention
+        if maker.owner == self.owner:
+            mode = self.msg.self_trade
+            if mode == "cancel_resting":
+                if not dry:
+                    self._cancel_maker(maker, "self_trade")
+                return REMOVE_MAKER
+            if mode == "cancel_taking":
+                self.stop_reason = "self_trade"
+                return STOP
+            if not dry:
+                self._decrement_maker(maker, lots)
+            return lots
+        maker_sub = state.subaccounts[(maker.owner, maker.number)]
+        taker_delta_sign = 1 if self.side == BUY else -1
+        # 2. reduce-only orders and reduce-only/stale markets: never increase or flip a position
+        taker_size = self._size(taker)
+        maker_size = self._size(maker_sub)
+        restricted = market.status == REDUCE_ONLY or market.stale
+        if self.msg.reduce_only or restricted:
+            cap = abs(taker_size) if taker_size * taker_delta_sign < 0 else 0
+            if cap == 0:
+                self.stop_reason = "reduce_only"
+                return STOP
+            lots = min(lots, cap)
+        if maker.reduce_only or restricted:
+            cap = abs(maker_size) if maker_size * taker_delta_sign > 0 else 0
+            if cap == 0:
+                if not dry:
+                    self._cancel_maker(maker, "reduce_only")
+                return REMOVE_MAKER
+            lots = min(lots, cap)
+        # 3. open-interest cap
+        taker_delta = lots * taker_delta_sign
+        oi_delta = open_interest_change(taker_size, taker_delta, maker_size, -taker_delta)
+        open_interest = market.open_interest + (self.oi_overlay if dry else 0)
+        if oi_delta > 0 and open_interest + oi_delta > market.max_open_interest_lots:
+            lots = self._largest_fill_under_cap(taker_size, maker_size, taker_delta_sign, lots, open_interest)
+            if lots == 0:
+                self.stop_reason = "open_interest_cap"
+                return STOP
+            taker_delta = lots * taker_delta_sign
+            oi_delta = open_interest_change(taker_size, taker_delta, maker_size, -taker_delta)
+        # 4. margin, maker first
+        quote = fill_notional(market, taker_delta, maker.price)  # signed: what the taker pays
+        maker_fee = fee_for(abs(quote), market.maker_fee_ppm)
+        taker_fee = fee_for(abs(quote), market.taker_fee_ppm)
+        # the old risk is needed only when the new state is below initial margin
+        maker_new = self._risk(maker_sub, -taker_delta, quote - maker_fee, oi_delta)
+        if maker_new[0] < maker_new[1] and not is_valid_update(self._risk(maker_sub), maker_new):
+            if not dry:
+                self._cancel_maker(maker, "maker_margin")
+            return REMOVE_MAKER
+        taker_new = self._risk(taker, taker_delta, -quote - taker_fee, oi_delta)
+        if taker_new[0] < taker_new[1] and not is_valid_update(self._risk(taker), taker_new):
+            self.stop_reason = "taker_margin"
+            return STOP
+        if dry:
+            overlay = self.overlay
+            entry = overlay.setdefault(taker.key, [0, 0])
+            entry[0] -= quote + taker_fee
+            entry[1] += taker_delta
+            entry = overlay.setdefault(maker_sub.key, [0, 0])
+            entry[0] += quote - maker_fee
+            entry[1] -= taker_delta
+            self.oi_overlay += oi_delta
+        else:
+            self._apply_fill(maker, maker_sub, lots, taker_delta, quote, maker_fee, taker_fee, oi_delta)
+        return lots
+
+    def _largest_fill_under_cap(self, taker_size, maker_size, sign, lots, open_interest) -> int:
+        """Largest fill whose open-interest increase fits under the cap (the increase is convex in size)."""
+        headroom = self.market.max_open_interest_lots - open_interest
+        low, high = 0, lots
+        while low < high:
+            mid = (low + high + 1) // 2
+            if open_interest_change(taker_size, mid * sign, maker_size, -mid * sign) <= headroom:
+                low = mid
+            else:
+                high = mid - 1
+        return low
+
+    # -- applying
+    def _apply_fill(self, maker: Order, maker_sub: Subaccount, lots: int, taker_delta: int, quote: int,
+                    maker_fee: int, taker_fee: int, oi_delta: int) -> None:
+        state, market, taker = self.state, self.market, self.taker
+        settle_funding(state, taker)
+        settle_funding(state, maker_sub)
+        taker.balance -= quote + taker_fee
+        maker_sub.balance += quote - maker_fee
+        change_position(state, taker, market, taker_delta)
+        change_position(state, maker_sub, market, -taker_delta)
+        market.open_interest += oi_delta
+        net_fee = taker_fee + maker_fee
+        if net_fee < 0:
+            raise InvariantViolation("maker rebate exceeds taker fee")
+        insurance = ppm_of_down(net_fee, state.fees.insurance_share_ppm)
+        state.insurance_funds[market.pool] += insurance
+        state.fees_account += net_fee - insurance
+        state.touch(taker.key)
+        state.touch(maker_sub.key)
+        state.touch(market.key)
+        state.touch(("global",))
+        if lots == maker.remaining:
+            self._forget_order(maker_sub, maker)
+        else:
+            state.touch(("order", market.ticker, maker.order_id))
+        self.events.append({
+            "type": "fill", "market": market.ticker, "price": maker.price, "size": lots,
+            "taker_side": SIDE_NAMES[self.side],
+            "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id, "fee": maker_fee},
+            "taker": {"owner": taker.owner, "number": taker.number, "order_id": self.order_id, "fee": taker_fee},
+        })
+
+    def _forget_order(self, sub: Subaccount, order: Order) -> None:
+        """Drop a maker that the book is about to remove from its subaccount's indexes."""
+        forget_order(self.state, sub, order, self.market.ticker)
+
+    def _cancel_maker(self, maker: Order, reason: str) -> None:
+        sub = self.state.subaccounts[(maker.owner, maker.number)]
+        self._forget_order(sub, maker)
+        self.events.append({"type": "order_cancelled", "market": self.market.ticker, "order_id": maker.order_id,
+                            "owner": maker.owner, "number": maker.number, "client_id": maker.client_id,
+                            "size": maker.remaining, "reason": reason})
+
+    def _decrement_maker(self, maker: Order, lots: int) -> None:
+        sub = self.state.subaccounts[(maker.owner, maker.number)]
+        if lots == maker.remaining:
+            self._forget_order(sub, maker)
+        else:
+            self.state.touch(("order", self.market.ticker, maker.order_id))
+        self.events.append({"type": "self_trade_decrement", "market": self.market.ticker,
+                            "order_id": maker.order_id, "taker_order_id": self.order_id, "owner": maker.owner,
+                            "size": lots})
+
+
+def forget_order(state: State, sub: Subaccount, order: Order, ticker: str) -> None:
+    """Remove an order (already out of, or about to leave, the book) from its subaccount's indexes."""
+    del sub.orders[order.order_id]
+    del sub.client_ids[order.client_id]
+    state.touch(sub.key)
+    state.touch(("order", ticker, order.order_id))
+
+
+def remove_order(state: State, market: Market, order_id: int, reason: str, events: Events) -> None:
+    """Take a resting order out of the book and its subaccount, with an ``order_cancelled`` event."""
+    order = market.book.remove(order_id)
+    if order is None:
+        raise InvariantViolation(f"order {order_id} indexed but not in the {market.ticker} book")
+    sub = state.subaccounts[(order.owner, order.number)]
+    forget_order(state, sub, order, market.ticker)
+    events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
+                   "owner": order.owner, "number": order.number, "client_id": order.client_id,
+                   "size": order.remaining, "reason": reason})
+
+
+# --------------------------------------------------------------------------------------- cancels
+def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) -> dict:
+    sub = get_own_subaccount(state, sender, msg.subaccount)
+    if (msg.client_id is None) == (msg.order_id is None):
+        raise ProtocolError("invalid_message", "give exactly one of client_id and order_id", field="order_id")
+    order_id = sub.client_ids.get(msg.client_id) if msg.order_id is None else msg.order_id
+    if order_id is None or order_id not in sub.orders:
+        raise ProtocolError("order_not_found", "no such open order in this subaccount",
+                            field="order_id" if msg.order_id is not None else "client_id")
+    remove_order(state, state.markets[sub.orders[order_id]], order_id, "cancelled", events)
+    return {"order_id": order_id}
+
+
+def cancel_all(state: State, sender: str, msg: CancelAll, events: Events) -> dict:
+    sub = get_own_subaccount(state, sender, msg.subaccount)
+    if msg.market is not None:
+        get_market(state, msg.market)
+    targets = [(oid, ticker) for oid, ticker in sub.orders.items() if msg.market in (None, ticker)]
+    for order_id, ticker in targets:
+        remove_order(state, state.markets[ticker], order_id, "cancelled", events)
+    return {"cancelled": len(targets)}
+
+
+def expire_orders(state: State, events: Events) -> None:
+    """Remove good-til-time orders whose time has come (block time >= good_til)."""
+    queue = state.gtt_queue
+    while queue and queue[0][0] <= state.time_ms:
+        _, order_id, ticker = heapq.heappop(queue)
+        market = state.markets[ticker]
+        if order_id in market.book:
+            remove_order(state, market, order_id, "expired", events)

@@ -1,0 +1,62 @@
+"""Governed parameters: liquidity tiers, oracle, funding, fees and liquidation settings.
+
+All values are integers in the unit their name carries (``_ppm``, ``_usdc`` in micro-USDC,
+``_ms``, ``_lots``). Genesis (``bastion.core.genesis``) parses them from decimal strings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class LiquidityTier:
+    """dYdX v4 liquidity tier: margins rise linearly with open interest between the caps."""
+
+    tier_id: int
+    name: str
+    initial_margin_ppm: int
+    maintenance_fraction_ppm: int
+    oi_lower_cap_usdc: int
+    oi_upper_cap_usdc: int
+    impact_notional_usdc: int
+
+
+@dataclass(slots=True)
+class OracleParams:
+    """Aggregation rules (DESIGN.md section 6); genesis defaults, overridable per market."""
+
+    min_sources: int
+    max_staleness_ms: int
+    max_source_deviation_ppm: int
+    max_move_per_block_ppm: int
+
+
+@dataclass(slots=True)
+class FundingParams:
+    """dYdX v4 funding cadence and clamps (DESIGN.md section 7)."""
+
+    clamp_factor_ppm: int = 6_000_000
+    premium_vote_clamp_factor_ppm: int = 60_000_000
+    default_funding_ppm: int = 0
+    sample_ms: int = 60_000
+    tick_ms: int = 3_600_000
+
+
+@dataclass(slots=True)
+class FeeParams:
+    """Share of net trading fees credited to the market's insurance fund; the rest is protocol revenue."""
+
+    insurance_share_ppm: int = 0
+
+
+@dataclass(slots=True)
+class LiquidationParams:
+    """Governed liquidation limits (DESIGN.md section 8); enforced by the liquidation engine."""
+
+    max_liquidation_fee_ppm: int = 15_000
+    bankruptcy_adjustment_ppm: int = 1_000_000
+    spread_to_maintenance_ppm: int = 1_500_000
+    min_position_notional_usdc: int = 1_000_000_000
+    max_position_portion_ppm: int = 100_000
+    max_notional_per_block_usdc: int = 100_000_000_000
+    max_insurance_loss_per_block_usdc: int = 1_000_000_000_000

@@ -1,0 +1,133 @@
+"""The exchange state: plain objects, mutated only by ``bastion.core.transition``.
+
+Iteration that matters is always in a defined order: markets by ticker (the dict is built sorted),
+subaccounts and orders in creation order, oracle operators sorted. Every mutation of a hashed object
+calls ``state.touch(key)`` so that the block's state hash (``bastion.core.hashing``) is updated
+incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id)``,
+``("market", ticker)`` and ``("global",)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bastion.core.book import Book
+from bastion.core.params import (
+    FeeParams,
+    FundingParams,
+    LiquidationParams,
+    LiquidityTier,
+    OracleParams,
+)
+
+CROSS = "cross"
+ISOLATED = "isolated"
+CROSS_POOL = "cross"
+
+ACTIVE = "active"
+REDUCE_ONLY = "reduce_only"
+PAUSED = "paused"
+MARKET_STATUSES = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
+
+SUBACCOUNT_NUMBERS = range(128)
+
+
+class Position:
+    """A signed size in lots and the market funding index at which it last settled."""
+
+    __slots__ = ("size", "funding_index")
+
+    def __init__(self, size: int, funding_index: int) -> None:
+        self.size = size
+        self.funding_index = funding_index
+
+
+class Subaccount:
+    """One of an owner's 128 subaccounts: a USDC balance, positions, and its open orders."""
+
+    __slots__ = ("owner", "number", "balance", "positions", "mode", "isolated_market",
+                 "imf_overrides", "orders", "client_ids", "key")
+
+    def __init__(self, owner: str, number: int, balance: int = 0, mode: str = CROSS,
+                 isolated_market: str | None = None) -> None:
+        self.owner = owner
+        self.number = number
+        self.balance = balance
+        self.positions: dict[str, Position] = {}
+        self.mode = mode
+        self.isolated_market = isolated_market
+        self.imf_overrides: dict[str, int] = {}
+        self.orders: dict[int, str] = {}        # order_id -> ticker, in placement order
+        self.client_ids: dict[int, int] = {}    # client_id -> order_id of the open order
+        self.key = ("sub", owner, number)
+
+
+@dataclass(slots=True)
+class Market:
+    """A perpetual market: governed parameters plus its live oracle, funding and book state."""
+
+    ticker: str
+    size_decimals: int
+    price_decimals: int
+    tier_id: int
+    min_order_lots: int
+    max_open_interest_lots: int
+    maker_fee_ppm: int
+    taker_fee_ppm: int
+    isolated_only: bool
+    status: str
+    oracle_params: OracleParams
+    oracle_price: int                      # ticks
+    notional_exponent: int = 0             # 6 - size_decimals - price_decimals
+    stale: bool = False
+    submissions: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator -> (ticks, ms)
+    open_interest: int = 0                 # lots, sum of long sizes
+    funding_index: int = 0                 # ppm micro-USDC per lot
+    premium_minute: int = -1               # index of the minute whose block premiums are collected
+    block_premiums: list[int] = field(default_factory=list)
+    minute_samples: list[int] = field(default_factory=list)
+    last_funding_hour: int = 0             # index of the hour of the last funding tick
+    book: Book = field(default_factory=Book)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("market", self.ticker)
+
+    @property
+    def pool(self) -> str:
+        """The collateral pool (and insurance fund) this market belongs to."""
+        return self.ticker if self.isolated_only else CROSS_POOL
+
+
+@dataclass(slots=True)
+class State:
+    """Everything the exchange knows; the state hash commits to all of it."""
+
+    chain_id: str
+    genesis_time_ms: int
+    time_ms: int
+    height: int
+    bridge_operator: str
+    oracle_operators: tuple[str, ...]
+    tiers: dict[int, LiquidityTier]
+    markets: dict[str, Market]
+    funding: FundingParams
+    fees: FeeParams
+    liquidation: LiquidationParams
+    insurance_funds: dict[str, int]
+    subaccounts: dict[tuple[str, int], Subaccount] = field(default_factory=dict)
+    bgov: dict[str, int] = field(default_factory=dict)
+    fees_account: int = 0
+    funding_account: int = 0
+    total_deposits: int = 0
+    total_withdrawals: int = 0
+    seed_insurance: int = 0                # insurance funds given at genesis (not deposits)
+    next_order_id: int = 1
+    gtt_queue: list[tuple[int, int, str]] = field(default_factory=list)  # heap (good_til_ms, id, ticker)
+    # incremental state hash (bastion.core.hashing)
+    dirty: dict[tuple, None] = field(default_factory=dict)
+    leaf_hashes: dict[tuple, int] = field(default_factory=dict)
+    hash_accumulator: int = 0
+    state_hash: str = ""
+
+    def touch(self, key: tuple) -> None:
+        self.dirty[key] = None

@@ -1,0 +1,155 @@
+"""The state transition: ``apply_block(state, time_ms, txs)`` and its named steps.
+
+A block is applied as::
+
+    begin_block   advance height and time, expire good-til-time orders
+    apply_tx      for each (sender, message) in order: validate, then apply; a rejection
+                  changes nothing and yields {"ok": false, "code": ..., "message": ...}
+    end_block     update_oracle_prices, update_funding, commit_state_hash
+
+Senders are taken as authenticated here (the node and API check signatures). Time is data:
+the block time is given by the caller, never read from a clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bastion.core import accounts, oracle, orders
+from bastion.core.book import BUY, SELL
+from bastion.core.errors import InvariantViolation, ProtocolError
+from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
+from bastion.core.hashing import commit_state_hash
+from bastion.core.messages import (
+    CancelAll, CancelOrder, Deposit, Message, OracleUpdate, PlaceOrder, SetLeverage, SetMarginMode, Transfer, Withdraw,
+)
+from bastion.core.state import State
+from bastion.risk_model import funding_clamp_ppm
+
+Events = list[dict]
+
+HANDLERS = {
+    Deposit: accounts.deposit,
+    Withdraw: accounts.withdraw,
+    Transfer: accounts.transfer,
+    PlaceOrder: orders.place_order,
+    CancelOrder: orders.cancel_order,
+    CancelAll: orders.cancel_all,
+    SetLeverage: accounts.set_leverage,
+    SetMarginMode: accounts.set_margin_mode,
+    OracleUpdate: oracle.oracle_update,
+}
+
+
+@dataclass(slots=True)
+class BlockResult:
+    height: int
+    time_ms: int
+    state_hash: str
+    results: list[dict] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+
+
+def begin_block(state: State, time_ms: int, events: Events) -> None:
+    if time_ms < state.time_ms:
+        raise ProtocolError("time_goes_backwards", f"block time {time_ms} is before the previous block's {state.time_ms}",
+                            field="time")
+    state.height += 1
+    state.time_ms = time_ms
+    state.touch(("global",))
+    orders.expire_orders(state, events)
+
+
+def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
+    """Apply one message; on rejection return the error and leave state and events untouched."""
+    handler = HANDLERS.get(type(msg))
+    if handler is None:
+        return {"ok": False, "code": "unknown_message_type", "message": f"no handler for {type(msg).__name__}"}
+    tx_events: Events = []
+    try:
+        extra = handler(state, sender, msg, tx_events)
+    except ProtocolError as error:
+        return {"ok": False, "code": error.code, "message": error.message}
+    events.extend(tx_events)
+    return {"ok": True, **extra}
+
+
+def update_funding(state: State, events: Events) -> None:
+    """End-of-block step: block premium sample, minute samples, hourly funding ticks (DESIGN.md section 7)."""
+    params = state.funding
+    minute = state.time_ms // params.sample_ms
+    hour = state.time_ms // params.tick_ms
+    expected_samples = params.tick_ms // params.sample_ms
+    for market in state.markets.values():
+        tier = state.tiers[market.tier_id]
+        if minute != market.premium_minute:
+            if market.block_premiums:
+                market.minute_samples.append(median_low(market.block_premiums))
+                market.block_premiums = []
+            market.premium_minute = minute
+        if hour > market.last_funding_hour:
+            clamp = funding_clamp_ppm(params.clamp_factor_ppm, tier.initial_margin_ppm, tier.maintenance_fraction_ppm)
+            rate = funding_rate_8h_ppm(market.minute_samples, expected_samples=expected_samples,
+                                       default_funding_ppm=params.default_funding_ppm, clamp_ppm=clamp)
+            elapsed_s = (hour - market.last_funding_hour) * params.tick_ms // 1000
+            delta = funding_index_delta(rate_8h_ppm=rate, oracle_ticks=market.oracle_price,
+                                        size_decimals=market.size_decimals, price_decimals=market.price_decimals,
+                                        elapsed_s=elapsed_s)
+            market.funding_index += delta
+            events.append({"type": "funding_tick", "market": market.ticker, "rate_8h_ppm": rate,
+                           "samples": len(market.minute_samples), "oracle_price": market.oracle_price,
+                           "elapsed_s": elapsed_s, "index_delta": delta, "funding_index": market.funding_index})
+            market.minute_samples = []
+            market.last_funding_hour = hour
+        if not market.stale:
+            book = market.book
+            max_premium = funding_clamp_ppm(params.premium_vote_clamp_factor_ppm, tier.initial_margin_ppm,
+                                            tier.maintenance_fraction_ppm)
+            market.block_premiums.append(premium_ppm(
+                bids=book.iter_levels(BUY), asks=book.iter_levels(SELL), oracle_ticks=market.oracle_price,
+                size_decimals=market.size_decimals, price_decimals=market.price_decimals,
+                impact_notional=tier.impact_notional_usdc, max_abs_premium_ppm=max_premium))
+        state.touch(market.key)
+
+
+END_BLOCK_STEPS = (
+    oracle.update_oracle_prices,
+    update_funding,
+)
+
+
+def end_block(state: State, events: Events) -> str:
+    for step in END_BLOCK_STEPS:
+        step(state, events)
+    return commit_state_hash(state)
+
+
+def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]]) -> BlockResult:
+    """Apply one block of authenticated ``(sender, message)`` pairs at ``time_ms``."""
+    events: Events = []
+    begin_block(state, time_ms, events)
+    results = [apply_tx(state, sender, msg, events) for sender, msg in txs]
+    state_hash = end_block(state, events)
+    return BlockResult(state.height, time_ms, state_hash, results, events)
+
+
+def check_invariants(state: State) -> None:
+    """Raise ``InvariantViolation`` if conservation, open interest or the book are broken (tests, replay)."""
+    balances = sum(sub.balance for sub in state.subaccounts.values())
+    held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+    expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
+    if held != expected:
+        raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")
+    for ticker, market in state.markets.items():
+        longs = shorts = 0
+        for sub in state.subaccounts.values():
+            position = sub.positions.get(ticker)
+            if position is not None:
+                if position.size > 0:
+                    longs += position.size
+                else:
+                    shorts -= position.size
+        if longs != shorts or longs != market.open_interest:
+            raise InvariantViolation(f"{ticker}: long {longs}, short {shorts}, open interest {market.open_interest}")
+        bid, ask = market.book.best_bid(), market.book.best_ask()
+        if bid is not None and ask is not None and bid >= ask:
+            raise InvariantViolation(f"{ticker}: crossed book {bid} >= {ask}")

@@ -1,0 +1,125 @@
+"""Units and the few cross-unit conversions, each with an explicit rounding direction.
+
+- collateral: integer micro-USDC (``USDC = 1_000_000``);
+- sizes: integer lots of ``10**-size_decimals`` base asset;
+- prices: integer ticks of ``10**-price_decimals`` USDC per base asset;
+- rates and fractions: integer parts per million (``PPM = 1_000_000``);
+- time: integer milliseconds since the Unix epoch.
+
+Decimal strings are parsed and formatted here and nowhere else; no float or ``Decimal`` is used.
+"""
+from __future__ import annotations
+
+import re
+
+from bastion.core.errors import ProtocolError
+
+USDC_DECIMALS = 6
+USDC = 10**USDC_DECIMALS
+PPM = 1_000_000
+PPM_DECIMALS = 6
+MS_PER_S = 1_000
+
+_DECIMAL = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
+
+
+def parse_decimal(text: object, decimals: int, *, field: str, signed: bool = False) -> int:
+    """Parse a decimal string into an integer count of ``10**-decimals`` units, exactly.
+
+    Rejects (``invalid_decimal``) anything that is not a plain decimal string, a negative value
+    unless ``signed``, and (``too_many_decimals``) any digit beyond the grid: inputs are never
+    silently rounded. ``decimals`` may be negative (one unit is then ``10**-decimals``, a power of ten
+    above one), in which case the value must be a multiple of that unit.
+    """
+    if not isinstance(text, str):
+        raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {text!r}", field=field)
+    match = _DECIMAL.match(text.strip())
+    if match is None:
+        raise ProtocolError("invalid_decimal", f"{field} is not a decimal number: {text!r}", field=field)
+    sign, whole, frac = match.group(1), match.group(2), (match.group(3) or "").rstrip("0")
+    if sign and not signed:
+        raise ProtocolError("negative_value", f"{field} must not be negative: {text!r}", field=field)
+    if decimals >= 0:
+        if len(frac) > decimals:
+            raise ProtocolError(
+                "too_many_decimals", f"{field} {text!r} has more than {decimals} decimals", field=field)
+        value = int(whole + frac.ljust(decimals, "0"))
+    else:
+        unit = 10 ** (-decimals)
+        raw = int(whole)
+        if frac or raw % unit:
+            raise ProtocolError(
+                "too_many_decimals", f"{field} {text!r} must be a multiple of {unit}", field=field)
+        value = raw // unit
+    return -value if sign else value
+
+
+def parse_decimal_rounded(text: object, decimals: int, *, field: str) -> int:
+    """Parse a positive decimal string and round it half-to-even onto the ``10**-decimals`` grid.
+
+    Used only for oracle submissions (DESIGN.md section 2); the raw string is recorded by the caller.
+    """
+    if not isinstance(text, str):
+        raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {text!r}", field=field)
+    match = _DECIMAL.match(text.strip())
+    if match is None or match.group(1):
+        raise ProtocolError("invalid_decimal", f"{field} is not a positive decimal number: {text!r}", field=field)
+    whole, frac = match.group(2), match.group(3) or ""
+    numerator = int(whole + frac)
+    denominator = 10 ** len(frac)
+    if decimals >= 0:
+        numerator *= 10**decimals
+    else:
+        denominator *= 10 ** (-decimals)
+    quotient, remainder = divmod(numerator, denominator)
+    if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2 == 1):
+        quotient += 1
+    return quotient
+
+
+def format_decimal(value: int, decimals: int) -> str:
+    """Format an integer count of ``10**-decimals`` units as the shortest exact decimal string."""
+    if decimals <= 0:
+        return str(value * 10 ** (-decimals))
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**decimals)
+    frac_text = str(frac).rjust(decimals, "0").rstrip("0")
+    return f"{sign}{whole}.{frac_text}" if frac_text else f"{sign}{whole}"
+
+
+def parse_usdc(text: object, *, field: str, signed: bool = False) -> int:
+    return parse_decimal(text, USDC_DECIMALS, field=field, signed=signed)
+
+
+def format_usdc(micro_usdc: int) -> str:
+    return format_decimal(micro_usdc, USDC_DECIMALS)
+
+
+def parse_ppm(text: object, *, field: str, signed: bool = False) -> int:
+    """A ratio as a decimal string ("0.05") to parts per million (50_000)."""
+    return parse_decimal(text, PPM_DECIMALS, field=field, signed=signed)
+
+
+def format_ppm(ppm: int) -> str:
+    return format_decimal(ppm, PPM_DECIMALS)
+
+
+def ppm_of_up(amount: int, ppm: int) -> int:
+    """``ceil(amount * ppm / 1e6)`` for a non-negative amount and rate: charges round up."""
+    return -((-amount * ppm) // PPM)
+
+
+def ppm_of_down(amount: int, ppm: int) -> int:
+    """``floor(amount * ppm / 1e6)`` for a non-negative amount and rate: payouts round down."""
+    return (amount * ppm) // PPM
+
+
+def fee_for(notional_abs: int, fee_ppm: int) -> int:
+    """The fee on a fill of absolute notional ``notional_abs``, in favour of the protocol.
+
+    A positive fee rounds up; a negative fee (a maker rebate) is paid rounded down, so the
+    result is ``-floor(notional * |fee| / 1e6)``.
+    """
+    if fee_ppm >= 0:
+        return ppm_of_up(notional_abs, fee_ppm)
+    return -ppm_of_down(notional_abs, -fee_ppm)

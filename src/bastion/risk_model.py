@@ -1,0 +1,298 @@
+"""The public risk model of Bastion: every margin, liquidation and funding formula in one place.
+
+This module is the contract of DESIGN.md section 15. It is pure (stdlib only, no I/O, no state)
+so that anyone can import it and check the exchange's arithmetic. The engine calls these
+functions; nothing else re-implements them. The formulas are dYdX v4's, and dYdX's own unit-test
+vectors are replayed against them (``tests/test_risk_model_vectors.py``).
+
+Units (DESIGN.md section 2)
+    * amounts ("quote", "notional", "collateral", "margin"): integer micro-USDC, 1 USDC = 1_000_000;
+    * sizes: integer **lots**, one lot = 10**-size_decimals of the base asset (signed: long > 0);
+    * prices: integer **ticks**, one tick = 10**-price_decimals USDC per unit of base asset;
+    * rates and fractions: integer parts per million (ppm), 1_000_000 = 100%;
+    * funding indices: ppm * micro-USDC per lot.
+    dYdX names: quote quantums = micro-USDC, base quantums = lots with
+    ``atomic_resolution = -size_decimals``, oracle price exponent = ``-price_decimals``.
+
+Every argument and result is an ``int`` except ``fillable_price``, which returns an exact
+``fractions.Fraction``. No floats anywhere.
+
+Rounding (always in favour of the protocol)
+    ==================================  =========================================================
+    ``notional``                        toward zero (exact when 6 - size_decimals - price_decimals >= 0)
+    ``maintenance_margin_ppm``          down
+    ``adjusted_initial_margin_ppm``     down (the open-interest increase is floored)
+    ``margin_requirements``             up (both IMR and MMR: requirements round up)
+    ``bankruptcy_amount``               up (the subtracted share of collateral is floored)
+    ``fillable_price``                  exact rational
+    ``insurance_fund_delta``            the fee cap rounds down (payouts round down)
+    ``funding_clamp_ppm``               down
+    ``funding_settlement``              exact (ppm micro-USDC; the caller floors by 1e6 per subaccount)
+    ==================================  =========================================================
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Literal
+
+__all__ = [
+    # DESIGN.md section 15.
+    "maintenance_margin_ppm",
+    "adjusted_initial_margin_ppm",
+    "margin_requirements",
+    "is_liquidatable",
+    "compare_risk",
+    "bankruptcy_amount",
+    "fillable_price",
+    "insurance_fund_delta",
+    "funding_clamp_ppm",
+    "funding_settlement",
+    # Needed by the engine.
+    "notional",
+    "undercollateralized_update_result",
+    "is_valid_undercollateralized_update",
+]
+
+_PPM = 1_000_000
+_QUOTE_DECIMALS = 6  # micro-USDC
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    """``ceil(numerator / denominator)`` for a positive denominator."""
+    return -(-numerator // denominator)
+
+
+def _trunc_div(numerator: int, denominator: int) -> int:
+    """``numerator / denominator`` rounded toward zero (Go's ``big.Int.Quo``)."""
+    quotient = abs(numerator) // abs(denominator)
+    return quotient if (numerator >= 0) == (denominator > 0) else -quotient
+
+
+# ---------------------------------------------------------------------------------------------
+# Valuation
+# ---------------------------------------------------------------------------------------------
+
+
+def notional(lots: int, ticks: int, *, size_decimals: int, price_decimals: int) -> int:
+    """Signed value in micro-USDC of ``lots`` at price ``ticks`` (dYdX ``BaseToQuoteQuantums``).
+
+    ``lots * ticks * 10**(6 - size_decimals - price_decimals)``; when the exponent is negative the
+    result is truncated toward zero, so a short is never valued beyond its exact value.
+    """
+    exponent = _QUOTE_DECIMALS - size_decimals - price_decimals
+    product = lots * ticks
+    if exponent >= 0:
+        return product * 10**exponent
+    return _trunc_div(product, 10 ** (-exponent))
+
+
+# ---------------------------------------------------------------------------------------------
+# Margin
+# ---------------------------------------------------------------------------------------------
+
+
+def maintenance_margin_ppm(initial_margin_ppm: int, maintenance_fraction_ppm: int) -> int:
+    """MMF in ppm: ``floor(IMF * fraction / 1e6)`` (the fraction is a share of the IMF)."""
+    return initial_margin_ppm * maintenance_fraction_ppm // _PPM
+
+
+def adjusted_initial_margin_ppm(
+    initial_margin_ppm: int, open_interest_notional: int, oi_lower_cap: int, oi_upper_cap: int
+) -> int:
+    """The IMF in ppm once raised by open interest (dYdX ``GetAdjustedInitialMarginPpm``).
+
+    * ``IMF`` if ``oi_upper_cap == 0`` (scaling disabled) or ``OI <= oi_lower_cap``;
+    * ``1_000_000`` (100%) if ``OI >= oi_upper_cap``;
+    * otherwise ``floor((1e6 - IMF) * (OI - lower) / (upper - lower)) + IMF``.
+    Open interest and caps are notionals in micro-USDC.
+    """
+    if oi_upper_cap == 0 or open_interest_notional <= oi_lower_cap:
+        return initial_margin_ppm
+    if open_interest_notional >= oi_upper_cap:
+        return _PPM
+    increase = (_PPM - initial_margin_ppm) * (open_interest_notional - oi_lower_cap) // (oi_upper_cap - oi_lower_cap)
+    return increase + initial_margin_ppm
+
+
+def margin_requirements(
+    notional: int,
+    initial_margin_ppm: int,
+    maintenance_fraction_ppm: int,
+    *,
+    open_interest_notional: int = 0,
+    oi_lower_cap: int = 0,
+    oi_upper_cap: int = 0,
+) -> tuple[int, int]:
+    """``(IMR, MMR)`` in micro-USDC of one position of absolute notional ``notional`` (>= 0).
+
+    * ``IMR = ceil(notional * adjusted_IMF / 1e6)`` (the IMF raised by open interest);
+    * ``MMR = ceil(ceil(notional * IMF / 1e6) * fraction / 1e6)`` (the base IMF: open interest
+      does not raise the maintenance requirement).
+    Both round up.
+    """
+    if notional < 0:
+        raise ValueError(f"margin_requirements takes an absolute notional, got {notional}")
+    adjusted_imf_ppm = adjusted_initial_margin_ppm(
+        initial_margin_ppm, open_interest_notional, oi_lower_cap, oi_upper_cap)
+    initial_margin = _ceil_div(notional * adjusted_imf_ppm, _PPM)
+    base_initial_margin = _ceil_div(notional * initial_margin_ppm, _PPM)
+    maintenance_margin = _ceil_div(base_initial_margin * maintenance_fraction_ppm, _PPM)
+    return initial_margin, maintenance_margin
+
+
+def is_liquidatable(net_collateral: int, maintenance_margin: int) -> bool:
+    """An account is liquidatable when ``MMR > 0 and TNC < MMR``."""
+    return maintenance_margin > 0 and net_collateral < maintenance_margin
+
+
+def compare_risk(net_collateral_a: int, maintenance_a: int, net_collateral_b: int, maintenance_b: int) -> int:
+    """Order two accounts by risk (dYdX ``Risk.Cmp``): -1 if a is less risky, 0 if equal, 1 if more.
+
+    Compares ``TNC_a / MMR_a`` with ``TNC_b / MMR_b`` by cross multiplication
+    (``TNC_b * MMR_a`` against ``TNC_a * MMR_b``). On a tie: if both MMRs are zero the account with
+    less collateral is riskier; otherwise the account with the larger MMR is riskier.
+    """
+    result = _sign(net_collateral_b * maintenance_a - net_collateral_a * maintenance_b)
+    if result != 0:
+        return result
+    if maintenance_a == 0 and maintenance_b == 0:
+        return _sign(net_collateral_b - net_collateral_a)
+    return _sign(maintenance_a - maintenance_b)
+
+
+def _sign(value: int) -> int:
+    return (value > 0) - (value < 0)
+
+
+def undercollateralized_update_result(
+    old_net_collateral: int,
+    old_initial_margin: int,
+    old_maintenance: int,
+    new_net_collateral: int,
+    new_maintenance: int,
+) -> Literal["Success", "NewlyUndercollateralized", "StillUndercollateralized"]:
+    """dYdX ``IsValidStateTransitionForUndercollateralizedSubaccount``, with dYdX's result names.
+
+    Only meaningful when the account is below its IMR after the update (``new TNC < new IMR``).
+    The update is allowed (``"Success"``) only if it leaves the account no riskier:
+
+    1. the MMR must not increase;
+    2. if either MMR is zero (no positions), both must be zero and TNC must strictly increase;
+    3. otherwise ``new TNC / new MMR >= old TNC / old MMR``, checked as
+       ``new TNC * old MMR >= old TNC * new MMR``.
+
+    A refusal is ``"NewlyUndercollateralized"`` if the account met its IMR before the update
+    (``old TNC >= old IMR``), else ``"StillUndercollateralized"``.
+    """
+    if old_net_collateral >= old_initial_margin:
+        refusal: Literal["NewlyUndercollateralized", "StillUndercollateralized"] = "NewlyUndercollateralized"
+    else:
+        refusal = "StillUndercollateralized"
+    if new_maintenance > old_maintenance:
+        return refusal
+    if new_maintenance == 0 or old_maintenance == 0:
+        if new_maintenance == 0 and old_maintenance == 0 and new_net_collateral > old_net_collateral:
+            return "Success"
+        return refusal
+    if old_net_collateral * new_maintenance > new_net_collateral * old_maintenance:
+        return refusal
+    return "Success"
+
+
+def is_valid_undercollateralized_update(
+    old_net_collateral: int,
+    old_initial_margin: int,
+    old_maintenance: int,
+    new_net_collateral: int,
+    new_maintenance: int,
+) -> bool:
+    """True when an update that leaves the account below IMR is still allowed (see
+    ``undercollateralized_update_result``): it does not raise the MMR and does not lower TNC/MMR."""
+    return undercollateralized_update_result(
+        old_net_collateral, old_initial_margin, old_maintenance, new_net_collateral, new_maintenance,
+    ) == "Success"
+
+
+# ---------------------------------------------------------------------------------------------
+# Liquidation
+# ---------------------------------------------------------------------------------------------
+
+
+def bankruptcy_amount(
+    delta_net_notional: int, net_collateral: int, delta_maintenance: int, total_maintenance: int
+) -> int:
+    """The quote amount (micro-USDC, signed) at which closing part of a position uses up exactly
+    its share of the account's collateral (dYdX ``GetBankruptcyPriceInQuoteQuantums``).
+
+    ``-dNNV - floor(TNC * |dMMR| / TMMR)``: the subtracted share is floored, so the result rounds
+    up and closing at it never needs the insurance fund. ``dNNV``/``dMMR`` are the changes of the
+    position's net notional and maintenance margin; ``TNC``/``TMMR`` are the account's totals
+    before the liquidation (``TMMR > 0``: only liquidatable accounts have a bankruptcy price).
+    """
+    if total_maintenance <= 0:
+        raise ValueError(f"bankruptcy_amount needs a positive total maintenance margin, got {total_maintenance}")
+    collateral_share = net_collateral * abs(delta_maintenance) // total_maintenance
+    return -delta_net_notional - collateral_share
+
+
+def fillable_price(
+    position_net_notional: int,
+    position_maintenance: int,
+    position_size: int,
+    net_collateral: int,
+    total_maintenance: int,
+    *,
+    bankruptcy_adjustment_ppm: int,
+    spread_to_maintenance_ppm: int,
+) -> Fraction:
+    """The worst price (micro-USDC per lot, exact) a liquidation order may fill at (dYdX
+    ``GetFillablePrice``).
+
+    ``(PNNV - ABR * SMMR * PMMR) / PS`` with ``ABR = clamp(BA * (1 - TNC / TMMR), 0, 1)``, where
+    ``PNNV``/``PMMR``/``PS`` are the whole position's net notional, maintenance margin and signed
+    size, ``BA`` the bankruptcy adjustment and ``SMMR`` the spread-to-maintenance ratio (both ppm).
+    A long is sold below the oracle price, a short bought above it. Raises ``ValueError`` for
+    ``PS == 0``, ``TMMR <= 0`` or a negative result (dYdX panics on all three).
+    """
+    if position_size == 0:
+        raise ValueError("fillable_price needs an open position (position_size != 0)")
+    if total_maintenance <= 0:
+        raise ValueError(f"fillable_price needs a positive total maintenance margin, got {total_maintenance}")
+    unbounded_rating = Fraction(bankruptcy_adjustment_ppm, _PPM) * (1 - Fraction(net_collateral, total_maintenance))
+    adjusted_bankruptcy_rating = min(max(unbounded_rating, Fraction(0)), Fraction(1))
+    max_spread = Fraction(position_maintenance * spread_to_maintenance_ppm, _PPM)
+    price = (position_net_notional - adjusted_bankruptcy_rating * max_spread) / position_size
+    if price < 0:
+        raise ValueError(f"fillable_price is negative ({price}): inconsistent position or liquidation config")
+    return price
+
+
+def insurance_fund_delta(fill_quote: int, bankruptcy_quote: int, max_liquidation_fee_ppm: int) -> int:
+    """Payment (micro-USDC) from the liquidated account to the insurance fund; negative when the
+    fund covers a loss (dYdX ``GetLiquidationInsuranceFundDelta``).
+
+    ``d = fill - bankruptcy``; ``d`` if ``d <= 0``, else ``min(d, floor(|fill| * fee / 1e6))``.
+    ``fill_quote`` is the signed quote the account receives for the fill (negative when it buys).
+    """
+    delta = fill_quote - bankruptcy_quote
+    if delta <= 0:
+        return delta
+    return min(delta, abs(fill_quote) * max_liquidation_fee_ppm // _PPM)
+
+
+# ---------------------------------------------------------------------------------------------
+# Funding
+# ---------------------------------------------------------------------------------------------
+
+
+def funding_clamp_ppm(clamp_factor_ppm: int, initial_margin_ppm: int, maintenance_fraction_ppm: int) -> int:
+    """Largest absolute 8-hour funding rate in ppm: ``floor(clamp_factor * (IMF - MMF) / 1e6)``."""
+    margin_gap_ppm = initial_margin_ppm - maintenance_margin_ppm(initial_margin_ppm, maintenance_fraction_ppm)
+    return clamp_factor_ppm * margin_gap_ppm // _PPM
+
+
+def funding_settlement(market_funding_index: int, position_funding_index: int, position_size: int) -> int:
+    """Funding owed to a position since it last settled, in ppm micro-USDC (signed):
+    ``-(market_index - position_index) * size``. Longs pay when the index rises. The caller sums
+    a subaccount's positions and divides by 1e6 with floor."""
+    return -(market_funding_index - position_funding_index) * position_size

@@ -1,0 +1,169 @@
+"""Scenario files (SCENARIOS.md): a genesis and blocks of messages in, a JSON result out.
+
+This is an adapter around the pure core: it parses the file, feeds ``apply_block`` and formats
+integers back into decimal strings with each market's grid. Structural mistakes in the file
+(a block without ``txs``, a missing sender, an invalid genesis...) raise ``ScenarioError`` with a
+message naming the block, the transaction and the field; a well-formed message that the protocol
+rejects is a result ``{"ok": false, "code", "message", "field"}`` like any other transaction.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bastion.core.errors import ProtocolError
+from bastion.core.genesis import GENESIS_DEFAULTS, build_state
+from bastion.core.margin import get_subaccount_risk
+from bastion.core.messages import decode_message, normalize_address
+from bastion.core.state import State
+from bastion.core.timefmt import format_iso_ms, parse_iso_ms
+from bastion.core.transition import apply_block, check_invariants
+from bastion.core.units import MS_PER_S, format_decimal, format_usdc
+
+PRICE_FIELDS = {"price", "previous", "median", "oracle_price"}
+SIZE_FIELDS = {"size", "filled"}
+USDC_FIELDS = {"amount", "fee", "net_collateral", "initial_margin"}
+
+
+class ScenarioError(Exception):
+    """A malformed scenario file; the message names where (block, tx, field)."""
+
+
+def format_event(event: dict, state: State) -> dict:
+    """An event with its integers turned into decimal strings on its market's grid."""
+    market = state.markets.get(event.get("market"))
+    out = {}
+    for key, value in event.items():
+        if isinstance(value, dict):
+            out[key] = format_event({**value, "market": event.get("market")}, state)
+            out[key].pop("market", None)
+        elif isinstance(value, bool) or not isinstance(value, int):
+            out[key] = value
+        elif key in USDC_FIELDS:
+            out[key] = format_usdc(value)
+        elif market is not None and key in PRICE_FIELDS:
+            out[key] = format_decimal(value, market.price_decimals)
+        elif market is not None and key in SIZE_FIELDS:
+            out[key] = format_decimal(value, market.size_decimals)
+        else:
+            out[key] = value
+    return out
+
+
+def describe_state(state: State) -> dict:
+    """The ``final`` section of a scenario result: every balance, position, market and fund."""
+    subaccounts = []
+    for sub in state.subaccounts.values():
+        tnc, imr, mmr = get_subaccount_risk(state, sub)
+        entry = {"owner": sub.owner, "number": sub.number, "usdc": format_usdc(sub.balance),
+                 "equity": format_usdc(tnc), "imr": format_usdc(imr), "mmr": format_usdc(mmr),
+                 "positions": [{"market": t, "size": format_decimal(p.size, state.markets[t].size_decimals)}
+                               for t, p in sorted(sub.positions.items())],
+                 "open_orders": len(sub.orders)}
+        if sub.mode != "cross":
+            entry["mode"] = sub.mode
+            entry["market"] = sub.isolated_market
+        subaccounts.append(entry)
+    markets = [{"ticker": m.ticker, "oracle_price": format_decimal(m.oracle_price, m.price_decimals),
+                "open_interest": format_decimal(m.open_interest, m.size_decimals),
+                "funding_index": str(m.funding_index), "status": m.status, "stale": m.stale,
+                "best_bid": None if m.book.best_bid() is None else format_decimal(m.book.best_bid(), m.price_decimals),
+                "best_ask": None if m.book.best_ask() is None else format_decimal(m.book.best_ask(), m.price_decimals),
+                "resting_orders": len(m.book)}
+               for m in state.markets.values()]
+    return {"height": state.height, "time": format_iso_ms(state.time_ms), "state_hash": state.state_hash,
+            "subaccounts": subaccounts, "markets": markets,
+            "insurance_funds": {k: format_usdc(v) for k, v in state.insurance_funds.items()},
+            "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)},
+            "totals": {"deposits": format_usdc(state.total_deposits),
+                       "withdrawals": format_usdc(state.total_withdrawals)}}
+
+
+def _block_time(block: Any, index: int, state: State) -> int:
+    where = f"block {index + 1}"
+    if not isinstance(block, dict):
+        raise ScenarioError(f"{where}: must be an object with 'advance' or 'time' and 'txs'")
+    unknown = sorted(set(block) - {"advance", "time", "txs"})
+    if unknown:
+        raise ScenarioError(f"{where}: unknown field {unknown[0]!r}")
+    if ("advance" in block) == ("time" in block):
+        raise ScenarioError(f"{where}: give exactly one of 'advance' (seconds) or 'time' (ISO-8601)")
+    if "advance" in block:
+        advance = block["advance"]
+        if not isinstance(advance, int) or isinstance(advance, bool) or advance < 0:
+            raise ScenarioError(f"{where}, field 'advance': must be a non-negative whole number of seconds")
+        return state.time_ms + advance * MS_PER_S
+    try:
+        time_ms = parse_iso_ms(block["time"], field="time")
+    except ProtocolError as error:
+        raise ScenarioError(f"{where}, field 'time': {error.message}") from None
+    if time_ms < state.time_ms:
+        raise ScenarioError(f"{where}, field 'time': {block['time']} is before the previous block")
+    return time_ms
+
+
+def run_scenario(data: Any, *, check: bool = True) -> dict:
+    """Run a parsed scenario document and return its result (see SCENARIOS.md)."""
+    if not isinstance(data, dict) or "genesis" not in data:
+        raise ScenarioError("a scenario is an object with 'genesis' and 'blocks'")
+    unknown = sorted(set(data) - {"genesis", "blocks", "description", "notes", "expect"})
+    if unknown:
+        raise ScenarioError(f"unknown top-level field {unknown[0]!r}")
+    try:
+        state = build_state(data["genesis"])
+    except ProtocolError as error:
+        raise ScenarioError(error.message) from None
+    blocks = data.get("blocks", [])
+    if not isinstance(blocks, list):
+        raise ScenarioError("'blocks' must be a list")
+    out_blocks = []
+    for i, block in enumerate(blocks):
+        time_ms = _block_time(block, i, state)
+        txs_in = block.get("txs", [])
+        if not isinstance(txs_in, list):
+            raise ScenarioError(f"block {i + 1}, field 'txs': must be a list")
+        txs, decode_errors = [], {}
+        for j, tx in enumerate(txs_in):
+            where = f"block {i + 1}, tx {j + 1}"
+            if not isinstance(tx, dict) or set(tx) - {"sender", "msg"} or "msg" not in tx or "sender" not in tx:
+                raise ScenarioError(f"{where}: a tx is an object with exactly 'sender' and 'msg'")
+            try:
+                sender = normalize_address(tx["sender"], field="sender")
+            except ProtocolError as error:
+                raise ScenarioError(f"{where}, field 'sender': {error.message}") from None
+            try:
+                txs.append((sender, decode_message(tx["msg"])))
+            except ProtocolError as error:
+                decode_errors[j] = {"ok": False, "code": error.code, "message": error.message,
+                                    "field": error.fields.get("field")}
+                txs.append(None)
+        result = apply_block(state, time_ms, [tx for tx in txs if tx is not None])
+        applied = iter(result.results)
+        results = [decode_errors[j] if tx is None else next(applied) for j, tx in enumerate(txs)]
+        if check:
+            check_invariants(state)
+        out_blocks.append({"height": result.height, "time": format_iso_ms(result.time_ms),
+                           "state_hash": result.state_hash, "results": [_format_result(r, state) for r in results],
+                           "events": [format_event(e, state) for e in result.events]})
+    return {"blocks": out_blocks, "final": describe_state(state)}
+
+
+def _format_result(result: dict, state: State) -> dict:
+    if "filled" in result and result.get("market") in state.markets:
+        market = state.markets[result["market"]]
+        return {**result, "filled": format_decimal(result["filled"], market.size_decimals)}
+    return result
+
+
+def run_scenario_file(path: str | Path, *, check: bool = True) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ScenarioError(f"{path}: not valid JSON ({error})") from None
+    return run_scenario(data, check=check)
+
+
+def scenario_defaults() -> dict:
+    """The defaults applied to omitted genesis fields."""
+    return GENESIS_DEFAULTS
