@@ -1,0 +1,1 @@
+"""The ``bastion`` command line (typer + rich): an adapter, no business rules."""
