@@ -9,6 +9,7 @@ Errors are ``ProtocolError("invalid_genesis", ...)`` naming the field path, e.g.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from bastion.core.errors import ProtocolError
@@ -55,8 +56,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "insurance_funds": {"cross": "0"},
     "accounts": [],
 }
-_MAX_OI_DEFAULT_NOTE = "min_order_size defaults to one lot; max_open_interest defaults to unlimited (0 = none)"
 _UNLIMITED = 10**30
+_TICKER = re.compile(r"^[A-Z0-9][A-Z0-9._/-]{0,31}$")
 
 
 def _error(path: str, message: str) -> ProtocolError:
@@ -170,6 +171,8 @@ def build_state(genesis: Any) -> State:
                         "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price", "status",
                         "oracle"}, path)
         ticker = _get(m, "ticker", path, str)
+        if not _TICKER.match(ticker):
+            raise _error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
         if ticker in markets:
             raise _error(f"{path}.ticker", f"duplicate market {ticker}")
         size_decimals = _int(_get(m, "size_decimals", path, int), f"{path}.size_decimals", minimum=-12, maximum=18)

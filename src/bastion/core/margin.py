@@ -7,7 +7,7 @@ interest. Every formula comes from ``bastion.risk_model``; this module only sums
 """
 from __future__ import annotations
 
-from bastion.core.state import Market, State, Subaccount
+from bastion.core.state import Market, Position, State, Subaccount
 from bastion.core.units import PPM, ppm_of_up
 from bastion.risk_model import funding_settlement, is_valid_undercollateralized_update, margin_requirements, notional
 
@@ -25,12 +25,15 @@ def get_pending_funding(state: State, sub: Subaccount) -> int:
 
 def compute_position_risk(state: State, market: Market, size: int, open_interest: int,
                           imf_override: int | None) -> Risk:
-    """(signed net notional, IMR, MMR) of ``size`` lots at the oracle price."""
+    """(signed net notional, IMR, MMR) of ``size`` lots at the oracle price, ``open_interest`` lots in the market."""
     value = notional(size, market.oracle_price, size_decimals=market.size_decimals,
                      price_decimals=market.price_decimals)
     tier = state.tiers[market.tier_id]
-    oi_notional = notional(open_interest, market.oracle_price, size_decimals=market.size_decimals,
-                           price_decimals=market.price_decimals)
+    if tier.oi_upper_cap_usdc:
+        oi_notional = notional(open_interest, market.oracle_price, size_decimals=market.size_decimals,
+                               price_decimals=market.price_decimals)
+    else:
+        oi_notional = 0  # no open-interest scaling in this tier
     imr, mmr = margin_requirements(abs(value), tier.initial_margin_ppm, tier.maintenance_fraction_ppm,
                                    open_interest_notional=oi_notional, oi_lower_cap=tier.oi_lower_cap_usdc,
                                    oi_upper_cap=tier.oi_upper_cap_usdc)
@@ -39,34 +42,53 @@ def compute_position_risk(state: State, market: Market, size: int, open_interest
     return value, imr, mmr
 
 
+def _position_risk_cached(state: State, market: Market, position: Position, imf_override: int | None) -> Risk:
+    """``compute_position_risk`` of an existing position, memoised on the position.
+
+    The result depends only on the size, the oracle price, the override and (for tiers with
+    open-interest caps) the market's open interest, which together form the cache key.
+    """
+    open_interest = market.open_interest if state.tiers[market.tier_id].oi_upper_cap_usdc else -1
+    key = (position.size, market.oracle_price, open_interest, imf_override, market.tier_id)
+    if position.risk_key != key:
+        position.risk = compute_position_risk(state, market, position.size, market.open_interest, imf_override)
+        position.risk_key = key
+    return position.risk
+
+
 def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = None, size_delta: int = 0,
                         balance_delta: int = 0, open_interest_delta: int = 0) -> Risk:
-    """(TNC, IMR, MMR) now, or after the hypothetical change given by the keyword arguments."""
-    net_collateral = sub.balance + balance_delta + get_pending_funding(state, sub)
-    initial = maintenance = 0
+    """(TNC, IMR, MMR) now, or after the hypothetical change given by the keyword arguments.
+
+    TNC includes the pending funding of every position (funding is settled before every check).
+    """
+    funding_ppm = 0
+    net_notional = initial = maintenance = 0
     markets = state.markets
     overrides = sub.imf_overrides
-    seen_changed = market is None
+    changed_seen = market is None
     for ticker, position in sub.positions.items():
         m = markets[ticker]
-        size = position.size
-        oi = m.open_interest
+        funding_ppm += funding_settlement(m.funding_index, position.funding_index, position.size)
         if m is market:
-            size += size_delta
-            oi += open_interest_delta
-            seen_changed = True
-        if size:
-            value, imr, mmr = compute_position_risk(state, m, size, oi, overrides.get(ticker))
-            net_collateral += value
-            initial += imr
-            maintenance += mmr
-    if not seen_changed and size_delta:
-        value, imr, mmr = compute_position_risk(state, market, size_delta, market.open_interest + open_interest_delta,
-                                                overrides.get(market.ticker))
-        net_collateral += value
+            changed_seen = True
+            size = position.size + size_delta
+            if not size:
+                continue
+            value, imr, mmr = compute_position_risk(state, m, size, m.open_interest + open_interest_delta,
+                                                    overrides.get(ticker))
+        else:
+            value, imr, mmr = _position_risk_cached(state, m, position, overrides.get(ticker))
+        net_notional += value
         initial += imr
         maintenance += mmr
-    return net_collateral, initial, maintenance
+    if not changed_seen and size_delta:
+        value, imr, mmr = compute_position_risk(state, market, size_delta, market.open_interest + open_interest_delta,
+                                                overrides.get(market.ticker))
+        net_notional += value
+        initial += imr
+        maintenance += mmr
+    return sub.balance + balance_delta + funding_ppm // PPM + net_notional, initial, maintenance
 
 
 def is_valid_update(old: Risk, new: Risk) -> bool:

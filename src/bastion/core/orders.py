@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
-from bastion.core.book import BUY, SELL, Order
+from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.margin import get_subaccount_risk, is_valid_update, open_interest_change
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
@@ -39,9 +39,6 @@ ORDER_TYPES = ("limit", "market")
 CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
 SELF_TRADE_MODES = ("cancel_resting", "cancel_taking", "decrement")
 MAX_CLIENT_ID = 2**32 - 1
-
-REMOVE_MAKER = -1
-STOP = -2
 
 
 def _sign(value: int) -> int:
@@ -117,10 +114,10 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
         raise ProtocolError("market_reduce_only", f"{market.ticker} accepts only reducing orders ({reason})",
                             field="market")
     book = market.book
-    if tif == "post_only":
-        best = book.best_ask() if side == BUY else book.best_bid()
-        if best is not None and (ticks >= best if side == BUY else ticks <= best):
-            raise ProtocolError("post_only_would_cross", "a post-only order would take liquidity", field="price")
+    best = book.best_ask() if side == BUY else book.best_bid()
+    crosses = best is not None and (best <= ticks if side == BUY else best >= ticks)
+    if tif == "post_only" and crosses:
+        raise ProtocolError("post_only_would_cross", "a post-only order would take liquidity", field="price")
     if not (reduces or msg.reduce_only):
         fee_ppm = max(market.taker_fee_ppm, market.maker_fee_ppm, 0)
         quote = fill_notional(market, signed, ticks)
@@ -130,19 +127,19 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
             raise ProtocolError("insufficient_margin",
                                 "after a full fill at the limit price the account would be below its initial margin",
                                 field="size", net_collateral=net_collateral, initial_margin=initial)
-    matcher = _Matcher(state, market, sub, side, msg, events)
-    if tif == "fok" and matcher.dry_run(ticks, lots) < lots:
+    matcher = _Matcher(state, market, sub, side, msg, events) if crosses else None
+    if tif == "fok" and (matcher is None or matcher.dry_run(ticks, lots) < lots):
         raise ProtocolError("fok_not_filled", "a fill-or-kill order cannot be filled completely now", field="size")
 
     # --- APPLY
     order_id = state.next_order_id
     state.next_order_id += 1
     state.touch(("global",))
-    matcher.order_id = order_id
-    if tif == "post_only":
+    if matcher is None:  # nothing to match against (post-only orders never cross, checked above)
         filled, stopped = 0, False
     else:
-        filled, stopped = book.match(side, ticks, lots, matcher.on_fill)
+        matcher.order_id = order_id
+        filled, stopped = book.match(side, ticks, lots, matcher.decide)
     remaining = lots - filled
     status = "filled" if remaining == 0 else "partially_filled" if filled else "open"
     if remaining:
@@ -161,7 +158,7 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
                            "side": msg.side, "price": ticks, "size": remaining})
         else:
             status = "filled" if remaining == 0 else "partially_filled" if filled else "cancelled"
-            reason = matcher.stop_reason or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
+            reason = (matcher and matcher.stop_reason) or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
             events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
                            "owner": sender, "number": msg.subaccount, "client_id": msg.client_id,
                            "size": remaining, "reason": reason})
@@ -227,11 +224,11 @@ class _Matcher:
             self.oi_overlay = 0
             self.stop_reason = ""
 
-    def on_fill(self, maker: Order, lots: int) -> int:
-        """The book's callback: ``n > 0`` lots consumed, ``REMOVE_MAKER`` or ``STOP``."""
-        return self.decide(maker, lots)
-
     def decide(self, maker: Order, lots: int) -> int:
+        """Judge (and in a real run apply) one proposed fill; the book's ``on_fill`` callback.
+
+        Returns the lots consumed (> 0), ``REMOVE_MAKER`` or ``STOP``.
+        """
         state, market = self.state, self.market
         dry = self.overlay is not None
         taker = self.taker

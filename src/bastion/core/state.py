@@ -32,13 +32,19 @@ SUBACCOUNT_NUMBERS = range(128)
 
 
 class Position:
-    """A signed size in lots and the market funding index at which it last settled."""
+    """A signed size in lots and the market funding index at which it last settled.
 
-    __slots__ = ("size", "funding_index")
+    ``risk_key``/``risk`` memoise the position's valuation (``bastion.core.margin``); they are
+    derived data, not part of the state hash.
+    """
+
+    __slots__ = ("size", "funding_index", "risk_key", "risk")
 
     def __init__(self, size: int, funding_index: int) -> None:
         self.size = size
         self.funding_index = funding_index
+        self.risk_key: tuple | None = None
+        self.risk: tuple[int, int, int] = (0, 0, 0)
 
 
 class Subaccount:

@@ -31,6 +31,8 @@ def parse_decimal(text: object, decimals: int, *, field: str, signed: bool = Fal
     silently rounded. ``decimals`` may be negative (one unit is then ``10**-decimals``, a power of ten
     above one), in which case the value must be a multiple of that unit.
     """
+    if type(text) is str and decimals >= 0 and text.isascii() and text.isdigit():
+        return int(text) * 10**decimals  # fast path: a plain whole number
     if not isinstance(text, str):
         raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {text!r}", field=field)
     match = _DECIMAL.match(text.strip())
