@@ -20,7 +20,7 @@ PPM = 1_000_000
 PPM_DECIMALS = 6
 MS_PER_S = 1_000
 
-_DECIMAL = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
+_DECIMAL = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]+))?$")
 
 
 def parse_decimal(text: object, decimals: int, *, field: str, signed: bool = False) -> int:

@@ -1,0 +1,45 @@
+"""The incremental state hash equals a full recomputation, and the fast leaf encoders equal JSON."""
+import json
+
+from bastion.core.hashing import _DUMPS, _leaf_bytes, compute_state_hash_full, iter_leaf_keys, serialize_leaf
+from bastion.scenario import run_scenario
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _final_state_of(name):
+    from bastion.core.genesis import build_state
+    from bastion.core.messages import decode_message, normalize_address
+    from bastion.core.timefmt import parse_iso_ms
+    from bastion.core.transition import apply_block
+
+    doc = json.loads((EXAMPLES / name).read_text())
+    state = build_state(doc["genesis"])
+    hashes = []
+    for block in doc["blocks"]:
+        time_ms = state.time_ms + block["advance"] * 1000
+        txs = [(normalize_address(tx["sender"], field="sender"), decode_message(tx["msg"])) for tx in block["txs"]]
+        hashes.append((apply_block(state, time_ms, txs).state_hash, compute_state_hash_full(state)))
+    return state, hashes
+
+
+def test_incremental_hash_equals_full_recomputation_after_every_block():
+    _, hashes = _final_state_of("demo.json")
+    assert hashes and all(incremental == full for incremental, full in hashes)
+
+
+def test_fast_leaf_encoding_is_byte_identical_to_canonical_json():
+    state, _ = _final_state_of("demo.json")
+    keys = list(iter_leaf_keys(state))
+    assert {k[0] for k in keys} == {"global", "market", "order", "sub"}
+    for key in keys:
+        expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(state, key)).encode()
+        assert _leaf_bytes(state, key) == expected, key
+
+
+def test_scenario_result_hash_matches_state_hash_per_block():
+    doc = json.loads((EXAMPLES / "quickstart.json").read_text())
+    first, second = run_scenario(doc), run_scenario(doc)
+    assert [b["state_hash"] for b in first["blocks"]] == [b["state_hash"] for b in second["blocks"]]
+    assert first["final"]["state_hash"] == first["blocks"][-1]["state_hash"]
