@@ -35,7 +35,7 @@ def parse_decimal(text: object, decimals: int, *, field: str, signed: bool = Fal
         return int(text) * 10**decimals  # fast path: a plain whole number
     if not isinstance(text, str):
         raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {text!r}", field=field)
-    match = _DECIMAL.match(text.strip())
+    match = _DECIMAL.match(text)
     if match is None:
         raise ProtocolError("invalid_decimal", f"{field} is not a decimal number: {text!r}", field=field)
     sign, whole, frac = match.group(1), match.group(2), (match.group(3) or "").rstrip("0")
@@ -63,7 +63,7 @@ def parse_decimal_rounded(text: object, decimals: int, *, field: str) -> int:
     """
     if not isinstance(text, str):
         raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {text!r}", field=field)
-    match = _DECIMAL.match(text.strip())
+    match = _DECIMAL.match(text)
     if match is None or match.group(1):
         raise ProtocolError("invalid_decimal", f"{field} is not a positive decimal number: {text!r}", field=field)
     whole, frac = match.group(2), match.group(3) or ""
