@@ -45,11 +45,12 @@ def compute_position_risk(state: State, market: Market, size: int, open_interest
 def _position_risk_cached(state: State, market: Market, position: Position, imf_override: int | None) -> Risk:
     """``compute_position_risk`` of an existing position, memoised on the position.
 
-    The result depends only on the size, the oracle price, the override and (for tiers with
-    open-interest caps) the market's open interest, which together form the cache key.
+    The result depends only on the size, the oracle price, the override, (for tiers with
+    open-interest caps) the market's open interest, and the governed parameters, whose every change
+    bumps ``state.params_epoch``; together they form the cache key.
     """
     open_interest = market.open_interest if state.tiers[market.tier_id].oi_upper_cap_usdc else -1
-    key = (position.size, market.oracle_price, open_interest, imf_override, market.tier_id)
+    key = (position.size, market.oracle_price, open_interest, imf_override, state.params_epoch)
     if position.risk_key != key:
         position.risk = compute_position_risk(state, market, position.size, market.open_interest, imf_override)
         position.risk_key = key

@@ -5,7 +5,8 @@ At the end of every block each market's price becomes the lower median of the fr
 (age <= ``max_staleness``) that lie within ``max_source_deviation`` of the median of all fresh ones.
 With fewer than ``min_sources`` such submissions the market is *stale*: its price is kept, it
 accepts only risk-reducing orders and (liquidation issue) is never liquidated. A move larger than
-``max_move_per_block`` is clamped and flagged, so a jump takes several blocks to arrive.
+``max_move_per_block`` (but at least one tick) is clamped and flagged, so a jump takes several
+blocks to arrive.
 Genesis counts as a submission of the initial price by every operator at genesis time.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from bastion.core.errors import ProtocolError
 from bastion.core.funding import median_low
 from bastion.core.messages import OracleUpdate
 from bastion.core.state import State
-from bastion.core.units import parse_decimal_rounded, ppm_of_down
+from bastion.core.units import PPM, parse_decimal_rounded, ppm_of_down
 
 Events = list[dict]
 
@@ -53,10 +54,10 @@ def update_oracle_prices(state: State, events: Events) -> None:
         kept = fresh
         if fresh:
             center = median_low([ticks for _, ticks in fresh])
-            limit = ppm_of_down(center, params.max_source_deviation_ppm)
-            kept = [(op, ticks) for op, ticks in fresh if abs(ticks - center) <= limit]
+            deviation = params.max_source_deviation_ppm * center  # compared exactly: |p - median| * 1e6 <= dev * median
+            kept = [(op, ticks) for op, ticks in fresh if abs(ticks - center) * PPM <= deviation]
             for operator, ticks in fresh:
-                if abs(ticks - center) > limit:
+                if abs(ticks - center) * PPM > deviation:
                     events.append({"type": "oracle_source_rejected", "market": market.ticker, "operator": operator,
                                    "price": ticks, "median": center,
                                    "max_source_deviation_ppm": params.max_source_deviation_ppm})
@@ -70,7 +71,8 @@ def update_oracle_prices(state: State, events: Events) -> None:
             continue
         target = median_low([ticks for _, ticks in kept])
         previous = market.oracle_price
-        max_move = ppm_of_down(previous, params.max_move_per_block_ppm)
+        # at least one tick per block, so a coarse tick grid cannot freeze the price
+        max_move = max(1, ppm_of_down(previous, params.max_move_per_block_ppm))
         price = min(max(target, previous - max_move), previous + max_move)
         if price != previous or new_this_block:
             market.oracle_price = price

@@ -136,12 +136,14 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
     state.next_order_id += 1
     state.touch(("global",))
     if matcher is None:  # nothing to match against (post-only orders never cross, checked above)
-        filled, stopped = 0, False
+        consumed = filled = 0
+        stopped = False
     else:
         matcher.order_id = order_id
-        filled, stopped = book.match(side, ticks, lots, matcher.decide)
-    remaining = lots - filled
-    status = "filled" if remaining == 0 else "partially_filled" if filled else "open"
+        consumed, stopped = book.match(side, ticks, lots, matcher.decide)
+        filled = matcher.traded  # lots consumed by self-trade "decrement" are not fills
+    remaining = lots - consumed
+    status = "filled" if remaining == 0 else "partially_filled" if consumed else "open"
     if remaining:
         if tif in RESTING_TIME_IN_FORCE and not stopped:
             order = Order(order_id, side, ticks, remaining, lots, sender, msg.subaccount, msg.client_id, tif,
@@ -157,19 +159,22 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
                            "owner": sender, "number": msg.subaccount, "client_id": msg.client_id,
                            "side": msg.side, "price": ticks, "size": remaining})
         else:
-            status = "filled" if remaining == 0 else "partially_filled" if filled else "cancelled"
+            status = "partially_filled" if consumed else "cancelled"
             reason = (matcher and matcher.stop_reason) or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
             events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
                            "owner": sender, "number": msg.subaccount, "client_id": msg.client_id,
                            "size": remaining, "reason": reason})
-    return {"order_id": order_id, "market": market.ticker, "filled": filled, "status": status}
+    result = {"order_id": order_id, "market": market.ticker, "filled": filled, "status": status}
+    if consumed != filled:
+        result["decremented"] = consumed - filled
+    return result
 
 
 class _Matcher:
     """Judges and applies the fills of one taker order; also its fill-or-kill dry run."""
 
     __slots__ = ("state", "market", "taker", "side", "msg", "events", "order_id", "stop_reason", "overlay",
-                 "oi_overlay", "owner")
+                 "oi_overlay", "owner", "traded")
 
     def __init__(self, state: State, market: Market, taker: Subaccount, side: int, msg: PlaceOrder,
                  events: Events) -> None:
@@ -184,6 +189,7 @@ class _Matcher:
         self.stop_reason = ""
         self.overlay: dict[tuple, list[int]] | None = None  # dry run: key -> [balance delta, size delta]
         self.oi_overlay = 0
+        self.traded = 0  # lots actually traded in the real run
 
     # -- reading through the overlay (empty in a real run, where changes are applied at once)
     def _size(self, sub: Subaccount) -> int:
@@ -300,6 +306,7 @@ class _Matcher:
             self.oi_overlay += oi_delta
         else:
             self._apply_fill(maker, maker_sub, lots, taker_delta, quote, maker_fee, taker_fee, oi_delta)
+            self.traded += lots
         return lots
 
     def _largest_fill_under_cap(self, taker_size, maker_size, sign, lots, open_interest) -> int:

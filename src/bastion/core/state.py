@@ -129,6 +129,7 @@ class State:
     seed_insurance: int = 0                # insurance funds given at genesis (not deposits)
     next_order_id: int = 1
     gtt_queue: list[tuple[int, int, str]] = field(default_factory=list)  # heap (good_til_ms, id, ticker)
+    params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
     leaf_hashes: dict[tuple, int] = field(default_factory=dict)
