@@ -151,8 +151,7 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
             book.add(order)
             sub.orders[order_id] = market.ticker
             sub.client_ids[msg.client_id] = order_id
-            state.touch(("order", market.ticker, order_id))
-            state.touch(sub.key)
+            state.touch(("order", market.ticker, order_id))  # sub.orders is an index of the book, not hashed
             if good_til_ms is not None:
                 heapq.heappush(state.gtt_queue, (good_til_ms, order_id, market.ticker))
             events.append({"type": "order_placed", "market": market.ticker, "order_id": order_id,
@@ -379,7 +378,6 @@ def forget_order(state: State, sub: Subaccount, order: Order, ticker: str) -> No
     """Remove an order (already out of, or about to leave, the book) from its subaccount's indexes."""
     del sub.orders[order.order_id]
     del sub.client_ids[order.client_id]
-    state.touch(sub.key)
     state.touch(("order", ticker, order.order_id))
 
 
