@@ -1,35 +1,39 @@
 """The limit order book of one market: price-time priority, integer ticks and lots.
 
-The book only stores resting orders and walks them; it knows nothing of margin, fees or
-accounts. The state machine decides what a fill means through the ``on_fill`` callback of
-:meth:`Book.match` and rests the remainder of a taker with :meth:`Book.add`.
+The book stores resting orders and walks them for a taker; it knows nothing of margin, fees or
+accounts. The state machine decides what each fill means through the ``on_fill`` callback of
+:meth:`Book.match`, then rests what is left of the taker with :meth:`Book.add`.
 
-Structure (per side)
-    ``levels``  dict: level key -> :class:`_Level`, a FIFO deque of orders with the level's live lots
-    ``keys``    list of level keys sorted ascending, so the best level is always ``keys[-1]``
-A level key is the price for bids and the negated price for asks: for both sides "greater key"
-means "better price", and one loop serves both sides. A level exists only while it holds live
-lots, so ``keys[-1]`` is the exact best price.
+Structure, per side:
+    ``levels``  dict: level key -> :class:`_Level` (head and tail of a FIFO queue, total lots)
+    ``keys``    list of the level keys sorted ascending, so the best level is always ``keys[-1]``
+A level key is the price for bids and the negated price for asks: on both sides a greater key is
+a better price, and the same loop serves both sides. A level exists only while it holds orders,
+so ``keys[-1]`` is the exact best price.
 
-Cancellation is lazy: :meth:`Book.remove` takes the order out of the id index and the level's
-lot total at once (O(1)), but leaves it in the level's deque as a *zombie* (recorded in
-``_zombies``) that matching and iteration skip and drop when they reach it. A level whose last
-live order goes is deleted with its zombies; when zombies outnumber live orders, every level is
-compacted (amortised O(1) per cancel), so memory stays bounded by the live orders.
+The queue of a level is a doubly linked list threaded through the orders themselves (two hidden
+slots, ``_prev`` and ``_next``, inherited from :class:`_Queued`), so a cancel unlinks its order
+in O(1) touching only its two neighbours, and a filled or cancelled order is unlinked at once and
+freed by reference counting. Orders are appended to their level and to the id index
+(``_orders``) at the same moment and leave both at the same moment, so **the queue of every
+level is in the index's insertion order**: :meth:`Book.orders` alone determines the book, which
+is how copies and pickles of a book are made (``__getstate__``).
 
-Complexity: add O(1) into an existing level, O(log L + L) (a C ``memmove``) when it opens one of
-L levels; remove O(1), plus O(L) when it empties a level that is not the best; match O(fills).
+Complexity: ``add`` O(1) into an existing level, plus a binary search and a C ``memmove`` of the
+key list when it opens one of L levels; ``remove`` O(1), plus the same when it empties a level;
+``match`` O(levels crossed + orders filled), whole levels being consumed without per-order
+arithmetic; ``best_bid``/``best_ask`` O(1); ``iter_levels`` O(1) per level.
 
-Determinism: no floats, no clock, no randomness; dicts are only iterated in insertion order and
-orders are compared by identity (``Order`` deliberately has no ``__eq__``).
+Determinism: no floats, clock or randomness; dicts are iterated in insertion order only; orders
+compare by identity (``Order`` has no ``__eq__``).
 
-Nothing here is thread-safe, and the book must not be mutated while one of its iterators is
-being consumed (``iter_levels``, ``iter_crossing``, ``orders``), except from ``on_fill``.
+The book must not be mutated while one of its iterators (``orders``, ``iter_levels``,
+``iter_crossing``) is being consumed, except from ``on_fill``, which may cancel or add
+(non-crossing) orders through the public methods.
 """
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 __all__ = ["BUY", "SELL", "FILL_CANCEL_MAKER", "FILL_STOP", "Book", "Order"]
@@ -37,19 +41,30 @@ __all__ = ["BUY", "SELL", "FILL_CANCEL_MAKER", "FILL_STOP", "Book", "Order"]
 BUY = 0
 SELL = 1
 
-# Special returns of an ``on_fill`` callback (a positive return is the lots filled).
-FILL_CANCEL_MAKER = -1  # drop the maker from the book and go on with the next one
-FILL_STOP = -2  # stop matching now; ``match`` returns stopped=True
+# What an ``on_fill`` callback may return besides the lots it filled (1..q).
+FILL_CANCEL_MAKER = -1  # the maker leaves the book (the caller cancelled it); matching goes on
+FILL_STOP = -2  # stop matching now: ``match`` returns stopped=True
 
 _NOTHING = (0, False)
 
 
-class Order:
+class _Queued:
+    """The book's links between resting orders of one level (None at the ends).
+
+    They live in a base class so that ``Order.__slots__`` is exactly the public fields; they are
+    meaningless while an order does not rest, and never copied or pickled (see ``__getstate__``).
+    """
+
+    __slots__ = ("_prev", "_next")
+
+
+class Order(_Queued):
     """One order, resting or about to rest. Prices in ticks (> 0), sizes in lots (> 0).
 
-    ``size`` is the original size (defaults to ``remaining``); the book only ever changes
-    ``remaining``. Orders compare by identity. Do not change ``side``, ``price`` or ``remaining``
-    of an order while it rests: remove it first.
+    ``size`` is the original size (defaults to ``remaining``); the book only changes
+    ``remaining``. Orders compare by identity. While an order rests, only the book may change
+    its ``order_id``, ``side``, ``price`` or ``remaining``: remove it first, or fill it through
+    ``match``.
     """
 
     __slots__ = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -72,6 +87,15 @@ class Order:
         self.good_til_ms = good_til_ms
         self.self_trade = self_trade
         self.placed_ms = placed_ms
+        self._prev = self._next = None
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, name) for name in Order.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for name, value in zip(Order.__slots__, state, strict=True):
+            setattr(self, name, value)
+        self._prev = self._next = None
 
     def __repr__(self) -> str:
         side = "buy" if self.side == BUY else "sell"
@@ -79,10 +103,21 @@ class Order:
                 f"owner={self.owner!r}, number={self.number})")
 
 
-class _Level(OrderedDict):
-    """The orders at one price, order_id -> order in arrival order, and their total lots."""
+class _Level:
+    """The orders resting at one price: a FIFO queue linked through the orders, and its lots."""
 
-    __slots__ = ("key", "total")
+    __slots__ = ("key", "total", "head", "tail")
+
+    def __init__(self, key: int, order: Order) -> None:
+        self.key = key
+        self.total = order.remaining
+        self.head = self.tail = order
+
+    def __iter__(self) -> Iterator[Order]:
+        order = self.head
+        while order is not None:
+            yield order
+            order = order._next
 
 
 class Book:
@@ -94,8 +129,8 @@ class Book:
         self._orders: dict[int, Order] = {}  # order_id -> resting order, in insertion order
         self._bids: dict[int, _Level] = {}  # key = price
         self._asks: dict[int, _Level] = {}  # key = -price
-        self._bid_keys: list[int] = []  # ascending; best bid last
-        self._ask_keys: list[int] = []  # ascending (-price); best ask last
+        self._bid_keys: list[int] = []  # ascending; the best bid last
+        self._ask_keys: list[int] = []  # ascending (-price); the best ask last
 
     # ------------------------------------------------------------------------- reads
     def __len__(self) -> int:
@@ -108,7 +143,7 @@ class Book:
         return self._orders.get(order_id)
 
     def orders(self) -> Iterator[Order]:
-        """All resting orders, in the order they were added."""
+        """All resting orders in the order they were added (so, within a level, in priority)."""
         return iter(self._orders.values())
 
     def best_bid(self) -> int | None:
@@ -120,7 +155,7 @@ class Book:
         return -keys[-1] if keys else None
 
     def iter_levels(self, side: int) -> Iterator[tuple[int, int]]:
-        """(price, lots) of each level of ``side``, best first; O(1) per level."""
+        """(price, lots) of each level of ``side``, best first, lazily; O(1) per level."""
         if side == BUY:
             levels = self._bids
             for key in reversed(self._bid_keys):
@@ -138,7 +173,7 @@ class Book:
         for key in reversed(keys):
             if key < bound:
                 return
-            yield from levels[key].values()
+            yield from levels[key]
 
     def depth(self, side: int, limit_price: int) -> int:
         """Lots a taker (``side``, ``limit_price``) could fill: the lots of the levels it crosses."""
@@ -151,7 +186,7 @@ class Book:
         return lots
 
     def _opposite(self, side: int, limit_price: int) -> tuple[list[int], dict[int, _Level], int]:
-        """The side a taker walks, and the smallest level key that crosses its limit."""
+        """The side a taker walks, and the smallest level key there that crosses its limit."""
         if side == BUY:
             return self._ask_keys, self._asks, -limit_price
         if side == SELL:
@@ -178,49 +213,63 @@ class Book:
         if lots <= 0 or order.price <= 0:
             raise ValueError(f"cannot rest {order!r}: price and remaining must be positive")
         if opposite_keys and opposite_keys[-1] >= -key:
-            raise ValueError(f"cannot rest {order!r}: it crosses the other side of the book")
+            raise ValueError(f"cannot rest {order!r}: it would cross the other side of the book")
         level = levels.get(key)
         if level is None:
-            level = levels[key] = _Level()
-            level.key = key
-            level.total = lots
+            levels[key] = _Level(key, order)
+            order._prev = None
             if not keys or key > keys[-1]:
                 keys.append(key)
             else:
                 insort(keys, key)
         else:
             level.total += lots
-        level[order_id] = order
+            tail = level.tail
+            tail._next = order
+            order._prev = tail
+            level.tail = order
+        order._next = None
         orders[order_id] = order
 
     def remove(self, order_id: int) -> Order | None:
-        """Cancel a resting order; returns it (``remaining`` untouched), or None if unknown."""
+        """Cancel a resting order and return it (``remaining`` untouched), or None if unknown."""
         order = self._orders.pop(order_id, None)
         if order is None:
             return None
         if order.side == BUY:
-            key = order.price
-            levels = self._bids
+            level = self._bids[order.price]
         else:
-            key = -order.price
-            levels = self._asks
-        level = levels[key]
-        del level[order_id]
-        total = level.total - order.remaining
-        if total:
-            level.total = total
+            level = self._asks[-order.price]
+        prev = order._prev
+        following = order._next
+        if prev is None:
+            if following is None:  # it was alone
+                self._drop_level(level.key)
+                return order
+            level.head = following
+            following._prev = None
+            order._next = None
         else:
-            self._drop_level(key)
+            prev._next = following
+            order._prev = None
+            if following is None:
+                level.tail = prev
+            else:
+                following._prev = prev
+                order._next = None
+        level.total -= order.remaining
         return order
 
     def match(self, side: int, limit_price: int, lots: int,
               on_fill: Callable[[Order, int], int] | None = None) -> tuple[int, bool]:
-        """Walk the makers a taker (``side``, ``limit_price``, ``lots``) crosses; see the module docs.
+        """Fill a taker (``side``, ``limit_price``, ``lots``) against the makers it crosses.
 
-        Returns (lots consumed, stopped). Fills are at each maker's price. Without ``on_fill``,
-        every crossing maker fills as much as it can; with it, ``on_fill(maker, q)`` decides
-        (q = min(taker lots left, maker.remaining)) and returns the lots filled (1..q),
-        ``FILL_CANCEL_MAKER`` (-1) or ``FILL_STOP`` (-2).
+        The makers are met best price first, then first come first served, and fill at their own
+        price. Returns (lots consumed, stopped). Without ``on_fill`` every crossing maker fills as
+        much as it can. With it, ``on_fill(maker, q)``, q = min(lots left, maker.remaining), is
+        called before anything changes for that maker, and returns the lots filled (1..q; below q
+        the same maker is offered again), ``FILL_CANCEL_MAKER`` (-1) or ``FILL_STOP`` (-2). If it
+        raises, the fills before stand and the book is consistent.
         """
         if on_fill is not None:
             return self._match_each(side, limit_price, lots, on_fill)
@@ -243,9 +292,13 @@ class Book:
             level = levels[key]
             total = level.total
             if total <= left:  # the whole level fills
-                for order in level.values():
+                order = level.head
+                while order is not None:
                     order.remaining = 0
                     del orders[order.order_id]
+                    following = order._next
+                    order._prev = order._next = None
+                    order = following
                 del levels[key]
                 keys.pop()
                 left -= total
@@ -253,55 +306,53 @@ class Book:
                     break
             else:  # the taker ends inside this level
                 level.total = total - left
-                filled_orders = 0
-                for order in level.values():
+                order = level.head
+                while True:
                     maker_lots = order.remaining
                     if maker_lots > left:
                         order.remaining = maker_lots - left
                         break
                     order.remaining = 0
                     del orders[order.order_id]
-                    filled_orders += 1
                     left -= maker_lots
+                    following = order._next
+                    order._prev = order._next = None
+                    order = following
                     if not left:
                         break
-                popitem = level.popitem
-                while filled_orders:
-                    popitem(False)
-                    filled_orders -= 1
+                order._prev = None
+                level.head = order
                 left = 0
                 break
         return lots - left, False
 
     def _match_each(self, side: int, limit_price: int, lots: int,
                     on_fill: Callable[[Order, int], int]) -> tuple[int, bool]:
-        """``match`` with a callback per fill. The callback may cancel or add (non-crossing)
-        orders through the public methods, so everything is read again after each call."""
+        """``match`` with a callback per maker. The callback may change the book through the
+        public methods, so the best level and its head are read again after every call."""
         keys, levels, bound = self._opposite(side, limit_price)
         orders = self._orders
         left = lots
         while left > 0 and keys and keys[-1] >= bound:
-            level = levels[keys[-1]]
-            maker = next(iter(level.values()))
+            maker = levels[keys[-1]].head
             maker_lots = maker.remaining
             offer = maker_lots if maker_lots < left else left
             filled = on_fill(maker, offer)
-            live = orders.get(maker.order_id) is maker
+            resting = orders.get(maker.order_id) is maker
             if filled > 0:
                 if filled > offer:
                     raise ValueError(f"on_fill filled {filled} lots of {maker!r}, more than the {offer} offered")
-                if not live:
+                if not resting:
                     raise ValueError(f"on_fill removed {maker!r} and still reported a fill")
                 left -= filled
-                maker_lots = maker.remaining - filled
-                if maker_lots:
-                    maker.remaining = maker_lots
-                    level.total -= filled
+                if filled < maker.remaining:
+                    maker.remaining -= filled
+                    (self._bids[maker.price] if maker.side == BUY else self._asks[-maker.price]).total -= filled
                 else:
                     self.remove(maker.order_id)
                     maker.remaining = 0
             elif filled == FILL_CANCEL_MAKER:
-                if live:
+                if resting:
                     self.remove(maker.order_id)
             elif filled == FILL_STOP:
                 return lots - left, True
@@ -311,8 +362,8 @@ class Book:
 
     # ------------------------------------------------------------------------- upkeep
     def _drop_level(self, key: int) -> None:
-        """Delete the (now empty) level ``key``."""
-        if key > 0:  # prices are positive, so bid keys are positive and ask keys negative
+        """Delete the level ``key``, which has no order left."""
+        if key > 0:  # prices are positive: bid keys are positive, ask keys negative
             levels, keys = self._bids, self._bid_keys
         else:
             levels, keys = self._asks, self._ask_keys
@@ -321,3 +372,15 @@ class Book:
             keys.pop()
         else:
             del keys[bisect_left(keys, key)]
+
+    def __getstate__(self) -> list[Order]:
+        """A book is its orders in insertion order (see the module docstring)."""
+        return list(self._orders.values())
+
+    def __setstate__(self, orders: list[Order]) -> None:
+        self.__init__()
+        for order in orders:
+            self.add(order)
+
+    def __repr__(self) -> str:
+        return f"<Book {len(self._orders)} orders, best bid {self.best_bid()}, best ask {self.best_ask()}>"
