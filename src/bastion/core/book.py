@@ -48,6 +48,11 @@ FILL_STOP = -2  # stop matching now: ``match`` returns stopped=True
 _NOTHING = (0, False)
 
 
+# Order's public fields, in constructor order (its __slots__; also what copy/pickle carry)
+_ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
+                 "time_in_force", "reduce_only", "good_til_ms", "self_trade", "placed_ms")
+
+
 class _Queued:
     """The book's links between resting orders of one level (None at the ends).
 
@@ -56,6 +61,8 @@ class _Queued:
     """
 
     __slots__ = ("_prev", "_next")
+    _prev: Order | None
+    _next: Order | None
 
 
 class Order(_Queued):
@@ -67,8 +74,7 @@ class Order(_Queued):
     ``match``.
     """
 
-    __slots__ = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
-                 "time_in_force", "reduce_only", "good_til_ms", "self_trade", "placed_ms")
+    __slots__ = _ORDER_FIELDS
 
     def __init__(self, order_id: int, side: int, price: int, remaining: int, size: int | None = None,
                  owner: str = "", number: int = 0, client_id: int = 0, time_in_force: str = "gtc",
@@ -90,10 +96,10 @@ class Order(_Queued):
         self._prev = self._next = None
 
     def __getstate__(self) -> tuple:
-        return tuple(getattr(self, name) for name in Order.__slots__)
+        return tuple(getattr(self, name) for name in _ORDER_FIELDS)
 
     def __setstate__(self, state: tuple) -> None:
-        for name, value in zip(Order.__slots__, state, strict=True):
+        for name, value in zip(_ORDER_FIELDS, state, strict=True):
             setattr(self, name, value)
         self._prev = self._next = None
 
