@@ -58,10 +58,10 @@ def parse_positive_usdc(text: str, *, field: str = "amount") -> int:
 # --------------------------------------------------------------------------------------- mutation
 def settle_funding(state: State, sub: Subaccount) -> None:
     """Pay or collect the subaccount's pending funding; the protocol funding account is the other side."""
-    if not sub.positions:
-        return
-    amount = get_pending_funding(state, sub)
     markets = state.markets
+    if all(p.funding_index == markets[t].funding_index for t, p in sub.positions.items()):
+        return  # nothing accrued since the last settlement (also true when flat)
+    amount = get_pending_funding(state, sub)
     for ticker, position in sub.positions.items():
         position.funding_index = markets[ticker].funding_index
     sub.balance += amount

@@ -42,21 +42,6 @@ def compute_position_risk(state: State, market: Market, size: int, open_interest
     return value, imr, mmr
 
 
-def _position_risk_cached(state: State, market: Market, position: Position, imf_override: int | None) -> Risk:
-    """``compute_position_risk`` of an existing position, memoised on the position.
-
-    The result depends only on the size, the oracle price, the override, (for tiers with
-    open-interest caps) the market's open interest, and the governed parameters, whose every change
-    bumps ``state.params_epoch``; together they form the cache key.
-    """
-    open_interest = market.open_interest if state.tiers[market.tier_id].oi_upper_cap_usdc else -1
-    key = (position.size, market.oracle_price, open_interest, imf_override, state.params_epoch)
-    if position.risk_key != key:
-        position.risk = compute_position_risk(state, market, position.size, market.open_interest, imf_override)
-        position.risk_key = key
-    return position.risk
-
-
 def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = None, size_delta: int = 0,
                         balance_delta: int = 0, open_interest_delta: int = 0) -> Risk:
     """(TNC, IMR, MMR) now, or after the hypothetical change given by the keyword arguments.
@@ -79,7 +64,16 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
             value, imr, mmr = compute_position_risk(state, m, size, m.open_interest + open_interest_delta,
                                                     overrides.get(ticker))
         else:
-            value, imr, mmr = _position_risk_cached(state, m, position, overrides.get(ticker))
+            # memoised on the position: the valuation depends only on the size, the oracle price, the
+            # override, the open interest (tiers with caps only) and the governed parameters, whose
+            # every change bumps state.params_epoch
+            override = overrides.get(ticker) if overrides else None
+            key = (position.size, m.oracle_price, m.open_interest if state.tiers[m.tier_id].oi_upper_cap_usdc else -1,
+                   override, state.params_epoch)
+            if position.risk_key != key:
+                position.risk = compute_position_risk(state, m, position.size, m.open_interest, override)
+                position.risk_key = key
+            value, imr, mmr = position.risk
         net_notional += value
         initial += imr
         maintenance += mmr
