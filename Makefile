@@ -24,5 +24,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# Our book side by side with PyPI order books on ../shared/bench's fixed workload (one run, interleaved).
+bench-compare: $(STAMP)
+	$(PY) -m pip install --quiet '.[compare]'
+	ENGINES="noop bastion_bench:Adapter orderly_chaos ref pyorderbook" PY=$(abspath $(PY)) \
+	  PYTHONPATH=$(abspath src):$(abspath benchmarks) REPEAT=3 ../shared/bench/compare.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
