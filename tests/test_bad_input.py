@@ -1,12 +1,11 @@
 """Malformed and unauthorised input is rejected with its exact code and changes nothing.
 
-``CASES`` is a table of ``(sender, message, expected code)``; every message is applied, inside an
-open block, to the same small exchange (``bad_input_genesis``; ALICE bids 0.1 BTC at 49,000 as
-order 1, client id 7), and
-must come back ``{"ok": false, "code": <expected>}`` with the full state hash and the block's
-events unchanged. Malformed JSON is rejected by ``decode_message`` (before the state machine), the
-rest by the handlers. Structural mistakes in scenario files raise ``ScenarioError`` naming the
-block, the transaction and the field.
+``CASES`` is a table of ``(sender, message, expected code)``, one comment per row; every message
+is applied, inside an open block, to the same small exchange (``bad_input_genesis``: ALICE bids
+0.1 BTC at 49,000 as order 1 with client id 7) and must come back ``{"ok": false, "code": ...}``
+with the full state hash and the block's events unchanged. Malformed JSON is rejected by
+``decode_message`` (before the state machine), the rest by the handlers. Structural mistakes in
+scenario files raise ``ScenarioError`` naming the block, the transaction and the field.
 """
 from __future__ import annotations
 
