@@ -789,6 +789,7 @@ def test_random_message_sequences_keep_every_invariant():
 def test_random_message_sequences_keep_every_invariant_long_run():
     coverage = run_machine(SLOW_SETTINGS)
 
+    print(f"\n{coverage['steps']} steps; coverage: {dict(sorted(coverage.items()))}")
     assert coverage["steps"] >= 5 * CI_MIN_STEPS
 
 
