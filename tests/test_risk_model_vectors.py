@@ -373,3 +373,11 @@ def test_insurance_fee_is_capped_and_rounds_down() -> None:
     assert insurance_fund_delta(1_999, 1_899, 5_000) == 9
     # A shortfall is paid in full by the fund.
     assert insurance_fund_delta(1_000, 1_200, 5_000) == -200
+
+
+def test_weak_account_may_not_raise_its_maintenance_even_when_its_ratio_improves():
+    # old: TNC 100 < IMR 200, MMR 100 (ratio 1.0); new: TNC 300, MMR 150 (ratio 2.0): still refused,
+    # because a weak account can only reduce risk (DESIGN.md section 3, dYdX rule 1)
+    assert risk_model.undercollateralized_update_result(100, 200, 100, 300, 150) == "StillUndercollateralized"
+    assert risk_model.is_valid_undercollateralized_update(100, 200, 100, 300, 100) is True   # same MMR, better TNC
+    assert risk_model.is_valid_undercollateralized_update(100, 200, 100, 90, 100) is False   # worse ratio
