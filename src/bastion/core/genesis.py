@@ -205,8 +205,7 @@ def build_state(genesis: Any) -> State:
         market = Market(ticker=ticker, size_decimals=size_decimals, price_decimals=price_decimals, tier_id=tier_id,
                         min_order_lots=min_lots, max_open_interest_lots=max_oi_lots, maker_fee_ppm=maker_fee,
                         taker_fee_ppm=taker_fee, isolated_only=_get(m, "isolated_only", path, bool, False),
-                        status=status, oracle_params=oracle_params, oracle_price=price,
-                        notional_exponent=6 - size_decimals - price_decimals)
+                        status=status, oracle_params=oracle_params, oracle_price=price)
         market.submissions = {op: (price, time_ms) for op in operator_set}
         markets[ticker] = market
     markets = dict(sorted(markets.items()))

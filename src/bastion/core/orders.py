@@ -342,7 +342,7 @@ class _Matcher:
         state.touch(market.key)
         state.touch(("global",))
         if lots == maker.remaining:
-            self._forget_order(maker_sub, maker)
+            forget_order(state, maker_sub, maker, market.ticker)
         else:
             state.touch(("order", market.ticker, maker.order_id))
         self.events.append({
@@ -352,13 +352,9 @@ class _Matcher:
             "taker": {"owner": taker.owner, "number": taker.number, "order_id": self.order_id, "fee": taker_fee},
         })
 
-    def _forget_order(self, sub: Subaccount, order: Order) -> None:
-        """Drop a maker that the book is about to remove from its subaccount's indexes."""
-        forget_order(self.state, sub, order, self.market.ticker)
-
     def _cancel_maker(self, maker: Order, reason: str) -> None:
         sub = self.state.subaccounts[(maker.owner, maker.number)]
-        self._forget_order(sub, maker)
+        forget_order(self.state, sub, maker, self.market.ticker)
         self.events.append({"type": "order_cancelled", "market": self.market.ticker, "order_id": maker.order_id,
                             "owner": maker.owner, "number": maker.number, "client_id": maker.client_id,
                             "size": maker.remaining, "reason": reason})
@@ -366,7 +362,7 @@ class _Matcher:
     def _decrement_maker(self, maker: Order, lots: int) -> None:
         sub = self.state.subaccounts[(maker.owner, maker.number)]
         if lots == maker.remaining:
-            self._forget_order(sub, maker)
+            forget_order(self.state, sub, maker, self.market.ticker)
         else:
             self.state.touch(("order", self.market.ticker, maker.order_id))
         self.events.append({"type": "self_trade_decrement", "market": self.market.ticker,

@@ -83,7 +83,6 @@ class Market:
     status: str
     oracle_params: OracleParams
     oracle_price: int                      # ticks
-    notional_exponent: int = 0             # 6 - size_decimals - price_decimals
     stale: bool = False
     submissions: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator -> (ticks, ms)
     open_interest: int = 0                 # lots, sum of long sizes
