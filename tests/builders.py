@@ -22,6 +22,7 @@ from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
 from bastion.core.state import State
 from bastion.core.transition import BlockResult, apply_block, apply_tx, begin_block, end_block
+from bastion.core.units import format_decimal
 
 MS_PER_S = 1_000
 
@@ -105,12 +106,7 @@ def genesis(**overrides: Any) -> dict:
 # ------------------------------------------------------------------------------------- messages
 def decimal_text(units: int, decimals: int) -> str:
     """``units`` of ``10**-decimals`` as a decimal string (``decimal_text(15, 1) == "1.5"``)."""
-    if decimals <= 0:
-        return str(units * 10 ** (-decimals))
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), 10**decimals)
-    frac_text = str(frac).rjust(decimals, "0").rstrip("0")
-    return f"{sign}{whole}.{frac_text}" if frac_text else f"{sign}{whole}"
+    return format_decimal(units, decimals)
 
 
 def place_order(**fields: Any) -> dict:
