@@ -10,6 +10,7 @@ from bastion.core.margin import get_pending_funding, get_subaccount_risk
 from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
 from bastion.core.state import CROSS, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
 from bastion.core.units import PPM, parse_ppm, parse_usdc
+from bastion.risk_model import notional
 
 Events = list[dict]
 
@@ -70,15 +71,27 @@ def settle_funding(state: State, sub: Subaccount) -> None:
     state.touch(("global",))
 
 
-def change_position(state: State, sub: Subaccount, market: Market, delta: int) -> None:
-    """Add ``delta`` lots to the subaccount's position (funding must already be settled)."""
+def change_position(state: State, sub: Subaccount, market: Market, delta: int, ticks: int) -> None:
+    """Add ``delta`` lots traded at ``ticks`` to the subaccount's position (funding must already be
+    settled), keeping its cost: opened lots add their notional, closed lots remove their share."""
     position = sub.positions.get(market.ticker)
     if position is None:
-        sub.positions[market.ticker] = Position(delta, market.funding_index)
-    else:
-        position.size += delta
-        if position.size == 0:
-            del sub.positions[market.ticker]
+        sub.positions[market.ticker] = Position(delta, market.funding_index, notional(
+            delta, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals))
+        return
+    size = position.size
+    if (size > 0) == (delta > 0):
+        position.cost += notional(delta, ticks, size_decimals=market.size_decimals,
+                                  price_decimals=market.price_decimals)
+    elif abs(delta) <= abs(size):  # reduces: remove the closed share of the cost, truncated toward zero
+        removed = abs(position.cost) * abs(delta) // abs(size)
+        position.cost -= removed if position.cost >= 0 else -removed
+    else:  # flips: the old position closes, the rest opens at this price
+        position.cost = notional(size + delta, ticks, size_decimals=market.size_decimals,
+                                 price_decimals=market.price_decimals)
+    position.size = size + delta
+    if position.size == 0:
+        del sub.positions[market.ticker]
 
 
 def check_free_collateral(state: State, sub: Subaccount, amount: int) -> None:

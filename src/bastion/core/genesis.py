@@ -21,6 +21,7 @@ from bastion.core.state import (
 )
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_decimal, parse_ppm, parse_usdc
+from bastion.risk_model import notional
 
 # dYdX v4 default liquidity tiers (DESIGN.md section 4)
 DEFAULT_TIERS = [
@@ -291,7 +292,7 @@ def _add_accounts(state: State, accounts: list) -> None:
             sub = Subaccount(owner, number, usdc, mode, isolated_market)
             for k, p in enumerate(_get(s, "positions", spath, list, [])):
                 ppath = f"{spath}.positions[{k}]"
-                _check_keys(p, {"market", "size"}, ppath)
+                _check_keys(p, {"market", "size", "entry_price"}, ppath)
                 ticker = _get(p, "market", ppath, str)
                 market = state.markets.get(ticker)
                 if market is None:
@@ -302,7 +303,14 @@ def _add_accounts(state: State, accounts: list) -> None:
                              field="size", signed=True)
                 if size == 0 or ticker in sub.positions:
                     raise _error(f"{ppath}.size", "positions must be non-zero and one per market")
-                sub.positions[ticker] = Position(size, market.funding_index)
+                entry = _get(p, "entry_price", ppath, str, None)
+                entry_ticks = market.oracle_price if entry is None else _wrap(
+                    f"{ppath}.entry_price", parse_decimal, entry, market.price_decimals, field="entry_price")
+                if entry_ticks <= 0:
+                    raise _error(f"{ppath}.entry_price", "entry_price must be positive")
+                cost = notional(size, entry_ticks, size_decimals=market.size_decimals,
+                                price_decimals=market.price_decimals)
+                sub.positions[ticker] = Position(size, market.funding_index, cost)
                 net_size[ticker] += size
                 market.open_interest += max(size, 0)
             state.subaccounts[(owner, number)] = sub

@@ -33,7 +33,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         if sub is None:
             return None
         return [sub.balance, sub.mode, sub.isolated_market,
-                [[t, p.size, p.funding_index] for t, p in sorted(sub.positions.items())],
+                [[t, p.size, p.funding_index, p.cost] for t, p in sorted(sub.positions.items())],
                 sorted(sub.imf_overrides.items())]
     if kind == "order":
         market = state.markets[key[1]]
@@ -95,7 +95,7 @@ def _leaf_bytes(state: State, key: tuple) -> bytes | None:
         sub = state.subaccounts.get((key[1], key[2]))
         if sub is None:
             return None
-        positions = ",".join(f'["{t}",{p.size},{p.funding_index}]' for t, p in sorted(sub.positions.items()))
+        positions = ",".join(f'["{t}",{p.size},{p.funding_index},{p.cost}]' for t, p in sorted(sub.positions.items()))
         overrides = ",".join(f'["{t}",{v}]' for t, v in sorted(sub.imf_overrides.items()))
         isolated = "null" if sub.isolated_market is None else f'"{sub.isolated_market}"'
         return (f'["sub","{key[1]}",{key[2]}]\x00[{sub.balance},"{sub.mode}",{isolated},[{positions}],'

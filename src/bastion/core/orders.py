@@ -304,7 +304,12 @@ class _Matcher:
             entry[1] -= taker_delta
             self.oi_overlay += oi_delta
         else:
-            self._apply_fill(maker, maker_sub, lots, taker_delta, quote, maker_fee, taker_fee, oi_delta)
+            if lots == maker.remaining:
+                forget_order(state, maker_sub, maker, market.ticker)
+            else:
+                state.touch(("order", market.ticker, maker.order_id))
+            apply_fill(state, market, taker, self.order_id, self.side, maker, maker_sub, lots, taker_delta, quote,
+                       maker_fee, taker_fee, oi_delta, self.events)
             self.traded += lots
         return lots
 
@@ -319,38 +324,6 @@ class _Matcher:
             else:
                 high = mid - 1
         return low
-
-    # -- applying
-    def _apply_fill(self, maker: Order, maker_sub: Subaccount, lots: int, taker_delta: int, quote: int,
-                    maker_fee: int, taker_fee: int, oi_delta: int) -> None:
-        state, market, taker = self.state, self.market, self.taker
-        settle_funding(state, taker)
-        settle_funding(state, maker_sub)
-        taker.balance -= quote + taker_fee
-        maker_sub.balance += quote - maker_fee
-        change_position(state, taker, market, taker_delta)
-        change_position(state, maker_sub, market, -taker_delta)
-        market.open_interest += oi_delta
-        net_fee = taker_fee + maker_fee
-        if net_fee < 0:
-            raise InvariantViolation("maker rebate exceeds taker fee")
-        insurance = ppm_of_down(net_fee, state.fees.insurance_share_ppm)
-        state.insurance_funds[market.pool] += insurance
-        state.fees_account += net_fee - insurance
-        state.touch(taker.key)
-        state.touch(maker_sub.key)
-        state.touch(market.key)
-        state.touch(("global",))
-        if lots == maker.remaining:
-            forget_order(state, maker_sub, maker, market.ticker)
-        else:
-            state.touch(("order", market.ticker, maker.order_id))
-        self.events.append({
-            "type": "fill", "market": market.ticker, "price": maker.price, "size": lots,
-            "taker_side": SIDE_NAMES[self.side],
-            "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id, "fee": maker_fee},
-            "taker": {"owner": taker.owner, "number": taker.number, "order_id": self.order_id, "fee": taker_fee},
-        })
 
     def _cancel_maker(self, maker: Order, reason: str) -> None:
         sub = self.state.subaccounts[(maker.owner, maker.number)]
@@ -368,6 +341,39 @@ class _Matcher:
         self.events.append({"type": "self_trade_decrement", "market": self.market.ticker,
                             "order_id": maker.order_id, "taker_order_id": self.order_id, "owner": maker.owner,
                             "size": lots})
+
+
+def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: int, side: int, maker: Order,
+               maker_sub: Subaccount, lots: int, taker_delta: int, quote: int, maker_fee: int, taker_fee: int,
+               oi_delta: int, events: Events) -> dict:
+    """Settle one judged fill at the maker's price: funding, balances, positions (with cost), open
+    interest, fees (the insurance share to the market's pool), and a ``fill`` event, which is returned.
+    The caller has already taken a fully filled maker out of the subaccount's indexes."""
+    settle_funding(state, taker)
+    settle_funding(state, maker_sub)
+    taker.balance -= quote + taker_fee
+    maker_sub.balance += quote - maker_fee
+    change_position(state, taker, market, taker_delta, maker.price)
+    change_position(state, maker_sub, market, -taker_delta, maker.price)
+    market.open_interest += oi_delta
+    net_fee = taker_fee + maker_fee
+    if net_fee < 0:
+        raise InvariantViolation("maker rebate exceeds taker fee")
+    insurance = ppm_of_down(net_fee, state.fees.insurance_share_ppm)
+    state.insurance_funds[market.pool] += insurance
+    state.fees_account += net_fee - insurance
+    state.touch(taker.key)
+    state.touch(maker_sub.key)
+    state.touch(market.key)
+    state.touch(("global",))
+    event = {
+        "type": "fill", "market": market.ticker, "price": maker.price, "size": lots,
+        "taker_side": SIDE_NAMES[side],
+        "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id, "fee": maker_fee},
+        "taker": {"owner": taker.owner, "number": taker.number, "order_id": taker_order_id, "fee": taker_fee},
+    }
+    events.append(event)
+    return event
 
 
 def forget_order(state: State, sub: Subaccount, order: Order, ticker: str) -> None:

@@ -32,17 +32,21 @@ SUBACCOUNT_NUMBERS = range(128)
 
 
 class Position:
-    """A signed size in lots and the market funding index at which it last settled.
+    """A signed size in lots, the market funding index at which it last settled, and its cost.
 
+    ``cost`` is the signed micro-USDC paid to open the lots still held (negative for a short: USDC
+    received), so ``notional - cost`` is the unrealised PnL and ``cost / size`` the entry price. A
+    reduction removes cost in proportion (truncated toward zero), so a closed position has cost 0.
     ``risk_key``/``risk`` memoise the position's valuation (``bastion.core.margin``); they are
     derived data, not part of the state hash.
     """
 
-    __slots__ = ("size", "funding_index", "risk_key", "risk")
+    __slots__ = ("size", "funding_index", "cost", "risk_key", "risk")
 
-    def __init__(self, size: int, funding_index: int) -> None:
+    def __init__(self, size: int, funding_index: int, cost: int = 0) -> None:
         self.size = size
         self.funding_index = funding_index
+        self.cost = cost
         self.risk_key: tuple | None = None
         self.risk: tuple[int, int, int] = (0, 0, 0)
 
