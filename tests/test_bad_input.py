@@ -93,10 +93,51 @@ CASES = [
     (ALICE, place_order(order_type="market", time_in_force="gtc"), "invalid_time_in_force"),  # market + gtc
     (ALICE, place_order(order_type="market", time_in_force="post_only"), "invalid_time_in_force"),  # market + post-only
     (ALICE, place_order(trigger_price="51000"), "invalid_field"),             # trigger price on a limit order
-    (ALICE, place_order(order_type="stop_market", trigger_price="51000"), "unsupported_order_type"),  # conditional
-    (ALICE, place_order(order_type="stop_limit", trigger_price="51000"), "unsupported_order_type"),  # conditional
-    (ALICE, place_order(order_type="take_profit_market", trigger_price="45000"), "unsupported_order_type"),
-    (ALICE, place_order(order_type="take_profit_limit", trigger_price="45000"), "unsupported_order_type"),
+    (ALICE, place_order(order_type="market", time_in_force="ioc", trigger_price="51000"), "invalid_field"),  # market
+    # ---------------------------------------------------------------- conditional orders (checked at placement)
+    (ALICE, place_order(order_type="stop_limit"), "missing_field"),           # no trigger_price
+    (ALICE, place_order(order_type="take_profit_market", time_in_force="ioc"), "missing_field"),  # no trigger_price
+    (ALICE, place_order(order_type="stop_limit", trigger_price=51000), "invalid_field"),  # int trigger price
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000.05"), "too_many_decimals"),  # off the 0.1 grid
+    (ALICE, place_order(order_type="stop_limit", trigger_price="0"), "non_positive_price"),  # zero trigger price
+    (ALICE, place_order(order_type="stop_limit", trigger_price="0.00"), "non_positive_price"),  # zero, decimals
+    (ALICE, place_order(order_type="stop_limit", trigger_price="-51000"), "negative_value"),  # negative trigger
+    (ALICE, place_order(order_type="stop_limit", trigger_price="5.1e4"), "invalid_decimal"),  # exponent notation
+    (ALICE, place_order(order_type="stop_market", trigger_price="51000"), "invalid_time_in_force"),  # gtc market
+    (ALICE, place_order(order_type="take_profit_market", trigger_price="45000", time_in_force="gtt",
+                        good_til="2026-01-02T00:00:00Z"), "invalid_time_in_force"),  # market type, gtt
+    (ALICE, place_order(order_type="stop_market", trigger_price="51000", time_in_force="post_only"),
+     "invalid_time_in_force"),                                                # market type, post-only
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", time_in_force="day"),
+     "invalid_time_in_force"),                                                # unknown time in force
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", side="long"), "invalid_side"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", self_trade="allow"), "invalid_self_trade"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", size="0.0005"), "size_below_minimum"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", price="50000.05"), "too_many_decimals"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", price="0"), "non_positive_price"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", time_in_force="gtt"), "missing_field"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", time_in_force="gtt",
+                        good_til="2025-12-31T23:59:59Z"), "invalid_good_til"),  # past good_til
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", good_til="2026-01-02T00:00:00Z"),
+     "invalid_field"),                                                        # good_til on a gtc stop-limit
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", client_id=2**32), "invalid_client_id"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", client_id=7), "duplicate_client_id"),
+    (ALICE, place_order(order_type="take_profit_limit", trigger_price="45000", side="sell", reduce_only=True),
+     "reduce_only_would_increase"),                                           # no position to reduce
+    (BOB, place_order(order_type="stop_market", trigger_price="49000", side="buy", reduce_only=True,
+                      time_in_force="ioc"), "reduce_only_would_increase"),    # BOB is long: a buy adds
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", size="1000"), "insufficient_margin"),
+    (ALICE, place_order(order_type="stop_market", trigger_price="51000", size="1000", price="60000",
+                        time_in_force="ioc"), "insufficient_margin"),         # margin at the worst price
+    (ALICE, place_order(order_type="stop_limit", trigger_price="0.00002", market=PEPE, size="1000",
+                        price="0.00001"), "isolated_market_requires_isolated_subaccount"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", subaccount=1),
+     "subaccount_isolated_to_other_market"),                                  # sub 1 is isolated to PEPE
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", market=HALT), "market_not_trading"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", market=WIND), "market_reduce_only"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", subaccount=9), "subaccount_not_found"),
+    (STRANGER, place_order(order_type="stop_limit", trigger_price="51000"), "subaccount_not_found"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", market="DOGE-USD"), "unknown_market"),
     (ALICE, place_order(client_id=-1), "invalid_client_id"),                  # negative client id
     (ALICE, place_order(client_id=2**32), "invalid_client_id"),               # client id above 2^32-1
     (ALICE, place_order(client_id=7), "duplicate_client_id"),                 # client id of the open order 1
@@ -237,6 +278,41 @@ def test_stale_market_accepts_only_reducing_orders():
     assert chain.state.markets[BTC].stale
 
     assert_rejected_without_change(chain, ALICE, place_order(), "market_reduce_only")
+
+
+def test_stale_market_accepts_only_reducing_conditional_orders():
+    chain = Chain()
+    chain.block([], advance_s=61)
+    chain.open_block()
+
+    assert_rejected_without_change(chain, ALICE, place_order(order_type="stop_limit", trigger_price="51000"),
+                                   "market_reduce_only")
+
+
+def test_untriggered_conditional_order_is_found_only_by_its_owner_and_keeps_its_client_id(chain):
+    placed = chain.submit(ALICE, place_order(order_type="stop_limit", trigger_price="60000", client_id=8))
+    assert placed == {"ok": True, "order_id": 2, "market": BTC, "status": "untriggered"}
+
+    assert_rejected_without_change(chain, BOB, cancel_order(order_id=2), "order_not_found")
+    assert_rejected_without_change(chain, BOB, cancel_order(client_id=8), "order_not_found")
+    assert_rejected_without_change(chain, ALICE, cancel_order(subaccount=1, order_id=2), "order_not_found")
+    assert_rejected_without_change(chain, ALICE, place_order(client_id=8), "duplicate_client_id")
+    assert_rejected_without_change(chain, ALICE, place_order(order_type="stop_limit", trigger_price="61000",
+                                                             client_id=8), "duplicate_client_id")
+
+
+def test_book_dependent_checks_of_a_conditional_order_wait_for_its_trigger(chain):
+    # BOB (long 3) reduces: a post-only sell at 49,000 would cross ALICE's bid, and no fill-or-kill
+    # sell of 1 BTC can fill against 0.1; as untriggered conditional orders both are accepted
+    post_only = place_order(order_type="take_profit_limit", side="sell", price="49000", trigger_price="60000",
+                            time_in_force="post_only", client_id=1)
+    fill_or_kill = place_order(order_type="take_profit_limit", side="sell", size="1", price="49000",
+                               trigger_price="60000", time_in_force="fok", client_id=2)
+
+    results = [chain.submit(BOB, post_only), chain.submit(BOB, fill_or_kill)]
+
+    assert [(r["ok"], r["status"]) for r in results] == [(True, "untriggered"), (True, "untriggered")]
+    assert list(chain.state.conditional_orders) == [2, 3]
 
 
 # ------------------------------------------------------------------------------------- scenario files

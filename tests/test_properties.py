@@ -73,7 +73,9 @@ ACTION_WEIGHTS = {  # the first is what Hypothesis shrinks toward
     "place_limit_order": 12, "take_resting_order": 14, "place_crossing_limit_order": 5, "place_market_order": 3,
     "reduce_position": 4, "cancel_order": 4, "cancel_all": 2, "deposit": 3, "withdraw": 3, "transfer": 3,
     "set_leverage": 3, "set_margin_mode": 2, "oracle_update": 10, "end_block": 10, "end_block_and_jump_to_next_hour": 1,
+    "place_conditional_order": 4,
 }
+CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
 ACTIONS = tuple(action for action, weight in ACTION_WEIGHTS.items() for _ in range(weight))
 ADVANCES_MS = (1_000, 0, 1_000, 2_000, 1_000, 3_000, 1_000, 5_000, 10_000, 1_000, 30_000, 61_000, None)
 
@@ -164,7 +166,7 @@ def round_half_even(value: int, divisor: int) -> int:
 
 def non_hashed_indexes(state: State) -> tuple:
     """What the state hash does not cover directly but later behaviour depends on."""
-    return (tuple((key, tuple(sub.orders.items()), tuple(sub.client_ids.items()))
+    return (tuple((key, tuple(sub.orders.items()), tuple(sub.client_ids.items()), tuple(sub.conditional_orders.items()))
                   for key, sub in state.subaccounts.items()),
             tuple(sorted(state.gtt_queue)),
             tuple((ticker, tuple(o.order_id for o in market.book.orders()))
@@ -244,18 +246,22 @@ class ExchangeMachine(RuleBasedStateMachine):
         for market in self.state.markets.values():
             for order in market.book.orders():
                 assert order.good_til_ms is None or order.good_til_ms > now, f"expired order still rests: {order!r}"
+        for conditional in self.state.conditional_orders.values():
+            assert conditional.terms.good_til_ms is None or conditional.terms.good_til_ms > now, conditional
         self.coverage["gtt_expired"] += sum(e.get("reason") == "expired" for e in self.chain.events)
 
     def _close_block(self, advance_ms: int) -> None:
         self._open_block()
         state = self.state
         funding_before = {t: m.funding_index for t, m in state.markets.items()}
+        untriggered = dict(state.conditional_orders)
         events = self.chain.events
         state_hash = self.chain.end_block(advance_ms=advance_ms)
         # the incremental hash equals the full recomputation after every block
         assert state_hash == state.state_hash == compute_state_hash_full(state)
         self._check_oracle_model()
         self._check_funding(funding_before, events)
+        self._check_triggers(untriggered, events)
         self.coverage["blocks"] += 1
         self.blocks[-1].update(state_hash=state_hash, events=events)
         if len(self.blocks) == 3:  # a snapshot, as a node would take, to restore from at the end
@@ -386,6 +392,81 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     def place_crossing_limit_order(self, data) -> None:
         self._place(data, order_type="limit", aggressive=True)
+
+    def place_conditional_order(self, data) -> None:
+        """A stop or take-profit order with a trigger near the oracle price; ``_check_triggers`` judges
+        at each block's end which ones trigger, and how."""
+        self._open_block()
+        owner, number = self._pick_subaccount(data)
+        ticker = self._pick_market(data, owner, number)
+        market = self.state.markets[ticker]
+        order_type = data.draw(st.sampled_from(CONDITIONAL_ORDER_TYPES), label="order_type")
+        side = data.draw(st.sampled_from(("buy", "sell")), label="side")
+        position = position_size(self.state, (owner, number), ticker)
+        reduce_only = data.draw(st.sampled_from((False,) * 3 + (True,)), label="reduce_only")
+        if reduce_only and position:
+            side = "sell" if position > 0 else "buy"
+        lots = self._lots(data, ticker) if not (reduce_only and position) else abs(position)
+        trigger = max(1, market.oracle_price * (10_000 + data.draw(st.integers(-300, 300), label="trigger bps")) // 10_000)
+        ticks = self._price_ticks(data, ticker, aggressive_side=side if order_type.endswith("_market") else None)
+        tifs = ("ioc", "fok") if order_type.endswith("_market") else ("gtc", "gtc", "gtt", "ioc", "fok", "post_only")
+        tif = data.draw(st.sampled_from(tifs), label="tif")
+        msg = {"type": "place_order", "subaccount": number, "market": ticker, "side": side,
+               "size": decimal_text(lots, market.size_decimals), "price": decimal_text(ticks, market.price_decimals),
+               "order_type": order_type, "time_in_force": tif, "client_id": self.next_client_id,
+               "trigger_price": decimal_text(trigger, market.price_decimals), "reduce_only": reduce_only,
+               "self_trade": data.draw(st.sampled_from(("cancel_resting", "cancel_taking", "decrement")),
+                                       label="self_trade")}
+        self.next_client_id += 1
+        if tif == "gtt":
+            msg["good_til"] = format_iso_ms(self.state.time_ms + data.draw(st.integers(1, 120), label="good_til s") * 1_000)
+        after_full_fill = self._risk_after_full_fill(owner, number, market, side, lots, ticks)
+        _, result, events = self._submit(owner, msg)
+        if result["ok"]:
+            reduces = position != 0 and (position > 0) == (side == "sell") and lots <= abs(position)
+            assert reduces or reduce_only or after_full_fill[0] >= after_full_fill[1], f"accepted beyond margin: {msg}"
+            assert result["status"] == "untriggered" and result["order_id"] in self.state.conditional_orders
+            assert [e["type"] for e in events] == ["conditional_order_placed"]
+            self.coverage["conditional_placed"] += 1
+
+    def _check_triggers(self, untriggered: dict, events: list[dict]) -> None:
+        """At the end of a block: exactly the conditional orders whose market is fresh and whose
+        condition holds at the new oracle price triggered, in order id order; each then either failed
+        (no trace of it in the book or in fills) or went the way of a fresh order with its own id."""
+        state = self.state
+
+        def holds(order) -> bool:
+            market = state.markets[order.terms.market]
+            rises = (order.terms.side == 0) == order.order_type.startswith("stop")  # stop buy, take-profit sell
+            price = market.oracle_price
+            return not market.stale and (price >= order.trigger_ticks if rises else price <= order.trigger_ticks)
+
+        expected = [oid for oid, order in untriggered.items() if holds(order)]
+        triggered = [e["order_id"] for e in events if e["type"] == "conditional_order_triggered"]
+        assert triggered == expected, (triggered, expected)
+        assert set(state.conditional_orders) == set(untriggered) - set(triggered)
+        failed = {e["order_id"]: e["code"] for e in events if e["type"] == "conditional_order_failed"}
+        for order_id in triggered:
+            order = untriggered[order_id]
+            fills = [e for e in events if e["type"] == "fill" and e["taker"]["order_id"] == order_id]
+            if order_id in failed:
+                assert not fills and all(order_id not in m.book for m in state.markets.values())
+                assert not any(e.get("order_id") == order_id and e["type"] in ("order_placed", "order_cancelled")
+                               for e in events)
+                self.coverage["conditional_failed"] += 1
+                self.coverage[f"conditional_failed:{failed[order_id]}"] += 1
+                continue
+            limit = order.terms.ticks
+            assert all(f["price"] <= limit if order.terms.side == 0 else f["price"] >= limit for f in fills), fills
+            resting = state.markets[order.terms.market].book.get(order_id)
+            if resting is not None:
+                assert resting.owner == order.terms.owner and resting.price == limit
+            if order.terms.time_in_force in ("ioc", "fok"):
+                assert resting is None
+            if order.terms.time_in_force == "post_only":
+                assert not fills
+            self.coverage["conditional_triggered"] += 1
+            self.coverage["conditional_fills"] += len(fills)
 
     def place_market_order(self, data) -> None:
         self._place(data, order_type="market", aggressive=True)
@@ -577,12 +658,13 @@ class ExchangeMachine(RuleBasedStateMachine):
         self._open_block()
         owner, number = self._pick_subaccount(data)
         sub = self.state.subaccounts.get((owner, number))
-        mine = list(sub.orders) if sub is not None else []
+        mine = list(sub.orders) + list(sub.conditional_orders) if sub is not None else []
         msg = {"type": "cancel_order", "subaccount": number}
         if mine and data.draw(st.sampled_from((True, True, True, False)), label="an existing order"):
             order_id = data.draw(st.sampled_from(mine), label="order_id")
             if data.draw(st.booleans(), label="by client id"):
-                msg["client_id"] = self.state.markets[sub.orders[order_id]].book.get(order_id).client_id
+                msg["client_id"] = (self.state.conditional_orders[order_id].terms.client_id if order_id not in sub.orders
+                                    else self.state.markets[sub.orders[order_id]].book.get(order_id).client_id)
             else:
                 msg["order_id"] = order_id
         elif data.draw(st.booleans(), label="by client id"):
@@ -592,6 +674,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         _, result, _ = self._submit(owner, msg)
         if result["ok"]:
             assert all(result["order_id"] not in m.book for m in self.state.markets.values())
+            assert result["order_id"] not in self.state.conditional_orders
 
     def cancel_all(self, data) -> None:
         self._open_block()
@@ -604,6 +687,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         if result["ok"]:
             sub = self.state.subaccounts[(owner, number)]
             assert all(t != ticker for t in sub.orders.values()) if ticker else not sub.orders
+            assert all(t != ticker for t in sub.conditional_orders.values()) if ticker else not sub.conditional_orders
 
     # ----------------------------------------------------------------------------- collateral rules
     def _amount(self, data) -> int:
@@ -755,7 +839,13 @@ class ExchangeMachine(RuleBasedStateMachine):
         assert resting == sum(len(sub.orders) for sub in state.subaccounts.values())
         for key, sub in state.subaccounts.items():
             assert get_subaccount_risk(state, sub) == expected_risk(state, sub), key
-        assert all(len(sub.orders) == len(sub.client_ids) for sub in state.subaccounts.values())
+        assert all(len(sub.orders) + len(sub.conditional_orders) == len(sub.client_ids)
+                   for sub in state.subaccounts.values())
+        for order_id, conditional in state.conditional_orders.items():
+            sub = state.subaccounts[(conditional.terms.owner, conditional.terms.number)]
+            assert sub.conditional_orders.get(order_id) == conditional.terms.market
+            assert sub.client_ids.get(conditional.terms.client_id) == order_id
+            assert all(order_id not in market.book for market in state.markets.values())
 
 
 def run_machine(machine_settings: settings) -> Counter:
@@ -770,7 +860,8 @@ CI_COVERAGE = {
     "fills": 300, "blocks": 1_000, "funding_ticks": 50, "stale_market_blocks": 200, "oracle_clamped": 200,
     "gtt_expired": 10, "self_trade_cancels": 20, "self_trade_decrements": 10, "maker_margin_cancels": 5,
     "oi_cap_stops": 3, "oi_scaled_imf_blocks": 20, "restricted_fills": 5, "undercollateralized_fills": 10,
-    "negative_equity_subaccount_blocks": 50,
+    "negative_equity_subaccount_blocks": 50, "conditional_triggered": 50, "conditional_failed": 15,
+    "conditional_fills": 15, "conditional_placed": 300,
     "ok:withdraw": 20, "ok:transfer": 20, "ok:deposit": 20, "ok:set_leverage": 20, "ok:set_margin_mode": 5,
     "ok:cancel_order": 5, "ok:cancel_all": 5, "rejected:insufficient_margin": 10, "rejected:market_reduce_only": 5,
     "rejected:insufficient_free_collateral": 5, "rejected:fok_not_filled": 5, "rejected:post_only_would_cross": 5,

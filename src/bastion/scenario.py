@@ -21,7 +21,7 @@ from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, check_invariants
 from bastion.core.units import MS_PER_S, format_decimal, format_usdc
 
-PRICE_FIELDS = {"price", "previous", "median", "oracle_price"}
+PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price"}
 SIZE_FIELDS = {"size", "filled"}
 USDC_FIELDS = {"amount", "fee", "net_collateral", "initial_margin"}
 
@@ -60,7 +60,7 @@ def describe_state(state: State) -> dict:
                  "equity": format_usdc(tnc), "imr": format_usdc(imr), "mmr": format_usdc(mmr),
                  "positions": [{"market": t, "size": format_decimal(p.size, state.markets[t].size_decimals)}
                                for t, p in sorted(sub.positions.items())],
-                 "open_orders": len(sub.orders)}
+                 "open_orders": len(sub.orders), "conditional_orders": len(sub.conditional_orders)}
         if sub.mode != "cross":
             entry["mode"] = sub.mode
             entry["market"] = sub.isolated_market

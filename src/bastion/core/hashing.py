@@ -1,7 +1,7 @@
 """Canonical serialization and the state hash.
 
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
-``("market", ticker)``, ``("global",)``) and a canonical value (compact JSON of ints, strings,
+``("conditional", id)``, ``("market", ticker)``, ``("global",)``) and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
 leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
@@ -42,6 +42,13 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
             return None
         return [o.side, o.price, o.remaining, o.size, o.owner, o.number, o.client_id, o.time_in_force,
                 o.reduce_only, o.good_til_ms, o.self_trade, o.placed_ms]
+    if kind == "conditional":
+        c = state.conditional_orders.get(key[1])
+        if c is None:
+            return None
+        t = c.terms
+        return [c.order_type, c.trigger_ticks, c.placed_ms, t.market, t.owner, t.number, t.client_id, t.side,
+                t.order_type, t.lots, t.ticks, t.time_in_force, t.reduce_only, t.good_til_ms, t.self_trade]
     if kind == "market":
         m = state.markets[key[1]]
         p = m.oracle_params
@@ -135,6 +142,8 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("market", ticker)
         for order in market.book.orders():
             yield ("order", ticker, order.order_id)
+    for order_id in state.conditional_orders:
+        yield ("conditional", order_id)
     for owner, number in state.subaccounts:
         yield ("sub", owner, number)
 

@@ -24,7 +24,9 @@ from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP 
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.margin import get_subaccount_risk, is_valid_update, open_interest_change
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
-from bastion.core.state import ACTIVE, CROSS, ISOLATED, PAUSED, REDUCE_ONLY, Market, State, Subaccount
+from bastion.core.state import (
+    ACTIVE, CROSS, ISOLATED, PAUSED, REDUCE_ONLY, ConditionalOrder, Market, OrderTerms, State, Subaccount,
+)
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import fee_for, parse_decimal, ppm_of_down
 from bastion.risk_model import notional
@@ -36,7 +38,9 @@ SIDE_NAMES = ("buy", "sell")
 TIME_IN_FORCE = ("gtc", "gtt", "ioc", "fok", "post_only")
 RESTING_TIME_IN_FORCE = ("gtc", "gtt", "post_only")
 ORDER_TYPES = ("limit", "market")
-CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
+UNDERLYING_ORDER_TYPES = {"stop_market": "market", "stop_limit": "limit",
+                          "take_profit_market": "market", "take_profit_limit": "limit"}
+CONDITIONAL_ORDER_TYPES = tuple(UNDERLYING_ORDER_TYPES)
 SELF_TRADE_MODES = ("cancel_resting", "cancel_taking", "decrement")
 MAX_CLIENT_ID = 2**32 - 1
 
@@ -51,24 +55,36 @@ def fill_notional(market: Market, lots: int, ticks: int) -> int:
 
 # --------------------------------------------------------------------------------------- placement
 def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> dict:
-    # --- VALIDATE: nothing below mutates state until "APPLY"
-    sub = get_own_subaccount(state, sender, msg.subaccount)
+    """Validate a ``place_order``; submit it to the book now, or keep a conditional order untriggered."""
+    terms, trigger_ticks = parse_order(state, sender, msg)
+    if trigger_ticks is None:
+        return submit_order(state, terms, events)
+    check_order(state, terms, with_book=False)  # post-only crossing and fill-or-kill are judged at the trigger
+    return add_conditional_order(state, msg.order_type, trigger_ticks, terms, events)
+
+
+def parse_order(state: State, sender: str, msg: PlaceOrder) -> tuple[OrderTerms, int | None]:
+    """The message's terms on its market's grid and its trigger price in ticks (None unless
+    conditional): every check that depends only on the message, the market's grid and the time."""
+    get_own_subaccount(state, sender, msg.subaccount)
     market = get_market(state, msg.market)
     side = SIDES.get(msg.side)
     if side is None:
         raise ProtocolError("invalid_side", "side must be 'buy' or 'sell'", field="side")
-    if msg.order_type in CONDITIONAL_ORDER_TYPES:
-        raise ProtocolError("unsupported_order_type",
-                            f"conditional order type {msg.order_type!r} is not supported yet", field="order_type")
-    if msg.order_type not in ORDER_TYPES:
+    conditional = msg.order_type in CONDITIONAL_ORDER_TYPES
+    if msg.order_type not in ORDER_TYPES and not conditional:
         raise ProtocolError("invalid_order_type", f"unknown order type {msg.order_type!r}", field="order_type")
-    if msg.trigger_price is not None:
+    order_type = UNDERLYING_ORDER_TYPES.get(msg.order_type, msg.order_type)
+    if msg.trigger_price is not None and not conditional:
         raise ProtocolError("invalid_field", "trigger_price is only for conditional orders", field="trigger_price")
+    if msg.trigger_price is None and conditional:
+        raise ProtocolError("missing_field", f"a {msg.order_type} order needs trigger_price", field="trigger_price")
     tif = msg.time_in_force
     if tif not in TIME_IN_FORCE:
         raise ProtocolError("invalid_time_in_force", f"unknown time in force {tif!r}", field="time_in_force")
-    if msg.order_type == "market" and tif not in ("ioc", "fok"):
-        raise ProtocolError("invalid_time_in_force", "a market order must be ioc or fok", field="time_in_force")
+    if order_type == "market" and tif not in ("ioc", "fok"):
+        raise ProtocolError("invalid_time_in_force", f"a {msg.order_type} order must be ioc or fok",
+                            field="time_in_force")
     if msg.self_trade not in SELF_TRADE_MODES:
         raise ProtocolError("invalid_self_trade", f"unknown self-trade mode {msg.self_trade!r}", field="self_trade")
     lots = parse_decimal(msg.size, market.size_decimals, field="size")
@@ -79,6 +95,11 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
     ticks = parse_decimal(msg.price, market.price_decimals, field="price")
     if ticks <= 0:
         raise ProtocolError("non_positive_price", "price must be positive", field="price")
+    trigger_ticks = None
+    if conditional:
+        trigger_ticks = parse_decimal(msg.trigger_price, market.price_decimals, field="trigger_price")
+        if trigger_ticks <= 0:
+            raise ProtocolError("non_positive_price", "trigger_price must be positive", field="trigger_price")
     good_til_ms = None
     if tif == "gtt":
         if msg.good_til is None:
@@ -90,8 +111,19 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
         raise ProtocolError("invalid_field", "good_til is only for gtt orders", field="good_til")
     if not 0 <= msg.client_id <= MAX_CLIENT_ID:
         raise ProtocolError("invalid_client_id", "client_id must be 0..2^32-1", field="client_id")
-    if msg.client_id in sub.client_ids:
-        raise ProtocolError("duplicate_client_id", f"client_id {msg.client_id} is already used by an open order",
+    terms = OrderTerms(sender, msg.subaccount, market.ticker, side, order_type, lots, ticks, tif, good_til_ms,
+                       msg.reduce_only, msg.self_trade, msg.client_id)
+    return terms, trigger_ticks
+
+
+def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
+    """Judge the terms against the account and the market (client id, margin mode, reduce-only,
+    market status, placement margin) and, ``with_book``, the post-only rule; return whether the
+    order crosses the book (always False without the book). Changes nothing."""
+    sub = state.subaccounts[(terms.owner, terms.number)]
+    market = state.markets[terms.market]
+    if terms.client_id in sub.client_ids:
+        raise ProtocolError("duplicate_client_id", f"client_id {terms.client_id} is already used by an open order",
                             field="client_id")
     if sub.mode == ISOLATED and sub.isolated_market != market.ticker:
         raise ProtocolError("subaccount_isolated_to_other_market",
@@ -100,25 +132,27 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
         raise ProtocolError("isolated_market_requires_isolated_subaccount",
                             f"{market.ticker} trades only from an isolated subaccount (set_margin_mode)",
                             field="market")
+    side, lots, ticks = terms.side, terms.lots, terms.ticks
     position = sub.positions.get(market.ticker)
     position_size = position.size if position is not None else 0
     signed = lots if side == BUY else -lots
     reduces = position_size != 0 and _sign(signed) != _sign(position_size) and lots <= abs(position_size)
-    if msg.reduce_only and (position_size == 0 or _sign(signed) == _sign(position_size)):
+    if terms.reduce_only and (position_size == 0 or _sign(signed) == _sign(position_size)):
         raise ProtocolError("reduce_only_would_increase", "a reduce-only order must reduce an open position",
                             field="reduce_only")
     if market.status == PAUSED or market.status not in (ACTIVE, REDUCE_ONLY):
         raise ProtocolError("market_not_trading", f"{market.ticker} is {market.status}", field="market")
-    if (market.status == REDUCE_ONLY or market.stale) and not (reduces or msg.reduce_only):
+    if (market.status == REDUCE_ONLY or market.stale) and not (reduces or terms.reduce_only):
         reason = "stale oracle" if market.stale else "reduce-only status"
         raise ProtocolError("market_reduce_only", f"{market.ticker} accepts only reducing orders ({reason})",
                             field="market")
-    book = market.book
-    best = book.best_ask() if side == BUY else book.best_bid()
-    crosses = best is not None and (best <= ticks if side == BUY else best >= ticks)
-    if tif == "post_only" and crosses:
-        raise ProtocolError("post_only_would_cross", "a post-only order would take liquidity", field="price")
-    if not (reduces or msg.reduce_only):
+    crosses = False
+    if with_book:
+        best = market.book.best_ask() if side == BUY else market.book.best_bid()
+        crosses = best is not None and (best <= ticks if side == BUY else best >= ticks)
+        if terms.time_in_force == "post_only" and crosses:
+            raise ProtocolError("post_only_would_cross", "a post-only order would take liquidity", field="price")
+    if not (reduces or terms.reduce_only):
         fee_ppm = max(market.taker_fee_ppm, market.maker_fee_ppm, 0)
         quote = fill_notional(market, signed, ticks)
         net_collateral, initial, _ = get_subaccount_risk(
@@ -127,14 +161,28 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
             raise ProtocolError("insufficient_margin",
                                 "after a full fill at the limit price the account would be below its initial margin",
                                 field="size", net_collateral=net_collateral, initial_margin=initial)
-    matcher = _Matcher(state, market, sub, side, msg, events) if crosses else None
+    return crosses
+
+
+def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: int | None = None) -> dict:
+    """The one way into the book: validate the terms against the account, the market and the book,
+    then match and rest them. A fresh order (``order_id`` None) gets the next order id; a triggered
+    conditional order keeps the id it got at placement."""
+    # --- VALIDATE: nothing below mutates state until "APPLY"
+    sub = state.subaccounts[(terms.owner, terms.number)]
+    market = state.markets[terms.market]
+    side, lots, ticks, tif = terms.side, terms.lots, terms.ticks, terms.time_in_force
+    crosses = check_order(state, terms, with_book=True)
+    matcher = _Matcher(state, market, sub, side, terms, events) if crosses else None
     if tif == "fok" and (matcher is None or matcher.dry_run(ticks, lots) < lots):
         raise ProtocolError("fok_not_filled", "a fill-or-kill order cannot be filled completely now", field="size")
 
     # --- APPLY
-    order_id = state.next_order_id
-    state.next_order_id += 1
-    state.touch(("global",))
+    if order_id is None:
+        order_id = state.next_order_id
+        state.next_order_id += 1
+        state.touch(("global",))
+    book = market.book
     if matcher is None:  # nothing to match against (post-only orders never cross, checked above)
         consumed = filled = 0
         stopped = False
@@ -146,27 +194,49 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
     status = "filled" if remaining == 0 else "partially_filled" if consumed else "open"
     if remaining:
         if tif in RESTING_TIME_IN_FORCE and not stopped:
-            order = Order(order_id, side, ticks, remaining, lots, sender, msg.subaccount, msg.client_id, tif,
-                          msg.reduce_only, good_til_ms, msg.self_trade, state.time_ms)
+            order = Order(order_id, side, ticks, remaining, lots, terms.owner, terms.number, terms.client_id, tif,
+                          terms.reduce_only, terms.good_til_ms, terms.self_trade, state.time_ms)
             book.add(order)
             sub.orders[order_id] = market.ticker
-            sub.client_ids[msg.client_id] = order_id
+            sub.client_ids[terms.client_id] = order_id
             state.touch(("order", market.ticker, order_id))  # sub.orders is an index of the book, not hashed
-            if good_til_ms is not None:
-                heapq.heappush(state.gtt_queue, (good_til_ms, order_id, market.ticker))
+            if terms.good_til_ms is not None:
+                heapq.heappush(state.gtt_queue, (terms.good_til_ms, order_id, market.ticker))
             events.append({"type": "order_placed", "market": market.ticker, "order_id": order_id,
-                           "owner": sender, "number": msg.subaccount, "client_id": msg.client_id,
-                           "side": msg.side, "price": ticks, "size": remaining})
+                           "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
+                           "side": SIDE_NAMES[side], "price": ticks, "size": remaining})
         else:
             status = "partially_filled" if consumed else "cancelled"
             reason = (matcher and matcher.stop_reason) or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
             events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
-                           "owner": sender, "number": msg.subaccount, "client_id": msg.client_id,
+                           "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
                            "size": remaining, "reason": reason})
     result = {"order_id": order_id, "market": market.ticker, "filled": filled, "status": status}
     if consumed != filled:
         result["decremented"] = consumed - filled
     return result
+
+
+def add_conditional_order(state: State, order_type: str, trigger_ticks: int, terms: OrderTerms,
+                          events: Events) -> dict:
+    """Keep a validated conditional order untriggered: it takes the next order id and reserves its
+    client id now; a gtt one joins the expiry queue."""
+    order_id = state.next_order_id
+    state.next_order_id += 1
+    state.touch(("global",))
+    state.conditional_orders[order_id] = ConditionalOrder(order_id, order_type, trigger_ticks, state.time_ms, terms)
+    sub = state.subaccounts[(terms.owner, terms.number)]
+    sub.conditional_orders[order_id] = terms.market
+    sub.client_ids[terms.client_id] = order_id
+    state.touch(("conditional", order_id))
+    if terms.good_til_ms is not None:
+        heapq.heappush(state.gtt_queue, (terms.good_til_ms, order_id, terms.market))
+    events.append({"type": "conditional_order_placed", "market": terms.market, "order_id": order_id,
+                   "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
+                   "order_type": order_type, "side": SIDE_NAMES[terms.side], "price": terms.ticks,
+                   "size": terms.lots, "trigger_price": trigger_ticks, "time_in_force": terms.time_in_force,
+                   "reduce_only": terms.reduce_only})
+    return {"order_id": order_id, "market": terms.market, "status": "untriggered"}
 
 
 class _Matcher:
@@ -175,7 +245,7 @@ class _Matcher:
     __slots__ = ("state", "market", "taker", "side", "msg", "events", "order_id", "stop_reason", "overlay",
                  "oi_overlay", "owner", "traded")
 
-    def __init__(self, state: State, market: Market, taker: Subaccount, side: int, msg: PlaceOrder,
+    def __init__(self, state: State, market: Market, taker: Subaccount, side: int, msg: OrderTerms,
                  events: Events) -> None:
         self.state = state
         self.market = market
@@ -395,34 +465,63 @@ def remove_order(state: State, market: Market, order_id: int, reason: str, event
                    "size": order.remaining, "reason": reason})
 
 
+def forget_conditional_order(state: State, order: ConditionalOrder) -> None:
+    """Take an untriggered conditional order out of the state and free its client id (no event)."""
+    del state.conditional_orders[order.order_id]
+    sub = state.subaccounts[(order.terms.owner, order.terms.number)]
+    del sub.conditional_orders[order.order_id]
+    del sub.client_ids[order.terms.client_id]
+    state.touch(("conditional", order.order_id))
+
+
+def remove_conditional_order(state: State, order_id: int, reason: str, events: Events) -> None:
+    """Cancel an untriggered conditional order, with an ``order_cancelled`` event."""
+    order = state.conditional_orders[order_id]
+    forget_conditional_order(state, order)
+    terms = order.terms
+    events.append({"type": "order_cancelled", "market": terms.market, "order_id": order_id,
+                   "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
+                   "size": terms.lots, "reason": reason, "order_type": order.order_type})
+
+
 # --------------------------------------------------------------------------------------- cancels
 def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) -> dict:
+    """Cancel one resting or untriggered conditional order, by client id or order id."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if (msg.client_id is None) == (msg.order_id is None):
         raise ProtocolError("invalid_message", "give exactly one of client_id and order_id", field="order_id")
     order_id = sub.client_ids.get(msg.client_id) if msg.order_id is None else msg.order_id
-    if order_id is None or order_id not in sub.orders:
+    if order_id in sub.orders:
+        remove_order(state, state.markets[sub.orders[order_id]], order_id, "cancelled", events)
+    elif order_id in sub.conditional_orders:
+        remove_conditional_order(state, order_id, "cancelled", events)
+    else:
         raise ProtocolError("order_not_found", "no such open order in this subaccount",
                             field="order_id" if msg.order_id is not None else "client_id")
-    remove_order(state, state.markets[sub.orders[order_id]], order_id, "cancelled", events)
     return {"order_id": order_id}
 
 
 def cancel_all(state: State, sender: str, msg: CancelAll, events: Events) -> dict:
+    """Cancel the subaccount's resting orders, then its untriggered conditional orders (of one market or all)."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if msg.market is not None:
         get_market(state, msg.market)
     targets = [(oid, ticker) for oid, ticker in sub.orders.items() if msg.market in (None, ticker)]
     for order_id, ticker in targets:
         remove_order(state, state.markets[ticker], order_id, "cancelled", events)
-    return {"cancelled": len(targets)}
+    conditional = [oid for oid, ticker in sub.conditional_orders.items() if msg.market in (None, ticker)]
+    for order_id in conditional:
+        remove_conditional_order(state, order_id, "cancelled", events)
+    return {"cancelled": len(targets) + len(conditional)}
 
 
 def expire_orders(state: State, events: Events) -> None:
-    """Remove good-til-time orders whose time has come (block time >= good_til)."""
+    """Remove good-til-time orders, resting or untriggered, whose time has come (block time >= good_til)."""
     queue = state.gtt_queue
     while queue and queue[0][0] <= state.time_ms:
         _, order_id, ticker = heapq.heappop(queue)
         market = state.markets[ticker]
         if order_id in market.book:
             remove_order(state, market, order_id, "expired", events)
+        elif order_id in state.conditional_orders:
+            remove_conditional_order(state, order_id, "expired", events)

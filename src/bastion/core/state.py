@@ -4,7 +4,7 @@ Iteration that matters is always in a defined order: markets by ticker (the dict
 subaccounts and orders in creation order, oracle operators sorted. Every mutation of a hashed object
 calls ``state.touch(key)`` so that the block's state hash (``bastion.core.hashing``) is updated
 incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id)``,
-``("market", ticker)`` and ``("global",)``.
+``("conditional", order_id)``, ``("market", ticker)`` and ``("global",)``.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class Subaccount:
     """One of an owner's 128 subaccounts: a USDC balance, positions, and its open orders."""
 
     __slots__ = ("owner", "number", "balance", "positions", "mode", "isolated_market",
-                 "imf_overrides", "orders", "client_ids", "key")
+                 "imf_overrides", "orders", "client_ids", "conditional_orders", "key")
 
     def __init__(self, owner: str, number: int, balance: int = 0, mode: str = CROSS,
                  isolated_market: str | None = None) -> None:
@@ -67,8 +67,40 @@ class Subaccount:
         self.isolated_market = isolated_market
         self.imf_overrides: dict[str, int] = {}
         self.orders: dict[int, str] = {}        # order_id -> ticker, in placement order
-        self.client_ids: dict[int, int] = {}    # client_id -> order_id of the open order
+        self.client_ids: dict[int, int] = {}    # client_id -> order_id of the open (or untriggered) order
+        self.conditional_orders: dict[int, str] = {}  # order_id -> ticker of untriggered conditional orders
         self.key = ("sub", owner, number)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTerms:
+    """What a ``place_order`` asks for, validated and on its market's grid: the order that a fresh
+    placement submits at once and that a conditional order submits when it triggers."""
+
+    owner: str
+    number: int
+    market: str
+    side: int                              # book.BUY | book.SELL
+    order_type: str                        # "limit" | "market" (the underlying type)
+    lots: int
+    ticks: int                             # limit price, or a market order's worst price
+    time_in_force: str
+    good_til_ms: int | None
+    reduce_only: bool
+    self_trade: str
+    client_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionalOrder:
+    """An untriggered stop/take-profit order: it holds its order id and client id from placement and
+    enters the book as ``terms`` when the oracle price crosses ``trigger_ticks`` (``core.conditional``)."""
+
+    order_id: int
+    order_type: str                        # stop_market | stop_limit | take_profit_market | take_profit_limit
+    trigger_ticks: int
+    placed_ms: int
+    terms: OrderTerms
 
 
 @dataclass(slots=True)
@@ -132,6 +164,7 @@ class State:
     seed_insurance: int = 0                # insurance funds given at genesis (not deposits)
     next_order_id: int = 1
     gtt_queue: list[tuple[int, int, str]] = field(default_factory=list)  # heap (good_til_ms, id, ticker)
+    conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
