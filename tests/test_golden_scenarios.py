@@ -40,11 +40,7 @@ EXPECT_KEYS = {"results", "events", "event_order", "no_events", "final", "reject
 
 # Scenarios whose hand-computed expectations disagree with the engine: an engine bug to fix in src/.
 # strict=True, so the test fails (and this entry must go) as soon as the engine is fixed.
-KNOWN_ENGINE_BUGS: dict[str, str] = {
-    "withdrawals_pause_after_negative_equity": (
-        "DESIGN.md section 3: after an account with negative TNC is seen in a collateral pool, withdrawals from "
-        "that pool pause for a governed number of blocks (dYdX: 50); built with the liquidation engine (issue 3)"),
-}
+KNOWN_ENGINE_BUGS: dict[str, str] = {}
 
 
 def load(path: Path) -> dict:

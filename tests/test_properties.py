@@ -53,7 +53,7 @@ from bastion.core.state import Position, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, apply_tx, check_invariants
 from bastion.core.units import format_decimal, parse_decimal, parse_decimal_rounded
-from bastion.risk_model import funding_clamp_ppm, margin_requirements, notional
+from bastion.risk_model import funding_clamp_ppm, insurance_fund_delta, is_liquidatable, margin_requirements, notional
 from builders import (
     BRIDGE, BTC, ETH, ORACLE, OWNERS, PEPE, STRANGER, TICKERS, Chain, account, address, decimal_text, genesis,
     market, subaccount,
@@ -75,6 +75,8 @@ ACTION_WEIGHTS = {  # the first is what Hypothesis shrinks toward
     "set_leverage": 3, "set_margin_mode": 2, "oracle_update": 10, "end_block": 10, "end_block_and_jump_to_next_hour": 1,
     "place_conditional_order": 4,
 }
+LIQUIDATION_EVENTS = ("liquidation", "deleveraging", "bad_debt", "withdrawals_paused", "liquidation_incomplete",
+                      "deleveraging_skipped", "liquidation_deferred")
 CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
 ACTIONS = tuple(action for action, weight in ACTION_WEIGHTS.items() for _ in range(weight))
 ADVANCES_MS = (1_000, 0, 1_000, 2_000, 1_000, 3_000, 1_000, 5_000, 10_000, 1_000, 30_000, 61_000, None)
@@ -118,10 +120,31 @@ def expected_risk(state: State, sub) -> tuple[int, int, int]:
         override = sub.imf_overrides.get(ticker)
         if override is not None:
             imr = max(imr, -(-abs(value) * override // PPM))
+        imr += unbacked_profit(tier, value, position.cost)
         net_notional += value
         initial += imr
         maintenance += mmr
     return sub.balance + pending_funding_ppm // PPM + net_notional, initial, maintenance
+
+
+def unbacked_profit(tier, value: int, cost: int) -> int:
+    """docs/protocol.md, "Unbacked profit": the share of unrealised profit that the tier does not
+    count as collateral, rounded up, is added to the initial requirement."""
+    profit = max(value - cost, 0)
+    return -(-profit * (PPM - tier.unrealized_profit_weight_ppm) // PPM)
+
+
+def cost_model(market, size: int, cost: int, delta: int, ticks: int) -> int:
+    """A position's cost after ``delta`` lots at ``ticks`` (state.Position): opening adds the
+    notional, reducing removes the closed share truncated toward zero, a flip restarts."""
+    grid = {"size_decimals": market.size_decimals, "price_decimals": market.price_decimals}
+    new_size = size + delta
+    if size == 0 or (size > 0) == (delta > 0):
+        return cost + notional(delta, ticks, **grid)
+    if new_size == 0 or (new_size > 0) == (size > 0):
+        share = abs(cost) * abs(delta) // abs(size)
+        return cost - share if cost >= 0 else cost + share
+    return notional(new_size, ticks, **grid)
 
 
 def settle_funding_model(state: State, sub) -> None:
@@ -136,13 +159,14 @@ def settle_funding_model(state: State, sub) -> None:
     state.funding_account -= amount_ppm // PPM
 
 
-def change_position_model(sub, market, delta: int) -> None:
+def change_position_model(sub, market, delta: int, ticks: int) -> None:
     position = sub.positions.get(market.ticker)
     if position is None:
-        sub.positions[market.ticker] = Position(delta, market.funding_index)
+        sub.positions[market.ticker] = Position(delta, market.funding_index, cost_model(market, 0, 0, delta, ticks))
     elif position.size + delta == 0:
         del sub.positions[market.ticker]
     else:
+        position.cost = cost_model(market, position.size, position.cost, delta, ticks)
         position.size += delta
 
 
@@ -262,6 +286,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         self._check_oracle_model()
         self._check_funding(funding_before, events)
         self._check_triggers(untriggered, events)
+        self._check_liquidations(events)
         self.coverage["blocks"] += 1
         self.blocks[-1].update(state_hash=state_hash, events=events)
         if len(self.blocks) == 3:  # a snapshot, as a node would take, to restore from at the end
@@ -277,6 +302,31 @@ class ExchangeMachine(RuleBasedStateMachine):
                 tnc, imr, mmr = get_subaccount_risk(state, sub)
                 self.coverage["undercollateralized_subaccount_blocks"] += tnc < imr
                 self.coverage["negative_equity_subaccount_blocks"] += tnc < 0
+
+    def _check_liquidations(self, events: list[dict]) -> None:
+        """Each liquidation fill recomputes from its event's inputs (DESIGN.md section 8); no fund
+        is negative; and every account still liquidatable is where the next scan will look for it
+        (``liquidation._candidates``: the watch list or a holder of a market that moved since)."""
+        state = self.state
+        for event in events:
+            if event["type"] == "liquidation":
+                assert event["insurance_delta"] == insurance_fund_delta(
+                    event["fill_quote"], event["bankruptcy_quote"], state.liquidation.max_liquidation_fee_ppm)
+                sells = event["size"] > 0
+                assert event["fill_price"] >= event["fillable_price"] if sells else (
+                    event["fill_price"] <= event["fillable_price"]), event
+                assert event["net_collateral"] < event["maintenance"], "a healthy account was liquidated"
+            if event["type"] in LIQUIDATION_EVENTS:
+                self.coverage[f"liquidation_event:{event['type']}"] += 1
+        assert all(fund >= 0 for fund in state.insurance_funds.values()), state.insurance_funds
+        moved = {t for t, m in state.markets.items()
+                 if m.scanned != (m.oracle_price, m.funding_index, state.params_epoch)}
+        for key, sub in state.subaccounts.items():
+            if not sub.positions:
+                continue
+            tnc, _, mmr = get_subaccount_risk(state, sub)
+            if is_liquidatable(tnc, mmr):
+                assert key in state.liquidation_watch or moved & set(sub.positions), f"{key} missed by the scan"
 
     def _check_oracle_model(self) -> None:
         state = self.state
@@ -555,7 +605,10 @@ class ExchangeMachine(RuleBasedStateMachine):
         signed = lots if side == "buy" else -lots
         quote = notional(signed, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals)
         fee = expected_fee(abs(quote), max(market.taker_fee_ppm, market.maker_fee_ppm, 0))
-        return get_subaccount_risk(self.state, sub, market, size_delta=signed, balance_delta=-quote - fee)
+        position = sub.positions.get(market.ticker)
+        size, cost = (position.size, position.cost) if position is not None else (0, 0)
+        return get_subaccount_risk(self.state, sub, market, size_delta=signed, balance_delta=-quote - fee,
+                                   cost_delta=cost_model(market, size, cost, signed, ticks) - cost)
 
     def _check_order_outcome(self, msg: PlaceOrder, result: dict, events: list[dict], lots: int, ticks: int,
                              before: State | None) -> None:
@@ -630,8 +683,8 @@ class ExchangeMachine(RuleBasedStateMachine):
             insurance = net_fee * before.fees.insurance_share_ppm // PPM
             before.insurance_funds[market.pool] += insurance
             before.fees_account += net_fee - insurance
-            change_position_model(taker, market, delta)
-            change_position_model(maker, market, -delta)
+            change_position_model(taker, market, delta, fill["price"])
+            change_position_model(maker, market, -delta, fill["price"])
             market.open_interest += (max(taker_size + delta, 0) - max(taker_size, 0)
                                      + max(maker_size - delta, 0) - max(maker_size, 0))
             assert market.open_interest <= market.max_open_interest_lots, "fill above the open-interest cap"
@@ -648,8 +701,8 @@ class ExchangeMachine(RuleBasedStateMachine):
         for key in first_risk:
             real, model = state.subaccounts[key], before.subaccounts[key]
             assert real.balance == model.balance, f"{key}: balance {real.balance}, replayed {model.balance}"
-            assert ({t: (p.size, p.funding_index) for t, p in real.positions.items()}
-                    == {t: (p.size, p.funding_index) for t, p in model.positions.items()}), key
+            assert ({t: (p.size, p.funding_index, p.cost) for t, p in real.positions.items()}
+                    == {t: (p.size, p.funding_index, p.cost) for t, p in model.positions.items()}), key
         assert state.markets[msg.market].open_interest == market.open_interest
         assert (state.fees_account, state.funding_account, state.insurance_funds) == (
             before.fees_account, before.funding_account, before.insurance_funds), "fees or funding mis-booked"
@@ -860,7 +913,8 @@ CI_COVERAGE = {
     "fills": 300, "blocks": 1_000, "funding_ticks": 50, "stale_market_blocks": 200, "oracle_clamped": 200,
     "gtt_expired": 10, "self_trade_cancels": 20, "self_trade_decrements": 10, "maker_margin_cancels": 5,
     "oi_cap_stops": 3, "oi_scaled_imf_blocks": 20, "restricted_fills": 5, "undercollateralized_fills": 10,
-    "negative_equity_subaccount_blocks": 50, "conditional_triggered": 50, "conditional_failed": 15,
+    "negative_equity_subaccount_blocks": 10, "liquidation_event:liquidation": 10,
+    "liquidation_event:deleveraging": 10, "liquidation_event:withdrawals_paused": 10, "conditional_triggered": 50, "conditional_failed": 15,
     "conditional_fills": 15, "conditional_placed": 300,
     "ok:withdraw": 20, "ok:transfer": 20, "ok:deposit": 20, "ok:set_leverage": 20, "ok:set_margin_mode": 5,
     "ok:cancel_order": 5, "ok:cancel_all": 5, "rejected:insufficient_margin": 10, "rejected:market_reduce_only": 5,

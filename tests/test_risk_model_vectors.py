@@ -4,11 +4,11 @@
 Unit mapping: a dYdX base quantum is one lot (``size_decimals = -atomic_resolution``), an oracle
 price unit is one tick (``price_decimals = -oracle_exponent``), a quote quantum is one micro-USDC.
 
-Not replayed here (they belong to the liquidation issue, whose functions are not in this module yet):
-``ConvertFillablePriceToSubticks``, ``GetLiquidatablePositionSizeDelta``,
-``GetMaxAndMinPositionNotionalLiquidatable`` and the cases of the liquidation tables whose expected
-outcome is an ``ErrInvalidPerpetualPositionSizeDelta`` error: that error comes from validating the
-(position, delta) pair, which is the liquidation engine's job, not the risk formulas'.
+Not replayed here: ``ConvertFillablePriceToSubticks`` (our liquidation limit is the fillable price
+rounded to the tick grid in ``bastion.core.liquidation``, tested by the golden scenarios) and the
+cases of the liquidation tables whose expected outcome is an ``ErrInvalidPerpetualPositionSizeDelta``
+error: that error comes from validating the (position, delta) pair, which is the liquidation
+engine's job, not the risk formulas'.
 """
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ from bastion.risk_model import (
     insurance_fund_delta,
     is_liquidatable,
     is_valid_undercollateralized_update,
+    liquidation_size,
     maintenance_margin_ppm,
     margin_requirements,
     notional,
+    position_notional_liquidatable,
     undercollateralized_update_result,
 )
 
@@ -268,6 +270,44 @@ def test_insurance_fund_delta(case: dict[str, Any]) -> None:
     assert result == case["expected"]["insurance_fund_delta_quote_quantums"]
 
 
+@vector_cases(LIQUIDATIONS, "GetMaxAndMinPositionNotionalLiquidatable")
+def test_position_notional_liquidatable(case: dict[str, Any]) -> None:
+    (market,) = markets_of(case).values()
+    given, expected = case["input"], case["expected"]
+    position_notional = notional(given["position_quantums"], market["oracle_price"],
+                                 **decimals(market["atomic_resolution"], market["oracle_exponent"]))
+    result = position_notional_liquidatable(
+        position_notional, min_position_notional=given["min_position_notional_liquidated"],
+        max_position_portion_ppm=given["max_position_portion_liquidated_ppm"])
+    assert result == (expected["min_position_notional_liquidatable"], expected["max_position_notional_liquidatable"])
+
+
+@vector_cases(LIQUIDATIONS, "GetLiquidatablePositionSizeDelta")
+def test_liquidation_size(case: dict[str, Any]) -> None:
+    (market,) = markets_of(case).values()
+    given = case["input"]
+    result = liquidation_size(
+        given["position_quantums"], market["oracle_price"],
+        **decimals(market["atomic_resolution"], market["oracle_exponent"]),
+        min_position_notional=given["min_position_notional_liquidated"],
+        max_position_portion_ppm=given["max_position_portion_liquidated_ppm"],
+        subaccount_notional_left=(given["subaccount_max_notional_liquidated"]
+                                  - given["notional_already_liquidated_this_block"]),
+        step_lots=given["step_base_quantums"])
+    assert result == case["expected"]["delta_quantums"]
+
+
+def test_liquidation_size_edges() -> None:
+    """Nothing to close, an exhausted subaccount limit, and a limit below one lot's value."""
+    btc = {"size_decimals": 8, "price_decimals": 5}  # one lot = 500 micro-USDC at 5_000_000_000 ticks
+    limits = {"min_position_notional": 1_000, "max_position_portion_ppm": 100_000}
+    assert liquidation_size(0, 5_000_000_000, **btc, **limits, subaccount_notional_left=10**12) == 0
+    assert liquidation_size(10**7, 5_000_000_000, **btc, **limits, subaccount_notional_left=0) == 0
+    assert liquidation_size(10**7, 5_000_000_000, **btc, **limits, subaccount_notional_left=-5) == 0
+    assert liquidation_size(10**7, 5_000_000_000, **btc, **limits, subaccount_notional_left=499) == 0
+    assert liquidation_size(-10**7, 5_000_000_000, **btc, **limits, subaccount_notional_left=1_000) == 2
+
+
 def test_only_position_delta_validation_errors_are_left_out() -> None:
     """The liquidation cases not replayed above are exactly the (position, delta) validation errors."""
     tables = ("GetBankruptcyPriceInQuoteQuantums", "GetFillablePrice", "GetLiquidationInsuranceFundDelta")
@@ -298,19 +338,27 @@ SECTION_15_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "funding_clamp_ppm": (("clamp_factor_ppm", "initial_margin_ppm", "maintenance_fraction_ppm"), ()),
     "funding_settlement": (("market_funding_index", "position_funding_index", "position_size"), ()),
 }
+# Added by the liquidation engine (not in section 15's list; keyword names are part of the contract too).
+ADDED_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "position_notional_liquidatable": (("position_notional",), ("min_position_notional", "max_position_portion_ppm")),
+    "liquidation_size": (("position_size", "oracle_price"),
+                         ("size_decimals", "price_decimals", "min_position_notional", "max_position_portion_ppm",
+                          "subaccount_notional_left", "step_lots")),
+    "lots_for_notional": (("quote", "ticks"), ("size_decimals", "price_decimals")),
+}
 ENGINE_EXTRAS = {"notional", "undercollateralized_update_result", "is_valid_undercollateralized_update"}
 
 
 def test_public_names_are_section_15_plus_engine_extras() -> None:
-    assert sorted(risk_model.__all__) == sorted(set(SECTION_15_SIGNATURES) | ENGINE_EXTRAS)
+    assert sorted(risk_model.__all__) == sorted(set(SECTION_15_SIGNATURES) | set(ADDED_SIGNATURES) | ENGINE_EXTRAS)
     assert len(risk_model.__all__) == len(set(risk_model.__all__))
     for name in risk_model.__all__:
         assert callable(getattr(risk_model, name))
 
 
-@pytest.mark.parametrize("name", sorted(SECTION_15_SIGNATURES))
+@pytest.mark.parametrize("name", sorted({**SECTION_15_SIGNATURES, **ADDED_SIGNATURES}))
 def test_section_15_keyword_names(name: str) -> None:
-    positional, keyword_only = SECTION_15_SIGNATURES[name]
+    positional, keyword_only = {**SECTION_15_SIGNATURES, **ADDED_SIGNATURES}[name]
     parameters = inspect.signature(getattr(risk_model, name)).parameters.values()
 
     assert tuple(p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD) == positional

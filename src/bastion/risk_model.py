@@ -25,6 +25,7 @@ Rounding (always in favour of the protocol)
     ``margin_requirements``             up (both IMR and MMR: requirements round up)
     ``bankruptcy_amount``               up (the subtracted share of collateral is floored)
     ``fillable_price``                  exact rational
+    ``liquidation_size``                down (lots for the allowed notional, then to a step multiple)
     ``insurance_fund_delta``            the fee cap rounds down (payouts round down)
     ``funding_clamp_ppm``               down
     ``funding_settlement``              exact (ppm micro-USDC; the caller floors by 1e6 per subaccount)
@@ -47,8 +48,12 @@ __all__ = [
     "insurance_fund_delta",
     "funding_clamp_ppm",
     "funding_settlement",
+    # Liquidation size (dYdX GetMaxAndMinPositionNotionalLiquidatable, GetLiquidatablePositionSizeDelta).
+    "position_notional_liquidatable",
+    "liquidation_size",
     # Needed by the engine.
     "notional",
+    "lots_for_notional",
     "undercollateralized_update_result",
     "is_valid_undercollateralized_update",
 ]
@@ -84,6 +89,15 @@ def notional(lots: int, ticks: int, *, size_decimals: int, price_decimals: int) 
     if exponent >= 0:
         return product * 10**exponent
     return _trunc_div(product, 10 ** (-exponent))
+
+
+def lots_for_notional(quote: int, ticks: int, *, size_decimals: int, price_decimals: int) -> int:
+    """Whole lots whose value at ``ticks`` is at most ``quote`` micro-USDC (dYdX
+    ``GetNotionalInBaseQuantums``, rounded down); ``quote >= 0``, ``ticks > 0``."""
+    exponent = _QUOTE_DECIMALS - size_decimals - price_decimals
+    if exponent >= 0:
+        return quote // (ticks * 10**exponent)
+    return quote * 10 ** (-exponent) // ticks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,6 +292,52 @@ def insurance_fund_delta(fill_quote: int, bankruptcy_quote: int, max_liquidation
     if delta <= 0:
         return delta
     return min(delta, abs(fill_quote) * max_liquidation_fee_ppm // _PPM)
+
+
+def position_notional_liquidatable(
+    position_notional: int, *, min_position_notional: int, max_position_portion_ppm: int
+) -> tuple[int, int]:
+    """(min, max) notional of one position that a liquidation may close in one block (dYdX
+    ``GetMaxAndMinPositionNotionalLiquidatable``).
+
+    ``min = min(min_position_notional, |PN|)``; ``max = max(min, floor(|PN| * portion / 1e6))``:
+    a position smaller than the minimum is closed whole, a larger one a portion at a time.
+    """
+    absolute = abs(position_notional)
+    minimum = min(min_position_notional, absolute)
+    return minimum, max(minimum, absolute * max_position_portion_ppm // _PPM)
+
+
+def liquidation_size(
+    position_size: int,
+    oracle_price: int,
+    *,
+    size_decimals: int,
+    price_decimals: int,
+    min_position_notional: int,
+    max_position_portion_ppm: int,
+    subaccount_notional_left: int,
+    step_lots: int = 1,
+) -> int:
+    """Signed lots a liquidation may trade this block to reduce ``position_size`` (dYdX
+    ``GetLiquidatablePositionSizeDelta``); the sign is opposite to the position's.
+
+    The allowed notional is the position's block limit (``position_notional_liquidatable``) capped
+    by what the subaccount may still have liquidated this block (``subaccount_notional_left``:
+    the per-block limit minus the notional already liquidated); it is converted to lots at the
+    oracle price (down), rounded down to a multiple of ``step_lots`` and capped at the position.
+    """
+    if position_size == 0:
+        return 0
+    position_notional = notional(position_size, oracle_price, size_decimals=size_decimals,
+                                 price_decimals=price_decimals)
+    _, position_max = position_notional_liquidatable(
+        position_notional, min_position_notional=min_position_notional,
+        max_position_portion_ppm=max_position_portion_ppm)
+    allowed = max(min(position_max, subaccount_notional_left), 0)
+    lots = lots_for_notional(allowed, oracle_price, size_decimals=size_decimals, price_decimals=price_decimals)
+    lots = min(lots // step_lots * step_lots, abs(position_size))
+    return -lots if position_size > 0 else lots
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,9 +21,10 @@ from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, check_invariants
 from bastion.core.units import MS_PER_S, format_decimal, format_usdc
 
-PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price"}
-SIZE_FIELDS = {"size", "filled"}
-USDC_FIELDS = {"amount", "fee", "net_collateral", "initial_margin"}
+PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price"}
+SIZE_FIELDS = {"size", "filled", "attempted"}
+USDC_FIELDS = {"amount", "fee", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
+               "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance"}
 
 
 class ScenarioError(Exception):

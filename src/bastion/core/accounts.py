@@ -6,11 +6,10 @@ Funding is settled (``settle_funding``) on every subaccount an applied message t
 from __future__ import annotations
 
 from bastion.core.errors import ProtocolError
-from bastion.core.margin import get_pending_funding, get_subaccount_risk
+from bastion.core.margin import cost_after, get_pending_funding, get_subaccount_risk
 from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
-from bastion.core.state import CROSS, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
+from bastion.core.state import CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
 from bastion.core.units import PPM, parse_ppm, parse_usdc
-from bastion.risk_model import notional
 
 Events = list[dict]
 
@@ -56,6 +55,25 @@ def parse_positive_usdc(text: str, *, field: str = "amount") -> int:
     return amount
 
 
+def subaccount_pool(state: State, sub: Subaccount) -> str:
+    """The collateral pool (and insurance fund) of a subaccount: its isolated-only market's, else cross."""
+    if sub.mode == ISOLATED and sub.isolated_market is not None:
+        return state.markets[sub.isolated_market].pool
+    return CROSS_POOL
+
+
+def check_withdrawals_open(state: State, sub: Subaccount, to_pool: str | None = None) -> None:
+    """Reject taking collateral out of a pool whose withdrawals are paused (DESIGN.md section 3):
+    a withdrawal, or a transfer to a subaccount of another pool (``to_pool``)."""
+    pool = subaccount_pool(state, sub)
+    until = state.withdrawals_paused_until.get(pool, 0)
+    if state.height <= until and to_pool != pool:
+        raise ProtocolError("withdrawals_paused",
+                            f"withdrawals from the {pool} pool are paused until block {until} "
+                            f"(an account with negative equity was seen in it)", field="subaccount",
+                            paused_until=until)
+
+
 # --------------------------------------------------------------------------------------- mutation
 def settle_funding(state: State, sub: Subaccount) -> None:
     """Pay or collect the subaccount's pending funding; the protocol funding account is the other side."""
@@ -76,22 +94,14 @@ def change_position(state: State, sub: Subaccount, market: Market, delta: int, t
     settled), keeping its cost: opened lots add their notional, closed lots remove their share."""
     position = sub.positions.get(market.ticker)
     if position is None:
-        sub.positions[market.ticker] = Position(delta, market.funding_index, notional(
-            delta, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals))
+        sub.positions[market.ticker] = Position(delta, market.funding_index, cost_after(market, 0, 0, delta, ticks))
+        market.holders[(sub.owner, sub.number)] = None
         return
-    size = position.size
-    if (size > 0) == (delta > 0):
-        position.cost += notional(delta, ticks, size_decimals=market.size_decimals,
-                                  price_decimals=market.price_decimals)
-    elif abs(delta) <= abs(size):  # reduces: remove the closed share of the cost, truncated toward zero
-        removed = abs(position.cost) * abs(delta) // abs(size)
-        position.cost -= removed if position.cost >= 0 else -removed
-    else:  # flips: the old position closes, the rest opens at this price
-        position.cost = notional(size + delta, ticks, size_decimals=market.size_decimals,
-                                 price_decimals=market.price_decimals)
-    position.size = size + delta
+    position.cost = cost_after(market, position.size, position.cost, delta, ticks)
+    position.size += delta
     if position.size == 0:
         del sub.positions[market.ticker]
+        del market.holders[(sub.owner, sub.number)]
 
 
 def check_free_collateral(state: State, sub: Subaccount, amount: int) -> None:
@@ -123,6 +133,7 @@ def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict:
 def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
     sub = get_own_subaccount(state, sender, msg.subaccount)
     amount = parse_positive_usdc(msg.amount)
+    check_withdrawals_open(state, sub)
     check_free_collateral(state, sub, amount)
     settle_funding(state, sub)
     sub.balance -= amount
@@ -140,6 +151,8 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
     if (to_owner, msg.to_subaccount) == (sender, msg.subaccount):
         raise ProtocolError("invalid_recipient", "cannot transfer to the same subaccount", field="to_subaccount")
     amount = parse_positive_usdc(msg.amount)
+    existing = state.subaccounts.get((to_owner, msg.to_subaccount))
+    check_withdrawals_open(state, sub, CROSS_POOL if existing is None else subaccount_pool(state, existing))
     check_free_collateral(state, sub, amount)
     settle_funding(state, sub)
     recipient = get_or_create_subaccount(state, to_owner, msg.to_subaccount)
@@ -183,7 +196,7 @@ def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Event
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if msg.mode not in (CROSS, ISOLATED):
         raise ProtocolError("invalid_field", "mode must be 'cross' or 'isolated'", field="mode")
-    if sub.positions or sub.orders:
+    if sub.positions or sub.orders or sub.conditional_orders:
         raise ProtocolError("subaccount_not_flat",
                             "close positions and cancel orders before changing the margin mode", field="mode")
     if msg.mode == ISOLATED:

@@ -24,19 +24,24 @@ from bastion.core.units import MS_PER_S, PPM, parse_decimal, parse_ppm, parse_us
 from bastion.risk_model import notional
 
 # dYdX v4 default liquidity tiers (DESIGN.md section 4)
+# (margins, caps, impact notional); the unrealised-profit weights are Bastion's (docs/protocol.md).
 DEFAULT_TIERS = [
     {"id": 0, "name": "large-cap", "initial_margin": "0.02", "maintenance_fraction": "0.6",
-     "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "10000"},
+     "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "10000", "unrealized_profit_weight": "1"},
     {"id": 1, "name": "mid-cap", "initial_margin": "0.05", "maintenance_fraction": "0.6",
-     "oi_lower_cap": "40000000", "oi_upper_cap": "100000000", "impact_notional": "5000"},
+     "oi_lower_cap": "40000000", "oi_upper_cap": "100000000", "impact_notional": "5000",
+     "unrealized_profit_weight": "1"},
     {"id": 2, "name": "small-cap", "initial_margin": "0.1", "maintenance_fraction": "0.5",
-     "oi_lower_cap": "20000000", "oi_upper_cap": "50000000", "impact_notional": "2500"},
+     "oi_lower_cap": "20000000", "oi_upper_cap": "50000000", "impact_notional": "2500",
+     "unrealized_profit_weight": "0.5"},
     {"id": 3, "name": "long-tail", "initial_margin": "0.2", "maintenance_fraction": "0.5",
-     "oi_lower_cap": "5000000", "oi_upper_cap": "10000000", "impact_notional": "2500"},
+     "oi_lower_cap": "5000000", "oi_upper_cap": "10000000", "impact_notional": "2500",
+     "unrealized_profit_weight": "0"},
     {"id": 4, "name": "isolated", "initial_margin": "0.05", "maintenance_fraction": "0.6",
-     "oi_lower_cap": "500000", "oi_upper_cap": "1000000", "impact_notional": "2500"},
+     "oi_lower_cap": "500000", "oi_upper_cap": "1000000", "impact_notional": "2500",
+     "unrealized_profit_weight": "0"},
     {"id": 5, "name": "safety", "initial_margin": "1", "maintenance_fraction": "0.2",
-     "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "2500"},
+     "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "2500", "unrealized_profit_weight": "0"},
 ]
 
 GENESIS_DEFAULTS: dict[str, Any] = {
@@ -50,7 +55,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
                "taker_fee": "0.0005", "isolated_only": False, "status": "active"},
     "liquidation": {"max_liquidation_fee": "0.015", "bankruptcy_adjustment": "1", "spread_to_maintenance": "1.5",
                     "min_position_notional": "1000", "max_position_portion": "0.1",
-                    "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000"},
+                    "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000",
+                    "withdrawal_pause_blocks": 50},
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
@@ -146,7 +152,7 @@ def build_state(genesis: Any) -> State:
     for i, t in enumerate(_get(g, "liquidity_tiers", "genesis", list, DEFAULT_TIERS)):
         path = f"genesis.liquidity_tiers[{i}]"
         _check_keys(t, {"id", "name", "initial_margin", "maintenance_fraction", "oi_lower_cap", "oi_upper_cap",
-                        "impact_notional"}, path)
+                        "impact_notional", "unrealized_profit_weight"}, path)
         tier_id = _int(_get(t, "id", path, int), f"{path}.id", minimum=0)
         imf = _wrap(f"{path}.initial_margin", parse_ppm, _get(t, "initial_margin", path, str), field="initial_margin")
         fraction = _wrap(f"{path}.maintenance_fraction", parse_ppm, _get(t, "maintenance_fraction", path, str),
@@ -155,6 +161,10 @@ def build_state(genesis: Any) -> State:
         upper = _wrap(f"{path}.oi_upper_cap", parse_usdc, _get(t, "oi_upper_cap", path, str, "0"), field="oi_upper_cap")
         impact = _wrap(f"{path}.impact_notional", parse_usdc, _get(t, "impact_notional", path, str, "10000"),
                        field="impact_notional")
+        profit_weight = _wrap(f"{path}.unrealized_profit_weight", parse_ppm,
+                              _get(t, "unrealized_profit_weight", path, str, "1"), field="unrealized_profit_weight")
+        if profit_weight > PPM:
+            raise _error(f"{path}.unrealized_profit_weight", "must be in [0, 1]")
         if not 0 < imf <= PPM or not 0 <= fraction <= PPM:
             raise _error(path, "initial_margin must be in (0, 1] and maintenance_fraction in [0, 1]")
         if upper and upper <= lower:
@@ -162,7 +172,7 @@ def build_state(genesis: Any) -> State:
         if tier_id in tiers:
             raise _error(f"{path}.id", f"duplicate tier id {tier_id}")
         tiers[tier_id] = LiquidityTier(tier_id, _get(t, "name", path, str, f"tier-{tier_id}"), imf, fraction, lower,
-                                       upper, impact)
+                                       upper, impact, profit_weight)
 
     markets: dict[str, Market] = {}
     market_defaults = GENESIS_DEFAULTS["market"]
@@ -221,7 +231,8 @@ def build_state(genesis: Any) -> State:
         liq("max_liquidation_fee", parse_ppm), liq("bankruptcy_adjustment", parse_ppm),
         liq("spread_to_maintenance", parse_ppm), liq("min_position_notional", parse_usdc),
         liq("max_position_portion", parse_ppm), liq("max_notional_per_block", parse_usdc),
-        liq("max_insurance_loss_per_block", parse_usdc))
+        liq("max_insurance_loss_per_block", parse_usdc),
+        _int(liq_obj["withdrawal_pause_blocks"], "genesis.liquidation.withdrawal_pause_blocks", minimum=0))
 
     fund_obj = {**GENESIS_DEFAULTS["funding"], **_get(g, "funding", "genesis", dict, {})}
     _check_keys(fund_obj, set(GENESIS_DEFAULTS["funding"]), "genesis.funding")
@@ -311,6 +322,7 @@ def _add_accounts(state: State, accounts: list) -> None:
                 cost = notional(size, entry_ticks, size_decimals=market.size_decimals,
                                 price_decimals=market.price_decimals)
                 sub.positions[ticker] = Position(size, market.funding_index, cost)
+                market.holders[(owner, number)] = None
                 net_size[ticker] += size
                 market.open_interest += max(size, 0)
             state.subaccounts[(owner, number)] = sub

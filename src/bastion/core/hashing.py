@@ -63,13 +63,15 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         return [state.chain_id, state.genesis_time_ms, state.height, state.time_ms, state.bridge_operator,
                 list(state.oracle_operators),
                 [[t.tier_id, t.name, t.initial_margin_ppm, t.maintenance_fraction_ppm, t.oi_lower_cap_usdc,
-                  t.oi_upper_cap_usdc, t.impact_notional_usdc] for _, t in sorted(state.tiers.items())],
+                  t.oi_upper_cap_usdc, t.impact_notional_usdc, t.unrealized_profit_weight_ppm]
+                 for _, t in sorted(state.tiers.items())],
                 [f.clamp_factor_ppm, f.premium_vote_clamp_factor_ppm, f.default_funding_ppm, f.sample_ms, f.tick_ms],
                 [fees.insurance_share_ppm],
                 [liq.max_liquidation_fee_ppm, liq.bankruptcy_adjustment_ppm, liq.spread_to_maintenance_ppm,
                  liq.min_position_notional_usdc, liq.max_position_portion_ppm, liq.max_notional_per_block_usdc,
-                 liq.max_insurance_loss_per_block_usdc],
+                 liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks],
                 sorted(state.insurance_funds.items()), state.seed_insurance, sorted(state.bgov.items()),
+                sorted(state.withdrawals_paused_until.items()), sorted(state.bad_debt.items()),
                 state.fees_account, state.funding_account, state.total_deposits, state.total_withdrawals,
                 state.next_order_id]
     raise ValueError(f"unknown leaf kind {kind!r}")

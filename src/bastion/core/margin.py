@@ -23,9 +23,41 @@ def get_pending_funding(state: State, sub: Subaccount) -> int:
     return total_ppm // PPM
 
 
+def cost_after(market: Market, size: int, cost: int, delta: int, ticks: int) -> int:
+    """A position's cost (``Position.cost``) after ``delta`` lots trade at ``ticks``: opened lots add
+    their notional, closed lots remove their share of the cost (truncated toward zero), and a flip
+    starts over with the notional of the new side."""
+    if size == 0 or (size > 0) == (delta > 0):
+        return cost + notional(delta, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals)
+    if abs(delta) <= abs(size):
+        removed = abs(cost) * abs(delta) // abs(size)
+        return cost - (removed if cost >= 0 else -removed)
+    return notional(size + delta, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals)
+
+
+def cost_change(state: State, market: Market, position: Position | None, delta: int, ticks: int,
+                pending_size: int = 0, pending_cost: int = 0) -> int:
+    """The change of a position's cost if ``delta`` lots traded at ``ticks`` after the pending
+    hypothetical changes ``pending_size``/``pending_cost`` (a fill-or-kill dry run), relative to its
+    current cost: the ``cost_delta`` of ``get_subaccount_risk``. Zero when the market's tier counts
+    all unrealised profit, because the cost then enters no margin check."""
+    if state.tiers[market.tier_id].unrealized_profit_weight_ppm >= PPM:
+        return 0
+    size, cost = (position.size, position.cost) if position is not None else (0, 0)
+    return cost_after(market, size + pending_size, cost + pending_cost, delta, ticks) - cost
+
+
 def compute_position_risk(state: State, market: Market, size: int, open_interest: int,
-                          imf_override: int | None) -> Risk:
-    """(signed net notional, IMR, MMR) of ``size`` lots at the oracle price, ``open_interest`` lots in the market."""
+                          imf_override: int | None, cost: int = 0) -> Risk:
+    """(signed net notional, initial requirement, MMR) of ``size`` lots costing ``cost`` at the
+    oracle price, with ``open_interest`` lots in the market.
+
+    The initial requirement is the IMR plus the position's *unbacked profit*: the part of its
+    unrealised profit (``notional - cost`` when positive) that its tier does not count as
+    collateral (``1 - unrealized_profit_weight``, rounded up). So paper profit in a market whose
+    oracle can be pushed cannot be withdrawn or used to open risk until it is realised
+    (docs/protocol.md, "Unbacked profit"); the maintenance side, and so liquidation, is unaffected.
+    """
     value = notional(size, market.oracle_price, size_decimals=market.size_decimals,
                      price_decimals=market.price_decimals)
     tier = state.tiers[market.tier_id]
@@ -39,14 +71,19 @@ def compute_position_risk(state: State, market: Market, size: int, open_interest
                                    oi_upper_cap=tier.oi_upper_cap_usdc)
     if imf_override is not None:
         imr = max(imr, ppm_of_up(abs(value), imf_override))
+    if value > cost and tier.unrealized_profit_weight_ppm < PPM:
+        imr += ppm_of_up(value - cost, PPM - tier.unrealized_profit_weight_ppm)
     return value, imr, mmr
 
 
 def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = None, size_delta: int = 0,
-                        balance_delta: int = 0, open_interest_delta: int = 0) -> Risk:
-    """(TNC, IMR, MMR) now, or after the hypothetical change given by the keyword arguments.
+                        balance_delta: int = 0, open_interest_delta: int = 0, cost_delta: int = 0) -> Risk:
+    """(TNC, initial requirement, MMR) now, or after the hypothetical change given by the keyword
+    arguments: ``size_delta`` lots and ``cost_delta`` of cost in ``market`` (``cost_change``),
+    ``balance_delta`` micro-USDC, ``open_interest_delta`` lots of the market's open interest.
 
-    TNC includes the pending funding of every position (funding is settled before every check).
+    TNC includes the pending funding of every position (funding is settled before every check);
+    the initial requirement includes unbacked profit (``compute_position_risk``).
     """
     funding_ppm = 0
     net_notional = initial = maintenance = 0
@@ -62,16 +99,17 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
             if not size:
                 continue
             value, imr, mmr = compute_position_risk(state, m, size, m.open_interest + open_interest_delta,
-                                                    overrides.get(ticker))
+                                                    overrides.get(ticker), position.cost + cost_delta)
         else:
             # memoised on the position: the valuation depends only on the size, the oracle price, the
             # override, the open interest (tiers with caps only) and the governed parameters, whose
             # every change bumps state.params_epoch
             override = overrides.get(ticker) if overrides else None
             key = (position.size, m.oracle_price, m.open_interest if state.tiers[m.tier_id].oi_upper_cap_usdc else -1,
-                   override, state.params_epoch)
+                   override, state.params_epoch, position.cost)
             if position.risk_key != key:
-                position.risk = compute_position_risk(state, m, position.size, m.open_interest, override)
+                position.risk = compute_position_risk(state, m, position.size, m.open_interest, override,
+                                                      position.cost)
                 position.risk_key = key
             value, imr, mmr = position.risk
         net_notional += value
@@ -79,7 +117,7 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
         maintenance += mmr
     if not changed_seen and size_delta:
         value, imr, mmr = compute_position_risk(state, market, size_delta, market.open_interest + open_interest_delta,
-                                                overrides.get(market.ticker))
+                                                overrides.get(market.ticker), cost_delta)
         net_notional += value
         initial += imr
         maintenance += mmr

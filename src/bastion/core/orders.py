@@ -22,7 +22,7 @@ import heapq
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.margin import get_subaccount_risk, is_valid_update, open_interest_change
+from bastion.core.margin import cost_change, get_subaccount_risk, is_valid_update, open_interest_change
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
 from bastion.core.state import (
     ACTIVE, CROSS, ISOLATED, PAUSED, REDUCE_ONLY, ConditionalOrder, Market, OrderTerms, State, Subaccount,
@@ -156,7 +156,8 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
         fee_ppm = max(market.taker_fee_ppm, market.maker_fee_ppm, 0)
         quote = fill_notional(market, signed, ticks)
         net_collateral, initial, _ = get_subaccount_risk(
-            state, sub, market, size_delta=signed, balance_delta=-quote - fee_for(abs(quote), fee_ppm))
+            state, sub, market, size_delta=signed, balance_delta=-quote - fee_for(abs(quote), fee_ppm),
+            cost_delta=cost_change(state, market, position, signed, ticks))
         if net_collateral < initial:
             raise ProtocolError("insufficient_margin",
                                 "after a full fill at the limit price the account would be below its initial margin",
@@ -239,6 +240,9 @@ def add_conditional_order(state: State, order_type: str, trigger_ticks: int, ter
     return {"order_id": order_id, "market": terms.market, "status": "untriggered"}
 
 
+_NO_CHANGE = (0, 0, 0)
+
+
 class _Matcher:
     """Judges and applies the fills of one taker order; also its fill-or-kill dry run."""
 
@@ -256,7 +260,7 @@ class _Matcher:
         self.events = events
         self.order_id = 0
         self.stop_reason = ""
-        self.overlay: dict[tuple, list[int]] | None = None  # dry run: key -> [balance delta, size delta]
+        self.overlay: dict[tuple, list[int]] | None = None  # dry run: key -> [balance, size, cost] deltas
         self.oi_overlay = 0
         self.traded = 0  # lots actually traded in the real run
 
@@ -265,16 +269,19 @@ class _Matcher:
         position = sub.positions.get(self.market.ticker)
         size = position.size if position is not None else 0
         if self.overlay is not None:
-            size += self.overlay.get(sub.key, (0, 0))[1]
+            size += self.overlay.get(sub.key, _NO_CHANGE)[1]
         return size
 
-    def _risk(self, sub: Subaccount, size_delta: int = 0, balance_delta: int = 0, oi_delta: int = 0):
-        if self.overlay is not None:
-            pending = self.overlay.get(sub.key, (0, 0))
-            balance_delta += pending[0]
-            size_delta += pending[1]
-            oi_delta += self.oi_overlay
-        return get_subaccount_risk(self.state, sub, self.market, size_delta, balance_delta, oi_delta)
+    def _risk(self, sub: Subaccount, size_delta: int = 0, balance_delta: int = 0, oi_delta: int = 0,
+              ticks: int = 0):
+        """The subaccount's risk after the pending (dry-run) changes plus ``size_delta`` lots at ``ticks``."""
+        pending = self.overlay.get(sub.key, _NO_CHANGE) if self.overlay is not None else _NO_CHANGE
+        cost_delta = pending[2]
+        if size_delta:
+            cost_delta = cost_change(self.state, self.market, sub.positions.get(self.market.ticker), size_delta,
+                                     ticks, pending[1], pending[2])
+        return get_subaccount_risk(self.state, sub, self.market, size_delta + pending[1], balance_delta + pending[0],
+                                   oi_delta + self.oi_overlay, cost_delta)
 
     def dry_run(self, limit: int, lots: int) -> int:
         """How many lots the order would fill now, without changing anything."""
@@ -355,23 +362,23 @@ class _Matcher:
         maker_fee = fee_for(abs(quote), market.maker_fee_ppm)
         taker_fee = fee_for(abs(quote), market.taker_fee_ppm)
         # the old risk is needed only when the new state is below initial margin
-        maker_new = self._risk(maker_sub, -taker_delta, quote - maker_fee, oi_delta)
+        maker_new = self._risk(maker_sub, -taker_delta, quote - maker_fee, oi_delta, maker.price)
         if maker_new[0] < maker_new[1] and not is_valid_update(self._risk(maker_sub), maker_new):
             if not dry:
                 self._cancel_maker(maker, "maker_margin")
             return REMOVE_MAKER
-        taker_new = self._risk(taker, taker_delta, -quote - taker_fee, oi_delta)
+        taker_new = self._risk(taker, taker_delta, -quote - taker_fee, oi_delta, maker.price)
         if taker_new[0] < taker_new[1] and not is_valid_update(self._risk(taker), taker_new):
             self.stop_reason = "taker_margin"
             return STOP
         if dry:
-            overlay = self.overlay
-            entry = overlay.setdefault(taker.key, [0, 0])
-            entry[0] -= quote + taker_fee
-            entry[1] += taker_delta
-            entry = overlay.setdefault(maker_sub.key, [0, 0])
-            entry[0] += quote - maker_fee
-            entry[1] -= taker_delta
+            for sub, delta, balance in ((taker, taker_delta, -quote - taker_fee),
+                                        (maker_sub, -taker_delta, quote - maker_fee)):
+                entry = self.overlay.setdefault(sub.key, [0, 0, 0])
+                entry[2] = cost_change(state, market, sub.positions.get(market.ticker), delta, maker.price,
+                                       entry[1], entry[2])
+                entry[0] += balance
+                entry[1] += delta
             self.oi_overlay += oi_delta
         else:
             if lots == maker.remaining:

@@ -19,6 +19,9 @@ class LiquidityTier:
     oi_lower_cap_usdc: int
     oi_upper_cap_usdc: int
     impact_notional_usdc: int
+    # Share of a position's unrealised profit that counts toward initial margin (withdrawals,
+    # transfers, new risk); the rest is "unbacked" until realised (docs/protocol.md, Mango rule).
+    unrealized_profit_weight_ppm: int = 1_000_000
 
 
 @dataclass(slots=True)
@@ -60,3 +63,4 @@ class LiquidationParams:
     max_position_portion_ppm: int = 100_000
     max_notional_per_block_usdc: int = 100_000_000_000
     max_insurance_loss_per_block_usdc: int = 1_000_000_000_000
+    withdrawal_pause_blocks: int = 50      # after a negative-equity account is seen in a pool (dYdX: 50)

@@ -128,6 +128,9 @@ class Market:
     minute_samples: list[int] = field(default_factory=list)
     last_funding_hour: int = 0             # index of the hour of the last funding tick
     book: Book = field(default_factory=Book)
+    # derived indexes for the liquidation scan (rebuilt from the positions, not hashed)
+    holders: dict[tuple[str, int], None] = field(default_factory=dict)  # subaccounts with a position here
+    scanned: tuple[int, int, int] | None = None  # (oracle price, funding index, params epoch) at the last scan
 
     @property
     def key(self) -> tuple[str, str]:
@@ -164,8 +167,11 @@ class State:
     seed_insurance: int = 0                # insurance funds given at genesis (not deposits)
     next_order_id: int = 1
     gtt_queue: list[tuple[int, int, str]] = field(default_factory=list)  # heap (good_til_ms, id, ticker)
+    withdrawals_paused_until: dict[str, int] = field(default_factory=dict)  # pool -> last paused height
+    bad_debt: dict[str, int] = field(default_factory=dict)  # pool -> micro-USDC socialised, cumulative
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
+    liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
     leaf_hashes: dict[tuple, int] = field(default_factory=dict)

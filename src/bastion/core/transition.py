@@ -5,7 +5,8 @@ A block is applied as::
     begin_block   advance height and time, expire good-til-time orders
     apply_tx      for each (sender, message) in order: validate, then apply; a rejection
                   changes nothing and yields {"ok": false, "code": ..., "message": ...}
-    end_block     update_oracle_prices, trigger_conditional_orders, update_funding, commit_state_hash
+    end_block     update_oracle_prices, trigger_conditional_orders, settle_final_markets,
+                  liquidate (with deleveraging), update_funding, commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
 the block time is given by the caller, never read from a clock.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bastion.core import accounts, conditional, oracle, orders
+from bastion.core import accounts, conditional, liquidation, oracle, orders
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
@@ -114,6 +115,8 @@ def update_funding(state: State, events: Events) -> None:
 END_BLOCK_STEPS = (
     oracle.update_oracle_prices,
     conditional.trigger_conditional_orders,
+    liquidation.settle_final_markets,
+    liquidation.liquidate,
     update_funding,
 )
 

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""The liquidation step after a 20% oracle drop (issue 3's benchmark).
+
+    python benchmarks/bench_liquidation.py [--subaccounts 100000] [--profile] [--check]
+
+Workload: 20 markets at 100.00 (large tier: IMF 5%, MMF 3%), ``--subaccounts`` subaccounts with 5
+positions of 10 units each (1,000 USDC of notional). Subaccounts come in pairs holding the same
+five markets, one long and one short, so every market balances; a market is held by a quarter of
+them. Ten market makers rest 1,000 bids each in M00 from 79.99 down to 79.95, 10 units per order.
+The longs that hold M00 and are meant to fail (10% of all subaccounts) have 340 USDC of
+collateral, everyone else 1,000 USDC. One warm-up block scans everyone (all healthy).
+
+Timed: ``liquidation.liquidate`` alone, in the block where M00's oracle falls 20% (100.00 to
+80.00): the scan (the holders of M00 only: the other three quarters hold no position there and are
+not valued), ranking, and the liquidation of every failing account against the book (each sells
+its M00 position, in one or two fills, and is healthy again). Prints one JSON line: seconds,
+subaccounts valued, liquidated, fills, fund, peak RSS.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bastion.core import liquidation, margin, oracle  # noqa: E402
+from bastion.core.genesis import build_state  # noqa: E402
+from bastion.core.messages import OracleUpdate, PlaceOrder  # noqa: E402
+from bastion.core.transition import apply_block, apply_tx, begin_block, check_invariants  # noqa: E402
+
+OPERATOR = "0x" + "0a1".rjust(40, "0")
+MARKETS = [f"M{i:02d}-USD" for i in range(20)]
+MAKERS = 10
+
+
+def owner(i: int) -> str:
+    return "0x" + f"{i + 0x1000:x}".rjust(40, "0")
+
+
+def maker(i: int) -> str:
+    return "0x" + f"{i + 0xA00:x}".rjust(40, "0")
+
+
+def make_genesis(n_subaccounts: int) -> tuple[dict, int]:
+    """The genesis, and how many subaccounts are set up to fail."""
+    accounts = []
+    failing = 0
+    target_failing = n_subaccounts // 10
+    for pair in range(n_subaccounts // 2):
+        tickers = [MARKETS[(pair % 20 + 4 * k) % 20] for k in range(5)]
+        for side in (1, -1):
+            usdc = 1_000
+            if side == 1 and MARKETS[0] in tickers and failing < target_failing:
+                usdc, failing = 340, failing + 1
+            balance = usdc - side * 5 * 1_000  # five positions of 10 units at 100.00
+            accounts.append({"address": owner(2 * pair + (side < 0)), "subaccounts": [{
+                "number": 0, "usdc": str(balance),
+                "positions": [{"market": t, "size": str(10 * side)} for t in tickers]}]})
+    accounts += [{"address": maker(i), "subaccounts": [{"number": 0, "usdc": "10000000"}]} for i in range(MAKERS)]
+    genesis = {
+        "chain_id": "bench-liquidation", "time": "2026-01-01T00:00:00Z",
+        "oracle": {"operators": [OPERATOR], "min_sources": 1, "max_staleness_s": 3600,
+                   "max_source_deviation": "0.05", "max_move_per_block": "0.5"},
+        "liquidity_tiers": [{"id": 0, "name": "large", "initial_margin": "0.05", "maintenance_fraction": "0.6",
+                             "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "10000"}],
+        "markets": [{"ticker": t, "size_decimals": 0, "price_decimals": 2, "liquidity_tier": 0,
+                     "oracle_price": "100"} for t in MARKETS],
+        "insurance_funds": {"cross": "1000000"},
+        "accounts": accounts,
+    }
+    return genesis, failing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subaccounts", type=int, default=100_000)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--check", action="store_true", help="check invariants and that every failing account was fixed")
+    args = parser.parse_args()
+
+    genesis, failing = make_genesis(args.subaccounts)
+    state = build_state(genesis)
+    start_ms = state.time_ms
+    # warm-up block: the first scan values everyone; then the makers' bids
+    apply_block(state, start_ms + 1_000, [])
+    bids = []
+    for i in range(MAKERS):
+        for k in range(1_000):
+            cents = 7_999 - (i * 1_000 + k) // 2_000  # 79.99 down to 79.95, 2,000 orders per price
+            bids.append((maker(i), PlaceOrder(subaccount=0, market=MARKETS[0], side="buy", size="10",
+                                              price=f"{cents // 100}.{cents % 100:02d}", order_type="limit",
+                                              time_in_force="gtc", client_id=k)))
+    result = apply_block(state, start_ms + 2_000, bids)
+    assert all(r["ok"] for r in result.results), [r for r in result.results if not r["ok"]][:2]
+
+    # the crash block: everything before the liquidation step, untimed
+    events: list[dict] = []
+    begin_block(state, start_ms + 3_000, events)
+    drop = OracleUpdate(prices={MARKETS[0]: "80"})
+    assert apply_tx(state, OPERATOR, drop, events)["ok"]
+    oracle.update_oracle_prices(state, events)
+    liquidation.settle_final_markets(state, events)
+    state.dirty.clear()  # as after the previous commit: only the moved market's holders are candidates
+    candidates = len(liquidation._candidates(state))
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
+    started = time.perf_counter()
+    liquidation.liquidate(state, events)
+    seconds = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+    liquidated = {(e["owner"], e["number"]) for e in events if e["type"] == "liquidation"}
+    report = {
+        "subaccounts": args.subaccounts, "positions": 5 * args.subaccounts, "set_to_fail": failing,
+        "seconds": round(seconds, 3), "candidates_valued": candidates, "liquidated": len(liquidated),
+        "liquidation_fills": sum(e["type"] == "liquidation" for e in events),
+        "deleveragings": sum(e["type"] == "deleveraging" for e in events),
+        "insurance_fund_usdc": state.insurance_funds["cross"] / 1e6,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+    if args.check:
+        check_invariants(state)
+        still = [key for key in liquidated
+                 if margin.get_subaccount_risk(state, state.subaccounts[key])[0]
+                 < margin.get_subaccount_risk(state, state.subaccounts[key])[2]]
+        report["still_liquidatable_after"] = len(still)
+        report["invariants"] = "hold"
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
