@@ -9,6 +9,7 @@ rejects is a result ``{"ok": false, "code", "message", "field"}`` like any other
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,15 @@ from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.messages import decode_message, normalize_address
-from bastion.core.state import State
+from bastion.core.state import Position, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, check_invariants
-from bastion.core.units import MS_PER_S, format_decimal, format_usdc
+from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_usdc
+from bastion.risk_model import notional
 
 PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price"}
 SIZE_FIELDS = {"size", "filled", "attempted"}
-USDC_FIELDS = {"amount", "fee", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
+USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
                "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance"}
 
 
@@ -39,6 +41,10 @@ def format_event(event: dict, state: State) -> dict:
         if isinstance(value, dict):
             out[key] = format_event({**value, "market": event.get("market")}, state)
             out[key].pop("market", None)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            out[key] = [format_event({**item, "market": event.get("market")}, state) for item in value]
+            for item in out[key]:
+                item.pop("market", None)
         elif isinstance(value, bool) or not isinstance(value, int):
             out[key] = value
         elif key in USDC_FIELDS:
@@ -52,6 +58,18 @@ def format_event(event: dict, state: State) -> dict:
     return out
 
 
+def describe_position(state: State, ticker: str, position: Position) -> dict:
+    """A position with its cost: entry price (rounded to the tick grid) and unrealised PnL."""
+    market = state.markets[ticker]
+    grid = {"size_decimals": market.size_decimals, "price_decimals": market.price_decimals}
+    value = notional(position.size, market.oracle_price, **grid)
+    lot_tick = Fraction(10) ** (USDC_DECIMALS - market.size_decimals - market.price_decimals)  # micro-USDC
+    entry = round(Fraction(position.cost) / (position.size * lot_tick))  # half to even
+    return {"market": ticker, "size": format_decimal(position.size, market.size_decimals),
+            "entry_price": format_decimal(entry, market.price_decimals),
+            "cost": format_usdc(position.cost), "unrealized_pnl": format_usdc(value - position.cost)}
+
+
 def describe_state(state: State) -> dict:
     """The ``final`` section of a scenario result: every balance, position, market and fund."""
     subaccounts = []
@@ -59,8 +77,7 @@ def describe_state(state: State) -> dict:
         tnc, imr, mmr = get_subaccount_risk(state, sub)
         entry = {"owner": sub.owner, "number": sub.number, "usdc": format_usdc(sub.balance),
                  "equity": format_usdc(tnc), "imr": format_usdc(imr), "mmr": format_usdc(mmr),
-                 "positions": [{"market": t, "size": format_decimal(p.size, state.markets[t].size_decimals)}
-                               for t, p in sorted(sub.positions.items())],
+                 "positions": [describe_position(state, t, p) for t, p in sorted(sub.positions.items())],
                  "open_orders": len(sub.orders), "conditional_orders": len(sub.conditional_orders)}
         if sub.mode != "cross":
             entry["mode"] = sub.mode

@@ -445,7 +445,7 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
     state.touch(("global",))
     event = {
         "type": "fill", "market": market.ticker, "price": maker.price, "size": lots,
-        "taker_side": SIDE_NAMES[side],
+        "taker_side": SIDE_NAMES[side], "to_insurance": insurance,
         "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id, "fee": maker_fee},
         "taker": {"owner": taker.owner, "number": taker.number, "order_id": taker_order_id, "fee": taker_fee},
     }
