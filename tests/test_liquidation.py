@@ -3,12 +3,18 @@ cancellation, self-liquidation, the reach of a withdrawal pause, and the unbacke
 (Worked multi-block cases are golden scenarios in ``tests/scenarios/``.)"""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from builders import (
     ALICE, BOB, BTC, CAROL, DAVE, ETH, ORACLE, PEPE, Chain, account, genesis, oracle_update, place_order, subaccount,
     transfer, withdraw,
 )
 
 from bastion.core import liquidation, oracle
+from bastion.scenario import run_scenario
+
+SCENARIOS = Path(__file__).parent / "scenarios"
 
 ISOLATED = {"mode": "isolated", "market": PEPE}
 
@@ -109,3 +115,38 @@ def test_unbacked_profit_cannot_open_risk_elsewhere_in_a_cross_account() -> None
     too_big = chain.submit(ALICE, place_order(size="0.12", price="50000", client_id=1))
     fits = chain.submit(ALICE, place_order(size="0.11", price="50000", client_id=2))
     assert (too_big["ok"], too_big.get("code"), fits["ok"]) == (False, "insufficient_margin", True)
+
+
+def test_the_insurance_loss_limit_per_block_stops_a_liquidation() -> None:
+    """liquidation_fund_pays.json's first block with max_insurance_loss_per_block 50: the fill at
+    47,000 would cost the fund 71.2 (see that file's notes), more than the limit, so nothing fills;
+    the account is solvent (TNC 288), so it waits instead of being deleveraged."""
+    doc = json.loads((SCENARIOS / "liquidation_fund_pays.json").read_text())
+    doc["genesis"]["liquidation"] = {**doc["genesis"].get("liquidation", {}), "max_insurance_loss_per_block": "50"}
+    doc["blocks"] = doc["blocks"][:1]
+    events = run_scenario(doc)["blocks"][0]["events"]
+    (incomplete,) = [e for e in events if e["type"] == "liquidation_incomplete"]
+    assert (incomplete["reason"], incomplete["attempted"], incomplete["filled"]) == ("insurance_fund", "0.1", "0")
+    assert not [e for e in events if e["type"] in ("liquidation", "deleveraging")]
+
+
+def test_final_settlement_cancels_orders_and_closes_positions_at_the_oracle_price() -> None:
+    chain = Chain(genesis(accounts=[
+        account(ALICE, subaccount(usdc="-40000", positions=[position(BTC, "1")])),
+        account(BOB, subaccount(usdc="60000", positions=[position(BTC, "-1")])),
+        account(CAROL, subaccount(usdc="100000"))]))
+    chain.block([(CAROL, place_order(size="0.1", price="49000", client_id=1)),
+                 (ALICE, place_order(side="sell", size="1", price="45000", order_type="stop_market",
+                                     time_in_force="ioc", trigger_price="45000", client_id=2))])
+    market = chain.state.markets[BTC]
+    market.status = "final_settlement"  # what governance's delisting does (issue 5)
+    chain.state.touch(market.key)
+    result = chain.block([(ORACLE, oracle_update({BTC: "51000"}))])
+    cancelled = sorted((e["order_id"], e["reason"]) for e in result.events if e["type"] == "order_cancelled")
+    assert cancelled == [(1, "final_settlement"), (2, "final_settlement")]
+    settled = {e["owner"]: e["amount"] for e in result.events if e["type"] == "final_settlement"}
+    assert settled == {ALICE: 51_000_000_000, BOB: -51_000_000_000}
+    assert (market.status, market.open_interest, len(market.book), chain.state.conditional_orders) == (
+        "settled", 0, 0, {})
+    assert chain.subaccount(ALICE).balance == 11_000_000_000 and chain.subaccount(BOB).balance == 9_000_000_000
+    assert not chain.subaccount(ALICE).positions and not chain.subaccount(BOB).positions
