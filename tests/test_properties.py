@@ -308,14 +308,20 @@ class ExchangeMachine(RuleBasedStateMachine):
         is negative; and every account still liquidatable is where the next scan will look for it
         (``liquidation._candidates``: the watch list or a holder of a market that moved since)."""
         state = self.state
+        orders_seen: set[tuple] = set()
         for event in events:
             if event["type"] == "liquidation":
+                # the account was liquidatable when its liquidation order started (its later fills
+                # complete the order's size even if an earlier fill made the account healthy, as dYdX)
+                order = (event["owner"], event["number"], event["market"])
+                if order not in orders_seen:
+                    orders_seen.add(order)
+                    assert event["net_collateral"] < event["maintenance"], "a healthy account was liquidated"
                 assert event["insurance_delta"] == insurance_fund_delta(
                     event["fill_quote"], event["bankruptcy_quote"], state.liquidation.max_liquidation_fee_ppm)
                 sells = event["size"] > 0
                 assert event["fill_price"] >= event["fillable_price"] if sells else (
                     event["fill_price"] <= event["fillable_price"]), event
-                assert event["net_collateral"] < event["maintenance"], "a healthy account was liquidated"
             if event["type"] in LIQUIDATION_EVENTS:
                 self.coverage[f"liquidation_event:{event['type']}"] += 1
         assert all(fund >= 0 for fund in state.insurance_funds.values()), state.insurance_funds
