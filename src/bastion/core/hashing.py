@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 
+from bastion.core.errors import InvariantViolation
 from bastion.core.state import State
 
 _MOD = 1 << 256
@@ -143,5 +144,8 @@ def compute_state_hash_full(state: State) -> str:
     """The state hash recomputed from every leaf, ignoring the incremental bookkeeping."""
     accumulator = 0
     for key in iter_leaf_keys(state):
-        accumulator = (accumulator + leaf_digest(key, serialize_leaf(state, key))) % _MOD
+        value = serialize_leaf(state, key)
+        if value is None:
+            raise InvariantViolation(f"leaf {key} is listed but does not exist")
+        accumulator = (accumulator + leaf_digest(key, value)) % _MOD
     return _finish(accumulator)

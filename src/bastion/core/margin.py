@@ -77,7 +77,7 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
         net_notional += value
         initial += imr
         maintenance += mmr
-    if not changed_seen and size_delta:
+    if market is not None and not changed_seen and size_delta:
         value, imr, mmr = compute_position_risk(state, market, size_delta, market.open_interest + open_interest_delta,
                                                 overrides.get(market.ticker))
         net_notional += value

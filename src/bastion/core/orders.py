@@ -235,7 +235,8 @@ class _Matcher:
         Returns the lots consumed (> 0), ``REMOVE_MAKER`` or ``STOP``.
         """
         state, market = self.state, self.market
-        dry = self.overlay is not None
+        overlay = self.overlay
+        dry = overlay is not None
         taker = self.taker
         # 1. self-trade prevention
         if maker.owner == self.owner:
@@ -294,8 +295,7 @@ class _Matcher:
         if taker_new[0] < taker_new[1] and not is_valid_update(self._risk(taker), taker_new):
             self.stop_reason = "taker_margin"
             return STOP
-        if dry:
-            overlay = self.overlay
+        if overlay is not None:
             entry = overlay.setdefault(taker.key, [0, 0])
             entry[0] -= quote + taker_fee
             entry[1] += taker_delta
@@ -394,7 +394,7 @@ def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) ->
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if (msg.client_id is None) == (msg.order_id is None):
         raise ProtocolError("invalid_message", "give exactly one of client_id and order_id", field="order_id")
-    order_id = sub.client_ids.get(msg.client_id) if msg.order_id is None else msg.order_id
+    order_id = sub.client_ids.get(msg.client_id) if msg.client_id is not None else msg.order_id
     if order_id is None or order_id not in sub.orders:
         raise ProtocolError("order_not_found", "no such open order in this subaccount",
                             field="order_id" if msg.order_id is not None else "client_id")
