@@ -35,17 +35,18 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
+from typing import Final
 
 __all__ = ["BUY", "SELL", "FILL_CANCEL_MAKER", "FILL_STOP", "Book", "Order"]
 
-BUY = 0
-SELL = 1
+BUY: Final = 0
+SELL: Final = 1
 
 # What an ``on_fill`` callback may return besides the lots it filled (1..q).
-FILL_CANCEL_MAKER = -1  # the maker leaves the book (the caller cancelled it); matching goes on
-FILL_STOP = -2  # stop matching now: ``match`` returns stopped=True
+FILL_CANCEL_MAKER: Final = -1  # the maker leaves the book (the caller cancelled it); matching goes on
+FILL_STOP: Final = -2  # stop matching now: ``match`` returns stopped=True
 
-_NOTHING = (0, False)
+_NOTHING: Final = (0, False)
 
 
 # Order's public fields, in constructor order (its __slots__; also what copy/pickle carry)

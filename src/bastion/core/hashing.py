@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from typing import Final
 
 from bastion.core.errors import InvariantViolation
 from bastion.core.state import State
 
-_MOD = 1 << 256
+_MOD: Final = 1 << 256
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
 
 
@@ -75,7 +76,7 @@ def leaf_digest(key: tuple, value: list) -> int:
     return int.from_bytes(hashlib.sha256(data).digest(), "big")
 
 
-_BOOL = ("false", "true")
+_BOOL: Final = ("false", "true")
 
 
 def _leaf_bytes(state: State, key: tuple) -> bytes | None:
@@ -122,10 +123,10 @@ def commit_state_hash(state: State) -> str:
         new = 0 if data is None else from_bytes(sha256(data).digest(), "big")
         if new:
             leaf_hashes[key] = new
-        accumulator = (accumulator - old + new) % _MOD
+        accumulator += new - old  # exact integers: one reduction at the end gives the same sum
     state.dirty.clear()
-    state.hash_accumulator = accumulator
-    state.state_hash = _finish(accumulator)
+    state.hash_accumulator = accumulator % _MOD
+    state.state_hash = _finish(state.hash_accumulator)
     return state.state_hash
 
 

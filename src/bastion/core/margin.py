@@ -68,11 +68,16 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
             # override, the open interest (tiers with caps only) and the governed parameters, whose
             # every change bumps state.params_epoch
             override = overrides.get(ticker) if overrides else None
-            key = (position.size, m.oracle_price, m.open_interest if state.tiers[m.tier_id].oi_upper_cap_usdc else -1,
-                   override, state.params_epoch)
-            if position.risk_key != key:
+            open_interest = m.open_interest if state.tiers[m.tier_id].oi_upper_cap_usdc else -1
+            if (position.risk_size != position.size or position.risk_oracle_price != m.oracle_price
+                    or position.risk_open_interest != open_interest or position.risk_imf_override != override
+                    or position.risk_params_epoch != state.params_epoch):
                 position.risk = compute_position_risk(state, m, position.size, m.open_interest, override)
-                position.risk_key = key
+                position.risk_size = position.size
+                position.risk_oracle_price = m.oracle_price
+                position.risk_open_interest = open_interest
+                position.risk_imf_override = override
+                position.risk_params_epoch = state.params_epoch
             value, imr, mmr = position.risk
         net_notional += value
         initial += imr

@@ -18,6 +18,7 @@ changes, so the real run only starts when it will fill completely.
 from __future__ import annotations
 
 import heapq
+from typing import Final
 
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
@@ -31,14 +32,14 @@ from bastion.risk_model import notional
 
 Events = list[dict]
 
-SIDES = {"buy": BUY, "sell": SELL}
-SIDE_NAMES = ("buy", "sell")
-TIME_IN_FORCE = ("gtc", "gtt", "ioc", "fok", "post_only")
-RESTING_TIME_IN_FORCE = ("gtc", "gtt", "post_only")
-ORDER_TYPES = ("limit", "market")
-CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
-SELF_TRADE_MODES = ("cancel_resting", "cancel_taking", "decrement")
-MAX_CLIENT_ID = 2**32 - 1
+SIDES: Final = {"buy": BUY, "sell": SELL}
+SIDE_NAMES: Final = ("buy", "sell")
+TIME_IN_FORCE: Final = ("gtc", "gtt", "ioc", "fok", "post_only")
+RESTING_TIME_IN_FORCE: Final = ("gtc", "gtt", "post_only")
+ORDER_TYPES: Final = ("limit", "market")
+CONDITIONAL_ORDER_TYPES: Final = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
+SELF_TRADE_MODES: Final = ("cancel_resting", "cancel_taking", "decrement")
+MAX_CLIENT_ID: Final = 2**32 - 1
 
 
 def _sign(value: int) -> int:

@@ -9,6 +9,7 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from bastion.core.book import Book
 from bastion.core.params import (
@@ -19,32 +20,37 @@ from bastion.core.params import (
     OracleParams,
 )
 
-CROSS = "cross"
-ISOLATED = "isolated"
-CROSS_POOL = "cross"
+CROSS: Final = "cross"
+ISOLATED: Final = "isolated"
+CROSS_POOL: Final = "cross"
 
-ACTIVE = "active"
-REDUCE_ONLY = "reduce_only"
-PAUSED = "paused"
-MARKET_STATUSES = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
+ACTIVE: Final = "active"
+REDUCE_ONLY: Final = "reduce_only"
+PAUSED: Final = "paused"
+MARKET_STATUSES: Final = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
 
-SUBACCOUNT_NUMBERS = range(128)
+SUBACCOUNT_NUMBERS: Final = range(128)
 
 
 class Position:
     """A signed size in lots and the market funding index at which it last settled.
 
-    ``risk_key``/``risk`` memoise the position's valuation (``bastion.core.margin``); they are
-    derived data, not part of the state hash.
+    ``risk`` memoises the position's valuation (``bastion.core.margin``) and the ``risk_*`` slots
+    the inputs it was computed from; they are derived data, not part of the state hash.
     """
 
-    __slots__ = ("size", "funding_index", "risk_key", "risk")
+    __slots__ = ("size", "funding_index", "risk", "risk_size", "risk_oracle_price", "risk_open_interest",
+                 "risk_imf_override", "risk_params_epoch")
 
     def __init__(self, size: int, funding_index: int) -> None:
         self.size = size
         self.funding_index = funding_index
-        self.risk_key: tuple | None = None
         self.risk: tuple[int, int, int] = (0, 0, 0)
+        self.risk_size = 0
+        self.risk_oracle_price = 0
+        self.risk_open_interest = 0
+        self.risk_imf_override: int | None = None
+        self.risk_params_epoch = -1  # never a real epoch: nothing memoised yet
 
 
 class Subaccount:
