@@ -49,8 +49,11 @@ def build(out_dir: Path, *, quiet: bool = False) -> Path:
     if out_dir == SRC or SRC in out_dir.parents:
         raise SystemExit(f"refusing to build inside {SRC}: extension modules there would shadow the source")
     target = out_dir / "bastion"
-    if target.exists():
-        shutil.rmtree(target)
+    for stale in (target, out_dir / "build"):  # a previous build's copy and mypyc's C sources
+        if stale.exists():
+            shutil.rmtree(stale)
+    for stale_library in out_dir.glob("*__mypyc*"):
+        stale_library.unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copytree(SRC / "bastion", target, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     env = dict(os.environ, MYPYC_OPT_LEVEL=os.environ.get("MYPYC_OPT_LEVEL", "3"))
