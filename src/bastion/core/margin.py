@@ -55,7 +55,8 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
     changed_seen = market is None
     for ticker, position in sub.positions.items():
         m = markets[ticker]
-        funding_ppm += funding_settlement(m.funding_index, position.funding_index, position.size)
+        if position.funding_index != m.funding_index:  # else nothing is owed
+            funding_ppm += funding_settlement(m.funding_index, position.funding_index, position.size)
         if m is market:
             changed_seen = True
             size = position.size + size_delta
