@@ -4,7 +4,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast bench bench-compare clean
+# The optional compiled core (mypyc) lives in its own venv and build directory, never in src/.
+COMPILED_VENV  := .venv-compiled
+COMPILED_PY    := $(COMPILED_VENV)/bin/python
+COMPILED_STAMP := $(COMPILED_VENV)/.installed
+COMPILED_DIR   := build/compiled
+OPS            ?= 1000000
+
+.PHONY: run test test-fast bench bench-compare bench-compiled test-compiled clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +28,22 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+$(COMPILED_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(COMPILED_VENV)
+	$(COMPILED_PY) -m pip install --quiet --upgrade pip
+	$(COMPILED_PY) -m pip install --quiet -e '.[test,bench,compiled]'
+	touch $(COMPILED_STAMP)
+
+# Opt-in: compile the core with mypyc into build/compiled, run the state-machine benchmark pure and
+# compiled on the same workload (OPS orders), and fail unless both end in the same state hash.
+bench-compiled: $(COMPILED_STAMP)
+	$(COMPILED_PY) benchmarks/build_compiled.py $(COMPILED_DIR)
+	$(COMPILED_PY) benchmarks/run.py --ops $(OPS) --compiled $(COMPILED_DIR)
+
+# Opt-in: every golden scenario, compiled core against pure core (builds its own copy in a tmp dir).
+test-compiled: $(COMPILED_STAMP)
+	BASTION_TEST_COMPILED=1 $(COMPILED_PY) -m pytest -q tests/test_compiled.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
@@ -31,4 +54,4 @@ bench-compare: $(STAMP)
 	  PYTHONPATH=$(abspath src):$(abspath benchmarks) REPEAT=3 ../shared/bench/compare.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(COMPILED_VENV) build *.egg-info src/*.egg-info

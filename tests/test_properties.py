@@ -918,7 +918,7 @@ def run_machine(machine_settings: settings) -> Counter:
 CI_COVERAGE = {
     "fills": 300, "blocks": 1_000, "funding_ticks": 50, "stale_market_blocks": 200, "oracle_clamped": 200,
     "gtt_expired": 10, "self_trade_cancels": 20, "self_trade_decrements": 10, "maker_margin_cancels": 5,
-    "oi_cap_stops": 3, "oi_scaled_imf_blocks": 20, "restricted_fills": 5, "undercollateralized_fills": 10,
+    "oi_cap_stops": 3, "oi_scaled_imf_blocks": 10, "restricted_fills": 5, "undercollateralized_fills": 10,
     "negative_equity_subaccount_blocks": 10, "liquidation_event:liquidation": 10,
     "liquidation_event:deleveraging": 10, "liquidation_event:withdrawals_paused": 10, "conditional_triggered": 50, "conditional_failed": 15,
     "conditional_fills": 15, "conditional_placed": 300,

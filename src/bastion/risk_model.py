@@ -34,7 +34,7 @@ Rounding (always in favour of the protocol)
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Literal
+from typing import Final, Literal
 
 __all__ = [
     # DESIGN.md section 15.
@@ -58,8 +58,8 @@ __all__ = [
     "is_valid_undercollateralized_update",
 ]
 
-_PPM = 1_000_000
-_QUOTE_DECIMALS = 6  # micro-USDC
+_PPM: Final = 1_000_000
+_QUOTE_DECIMALS: Final = 6  # micro-USDC
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:

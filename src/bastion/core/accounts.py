@@ -77,9 +77,9 @@ def check_withdrawals_open(state: State, sub: Subaccount, to_pool: str | None = 
 # --------------------------------------------------------------------------------------- mutation
 def settle_funding(state: State, sub: Subaccount) -> None:
     """Pay or collect the subaccount's pending funding; the protocol funding account is the other side."""
-    markets = state.markets
-    if all(p.funding_index == markets[t].funding_index for t, p in sub.positions.items()):
+    if not has_accrued_funding(state, sub):
         return  # nothing accrued since the last settlement (also true when flat)
+    markets = state.markets
     amount = get_pending_funding(state, sub)
     for ticker, position in sub.positions.items():
         position.funding_index = markets[ticker].funding_index
@@ -87,6 +87,15 @@ def settle_funding(state: State, sub: Subaccount) -> None:
     state.funding_account -= amount
     state.touch(sub.key)
     state.touch(("global",))
+
+
+def has_accrued_funding(state: State, sub: Subaccount) -> bool:
+    """True when a market's funding index has moved since one of the subaccount's positions settled."""
+    markets = state.markets
+    for ticker, position in sub.positions.items():
+        if position.funding_index != markets[ticker].funding_index:
+            return True
+    return False
 
 
 def change_position(state: State, sub: Subaccount, market: Market, delta: int, ticks: int) -> None:

@@ -35,17 +35,18 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
+from typing import Final
 
 __all__ = ["BUY", "SELL", "FILL_CANCEL_MAKER", "FILL_STOP", "Book", "Order"]
 
-BUY = 0
-SELL = 1
+BUY: Final = 0
+SELL: Final = 1
 
 # What an ``on_fill`` callback may return besides the lots it filled (1..q).
-FILL_CANCEL_MAKER = -1  # the maker leaves the book (the caller cancelled it); matching goes on
-FILL_STOP = -2  # stop matching now: ``match`` returns stopped=True
+FILL_CANCEL_MAKER: Final = -1  # the maker leaves the book (the caller cancelled it); matching goes on
+FILL_STOP: Final = -2  # stop matching now: ``match`` returns stopped=True
 
-_NOTHING = (0, False)
+_NOTHING: Final = (0, False)
 
 
 # Order's public fields, in constructor order (its __slots__; also what copy/pickle carry)
@@ -120,7 +121,7 @@ class _Level:
         self.head = self.tail = order
 
     def __iter__(self) -> Iterator[Order]:
-        order = self.head
+        order: Order | None = self.head
         while order is not None:
             yield order
             order = order._next
@@ -298,7 +299,7 @@ class Book:
             level = levels[key]
             total = level.total
             if total <= left:  # the whole level fills
-                order = level.head
+                order: Order | None = level.head
                 while order is not None:
                     order.remaining = 0
                     del orders[order.order_id]
@@ -312,22 +313,24 @@ class Book:
                     break
             else:  # the taker ends inside this level
                 level.total = total - left
-                order = level.head
+                head = level.head
                 while True:
-                    maker_lots = order.remaining
+                    maker_lots = head.remaining
                     if maker_lots > left:
-                        order.remaining = maker_lots - left
+                        head.remaining = maker_lots - left
                         break
-                    order.remaining = 0
-                    del orders[order.order_id]
+                    head.remaining = 0
+                    del orders[head.order_id]
                     left -= maker_lots
-                    following = order._next
-                    order._prev = order._next = None
-                    order = following
+                    following = head._next
+                    head._prev = head._next = None
+                    if following is None:
+                        raise ValueError(f"level {key} holds fewer lots than its total")  # a corrupt book
+                    head = following
                     if not left:
                         break
-                order._prev = None
-                level.head = order
+                head._prev = None
+                level.head = head
                 left = 0
                 break
         return lots - left, False
@@ -384,7 +387,7 @@ class Book:
         return list(self._orders.values())
 
     def __setstate__(self, orders: list[Order]) -> None:
-        self.__init__()
+        Book.__init__(self)
         for order in orders:
             self.add(order)
 

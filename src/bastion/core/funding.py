@@ -18,15 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
+from typing import Final
 
 from bastion.core.errors import InvariantViolation
 from bastion.risk_model import notional
 
 __all__ = ["funding_index_delta", "funding_rate_8h_ppm", "premium_ppm", "median_low"]
 
-_PPM = 1_000_000
-_QUOTE_DECIMALS = 6  # micro-USDC
-FUNDING_PERIOD_S = 8 * 60 * 60  # the rate is quoted per 8 hours
+_PPM: Final = 1_000_000
+_QUOTE_DECIMALS: Final = 6  # micro-USDC
+FUNDING_PERIOD_S: Final = 8 * 60 * 60  # the rate is quoted per 8 hours
 
 
 def _trunc_div(numerator: int, denominator: int) -> int:

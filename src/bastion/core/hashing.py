@@ -18,10 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from typing import Final
 
+from bastion.core.errors import InvariantViolation
 from bastion.core.state import State
 
-_MOD = 1 << 256
+_MOD: Final = 1 << 256
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
 
 
@@ -83,7 +85,7 @@ def leaf_digest(key: tuple, value: list) -> int:
     return int.from_bytes(hashlib.sha256(data).digest(), "big")
 
 
-_BOOL = ("false", "true")
+_BOOL: Final = ("false", "true")
 
 
 def _leaf_bytes(state: State, key: tuple) -> bytes | None:
@@ -130,10 +132,10 @@ def commit_state_hash(state: State) -> str:
         new = 0 if data is None else from_bytes(sha256(data).digest(), "big")
         if new:
             leaf_hashes[key] = new
-        accumulator = (accumulator - old + new) % _MOD
+        accumulator += new - old  # exact integers: one reduction at the end gives the same sum
     state.dirty.clear()
-    state.hash_accumulator = accumulator
-    state.state_hash = _finish(accumulator)
+    state.hash_accumulator = accumulator % _MOD
+    state.state_hash = _finish(state.hash_accumulator)
     return state.state_hash
 
 
@@ -154,5 +156,8 @@ def compute_state_hash_full(state: State) -> str:
     """The state hash recomputed from every leaf, ignoring the incremental bookkeeping."""
     accumulator = 0
     for key in iter_leaf_keys(state):
-        accumulator = (accumulator + leaf_digest(key, serialize_leaf(state, key))) % _MOD
+        value = serialize_leaf(state, key)
+        if value is None:
+            raise InvariantViolation(f"leaf {key} is listed but does not exist")
+        accumulator = (accumulator + leaf_digest(key, value)) % _MOD
     return _finish(accumulator)

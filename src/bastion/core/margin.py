@@ -92,7 +92,8 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
     changed_seen = market is None
     for ticker, position in sub.positions.items():
         m = markets[ticker]
-        funding_ppm += funding_settlement(m.funding_index, position.funding_index, position.size)
+        if position.funding_index != m.funding_index:  # else nothing is owed
+            funding_ppm += funding_settlement(m.funding_index, position.funding_index, position.size)
         if m is market:
             changed_seen = True
             size = position.size + size_delta
@@ -105,17 +106,23 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
             # override, the open interest (tiers with caps only) and the governed parameters, whose
             # every change bumps state.params_epoch
             override = overrides.get(ticker) if overrides else None
-            key = (position.size, m.oracle_price, m.open_interest if state.tiers[m.tier_id].oi_upper_cap_usdc else -1,
-                   override, state.params_epoch, position.cost)
-            if position.risk_key != key:
+            open_interest = m.open_interest if state.tiers[m.tier_id].oi_upper_cap_usdc else -1
+            if (position.risk_size != position.size or position.risk_oracle_price != m.oracle_price
+                    or position.risk_open_interest != open_interest or position.risk_imf_override != override
+                    or position.risk_params_epoch != state.params_epoch or position.risk_cost != position.cost):
                 position.risk = compute_position_risk(state, m, position.size, m.open_interest, override,
                                                       position.cost)
-                position.risk_key = key
+                position.risk_size = position.size
+                position.risk_oracle_price = m.oracle_price
+                position.risk_open_interest = open_interest
+                position.risk_imf_override = override
+                position.risk_params_epoch = state.params_epoch
+                position.risk_cost = position.cost
             value, imr, mmr = position.risk
         net_notional += value
         initial += imr
         maintenance += mmr
-    if not changed_seen and size_delta:
+    if market is not None and not changed_seen and size_delta:
         value, imr, mmr = compute_position_risk(state, market, size_delta, market.open_interest + open_interest_delta,
                                                 overrides.get(market.ticker), cost_delta)
         net_notional += value

@@ -129,14 +129,14 @@ def decode_message(data: Any) -> Message:
     extra = sorted(set(data) - set(known) - {"type"})
     if extra:
         raise ProtocolError("unknown_field", f"{kind} has no field {extra[0]!r}", field=extra[0])
-    values = {}
+    values: dict[str, Any] = {}
     for name, spec in known.items():
         if name not in data:
             if spec.default is MISSING:
                 raise ProtocolError("missing_field", f"{kind} needs field {name!r}", field=name)
             continue
         value = data[name]
-        allowed = _FIELD_TYPES[spec.type]
+        allowed = _FIELD_TYPES[str(spec.type)]  # the annotation's text (postponed annotations)
         # bool is an int subclass in Python: refuse True where a number is expected
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ProtocolError("invalid_field", f"{kind}.{name} has the wrong type: {value!r}", field=name)

@@ -18,6 +18,7 @@ changes, so the real run only starts when it will fill completely.
 from __future__ import annotations
 
 import heapq
+from typing import Final
 
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
@@ -33,16 +34,16 @@ from bastion.risk_model import notional
 
 Events = list[dict]
 
-SIDES = {"buy": BUY, "sell": SELL}
-SIDE_NAMES = ("buy", "sell")
-TIME_IN_FORCE = ("gtc", "gtt", "ioc", "fok", "post_only")
-RESTING_TIME_IN_FORCE = ("gtc", "gtt", "post_only")
-ORDER_TYPES = ("limit", "market")
-UNDERLYING_ORDER_TYPES = {"stop_market": "market", "stop_limit": "limit",
-                          "take_profit_market": "market", "take_profit_limit": "limit"}
-CONDITIONAL_ORDER_TYPES = tuple(UNDERLYING_ORDER_TYPES)
-SELF_TRADE_MODES = ("cancel_resting", "cancel_taking", "decrement")
-MAX_CLIENT_ID = 2**32 - 1
+SIDES: Final = {"buy": BUY, "sell": SELL}
+SIDE_NAMES: Final = ("buy", "sell")
+TIME_IN_FORCE: Final = ("gtc", "gtt", "ioc", "fok", "post_only")
+RESTING_TIME_IN_FORCE: Final = ("gtc", "gtt", "post_only")
+ORDER_TYPES: Final = ("limit", "market")
+UNDERLYING_ORDER_TYPES: Final = {"stop_market": "market", "stop_limit": "limit",
+                                 "take_profit_market": "market", "take_profit_limit": "limit"}
+CONDITIONAL_ORDER_TYPES: Final = tuple(UNDERLYING_ORDER_TYPES)
+SELF_TRADE_MODES: Final = ("cancel_resting", "cancel_taking", "decrement")
+MAX_CLIENT_ID: Final = 2**32 - 1
 
 
 def _sign(value: int) -> int:
@@ -312,7 +313,8 @@ class _Matcher:
         Returns the lots consumed (> 0), ``REMOVE_MAKER`` or ``STOP``.
         """
         state, market = self.state, self.market
-        dry = self.overlay is not None
+        overlay = self.overlay
+        dry = overlay is not None
         taker = self.taker
         # 1. self-trade prevention
         if maker.owner == self.owner:
@@ -371,10 +373,10 @@ class _Matcher:
         if taker_new[0] < taker_new[1] and not is_valid_update(self._risk(taker), taker_new):
             self.stop_reason = "taker_margin"
             return STOP
-        if dry:
+        if overlay is not None:
             for sub, delta, balance in ((taker, taker_delta, -quote - taker_fee),
                                         (maker_sub, -taker_delta, quote - maker_fee)):
-                entry = self.overlay.setdefault(sub.key, [0, 0, 0])
+                entry = overlay.setdefault(sub.key, [0, 0, 0])
                 entry[2] = cost_change(state, market, sub.positions.get(market.ticker), delta, maker.price,
                                        entry[1], entry[2])
                 entry[0] += balance
@@ -420,7 +422,7 @@ class _Matcher:
                             "size": lots})
 
 
-def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: int, side: int, maker: Order,
+def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: int | None, side: int, maker: Order,
                maker_sub: Subaccount, lots: int, taker_delta: int, quote: int, maker_fee: int, taker_fee: int,
                oi_delta: int, events: Events) -> dict:
     """Settle one judged fill at the maker's price: funding, balances, positions (with cost), open
@@ -497,10 +499,10 @@ def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) ->
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if (msg.client_id is None) == (msg.order_id is None):
         raise ProtocolError("invalid_message", "give exactly one of client_id and order_id", field="order_id")
-    order_id = sub.client_ids.get(msg.client_id) if msg.order_id is None else msg.order_id
-    if order_id in sub.orders:
+    order_id = sub.client_ids.get(msg.client_id) if msg.client_id is not None else msg.order_id
+    if order_id is not None and order_id in sub.orders:
         remove_order(state, state.markets[sub.orders[order_id]], order_id, "cancelled", events)
-    elif order_id in sub.conditional_orders:
+    elif order_id is not None and order_id in sub.conditional_orders:
         remove_conditional_order(state, order_id, "cancelled", events)
     else:
         raise ProtocolError("order_not_found", "no such open order in this subaccount",

@@ -9,6 +9,7 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 from bastion.core.book import Book
 from bastion.core.params import (
@@ -19,16 +20,16 @@ from bastion.core.params import (
     OracleParams,
 )
 
-CROSS = "cross"
-ISOLATED = "isolated"
-CROSS_POOL = "cross"
+CROSS: Final = "cross"
+ISOLATED: Final = "isolated"
+CROSS_POOL: Final = "cross"
 
-ACTIVE = "active"
-REDUCE_ONLY = "reduce_only"
-PAUSED = "paused"
-MARKET_STATUSES = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
+ACTIVE: Final = "active"
+REDUCE_ONLY: Final = "reduce_only"
+PAUSED: Final = "paused"
+MARKET_STATUSES: Final = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
 
-SUBACCOUNT_NUMBERS = range(128)
+SUBACCOUNT_NUMBERS: Final = range(128)
 
 
 class Position:
@@ -37,18 +38,24 @@ class Position:
     ``cost`` is the signed micro-USDC paid to open the lots still held (negative for a short: USDC
     received), so ``notional - cost`` is the unrealised PnL and ``cost / size`` the entry price. A
     reduction removes cost in proportion (truncated toward zero), so a closed position has cost 0.
-    ``risk_key``/``risk`` memoise the position's valuation (``bastion.core.margin``); they are
-    derived data, not part of the state hash.
+    ``risk`` memoises the position's valuation (``bastion.core.margin``) and the ``risk_*`` slots
+    the inputs it was computed from; they are derived data, not part of the state hash.
     """
 
-    __slots__ = ("size", "funding_index", "cost", "risk_key", "risk")
+    __slots__ = ("size", "funding_index", "cost", "risk", "risk_size", "risk_oracle_price", "risk_open_interest",
+                 "risk_imf_override", "risk_params_epoch", "risk_cost")
 
     def __init__(self, size: int, funding_index: int, cost: int = 0) -> None:
         self.size = size
         self.funding_index = funding_index
         self.cost = cost
-        self.risk_key: tuple | None = None
         self.risk: tuple[int, int, int] = (0, 0, 0)
+        self.risk_size = 0
+        self.risk_oracle_price = 0
+        self.risk_open_interest = 0
+        self.risk_imf_override: int | None = None
+        self.risk_params_epoch = -1  # never a real epoch: nothing memoised yet
+        self.risk_cost = 0
 
 
 class Subaccount:

@@ -13,7 +13,9 @@ the block time is given by the caller, never read from a clock.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bastion.core import accounts, conditional, liquidation, oracle, orders
 from bastion.core.book import BUY, SELL
@@ -28,7 +30,10 @@ from bastion.risk_model import funding_clamp_ppm
 
 Events = list[dict]
 
-HANDLERS = {
+# handler(state, sender, message, events) -> result fields; each takes the message type it is keyed by
+Handler = Callable[[State, str, Any, Events], dict]
+
+HANDLERS: dict[type, Handler] = {
     Deposit: accounts.deposit,
     Withdraw: accounts.withdraw,
     Transfer: accounts.transfer,

@@ -11,14 +11,15 @@ Decimal strings are parsed and formatted here and nowhere else; no float or ``De
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from bastion.core.errors import ProtocolError
 
-USDC_DECIMALS = 6
-USDC = 10**USDC_DECIMALS
-PPM = 1_000_000
-PPM_DECIMALS = 6
-MS_PER_S = 1_000
+USDC_DECIMALS: Final = 6
+USDC: Final = 10**USDC_DECIMALS
+PPM: Final = 1_000_000
+PPM_DECIMALS: Final = 6
+MS_PER_S: Final = 1_000
 
 _DECIMAL = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]+))?$")
 
