@@ -75,8 +75,9 @@ def check_withdrawals_open(state: State, sub: Subaccount, to_pool: str | None = 
 
 
 # --------------------------------------------------------------------------------------- mutation
-def settle_funding(state: State, sub: Subaccount) -> None:
-    """Pay or collect the subaccount's pending funding; the protocol funding account is the other side."""
+def settle_funding(state: State, sub: Subaccount, events: Events) -> None:
+    """Pay or collect the subaccount's pending funding; the protocol funding account is the other side.
+    A ``funding_payment`` event (amount received, negative when paid) records every non-zero one."""
     if not has_accrued_funding(state, sub):
         return  # nothing accrued since the last settlement (also true when flat)
     markets = state.markets
@@ -87,6 +88,8 @@ def settle_funding(state: State, sub: Subaccount) -> None:
     state.funding_account -= amount
     state.touch(sub.key)
     state.touch(("global",))
+    if amount:
+        events.append({"type": "funding_payment", "owner": sub.owner, "number": sub.number, "amount": amount})
 
 
 def has_accrued_funding(state: State, sub: Subaccount) -> bool:
@@ -144,7 +147,7 @@ def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
     amount = parse_positive_usdc(msg.amount)
     check_withdrawals_open(state, sub)
     check_free_collateral(state, sub, amount)
-    settle_funding(state, sub)
+    settle_funding(state, sub, events)
     sub.balance -= amount
     state.total_withdrawals += amount
     state.touch(sub.key)
@@ -163,9 +166,9 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
     existing = state.subaccounts.get((to_owner, msg.to_subaccount))
     check_withdrawals_open(state, sub, CROSS_POOL if existing is None else subaccount_pool(state, existing))
     check_free_collateral(state, sub, amount)
-    settle_funding(state, sub)
+    settle_funding(state, sub, events)
     recipient = get_or_create_subaccount(state, to_owner, msg.to_subaccount)
-    settle_funding(state, recipient)
+    settle_funding(state, recipient, events)
     sub.balance -= amount
     recipient.balance += amount
     state.touch(sub.key)

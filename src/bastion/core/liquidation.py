@@ -285,7 +285,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
     """Close the subaccount's whole position in ``market`` at its bankruptcy price against ranked
     opposing positions, then socialise what none of them can take (module docstring, step 6)."""
     ticker = market.ticker
-    settle_funding(state, sub)
+    settle_funding(state, sub, events)
     ranked = ranked_counterparties(state, market, sub)
     for score, counterparty in ranked:
         position = sub.positions.get(ticker)
@@ -302,7 +302,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
             events.append({"type": "deleveraging_skipped", "market": ticker, "owner": counterparty.owner,
                            "number": counterparty.number, "reason": "counterparty_margin"})
             continue
-        _close_pair(state, market, sub, counterparty, delta, quote)
+        _close_pair(state, market, sub, counterparty, delta, quote, events)
         events.append({"type": "deleveraging", "market": ticker, "owner": sub.owner, "number": sub.number,
                        "size": -delta, "bankruptcy_quote": quote, "oracle_price": market.oracle_price,
                        "net_collateral": net_collateral, "maintenance": maintenance,
@@ -365,7 +365,7 @@ def socialise(state: State, sub: Subaccount, market: Market, counterparties: lis
     shares_out = []
     for (counterparty, lots), payment in zip(takers, payments):
         lot_delta = lots if delta > 0 else -lots
-        _close_pair(state, market, sub, counterparty, lot_delta, payment)
+        _close_pair(state, market, sub, counterparty, lot_delta, payment, events)
         shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": lots,
                            "payment": payment})
     pool = market.pool
@@ -378,10 +378,10 @@ def socialise(state: State, sub: Subaccount, market: Market, counterparties: lis
 
 
 def _close_pair(state: State, market: Market, sub: Subaccount, counterparty: Subaccount, delta: int,
-                quote: int) -> None:
+                quote: int, events: Events) -> None:
     """``sub`` trades ``delta`` lots with ``counterparty`` (both positions shrink), receiving ``quote``."""
-    settle_funding(state, sub)
-    settle_funding(state, counterparty)
+    settle_funding(state, sub, events)
+    settle_funding(state, counterparty, events)
     sub.balance += quote
     counterparty.balance -= quote
     change_position(state, sub, market, delta, market.oracle_price)
@@ -417,7 +417,7 @@ def settle_final_markets(state: State, events: Events) -> None:
         residue = 0
         for key in sorted(market.holders):
             sub = state.subaccounts[key]
-            settle_funding(state, sub)
+            settle_funding(state, sub, events)
             position = sub.positions[ticker]
             exact = Fraction(position.size * market.oracle_price) * Fraction(10) ** (
                 USDC_DECIMALS - market.size_decimals - market.price_decimals)

@@ -428,8 +428,8 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
     """Settle one judged fill at the maker's price: funding, balances, positions (with cost), open
     interest, fees (the insurance share to the market's pool), and a ``fill`` event, which is returned.
     The caller has already taken a fully filled maker out of the subaccount's indexes."""
-    settle_funding(state, taker)
-    settle_funding(state, maker_sub)
+    settle_funding(state, taker, events)
+    settle_funding(state, maker_sub, events)
     taker.balance -= quote + taker_fee
     maker_sub.balance += quote - maker_fee
     change_position(state, taker, market, taker_delta, maker.price)
