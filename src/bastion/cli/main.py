@@ -1,7 +1,8 @@
-"""``bastion``: run scenarios and the demo.
+"""``bastion``: the node, log verification, scenarios and the demo.
 
-Exit codes: 0 success, 1 a scenario ran but a transaction was rejected where ``--strict`` asks
-for none, 2 a malformed scenario file or usage error.
+Exit codes: 0 success; 1 a scenario ran but a transaction was rejected where ``--strict`` asks
+for none; 2 a malformed scenario file or usage error; 3 a block log that does not verify or a
+replay that diverges (the node refuses to start on it).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ app = typer.Typer(help="Bastion: a deterministic perpetual-futures exchange.", n
 scenario_app = typer.Typer(help="Run and inspect scenario files (SCENARIOS.md).", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 @scenario_app.command("run")
@@ -44,6 +45,81 @@ def scenario_run(
 def scenario_defaults_command() -> None:
     """Print the defaults applied to omitted genesis fields."""
     print(json.dumps(scenario_defaults(), indent=2))
+
+
+@app.command()
+def node(
+    data: Path = typer.Option(..., "--data", help="data directory (block log, snapshots, read models)"),
+    genesis: Path = typer.Option(None, "--genesis", exists=True, dir_okay=False,
+                                 help="genesis JSON (needed the first time; must match afterwards)"),
+    host: str = typer.Option("127.0.0.1", help="HTTP intake address (envelopes are unsigned: keep it local)"),
+    port: int = typer.Option(8545, help="HTTP intake port"),
+    block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
+    max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
+    snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
+    quiet: bool = typer.Option(False, help="do not log blocks"),
+) -> None:
+    """Run a node: recover from DIR, produce blocks, serve the HTTP intake (Ctrl-C stops)."""
+    import threading
+
+    import uvicorn
+
+    from bastion.core.errors import ProtocolError
+    from bastion.node.blocklog import LogCorrupted
+    from bastion.node.node import Node, ReplayDivergence
+    from bastion.node.server import create_app
+
+    genesis_doc = None
+    if genesis is not None:
+        document = json.loads(genesis.read_text())
+        genesis_doc = document.get("genesis", document)  # a scenario file's genesis, or a bare genesis
+    try:
+        the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
+                        on_block=None if quiet else _log_block)
+    except (LogCorrupted, ReplayDivergence) as error:
+        errors.print(f"[red]refusing to start:[/red] {error}")
+        raise typer.Exit(3) from None
+    except ProtocolError as error:
+        errors.print(f"[red]{error.code}:[/red] {error.message}")
+        raise typer.Exit(2) from None
+    recovery = the_node.recovery
+    console.print(f"chain {the_node.state.chain_id} at height {the_node.state.height} "
+                  f"(snapshot {recovery.snapshot_height}, replayed {recovery.replayed_blocks} blocks / "
+                  f"{recovery.replayed_txs} txs in {recovery.seconds:.2f} s); intake http://{host}:{port}")
+    for skipped in recovery.skipped_snapshots:
+        errors.print(f"[yellow]skipped snapshot[/yellow] {skipped}")
+    stop = threading.Event()
+    producer = threading.Thread(target=the_node.run, args=(stop, block_time), name="block-producer", daemon=True)
+    producer.start()
+    try:
+        uvicorn.run(create_app(the_node), host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+        producer.join()
+        the_node.close()
+
+
+def _log_block(block) -> None:
+    if block.tx_count or block.height % 40 == 0:
+        console.print(f"block {block.height}  txs {block.tx_count:>5}  state {block.state_hash[:16]}")
+
+
+@app.command()
+def replay(
+    data: Path = typer.Argument(..., exists=True, file_okay=False, help="a node's data directory"),
+    verify: bool = typer.Option(True, "--verify/--hashes-only",
+                                help="compare each block's results and events too, not only its state hash"),
+) -> None:
+    """Replay DIR's log from genesis, recomputing every state hash; report the first divergence."""
+    from bastion.node.blocklog import LogCorrupted
+    from bastion.node.node import ReplayDivergence, verify_log
+
+    try:
+        report = verify_log(data, check_roots=verify)
+    except (LogCorrupted, ReplayDivergence) as error:
+        errors.print(f"[red]verification failed:[/red] {error}")
+        raise typer.Exit(3) from None
+    print(json.dumps({"verified": True, **report}))
 
 
 def _demo_document() -> dict:

@@ -1,0 +1,275 @@
+"""The durable block log: the node's source of truth (DESIGN.md section 1).
+
+One SQLite file (``DIR/blocks.db``) in WAL mode with ``synchronous=FULL``: a block is written in one
+transaction and is durable when ``append`` returns; only then does the node report its
+transactions as committed ("acknowledged"). State is a replay of this log; snapshots only make the
+replay shorter.
+
+Tables:
+    meta      key/value: format version, chain id, the genesis document and its state hash
+    blocks    height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash, block_hash,
+              and three blobs: txs (canonical JSON list of [sender, nonce, arrival, msg]), results
+              and events (canonical JSON lists)
+    tx_index  (sender, nonce) -> (height, index): single use of a nonce, and lookup by sender/nonce
+
+Integrity: each root is the SHA-256 of its blob, and ``block_hash`` is the SHA-256 of the header
+(height, time, previous block hash, the three roots, the state hash), chained from the genesis
+hash. ``verify`` recomputes every root and link (a bit flipped anywhere in a block, a block lost
+from the middle or a tail that does not follow is reported with its height); SQLite's own journal
+makes a torn write invisible, and ``PRAGMA quick_check`` runs at open.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT = "bastion-blocklog/1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    prev_hash TEXT NOT NULL,
+    tx_root TEXT NOT NULL,
+    results_root TEXT NOT NULL,
+    events_root TEXT NOT NULL,
+    state_hash TEXT NOT NULL,
+    block_hash TEXT NOT NULL,
+    tx_count INTEGER NOT NULL,
+    txs BLOB NOT NULL,
+    results BLOB NOT NULL,
+    events BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tx_index (
+    sender TEXT NOT NULL,
+    nonce INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (sender, nonce)
+) WITHOUT ROWID;
+"""
+
+
+class LogCorrupted(Exception):
+    """The log does not verify; ``height`` is the first block that fails (or 0 for the metadata)."""
+
+    def __init__(self, height: int, reason: str) -> None:
+        super().__init__(f"block log corrupted at height {height}: {reason}")
+        self.height = height
+        self.reason = reason
+
+
+def canonical(value: Any) -> bytes:
+    """Compact JSON with sorted keys: the one encoding of everything the log hashes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def header_hash(height: int, time_ms: int, prev_hash: str, tx_root: str, results_root: str, events_root: str,
+                state_hash: str) -> str:
+    return sha256(canonical([height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash]))
+
+
+@dataclass(frozen=True, slots=True)
+class Tx:
+    """A transaction as ordered into a block: who, their single-use nonce, the arrival number the
+    mempool gave it, and the message's JSON object (validated by ``check_tx``)."""
+
+    sender: str
+    nonce: int
+    arrival: int
+    msg: dict[str, Any]
+
+
+@dataclass(slots=True)
+class LoggedBlock:
+    """A block as the log holds it. ``txs``/``results``/``events`` are parsed lazily by the caller
+    from the blobs (``decode``), because replay needs only the transactions."""
+
+    height: int
+    time_ms: int
+    prev_hash: str
+    tx_root: str
+    results_root: str
+    events_root: str
+    state_hash: str
+    block_hash: str
+    tx_count: int
+    txs_blob: bytes
+    results_blob: bytes
+    events_blob: bytes
+
+    @property
+    def txs(self) -> list[Tx]:
+        return [Tx(sender, nonce, arrival, msg) for sender, nonce, arrival, msg in json.loads(self.txs_blob)]
+
+    @property
+    def results(self) -> list[dict]:
+        return json.loads(self.results_blob)
+
+    @property
+    def events(self) -> list[dict]:
+        return json.loads(self.events_blob)
+
+
+class BlockLog:
+    """Append-only block log in one SQLite file. Not thread-safe: one writer (the node's producer)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as error:  # a damaged file: not a database, malformed pages...
+            self.db.close()
+            raise LogCorrupted(0, f"the SQLite file is damaged ({error})") from error
+        if check != "ok":
+            self.db.close()
+            raise LogCorrupted(0, f"SQLite quick_check: {check}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- genesis
+    def init_genesis(self, genesis: dict[str, Any], genesis_state_hash: str) -> None:
+        """Record the chain's genesis (once); a log opened with another genesis is refused."""
+        stored = self.meta("genesis")
+        text = canonical(genesis).decode()
+        if stored is None:
+            with self._transaction():
+                for key, value in (("format", FORMAT), ("genesis", text), ("genesis_state_hash", genesis_state_hash),
+                                   ("chain_id", str(genesis.get("chain_id", "")))):
+                    self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, value))
+        elif stored != text or self.meta("genesis_state_hash") != genesis_state_hash:
+            raise LogCorrupted(0, "the log belongs to another genesis")
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def genesis(self) -> dict[str, Any] | None:
+        text = self.meta("genesis")
+        return None if text is None else json.loads(text)
+
+    def genesis_hash(self) -> str:
+        """The hash that block 1's ``prev_hash`` links to: the genesis document and its state hash."""
+        return sha256(canonical([self.meta("genesis"), self.meta("genesis_state_hash")]))
+
+    # -- writing
+    def append(self, height: int, time_ms: int, txs: list[Tx], results: list[dict], events: list[dict],
+               state_hash: str) -> LoggedBlock:
+        """Write one block durably (one transaction, fsync'd by ``synchronous=FULL``)."""
+        head = self.head()
+        expected = 1 if head is None else head.height + 1
+        if height != expected:
+            raise ValueError(f"block {height} does not follow the log's head (expected {expected})")
+        prev_hash = self.genesis_hash() if head is None else head.block_hash
+        txs_blob = canonical([[tx.sender, tx.nonce, tx.arrival, tx.msg] for tx in txs])
+        results_blob = canonical(results)
+        events_blob = canonical(events)
+        tx_root, results_root, events_root = sha256(txs_blob), sha256(results_blob), sha256(events_blob)
+        block_hash = header_hash(height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash)
+        with self._transaction():
+            self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash, block_hash,
+                             len(txs), txs_blob, results_blob, events_blob))
+            self.db.executemany("INSERT INTO tx_index (sender, nonce, height, idx) VALUES (?, ?, ?, ?)",
+                                [(tx.sender, tx.nonce, height, i) for i, tx in enumerate(txs)])
+        return LoggedBlock(height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash, block_hash,
+                           len(txs), txs_blob, results_blob, events_blob)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # -- reading
+    def head(self) -> LoggedBlock | None:
+        row = self.db.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        return None if row is None else LoggedBlock(*row)
+
+    def block(self, height: int) -> LoggedBlock | None:
+        row = self.db.execute("SELECT * FROM blocks WHERE height = ?", (height,)).fetchone()
+        return None if row is None else LoggedBlock(*row)
+
+    def iter_blocks(self, start_height: int = 1, batch: int = 256) -> Iterator[LoggedBlock]:
+        """Blocks from ``start_height`` upward, in order, read in batches."""
+        height = start_height
+        while True:
+            rows = self.db.execute("SELECT * FROM blocks WHERE height >= ? ORDER BY height LIMIT ?",
+                                   (height, batch)).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield LoggedBlock(*row)
+            height = rows[-1][0] + 1
+
+    def find_tx(self, sender: str, nonce: int) -> tuple[int, int] | None:
+        """(height, index) of the committed transaction with this sender and nonce, if any."""
+        row = self.db.execute("SELECT height, idx FROM tx_index WHERE sender = ? AND nonce = ?",
+                              (sender, nonce)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def max_nonces(self) -> dict[str, int]:
+        """Every sender's highest committed nonce (for a restarted mempool)."""
+        return dict(self.db.execute("SELECT sender, MAX(nonce) FROM tx_index GROUP BY sender").fetchall())
+
+    # -- integrity
+    def verify_block(self, block: LoggedBlock, prev_hash: str, expected_height: int) -> None:
+        """Raise ``LogCorrupted`` unless the block follows ``prev_hash`` and matches its own roots."""
+        if block.height != expected_height:
+            raise LogCorrupted(expected_height, f"block {expected_height} is missing (found {block.height})")
+        if block.prev_hash != prev_hash:
+            raise LogCorrupted(block.height, "does not link to the previous block")
+        for name, blob, root in (("txs", block.txs_blob, block.tx_root), ("results", block.results_blob,
+                                 block.results_root), ("events", block.events_blob, block.events_root)):
+            if sha256(blob) != root:
+                raise LogCorrupted(block.height, f"{name} do not match their root")
+        if header_hash(block.height, block.time_ms, block.prev_hash, block.tx_root, block.results_root,
+                       block.events_root, block.state_hash) != block.block_hash:
+            raise LogCorrupted(block.height, "header does not match its hash")
+        if len(json.loads(block.txs_blob)) != block.tx_count:
+            raise LogCorrupted(block.height, "transaction count does not match")
+
+    def verify(self, start_height: int = 1) -> int:
+        """Check every block from ``start_height`` to the head; returns the head height."""
+        if start_height == 1:
+            prev = self.genesis_hash()
+        else:
+            previous = self.block(start_height - 1)
+            if previous is None:
+                raise LogCorrupted(start_height - 1, "block is missing")
+            prev = previous.block_hash
+        height = start_height - 1
+        for block in self.iter_blocks(start_height):
+            self.verify_block(block, prev, height + 1)
+            prev, height = block.block_hash, block.height
+        indexed = self.db.execute("SELECT COUNT(*) FROM tx_index WHERE height >= ?", (start_height,)).fetchone()[0]
+        logged = self.db.execute("SELECT COALESCE(SUM(tx_count), 0) FROM blocks WHERE height >= ?",
+                                 (start_height,)).fetchone()[0]
+        if indexed != logged:
+            raise LogCorrupted(height, f"transaction index has {indexed} entries for {logged} transactions")
+        return height
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -1,0 +1,56 @@
+"""The mempool: transactions that passed ``check_tx``, first come first served.
+
+Each transaction gets an arrival number (recorded in the block log with it) and leaves in arrival
+order. A sender's nonce is single-use: a nonce already pending or already committed (the block
+log knows) is refused, so a client that resubmits after a crash or a timeout can never have its
+transaction applied twice. Not thread-safe by itself: the node serialises access.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from bastion.core.errors import ProtocolError
+from bastion.core.messages import Message
+from bastion.node.app import CheckedTx
+from bastion.node.blocklog import Tx
+
+
+class Mempool:
+    def __init__(self, is_committed: Callable[[str, int], bool], capacity: int = 200_000,
+                 next_arrival: int = 0) -> None:
+        self._queue: deque[tuple[Tx, Message]] = deque()
+        self._pending: set[tuple[str, int]] = set()
+        self._is_committed = is_committed
+        self.capacity = capacity
+        self.next_arrival = next_arrival
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, checked: CheckedTx) -> Tx:
+        key = (checked.sender, checked.nonce)
+        if key in self._pending or self._is_committed(*key):
+            raise ProtocolError("duplicate_nonce", f"nonce {checked.nonce} of {checked.sender} was already used",
+                                field="nonce")
+        if len(self._queue) >= self.capacity:
+            raise ProtocolError("mempool_full", "the mempool is full; retry later", field="envelope")
+        tx = Tx(checked.sender, checked.nonce, self.next_arrival, checked.msg)
+        self.next_arrival += 1
+        self._queue.append((tx, checked.typed))
+        self._pending.add(key)
+        return tx
+
+    def take(self, limit: int) -> list[tuple[Tx, Message]]:
+        """Up to ``limit`` transactions, with their decoded messages, in arrival order (they stay
+        "pending" until ``done``)."""
+        queue = self._queue
+        return [queue.popleft() for _ in range(min(limit, len(queue)))]
+
+    def is_pending(self, sender: str, nonce: int) -> bool:
+        return (sender, nonce) in self._pending
+
+    def done(self, txs: list[Tx]) -> None:
+        """Forget transactions that are now in the block log (it answers for their nonces)."""
+        for tx in txs:
+            self._pending.discard((tx.sender, tx.nonce))

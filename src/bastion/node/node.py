@@ -1,0 +1,271 @@
+"""A Bastion node: mempool -> block producer -> state machine -> block log + snapshots -> indexer.
+
+Life of a transaction: ``submit`` runs ``check_tx`` and queues it (the client hears "accepted",
+which promises nothing); ``produce_block`` takes up to ``max_block_txs`` in arrival order, applies
+them with ``Application.finalize_block`` at the block time (the node's clock, never earlier than
+the previous block), appends the block to the log in one durable transaction, and only then marks
+its transactions committed ("acknowledged": ``tx_status`` answers with the height and result).
+Blocks are produced every ``block_time_ms`` and as soon as the mempool holds a full block.
+
+Start-up (``Node(...)``) is recovery: the newest snapshot whose block hash is in the log (a
+damaged or foreign snapshot is skipped and reported), then the log after it verified link by link
+and replayed through the state machine, each block's state hash compared with the logged one. A
+log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
+the node with the height and the reason: a damaged log is never silently accepted.
+
+Snapshots are written every ``snapshot_every`` blocks (``DIR/snapshots/HEIGHT.json``, canonical
+JSON of ``bastion.core.snapshot``, written to a temporary file, fsync'd and renamed); the newest
+``keep_snapshots`` are kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion.core.errors import ProtocolError
+from bastion.core.genesis import build_state
+from bastion.core.messages import decode_message
+from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
+from bastion.core.state import State
+from bastion.core.transition import apply_block
+from bastion.node.app import Application
+from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, Tx, canonical, sha256
+from bastion.node.mempool import Mempool
+
+SNAPSHOTS = "snapshots"
+
+
+class ReplayDivergence(Exception):
+    """Replaying the log gave another result than the one it records."""
+
+    def __init__(self, height: int, what: str, logged: str, replayed: str) -> None:
+        super().__init__(f"replay diverges at height {height}: {what} logged {logged}, replayed {replayed}")
+        self.height, self.what, self.logged, self.replayed = height, what, logged, replayed
+
+
+@dataclass
+class Recovery:
+    """What start-up did: where it started from and how much it replayed."""
+
+    snapshot_height: int = 0
+    replayed_blocks: int = 0
+    replayed_txs: int = 0
+    seconds: float = 0.0
+    skipped_snapshots: list[str] = field(default_factory=list)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def replay_block(state: State, block: LoggedBlock, *, check_roots: bool = False) -> None:
+    """Apply a logged block to ``state`` and compare what it records (the state hash; with
+    ``check_roots`` also the results and events, byte for byte)."""
+    txs = [(tx.sender, decode_message(tx.msg)) for tx in block.txs]
+    result = apply_block(state, block.time_ms, txs)
+    if result.height != block.height:
+        raise ReplayDivergence(block.height, "height", str(block.height), str(result.height))
+    if check_roots:
+        for what, value, root in (("results", result.results, block.results_root),
+                                  ("events", result.events, block.events_root)):
+            replayed = sha256(canonical(value))
+            if replayed != root:
+                raise ReplayDivergence(block.height, f"{what} root", root, replayed)
+    if result.state_hash != block.state_hash:
+        raise ReplayDivergence(block.height, "state hash", block.state_hash, result.state_hash)
+
+
+class Node:
+    """One node over a data directory (see the module docstring). Thread-safe: ``submit``,
+    ``tx_status`` and ``produce_block`` may be called from different threads."""
+
+    def __init__(self, data_dir: str | Path, genesis: dict[str, Any] | None = None, *, max_block_txs: int = 1_000,
+                 snapshot_every: int = 1_000, keep_snapshots: int = 3, clock_ms: Callable[[], int] = wall_clock_ms,
+                 on_block: Callable[[LoggedBlock], None] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
+        self.max_block_txs = max_block_txs
+        self.snapshot_every = snapshot_every
+        self.keep_snapshots = keep_snapshots
+        self.clock_ms = clock_ms
+        self.on_block = on_block
+        self.log = BlockLog(self.data_dir / "blocks.db")
+        stored = self.log.genesis()
+        if stored is None:
+            if genesis is None:
+                raise ProtocolError("missing_genesis", f"{self.data_dir} holds no chain yet: give a genesis file",
+                                    field="genesis")
+            self.log.init_genesis(genesis, build_state(genesis).state_hash)
+            stored = genesis
+        elif genesis is not None and canonical(genesis) != canonical(stored):
+            raise ProtocolError("genesis_mismatch", f"{self.data_dir} holds another chain's log", field="genesis")
+        self.genesis = stored
+        self.recovery = Recovery()
+        self.state = self._recover()
+        self.app = Application(self.state)
+        head = self.log.head()
+        next_arrival = 1 + max((tx.arrival for tx in head.txs), default=-1) if head is not None else 0
+        self.mempool = Mempool(lambda sender, nonce: self.log.find_tx(sender, nonce) is not None,
+                               next_arrival=next_arrival)
+        self.lock = threading.Condition()
+
+    # -- recovery
+    def _recover(self) -> State:
+        started = time.perf_counter()
+        head = self.log.head()
+        head_height = 0 if head is None else head.height
+        state = self._newest_snapshot(head_height)
+        if state is None:
+            state = build_state(self.genesis)
+        self.recovery.snapshot_height = state.height
+        self.log.verify(state.height + 1)
+        for block in self.log.iter_blocks(state.height + 1):
+            replay_block(state, block)
+            self.recovery.replayed_blocks += 1
+            self.recovery.replayed_txs += block.tx_count
+        self.recovery.seconds = time.perf_counter() - started
+        return state
+
+    def _newest_snapshot(self, head_height: int) -> State | None:
+        for path in sorted((self.data_dir / SNAPSHOTS).glob("*.json"), reverse=True):
+            try:
+                document = json.loads(path.read_bytes())
+                height = document["height"]
+                block = self.log.block(height) if height <= head_height else None
+                if block is None or block.block_hash != document["block_hash"]:
+                    raise ValueError(f"its block hash is not the log's at height {height}")
+                state = state_from_document(document["state"])
+                if state.height != height or state.state_hash != block.state_hash:
+                    raise ValueError("its state is not the log's")
+                return state
+            except (ValueError, KeyError, TypeError, ProtocolError) as error:
+                self.recovery.skipped_snapshots.append(f"{path.name}: {error}")
+        return None
+
+    # -- transactions
+    def submit(self, envelope: Any) -> dict[str, Any]:
+        """``check_tx`` and queue; returns ``{"status": "accepted", ...}`` or raises ``ProtocolError``."""
+        with self.lock:
+            checked = self.app.check_tx(envelope)
+            tx = self.mempool.add(checked)
+            if len(self.mempool) >= self.max_block_txs:
+                self.lock.notify_all()  # a full block is waiting
+        return {"status": "accepted", "sender": tx.sender, "nonce": tx.nonce, "arrival": tx.arrival}
+
+    def tx_status(self, sender: str, nonce: int) -> dict[str, Any]:
+        """``committed`` (with height, index and result), ``pending`` or ``unknown``."""
+        with self.lock:
+            found = self.log.find_tx(sender, nonce)
+            if found is None:
+                return {"status": "pending" if self.mempool.is_pending(sender, nonce) else "unknown"}
+            height, index = found
+            block = self.log.block(height)
+            if block is None:
+                raise LogCorrupted(height, "indexed transaction's block is missing")
+            return {"status": "committed", "height": height, "index": index, "result": block.results[index]}
+
+    def wait_committed(self, sender: str, nonce: int, timeout_s: float) -> dict[str, Any]:
+        """``tx_status`` once the transaction is committed, or after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            while True:
+                status = self.tx_status(sender, nonce)
+                remaining = deadline - time.monotonic()
+                if status["status"] != "pending" or remaining <= 0:
+                    return status
+                self.lock.wait(remaining)
+
+    # -- blocks
+    def produce_block(self) -> LoggedBlock:
+        """Apply the next block (possibly empty), log it durably, then acknowledge its transactions."""
+        with self.lock:
+            taken = self.mempool.take(self.max_block_txs)
+            time_ms = max(self.state.time_ms, self.clock_ms())
+            result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken])
+            app_hash = self.app.commit()
+            txs = [tx for tx, _ in taken]
+            block = self.log.append(result.height, time_ms, txs, result.results, result.events, app_hash)
+            self.mempool.done(txs)
+            self.lock.notify_all()
+        if self.snapshot_every and block.height % self.snapshot_every == 0:
+            self.write_snapshot()
+        if self.on_block is not None:
+            self.on_block(block)
+        return block
+
+    def run(self, stop: threading.Event, block_time_ms: int = 250) -> None:
+        """Produce blocks until ``stop`` is set: every ``block_time_ms``, or at once when full."""
+        next_at = time.monotonic()
+        while not stop.is_set():
+            next_at += block_time_ms / 1000
+            with self.lock:
+                while len(self.mempool) < self.max_block_txs and not stop.is_set():
+                    remaining = next_at - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self.lock.wait(min(remaining, 0.05))
+            if stop.is_set():
+                return
+            self.produce_block()
+            next_at = max(next_at, time.monotonic() - block_time_ms / 1000)
+
+    # -- snapshots
+    def write_snapshot(self) -> Path:
+        """Write the current state (at the log's head) as a snapshot and prune old ones."""
+        with self.lock:
+            head = self.log.head()
+            height = 0 if head is None else head.height
+            document = {"height": height, "block_hash": "" if head is None else head.block_hash,
+                        "state": state_to_document(self.state)}
+            data = canonical_bytes(document)
+        directory = self.data_dir / SNAPSHOTS
+        path = directory / f"{height:012d}.json"
+        temporary = directory / f".{height:012d}.json.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
+            old.unlink()
+        return path
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def verify_log(data_dir: str | Path, *, check_roots: bool = True) -> dict[str, Any]:
+    """``bastion replay --verify``: rebuild the state from genesis by replaying the whole log and
+    compare every block's results, events and state hash with what the log records. Raises
+    ``LogCorrupted`` or ``ReplayDivergence`` at the first block that does not match; otherwise
+    returns a summary (blocks, transactions, head height and state hash, seconds, messages/s)."""
+    started = time.perf_counter()
+    log = BlockLog(Path(data_dir) / "blocks.db")
+    try:
+        genesis = log.genesis()
+        if genesis is None:
+            raise LogCorrupted(0, "the log has no genesis")
+        head_height = log.verify(1)
+        state = build_state(genesis)
+        if state.state_hash != log.meta("genesis_state_hash"):
+            raise ReplayDivergence(0, "genesis state hash", str(log.meta("genesis_state_hash")), state.state_hash)
+        txs = 0
+        for block in log.iter_blocks(1):
+            replay_block(state, block, check_roots=check_roots)
+            txs += block.tx_count
+    finally:
+        log.close()
+    seconds = time.perf_counter() - started
+    return {"blocks": head_height, "txs": txs, "height": state.height, "state_hash": state.state_hash,
+            "seconds": round(seconds, 3), "txs_per_s": int(txs / seconds) if seconds else 0}
