@@ -8,8 +8,9 @@ replay shorter.
 Tables:
     meta      key/value: format version, chain id, the genesis document and its state hash
     blocks    height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash, block_hash,
-              and three blobs: txs (canonical JSON list of [sender, nonce, arrival, msg]), results
-              and events (canonical JSON lists)
+              and three blobs: txs (compact JSON list of [sender, nonce, arrival, msg]), results
+              and events (compact JSON lists), each stored zlib-compressed (level 1: about 8x smaller
+              for 1 ms per block of 1,000 orders; the roots hash the uncompressed JSON)
     tx_index  (sender, nonce) -> (height, index): single use of a nonce, and lookup by sender/nonce
 
 Integrity: each root is the SHA-256 of its blob, and ``block_hash`` is the SHA-256 of the header
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +68,18 @@ class LogCorrupted(Exception):
 
 
 def canonical(value: Any) -> bytes:
-    """Compact JSON with sorted keys: the one encoding of everything the log hashes."""
+    """Compact JSON with sorted keys: the encoding of the genesis and of block headers."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
+
+
+def compact(value: Any) -> bytes:
+    """Compact JSON in the values' own key order: the encoding of block bodies. Results and events
+    are built by the state machine with a fixed key order, so a replay encodes them to the same
+    bytes; transactions are hashed as they were written."""
+    return _compact(value).encode()
 
 
 def sha256(data: bytes) -> str:
@@ -110,15 +122,19 @@ class LoggedBlock:
 
     @property
     def txs(self) -> list[Tx]:
-        return [Tx(sender, nonce, arrival, msg) for sender, nonce, arrival, msg in json.loads(self.txs_blob)]
+        return [Tx(sender, nonce, arrival, msg) for sender, nonce, arrival, msg in json.loads(_inflate(self.txs_blob))]
 
     @property
     def results(self) -> list[dict]:
-        return json.loads(self.results_blob)
+        return json.loads(_inflate(self.results_blob))
 
     @property
     def events(self) -> list[dict]:
-        return json.loads(self.events_blob)
+        return json.loads(_inflate(self.events_blob))
+
+
+def _inflate(blob: bytes) -> bytes:
+    return zlib.decompress(blob)
 
 
 class BlockLog:
@@ -176,10 +192,11 @@ class BlockLog:
         if height != expected:
             raise ValueError(f"block {height} does not follow the log's head (expected {expected})")
         prev_hash = self.genesis_hash() if head is None else head.block_hash
-        txs_blob = canonical([[tx.sender, tx.nonce, tx.arrival, tx.msg] for tx in txs])
-        results_blob = canonical(results)
-        events_blob = canonical(events)
+        txs_blob = compact([[tx.sender, tx.nonce, tx.arrival, tx.msg] for tx in txs])
+        results_blob = compact(results)
+        events_blob = compact(events)
         tx_root, results_root, events_root = sha256(txs_blob), sha256(results_blob), sha256(events_blob)
+        txs_blob, results_blob, events_blob = (zlib.compress(b, 1) for b in (txs_blob, results_blob, events_blob))
         block_hash = header_hash(height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash)
         with self._transaction():
             self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -233,12 +250,16 @@ class BlockLog:
             raise LogCorrupted(block.height, "does not link to the previous block")
         for name, blob, root in (("txs", block.txs_blob, block.tx_root), ("results", block.results_blob,
                                  block.results_root), ("events", block.events_blob, block.events_root)):
-            if sha256(blob) != root:
+            try:
+                intact = sha256(_inflate(blob)) == root
+            except zlib.error:
+                intact = False
+            if not intact:
                 raise LogCorrupted(block.height, f"{name} do not match their root")
         if header_hash(block.height, block.time_ms, block.prev_hash, block.tx_root, block.results_root,
                        block.events_root, block.state_hash) != block.block_hash:
             raise LogCorrupted(block.height, "header does not match its hash")
-        if len(json.loads(block.txs_blob)) != block.tx_count:
+        if len(json.loads(_inflate(block.txs_blob))) != block.tx_count:
             raise LogCorrupted(block.height, "transaction count does not match")
 
     def verify(self, start_height: int = 1) -> int:

@@ -35,7 +35,7 @@ from bastion.core.snapshot import canonical_bytes, state_from_document, state_to
 from bastion.core.state import State
 from bastion.core.transition import apply_block
 from bastion.node.app import Application
-from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, Tx, canonical, sha256
+from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, canonical, compact, sha256
 from bastion.node.mempool import Mempool
 
 SNAPSHOTS = "snapshots"
@@ -74,7 +74,7 @@ def replay_block(state: State, block: LoggedBlock, *, check_roots: bool = False)
     if check_roots:
         for what, value, root in (("results", result.results, block.results_root),
                                   ("events", result.events, block.events_root)):
-            replayed = sha256(canonical(value))
+            replayed = sha256(compact(value))
             if replayed != root:
                 raise ReplayDivergence(block.height, f"{what} root", root, replayed)
     if result.state_hash != block.state_hash:

@@ -1,0 +1,131 @@
+"""The node in-process: replay equals live on a long run, recovery from snapshots, ``check_tx``
+and the HTTP intake (the kill -9 tests are in ``test_node_crash.py``)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import test_crash_replay as crash
+from builders import BOB, BRIDGE, ORACLE, STRANGER, genesis as make_genesis, place_order
+from fastapi.testclient import TestClient
+
+from bastion.core.errors import ProtocolError
+from bastion.core.timefmt import parse_iso_ms
+from bastion.node.node import Node, verify_log
+from bastion.node.server import create_app
+
+
+class Envelopes:
+    """Wraps messages into envelopes with each sender's next nonce."""
+
+    def __init__(self) -> None:
+        self.nonces: dict[str, int] = {}
+
+    def __call__(self, sender: str, msg: dict) -> dict:
+        self.nonces[sender] = self.nonces.get(sender, 0) + 1
+        return {"sender": sender, "nonce": self.nonces[sender], "msg": msg}
+
+
+def crash_node(data: Path, *, snapshot_every: int) -> tuple[Node, list]:
+    candles = [c for c in crash.load_candles() if "2022-11-08T12" <= c[0][:13]]
+    genesis = crash.crash_genesis(candles[0][1], candles[0][0])
+    start_ms = parse_iso_ms(candles[0][0], field="time")
+    clock = iter(range(start_ms + crash.BLOCK_S * 1_000, 10**15, crash.BLOCK_S * 1_000))
+    return Node(data, genesis, max_block_txs=5_000, snapshot_every=snapshot_every, clock_ms=clock.__next__), candles
+
+
+def drive(node: Node, candles: list, n_candles: int, seed: int) -> None:
+    """The FTX crash as oracle updates and maker quotes, plus random trader orders, through ``submit``."""
+    rng = random.Random(seed)
+    wrap, quotes = Envelopes(), crash.MakerQuotes()
+    traders = [f"0x{0x10000 + i:040x}" for i in range(crash.TRADERS)]
+    for _, prices in candles[:n_candles]:
+        paths = {t: crash.candle_path(*prices[t]) for t in crash.MARKETS}
+        for step in range(4):
+            node.submit(wrap(ORACLE, {"type": "oracle_update", "prices": {t: paths[t][step] for t in crash.MARKETS}}))
+            for sender, msg in quotes.txs(node.state):
+                node.submit(wrap(sender, msg))
+            for _ in range(20):
+                ticker = rng.choice(sorted(crash.MARKETS))
+                market = node.state.markets[ticker]
+                ticks = market.oracle_price * rng.randint(9_900, 10_100) // 10_000
+                node.submit(wrap(rng.choice(traders), place_order(
+                    market=ticker, side=rng.choice(("buy", "sell")), client_id=rng.randrange(2**32),
+                    size=f"{rng.randint(1, 50) / 10 ** min(market.size_decimals, 1):.{min(market.size_decimals, 1)}f}",
+                    price=str(ticks / 10**market.price_decimals), time_in_force=rng.choice(("gtc", "ioc")))))
+            node.produce_block()
+
+
+def test_replay_equals_live_on_a_long_run_and_restarts_agree(tmp_path: Path) -> None:
+    node, candles = crash_node(tmp_path / "n", snapshot_every=37)
+    drive(node, candles, n_candles=75, seed=3)  # 300 blocks of 84 messages (25,200)
+    live = (node.state.height, node.state.state_hash)
+    kinds = {e["type"] for block in node.log.iter_blocks(1) for e in block.events}
+    node.close()
+    assert {"liquidation", "deleveraging", "fill", "funding_tick"} <= kinds
+    report = verify_log(tmp_path / "n")
+    assert (report["height"], report["state_hash"]) == live
+    restarted = Node(tmp_path / "n")
+    assert (restarted.state.height, restarted.state.state_hash) == live
+    assert restarted.recovery.snapshot_height == 296 and restarted.recovery.replayed_blocks == 4
+    restarted.close()
+
+
+def test_a_damaged_snapshot_is_skipped_and_reported(tmp_path: Path) -> None:
+    node, candles = crash_node(tmp_path / "n", snapshot_every=5)
+    drive(node, candles, n_candles=3, seed=4)  # 12 blocks: snapshots at 5 and 10
+    live = node.state.state_hash
+    node.close()
+    newest = sorted((tmp_path / "n" / "snapshots").glob("*.json"))[-1]
+    newest.write_bytes(newest.read_bytes().replace(b'"balance":', b'"balance":1', 1))
+    restarted = Node(tmp_path / "n")
+    assert restarted.state.state_hash == live
+    assert restarted.recovery.snapshot_height == 5 and restarted.recovery.replayed_blocks == 7
+    assert restarted.recovery.skipped_snapshots and "000000000010.json" in restarted.recovery.skipped_snapshots[0]
+    restarted.close()
+
+
+@pytest.mark.parametrize(("envelope", "code"), [
+    ([1, 2], "invalid_envelope"),
+    ({"sender": BOB, "nonce": 1, "msg": {"type": "withdraw", "subaccount": 0, "amount": "1"}, "x": 1},
+     "invalid_envelope"),
+    ({"sender": 7, "nonce": 1, "msg": {}}, "invalid_envelope"),
+    ({"sender": "0x12", "nonce": 1, "msg": {}}, "invalid_address"),
+    ({"sender": BOB, "nonce": -1, "msg": {}}, "invalid_nonce"),
+    ({"sender": BOB, "nonce": True, "msg": {}}, "invalid_nonce"),
+    ({"sender": BOB, "nonce": 1, "msg": {"type": "mint"}}, "unknown_message_type"),
+    ({"sender": BOB, "nonce": 1, "msg": {"type": "withdraw", "subaccount": 0}}, "missing_field"),
+    ({"sender": STRANGER, "nonce": 1, "msg": {"type": "deposit", "owner": BOB, "subaccount": 0, "amount": "1"}},
+     "not_bridge_operator"),
+    ({"sender": BOB, "nonce": 1, "msg": {"type": "oracle_update", "prices": {"BTC-USD": "1"}}},
+     "not_oracle_operator"),
+])
+def test_check_tx_refuses_bad_envelopes_and_queues_nothing(tmp_path: Path, envelope: object, code: str) -> None:
+    node = Node(tmp_path / "n", make_genesis())
+    with pytest.raises(ProtocolError) as caught:
+        node.submit(envelope)
+    assert caught.value.code == code
+    assert len(node.mempool) == 0
+    node.close()
+
+
+def test_http_intake_accepts_commits_and_refuses_a_reused_nonce(tmp_path: Path) -> None:
+    node = Node(tmp_path / "n", make_genesis(), clock_ms=iter(range(1_767_225_601_000, 10**15, 1_000)).__next__)
+    client = TestClient(create_app(node))
+    deposit = {"sender": BRIDGE, "nonce": 9, "msg": {"type": "deposit", "owner": BOB, "subaccount": 0, "amount": "2"}}
+    accepted = client.post("/v1/tx", json=deposit)
+    assert accepted.status_code == 202 and accepted.json()["status"] == "accepted"
+    assert client.get(f"/v1/tx/{BRIDGE}/9").json() == {"status": "pending"}
+    assert client.post("/v1/tx", json=deposit).json()["code"] == "duplicate_nonce"
+    block = node.produce_block()
+    assert client.get(f"/v1/tx/{BRIDGE.upper().replace('0X', '0x')}/9").json() == {
+        "status": "committed", "height": block.height, "index": 0, "result": {"ok": True}}
+    again = client.post("/v1/tx", json=deposit)
+    assert again.status_code == 400 and again.json()["code"] == "duplicate_nonce"
+    assert client.get(f"/v1/tx/{BRIDGE}/10").json() == {"status": "unknown"}
+    bad = client.post("/v1/tx", content=b"{not json")
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_json"
+    status = client.get("/v1/status").json()
+    assert (status["height"], status["state_hash"], status["mempool"]) == (1, node.state.state_hash, 0)
+    node.close()
