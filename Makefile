@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/bastion demo
+	$(VENV)/bin/bastion node --demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

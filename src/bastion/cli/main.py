@@ -49,7 +49,7 @@ def scenario_defaults_command() -> None:
 
 @app.command()
 def node(
-    data: Path = typer.Option(..., "--data", help="data directory (block log, snapshots, read models)"),
+    data: Path = typer.Option(None, "--data", help="data directory (block log, snapshots, read models)"),
     genesis: Path = typer.Option(None, "--genesis", exists=True, dir_okay=False,
                                  help="genesis JSON (needed the first time; must match afterwards)"),
     host: str = typer.Option("127.0.0.1", help="HTTP intake address (envelopes are unsigned: keep it local)"),
@@ -58,6 +58,8 @@ def node(
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
     quiet: bool = typer.Option(False, help="do not log blocks"),
+    demo: bool = typer.Option(False, help="a demo chain (the bundled demo markets and accounts, starting now) "
+                                          "in --data, default .bastion-demo"),
 ) -> None:
     """Run a node: recover from DIR, produce blocks, serve the HTTP intake (Ctrl-C stops)."""
     import threading
@@ -73,6 +75,13 @@ def node(
     if genesis is not None:
         document = json.loads(genesis.read_text())
         genesis_doc = document.get("genesis", document)  # a scenario file's genesis, or a bare genesis
+    if demo:
+        data = data or Path(".bastion-demo")
+        if genesis_doc is None and not (data / "blocks.db").exists():
+            genesis_doc = _demo_genesis()
+    if data is None:
+        errors.print("[red]--data is required[/red] (or --demo)")
+        raise typer.Exit(2)
     try:
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
                         on_block=None if quiet else _log_block)
@@ -120,6 +129,17 @@ def replay(
         errors.print(f"[red]verification failed:[/red] {error}")
         raise typer.Exit(3) from None
     print(json.dumps({"verified": True, **report}))
+
+
+def _demo_genesis() -> dict:
+    """The demo scenario's genesis, starting now (a node's blocks follow its clock)."""
+    import time
+
+    from bastion.core.timefmt import format_iso_ms
+
+    genesis = _demo_document()["genesis"]
+    genesis["time"] = format_iso_ms(time.time_ns() // 1_000_000 // 1_000 * 1_000)
+    return genesis
 
 
 def _demo_document() -> dict:
