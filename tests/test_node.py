@@ -27,18 +27,26 @@ class Envelopes:
         return {"sender": sender, "nonce": self.nonces[sender], "msg": msg}
 
 
-def crash_node(data: Path, *, snapshot_every: int) -> tuple[Node, list]:
-    candles = [c for c in crash.load_candles() if "2022-11-08T12" <= c[0][:13]]
-    genesis = crash.crash_genesis(candles[0][1], candles[0][0])
-    start_ms = parse_iso_ms(candles[0][0], field="time")
-    clock = iter(range(start_ms + crash.BLOCK_S * 1_000, 10**15, crash.BLOCK_S * 1_000))
-    return Node(data, genesis, max_block_txs=5_000, snapshot_every=snapshot_every, clock_ms=clock.__next__), candles
+CANDLES = [c for c in crash.load_candles() if "2022-11-08T12" <= c[0][:13]]
+START_MS = parse_iso_ms(CANDLES[0][0], field="time")
 
 
-def drive(node: Node, candles: list, n_candles: int, seed: int) -> None:
+def block_clock():
+    """Block times 225 s apart from the first candle (one clock may serve several node lives)."""
+    return iter(range(START_MS + crash.BLOCK_S * 1_000, 10**15, crash.BLOCK_S * 1_000)).__next__
+
+
+def crash_node(data: Path, *, snapshot_every: int, clock=None) -> tuple[Node, list]:
+    genesis = crash.crash_genesis(CANDLES[0][1], CANDLES[0][0])
+    return Node(data, genesis, max_block_txs=5_000, snapshot_every=snapshot_every,
+                clock_ms=clock or block_clock()), CANDLES
+
+
+def drive(node: Node, candles: list, n_candles: int, seed: int, wrap: Envelopes | None = None,
+          quotes: crash.MakerQuotes | None = None) -> None:
     """The FTX crash as oracle updates and maker quotes, plus random trader orders, through ``submit``."""
     rng = random.Random(seed)
-    wrap, quotes = Envelopes(), crash.MakerQuotes()
+    wrap, quotes = wrap or Envelopes(), quotes or crash.MakerQuotes()
     traders = [f"0x{0x10000 + i:040x}" for i in range(crash.TRADERS)]
     for _, prices in candles[:n_candles]:
         paths = {t: crash.candle_path(*prices[t]) for t in crash.MARKETS}
@@ -129,3 +137,25 @@ def test_http_intake_accepts_commits_and_refuses_a_reused_nonce(tmp_path: Path) 
     status = client.get("/v1/status").json()
     assert (status["height"], status["state_hash"], status["mempool"]) == (1, node.state.state_hash, 0)
     node.close()
+
+
+def test_the_node_indexes_its_blocks_and_catches_up_after_a_restart(tmp_path: Path) -> None:
+    """Read models follow the log (DIR/readmodels.db by default) and, after a restart, index what a
+    crash left behind; the fills they hold are the log's fill events."""
+    clock, wrap, quotes = block_clock(), Envelopes(), crash.MakerQuotes()
+    node, candles = crash_node(tmp_path / "n", snapshot_every=0, clock=clock)
+    drive(node, candles, n_candles=5, seed=5, wrap=wrap, quotes=quotes)  # 20 blocks nobody indexed
+    node.close()
+    node = Node(tmp_path / "n", read_models="default", clock_ms=clock)
+    assert node.indexer is not None and node.indexer.wait_idle()
+    drive(node, candles[5:], n_candles=5, seed=6, wrap=wrap, quotes=quotes)
+    assert node.indexer.wait_idle()
+    assert node.indexer.error is None and node.indexer.indexed_height == node.state.height == 40
+    logged = [e for block in node.log.iter_blocks(1) for e in block.events if e["type"] == "fill"]
+    node.close()
+    from bastion.node.readmodels import open_read_models
+    read_models = open_read_models(f"sqlite:///{tmp_path / 'n' / 'readmodels.db'}")
+    fills = read_models.fills(limit=10**6)
+    read_models.close()
+    assert len(fills) == len(logged) > 100
+    assert [(f["price"], f["size"]) for f in fills] == [(e["price"], e["size"]) for e in logged]

@@ -58,6 +58,8 @@ def node(
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
     quiet: bool = typer.Option(False, help="do not log blocks"),
+    read_models: str = typer.Option("default", help="read models URL: sqlite:///PATH or postgresql://... "
+                                                     "(default: DIR/readmodels.db); 'none' for no indexer"),
     demo: bool = typer.Option(False, help="a demo chain (the bundled demo markets and accounts, starting now) "
                                           "in --data, default .bastion-demo"),
 ) -> None:
@@ -84,7 +86,8 @@ def node(
         raise typer.Exit(2)
     try:
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
-                        on_block=None if quiet else _log_block)
+                        on_block=None if quiet else _log_block,
+                        read_models=None if read_models == "none" else read_models)
     except (LogCorrupted, ReplayDivergence) as error:
         errors.print(f"[red]refusing to start:[/red] {error}")
         raise typer.Exit(3) from None

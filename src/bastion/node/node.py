@@ -13,6 +13,12 @@ and replayed through the state machine, each block's state hash compared with th
 log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
 the node with the height and the reason: a damaged log is never silently accepted.
 
+Read models (``bastion.node.indexer``) are built by a worker thread with its own connections: after
+each commit the producer only signals the new head; the worker indexes every block after the read
+models' height, from the log (so at start-up it catches up on what a crash left unindexed). They
+lag the head by at most the blocks being indexed, and a failure there never stops block production
+(it is reported in ``index_error``).
+
 Snapshots are written every ``snapshot_every`` blocks (``DIR/snapshots/HEIGHT.json``, canonical
 JSON of ``bastion.core.snapshot``, written to a temporary file, fsync'd and renamed); the newest
 ``keep_snapshots`` are kept.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -87,7 +94,9 @@ class Node:
 
     def __init__(self, data_dir: str | Path, genesis: dict[str, Any] | None = None, *, max_block_txs: int = 1_000,
                  snapshot_every: int = 1_000, keep_snapshots: int = 3, clock_ms: Callable[[], int] = wall_clock_ms,
-                 on_block: Callable[[LoggedBlock], None] | None = None) -> None:
+                 on_block: Callable[[LoggedBlock], None] | None = None, read_models: str | None = None) -> None:
+        """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
+        ``"default"`` for ``DIR/readmodels.db``, or None for no indexer."""
         self.data_dir = Path(data_dir)
         (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
         self.max_block_txs = max_block_txs
@@ -114,6 +123,12 @@ class Node:
         self.mempool = Mempool(lambda sender, nonce: self.log.find_tx(sender, nonce) is not None,
                                next_arrival=next_arrival)
         self.lock = threading.Condition()
+        self.indexer: IndexerWorker | None = None
+        if read_models is not None:
+            url = f"sqlite:///{self.data_dir / 'readmodels.db'}" if read_models == "default" else read_models
+            self.indexer = IndexerWorker(self.data_dir / "blocks.db", url, self.genesis)
+            self.indexer.start()
+            self.indexer.notify()  # catch up with what is already in the log
 
     # -- recovery
     def _recover(self) -> State:
@@ -195,6 +210,8 @@ class Node:
             self.lock.notify_all()
         if self.snapshot_every and block.height % self.snapshot_every == 0:
             self.write_snapshot()
+        if self.indexer is not None:
+            self.indexer.notify()
         if self.on_block is not None:
             self.on_block(block)
         return block
@@ -242,7 +259,61 @@ class Node:
         return path
 
     def close(self) -> None:
+        if self.indexer is not None:
+            self.indexer.stop()
         self.log.close()
+
+
+class IndexerWorker(threading.Thread):
+    """Keeps read models up to the log's head, in its own thread with its own connections."""
+
+    def __init__(self, log_path: Path, url: str, genesis: dict[str, Any]) -> None:
+        super().__init__(name="indexer", daemon=True)
+        self.log_path, self.url, self.genesis = log_path, url, genesis
+        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.indexed_height = -1
+        self.error: str | None = None
+        self.idle = threading.Event()
+
+    def notify(self) -> None:
+        self._wake.put(True)
+
+    def stop(self) -> None:
+        self._wake.put(False)
+        self.join()
+
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block until everything committed so far is indexed (tests, benchmarks)."""
+        self.idle.clear()
+        self.notify()
+        return self.idle.wait(timeout_s)
+
+    def run(self) -> None:
+        from bastion.node.indexer import Indexer
+        from bastion.node.readmodels import open_read_models
+
+        try:
+            read_models = open_read_models(self.url)
+            indexer = Indexer(read_models, self.genesis)
+            log = BlockLog(self.log_path)
+        except Exception as error:  # noqa: BLE001 - reported, and block production goes on
+            self.error = f"indexer could not start: {error!r}"
+            return
+        try:
+            keep_going = True
+            while keep_going:
+                keep_going = self._wake.get()
+                while not self._wake.empty():
+                    keep_going = self._wake.get() and keep_going
+                for block in log.iter_blocks(indexer.indexed_height() + 1):
+                    indexer.apply_block(block)
+                self.indexed_height = indexer.indexed_height()
+                self.idle.set()
+        except Exception as error:  # noqa: BLE001
+            self.error = f"indexing stopped at height {self.indexed_height + 1}: {error!r}"
+        finally:
+            log.close()
+            read_models.close()
 
 
 def verify_log(data_dir: str | Path, *, check_roots: bool = True) -> dict[str, Any]:

@@ -69,6 +69,8 @@ def create_app(node: Node) -> FastAPI:
             state = node.state
             return {"chain_id": state.chain_id, "height": state.height, "time": format_iso_ms(state.time_ms),
                     "state_hash": state.state_hash, "mempool": len(node.mempool),
+                    "indexed_height": None if node.indexer is None else node.indexer.indexed_height,
+                    "index_error": None if node.indexer is None else node.indexer.error,
                     "recovery": {"snapshot_height": node.recovery.snapshot_height,
                                  "replayed_blocks": node.recovery.replayed_blocks,
                                  "replayed_txs": node.recovery.replayed_txs,
