@@ -7,7 +7,8 @@ Workload: the state-machine benchmark's (``bench_state_machine.generate``: ~70% 
 orders, ~20% cancels, ~10% crossing orders over three markets and 1,000 accounts, one oracle update
 per market per block), as JSON envelopes ``{sender, nonce, msg}``.
 
-1. **Commit**: every envelope goes through ``Node.submit`` (``check_tx``: decoding and checks;
+1. **Commit**: (with ``--index``, the indexer thread building the read models alongside) every
+   envelope goes through ``Node.submit`` (``check_tx``: decoding and checks;
    the mempool: arrival order and nonce uniqueness) and ``Node.produce_block`` (the state machine,
    then the block appended to the SQLite log in one ``synchronous=FULL`` transaction) in blocks of
    ``--block``, with a snapshot every ``--snapshot-every`` blocks. Timed end to end: messages
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import resource
 import shutil
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--snapshot-every", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=None, help="data directory (default: a temporary one)")
+    parser.add_argument("--index", action="store_true", help="run the indexer (read models in DIR) during the commit")
     args = parser.parse_args()
 
     genesis = make_genesis(args.accounts)
@@ -69,24 +72,33 @@ def main() -> None:
     messages = sum(len(b) for b in work)
     data = args.dir or Path(tempfile.mkdtemp(prefix="bastion-bench-node-"))
     clock = iter(range(1_767_225_600_250, 10**15, 250))  # the state-machine benchmark's block times
+    gc.freeze()  # the pre-generated workload is not the node's: keep the collector from walking it
     node = Node(data, genesis, max_block_txs=args.block + 10, snapshot_every=args.snapshot_every,
-                clock_ms=clock.__next__)
+                clock_ms=clock.__next__, read_models="default" if args.index else None)
     started = time.perf_counter()
     for batch in work:
         for env in batch:
             node.submit(env)
         node.produce_block()
     commit_seconds = time.perf_counter() - started
+    index_lag = 0.0
+    if node.indexer is not None:
+        lag_started = time.perf_counter()
+        node.indexer.wait_idle(600)
+        index_lag = time.perf_counter() - lag_started
     head = node.log.head()
     snap_started = time.perf_counter()
     node.write_snapshot()
     one_snapshot = time.perf_counter() - snap_started
     print(json.dumps({"phase": "commit", "messages": messages, "blocks": head.height, "seconds": round(commit_seconds, 2),
                       "messages_per_s": int(messages / commit_seconds), "snapshot_every": args.snapshot_every,
+                      "indexer": args.index, "index_caught_up_after_s": round(index_lag, 2),
                       "one_snapshot_s": round(one_snapshot, 2),
                       "snapshot_mb": round(max(p.stat().st_size for p in (data / "snapshots").glob("*.json")) / 1e6, 1),
                       "log_mb": round((data / "blocks.db").stat().st_size / 1e6, 1),
                       "state_hash": head.state_hash}), flush=True)
+    if node.indexer is not None:
+        node.indexer.stop()
     node.log.db.close()  # no orderly shutdown: as after kill -9
     del node
     for mode, roots in (("replay_hashes_only", False), ("replay_verify", True)):

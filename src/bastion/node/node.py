@@ -13,11 +13,11 @@ and replayed through the state machine, each block's state hash compared with th
 log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
 the node with the height and the reason: a damaged log is never silently accepted.
 
-Read models (``bastion.node.indexer``) are built by a worker thread with its own connections: after
+Read models (``bastion.node.indexer``) are built by a worker process with its own connections: after
 each commit the producer only signals the new head; the worker indexes every block after the read
 models' height, from the log (so at start-up it catches up on what a crash left unindexed). They
 lag the head by at most the blocks being indexed, and a failure there never stops block production
-(it is reported in ``index_error``).
+(it is reported in ``IndexerWorker.error``).
 
 Snapshots are written every ``snapshot_every`` blocks (``DIR/snapshots/HEIGHT.json``, canonical
 JSON of ``bastion.core.snapshot``, written to a temporary file, fsync'd and renamed); the newest
@@ -26,6 +26,7 @@ JSON of ``bastion.core.snapshot``, written to a temporary file, fsync'd and rena
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import queue
 import threading
@@ -264,56 +265,86 @@ class Node:
         self.log.close()
 
 
-class IndexerWorker(threading.Thread):
-    """Keeps read models up to the log's head, in its own thread with its own connections."""
+class IndexerWorker:
+    """Keeps read models up to the log's head in a separate process (its own connections, and its
+    own core: indexing is as much work as applying the blocks, and a thread would share the GIL
+    with the block producer). It exits when told to, or when the node's process is gone."""
 
     def __init__(self, log_path: Path, url: str, genesis: dict[str, Any]) -> None:
-        super().__init__(name="indexer", daemon=True)
-        self.log_path, self.url, self.genesis = log_path, url, genesis
-        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self.indexed_height = -1
-        self.error: str | None = None
-        self.idle = threading.Event()
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._wake = context.Queue()
+        self._height = context.Value("q", -1)
+        self._idle = context.Event()
+        self._errors = context.Queue()
+        self._error: str | None = None
+        self.process = context.Process(target=_index_loop, name="bastion-indexer", daemon=True,
+                                       args=(str(log_path), url, genesis, self._wake, self._height, self._idle,
+                                             self._errors, os.getpid()))
+
+    def start(self) -> None:
+        self.process.start()
 
     def notify(self) -> None:
         self._wake.put(True)
 
     def stop(self) -> None:
         self._wake.put(False)
-        self.join()
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+
+    @property
+    def indexed_height(self) -> int:
+        return int(self._height.value)
+
+    @property
+    def error(self) -> str | None:
+        while not self._errors.empty():
+            self._error = self._errors.get()
+        return self._error
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """Block until everything committed so far is indexed (tests, benchmarks)."""
-        self.idle.clear()
+        self._idle.clear()
         self.notify()
-        return self.idle.wait(timeout_s)
+        return self._idle.wait(timeout_s)
 
-    def run(self) -> None:
-        from bastion.node.indexer import Indexer
-        from bastion.node.readmodels import open_read_models
 
-        try:
-            read_models = open_read_models(self.url)
-            indexer = Indexer(read_models, self.genesis)
-            log = BlockLog(self.log_path)
-        except Exception as error:  # noqa: BLE001 - reported, and block production goes on
-            self.error = f"indexer could not start: {error!r}"
-            return
-        try:
-            keep_going = True
-            while keep_going:
-                keep_going = self._wake.get()
-                while not self._wake.empty():
-                    keep_going = self._wake.get() and keep_going
-                for block in log.iter_blocks(indexer.indexed_height() + 1):
-                    indexer.apply_block(block)
-                self.indexed_height = indexer.indexed_height()
-                self.idle.set()
-        except Exception as error:  # noqa: BLE001
-            self.error = f"indexing stopped at height {self.indexed_height + 1}: {error!r}"
-        finally:
-            log.close()
-            read_models.close()
+def _index_loop(log_path: str, url: str, genesis: dict[str, Any], wake: Any, height: Any, idle: Any, errors: Any,
+                parent_pid: int) -> None:
+    """The indexer process: on each wake-up, index every logged block after the read models' height."""
+    from bastion.node.indexer import Indexer
+    from bastion.node.readmodels import open_read_models
+
+    try:
+        read_models = open_read_models(url)
+        indexer = Indexer(read_models, genesis)
+        log = BlockLog(log_path)
+    except Exception as error:  # noqa: BLE001 - reported; block production goes on without read models
+        errors.put(f"indexer could not start: {error!r}")
+        return
+    try:
+        while True:
+            try:
+                keep_going = wake.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent_pid:
+                    return  # the node is gone (killed): nothing will wake us again
+                continue
+            while not wake.empty():
+                keep_going = wake.get() and keep_going
+            for block in log.iter_blocks(indexer.indexed_height() + 1):
+                indexer.apply_block(block)
+                height.value = block.height
+            height.value = indexer.indexed_height()
+            idle.set()
+            if not keep_going:
+                return
+    except Exception as error:  # noqa: BLE001
+        errors.put(f"indexing stopped at height {indexer.indexed_height() + 1}: {error!r}")
+    finally:
+        log.close()
+        read_models.close()
 
 
 def verify_log(data_dir: str | Path, *, check_roots: bool = True) -> dict[str, Any]:
