@@ -203,12 +203,13 @@ def test_resting_order_partly_taken_by_an_ioc_order() -> None:
     # Act
     indexer.apply_block(first)
     indexer.apply_block(second)
-    # Assert
+    # Assert (event 0 of the second block is BOB's order_accepted with its terms, event 1 the fill)
     t1, t2 = GENESIS_TIME_MS + 1_000, GENESIS_TIME_MS + 2_000
     base = {"market": BTC, "number": 0, "order_type": None, "time_in_force": None, "reduce_only": None,
             "trigger_price": None, "reason": None, "triggered_height": None}
     assert models.orders() == [
-        {**base, "order_id": 2, "owner": BOB, "client_id": None, "side": "buy", "price": None, "size": 1000,
+        {**base, "order_id": 2, "owner": BOB, "client_id": 9, "side": "buy", "price": 501000, "size": 1000,
+         "order_type": "limit", "time_in_force": "ioc", "reduce_only": 0,
          "filled": 1000, "remaining": 0, "status": "filled", "created_height": 2, "created_time_ms": t2,
          "updated_height": 2},
         {**base, "order_id": 1, "owner": ALICE, "client_id": 7, "side": "sell", "price": 500000, "size": 2000,
@@ -217,13 +218,13 @@ def test_resting_order_partly_taken_by_an_ioc_order() -> None:
     ]
     # 0.1 BTC x 50,000 = 5,000 USDC; taker fee 0.05% = 2.5 USDC, maker 0.01% = 0.5; 10% of 3 USDC to insurance
     assert models.fills() == [
-        {"height": 2, "seq": 0, "time_ms": t2, "market": BTC, "price": 500000, "size": 1000, "quote": 5_000_000_000,
+        {"height": 2, "seq": 1, "time_ms": t2, "market": BTC, "price": 500000, "size": 1000, "quote": 5_000_000_000,
          "taker_side": "buy", "taker_owner": BOB, "taker_number": 0, "taker_order_id": 2, "taker_fee": 2_500_000,
          "maker_owner": ALICE, "maker_number": 0, "maker_order_id": 1, "maker_fee": 500_000,
          "to_insurance": 300_000, "liquidation": 0},
     ]
     assert models.positions_history(ALICE, 0) == [
-        {"owner": ALICE, "number": 0, "market": BTC, "height": 2, "seq": 0, "time_ms": t2, "cause": "fill",
+        {"owner": ALICE, "number": 0, "market": BTC, "height": 2, "seq": 1, "time_ms": t2, "cause": "fill",
          "change": -1000, "size": -1000}]
     assert models.positions() == [
         {"owner": ALICE, "number": 0, "market": BTC, "size": -1000},

@@ -180,6 +180,7 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
         raise ProtocolError("fok_not_filled", "a fill-or-kill order cannot be filled completely now", field="size")
 
     # --- APPLY
+    fresh = order_id is None
     if order_id is None:
         order_id = state.next_order_id
         state.next_order_id += 1
@@ -189,6 +190,11 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
         consumed = filled = 0
         stopped = False
     else:
+        if fresh:  # its terms, for the record (a triggered order's are in conditional_order_placed)
+            events.append({"type": "order_accepted", "market": market.ticker, "order_id": order_id,
+                           "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
+                           "side": SIDE_NAMES[side], "order_type": terms.order_type, "time_in_force": tif,
+                           "price": ticks, "size": lots, "reduce_only": terms.reduce_only})
         matcher.order_id = order_id
         consumed, stopped = book.match(side, ticks, lots, matcher.decide)
         filled = matcher.traded  # lots consumed by self-trade "decrement" are not fills

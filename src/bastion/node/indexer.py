@@ -18,6 +18,7 @@ Rules:
 
 What each event does (``_BlockIndexer.on_*``):
 
+    order_accepted               row created with the full terms of a fresh order that crosses the book
     order_placed                 row created or updated: resting, remaining = its size
     conditional_order_placed     row created: untriggered, with all its terms
     conditional_order_triggered  triggered (then its fills / order_placed / order_cancelled follow)
@@ -33,11 +34,11 @@ What each event does (``_BlockIndexer.on_*``):
                                  funding rows
     param_changed                parameters row (below)
 
-A taker order that never rests has no ``order_placed`` event: its row is built from its fills
-(owner, number, market, side) and, when it ends with a remainder, its ``order_cancelled`` event
-(client id). Its size is what it filled plus what self-trade decremented plus its remainder; its
-limit price, order type, time in force and reduce-only flag are not in any event, so they stay
-None. A taker that still has status "taking" at the end of its block was filled completely.
+A fresh order that crosses the book announces its terms (``order_accepted``) before its fills; one
+that does not cross rests at once (``order_placed``); a triggered conditional order's terms come
+from its ``conditional_order_placed``. A taker that still has status "taking" at the end of its
+block was filled completely. (Read models indexed before ``order_accepted`` existed have takers
+whose size is rebuilt from fills, self-trade decrements and the remainder, with no price or type.)
 
 The ``param_changed`` event (for governance, a later issue) is::
 
@@ -251,6 +252,15 @@ class _BlockIndexer:
         row["remaining"] = event["size"]
         row["status"] = "partially_filled" if row["filled"] else "open"
 
+    def on_order_accepted(self, event: dict) -> None:
+        """A fresh order that crosses the book: its full terms, before its fills."""
+        row = self._order(event["order_id"], market=event["market"], owner=event["owner"], number=event["number"],
+                          client_id=event["client_id"], side=event["side"], price=event["price"],
+                          order_type=event["order_type"], time_in_force=event["time_in_force"],
+                          reduce_only=int(event["reduce_only"]))
+        row["size"] = event["size"]
+        row["status"] = "taking"
+
     def on_conditional_order_placed(self, event: dict) -> None:
         row = self._order(event["order_id"], market=event["market"], owner=event["owner"], number=event["number"],
                           client_id=event["client_id"], side=event["side"], price=event["price"],
@@ -402,6 +412,7 @@ class _BlockIndexer:
                                       "proposal_id": event.get("proposal_id")})
 
     HANDLERS: dict[str, Callable[[_BlockIndexer, dict], None]] = {
+        "order_accepted": on_order_accepted,
         "order_placed": on_order_placed,
         "conditional_order_placed": on_conditional_order_placed,
         "conditional_order_triggered": on_conditional_order_triggered,
