@@ -19,9 +19,10 @@ models' height, from the log (so at start-up it catches up on what a crash left 
 lag the head by at most the blocks being indexed, and a failure there never stops block production
 (it is reported in ``IndexerWorker.error``).
 
-Snapshots are written every ``snapshot_every`` blocks (``DIR/snapshots/HEIGHT.json``, canonical
-JSON of ``bastion.core.snapshot``, written to a temporary file, fsync'd and renamed); the newest
-``keep_snapshots`` are kept.
+Snapshots are written every ``snapshot_every`` blocks, and sooner when ``snapshot_every_txs``
+transactions were committed since the last one, which bounds the replay after a crash
+(``DIR/snapshots/HEIGHT.json``, canonical JSON of ``bastion.core.snapshot``, written to a temporary
+file, fsync'd and renamed); the newest ``keep_snapshots`` are kept.
 """
 from __future__ import annotations
 
@@ -95,13 +96,16 @@ class Node:
 
     def __init__(self, data_dir: str | Path, genesis: dict[str, Any] | None = None, *, max_block_txs: int = 1_000,
                  snapshot_every: int = 1_000, keep_snapshots: int = 3, clock_ms: Callable[[], int] = wall_clock_ms,
-                 on_block: Callable[[LoggedBlock], None] | None = None, read_models: str | None = None) -> None:
+                 on_block: Callable[[LoggedBlock], None] | None = None, read_models: str | None = None,
+                 snapshot_every_txs: int = 200_000) -> None:
         """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
         ``"default"`` for ``DIR/readmodels.db``, or None for no indexer."""
         self.data_dir = Path(data_dir)
         (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
         self.max_block_txs = max_block_txs
         self.snapshot_every = snapshot_every
+        self.snapshot_every_txs = snapshot_every_txs
+        self._txs_since_snapshot = 0
         self.keep_snapshots = keep_snapshots
         self.clock_ms = clock_ms
         self.on_block = on_block
@@ -209,7 +213,9 @@ class Node:
             block = self.log.append(result.height, time_ms, txs, result.results, result.events, app_hash)
             self.mempool.done(txs)
             self.lock.notify_all()
-        if self.snapshot_every and block.height % self.snapshot_every == 0:
+        self._txs_since_snapshot += block.tx_count
+        if self.snapshot_every and (block.height % self.snapshot_every == 0
+                                    or self._txs_since_snapshot >= self.snapshot_every_txs):
             self.write_snapshot()
         if self.indexer is not None:
             self.indexer.notify()
@@ -257,6 +263,7 @@ class Node:
             os.close(descriptor)
         for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
             old.unlink()
+        self._txs_since_snapshot = 0
         return path
 
     def close(self) -> None:
