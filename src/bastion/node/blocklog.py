@@ -21,6 +21,7 @@ makes a torn write invisible, and ``PRAGMA quick_check`` runs at open.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -207,8 +208,8 @@ class BlockLog:
         return LoggedBlock(height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash, block_hash,
                            len(txs), txs_blob, results_blob, events_blob)
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        return sqlite_transaction(self.db)
 
     # -- reading
     def head(self) -> LoggedBlock | None:
@@ -283,14 +284,14 @@ class BlockLog:
         return height
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, error: object, traceback: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+@contextlib.contextmanager
+def sqlite_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on an autocommit connection: ``BEGIN IMMEDIATE`` ... ``COMMIT``
+    (``ROLLBACK`` and re-raise on error). Used by the block log and the SQLite read models."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -56,6 +56,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.node.blocklog import sqlite_transaction
+
 __all__ = [
     "ORDER_STATUSES", "RESOLUTIONS", "SCHEMA_VERSION", "BlockBatch", "ReadModels", "ReadModelsError",
     "open_read_models",
@@ -464,18 +466,6 @@ def _filters(**equal: Any) -> tuple[str, list[Any]]:
     return " AND ".join(f"{column} = ?" for column, _ in pairs), [value for _, value in pairs]
 
 
-@contextlib.contextmanager
-def _sqlite_transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction on an autocommit connection (the block log has its own twin)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 class SqliteReadModels(SqlReadModels):
     """SQLite (stdlib), WAL. ``synchronous=NORMAL``: a power loss may drop the last indexed blocks,
     never corrupt the file, and the node re-indexes them from its block log on start-up."""
@@ -490,7 +480,7 @@ class SqliteReadModels(SqlReadModels):
         super().__init__(db)
 
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        return _sqlite_transaction(self.db)
+        return sqlite_transaction(self.db)
 
     def _bind_amount(self, value: int | None) -> Any:
         if value is None or _INT64_MIN <= value <= _INT64_MAX:
