@@ -159,3 +159,26 @@ def test_the_node_indexes_its_blocks_and_catches_up_after_a_restart(tmp_path: Pa
     read_models.close()
     assert len(fills) == len(logged) > 100
     assert [(f["price"], f["size"]) for f in fills] == [(e["price"], e["size"]) for e in logged]
+
+
+def test_a_node_indexes_into_postgresql_as_into_sqlite(tmp_path: Path, postgres_schema_url) -> None:
+    """The same chain indexed by two nodes, one into SQLite (the default), one into PostgreSQL
+    (``--read-models postgresql://...``): every query answers the same."""
+    from bastion.node.readmodels import open_read_models
+
+    urls = {"sqlite": "default", "postgresql": postgres_schema_url()}
+    answers = {}
+    for name, url in urls.items():
+        node, candles = crash_node(tmp_path / name, snapshot_every=0)
+        node.close()
+        node = Node(tmp_path / name, read_models=url, clock_ms=block_clock())
+        drive(node, candles, n_candles=4, seed=7)
+        assert node.indexer is not None and node.indexer.wait_idle() and node.indexer.error is None
+        node.close()
+        models = open_read_models(f"sqlite:///{tmp_path / name / 'readmodels.db'}" if url == "default" else url)
+        answers[name] = {"fills": models.fills(limit=10**6), "orders": models.orders(limit=10**6),
+                         "positions": models.positions(), "liquidations": models.liquidations(),
+                         "candles": models.candles("SOL-USD", "15m")}
+        models.close()
+    assert answers["sqlite"] == answers["postgresql"]
+    assert len(answers["sqlite"]["fills"]) > 50
