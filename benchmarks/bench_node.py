@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gc
 import json
 import resource
 import shutil
@@ -39,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_state_machine import generate, make_genesis  # noqa: E402
 
 from bastion.core.messages import MESSAGE_TYPES  # noqa: E402
-from bastion.node.node import Node, verify_log  # noqa: E402
+from bastion.node.node import Node, tune_garbage_collector, verify_log  # noqa: E402
 
 TYPE_NAMES = {cls: name for name, cls in MESSAGE_TYPES.items()}
 
@@ -72,7 +71,7 @@ def main() -> None:
     messages = sum(len(b) for b in work)
     data = args.dir or Path(tempfile.mkdtemp(prefix="bastion-bench-node-"))
     clock = iter(range(1_767_225_600_250, 10**15, 250))  # the state-machine benchmark's block times
-    gc.freeze()  # the pre-generated workload is not the node's: keep the collector from walking it
+    tune_garbage_collector()  # as `bastion node` does (it also freezes the pre-generated workload)
     node = Node(data, genesis, max_block_txs=args.block + 10, snapshot_every=args.snapshot_every,
                 clock_ms=clock.__next__, read_models="default" if args.index else None)
     started = time.perf_counter()

@@ -70,7 +70,7 @@ def node(
 
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
-    from bastion.node.node import Node, ReplayDivergence
+    from bastion.node.node import Node, ReplayDivergence, tune_garbage_collector
     from bastion.node.server import create_app
 
     genesis_doc = None
@@ -94,6 +94,7 @@ def node(
     except ProtocolError as error:
         errors.print(f"[red]{error.code}:[/red] {error.message}")
         raise typer.Exit(2) from None
+    tune_garbage_collector()
     recovery = the_node.recovery
     console.print(f"chain {the_node.state.chain_id} at height {the_node.state.height} "
                   f"(snapshot {recovery.snapshot_height}, replayed {recovery.replayed_blocks} blocks / "
@@ -124,8 +125,9 @@ def replay(
 ) -> None:
     """Replay DIR's log from genesis, recomputing every state hash; report the first divergence."""
     from bastion.node.blocklog import LogCorrupted
-    from bastion.node.node import ReplayDivergence, verify_log
+    from bastion.node.node import ReplayDivergence, tune_garbage_collector, verify_log
 
+    tune_garbage_collector()
     try:
         report = verify_log(data, check_roots=verify)
     except (LogCorrupted, ReplayDivergence) as error:
