@@ -42,6 +42,7 @@ COMPILED_MODULES = (
     "bastion/core/timefmt.py",
     "bastion/core/transition.py",
     "bastion/core/units.py",
+    "bastion/core/votes.py",
 )
 
 

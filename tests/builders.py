@@ -147,6 +147,14 @@ def oracle_update(prices: dict | None = None, **fields: Any) -> dict:
     return {"type": "oracle_update", "prices": {BTC: "50000"} if prices is None else prices, **fields}
 
 
+def transfer_bgov(**fields: Any) -> dict:
+    return {"type": "transfer_bgov", "to": BOB, "amount": "10", **fields}
+
+
+def delegate(**fields: Any) -> dict:
+    return {"type": "delegate", "delegatee": ALICE, **fields}
+
+
 def without(msg: dict, *names: str) -> dict:
     """A copy of ``msg`` without the given fields."""
     return {k: v for k, v in msg.items() if k not in names}

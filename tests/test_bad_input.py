@@ -20,8 +20,8 @@ from bastion.core.transition import apply_block
 from bastion.scenario import ScenarioError, run_scenario
 from builders import (
     ALICE, BOB, BRIDGE, BTC, CAROL, ETH, ORACLE, PEPE, STRANGER, Chain, cancel_all, cancel_order, default_accounts,
-    deposit, genesis, market, oracle_update, place_order, set_leverage, set_margin_mode, subaccount, transfer, tx,
-    withdraw, without,
+    delegate, deposit, genesis, market, oracle_update, place_order, set_leverage, set_margin_mode, subaccount,
+    transfer, transfer_bgov, tx, withdraw, without,
 )
 
 HALT = "HALT-USD"  # paused
@@ -208,15 +208,36 @@ CASES = [
     (CAROL, set_margin_mode(market=None), "missing_field"),                   # isolated needs a market
     (CAROL, set_margin_mode(mode="cross", market=BTC), "invalid_field"),      # cross takes none
     (CAROL, set_margin_mode(market="DOGE-USD"), "unknown_market"),
+    # ---------------------------------------------------------------- BGOV and delegation (ALICE: 100, self-delegated)
+    (ALICE, without(transfer_bgov(), "to"), "missing_field"),                 # no recipient
+    (ALICE, transfer_bgov(amount=10), "invalid_field"),                       # int amount
+    (ALICE, transfer_bgov(to=None), "invalid_field"),                         # null recipient
+    (ALICE, transfer_bgov(to="0x1234"), "invalid_address"),                   # too short
+    (ALICE, transfer_bgov(to=VALID_ADDRESS_UPPER[:-1]), "invalid_address"),   # 39 bytes
+    (ALICE, transfer_bgov(to=ALICE), "invalid_recipient"),                    # to self
+    (ALICE, transfer_bgov(to=ALICE.upper().replace("0X", "0x")), "invalid_recipient"),  # to self, other case
+    (ALICE, transfer_bgov(amount="0"), "non_positive_amount"),
+    (ALICE, transfer_bgov(amount="0.000000"), "non_positive_amount"),         # zero, with decimals
+    (ALICE, transfer_bgov(amount="-1"), "negative_value"),
+    (ALICE, transfer_bgov(amount="0.0000001"), "too_many_decimals"),          # BGOV has 6 decimals
+    (ALICE, transfer_bgov(amount="1e3"), "invalid_decimal"),
+    (ALICE, transfer_bgov(amount="100.000001"), "insufficient_bgov"),         # one unit above the balance
+    (BOB, transfer_bgov(to=ALICE, amount="1"), "insufficient_bgov"),          # BOB holds no BGOV
+    (ALICE, without(delegate(), "delegatee"), "missing_field"),
+    (ALICE, delegate(delegatee=1), "invalid_field"),                          # int delegatee
+    (ALICE, delegate(delegatee="alice"), "invalid_address"),
+    (ALICE, delegate(delegatee=ALICE), "delegate_unchanged"),                 # already self-delegated
+    (BOB, delegate(delegatee="0x" + "0" * 40), "delegate_unchanged"),         # undelegate while not delegated
 ]
 
 
 def bad_input_genesis() -> dict:
     """The default genesis plus a paused and a reduce-only market; BOB long 3 BTC (150k) on 100k of
-    equity, DAVE short them; BTC's minimum order 0.001."""
+    equity, DAVE short them; BTC's minimum order 0.001; ALICE holds 100 BGOV, delegated to herself."""
     markets = [market(BTC, min_order_size="0.001"), market(ETH), market(PEPE),
                market(HALT, status="paused"), market(WIND, status="reduce_only")]
     accounts = default_accounts()
+    accounts[0].update(bgov="100", delegate=ALICE)
     accounts[1]["subaccounts"][0] = subaccount(0, "-50000", positions=[{"market": BTC, "size": "3"}])
     accounts[3]["subaccounts"][0] = subaccount(0, "250000", positions=[{"market": BTC, "size": "-3"}])
     return genesis(markets=markets, accounts=accounts)

@@ -3,8 +3,8 @@
 A ``RuleBasedStateMachine`` drives one chain (``builders.genesis``: BTC-USD, ETH-USD with a binding
 open-interest cap and truncating notionals, isolated-only PEPE-USD) with random orders of every
 type, time in force and self-trade mode, cancels, deposits, withdrawals, transfers, leverage and
-margin-mode changes, oracle updates (small, large and huge moves, gaps that make markets stale)
-and block boundaries (0..120 s, jumps to the next funding hour). Messages are applied one by one
+margin-mode changes, BGOV transfers and delegations, oracle updates (small, large and huge moves,
+gaps that make markets stale) and block boundaries (0..120 s, jumps to the next funding hour). Messages are applied one by one
 with ``apply_tx`` inside an open block (``begin_block`` ... ``end_block``) so that every message
 can be judged on its own:
 
@@ -25,6 +25,9 @@ can be judged on its own:
   ``apply_block`` from genesis and from a pickled mid-run snapshot, to the same results, events
   and hashes;
 * after every block the incremental state hash equals ``compute_state_hash_full``.
+* voting power: the sum of all delegatees' votes equals the delegated supply and never exceeds the
+  total supply, each delegatee's votes are the balances delegated to it, a transfer moves exactly
+  its amount between the two delegates, and checkpoint heights strictly increase.
 
 Below the machine, three small properties of the edges: decimal strings round-trip on every grid
 (negative decimals included), oracle prices round half-to-even exactly as ``Fraction`` does, and
@@ -72,9 +75,11 @@ TARGET_NOTIONALS_USDC = (1, 25, 300, 2_000, 10_000, 40_000, 150_000, 600_000, 2_
 ACTION_WEIGHTS = {  # the first is what Hypothesis shrinks toward
     "place_limit_order": 12, "take_resting_order": 14, "place_crossing_limit_order": 5, "place_market_order": 3,
     "reduce_position": 4, "cancel_order": 4, "cancel_all": 2, "deposit": 3, "withdraw": 3, "transfer": 3,
-    "set_leverage": 3, "set_margin_mode": 2, "oracle_update": 10, "end_block": 10, "end_block_and_jump_to_next_hour": 1,
-    "place_conditional_order": 4,
+    "set_leverage": 3, "set_margin_mode": 2, "oracle_update": 10, "end_block": 9, "end_block_and_jump_to_next_hour": 1,
+    "place_conditional_order": 4, "transfer_bgov": 2, "delegate": 1,
 }
+BGOV_UNIT = 1_000_000  # BGOV has 6 decimals
+DELEGATEES = OWNERS + (NEWCOMER, address(0))  # the zero address removes the delegation
 LIQUIDATION_EVENTS = ("liquidation", "deleveraging", "bad_debt", "withdrawals_paused", "liquidation_incomplete",
                       "deleveraging_skipped", "liquidation_deferred")
 CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
@@ -223,10 +228,11 @@ def machine_genesis() -> dict:
              for tier in DEFAULT_TIERS]
     return genesis(oracle={"operators": [ORACLE], "max_move_per_block": "0.02"}, liquidity_tiers=tiers,
                    markets=markets, accounts=[
-        account(alice, sub(0, "-265000", [(BTC, "6"), (ETH, "-5")]),
-                sub(1, "-140000", [(PEPE, "15000000000")], **isolated)),
-        account(bob, sub(0, "320000", [(BTC, "-6")]), sub(1, "160000", [(PEPE, "-15000000000")], **isolated)),
-        account(carol, sub(0, "5000", [(ETH, "5")]), sub(1, "10000", **isolated)),
+        {**account(alice, sub(0, "-265000", [(BTC, "6"), (ETH, "-5")]),
+                   sub(1, "-140000", [(PEPE, "15000000000")], **isolated)), "bgov": "1000", "delegate": alice},
+        {**account(bob, sub(0, "320000", [(BTC, "-6")]), sub(1, "160000", [(PEPE, "-15000000000")], **isolated)),
+         "bgov": "250.5", "delegate": carol},
+        {**account(carol, sub(0, "5000", [(ETH, "5")]), sub(1, "10000", **isolated)), "bgov": "0.000001"},
         account(dave, sub(0, "20000"), sub(1, "10000", **isolated)),
     ])
 
@@ -832,6 +838,36 @@ class ExchangeMachine(RuleBasedStateMachine):
         if result["ok"]:
             assert was_flat
 
+    # ----------------------------------------------------------------------------- BGOV and delegation
+    def transfer_bgov(self, data) -> None:
+        sender = data.draw(st.sampled_from(OWNERS + (NEWCOMER,)), label="sender")
+        to = data.draw(st.sampled_from(OWNERS + (NEWCOMER,)), label="to")
+        balance = self.state.bgov.get(sender, 0)
+        amount = data.draw(st.sampled_from((1, BGOV_UNIT, max(balance // 3, 1), balance, balance + 1)), label="bgov")
+        votes_before = self._votes()
+        _, result, events = self._submit(sender, {"type": "transfer_bgov", "to": to,
+                                                  "amount": decimal_text(amount, 6)})
+        if result["ok"]:
+            assert 0 < amount <= balance and to != sender
+            source, destination = (self.state.bgov_delegates.get(a) for a in (sender, to))
+            expected = dict(votes_before)
+            if source != destination:
+                for delegatee, delta in ((source, -amount), (destination, amount)):
+                    if delegatee is not None:
+                        expected[delegatee] = expected.get(delegatee, 0) + delta
+            assert self._votes() == {k: v for k, v in expected.items() if v or k in votes_before}
+            self.coverage["bgov_votes_moved"] += any(e["type"] == "delegate_votes_changed" for e in events)
+
+    def delegate(self, data) -> None:
+        sender = data.draw(st.sampled_from(OWNERS + (NEWCOMER,)), label="sender")
+        delegatee = data.draw(st.sampled_from(DELEGATEES), label="delegatee")
+        _, result, _ = self._submit(sender, {"type": "delegate", "delegatee": delegatee})
+        if result["ok"]:
+            assert self.state.bgov_delegates.get(sender) == (None if delegatee == address(0) else delegatee)
+
+    def _votes(self) -> dict[str, int]:
+        return {delegatee: cps[-1][1] for delegatee, cps in self.state.vote_checkpoints.items()}
+
     # ----------------------------------------------------------------------------- oracle and time
     def oracle_update(self, data) -> None:
         self._open_block()
@@ -875,6 +911,25 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.chain.next_time_ms = max(now, boundary + offset_ms)
 
     # ----------------------------------------------------------------------------- invariants
+    @invariant()
+    def voting_power_equals_delegated_balances(self) -> None:
+        """The sum of all delegatees' votes equals the delegated supply, never above the total supply;
+        each delegatee's votes are the balances delegated to it; checkpoint heights strictly increase."""
+        state = self.state
+        delegated: Counter = Counter()
+        for holder, delegatee in state.bgov_delegates.items():
+            delegated[delegatee] += state.bgov.get(holder, 0)
+        current = {d: cps[-1][1] for d, cps in state.vote_checkpoints.items() if cps[-1][1]}
+        assert current == {d: v for d, v in delegated.items() if v}
+        supply = sum(state.bgov.values())
+        delegated_supply = state.delegated_supply_checkpoints[-1][1] if state.delegated_supply_checkpoints else 0
+        assert sum(current.values()) == delegated_supply <= supply == state.total_supply_checkpoints[-1][1]
+        for checkpoints in (*state.vote_checkpoints.values(), state.delegated_supply_checkpoints,
+                            state.total_supply_checkpoints):
+            heights = [height for height, _ in checkpoints]
+            assert heights == sorted(set(heights)) and heights[-1] <= state.height, heights
+            assert all(value >= 0 for _, value in checkpoints)
+
     @invariant()
     def collateral_open_interest_and_books_are_consistent(self) -> None:
         state = self.state
@@ -925,6 +980,8 @@ CI_COVERAGE = {
     "ok:withdraw": 20, "ok:transfer": 20, "ok:deposit": 20, "ok:set_leverage": 20, "ok:set_margin_mode": 5,
     "ok:cancel_order": 5, "ok:cancel_all": 5, "rejected:insufficient_margin": 10, "rejected:market_reduce_only": 5,
     "rejected:insufficient_free_collateral": 5, "rejected:fok_not_filled": 5, "rejected:post_only_would_cross": 5,
+    "ok:transfer_bgov": 100, "ok:delegate": 50, "bgov_votes_moved": 50, "rejected:insufficient_bgov": 30,
+    "rejected:delegate_unchanged": 5,
 }
 
 

@@ -13,6 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from bastion.core import votes
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.margin import get_subaccount_risk
@@ -21,12 +22,14 @@ from bastion.core.state import Position, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, check_invariants
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_usdc
+from bastion.core.votes import BGOV_DECIMALS
 from bastion.risk_model import notional
 
 PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price"}
 SIZE_FIELDS = {"size", "filled", "attempted"}
 USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
                "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance"}
+BGOV_FIELDS = {"previous_votes", "new_votes"}  # and the amount of a bgov_transfer (6 decimals, BGOV's grid)
 
 
 class ScenarioError(Exception):
@@ -47,6 +50,8 @@ def format_event(event: dict, state: State) -> dict:
                 item.pop("market", None)
         elif isinstance(value, bool) or not isinstance(value, int):
             out[key] = value
+        elif key in BGOV_FIELDS or (key == "amount" and event.get("type") == "bgov_transfer"):
+            out[key] = format_decimal(value, BGOV_DECIMALS)
         elif key in USDC_FIELDS:
             out[key] = format_usdc(value)
         elif market is not None and key in PRICE_FIELDS:
@@ -95,7 +100,24 @@ def describe_state(state: State) -> dict:
             "insurance_funds": {k: format_usdc(v) for k, v in state.insurance_funds.items()},
             "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)},
             "totals": {"deposits": format_usdc(state.total_deposits),
-                       "withdrawals": format_usdc(state.total_withdrawals)}}
+                       "withdrawals": format_usdc(state.total_withdrawals)},
+            "bgov": describe_bgov(state)}
+
+
+def describe_bgov(state: State) -> dict:
+    """BGOV supply, and per address (holder, delegator or delegatee) its balance, delegate, current
+    votes and vote checkpoints ``[height, votes]`` (the history past-vote lookups read)."""
+    def bgov(units: int) -> str:
+        return format_decimal(units, BGOV_DECIMALS)
+
+    addresses = sorted(set(votes.iter_bgov_accounts(state)) | set(state.vote_checkpoints))
+    return {"total_supply": bgov(votes.get_total_supply(state)),
+            "delegated_supply": bgov(votes.get_delegated_supply(state)),
+            "delegated_supply_checkpoints": [[h, bgov(v)] for h, v in state.delegated_supply_checkpoints],
+            "accounts": [{"address": a, "balance": bgov(votes.get_balance(state, a)),
+                          "delegate": votes.get_delegate(state, a), "votes": bgov(votes.get_votes(state, a)),
+                          "checkpoints": [[h, bgov(v)] for h, v in state.vote_checkpoints.get(a, [])]}
+                         for a in addresses]}
 
 
 def _block_time(block: Any, index: int, state: State) -> int:

@@ -21,6 +21,7 @@ from bastion.core.state import (
 )
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_decimal, parse_ppm, parse_usdc
+from bastion.core.votes import BGOV_DECIMALS, init_genesis_votes
 from bastion.risk_model import notional
 
 # dYdX v4 default liquidity tiers (DESIGN.md section 4)
@@ -277,13 +278,19 @@ def build_state(genesis: Any) -> State:
 
 def _add_accounts(state: State, accounts: list) -> None:
     net_size = {ticker: 0 for ticker in state.markets}
+    delegations: dict[str, str] = {}  # applied once every balance is known (core.votes)
     for i, a in enumerate(accounts):
         path = f"genesis.accounts[{i}]"
-        _check_keys(a, {"address", "bgov", "subaccounts"}, path)
+        _check_keys(a, {"address", "bgov", "delegate", "subaccounts"}, path)
         owner = _wrap(f"{path}.address", normalize_address, _get(a, "address", path, str), field="address")
-        bgov = _wrap(f"{path}.bgov", parse_decimal, _get(a, "bgov", path, str, "0"), 6, field="bgov")
+        bgov = _wrap(f"{path}.bgov", parse_decimal, _get(a, "bgov", path, str, "0"), BGOV_DECIMALS, field="bgov")
         if bgov:
             state.bgov[owner] = state.bgov.get(owner, 0) + bgov
+        if "delegate" in a:
+            if owner in delegations:
+                raise _error(f"{path}.delegate", f"{owner} is already delegated")
+            delegations[owner] = _wrap(f"{path}.delegate", normalize_address, _get(a, "delegate", path, str),
+                                       field="delegate")
         for j, s in enumerate(_get(a, "subaccounts", path, list, [])):
             spath = f"{path}.subaccounts[{j}]"
             _check_keys(s, {"number", "usdc", "mode", "market", "positions"}, spath)
@@ -327,6 +334,7 @@ def _add_accounts(state: State, accounts: list) -> None:
                 market.open_interest += max(size, 0)
             state.subaccounts[(owner, number)] = sub
             state.total_deposits += usdc
+    init_genesis_votes(state, delegations.items())
     for ticker, net in net_size.items():
         if net:
             raise ProtocolError("invalid_genesis",

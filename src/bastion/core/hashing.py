@@ -1,7 +1,8 @@
 """Canonical serialization and the state hash.
 
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
-``("conditional", id)``, ``("market", ticker)``, ``("global",)``) and a canonical value (compact JSON of ints, strings,
+``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
+``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``) and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
 leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
@@ -72,11 +73,26 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [liq.max_liquidation_fee_ppm, liq.bankruptcy_adjustment_ppm, liq.spread_to_maintenance_ppm,
                  liq.min_position_notional_usdc, liq.max_position_portion_ppm, liq.max_notional_per_block_usdc,
                  liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks],
-                sorted(state.insurance_funds.items()), state.seed_insurance, sorted(state.bgov.items()),
+                sorted(state.insurance_funds.items()), state.seed_insurance,
                 sorted(state.withdrawals_paused_until.items()), sorted(state.bad_debt.items()),
                 state.fees_account, state.funding_account, state.total_deposits, state.total_withdrawals,
                 state.next_order_id]
-    raise ValueError(f"unknown leaf kind {kind!r}")
+    if kind == "bgov":  # a BGOV holder or delegator (bastion.core.votes)
+        balance, delegate = state.bgov.get(key[1], 0), state.bgov_delegates.get(key[1])
+        if not balance and delegate is None:
+            return None
+        return [balance, delegate]
+    # one (height, value) checkpoint per leaf: a change never rehashes the history before it
+    if kind == "votes":
+        checkpoints = state.vote_checkpoints.get(key[1], [])
+    elif kind == "delegated_supply":
+        checkpoints = state.delegated_supply_checkpoints
+    elif kind == "total_supply":
+        checkpoints = state.total_supply_checkpoints
+    else:
+        raise ValueError(f"unknown leaf kind {kind!r}")
+    index = key[-1]
+    return list(checkpoints[index]) if index < len(checkpoints) else None
 
 
 def leaf_digest(key: tuple, value: list) -> int:
@@ -150,6 +166,15 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("conditional", order_id)
     for owner, number in state.subaccounts:
         yield ("sub", owner, number)
+    for address in sorted(set(state.bgov) | set(state.bgov_delegates)):
+        yield ("bgov", address)
+    for delegatee, checkpoints in state.vote_checkpoints.items():
+        for index in range(len(checkpoints)):
+            yield ("votes", delegatee, index)
+    for index in range(len(state.delegated_supply_checkpoints)):
+        yield ("delegated_supply", index)
+    for index in range(len(state.total_supply_checkpoints)):
+        yield ("total_supply", index)
 
 
 def compute_state_hash_full(state: State) -> str:

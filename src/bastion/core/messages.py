@@ -97,6 +97,19 @@ class OracleUpdate:
     prices: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class TransferBgov:
+    """Move ``amount`` BGOV (6 decimals) from the sender to ``to``; voting power follows the delegates."""
+    to: str
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delegate:
+    """Delegate the sender's whole BGOV balance to ``delegatee`` (itself to vote; the zero address: nobody)."""
+    delegatee: str
+
+
 MESSAGE_TYPES: dict[str, type] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -107,9 +120,12 @@ MESSAGE_TYPES: dict[str, type] = {
     "set_leverage": SetLeverage,
     "set_margin_mode": SetMarginMode,
     "oracle_update": OracleUpdate,
+    "transfer_bgov": TransferBgov,
+    "delegate": Delegate,
 }
 
-Message = Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode | OracleUpdate
+Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
+           | OracleUpdate | TransferBgov | Delegate)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),

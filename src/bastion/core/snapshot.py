@@ -49,6 +49,11 @@ def state_to_document(state: State) -> dict[str, Any]:
         "liquidation": asdict(state.liquidation),
         "insurance_funds": list(map(list, state.insurance_funds.items())),
         "bgov": list(map(list, state.bgov.items())),
+        "bgov_delegates": list(map(list, state.bgov_delegates.items())),
+        "vote_checkpoints": [[delegatee, [list(c) for c in checkpoints]]
+                             for delegatee, checkpoints in state.vote_checkpoints.items()],
+        "delegated_supply_checkpoints": [list(c) for c in state.delegated_supply_checkpoints],
+        "total_supply_checkpoints": [list(c) for c in state.total_supply_checkpoints],
         "withdrawals_paused_until": list(map(list, state.withdrawals_paused_until.items())),
         "bad_debt": list(map(list, state.bad_debt.items())),
         "markets": [_market_document(market) for market in state.markets.values()],
@@ -127,6 +132,11 @@ def _build(doc: dict[str, Any]) -> State:
         if name != "state_hash":
             setattr(state, name, doc[name])
     state.bgov = {owner: amount for owner, amount in doc["bgov"]}
+    state.bgov_delegates = {owner: delegatee for owner, delegatee in doc["bgov_delegates"]}
+    state.vote_checkpoints = {delegatee: [(height, votes) for height, votes in checkpoints]
+                              for delegatee, checkpoints in doc["vote_checkpoints"]}
+    state.delegated_supply_checkpoints = [(height, amount) for height, amount in doc["delegated_supply_checkpoints"]]
+    state.total_supply_checkpoints = [(height, amount) for height, amount in doc["total_supply_checkpoints"]]
     state.withdrawals_paused_until = {pool: height for pool, height in doc["withdrawals_paused_until"]}
     state.bad_debt = {pool: amount for pool, amount in doc["bad_debt"]}
     for s in doc["subaccounts"]:

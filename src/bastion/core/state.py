@@ -4,7 +4,9 @@ Iteration that matters is always in a defined order: markets by ticker (the dict
 subaccounts and orders in creation order, oracle operators sorted. Every mutation of a hashed object
 calls ``state.touch(key)`` so that the block's state hash (``bastion.core.hashing``) is updated
 incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id)``,
-``("conditional", order_id)``, ``("market", ticker)`` and ``("global",)``.
+``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
+``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
+``("total_supply", i)``).
 """
 from __future__ import annotations
 
@@ -166,7 +168,11 @@ class State:
     liquidation: LiquidationParams
     insurance_funds: dict[str, int]
     subaccounts: dict[tuple[str, int], Subaccount] = field(default_factory=dict)
-    bgov: dict[str, int] = field(default_factory=dict)
+    bgov: dict[str, int] = field(default_factory=dict)    # address -> BGOV units (non-zero only; core.votes)
+    bgov_delegates: dict[str, str] = field(default_factory=dict)  # delegator -> delegatee
+    vote_checkpoints: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # delegatee -> (height, votes)
+    delegated_supply_checkpoints: list[tuple[int, int]] = field(default_factory=list)  # (height, delegated BGOV)
+    total_supply_checkpoints: list[tuple[int, int]] = field(default_factory=list)  # (height, total BGOV)
     fees_account: int = 0
     funding_account: int = 0
     total_deposits: int = 0

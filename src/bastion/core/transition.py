@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.core import accounts, conditional, liquidation, oracle, orders
+from bastion.core import accounts, conditional, liquidation, oracle, orders, votes
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
-    CancelAll, CancelOrder, Deposit, Message, OracleUpdate, PlaceOrder, SetLeverage, SetMarginMode, Transfer, Withdraw,
+    CancelAll, CancelOrder, Delegate, Deposit, Message, OracleUpdate, PlaceOrder, SetLeverage, SetMarginMode, Transfer,
+    TransferBgov, Withdraw,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -43,6 +44,8 @@ HANDLERS: dict[type, Handler] = {
     SetLeverage: accounts.set_leverage,
     SetMarginMode: accounts.set_margin_mode,
     OracleUpdate: oracle.oracle_update,
+    TransferBgov: votes.transfer_bgov,
+    Delegate: votes.delegate,
 }
 
 
