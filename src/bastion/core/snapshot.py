@@ -23,7 +23,7 @@ from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.params import FeeParams, FundingParams, LiquidationParams, LiquidityTier, OracleParams
 from bastion.core.state import ConditionalOrder, Market, OrderTerms, Position, State, Subaccount
 
-FORMAT = "bastion-snapshot/1"
+FORMAT = "bastion-snapshot/2"  # 2: BGOV holders, delegations and vote checkpoints
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
