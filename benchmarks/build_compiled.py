@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "bastion/core/conditional.py",
     "bastion/core/errors.py",
     "bastion/core/funding.py",
+    "bastion/core/governance.py",
     "bastion/core/hashing.py",
     "bastion/core/margin.py",
     "bastion/core/liquidation.py",

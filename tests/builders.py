@@ -155,6 +155,28 @@ def delegate(**fields: Any) -> dict:
     return {"type": "delegate", "delegatee": ALICE, **fields}
 
 
+def submit_proposal(*actions: dict, **fields: Any) -> dict:
+    """A proposal (title "p", empty description, deposit "5" BGOV) with the given actions."""
+    return {"type": "submit_proposal", "title": "p", "description": "", "deposit": "5", "actions": list(actions),
+            **fields}
+
+
+def vote(proposal_id: str, option: str = "yes", **fields: Any) -> dict:
+    return {"type": "vote", "proposal_id": proposal_id, "option": option, **fields}
+
+
+def queue(proposal_id: str) -> dict:
+    return {"type": "queue", "proposal_id": proposal_id}
+
+
+def execute(proposal_id: str) -> dict:
+    return {"type": "execute", "proposal_id": proposal_id}
+
+
+def cancel_proposal(proposal_id: str) -> dict:
+    return {"type": "cancel_proposal", "proposal_id": proposal_id}
+
+
 def without(msg: dict, *names: str) -> dict:
     """A copy of ``msg`` without the given fields."""
     return {k: v for k, v in msg.items() if k not in names}

@@ -20,8 +20,8 @@ from bastion.core.transition import apply_block
 from bastion.scenario import ScenarioError, run_scenario
 from builders import (
     ALICE, BOB, BRIDGE, BTC, CAROL, ETH, ORACLE, PEPE, STRANGER, Chain, cancel_all, cancel_order, default_accounts,
-    delegate, deposit, genesis, market, oracle_update, place_order, set_leverage, set_margin_mode, subaccount,
-    transfer, transfer_bgov, tx, withdraw, without,
+    cancel_proposal, delegate, deposit, execute, genesis, market, oracle_update, place_order, queue, set_leverage,
+    set_margin_mode, submit_proposal, subaccount, transfer, transfer_bgov, tx, vote, withdraw, without,
 )
 
 HALT = "HALT-USD"  # paused
@@ -266,6 +266,119 @@ def assert_rejected_without_change(chain: Chain, sender: str, msg, code: str) ->
 
 @pytest.mark.parametrize(("sender", "msg", "code"), CASES)
 def test_bad_message_is_rejected_with_its_code_and_changes_nothing(chain, sender, msg, code):
+    assert_rejected_without_change(chain, sender, msg, code)
+
+
+# ---------------------------------------------------------------------------------- governance proposals
+# Proposal ids are placeholders replaced by the fixture's proposals: PENDING (voting not started),
+# ACTIVE (ALICE already voted), SUCCEEDED, QUEUED (timelock running), DEFEATED. ALICE: 90 BGOV left
+# (the deposits of the three tallied proposals came back; ACTIVE and PENDING hold 5 each).
+FEE = {"type": "set_fee_params", "insurance_share": "0.2"}
+GOVERNANCE_CASES = [
+    # submission: message shape
+    (ALICE, submit_proposal(), "no_actions"),                                           # no action
+    (ALICE, submit_proposal(*[FEE] * 17), "too_many_actions"),                          # 17 > 16
+    (ALICE, submit_proposal(FEE, actions="x"), "invalid_field"),                        # actions not a list
+    (ALICE, submit_proposal({"type": "mint_bgov"}), "unknown_action_type"),             # unknown action
+    (ALICE, submit_proposal(["set_fee_params"]), "invalid_action"),                     # action not an object
+    (ALICE, submit_proposal({"type": "set_fee_params"}), "missing_field"),              # action field missing
+    (ALICE, submit_proposal({**FEE, "insurance_share": 0.2}), "invalid_field"),         # float in an action
+    (ALICE, submit_proposal({**FEE, "memo": "x"}), "unknown_field"),                    # unknown action field
+    (ALICE, without(submit_proposal(FEE), "deposit"), "missing_field"),                 # no deposit
+    (ALICE, submit_proposal(FEE, title=""), "invalid_title"),                           # empty title
+    (ALICE, submit_proposal(FEE, title="t" * 201), "invalid_title"),                    # title too long
+    (ALICE, submit_proposal(FEE, description="d" * 20_001), "description_too_long"),
+    # submission: deposit and threshold (min deposit 5, threshold 10 votes after the deposit)
+    (ALICE, submit_proposal(FEE, deposit="4.999999"), "deposit_below_minimum"),
+    (ALICE, submit_proposal(FEE, deposit="5.0000001"), "too_many_decimals"),
+    (ALICE, submit_proposal(FEE, deposit="-5"), "negative_value"),
+    (ALICE, submit_proposal(FEE, deposit="90.000001"), "insufficient_bgov"),           # one unit above the balance
+    (ALICE, submit_proposal(FEE, deposit="85"), "below_proposal_threshold"),            # 5 votes left < 10
+    (BOB, submit_proposal(FEE), "insufficient_bgov"),                                   # BOB holds no BGOV
+    # submission: actions validated against the state
+    (ALICE, submit_proposal({"type": "delist_market", "market": "DOGE-USD"}), "unknown_market"),
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "liquidity_tier": 9}),
+     "unknown_liquidity_tier"),
+    (ALICE, submit_proposal({"type": "set_liquidity_tier", "tier": 9, "initial_margin": "0.1"}),
+     "unknown_liquidity_tier"),
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "taker_fee": "-0.0001"}), "invalid_fees"),
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "maker_fee": "-0.001"}),
+     "invalid_fees"),                                                                   # rebate above the taker fee
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "max_open_interest": "0"}),
+     "non_positive_value"),
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "min_order_size": "0.00001"}),
+     "too_many_decimals"),                                                              # off BTC's lot grid
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "status": "final_settlement"}),
+     "invalid_status"),                                                                 # delist_market does that
+    (ALICE, submit_proposal({"type": "set_liquidity_tier", "tier": 1, "initial_margin": "0"}), "invalid_tier"),
+    (ALICE, submit_proposal({"type": "set_liquidity_tier", "tier": 1, "oi_upper_cap": "1"}), "invalid_tier"),
+    (ALICE, submit_proposal({"type": "set_fee_params", "insurance_share": "1.1"}), "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "withdrawal_pause_blocks": -1}), "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"quorum": "0.1"}}), "unknown_field"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"veto_threshold": "0.33"}}),
+     "invalid_field"),                                                                  # a fraction like 1/3
+    (ALICE, submit_proposal({"type": "set_governance_params",
+                             "params": {"tiers": {"critical": {"timelock_s": 60}}}}), "laxer_higher_tier"),
+    # vote
+    (ALICE, vote("00" * 32), "unknown_proposal"),                                       # nonexistent
+    (ALICE, vote("PENDING"), "voting_not_started"),                                     # too early
+    (ALICE, vote("DEFEATED"), "voting_closed"),                                         # too late
+    (ALICE, vote("QUEUED"), "voting_closed"),                                           # too late
+    (ALICE, vote("ACTIVE"), "already_voted"),
+    (BOB, vote("ACTIVE", "maybe"), "invalid_vote_option"),
+    (BOB, vote("ACTIVE", reason="r" * 1001), "reason_too_long"),
+    (BOB, vote("ACTIVE"), "no_voting_power"),                                           # no BGOV at the snapshot
+    (BOB, vote("ACTIVE", reason=7), "invalid_field"),
+    # queue
+    (ALICE, queue("00" * 32), "unknown_proposal"),
+    (ALICE, queue("ACTIVE"), "voting_not_ended"),                                       # too early
+    (ALICE, queue("DEFEATED"), "proposal_not_succeeded"),                               # wrong state
+    (ALICE, queue("QUEUED"), "proposal_not_succeeded"),                                 # already queued
+    # execute
+    (ALICE, execute("00" * 32), "unknown_proposal"),
+    (ALICE, execute("SUCCEEDED"), "proposal_not_queued"),                               # too early
+    (ALICE, execute("QUEUED"), "timelock_not_elapsed"),                                 # too early
+    (ALICE, execute("DEFEATED"), "proposal_not_executable"),                            # wrong state
+    # cancel
+    (ALICE, cancel_proposal("00" * 32), "unknown_proposal"),
+    (ALICE, cancel_proposal("DEFEATED"), "proposal_not_cancelable"),
+    (BOB, cancel_proposal("PENDING"), "proposer_above_threshold"),                      # only the proposer, pending
+    (ALICE, cancel_proposal("ACTIVE"), "proposer_above_threshold"),                     # proposer, but not pending
+    (BOB, cancel_proposal("QUEUED"), "proposer_above_threshold"),
+]
+
+GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
+              "tiers": {name: {"voting_period_blocks": 2} for name in ("risk_reducing", "neutral")}}
+
+
+@pytest.fixture
+def governance_chain() -> tuple[Chain, dict[str, str]]:
+    """ALICE (100 BGOV, self-delegated) proposes; block 6 is left open."""
+    def submit(title: str) -> tuple[str, dict]:
+        return (ALICE, submit_proposal(FEE, title=title))
+
+    chain = Chain(bad_input_genesis() | {"governance": GOVERNANCE})
+    first = chain.block([submit("queued"), submit("succeeded"), submit("defeated")]).results   # height 1
+    ids = {"QUEUED": first[0]["proposal_id"], "SUCCEEDED": first[1]["proposal_id"],
+           "DEFEATED": first[2]["proposal_id"]}
+    chain.block([])                                                                            # height 2
+    chain.block([(ALICE, vote(ids["QUEUED"])), (ALICE, vote(ids["SUCCEEDED"])), (ALICE, vote(ids["DEFEATED"], "no"))])
+    ids["ACTIVE"] = chain.block([submit("active")]).results[0]["proposal_id"]                # height 4: tally
+    results = chain.block([(BOB, queue(ids["QUEUED"])), submit("pending")]).results           # height 5
+    ids["PENDING"] = results[1]["proposal_id"]
+    chain.open_block()                                                                         # height 6
+    assert chain.submit(ALICE, vote(ids["ACTIVE"]))["ok"]
+    statuses = {name: chain.state.proposals[pid].status for name, pid in ids.items()}
+    assert statuses == {"QUEUED": "queued", "SUCCEEDED": "succeeded", "DEFEATED": "defeated", "ACTIVE": "active",
+                        "PENDING": "pending"}
+    return chain, ids
+
+
+@pytest.mark.parametrize(("sender", "msg", "code"), GOVERNANCE_CASES)
+def test_bad_governance_message_is_rejected_with_its_code_and_changes_nothing(governance_chain, sender, msg, code):
+    chain, ids = governance_chain
+    if isinstance(msg.get("proposal_id"), str) and msg["proposal_id"] in ids:
+        msg = {**msg, "proposal_id": ids[msg["proposal_id"]]}
     assert_rejected_without_change(chain, sender, msg, code)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.core import votes
+from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.margin import get_subaccount_risk
@@ -29,6 +30,8 @@ PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", 
 SIZE_FIELDS = {"size", "filled", "attempted"}
 USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
                "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance"}
+GOVERNANCE_EVENTS = {"proposal_submitted", "vote_cast", "proposal_status", "deposit_returned", "deposit_burned"}
+GOVERNANCE_BGOV_FIELDS = {"amount", "deposit", "weight", "yes", "no", "abstain", "veto", "quorum_votes"}
 BGOV_FIELDS = {"previous_votes", "new_votes"}  # and the amount of a bgov_transfer (6 decimals, BGOV's grid)
 
 
@@ -50,7 +53,8 @@ def format_event(event: dict, state: State) -> dict:
                 item.pop("market", None)
         elif isinstance(value, bool) or not isinstance(value, int):
             out[key] = value
-        elif key in BGOV_FIELDS or (key == "amount" and event.get("type") == "bgov_transfer"):
+        elif key in BGOV_FIELDS or (key == "amount" and event.get("type") == "bgov_transfer") or (
+                key in GOVERNANCE_BGOV_FIELDS and event.get("type") in GOVERNANCE_EVENTS):
             out[key] = format_decimal(value, BGOV_DECIMALS)
         elif key in USDC_FIELDS:
             out[key] = format_usdc(value)
@@ -101,7 +105,25 @@ def describe_state(state: State) -> dict:
             "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)},
             "totals": {"deposits": format_usdc(state.total_deposits),
                        "withdrawals": format_usdc(state.total_withdrawals)},
-            "bgov": describe_bgov(state)}
+            "bgov": describe_bgov(state),
+            "governance": describe_governance(state)}
+
+
+def describe_governance(state: State) -> dict:
+    """Governance parameters (genesis form) and every proposal with its tally, in submission order."""
+    def bgov(units: int) -> str:
+        return format_decimal(units, BGOV_DECIMALS)
+
+    return {"params": format_governance_params(state.governance),
+            "proposals": [{"proposal_id": p.proposal_id, "number": p.number, "proposer": p.proposer, "title": p.title,
+                           "risk_class": p.risk_class, "status": p.status, "deposit": bgov(p.deposit_bgov),
+                           "deposit_state": p.deposit_state, "snapshot_height": p.snapshot_height,
+                           "deadline_height": p.deadline_height, "extended": p.extended,
+                           "quorum_votes": bgov(compute_quorum_votes(state, p)),
+                           "tally": {"yes": bgov(p.yes), "no": bgov(p.no), "abstain": bgov(p.abstain),
+                                     "veto": bgov(p.veto)},
+                           "queued_ms": p.queued_ms, "closed_height": p.closed_height}
+                          for p in state.proposals.values()]}
 
 
 def describe_bgov(state: State) -> dict:
@@ -190,6 +212,8 @@ def run_scenario(data: Any, *, check: bool = True) -> dict:
 
 
 def _format_result(result: dict, state: State) -> dict:
+    if "weight" in result:  # a vote's weight, in BGOV
+        return {**result, "weight": format_decimal(result["weight"], BGOV_DECIMALS)}
     if "filled" in result and result.get("market") in state.markets:
         market = state.markets[result["market"]]
         return {**result, "filled": format_decimal(result["filled"], market.size_decimals)}

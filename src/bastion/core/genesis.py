@@ -15,7 +15,10 @@ from typing import Any
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import normalize_address
-from bastion.core.params import FeeParams, FundingParams, LiquidationParams, LiquidityTier, OracleParams
+from bastion.core.governance import format_governance_params, parse_governance_params
+from bastion.core.params import (
+    FeeParams, FundingParams, GovernanceParams, LiquidationParams, LiquidityTier, OracleParams,
+)
 from bastion.core.state import (
     ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount,
 )
@@ -62,6 +65,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
     "insurance_funds": {"cross": "0"},
+    "governance": format_governance_params(GovernanceParams()),
     "accounts": [],
 }
 _UNLIMITED = 10**30
@@ -269,6 +273,8 @@ def build_state(genesis: Any) -> State:
                   oracle_operators=tuple(operator_set), tiers=dict(sorted(tiers.items())), markets=markets,
                   funding=funding, fees=fees, liquidation=liquidation, insurance_funds=dict(sorted(funds.items())))
     state.seed_insurance = sum(funds.values())
+    state.governance = _wrap("genesis.governance", parse_governance_params,
+                             _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
     for key in iter_leaf_keys(state):
         state.touch(key)

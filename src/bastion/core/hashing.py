@@ -2,7 +2,9 @@
 
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
 ``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
-``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``) and a canonical value (compact JSON of ints, strings,
+``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
+``("governance",)`` (the governance parameters), ``("proposal", id)`` and ``("ballot", id, voter)``)
+and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
 leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
@@ -19,9 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import fields
 from typing import Final
 
 from bastion.core.errors import InvariantViolation
+from bastion.core.messages import ACTION_NAMES
+from bastion.core.params import RISK_CLASSES
 from bastion.core.state import State
 
 _MOD: Final = 1 << 256
@@ -82,6 +87,23 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         if not balance and delegate is None:
             return None
         return [balance, delegate]
+    if kind == "governance":
+        g = state.governance
+        return [g.voting_delay_blocks, g.proposal_threshold_bgov, g.min_deposit_bgov, g.execution_window_ms,
+                g.veto_threshold_numerator, g.veto_threshold_denominator, g.late_quorum_extension_blocks,
+                [[name, t.quorum_ppm, t.approval_threshold_ppm, t.voting_period_blocks, t.timelock_ms,
+                  t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)]]
+    if kind == "proposal":
+        pr = state.proposals[key[1]]
+        r = pr.rules
+        return [pr.number, pr.proposer, pr.title, pr.description, [_action_value(a) for a in pr.actions], pr.deposit_bgov,
+                pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
+                [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
+                 r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
+                pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state]
+    if kind == "ballot":
+        option, weight, reason = state.proposals[key[1]].ballots[key[2]]
+        return [option, weight, reason]
     # one (height, value) checkpoint per leaf: a change never rehashes the history before it
     if kind == "votes":
         checkpoints = state.vote_checkpoints.get(key[1], [])
@@ -93,6 +115,11 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         raise ValueError(f"unknown leaf kind {kind!r}")
     index = key[-1]
     return list(checkpoints[index]) if index < len(checkpoints) else None
+
+
+def _action_value(action: object) -> list:
+    """An action as ``[type, [field, value], ...]`` in field order (values are JSON data)."""
+    return [ACTION_NAMES[type(action)], *[[f.name, getattr(action, f.name)] for f in fields(action)]]  # type: ignore[arg-type]
 
 
 def leaf_digest(key: tuple, value: list) -> int:
@@ -175,6 +202,11 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("delegated_supply", index)
     for index in range(len(state.total_supply_checkpoints)):
         yield ("total_supply", index)
+    yield ("governance",)
+    for proposal_id, proposal in state.proposals.items():
+        yield ("proposal", proposal_id)
+        for voter in proposal.ballots:
+            yield ("ballot", proposal_id, voter)
 
 
 def compute_state_hash_full(state: State) -> str:

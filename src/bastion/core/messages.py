@@ -110,6 +110,98 @@ class Delegate:
     delegatee: str
 
 
+# ------------------------------------------------------------------------------- governance actions
+# Typed data inside ``submit_proposal.actions`` (``bastion.core.governance`` validates and applies
+# them). Omitted fields (None) are left unchanged; decimals are strings on the genesis grids.
+@dataclass(frozen=True, slots=True)
+class SetMarketParams:
+    market: str
+    liquidity_tier: int | None = None
+    max_open_interest: str | None = None
+    maker_fee: str | None = None
+    taker_fee: str | None = None
+    min_order_size: str | None = None
+    status: str | None = None              # active | reduce_only | paused
+
+
+@dataclass(frozen=True, slots=True)
+class SetLiquidityTier:
+    tier: int
+    initial_margin: str | None = None
+    maintenance_fraction: str | None = None
+    oi_lower_cap: str | None = None
+    oi_upper_cap: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetFeeParams:
+    insurance_share: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetLiquidationParams:
+    max_liquidation_fee: str | None = None
+    max_insurance_loss_per_block: str | None = None
+    withdrawal_pause_blocks: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetGovernanceParams:
+    """A partial genesis ``governance`` section, merged over the current parameters."""
+    params: dict
+
+
+@dataclass(frozen=True, slots=True)
+class DelistMarket:
+    """Put ``market`` in final settlement: the liquidation engine settles it at the end of the block."""
+    market: str
+
+
+ACTION_TYPES: dict[str, type] = {
+    "set_market_params": SetMarketParams,
+    "set_liquidity_tier": SetLiquidityTier,
+    "set_fee_params": SetFeeParams,
+    "set_liquidation_params": SetLiquidationParams,
+    "set_governance_params": SetGovernanceParams,
+    "delist_market": DelistMarket,
+}
+ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
+
+Action = SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
+
+
+# ------------------------------------------------------------------------------- governance messages
+@dataclass(frozen=True, slots=True)
+class SubmitProposal:
+    """Propose ``actions`` (typed, see above), escrowing ``deposit`` BGOV from the sender."""
+    title: str
+    description: str
+    actions: tuple
+    deposit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    proposal_id: str
+    option: str                            # yes | no | abstain | veto
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    proposal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    proposal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelProposal:
+    proposal_id: str
+
+
 MESSAGE_TYPES: dict[str, type] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -122,15 +214,21 @@ MESSAGE_TYPES: dict[str, type] = {
     "oracle_update": OracleUpdate,
     "transfer_bgov": TransferBgov,
     "delegate": Delegate,
+    "submit_proposal": SubmitProposal,
+    "vote": Vote,
+    "queue": Queue,
+    "execute": Execute,
+    "cancel_proposal": CancelProposal,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
-           | OracleUpdate | TransferBgov | Delegate)
+           | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
-    "str | None": (str, type(None)), "dict[str, str]": (dict,),
+    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list,),
 }
+MAX_ACTIONS = 16
 
 
 def decode_message(data: Any) -> Message:
@@ -141,25 +239,49 @@ def decode_message(data: Any) -> Message:
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ProtocolError("unknown_message_type", f"unknown message type {kind!r}", field="type")
-    known = {f.name: f for f in fields(cls)}
-    extra = sorted(set(data) - set(known) - {"type"})
-    if extra:
-        raise ProtocolError("unknown_field", f"{kind} has no field {extra[0]!r}", field=extra[0])
-    values: dict[str, Any] = {}
-    for name, spec in known.items():
-        if name not in data:
-            if spec.default is MISSING:
-                raise ProtocolError("missing_field", f"{kind} needs field {name!r}", field=name)
-            continue
-        value = data[name]
-        allowed = _FIELD_TYPES[str(spec.type)]  # the annotation's text (postponed annotations)
-        # bool is an int subclass in Python: refuse True where a number is expected
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise ProtocolError("invalid_field", f"{kind}.{name} has the wrong type: {value!r}", field=name)
-        values[name] = value
+    values = _decode_fields(str(kind), cls, data, prefix="")
     if cls is OracleUpdate:
         prices = values["prices"]
         if not prices or not all(isinstance(k, str) and isinstance(v, str) for k, v in prices.items()):
             raise ProtocolError("invalid_field", "oracle_update.prices must map tickers to decimal strings",
                                 field="prices")
+    if cls is SubmitProposal:
+        actions = values["actions"]
+        if not actions:
+            raise ProtocolError("no_actions", "a proposal needs at least one action", field="actions")
+        if len(actions) > MAX_ACTIONS:
+            raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field="actions")
+        values["actions"] = tuple(decode_action(action, index) for index, action in enumerate(actions))
     return cls(**values)
+
+
+def decode_action(data: Any, index: int) -> Action:
+    """One governance action from its JSON object (``{"type": "set_market_params", ...}``)."""
+    prefix = f"actions[{index}]."
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_action", "an action must be a JSON object", field=prefix[:-1])
+    kind = data.get("type")
+    cls = ACTION_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError("unknown_action_type", f"unknown action type {kind!r}", field=prefix + "type")
+    return cls(**_decode_fields(str(kind), cls, data, prefix=prefix))
+
+
+def _decode_fields(kind: str, cls: type, data: dict, *, prefix: str) -> dict[str, Any]:
+    known = {f.name: f for f in fields(cls)}
+    extra = sorted(set(data) - set(known) - {"type"})
+    if extra:
+        raise ProtocolError("unknown_field", f"{kind} has no field {extra[0]!r}", field=prefix + extra[0])
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name not in data:
+            if spec.default is MISSING:
+                raise ProtocolError("missing_field", f"{kind} needs field {name!r}", field=prefix + name)
+            continue
+        value = data[name]
+        allowed = _FIELD_TYPES[str(spec.type)]  # the annotation's text (postponed annotations)
+        # bool is an int subclass in Python: refuse True where a number is expected
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise ProtocolError("invalid_field", f"{kind}.{name} has the wrong type: {value!r}", field=prefix + name)
+        values[name] = value
+    return values

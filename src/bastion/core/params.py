@@ -5,7 +5,8 @@ All values are integers in the unit their name carries (``_ppm``, ``_usdc`` in m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 
 @dataclass(slots=True)
@@ -64,3 +65,42 @@ class LiquidationParams:
     max_notional_per_block_usdc: int = 100_000_000_000
     max_insurance_loss_per_block_usdc: int = 1_000_000_000_000
     withdrawal_pause_blocks: int = 50      # after a negative-equity account is seen in a pool (dYdX: 50)
+
+
+# Governance risk classes (DESIGN.md section 9), from the least to the most strict
+RISK_CLASSES: Final = ("risk_reducing", "neutral", "risk_increasing", "critical")
+DAY_MS: Final = 86_400_000
+
+
+@dataclass(slots=True)
+class GovernanceTier:
+    """Voting rules of one risk class: a higher class is never laxer than a lower one."""
+
+    quorum_ppm: int                        # of the BGOV total supply at the snapshot; all votes count
+    approval_threshold_ppm: int            # yes / (yes + no + veto) must exceed it
+    voting_period_blocks: int
+    timelock_ms: int                       # block time from queueing to the earliest execution
+    min_holding_age_blocks: int            # votes acquired within this many blocks of the snapshot count for nothing
+
+
+def default_governance_tiers() -> dict[str, GovernanceTier]:
+    return {
+        "risk_reducing": GovernanceTier(20_000, 500_000, 86_400, DAY_MS, 0),
+        "neutral": GovernanceTier(40_000, 500_000, 172_800, 2 * DAY_MS, 0),
+        "risk_increasing": GovernanceTier(100_000, 600_000, 259_200, 7 * DAY_MS, 86_400),
+        "critical": GovernanceTier(200_000, 667_000, 432_000, 14 * DAY_MS, 604_800),
+    }
+
+
+@dataclass(slots=True)
+class GovernanceParams:
+    """Proposal rules (``bastion.core.governance``); BGOV amounts in units (6 decimals)."""
+
+    voting_delay_blocks: int = 1
+    proposal_threshold_bgov: int = 1_000_000_000          # 1,000 BGOV of current votes
+    min_deposit_bgov: int = 100_000_000                    # 100 BGOV
+    execution_window_ms: int = 3 * DAY_MS
+    veto_threshold_numerator: int = 1                      # veto share above 1/3 vetoes
+    veto_threshold_denominator: int = 3
+    late_quorum_extension_blocks: int = 14_400
+    tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

@@ -20,10 +20,14 @@ from typing import Any
 from bastion.core.book import Order
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
-from bastion.core.params import FeeParams, FundingParams, LiquidationParams, LiquidityTier, OracleParams
-from bastion.core.state import ConditionalOrder, Market, OrderTerms, Position, State, Subaccount
+from bastion.core.messages import ACTION_NAMES, decode_action
+from bastion.core.params import (
+    RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, LiquidityTier,
+    OracleParams,
+)
+from bastion.core.state import ConditionalOrder, Market, OrderTerms, Position, Proposal, State, Subaccount
 
-FORMAT = "bastion-snapshot/2"  # 2: BGOV holders, delegations and vote checkpoints
+FORMAT = "bastion-snapshot/3"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -61,6 +65,8 @@ def state_to_document(state: State) -> dict[str, Any]:
         "conditional_orders": [_conditional_document(order) for order in state.conditional_orders.values()],
         "gtt_queue": [list(entry) for entry in state.gtt_queue],
         "liquidation_watch": [list(key) for key in state.liquidation_watch],
+        "governance": asdict(state.governance),
+        "proposals": [_proposal_document(p) for p in state.proposals.values()],
     }
 
 
@@ -118,6 +124,14 @@ def _conditional_document(order: ConditionalOrder) -> dict[str, Any]:
             "placed_ms": order.placed_ms, "terms": asdict(order.terms)}
 
 
+def _proposal_document(proposal: Proposal) -> dict[str, Any]:
+    doc = {f.name: getattr(proposal, f.name) for f in fields(proposal) if f.name not in ("actions", "rules", "ballots")}
+    doc["actions"] = [{"type": ACTION_NAMES[type(a)], **asdict(a)} for a in proposal.actions]
+    doc["rules"] = asdict(proposal.rules)
+    doc["ballots"] = [[voter, option, weight, reason] for voter, (option, weight, reason) in proposal.ballots.items()]
+    return doc
+
+
 # --------------------------------------------------------------------------------------- from JSON
 def _build(doc: dict[str, Any]) -> State:
     markets = {m["ticker"]: _market(m) for m in doc["markets"]}
@@ -153,6 +167,16 @@ def _build(doc: dict[str, Any]) -> State:
         state.conditional_orders[order.order_id] = order
     state.gtt_queue = [(good_til, order_id, ticker) for good_til, order_id, ticker in doc["gtt_queue"]]
     state.liquidation_watch = {(owner, number): None for owner, number in doc["liquidation_watch"]}
+    governance = dict(doc["governance"])
+    tier_docs = governance.pop("tiers")
+    rules = {name: GovernanceTier(**tier_docs[name]) for name in RISK_CLASSES}
+    state.governance = GovernanceParams(**governance, tiers=rules)
+    for p in doc["proposals"]:
+        plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots")}
+        proposal = Proposal(**plain, actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
+                            rules=GovernanceTier(**p["rules"]))
+        proposal.ballots = {voter: (option, weight, reason) for voter, option, weight, reason in p["ballots"]}
+        state.proposals[proposal.proposal_id] = proposal
     return state
 
 

@@ -6,7 +6,8 @@ calls ``state.touch(key)`` so that the block's state hash (``bastion.core.hashin
 incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id)``,
 ``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
 ``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
-``("total_supply", i)``).
+``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
+``("ballot", id, voter)`` (``bastion.core.governance``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from bastion.core.book import Book
 from bastion.core.params import (
     FeeParams,
     FundingParams,
+    GovernanceParams,
+    GovernanceTier,
     LiquidationParams,
     LiquidityTier,
     OracleParams,
@@ -152,6 +155,35 @@ class Market:
 
 
 @dataclass(slots=True)
+class Proposal:
+    """A governance proposal (``bastion.core.governance``): typed actions, tally and lifecycle."""
+
+    proposal_id: str                       # SHA-256 hex over chain id and content
+    number: int                            # 1, 2, ... in submission order (the indexer's integer proposal id)
+    proposer: str
+    title: str
+    description: str
+    actions: tuple                         # of bastion.core.messages action dataclasses
+    deposit_bgov: int                      # escrowed until returned or burned
+    risk_class: str                        # computed at submission, never declared
+    submitted_height: int
+    snapshot_height: int                   # submission height + voting delay
+    deadline_height: int                   # last block that accepts votes (a late quorum moves it once)
+    rules: GovernanceTier                  # the risk class's rules, copied at submission
+    status: str = "pending"
+    yes: int = 0
+    no: int = 0
+    abstain: int = 0
+    veto: int = 0
+    quorum_height: int | None = None       # block in which the quorum was first reached
+    extended: bool = False
+    queued_ms: int | None = None
+    closed_height: int | None = None       # block that ended it (tally, cancel, execution, expiry)
+    deposit_state: str = "escrowed"        # escrowed | returned | burned
+    ballots: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # voter -> (option, weight, reason)
+
+
+@dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
 
@@ -183,6 +215,8 @@ class State:
     withdrawals_paused_until: dict[str, int] = field(default_factory=dict)  # pool -> last paused height
     bad_debt: dict[str, int] = field(default_factory=dict)  # pool -> micro-USDC socialised, cumulative
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
+    governance: GovernanceParams = field(default_factory=GovernanceParams)
+    proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # incremental state hash (bastion.core.hashing)

@@ -6,7 +6,8 @@ A block is applied as::
     apply_tx      for each (sender, message) in order: validate, then apply; a rejection
                   changes nothing and yields {"ok": false, "code": ..., "message": ...}
     end_block     update_oracle_prices, trigger_conditional_orders, settle_final_markets,
-                  liquidate (with deleveraging), update_funding, commit_state_hash
+                  liquidate (with deleveraging), update_funding, process_proposals (start and
+                  tally votes, expire queued proposals), commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
 the block time is given by the caller, never read from a clock.
@@ -17,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.core import accounts, conditional, liquidation, oracle, orders, votes
+from bastion.core import accounts, conditional, governance, liquidation, oracle, orders, votes
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
-    CancelAll, CancelOrder, Delegate, Deposit, Message, OracleUpdate, PlaceOrder, SetLeverage, SetMarginMode, Transfer,
-    TransferBgov, Withdraw,
+    CancelAll, CancelOrder, CancelProposal, Delegate, Deposit, Execute, Message, OracleUpdate, PlaceOrder, Queue,
+    SetLeverage, SetMarginMode, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -46,6 +47,11 @@ HANDLERS: dict[type, Handler] = {
     OracleUpdate: oracle.oracle_update,
     TransferBgov: votes.transfer_bgov,
     Delegate: votes.delegate,
+    SubmitProposal: governance.submit_proposal,
+    Vote: governance.vote,
+    Queue: governance.queue,
+    Execute: governance.execute,
+    CancelProposal: governance.cancel_proposal,
 }
 
 
@@ -126,6 +132,7 @@ END_BLOCK_STEPS = (
     liquidation.settle_final_markets,
     liquidation.liquidate,
     update_funding,
+    governance.process_proposals,
 )
 
 
@@ -145,12 +152,15 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]]) -> B
 
 
 def check_invariants(state: State) -> None:
-    """Raise ``InvariantViolation`` if conservation, open interest or the book are broken (tests, replay)."""
+    """Raise ``InvariantViolation`` if conservation (collateral, BGOV), open interest or the book are broken."""
     balances = sum(sub.balance for sub in state.subaccounts.values())
     held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")
+    escrowed = sum(p.deposit_bgov for p in state.proposals.values() if p.deposit_state == "escrowed")
+    if sum(state.bgov.values()) + escrowed != votes.get_total_supply(state):
+        raise InvariantViolation("BGOV not conserved: balances plus escrowed deposits differ from the total supply")
     for ticker, market in state.markets.items():
         longs = shorts = 0
         for sub in state.subaccounts.values():

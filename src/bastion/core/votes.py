@@ -1,9 +1,10 @@
 """BGOV, delegation and voting power with per-block checkpoints (DESIGN.md section 9; OpenZeppelin ``Votes``).
 
 The ledger: ``state.bgov`` holds every non-zero balance in BGOV units (``BGOV_DECIMALS`` = 6: one
-BGOV is 1,000,000 units, the grid of genesis and message strings). The total supply is fixed at
-genesis (no mint or burn yet) and checkpointed like the delegated supply, so that a later burn
-(a vetoed deposit) keeps past quorums exact.
+BGOV is 1,000,000 units, the grid of genesis and message strings). The total supply is set at
+genesis (no mint) and checkpointed like the delegated supply, so that a burn (a vetoed proposal's
+deposit, ``bastion.core.governance``) keeps past quorums exact. Escrowed deposits are outside every
+balance: the balances plus the escrowed deposits equal the total supply.
 
 Delegation: ``state.bgov_delegates`` maps a holder to the address its whole balance votes for.
 Nobody is delegated at first (as in OpenZeppelin), so a balance has no voting power until its
