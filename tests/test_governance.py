@@ -327,9 +327,9 @@ def test_execution_applies_every_change_and_emits_param_changed():
     changed = [e for e in result.events if e["type"] == "param_changed"]
     assert changed == [
         {"type": "param_changed", "name": "fees.insurance_share_ppm", "value": 200_000, "height": 9,
-         "proposal_id": 1, "proposal": pid},
+         "proposal_id": pid, "proposal_number": 1},
         {"type": "param_changed", "name": f"markets.{ETH}.min_order_lots", "value": 100, "height": 9,
-         "proposal_id": 1, "proposal": pid},
+         "proposal_id": pid, "proposal_number": 1},
     ]
 
 
@@ -350,7 +350,7 @@ def test_delisting_puts_the_market_in_final_settlement_and_the_engine_settles_it
     pid = pass_and_queue(chain, {"type": "delist_market", "market": ETH})
     result = chain.block([(ALICE, execute(pid))], advance_s=DAY_S)
     assert {"type": "param_changed", "name": f"markets.{ETH}.status", "value": "final_settlement",
-            "height": chain.state.height, "proposal_id": 1, "proposal": pid} in result.events
+            "height": chain.state.height, "proposal_id": pid, "proposal_number": 1} in result.events
     assert chain.state.markets[ETH].status == "final_settlement"     # its oracle is stale after a day
     ok(chain, (ORACLE, oracle_update({ETH: "3000"})))
     assert chain.state.markets[ETH].status == "settled"

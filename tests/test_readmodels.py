@@ -316,11 +316,12 @@ def test_parameters_at_genesis_then_param_changed_events() -> None:
     models = sqlite_models()
     indexer = Indexer(models, genesis())
     change = {"type": "param_changed", "name": "liquidation.max_liquidation_fee_ppm", "value": 20_000,
-              "height": 1, "proposal_id": 7}
+              "height": 1, "proposal_id": "a7" * 32}
     indexer.apply_block(SimpleNamespace(height=1, time_ms=GENESIS_TIME_MS + 1_000, events=[change]))
     assert models.parameter_history("liquidation.max_liquidation_fee_ppm") == [
         {"name": "liquidation.max_liquidation_fee_ppm", "height": 0, "seq": 0, "value": 15_000, "proposal_id": None},
-        {"name": "liquidation.max_liquidation_fee_ppm", "height": 1, "seq": 0, "value": 20_000, "proposal_id": 7},
+        {"name": "liquidation.max_liquidation_fee_ppm", "height": 1, "seq": 0, "value": 20_000,
+         "proposal_id": "a7" * 32},
     ]
     names = {row["name"]: row["value"] for row in models.parameter_history()}
     assert names["fees.insurance_share_ppm"] == 100_000 and names["markets.BTC-USD.status"] == "active"
@@ -405,7 +406,7 @@ BIG = 2**80 + 12345  # beyond BIGINT: amounts are unbounded integers
 def big_amount_block() -> SimpleNamespace:
     events = [{"type": "funding_payment", "owner": ALICE, "number": 0, "amount": -BIG},
               {"type": "param_changed", "name": "fees.insurance_share_ppm", "value": BIG, "height": 1,
-               "proposal_id": 1}]
+               "proposal_id": "01" * 32}]
     return SimpleNamespace(height=1, time_ms=GENESIS_TIME_MS, events=events)
 
 

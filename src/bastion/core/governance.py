@@ -1,7 +1,7 @@
 """Governance proposals (DESIGN.md section 9, issue 5): submit, vote, queue, execute, cancel.
 
-Proposal number: 1, 2, ... in submission order; ``param_changed`` events carry it as their integer
-``proposal_id`` (the indexer's read model stores an integer) and the hash id as ``proposal``.
+Proposal number: 1, 2, ... in submission order (a short name for people; ``param_changed`` events
+carry it as ``proposal_number`` beside the ``proposal_id``).
 
 Proposal id: ``SHA-256`` (hex) of the canonical JSON (keys sorted, compact, ASCII) of
 ``{"chain_id", "title", "description", "actions", "proposer", "height"}``, where ``actions`` are
@@ -602,7 +602,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
         if old != new:
             # the indexer's shape: an integer proposal id (the proposal's number); the hash rides along
             events.append({"type": "param_changed", "name": name, "value": new, "height": state.height,
-                           "proposal_id": proposal.number, "proposal": proposal.proposal_id})
+                           "proposal_id": proposal.proposal_id, "proposal_number": proposal.number})
     state.params_epoch += 1
     state.touch(("global",))
     set_status(state, proposal, EXECUTED, events)

@@ -43,7 +43,7 @@ whose size is rebuilt from fills, self-trade decrements and the remainder, with 
 The ``param_changed`` event (for governance, a later issue) is::
 
     {"type": "param_changed", "name": "liquidation.max_liquidation_fee_ppm", "value": 20000,
-     "height": 1234, "proposal_id": 7}
+     "height": 1234, "proposal_id": "9f2c...e1"}
 
 ``name`` is a dotted path as in ``genesis_parameters`` (``funding.*``, ``fees.*``,
 ``liquidation.*``, ``liquidity_tiers.<id>.*``, ``markets.<ticker>.*``, ``markets.<ticker>.oracle.*``),

@@ -63,7 +63,7 @@ __all__ = [
     "open_read_models",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: parameters.proposal_id is the proposal's hash id (text)
 
 # Candle resolutions: name -> bucket length in ms. A fill belongs to the bucket that holds its block's time.
 RESOLUTIONS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "1d": 86_400_000}
@@ -121,7 +121,7 @@ TABLES: dict[str, dict[str, Any]] = {
         "low": "amount", "close": "amount", "volume_lots": "amount", "volume_quote": "amount", "trades": "int",
     }, "key": ("market", "resolution", "start_ms")},
     "parameters": {"columns": {
-        "name": "text", "height": "int", "seq": "int", "value": "json", "proposal_id": "int",
+        "name": "text", "height": "int", "seq": "int", "value": "json", "proposal_id": "text",
     }, "key": ("name", "height", "seq")},
 }
 
