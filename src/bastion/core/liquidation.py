@@ -48,7 +48,7 @@ from bastion.core.margin import (
     is_valid_update,
     open_interest_change,
 )
-from bastion.core.orders import apply_fill, fill_notional, forget_order, remove_conditional_order, remove_order
+from bastion.core.orders import apply_fill, drop_order, fill_notional, remove_conditional_order, remove_order
 from bastion.core.state import ACTIVE, REDUCE_ONLY, Market, State, Subaccount
 from bastion.core.units import USDC_DECIMALS, fee_for
 from bastion.risk_model import (
@@ -237,10 +237,6 @@ class _LiquidationFills:
         if maker_new[0] < maker_new[1] and not is_valid_update(get_subaccount_risk(state, maker_sub), maker_new):
             self._cancel(maker, maker_sub, "maker_margin")
             return REMOVE_MAKER
-        if lots == maker.remaining:
-            forget_order(state, maker_sub, maker, market.ticker)
-        else:
-            state.touch(("order", market.ticker, maker.order_id))
         fill = apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
                           oi_delta, events=self.events)
         fill["liquidation"] = True
@@ -259,10 +255,7 @@ class _LiquidationFills:
         return lots
 
     def _cancel(self, maker: Order, maker_sub: Subaccount, reason: str) -> None:
-        forget_order(self.state, maker_sub, maker, self.market.ticker)
-        self.events.append({"type": "order_cancelled", "market": self.market.ticker, "order_id": maker.order_id,
-                            "owner": maker.owner, "number": maker.number, "client_id": maker.client_id,
-                            "size": maker.remaining, "reason": reason})
+        drop_order(self.state, maker_sub, maker, self.market.ticker, reason, self.events)
 
 
 def bankruptcy_quote(state: State, sub: Subaccount, market: Market, delta: int) -> tuple[int, int, int]:

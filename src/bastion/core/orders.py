@@ -389,10 +389,6 @@ class _Matcher:
                 entry[1] += delta
             self.oi_overlay += oi_delta
         else:
-            if lots == maker.remaining:
-                forget_order(state, maker_sub, maker, market.ticker)
-            else:
-                state.touch(("order", market.ticker, maker.order_id))
             apply_fill(state, market, taker, self.order_id, self.side, maker, maker_sub, lots, taker_delta, quote,
                        maker_fee, taker_fee, oi_delta, self.events)
             self.traded += lots
@@ -412,17 +408,11 @@ class _Matcher:
 
     def _cancel_maker(self, maker: Order, reason: str) -> None:
         sub = self.state.subaccounts[(maker.owner, maker.number)]
-        forget_order(self.state, sub, maker, self.market.ticker)
-        self.events.append({"type": "order_cancelled", "market": self.market.ticker, "order_id": maker.order_id,
-                            "owner": maker.owner, "number": maker.number, "client_id": maker.client_id,
-                            "size": maker.remaining, "reason": reason})
+        drop_order(self.state, sub, maker, self.market.ticker, reason, self.events)
 
     def _decrement_maker(self, maker: Order, lots: int) -> None:
         sub = self.state.subaccounts[(maker.owner, maker.number)]
-        if lots == maker.remaining:
-            forget_order(self.state, sub, maker, self.market.ticker)
-        else:
-            self.state.touch(("order", self.market.ticker, maker.order_id))
+        take_from_maker(self.state, sub, maker, lots, self.market.ticker)
         self.events.append({"type": "self_trade_decrement", "market": self.market.ticker,
                             "order_id": maker.order_id, "taker_order_id": self.order_id, "owner": maker.owner,
                             "size": lots})
@@ -432,8 +422,9 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
                maker_sub: Subaccount, lots: int, taker_delta: int, quote: int, maker_fee: int, taker_fee: int,
                oi_delta: int, events: Events) -> dict:
     """Settle one judged fill at the maker's price: funding, balances, positions (with cost), open
-    interest, fees (the insurance share to the market's pool), and a ``fill`` event, which is returned.
-    The caller has already taken a fully filled maker out of the subaccount's indexes."""
+    interest, fees (the insurance share to the market's pool), the maker order's bookkeeping
+    (``take_from_maker``), and a ``fill`` event, which is returned."""
+    take_from_maker(state, maker_sub, maker, lots, market.ticker)
     settle_funding(state, taker, events)
     settle_funding(state, maker_sub, events)
     taker.balance -= quote + taker_fee
@@ -473,11 +464,24 @@ def remove_order(state: State, market: Market, order_id: int, reason: str, event
     order = market.book.remove(order_id)
     if order is None:
         raise InvariantViolation(f"order {order_id} indexed but not in the {market.ticker} book")
-    sub = state.subaccounts[(order.owner, order.number)]
-    forget_order(state, sub, order, market.ticker)
-    events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
+    drop_order(state, state.subaccounts[(order.owner, order.number)], order, market.ticker, reason, events)
+
+
+def drop_order(state: State, sub: Subaccount, order: Order, ticker: str, reason: str, events: Events) -> None:
+    """Forget an order that has left (or is leaving) the book, with its ``order_cancelled`` event."""
+    forget_order(state, sub, order, ticker)
+    events.append({"type": "order_cancelled", "market": ticker, "order_id": order.order_id,
                    "owner": order.owner, "number": order.number, "client_id": order.client_id,
                    "size": order.remaining, "reason": reason})
+
+
+def take_from_maker(state: State, sub: Subaccount, maker: Order, lots: int, ticker: str) -> None:
+    """Bookkeeping for ``lots`` the book is taking from a resting order: a fully taken order leaves
+    its subaccount's indexes; a partly taken one changes its hashed ``remaining``."""
+    if lots == maker.remaining:
+        forget_order(state, sub, maker, ticker)
+    else:
+        state.touch(("order", ticker, maker.order_id))
 
 
 def forget_conditional_order(state: State, order: ConditionalOrder) -> None:
