@@ -14,6 +14,7 @@ Four owners each hold a cross subaccount 0 and a subaccount 1 isolated to PEPE-U
 from __future__ import annotations
 
 import copy
+import socket
 from typing import Any
 
 from bastion.core.errors import ProtocolError
@@ -25,6 +26,13 @@ from bastion.core.transition import BlockResult, apply_block, apply_tx, begin_bl
 from bastion.core.units import format_decimal
 
 MS_PER_S = 1_000
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (for servers the tests start)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def address(n: int) -> str:

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,19 +26,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from builders import BRIDGE, address, genesis as make_genesis, place_order
+from builders import BRIDGE, address, free_port, genesis as make_genesis, place_order
 
 from bastion.core.timefmt import format_iso_ms
 from bastion.node.blocklog import BlockLog
 from bastion.node.node import Node, verify_log
 
 TRADERS = [address(0x100 + i) for i in range(8)]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def crash_genesis() -> dict:

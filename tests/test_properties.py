@@ -315,6 +315,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         (``liquidation._candidates``: the watch list or a holder of a market that moved since)."""
         state = self.state
         orders_seen: set[tuple] = set()
+        last_order: tuple | None = None
         for event in events:
             if event["type"] == "liquidation":
                 # the account was liquidatable when its liquidation order started (its later fills
@@ -323,6 +324,9 @@ class ExchangeMachine(RuleBasedStateMachine):
                 if order not in orders_seen:
                     orders_seen.add(order)
                     assert event["net_collateral"] < event["maintenance"], "a healthy account was liquidated"
+                else:  # each (subaccount, market) is liquidated at most once per block: its fills are adjacent
+                    assert last_order == order, f"{order} liquidated twice in one block"
+                last_order = order
                 assert event["insurance_delta"] == insurance_fund_delta(
                     event["fill_quote"], event["bankruptcy_quote"], state.liquidation.max_liquidation_fee_ppm)
                 sells = event["size"] > 0
