@@ -18,6 +18,7 @@ from bastion.core import governance, votes
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action
+from bastion.core.state import ParamHistoryEntry, ParamSource
 from builders import (
     ALICE, BOB, BTC, CAROL, DAVE, ETH, ORACLE, Chain, account, cancel_proposal, delegate, execute, genesis, queue,
     oracle_update, submit_proposal, transfer_bgov, vote,
@@ -326,11 +327,18 @@ def test_execution_applies_every_change_and_emits_param_changed():
     assert chain.state.params_epoch == epoch + 1
     changed = [e for e in result.events if e["type"] == "param_changed"]
     assert changed == [
-        {"type": "param_changed", "name": "fees.insurance_share_ppm", "value": 200_000, "height": 9,
-         "proposal_id": pid, "proposal_number": 1},
-        {"type": "param_changed", "name": f"markets.{ETH}.min_order_lots", "value": 100, "height": 9,
-         "proposal_id": pid, "proposal_number": 1},
+        {"type": "param_changed", "name": "fees.insurance_share_ppm", "value": 200_000, "old": 100_000, "height": 9,
+         "source": "proposal", "proposal_id": pid, "proposal_number": 1},
+        {"type": "param_changed", "name": f"markets.{ETH}.min_order_lots", "value": 100, "old": 10, "height": 9,
+         "source": "proposal", "proposal_id": pid, "proposal_number": 1},
     ]
+    source = ParamSource("proposal", pid, 1)
+    assert governance.get_param_history(chain.state) == [
+        ParamHistoryEntry("fees.insurance_share_ppm", 100_000, 200_000, 9, source),
+        ParamHistoryEntry(f"markets.{ETH}.min_order_lots", 10, 100, 9, source),
+    ]
+    assert governance.get_param_history(chain.state, "fees.insurance_share_ppm") == [
+        ParamHistoryEntry("fees.insurance_share_ppm", 100_000, 200_000, 9, source)]
 
 
 def test_a_proposal_with_one_action_invalid_at_execution_changes_nothing():
@@ -350,7 +358,8 @@ def test_delisting_puts_the_market_in_final_settlement_and_the_engine_settles_it
     pid = pass_and_queue(chain, {"type": "delist_market", "market": ETH})
     result = chain.block([(ALICE, execute(pid))], advance_s=DAY_S)
     assert {"type": "param_changed", "name": f"markets.{ETH}.status", "value": "final_settlement",
-            "height": chain.state.height, "proposal_id": pid, "proposal_number": 1} in result.events
+            "old": "active", "height": chain.state.height, "source": "proposal", "proposal_id": pid,
+            "proposal_number": 1} in result.events
     assert chain.state.markets[ETH].status == "final_settlement"     # its oracle is stale after a day
     ok(chain, (ORACLE, oracle_update({ETH: "3000"})))
     assert chain.state.markets[ETH].status == "settled"

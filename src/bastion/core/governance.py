@@ -57,7 +57,7 @@ from bastion.core.messages import (
     SetLiquidationParams, SetLiquidityTier, SetMarketParams, SubmitProposal, Vote,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
-from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, Proposal, State
+from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
 from bastion.core.units import MS_PER_S, PPM, format_decimal, format_ppm, parse_decimal, parse_ppm, parse_usdc
 
 Events = list[dict]
@@ -355,6 +355,29 @@ def compute_proposal_changes(state: State, actions: tuple) -> tuple[list[Change]
     return changes, strictest([change[3] for change in changes])
 
 
+def change_param(state: State, name: str, old: Any, new: Any, source: ParamSource, events: Events) -> None:
+    """THE way a governed parameter changes (proposal execution, council steward change, rollout
+    step, ...): set it, append it to ``state.param_history`` and emit ``param_changed``. A change
+    to the same value is applied (harmless) but neither recorded nor announced. The caller bumps
+    ``state.params_epoch`` once per batch of changes."""
+    apply_change(state, name, new)
+    if old == new:
+        return
+    entry = ParamHistoryEntry(name=name, old=old, new=new, height=state.height, source=source)
+    state.param_history.append(entry)
+    state.touch(("param_history", len(state.param_history) - 1))
+    # the indexer's shape: ``proposal_id`` (None for changes without a proposal), and the source
+    events.append({"type": "param_changed", "name": name, "value": new, "old": old, "height": state.height,
+                   "source": source.kind, "proposal_id": source.ref if source.kind == "proposal" else None,
+                   "proposal_number": source.number if source.kind == "proposal" else None,
+                   **({} if source.kind == "proposal" else {"ref": source.ref})})
+
+
+def get_param_history(state: State, name: str | None = None) -> list[ParamHistoryEntry]:
+    """Every recorded change, oldest first (of one parameter when ``name`` is given)."""
+    return [e for e in state.param_history if name is None or e.name == name]
+
+
 def apply_change(state: State, name: str, value: Any) -> None:
     """Set one governed parameter by its dotted name and touch its leaf."""
     group, _, rest = name.partition(".")
@@ -597,12 +620,9 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
         raise ProtocolError("risk_class_escalated", f"the actions are now {risk_class}, voted as "
                             f"{proposal.risk_class}", field="proposal_id")
     # OPERATION
+    source = ParamSource("proposal", proposal.proposal_id, proposal.number)
     for name, old, new, _ in changes:
-        apply_change(state, name, new)
-        if old != new:
-            # the indexer's shape: an integer proposal id (the proposal's number); the hash rides along
-            events.append({"type": "param_changed", "name": name, "value": new, "height": state.height,
-                           "proposal_id": proposal.proposal_id, "proposal_number": proposal.number})
+        change_param(state, name, old, new, source, events)
     state.params_epoch += 1
     state.touch(("global",))
     set_status(state, proposal, EXECUTED, events)

@@ -3,7 +3,8 @@
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
 ``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
 ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
-``("governance",)`` (the governance parameters), ``("proposal", id)`` and ``("ballot", id, voter)``)
+``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
+``("param_history", i)``)
 and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
@@ -101,6 +102,9 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
                  r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
                 pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state]
+    if kind == "param_history":
+        e = state.param_history[key[1]]
+        return [e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
     if kind == "ballot":
         option, weight, reason = state.proposals[key[1]].ballots[key[2]]
         return [option, weight, reason]
@@ -207,6 +211,8 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("proposal", proposal_id)
         for voter in proposal.ballots:
             yield ("ballot", proposal_id, voter)
+    for index in range(len(state.param_history)):
+        yield ("param_history", index)
 
 
 def compute_state_hash_full(state: State) -> str:

@@ -25,9 +25,12 @@ from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, LiquidityTier,
     OracleParams,
 )
-from bastion.core.state import ConditionalOrder, Market, OrderTerms, Position, Proposal, State, Subaccount
+from bastion.core.state import (
+    ConditionalOrder, Market, OrderTerms, ParamHistoryEntry, ParamSource, Position, Proposal, State, Subaccount,
+)
 
-FORMAT = "bastion-snapshot/3"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals
+FORMAT = "bastion-snapshot/4"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+#   4: parameter history
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -67,6 +70,8 @@ def state_to_document(state: State) -> dict[str, Any]:
         "liquidation_watch": [list(key) for key in state.liquidation_watch],
         "governance": asdict(state.governance),
         "proposals": [_proposal_document(p) for p in state.proposals.values()],
+        "param_history": [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
+                          for e in state.param_history],
     }
 
 
@@ -177,6 +182,8 @@ def _build(doc: dict[str, Any]) -> State:
                             rules=GovernanceTier(**p["rules"]))
         proposal.ballots = {voter: (option, weight, reason) for voter, option, weight, reason in p["ballots"]}
         state.proposals[proposal.proposal_id] = proposal
+    state.param_history = [ParamHistoryEntry(name, old, new, height, ParamSource(kind, ref, number))
+                           for name, old, new, height, kind, ref, number in doc["param_history"]]
     return state
 
 

@@ -7,7 +7,7 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
 ``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
 ``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
-``("ballot", id, voter)`` (``bastion.core.governance``).
+``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``).
 """
 from __future__ import annotations
 
@@ -183,6 +183,27 @@ class Proposal:
     ballots: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # voter -> (option, weight, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class ParamSource:
+    """What changed a governed parameter: ``kind`` is ``proposal`` (``ref`` the proposal id, ``number``
+    its number), ``council`` (a steward change), ``rollout`` (``ref`` the rollout id) or ``guardian``."""
+
+    kind: str
+    ref: str
+    number: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParamHistoryEntry:
+    """One change of a governed parameter (``bastion.core.governance.change_param``)."""
+
+    name: str                              # dotted path, e.g. markets.BTC-USD.tier_id
+    old: int | str
+    new: int | str
+    height: int
+    source: ParamSource
+
+
 @dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
@@ -217,6 +238,7 @@ class State:
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
+    param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # incremental state hash (bastion.core.hashing)
