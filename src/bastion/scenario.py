@@ -19,7 +19,8 @@ from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.messages import decode_message, normalize_address
-from bastion.core.state import Position, State
+from bastion.core.rollout import PARAMS
+from bastion.core.state import Position, Rollout, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, check_invariants
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_usdc
@@ -97,7 +98,7 @@ def describe_state(state: State) -> dict:
                 "funding_index": str(m.funding_index), "status": m.status, "stale": m.stale,
                 "best_bid": None if m.book.best_bid() is None else format_decimal(m.book.best_bid(), m.price_decimals),
                 "best_ask": None if m.book.best_ask() is None else format_decimal(m.book.best_ask(), m.price_decimals),
-                "resting_orders": len(m.book)}
+                "resting_orders": len(m.book), "liquidations": state.liquidation_counts.get(m.ticker, 0)}
                for m in state.markets.values()]
     return {"height": state.height, "time": format_iso_ms(state.time_ms), "state_hash": state.state_hash,
             "subaccounts": subaccounts, "markets": markets,
@@ -123,7 +124,30 @@ def describe_governance(state: State) -> dict:
                            "tally": {"yes": bgov(p.yes), "no": bgov(p.no), "abstain": bgov(p.abstain),
                                      "veto": bgov(p.veto)},
                            "queued_ms": p.queued_ms, "closed_height": p.closed_height}
-                          for p in state.proposals.values()]}
+                          for p in state.proposals.values()],
+            "rollouts": [describe_rollout(state, r) for r in state.rollouts.values()]}
+
+
+def describe_rollout(state: State, rollout: Rollout) -> dict:
+    """A staged rollout with its values as decimal sizes on its market's grid and its gates in USDC."""
+    market = state.markets[rollout.market]
+
+    def size(lots: int) -> str:
+        return format_decimal(lots, market.size_decimals)
+
+    gates: dict[str, Any] = {}
+    if rollout.min_insurance_fund_usdc is not None:
+        gates["min_insurance_fund"] = format_usdc(rollout.min_insurance_fund_usdc)
+    if rollout.max_bad_debt_usdc is not None:
+        gates["max_bad_debt"] = format_usdc(rollout.max_bad_debt_usdc)
+    if rollout.max_liquidations is not None:
+        gates["max_liquidations"] = rollout.max_liquidations
+    return {"rollout_id": rollout.rollout_id, "market": rollout.market, "param": rollout.param,
+            "status": rollout.status, "step": rollout.step, "steps": rollout.steps, "start": size(rollout.start),
+            "target": size(rollout.target), "value": size(getattr(market, PARAMS[rollout.param][0])),
+            "interval_s": rollout.interval_ms // MS_PER_S, "gates": gates, "revert_on_breach": rollout.revert_on_breach,
+            "next_step_time": format_iso_ms(rollout.next_step_ms), "halt_reason": rollout.halt_reason,
+            "reverted": rollout.reverted, "proposal_id": rollout.proposal_id, "ended_height": rollout.ended_height}
 
 
 def describe_bgov(state: State) -> dict:

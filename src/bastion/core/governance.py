@@ -12,7 +12,8 @@ proposer is ``duplicate_proposal``.
 Actions are typed data (``bastion.core.messages``). ``compute_action_changes(state, action)``
 validates one against the current state and returns its parameter changes ``(name, old, new,
 risk_class)``; it is THE validation, run at submission and again at execution. Execution is
-atomic: every action is validated against the state first, then all changes are applied.
+atomic: every action is validated against the state first, then all changes are applied (a
+``start_rollout``'s planned change starts a rollout instead, ``bastion.core.rollout``).
 
 Risk classes are computed by the protocol from the changes against current state, never
 declared: each change is ``risk_reducing``, ``neutral`` (no change) or ``risk_increasing``
@@ -50,11 +51,11 @@ import json
 from dataclasses import asdict, fields
 from typing import Any, Final
 
-from bastion.core import votes
+from bastion.core import rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
     ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, Queue, SetFeeParams, SetGovernanceParams,
-    SetLiquidationParams, SetLiquidityTier, SetMarketParams, SubmitProposal, Vote,
+    SetLiquidationParams, SetLiquidityTier, SetMarketParams, StartRollout, SubmitProposal, Vote,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
 from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
@@ -91,7 +92,7 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
-             "late_quorum_extension_blocks", "tiers"}
+             "late_quorum_extension_blocks", "max_rollout_steps", "tiers"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
     if "voting_delay_blocks" in obj:
@@ -99,6 +100,8 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if "late_quorum_extension_blocks" in obj:
         result.late_quorum_extension_blocks = _count(obj["late_quorum_extension_blocks"],
                                                      f"{path}.late_quorum_extension_blocks", minimum=0)
+    if "max_rollout_steps" in obj:
+        result.max_rollout_steps = _count(obj["max_rollout_steps"], f"{path}.max_rollout_steps", minimum=1)
     if "execution_window_s" in obj:
         result.execution_window_ms = _count(obj["execution_window_s"], f"{path}.execution_window_s",
                                             minimum=1) * MS_PER_S
@@ -160,6 +163,7 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "execution_window_s": params.execution_window_ms // MS_PER_S,
         "veto_threshold": f"{params.veto_threshold_numerator}/{params.veto_threshold_denominator}",
         "late_quorum_extension_blocks": params.late_quorum_extension_blocks,
+        "max_rollout_steps": params.max_rollout_steps,
         "tiers": {name: {"quorum": format_ppm(t.quorum_ppm), "approval_threshold": format_ppm(t.approval_threshold_ppm),
                          "voting_period_blocks": t.voting_period_blocks, "timelock_s": t.timelock_ms // MS_PER_S,
                          "min_holding_age_blocks": t.min_holding_age_blocks}
@@ -336,6 +340,8 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
         case DelistMarket():
             market = _market(state, action.market)
             changes.append((f"markets.{market.ticker}.status", market.status, FINAL_SETTLEMENT, RISK_REDUCING))
+        case StartRollout():
+            changes.extend(rollout.compute_start_rollout_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
@@ -352,6 +358,7 @@ def _flatten(params: GovernanceParams) -> dict[str, int]:
 def compute_proposal_changes(state: State, actions: tuple) -> tuple[list[Change], str]:
     """Every action validated against the current state (none applied), and the strictest class."""
     changes = [change for action in actions for change in compute_action_changes(state, action)]
+    rollout.check_rollout_conflicts(changes)
     return changes, strictest([change[3] for change in changes])
 
 
@@ -359,7 +366,10 @@ def change_param(state: State, name: str, old: Any, new: Any, source: ParamSourc
     """THE way a governed parameter changes (proposal execution, council steward change, rollout
     step, ...): set it, append it to ``state.param_history`` and emit ``param_changed``. A change
     to the same value is applied (harmless) but neither recorded nor announced. The caller bumps
-    ``state.params_epoch`` once per batch of changes."""
+    ``state.params_epoch`` once per batch of changes. A change from outside a rollout halts the
+    active rollout of the same parameter (``bastion.core.rollout``)."""
+    if source.kind != "rollout":
+        rollout.halt_superseded_rollouts(state, name, source, events)
     apply_change(state, name, new)
     if old == new:
         return
@@ -621,8 +631,10 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
                             f"{proposal.risk_class}", field="proposal_id")
     # OPERATION
     source = ParamSource("proposal", proposal.proposal_id, proposal.number)
+    rollout.start_rollouts(state, proposal, events)
     for name, old, new, _ in changes:
-        change_param(state, name, old, new, source, events)
+        if not rollout.is_planned_change(name):
+            change_param(state, name, old, new, source, events)
     state.params_epoch += 1
     state.touch(("global",))
     set_status(state, proposal, EXECUTED, events)

@@ -4,7 +4,7 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
 ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
-``("param_history", i)``)
+``("param_history", i)``, and for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``)
 and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
@@ -92,6 +92,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         g = state.governance
         return [g.voting_delay_blocks, g.proposal_threshold_bgov, g.min_deposit_bgov, g.execution_window_ms,
                 g.veto_threshold_numerator, g.veto_threshold_denominator, g.late_quorum_extension_blocks,
+                g.max_rollout_steps,
                 [[name, t.quorum_ppm, t.approval_threshold_ppm, t.voting_period_blocks, t.timelock_ms,
                   t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)]]
     if kind == "proposal":
@@ -105,6 +106,14 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     if kind == "param_history":
         e = state.param_history[key[1]]
         return [e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
+    if kind == "rollout":
+        ro = state.rollouts[key[1]]
+        return [ro.market, ro.param, ro.start, ro.target, ro.steps, ro.interval_ms, ro.min_insurance_fund_usdc,
+                ro.max_bad_debt_usdc, ro.max_liquidations, ro.revert_on_breach, ro.proposal_id, ro.created_height,
+                ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason, ro.reverted,
+                ro.ended_height]
+    if kind == "liquidations":
+        return [state.liquidation_counts[key[1]]]
     if kind == "ballot":
         option, weight, reason = state.proposals[key[1]].ballots[key[2]]
         return [option, weight, reason]
@@ -122,8 +131,16 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
 
 
 def _action_value(action: object) -> list:
-    """An action as ``[type, [field, value], ...]`` in field order (values are JSON data)."""
-    return [ACTION_NAMES[type(action)], *[[f.name, getattr(action, f.name)] for f in fields(action)]]  # type: ignore[arg-type]
+    """An action as ``[type, [field, value], ...]`` in field order (values are JSON data, objects
+    such as ``start_rollout.gates`` with their keys sorted: a snapshot does not keep key order)."""
+    return [ACTION_NAMES[type(action)],
+            *[[f.name, _sorted_keys(getattr(action, f.name))] for f in fields(action)]]  # type: ignore[arg-type]
+
+
+def _sorted_keys(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: _sorted_keys(value[key]) for key in sorted(value)}
+    return value
 
 
 def leaf_digest(key: tuple, value: list) -> int:
@@ -213,6 +230,10 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
             yield ("ballot", proposal_id, voter)
     for index in range(len(state.param_history)):
         yield ("param_history", index)
+    for rollout_id in state.rollouts:
+        yield ("rollout", rollout_id)
+    for ticker in state.liquidation_counts:
+        yield ("liquidations", ticker)
 
 
 def compute_state_hash_full(state: State) -> str:

@@ -252,6 +252,9 @@ class _LiquidationFills:
             "fill_quote": -quote, "fillable_price": self.limit, "fillable_price_exact": str(self.fillable),
             "insurance_delta": insurance, "insurance_fund": state.insurance_funds[pool], "pool": pool,
             "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id, "fee": maker_fee}})
+        # the per-market count that staged rollouts' max_liquidations gate reads (core.rollout)
+        state.liquidation_counts[market.ticker] = state.liquidation_counts.get(market.ticker, 0) + 1
+        state.touch(("liquidations", market.ticker))
         return lots
 
     def _cancel(self, maker: Order, maker_sub: Subaccount, reason: str) -> None:

@@ -157,6 +157,20 @@ class DelistMarket:
     market: str
 
 
+@dataclass(frozen=True, slots=True)
+class StartRollout:
+    """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
+    ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
+    (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.rollout``)."""
+    market: str
+    param: str
+    target: str
+    steps: int
+    interval_s: int
+    gates: dict
+    revert_on_breach: bool = False
+
+
 ACTION_TYPES: dict[str, type] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -164,10 +178,12 @@ ACTION_TYPES: dict[str, type] = {
     "set_liquidation_params": SetLiquidationParams,
     "set_governance_params": SetGovernanceParams,
     "delist_market": DelistMarket,
+    "start_rollout": StartRollout,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
-Action = SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
+Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
+          | StartRollout)
 
 
 # ------------------------------------------------------------------------------- governance messages

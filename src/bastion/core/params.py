@@ -103,4 +103,5 @@ class GovernanceParams:
     veto_threshold_numerator: int = 1                      # veto share above 1/3 vetoes
     veto_threshold_denominator: int = 3
     late_quorum_extension_blocks: int = 14_400
+    max_rollout_steps: int = 20                            # steps of one start_rollout (bastion.core.rollout)
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

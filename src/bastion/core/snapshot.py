@@ -26,11 +26,12 @@ from bastion.core.params import (
     OracleParams,
 )
 from bastion.core.state import (
-    ConditionalOrder, Market, OrderTerms, ParamHistoryEntry, ParamSource, Position, Proposal, State, Subaccount,
+    ConditionalOrder, Market, OrderTerms, ParamHistoryEntry, ParamSource, Position, Proposal, Rollout, State,
+    Subaccount,
 )
 
-FORMAT = "bastion-snapshot/4"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
-#   4: parameter history
+FORMAT = "bastion-snapshot/5"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+#   4: parameter history; 5: staged rollouts (in creation order) and per-market liquidation counts
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -72,6 +73,8 @@ def state_to_document(state: State) -> dict[str, Any]:
         "proposals": [_proposal_document(p) for p in state.proposals.values()],
         "param_history": [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
                           for e in state.param_history],
+        "rollouts": [asdict(rollout) for rollout in state.rollouts.values()],
+        "liquidation_counts": list(map(list, state.liquidation_counts.items())),
     }
 
 
@@ -184,6 +187,8 @@ def _build(doc: dict[str, Any]) -> State:
         state.proposals[proposal.proposal_id] = proposal
     state.param_history = [ParamHistoryEntry(name, old, new, height, ParamSource(kind, ref, number))
                            for name, old, new, height, kind, ref, number in doc["param_history"]]
+    state.rollouts = {r["rollout_id"]: Rollout(**r) for r in doc["rollouts"]}
+    state.liquidation_counts = {ticker: count for ticker, count in doc["liquidation_counts"]}
     return state
 
 

@@ -7,7 +7,8 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
 ``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
 ``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
-``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``).
+``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), and the staged
+rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``).
 """
 from __future__ import annotations
 
@@ -205,6 +206,35 @@ class ParamHistoryEntry:
 
 
 @dataclass(slots=True)
+class Rollout:
+    """A staged rollout (``bastion.core.rollout``): one market parameter moved from ``start`` to
+    ``target`` in ``steps`` steps while its health gates hold. Values are in the parameter's unit
+    (lots for ``max_open_interest`` and ``min_order_size``); a gate of None is not checked."""
+
+    rollout_id: int                        # 1, 2, ... in creation order
+    market: str
+    param: str                             # the start_rollout name: max_open_interest | min_order_size
+    start: int                             # the value when the rollout was created
+    target: int
+    steps: int
+    interval_ms: int
+    min_insurance_fund_usdc: int | None    # the pool's insurance fund at a step must be at least this
+    max_bad_debt_usdc: int | None          # new bad debt in the pool since the previous step, at most
+    max_liquidations: int | None           # liquidation events in the market since the previous step, at most
+    revert_on_breach: bool
+    proposal_id: str                       # the proposal that started it
+    created_height: int
+    next_step_ms: int                      # block time from which the next step may happen
+    liquidations_mark: int                 # the market's liquidation count at the previous step (or start)
+    bad_debt_mark: int                     # the pool's cumulative bad debt at the previous step (or start)
+    step: int = 0                          # steps done
+    status: str = "active"                 # active | completed | halted
+    halt_reason: str | None = None         # a gate name, superseded or market_not_active
+    reverted: bool = False
+    ended_height: int | None = None
+
+
+@dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
 
@@ -235,10 +265,12 @@ class State:
     gtt_queue: list[tuple[int, int, str]] = field(default_factory=list)  # heap (good_til_ms, id, ticker)
     withdrawals_paused_until: dict[str, int] = field(default_factory=dict)  # pool -> last paused height
     bad_debt: dict[str, int] = field(default_factory=dict)  # pool -> micro-USDC socialised, cumulative
+    liquidation_counts: dict[str, int] = field(default_factory=dict)  # ticker -> liquidation events, cumulative
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
+    rollouts: dict[int, Rollout] = field(default_factory=dict)  # by id, in creation order
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # incremental state hash (bastion.core.hashing)

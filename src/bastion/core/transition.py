@@ -6,8 +6,9 @@ A block is applied as::
     apply_tx      for each (sender, message) in order: validate, then apply; a rejection
                   changes nothing and yields {"ok": false, "code": ..., "message": ...}
     end_block     update_oracle_prices, trigger_conditional_orders, settle_final_markets,
-                  liquidate (with deleveraging), update_funding, process_proposals (start and
-                  tally votes, expire queued proposals), commit_state_hash
+                  liquidate (with deleveraging), advance_rollouts (staged rollouts' gates and
+                  steps), update_funding, process_proposals (start and tally votes, expire
+                  queued proposals), commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
 the block time is given by the caller, never read from a clock.
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.core import accounts, conditional, governance, liquidation, oracle, orders, votes
+from bastion.core import accounts, conditional, governance, liquidation, oracle, orders, rollout, votes
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
@@ -131,6 +132,7 @@ END_BLOCK_STEPS = (
     conditional.trigger_conditional_orders,
     liquidation.settle_final_markets,
     liquidation.liquidate,
+    rollout.advance_rollouts,          # after liquidate: the gates see this block's liquidations
     update_funding,
     governance.process_proposals,
 )
