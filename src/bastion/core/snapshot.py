@@ -26,11 +26,12 @@ from bastion.core.params import (
     OracleParams,
 )
 from bastion.core.state import (
-    ConditionalOrder, Market, OrderTerms, ParamHistoryEntry, ParamSource, Position, Proposal, State, Subaccount,
+    ConditionalOrder, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause, Position, Proposal, State,
+    Subaccount,
 )
 
-FORMAT = "bastion-snapshot/4"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
-#   4: parameter history
+FORMAT = "bastion-snapshot/5"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+#   4: parameter history; 5: the guardian (address, expiry, pause keys used) and its pauses
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -72,6 +73,10 @@ def state_to_document(state: State) -> dict[str, Any]:
         "proposals": [_proposal_document(p) for p in state.proposals.values()],
         "param_history": [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
                           for e in state.param_history],
+        "guardian": {"address": state.guardian.address, "expires_ms": state.guardian.expires_ms,
+                     "pauses_used": [[scope, market, term]
+                                     for (scope, market), term in state.guardian.pauses_used.items()]},
+        "pauses": [[p.scope, p.market, p.start_ms, p.end_ms] for p in state.pauses.values()],
     }
 
 
@@ -184,6 +189,10 @@ def _build(doc: dict[str, Any]) -> State:
         state.proposals[proposal.proposal_id] = proposal
     state.param_history = [ParamHistoryEntry(name, old, new, height, ParamSource(kind, ref, number))
                            for name, old, new, height, kind, ref, number in doc["param_history"]]
+    g = doc["guardian"]
+    state.guardian = Guardian(g["address"], g["expires_ms"],
+                              {(scope, market): term for scope, market, term in g["pauses_used"]})
+    state.pauses = {(scope, market): Pause(scope, market, start, end) for scope, market, start, end in doc["pauses"]}
     return state
 
 

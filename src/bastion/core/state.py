@@ -7,7 +7,8 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
 ``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
 ``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
-``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``).
+``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), and the
+guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``).
 """
 from __future__ import annotations
 
@@ -204,6 +205,30 @@ class ParamHistoryEntry:
     source: ParamSource
 
 
+PauseKey = tuple[str, str | None]          # (scope, market ticker or None for trading and withdrawals)
+
+
+@dataclass(slots=True)
+class Guardian:
+    """The guardian (``bastion.core.guardian``): an address set by governance with an expiry (ms of
+    block time), or none. A term is identified by its expiry: ``pauses_used`` maps each pause key to
+    the expiry of the term that last started it, so a key is spent for the rest of that term."""
+
+    address: str | None = None
+    expires_ms: int | None = None
+    pauses_used: dict[PauseKey, int] = field(default_factory=dict)  # in first-use order
+
+
+@dataclass(slots=True)
+class Pause:
+    """A guardian pause: in force while ``start_ms <= block time < end_ms``."""
+
+    scope: str                             # market | reduce_only | trading | withdrawals
+    market: str | None                     # the ticker for market and reduce_only, else None
+    start_ms: int
+    end_ms: int
+
+
 @dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
@@ -240,6 +265,8 @@ class State:
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
+    guardian: Guardian = field(default_factory=Guardian)
+    pauses: dict[PauseKey, Pause] = field(default_factory=dict)  # guardian pauses, in start order
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
