@@ -107,7 +107,20 @@ def describe_state(state: State) -> dict:
             "totals": {"deposits": format_usdc(state.total_deposits),
                        "withdrawals": format_usdc(state.total_withdrawals)},
             "bgov": describe_bgov(state),
-            "governance": describe_governance(state)}
+            "governance": describe_governance(state),
+            "guardian": describe_guardian(state)}
+
+
+def describe_guardian(state: State) -> dict:
+    """The guardian (address and expiry, or nulls), the pauses in force (times in RFC 3339) and the
+    pause keys used in the guardian's current term."""
+    guardian = state.guardian
+    expires = guardian.expires_ms
+    return {"address": guardian.address, "expires": None if expires is None else format_iso_ms(expires),
+            "pauses": [{"scope": p.scope, "market": p.market, "start": format_iso_ms(p.start_ms),
+                        "end": format_iso_ms(p.end_ms)} for p in state.pauses.values()],
+            "pauses_used": [{"scope": scope, "market": market} for (scope, market), term in guardian.pauses_used.items()
+                            if term == expires]}
 
 
 def describe_governance(state: State) -> dict:

@@ -2,9 +2,12 @@
 
 Each handler validates everything first and only then applies, so a rejection changes nothing.
 Funding is settled (``settle_funding``) on every subaccount an applied message touches.
+A guardian ``withdrawals`` pause refuses withdrawals and transfers to other owners
+(``guardian.check_withdrawals_open``).
 """
 from __future__ import annotations
 
+from bastion.core import guardian
 from bastion.core.errors import ProtocolError
 from bastion.core.margin import cost_after, get_pending_funding, get_subaccount_risk
 from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
@@ -145,6 +148,7 @@ def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict:
 def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
     sub = get_own_subaccount(state, sender, msg.subaccount)
     amount = parse_positive_usdc(msg.amount)
+    guardian.check_withdrawals_open(state, sender, None)
     check_withdrawals_open(state, sub)
     check_free_collateral(state, sub, amount)
     settle_funding(state, sub, events)
@@ -164,6 +168,7 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
         raise ProtocolError("invalid_recipient", "cannot transfer to the same subaccount", field="to_subaccount")
     amount = parse_positive_usdc(msg.amount)
     existing = state.subaccounts.get((to_owner, msg.to_subaccount))
+    guardian.check_withdrawals_open(state, sender, to_owner)
     check_withdrawals_open(state, sub, CROSS_POOL if existing is None else subaccount_pool(state, existing))
     check_free_collateral(state, sub, amount)
     settle_funding(state, sub, events)

@@ -20,7 +20,8 @@ from bastion.core.params import (
     FeeParams, FundingParams, GovernanceParams, LiquidationParams, LiquidityTier, OracleParams,
 )
 from bastion.core.state import (
-    ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount,
+    ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, SUBACCOUNT_NUMBERS, Guardian, Market, Position, State,
+    Subaccount,
 )
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_decimal, parse_ppm, parse_usdc
@@ -66,6 +67,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "fees": {"insurance_share": "0"},
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),
+    "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "accounts": [],
 }
 _UNLIMITED = 10**30
@@ -275,11 +277,25 @@ def build_state(genesis: Any) -> State:
     state.seed_insurance = sum(funds.values())
     state.governance = _wrap("genesis.governance", parse_governance_params,
                              _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
+    state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
     for key in iter_leaf_keys(state):
         state.touch(key)
     commit_state_hash(state)
     return state
+
+
+def _guardian(obj: dict | None, time_ms: int) -> Guardian:
+    """The genesis guardian: none, or an address with an expiry after the genesis time."""
+    if obj is None:
+        return Guardian()
+    path = "genesis.guardian"
+    _check_keys(obj, {"address", "expires"}, path)
+    address = _wrap(f"{path}.address", normalize_address, _get(obj, "address", path, str), field="address")
+    expires_ms = _wrap(f"{path}.expires", parse_iso_ms, _get(obj, "expires", path, str), field="expires")
+    if expires_ms <= time_ms:
+        raise _error(f"{path}.expires", "must be after the genesis time")
+    return Guardian(address, expires_ms)
 
 
 def _add_accounts(state: State, accounts: list) -> None:

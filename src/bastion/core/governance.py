@@ -30,6 +30,7 @@ Lifecycle (``TRANSITIONS``)::
     succeeded --queue--> queued --execute--> executed
     queued --(end of a block whose time is past queued + timelock + window)--> expired
     pending | active | succeeded | queued --cancel_proposal--> canceled
+    succeeded | queued --guardian_veto--> vetoed_by_guardian
 
 Votes are accepted in blocks ``snapshot + 1 .. deadline`` (``snapshot = submission height +
 voting_delay``, ``deadline = snapshot + voting_period``), weighted by
@@ -42,6 +43,14 @@ quorum within the last ``late_quorum_extension_blocks`` of the period moves the 
 ``height + extension``, once. Execution is allowed while ``queued + timelock <= block time <=
 queued + timelock + execution_window`` (ms of block time); after it ``execute`` is
 ``proposal_expired`` at once and the proposal becomes ``expired`` at the end of the block.
+
+``guardian_veto{proposal_id, reason}`` (the guardian of ``bastion.core.guardian``, before its
+expiry): a succeeded or queued proposal becomes ``vetoed_by_guardian`` (final), the reason (1 to
+``MAX_REASON_CHARS`` characters) in its ``proposal_status`` event. The deposit was already returned
+when the vote ended, so the guardian neither burns nor moves it. Vetoing while the vote runs is for
+the voters (unlike OpenZeppelin's proposal guardian, which may cancel an active proposal), and a
+proposal whose every action is ``set_guardian`` is not vetoable (``guardian_change_not_vetoable``):
+the guardian cannot keep governance from replacing or removing it.
 """
 from __future__ import annotations
 
@@ -51,11 +60,12 @@ import json
 from dataclasses import asdict, fields
 from typing import Any, Final
 
-from bastion.core import rollout, votes
+from bastion.core import guardian, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
-    ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, Queue, SetFeeParams, SetGovernanceParams,
-    SetLiquidationParams, SetLiquidityTier, SetMarketParams, StartRollout, SubmitProposal, Vote,
+    ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, GuardianVeto, Queue, SetFeeParams,
+    SetGovernanceParams, SetGuardian, SetLiquidationParams, SetLiquidityTier, SetMarketParams, StartRollout,
+    SubmitProposal, Vote,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
 from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
@@ -73,12 +83,14 @@ MAX_REASON_CHARS: Final = 1_000
 
 PENDING, ACTIVE_VOTE, DEFEATED, VETOED, SUCCEEDED = "pending", "active", "defeated", "vetoed", "succeeded"
 QUEUED, EXECUTED, EXPIRED, CANCELED = "queued", "executed", "expired", "canceled"
+VETOED_BY_GUARDIAN = "vetoed_by_guardian"
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     PENDING: frozenset({ACTIVE_VOTE, CANCELED}),
     ACTIVE_VOTE: frozenset({DEFEATED, VETOED, SUCCEEDED, CANCELED}),
-    SUCCEEDED: frozenset({QUEUED, CANCELED}),
-    QUEUED: frozenset({EXECUTED, EXPIRED, CANCELED}),
+    SUCCEEDED: frozenset({QUEUED, CANCELED, VETOED_BY_GUARDIAN}),
+    QUEUED: frozenset({EXECUTED, EXPIRED, CANCELED, VETOED_BY_GUARDIAN}),
     DEFEATED: frozenset(), VETOED: frozenset(), EXECUTED: frozenset(), EXPIRED: frozenset(), CANCELED: frozenset(),
+    VETOED_BY_GUARDIAN: frozenset(),
 }
 _STATUS_RANK: Final = {PAUSED: 0, REDUCE_ONLY: 1, ACTIVE: 2}  # a more active market takes more risk
 _NO_CAP: Final = 1 << 256
@@ -92,7 +104,8 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
-             "late_quorum_extension_blocks", "max_rollout_steps", "tiers"}
+             "late_quorum_extension_blocks", "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
+             "tiers"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
     if "voting_delay_blocks" in obj:
@@ -113,6 +126,13 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if "veto_threshold" in obj:
         result.veto_threshold_numerator, result.veto_threshold_denominator = _fraction(
             obj["veto_threshold"], f"{path}.veto_threshold")
+    if "guardian_max_pause_s" in obj:
+        result.guardian_max_pause_ms = _count(obj["guardian_max_pause_s"], f"{path}.guardian_max_pause_s",
+                                              minimum=1) * MS_PER_S
+    if "guardian_unpause_grace_s" in obj:
+        result.guardian_unpause_grace_ms = _count(obj["guardian_unpause_grace_s"], f"{path}.guardian_unpause_grace_s",
+                                                  minimum=0) * MS_PER_S
+    guardian.check_grace_within_max_pause(result.guardian_max_pause_ms, result.guardian_unpause_grace_ms, path)
     tiers = obj.get("tiers", {})
     if not isinstance(tiers, dict):
         raise ProtocolError("invalid_field", f"{path}.tiers must be an object", field=f"{path}.tiers")
@@ -164,6 +184,8 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "veto_threshold": f"{params.veto_threshold_numerator}/{params.veto_threshold_denominator}",
         "late_quorum_extension_blocks": params.late_quorum_extension_blocks,
         "max_rollout_steps": params.max_rollout_steps,
+        "guardian_max_pause_s": params.guardian_max_pause_ms // MS_PER_S,
+        "guardian_unpause_grace_s": params.guardian_unpause_grace_ms // MS_PER_S,
         "tiers": {name: {"quorum": format_ppm(t.quorum_ppm), "approval_threshold": format_ppm(t.approval_threshold_ppm),
                          "voting_period_blocks": t.voting_period_blocks, "timelock_s": t.timelock_ms // MS_PER_S,
                          "min_holding_age_blocks": t.min_holding_age_blocks}
@@ -342,6 +364,8 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
             changes.append((f"markets.{market.ticker}.status", market.status, FINAL_SETTLEMENT, RISK_REDUCING))
         case StartRollout():
             changes.extend(rollout.compute_start_rollout_changes(state, action))
+        case SetGuardian():
+            changes.extend(guardian.compute_set_guardian_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
@@ -405,6 +429,8 @@ def apply_change(state: State, name: str, value: Any) -> None:
         target, key = state.governance.tiers[tier_name], ("governance",)
     elif group == "governance":
         target, key, attr = state.governance, ("governance",), rest
+    elif group == "guardian":
+        target, key, attr = state.guardian, ("guardian",), rest
     else:
         raise InvariantViolation(f"unknown parameter {name!r}")
     setattr(target, attr, value)
@@ -655,4 +681,24 @@ def cancel_proposal(state: State, sender: str, msg: CancelProposal, events: Even
     # OPERATION
     set_status(state, proposal, CANCELED, events, by=sender)
     return_deposit(state, proposal, events)
+    return {}
+
+
+def guardian_veto(state: State, sender: str, msg: GuardianVeto, events: Events) -> dict:
+    """The guardian vetoes a succeeded or queued proposal (module docstring)."""
+    # VALIDATION
+    guardian.check_guardian(state, sender)
+    if not msg.reason:
+        raise ProtocolError("reason_required", "a guardian veto needs a reason", field="reason")
+    if len(msg.reason) > MAX_REASON_CHARS:
+        raise ProtocolError("reason_too_long", f"reason has at most {MAX_REASON_CHARS} characters", field="reason")
+    proposal = get_proposal(state, msg.proposal_id)
+    if VETOED_BY_GUARDIAN not in TRANSITIONS[proposal.status]:
+        raise ProtocolError("proposal_not_vetoable", f"the guardian vetoes only succeeded or queued proposals; this one "
+                            f"is {proposal.status}", field="proposal_id", status=proposal.status)
+    if all(isinstance(action, SetGuardian) for action in proposal.actions):
+        raise ProtocolError("guardian_change_not_vetoable", "the guardian may not veto a proposal that only changes "
+                            "the guardian", field="proposal_id")
+    # OPERATION
+    set_status(state, proposal, VETOED_BY_GUARDIAN, events, by=sender, reason=msg.reason)
     return {}

@@ -4,7 +4,8 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
 ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
-``("param_history", i)``, and for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``)
+``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
+for the guardian ``("guardian",)`` and ``("pause", scope, market)``)
 and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
@@ -94,7 +95,17 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 g.veto_threshold_numerator, g.veto_threshold_denominator, g.late_quorum_extension_blocks,
                 g.max_rollout_steps,
                 [[name, t.quorum_ppm, t.approval_threshold_ppm, t.voting_period_blocks, t.timelock_ms,
-                  t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)]]
+                  t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)],
+                g.guardian_max_pause_ms, g.guardian_unpause_grace_ms]
+    if kind == "guardian":  # absent while there is no guardian and no pause key was used
+        guardian = state.guardian
+        if guardian.address is None and not guardian.pauses_used:
+            return None
+        return [guardian.address, guardian.expires_ms,
+                [[scope, market, term] for (scope, market), term in guardian.pauses_used.items()]]
+    if kind == "pause":
+        pause = state.pauses.get((key[1], key[2]))
+        return None if pause is None else [pause.start_ms, pause.end_ms]
     if kind == "proposal":
         pr = state.proposals[key[1]]
         r = pr.rules
@@ -234,6 +245,10 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("rollout", rollout_id)
     for ticker in state.liquidation_counts:
         yield ("liquidations", ticker)
+    if state.guardian.address is not None or state.guardian.pauses_used:
+        yield ("guardian",)
+    for pause_key in state.pauses:
+        yield ("pause", *pause_key)
 
 
 def compute_state_hash_full(state: State) -> str:

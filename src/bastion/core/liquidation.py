@@ -18,7 +18,8 @@
 4. **Price.** An IOC against the book up to ``risk_model.fillable_price`` (rounded to the tick
    grid in the liquidated account's favour), at the makers' prices, with no taker fee and no maker
    rebate (a positive maker fee is charged). Makers are judged as in normal matching (reduce-only,
-   margin: a maker that would breach is cancelled); a maker of the same owner is cancelled
+   including a guardian ``reduce_only`` pause, margin: a maker that would breach is cancelled);
+   a guardian ``market`` or ``trading`` pause does not stop liquidations (``bastion.core.guardian``); a maker of the same owner is cancelled
    (``self_trade``) so that nobody can buy their own liquidation at the insurance fund's expense.
 5. **Insurance.** Per fill, ``risk_model.insurance_fund_delta`` against the bankruptcy quote of
    that fill: a fill better than bankruptcy pays the (capped) fee to the fund of the market's pool;
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+from bastion.core import guardian
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation
@@ -214,7 +216,8 @@ class _LiquidationFills:
         sign = 1 if self.side == BUY else -1  # the liquidated account's delta per lot
         maker_position = maker_sub.positions.get(market.ticker)
         maker_size = maker_position.size if maker_position is not None else 0
-        if maker.reduce_only or market.status == REDUCE_ONLY or market.stale:
+        if maker.reduce_only or market.status == REDUCE_ONLY or market.stale or guardian.is_reduce_only(state,
+                                                                                                     market.ticker):
             cap = abs(maker_size) if maker_size * sign > 0 else 0
             if cap == 0:
                 self._cancel(maker, maker_sub, "reduce_only")

@@ -171,6 +171,13 @@ class StartRollout:
     revert_on_breach: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SetGuardian:
+    """Appoint or renew the guardian until ``expires`` (RFC 3339), or remove it (``address`` null)."""
+    address: str | None
+    expires: str | None = None
+
+
 ACTION_TYPES: dict[str, type] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -179,11 +186,19 @@ ACTION_TYPES: dict[str, type] = {
     "set_governance_params": SetGovernanceParams,
     "delist_market": DelistMarket,
     "start_rollout": StartRollout,
+    "set_guardian": SetGuardian,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
-          | StartRollout)
+          | StartRollout | SetGuardian)
+
+
+def action_requires_proposal(kind: str) -> ProtocolError:
+    """The refusal of a governance action sent as a transaction: actions only run inside an executed
+    proposal, whoever sends them (the guardian included)."""
+    return ProtocolError("action_requires_proposal",
+                         f"{kind} is a governance action: only an executed proposal applies it", field="type")
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -218,6 +233,30 @@ class CancelProposal:
     proposal_id: str
 
 
+# ------------------------------------------------------------------------------- guardian messages
+@dataclass(frozen=True, slots=True)
+class GuardianPause:
+    """Pause ``scope`` (market | reduce_only | trading | withdrawals; ``market`` for the first two)
+    for ``duration_s`` seconds of block time (``bastion.core.guardian``)."""
+    scope: str
+    duration_s: int
+    market: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardianUnpause:
+    """Lift the guardian's own pause, only within the unpause grace after its start."""
+    scope: str
+    market: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardianVeto:
+    """Veto a succeeded or queued proposal; the reason is required."""
+    proposal_id: str
+    reason: str
+
+
 MESSAGE_TYPES: dict[str, type] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -235,10 +274,14 @@ MESSAGE_TYPES: dict[str, type] = {
     "queue": Queue,
     "execute": Execute,
     "cancel_proposal": CancelProposal,
+    "guardian_pause": GuardianPause,
+    "guardian_unpause": GuardianUnpause,
+    "guardian_veto": GuardianVeto,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
-           | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal)
+           | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
+           | GuardianPause | GuardianUnpause | GuardianVeto)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -254,6 +297,8 @@ def decode_message(data: Any) -> Message:
     kind = data.get("type")
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
+        if isinstance(kind, str) and kind in ACTION_TYPES:
+            raise action_requires_proposal(kind)
         raise ProtocolError("unknown_message_type", f"unknown message type {kind!r}", field="type")
     values = _decode_fields(str(kind), cls, data, prefix="")
     if cls is OracleUpdate:

@@ -1,12 +1,13 @@
 """Order placement, cancellation and matching (DESIGN.md section 5).
 
-``place_order`` validates the whole message first (grid, market status, margin mode, reduce-only,
-post-only, margin after a hypothetical full fill at the limit price, fill-or-kill liquidity) and
+``place_order`` validates the whole message first (grid, market status and guardian pauses
+(``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the limit price, fill-or-kill liquidity) and
 only then assigns an order id and matches. Matching walks the book in price-time priority at the
 makers' prices; ``_Matcher.decide`` judges each proposed fill:
 
 1. self-trade prevention (cancel resting | cancel taking | decrement both);
-2. reduce-only clipping for both sides, and the reduce-only/stale market rule;
+2. reduce-only clipping for both sides, and the reduce-only/stale market rule (a guardian
+   ``reduce_only`` pause counts as the reduce-only status);
 3. the market's open-interest cap;
 4. margin for the maker (a maker that would breach is cancelled and matching goes on) and then
    the taker (matching stops);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import heapq
 from typing import Final
 
+from bastion.core import guardian
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation, ProtocolError
@@ -147,6 +149,7 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
         reason = "stale oracle" if market.stale else "reduce-only status"
         raise ProtocolError("market_reduce_only", f"{market.ticker} accepts only reducing orders ({reason})",
                             field="market")
+    guardian.check_market_open(state, market.ticker, reducing=reduces or terms.reduce_only)
     crosses = False
     if with_book:
         best = market.book.best_ask() if side == BUY else market.book.best_bid()
@@ -340,7 +343,7 @@ class _Matcher:
         # 2. reduce-only orders and reduce-only/stale markets: never increase or flip a position
         taker_size = self._size(taker)
         maker_size = self._size(maker_sub)
-        restricted = market.status == REDUCE_ONLY or market.stale
+        restricted = market.status == REDUCE_ONLY or market.stale or guardian.is_reduce_only(state, market.ticker)
         if self.msg.reduce_only or restricted:
             cap = abs(taker_size) if taker_size * taker_delta_sign < 0 else 0
             if cap == 0:

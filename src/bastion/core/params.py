@@ -104,4 +104,6 @@ class GovernanceParams:
     veto_threshold_denominator: int = 3
     late_quorum_extension_blocks: int = 14_400
     max_rollout_steps: int = 20                            # steps of one start_rollout (bastion.core.rollout)
+    guardian_max_pause_ms: int = 3 * DAY_MS                # a guardian pause lasts at most 72 h from its start
+    guardian_unpause_grace_ms: int = 600_000               # the guardian may lift its pause for 10 min
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

@@ -26,12 +26,14 @@ from bastion.core.params import (
     OracleParams,
 )
 from bastion.core.state import (
-    ConditionalOrder, Market, OrderTerms, ParamHistoryEntry, ParamSource, Position, Proposal, Rollout, State,
+    ConditionalOrder, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause, Position, Proposal,
+    Rollout, State,
     Subaccount,
 )
 
 FORMAT = "bastion-snapshot/5"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
-#   4: parameter history; 5: staged rollouts (in creation order) and per-market liquidation counts
+#   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
+#   guardian (address, expiry, pause keys used) and its pauses
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -75,6 +77,10 @@ def state_to_document(state: State) -> dict[str, Any]:
                           for e in state.param_history],
         "rollouts": [asdict(rollout) for rollout in state.rollouts.values()],
         "liquidation_counts": list(map(list, state.liquidation_counts.items())),
+        "guardian": {"address": state.guardian.address, "expires_ms": state.guardian.expires_ms,
+                     "pauses_used": [[scope, market, term]
+                                     for (scope, market), term in state.guardian.pauses_used.items()]},
+        "pauses": [[p.scope, p.market, p.start_ms, p.end_ms] for p in state.pauses.values()],
     }
 
 
@@ -189,6 +195,10 @@ def _build(doc: dict[str, Any]) -> State:
                            for name, old, new, height, kind, ref, number in doc["param_history"]]
     state.rollouts = {r["rollout_id"]: Rollout(**r) for r in doc["rollouts"]}
     state.liquidation_counts = {ticker: count for ticker, count in doc["liquidation_counts"]}
+    g = doc["guardian"]
+    state.guardian = Guardian(g["address"], g["expires_ms"],
+                              {(scope, market): term for scope, market, term in g["pauses_used"]})
+    state.pauses = {(scope, market): Pause(scope, market, start, end) for scope, market, start, end in doc["pauses"]}
     return state
 
 

@@ -7,8 +7,9 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
 ``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
 ``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
-``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), and the staged
-rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``).
+``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
+rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), and the
+guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``).
 """
 from __future__ import annotations
 
@@ -205,6 +206,30 @@ class ParamHistoryEntry:
     source: ParamSource
 
 
+PauseKey = tuple[str, str | None]          # (scope, market ticker or None for trading and withdrawals)
+
+
+@dataclass(slots=True)
+class Guardian:
+    """The guardian (``bastion.core.guardian``): an address set by governance with an expiry (ms of
+    block time), or none. A term is identified by its expiry: ``pauses_used`` maps each pause key to
+    the expiry of the term that last started it, so a key is spent for the rest of that term."""
+
+    address: str | None = None
+    expires_ms: int | None = None
+    pauses_used: dict[PauseKey, int] = field(default_factory=dict)  # in first-use order
+
+
+@dataclass(slots=True)
+class Pause:
+    """A guardian pause: in force while ``start_ms <= block time < end_ms``."""
+
+    scope: str                             # market | reduce_only | trading | withdrawals
+    market: str | None                     # the ticker for market and reduce_only, else None
+    start_ms: int
+    end_ms: int
+
+
 @dataclass(slots=True)
 class Rollout:
     """A staged rollout (``bastion.core.rollout``): one market parameter moved from ``start`` to
@@ -272,6 +297,8 @@ class State:
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     rollouts: dict[int, Rollout] = field(default_factory=dict)  # by id, in creation order
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
+    guardian: Guardian = field(default_factory=Guardian)
+    pauses: dict[PauseKey, Pause] = field(default_factory=dict)  # guardian pauses, in start order
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)

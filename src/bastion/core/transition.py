@@ -5,10 +5,11 @@ A block is applied as::
     begin_block   advance height and time, expire good-til-time orders
     apply_tx      for each (sender, message) in order: validate, then apply; a rejection
                   changes nothing and yields {"ok": false, "code": ..., "message": ...}
-    end_block     update_oracle_prices, trigger_conditional_orders, settle_final_markets,
-                  liquidate (with deleveraging), advance_rollouts (staged rollouts' gates and
-                  steps), update_funding, process_proposals (start and tally votes, expire
-                  queued proposals), commit_state_hash
+    end_block     expire_pauses (guardian pauses whose end has come), update_oracle_prices,
+                  trigger_conditional_orders, settle_final_markets, liquidate (with deleveraging),
+                  advance_rollouts (staged rollouts' gates and steps), update_funding,
+                  process_proposals (start and tally votes, expire queued proposals),
+                  commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
 the block time is given by the caller, never read from a clock.
@@ -19,14 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.core import accounts, conditional, governance, liquidation, oracle, orders, rollout, votes
+from bastion.core import accounts, conditional, governance, guardian, liquidation, oracle, orders, rollout, votes
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
-    CancelAll, CancelOrder, CancelProposal, Delegate, Deposit, Execute, Message, OracleUpdate, PlaceOrder, Queue,
-    SetLeverage, SetMarginMode, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw,
+    ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, Delegate, Deposit, Execute, GuardianPause, GuardianUnpause,
+    GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, SetLeverage, SetMarginMode, SubmitProposal, Transfer,
+    TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -53,6 +55,9 @@ HANDLERS: dict[type, Handler] = {
     Queue: governance.queue,
     Execute: governance.execute,
     CancelProposal: governance.cancel_proposal,
+    GuardianPause: guardian.guardian_pause,
+    GuardianUnpause: guardian.guardian_unpause,
+    GuardianVeto: governance.guardian_veto,
 }
 
 
@@ -79,6 +84,10 @@ def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
     """Apply one message; on rejection return the error and leave state and events untouched."""
     handler = HANDLERS.get(type(msg))
     if handler is None:
+        action = ACTION_NAMES.get(type(msg))
+        if action is not None:  # a governance action outside a proposal (the decoder refuses it too)
+            error = action_requires_proposal(action)
+            return {"ok": False, "code": error.code, "message": error.message}
         return {"ok": False, "code": "unknown_message_type", "message": f"no handler for {type(msg).__name__}"}
     tx_events: Events = []
     try:
@@ -128,6 +137,7 @@ def update_funding(state: State, events: Events) -> None:
 
 
 END_BLOCK_STEPS = (
+    guardian.expire_pauses,
     oracle.update_oracle_prices,
     conditional.trigger_conditional_orders,
     liquidation.settle_final_markets,
