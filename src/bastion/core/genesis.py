@@ -12,6 +12,7 @@ import copy
 import re
 from typing import Any
 
+from bastion.core.council import parse_genesis_council
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import normalize_address
@@ -66,6 +67,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "fees": {"insurance_share": "0"},
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),
+    "council": {"members": [], "threshold": 0, "steward_bounds": {}},
     "accounts": [],
 }
 _UNLIMITED = 10**30
@@ -275,6 +277,7 @@ def build_state(genesis: Any) -> State:
     state.seed_insurance = sum(funds.values())
     state.governance = _wrap("genesis.governance", parse_governance_params,
                              _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
+    _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
     for key in iter_leaf_keys(state):
         state.touch(key)

@@ -40,7 +40,9 @@ comes back when the vote ends without a veto, or on cancellation. A vote that fi
 quorum within the last ``late_quorum_extension_blocks`` of the period moves the deadline to
 ``height + extension``, once. Execution is allowed while ``queued + timelock <= block time <=
 queued + timelock + execution_window`` (ms of block time); after it ``execute`` is
-``proposal_expired`` at once and the proposal becomes ``expired`` at the end of the block.
+``proposal_expired`` at once and the proposal becomes ``expired`` at the end of the block. A
+``risk_increasing`` or ``critical`` proposal also needs the council's stress attestations
+(``bastion.core.council.check_stress_gate``, the last check before anything changes).
 """
 from __future__ import annotations
 
@@ -50,11 +52,11 @@ import json
 from dataclasses import asdict, fields
 from typing import Any, Final
 
-from bastion.core import votes
+from bastion.core import council, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
-    ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, Queue, SetFeeParams, SetGovernanceParams,
-    SetLiquidationParams, SetLiquidityTier, SetMarketParams, SubmitProposal, Vote,
+    ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, Queue, SetCouncil, SetFeeParams, SetGovernanceParams,
+    SetLiquidationParams, SetLiquidityTier, SetMarketParams, SetStewardBounds, SubmitProposal, Vote,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
 from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
@@ -91,7 +93,7 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
-             "late_quorum_extension_blocks", "tiers"}
+             "late_quorum_extension_blocks", "attestation_max_age_s", "tiers"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
     if "voting_delay_blocks" in obj:
@@ -102,6 +104,9 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if "execution_window_s" in obj:
         result.execution_window_ms = _count(obj["execution_window_s"], f"{path}.execution_window_s",
                                             minimum=1) * MS_PER_S
+    if "attestation_max_age_s" in obj:
+        result.attestation_max_age_ms = _count(obj["attestation_max_age_s"], f"{path}.attestation_max_age_s",
+                                               minimum=1) * MS_PER_S
     if "proposal_threshold" in obj:
         result.proposal_threshold_bgov = parse_decimal(obj["proposal_threshold"], votes.BGOV_DECIMALS,
                                                        field=f"{path}.proposal_threshold")
@@ -160,6 +165,7 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "execution_window_s": params.execution_window_ms // MS_PER_S,
         "veto_threshold": f"{params.veto_threshold_numerator}/{params.veto_threshold_denominator}",
         "late_quorum_extension_blocks": params.late_quorum_extension_blocks,
+        "attestation_max_age_s": params.attestation_max_age_ms // MS_PER_S,
         "tiers": {name: {"quorum": format_ppm(t.quorum_ppm), "approval_threshold": format_ppm(t.approval_threshold_ppm),
                          "voting_period_blocks": t.voting_period_blocks, "timelock_s": t.timelock_ms // MS_PER_S,
                          "min_holding_age_blocks": t.min_holding_age_blocks}
@@ -336,6 +342,10 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
         case DelistMarket():
             market = _market(state, action.market)
             changes.append((f"markets.{market.ticker}.status", market.status, FINAL_SETTLEMENT, RISK_REDUCING))
+        case SetCouncil():
+            changes.extend(council.compute_set_council_changes(state, action))
+        case SetStewardBounds():
+            changes.extend(council.compute_steward_bounds_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
@@ -395,6 +405,9 @@ def apply_change(state: State, name: str, value: Any) -> None:
         target, key = state.governance.tiers[tier_name], ("governance",)
     elif group == "governance":
         target, key, attr = state.governance, ("governance",), rest
+    elif group == "council":
+        council.apply_council_change(state, rest, value)
+        return
     else:
         raise InvariantViolation(f"unknown parameter {name!r}")
     setattr(target, attr, value)
@@ -619,7 +632,10 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
     if RISK_CLASSES.index(risk_class) > RISK_CLASSES.index(proposal.risk_class):
         raise ProtocolError("risk_class_escalated", f"the actions are now {risk_class}, voted as "
                             f"{proposal.risk_class}", field="proposal_id")
+    gate_event = council.check_stress_gate(state, proposal)
     # OPERATION
+    if gate_event is not None:
+        events.append(gate_event)
     source = ParamSource("proposal", proposal.proposal_id, proposal.number)
     for name, old, new, _ in changes:
         change_param(state, name, old, new, source, events)

@@ -103,4 +103,5 @@ class GovernanceParams:
     veto_threshold_numerator: int = 1                      # veto share above 1/3 vetoes
     veto_threshold_denominator: int = 3
     late_quorum_extension_blocks: int = 14_400
+    attestation_max_age_ms: int = 2 * DAY_MS               # council sign-offs older than this count for nothing
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

@@ -18,14 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.core import accounts, conditional, governance, liquidation, oracle, orders, votes
+from bastion.core import accounts, conditional, council, governance, liquidation, oracle, orders, votes
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
-    CancelAll, CancelOrder, CancelProposal, Delegate, Deposit, Execute, Message, OracleUpdate, PlaceOrder, Queue,
-    SetLeverage, SetMarginMode, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw,
+    CancelAll, CancelOrder, CancelProposal, CouncilAttest, Delegate, Deposit, Execute, Message, OracleUpdate,
+    PlaceOrder, Queue, SetLeverage, SetMarginMode, StewardChange, SubmitProposal, Transfer, TransferBgov, Vote,
+    Withdraw,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -52,6 +53,8 @@ HANDLERS: dict[type, Handler] = {
     Queue: governance.queue,
     Execute: governance.execute,
     CancelProposal: governance.cancel_proposal,
+    CouncilAttest: council.council_attest,
+    StewardChange: council.steward_change,
 }
 
 
