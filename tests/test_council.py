@@ -26,6 +26,7 @@ from builders import (
     ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, default_accounts, execute, genesis, market, queue,
     steward_change, submit_proposal, vote,
 )
+from test_governance import ok
 
 C1, C2, C3 = COUNCIL
 HOUR_MS = 3_600_000
@@ -63,19 +64,14 @@ def council_chain(**council_overrides) -> Chain:
     return Chain(council_genesis(**council_overrides))
 
 
-def ok(chain: Chain, *txs, advance_s: int = 1) -> list[dict]:
-    result = chain.block(list(txs), advance_s=advance_s)
-    assert all(r["ok"] for r in result.results), result.results
-    return result.results
-
-
 def ok_events(chain: Chain, *txs, advance_s: int = 1) -> list[dict]:
+    """One block; every tx must be accepted; returns its events."""
     result = chain.block(list(txs), advance_s=advance_s)
     assert all(r["ok"] for r in result.results), result.results
     return result.events
 
 
-def rejected(chain: Chain, sender: str, msg: dict, *, at_ms: int | None = None) -> ProtocolError | dict:
+def rejected(chain: Chain, sender: str, msg: dict, *, at_ms: int | None = None) -> dict:
     """Submit in a fresh block (at ``at_ms`` if given); the rejection must leave the state hash
     unchanged; returns the result (``code`` and ``message``)."""
     if at_ms is not None:

@@ -382,8 +382,9 @@ def compute_steward_change(state: State, name: str, text: str) -> tuple[int, int
     else:
         exceeded = abs(new - old) > bound.max_change
     if exceeded:
-        raise ProtocolError("steward_bound_exceeded", f"{name}: {old} -> {new} moves more than the {bound.kind} "
-                            f"bound {bound.max_change} allows", field="value", current=old, bound=bound.max_change)
+        allowed = f"{bound.max_change} ppm of |{old}|" if bound.kind == RELATIVE else str(bound.max_change)
+        raise ProtocolError("steward_bound_exceeded", f"{name}: {old} -> {new} moves {abs(new - old)}, more than "
+                            f"the bound allows ({allowed})", field="value", current=old, bound=bound.max_change)
     return old, new
 
 

@@ -33,7 +33,9 @@ from bastion.core.params import RISK_CLASSES
 from bastion.core.state import State
 
 _MOD: Final = 1 << 256
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
+# keys sorted: an action's free-form objects (set_governance_params, set_steward_bounds) hash the same
+# whatever their key order (a snapshot stores them with sorted keys)
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
 
 
 def serialize_leaf(state: State, key: tuple) -> list | None:
