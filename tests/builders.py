@@ -48,6 +48,8 @@ CAROL = address(0xC0)
 DAVE = address(0xD0)
 OWNERS = (ALICE, BOB, CAROL, DAVE)
 STRANGER = address(0xEE)  # a valid address with no subaccount
+COUNCIL = (address(0xC1), address(0xC2), address(0xC3))  # council members, when a genesis names a council
+REPORT = "ab" * 32        # a stress report hash (64 lowercase hex)
 
 BTC = "BTC-USD"
 ETH = "ETH-USD"
@@ -183,6 +185,14 @@ def execute(proposal_id: str) -> dict:
 
 def cancel_proposal(proposal_id: str) -> dict:
     return {"type": "cancel_proposal", "proposal_id": proposal_id}
+
+
+def council_attest(proposal_id: str, report_hash: str = REPORT, verdict: str = "pass") -> dict:
+    return {"type": "council_attest", "proposal_id": proposal_id, "report_hash": report_hash, "verdict": verdict}
+
+
+def steward_change(param: str, value: str) -> dict:
+    return {"type": "steward_change", "param": param, "value": value}
 
 
 def without(msg: dict, *names: str) -> dict:

@@ -20,8 +20,9 @@ from bastion.core.transition import apply_block
 from bastion.scenario import ScenarioError, run_scenario
 from builders import (
     ALICE, BOB, BRIDGE, BTC, CAROL, ETH, ORACLE, PEPE, STRANGER, Chain, cancel_all, cancel_order, default_accounts,
-    cancel_proposal, delegate, deposit, execute, genesis, market, oracle_update, place_order, queue, set_leverage,
-    set_margin_mode, submit_proposal, subaccount, transfer, transfer_bgov, tx, vote, withdraw, without,
+    cancel_proposal, council_attest, delegate, deposit, execute, genesis, market, oracle_update, place_order, queue,
+    set_leverage, set_margin_mode, steward_change, submit_proposal, subaccount, transfer, transfer_bgov, tx, vote,
+    withdraw, without,
 )
 
 HALT = "HALT-USD"  # paused
@@ -345,6 +346,16 @@ GOVERNANCE_CASES = [
     (BOB, cancel_proposal("PENDING"), "proposer_above_threshold"),                      # only the proposer, pending
     (ALICE, cancel_proposal("ACTIVE"), "proposer_above_threshold"),                     # proposer, but not pending
     (BOB, cancel_proposal("QUEUED"), "proposer_above_threshold"),
+    # council (this chain has none: every well-formed council message is from a non-member)
+    (ALICE, without(council_attest("QUEUED"), "verdict"), "missing_field"),
+    (ALICE, council_attest("QUEUED", verdict=True), "invalid_field"),
+    (ALICE, council_attest("QUEUED"), "not_council_member"),
+    (ALICE, steward_change("fees.insurance_share_ppm", 0.2), "invalid_field"),              # a float value
+    (ALICE, steward_change("fees.insurance_share_ppm", "0.2"), "not_council_member"),
+    (ALICE, submit_proposal({"type": "set_council", "members": ALICE, "threshold": 1}), "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_council", "members": [ALICE], "threshold": 2}), "invalid_council"),
+    (ALICE, submit_proposal({"type": "set_steward_bounds", "bounds": {"fees.insurance_share_ppm": {}}}),
+     "invalid_steward_bound"),
 ]
 
 GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,

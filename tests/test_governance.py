@@ -6,7 +6,9 @@ threshold 10 BGOV, min deposit 5, execution window 1 h, late-quorum extension 3 
 approval / period / timelock / holding age per class: risk_reducing 10% / 50% / 5 blocks / 1 d / 0,
 neutral 10% / 50% / 5 / 2 d / 0, risk_increasing 20% / 60% / 10 / 7 d / 2, critical 30% / 66.7% /
 10 / 14 d / 5. A proposal submitted in block 1 has snapshot 2 and takes votes in blocks 3..deadline
-(7 for 5-block periods, 12 for 10-block ones); the deposit (5) leaves the proposer's votes.
+(7 for 5-block periods, 12 for 10-block ones); the deposit (5) leaves the proposer's votes. The
+council is ``COUNCIL`` with threshold 2: a risk_increasing or critical proposal executes only with
+two of its pass attestations (``bastion.core.council``, tested in ``test_council.py``).
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action
 from bastion.core.state import ParamHistoryEntry, ParamSource
 from builders import (
-    ALICE, BOB, BTC, CAROL, DAVE, ETH, ORACLE, Chain, account, cancel_proposal, delegate, execute, genesis, queue,
-    oracle_update, submit_proposal, transfer_bgov, vote,
+    ALICE, BOB, BTC, CAROL, COUNCIL, DAVE, ETH, ORACLE, Chain, account, cancel_proposal, council_attest, delegate,
+    execute, genesis, queue, oracle_update, submit_proposal, transfer_bgov, vote,
 )
 
 BGOV = votes.BGOV
@@ -51,7 +53,8 @@ def gov_genesis(**governance_overrides) -> dict:
         if delegatee:
             entry["delegate"] = delegatee
         accounts.append(entry)
-    return genesis(accounts=accounts, governance={**copy.deepcopy(GOVERNANCE), **governance_overrides})
+    return genesis(accounts=accounts, governance={**copy.deepcopy(GOVERNANCE), **governance_overrides},
+                   council={"members": list(COUNCIL), "threshold": 2})
 
 
 def gov_chain(**governance_overrides) -> Chain:
@@ -221,6 +224,8 @@ def test_each_risk_class_waits_its_own_timelock(action, risk_class, period, time
     assert proposal(chain, pid).status == "succeeded"
     ok(chain, (CAROL, queue(pid)))
     queued_ms = chain.state.time_ms
+    if risk_class in ("risk_increasing", "critical"):                 # the stress gate: 2 of 3, 2 s before
+        ok(chain, *[(member, council_attest(pid)) for member in COUNCIL[:2]], advance_s=timelock_s - 2)
     chain.next_time_ms = queued_ms + timelock_s * 1000 - 1000         # one second early
     assert rejected(chain, ALICE, execute(pid)) == "timelock_not_elapsed"
     chain.next_time_ms = queued_ms + timelock_s * 1000                # exactly at the timelock

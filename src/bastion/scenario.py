@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from bastion.core import votes
+from bastion.core import council, votes
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
@@ -108,7 +108,8 @@ def describe_state(state: State) -> dict:
                        "withdrawals": format_usdc(state.total_withdrawals)},
             "bgov": describe_bgov(state),
             "governance": describe_governance(state),
-            "guardian": describe_guardian(state)}
+            "guardian": describe_guardian(state),
+            "council": council.describe_council(state)}
 
 
 def describe_guardian(state: State) -> dict:

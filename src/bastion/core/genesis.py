@@ -12,6 +12,7 @@ import copy
 import re
 from typing import Any
 
+from bastion.core.council import parse_genesis_council
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import normalize_address
@@ -68,6 +69,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
+    "council": {"members": [], "threshold": 0, "steward_bounds": {}},
     "accounts": [],
 }
 _UNLIMITED = 10**30
@@ -278,6 +280,7 @@ def build_state(genesis: Any) -> State:
     state.governance = _wrap("genesis.governance", parse_governance_params,
                              _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
+    _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
     for key in iter_leaf_keys(state):
         state.touch(key)

@@ -51,6 +51,9 @@ when the vote ended, so the guardian neither burns nor moves it. Vetoing while t
 the voters (unlike OpenZeppelin's proposal guardian, which may cancel an active proposal), and a
 proposal whose every action is ``set_guardian`` is not vetoable (``guardian_change_not_vetoable``):
 the guardian cannot keep governance from replacing or removing it.
+``proposal_expired`` at once and the proposal becomes ``expired`` at the end of the block. A
+``risk_increasing`` or ``critical`` proposal also needs the council's stress attestations
+(``bastion.core.council.check_stress_gate``, the last check before anything changes).
 """
 from __future__ import annotations
 
@@ -60,12 +63,12 @@ import json
 from dataclasses import asdict, fields
 from typing import Any, Final
 
-from bastion.core import guardian, rollout, votes
+from bastion.core import council, guardian, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
-    ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, GuardianVeto, Queue, SetFeeParams,
-    SetGovernanceParams, SetGuardian, SetLiquidationParams, SetLiquidityTier, SetMarketParams, StartRollout,
-    SubmitProposal, Vote,
+    ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, GuardianVeto, Queue, SetCouncil, SetFeeParams,
+    SetGovernanceParams, SetGuardian, SetLiquidationParams, SetLiquidityTier, SetMarketParams, SetStewardBounds,
+    StartRollout, SubmitProposal, Vote,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
 from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
@@ -105,7 +108,7 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
              "late_quorum_extension_blocks", "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
-             "tiers"}
+             "attestation_max_age_s", "tiers"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
     if "voting_delay_blocks" in obj:
@@ -118,6 +121,9 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if "execution_window_s" in obj:
         result.execution_window_ms = _count(obj["execution_window_s"], f"{path}.execution_window_s",
                                             minimum=1) * MS_PER_S
+    if "attestation_max_age_s" in obj:
+        result.attestation_max_age_ms = _count(obj["attestation_max_age_s"], f"{path}.attestation_max_age_s",
+                                               minimum=1) * MS_PER_S
     if "proposal_threshold" in obj:
         result.proposal_threshold_bgov = parse_decimal(obj["proposal_threshold"], votes.BGOV_DECIMALS,
                                                        field=f"{path}.proposal_threshold")
@@ -186,6 +192,7 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "max_rollout_steps": params.max_rollout_steps,
         "guardian_max_pause_s": params.guardian_max_pause_ms // MS_PER_S,
         "guardian_unpause_grace_s": params.guardian_unpause_grace_ms // MS_PER_S,
+        "attestation_max_age_s": params.attestation_max_age_ms // MS_PER_S,
         "tiers": {name: {"quorum": format_ppm(t.quorum_ppm), "approval_threshold": format_ppm(t.approval_threshold_ppm),
                          "voting_period_blocks": t.voting_period_blocks, "timelock_s": t.timelock_ms // MS_PER_S,
                          "min_holding_age_blocks": t.min_holding_age_blocks}
@@ -366,6 +373,10 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
             changes.extend(rollout.compute_start_rollout_changes(state, action))
         case SetGuardian():
             changes.extend(guardian.compute_set_guardian_changes(state, action))
+        case SetCouncil():
+            changes.extend(council.compute_set_council_changes(state, action))
+        case SetStewardBounds():
+            changes.extend(council.compute_steward_bounds_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
@@ -431,6 +442,9 @@ def apply_change(state: State, name: str, value: Any) -> None:
         target, key, attr = state.governance, ("governance",), rest
     elif group == "guardian":
         target, key, attr = state.guardian, ("guardian",), rest
+    elif group == "council":
+        council.apply_council_change(state, rest, value)
+        return
     else:
         raise InvariantViolation(f"unknown parameter {name!r}")
     setattr(target, attr, value)
@@ -655,7 +669,10 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
     if RISK_CLASSES.index(risk_class) > RISK_CLASSES.index(proposal.risk_class):
         raise ProtocolError("risk_class_escalated", f"the actions are now {risk_class}, voted as "
                             f"{proposal.risk_class}", field="proposal_id")
+    gate_event = council.check_stress_gate(state, proposal)
     # OPERATION
+    if gate_event is not None:
+        events.append(gate_event)
     source = ParamSource("proposal", proposal.proposal_id, proposal.number)
     rollout.start_rollouts(state, proposal, events)
     for name, old, new, _ in changes:

@@ -5,7 +5,9 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
-for the guardian ``("guardian",)`` and ``("pause", scope, market)``)
+for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
+member)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval",
+name, member)``)
 and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
@@ -32,7 +34,9 @@ from bastion.core.params import RISK_CLASSES
 from bastion.core.state import State
 
 _MOD: Final = 1 << 256
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
+# keys sorted: an action's free-form objects (set_governance_params, set_steward_bounds) hash the same
+# whatever their key order (a snapshot stores them with sorted keys)
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
 
 
 def serialize_leaf(state: State, key: tuple) -> list | None:
@@ -94,6 +98,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         return [g.voting_delay_blocks, g.proposal_threshold_bgov, g.min_deposit_bgov, g.execution_window_ms,
                 g.veto_threshold_numerator, g.veto_threshold_denominator, g.late_quorum_extension_blocks,
                 g.max_rollout_steps,
+                g.attestation_max_age_ms,
                 [[name, t.quorum_ppm, t.approval_threshold_ppm, t.voting_period_blocks, t.timelock_ms,
                   t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)],
                 g.guardian_max_pause_ms, g.guardian_unpause_grace_ms]
@@ -128,6 +133,20 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     if kind == "ballot":
         option, weight, reason = state.proposals[key[1]].ballots[key[2]]
         return [option, weight, reason]
+    if kind == "council":
+        return [list(state.council.members), state.council.threshold]
+    if kind == "attestation":
+        a = state.attestations.get(key[1], {}).get(key[2])
+        return None if a is None else [a.report_hash, a.verdict, a.attested_ms, a.height]
+    if kind == "steward_bound":
+        b = state.steward_bounds.get(key[1])
+        return None if b is None else [b.kind, b.max_change, b.cooldown_ms]
+    if kind == "steward_cooldown":
+        last_ms = state.steward_last_change_ms.get(key[1])
+        return None if last_ms is None else [last_ms]
+    if kind == "steward_approval":
+        approval = state.steward_approvals.get(key[1], {}).get(key[2])
+        return None if approval is None else [approval.value, approval.approved_ms, approval.height]
     # one (height, value) checkpoint per leaf: a change never rehashes the history before it
     if kind == "votes":
         checkpoints = state.vote_checkpoints.get(key[1], [])
@@ -249,6 +268,17 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("guardian",)
     for pause_key in state.pauses:
         yield ("pause", *pause_key)
+    yield ("council",)
+    for proposal_id, attestations in state.attestations.items():
+        for member in attestations:
+            yield ("attestation", proposal_id, member)
+    for name in state.steward_bounds:
+        yield ("steward_bound", name)
+    for name in state.steward_last_change_ms:
+        yield ("steward_cooldown", name)
+    for name, approvals in state.steward_approvals.items():
+        for member in approvals:
+            yield ("steward_approval", name, member)
 
 
 def compute_state_hash_full(state: State) -> str:

@@ -178,6 +178,20 @@ class SetGuardian:
     expires: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetCouncil:
+    """Replace the council: ``members`` (addresses, at least one) of whom ``threshold`` must sign."""
+    members: list[str]
+    threshold: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetStewardBounds:
+    """Per parameter (dotted name), ``{max_change | max_change_abs, cooldown_s}`` or null to remove
+    its bound; parameters not named keep theirs (``bastion.core.council``)."""
+    bounds: dict
+
+
 ACTION_TYPES: dict[str, type] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -187,11 +201,13 @@ ACTION_TYPES: dict[str, type] = {
     "delist_market": DelistMarket,
     "start_rollout": StartRollout,
     "set_guardian": SetGuardian,
+    "set_council": SetCouncil,
+    "set_steward_bounds": SetStewardBounds,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
-          | StartRollout | SetGuardian)
+          | StartRollout | SetGuardian | SetCouncil | SetStewardBounds)
 
 
 def action_requires_proposal(kind: str) -> ProtocolError:
@@ -255,6 +271,21 @@ class GuardianVeto:
     """Veto a succeeded or queued proposal; the reason is required."""
     proposal_id: str
     reason: str
+@dataclass(frozen=True, slots=True)
+class CouncilAttest:
+    """A council member's stress verdict on a queued proposal: ``pass`` or ``fail`` for the report
+    whose SHA-256 is ``report_hash`` (64 lowercase hex)."""
+    proposal_id: str
+    report_hash: str
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class StewardChange:
+    """A council member's approval to set ``param`` (dotted name) to ``value`` (decimal string as in
+    the governance action that sets it) without a vote; applies at the k-th approval."""
+    param: str
+    value: str
 
 
 MESSAGE_TYPES: dict[str, type] = {
@@ -277,15 +308,18 @@ MESSAGE_TYPES: dict[str, type] = {
     "guardian_pause": GuardianPause,
     "guardian_unpause": GuardianUnpause,
     "guardian_veto": GuardianVeto,
+    "council_attest": CouncilAttest,
+    "steward_change": StewardChange,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
-           | GuardianPause | GuardianUnpause | GuardianVeto)
+           | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
     "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list,),
+    "list[str]": (list,),
 }
 MAX_ACTIONS = 16
 

@@ -106,4 +106,5 @@ class GovernanceParams:
     max_rollout_steps: int = 20                            # steps of one start_rollout (bastion.core.rollout)
     guardian_max_pause_ms: int = 3 * DAY_MS                # a guardian pause lasts at most 72 h from its start
     guardian_unpause_grace_ms: int = 600_000               # the guardian may lift its pause for 10 min
+    attestation_max_age_ms: int = 2 * DAY_MS               # council sign-offs older than this count for nothing
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

@@ -26,14 +26,14 @@ from bastion.core.params import (
     OracleParams,
 )
 from bastion.core.state import (
-    ConditionalOrder, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause, Position, Proposal,
-    Rollout, State,
-    Subaccount,
+    Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
+    Position, Proposal, Rollout, State, StewardApproval, StewardBound, Subaccount,
 )
 
 FORMAT = "bastion-snapshot/5"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
-#   guardian (address, expiry, pause keys used) and its pauses
+#   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
+#   steward bounds, cooldowns and approvals
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -81,6 +81,14 @@ def state_to_document(state: State) -> dict[str, Any]:
                      "pauses_used": [[scope, market, term]
                                      for (scope, market), term in state.guardian.pauses_used.items()]},
         "pauses": [[p.scope, p.market, p.start_ms, p.end_ms] for p in state.pauses.values()],
+        "council": {"members": list(state.council.members), "threshold": state.council.threshold},
+        "attestations": [[pid, member, a.report_hash, a.verdict, a.attested_ms, a.height]
+                         for pid, by_member in state.attestations.items() for member, a in by_member.items()],
+        "steward_bounds": [[name, b.kind, b.max_change, b.cooldown_ms] for name, b in state.steward_bounds.items()],
+        "steward_last_change_ms": list(map(list, state.steward_last_change_ms.items())),
+        "steward_approvals": [[name, member, a.value, a.approved_ms, a.height]
+                              for name, by_member in state.steward_approvals.items()
+                              for member, a in by_member.items()],
     }
 
 
@@ -199,6 +207,14 @@ def _build(doc: dict[str, Any]) -> State:
     state.guardian = Guardian(g["address"], g["expires_ms"],
                               {(scope, market): term for scope, market, term in g["pauses_used"]})
     state.pauses = {(scope, market): Pause(scope, market, start, end) for scope, market, start, end in doc["pauses"]}
+    state.council = Council(tuple(doc["council"]["members"]), doc["council"]["threshold"])
+    for pid, member, report_hash, verdict, attested_ms, height in doc["attestations"]:
+        state.attestations.setdefault(pid, {})[member] = Attestation(report_hash, verdict, attested_ms, height)
+    state.steward_bounds = {name: StewardBound(kind, max_change, cooldown_ms)
+                            for name, kind, max_change, cooldown_ms in doc["steward_bounds"]}
+    state.steward_last_change_ms = {name: last_ms for name, last_ms in doc["steward_last_change_ms"]}
+    for name, member, value, approved_ms, height in doc["steward_approvals"]:
+        state.steward_approvals.setdefault(name, {})[member] = StewardApproval(value, approved_ms, height)
     return state
 
 

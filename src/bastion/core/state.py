@@ -8,8 +8,10 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
 ``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
 ``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
-rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), and the
-guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``).
+rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
+guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
+council's ``("council",)``, ``("attestation", proposal id, member)``, ``("steward_bound", name)``,
+``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``).
 """
 from __future__ import annotations
 
@@ -257,6 +259,42 @@ class Rollout:
     halt_reason: str | None = None         # a gate name, superseded or market_not_active
     reverted: bool = False
     ended_height: int | None = None
+@dataclass(frozen=True, slots=True)
+class Council:
+    """The council (``bastion.core.council``): ``threshold`` (k) of its ``members`` (n, sorted
+    addresses) must sign. Without members (a genesis without a council) k is 0 and nothing the
+    council signs can exist."""
+
+    members: tuple[str, ...] = ()
+    threshold: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """A council member's latest stress attestation on a queued proposal (``council_attest``)."""
+
+    report_hash: str                       # SHA-256 hex of the stress report
+    verdict: str                           # pass | fail
+    attested_ms: int                       # block time
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class StewardBound:
+    """How far and how often the council may move one governed parameter without a vote."""
+
+    kind: str                              # relative (max_change in ppm of the current value) | absolute
+    max_change: int                        # ppm (relative) or the parameter's own integer unit (absolute)
+    cooldown_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StewardApproval:
+    """A council member's latest ``steward_change`` approval of one parameter (value in its unit)."""
+
+    value: int
+    approved_ms: int
+    height: int
 
 
 @dataclass(slots=True)
@@ -296,6 +334,11 @@ class State:
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     rollouts: dict[int, Rollout] = field(default_factory=dict)  # by id, in creation order
+    council: Council = field(default_factory=Council)
+    attestations: dict[str, dict[str, Attestation]] = field(default_factory=dict)  # proposal id -> member -> latest
+    steward_bounds: dict[str, StewardBound] = field(default_factory=dict)  # parameter name -> bound
+    steward_last_change_ms: dict[str, int] = field(default_factory=dict)  # parameter name -> last steward change
+    steward_approvals: dict[str, dict[str, StewardApproval]] = field(default_factory=dict)  # name -> member -> latest
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
     guardian: Guardian = field(default_factory=Guardian)
     pauses: dict[PauseKey, Pause] = field(default_factory=dict)  # guardian pauses, in start order

@@ -20,15 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.core import accounts, conditional, governance, guardian, liquidation, oracle, orders, rollout, votes
+from bastion.core import (
+    accounts, conditional, council, governance, guardian, liquidation, oracle, orders, rollout, votes,
+)
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
-    ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, Delegate, Deposit, Execute, GuardianPause, GuardianUnpause,
-    GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, SetLeverage, SetMarginMode, SubmitProposal, Transfer,
-    TransferBgov, Vote, Withdraw, action_requires_proposal,
+    ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, CouncilAttest, Delegate, Deposit, Execute, GuardianPause,
+    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, SetLeverage, SetMarginMode,
+    StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -58,6 +60,8 @@ HANDLERS: dict[type, Handler] = {
     GuardianPause: guardian.guardian_pause,
     GuardianUnpause: guardian.guardian_unpause,
     GuardianVeto: governance.guardian_veto,
+    CouncilAttest: council.council_attest,
+    StewardChange: council.steward_change,
 }
 
 
