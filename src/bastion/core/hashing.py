@@ -4,9 +4,10 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
 ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
-``("param_history", i)``)
+``("param_history", i)``, and ``("listing",)`` for the listing parameters)
 and a canonical value (compact JSON of ints, strings,
-bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
+bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
+proposals' actions with their keys sorted). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
 leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
 leaves it touched (``State.touch``), and the block's state hash is
@@ -31,7 +32,9 @@ from bastion.core.params import RISK_CLASSES
 from bastion.core.state import State
 
 _MOD: Final = 1 << 256
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False).encode
+# keys sorted: an action field holding an object (set_governance_params.params, list_market.oracle) must hash
+# the same after a snapshot's JSON round trip, which sorts keys
+_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
 
 
 def serialize_leaf(state: State, key: tuple) -> list | None:
@@ -94,6 +97,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 g.veto_threshold_numerator, g.veto_threshold_denominator, g.late_quorum_extension_blocks,
                 [[name, t.quorum_ppm, t.approval_threshold_ppm, t.voting_period_blocks, t.timelock_ms,
                   t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)]]
+    if kind == "listing":
+        listing, defaults = state.listing, state.listing.oracle
+        return [[defaults.min_sources, defaults.max_staleness_ms, defaults.max_source_deviation_ppm,
+                 defaults.max_move_per_block_ppm], listing.min_initial_margin_ppm, listing.max_open_interest_usdc]
     if kind == "proposal":
         pr = state.proposals[key[1]]
         r = pr.rules
@@ -207,6 +214,7 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     for index in range(len(state.total_supply_checkpoints)):
         yield ("total_supply", index)
     yield ("governance",)
+    yield ("listing",)
     for proposal_id, proposal in state.proposals.items():
         yield ("proposal", proposal_id)
         for voter in proposal.ballots:

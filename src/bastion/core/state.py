@@ -7,7 +7,8 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
 ``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
 ``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
-``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``).
+``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), and ``("listing",)``
+(the listing parameters, ``bastion.core.actions``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bastion.core.params import (
     GovernanceParams,
     GovernanceTier,
     LiquidationParams,
+    ListingParams,
     LiquidityTier,
     OracleParams,
 )
@@ -198,8 +200,8 @@ class ParamHistoryEntry:
     """One change of a governed parameter (``bastion.core.governance.change_param``)."""
 
     name: str                              # dotted path, e.g. markets.BTC-USD.tier_id
-    old: int | str
-    new: int | str
+    old: int | str | list[str] | None      # a list for oracle_operators (addresses, sorted)
+    new: int | str | list[str] | None
     height: int
     source: ParamSource
 
@@ -237,6 +239,7 @@ class State:
     bad_debt: dict[str, int] = field(default_factory=dict)  # pool -> micro-USDC socialised, cumulative
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
+    listing: ListingParams = field(default_factory=ListingParams)  # the default listing path (core.actions)
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     params_epoch: int = 0    # bumped by every change of a governed parameter (invalidates derived caches)
