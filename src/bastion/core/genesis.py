@@ -18,7 +18,7 @@ from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import normalize_address
 from bastion.core.governance import format_governance_params, parse_governance_params
 from bastion.core.params import (
-    FeeParams, FundingParams, GovernanceParams, LiquidationParams, LiquidityTier, OracleParams,
+    FeeParams, FundingParams, GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OracleParams,
 )
 from bastion.core.state import (
     ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, SUBACCOUNT_NUMBERS, Guardian, Market, Position, State,
@@ -66,6 +66,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
+    # the default listing path (bastion.core.actions): a listed market's tier and OI cap stay within these
+    "listing": {"min_initial_margin": "0.05", "max_open_interest": "1000000"},
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
@@ -108,8 +110,9 @@ def _check_keys(obj: Any, allowed: set[str], path: str) -> None:
 
 
 def _oracle_params(obj: dict, base: OracleParams | None, path: str) -> OracleParams:
-    _check_keys(obj, {"operators", "min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"},
-                path)
+    # the operators are chain-wide: only the genesis section names them, not a market's override
+    _check_keys(obj, {"min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"}
+                | ({"operators"} if base is None else set()), path)
     d = GENESIS_DEFAULTS["oracle"]
 
     def pick(key, parse):
@@ -138,6 +141,55 @@ def _int(value: Any, path: str, *, minimum: int | None = None, maximum: int | No
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise _error(path, f"is out of range ({value})")
     return value
+
+
+def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets: dict[str, Market],
+                 oracle_defaults: OracleParams, operators: list[str] | tuple[str, ...], time_ms: int) -> Market:
+    """One market of the genesis form (``genesis.markets[i]``; also a ``list_market`` action's
+    listing, ``bastion.core.actions``): syntax, grids, tier, fees, oracle overrides. The ticker must
+    be new to ``markets``; every operator counts as having submitted the initial price at
+    ``time_ms``. Errors are ``invalid_genesis`` naming the field path."""
+    market_defaults = GENESIS_DEFAULTS["market"]
+    _check_keys(m, {"ticker", "size_decimals", "price_decimals", "liquidity_tier", "min_order_size",
+                    "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price", "status",
+                    "oracle"}, path)
+    ticker = _get(m, "ticker", path, str)
+    if not _TICKER.match(ticker):
+        raise _error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
+    if ticker in markets:
+        raise _error(f"{path}.ticker", f"duplicate market {ticker}")
+    size_decimals = _int(_get(m, "size_decimals", path, int), f"{path}.size_decimals", minimum=-12, maximum=18)
+    price_decimals = _int(_get(m, "price_decimals", path, int), f"{path}.price_decimals", minimum=-12, maximum=18)
+    tier_id = _int(_get(m, "liquidity_tier", path, int, market_defaults["liquidity_tier"]), f"{path}.liquidity_tier")
+    if tier_id not in tiers:
+        raise _error(f"{path}.liquidity_tier", f"no liquidity tier {tier_id}")
+    min_size = m.get("min_order_size")
+    min_lots = 1 if min_size is None else _wrap(f"{path}.min_order_size", parse_decimal, min_size, size_decimals,
+                                               field="min_order_size")
+    max_oi = m.get("max_open_interest")
+    max_oi_lots = _UNLIMITED if max_oi is None else _wrap(f"{path}.max_open_interest", parse_decimal, max_oi,
+                                                         size_decimals, field="max_open_interest")
+    maker_fee = _wrap(f"{path}.maker_fee", parse_ppm, _get(m, "maker_fee", path, str, market_defaults["maker_fee"]),
+                      field="maker_fee", signed=True)
+    taker_fee = _wrap(f"{path}.taker_fee", parse_ppm, _get(m, "taker_fee", path, str, market_defaults["taker_fee"]),
+                      field="taker_fee", signed=True)
+    if taker_fee < 0 or taker_fee + maker_fee < 0:
+        raise _error(f"{path}.maker_fee", "a maker rebate may not exceed the taker fee")
+    status = _get(m, "status", path, str, ACTIVE)
+    if status not in MARKET_STATUSES:
+        raise _error(f"{path}.status", f"unknown status {status!r}")
+    price = _wrap(f"{path}.oracle_price", parse_decimal, _get(m, "oracle_price", path, str), price_decimals,
+                  field="oracle_price")
+    if price <= 0 or min_lots <= 0:
+        raise _error(path, "oracle_price and min_order_size must be positive")
+    oracle_params = _oracle_params(m["oracle"], oracle_defaults, f"{path}.oracle") if "oracle" in m else \
+        copy.copy(oracle_defaults)
+    market = Market(ticker=ticker, size_decimals=size_decimals, price_decimals=price_decimals, tier_id=tier_id,
+                    min_order_lots=min_lots, max_open_interest_lots=max_oi_lots, maker_fee_ppm=maker_fee,
+                    taker_fee_ppm=taker_fee, isolated_only=_get(m, "isolated_only", path, bool, False),
+                    status=status, oracle_params=oracle_params, oracle_price=price)
+    market.submissions = {op: (price, time_ms) for op in operators}
+    return market
 
 
 def build_state(genesis: Any) -> State:
@@ -184,50 +236,10 @@ def build_state(genesis: Any) -> State:
                                        upper, impact, profit_weight)
 
     markets: dict[str, Market] = {}
-    market_defaults = GENESIS_DEFAULTS["market"]
     for i, m in enumerate(_get(g, "markets", "genesis", list)):
-        path = f"genesis.markets[{i}]"
-        _check_keys(m, {"ticker", "size_decimals", "price_decimals", "liquidity_tier", "min_order_size",
-                        "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price", "status",
-                        "oracle"}, path)
-        ticker = _get(m, "ticker", path, str)
-        if not _TICKER.match(ticker):
-            raise _error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
-        if ticker in markets:
-            raise _error(f"{path}.ticker", f"duplicate market {ticker}")
-        size_decimals = _int(_get(m, "size_decimals", path, int), f"{path}.size_decimals", minimum=-12, maximum=18)
-        price_decimals = _int(_get(m, "price_decimals", path, int), f"{path}.price_decimals", minimum=-12, maximum=18)
-        tier_id = _int(_get(m, "liquidity_tier", path, int, market_defaults["liquidity_tier"]),
-                       f"{path}.liquidity_tier")
-        if tier_id not in tiers:
-            raise _error(f"{path}.liquidity_tier", f"no liquidity tier {tier_id}")
-        min_size = m.get("min_order_size")
-        min_lots = 1 if min_size is None else _wrap(f"{path}.min_order_size", parse_decimal, min_size, size_decimals,
-                                                   field="min_order_size")
-        max_oi = m.get("max_open_interest")
-        max_oi_lots = _UNLIMITED if max_oi is None else _wrap(f"{path}.max_open_interest", parse_decimal, max_oi,
-                                                             size_decimals, field="max_open_interest")
-        maker_fee = _wrap(f"{path}.maker_fee", parse_ppm, _get(m, "maker_fee", path, str, market_defaults["maker_fee"]),
-                          field="maker_fee", signed=True)
-        taker_fee = _wrap(f"{path}.taker_fee", parse_ppm, _get(m, "taker_fee", path, str, market_defaults["taker_fee"]),
-                          field="taker_fee", signed=True)
-        if taker_fee < 0 or taker_fee + maker_fee < 0:
-            raise _error(f"{path}.maker_fee", "a maker rebate may not exceed the taker fee")
-        status = _get(m, "status", path, str, ACTIVE)
-        if status not in MARKET_STATUSES:
-            raise _error(f"{path}.status", f"unknown status {status!r}")
-        price = _wrap(f"{path}.oracle_price", parse_decimal, _get(m, "oracle_price", path, str), price_decimals,
-                      field="oracle_price")
-        if price <= 0 or min_lots <= 0:
-            raise _error(path, "oracle_price and min_order_size must be positive")
-        oracle_params = _oracle_params(m["oracle"], oracle_defaults, f"{path}.oracle") if "oracle" in m else \
-            copy.copy(oracle_defaults)
-        market = Market(ticker=ticker, size_decimals=size_decimals, price_decimals=price_decimals, tier_id=tier_id,
-                        min_order_lots=min_lots, max_open_interest_lots=max_oi_lots, maker_fee_ppm=maker_fee,
-                        taker_fee_ppm=taker_fee, isolated_only=_get(m, "isolated_only", path, bool, False),
-                        status=status, oracle_params=oracle_params, oracle_price=price)
-        market.submissions = {op: (price, time_ms) for op in operator_set}
-        markets[ticker] = market
+        market = parse_market(m, f"genesis.markets[{i}]", tiers=tiers, markets=markets, oracle_defaults=oracle_defaults,
+                              operators=operator_set, time_ms=time_ms)
+        markets[market.ticker] = market
     markets = dict(sorted(markets.items()))
 
     liq_obj = {**GENESIS_DEFAULTS["liquidation"], **_get(g, "liquidation", "genesis", dict, {})}
@@ -267,6 +279,17 @@ def build_state(genesis: Any) -> State:
     if fees.insurance_share_ppm > PPM:
         raise _error("genesis.fees.insurance_share", "must be at most 1")
 
+    listing_obj = {**GENESIS_DEFAULTS["listing"], **_get(g, "listing", "genesis", dict, {})}
+    _check_keys(listing_obj, set(GENESIS_DEFAULTS["listing"]), "genesis.listing")
+    listing = ListingParams(
+        copy.copy(oracle_defaults),
+        _wrap("genesis.listing.min_initial_margin", parse_ppm, listing_obj["min_initial_margin"],
+              field="min_initial_margin"),
+        _wrap("genesis.listing.max_open_interest", parse_usdc, listing_obj["max_open_interest"],
+              field="max_open_interest"))
+    if not 0 < listing.min_initial_margin_ppm <= PPM or listing.max_open_interest_usdc <= 0:
+        raise _error("genesis.listing", "min_initial_margin must be in (0, 1] and max_open_interest positive")
+
     funds = {CROSS_POOL: 0, **{t: 0 for t, m in markets.items() if m.isolated_only}}
     for pool, amount in _get(g, "insurance_funds", "genesis", dict, {}).items():
         if pool not in funds:
@@ -277,6 +300,7 @@ def build_state(genesis: Any) -> State:
                   oracle_operators=tuple(operator_set), tiers=dict(sorted(tiers.items())), markets=markets,
                   funding=funding, fees=fees, liquidation=liquidation, insurance_funds=dict(sorted(funds.items())))
     state.seed_insurance = sum(funds.values())
+    state.listing = listing
     state.governance = _wrap("genesis.governance", parse_governance_params,
                              _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)

@@ -5,8 +5,9 @@ carry it as ``proposal_number`` beside the ``proposal_id``).
 
 Proposal id: ``SHA-256`` (hex) of the canonical JSON (keys sorted, compact, ASCII) of
 ``{"chain_id", "title", "description", "actions", "proposer", "height"}``, where ``actions`` are
-the decoded actions as objects with their ``type`` and every field (null when omitted) and
-``height`` the submission block. The same content submitted twice in one block by the same
+the decoded actions as objects with their ``type`` and every field (null when omitted; fields added
+to an action later appear only when set, ``messages.canonical_action``) and ``height`` the
+submission block. The same content submitted twice in one block by the same
 proposer is ``duplicate_proposal``.
 
 Actions are typed data (``bastion.core.messages``). ``compute_action_changes(state, action)``
@@ -60,15 +61,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any, Final
 
-from bastion.core import council, guardian, rollout, votes
+from bastion.core import actions, council, guardian, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
-    ACTION_NAMES, Action, CancelProposal, DelistMarket, Execute, GuardianVeto, Queue, SetCouncil, SetFeeParams,
-    SetGovernanceParams, SetGuardian, SetLiquidationParams, SetLiquidityTier, SetMarketParams, SetStewardBounds,
-    StartRollout, SubmitProposal, Vote,
+    Action, CancelProposal, DelistMarket, Execute, GuardianVeto, InsuranceTransfer, ListMarket, Queue, SetCouncil,
+    SetFeeParams, SetGovernanceParams, SetGuardian, SetLiquidationParams, SetListingParams, SetLiquidityTier,
+    SetMarketParams, SetOracleOperators, SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend,
+    UpgradeIsolatedToCross, Vote, canonical_action,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
 from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
@@ -318,6 +320,7 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
                 changes.append((prefix + "status", market.status, action.status,
                                 compare_risk(_STATUS_RANK[market.status], _STATUS_RANK[action.status],
                                              riskier_when_higher=True)))
+            changes.extend(actions.compute_market_oracle_changes(market, action))
         case SetLiquidityTier():
             old = state.tiers.get(action.tier)
             if old is None:
@@ -347,21 +350,9 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
             share = _ratio(action.insurance_share, "insurance_share")
             changes.append(("fees.insurance_share_ppm", state.fees.insurance_share_ppm, share,
                             compare_risk(state.fees.insurance_share_ppm, share, riskier_when_higher=False)))
-        case SetLiquidationParams():
-            liq = state.liquidation
-            if action.max_liquidation_fee is not None:
-                fee = _ratio(action.max_liquidation_fee, "max_liquidation_fee")
-                changes.append(("liquidation.max_liquidation_fee_ppm", liq.max_liquidation_fee_ppm, fee,
-                                compare_risk(liq.max_liquidation_fee_ppm, fee, riskier_when_higher=False)))
-            if action.max_insurance_loss_per_block is not None:
-                loss = parse_usdc(action.max_insurance_loss_per_block, field="max_insurance_loss_per_block")
-                changes.append(("liquidation.max_insurance_loss_per_block_usdc", liq.max_insurance_loss_per_block_usdc,
-                                loss, compare_risk(liq.max_insurance_loss_per_block_usdc, loss,
-                                                   riskier_when_higher=True)))
-            if action.withdrawal_pause_blocks is not None:
-                blocks = _count(action.withdrawal_pause_blocks, "withdrawal_pause_blocks", minimum=0)
-                changes.append(("liquidation.withdrawal_pause_blocks", liq.withdrawal_pause_blocks, blocks,
-                                compare_risk(liq.withdrawal_pause_blocks, blocks, riskier_when_higher=False)))
+        case (SetLiquidationParams() | ListMarket() | SetListingParams() | SetOracleOperators() | TreasurySpend()
+              | InsuranceTransfer() | UpgradeIsolatedToCross()):
+            changes.extend(actions.compute_changes(state, action))
         case SetGovernanceParams():
             new_params = parse_governance_params(action.params, state.governance, "params")
             old_doc, new_doc = _flatten(state.governance), _flatten(new_params)
@@ -390,10 +381,11 @@ def _flatten(params: GovernanceParams) -> dict[str, int]:
     return flat
 
 
-def compute_proposal_changes(state: State, actions: tuple) -> tuple[list[Change], str]:
+def compute_proposal_changes(state: State, proposal_actions: tuple) -> tuple[list[Change], str]:
     """Every action validated against the current state (none applied), and the strictest class."""
-    changes = [change for action in actions for change in compute_action_changes(state, action)]
+    changes = [change for action in proposal_actions for change in compute_action_changes(state, action)]
     rollout.check_rollout_conflicts(changes)
+    actions.check_proposal_changes(state, changes)
     return changes, strictest([change[3] for change in changes])
 
 
@@ -401,8 +393,13 @@ def change_param(state: State, name: str, old: Any, new: Any, source: ParamSourc
     """THE way a governed parameter changes (proposal execution, council steward change, rollout
     step, ...): set it, append it to ``state.param_history`` and emit ``param_changed``. A change
     to the same value is applied (harmless) but neither recorded nor announced. The caller bumps
-    ``state.params_epoch`` once per batch of changes. A change from outside a rollout halts the
-    active rollout of the same parameter (``bastion.core.rollout``)."""
+    ``state.params_epoch`` once per batch of changes. An operation (a listing, a money move:
+    ``actions.is_operation``) is applied by ``actions.apply_operation`` with its own event instead.
+    A change from outside a rollout halts the active rollout of the same parameter
+    (``bastion.core.rollout``)."""
+    if actions.is_operation(name):
+        actions.apply_operation(state, name, new, source, events)
+        return
     if source.kind != "rollout":
         rollout.halt_superseded_rollouts(state, name, source, events)
     apply_change(state, name, new)
@@ -426,15 +423,23 @@ def get_param_history(state: State, name: str | None = None) -> list[ParamHistor
 def apply_change(state: State, name: str, value: Any) -> None:
     """Set one governed parameter by its dotted name and touch its leaf."""
     group, _, rest = name.partition(".")
-    if group == "markets":
+    if group == "markets" and rest.rsplit(".", 2)[-2] == "oracle":   # tickers are upper case
+        ticker, _, attr = rest.rsplit(".", 2)
+        target: Any = state.markets[ticker].oracle_params
+        key: tuple = state.markets[ticker].key
+    elif group == "markets":
         ticker, attr = rest.rsplit(".", 1)
-        target: Any = state.markets[ticker]
-        key: tuple = target.key
+        target, key = state.markets[ticker], state.markets[ticker].key
     elif group == "liquidity_tiers":
         tier_id, attr = rest.split(".")
         target, key = state.tiers[int(tier_id)], ("global",)
     elif group in ("fees", "liquidation"):
         target, key, attr = getattr(state, group), ("global",), rest
+    elif group == "listing":
+        target, key, attr = state.listing, ("listing",), rest
+    elif group == "oracle_operators":
+        actions.set_oracle_operators(state, value)
+        return
     elif group == "governance" and rest.startswith("tiers."):
         _, tier_name, attr = rest.split(".")
         target, key = state.governance.tiers[tier_name], ("governance",)
@@ -455,7 +460,7 @@ def apply_change(state: State, name: str, value: Any) -> None:
 def compute_proposal_id(chain_id: str, proposer: str, height: int, title: str, description: str,
                         actions: tuple) -> str:
     content = {"chain_id": chain_id, "title": title, "description": description, "proposer": proposer,
-               "height": height, "actions": [{"type": ACTION_NAMES[type(a)], **asdict(a)} for a in actions]}
+               "height": height, "actions": [canonical_action(a) for a in actions]}
     data = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return hashlib.sha256(data).hexdigest()
 

@@ -7,9 +7,10 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
 for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
 member)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval",
-name, member)``)
+name, member)``, and ``("listing",)`` for the listing parameters)
 and a canonical value (compact JSON of ints, strings,
-bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key). A leaf's digest
+bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
+proposals' actions with their keys sorted). A leaf's digest
 is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
 leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
 leaves it touched (``State.touch``), and the block's state hash is
@@ -34,8 +35,8 @@ from bastion.core.params import RISK_CLASSES
 from bastion.core.state import State
 
 _MOD: Final = 1 << 256
-# keys sorted: an action's free-form objects (set_governance_params, set_steward_bounds) hash the same
-# whatever their key order (a snapshot stores them with sorted keys)
+# keys sorted: an action field holding an object (set_governance_params.params, set_steward_bounds.bounds,
+# list_market.oracle) must hash the same after a snapshot's JSON round trip, which sorts keys
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
 
 
@@ -111,6 +112,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     if kind == "pause":
         pause = state.pauses.get((key[1], key[2]))
         return None if pause is None else [pause.start_ms, pause.end_ms]
+    if kind == "listing":
+        listing, defaults = state.listing, state.listing.oracle
+        return [[defaults.min_sources, defaults.max_staleness_ms, defaults.max_source_deviation_ppm,
+                 defaults.max_move_per_block_ppm], listing.min_initial_margin_ppm, listing.max_open_interest_usdc]
     if kind == "proposal":
         pr = state.proposals[key[1]]
         r = pr.rules
@@ -254,6 +259,7 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     for index in range(len(state.total_supply_checkpoints)):
         yield ("total_supply", index)
     yield ("governance",)
+    yield ("listing",)
     for proposal_id, proposal in state.proposals.items():
         yield ("proposal", proposal_id)
         for voter in proposal.ballots:

@@ -122,6 +122,11 @@ class SetMarketParams:
     taker_fee: str | None = None
     min_order_size: str | None = None
     status: str | None = None              # active | reduce_only | paused
+    # the market's oracle configuration (DESIGN.md section 6; bastion.core.actions)
+    min_sources: int | None = None
+    max_staleness_s: int | None = None
+    max_source_deviation: str | None = None
+    max_move_per_block: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +145,15 @@ class SetFeeParams:
 
 @dataclass(frozen=True, slots=True)
 class SetLiquidationParams:
+    """Any field of ``LiquidationParams`` (genesis ``liquidation`` names and units)."""
     max_liquidation_fee: str | None = None
     max_insurance_loss_per_block: str | None = None
     withdrawal_pause_blocks: int | None = None
+    bankruptcy_adjustment: str | None = None
+    spread_to_maintenance: str | None = None
+    min_position_notional: str | None = None
+    max_position_portion: str | None = None
+    max_notional_per_block: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +203,59 @@ class SetStewardBounds:
     bounds: dict
 
 
+@dataclass(frozen=True, slots=True)
+class ListMarket:
+    """List a new market on the default path (DESIGN.md section 9): isolated-only with its own
+    (empty) insurance fund, a conservative tier, a small open-interest cap (``bastion.core.actions``).
+    Fields as a genesis market; ``oracle`` overrides the listing oracle defaults."""
+    ticker: str
+    size_decimals: int
+    price_decimals: int
+    oracle_price: str
+    min_order_size: str
+    max_open_interest: str
+    liquidity_tier: int | None = None      # default: the tier named "isolated"
+    maker_fee: str | None = None
+    taker_fee: str | None = None
+    oracle: dict | None = None             # min_sources, max_staleness_s, max_source_deviation, max_move_per_block
+
+
+@dataclass(frozen=True, slots=True)
+class SetListingParams:
+    """The bounds of the default listing path: minimum tier initial margin, maximum OI cap (USDC)."""
+    min_initial_margin: str | None = None
+    max_open_interest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetOracleOperators:
+    """Replace the set of oracle operators (addresses)."""
+    operators: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class TreasurySpend:
+    """Pay ``amount`` USDC from the protocol fee account (the treasury) to a subaccount."""
+    to_owner: str
+    to_subaccount: int
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class InsuranceTransfer:
+    """Move ``amount`` USDC between insurance funds ("cross" or an isolated market's ticker), or
+    from the treasury ("treasury") into one."""
+    from_pool: str
+    to_pool: str
+    amount: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeIsolatedToCross:
+    """An isolated-only market joins the cross pool; its insurance fund merges into the cross fund."""
+    market: str
+
+
 ACTION_TYPES: dict[str, type] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -203,11 +267,14 @@ ACTION_TYPES: dict[str, type] = {
     "set_guardian": SetGuardian,
     "set_council": SetCouncil,
     "set_steward_bounds": SetStewardBounds,
+    "list_market": ListMarket,
+    "set_listing_params": SetListingParams,
+    "set_oracle_operators": SetOracleOperators,
+    "treasury_spend": TreasurySpend,
+    "insurance_transfer": InsuranceTransfer,
+    "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
-
-Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
-          | StartRollout | SetGuardian | SetCouncil | SetStewardBounds)
 
 
 def action_requires_proposal(kind: str) -> ProtocolError:
@@ -215,6 +282,19 @@ def action_requires_proposal(kind: str) -> ProtocolError:
     proposal, whoever sends them (the guardian included)."""
     return ProtocolError("action_requires_proposal",
                          f"{kind} is a governance action: only an executed proposal applies it", field="type")
+
+
+# Fields added to an action after proposals using it could exist: they enter the proposal id only when
+# set, so that the id of a proposal that does not use them stays what it was (``canonical_action``).
+LATER_FIELDS: dict[type, tuple[str, ...]] = {
+    SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"),
+    SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
+                           "max_position_portion", "max_notional_per_block"),
+}
+
+Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
+          | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -320,6 +400,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
     "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list,),
     "list[str]": (list,),
+    "dict | None": (dict, type(None)),
 }
 MAX_ACTIONS = 16
 
@@ -359,7 +440,19 @@ def decode_action(data: Any, index: int) -> Action:
     cls = ACTION_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ProtocolError("unknown_action_type", f"unknown action type {kind!r}", field=prefix + "type")
-    return cls(**_decode_fields(str(kind), cls, data, prefix=prefix))
+    values = _decode_fields(str(kind), cls, data, prefix=prefix)
+    if cls is SetOracleOperators:
+        values["operators"] = tuple(values["operators"])   # immutable, like a proposal's actions
+    return cls(**values)
+
+
+def canonical_action(action: Action) -> dict[str, Any]:
+    """An action as the proposal id hashes it: its ``type`` and every field (None when omitted),
+    except the ``LATER_FIELDS`` that are not set."""
+    later = LATER_FIELDS.get(type(action), ())
+    values = {f.name: getattr(action, f.name) for f in fields(action)}  # type: ignore[arg-type]
+    return {"type": ACTION_NAMES[type(action)],
+            **{name: value for name, value in values.items() if value is not None or name not in later}}
 
 
 def _decode_fields(kind: str, cls: type, data: dict, *, prefix: str) -> dict[str, Any]:

@@ -67,6 +67,19 @@ class LiquidationParams:
     withdrawal_pause_blocks: int = 50      # after a negative-equity account is seen in a pool (dYdX: 50)
 
 
+@dataclass(slots=True)
+class ListingParams:
+    """The default listing path (DESIGN.md section 9, ``bastion.core.actions.list_market``): the
+    oracle configuration a new market starts from (genesis ``oracle`` defaults, which its proposal
+    may override) and the bounds of every listing: a liquidity tier whose initial margin is at
+    least ``min_initial_margin_ppm``, an open-interest cap worth at most ``max_open_interest_usdc``
+    at the listing price."""
+
+    oracle: OracleParams = field(default_factory=lambda: OracleParams(1, 60_000, 50_000, 500_000))
+    min_initial_margin_ppm: int = 50_000           # the default "isolated" tier's 5%
+    max_open_interest_usdc: int = 1_000_000_000_000  # 1M USDC, the "isolated" tier's upper OI cap
+
+
 # Governance risk classes (DESIGN.md section 9), from the least to the most strict
 RISK_CLASSES: Final = ("risk_reducing", "neutral", "risk_increasing", "critical")
 DAY_MS: Final = 86_400_000

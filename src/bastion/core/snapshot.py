@@ -22,8 +22,8 @@ from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.params import (
-    RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, LiquidityTier,
-    OracleParams,
+    RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
+    LiquidityTier, OracleParams,
 )
 from bastion.core.state import (
     Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
@@ -33,7 +33,7 @@ from bastion.core.state import (
 FORMAT = "bastion-snapshot/5"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
-#   steward bounds, cooldowns and approvals
+#   steward bounds, cooldowns and approvals, listing parameters
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -72,6 +72,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "gtt_queue": [list(entry) for entry in state.gtt_queue],
         "liquidation_watch": [list(key) for key in state.liquidation_watch],
         "governance": asdict(state.governance),
+        "listing": asdict(state.listing),
         "proposals": [_proposal_document(p) for p in state.proposals.values()],
         "param_history": [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
                           for e in state.param_history],
@@ -193,6 +194,9 @@ def _build(doc: dict[str, Any]) -> State:
     tier_docs = governance.pop("tiers")
     rules = {name: GovernanceTier(**tier_docs[name]) for name in RISK_CLASSES}
     state.governance = GovernanceParams(**governance, tiers=rules)
+    listing = dict(doc["listing"])
+    listing_oracle = OracleParams(**listing.pop("oracle"))
+    state.listing = ListingParams(oracle=listing_oracle, **listing)
     for p in doc["proposals"]:
         plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots")}
         proposal = Proposal(**plain, actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),

@@ -11,7 +11,8 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
 council's ``("council",)``, ``("attestation", proposal id, member)``, ``("steward_bound", name)``,
-``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``).
+``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
+and ``("listing",)`` (the listing parameters, ``bastion.core.actions``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from bastion.core.params import (
     GovernanceParams,
     GovernanceTier,
     LiquidationParams,
+    ListingParams,
     LiquidityTier,
     OracleParams,
 )
@@ -202,8 +204,8 @@ class ParamHistoryEntry:
     """One change of a governed parameter (``bastion.core.governance.change_param``)."""
 
     name: str                              # dotted path, e.g. markets.BTC-USD.tier_id
-    old: int | str
-    new: int | str
+    old: int | str | list[str] | None      # a list for oracle_operators (addresses, sorted)
+    new: int | str | list[str] | None
     height: int
     source: ParamSource
 
@@ -331,6 +333,7 @@ class State:
     liquidation_counts: dict[str, int] = field(default_factory=dict)  # ticker -> liquidation events, cumulative
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
+    listing: ListingParams = field(default_factory=ListingParams)  # the default listing path (core.actions)
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     rollouts: dict[int, Rollout] = field(default_factory=dict)  # by id, in creation order

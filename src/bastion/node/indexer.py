@@ -33,6 +33,9 @@ What each event does (``_BlockIndexer.on_*``):
     funding_payment, funding_tick
                                  funding rows
     param_changed                parameters row (below)
+    market_listed                the new market's grid, and a parameters row for each of its initial values
+                                 (``markets.<ticker>.size_decimals`` and ``.price_decimals`` too: the grids of
+                                 listed markets are read back from them when the indexer restarts)
 
 A fresh order that crosses the book announces its terms (``order_accepted``) before its fills; one
 that does not cross rests at once (``order_placed``); a triggered conditional order's terms come
@@ -98,6 +101,17 @@ def genesis_parameters(state: State) -> dict[str, int | str]:
     return dict(sorted(params.items()))
 
 
+def _listed_grids(read_models: ReadModels) -> dict[str, tuple[int, int]]:
+    """The grids of the markets listed after genesis, from their ``market_listed`` parameter rows."""
+    decimals: dict[tuple[str, str], int] = {}
+    for row in read_models.parameter_history():
+        ticker, _, kind = row["name"].removeprefix("markets.").rpartition(".")
+        if row["name"].startswith("markets.") and kind in ("size_decimals", "price_decimals"):
+            decimals[(ticker, kind)] = row["value"]
+    return {ticker: (value, decimals[(ticker, "price_decimals")])
+            for (ticker, kind), value in decimals.items() if kind == "size_decimals"}
+
+
 def _genesis_id(genesis_doc: dict, state: State) -> str:
     """Names the chain the read models belong to: the genesis state hash and the document's hash."""
     document = hashlib.sha256(json.dumps(genesis_doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -118,6 +132,7 @@ class Indexer:
             read_models.write_block(_genesis_batch(state), meta={"genesis": genesis_id})
         elif stored != genesis_id:
             raise ReadModelsError("the read models were built from another genesis: drop them and re-index")
+        self.grids.update(_listed_grids(read_models))
 
     def indexed_height(self) -> int:
         return self.read_models.indexed_height()
@@ -407,9 +422,21 @@ class _BlockIndexer:
                                      "funding_index")}})
 
     def on_param_changed(self, event: dict) -> None:
+        value = event["value"]
         self.batch.parameters.append({"name": event["name"], "height": event.get("height", self.height),
-                                      "seq": self.seq, "value": event["value"],
+                                      "seq": self.seq, "value": int(value) if isinstance(value, bool) else value,
                                       "proposal_id": event.get("proposal_id")})
+
+    def on_market_listed(self, event: dict) -> None:
+        ticker = event["market"]
+        self.grids[ticker] = (event["size_decimals"], event["price_decimals"])
+        values = {name: event[name] for name in ("size_decimals", "price_decimals", "tier_id", "min_order_lots",
+                                                 "max_open_interest_lots", "maker_fee_ppm", "taker_fee_ppm", "status")}
+        values["isolated_only"] = int(event["isolated_only"])
+        values.update({f"oracle.{name}": value for name, value in event["oracle"].items()})
+        self.batch.parameters.extend({"name": f"markets.{ticker}.{name}", "height": self.height, "seq": self.seq,
+                                      "value": value, "proposal_id": event.get("proposal_id")}
+                                     for name, value in sorted(values.items()))
 
     HANDLERS: dict[str, Callable[[_BlockIndexer, dict], None]] = {
         "order_accepted": on_order_accepted,
@@ -428,4 +455,5 @@ class _BlockIndexer:
         "funding_payment": on_funding_payment,
         "funding_tick": on_funding_tick,
         "param_changed": on_param_changed,
+        "market_listed": on_market_listed,
     }
