@@ -439,8 +439,11 @@ def test_sqlite_and_postgres_agree_on_every_golden_scenario(postgres_models) -> 
     for path in SCENARIOS:
         doc = json.loads(path.read_text())
         _, blocks = run_scenario_blocks(doc)
-        assert all_queries(index(doc["genesis"], blocks, postgres_models())) == \
-            all_queries(index(doc["genesis"], blocks)), path.stem
+        models = index(doc["genesis"], blocks, postgres_models())
+        try:
+            assert all_queries(models) == all_queries(index(doc["genesis"], blocks)), path.stem
+        finally:
+            models.close()  # one connection at a time: there are more scenarios than max_connections (100)
 
 
 def crash_day_with_order_flow(blocks: int, *, seed: int = 4) -> tuple[dict, list[BlockResult]]:

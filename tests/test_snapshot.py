@@ -20,13 +20,25 @@ from bastion.scenario import _block_time
 
 SCENARIOS = sorted((Path(__file__).parent / "scenarios").glob("*.json"))
 
+# Golden scenarios whose state does not survive a snapshot round trip: an engine bug to fix in src/
+# (as KNOWN_ENGINE_BUGS of test_golden_scenarios.py; strict, so the entry must go once it is fixed).
+KNOWN_ENGINE_BUGS: dict[str, str] = {
+    "governance_ref_aave_laxer_higher_tier_refused": (
+        "the proposal leaf hashes a set_governance_params action's params dict in insertion order "
+        "(hashing._action_value, JSON without sort_keys) while the snapshot document is canonical JSON "
+        "with sorted keys: params {tiers: {risk_increasing, critical}} come back as {critical, "
+        "risk_increasing} and the restored state hash differs (invalid_snapshot)"),
+}
+
 
 def round_trip(state):
     document = json.loads(canonical_bytes(state_to_document(state)))
     return state_from_document(document)
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.parametrize("path", [
+    pytest.param(p, id=p.stem, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_ENGINE_BUGS[p.stem])]
+                 if p.stem in KNOWN_ENGINE_BUGS else []) for p in SCENARIOS])
 def test_every_golden_scenario_state_round_trips_after_every_block(path: Path) -> None:
     data = json.loads(path.read_text())
     state = build_state(data["genesis"])
