@@ -255,6 +255,9 @@ CLASSIFICATION = [
     ({"type": "set_market_params", "market": ETH, "liquidity_tier": 1}, "risk_increasing"),   # IMF 10% -> 5%
     ({"type": "set_market_params", "market": BTC, "liquidity_tier": 1}, "risk_reducing"),     # IMF 2% -> 5%, caps set
     ({"type": "set_market_params", "market": BTC, "liquidity_tier": 0}, "neutral"),           # same tier
+    # IMF 2% -> 10% and maintenance 2% x 0.6 = 1.2% -> 10% x 0.5 = 5%: both margins rise although the
+    # maintenance fraction falls (the product is compared, not the fraction)
+    ({"type": "set_market_params", "market": BTC, "liquidity_tier": 2}, "risk_reducing"),
     ({"type": "set_market_params", "market": ETH, "max_open_interest": "30"}, "risk_increasing"),  # higher cap
     ({"type": "set_market_params", "market": ETH, "max_open_interest": "10"}, "risk_reducing"),    # lower cap
     ({"type": "set_market_params", "market": BTC, "maker_fee": "0"}, "risk_increasing"),      # lower fee
@@ -308,6 +311,18 @@ def test_governance_params_where_a_higher_tier_is_laxer_are_refused(tiers, field
     with pytest.raises(ProtocolError) as error:
         governance.compute_action_changes(state, action)
     assert (error.value.code, error.value.fields["field"]) == ("laxer_higher_tier", field)
+
+
+def test_the_late_quorum_extension_is_bounded_by_the_shortest_voting_period():
+    state = build_state(gov_genesis())
+    shortest = min(t.voting_period_blocks for t in state.governance.tiers.values())
+    at_bound = decode_action({"type": "set_governance_params", "params": {"late_quorum_extension_blocks": shortest}}, 0)
+    assert ("governance.late_quorum_extension_blocks", state.governance.late_quorum_extension_blocks, shortest,
+            "critical") in governance.compute_action_changes(state, at_bound)
+    above = decode_action({"type": "set_governance_params", "params": {"late_quorum_extension_blocks": shortest + 1}}, 0)
+    with pytest.raises(ProtocolError) as error:
+        governance.compute_action_changes(state, above)
+    assert (error.value.code, error.value.fields["field"]) == ("invalid_field", "params.late_quorum_extension_blocks")
 
 
 # ------------------------------------------------------------------------------------------- execution

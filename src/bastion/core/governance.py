@@ -170,6 +170,10 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
             tier.min_holding_age_blocks = _count(tier_obj["min_holding_age_blocks"],
                                                  f"{tpath}.min_holding_age_blocks", minimum=0)
     check_tiers_ordered(result, path)
+    shortest = min(tier.voting_period_blocks for tier in result.tiers.values())
+    if result.late_quorum_extension_blocks > shortest:  # bounded (OpenZeppelin PreventLateQuorum, LQ-05)
+        raise ProtocolError("invalid_field", f"{path}.late_quorum_extension_blocks must be at most the shortest "
+                            f"voting period ({shortest} blocks)", field=f"{path}.late_quorum_extension_blocks")
     return result
 
 
@@ -259,11 +263,13 @@ def _caps(tier: Any) -> tuple[int, int]:
 
 def _tier_risk(old: Any, new: Any) -> str:
     """Moving to a tier (or changing one) with a lower margin or a higher open-interest cap (margins
-    start rising later) is riskier."""
+    start rising later) is riskier. The maintenance margin compared is the product IMF x fraction
+    (section 4), not the fraction alone: 5% x 0.6 = 3% -> 10% x 0.5 = 5% raises both margins."""
     (old_lower, old_upper), (new_lower, new_upper) = _caps(old), _caps(new)
     return strictest([
         compare_risk(old.initial_margin_ppm, new.initial_margin_ppm, riskier_when_higher=False),
-        compare_risk(old.maintenance_fraction_ppm, new.maintenance_fraction_ppm, riskier_when_higher=False),
+        compare_risk(old.initial_margin_ppm * old.maintenance_fraction_ppm,
+                     new.initial_margin_ppm * new.maintenance_fraction_ppm, riskier_when_higher=False),
         compare_risk(old_lower, new_lower, riskier_when_higher=True),
         compare_risk(old_upper, new_upper, riskier_when_higher=True),
     ])
