@@ -21,6 +21,7 @@ from bastion.core.state import ParamHistoryEntry, ParamSource
 from bastion.core.units import USDC
 from builders import ALICE, BOB, BTC, ETH, Chain, execute, submit_proposal
 from test_governance import DAY_S, gov_chain, gov_genesis, ok, pass_and_queue, rejected
+from test_guardian import GUARDIAN, guardian_genesis, pause
 
 ETH_CAP = 200_000                          # lots: 20 ETH
 CAP_NAME = f"markets.{ETH}.max_open_interest_lots"
@@ -309,6 +310,31 @@ def test_a_market_that_leaves_active_halts_its_rollout_at_the_end_of_the_block()
         {"type": "rollout_halted", "rollout_id": 1, "market": ETH, "param": "max_open_interest", "step": 1,
          "reason": "market_not_active", "status": "paused"}]
     assert cap(chain) == 225_000                                               # no revert: not a gate breach
+
+
+@pytest.mark.parametrize("scope, market", [("market", ETH), ("trading", None), ("reduce_only", ETH)])
+def test_a_due_step_waits_while_a_guardian_pause_restricts_the_market(scope, market):
+    chain = Chain(guardian_genesis())
+    begin(chain, interval_s=10)
+    due_ms = chain.state.rollouts[1].next_step_ms
+    ok(chain, (GUARDIAN, pause(scope, 100, market)))                          # in force until start + 100 s
+    pause_end_ms = chain.state.time_ms + 100_000
+    assert of_type(at(chain, due_ms), "rollout_step") == []                    # due, but the market is restricted
+    assert of_type(at(chain, pause_end_ms - 1), "rollout_step") == []
+    record = chain.state.rollouts[1]
+    assert (cap(chain), record.status, record.step) == (ETH_CAP, "active", 0)  # waiting, not halted
+    events = at(chain, pause_end_ms)                                           # the pause is over: the step runs
+    assert [e["type"] for e in events if e["type"] in ("pause_expired", "rollout_step")] == [
+        "pause_expired", "rollout_step"]
+    assert of_type(events, "rollout_step")[0]["value"] == 225_000 and record.next_step_ms == pause_end_ms + 10_000
+
+
+def test_a_guardian_pause_of_another_market_does_not_hold_a_rollout():
+    chain = Chain(guardian_genesis())
+    begin(chain, interval_s=10)
+    due_ms = chain.state.rollouts[1].next_step_ms
+    ok(chain, (GUARDIAN, pause("market", 100, BTC)), (GUARDIAN, pause("withdrawals", 100)))
+    assert of_type(at(chain, due_ms), "rollout_step")[0]["value"] == 225_000
 
 
 def test_delisting_the_market_halts_its_rollout():

@@ -41,7 +41,8 @@ liquidations), for each active rollout in creation order:
 
 1. its market is no longer ``active`` (paused, reduce-only, final settlement, settled): the rollout
    halts (``market_not_active``, no revert);
-2. else, if ``block time >= next_step_ms``, the gates are evaluated in the order
+2. else, if ``block time >= next_step_ms`` and no guardian pause restricts the market (``market`` or
+   ``reduce_only`` on it, or ``trading``: ``bastion.core.guardian``), the gates are evaluated in the order
    ``min_insurance_fund``, ``max_bad_debt``, ``max_liquidations``; the first broken one halts the
    rollout (``rollout_halted{gate, observed, limit}``) and, with ``revert_on_breach`` and at least
    one step done, puts the parameter back to the start value (``rollout_reverted``);
@@ -51,6 +52,15 @@ liquidations), for each active rollout in creation order:
    ``rollout_step``, the marks move to the current counters and ``next_step_ms`` = block time +
    interval (so each gate window is at least one interval long; one step per block at most). After
    the last step: ``completed`` (``rollout_completed``).
+
+**Guardian pauses** are an overlay that leaves the governed status ``active``, so they do not halt a
+rollout; a due step *waits* while one is in force (no event, nothing changes) and happens at the
+first end of block after the pause is over, its gates judged over the whole window since the
+previous step, paused time included. A halted or reduce-only market is no place to raise an
+open-interest cap or lower the minimum order (DESIGN.md section 9: steps happen only while the
+health gates hold), and waiting rather than halting keeps the guardian restrict-only: it can delay
+a voted rollout by the length of its bounded pauses, never cancel it (a mistaken 10-minute pause
+must not end a rollout that governance approved).
 
 Every value change goes through ``governance.change_param`` with ``ParamSource("rollout", id)``;
 ``params_epoch`` is bumped once per block in which a rollout changed something.
@@ -70,7 +80,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from bastion.core import governance
+from bastion.core import governance, guardian
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import StartRollout
 from bastion.core.state import ACTIVE, Market, ParamSource, Proposal, Rollout, State
@@ -103,6 +113,12 @@ def get_param_name(rollout: Rollout) -> str:
 def is_planned_change(name: str) -> bool:
     """A change returned for a ``start_rollout``: execution starts the rollout instead of applying it."""
     return name.startswith(PLANNED_PREFIX)
+
+
+def is_restricted_by_guardian(state: State, ticker: str) -> bool:
+    """True while a guardian pause halts ``ticker`` (``market``, ``trading``) or makes it reduce-only:
+    a due step of its rollouts waits."""
+    return guardian.is_market_halted(state, ticker) or guardian.is_reduce_only(state, ticker)
 
 
 def get_active_rollout(state: State, market: str, param: str) -> Rollout | None:
@@ -248,7 +264,7 @@ def advance_rollouts(state: State, events: Events) -> None:
         if market.status != ACTIVE:
             _halt(state, rollout, "market_not_active", events, status=market.status)
             continue
-        if state.time_ms < rollout.next_step_ms:
+        if state.time_ms < rollout.next_step_ms or is_restricted_by_guardian(state, market.ticker):
             continue
         name, source = get_param_name(rollout), ParamSource("rollout", str(rollout.rollout_id))
         current = getattr(market, PARAMS[rollout.param][0])
