@@ -16,9 +16,8 @@ import pytest
 from bastion.core import transparency, votes
 from bastion.core.errors import ProtocolError
 from bastion.core.state import ParamHistoryEntry, ParamSource
-from builders import (
-    ALICE, BOB, CAROL, DAVE, ETH, Chain, account, delegate, execute, genesis, queue, submit_proposal, vote,
-)
+from builders import ALICE, BOB, CAROL, DAVE, ETH, Chain, account, delegate, execute, genesis, queue, vote
+from test_governance import ok, propose
 
 BGOV = votes.BGOV
 DAY_S = 86_400
@@ -52,17 +51,6 @@ def transparency_chain(*, carol_delegate: str | None = BOB, delegations: dict[st
             entry["delegate"] = delegates[owner]
         accounts.append(entry)
     return Chain(genesis(accounts=accounts, governance=GOVERNANCE))
-
-
-def ok(chain: Chain, *txs, advance_s: int = 1) -> list[dict]:
-    """One block; every tx must be accepted; returns the results."""
-    result = chain.block(list(txs), advance_s=advance_s)
-    assert all(r["ok"] for r in result.results), result.results
-    return result.results
-
-
-def propose(chain: Chain, *actions: dict, sender: str = ALICE) -> str:
-    return ok(chain, (sender, submit_proposal(*actions)))[0]["proposal_id"]
 
 
 # ------------------------------------------------------------------------------------- parameter history
