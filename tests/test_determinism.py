@@ -9,6 +9,11 @@ leverage, oracle updates, time gaps across funding hours). They are applied
   state hashes, results and events;
 * with the incremental state hash compared to ``compute_state_hash_full`` after every block;
 * through the scenario runner (``bastion.scenario.run_scenario``): the same hashes again.
+
+A second, governance workload (``random_governance_document``: proposals, votes of every option,
+queue, execute, cancel, BGOV transfers and delegations across deadlines, timelocks and execution
+windows) is run live with every block checked, and in fresh interpreters with different
+``PYTHONHASHSEED`` values: identical hashes, results and events.
 """
 from __future__ import annotations
 
@@ -17,10 +22,12 @@ import os
 import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from bastion.core import governance
 from bastion.core.genesis import build_state
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
@@ -210,3 +217,79 @@ def test_changing_one_message_changes_the_hash(document, live):
     first_deposit["amount"] += "1"  # ten times as much, plus one micro-USDC
 
     assert run_document(changed)[-1]["state_hash"] != live[-1]["state_hash"]
+
+
+# ------------------------------------------------------------------------------------- governance
+GOVERNANCE_BLOCKS = 80
+GOVERNANCE_ACTIONS = (  # risk reducing, neutral or invalid at submission: nothing here needs the stress gate
+    "raise_insurance_share", "raise_insurance_share_more", "raise_btc_taker_fee", "lower_eth_open_interest_cap",
+    "btc_reduce_only", "raise_large_cap_margin", "delist_eth", "same_insurance_share", "unknown_market",
+)
+
+
+def random_governance_document(seed: int = SEED) -> dict:
+    """The governance machine's genesis (``test_governance_properties``) plus ``GOVERNANCE_BLOCKS``
+    blocks of seeded governance messages: proposals of ``GOVERNANCE_ACTIONS`` (their ids computed
+    here, as a client would), votes of every option, queue, execute and cancel attempts on every
+    known proposal, BGOV transfers and delegations, fresh oracle prices, and block times that
+    cross voting deadlines, timelocks and execution windows."""
+    from test_governance_properties import ACTIONS, HOLDERS, machine_genesis  # the machine's chain
+
+    rng = random.Random(seed)
+    doc_genesis = machine_genesis()
+    time_ms = GENESIS_TIME_MS
+    proposal_ids: list[str] = []
+    blocks = []
+    for height in range(1, GOVERNANCE_BLOCKS + 1):
+        time_ms += rng.choice([1_000, 1_000, 2_000, 30_000, 600_000, 3_600_000, 3 * 3_600_000, 8 * 3_600_000])
+        txs = [{"sender": ORACLE, "msg": {"type": "oracle_update", "prices": {"BTC-USD": "50000", "ETH-USD": "3000"}}}]
+        for proposal_id in proposal_ids:
+            for voter in HOLDERS:
+                if rng.random() < 0.2:
+                    option = rng.choice(["yes", "yes", "yes", "no", "abstain", "veto"])
+                    txs.append({"sender": voter, "msg": {"type": "vote", "proposal_id": proposal_id, "option": option}})
+            for kind in ("queue", "execute", "cancel_proposal"):
+                if rng.random() < (0.05 if kind == "cancel_proposal" else 0.3):
+                    txs.append({"sender": rng.choice(HOLDERS), "msg": {"type": kind, "proposal_id": proposal_id}})
+        if rng.random() < 0.3:
+            proposer = rng.choice([HOLDERS[0], HOLDERS[2]])
+            msg = {"type": "submit_proposal", "title": f"proposal {height}", "description": "", "deposit": "5",
+                   "actions": [ACTIONS[rng.choice(GOVERNANCE_ACTIONS)]]}
+            proposal_ids.append(governance.compute_proposal_id(
+                doc_genesis["chain_id"], proposer, height, msg["title"], "", decode_message(msg).actions))
+            txs.append({"sender": proposer, "msg": msg})
+        if rng.random() < 0.3:
+            sender, to = rng.sample(HOLDERS, 2)
+            txs.append({"sender": sender, "msg": {"type": "transfer_bgov", "to": to,
+                                                  "amount": decimal_text(rng.randint(1, 60) * 10**6, 6)}})
+        if rng.random() < 0.2:
+            txs.append({"sender": rng.choice(HOLDERS), "msg": {"type": "delegate", "delegatee": rng.choice(HOLDERS)}})
+        blocks.append({"time_ms": time_ms, "txs": txs})
+    return {"genesis": doc_genesis, "blocks": blocks}
+
+
+@pytest.fixture(scope="module")
+def governance_document() -> dict:
+    return random_governance_document()
+
+
+@pytest.fixture(scope="module")
+def governance_live(governance_document) -> list[dict]:
+    return run_document(governance_document, check_each_block=True)
+
+
+def test_governance_workload_is_not_trivial(governance_live):
+    statuses = Counter(e["to"] for block in governance_live for e in block["events"] if e["type"] == "proposal_status")
+    results = Counter(r.get("code", "ok") for block in governance_live for r in block["results"])
+
+    assert {"executed", "queued", "succeeded", "defeated", "vetoed", "expired"} <= set(statuses), statuses
+    assert results["ok"] >= 100 and results["timelock_not_elapsed"] >= 1 and results["market_delisted"] >= 1, results
+    assert any(e["type"] == "param_changed" for block in governance_live for e in block["events"])
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "12345", "random"])
+def test_governance_in_a_fresh_interpreter_gives_same_hashes_results_and_events(governance_document,
+                                                                               governance_live, hash_seed):
+    child = run_in_fresh_interpreter(governance_document, hash_seed=hash_seed)
+
+    assert child == json.loads(json.dumps(governance_live))

@@ -16,7 +16,7 @@ import copy
 
 import pytest
 
-from bastion.core import governance, votes
+from bastion.core import governance, transparency, votes
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action
@@ -353,11 +353,11 @@ def test_execution_applies_every_change_and_emits_param_changed():
          "source": "proposal", "proposal_id": pid, "proposal_number": 1},
     ]
     source = ParamSource("proposal", pid, 1)
-    assert governance.get_param_history(chain.state) == [
+    assert transparency.parameter_history(chain.state) == [
         ParamHistoryEntry("fees.insurance_share_ppm", 100_000, 200_000, 9, source),
         ParamHistoryEntry(f"markets.{ETH}.min_order_lots", 10, 100, 9, source),
     ]
-    assert governance.get_param_history(chain.state, "fees.insurance_share_ppm") == [
+    assert transparency.parameter_history(chain.state, "fees.insurance_share_ppm") == [
         ParamHistoryEntry("fees.insurance_share_ppm", 100_000, 200_000, 9, source)]
 
 

@@ -421,11 +421,6 @@ def change_param(state: State, name: str, old: Any, new: Any, source: ParamSourc
                    **({} if source.kind == "proposal" else {"ref": source.ref})})
 
 
-def get_param_history(state: State, name: str | None = None) -> list[ParamHistoryEntry]:
-    """Every recorded change, oldest first (of one parameter when ``name`` is given)."""
-    return [e for e in state.param_history if name is None or e.name == name]
-
-
 def apply_change(state: State, name: str, value: Any) -> None:
     """Set one governed parameter by its dotted name and touch its leaf."""
     group, _, rest = name.partition(".")

@@ -1,0 +1,623 @@
+"""Hypothesis properties of governance (DESIGN.md section 9, issue 5) over random message sequences.
+
+A small ``RuleBasedStateMachine`` of its own (the trading machine of ``test_properties.py`` keeps
+its coverage): five BGOV holders (ALICE and CAROL self-delegated, BOB delegated to CAROL, DAVE and
+EVE not delegated), two markets (BTC-USD, ETH-USD) with balanced leveraged positions so that
+delistings, margin changes and oracle moves really move collateral, and short governance periods
+(``GOVERNANCE``) so that whole lifecycles fit in one example. Its steps interleave
+``transfer_bgov``, ``delegate``, ``submit_proposal`` (risk-reducing, neutral, risk-increasing,
+critical and invalid actions from ``ACTIONS``, among them actions that a later execution makes
+invalid or riskier: ``delist_market`` twice, a tier whose caps or margin another proposal
+changes, a rebate that a lower taker fee forbids, an insurance share that another proposal
+overtakes), ``vote`` (every option, and a bad one), ``queue``, ``execute``, ``cancel_proposal``,
+oracle updates, and blocks after small (0..5 s), medium (minutes) and large steps (hours to days,
+or exactly to the edges of a queued proposal's execution window: its first instant, one ms before,
+its last instant, one ms after).
+
+Checked, from the test's own records (status transitions seen in ``proposal_status`` events, block
+times, its own copy of the rules, its own per-block model of votes and supplies):
+
+1. **No timelock bypass**: every transition follows the lifecycle table written out here; a
+   proposal executes only from ``queued`` (after ``succeeded``), at a block time within
+   ``[queued + timelock of its class, + execution window]``; the queue event announces exactly that
+   window; ``expired`` only after it; no queued proposal outlives it.
+2. **Never executes an action that failed validation**: before every ``submit_proposal`` and
+   ``execute`` the test runs ``governance.compute_proposal_changes`` on the pre-state; if it raises,
+   the message must be rejected. An execution applies exactly the validated changes
+   (``param_changed`` events, parameter values). A risk-reducing or neutral proposal that is valid,
+   not escalated and inside its window must execute (the stress gate of the council only holds
+   back risk-increasing and critical ones, so other rejections are allowed there). Every rejected
+   message leaves the full state hash unchanged; after every block the incremental hash equals the
+   full recomputation.
+3. **Voting power never exceeds delegated supply**: the votes of all delegatees sum to the
+   delegated supply, which equals the balances of delegated holders and is at most the total supply;
+   each vote's weight is the voter's votes at the snapshot (the minimum with the holding-age
+   height for the high-risk classes) in the test's model; each tally (yes + no + abstain + veto)
+   equals the test's ballots and is at most the delegated supply at the snapshot, also as read by
+   ``transparency.get_proposal_participation``; the outcome (quorum, veto, approval) is recomputed.
+4. **Conservation**: collateral (``transition.check_invariants`` and its equation written out) and
+   BGOV: balances plus escrowed deposits equal the total supply, which is the genesis supply less
+   the deposits of vetoed proposals.
+
+The run is deterministic (``derandomize``, no example database) and counts what it reached
+(executions per class, expiries, cancels, vetoes, late-quorum extensions, rejections by code); the
+test asserts minimums so that it never goes vacuous.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from bastion.core import governance, transparency, votes
+from bastion.core.errors import ProtocolError
+from bastion.core.hashing import compute_state_hash_full
+from bastion.core.messages import decode_message
+from bastion.core.params import RISK_CLASSES
+from bastion.core.transition import apply_tx, check_invariants
+from bastion.core.units import parse_decimal
+from builders import (
+    ALICE, BOB, BTC, CAROL, DAVE, ETH, ORACLE, STRANGER, Chain, account, address, decimal_text, genesis, market,
+    subaccount,
+)
+from test_properties import pick
+
+GOVERNANCE_SETTINGS = settings(max_examples=80, stateful_step_count=200, derandomize=True, database=None,
+                               deadline=None, suppress_health_check=list(HealthCheck), print_blob=False)
+MIN_STEPS = 12_000
+
+PPM = 1_000_000
+BGOV = votes.BGOV
+HOUR_MS = 3_600_000
+EVE = address(0xE0)                        # holds BGOV, no subaccount
+HOLDERS = (ALICE, BOB, CAROL, DAVE, EVE)
+ZERO = address(0)                          # delegating to it removes the delegation
+
+# The machine's governance: short periods; the test's own copy of the rules it checks against.
+GOVERNANCE = {
+    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 6 * 3_600,
+    "veto_threshold": "1/3", "late_quorum_extension_blocks": 2, "tiers": {
+        "risk_reducing": {"quorum": "0.1", "approval_threshold": "0.5", "voting_period_blocks": 5,
+                          "timelock_s": 3_600, "min_holding_age_blocks": 0},
+        "neutral": {"quorum": "0.1", "approval_threshold": "0.5", "voting_period_blocks": 5,
+                    "timelock_s": 2 * 3_600, "min_holding_age_blocks": 0},
+        "risk_increasing": {"quorum": "0.2", "approval_threshold": "0.6", "voting_period_blocks": 6,
+                            "timelock_s": 6 * 3_600, "min_holding_age_blocks": 1},
+        "critical": {"quorum": "0.3", "approval_threshold": "0.667", "voting_period_blocks": 8,
+                     "timelock_s": 12 * 3_600, "min_holding_age_blocks": 2},
+    }}
+TIMELOCK_MS = {name: tier["timelock_s"] * 1_000 for name, tier in GOVERNANCE["tiers"].items()}
+QUORUM_PPM = {"risk_reducing": 100_000, "neutral": 100_000, "risk_increasing": 200_000, "critical": 300_000}
+APPROVAL_PPM = {"risk_reducing": 500_000, "neutral": 500_000, "risk_increasing": 600_000, "critical": 667_000}
+HOLDING_AGE_BLOCKS = {"risk_reducing": 0, "neutral": 0, "risk_increasing": 1, "critical": 2}
+EXECUTION_WINDOW_MS = GOVERNANCE["execution_window_s"] * 1_000
+# The lifecycle of docs/protocol.md ("Proposals"), written out: status -> statuses it may go to.
+LIFECYCLE = {
+    None: {"pending"},
+    "pending": {"active", "canceled"},
+    "active": {"defeated", "vetoed", "succeeded", "canceled"},
+    "succeeded": {"queued", "canceled"},
+    "queued": {"executed", "expired", "canceled"},
+}
+OPEN_STATUSES = ("pending", "active", "succeeded", "queued")
+
+# Proposal actions by name; comments give the class against genesis (the engine computes it from the
+# state of the moment: after other executions some become neutral, riskier or invalid).
+ACTIONS: dict[str, dict[str, Any]] = {
+    # risk reducing
+    "raise_insurance_share": {"type": "set_fee_params", "insurance_share": "0.2"},   # riskier once it is 0.3
+    "raise_insurance_share_more": {"type": "set_fee_params", "insurance_share": "0.3"},
+    "raise_btc_taker_fee": {"type": "set_market_params", "market": BTC, "taker_fee": "0.001"},
+    "lower_eth_open_interest_cap": {"type": "set_market_params", "market": ETH, "max_open_interest": "15"},
+    "btc_reduce_only": {"type": "set_market_params", "market": BTC, "status": "reduce_only"},
+    "raise_large_cap_margin": {"type": "set_liquidity_tier", "tier": 0, "initial_margin": "0.03"},
+    "lower_small_cap_upper_cap": {"type": "set_liquidity_tier", "tier": 2, "oi_upper_cap": "30000000"},
+    "eth_to_long_tail_tier": {"type": "set_market_params", "market": ETH, "liquidity_tier": 3},
+    "longer_withdrawal_pause": {"type": "set_liquidation_params", "withdrawal_pause_blocks": 60},
+    "delist_eth": {"type": "delist_market", "market": ETH},                          # invalid once delisted
+    "delist_btc": {"type": "delist_market", "market": BTC},
+    # neutral (nothing changes at genesis)
+    "same_insurance_share": {"type": "set_fee_params", "insurance_share": "0.1"},
+    "same_btc_taker_fee": {"type": "set_market_params", "market": BTC, "taker_fee": "0.0005"},
+    # risk increasing
+    "lower_insurance_share": {"type": "set_fee_params", "insurance_share": "0.05"},
+    "btc_active": {"type": "set_market_params", "market": BTC, "status": "active"},  # neutral while active
+    "lower_large_cap_margin": {"type": "set_liquidity_tier", "tier": 0, "initial_margin": "0.015"},
+    "raise_small_cap_lower_cap": {"type": "set_liquidity_tier", "tier": 2, "oi_lower_cap": "40000000"},
+    "lower_long_tail_margin": {"type": "set_liquidity_tier", "tier": 3, "initial_margin": "0.05"},
+    "eth_to_mid_cap_tier": {"type": "set_market_params", "market": ETH, "liquidity_tier": 1},
+    "eth_maker_rebate": {"type": "set_market_params", "market": ETH, "maker_fee": "-0.0004"},
+    "lower_eth_taker_fee": {"type": "set_market_params", "market": ETH, "taker_fee": "0.0003"},
+    # critical (governance parameters that leave the timing rules alone)
+    "raise_min_deposit": {"type": "set_governance_params", "params": {"min_deposit": "6"}},
+    "raise_proposal_threshold": {"type": "set_governance_params", "params": {"proposal_threshold": "20"}},
+    # invalid whatever the state
+    "unknown_market": {"type": "set_market_params", "market": "DOGE-USD", "taker_fee": "0.001"},
+    "unknown_tier": {"type": "set_liquidity_tier", "tier": 99, "initial_margin": "0.1"},
+    "share_above_one": {"type": "set_fee_params", "insurance_share": "1.5"},
+    "upper_cap_below_lower": {"type": "set_liquidity_tier", "tier": 2, "oi_upper_cap": "10000000"},
+    "laxer_critical_tier": {"type": "set_governance_params", "params": {"tiers": {"critical": {"timelock_s": 1}}}},
+}
+# Pairs submitted together: executing the first makes the second invalid or riskier than voted.
+CONFLICTS = (
+    ("delist_eth", "delist_eth"),                                   # market_delisted
+    ("delist_eth", "lower_eth_open_interest_cap"),                  # market_delisted
+    ("lower_small_cap_upper_cap", "raise_small_cap_lower_cap"),     # invalid_tier (lower cap above upper)
+    ("eth_maker_rebate", "lower_eth_taker_fee"),                    # invalid_fees (rebate above the taker fee)
+    ("raise_insurance_share_more", "raise_insurance_share"),        # 0.3 -> 0.2: risk_class_escalated
+    ("lower_long_tail_margin", "eth_to_long_tail_tier"),            # to a 5% tier from 10%: escalated
+    ("raise_insurance_share", "same_insurance_share"),              # 0.2 -> 0.1: escalated from neutral
+    ("btc_reduce_only", "btc_active"),                              # reduce_only -> active: escalated
+    ("btc_reduce_only", "raise_btc_taker_fee"),                     # both valid: both execute
+)
+# How often each is drawn: mostly risk reducing, so that executions happen whatever the stress gate does.
+ACTION_WEIGHTS = {
+    "raise_insurance_share": 4, "raise_insurance_share_more": 2, "raise_btc_taker_fee": 3,
+    "lower_eth_open_interest_cap": 2, "btc_reduce_only": 2, "raise_large_cap_margin": 2,
+    "lower_small_cap_upper_cap": 2, "eth_to_long_tail_tier": 2, "longer_withdrawal_pause": 2, "delist_eth": 3,
+    "delist_btc": 1, "same_insurance_share": 2, "same_btc_taker_fee": 1, "lower_insurance_share": 2, "btc_active": 2,
+    "lower_large_cap_margin": 1, "raise_small_cap_lower_cap": 2, "lower_long_tail_margin": 2,
+    "eth_to_mid_cap_tier": 1, "eth_maker_rebate": 2, "lower_eth_taker_fee": 2, "raise_min_deposit": 2,
+    "raise_proposal_threshold": 2, "unknown_market": 1, "unknown_tier": 1, "share_above_one": 1,
+    "upper_cap_below_lower": 1, "laxer_critical_tier": 1,
+}
+ACTION_NAMES = tuple(name for name, weight in ACTION_WEIGHTS.items() for _ in range(weight))
+STEP_WEIGHTS = {  # the first is what Hypothesis shrinks toward
+    "end_block": 6, "submit_proposal": 3, "submit_conflicting_pair": 3, "vote": 16, "queue": 5, "execute": 8,
+    "cancel_proposal": 2,
+    "transfer_bgov": 3, "delegate": 3, "oracle_update": 3, "end_block_after_minutes": 2, "end_block_and_jump": 6,
+}
+STEPS = tuple(step for step, weight in STEP_WEIGHTS.items() for _ in range(weight))
+JUMPS = ("eta", "eta", "eta", "eta", "inside", "before_eta", "last", "after_last", "hours", "hours")
+PROPOSERS = (ALICE, ALICE, ALICE, CAROL, CAROL, DAVE, EVE)
+VOTERS = (ALICE, CAROL, CAROL, DAVE, EVE, BOB, STRANGER)
+VOTE_OPTIONS = ("yes",) * 8 + ("no", "no", "abstain", "abstain", "veto", "veto", "maybe")  # "maybe" is refused
+DEPOSITS = ("5", "5", "5", "7.5", "4", "500")
+
+
+def machine_genesis() -> dict:
+    """BTC-USD and ETH-USD with balanced leveraged positions (ALICE long BTC and short ETH at about
+    23x, BOB short BTC, CAROL long ETH, DAVE flat), and the BGOV holders of the module docstring."""
+    def sub(usdc: str, *positions: tuple[str, str]) -> dict:
+        return subaccount(0, usdc, positions=[{"market": ticker, "size": size} for ticker, size in positions])
+
+    return genesis(markets=[market(BTC), market(ETH)], insurance_funds={"cross": "100000"}, governance=GOVERNANCE,
+                   accounts=[
+                       {**account(ALICE, sub("-80000", (BTC, "2"), (ETH, "-5"))), "bgov": "400", "delegate": ALICE},
+                       {**account(BOB, sub("110000", (BTC, "-2"))), "bgov": "300", "delegate": CAROL},
+                       {**account(CAROL, sub("-12000", (ETH, "5"))), "bgov": "150", "delegate": CAROL},
+                       {**account(DAVE, sub("20000")), "bgov": "100"},
+                       {"address": EVE, "bgov": "50"},
+                   ])
+
+
+@dataclass
+class ProposalRecord:
+    """What the test saw of one proposal: never read back from the engine's own fields."""
+
+    risk_class: str
+    proposer: str
+    deposit: int
+    snapshot_height: int
+    statuses: list[str] = field(default_factory=lambda: ["pending"])
+    ballots: dict[str, tuple[str, int]] = field(default_factory=dict)  # voter -> (option, weight)
+    queued_ms: int | None = None
+    deposit_state: str = "escrowed"
+
+    @property
+    def status(self) -> str:
+        return self.statuses[-1]
+
+    def window(self) -> tuple[int, int]:
+        if self.queued_ms is None:
+            raise AssertionError("not queued")
+        eta = self.queued_ms + TIMELOCK_MS[self.risk_class]
+        return eta, eta + EXECUTION_WINDOW_MS
+
+    def tally(self) -> dict[str, int]:
+        totals = dict.fromkeys(("yes", "no", "abstain", "veto"), 0)
+        for option, weight in self.ballots.values():
+            totals[option] += weight
+        return totals
+
+
+def delegated_balances(state) -> Counter:
+    """Each delegatee's votes as the sum of the balances delegated to it (never the checkpoints)."""
+    delegated: Counter = Counter()
+    for holder, delegatee in state.bgov_delegates.items():
+        delegated[delegatee] += state.bgov.get(holder, 0)
+    return delegated
+
+
+def read_param(state, name: str) -> Any:
+    """A governed parameter by its dotted name (docs/protocol.md "Proposals")."""
+    group, _, rest = name.partition(".")
+    if group == "markets":
+        ticker, attr = rest.rsplit(".", 1)
+        return getattr(state.markets[ticker], attr)
+    if group == "liquidity_tiers":
+        tier_id, attr = rest.split(".")
+        return getattr(state.tiers[int(tier_id)], attr)
+    if group == "governance" and rest.startswith("tiers."):
+        _, tier_name, attr = rest.split(".")
+        return getattr(state.governance.tiers[tier_name], attr)
+    return getattr(getattr(state, group), rest)
+
+
+# --------------------------------------------------------------------------------- the machine
+class GovernanceMachine(RuleBasedStateMachine):
+    """One random chain; see the module docstring for what is checked where."""
+
+    steps = 0
+    coverage: Counter = Counter()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chain = Chain(machine_genesis())
+        self.state = self.chain.state
+        self.records: dict[str, ProposalRecord] = {}
+        self.full_hash: str | None = None  # the full state hash while it is known to be current
+        self.genesis_supply = sum(self.state.bgov.values())
+        self.burned = 0
+        # the test's model after every block: delegated votes per delegatee, delegated and total supply
+        self.votes_at: dict[int, dict[str, int]] = {}
+        self.delegated_at: dict[int, int] = {}
+        self.supply_at: dict[int, int] = {}
+        self._record_block_model()
+
+    @rule(step=st.sampled_from(STEPS), data=st.data())
+    def step(self, step: str, data) -> None:
+        """One random step; a single weighted rule, as in ``test_properties`` (Hypothesis draws
+        rules uniformly, and lifecycles need mostly votes and blocks)."""
+        GovernanceMachine.steps += 1
+        getattr(self, step)(data)
+
+    # ----------------------------------------------------------------------------- plumbing
+    def _submit(self, sender: str, msg: dict) -> tuple[dict, list[dict]]:
+        """Apply one message inside the open block; a rejection must change nothing at all (the
+        full state hash before it is kept while messages are rejected, as it must stay the same)."""
+        self._open_block()
+        typed = decode_message(msg)
+        if self.full_hash is None:
+            self.full_hash = compute_state_hash_full(self.state)
+        events: list[dict] = []
+        result = apply_tx(self.state, sender, typed, events)
+        if result["ok"]:
+            self.full_hash = None
+            self.chain.events.extend(events)
+            self.coverage[f"ok:{msg['type']}"] += 1
+            self._follow_status_events(events)
+        else:
+            assert events == [], f"a rejection emitted events: {events}"
+            assert compute_state_hash_full(self.state) == self.full_hash, f"rejected {msg} ({result['code']}) changed state"
+            self.coverage[f"rejected:{result['code']}"] += 1
+        return result, events
+
+    def _open_block(self) -> None:
+        if not self.chain.is_open:
+            self.chain.open_block()
+            self.full_hash = None  # a new height and time
+
+    def _close_block(self, advance_ms: int) -> None:
+        self._open_block()
+        already = len(self.chain.events)
+        state_hash = self.chain.end_block(advance_ms=advance_ms)
+        self.full_hash = None
+        assert state_hash == self.state.state_hash == compute_state_hash_full(self.state)
+        self._follow_status_events(self.chain.events[already:])
+        self._record_block_model()
+        for proposal_id, record in self.records.items():
+            if record.status == "queued":  # nothing stays queued past its window
+                assert self.state.time_ms <= record.window()[1], proposal_id
+        self.coverage["blocks"] += 1
+
+    def _record_block_model(self) -> None:
+        """The test's own votes, delegated and total supply at the end of block ``state.height``."""
+        delegated = delegated_balances(self.state)
+        height = self.state.height
+        self.votes_at[height] = dict(delegated)
+        self.delegated_at[height] = sum(delegated.values())
+        self.supply_at[height] = self.genesis_supply - self.burned
+
+    def _follow_status_events(self, events: list[dict]) -> None:
+        """Every ``proposal_status`` transition, checked against the lifecycle, the timelock and the
+        window (property 1) and, for a tally, against the test's own recount (property 3)."""
+        now = self.state.time_ms
+        for event in events:
+            if event["type"] == "proposal_extended":
+                self.coverage["late_quorum_extended"] += 1
+            if event["type"] != "proposal_status":
+                continue
+            record = self.records[event["proposal_id"]]
+            assert event["from"] == record.status and event["to"] in LIFECYCLE[record.status], (event, record.statuses)
+            record.statuses.append(event["to"])
+            self.coverage[f"status:{event['to']}"] += 1
+            if event["to"] == "queued":
+                record.queued_ms = now
+                assert (event["executable_from_ms"], event["executable_until_ms"]) == record.window()
+            elif event["to"] == "executed":
+                eta, last = record.window()
+                assert record.statuses[-3:] == ["succeeded", "queued", "executed"], record.statuses
+                assert eta <= now <= last, f"executed at {now}, outside its window {eta}..{last}"
+                self.coverage[f"executed:{record.risk_class}"] += 1
+            elif event["to"] == "expired":
+                assert now > record.window()[1]
+            elif event["to"] in ("defeated", "vetoed", "succeeded"):
+                self._check_tally(record, event)
+            elif event["to"] == "canceled" and record.deposit_state == "escrowed":
+                record.deposit_state = "returned"
+
+    def _check_tally(self, record: ProposalRecord, event: dict) -> None:
+        """Quorum on all votes against the supply at the snapshot (met at equality); veto above 1/3
+        of yes + no + veto; approval strictly above the class's threshold (docs/protocol.md)."""
+        tally = record.tally()
+        assert {option: event[option] for option in tally} == tally
+        supply = self.supply_at[record.snapshot_height]
+        decisive = tally["yes"] + tally["no"] + tally["veto"]
+        if sum(tally.values()) * PPM < supply * QUORUM_PPM[record.risk_class]:
+            outcome = "defeated"
+        elif 3 * tally["veto"] > decisive:
+            outcome = "vetoed"
+        elif tally["yes"] * PPM > APPROVAL_PPM[record.risk_class] * decisive:
+            outcome = "succeeded"
+        else:
+            outcome = "defeated"
+        assert event["to"] == outcome, (event, tally, supply)
+        if outcome == "vetoed":
+            record.deposit_state = "burned"
+            self.burned += record.deposit
+        else:
+            record.deposit_state = "returned"
+
+    def _pick_proposal(self, data, statuses: tuple[str, ...]) -> str:
+        """Mostly a proposal in one of ``statuses``; sometimes any, or an id that does not exist."""
+        ids = list(self.records)
+        preferred = [pid for pid in ids if self.records[pid].status in statuses]
+        choice = data.draw(st.sampled_from(("preferred",) * 12 + ("any", "any", "unknown")), label="which proposal")
+        if choice == "preferred" and preferred:
+            return pick(data, preferred, "proposal")
+        if choice != "unknown" and ids:
+            return pick(data, ids, "proposal")
+        return "0" * 64
+
+    def _validate(self, actions: tuple) -> tuple[list, str] | str:
+        """``compute_proposal_changes`` on the current state: the changes and class, or the error code."""
+        try:
+            return governance.compute_proposal_changes(self.state, actions)
+        except ProtocolError as error:
+            return error.code
+
+    # ----------------------------------------------------------------------------- governance steps
+    def submit_proposal(self, data) -> None:
+        sender = data.draw(st.sampled_from(PROPOSERS), label="proposer")
+        names = [data.draw(st.sampled_from(ACTION_NAMES), label="action")
+                 for _ in range(data.draw(st.sampled_from((1, 1, 1, 2)), label="actions"))]
+        self._submit_actions(sender, names, title=data.draw(st.sampled_from(("p", "p", "q")), label="title"),
+                             deposit=data.draw(st.sampled_from(DEPOSITS), label="deposit"))
+
+    def _submit_actions(self, sender: str, names: list[str], *, title: str, deposit: str) -> None:
+        """Property 2 at submission: an action that fails validation on the pre-state is refused."""
+        msg = {"type": "submit_proposal", "title": title, "description": "", "deposit": deposit,
+               "actions": [ACTIONS[name] for name in names]}
+        self._open_block()
+        validation = self._validate(decode_message(msg).actions)
+        result, _ = self._submit(sender, msg)
+        if isinstance(validation, str):
+            assert not result["ok"], f"a proposal that fails validation ({validation}) was accepted: {names}"
+            self.coverage["submit_invalid_refused"] += 1
+        if result["ok"]:
+            assert result["risk_class"] == validation[1]
+            proposal = self.state.proposals[result["proposal_id"]]
+            assert proposal.snapshot_height == self.state.height + GOVERNANCE["voting_delay_blocks"]
+            self.records[result["proposal_id"]] = ProposalRecord(
+                risk_class=result["risk_class"], proposer=sender, deposit=parse_decimal(deposit, 6, field="deposit"),
+                snapshot_height=proposal.snapshot_height)
+            self.coverage[f"submitted:{result['risk_class']}"] += 1
+
+    def submit_conflicting_pair(self, data) -> None:
+        """Two proposals in one block whose actions conflict (``CONFLICTS``), in either order."""
+        first, second = data.draw(st.sampled_from(CONFLICTS), label="conflict")
+        if data.draw(st.booleans(), label="swap"):
+            first, second = second, first
+        sender = data.draw(st.sampled_from((ALICE, CAROL)), label="proposer")
+        for title, name in (("first", first), ("second", second)):
+            self._submit_actions(sender, [name], title=title, deposit="5")
+
+    def vote(self, data) -> None:
+        if not self.records:  # nothing to vote on yet: propose instead
+            return self.submit_proposal(data)
+        proposal_id = self._pick_proposal(data, ("active",))
+        delegatees = list(votes.get_voting_powers(self.state))
+        if delegatees and data.draw(st.booleans(), label="a delegatee votes"):
+            voter = pick(data, delegatees, "voter")
+        else:
+            voter = data.draw(st.sampled_from(VOTERS), label="voter")
+        option = data.draw(st.sampled_from(VOTE_OPTIONS), label="option")
+        result, _ = self._submit(voter, {"type": "vote", "proposal_id": proposal_id, "option": option})
+        if result["ok"]:
+            record = self.records[proposal_id]
+            assert record.status == "active" and voter not in record.ballots
+            snapshot = record.snapshot_height
+            assert snapshot < self.state.height
+            age = HOLDING_AGE_BLOCKS[record.risk_class]
+            expected = min(self.votes_at[snapshot].get(voter, 0), self.votes_at[max(snapshot - age, 0)].get(voter, 0))
+            assert result["weight"] == expected > 0
+            record.ballots[voter] = (option, result["weight"])
+            self.coverage[f"vote:{option}"] += 1
+
+    def queue(self, data) -> None:
+        if not self.records:
+            return self.submit_proposal(data)
+        proposal_id = self._pick_proposal(data, ("succeeded",))
+        status = self.records[proposal_id].status if proposal_id in self.records else None
+        result, _ = self._submit(data.draw(st.sampled_from(HOLDERS + (STRANGER,)), label="sender"),
+                                 {"type": "queue", "proposal_id": proposal_id})
+        assert result["ok"] == (status == "succeeded"), (status, result)
+
+    def execute(self, data) -> None:
+        """Property 2: the test validates the actions on the pre-state itself."""
+        if not self.records:
+            return self.submit_proposal(data)
+        proposal_id = self._pick_proposal(data, ("queued",))
+        sender = data.draw(st.sampled_from(HOLDERS + (STRANGER,)), label="sender")
+        self._open_block()
+        record = self.records.get(proposal_id)
+        proposal = self.state.proposals.get(proposal_id)
+        validation = self._validate(proposal.actions) if proposal is not None else "unknown_proposal"
+        was_queued = record is not None and record.status == "queued"
+        now = self.state.time_ms
+        result, events = self._submit(sender, {"type": "execute", "proposal_id": proposal_id})
+        if isinstance(validation, str):
+            assert not result["ok"], f"executed a proposal whose actions fail validation ({validation})"
+            if was_queued:
+                self.coverage["execute_refused_revalidation"] += 1
+                self.coverage[f"execute_refused_invalid:{validation}"] += 1
+            return
+        changes, risk_class = validation
+        escalated = RISK_CLASSES.index(risk_class) > RISK_CLASSES.index(record.risk_class) if record else False
+        in_window = was_queued and record.window()[0] <= now <= record.window()[1]
+        if result["ok"]:
+            assert was_queued and in_window and not escalated
+            changed = [(e["name"], e["old"], e["value"]) for e in events if e["type"] == "param_changed"]
+            assert changed == [(name, old, new) for name, old, new, _ in changes if old != new]
+            assert all(e["proposal_id"] == proposal_id for e in events if e["type"] == "param_changed")
+            final = {name: new for name, _, new, _ in changes}
+            assert {name: read_param(self.state, name) for name in final} == final
+            return
+        if was_queued:
+            code = result["code"]
+            eta, last = record.window()
+            assert code != "timelock_not_elapsed" or now < eta, (code, now, eta)
+            assert code != "proposal_expired" or now > last, (code, now, last)
+            if record.risk_class in ("risk_reducing", "neutral"):  # no stress gate: only time and validity
+                assert (code == "timelock_not_elapsed") == (now < eta) and (code == "proposal_expired") == (now > last)
+                assert not in_window or escalated, f"a valid {record.risk_class} proposal in its window was refused"
+            self.coverage[f"execute_refused_queued:{code}"] += 1
+            self.coverage["execute_refused_revalidation"] += in_window and escalated
+
+    def cancel_proposal(self, data) -> None:
+        proposal_id = self._pick_proposal(data, OPEN_STATUSES)
+        record = self.records.get(proposal_id)
+        sender = data.draw(st.sampled_from(((record.proposer,) * 3 if record else ()) + HOLDERS), label="sender")
+        allowed = False
+        if record is not None and record.status in OPEN_STATUSES:
+            below = votes.get_votes(self.state, record.proposer) < self.state.governance.proposal_threshold_bgov
+            allowed = below or (sender == record.proposer and record.status == "pending")
+        result, _ = self._submit(sender, {"type": "cancel_proposal", "proposal_id": proposal_id})
+        assert result["ok"] == allowed, (record and record.statuses, sender, result)
+
+    # ----------------------------------------------------------------------------- BGOV, oracle and time
+    def transfer_bgov(self, data) -> None:
+        sender = data.draw(st.sampled_from(HOLDERS), label="sender")
+        to = data.draw(st.sampled_from(HOLDERS), label="to")
+        balance = votes.get_balance(self.state, sender)
+        amount = data.draw(st.sampled_from((1, 5 * BGOV, max(balance // 2, 1), balance, balance + 1)), label="bgov")
+        result, _ = self._submit(sender, {"type": "transfer_bgov", "to": to, "amount": decimal_text(amount, 6)})
+        assert result["ok"] == (0 < amount <= balance and to != sender), result
+
+    def delegate(self, data) -> None:
+        sender = data.draw(st.sampled_from(HOLDERS), label="sender")
+        delegatee = data.draw(st.sampled_from(HOLDERS + (ZERO,)), label="delegatee")
+        result, _ = self._submit(sender, {"type": "delegate", "delegatee": delegatee})
+        if result["ok"]:
+            assert votes.get_delegate(self.state, sender) == (None if delegatee == ZERO else delegatee)
+
+    def oracle_update(self, data) -> None:
+        """Fresh prices (markets go stale after 60 s; a delisted market settles only on a fresh price)."""
+        self._open_block()
+        prices = {}
+        for ticker, entry in self.state.markets.items():
+            bps = data.draw(st.sampled_from((0, 50, -50, 200, -200, 500, -500)), label="move bps")
+            ticks = max(1, entry.oracle_price * (10_000 + bps) // 10_000)
+            prices[ticker] = decimal_text(ticks, entry.price_decimals)
+        result, _ = self._submit(ORACLE, {"type": "oracle_update", "prices": prices})
+        assert result["ok"], result
+
+    def end_block(self, data) -> None:
+        self._close_block(data.draw(st.sampled_from((1_000, 0, 2_000, 5_000)), label="advance ms"))
+
+    def end_block_after_minutes(self, data) -> None:
+        self._close_block(data.draw(st.integers(60_000, 30 * 60_000), label="advance ms"))
+
+    def end_block_and_jump(self, data) -> None:
+        """A gap of hours to days, or to an edge of a queued proposal's execution window."""
+        kind = data.draw(st.sampled_from(JUMPS), label="jump")
+        self._close_block(0)
+        now = self.state.time_ms
+        windows = [record.window() for record in self.records.values() if record.status == "queued"]
+        if windows and kind != "hours":
+            eta, last = pick(data, windows, "window")
+            target = {"eta": eta, "inside": (eta + last) // 2, "before_eta": eta - 1, "last": last,
+                      "after_last": last + 1}[kind]
+        else:
+            target = now + data.draw(st.sampled_from((1, 2, 6, 13, 30)), label="hours") * HOUR_MS
+        self.chain.next_time_ms = max(now, target)
+
+    # ----------------------------------------------------------------------------- invariants
+    @invariant()
+    def voting_power_never_exceeds_delegated_supply(self) -> None:
+        """Property 3 over the ledger now, and per proposal at its snapshot."""
+        state = self.state
+        delegated = delegated_balances(state)
+        powers = votes.get_voting_powers(state)
+        assert powers == {d: v for d, v in sorted(delegated.items()) if v}
+        assert sum(powers.values()) == votes.get_delegated_supply(state) <= votes.get_total_supply(state)
+        for proposal_id, record in self.records.items():
+            proposal = state.proposals[proposal_id]
+            tally = record.tally()
+            assert (proposal.yes, proposal.no, proposal.abstain, proposal.veto) == tuple(tally.values())
+            if record.snapshot_height in self.delegated_at:
+                assert sum(tally.values()) <= self.delegated_at[record.snapshot_height]
+            if not self.chain.is_open and record.snapshot_height <= state.height:  # a committed snapshot
+                seen = transparency.get_proposal_participation(state, proposal_id)
+                assert seen.delegated_supply == self.delegated_at[record.snapshot_height]
+                assert seen.total_supply == self.supply_at[record.snapshot_height]
+                assert seen.votes_cast == sum(tally.values()) <= seen.voted_power <= seen.delegated_supply
+                assert seen.delegates_voted == len(record.ballots)
+
+    @invariant()
+    def collateral_and_bgov_are_conserved(self) -> None:
+        """Property 4."""
+        state = self.state
+        check_invariants(state)
+        held = (sum(sub.balance for sub in state.subaccounts.values()) + sum(state.insurance_funds.values())
+                + state.fees_account + state.funding_account)
+        assert held == state.total_deposits - state.total_withdrawals + state.seed_insurance
+        escrowed = sum(r.deposit for r in self.records.values() if r.deposit_state == "escrowed")
+        assert {pid: state.proposals[pid].deposit_state for pid in self.records} == {
+            pid: r.deposit_state for pid, r in self.records.items()}
+        supply = votes.get_total_supply(state)
+        assert sum(state.bgov.values()) + escrowed == supply == self.genesis_supply - self.burned
+
+
+def run_machine(machine_settings: settings) -> Counter:
+    GovernanceMachine.steps = 0
+    GovernanceMachine.coverage = Counter()
+    run_state_machine_as_test(GovernanceMachine, settings=machine_settings)
+    return Counter(GovernanceMachine.coverage, steps=GovernanceMachine.steps)
+
+
+# Lower bounds (about a third of what the seeded run reaches) that keep the run from going vacuous.
+COVERAGE_MINIMUMS = {
+    "blocks": 2_000, "submitted:risk_reducing": 250, "submitted:neutral": 20, "submitted:risk_increasing": 100,
+    "submitted:critical": 3, "submit_invalid_refused": 60, "vote:yes": 200, "vote:no": 25, "vote:abstain": 40,
+    "vote:veto": 50, "rejected:invalid_vote_option": 50, "rejected:no_voting_power": 200, "late_quorum_extended": 60,
+    "status:succeeded": 130, "status:defeated": 190, "status:vetoed": 50, "status:queued": 120,
+    "executed:risk_reducing": 25, "status:expired": 45, "status:canceled": 30,
+    "rejected:proposer_above_threshold": 100, "execute_refused_queued:timelock_not_elapsed": 90,
+    "execute_refused_queued:proposal_expired": 4, "execute_refused_revalidation": 3,
+}
+
+
+def test_random_governance_sequences_keep_every_property():
+    started = time.monotonic()
+    coverage = run_machine(GOVERNANCE_SETTINGS)
+
+    print(f"\n{coverage['steps']} steps in {time.monotonic() - started:.1f} s; coverage: {dict(sorted(coverage.items()))}")
+    assert coverage["steps"] >= MIN_STEPS
+    assert {key: coverage[key] for key in COVERAGE_MINIMUMS if coverage[key] < COVERAGE_MINIMUMS[key]} == {}
