@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from bastion.core import council, governance
+from bastion.core import council, governance, transparency
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action
@@ -329,7 +329,7 @@ def test_a_steward_change_applies_at_the_kth_approval_through_change_param():
         {"type": "steward_change_applied", "param": name, "value": 150_000, "old": 100_000, "approvers": [C1, C3]},
     ]
     assert chain.state.fees.insurance_share_ppm == 150_000 and chain.state.params_epoch == epoch + 1
-    assert governance.get_param_history(chain.state, name) == [
+    assert transparency.parameter_history(chain.state, name) == [
         ParamHistoryEntry(name, 100_000, 150_000, 2, ParamSource("council", f"{C1},{C3}"))]
     assert chain.state.steward_last_change_ms == {name: chain.state.time_ms}
     assert chain.state.steward_approvals == {}                                        # all pending dropped

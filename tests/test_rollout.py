@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bastion.core import governance, rollout
+from bastion.core import governance, rollout, transparency
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import serialize_leaf
 from bastion.core.messages import decode_action
@@ -175,7 +175,7 @@ def test_a_risk_reducing_rollout_runs_from_a_proposal_to_completion():
     record = chain.state.rollouts[1]
     assert (record.status, record.step, record.ended_height) == ("completed", 4, chain.state.height)
     source = ParamSource("rollout", "1")
-    assert governance.get_param_history(chain.state, CAP_NAME) == [
+    assert transparency.parameter_history(chain.state, CAP_NAME) == [
         ParamHistoryEntry(CAP_NAME, 200_000 - 10_000 * (i - 1), 200_000 - 10_000 * i, 9 + i, source)
         for i in range(1, 5)]
 
