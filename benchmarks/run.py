@@ -8,7 +8,9 @@
 - ``bench_state_machine.py``: the whole state machine (1,000,000 orders over 1,000 accounts and
   three markets, blocks of 1,000, a state hash per block);
 - ``bench_liquidation.py``: the end-of-block liquidation step after a 20% oracle drop, 100,000
-  subaccounts with 5 positions each, 10% of them liquidatable.
+  subaccounts with 5 positions each, 10% of them liquidatable;
+- ``bench_stress.py``: the stress fast path (account-steps/s) and the default gate sweep
+  (1,000 scenarios x 10,000 accounts).
 
 With ``--compiled DIR`` (a build of ``build_compiled.py``) only the state machine runs, first on the
 pure-Python core, then on the compiled one from DIR, and the exit status is non-zero unless both
@@ -37,7 +39,7 @@ def main() -> None:
         sys.exit(compare_compiled(args.ops, args.compiled))
     env_path = str(HERE.parent / "src")
     runs = [["bench_book.py", "--ops", str(args.ops)], ["bench_state_machine.py", "--ops", str(args.ops)],
-            ["bench_liquidation.py", "--check"]]
+            ["bench_liquidation.py", "--check"], ["bench_stress.py"]]
     for script, *options in runs:
         command = [sys.executable, str(HERE / script), *options]
         print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)

@@ -1,0 +1,59 @@
+"""Stress testing (DESIGN.md section 10): what a crash would do to today's positions.
+
+The pipeline, one module per step::
+
+    state --extract_inputs--> StressInputs             (inputs.py: numpy arrays of a committed State)
+    scenario set JSON --parse_scenario_set--> ScenarioSet   (scenarios.py: versioned, hashed specs)
+    (scenario, inputs) --build_path--> ScenarioPath     (paths.py: oracle ticks per step)
+    run_sweep(inputs, scenario_set) -> [ScenarioResult] (engine.py: the vectorised fast path)
+    build_report(...) -> StressReport                   (report.py: summary, verdict, canonical JSON + hash)
+
+``run_stress(extract_inputs(state), default_scenario_set())`` does all of it. Scenario data (crash
+windows, jump-diffusion calibration, the default gate set) ship in ``data/``; see ``docs/stress.md``.
+"""
+from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_fast_path, run_sweep
+from bastion.stress.inputs import StressInputs, extract_inputs
+from bastion.stress.paths import ScenarioPath, build_path
+from bastion.stress.report import (
+    StressReport,
+    StressThresholds,
+    SweepSummary,
+    build_report,
+    parse_thresholds,
+    run_stress,
+    summarise,
+)
+from bastion.stress.scenarios import (
+    Scenario,
+    ScenarioSet,
+    default_scenario_set,
+    load_scenario_set,
+    map_market,
+    parse_scenario_set,
+    scenario_set_hash,
+)
+
+__all__ = [
+    "ENGINE_VERSION",
+    "Scenario",
+    "ScenarioPath",
+    "ScenarioResult",
+    "ScenarioSet",
+    "StressInputs",
+    "StressReport",
+    "StressThresholds",
+    "SweepSummary",
+    "build_path",
+    "build_report",
+    "default_scenario_set",
+    "extract_inputs",
+    "load_scenario_set",
+    "map_market",
+    "parse_scenario_set",
+    "parse_thresholds",
+    "run_fast_path",
+    "run_stress",
+    "run_sweep",
+    "scenario_set_hash",
+    "summarise",
+]

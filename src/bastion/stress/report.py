@@ -1,0 +1,177 @@
+"""Aggregates across scenarios, the verdict against thresholds, and the hashed report.
+
+Across the scenarios of a sweep (DESIGN.md section 10), with ``n`` scenarios and each scenario's
+``loss`` = the negative equity of its liquidated accounts (paid by a fund or socialised):
+
+* ``depletion_probability_ppm`` = ``ceil(1e6 * depleted / n)``: a scenario is *depleted* when some
+  pool's fund could not pay a loss;
+* ``var99_loss_usdc``: the ``ceil(0.99 n)``-th smallest loss (the 99% quantile, no interpolation);
+* ``es99_loss_usdc``: the mean of the ``ceil(n / 100)`` largest losses, rounded up.
+
+Every figure is an integer (micro-USDC, ppm, counts) computed with integer arithmetic from the
+engine's integers; rounding is up wherever it is a risk figure.
+
+``StressThresholds`` are the limits the verdict checks (a plain dataclass, parsed from JSON with
+decimal strings; governance will own them): the depletion probability, and VaR and ES of losses as
+a share of the total insurance funds. ``build_report`` returns the canonical report: JSON with
+sorted keys, compact separators and no floats (ints, strings, booleans, lists), and
+``report_hash = sha256(canonical bytes)``. The same inputs, scenario set and code give the same
+bytes in any process.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Final
+
+import numpy as np
+
+import bastion
+from bastion.core.errors import ProtocolError
+from bastion.core.snapshot import canonical_bytes
+from bastion.core.units import PPM, format_ppm, parse_ppm
+from bastion.stress.calibration import CALIBRATION_FILE
+from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_sweep
+from bastion.stress.history import HISTORY
+from bastion.stress.inputs import StressInputs
+from bastion.stress.scenarios import ScenarioSet, scenario_set_hash
+
+FORMAT: Final = "bastion-stress-report/1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StressThresholds:
+    """Limits of a passing sweep (ppm; the loss limits are shares of the total insurance funds)."""
+
+    max_depletion_probability_ppm: int = 10_000      # 1% of scenarios
+    max_var99_loss_ppm_of_fund: int = 500_000        # VaR99 of losses at most half the funds
+    max_es99_loss_ppm_of_fund: int = 1_000_000       # ES99 of losses at most the funds
+
+    def document(self) -> dict[str, str]:
+        return {"max_depletion_probability": format_ppm(self.max_depletion_probability_ppm),
+                "max_var99_loss_of_fund": format_ppm(self.max_var99_loss_ppm_of_fund),
+                "max_es99_loss_of_fund": format_ppm(self.max_es99_loss_ppm_of_fund)}
+
+
+def parse_thresholds(document: Any) -> StressThresholds:
+    """``{"max_depletion_probability": "0.01", ...}`` (omitted fields keep their defaults)."""
+    names = {"max_depletion_probability": "max_depletion_probability_ppm",
+             "max_var99_loss_of_fund": "max_var99_loss_ppm_of_fund",
+             "max_es99_loss_of_fund": "max_es99_loss_ppm_of_fund"}
+    if not isinstance(document, dict) or set(document) - set(names):
+        raise ProtocolError("invalid_thresholds", f"thresholds take {sorted(names)}", field="thresholds")
+    return StressThresholds(**{names[k]: parse_ppm(v, field=f"thresholds.{k}") for k, v in document.items()})
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    scenarios: int
+    depleted: int
+    depletion_probability_ppm: int
+    var99_loss_usdc: int
+    es99_loss_usdc: int
+    worst_bad_debt_usdc: int
+    worst_drawdown_usdc: int
+    liquidations: int
+    liquidated_notional_usdc: int
+
+
+def summarise(results: list[ScenarioResult]) -> SweepSummary:
+    """The cross-scenario figures of the module docstring (``results`` non-empty)."""
+    n = len(results)
+    if n == 0:
+        raise ValueError("no scenario results to summarise")
+    losses = sorted(r.loss_usdc for r in results)
+    depleted = sum(r.depleted for r in results)
+    tail = -(-n // 100)
+    return SweepSummary(
+        scenarios=n, depleted=depleted, depletion_probability_ppm=-(-depleted * PPM // n),
+        var99_loss_usdc=losses[-(-99 * n // 100) - 1], es99_loss_usdc=-(-sum(losses[-tail:]) // tail),
+        worst_bad_debt_usdc=max(r.bad_debt_usdc for r in results),
+        worst_drawdown_usdc=max(r.insurance_drawdown_usdc for r in results),
+        liquidations=sum(r.liquidations for r in results),
+        liquidated_notional_usdc=sum(r.liquidated_notional_usdc for r in results))
+
+
+def verdict(summary: SweepSummary, thresholds: StressThresholds, insurance_total_usdc: int) -> dict[str, Any]:
+    """``{"passed": bool, "insurance_funds_total_usdc": int, "checks": [...]}``: each check's value
+    (ppm for the depletion probability, micro-USDC for the losses) against its limit in ppm (of the
+    total insurance funds for the losses, compared by cross multiplication)."""
+    checks = [
+        ("depletion_probability", summary.depletion_probability_ppm, thresholds.max_depletion_probability_ppm,
+         summary.depletion_probability_ppm <= thresholds.max_depletion_probability_ppm),
+        ("var99_loss_of_fund", summary.var99_loss_usdc, thresholds.max_var99_loss_ppm_of_fund,
+         summary.var99_loss_usdc * PPM <= thresholds.max_var99_loss_ppm_of_fund * insurance_total_usdc),
+        ("es99_loss_of_fund", summary.es99_loss_usdc, thresholds.max_es99_loss_ppm_of_fund,
+         summary.es99_loss_usdc * PPM <= thresholds.max_es99_loss_ppm_of_fund * insurance_total_usdc),
+    ]
+    return {"passed": all(ok for *_, ok in checks), "insurance_funds_total_usdc": insurance_total_usdc,
+            "checks": [{"name": name, "value": value, "limit_ppm": limit, "passed": ok}
+                       for name, value, limit, ok in checks]}
+
+
+@dataclass(frozen=True)
+class StressReport:
+    document: dict[str, Any]
+    canonical_bytes: bytes
+    report_hash: str
+
+
+@cache
+def data_hash() -> str:
+    """SHA-256 over the scenario data (calibration and crash windows): name and digest of each file."""
+    files = [CALIBRATION_FILE, *sorted(HISTORY.glob("*.csv"))]
+    listing = [[path.name, hashlib.sha256(path.read_bytes()).hexdigest()] for path in files]
+    return hashlib.sha256(canonical_bytes(listing)).hexdigest()
+
+
+def code_version() -> dict[str, str]:
+    return {"bastion": bastion.__version__, "engine": ENGINE_VERSION, "numpy": np.__version__}
+
+
+def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[ScenarioResult],
+                 thresholds: StressThresholds | None = None) -> StressReport:
+    """The canonical report of a complete sweep (``results`` for every scenario, in index order)."""
+    thresholds = thresholds or StressThresholds()
+    if [r.index for r in results] != list(range(len(scenario_set.scenarios()))):
+        raise ValueError("a report needs the result of every scenario of the set, in index order")
+    summary = summarise(results)
+    insurance_total = int(inputs.insurance_funds.sum())
+    document = {
+        "format": FORMAT,
+        "inputs": {
+            "state_hash": inputs.state_hash, "height": inputs.height, "accounts": inputs.account_count,
+            "markets": list(inputs.tickers),
+            "insurance_funds_usdc": [[pool, int(amount)] for pool, amount in zip(inputs.pools, inputs.insurance_funds)],
+            "scenario_set": {"name": scenario_set.name, "version": scenario_set.version,
+                             "hash": scenario_set_hash(scenario_set)},
+            "seed": scenario_set.seed, "data_hash": data_hash(), "code": code_version(),
+        },
+        "scenarios": [_result_document(r) for r in results],
+        "summary": {"scenarios": summary.scenarios, "depleted": summary.depleted,
+                    "depletion_probability_ppm": summary.depletion_probability_ppm,
+                    "var99_loss_usdc": summary.var99_loss_usdc, "es99_loss_usdc": summary.es99_loss_usdc,
+                    "worst_bad_debt_usdc": summary.worst_bad_debt_usdc,
+                    "worst_drawdown_usdc": summary.worst_drawdown_usdc, "liquidations": summary.liquidations,
+                    "liquidated_notional_usdc": summary.liquidated_notional_usdc},
+        "thresholds": thresholds.document(),
+        "verdict": verdict(summary, thresholds, insurance_total),
+    }
+    encoded = canonical_bytes(document)
+    return StressReport(document, encoded, hashlib.sha256(encoded).hexdigest())
+
+
+def _result_document(result: ScenarioResult) -> dict[str, Any]:
+    return {"index": result.index, "name": result.name, "kind": result.kind, "steps": result.steps,
+            "liquidations": result.liquidations, "liquidated_notional_usdc": result.liquidated_notional_usdc,
+            "insurance_fees_usdc": result.insurance_fees_usdc, "insurance_payouts_usdc": result.insurance_payouts_usdc,
+            "insurance_drawdown_usdc": result.insurance_drawdown_usdc, "adl_notional_usdc": result.adl_notional_usdc,
+            "bad_debt_usdc": result.bad_debt_usdc, "loss_usdc": result.loss_usdc,
+            "depleted_pools": list(result.depleted_pools)}
+
+
+def run_stress(inputs: StressInputs, scenario_set: ScenarioSet,
+               thresholds: StressThresholds | None = None) -> StressReport:
+    """Sweep every scenario of the set with the fast path and build the report."""
+    return build_report(inputs, scenario_set, run_sweep(inputs, scenario_set), thresholds)
