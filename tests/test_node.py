@@ -1,5 +1,5 @@
 """The node in-process: replay equals live on a long run, recovery from snapshots, ``check_tx``
-and the HTTP intake (the kill -9 tests are in ``test_node_crash.py``)."""
+and the HTTP intake in unsigned mode (the kill -9 tests are in ``test_node_crash.py``)."""
 from __future__ import annotations
 
 import random
@@ -10,10 +10,10 @@ import test_crash_replay as crash
 from builders import BOB, BRIDGE, ORACLE, STRANGER, genesis as make_genesis, place_order
 from fastapi.testclient import TestClient
 
+from bastion.api.app import ApiConfig, create_app
 from bastion.core.errors import ProtocolError
 from bastion.core.timefmt import parse_iso_ms
 from bastion.node.node import Node, verify_log
-from bastion.node.server import create_app
 
 
 class Envelopes:
@@ -120,7 +120,7 @@ def test_check_tx_refuses_bad_envelopes_and_queues_nothing(tmp_path: Path, envel
 
 def test_http_intake_accepts_commits_and_refuses_a_reused_nonce(tmp_path: Path) -> None:
     node = Node(tmp_path / "n", make_genesis(), clock_ms=iter(range(1_767_225_601_000, 10**15, 1_000)).__next__)
-    client = TestClient(create_app(node))
+    client = TestClient(create_app(node, ApiConfig(unsigned=True)))  # the node's intake; signatures: test_api.py
     deposit = {"sender": BRIDGE, "nonce": 9, "msg": {"type": "deposit", "owner": BOB, "subaccount": 0, "amount": "2"}}
     accepted = client.post("/v1/tx", json=deposit)
     assert accepted.status_code == 202 and accepted.json()["status"] == "accepted"

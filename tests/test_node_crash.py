@@ -103,7 +103,8 @@ class Client:
 
 def start(data: Path, genesis_file: Path, port: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "bastion.cli.main", "node", "--data", str(data), "--genesis",
-               str(genesis_file), "--port", str(port), "--block-time", "40", "--snapshot-every", "7", "--quiet"]
+               str(genesis_file), "--port", str(port), "--block-time", "40", "--snapshot-every", "7", "--quiet",
+               "--unsigned"]  # durability, not signatures, is tested here (those are in test_api.py)
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

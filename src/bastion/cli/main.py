@@ -52,8 +52,14 @@ def node(
     data: Path = typer.Option(None, "--data", help="data directory (block log, snapshots, read models)"),
     genesis: Path = typer.Option(None, "--genesis", exists=True, dir_okay=False,
                                  help="genesis JSON (needed the first time; must match afterwards)"),
-    host: str = typer.Option("127.0.0.1", help="HTTP intake address (envelopes are unsigned: keep it local)"),
-    port: int = typer.Option(8545, help="HTTP intake port"),
+    host: str = typer.Option("127.0.0.1", help="API address"),
+    port: int = typer.Option(8545, help="API port"),
+    unsigned: bool = typer.Option(False, "--unsigned", help="trusted local bots: take envelope senders as given "
+                                                             "(no EIP-712 signature); loopback addresses only"),
+    cors_origin: list[str] = typer.Option([], "--cors-origin", help="allow browser calls from this origin "
+                                                                    "(repeatable; CORS is closed by default)"),
+    rate_limit: int = typer.Option(1_000, help="transactions per second per signed sender (token bucket)"),
+    burst: int = typer.Option(2_000, help="token bucket size per sender"),
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
@@ -63,15 +69,15 @@ def node(
     demo: bool = typer.Option(False, help="a demo chain (the bundled demo markets and accounts, starting now) "
                                           "in --data, default .bastion-demo"),
 ) -> None:
-    """Run a node: recover from DIR, produce blocks, serve the HTTP intake (Ctrl-C stops)."""
+    """Run a node: recover from DIR, produce blocks, serve the API (Ctrl-C stops)."""
     import threading
 
     import uvicorn
 
+    from bastion.api.app import ApiConfig, create_app
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
     from bastion.node.node import Node, ReplayDivergence, tune_garbage_collector
-    from bastion.node.server import create_app
 
     genesis_doc = None
     if genesis is not None:
@@ -83,6 +89,9 @@ def node(
             genesis_doc = _demo_genesis()
     if data is None:
         errors.print("[red]--data is required[/red] (or --demo)")
+        raise typer.Exit(2)
+    if unsigned and host not in ("127.0.0.1", "localhost", "::1"):
+        errors.print("[red]--unsigned[/red] trusts every sender: it serves only on a loopback address")
         raise typer.Exit(2)
     try:
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
@@ -98,14 +107,17 @@ def node(
     recovery = the_node.recovery
     console.print(f"chain {the_node.state.chain_id} at height {the_node.state.height} "
                   f"(snapshot {recovery.snapshot_height}, replayed {recovery.replayed_blocks} blocks / "
-                  f"{recovery.replayed_txs} txs in {recovery.seconds:.2f} s); intake http://{host}:{port}")
+                  f"{recovery.replayed_txs} txs in {recovery.seconds:.2f} s); API http://{host}:{port}"
+                  f"{' (UNSIGNED: trusted local mode)' if unsigned else ''}")
     for skipped in recovery.skipped_snapshots:
         errors.print(f"[yellow]skipped snapshot[/yellow] {skipped}")
     stop = threading.Event()
     producer = threading.Thread(target=the_node.run, args=(stop, block_time), name="block-producer", daemon=True)
     producer.start()
     try:
-        uvicorn.run(create_app(the_node), host=host, port=port, log_level="warning")
+        api = create_app(the_node, ApiConfig(unsigned=unsigned, rate_per_s=rate_limit, burst=burst,
+                                             cors_origins=tuple(cors_origin)))
+        uvicorn.run(api, host=host, port=port, log_level="warning")
     finally:
         stop.set()
         producer.join()

@@ -119,6 +119,7 @@ class Node:
         self.keep_snapshots = keep_snapshots
         self.clock_ms = clock_ms
         self.on_block = on_block
+        self.block_listeners: list[Callable[[LoggedBlock], None]] = []  # e.g. the API's WebSocket hub
         self.log = BlockLog(self.data_dir / "blocks.db")
         stored = self.log.genesis()
         if stored is None:
@@ -139,8 +140,10 @@ class Node:
                                next_arrival=next_arrival)
         self.lock = threading.Condition()
         self.indexer: IndexerWorker | None = None
+        self.read_models_url: str | None = None
         if read_models is not None:
             url = f"sqlite:///{self.data_dir / 'readmodels.db'}" if read_models == "default" else read_models
+            self.read_models_url = url
             self.indexer = IndexerWorker(self.data_dir / "blocks.db", url, self.genesis)
             self.indexer.start()
             self.indexer.notify()  # catch up with what is already in the log
@@ -231,6 +234,8 @@ class Node:
             self.indexer.notify()
         if self.on_block is not None:
             self.on_block(block)
+        for listener in self.block_listeners:
+            listener(block)
         return block
 
     def run(self, stop: threading.Event, block_time_ms: int = 250) -> None:

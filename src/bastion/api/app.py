@@ -1,0 +1,483 @@
+"""The HTTP + WebSocket API of a node (FastAPI), served by ``bastion node``.
+
+Writes (signed, ``bastion.api.signing``)::
+
+    POST /v1/tx                     an envelope -> 202 accepted (?wait_ms=N: 200 committed at height H)
+    POST /v1/tx/batch               {"txs": [envelopes]} -> each accepted or refused, with its index
+    GET  /v1/tx/{sender}/{nonce}    committed (height, index, result) | pending | unknown (?wait_ms=N)
+    GET  /v1/signing                the EIP-712 domain and types, and the nonce window
+
+Reads (public). Live state, under the node's lock, at the committed ``height`` they return:
+``/v1/status``, ``/v1/markets[/{ticker}]``, ``/v1/markets/{ticker}/book``, ``/v1/subaccounts/{owner}
+[/{number}[/orders]]``, ``/v1/insurance-funds``, ``/v1/governance/{proposals,parameters,
+concentration}``, ``/v1/blocks[/{height}]`` (the block log). History, from the read models, at the
+``indexed_height`` they return: ``/v1/markets/{ticker}/{trades,candles,funding}``, ``/v1/orders``,
+``/v1/fills``, ``/v1/funding-payments``, ``/v1/liquidations``. ``POST /v1/preview/order`` (no
+signature, ``bastion.api.preview``). WebSocket ``/v1/ws`` (``bastion.api.ws``).
+
+Errors: every refusal is a 4xx ``{"code", "message", "field"}`` with the protocol's code: 400 for
+malformed input and protocol rejections, 401 for signatures (``missing_signature``,
+``invalid_signature``, ``signer_mismatch``), 404 for unknown markets, subaccounts, blocks, proposals
+and routes, 413 for bodies over the limits, 429 ``rate_limited`` (per signed sender: a token bucket,
+``bastion.api.ratelimit``). CORS is closed unless origins are given (``ApiConfig.cors_origins``).
+
+**Unsigned mode** (``ApiConfig(unsigned=True)``, ``bastion node --unsigned``): for trusted local bots
+and tests only; the sender is taken as given, any nonce is accepted (still single-use), and the
+node refuses to start it on anything but a loopback address (``bastion.cli``).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bastion.api import models
+from bastion.api.preview import preview_order
+from bastion.api.ratelimit import RateLimiter
+from bastion.api.signing import (
+    ENVELOPE_TYPES, NONCE_FUTURE_MS, NONCE_PAST_MS, compute_chain_number, DOMAIN_NAME, SIGNING_VERSION,
+    verify_envelope,
+)
+from bastion.api.views import (
+    describe_book, describe_concentration, describe_insurance_funds, describe_market, describe_open_orders,
+    describe_param_history, describe_proposals, describe_status, describe_subaccount, get_market_or_404,
+    get_subaccount_or_404,
+)
+from bastion.api.ws import Hub, serve_connection
+from bastion.core.errors import ProtocolError
+from bastion.core.messages import normalize_address
+from bastion.core.state import SUBACCOUNT_NUMBERS
+from bastion.core.timefmt import format_iso_ms
+from bastion.core.units import format_decimal, format_ppm, format_usdc
+from bastion.node.node import Node, wall_clock_ms
+from bastion.node.readmodels import RESOLUTIONS, ReadModels, open_read_models
+from bastion.scenario import format_event
+
+MAX_WAIT_MS = 30_000
+MAX_ROWS = 1_000
+
+STATUS_BY_CODE = {
+    "missing_signature": 401, "invalid_signature": 401, "signer_mismatch": 401,
+    "unknown_market": 404, "subaccount_not_found": 404, "unknown_block": 404, "unknown_proposal": 404,
+    "read_models_disabled": 404, "not_found": 404, "method_not_allowed": 405,
+    "too_large": 413, "rate_limited": 429,
+}
+
+
+@dataclass
+class ApiConfig:
+    """How the API treats writes. Times in ms from ``clock_ms`` (the wall clock by default; tests
+    inject one). ``read_models_url`` defaults to the node's own."""
+
+    unsigned: bool = False
+    clock_ms: Callable[[], int] = wall_clock_ms
+    nonce_past_ms: int = NONCE_PAST_MS
+    nonce_future_ms: int = NONCE_FUTURE_MS
+    rate_per_s: int = 1_000
+    burst: int = 2_000
+    max_body_bytes: int = 64 * 1024
+    max_batch_bytes: int = 4 * 1024 * 1024
+    max_batch_txs: int = 2_000
+    cors_origins: tuple[str, ...] = ()
+    read_models_url: str | None = None
+
+
+def error_response(error: ProtocolError) -> JSONResponse:
+    status = STATUS_BY_CODE.get(error.code, 400)
+    headers = {}
+    if error.code == "rate_limited":
+        headers["Retry-After"] = str(-(-int(error.fields.get("retry_after_ms", 1_000)) // 1_000))
+    return JSONResponse({"code": error.code, "message": error.message, "field": error.fields.get("field")},
+                        status_code=status, headers=headers)
+
+
+class ReadModelReader:
+    """The API's own connection to the read models (the indexer writes them in its process);
+    one query at a time."""
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self._models: ReadModels | None = None
+        self._lock = threading.Lock()
+
+    def query(self, method: str, **arguments: Any) -> tuple[int, list[dict]]:
+        if self.url is None:
+            raise ProtocolError("read_models_disabled", "this node keeps no read models (--read-models none)")
+        with self._lock:
+            if self._models is None:
+                self._models = open_read_models(self.url)
+            return self._models.indexed_height(), getattr(self._models, method)(**arguments)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._models is not None:
+                self._models.close()
+                self._models = None
+
+
+# ------------------------------------------------------------------------------ read-model formatting
+PRICE_COLUMNS = {"price", "trigger_price", "open", "high", "low", "close", "oracle_price"}
+SIZE_COLUMNS = {"size", "filled", "remaining", "volume_lots", "change"}
+USDC_COLUMNS = {"quote", "taker_fee", "maker_fee", "to_insurance", "amount", "volume_quote"}
+
+
+def format_row(node: Node, row: dict[str, Any]) -> dict[str, Any]:
+    """A read-model row with its amounts as decimal strings on its market's grid."""
+    market = node.state.markets.get(row.get("market"))
+    out = {}
+    for key, value in row.items():
+        if key == "detail" and isinstance(value, dict):
+            value = format_event(value, node.state)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if key in USDC_COLUMNS:
+                value = format_usdc(value)
+            elif market is not None and key in PRICE_COLUMNS:
+                value = format_decimal(value, market.price_decimals)
+            elif market is not None and key in SIZE_COLUMNS:
+                value = format_decimal(value, market.size_decimals)
+            elif key == "rate_8h_ppm":
+                value = format_ppm(value)
+            elif key in ("index_delta", "funding_index"):
+                value = str(value)
+        out[key] = value
+    return out
+
+
+def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
+    """The API over ``node``; registers the WebSocket hub as a block listener of the node."""
+    config = config or ApiConfig()
+    chain_id = node.state.chain_id
+    limiter = RateLimiter(config.rate_per_s, config.burst, config.clock_ms)
+    reader = ReadModelReader(config.read_models_url or node.read_models_url)
+    hub = Hub(node)
+    node.block_listeners.append(hub.on_block)
+    app = FastAPI(title="Bastion API", version="1",
+                  description=(__doc__ or "").split("\n\n", 1)[0] + " Signed writes (EIP-712), public reads, "
+                  "order previews and WebSocket channels. Errors are 4xx {code, message, field}.")
+    app.state.node, app.state.config, app.state.reader, app.state.hub = node, config, reader, hub
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["content-type"])
+
+    # ----------------------------------------------------------------- errors
+    @app.exception_handler(ProtocolError)
+    async def on_protocol_error(_: Request, error: ProtocolError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path"))
+        code = "invalid_json" if first.get("type") == "json_invalid" else "invalid_request"
+        return error_response(ProtocolError(code, f"{where or 'request'}: {first.get('msg', 'invalid')}",
+                                            field=where or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "invalid_request")
+        return JSONResponse({"code": code, "message": str(error.detail), "field": None},
+                            status_code=error.status_code if 400 <= error.status_code < 500 else 400)
+
+    async def read_json(request: Request, limit: int) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ProtocolError("too_large", f"the body is over {limit} bytes", field="body")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise ProtocolError("too_large", f"the body is over {limit} bytes", field="body")
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise ProtocolError("invalid_json", "the body is not JSON", field="body") from None
+
+    # ----------------------------------------------------------------- writes
+    def accept(envelope: Any) -> dict[str, Any]:
+        """Verify (signed mode), rate-limit and queue one envelope; raises ``ProtocolError``."""
+        if not isinstance(envelope, dict):
+            raise ProtocolError("invalid_envelope", "a transaction is a JSON object {msg, sender, nonce, signature}",
+                                field="envelope")
+        extra = sorted(set(envelope) - {"sender", "nonce", "msg", "signature"})
+        if extra:
+            raise ProtocolError("invalid_envelope", f"unknown envelope field {extra[0]!r}", field=extra[0])
+        if config.unsigned:
+            unsigned = {k: v for k, v in envelope.items() if k != "signature"}
+            sender = normalize_address(unsigned.get("sender"), field="sender") if "sender" in unsigned else None
+        else:
+            signed = verify_envelope(envelope, chain_id, config.clock_ms(), past_ms=config.nonce_past_ms,
+                                     future_ms=config.nonce_future_ms)
+            unsigned, sender = signed.unsigned(), signed.sender
+        if sender is not None:
+            limiter.take(sender)
+        return node.submit(unsigned)
+
+    write_body = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Envelope"}}}}}
+    refusals = {400: {"model": models.Error, "description": "malformed or refused by check_tx"},
+                401: {"model": models.Error, "description": "missing or invalid signature"},
+                413: {"model": models.Error, "description": "body too large"},
+                429: {"model": models.Error, "description": "rate limited"}}
+
+    @app.post("/v1/tx", status_code=202, response_model=models.TxAccepted | models.TxStatus, responses=refusals,
+              openapi_extra=write_body, tags=["transactions"])
+    async def submit(request: Request, wait_ms: int = Query(0, ge=0, le=MAX_WAIT_MS)) -> Any:
+        """Submit one signed envelope. ``accepted`` promises nothing; with ``wait_ms`` the answer is
+        the commit status (``committed`` at a height, or still ``pending`` after the wait)."""
+        accepted = accept(await read_json(request, config.max_body_bytes))
+        if wait_ms:
+            status = await run_in_threadpool(node.wait_committed, accepted["sender"], accepted["nonce"],
+                                             wait_ms / 1000)
+            return JSONResponse(status, status_code=200)
+        return accepted
+
+    @app.post("/v1/tx/batch", response_model=models.BatchResult, tags=["transactions"],
+              responses={400: {"model": models.Error}, 413: {"model": models.Error}},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/Batch"}}}}})
+    async def submit_batch(request: Request) -> Any:
+        """Submit several envelopes; each is accepted or refused on its own, in order, with its index."""
+        body = await read_json(request, config.max_batch_bytes)
+        txs = body.get("txs") if isinstance(body, dict) else None
+        if not isinstance(txs, list) or (isinstance(body, dict) and set(body) != {"txs"}):
+            raise ProtocolError("invalid_batch", "a batch is {\"txs\": [envelopes]}", field="txs")
+        if len(txs) > config.max_batch_txs:
+            raise ProtocolError("too_large", f"a batch holds at most {config.max_batch_txs} transactions", field="txs")
+        results = []
+        for index, envelope in enumerate(txs):
+            try:
+                results.append({"index": index, **accept(envelope)})
+            except ProtocolError as error:
+                results.append({"index": index, "status": "refused", "code": error.code, "message": error.message,
+                                "field": error.fields.get("field")})
+        accepted = sum(r["status"] == "accepted" for r in results)
+        return {"accepted": accepted, "refused": len(results) - accepted, "results": results}
+
+    @app.get("/v1/tx/{sender}/{nonce}", response_model=models.TxStatus, response_model_exclude_none=True,
+             tags=["transactions"],
+             responses={400: {"model": models.Error}})
+    def tx_status(sender: str, nonce: int, wait_ms: int = Query(0, ge=0, le=MAX_WAIT_MS)) -> Any:
+        """``committed`` (height, index, result), ``pending`` or ``unknown``; ``wait_ms`` waits for the commit."""
+        sender = normalize_address(sender, field="sender")
+        if wait_ms > 0:
+            return node.wait_committed(sender, nonce, wait_ms / 1000)
+        return node.tx_status(sender, nonce)
+
+    @app.get("/v1/signing", response_model=models.SigningInfo, tags=["transactions"])
+    def signing() -> Any:
+        """The EIP-712 domain and types every envelope is signed with (``bastion.api.signing``)."""
+        return {"domain": {"name": DOMAIN_NAME, "version": SIGNING_VERSION, "chainId": compute_chain_number(chain_id)},
+                "types": ENVELOPE_TYPES, "primary_type": "Envelope",
+                "nonce_unit": "microseconds since the Unix epoch" if not config.unsigned else "any (unsigned mode)",
+                "nonce_window_past_ms": config.nonce_past_ms, "nonce_window_future_ms": config.nonce_future_ms}
+
+    # ----------------------------------------------------------------- reads: live state
+    not_found = {404: {"model": models.Error}, 400: {"model": models.Error}}
+
+    @app.get("/v1/status", response_model=models.Status, tags=["chain"])
+    def status() -> Any:
+        with node.lock:
+            return {**describe_status(node.state), "mempool": len(node.mempool), "signed": not config.unsigned,
+                    "indexed_height": None if node.indexer is None else node.indexer.indexed_height,
+                    "index_error": None if node.indexer is None else node.indexer.error,
+                    "recovery": {"snapshot_height": node.recovery.snapshot_height,
+                                 "replayed_blocks": node.recovery.replayed_blocks,
+                                 "replayed_txs": node.recovery.replayed_txs,
+                                 "seconds": round(node.recovery.seconds, 3),
+                                 "skipped_snapshots": node.recovery.skipped_snapshots}}
+
+    @app.get("/v1/markets", response_model=models.Markets, tags=["markets"])
+    def markets() -> Any:
+        with node.lock:
+            state = node.state
+            return {"height": state.height, "markets": [describe_market(state, m) for m in state.markets.values()]}
+
+    @app.get("/v1/markets/{ticker}", response_model=models.Market, responses=not_found, tags=["markets"])
+    def market(ticker: str) -> Any:
+        with node.lock:
+            return {"height": node.state.height, **describe_market(node.state, get_market_or_404(node.state, ticker))}
+
+    @app.get("/v1/markets/{ticker}/book", response_model=models.Book, responses=not_found, tags=["markets"])
+    def book(ticker: str, depth: int = Query(20, ge=1, le=500)) -> Any:
+        """Aggregated price levels, best first."""
+        with node.lock:
+            return describe_book(node.state, get_market_or_404(node.state, ticker), depth)
+
+    @app.get("/v1/subaccounts/{owner}", response_model=models.Subaccounts, responses=not_found, tags=["accounts"])
+    def subaccounts(owner: str) -> Any:
+        owner = normalize_address(owner, field="owner")
+        with node.lock:
+            state = node.state
+            return {"height": state.height,
+                    "subaccounts": [describe_subaccount(state, state.subaccounts[(owner, n)])
+                                    for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts]}
+
+    @app.get("/v1/subaccounts/{owner}/{number}", response_model=models.Subaccount, responses=not_found,
+             tags=["accounts"])
+    def subaccount(owner: str, number: int) -> Any:
+        """Balance, equity, IMR, MMR, free collateral; positions with entry price, unrealised PnL and
+        liquidation price (``bastion.api.risk``)."""
+        owner = normalize_address(owner, field="owner")
+        with node.lock:
+            return describe_subaccount(node.state, get_subaccount_or_404(node.state, owner, number))
+
+    @app.get("/v1/subaccounts/{owner}/{number}/orders", response_model=models.OpenOrders, responses=not_found,
+             tags=["accounts"])
+    def open_orders(owner: str, number: int) -> Any:
+        """Open orders (resting, then untriggered conditional ones) from the live state."""
+        owner = normalize_address(owner, field="owner")
+        with node.lock:
+            sub = get_subaccount_or_404(node.state, owner, number)
+            return {"height": node.state.height, "orders": describe_open_orders(node.state, sub)}
+
+    @app.get("/v1/insurance-funds", response_model=models.InsuranceFunds, tags=["risk"])
+    def insurance_funds() -> Any:
+        with node.lock:
+            return describe_insurance_funds(node.state)
+
+    @app.get("/v1/governance/proposals", response_model=models.Proposals, tags=["governance"])
+    def proposals() -> Any:
+        with node.lock:
+            return {"height": node.state.height, "proposals": describe_proposals(node.state)}
+
+    @app.get("/v1/governance/proposals/{proposal_id}", responses=not_found, tags=["governance"])
+    def proposal(proposal_id: str) -> Any:
+        with node.lock:
+            for entry in describe_proposals(node.state):
+                if entry["proposal_id"] == proposal_id or str(entry["number"]) == proposal_id:
+                    return {"height": node.state.height, **entry}
+        raise ProtocolError("unknown_proposal", f"no proposal {proposal_id!r}", field="proposal_id")
+
+    @app.get("/v1/governance/parameters", response_model=models.ParameterHistory, tags=["governance"])
+    def parameters() -> Any:
+        """Every governed parameter change, oldest first (``state.param_history``)."""
+        with node.lock:
+            return {"height": node.state.height, "changes": describe_param_history(node.state)}
+
+    @app.get("/v1/governance/concentration", response_model=models.Concentration, tags=["governance"])
+    def concentration() -> Any:
+        with node.lock:
+            return describe_concentration(node.state)
+
+    # ----------------------------------------------------------------- reads: the block log
+    def block_header(block: Any) -> dict[str, Any]:
+        return {"height": block.height, "time": format_iso_ms(block.time_ms), "prev_hash": block.prev_hash,
+                "tx_root": block.tx_root, "results_root": block.results_root, "events_root": block.events_root,
+                "state_hash": block.state_hash, "block_hash": block.block_hash, "tx_count": block.tx_count}
+
+    @app.get("/v1/blocks", response_model=models.Blocks, tags=["chain"])
+    def blocks(from_height: int | None = Query(None, ge=1), limit: int = Query(20, ge=1, le=MAX_ROWS)) -> Any:
+        """Block headers with their state hashes, newest first from ``from_height`` (default: the head)."""
+        with node.lock:
+            top = node.state.height if from_height is None else min(from_height, node.state.height)
+            found = [node.log.block(h) for h in range(top, max(top - limit, 0), -1)]
+            return {"blocks": [block_header(b) for b in found if b is not None]}
+
+    @app.get("/v1/blocks/{height}", response_model=models.Block, responses=not_found, tags=["chain"])
+    def block(height: int) -> Any:
+        """One block: header, transactions (envelopes without signatures), results and events."""
+        with node.lock:
+            found = node.log.block(height) if height >= 1 else None
+            if found is None:
+                raise ProtocolError("unknown_block", f"no block at height {height}", field="height")
+            return {**block_header(found),
+                    "txs": [{"sender": t.sender, "nonce": t.nonce, "arrival": t.arrival, "msg": t.msg} for t in found.txs],
+                    "results": found.results, "events": [format_event(e, node.state) for e in found.events]}
+
+    # ----------------------------------------------------------------- reads: read models (history)
+    def rows(method: str, **arguments: Any) -> dict[str, Any]:
+        height, found = reader.query(method, **arguments)
+        with node.lock:
+            return {"indexed_height": height, "rows": [format_row(node, row) for row in found]}
+
+    def known_market(ticker: str | None) -> None:
+        if ticker is not None:
+            with node.lock:
+                get_market_or_404(node.state, ticker)
+
+    def optional_owner(owner: str | None) -> str | None:
+        return None if owner is None else normalize_address(owner, field="owner")
+
+    @app.get("/v1/markets/{ticker}/trades", response_model=models.Rows, responses=not_found, tags=["history"])
+    def trades(ticker: str, since_height: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
+        """Fills of the market, oldest first from ``since_height``."""
+        known_market(ticker)
+        return rows("fills", market=ticker, since_height=since_height, limit=limit)
+
+    @app.get("/v1/markets/{ticker}/candles", response_model=models.Rows, responses=not_found, tags=["history"])
+    def candles(ticker: str, resolution: str = Query("1m", pattern="^(" + "|".join(RESOLUTIONS) + ")$"),
+                start_ms: int | None = None, end_ms: int | None = None) -> Any:
+        """OHLC (prices), volume (size and quote) and trade count per bucket of block time."""
+        known_market(ticker)
+        return rows("candles", market=ticker, resolution=resolution, start_ms=start_ms, end_ms=end_ms)
+
+    @app.get("/v1/markets/{ticker}/funding", response_model=models.Rows, responses=not_found, tags=["history"])
+    def funding(ticker: str) -> Any:
+        """Hourly funding ticks: 8-hour rate, samples, index change."""
+        known_market(ticker)
+        return rows("funding_ticks", market=ticker)
+
+    @app.get("/v1/orders", response_model=models.Rows, responses=not_found, tags=["history"])
+    def orders(owner: str | None = None, number: int | None = None, market: str | None = None,
+               status: str | None = None, limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
+        """Orders and their lifecycle (newest first)."""
+        known_market(market)
+        return rows("orders", owner=optional_owner(owner), number=number, market=market, status=status, limit=limit)
+
+    @app.get("/v1/fills", response_model=models.Rows, responses=not_found, tags=["history"])
+    def fills(owner: str | None = None, market: str | None = None, since_height: int = Query(0, ge=0),
+              limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
+        """Fills, oldest first; ``owner`` as maker or taker."""
+        known_market(market)
+        return rows("fills", owner=optional_owner(owner), market=market, since_height=since_height, limit=limit)
+
+    @app.get("/v1/funding-payments", response_model=models.Rows, responses=not_found, tags=["history"])
+    def funding_payments(owner: str | None = None, number: int | None = None, market: str | None = None) -> Any:
+        known_market(market)
+        return rows("funding_payments", owner=optional_owner(owner), number=number, market=market)
+
+    @app.get("/v1/liquidations", response_model=models.Rows, responses=not_found, tags=["history"])
+    def liquidations(owner: str | None = None, market: str | None = None) -> Any:
+        """Liquidations, deleveraging (ADL), bad debt and incomplete liquidations with their inputs."""
+        known_market(market)
+        return rows("liquidations", owner=optional_owner(owner), market=market)
+
+    # ----------------------------------------------------------------- preview
+    @app.post("/v1/preview/order", response_model=models.Preview, responses=not_found, tags=["accounts"])
+    def preview(request: models.PreviewRequest) -> Any:
+        """An order's effect on margin, new liquidation prices and the isolation suggestion
+        (``bastion.api.preview``); no signature."""
+        owner = normalize_address(request.owner, field="owner")
+        with node.lock:
+            return preview_order(node.state, owner=owner, subaccount=request.subaccount, market=request.market,
+                                 side=request.side, size=request.size, price=request.price,
+                                 reduce_only=request.reduce_only, isolated_amount=request.isolated_amount)
+
+    # ----------------------------------------------------------------- WebSocket
+    @app.websocket("/v1/ws")
+    async def websocket(socket: WebSocket) -> None:
+        await serve_connection(hub, socket)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (models.Envelope, models.Batch):
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(definition.pop("$defs", {}))
+                components[model.__name__] = definition
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,241 @@
+"""Pydantic models of the API's bodies and answers: they make ``/openapi.json`` (with examples).
+
+Amounts are decimal strings (USDC, sizes and prices on their market's grid; ratios such as
+"0.05"); heights, times in ms, nonces and ids are integers.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ADDRESS_EXAMPLE = "0x19e7e376e7c213b7e7e7e46cc70a5dd086daff2a"
+SIGNATURE_EXAMPLE = "0x" + "ab" * 65
+
+
+class Open(BaseModel):
+    """Answers may carry more fields than documented (new fields are added, never renamed)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(BaseModel):
+    code: str = Field(description="stable snake_case protocol code", examples=["insufficient_margin"])
+    message: str = Field(examples=["after a full fill at the limit price the account would be below its initial margin"])
+    field: str | None = Field(default=None, examples=["size"])
+
+
+class Envelope(BaseModel):
+    """A signed transaction. ``signature`` is the EIP-712 signature of ``Envelope(sender, nonce,
+    msgType, msg)`` (``GET /v1/signing`` gives the domain and types); ``nonce`` is the client's clock
+    in microseconds. Nodes started with ``--unsigned`` (trusted local bots) take the sender as given."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "msg": {"type": "place_order", "subaccount": 0, "market": "BTC-USD", "side": "buy", "size": "0.1",
+                "price": "50000", "client_id": 7},
+        "sender": ADDRESS_EXAMPLE, "nonce": 1767225601000000, "signature": SIGNATURE_EXAMPLE}]})
+
+    msg: dict[str, Any] = Field(description="a message as in SCENARIOS.md, with its \"type\"")
+    sender: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    nonce: int = Field(ge=0, le=2**63 - 1)
+    signature: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{130}$")
+
+
+class Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    txs: list[Envelope] = Field(description="judged one by one, in order; each is accepted or refused on its own")
+
+
+class TxAccepted(BaseModel):
+    status: str = Field(examples=["accepted"])
+    sender: str
+    nonce: int
+    arrival: int = Field(description="arrival number at the node (first come, first served)")
+
+
+class TxStatus(BaseModel):
+    status: str = Field(description="committed | pending | unknown", examples=["committed"])
+    height: int | None = None
+    index: int | None = None
+    result: dict[str, Any] | None = Field(default=None, examples=[{"ok": True, "order_id": 12}])
+
+
+class BatchItem(BaseModel):
+    index: int
+    status: str = Field(description="accepted | refused")
+    sender: str | None = None
+    nonce: int | None = None
+    arrival: int | None = None
+    code: str | None = None
+    message: str | None = None
+    field: str | None = None
+
+
+class BatchResult(BaseModel):
+    accepted: int
+    refused: int
+    results: list[BatchItem]
+
+
+class Status(Open):
+    chain_id: str
+    height: int
+    time: str
+    state_hash: str
+    mempool: int
+    indexed_height: int | None
+    signed: bool = Field(description="false when the node takes senders as given (--unsigned)")
+
+
+class SigningInfo(BaseModel):
+    domain: dict[str, Any] = Field(examples=[{"name": "Bastion", "version": "1", "chainId": 112233445566}])
+    types: dict[str, list[dict[str, str]]]
+    primary_type: str = Field(examples=["Envelope"])
+    nonce_unit: str = Field(examples=["microseconds since the Unix epoch"])
+    nonce_window_past_ms: int
+    nonce_window_future_ms: int
+
+
+class Tier(Open):
+    id: int
+    name: str
+    initial_margin: str = Field(examples=["0.05"])
+    maintenance_fraction: str
+    maintenance_margin: str
+
+
+class Market(Open):
+    ticker: str = Field(examples=["BTC-USD"])
+    status: str
+    stale: bool
+    size_decimals: int
+    price_decimals: int
+    isolated_only: bool
+    tier: Tier
+    oracle: dict[str, Any]
+    funding: dict[str, Any]
+    open_interest: str
+    best_bid: str | None
+    best_ask: str | None
+
+
+class Markets(BaseModel):
+    height: int
+    markets: list[Market]
+
+
+class Book(BaseModel):
+    height: int
+    market: str
+    bids: list[list[str]] = Field(description="[price, size] per level, best first", examples=[[["49999", "1.2"]]])
+    asks: list[list[str]] = Field(examples=[[["50001", "0.4"]]])
+
+
+class Position(Open):
+    market: str
+    size: str = Field(description="signed: negative is short", examples=["0.1"])
+    side: str
+    entry_price: str
+    unrealized_pnl: str
+    notional: str
+    initial_margin: str
+    maintenance_margin: str
+    liquidation_price: str | None = Field(description="see bastion.api.risk; null when no price liquidates it")
+    move_to_liquidation: str | None = Field(description="(liquidation - oracle) / oracle", examples=["-0.471578"])
+
+
+class Subaccount(Open):
+    height: int
+    owner: str
+    number: int
+    mode: str
+    balance: str
+    equity: str
+    initial_margin: str
+    maintenance_margin: str
+    free_collateral: str
+    positions: list[Position]
+
+
+class Subaccounts(BaseModel):
+    height: int
+    subaccounts: list[Subaccount]
+
+
+class OpenOrders(BaseModel):
+    height: int
+    orders: list[dict[str, Any]]
+
+
+class Rows(BaseModel):
+    """Rows of a read model (history), as of ``indexed_height`` (which may lag the head by a block)."""
+
+    indexed_height: int
+    rows: list[dict[str, Any]]
+
+
+class InsuranceFunds(Open):
+    height: int
+    funds: list[dict[str, Any]]
+
+
+class BlockHeader(Open):
+    height: int
+    time: str
+    prev_hash: str
+    state_hash: str
+    block_hash: str
+    tx_count: int
+
+
+class Blocks(BaseModel):
+    blocks: list[BlockHeader]
+
+
+class Block(BlockHeader):
+    txs: list[dict[str, Any]]
+    results: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+class Proposals(BaseModel):
+    height: int
+    proposals: list[dict[str, Any]]
+
+
+class ParameterHistory(BaseModel):
+    height: int
+    changes: list[dict[str, Any]]
+
+
+class Concentration(Open):
+    height: int
+    holders: int
+    nakamoto_one_third: int
+    gini: str
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "owner": ADDRESS_EXAMPLE, "subaccount": 0, "market": "BTC-USD", "side": "buy", "size": "1",
+        "price": "50000"}]})
+
+    owner: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    subaccount: int = Field(default=0, ge=0, le=127)
+    market: str
+    side: str = Field(examples=["buy"])
+    size: str
+    price: str = Field(description="limit price (a market order's worst price)")
+    reduce_only: bool = False
+    isolated_amount: str | None = Field(default=None, description="USDC for the isolated comparison "
+                                                                    "(default: the proposed amount)")
+
+
+class Preview(Open):
+    height: int
+    accepted: bool
+    rejection: dict[str, Any] | None
+    before: dict[str, Any]
+    after: dict[str, Any]
+    isolation: dict[str, Any]

@@ -1,0 +1,136 @@
+"""``POST /v1/preview/order``: what an order would do to an account, before it is signed.
+
+``preview_order(state, ...)`` is a pure function of a ``State`` (the caller holds the node's lock).
+It takes the order as placement judges it (DESIGN.md section 5: a hypothetical **full fill at the
+limit price**, paying ``max(taker fee, maker fee, 0)``, exactly as ``core.orders.check_order``) and
+returns:
+
+* ``accepted``: what ``check_order`` says now (``rejection`` holds the code and message if not;
+  the block that applies the order may still see another book or oracle price);
+* ``before`` and ``after``: equity (TNC), initial and maintenance requirements, free collateral,
+  and the liquidation price of every position (``bastion.api.risk``);
+* ``isolation``: whether to trade it from an isolated subaccount instead, and the comparison.
+
+**Isolation suggestion.** Suggested when the order adds risk (it is not reduce-only and does not
+only reduce a position) and either
+
+* ``dominates_maintenance``: after the fill, the order's market carries more than
+  ``DOMINANCE_THRESHOLD_PPM`` (50%) of the account's maintenance requirement while the account
+  holds at least one other position - so a move of that one market would liquidate the others; or
+* ``volatile_tier``: the market's liquidity tier has an initial margin of at least
+  ``VOLATILE_TIER_IMF_PPM`` (10%: dYdX's small-cap, long-tail and safety tiers).
+
+The comparison is always computed. *Cross*: the account after the fill; for each market, its
+liquidation price and the move to it from the oracle (``(p_liq - oracle) / oracle``), the whole
+account's equity being at risk. *Isolated*: the order alone in a fresh isolated subaccount funded
+with ``proposed_amount`` (default: twice the position's initial requirement at the oracle price plus
+the fee, rounded up to a whole USDC; a request may give its own ``isolated_amount``), so at most that
+amount is at risk, and the rest of the account as it is minus that amount, with its own
+liquidation prices.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.api.risk import Holdings, compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
+from bastion.api.views import get_market_or_404, price_text, size_text
+from bastion.core.errors import ProtocolError
+from bastion.core.margin import compute_position_risk, cost_after
+from bastion.core.messages import PlaceOrder
+from bastion.core.orders import check_order, fill_notional, parse_order
+from bastion.core.state import State
+from bastion.core.units import PPM, USDC, fee_for, format_ppm, format_usdc, parse_decimal, parse_usdc
+
+__all__ = ["DOMINANCE_THRESHOLD_PPM", "VOLATILE_TIER_IMF_PPM", "preview_order"]
+
+DOMINANCE_THRESHOLD_PPM = 500_000
+VOLATILE_TIER_IMF_PPM = 100_000
+
+
+def _describe_holdings(state: State, holdings: Holdings) -> dict[str, Any]:
+    net_collateral, initial, maintenance, per_market = compute_totals(state, holdings)
+    markets = []
+    for ticker in sorted(holdings.sizes):
+        market = state.markets[ticker]
+        liquidation = compute_liquidation_ticks(state, holdings, ticker)
+        move = compute_move_ppm(liquidation, market.oracle_price)
+        markets.append({"market": ticker, "size": size_text(market, holdings.sizes[ticker]),
+                        "maintenance_margin": format_usdc(per_market[ticker][2]),
+                        "liquidation_price": price_text(market, liquidation),
+                        "move_to_liquidation": None if move is None else format_ppm(move)})
+    return {"equity": format_usdc(net_collateral), "initial_margin": format_usdc(initial),
+            "maintenance_margin": format_usdc(maintenance), "free_collateral": format_usdc(net_collateral - initial),
+            "positions": markets}
+
+
+def preview_order(state: State, *, owner: str, subaccount: int, market: str, side: str, size: str, price: str,
+                  reduce_only: bool = False, isolated_amount: str | None = None) -> dict[str, Any]:
+    """The effect of a full fill of a limit order at its price (module docstring)."""
+    the_market = get_market_or_404(state, market)
+    if side not in ("buy", "sell"):
+        raise ProtocolError("invalid_side", "side must be 'buy' or 'sell'", field="side")
+    lots = parse_decimal(size, the_market.size_decimals, field="size")
+    ticks = parse_decimal(price, the_market.price_decimals, field="price")
+    if lots <= 0 or ticks <= 0:
+        raise ProtocolError("non_positive_size" if lots <= 0 else "non_positive_price",
+                            "size and price must be positive", field="size" if lots <= 0 else "price")
+    signed = lots if side == "buy" else -lots
+    sub = state.subaccounts.get((owner, subaccount))
+
+    # ACCEPTANCE: the placement rules, unchanged
+    rejection = None
+    if sub is None:
+        rejection = {"code": "subaccount_not_found", "message": f"{owner} has no subaccount {subaccount}"}
+    else:
+        free_client_id = next(i for i in range(len(sub.client_ids) + 1) if i not in sub.client_ids)
+        msg = PlaceOrder(subaccount=subaccount, market=market, side=side, size=size, price=price,
+                         client_id=free_client_id, reduce_only=reduce_only)
+        try:
+            terms, _ = parse_order(state, owner, msg)
+            check_order(state, terms, with_book=True)
+        except ProtocolError as error:
+            rejection = {"code": error.code, "message": error.message}
+
+    # EFFECT on margin of a full fill at the limit price
+    quote = fill_notional(the_market, signed, ticks)
+    fee = fee_for(abs(quote), max(the_market.taker_fee_ppm, the_market.maker_fee_ppm, 0))
+    before = holdings_of(state, sub)
+    size_before = before.sizes.get(market, 0)
+    cost_before = before.costs.get(market, 0)
+    new_cost = cost_after(the_market, size_before, cost_before, signed, ticks)
+    after = before.changed(market, signed, new_cost - cost_before, -quote - fee)
+    reduces = size_before != 0 and (size_before > 0) != (signed > 0) and lots <= abs(size_before)
+
+    # ISOLATION: the order alone in an isolated subaccount, against the account after it in cross
+    _, imr_alone, _ = compute_position_risk(state, the_market, signed, the_market.open_interest, None, quote)
+    proposed = -(-(2 * imr_alone + fee) // USDC) * USDC
+    amount = proposed if isolated_amount is None else parse_usdc(isolated_amount, field="isolated_amount")
+    isolated = Holdings(0).changed(market, signed, quote, amount - quote - fee)
+    rest = Holdings(before.collateral - amount, dict(before.sizes), dict(before.costs), dict(before.imf_overrides))
+    _, _, maintenance_after, per_market_after = compute_totals(state, after)
+    market_maintenance = per_market_after[market][2] if market in per_market_after else 0
+    share_ppm = market_maintenance * PPM // maintenance_after if maintenance_after else 0
+    reasons = []
+    adds_risk = not (reduce_only or reduces)
+    if adds_risk and share_ppm > DOMINANCE_THRESHOLD_PPM and len(set(after.sizes) - {market}) >= 1:
+        reasons.append("dominates_maintenance")
+    if adds_risk and state.tiers[the_market.tier_id].initial_margin_ppm >= VOLATILE_TIER_IMF_PPM:
+        reasons.append("volatile_tier")
+    after_view = _describe_holdings(state, after)
+    return {
+        "height": state.height, "market": market, "side": side, "size": size_text(the_market, lots),
+        "price": price_text(the_market, ticks), "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
+        "accepted": rejection is None, "rejection": rejection,
+        "before": _describe_holdings(state, before), "after": after_view,
+        "isolation": {
+            "suggested": bool(reasons), "reasons": reasons,
+            "market_maintenance_share": format_ppm(share_ppm),
+            "dominance_threshold": format_ppm(DOMINANCE_THRESHOLD_PPM),
+            "volatile_tier_initial_margin": format_ppm(VOLATILE_TIER_IMF_PPM),
+            "proposed_amount": format_usdc(proposed),
+            "cross": {"collateral_at_risk": after_view["equity"], "positions": after_view["positions"]},
+            "isolated": {"amount": format_usdc(amount), "collateral_at_risk": format_usdc(amount),
+                         "order": _describe_holdings(state, isolated),
+                         "rest": _describe_holdings(state, rest)},
+        },
+    }

@@ -1,0 +1,196 @@
+"""Public reads over the live ``State``: integers in, decimal strings out.
+
+Every function here is a pure read of a ``State`` that the caller holds the node's lock on, so
+what it returns is the state after one committed block, whose ``height`` it carries. Reads of
+history (trades, candles, orders, fills, funding, liquidations) come from the read models instead
+(``bastion.node.readmodels``) and carry the indexed height; see ``bastion.api.app``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from bastion.api.risk import compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
+from bastion.core import votes
+from bastion.core.book import BUY, SELL
+from bastion.core.errors import ProtocolError
+from bastion.core.messages import ACTION_NAMES
+from bastion.core.state import Market, State, Subaccount
+from bastion.core.timefmt import format_iso_ms
+from bastion.core.units import format_decimal, format_ppm, format_usdc
+from bastion.risk_model import maintenance_margin_ppm
+from bastion.scenario import describe_governance, describe_position
+
+MAX_DEPTH = 500
+
+
+def get_market_or_404(state: State, ticker: str) -> Market:
+    market = state.markets.get(ticker)
+    if market is None:
+        raise ProtocolError("unknown_market", f"unknown market {ticker!r}", field="market")
+    return market
+
+
+def price_text(market: Market, ticks: int | None) -> str | None:
+    return None if ticks is None else format_decimal(ticks, market.price_decimals)
+
+
+def size_text(market: Market, lots: int) -> str:
+    return format_decimal(lots, market.size_decimals)
+
+
+def describe_tier(state: State, tier_id: int) -> dict[str, Any]:
+    tier = state.tiers[tier_id]
+    return {"id": tier.tier_id, "name": tier.name, "initial_margin": format_ppm(tier.initial_margin_ppm),
+            "maintenance_fraction": format_ppm(tier.maintenance_fraction_ppm),
+            "maintenance_margin": format_ppm(maintenance_margin_ppm(tier.initial_margin_ppm,
+                                                                    tier.maintenance_fraction_ppm)),
+            "oi_lower_cap": format_usdc(tier.oi_lower_cap_usdc), "oi_upper_cap": format_usdc(tier.oi_upper_cap_usdc),
+            "impact_notional": format_usdc(tier.impact_notional_usdc),
+            "unrealized_profit_weight": format_ppm(tier.unrealized_profit_weight_ppm)}
+
+
+def describe_market(state: State, market: Market) -> dict[str, Any]:
+    """Parameters, tier, oracle, funding, open interest and status of one market."""
+    oracle = market.oracle_params
+    return {
+        "ticker": market.ticker, "status": market.status, "stale": market.stale,
+        "size_decimals": market.size_decimals, "price_decimals": market.price_decimals,
+        "min_order_size": size_text(market, market.min_order_lots),
+        "max_open_interest": size_text(market, market.max_open_interest_lots),
+        "maker_fee": format_ppm(market.maker_fee_ppm), "taker_fee": format_ppm(market.taker_fee_ppm),
+        "isolated_only": market.isolated_only, "pool": market.pool, "tier": describe_tier(state, market.tier_id),
+        "oracle": {"price": price_text(market, market.oracle_price), "min_sources": oracle.min_sources,
+                   "max_staleness_s": oracle.max_staleness_ms // 1_000,
+                   "max_source_deviation": format_ppm(oracle.max_source_deviation_ppm),
+                   "max_move_per_block": format_ppm(oracle.max_move_per_block_ppm),
+                   "sources": len(market.submissions)},
+        "funding": {"index": str(market.funding_index), "last_tick_hour": market.last_funding_hour,
+                    "samples_this_hour": len(market.minute_samples)},
+        "open_interest": size_text(market, market.open_interest),
+        "best_bid": price_text(market, market.book.best_bid()), "best_ask": price_text(market, market.book.best_ask()),
+        "resting_orders": len(market.book),
+    }
+
+
+def describe_book(state: State, market: Market, depth: int) -> dict[str, Any]:
+    """The order book aggregated by price level, best first, ``depth`` levels a side."""
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ProtocolError("invalid_depth", f"depth must be 1..{MAX_DEPTH}", field="depth")
+
+    def levels(side: int) -> list[list[str]]:
+        out = []
+        for ticks, lots in market.book.iter_levels(side):
+            if len(out) == depth:
+                break
+            out.append([price_text(market, ticks), size_text(market, lots)])
+        return out
+
+    return {"height": state.height, "market": market.ticker, "bids": levels(BUY), "asks": levels(SELL)}
+
+
+def describe_subaccount(state: State, sub: Subaccount) -> dict[str, Any]:
+    """Balance, equity (TNC), IMR, MMR, free collateral, margin usage and positions with entry
+    price, unrealised PnL, notional, requirements and liquidation price (``bastion.api.risk``)."""
+    holdings = holdings_of(state, sub)
+    net_collateral, initial, maintenance, per_market = compute_totals(state, holdings)
+    positions = []
+    for ticker, position in sorted(sub.positions.items()):
+        market = state.markets[ticker]
+        value, imr, mmr = per_market[ticker]
+        liquidation = compute_liquidation_ticks(state, holdings, ticker)
+        move = compute_move_ppm(liquidation, market.oracle_price)
+        positions.append({**describe_position(state, ticker, position), "side": "long" if position.size > 0 else "short",
+                          "notional": format_usdc(value), "oracle_price": price_text(market, market.oracle_price),
+                          "initial_margin": format_usdc(imr), "maintenance_margin": format_usdc(mmr),
+                          "liquidation_price": price_text(market, liquidation),
+                          "move_to_liquidation": None if move is None else format_ppm(move)})
+    return {"height": state.height, "owner": sub.owner, "number": sub.number, "mode": sub.mode,
+            "isolated_market": sub.isolated_market, "balance": format_usdc(sub.balance),
+            "pending_funding": format_usdc(holdings.collateral - sub.balance),
+            "equity": format_usdc(net_collateral), "initial_margin": format_usdc(initial),
+            "maintenance_margin": format_usdc(maintenance), "free_collateral": format_usdc(net_collateral - initial),
+            "margin_usage": None if net_collateral <= 0 else format_ppm(maintenance * 1_000_000 // net_collateral),
+            "positions": positions, "open_orders": len(sub.orders), "conditional_orders": len(sub.conditional_orders)}
+
+
+def get_subaccount_or_404(state: State, owner: str, number: int) -> Subaccount:
+    sub = state.subaccounts.get((owner, number))
+    if sub is None:
+        raise ProtocolError("subaccount_not_found", f"{owner} has no subaccount {number}", field="number")
+    return sub
+
+
+def describe_open_orders(state: State, sub: Subaccount) -> list[dict[str, Any]]:
+    """Resting orders (placement order) then untriggered conditional orders of a subaccount."""
+    out = []
+    for order_id, ticker in sub.orders.items():
+        market = state.markets[ticker]
+        order = market.book.get(order_id)
+        if order is None:
+            continue
+        out.append({"order_id": order_id, "client_id": order.client_id, "market": ticker,
+                    "side": "buy" if order.side == BUY else "sell", "price": price_text(market, order.price),
+                    "size": size_text(market, order.size), "remaining": size_text(market, order.remaining),
+                    "time_in_force": order.time_in_force, "reduce_only": order.reduce_only,
+                    "good_til": None if order.good_til_ms is None else format_iso_ms(order.good_til_ms),
+                    "status": "open" if order.remaining == order.size else "partially_filled",
+                    "trigger_price": None, "order_type": "limit"})
+    for order_id, ticker in sub.conditional_orders.items():
+        conditional = state.conditional_orders[order_id]
+        market, terms = state.markets[ticker], conditional.terms
+        out.append({"order_id": order_id, "client_id": terms.client_id, "market": ticker,
+                    "side": "buy" if terms.side == BUY else "sell", "price": price_text(market, terms.ticks),
+                    "size": size_text(market, terms.lots), "remaining": size_text(market, terms.lots),
+                    "time_in_force": terms.time_in_force, "reduce_only": terms.reduce_only,
+                    "good_til": None if terms.good_til_ms is None else format_iso_ms(terms.good_til_ms),
+                    "status": "untriggered", "trigger_price": price_text(market, conditional.trigger_ticks),
+                    "order_type": conditional.order_type})
+    return out
+
+
+def describe_insurance_funds(state: State) -> dict[str, Any]:
+    return {"height": state.height,
+            "funds": [{"pool": pool, "balance": format_usdc(balance), "bad_debt": format_usdc(state.bad_debt.get(pool, 0)),
+                       "withdrawals_paused_until": state.withdrawals_paused_until.get(pool)}
+                      for pool, balance in state.insurance_funds.items()],
+            "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)}}
+
+
+def describe_proposals(state: State) -> list[dict[str, Any]]:
+    """Every proposal with its tally and timeline (``bastion.scenario.describe_governance``), plus
+    its actions as submitted."""
+    described = describe_governance(state)["proposals"]
+    for entry, proposal in zip(described, state.proposals.values()):
+        entry["description"] = proposal.description
+        entry["submitted_height"] = proposal.submitted_height
+        entry["actions"] = [{"type": ACTION_NAMES[type(a)], **{k: v for k, v in asdict(a).items() if v is not None}}
+                            for a in proposal.actions]
+    return described
+
+
+def describe_param_history(state: State) -> list[dict[str, Any]]:
+    return [{"name": e.name, "old": e.old, "new": e.new, "height": e.height,
+             "source": {"kind": e.source.kind, "ref": e.source.ref, "number": e.source.number}}
+            for e in state.param_history]
+
+
+def describe_concentration(state: State) -> dict[str, Any]:
+    """Voting-power concentration now (``bastion.core.votes.compute_concentration``); ratios as
+    decimal strings with 6 decimals (rounded down)."""
+    powers = votes.get_voting_powers(state)
+    metrics = votes.compute_concentration(powers.values())
+
+    def ratio(value: Any) -> str:
+        return format_ppm(int(value * 1_000_000))
+
+    return {"height": state.height, "holders": metrics.holders,
+            "total_votes": format_decimal(metrics.total, votes.BGOV_DECIMALS),
+            "nakamoto_one_third": metrics.nakamoto_one_third, "nakamoto_one_half": metrics.nakamoto_one_half,
+            "gini": ratio(metrics.gini), "hhi": ratio(metrics.hhi),
+            "effective_voters": ratio(metrics.effective_voters), "top10_share": ratio(metrics.top10_share)}
+
+
+def describe_status(state: State) -> dict[str, Any]:
+    return {"chain_id": state.chain_id, "height": state.height, "time": format_iso_ms(state.time_ms),
+            "state_hash": state.state_hash}

@@ -1,0 +1,387 @@
+"""The Python SDK: ``Client(url, private_key)`` (sync) and ``AsyncClient`` (async).
+
+Every endpoint of ``bastion.api.app`` is a method, and every message of ``bastion.core.messages``
+a typed method that builds it, signs it (EIP-712, ``bastion.api.signing``) with the client's key,
+and submits it::
+
+    from bastion.client import Client
+
+    with Client("http://127.0.0.1:8545", private_key="0x...") as bastion:
+        book = bastion.book("BTC-USD")
+        status = bastion.place_order(market="BTC-USD", side="buy", size="0.1", price="50000",
+                                     client_id=1, wait_ms=2_000)    # {"status": "committed", "height": ...}
+        print(bastion.subaccount(bastion.address, 0)["equity"])
+
+The two clients share their method definitions (``_Methods``): a method returns what the
+transport's ``_request`` returns, a value for ``Client`` and an awaitable for ``AsyncClient``.
+Decimal amounts are strings (ints are accepted and turned into strings). Refusals raise
+``BastionError`` with the protocol's ``code``. Nonces are the clock in microseconds, strictly
+increasing per client. WebSocket channels: ``Client.subscribe(...)`` (``bastion.api.ws``).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, AsyncIterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+from eth_account import Account
+
+from bastion.api.signing import sign_envelope
+
+__all__ = ["AsyncClient", "BastionError", "Client", "Subscription"]
+
+Decimal = str | int
+
+
+class BastionError(Exception):
+    """A refusal by the node: HTTP ``status``, protocol ``code``, ``message`` and ``field``."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _drop_none(fields: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _decode(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code >= 400:
+        if isinstance(body, dict) and "code" in body:
+            raise BastionError(response.status_code, body["code"], body.get("message", ""), body.get("field"))
+        raise BastionError(response.status_code, "http_error", response.text)
+    return body
+
+
+class _Methods:
+    """Endpoint and message methods over ``_request`` and ``submit`` (given by each client)."""
+
+    address: str | None
+
+    def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
+        raise NotImplementedError
+
+    def submit(self, msg: dict[str, Any], *, nonce: int | None = None, wait_ms: int = 0) -> Any:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ chain
+    def status(self) -> Any:
+        return self._request("GET", "/v1/status")
+
+    def signing(self) -> Any:
+        return self._request("GET", "/v1/signing")
+
+    def blocks(self, *, from_height: int | None = None, limit: int = 20) -> Any:
+        return self._request("GET", "/v1/blocks", params=_drop_none({"from_height": from_height, "limit": limit}))
+
+    def block(self, height: int) -> Any:
+        return self._request("GET", f"/v1/blocks/{height}")
+
+    def tx_status(self, sender: str, nonce: int, *, wait_ms: int = 0) -> Any:
+        return self._request("GET", f"/v1/tx/{sender}/{nonce}", params={"wait_ms": wait_ms})
+
+    # ------------------------------------------------------------------ markets
+    def markets(self) -> Any:
+        return self._request("GET", "/v1/markets")
+
+    def market(self, ticker: str) -> Any:
+        return self._request("GET", f"/v1/markets/{ticker}")
+
+    def book(self, ticker: str, *, depth: int = 20) -> Any:
+        return self._request("GET", f"/v1/markets/{ticker}/book", params={"depth": depth})
+
+    def trades(self, ticker: str, *, since_height: int = 0, limit: int = 100) -> Any:
+        return self._request("GET", f"/v1/markets/{ticker}/trades", params={"since_height": since_height,
+                                                                           "limit": limit})
+
+    def candles(self, ticker: str, *, resolution: str = "1m", start_ms: int | None = None,
+                end_ms: int | None = None) -> Any:
+        return self._request("GET", f"/v1/markets/{ticker}/candles",
+                             params=_drop_none({"resolution": resolution, "start_ms": start_ms, "end_ms": end_ms}))
+
+    def funding(self, ticker: str) -> Any:
+        return self._request("GET", f"/v1/markets/{ticker}/funding")
+
+    # ------------------------------------------------------------------ accounts and history
+    def subaccounts(self, owner: str) -> Any:
+        return self._request("GET", f"/v1/subaccounts/{owner}")
+
+    def subaccount(self, owner: str, number: int = 0) -> Any:
+        return self._request("GET", f"/v1/subaccounts/{owner}/{number}")
+
+    def open_orders(self, owner: str, number: int = 0) -> Any:
+        return self._request("GET", f"/v1/subaccounts/{owner}/{number}/orders")
+
+    def orders(self, *, owner: str | None = None, number: int | None = None, market: str | None = None,
+               status: str | None = None, limit: int = 100) -> Any:
+        return self._request("GET", "/v1/orders", params=_drop_none(
+            {"owner": owner, "number": number, "market": market, "status": status, "limit": limit}))
+
+    def fills(self, *, owner: str | None = None, market: str | None = None, since_height: int = 0,
+              limit: int = 100) -> Any:
+        return self._request("GET", "/v1/fills", params=_drop_none(
+            {"owner": owner, "market": market, "since_height": since_height, "limit": limit}))
+
+    def funding_payments(self, *, owner: str | None = None, number: int | None = None,
+                         market: str | None = None) -> Any:
+        return self._request("GET", "/v1/funding-payments",
+                             params=_drop_none({"owner": owner, "number": number, "market": market}))
+
+    def liquidations(self, *, owner: str | None = None, market: str | None = None) -> Any:
+        return self._request("GET", "/v1/liquidations", params=_drop_none({"owner": owner, "market": market}))
+
+    def insurance_funds(self) -> Any:
+        return self._request("GET", "/v1/insurance-funds")
+
+    def preview_order(self, *, market: str, side: str, size: Decimal, price: Decimal, subaccount: int = 0,
+                      owner: str | None = None, reduce_only: bool = False,
+                      isolated_amount: Decimal | None = None) -> Any:
+        return self._request("POST", "/v1/preview/order", body=_drop_none({
+            "owner": owner or self.address, "subaccount": subaccount, "market": market, "side": side,
+            "size": str(size), "price": str(price), "reduce_only": reduce_only,
+            "isolated_amount": _text(isolated_amount)}))
+
+    # ------------------------------------------------------------------ governance reads
+    def proposals(self) -> Any:
+        return self._request("GET", "/v1/governance/proposals")
+
+    def proposal(self, proposal_id: str) -> Any:
+        return self._request("GET", f"/v1/governance/proposals/{proposal_id}")
+
+    def parameter_history(self) -> Any:
+        return self._request("GET", "/v1/governance/parameters")
+
+    def concentration(self) -> Any:
+        return self._request("GET", "/v1/governance/concentration")
+
+    # ------------------------------------------------------------------ messages (signed)
+    def deposit(self, *, owner: str, amount: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        """Bridge operator only."""
+        return self.submit({"type": "deposit", "owner": owner, "subaccount": subaccount, "amount": str(amount)},
+                           wait_ms=wait_ms)
+
+    def withdraw(self, *, amount: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "withdraw", "subaccount": subaccount, "amount": str(amount)}, wait_ms=wait_ms)
+
+    def transfer(self, *, amount: Decimal, to_owner: str, to_subaccount: int = 0, subaccount: int = 0,
+                 wait_ms: int = 0) -> Any:
+        return self.submit({"type": "transfer", "subaccount": subaccount, "to_owner": to_owner,
+                            "to_subaccount": to_subaccount, "amount": str(amount)}, wait_ms=wait_ms)
+
+    def place_order(self, *, market: str, side: str, size: Decimal, price: Decimal, client_id: int,
+                    subaccount: int = 0, order_type: str = "limit", time_in_force: str = "gtc",
+                    good_til: str | None = None, trigger_price: Decimal | None = None, reduce_only: bool = False,
+                    self_trade: str = "cancel_resting", wait_ms: int = 0) -> Any:
+        return self.submit(_drop_none({
+            "type": "place_order", "subaccount": subaccount, "market": market, "side": side, "size": str(size),
+            "price": str(price), "client_id": client_id, "order_type": order_type, "time_in_force": time_in_force,
+            "good_til": good_til, "trigger_price": _text(trigger_price), "reduce_only": reduce_only,
+            "self_trade": self_trade}), wait_ms=wait_ms)
+
+    def cancel_order(self, *, client_id: int | None = None, order_id: int | None = None, subaccount: int = 0,
+                     wait_ms: int = 0) -> Any:
+        return self.submit(_drop_none({"type": "cancel_order", "subaccount": subaccount, "client_id": client_id,
+                                       "order_id": order_id}), wait_ms=wait_ms)
+
+    def cancel_all(self, *, market: str | None = None, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        return self.submit(_drop_none({"type": "cancel_all", "subaccount": subaccount, "market": market}),
+                           wait_ms=wait_ms)
+
+    def set_leverage(self, *, market: str, initial_margin: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "set_leverage", "subaccount": subaccount, "market": market,
+                            "initial_margin": str(initial_margin)}, wait_ms=wait_ms)
+
+    def set_margin_mode(self, *, mode: str, market: str | None = None, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        return self.submit(_drop_none({"type": "set_margin_mode", "subaccount": subaccount, "mode": mode,
+                                       "market": market}), wait_ms=wait_ms)
+
+    def oracle_update(self, *, prices: dict[str, Decimal], wait_ms: int = 0) -> Any:
+        """Oracle operators only."""
+        return self.submit({"type": "oracle_update", "prices": {t: str(p) for t, p in prices.items()}},
+                           wait_ms=wait_ms)
+
+    def transfer_bgov(self, *, to: str, amount: Decimal, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "transfer_bgov", "to": to, "amount": str(amount)}, wait_ms=wait_ms)
+
+    def delegate(self, *, delegatee: str, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "delegate", "delegatee": delegatee}, wait_ms=wait_ms)
+
+    def submit_proposal(self, *, title: str, description: str, actions: list[dict[str, Any]], deposit: Decimal,
+                        wait_ms: int = 0) -> Any:
+        return self.submit({"type": "submit_proposal", "title": title, "description": description,
+                            "actions": actions, "deposit": str(deposit)}, wait_ms=wait_ms)
+
+    def vote(self, *, proposal_id: str, option: str, reason: str | None = None, wait_ms: int = 0) -> Any:
+        return self.submit(_drop_none({"type": "vote", "proposal_id": proposal_id, "option": option,
+                                       "reason": reason}), wait_ms=wait_ms)
+
+    def queue(self, *, proposal_id: str, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "queue", "proposal_id": proposal_id}, wait_ms=wait_ms)
+
+    def execute(self, *, proposal_id: str, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "execute", "proposal_id": proposal_id}, wait_ms=wait_ms)
+
+    def cancel_proposal(self, *, proposal_id: str, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "cancel_proposal", "proposal_id": proposal_id}, wait_ms=wait_ms)
+
+
+class _Signer:
+    """The key, the chain id (asked of the node once) and strictly increasing microsecond nonces."""
+
+    def __init__(self, private_key: str | bytes | None) -> None:
+        self.private_key = private_key
+        self.address = Account.from_key(private_key).address.lower() if private_key is not None else None
+        self.chain_id: str | None = None
+        self._last_nonce = 0
+        self._lock = threading.Lock()
+
+    def next_nonce(self) -> int:
+        with self._lock:
+            self._last_nonce = max(time.time_ns() // 1_000, self._last_nonce + 1)
+            return self._last_nonce
+
+    def envelope(self, msg: dict[str, Any], nonce: int | None) -> dict[str, Any]:
+        if self.private_key is None:
+            raise BastionError(0, "no_private_key", "this client has no private key: it can only read")
+        if self.chain_id is None:
+            raise RuntimeError("chain id unknown")
+        return sign_envelope(self.private_key, self.chain_id, msg, self.next_nonce() if nonce is None else nonce)
+
+
+def _ws_url(url: str) -> str:
+    return ("ws" + url[4:] if url.startswith("http") else url).rstrip("/") + "/v1/ws"
+
+
+class Subscription:
+    """A WebSocket with the given subscriptions; ``recv()`` returns the next message (a dict)."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def send(self, command: dict[str, Any]) -> None:
+        self._connection.send(json.dumps(command))
+
+    def recv(self, timeout: float | None = 10.0) -> dict[str, Any]:
+        return json.loads(self._connection.recv(timeout=timeout))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while True:
+            yield self.recv(timeout=None)
+
+
+class Client(_Methods):
+    """Synchronous client (httpx). ``private_key`` is needed only to write."""
+
+    def __init__(self, url: str, private_key: str | bytes | None = None, *, timeout: float = 35.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._signer = _Signer(private_key)
+        self.address = self._signer.address
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+
+    def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
+        return _decode(self._http.request(method, path, params=params, json=body))
+
+    def _chain_id(self) -> None:
+        if self._signer.chain_id is None:
+            self._signer.chain_id = self.status()["chain_id"]
+
+    def sign(self, msg: dict[str, Any], *, nonce: int | None = None) -> dict[str, Any]:
+        """A signed envelope of ``msg`` (not submitted)."""
+        self._chain_id()
+        return self._signer.envelope(msg, nonce)
+
+    def submit(self, msg: dict[str, Any], *, nonce: int | None = None, wait_ms: int = 0) -> Any:
+        """Sign and submit; ``wait_ms`` waits for the commit (``{"status": "committed", "height", ...}``)."""
+        return self.submit_envelope(self.sign(msg, nonce=nonce), wait_ms=wait_ms)
+
+    def submit_envelope(self, envelope: dict[str, Any], *, wait_ms: int = 0) -> Any:
+        return self._request("POST", "/v1/tx", params={"wait_ms": wait_ms} if wait_ms else None, body=envelope)
+
+    def submit_batch(self, msgs: list[dict[str, Any]]) -> Any:
+        """Sign each message and submit them as one batch; each is accepted or refused on its own."""
+        return self._request("POST", "/v1/tx/batch", body={"txs": [self.sign(m) for m in msgs]})
+
+    @contextmanager
+    def subscribe(self, *subscriptions: dict[str, Any]) -> Iterator[Subscription]:
+        """Open ``/v1/ws`` and subscribe (``{"channel": "book", "market": ...}``); the confirmations
+        are read before this yields."""
+        from websockets.sync.client import connect
+
+        with connect(_ws_url(self.url)) as connection:
+            subscription = Subscription(connection)
+            for item in subscriptions:
+                subscription.send({"op": "subscribe", **item})
+                reply = subscription.recv()
+                if reply.get("type") == "error":
+                    raise BastionError(400, reply["code"], reply["message"])
+            yield subscription
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Methods):
+    """Asynchronous client (httpx.AsyncClient): every method returns an awaitable."""
+
+    def __init__(self, url: str, private_key: str | bytes | None = None, *, timeout: float = 35.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._signer = _Signer(private_key)
+        self.address = self._signer.address
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
+
+    async def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
+        return _decode(await self._http.request(method, path, params=params, json=body))
+
+    async def sign(self, msg: dict[str, Any], *, nonce: int | None = None) -> dict[str, Any]:
+        if self._signer.chain_id is None:
+            self._signer.chain_id = (await self.status())["chain_id"]
+        return self._signer.envelope(msg, nonce)
+
+    async def submit(self, msg: dict[str, Any], *, nonce: int | None = None, wait_ms: int = 0) -> Any:
+        envelope = await self.sign(msg, nonce=nonce)
+        return await self._request("POST", "/v1/tx", params={"wait_ms": wait_ms} if wait_ms else None, body=envelope)
+
+    async def submit_batch(self, msgs: list[dict[str, Any]]) -> Any:
+        return await self._request("POST", "/v1/tx/batch", body={"txs": [await self.sign(m) for m in msgs]})
+
+    @asynccontextmanager
+    async def subscribe(self, *subscriptions: dict[str, Any]) -> AsyncIterator[Any]:
+        """Open ``/v1/ws`` and subscribe; yields the connection (``json.loads(await ws.recv())``)."""
+        from websockets.asyncio.client import connect
+
+        async with connect(_ws_url(self.url)) as connection:
+            for item in subscriptions:
+                await connection.send(json.dumps({"op": "subscribe", **item}))
+                reply = json.loads(await connection.recv())
+                if reply.get("type") == "error":
+                    raise BastionError(400, reply["code"], reply["message"])
+            yield connection
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
