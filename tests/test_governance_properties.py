@@ -5,7 +5,7 @@ its coverage): five BGOV holders (ALICE and CAROL self-delegated, BOB delegated 
 EVE not delegated), two markets (BTC-USD, ETH-USD) with balanced leveraged positions so that
 delistings, margin changes and oracle moves really move collateral, and short governance periods
 (``GOVERNANCE``) so that whole lifecycles fit in one example. Its steps interleave
-``transfer_bgov``, ``delegate``, ``submit_proposal`` (risk-reducing, neutral, risk-increasing,
+``transfer_bgov``, ``delegate``, ``council_attest``, ``submit_proposal`` (risk-reducing, neutral, risk-increasing,
 critical and invalid actions from ``ACTIONS``, among them actions that a later execution makes
 invalid or riskier: ``delist_market`` twice, a tier whose caps or margin another proposal
 changes, a rebate that a lower taker fee forbids, an insurance share that another proposal
@@ -25,8 +25,11 @@ times, its own copy of the rules, its own per-block model of votes and supplies)
    ``execute`` the test runs ``governance.compute_proposal_changes`` on the pre-state; if it raises,
    the message must be rejected. An execution applies exactly the validated changes
    (``param_changed`` events, parameter values). A risk-reducing or neutral proposal that is valid,
-   not escalated and inside its window must execute (the stress gate of the council only holds
-   back risk-increasing and critical ones, so other rejections are allowed there). Every rejected
+   not escalated and inside its window must execute. A risk-increasing or critical one executes
+   only with the stress gate open in the test's own record of ``council_attest`` messages (2 of
+   the 3 council members passing one report hash since the queueing, within the maximum age), and
+   is refused inside its window (valid, not escalated) only with ``stress_attestation_missing``
+   while the record says the gate is shut; attestations from non-members are refused. Every rejected
    message leaves the full state hash unchanged; after every block the incremental hash equals the
    full recomputation.
 3. **Voting power never exceeds delegated supply**: the votes of all delegatees sum to the
@@ -169,7 +172,7 @@ ACTION_WEIGHTS = {
 ACTION_NAMES = tuple(name for name, weight in ACTION_WEIGHTS.items() for _ in range(weight))
 STEP_WEIGHTS = {  # the first is what Hypothesis shrinks toward
     "end_block": 6, "submit_proposal": 3, "submit_conflicting_pair": 3, "vote": 16, "queue": 5, "execute": 8,
-    "cancel_proposal": 2,
+    "cancel_proposal": 2, "council_attest": 4,
     "transfer_bgov": 3, "delegate": 3, "oracle_update": 3, "end_block_after_minutes": 2, "end_block_and_jump": 6,
 }
 STEPS = tuple(step for step, weight in STEP_WEIGHTS.items() for _ in range(weight))
@@ -178,6 +181,12 @@ PROPOSERS = (ALICE, ALICE, ALICE, CAROL, CAROL, DAVE, EVE)
 VOTERS = (ALICE, CAROL, CAROL, DAVE, EVE, BOB, STRANGER)
 VOTE_OPTIONS = ("yes",) * 8 + ("no", "no", "abstain", "abstain", "veto", "veto", "maybe")  # "maybe" is refused
 DEPOSITS = ("5", "5", "5", "7.5", "4", "500")
+# The council (2 of 3) whose pass attestations on one report hash open the stress gate of
+# risk_increasing and critical proposals (docs/protocol.md "Council"); STRANGER is refused.
+COUNCIL = (address(0xC1), address(0xC2), address(0xC3))
+COUNCIL_THRESHOLD = 2
+REPORT_HASHES = ("ab" * 32, "cd" * 32)
+ATTESTATION_MAX_AGE_MS = 172_800_000   # the default attestation_max_age_s
 
 
 def machine_genesis() -> dict:
@@ -186,14 +195,16 @@ def machine_genesis() -> dict:
     def sub(usdc: str, *positions: tuple[str, str]) -> dict:
         return subaccount(0, usdc, positions=[{"market": ticker, "size": size} for ticker, size in positions])
 
-    return genesis(markets=[market(BTC), market(ETH)], insurance_funds={"cross": "100000"}, governance=GOVERNANCE,
-                   accounts=[
+    doc = genesis(markets=[market(BTC), market(ETH)], insurance_funds={"cross": "100000"}, governance=GOVERNANCE,
+                  accounts=[
                        {**account(ALICE, sub("-80000", (BTC, "2"), (ETH, "-5"))), "bgov": "400", "delegate": ALICE},
                        {**account(BOB, sub("110000", (BTC, "-2"))), "bgov": "300", "delegate": CAROL},
                        {**account(CAROL, sub("-12000", (ETH, "5"))), "bgov": "150", "delegate": CAROL},
                        {**account(DAVE, sub("20000")), "bgov": "100"},
                        {"address": EVE, "bgov": "50"},
                    ])
+    doc["council"] = {"members": list(COUNCIL), "threshold": COUNCIL_THRESHOLD}
+    return doc
 
 
 @dataclass
@@ -208,6 +219,7 @@ class ProposalRecord:
     ballots: dict[str, tuple[str, int]] = field(default_factory=dict)  # voter -> (option, weight)
     queued_ms: int | None = None
     deposit_state: str = "escrowed"
+    attestations: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # member -> (hash, verdict, ms)
 
     @property
     def status(self) -> str:
@@ -218,6 +230,13 @@ class ProposalRecord:
             raise AssertionError("not queued")
         eta = self.queued_ms + TIMELOCK_MS[self.risk_class]
         return eta, eta + EXECUTION_WINDOW_MS
+
+    def gate_passes(self, now_ms: int) -> int:
+        """The most valid pass attestations on one report hash at block time ``now_ms``."""
+        assert self.queued_ms is not None
+        per_hash = Counter(report for report, verdict, at in self.attestations.values()
+                           if verdict == "pass" and at >= self.queued_ms and now_ms - at <= ATTESTATION_MAX_AGE_MS)
+        return max(per_hash.values(), default=0)
 
     def tally(self) -> dict[str, int]:
         totals = dict.fromkeys(("yes", "no", "abstain", "veto"), 0)
@@ -481,8 +500,12 @@ class GovernanceMachine(RuleBasedStateMachine):
         changes, risk_class = validation
         escalated = RISK_CLASSES.index(risk_class) > RISK_CLASSES.index(record.risk_class) if record else False
         in_window = was_queued and record.window()[0] <= now <= record.window()[1]
+        gated = record is not None and record.risk_class in ("risk_increasing", "critical")
         if result["ok"]:
             assert was_queued and in_window and not escalated
+            if gated:  # the stress gate: k members passed one report hash since the queueing, recently enough
+                assert record.gate_passes(now) >= COUNCIL_THRESHOLD, record.attestations
+                self.coverage[f"executed_through_gate:{record.risk_class}"] += 1
             changed = [(e["name"], e["old"], e["value"]) for e in events if e["type"] == "param_changed"]
             assert changed == [(name, old, new) for name, old, new, _ in changes if old != new]
             assert all(e["proposal_id"] == proposal_id for e in events if e["type"] == "param_changed")
@@ -497,8 +520,28 @@ class GovernanceMachine(RuleBasedStateMachine):
             if record.risk_class in ("risk_reducing", "neutral"):  # no stress gate: only time and validity
                 assert (code == "timelock_not_elapsed") == (now < eta) and (code == "proposal_expired") == (now > last)
                 assert not in_window or escalated, f"a valid {record.risk_class} proposal in its window was refused"
+            elif in_window and not escalated:  # gated: refused only for want of attestations
+                assert code == "stress_attestation_missing" and record.gate_passes(now) < COUNCIL_THRESHOLD, \
+                    (code, record.attestations)
             self.coverage[f"execute_refused_queued:{code}"] += 1
             self.coverage["execute_refused_revalidation"] += in_window and escalated
+
+    def council_attest(self, data) -> None:
+        """A council member (or a stranger, refused) attests a proposal; only queued ones take it."""
+        if not self.records:
+            return self.submit_proposal(data)
+        proposal_id = self._pick_proposal(data, ("queued",))
+        record = self.records.get(proposal_id)
+        member = data.draw(st.sampled_from(COUNCIL + COUNCIL + (STRANGER,)), label="member")
+        report = data.draw(st.sampled_from(REPORT_HASHES[:1] * 3 + REPORT_HASHES[1:]), label="report")
+        verdict = data.draw(st.sampled_from(("pass", "pass", "pass", "fail")), label="verdict")
+        self._open_block()
+        result, _ = self._submit(member, {"type": "council_attest", "proposal_id": proposal_id,
+                                          "report_hash": report, "verdict": verdict})
+        allowed = member in COUNCIL and record is not None and record.status == "queued"
+        assert result["ok"] == allowed, (member, record and record.status, result)
+        if allowed:
+            record.attestations[member] = (report, verdict, self.state.time_ms)
 
     def cancel_proposal(self, data) -> None:
         proposal_id = self._pick_proposal(data, OPEN_STATUSES)
@@ -611,6 +654,8 @@ COVERAGE_MINIMUMS = {
     "executed:risk_reducing": 25, "status:expired": 45, "status:canceled": 30,
     "rejected:proposer_above_threshold": 100, "execute_refused_queued:timelock_not_elapsed": 90,
     "execute_refused_queued:proposal_expired": 4, "execute_refused_revalidation": 3,
+    "ok:council_attest": 50, "rejected:not_council_member": 30, "executed_through_gate:risk_increasing": 3,
+    "execute_refused_queued:stress_attestation_missing": 20,
 }
 
 
