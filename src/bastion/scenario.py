@@ -205,6 +205,12 @@ def _block_time(block: Any, index: int, state: State) -> int:
 
 def run_scenario(data: Any, *, check: bool = True) -> dict:
     """Run a parsed scenario document and return its result (see SCENARIOS.md)."""
+    state, blocks = replay_scenario(data, check=check)
+    return {"blocks": blocks, "final": describe_state(state)}
+
+
+def replay_scenario(data: Any, *, check: bool = True) -> tuple[State, list[dict]]:
+    """Run a parsed scenario document: its final (committed) state and the per-block results."""
     if not isinstance(data, dict) or "genesis" not in data:
         raise ScenarioError("a scenario is an object with 'genesis' and 'blocks'")
     unknown = sorted(set(data) - {"genesis", "blocks", "description", "notes", "expect"})
@@ -246,7 +252,7 @@ def run_scenario(data: Any, *, check: bool = True) -> dict:
         out_blocks.append({"height": result.height, "time": format_iso_ms(result.time_ms),
                            "state_hash": result.state_hash, "results": [_format_result(r, state) for r in results],
                            "events": [format_event(e, state) for e in result.events]})
-    return {"blocks": out_blocks, "final": describe_state(state)}
+    return state, out_blocks
 
 
 def _format_result(result: dict, state: State) -> dict:
@@ -259,11 +265,20 @@ def _format_result(result: dict, state: State) -> dict:
 
 
 def run_scenario_file(path: str | Path, *, check: bool = True) -> dict:
+    return run_scenario(read_scenario_file(path), check=check)
+
+
+def read_scenario_file(path: str | Path) -> Any:
     try:
-        data = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
         raise ScenarioError(f"{path}: not valid JSON ({error})") from None
-    return run_scenario(data, check=check)
+
+
+def scenario_final_state(path: str | Path) -> State:
+    """The final state of a scenario file (``bastion stress --scenario``)."""
+    state, _ = replay_scenario(read_scenario_file(path))
+    return state
 
 
 def scenario_defaults() -> dict:

@@ -1,8 +1,9 @@
 """``bastion``: the node, log verification, scenarios and the demo.
 
 Exit codes: 0 success; 1 a scenario ran but a transaction was rejected where ``--strict`` asks
-for none; 2 a malformed scenario file or usage error; 3 a block log that does not verify or a
-replay that diverges (the node refuses to start on it).
+for none, or a stress verdict fails (``bastion stress``, ``bastion.stress.cli``); 2 a malformed
+scenario file or usage error; 3 a block log that does not verify or a replay that diverges (the
+node refuses to start on it).
 """
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bastion.scenario import ScenarioError, run_scenario, run_scenario_file, scenario_defaults
+from bastion.stress.cli import stress
 
 app = typer.Typer(help="Bastion: a deterministic perpetual-futures exchange.", no_args_is_help=True,
                   add_completion=False)
 scenario_app = typer.Typer(help="Run and inspect scenario files (SCENARIOS.md).", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
+app.command("stress")(stress)
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 

@@ -100,6 +100,61 @@ def replay_block(state: State, block: LoggedBlock, *, check_roots: bool = False)
         raise ReplayDivergence(block.height, "state hash", block.state_hash, result.state_hash)
 
 
+def recover_state(log: BlockLog, genesis: dict[str, Any], snapshots: Path, recovery: Recovery) -> State:
+    """The state at the log's head: the newest snapshot of ``snapshots`` whose block hash is in the
+    log (others are skipped and listed in ``recovery``), then the log after it verified and replayed,
+    each block's state hash compared with the logged one. Reads only."""
+    started = time.perf_counter()
+    head = log.head()
+    head_height = 0 if head is None else head.height
+    state = _newest_snapshot(log, snapshots, head_height, recovery)
+    if state is None:
+        state = build_state(genesis)
+    recovery.snapshot_height = state.height
+    log.verify(state.height + 1)
+    for block in log.iter_blocks(state.height + 1):
+        replay_block(state, block)
+        recovery.replayed_blocks += 1
+        recovery.replayed_txs += block.tx_count
+    recovery.seconds = time.perf_counter() - started
+    return state
+
+
+def _newest_snapshot(log: BlockLog, snapshots: Path, head_height: int, recovery: Recovery) -> State | None:
+    for path in sorted(snapshots.glob("*.json"), reverse=True):
+        try:
+            document = json.loads(path.read_bytes())
+            height = document["height"]
+            block = log.block(height) if height <= head_height else None
+            if block is None or block.block_hash != document["block_hash"]:
+                raise ValueError(f"its block hash is not the log's at height {height}")
+            state = state_from_document(document["state"])
+            if state.height != height or state.state_hash != block.state_hash:
+                raise ValueError("its state is not the log's")
+            return state
+        except (ValueError, KeyError, TypeError, ProtocolError) as error:
+            recovery.skipped_snapshots.append(f"{path.name}: {error}")
+    return None
+
+
+def load_committed_state(data_dir: str | Path) -> tuple[State, Recovery]:
+    """The latest committed state of a node's data directory, recovered as the node recovers it
+    (newest valid snapshot, then the log replayed), without starting a node or writing anything
+    (``bastion stress --data``). ``missing_chain`` if DIR holds no block log with a genesis."""
+    path = Path(data_dir) / "blocks.db"
+    if not path.is_file():
+        raise ProtocolError("missing_chain", f"{data_dir} holds no block log (blocks.db)", field="data")
+    log = BlockLog(path)
+    try:
+        genesis = log.genesis()
+        if genesis is None:
+            raise ProtocolError("missing_chain", f"{data_dir} holds no chain yet (no genesis)", field="data")
+        recovery = Recovery()
+        return recover_state(log, genesis, Path(data_dir) / SNAPSHOTS, recovery), recovery
+    finally:
+        log.close()
+
+
 class Node:
     """One node over a data directory (see the module docstring). Thread-safe: ``submit``,
     ``tx_status`` and ``produce_block`` may be called from different threads."""
@@ -132,7 +187,7 @@ class Node:
             raise ProtocolError("genesis_mismatch", f"{self.data_dir} holds another chain's log", field="genesis")
         self.genesis = stored
         self.recovery = Recovery()
-        self.state = self._recover()
+        self.state = recover_state(self.log, self.genesis, self.data_dir / SNAPSHOTS, self.recovery)
         self.app = Application(self.state)
         head = self.log.head()
         next_arrival = 1 + max((tx.arrival for tx in head.txs), default=-1) if head is not None else 0
@@ -147,39 +202,6 @@ class Node:
             self.indexer = IndexerWorker(self.data_dir / "blocks.db", url, self.genesis)
             self.indexer.start()
             self.indexer.notify()  # catch up with what is already in the log
-
-    # -- recovery
-    def _recover(self) -> State:
-        started = time.perf_counter()
-        head = self.log.head()
-        head_height = 0 if head is None else head.height
-        state = self._newest_snapshot(head_height)
-        if state is None:
-            state = build_state(self.genesis)
-        self.recovery.snapshot_height = state.height
-        self.log.verify(state.height + 1)
-        for block in self.log.iter_blocks(state.height + 1):
-            replay_block(state, block)
-            self.recovery.replayed_blocks += 1
-            self.recovery.replayed_txs += block.tx_count
-        self.recovery.seconds = time.perf_counter() - started
-        return state
-
-    def _newest_snapshot(self, head_height: int) -> State | None:
-        for path in sorted((self.data_dir / SNAPSHOTS).glob("*.json"), reverse=True):
-            try:
-                document = json.loads(path.read_bytes())
-                height = document["height"]
-                block = self.log.block(height) if height <= head_height else None
-                if block is None or block.block_hash != document["block_hash"]:
-                    raise ValueError(f"its block hash is not the log's at height {height}")
-                state = state_from_document(document["state"])
-                if state.height != height or state.state_hash != block.state_hash:
-                    raise ValueError("its state is not the log's")
-                return state
-            except (ValueError, KeyError, TypeError, ProtocolError) as error:
-                self.recovery.skipped_snapshots.append(f"{path.name}: {error}")
-        return None
 
     # -- transactions
     def submit(self, envelope: Any) -> dict[str, Any]:

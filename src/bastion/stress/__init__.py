@@ -8,12 +8,16 @@ The pipeline, one module per step::
     run_sweep(inputs, scenario_set) -> [ScenarioResult] (engine.py: the vectorised fast path)
     build_report(...) -> StressReport                   (report.py: summary, verdict, canonical JSON + hash)
 
-``run_stress(extract_inputs(state), default_scenario_set())`` does all of it. Scenario data (crash
+``run_stress(extract_inputs(state), default_scenario_set())`` does all of it in this process;
+``run(state, proposal_id=..., workers=..., ray_address=...)`` (runner.py, what ``bastion stress``
+wraps) also applies a queued proposal, spreads the sweep over processes or Ray (execution.py) and
+gives the HTML report (htmlreport.py) and the council's attestation. Scenario data (crash
 windows, jump-diffusion calibration, the default gate set) ship in ``data/``; see ``docs/stress.md``.
 """
 from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_fast_path, run_sweep
 from bastion.stress.inputs import StressInputs, extract_inputs
 from bastion.stress.paths import ScenarioPath, build_path
+from bastion.stress.runner import StressRun, run
 from bastion.stress.report import (
     StressReport,
     StressThresholds,
@@ -41,6 +45,7 @@ __all__ = [
     "ScenarioSet",
     "StressInputs",
     "StressReport",
+    "StressRun",
     "StressThresholds",
     "SweepSummary",
     "build_path",
@@ -51,6 +56,7 @@ __all__ = [
     "map_market",
     "parse_scenario_set",
     "parse_thresholds",
+    "run",
     "run_fast_path",
     "run_stress",
     "run_sweep",

@@ -1,0 +1,114 @@
+"""``bastion stress``: stress a state, write the hashed report and its HTML, attest it for the council.
+
+Exit codes: 0 the verdict passes; 1 it fails (the report and, with ``--attest``, a ``fail``
+attestation are still produced); 2 a usage or input error (nothing written).
+
+Standard output is one JSON object: ``report_hash``, ``verdict``, ``state_hash``, the files written
+and, with ``--attest``, the signed ``council_attest`` envelope under ``attestation`` (and the node's
+answer under ``submitted`` with ``--submit``). Progress goes to standard error.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bastion.stress.execution import describe_execution
+from bastion.stress.runner import StressInputError, load_set, load_state, load_thresholds, run, sign_attestation
+
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def stress(
+    data: Path = typer.Option(None, "--data", file_okay=False, help="a node's data directory: its latest committed "
+                                                                      "state (read only)"),
+    scenario: Path = typer.Option(None, "--scenario", dir_okay=False, help="a scenario file: its final state"),
+    genesis: Path = typer.Option(None, "--genesis", dir_okay=False, help="a genesis (or a scenario file's genesis)"),
+    scenarios: Path = typer.Option(None, "--scenarios", dir_okay=False,
+                                   help="scenario set JSON (default: the shipped gate set)"),
+    seed: int = typer.Option(None, "--seed", help="replace the scenario set's seed (changes its hash)"),
+    thresholds: Path = typer.Option(None, "--thresholds", dir_okay=False, help="verdict thresholds JSON"),
+    proposal: str = typer.Option(None, "--proposal", help="a queued proposal's id: its actions are applied first"),
+    out: Path = typer.Option(None, "--out", file_okay=False, help="write report.json (canonical bytes), "
+                                                                  "report.html (and baseline.json) here"),
+    workers: int = typer.Option(None, "--workers", min=1, help="local worker processes (default: CPU count)"),
+    ray: str = typer.Option(None, "--ray", help="run on Ray: a cluster ADDRESS, 'auto' or 'local' "
+                                                "(pip install 'bastion\\[ray]')"),
+    attest: bool = typer.Option(False, "--attest", help="print the council_attest envelope for the report "
+                                                        "(needs --proposal and a key)"),
+    key_file: Path = typer.Option(None, "--key-file", dir_okay=False, help="file holding the council member's "
+                                                                           "private key (hex)"),
+    key: str = typer.Option(None, "--key", help="the council member's private key (hex)"),
+    nonce: int = typer.Option(None, "--nonce", help="envelope nonce (default: the clock in microseconds)"),
+    submit: str = typer.Option(None, "--submit", help="node API URL to submit the attestation to"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+) -> None:
+    """Stress a state with a scenario set: the report's hash and verdict, its files, the attestation."""
+    try:
+        private_key = _council_key(attest=attest, key=key, key_file=key_file, proposal=proposal, submit=submit)
+        state = load_state(data=data, scenario=scenario, genesis=genesis)
+        scenario_set = load_set(scenarios, seed)
+        limits = load_thresholds(thresholds)
+        total = len(scenario_set.scenarios()) * (1 if proposal is None else 2)
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=errors, disable=quiet, transient=False) as progress:
+            task = progress.add_task(f"scenarios on {describe_execution(workers, ray)}", total=total)
+            stress_run = run(state, scenario_set=scenario_set, thresholds=limits, proposal_id=proposal,
+                             workers=workers, ray_address=ray,
+                             on_progress=lambda done: progress.update(task, completed=done))
+        files = [str(path) for path in stress_run.write(out)] if out is not None else []
+        output = {"report_hash": stress_run.report.report_hash, "verdict": stress_run.verdict,
+                  "state_hash": stress_run.inputs.state_hash, "height": stress_run.inputs.height,
+                  "proposal_id": proposal, "files": files}
+        if stress_run.baseline is not None:
+            output["baseline_report_hash"] = stress_run.baseline.report_hash
+        if private_key is not None:
+            output["attestation"] = sign_attestation(stress_run, private_key, nonce=nonce)
+    except StressInputError as error:
+        errors.print(f"[red]stress input error:[/red] {error}")
+        raise typer.Exit(2) from None
+    if submit is not None:
+        output["submitted"] = _submit(submit, output["attestation"])
+    print(json.dumps(output, indent=2))
+    errors.print(f"verdict [{'green' if stress_run.passed else 'red'}]{stress_run.verdict.upper()}[/], "
+                 f"report hash {stress_run.report.report_hash}")
+    if not stress_run.passed:
+        raise typer.Exit(1)
+
+
+def _council_key(*, attest: bool, key: str | None, key_file: Path | None, proposal: str | None,
+                 submit: str | None) -> str | None:
+    """The private key for ``--attest`` (checked before the sweep, so a usage error costs nothing)."""
+    if not attest:
+        if key is not None or key_file is not None or submit is not None:
+            raise StressInputError("--key, --key-file and --submit go with --attest")
+        return None
+    if proposal is None:
+        raise StressInputError("--attest names a queued proposal: give --proposal ID")
+    if (key is None) == (key_file is None):
+        raise StressInputError("--attest needs exactly one of --key HEX or --key-file FILE")
+    if key_file is not None:
+        try:
+            return key_file.read_text().strip()
+        except OSError as error:
+            raise StressInputError(f"--key-file: cannot read {key_file} ({error.strerror})") from None
+    return key
+
+
+def _submit(url: str, envelope: dict) -> object:
+    """Submit the signed envelope through the SDK; a refusal or an unreachable node exits 2."""
+    import httpx
+
+    from bastion.client import BastionError, Client
+
+    try:
+        with Client(url) as client:
+            return client.submit_envelope(envelope)
+    except BastionError as error:
+        errors.print(f"[red]submission refused:[/red] {error}")
+    except httpx.HTTPError as error:
+        errors.print(f"[red]cannot reach {url}:[/red] {error}")
+    raise typer.Exit(2)
