@@ -291,6 +291,25 @@ def test_bad_query_parameters_are_400_with_a_code(api) -> None:
     assert (response.status_code, response.json()["code"], response.json()["field"]) == (400, "invalid_request", "depth")
 
 
+@pytest.mark.parametrize("path", [  # found by schemathesis (test_api_schema.py): once a 500 (SQLite overflow)
+    "/v1/blocks/9223372036854775808", f"/v1/tx/{ALICE}/9223372036854775808", "/v1/fills?since_height=2e19",
+    f"/v1/markets/{BTC}/trades?since_height=9223372036854775808", "/v1/orders?number=128",
+    f"/v1/markets/{BTC}/candles?start_ms=-9223372036854775808", f"/v1/subaccounts/{ALICE}/-1",
+])
+def test_integers_out_of_range_are_400_not_500(api, path) -> None:
+    response = api.get(path)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+def test_the_schema_documents_400_everywhere_and_no_422(api) -> None:
+    schema = api.get("/openapi.json").json()
+
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert all("400" in op["responses"] and "422" not in op["responses"] for op in operations)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
 # ------------------------------------------------------------------------------------ preview
 def test_preview_of_a_small_cap_order_suggests_isolation_with_exact_numbers(api) -> None:
     trade_one_btc(api)
@@ -326,6 +345,15 @@ def test_preview_flags_an_order_that_would_dominate_the_maintenance_requirement(
     assert (big["isolation"]["market_maintenance_share"], big["isolation"]["reasons"]) == ("0.428571", ["volatile_tier"])
     assert reducing["isolation"] == {**reducing["isolation"], "suggested": False, "reasons": []}
     assert reducing["after"]["maintenance_margin"] == "300"
+
+
+def test_preview_fields_are_strictly_typed(api) -> None:
+    body = {"owner": ALICE, "market": BTC, "side": "buy", "size": "1", "price": "50000"}
+
+    for bad in ({"reduce_only": 0}, {"subaccount": "0"}, {"size": 1}):
+        response = api.post("/v1/preview/order", json={**body, **bad})
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_request"), bad
+    assert api.post("/v1/preview/order", json=body).status_code == 200
 
 
 def test_preview_reports_the_rejection_placement_would_give(api) -> None:
