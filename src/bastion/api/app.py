@@ -27,9 +27,11 @@ node refuses to start it on anything but a loopback address (``bastion.cli``).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +67,7 @@ from bastion.scenario import format_event
 
 MAX_WAIT_MS = 30_000
 MAX_ROWS = 1_000
+VERIFY_CHUNK = 64  # envelopes per verifier task in a batch
 INT64 = 2**63 - 1  # heights, nonces and times are stored as SQLite INTEGERs: larger ones are 400, not 500
 NUMBER = {"ge": SUBACCOUNT_NUMBERS.start, "le": SUBACCOUNT_NUMBERS.stop - 1}
 
@@ -92,6 +95,7 @@ class ApiConfig:
     max_batch_txs: int = 2_000
     cors_origins: tuple[str, ...] = ()
     read_models_url: str | None = None
+    verify_threads: int = 2  # threads recovering a batch's signatures (1: in the event loop)
 
 
 def error_response(error: ProtocolError) -> JSONResponse:
@@ -205,8 +209,9 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             raise ProtocolError("invalid_json", "the body is not JSON", field="body") from None
 
     # ----------------------------------------------------------------- writes
-    def accept(envelope: Any) -> dict[str, Any]:
-        """Verify (signed mode), rate-limit and queue one envelope; raises ``ProtocolError``."""
+    def authenticate(envelope: Any) -> tuple[dict[str, Any], str | None]:
+        """The node's unsigned form of an envelope and its verified sender (signed mode); raises
+        ``ProtocolError``. Reads nothing of the node: batches run it in the verifier threads."""
         if not isinstance(envelope, dict):
             raise ProtocolError("invalid_envelope", "a transaction is a JSON object {msg, sender, nonce, signature}",
                                 field="envelope")
@@ -215,14 +220,32 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             raise ProtocolError("invalid_envelope", f"unknown envelope field {extra[0]!r}", field=extra[0])
         if config.unsigned:
             unsigned = {k: v for k, v in envelope.items() if k != "signature"}
-            sender = normalize_address(unsigned.get("sender"), field="sender") if "sender" in unsigned else None
-        else:
-            signed = verify_envelope(envelope, chain_id, config.clock_ms(), past_ms=config.nonce_past_ms,
-                                     future_ms=config.nonce_future_ms)
-            unsigned, sender = signed.unsigned(), signed.sender
+            return unsigned, normalize_address(unsigned.get("sender"), field="sender") if "sender" in unsigned else None
+        signed = verify_envelope(envelope, chain_id, config.clock_ms(), past_ms=config.nonce_past_ms,
+                                 future_ms=config.nonce_future_ms)
+        return signed.unsigned(), signed.sender
+
+    def enqueue(unsigned: dict[str, Any], sender: str | None) -> dict[str, Any]:
+        """Rate-limit and queue an authenticated envelope; raises ``ProtocolError``."""
         if sender is not None:
             limiter.take(sender)
         return node.submit(unsigned)
+
+    def accept(envelope: Any) -> dict[str, Any]:
+        """Verify (signed mode), rate-limit and queue one envelope; raises ``ProtocolError``."""
+        return enqueue(*authenticate(envelope))
+
+    def authenticate_all(envelopes: list[Any]) -> list[tuple[dict[str, Any], str | None] | ProtocolError]:
+        out: list[tuple[dict[str, Any], str | None] | ProtocolError] = []
+        for envelope in envelopes:
+            try:
+                out.append(authenticate(envelope))
+            except ProtocolError as error:
+                out.append(error)
+        return out
+
+    verifiers = ThreadPoolExecutor(max_workers=config.verify_threads, thread_name_prefix="verify") \
+        if config.verify_threads > 1 else None
 
     write_body = {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Envelope"}}}}}
@@ -255,10 +278,21 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             raise ProtocolError("invalid_batch", "a batch is {\"txs\": [envelopes]}", field="txs")
         if len(txs) > config.max_batch_txs:
             raise ProtocolError("too_large", f"a batch holds at most {config.max_batch_txs} transactions", field="txs")
+        # signature recovery (libsecp256k1 releases the GIL) in the verifier threads, in chunks; then
+        # each envelope queued in batch order, so arrival order is the batch's
+        if verifiers is not None and len(txs) >= 2 * VERIFY_CHUNK:
+            chunks = [txs[i:i + VERIFY_CHUNK] for i in range(0, len(txs), VERIFY_CHUNK)]
+            loop = asyncio.get_running_loop()
+            parts = await asyncio.gather(*(loop.run_in_executor(verifiers, authenticate_all, c) for c in chunks))
+            authenticated = [item for part in parts for item in part]
+        else:
+            authenticated = authenticate_all(txs)
         results = []
-        for index, envelope in enumerate(txs):
+        for index, item in enumerate(authenticated):
             try:
-                results.append({"index": index, **accept(envelope)})
+                if isinstance(item, ProtocolError):
+                    raise item
+                results.append({"index": index, **enqueue(*item)})
             except ProtocolError as error:
                 results.append({"index": index, "status": "refused", "code": error.code, "message": error.message,
                                 "field": error.fields.get("field")})
