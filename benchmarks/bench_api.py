@@ -71,30 +71,29 @@ def genesis(addresses: list[str]) -> dict:
     }
 
 
-def order(n: int) -> tuple[int, dict]:
-    """Order number n: (account index offset, message)."""
+def order(n: int) -> dict:
+    """Order number n (signed by account n % accounts)."""
     ticker, mid = MARKETS[n % 3]
     side = "buy" if (n // 3) % 2 == 0 else "sell"
     step = 1 + (n * 7919) % 20
     crossing = n % 5 == 0
     offset = (-1 if crossing else step) if side == "buy" else (1 if crossing else -step)
     price = mid - offset
-    return n, {"type": "place_order", "subaccount": 0, "market": ticker, "side": side, "size": "0.01",
+    return {"type": "place_order", "subaccount": 0, "market": ticker, "side": side, "size": "0.01",
                "price": str(price), "client_id": n, "time_in_force": "gtc"}
 
 
-def _sign_chunk(args: tuple[int, int, int, int, int]) -> list[dict]:
-    start, stop, accounts, nonce_base, _ = args
+def _sign_chunk(args: tuple[int, int, int, int]) -> list[dict]:
+    start, stop, accounts, nonce_base = args
     out = []
     for n in range(start, stop):
-        _, msg = order(n)
-        out.append(sign_envelope(key_of(n % accounts), CHAIN, msg, nonce_base + n))
+        out.append(sign_envelope(key_of(n % accounts), CHAIN, order(n), nonce_base + n))
     return out
 
 
 def presign(count: int, accounts: int, offset: int, nonce_base: int, workers: int) -> list[dict]:
     chunk = 1_000
-    jobs = [(s, min(s + chunk, offset + count), accounts, nonce_base, 0) for s in range(offset, offset + count, chunk)]
+    jobs = [(s, min(s + chunk, offset + count), accounts, nonce_base) for s in range(offset, offset + count, chunk)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         return [e for part in pool.map(_sign_chunk, jobs) for e in part]
 
@@ -144,7 +143,11 @@ class BlockWatcher(threading.Thread):
 
 
 def post_batches(port: int, bodies: list[bytes], connections: int, sent: list[float | None],
-                 answers: list[dict | None]) -> None:
+                 answers: list[dict | None], interval_s: float = 0.0) -> None:
+    """Post every body to ``/v1/tx/batch`` over ``connections`` keep-alive connections, recording when
+    each was sent and its answer. With ``interval_s``, batch i is sent at t0 + i * interval (or as soon
+    as a connection is free, if the node answers more slowly than that)."""
+    t0 = time.perf_counter()
     work: queue.Queue[int] = queue.Queue()
     for i in range(len(bodies)):
         work.put(i)
@@ -156,6 +159,9 @@ def post_batches(port: int, bodies: list[bytes], connections: int, sent: list[fl
                 i = work.get_nowait()
             except queue.Empty:
                 break
+            delay = t0 + i * interval_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
             sent[i] = time.perf_counter()
             connection.request("POST", "/v1/tx/batch", bodies[i], {"content-type": "application/json"})
             answers[i] = json.loads(connection.getresponse().read())
@@ -201,7 +207,8 @@ def main() -> None:
     port = _free_port()
     command = [sys.executable, "-m", "bastion.cli.main", "node", "--data", str(data / "node"), "--genesis",
                str(genesis_file), "--port", str(port), "--block-time", str(args.block_time), "--max-block-txs",
-               str(args.max_block_txs), "--rate-limit", "10000000", "--burst", "10000000", "--quiet", "--verify-threads", str(args.verify_threads),
+               str(args.max_block_txs), "--rate-limit", "10000000", "--burst", "10000000", "--quiet",
+               "--verify-threads", str(args.verify_threads),
                "--read-models", "default" if args.index else "none"]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
@@ -243,7 +250,7 @@ def main() -> None:
         sent = [None] * len(bodies)
         answers = [None] * len(bodies)
         load_before = load()
-        paced_sender(port, bodies, size / args.rate, sent, answers)
+        post_batches(port, bodies, 4, sent, answers, interval_s=size / args.rate)
         last = max(r["arrival"] for a in answers if a for r in a["results"] if r["status"] == "accepted")
         watcher.wait_for(last + 1, 120)
         latencies = sorted(watcher.commit_time(r["arrival"]) - sent[i]
@@ -265,36 +272,6 @@ def main() -> None:
             process.wait()
         if args.dir is None:
             shutil.rmtree(data, ignore_errors=True)
-
-
-def paced_sender(port: int, bodies: list[bytes], interval_s: float, sent: list, answers: list) -> None:
-    """One connection per batch in flight: batch i is sent at t0 + i * interval (or as soon as a
-    connection is free, if the node answers more slowly than that)."""
-    t0 = time.perf_counter()
-    slots: queue.Queue[int] = queue.Queue()
-    for i in range(len(bodies)):
-        slots.put(i)
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        while True:
-            try:
-                i = slots.get_nowait()
-            except queue.Empty:
-                break
-            delay = t0 + i * interval_s - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            sent[i] = time.perf_counter()
-            connection.request("POST", "/v1/tx/batch", bodies[i], {"content-type": "application/json"})
-            answers[i] = json.loads(connection.getresponse().read())
-        connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def _ms(sorted_values: list[float], q: float) -> float:

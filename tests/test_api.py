@@ -116,7 +116,8 @@ def test_the_fast_recovery_agrees_with_eth_account_on_good_and_damaged_signature
 def test_envelopes_are_signed_exactly_as_eth_account_signs_the_typed_data() -> None:
     from bastion.api.signing import _signable
 
-    for i, msg in enumerate(({"type": "withdraw", "subaccount": 0, "amount": "1"}, {"type": "vote", "reason": "é€"})):
+    messages = ({"type": "withdraw", "subaccount": 0, "amount": "1"}, {"type": "vote", "reason": "é€"})
+    for i, msg in enumerate(messages):
         for key in (ALICE_KEY, bytes.fromhex(BOB_KEY[2:])):
             envelope = sign_envelope(key, CHAIN, msg, 10**15 + i)
             account = Account.from_key(key)

@@ -8,7 +8,6 @@ and trading goes on."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
