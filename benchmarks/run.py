@@ -10,7 +10,9 @@
 - ``bench_liquidation.py``: the end-of-block liquidation step after a 20% oracle drop, 100,000
   subaccounts with 5 positions each, 10% of them liquidatable;
 - ``bench_stress.py``: the stress fast path (account-steps/s) and the default gate sweep
-  (1,000 scenarios x 10,000 accounts).
+  (1,000 scenarios x 10,000 accounts);
+- ``bench_api.py``: signed orders through HTTP on loopback (a ``bastion node`` process, the batch
+  endpoint, 250 ms blocks): accepted/s, committed/s and p50/p99 submit-to-commit latency.
 
 With ``--compiled DIR`` (a build of ``build_compiled.py``) only the state machine runs, first on the
 pure-Python core, then on the compiled one from DIR, and the exit status is non-zero unless both
@@ -39,7 +41,7 @@ def main() -> None:
         sys.exit(compare_compiled(args.ops, args.compiled))
     env_path = str(HERE.parent / "src")
     runs = [["bench_book.py", "--ops", str(args.ops)], ["bench_state_machine.py", "--ops", str(args.ops)],
-            ["bench_liquidation.py", "--check"], ["bench_stress.py"]]
+            ["bench_liquidation.py", "--check"], ["bench_stress.py"], ["bench_api.py"]]
     for script, *options in runs:
         command = [sys.executable, str(HERE / script), *options]
         print(f"$ {' '.join(command[1:])}", file=sys.stderr, flush=True)

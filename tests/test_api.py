@@ -79,6 +79,53 @@ def test_the_domain_is_derived_from_the_chain_id_and_published() -> None:
     assert document["message"]["msgType"] == "withdraw"
 
 
+def test_the_fast_recovery_agrees_with_eth_account_on_good_and_damaged_signatures() -> None:
+    import random
+
+    from bastion.api.signing import _recover_fast, _signable
+
+    def slow(sender: str, nonce: int, msg: dict, raw: bytes) -> str | None:
+        try:
+            return str(Account.recover_message(_signable(CHAIN, sender, nonce, msg), signature=raw)).lower()
+        except Exception:  # noqa: BLE001
+            return None
+
+    rng = random.Random(7)
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    checked = 0
+    for i in range(40):
+        key = "0x" + rng.randbytes(32).hex()
+        msg = {"type": rng.choice(["place_order", "withdraw", 5, None]), "note": rng.choice(["", "é€", "a\"b"]),
+               "n": rng.randrange(10**6)}
+        envelope = sign_envelope(key, CHAIN, msg, rng.randrange(2**64))
+        raw = bytes.fromhex(envelope["signature"][2:])
+        r, s_, v = raw[:32], int.from_bytes(raw[32:64], "big"), raw[64]
+        variants = [raw, raw[:64] + bytes([v - 27]), raw[:64] + bytes([rng.choice([2, 26, 29, 255])]),
+                    r + (n - s_).to_bytes(32, "big") + bytes([55 - v]),  # the malleable twin: same signer
+                    bytes(32) + raw[32:], raw[:32] + n.to_bytes(32, "big") + raw[64:],
+                    bytes([raw[0] ^ 1]) + raw[1:]]
+        for variant in variants:
+            fast = _recover_fast(CHAIN, envelope["sender"], envelope["nonce"], msg, variant)
+            if fast is not None:
+                assert fast == slow(envelope["sender"], envelope["nonce"], msg, variant)
+                checked += 1
+        assert _recover_fast(CHAIN, envelope["sender"], envelope["nonce"], msg, raw) == envelope["sender"]
+    assert checked >= 40 * 3  # the signature, its 0/1 form and its twin always; a changed r often
+
+
+def test_envelopes_are_signed_exactly_as_eth_account_signs_the_typed_data() -> None:
+    from bastion.api.signing import _signable
+
+    messages = ({"type": "withdraw", "subaccount": 0, "amount": "1"}, {"type": "vote", "reason": "é€"})
+    for i, msg in enumerate(messages):
+        for key in (ALICE_KEY, bytes.fromhex(BOB_KEY[2:])):
+            envelope = sign_envelope(key, CHAIN, msg, 10**15 + i)
+            account = Account.from_key(key)
+            expected = Account.sign_message(_signable(CHAIN, account.address, 10**15 + i, msg), account.key)
+            assert envelope["signature"] == "0x" + bytes(expected.signature).hex()
+            assert envelope["sender"] == account.address.lower()
+
+
 def test_signing_endpoint_gives_domain_types_and_window(api) -> None:
     info = api.get("/v1/signing").json()
 
@@ -201,6 +248,28 @@ def test_a_batch_accepts_and_refuses_each_item_with_its_index(api) -> None:
     assert api.post("/v1/tx/batch", json={"tx": []}).json()["code"] == "invalid_batch"
 
 
+def test_a_large_batch_is_verified_in_threads_and_queued_in_batch_order(tmp_path: Path) -> None:
+    clock = Clock()
+    node = Node(tmp_path / "big", api_genesis(), clock_ms=clock, max_block_txs=10_000)
+    client = TestClient(create_app(node, ApiConfig(clock_ms=clock, rate_per_s=10_000, burst=10_000)))
+    alice, bob = Signer(ALICE_KEY, clock), Signer(BOB_KEY, clock)
+    txs = [alice(place_order(size="0.1", price=str(40_000 + i))) if i % 2 else bob(place_order(price="1"))
+           for i in range(300)]
+    txs[7] = {**txs[7], "signature": "0x" + "11" * 65}
+    txs[100] = txs[99]
+    txs[250] = "nope"
+
+    answer = client.post("/v1/tx/batch", json={"txs": txs}).json()
+    node.produce_block()
+
+    codes = {r["index"]: r["code"] for r in answer["results"] if r["status"] == "refused"}
+    assert codes == {7: "invalid_signature", 100: "duplicate_nonce", 250: "invalid_envelope"}
+    assert [r["index"] for r in answer["results"]] == list(range(300))
+    arrivals = [r["arrival"] for r in answer["results"] if r["status"] == "accepted"]
+    assert arrivals == sorted(arrivals) and len(node.log.block(1).txs) == 297
+    node.close()
+
+
 def test_cors_is_closed_by_default_and_opens_to_configured_origins(api, tmp_path: Path) -> None:
     preflight = {"origin": "https://evil.example", "access-control-request-method": "POST"}
     closed = api.options("/v1/tx", headers=preflight)
@@ -291,6 +360,25 @@ def test_bad_query_parameters_are_400_with_a_code(api) -> None:
     assert (response.status_code, response.json()["code"], response.json()["field"]) == (400, "invalid_request", "depth")
 
 
+@pytest.mark.parametrize("path", [  # found by schemathesis (test_api_schema.py): once a 500 (SQLite overflow)
+    "/v1/blocks/9223372036854775808", f"/v1/tx/{ALICE}/9223372036854775808", "/v1/fills?since_height=2e19",
+    f"/v1/markets/{BTC}/trades?since_height=9223372036854775808", "/v1/orders?number=128",
+    f"/v1/markets/{BTC}/candles?start_ms=-9223372036854775808", f"/v1/subaccounts/{ALICE}/-1",
+])
+def test_integers_out_of_range_are_400_not_500(api, path) -> None:
+    response = api.get(path)
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_request")
+
+
+def test_the_schema_documents_400_everywhere_and_no_422(api) -> None:
+    schema = api.get("/openapi.json").json()
+
+    operations = [op for path in schema["paths"].values() for op in path.values()]
+    assert all("400" in op["responses"] and "422" not in op["responses"] for op in operations)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
 # ------------------------------------------------------------------------------------ preview
 def test_preview_of_a_small_cap_order_suggests_isolation_with_exact_numbers(api) -> None:
     trade_one_btc(api)
@@ -326,6 +414,15 @@ def test_preview_flags_an_order_that_would_dominate_the_maintenance_requirement(
     assert (big["isolation"]["market_maintenance_share"], big["isolation"]["reasons"]) == ("0.428571", ["volatile_tier"])
     assert reducing["isolation"] == {**reducing["isolation"], "suggested": False, "reasons": []}
     assert reducing["after"]["maintenance_margin"] == "300"
+
+
+def test_preview_fields_are_strictly_typed(api) -> None:
+    body = {"owner": ALICE, "market": BTC, "side": "buy", "size": "1", "price": "50000"}
+
+    for bad in ({"reduce_only": 0}, {"subaccount": "0"}, {"size": 1}):
+        response = api.post("/v1/preview/order", json={**body, **bad})
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_request"), bad
+    assert api.post("/v1/preview/order", json=body).status_code == 200
 
 
 def test_preview_reports_the_rejection_placement_would_give(api) -> None:

@@ -27,13 +27,15 @@ node refuses to start it on anything but a loopback address (``bastion.cli``).
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi import FastAPI, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -65,6 +67,9 @@ from bastion.scenario import format_event
 
 MAX_WAIT_MS = 30_000
 MAX_ROWS = 1_000
+VERIFY_CHUNK = 64  # envelopes per verifier task in a batch
+INT64 = 2**63 - 1  # heights, nonces and times are stored as SQLite INTEGERs: larger ones are 400, not 500
+NUMBER = {"ge": SUBACCOUNT_NUMBERS.start, "le": SUBACCOUNT_NUMBERS.stop - 1}
 
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "signer_mismatch": 401,
@@ -90,6 +95,7 @@ class ApiConfig:
     max_batch_txs: int = 2_000
     cors_origins: tuple[str, ...] = ()
     read_models_url: str | None = None
+    verify_threads: int = 2  # threads recovering a batch's signatures (1: in the event loop)
 
 
 def error_response(error: ProtocolError) -> JSONResponse:
@@ -203,8 +209,9 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             raise ProtocolError("invalid_json", "the body is not JSON", field="body") from None
 
     # ----------------------------------------------------------------- writes
-    def accept(envelope: Any) -> dict[str, Any]:
-        """Verify (signed mode), rate-limit and queue one envelope; raises ``ProtocolError``."""
+    def authenticate(envelope: Any) -> tuple[dict[str, Any], str | None]:
+        """The node's unsigned form of an envelope and its verified sender (signed mode); raises
+        ``ProtocolError``. Reads nothing of the node: batches run it in the verifier threads."""
         if not isinstance(envelope, dict):
             raise ProtocolError("invalid_envelope", "a transaction is a JSON object {msg, sender, nonce, signature}",
                                 field="envelope")
@@ -213,14 +220,32 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             raise ProtocolError("invalid_envelope", f"unknown envelope field {extra[0]!r}", field=extra[0])
         if config.unsigned:
             unsigned = {k: v for k, v in envelope.items() if k != "signature"}
-            sender = normalize_address(unsigned.get("sender"), field="sender") if "sender" in unsigned else None
-        else:
-            signed = verify_envelope(envelope, chain_id, config.clock_ms(), past_ms=config.nonce_past_ms,
-                                     future_ms=config.nonce_future_ms)
-            unsigned, sender = signed.unsigned(), signed.sender
+            return unsigned, normalize_address(unsigned.get("sender"), field="sender") if "sender" in unsigned else None
+        signed = verify_envelope(envelope, chain_id, config.clock_ms(), past_ms=config.nonce_past_ms,
+                                 future_ms=config.nonce_future_ms)
+        return signed.unsigned(), signed.sender
+
+    def enqueue(unsigned: dict[str, Any], sender: str | None) -> dict[str, Any]:
+        """Rate-limit and queue an authenticated envelope; raises ``ProtocolError``."""
         if sender is not None:
             limiter.take(sender)
         return node.submit(unsigned)
+
+    def accept(envelope: Any) -> dict[str, Any]:
+        """Verify (signed mode), rate-limit and queue one envelope; raises ``ProtocolError``."""
+        return enqueue(*authenticate(envelope))
+
+    def authenticate_all(envelopes: list[Any]) -> list[tuple[dict[str, Any], str | None] | ProtocolError]:
+        out: list[tuple[dict[str, Any], str | None] | ProtocolError] = []
+        for envelope in envelopes:
+            try:
+                out.append(authenticate(envelope))
+            except ProtocolError as error:
+                out.append(error)
+        return out
+
+    verifiers = ThreadPoolExecutor(max_workers=config.verify_threads, thread_name_prefix="verify") \
+        if config.verify_threads > 1 else None
 
     write_body = {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Envelope"}}}}}
@@ -253,10 +278,21 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             raise ProtocolError("invalid_batch", "a batch is {\"txs\": [envelopes]}", field="txs")
         if len(txs) > config.max_batch_txs:
             raise ProtocolError("too_large", f"a batch holds at most {config.max_batch_txs} transactions", field="txs")
+        # signature recovery (libsecp256k1 releases the GIL) in the verifier threads, in chunks; then
+        # each envelope queued in batch order, so arrival order is the batch's
+        if verifiers is not None and len(txs) >= 2 * VERIFY_CHUNK:
+            chunks = [txs[i:i + VERIFY_CHUNK] for i in range(0, len(txs), VERIFY_CHUNK)]
+            loop = asyncio.get_running_loop()
+            parts = await asyncio.gather(*(loop.run_in_executor(verifiers, authenticate_all, c) for c in chunks))
+            authenticated = [item for part in parts for item in part]
+        else:
+            authenticated = authenticate_all(txs)
         results = []
-        for index, envelope in enumerate(txs):
+        for index, item in enumerate(authenticated):
             try:
-                results.append({"index": index, **accept(envelope)})
+                if isinstance(item, ProtocolError):
+                    raise item
+                results.append({"index": index, **enqueue(*item)})
             except ProtocolError as error:
                 results.append({"index": index, "status": "refused", "code": error.code, "message": error.message,
                                 "field": error.fields.get("field")})
@@ -266,7 +302,8 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     @app.get("/v1/tx/{sender}/{nonce}", response_model=models.TxStatus, response_model_exclude_none=True,
              tags=["transactions"],
              responses={400: {"model": models.Error}})
-    def tx_status(sender: str, nonce: int, wait_ms: int = Query(0, ge=0, le=MAX_WAIT_MS)) -> Any:
+    def tx_status(sender: str, nonce: int = Path(ge=0, le=INT64),
+                  wait_ms: int = Query(0, ge=0, le=MAX_WAIT_MS)) -> Any:
         """``committed`` (height, index, result), ``pending`` or ``unknown``; ``wait_ms`` waits for the commit."""
         sender = normalize_address(sender, field="sender")
         if wait_ms > 0:
@@ -324,7 +361,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
 
     @app.get("/v1/subaccounts/{owner}/{number}", response_model=models.Subaccount, responses=not_found,
              tags=["accounts"])
-    def subaccount(owner: str, number: int) -> Any:
+    def subaccount(owner: str, number: int = Path(**NUMBER)) -> Any:
         """Balance, equity, IMR, MMR, free collateral; positions with entry price, unrealised PnL and
         liquidation price (``bastion.api.risk``)."""
         owner = normalize_address(owner, field="owner")
@@ -333,7 +370,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
 
     @app.get("/v1/subaccounts/{owner}/{number}/orders", response_model=models.OpenOrders, responses=not_found,
              tags=["accounts"])
-    def open_orders(owner: str, number: int) -> Any:
+    def open_orders(owner: str, number: int = Path(**NUMBER)) -> Any:
         """Open orders (resting, then untriggered conditional ones) from the live state."""
         owner = normalize_address(owner, field="owner")
         with node.lock:
@@ -376,7 +413,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                 "state_hash": block.state_hash, "block_hash": block.block_hash, "tx_count": block.tx_count}
 
     @app.get("/v1/blocks", response_model=models.Blocks, tags=["chain"])
-    def blocks(from_height: int | None = Query(None, ge=1), limit: int = Query(20, ge=1, le=MAX_ROWS)) -> Any:
+    def blocks(from_height: int | None = Query(None, ge=1, le=INT64), limit: int = Query(20, ge=1, le=MAX_ROWS)) -> Any:
         """Block headers with their state hashes, newest first from ``from_height`` (default: the head)."""
         with node.lock:
             top = node.state.height if from_height is None else min(from_height, node.state.height)
@@ -384,7 +421,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             return {"blocks": [block_header(b) for b in found if b is not None]}
 
     @app.get("/v1/blocks/{height}", response_model=models.Block, responses=not_found, tags=["chain"])
-    def block(height: int) -> Any:
+    def block(height: int = Path(ge=-INT64, le=INT64)) -> Any:
         """One block: header, transactions (envelopes without signatures), results and events."""
         with node.lock:
             found = node.log.block(height) if height >= 1 else None
@@ -409,14 +446,16 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         return None if owner is None else normalize_address(owner, field="owner")
 
     @app.get("/v1/markets/{ticker}/trades", response_model=models.Rows, responses=not_found, tags=["history"])
-    def trades(ticker: str, since_height: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
+    def trades(ticker: str, since_height: int = Query(0, ge=0, le=INT64),
+               limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
         """Fills of the market, oldest first from ``since_height``."""
         known_market(ticker)
         return rows("fills", market=ticker, since_height=since_height, limit=limit)
 
     @app.get("/v1/markets/{ticker}/candles", response_model=models.Rows, responses=not_found, tags=["history"])
     def candles(ticker: str, resolution: str = Query("1m", pattern="^(" + "|".join(RESOLUTIONS) + ")$"),
-                start_ms: int | None = None, end_ms: int | None = None) -> Any:
+                start_ms: int | None = Query(None, ge=-INT64, le=INT64),
+                end_ms: int | None = Query(None, ge=-INT64, le=INT64)) -> Any:
         """OHLC (prices), volume (size and quote) and trade count per bucket of block time."""
         known_market(ticker)
         return rows("candles", market=ticker, resolution=resolution, start_ms=start_ms, end_ms=end_ms)
@@ -428,21 +467,22 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         return rows("funding_ticks", market=ticker)
 
     @app.get("/v1/orders", response_model=models.Rows, responses=not_found, tags=["history"])
-    def orders(owner: str | None = None, number: int | None = None, market: str | None = None,
+    def orders(owner: str | None = None, number: int | None = Query(None, **NUMBER), market: str | None = None,
                status: str | None = None, limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
         """Orders and their lifecycle (newest first)."""
         known_market(market)
         return rows("orders", owner=optional_owner(owner), number=number, market=market, status=status, limit=limit)
 
     @app.get("/v1/fills", response_model=models.Rows, responses=not_found, tags=["history"])
-    def fills(owner: str | None = None, market: str | None = None, since_height: int = Query(0, ge=0),
+    def fills(owner: str | None = None, market: str | None = None, since_height: int = Query(0, ge=0, le=INT64),
               limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
         """Fills, oldest first; ``owner`` as maker or taker."""
         known_market(market)
         return rows("fills", owner=optional_owner(owner), market=market, since_height=since_height, limit=limit)
 
     @app.get("/v1/funding-payments", response_model=models.Rows, responses=not_found, tags=["history"])
-    def funding_payments(owner: str | None = None, number: int | None = None, market: str | None = None) -> Any:
+    def funding_payments(owner: str | None = None, number: int | None = Query(None, **NUMBER),
+                         market: str | None = None) -> Any:
         known_market(market)
         return rows("funding_payments", owner=optional_owner(owner), number=number, market=market)
 
@@ -476,6 +516,17 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition
+            # validation errors are 400 {code, message, field} (on_validation_error), never FastAPI's 422:
+            # every operation documents the 400 (a bad query or path parameter, a malformed body)
+            error = {"description": "malformed request or refused by the protocol (its code)",
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    responses.pop("422", None)
+                    responses.setdefault("400", error)
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
             app.openapi_schema = schema
         return app.openapi_schema
 

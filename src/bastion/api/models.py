@@ -44,7 +44,9 @@ class Envelope(BaseModel):
 class Batch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    txs: list[Envelope] = Field(description="judged one by one, in order; each is accepted or refused on its own")
+    txs: list[Any] = Field(description="envelopes (schema Envelope), judged one by one, in order: each is "
+                                       "accepted or refused on its own, a malformed one included (it is refused "
+                                       "with its index; the batch is not)")
 
 
 class TxAccepted(BaseModel):
@@ -217,7 +219,7 @@ class Concentration(Open):
 
 
 class PreviewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
         "owner": ADDRESS_EXAMPLE, "subaccount": 0, "market": "BTC-USD", "side": "buy", "size": "1",
         "price": "50000"}]})
 

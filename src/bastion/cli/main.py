@@ -66,6 +66,7 @@ def node(
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
+    verify_threads: int = typer.Option(2, help="threads recovering the signatures of a batch (1: none)"),
     quiet: bool = typer.Option(False, help="do not log blocks"),
     read_models: str = typer.Option("default", help="read models URL: sqlite:///PATH or postgresql://... "
                                                      "(default: DIR/readmodels.db); 'none' for no indexer"),
@@ -119,7 +120,8 @@ def node(
     producer.start()
     try:
         api = create_app(the_node, ApiConfig(unsigned=unsigned, rate_per_s=rate_limit, burst=burst,
-                                             cors_origins=tuple(cors_origin)))
+                                             cors_origins=tuple(cors_origin),
+                                             verify_threads=verify_threads))
         uvicorn.run(api, host=host, port=port, log_level="warning")
     finally:
         stop.set()
