@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
+# The live demo: node + API + web UI on http://127.0.0.1:8000, bots, data in .bastion-demo/ (Ctrl-C stops).
 run: $(STAMP)
-	$(VENV)/bin/bastion node --demo
+	$(VENV)/bin/bastion demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -42,6 +42,6 @@ def test_defaults_lists_every_genesis_section():
 
 
 def test_demo_prints_blocks_accounts_and_the_final_hash():
-    result = runner.invoke(app, ["demo"])
+    result = runner.invoke(app, ["scenario", "demo"])
     assert result.exit_code == 0, result.output
     assert "final state hash" in result.stdout and "PEPE-USD" in result.stdout

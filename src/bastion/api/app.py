@@ -21,6 +21,9 @@ malformed input and protocol rejections, 401 for signatures (``missing_signature
 and routes, 413 for bodies over the limits, 429 ``rate_limited`` (per signed sender: a token bucket,
 ``bastion.api.ratelimit``). CORS is closed unless origins are given (``ApiConfig.cors_origins``).
 
+Pages: the web UI (``bastion.web``, ``docs/ui.md``) is mounted on the same app unless
+``ApiConfig(web=False)``; ``ApiConfig(demo=True)`` (``bastion demo``) lets it sign with the demo keys.
+
 **Unsigned mode** (``ApiConfig(unsigned=True)``, ``bastion node --unsigned``): for trusted local bots
 and tests only; the sender is taken as given, any nonce is accepted (still single-use), and the
 node refuses to start it on anything but a loopback address (``bastion.cli``).
@@ -96,6 +99,8 @@ class ApiConfig:
     cors_origins: tuple[str, ...] = ()
     read_models_url: str | None = None
     verify_threads: int = 2  # threads recovering a batch's signatures (1: in the event loop)
+    web: bool = True      # the web UI's pages (bastion.web) on the same app
+    demo: bool = False    # demo mode: the pages may sign with the demo keys (bastion.demo.keys)
 
 
 def error_response(error: ProtocolError) -> JSONResponse:
@@ -531,4 +536,8 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.state.accept = accept
+    if config.web:
+        from bastion.web import mount_web
+        mount_web(app)
     return app

@@ -169,8 +169,32 @@ def _demo_document() -> dict:
 
 
 @app.command()
-def demo() -> None:
-    """Run the bundled demo scenario and print a readable summary (the node replaces this later)."""
+def demo(
+    data: Path = typer.Option(Path(".bastion-demo"), "--data", help="data directory (created on the first start)"),
+    host: str = typer.Option("127.0.0.1", help="address of the API and the web UI"),
+    port: int = typer.Option(8000, help="port of the API and the web UI"),
+    block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
+    bots: bool = typer.Option(True, "--bots/--no-bots", help="run the oracle feed, market maker and traders"),
+    quiet: bool = typer.Option(True, "--quiet/--verbose", help="do not log blocks"),
+) -> None:
+    """A live demo exchange: node + API + web UI, oracle feed, bots, one proposal (Ctrl-C stops).
+
+    The node holds DEMO KEYS (bastion.demo.keys): never use them in production."""
+    from bastion.demo import DemoServer
+
+    server = DemoServer(data, host=host, port=port, block_time_ms=block_time, bots=bots,
+                        on_block=None if quiet else _log_block)
+    recovery = server.node.recovery
+    console.print(f"chain {server.node.state.chain_id} at height {server.node.state.height} in {data} "
+                  f"(replayed {recovery.replayed_blocks} blocks in {recovery.seconds:.2f} s)")
+    console.print(f"[bold]Bastion demo: open {server.url}[/bold]  (API {server.url}/docs; demo keys, never use "
+                  f"in production; Ctrl-C stops, a second start resumes)")
+    server.serve()
+
+
+@scenario_app.command("demo")
+def scenario_demo() -> None:
+    """Run the bundled demo scenario (examples/demo.json) and print a readable summary."""
     result = run_scenario(_demo_document())
     blocks = result["blocks"]
     table = Table(title="Blocks")

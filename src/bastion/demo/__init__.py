@@ -1,0 +1,89 @@
+"""``bastion demo``: a living exchange on one machine (``make run``).
+
+``DemoServer(data_dir, ...)`` opens (or creates, with ``build_demo_genesis``) a node on the embedded
+SQLite store in ``data_dir``, serves the API and the web UI (``ApiConfig(demo=True)``: the pages
+may sign with the demo keys), produces blocks, and runs the bots (``bastion.demo.bots``): the
+oracle path, the market maker, the traders and one governance proposal in flight. A second start
+on the same directory recovers the chain from its log and submits no second proposal.
+
+Keys: ``bastion.demo.keys`` — demo keys, never use in production.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bastion.demo.bots import DemoDriver
+from bastion.demo.genesis import build_demo_genesis
+from bastion.node.blocklog import LoggedBlock
+from bastion.node.node import Node
+
+__all__ = ["DEFAULT_DATA_DIR", "DemoServer"]
+
+DEFAULT_DATA_DIR = Path(".bastion-demo")
+
+
+class DemoServer:
+    """A demo node with its API, UI, block producer and bots. ``start`` runs the server in a thread
+    (tests); ``serve`` runs it in the calling thread until Ctrl-C (``bastion demo``)."""
+
+    def __init__(self, data_dir: str | Path = DEFAULT_DATA_DIR, *, host: str = "127.0.0.1", port: int = 8000,
+                 block_time_ms: int = 250, bots: bool = True,
+                 on_block: Callable[[LoggedBlock], None] | None = None) -> None:
+        import uvicorn
+
+        from bastion.api.app import ApiConfig, create_app
+
+        self.data_dir = Path(data_dir)
+        self.host, self.port, self.block_time_ms = host, port, block_time_ms
+        genesis = None if (self.data_dir / "blocks.db").exists() else build_demo_genesis(time.time_ns() // 1_000_000)
+        self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
+        self.app = create_app(self.node, ApiConfig(demo=True))
+        self.driver = DemoDriver(self.node, self.app.state.accept) if bots else None
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _start_background(self) -> None:
+        producer = threading.Thread(target=self.node.run, args=(self.stop_event, self.block_time_ms),
+                                    name="block-producer", daemon=True)
+        producer.start()
+        self.threads.append(producer)
+        if self.driver is not None:
+            bots = threading.Thread(target=self.driver.run, args=(self.stop_event,), name="demo-bots", daemon=True)
+            bots.start()
+            self.threads.append(bots)
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        """Run everything in background threads; returns once the server answers."""
+        self._start_background()
+        server = threading.Thread(target=self.server.run, name="demo-http", daemon=True)
+        server.start()
+        self.threads.append(server)
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if time.monotonic() > deadline or not server.is_alive():
+                raise RuntimeError(f"the demo server did not start on {self.url}")
+            time.sleep(0.05)
+
+    def serve(self) -> None:
+        """Run until Ctrl-C (uvicorn handles the signal), then stop the bots and the node."""
+        self._start_background()
+        try:
+            self.server.run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.stop_event.set()
+        for thread in self.threads:
+            if thread is not threading.current_thread():
+                thread.join(10)
+        self.node.close()

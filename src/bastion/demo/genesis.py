@@ -1,0 +1,114 @@
+"""The demo chain's genesis and its oracle path (``bastion demo``).
+
+Markets: BTC-USD, ETH-USD and SOL-USD in the cross pool, and PEPE-USD, a long-tail market that is
+isolated-only (its own insurance fund). Accounts are the demo keys' (``bastion.demo.keys``): the
+maker, the traders (BGOV delegated to themselves, so that they can vote) and the operators.
+
+The oracle follows ``examples/demo_prices.csv``: hourly closes of BTC, ETH and SOL perpetuals around
+the 2021-05-19 crash (source in the file's header), played forwards then backwards so that the
+path never jumps; PEPE follows a seeded random walk.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from importlib import resources
+
+from bastion.core.timefmt import format_iso_ms
+from bastion.demo.keys import get_demo_keys
+
+__all__ = ["DEMO_CHAIN_ID", "MARKETS", "PricePath", "build_demo_genesis", "load_price_path"]
+
+DEMO_CHAIN_ID = "bastion-demo"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoMarket:
+    ticker: str
+    size_decimals: int
+    price_decimals: int
+    liquidity_tier: int
+    min_order_size: str
+    max_open_interest: str
+    quote_sizes: tuple[str, ...]      # the maker's sizes, best level first
+    isolated_only: bool = False
+
+
+MARKETS = (
+    DemoMarket("BTC-USD", 4, 0, 0, "0.001", "500", ("0.05", "0.1", "0.25")),
+    DemoMarket("ETH-USD", 3, 1, 1, "0.01", "10000", ("0.5", "1", "2.5")),
+    DemoMarket("SOL-USD", 1, 2, 2, "0.1", "200000", ("20", "50", "120")),
+    DemoMarket("PEPE-USD", -3, 8, 3, "1000", "100000000000", ("20000000", "50000000", "100000000"),
+               isolated_only=True),
+)
+PEPE_START = "0.00001"
+
+
+@dataclass(frozen=True, slots=True)
+class PricePath:
+    """Hourly prices of the path's symbols (BTC, ETH, SOL), as decimal strings, oldest first."""
+
+    times: tuple[str, ...]
+    prices: dict[str, tuple[Decimal, ...]]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def load_price_path() -> PricePath:
+    text = resources.files("bastion.examples").joinpath("demo_prices.csv").read_text()
+    rows = list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+    symbols = [name for name in rows[0] if name != "timestamp"]
+    return PricePath(tuple(r["timestamp"] for r in rows),
+                     {s: tuple(Decimal(r[s]) for r in rows) for s in symbols})
+
+
+def on_grid(price: Decimal, price_decimals: int) -> str:
+    """A price rounded to the market's tick (half even), as a decimal string."""
+    return str(price.quantize(Decimal(1).scaleb(-price_decimals), rounding=ROUND_HALF_EVEN))
+
+
+def starting_price(market: DemoMarket, path: PricePath) -> str:
+    symbol = market.ticker.split("-")[0]
+    if symbol not in path.prices:
+        return PEPE_START
+    return on_grid(path.prices[symbol][0], market.price_decimals)
+
+
+def build_demo_genesis(now_ms: int) -> dict:
+    """The demo genesis, starting at ``now_ms`` (rounded down to the second)."""
+    keys = get_demo_keys()
+    path = load_price_path()
+
+    def address(name: str) -> str:
+        return keys[name].address
+
+    return {
+        "chain_id": DEMO_CHAIN_ID,
+        "time": format_iso_ms(now_ms // 1_000 * 1_000),
+        "bridge_operator": address("bridge"),
+        "oracle": {"operators": [address("oracle")], "min_sources": 1, "max_staleness_s": 120,
+                   "max_source_deviation": "0.05", "max_move_per_block": "0.1"},
+        "markets": [{"ticker": m.ticker, "size_decimals": m.size_decimals, "price_decimals": m.price_decimals,
+                     "liquidity_tier": m.liquidity_tier, "min_order_size": m.min_order_size,
+                     "max_open_interest": m.max_open_interest, "maker_fee": "-0.0001" if m.liquidity_tier == 0
+                     else "0.0001", "taker_fee": "0.0005" if not m.isolated_only else "0.001",
+                     "oracle_price": starting_price(m, path), **({"isolated_only": True} if m.isolated_only else {})}
+                    for m in MARKETS],
+        "fees": {"insurance_share": "0.2"},
+        "insurance_funds": {"cross": "250000", "PEPE-USD": "10000"},
+        "accounts": [
+            {"address": address("maker"), "bgov": "5000", "delegate": address("maker"),
+             "subaccounts": [{"number": 0, "usdc": "5000000"},
+                             {"number": 1, "usdc": "300000", "mode": "isolated", "market": "PEPE-USD"}]},
+            {"address": address("alice"), "bgov": "2000", "delegate": address("alice"),
+             "subaccounts": [{"number": 0, "usdc": "100000"}]},
+            {"address": address("bob"), "bgov": "1000", "delegate": address("bob"),
+             "subaccounts": [{"number": 0, "usdc": "50000"}]},
+            {"address": address("carol"), "bgov": "500", "delegate": address("carol"),
+             "subaccounts": [{"number": 0, "usdc": "50000"},
+                             {"number": 1, "usdc": "10000", "mode": "isolated", "market": "PEPE-USD"}]},
+            {"address": address("dave"), "subaccounts": [{"number": 0, "usdc": "5000"}]},
+        ],
+    }

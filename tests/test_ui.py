@@ -1,0 +1,200 @@
+"""The web UI in-process (FastAPI's TestClient) over a demo node whose bots are stepped by hand:
+every page renders from this node alone (no external URL), plotly.js comes from the plotly package,
+the live preview suggests isolation, the demo keys sign through the API's own intake, and a second
+start resumes without a second proposal. The browser itself is in ``test_ui_browser.py``."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from fastapi.testclient import TestClient
+
+from bastion.api.app import ApiConfig, create_app
+from bastion.demo.bots import DEMO_PROPOSAL_TITLE, DemoDriver
+from bastion.demo.genesis import build_demo_genesis
+from bastion.demo.keys import DEMO_KEY_LABEL, get_demo_keys
+from bastion.node.node import Node
+from bastion.web.pages import PAGES, plotly_path
+
+KEYS = get_demo_keys()
+ALICE = KEYS["alice"].address
+EXTERNAL_URL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:[a-z][a-z0-9+.-]*:)?//""", re.IGNORECASE)
+PAGE_PATHS = [path for path, _ in PAGES] + ["/trade/PEPE-USD"]
+
+
+def open_demo(data_dir: Path, *, demo: bool = True) -> tuple[Node, TestClient, DemoDriver]:
+    genesis = None if (data_dir / "blocks.db").exists() else build_demo_genesis(time.time_ns() // 1_000_000)
+    node = Node(data_dir, genesis, read_models="default")
+    app = create_app(node, ApiConfig(demo=demo))
+    return node, TestClient(app), DemoDriver(node, app.state.accept)
+
+
+def run_blocks(node: Node, driver: DemoDriver, steps: int) -> None:
+    for _ in range(steps):
+        driver.step()
+        node.produce_block()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory):
+    node, client, driver = open_demo(tmp_path_factory.mktemp("ui") / "demo")
+    driver.ensure_proposal()
+    node.produce_block()
+    run_blocks(node, driver, 12)
+    node.indexer.wait_idle()
+    stop = threading.Event()  # blocks every 50 ms from here: the demo endpoints wait for the commit
+    producer = threading.Thread(target=node.run, args=(stop, 50), daemon=True)
+    producer.start()
+    yield client, node, driver
+    stop.set()
+    producer.join(10)
+    node.close()
+
+
+def as_alice(client: TestClient) -> None:
+    client.cookies.set("bastion_signer", "demo:alice")
+    client.cookies.set("bastion_owner", ALICE)
+
+
+# ------------------------------------------------------------------------------------ pages
+@pytest.mark.parametrize("path", PAGE_PATHS)
+def test_every_page_renders_from_this_node_alone(demo, path):
+    client, _, _ = demo
+
+    response = client.get(path)
+
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert EXTERNAL_URL.findall(response.text) == []
+    assert "Bastion" in response.text and DEMO_KEY_LABEL in response.text
+
+
+def test_static_assets_reference_no_external_url(demo):
+    client, _, _ = demo
+
+    for path in ("/static/app.js", "/static/style.css"):
+        text = client.get(path).text
+        assert re.findall(r"https?://|//cdn", text) == [], path
+
+
+def test_plotly_is_served_from_the_installed_package(demo):
+    client, _, _ = demo
+
+    response = client.get("/vendor/plotly.min.js")
+
+    assert response.status_code == 200 and response.content == plotly_path().read_bytes()
+    assert b"plotly.js" in response.content[:2000]
+
+
+def test_pages_are_not_in_the_api_schema(demo):
+    client, _, _ = demo
+
+    paths = client.get("/openapi.json").json()["paths"]
+
+    assert not [p for p in paths if not p.startswith("/v1/")]
+
+
+def test_the_bots_keep_every_book_alive_and_a_proposal_in_flight(demo):
+    client, _, _ = demo
+
+    markets = client.get("/v1/markets").json()["markets"]
+    proposals = client.get("/v1/governance/proposals").json()["proposals"]
+
+    assert {m["ticker"] for m in markets} == {"BTC-USD", "ETH-USD", "SOL-USD", "PEPE-USD"}
+    assert all(m["best_bid"] and m["best_ask"] for m in markets)
+    assert [p["title"] for p in proposals] == [DEMO_PROPOSAL_TITLE]
+    assert proposals[0]["status"] == "active" and proposals[0]["risk_class"] == "risk_reducing"
+
+
+def test_the_governance_page_shows_the_action_diff_and_the_rules(demo):
+    client, _, _ = demo
+
+    text = client.get("/governance").text
+
+    assert "markets.PEPE-USD.max_open_interest_lots" in text
+    assert "100000000000" in text and "50000000000" in text  # current and proposed cap
+    assert "timelock 86400 s" in text and "vote yes" in text
+
+
+# ------------------------------------------------------------------------------------ preview and demo signing
+def test_the_preview_suggests_isolation_for_a_volatile_tier(demo):
+    client, _, _ = demo
+
+    fragment = client.post("/ui/preview", json={"owner": ALICE, "subaccount": 0, "market": "SOL-USD", "side": "buy",
+                                                "size": "500", "price": "50"}).text
+
+    assert "Isolation suggested" in fragment and "volatile_tier" in fragment
+    assert "isolated with" in fragment
+
+
+def test_the_preview_of_a_large_cap_order_suggests_nothing(demo):
+    client, _, _ = demo
+
+    fragment = client.post("/ui/preview", json={"owner": ALICE, "subaccount": 0, "market": "BTC-USD", "side": "buy",
+                                                "size": "0.01", "price": "40000"}).text
+
+    assert "No isolation suggested" in fragment
+
+
+def test_a_demo_trader_order_is_signed_committed_and_shown(demo):
+    client, node, _ = demo
+    as_alice(client)
+    msg = {"type": "place_order", "subaccount": 0, "market": "BTC-USD", "side": "buy", "size": "0.0123",
+           "price": "30000", "client_id": 424242, "time_in_force": "gtc"}
+
+    answer = client.post("/ui/demo/submit", json={"trader": "alice", "msg": msg}).json()
+
+    assert answer["status"] == "committed" and answer["result"]["ok"] is True
+    committed = node.log.block(answer["height"]).txs
+    assert any(tx.sender == ALICE and tx.msg == msg for tx in committed)  # through the signed intake
+    assert "0.0123" in client.get("/portfolio").text
+    assert ["30000", "0.0123"] in client.get("/v1/markets/BTC-USD/book?depth=50").json()["bids"]
+
+
+def test_an_unknown_demo_trader_is_refused(demo):
+    client, _, _ = demo
+
+    response = client.post("/ui/demo/submit", json={"trader": "mallory", "msg": {"type": "withdraw"}})
+
+    assert response.status_code == 400 and response.json()["code"] == "invalid_request"
+
+
+def test_the_faucet_credits_a_wallet(demo):
+    client, node, _ = demo
+    wallet = Account.create().address.lower()
+
+    answer = client.post("/ui/demo/faucet", json={"address": wallet}).json()
+
+    assert answer["status"] == "committed" and answer["result"]["ok"] is True
+    assert client.get(f"/v1/subaccounts/{wallet}/0").json()["balance"] == "10000"
+
+
+def test_without_demo_mode_there_are_no_demo_keys(tmp_path):
+    node, client, _ = open_demo(tmp_path / "plain", demo=False)
+    try:
+        assert client.post("/ui/demo/submit", json={"trader": "alice", "msg": {}}).status_code == 404
+        page = client.get("/portfolio").text
+        assert DEMO_KEY_LABEL not in page and "demo:alice" not in page
+    finally:
+        node.close()
+
+
+# ------------------------------------------------------------------------------------ restart
+def test_a_second_start_resumes_without_a_second_proposal(tmp_path):
+    node, _, driver = open_demo(tmp_path / "demo")
+    driver.ensure_proposal()
+    run_blocks(node, driver, 3)
+    height, state_hash = node.state.height, node.state.state_hash
+    node.close()
+
+    node, _, driver = open_demo(tmp_path / "demo")
+    try:
+        assert (node.state.height, node.state.state_hash) == (height, state_hash)
+        driver.ensure_proposal()
+        node.produce_block()
+        assert len(node.state.proposals) == 1
+    finally:
+        node.close()

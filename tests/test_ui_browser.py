@@ -1,0 +1,182 @@
+"""The web UI in a real browser: Playwright (Python) driving Debian's Chromium (``/usr/bin/chromium``,
+installed by ``.ci/run``; Playwright never downloads a browser here) against ``bastion demo``'s
+server (``DemoServer``: node, API, UI, bots) on a free loopback port.
+
+The demo loads; an order placed from the trade page appears in the book and the portfolio; the
+preview suggests isolation for a risky order; a vote from the governance page is counted; and a
+wallet simulated by an injected EIP-1193 provider, whose ``eth_signTypedData_v4`` calls back into
+this test (``page.expose_function``, signing with eth-account), trades. Every request the pages
+make must stay on the node's origin. Screenshots of each page: ``build/screenshots/``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from builders import free_port
+from eth_account import Account
+
+from bastion.api.signing import compute_chain_number
+from bastion.demo import DemoServer
+from bastion.demo.keys import get_demo_keys
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
+ALICE = get_demo_keys()["alice"].address
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
+                                "(apt-get install -y chromium; .ci/run does it)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    demo = DemoServer(tmp_path_factory.mktemp("browser") / "demo", port=free_port(), block_time_ms=100)
+    demo.start()
+    yield demo
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A page whose every request must stay on the demo's origin (others are aborted and fail the test)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    foreign: list[str] = []
+    origin = urlparse(server.url).netloc
+
+    def guard(route):
+        if urlparse(route.request.url).netloc != origin and not route.request.url.startswith("data:"):
+            foreign.append(route.request.url)
+            return route.abort()
+        return route.continue_()
+
+    context.route("**/*", guard)
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    yield opened
+    context.close()
+    assert foreign == []
+
+
+def act_as(page, server, name: str) -> None:
+    page.goto(server.url + "/")
+    page.select_option("#signer", f"demo:{name}")
+    page.wait_for_load_state("load")
+
+
+def place_from_the_form(page, *, size: str, price: str, time_in_force: str = "gtc") -> None:
+    """Fill the trade page's order form, place the order and wait until the page reports the commit."""
+    page.evaluate("document.getElementById('tx-status').textContent = ''")
+    page.fill("#order-size", size)
+    page.fill("#order-price", price)
+    page.select_option("select[name=time_in_force]", time_in_force)
+    page.click("#place-order")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("place_order committed")
+
+
+def screenshot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_every_page_of_the_demo_loads(page, server):
+    for path, name in (("/", "markets"), ("/trade/BTC-USD", "trade"), ("/portfolio", "portfolio"),
+                       ("/governance", "governance"), ("/risk", "risk"), ("/liquidations", "liquidations")):
+        response = page.goto(server.url + path)
+        assert response is not None and response.ok, path
+        page.wait_for_selector("main")
+        if path in ("/trade/BTC-USD", "/risk"):
+            page.wait_for_function("() => !!window.Plotly")  # served by the node, not a CDN
+        screenshot(page, name)
+    sync_api.expect(page.locator("header")).to_contain_text("height")
+
+
+def test_an_order_from_the_trade_page_is_in_the_book_and_the_portfolio(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+
+    place_from_the_form(page, size="0.0321", price="20000")
+
+    sync_api.expect(page.locator("#book")).to_contain_text("0.0321")
+    place_from_the_form(page, size="0.05", price="100000", time_in_force="ioc")  # a position for the exposure table
+    screenshot(page, "trade-after-order")
+    page.goto(server.url + "/portfolio")
+    sync_api.expect(page.locator("#portfolio")).to_contain_text("0.0321")
+    sync_api.expect(page.locator("#portfolio .exposure")).to_contain_text("BTC-USD")
+    screenshot(page, "portfolio-after-order")
+
+
+def test_the_preview_suggests_isolation_for_a_risky_order(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/SOL-USD")
+    page.fill("#order-size", "800")
+
+    sync_api.expect(page.locator("#preview")).to_contain_text("buy 800 SOL-USD")
+    suggestion = page.locator("#isolation-suggestion")
+    sync_api.expect(suggestion).to_contain_text("Isolation suggested")
+    sync_api.expect(suggestion).to_contain_text("volatile_tier")
+    screenshot(page, "trade-isolation-suggestion")
+
+
+def test_a_vote_from_the_governance_page_is_counted(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/governance")
+    vote = page.locator("#proposal-1 button.vote[data-option=yes]")
+    for _ in range(40):  # voting opens one block after the demo's proposal
+        if vote.count():
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    page.fill("#proposal-1 .vote-reason", "from the browser test")
+    vote.click()
+
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("vote committed")
+    ballots = page.locator("#proposal-1 .ballots")
+    sync_api.expect(ballots).to_contain_text(ALICE)
+    sync_api.expect(ballots).to_contain_text("from the browser test")
+    assert float(page.locator("#proposal-1 .tally-yes").inner_text()) >= 2000
+    screenshot(page, "governance-after-vote")
+
+
+def test_an_injected_wallet_signs_an_order_that_reaches_the_book(page, server):
+    wallet = Account.create()
+    signed: list[dict] = []
+
+    def sign_typed_data(address: str, typed: str) -> str:
+        document = json.loads(typed)
+        assert address.lower() == wallet.address.lower()
+        signed.append(document)
+        return "0x" + bytes(Account.sign_typed_data(wallet.key, full_message=document).signature).hex()
+
+    page.expose_function("bastionTestSign", sign_typed_data)
+    page.add_init_script("""window.ethereum = {request: async ({method, params}) => {
+        if (method === "eth_requestAccounts" || method === "eth_accounts") return [%s];
+        if (method === "eth_signTypedData_v4") return await window.bastionTestSign(params[0], params[1]);
+        if (method === "eth_chainId") return "0x1";
+        if (method === "wallet_switchEthereumChain") return null;
+        throw {code: 4200, message: "unsupported " + method};
+    }};""" % json.dumps(wallet.address))
+    page.goto(server.url + "/")
+    page.select_option("#signer", "wallet")
+    page.wait_for_selector("#faucet")
+    page.click("#faucet")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("deposit committed")
+
+    page.goto(server.url + "/trade/ETH-USD")
+
+    place_from_the_form(page, size="0.777", price="1000")
+
+    sync_api.expect(page.locator("#book")).to_contain_text("0.777")
+    assert [d["message"]["msgType"] for d in signed] == ["place_order"]
+    assert signed[0]["domain"]["chainId"] == compute_chain_number(server.node.state.chain_id)
+    screenshot(page, "trade-wallet-order")
