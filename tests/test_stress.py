@@ -410,8 +410,9 @@ def test_public_surface_is_curated():
     import bastion.stress as stress
 
     assert sorted(stress.__all__) == [
-        "ENGINE_VERSION", "Scenario", "ScenarioPath", "ScenarioResult", "ScenarioSet", "StressInputs", "StressReport",
-        "StressRun", "StressThresholds", "SweepSummary", "build_path", "build_report", "default_scenario_set",
-        "extract_inputs", "load_scenario_set", "map_market", "parse_scenario_set", "parse_thresholds", "run",
-        "run_fast_path", "run_stress", "run_sweep", "scenario_set_hash", "summarise"]
+        "ENGINE_VERSION", "ExactResult", "ProposalApplication", "Scenario", "ScenarioPath", "ScenarioResult",
+        "ScenarioSet", "StressInputs", "StressReport", "StressRun", "StressThresholds", "SweepSummary",
+        "apply_proposal", "build_path", "build_report", "compare_results", "default_scenario_set", "extract_inputs",
+        "load_scenario_set", "map_market", "parse_scenario_set", "parse_thresholds", "plan_proposal", "run",
+        "run_exact", "run_fast_path", "run_stress", "run_sweep", "scenario_set_hash", "summarise"]
     assert all(hasattr(stress, name) for name in stress.__all__)

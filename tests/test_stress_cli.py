@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -44,9 +43,6 @@ SET = {"format": FORMAT, "name": "cli-test", "version": 1, "seed": 11, "engine":
     {"kind": "oracle_outage", "name": "outage", "move": "-0.2"},
     {"kind": "jump_diffusion", "name": "jd", "count": 4, "steps": 240, "volatility_multiplier": "3"},
 ]}
-NO_PROPOSAL_MODULE = importlib.util.find_spec("bastion.stress.proposal") is None
-NEEDS_PROPOSAL = pytest.mark.skipif(NO_PROPOSAL_MODULE, reason="bastion.stress.proposal (apply_proposal, issue 6 "
-                                    "part 2a) is not merged yet; the lead un-skips these after merging both branches")
 KEYS = ("0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32)
 MEMBERS = tuple(Account.from_key(key).address.lower() for key in KEYS)
 runner = CliRunner()
@@ -317,7 +313,6 @@ def test_an_attestation_of_the_report_decodes_verifies_and_opens_the_gate():
     assert chain.state.proposals[pid].status == "executed"
 
 
-@NEEDS_PROPOSAL
 def test_stress_proposal_attest_on_a_queued_proposal_round_trips_through_the_gate(tmp_path):
     chain = Chain(gate_genesis())
     pid = queued(chain, LOWER_ETH_MARGIN)

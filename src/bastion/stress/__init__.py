@@ -7,6 +7,8 @@ The pipeline, one module per step::
     (scenario, inputs) --build_path--> ScenarioPath     (paths.py: oracle ticks per step)
     run_sweep(inputs, scenario_set) -> [ScenarioResult] (engine.py: the vectorised fast path)
     build_report(...) -> StressReport                   (report.py: summary, verdict, canonical JSON + hash)
+    run_exact(state, scenario_set, indices)             (replay.py: a sample through the real state machine)
+    apply_proposal(state, actions) -> State             (proposal.py: the actions plus the worst-case fill)
 
 ``run_stress(extract_inputs(state), default_scenario_set())`` does all of it in this process;
 ``run(state, proposal_id=..., workers=..., ray_address=...)`` (runner.py, what ``bastion stress``
@@ -18,6 +20,8 @@ from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_fast_path,
 from bastion.stress.inputs import StressInputs, extract_inputs
 from bastion.stress.paths import ScenarioPath, build_path
 from bastion.stress.runner import StressRun, run
+from bastion.stress.proposal import ProposalApplication, apply_proposal, plan_proposal
+from bastion.stress.replay import ExactResult, compare_results, run_exact
 from bastion.stress.report import (
     StressReport,
     StressThresholds,
@@ -39,6 +43,8 @@ from bastion.stress.scenarios import (
 
 __all__ = [
     "ENGINE_VERSION",
+    "ExactResult",
+    "ProposalApplication",
     "Scenario",
     "ScenarioPath",
     "ScenarioResult",
@@ -48,15 +54,19 @@ __all__ = [
     "StressRun",
     "StressThresholds",
     "SweepSummary",
+    "apply_proposal",
     "build_path",
     "build_report",
+    "compare_results",
     "default_scenario_set",
     "extract_inputs",
     "load_scenario_set",
     "map_market",
     "parse_scenario_set",
     "parse_thresholds",
+    "plan_proposal",
     "run",
+    "run_exact",
     "run_fast_path",
     "run_stress",
     "run_sweep",

@@ -8,15 +8,24 @@ The model, per scenario (one ``ScenarioPath`` of oracle ticks):
    steps gives it for every (account, step); an account is liquidated at its **first** step where
    it is below its slack (below), holds a position, and holds no stale market (DESIGN.md section 8).
    ``MMF = IMF * fraction`` is the base IMF's: open interest raises the IMR, never the MMR.
-2. **How.** The whole account is closed at once, at the *worst* oracle price of each of its
-   markets (lowest for a long, highest for a short) over the steps that the per-block limits need
-   to work through it: ``max(ceil(notional / max_notional_per_block), blocks to bring the largest
-   position below min_position_notional at max_position_portion per block)`` blocks, i.e.
-   ``ceil(blocks / blocks_per_step)`` steps counting the breach step. Fills are that price moved
-   against the account by the **slippage** ``spread + ceil(flow / depth * 1%)`` (whole ppm), capped
-   at ``max_slippage``, where ``flow`` is the notional every account liquidated in the same step sells
-   (buys) in that market and ``depth`` the micro-USDC resting per 1% of price on that side (the
-   snapshot's book, at least ``baseline_depth``), times ``1 - depth_cut``.
+2. **How.** In rounds (``MAX_ROUNDS``). At its breach, an account is liquidated as the state machine
+   does, a portion a block until it is healthy again: the share ``x`` it must sell follows from its
+   TNC, MMR, the slippage of its own flow and the fund's delta per fill (``_healthy_fraction``); the
+   state machine's block sizes turn ``x`` into the share left (``_partial_close``). An account that can
+   never be healthy (no positive denominator; every single-market BTC account, whose 1.2% maintenance
+   fraction is below the 1.5% fee cap) is closed whole. The sold share fills at the *worst* oracle
+   price of each of its markets (lowest for a long, highest for a short) over the steps that the
+   per-block limits need (``max(ceil(notional / max_notional_per_block), blocks to bring the largest
+   position below min_position_notional at max_position_portion per block)`` for a whole close),
+   moved against the account by the **slippage** ``spread + ceil(flow / depth * 1%)`` (whole ppm),
+   capped at ``max_slippage``, where ``flow`` is the notional every account liquidated in the same
+   step sells (buys) in that market and ``depth`` the micro-USDC resting per 1% of price on that side
+   (the snapshot's book, at least ``baseline_depth``), times ``1 - depth_cut``. For an account with
+   ``TNC <= 0`` the slippage is capped at its fillable price, ``spread_to_maintenance x MMF`` from the
+   oracle (the state machine deleverages the rest at the bankruptcy price); the share of its flow
+   beyond that band's depth counts as ADL volume (at least). The residual of a partial close
+   (positions times the share left, collateral after the fills) is searched for its next breach from
+   the step after its window (``_rebreach``); the last round closes whatever is left.
 3. **Insurance.** The account's equity after the fills, ``E``, is its bankruptcy surplus
    (``risk_model.insurance_fund_delta`` summed over its fills): ``E >= 0`` pays the fee
    ``min(E, max_liquidation_fee * notional)`` to its pool's fund; ``E < 0`` is a loss the fund pays
@@ -26,9 +35,10 @@ The model, per scenario (one ``ScenarioPath`` of oracle ticks):
    in the same proportion counts as ``adl_notional`` (closed against opposing positions at its
    bankruptcy price).
 
-Where this departs from the state machine, it does so on the side of more loss: whole-account
-closes at the window's worst prices, the same step's liquidations all paying the full flow's
-impact, and a fund that pays what it has rather than stopping. Losses that deleveraging puts on
+Where this departs from the state machine, it does so on the side of more loss: closes at the
+window's worst prices, the same step's liquidations all paying the full flow's impact, and a fund
+that pays what it has rather than stopping (``stress.replay`` measures the differences on a sample;
+docs/stress.md, "Cross-check"). Losses that deleveraging puts on
 counterparties are counted as bad debt but not fed back into the counterparties' margins, and
 funding over the scenario is not modelled (pending funding at the snapshot is in the collateral).
 
@@ -43,7 +53,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Final
 
 import numpy as np
 
@@ -52,7 +62,7 @@ from bastion.stress.inputs import StressInputs
 from bastion.stress.paths import ScenarioPath, build_path
 from bastion.stress.scenarios import EngineSettings, Scenario, ScenarioSet
 
-ENGINE_VERSION = "fast-path/1"
+ENGINE_VERSION = "fast-path/2"  # 2: liquidation rounds (partial closes), the fillable-price band
 STEP_CHUNK = 96  # steps per matrix product: keeps the (accounts x chunk) block in cache
 DEPTH_UNIT_PPM = 10_000  # depth is quoted per 1% of price
 
@@ -127,36 +137,47 @@ def run_sweep(inputs: StressInputs, scenario_set: ScenarioSet, *, indices: range
 
 
 # --------------------------------------------------------------------------------------- one scenario
+MAX_ROUNDS: Final = 8  # liquidation rounds per account (the last one closes whatever is left)
+
+
+@dataclass(frozen=True, eq=False)
+class _Round:
+    """Accounts liquidated in one round: index into the inputs, signed sizes (float lots, partial after
+    an earlier round), collateral and the breach step."""
+
+    index: np.ndarray
+    sizes: np.ndarray
+    collateral: np.ndarray
+    step: np.ndarray
+
+
 def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
                   settings: EngineSettings) -> ScenarioResult:
-    """One scenario through the model of the module docstring: who breaches when, the fills, the
-    funds in liquidation order, and the per-scenario metrics."""
+    """One scenario through the model of the module docstring: who breaches when, the fills (in
+    rounds: a partial liquidation leaves a healthy residual that can breach again), the funds in
+    liquidation order, and the per-scenario metrics."""
     inputs = prepared.inputs
     lot_value = path.ticks * inputs.lot_tick_value        # (T + 1, M) micro-USDC per lot
     breach = first_breach(prepared, lot_value, path.stale)
     liquidated = np.flatnonzero(breach >= 0)
     if liquidated.size == 0:
         return _result(scenario, path, 0, 0, 0, 0, 0, 0, 0, ())
-    step = breach[liquidated]
-    sizes, abs_sizes = prepared.sizes[liquidated], prepared.abs_sizes[liquidated]
-    collateral = inputs.collateral[liquidated].astype(np.float64)
-    at_breach = lot_value[step]                           # (L, M)
-    net_collateral = collateral + (sizes * at_breach).sum(axis=1)
-    maintenance = (abs_sizes * at_breach * prepared.maintenance_fraction).sum(axis=1)
-    last = step + _window_steps(abs_sizes * at_breach, path.step_s, settings, inputs)
-    np.minimum(last, path.steps, out=last)
-    worst = sizes * _worst_lot_values(path, lot_value, step, last, sizes)  # (L, M) signed value, worst prices
-    slippage = _slippage_ppm(np.abs(worst), sizes, step, path, settings, inputs)
-    fill = worst * (PPM - np.sign(sizes) * slippage) / PPM   # what each position is sold (bought) for
-    gross = np.abs(fill).sum(axis=1)
-    notional = np.ceil(gross)
-    equity = collateral + fill.sum(axis=1)
-    loss = np.where(equity < 0, np.ceil(-equity), 0).astype(np.int64)
-    fee_cap = np.floor(np.floor(gross) * inputs.liquidation.max_liquidation_fee_ppm / PPM)
-    fee = np.where(equity >= 0, np.minimum(np.floor(np.maximum(equity, 0)), fee_cap), 0).astype(np.int64)
-    ratio = np.divide(net_collateral, maintenance, out=np.full_like(net_collateral, -np.inf), where=maintenance > 0)
-    order = np.lexsort((liquidated, ratio, step))
-    pools = inputs.account_pool[liquidated]
+    current = _Round(liquidated, prepared.sizes[liquidated], inputs.collateral[liquidated].astype(np.float64),
+                     breach[liquidated])
+    columns: list[list[np.ndarray]] = [[] for _ in range(7)]  # step, ratio, index, fee, loss, notional, ADL floor
+    for number in range(MAX_ROUNDS):
+        events, residual = _liquidation_round(prepared, current, lot_value, path, settings,
+                                              final=number == MAX_ROUNDS - 1)
+        for column, values in zip(columns, events):
+            column.append(values)
+        if residual is None:
+            break
+        current = _rebreach(prepared, residual, lot_value, path.stale)
+        if current.index.size == 0:
+            break
+    step, ratio, index, fee, loss, notional, deleveraged = (np.concatenate(c) for c in columns)
+    order = np.lexsort((index, ratio, step))
+    pools = inputs.account_pool[index]
     payouts = drawdown = bad_debt = adl = 0
     depleted = []
     for p, pool in enumerate(inputs.pools):
@@ -170,12 +191,125 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
         payouts += covered
         bad_debt += int(uncovered.sum())
         short = uncovered > 0
+        shares = np.zeros(events.size, dtype=np.int64)
         if short.any():
             depleted.append(pool)
-            adl += sum(-(-int(n) * int(u) // int(total)) for n, u, total in
-                       zip(notional[events][short], uncovered[short], loss[events][short]))
-    return _result(scenario, path, int(liquidated.size), int(notional.sum()), int(fee.sum()), payouts, drawdown,
-                   adl, bad_debt, tuple(depleted))
+            shares[short] = [-(-int(n) * int(u) // int(total)) for n, u, total in
+                             zip(notional[events][short], uncovered[short], loss[events][short])]
+        adl += int(np.maximum(shares, deleveraged[events]).sum())
+    return _result(scenario, path, int(np.unique(index).size), int(notional.sum()), int(fee.sum()), payouts,
+                   drawdown, adl, bad_debt, tuple(depleted))
+
+
+def _liquidation_round(prepared: Prepared, current: _Round, lot_value: np.ndarray, path: ScenarioPath,
+                       settings: EngineSettings, *, final: bool) -> tuple[tuple[np.ndarray, ...], _Round | None]:
+    """Liquidate the accounts of ``current`` at their breach step (module docstring, steps 2-3): a
+    partial close where the state machine would stop once healthy, else a whole close. Returns the
+    fund events (step, TNC/MMR, account, fee, loss, notional, deleveraged notional) and the residuals."""
+    inputs = prepared.inputs
+    sizes, step, collateral = current.sizes, current.step, current.collateral
+    abs_sizes = np.abs(sizes)
+    at_breach = lot_value[step]                           # (L, M)
+    values = abs_sizes * at_breach
+    net_collateral = collateral + (sizes * at_breach).sum(axis=1)
+    maintenance = (values * prepared.maintenance_fraction).sum(axis=1)
+    slippage = _slippage_ppm(values, sizes, step, path, settings, inputs)
+    # where the state machine stops (healthy again) depends on the account's own fills: its own flow
+    own = _slippage_ppm(values, sizes, np.arange(step.size), path, settings, inputs)
+    concession = values * own / PPM                        # what its fills concede at the breach price
+    cap = inputs.liquidation.max_liquidation_fee_ppm / PPM
+    # per position and unit sold, the fund's delta (insurance_fund_delta): the fill minus the bankruptcy
+    # quote (TNC shared by maintenance margin), capped at the fee
+    share = np.divide(values * prepared.maintenance_fraction, maintenance[:, None],
+                      out=np.zeros_like(values), where=maintenance[:, None] > 0)
+    fund_rate = np.minimum(net_collateral[:, None] * share - concession,
+                           cap * values * (PPM - np.sign(sizes) * own) / PPM).sum(axis=1)
+    fraction = _healthy_fraction(net_collateral, maintenance, concession.sum(axis=1), fund_rate)
+    if final:
+        fraction[:] = 1.0
+    remaining, blocks = _partial_close(fraction, values, inputs)
+    blocks_per_step = max(1, path.step_s * 1_000 // settings.block_ms)
+    last = np.minimum(step + np.ceil(blocks / blocks_per_step).astype(np.int64) - 1, path.steps)
+    worst = sizes * _worst_lot_values(path, lot_value, step, last, sizes)  # (L, M) signed value, worst prices
+    slippage = np.maximum(slippage, _slippage_ppm(np.abs(worst), sizes, step, path, settings, inputs))
+    # an account with TNC <= 0 fills from the book only within its fillable price (spread-to-maintenance x
+    # MMF from the oracle); the state machine deleverages the rest at the bankruptcy price
+    band = np.ceil(inputs.liquidation.spread_to_maintenance_ppm * prepared.maintenance_fraction)[None, :]
+    bankrupt = (net_collateral <= 0)[:, None]
+    # the share of such a position beyond what the book holds within the band is deleveraged
+    beyond = np.where(bankrupt & (slippage > band), 1.0 - np.maximum(band - settings.spread_ppm, 0)
+                      / np.maximum(slippage - settings.spread_ppm, 1), 0.0)
+    slippage = np.where(bankrupt, np.minimum(slippage, band), slippage)
+    fill = worst * (PPM - np.sign(sizes) * slippage) / PPM   # the whole position sold (bought) at those prices
+    sold = 1.0 - remaining
+    residual_equity = collateral + fill.sum(axis=1) * sold + (worst * remaining[:, None]).sum(axis=1)
+    whole = (remaining == 0.0) | (residual_equity < 0)
+    sold = np.where(whole, 1.0, sold)
+    gross = np.abs(fill).sum(axis=1) * sold
+    notional = np.ceil(gross)
+    equity = collateral + fill.sum(axis=1)                # of a whole close
+    loss = np.where(whole & (equity < 0), np.ceil(-equity), 0).astype(np.int64)
+    whole_fee = np.where(equity >= 0, np.minimum(np.floor(np.maximum(equity, 0)),
+                                                 np.floor(np.floor(gross) * cap)), 0)
+    # a partial close pays the fund its share of fund_rate (a negative rate: the fund pays)
+    partial_delta = sold * fund_rate
+    fee = np.where(whole, whole_fee, np.floor(np.maximum(partial_delta, 0))).astype(np.int64)
+    loss = np.where(whole, loss, np.ceil(np.maximum(-partial_delta, 0))).astype(np.int64)
+    ratio = np.divide(net_collateral, maintenance, out=np.full_like(net_collateral, -np.inf), where=maintenance > 0)
+    deleveraged = np.ceil((np.abs(fill) * beyond).sum(axis=1) * sold).astype(np.int64)
+    events = (step, ratio, current.index, fee, loss, notional, deleveraged)
+    keep = ~whole
+    if not keep.any():
+        return events, None
+    residual_collateral = collateral + fill.sum(axis=1) * sold - fee + loss
+    return events, _Round(current.index[keep], sizes[keep] * remaining[keep, None], residual_collateral[keep],
+                          last[keep] + 1)
+
+
+def _healthy_fraction(net_collateral: np.ndarray, maintenance: np.ndarray, cost: np.ndarray,
+                      fund_rate: np.ndarray) -> np.ndarray:
+    """The share ``x`` of every position the state machine sells before the account is healthy again:
+    selling ``x`` concedes ``x * cost`` and pays the fund ``x * fund_rate``, so ``TNC - x * (cost +
+    fund_rate) >= (1 - x) * MMR`` gives ``x >= (MMR - TNC) / (MMR - cost - fund_rate)``; 1 (a whole
+    close) when the denominator is not positive (it can never be healthy)."""
+    denominator = maintenance - cost - fund_rate
+    possible = denominator > 0
+    share = np.divide(maintenance - net_collateral, denominator, out=np.ones_like(denominator), where=possible)
+    return np.clip(np.where(possible, share, 1.0), 0.0, 1.0)
+
+
+def _partial_close(fraction: np.ndarray, values: np.ndarray, inputs: StressInputs) -> tuple[np.ndarray, np.ndarray]:
+    """(share of each position left, blocks) after the state machine's per-block sizes (``max(portion x
+    position, min_position_notional)`` of the largest position, at least one block) have sold at
+    least ``fraction``; a share of 0 (and the whole-close window) when ``fraction`` is 1."""
+    params = inputs.liquidation
+    portion = min(max(params.max_position_portion_ppm / PPM, 0.0), 1.0)
+    minimum = float(params.min_position_notional_usdc)
+    largest = values.max(axis=1)
+    left = largest.copy()
+    target = (1.0 - fraction) * largest
+    blocks = np.zeros_like(largest)
+    active = (fraction < 1.0) & (largest > 0)
+    while active.any():
+        step = np.maximum(portion * left, minimum)
+        left = np.where(active, np.maximum(left - np.maximum(step, 1.0), 0.0), left)
+        blocks += active
+        active &= (left > target) & (left > 0)
+    remaining = np.where(fraction < 1.0, np.divide(left, largest, out=np.zeros_like(left), where=largest > 0), 0.0)
+    by_notional = np.ceil(values.sum(axis=1) * (1.0 - remaining) / max(params.max_notional_per_block_usdc, 1))
+    whole = _blocks_needed(values, inputs)
+    return remaining, np.where(remaining > 0, np.maximum(np.maximum(blocks, by_notional), 1), whole)
+
+
+def _rebreach(prepared: Prepared, residual: _Round, lot_value: np.ndarray, stale: np.ndarray | None) -> _Round:
+    """The residual accounts that breach again from their start step on (the first breach test of
+    ``first_breach`` on the residual sizes and collateral)."""
+    holds = (residual.sizes != 0).astype(np.float64)
+    coefficient = residual.sizes - np.abs(residual.sizes) * prepared.maintenance_fraction
+    threshold = 2.0 * holds.sum(axis=1) + 1.0 - residual.collateral
+    breach = first_breach_of(coefficient, threshold, holds, lot_value, stale, residual.step)
+    found = breach >= 0
+    return _Round(residual.index[found], residual.sizes[found], residual.collateral[found], breach[found])
 
 
 def _result(scenario: Scenario, path: ScenarioPath, liquidations: int, notional: int, fees: int, payouts: int,
@@ -187,51 +321,58 @@ def _result(scenario: Scenario, path: ScenarioPath, liquidations: int, notional:
 def first_breach(prepared: Prepared, lot_value: np.ndarray, stale: np.ndarray | None) -> np.ndarray:
     """(A,) int64: each account's first step below its maintenance requirement (and holding no stale
     market), or -1. Accounts found in one chunk of steps drop out of the next chunks."""
-    count = prepared.threshold.size
+    has_position = prepared.holds.any(axis=1)
+    breach = np.full(has_position.size, -1, dtype=np.int64)
+    active = np.flatnonzero(has_position)
+    breach[active] = first_breach_of(prepared.surplus_coefficient[active], prepared.threshold[active],
+                                      prepared.holds[active], lot_value, stale, None)
+    return breach
+
+
+def first_breach_of(coefficient: np.ndarray, threshold: np.ndarray, holds: np.ndarray, lot_value: np.ndarray,
+                     stale: np.ndarray | None, start: np.ndarray | None) -> np.ndarray:
+    """``first_breach`` for explicit surplus coefficients and thresholds, each account searched from
+    its ``start`` step (None: 0)."""
+    count = threshold.size
     breach = np.full(count, -1, dtype=np.int64)
     active = np.arange(count)
-    coefficient, threshold, holds = prepared.surplus_coefficient, prepared.threshold, prepared.holds
-    has_position = prepared.holds.any(axis=1)
-    active = active[has_position]
-    if active.size < count:
-        coefficient, threshold, holds = coefficient[active], threshold[active], holds[active]
     total = lot_value.shape[0]
-    for start in range(0, total, STEP_CHUNK):
+    first_step = 0 if start is None or count == 0 else int(start.min())
+    for chunk in range(first_step, total, STEP_CHUNK):
         if active.size == 0:
             break
-        stop = min(start + STEP_CHUNK, total)
-        below = (coefficient @ lot_value[start:stop].T) < threshold[:, None]
-        if stale is not None and stale[start:stop].any():
-            below &= (holds @ stale[start:stop].T.astype(np.float64)) == 0
+        stop = min(chunk + STEP_CHUNK, total)
+        below = (coefficient @ lot_value[chunk:stop].T) < threshold[:, None]
+        if stale is not None and stale[chunk:stop].any():
+            below &= (holds @ stale[chunk:stop].T.astype(np.float64)) == 0
+        if start is not None:
+            below &= np.arange(chunk, stop)[None, :] >= start[active][:, None]
         first = below.argmax(axis=1)
         found = below[np.arange(active.size), first]
-        breach[active[found]] = start + first[found]
+        breach[active[found]] = chunk + first[found]
         if found.any():
             keep = ~found
             active, coefficient, threshold, holds = active[keep], coefficient[keep], threshold[keep], holds[keep]
     return breach
 
 
-def _window_steps(position_values: np.ndarray, step_s: int, settings: EngineSettings,
-                  inputs: StressInputs) -> np.ndarray:
-    """Extra steps after the breach step that the per-block limits need to close each account."""
+def _blocks_needed(position_values: np.ndarray, inputs: StressInputs) -> np.ndarray:
+    """Blocks the per-block limits need to close whole accounts: ``max(ceil(notional /
+    max_notional_per_block), blocks to bring the largest position below min_position_notional at
+    max_position_portion a block)``."""
     params = inputs.liquidation
-    blocks_per_step = max(1, step_s * 1_000 // settings.block_ms)
     total = position_values.sum(axis=1)
     by_notional = np.ceil(total / max(params.max_notional_per_block_usdc, 1))
     largest = position_values.max(axis=1)
-    minimum = max(params.min_position_notional_usdc, 1)
     portion = params.max_position_portion_ppm / PPM
     if portion >= 1.0:
         by_portion = np.ones_like(largest)
     elif portion <= 0.0:
         by_portion = np.full_like(largest, math.inf)
     else:
-        ratio = np.maximum(largest / minimum, 1.0)
+        ratio = np.maximum(largest / max(params.min_position_notional_usdc, 1), 1.0)
         by_portion = np.ceil(np.log(ratio) / -math.log1p(-portion)) + 1
-    blocks = np.maximum(np.maximum(by_notional, by_portion), 1)
-    steps = np.ceil(blocks / blocks_per_step) - 1
-    return np.minimum(steps, 2**31).astype(np.int64)
+    return np.minimum(np.maximum(np.maximum(by_notional, by_portion), 1), 2.0**31)
 
 
 def _worst_lot_values(path: ScenarioPath, lot_value: np.ndarray, first: np.ndarray, last: np.ndarray,

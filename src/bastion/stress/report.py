@@ -35,6 +35,7 @@ from bastion.stress.calibration import CALIBRATION_FILE
 from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_sweep
 from bastion.stress.history import HISTORY
 from bastion.stress.inputs import StressInputs
+from bastion.stress.replay import EXACT_ENGINE_VERSION, compare_results
 from bastion.stress.scenarios import ScenarioSet, scenario_set_hash
 
 FORMAT: Final = "bastion-stress-report/1"
@@ -131,8 +132,17 @@ def code_version() -> dict[str, str]:
 
 
 def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[ScenarioResult],
-                 thresholds: StressThresholds | None = None) -> StressReport:
-    """The canonical report of a complete sweep (``results`` for every scenario, in index order)."""
+                 thresholds: StressThresholds | None = None, *, baseline: StressReport | None = None,
+                 proposal: dict[str, Any] | None = None,
+                 exact_results: list[ScenarioResult] | None = None) -> StressReport:
+    """The canonical report of a complete sweep (``results`` for every scenario, in index order).
+
+    With a proposal (``stress.proposal.plan_proposal``): ``inputs`` and ``results`` are the run *with*
+    it, ``proposal`` its ``document()`` (actions, applied changes, worst-case fills) and ``baseline``
+    the report of the same set on the state without it; the document then carries ``proposal`` and
+    ``baseline`` (its hash, state hash, summary and verdict) beside this run's own. The verdict is
+    this run's. ``exact_results``: the exact replay of a sample (``stress.replay.run_exact``), kept
+    under ``cross_check`` with the metrics beyond tolerance (``replay.compare_results``)."""
     thresholds = thresholds or StressThresholds()
     if [r.index for r in results] != list(range(len(scenario_set.scenarios()))):
         raise ValueError("a report needs the result of every scenario of the set, in index order")
@@ -158,6 +168,18 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
         "thresholds": thresholds.document(),
         "verdict": verdict(summary, thresholds, insurance_total),
     }
+    if proposal is not None:
+        document["proposal"] = proposal
+    if baseline is not None:
+        document["baseline"] = {"report_hash": baseline.report_hash,
+                                "state_hash": baseline.document["inputs"]["state_hash"],
+                                "summary": baseline.document["summary"], "verdict": baseline.document["verdict"]}
+    if exact_results is not None:
+        by_index = {r.index: r for r in results}
+        document["cross_check"] = {
+            "engine": EXACT_ENGINE_VERSION,
+            "scenarios": [_result_document(r) for r in exact_results],
+            "beyond_tolerance": [problem for r in exact_results for problem in compare_results(by_index[r.index], r)]}
     encoded = canonical_bytes(document)
     return StressReport(document, encoded, hashlib.sha256(encoded).hexdigest())
 
