@@ -468,3 +468,139 @@ def test_websocket_pushes_blocks_book_trades_and_account_on_commit(api) -> None:
     assert (pushed["book"]["bids"], pushed["book"]["asks"]) == ([], [["51000", "0.3"]])  # 50,000 was taken
     assert [(t["price"], t["size"]) for t in pushed["trades"]["trades"]] == [("50000", "1")]
     assert (pushed["account"]["equity"], pushed["account"]["positions"][0]["liquidation_price"]) == ("9975", "40511.1")
+
+
+# ------------------------------------------------------------------------------------ governance: council, guardian, rollouts
+GUARD = "0x" + "9a" * 20
+OTHER_REPORT = "cd" * 32
+ROLL_BTC_CAP = {"type": "start_rollout", "market": BTC, "param": "max_open_interest", "target": "120", "steps": 2,
+                "interval_s": 60, "gates": {"max_liquidations": 3}}
+
+
+@pytest.fixture
+def gov_api(tmp_path: Path):
+    """A node on ``test_council``'s chain (ALICE holds 100 BGOV, council C1..C3 with k = 2, 1 h
+    timelock) with a guardian; transactions go straight to the node (``Node.submit``), each block's
+    time is the test clock's."""
+    from test_council import LOWER_ETH_MARGIN, council_genesis
+
+    clock = Clock()
+    node = Node(tmp_path / "g", {**council_genesis(), "guardian": {"address": GUARD, "expires": "2026-02-01T00:00:00Z"}},
+                clock_ms=clock)
+    client = TestClient(create_app(node, ApiConfig(clock_ms=clock)))
+    client.node, client.clock, client.nonce = node, clock, 0
+
+    def block(*txs: tuple[str, dict], advance_ms: int = 1_000) -> None:
+        for sender, msg in txs:
+            client.nonce += 1
+            node.submit({"sender": sender, "nonce": client.nonce, "msg": msg})
+        logged = node.produce_block()
+        results = api_block_results(client, logged.height)
+        assert all(r["ok"] for r in results), results
+        clock.now_ms += advance_ms
+
+    client.block, client.lower_eth_margin = block, LOWER_ETH_MARGIN
+    yield client
+    node.close()
+
+
+def api_block_results(client, height: int) -> list[dict]:
+    return client.get(f"/v1/blocks/{height}").json()["results"]
+
+
+def queued_proposal(gov_api) -> str:
+    """Blocks 1-5: ALICE proposes (lower ETH's margin, roll BTC's cap 100 -> 120), votes; BOB queues."""
+    from builders import ALICE as HOLDER, BOB as OTHER, queue, submit_proposal, vote
+
+    gov_api.block((HOLDER, submit_proposal(gov_api.lower_eth_margin, ROLL_BTC_CAP)))
+    pid = next(iter(gov_api.node.state.proposals))
+    gov_api.block()
+    gov_api.block((HOLDER, vote(pid, "yes")))
+    gov_api.block()
+    gov_api.block((OTHER, queue(pid)))
+    return pid
+
+
+def test_a_proposal_carries_its_stress_gate_and_participation(gov_api) -> None:
+    from builders import ALICE as HOLDER, BOB as OTHER, COUNCIL, REPORT, council_attest, queue, submit_proposal, vote
+
+    gov_api.block((HOLDER, submit_proposal(gov_api.lower_eth_margin)))
+    early = gov_api.get("/v1/governance/proposals").json()["proposals"][0]
+    assert early["participation"] is None  # the snapshot (block 2) is not taken yet
+    assert early["stress_gate"] == {"applies": True, "threshold": 2, "report_hash": None, "passes": 0, "open": False,
+                                    "passes_by_report": {}, "attestations": []}
+
+    pid = next(iter(gov_api.node.state.proposals))
+    gov_api.block()
+    gov_api.block((HOLDER, vote(pid, "yes")))
+    gov_api.block()
+    gov_api.block((OTHER, queue(pid)))
+    c1, c2, c3 = COUNCIL
+    gov_api.block((c1, council_attest(pid, REPORT)), (c2, council_attest(pid, OTHER_REPORT)),
+                  (c3, council_attest(pid, REPORT, "fail")))
+    split = gov_api.get(f"/v1/governance/proposals/{pid}").json()
+    gov_api.block((c2, council_attest(pid, REPORT)))
+    agreed = gov_api.get("/v1/governance/proposals/1").json()
+
+    assert (split["height"], split["status"], split["risk_class"]) == (6, "queued", "risk_increasing")
+    gate = split["stress_gate"]
+    assert (gate["report_hash"], gate["passes"], gate["open"]) == (REPORT, 1, False)  # a 1-1 tie: the smaller hash
+    assert gate["passes_by_report"] == {REPORT: 1, OTHER_REPORT: 1}
+    assert [(a["member"], a["report_hash"], a["verdict"], a["height"], a["valid"]) for a in gate["attestations"]] == [
+        (c1, REPORT, "pass", 6, True), (c2, OTHER_REPORT, "pass", 6, True), (c3, REPORT, "fail", 6, False)]
+    assert gate["attestations"][0]["time"] == "2026-01-01T00:00:06Z"
+    assert agreed["stress_gate"]["passes_by_report"] == {REPORT: 2}
+    assert (agreed["stress_gate"]["report_hash"], agreed["stress_gate"]["passes"], agreed["stress_gate"]["open"]) == (
+        REPORT, 2, True)
+    assert agreed["stress_gate"]["attestations"][1]["time"] == "2026-01-01T00:00:07Z"
+    # ALICE's 5 BGOV deposit is escrowed: 95 of the 100 supply is delegated, all of it voted
+    assert agreed["participation"] == {
+        "snapshot_height": 2, "votes_cast": "95", "total_supply": "100", "delegated_supply": "95",
+        "turnout_of_supply": "0.95", "turnout_of_delegated": "1", "delegates": 1, "delegates_voted": 1,
+        "voted_power": "95", "voted_power_share": "1", "quorum_votes": "10", "largest_delegate_votes": "95",
+        "quorum_alone": True}
+
+
+def test_guardian_rollouts_and_council_reads_and_the_governance_channel(gov_api) -> None:
+    from builders import ALICE as HOLDER, COUNCIL, REPORT, council_attest, execute
+
+    before = (gov_api.get("/v1/governance/guardian").json(), gov_api.get("/v1/governance/rollouts").json(),
+              gov_api.get("/v1/governance/council").json())
+    pid = queued_proposal(gov_api)
+    c1, c2, _ = COUNCIL
+    with gov_api.websocket_connect("/v1/ws") as socket:
+        socket.send_json({"op": "subscribe", "channel": "governance"})
+        assert socket.receive_json()["type"] == "subscribed"
+        gov_api.block((GUARD, {"type": "guardian_pause", "scope": "market", "market": ETH, "duration_s": 600}),
+                      (c1, council_attest(pid)), (c2, council_attest(pid)), advance_ms=3_600_000)
+        paused = socket.receive_json()
+        gov_api.block((HOLDER, execute(pid)), advance_ms=60_000)  # block 7, 1 h later
+        executed = socket.receive_json()
+        gov_api.block()                                             # block 8: the first step is due
+        stepped = socket.receive_json()
+    guardian = gov_api.get("/v1/governance/guardian").json()
+    rollouts = gov_api.get("/v1/governance/rollouts").json()
+    council_state = gov_api.get("/v1/governance/council").json()
+
+    assert before[0] == {"height": 0, "address": GUARD, "expires": "2026-02-01T00:00:00Z", "pauses": [],
+                         "pauses_used": [], "expired": False, "max_pause_s": 259_200, "unpause_grace_s": 600}
+    assert before[1] == {"height": 0, "rollouts": []}
+    assert (before[2]["members"], before[2]["threshold"], before[2]["attestations"]) == (list(COUNCIL), 2, [])
+    assert before[2]["steward_bounds"][f"markets.{BTC}.taker_fee_ppm"] == {"max_change_abs": "0.0001", "cooldown_s": 3_600}
+
+    assert (paused["height"], [e["type"] for e in paused["events"]]) == (
+        6, ["guardian_paused", "stress_attested", "stress_attested"])
+    assert (paused["events"][0]["market"], paused["events"][2]["passes"]) == (ETH, 2)
+    types = [e["type"] for e in executed["events"]]
+    assert executed["height"] == 7 and "stress_gate_passed" in types and "rollout_started" in types
+    assert "pause_expired" in types  # the 600 s pause ended within the hour
+    assert (stepped["height"], [e["type"] for e in stepped["events"]]) == (8, ["param_changed", "rollout_step"])
+
+    assert guardian["pauses"] == [] and guardian["pauses_used"] == [{"scope": "market", "market": ETH}]
+    [rollout] = rollouts["rollouts"]
+    assert (rollouts["height"], rollout["rollout_id"], rollout["status"], rollout["step"], rollout["start"],
+            rollout["value"], rollout["target"], rollout["gates"]) == (8, 1, "active", 1, "100", "110", "120",
+                                                                       {"max_liquidations": 3})
+    assert rollout["proposal_id"] == pid
+    assert [(a["member"], a["report_hash"], a["verdict"]) for a in council_state["attestations"]] == [
+        (c1, REPORT, "pass"), (c2, REPORT, "pass")]

@@ -134,3 +134,82 @@ def test_a_node_process_trades_through_the_sdk_survives_kill_9_and_resumes(tmp_p
     assert (replayed.value.status, replayed.value.code) == (400, "duplicate_nonce")
     assert (old["status"], old["height"]) == ("committed", taken["height"])
     assert more["height"] > last["height"] and positions[0]["size"] == "0.5"
+
+
+# ------------------------------------------------------------------------------------ bastion demo
+def start_demo(data: Path, port: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "bastion.cli.main", "demo", "--data", str(data), "--port", str(port),
+               "--block-time", "100"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_bastion_demo_as_a_process_trades_through_the_sdk_survives_kill_9_and_resumes(tmp_path: Path) -> None:
+    """``bastion demo`` (node, API, bots) on a temporary data dir: ALICE (the demo key the bots
+    leave to visitors) takes the maker's BTC ask through the SDK. At a fixed height H after her
+    fill (the bots keep trading, so nothing is compared live): block H's state hash and her fills
+    up to H and her position. Then ``kill -9`` and a restart on the same dir: block H is the same,
+    her fills and position are intact, her envelope is a used nonce, and the chain goes on."""
+    from decimal import Decimal
+
+    from bastion.demo.keys import get_demo_keys
+
+    alice_key = get_demo_keys()["alice"]
+    owner = alice_key.address
+    data = tmp_path / "demo"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_demo(data, port)
+    try:
+        wait_ready(url, process)
+        with Client(url, alice_key.private_key) as alice:
+            deadline = time.monotonic() + 20
+            while (ask := alice.book("BTC-USD", depth=1)["asks"]) == []:  # the maker's first quotes
+                assert time.monotonic() < deadline, "the demo maker never quoted BTC-USD"
+                time.sleep(0.1)
+            limit = (Decimal(ask[0][0]) * Decimal("1.02")).quantize(Decimal(1))
+            order = alice.sign({"type": "place_order", "subaccount": 0, "market": "BTC-USD", "side": "buy",
+                                "size": "0.01", "price": str(limit), "client_id": 1, "time_in_force": "ioc"})
+            taken = committed(alice.submit_envelope(order, wait_ms=WAIT_MS))
+            height = taken["height"] + 1  # H: a block after the fill
+            while alice.status()["height"] < height:
+                time.sleep(0.05)
+            wait_indexed(alice, height)
+            header = alice.block(height)
+            fills = [(f["height"], f["price"], f["size"], f["quote"]) for f in alice.fills(owner=owner)["rows"]
+                     if f["height"] <= height]
+            position = [(p["market"], p["size"], p["entry_price"]) for p in alice.subaccount(owner, 0)["positions"]]
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+
+        assert [f[0] for f in fills] == [taken["height"]] and sum(Decimal(f[2]) for f in fills) == Decimal("0.01")
+        assert [p[:2] for p in position] == [("BTC-USD", "0.01")]
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = start_demo(data, port)
+        restarted = wait_ready(url, process)
+        with Client(url, alice_key.private_key) as alice:
+            wait_indexed(alice, height)
+            same_block = alice.block(height)
+            fills_after = [(f["height"], f["price"], f["size"], f["quote"]) for f in alice.fills(owner=owner)["rows"]
+                           if f["height"] <= height]
+            position_after = [(p["market"], p["size"], p["entry_price"])
+                              for p in alice.subaccount(owner, 0)["positions"]]
+            with pytest.raises(BastionError) as replayed:
+                alice.submit_envelope(order)
+            old = alice.tx_status(owner, order["nonce"])
+            deadline = time.monotonic() + 20
+            while (advanced := alice.status())["height"] <= restarted["height"] + 2:
+                assert time.monotonic() < deadline, "the restarted demo produces no blocks"
+                time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+    assert restarted["height"] >= height and restarted["chain_id"] == "bastion-demo"
+    assert (same_block["state_hash"], same_block["block_hash"]) == (header["state_hash"], header["block_hash"])
+    assert fills_after == fills and position_after == position  # nobody else trades for ALICE
+    assert (replayed.value.status, replayed.value.code) == (400, "duplicate_nonce")
+    assert (old["status"], old["height"]) == ("committed", taken["height"])
+    assert advanced["height"] > restarted["height"] + 2

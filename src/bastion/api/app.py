@@ -54,9 +54,9 @@ from bastion.api.signing import (
     verify_envelope,
 )
 from bastion.api.views import (
-    describe_book, describe_concentration, describe_insurance_funds, describe_market, describe_open_orders,
-    describe_param_history, describe_proposals, describe_status, describe_subaccount, get_market_or_404,
-    get_subaccount_or_404,
+    describe_book, describe_concentration, describe_council_state, describe_guardian_state, describe_insurance_funds,
+    describe_market, describe_open_orders, describe_param_history, describe_proposals, describe_rollouts,
+    describe_status, describe_subaccount, get_market_or_404, get_subaccount_or_404,
 )
 from bastion.api.ws import Hub, serve_connection
 from bastion.core.errors import ProtocolError
@@ -392,8 +392,11 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         with node.lock:
             return {"height": node.state.height, "proposals": describe_proposals(node.state)}
 
-    @app.get("/v1/governance/proposals/{proposal_id}", responses=not_found, tags=["governance"])
+    @app.get("/v1/governance/proposals/{proposal_id}", response_model=models.ProposalAt, responses=not_found,
+             tags=["governance"])
     def proposal(proposal_id: str) -> Any:
+        """One proposal by its id or number: actions, risk class, tally, timeline, stress gate
+        (attestations, passes against the threshold, open or not) and participation."""
         with node.lock:
             for entry in describe_proposals(node.state):
                 if entry["proposal_id"] == proposal_id or str(entry["number"]) == proposal_id:
@@ -410,6 +413,24 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     def concentration() -> Any:
         with node.lock:
             return describe_concentration(node.state)
+
+    @app.get("/v1/governance/guardian", response_model=models.Guardian, tags=["governance"])
+    def guardian() -> Any:
+        """The guardian: address, expiry, pauses in force, pause keys spent this term."""
+        with node.lock:
+            return describe_guardian_state(node.state)
+
+    @app.get("/v1/governance/rollouts", response_model=models.Rollouts, tags=["governance"])
+    def rollouts() -> Any:
+        """Every staged rollout (``state.rollouts``), in creation order."""
+        with node.lock:
+            return describe_rollouts(node.state)
+
+    @app.get("/v1/governance/council", response_model=models.CouncilState, tags=["governance"])
+    def council_state() -> Any:
+        """The council: members, threshold, steward bounds, attestations, cooldowns, pending approvals."""
+        with node.lock:
+            return describe_council_state(node.state)
 
     # ----------------------------------------------------------------- reads: the block log
     def block_header(block: Any) -> dict[str, Any]:

@@ -201,9 +201,146 @@ class Block(BlockHeader):
     events: list[dict[str, Any]]
 
 
+REPORT_EXAMPLE = "ab" * 32
+
+
+class Attestation(Open):
+    member: str = Field(examples=[ADDRESS_EXAMPLE])
+    report_hash: str = Field(description="SHA-256 hex of the stress report", examples=[REPORT_EXAMPLE])
+    verdict: str = Field(description="pass | fail", examples=["pass"])
+    time: str = Field(description="block time of the attestation", examples=["2026-01-01T01:00:00Z"])
+    height: int
+    current_member: bool
+    valid: bool = Field(description="a pass by a current member, made since queueing and not older than "
+                                    "governance.attestation_max_age_s (it counts for the gate)")
+
+
+class StressGate(Open):
+    """The council's stress gate on a proposal (``bastion.core.council``)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "applies": True, "threshold": 2, "report_hash": REPORT_EXAMPLE, "passes": 2, "open": True,
+        "passes_by_report": {REPORT_EXAMPLE: 2},
+        "attestations": [{"member": ADDRESS_EXAMPLE, "report_hash": REPORT_EXAMPLE, "verdict": "pass",
+                          "time": "2026-01-01T01:00:00Z", "height": 12, "current_member": True, "valid": True}]}]})
+
+    applies: bool = Field(description="the proposal's risk class is risk_increasing or critical")
+    threshold: int = Field(description="k: valid passes needed on one report hash")
+    report_hash: str | None = Field(description="the hash with the most valid passes (the smaller on a tie)")
+    passes: int = Field(description="valid passes on report_hash")
+    open: bool = Field(description="an execute now would pass the gate (always true where it does not apply)")
+    passes_by_report: dict[str, int]
+    attestations: list[Attestation] = Field(description="each member's latest attestation")
+
+
+class Participation(Open):
+    """Turnout and delegate participation at the proposal's snapshot (``bastion.core.transparency``);
+    BGOV amounts and ratios (6 decimals, rounded down) as decimal strings."""
+
+    snapshot_height: int
+    votes_cast: str = Field(examples=["2000"])
+    total_supply: str
+    delegated_supply: str
+    turnout_of_supply: str = Field(examples=["0.571428"])
+    turnout_of_delegated: str
+    delegates: int
+    delegates_voted: int
+    voted_power: str
+    voted_power_share: str
+    quorum_votes: str
+    largest_delegate_votes: str
+    quorum_alone: bool = Field(description="alert: one delegate alone held the quorum at the snapshot")
+
+
+class Proposal(Open):
+    proposal_id: str
+    number: int
+    proposer: str
+    title: str
+    risk_class: str = Field(examples=["risk_increasing"])
+    status: str = Field(examples=["queued"])
+    snapshot_height: int
+    deadline_height: int
+    queued_ms: int | None
+    closed_height: int | None
+    tally: dict[str, str] = Field(examples=[{"yes": "2000", "no": "0", "abstain": "0", "veto": "0"}])
+    actions: list[dict[str, Any]]
+    stress_gate: StressGate
+    participation: Participation | None = Field(description="null until the snapshot block is committed")
+
+
+class ProposalAt(Proposal):
+    height: int
+
+
 class Proposals(BaseModel):
     height: int
-    proposals: list[dict[str, Any]]
+    proposals: list[Proposal]
+
+
+class Pause(Open):
+    scope: str = Field(examples=["market"])
+    market: str | None = Field(examples=["BTC-USD"])
+    start: str
+    end: str
+
+
+class Guardian(Open):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "height": 12, "address": ADDRESS_EXAMPLE, "expires": "2026-07-01T00:00:00Z", "expired": False,
+        "pauses": [{"scope": "market", "market": "BTC-USD", "start": "2026-01-01T00:00:10Z",
+                    "end": "2026-01-01T01:00:10Z"}],
+        "pauses_used": [{"scope": "market", "market": "BTC-USD"}], "max_pause_s": 259200, "unpause_grace_s": 600}]})
+
+    height: int
+    address: str | None = Field(description="null when there is no guardian")
+    expires: str | None
+    expired: bool = Field(description="the guardian's power has lapsed (block time >= expires)")
+    pauses: list[Pause] = Field(description="pauses in force")
+    pauses_used: list[dict[str, str | None]] = Field(description="pause keys spent in the current term")
+    max_pause_s: int
+    unpause_grace_s: int
+
+
+class Rollout(Open):
+    rollout_id: int
+    market: str = Field(examples=["BTC-USD"])
+    param: str = Field(examples=["max_open_interest"])
+    status: str = Field(description="active | completed | halted")
+    step: int
+    steps: int
+    start: str
+    target: str
+    value: str = Field(description="the parameter's current value")
+    interval_s: int
+    gates: dict[str, Any] = Field(examples=[{"min_insurance_fund": "1000", "max_liquidations": 3}])
+    revert_on_breach: bool
+    next_step_time: str
+    halt_reason: str | None
+    reverted: bool
+    proposal_id: str
+    ended_height: int | None
+
+
+class Rollouts(BaseModel):
+    height: int
+    rollouts: list[Rollout]
+
+
+class CouncilState(Open):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "height": 12, "members": [ADDRESS_EXAMPLE], "threshold": 1,
+        "steward_bounds": {"markets.BTC-USD.taker_fee_ppm": {"max_change_abs": "0.0001", "cooldown_s": 3600}},
+        "attestations": [], "steward_last_change_ms": {}, "steward_approvals": []}]})
+
+    height: int
+    members: list[str]
+    threshold: int
+    steward_bounds: dict[str, dict[str, Any]] = Field(description="per parameter: max_change (a ratio of the "
+                                                                  "current value) or max_change_abs, cooldown_s")
+    attestations: list[dict[str, Any]]
+    steward_last_change_ms: dict[str, int]
+    steward_approvals: list[dict[str, Any]]
 
 
 class ParameterHistory(BaseModel):

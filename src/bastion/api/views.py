@@ -11,15 +11,15 @@ from dataclasses import asdict
 from typing import Any
 
 from bastion.api.risk import compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
-from bastion.core import votes
+from bastion.core import council, transparency, votes
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import ACTION_NAMES
-from bastion.core.state import Market, State, Subaccount
+from bastion.core.state import Market, Proposal, State, Subaccount
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import format_decimal, format_ppm, format_usdc
 from bastion.risk_model import maintenance_margin_ppm
-from bastion.scenario import describe_governance, describe_position
+from bastion.scenario import describe_governance, describe_guardian, describe_position, describe_rollout
 
 MAX_DEPTH = 500
 
@@ -159,14 +159,88 @@ def describe_insurance_funds(state: State) -> dict[str, Any]:
 
 def describe_proposals(state: State) -> list[dict[str, Any]]:
     """Every proposal with its tally and timeline (``bastion.scenario.describe_governance``), plus
-    its actions as submitted."""
+    its actions as submitted, its stress gate (``describe_stress_gate``) and its participation
+    (``describe_participation``, null until its snapshot is taken)."""
     described = describe_governance(state)["proposals"]
     for entry, proposal in zip(described, state.proposals.values()):
         entry["description"] = proposal.description
         entry["submitted_height"] = proposal.submitted_height
         entry["actions"] = [{"type": ACTION_NAMES[type(a)], **{k: v for k, v in asdict(a).items() if v is not None}}
                             for a in proposal.actions]
+        entry["stress_gate"] = describe_stress_gate(state, proposal)
+        entry["participation"] = describe_participation(state, proposal)
     return described
+
+
+def ratio_text(value: Any) -> str:
+    """A ratio (``Fraction``, float) as a decimal string with 6 decimals, rounded down."""
+    return format_ppm(int(value * 1_000_000))
+
+
+def describe_stress_gate(state: State, proposal: Proposal) -> dict[str, Any]:
+    """The council's stress gate on a proposal, read with ``bastion.core.council``: whether it
+    ``applies`` (risk_increasing, critical), every member's latest attestation (``valid``: a fresh
+    pass since queueing by a current member, ``council.is_attestation_valid``), the valid passes per
+    report hash, the best hash (most passes, the smaller hash on a tie) against the threshold, and
+    ``open``: an ``execute`` now would pass the gate (``council.check_stress_gate``; always true
+    where the gate does not apply)."""
+    counts = council.count_stress_passes(state, proposal)
+    best = min(counts.items(), key=lambda item: (-item[1], item[0]), default=(None, 0))
+    try:
+        council.check_stress_gate(state, proposal)
+        is_open = True
+    except ProtocolError:
+        is_open = False
+    attestations = state.attestations.get(proposal.proposal_id, {})
+    return {"applies": proposal.risk_class in council.GATED_CLASSES, "threshold": state.council.threshold,
+            "report_hash": best[0], "passes": best[1], "open": is_open,
+            "passes_by_report": dict(sorted(counts.items())),
+            "attestations": [{"member": member, "report_hash": a.report_hash, "verdict": a.verdict,
+                              "time": format_iso_ms(a.attested_ms), "height": a.height,
+                              "current_member": council.is_council_member(state, member),
+                              "valid": council.is_council_member(state, member)
+                              and council.is_attestation_valid(state, proposal, a)}
+                             for member, a in attestations.items()]}
+
+
+def describe_participation(state: State, proposal: Proposal) -> dict[str, Any] | None:
+    """Turnout and delegate participation at the proposal's snapshot
+    (``transparency.get_proposal_participation``); None while the snapshot is ahead."""
+    if proposal.snapshot_height > state.height:
+        return None
+    p = transparency.get_proposal_participation(state, proposal.proposal_id)
+
+    def bgov(units: int) -> str:
+        return format_decimal(units, votes.BGOV_DECIMALS)
+
+    return {"snapshot_height": p.snapshot_height, "votes_cast": bgov(p.votes_cast),
+            "total_supply": bgov(p.total_supply), "delegated_supply": bgov(p.delegated_supply),
+            "turnout_of_supply": ratio_text(p.turnout_of_supply),
+            "turnout_of_delegated": ratio_text(p.turnout_of_delegated),
+            "delegates": p.delegates, "delegates_voted": p.delegates_voted, "voted_power": bgov(p.voted_power),
+            "voted_power_share": ratio_text(p.voted_power_share), "quorum_votes": bgov(p.quorum_votes),
+            "largest_delegate_votes": bgov(p.largest_delegate_votes), "quorum_alone": p.quorum_alone}
+
+
+def describe_guardian_state(state: State) -> dict[str, Any]:
+    """The guardian (``bastion.scenario.describe_guardian``: address, expiry, pauses in force, pause
+    keys used this term), whether its power has lapsed, and the governed pause limits."""
+    guardian = state.guardian
+    return {"height": state.height, **describe_guardian(state),
+            "expired": guardian.expires_ms is not None and state.time_ms >= guardian.expires_ms,
+            "max_pause_s": state.governance.guardian_max_pause_ms // 1_000,
+            "unpause_grace_s": state.governance.guardian_unpause_grace_ms // 1_000}
+
+
+def describe_rollouts(state: State) -> dict[str, Any]:
+    """Every staged rollout (``state.rollouts``, creation order; ``bastion.scenario.describe_rollout``)."""
+    return {"height": state.height, "rollouts": [describe_rollout(state, r) for r in state.rollouts.values()]}
+
+
+def describe_council_state(state: State) -> dict[str, Any]:
+    """The council (``council.describe_council``): members, threshold, steward bounds, the
+    attestations, steward cooldowns and pending approvals."""
+    return {"height": state.height, **council.describe_council(state)}
 
 
 def describe_param_history(state: State) -> list[dict[str, Any]]:
@@ -181,14 +255,11 @@ def describe_concentration(state: State) -> dict[str, Any]:
     powers = votes.get_voting_powers(state)
     metrics = votes.compute_concentration(powers.values())
 
-    def ratio(value: Any) -> str:
-        return format_ppm(int(value * 1_000_000))
-
     return {"height": state.height, "holders": metrics.holders,
             "total_votes": format_decimal(metrics.total, votes.BGOV_DECIMALS),
             "nakamoto_one_third": metrics.nakamoto_one_third, "nakamoto_one_half": metrics.nakamoto_one_half,
-            "gini": ratio(metrics.gini), "hhi": ratio(metrics.hhi),
-            "effective_voters": ratio(metrics.effective_voters), "top10_share": ratio(metrics.top10_share)}
+            "gini": ratio_text(metrics.gini), "hhi": ratio_text(metrics.hhi),
+            "effective_voters": ratio_text(metrics.effective_voters), "top10_share": ratio_text(metrics.top10_share)}
 
 
 def describe_status(state: State) -> dict[str, Any]:

@@ -16,7 +16,8 @@ and receives ``{"type": "subscribed", "channel", ...}`` (with the current snapsh
     book        {"channel": "book", "market", "height", "bids", "asks"} when the aggregated levels change
     trades      {"channel": "trades", "market", "height", "trades": [fill events]} when there were fills
     account     {"channel": "account", "height", ...the subaccount read...} when it changes
-    governance  {"channel": "governance", "height", "events": [...]} for proposal, vote and parameter events
+    governance  {"channel": "governance", "height", "events": [...]} for proposal, vote, parameter, council,
+                guardian, rollout and executed-action events (``GOVERNANCE_EVENT_TYPES``)
 
 Errors are ``{"type": "error", "code", "message"}`` and leave the connection open. Payloads are
 computed once per block in the block producer's thread (under the node's lock, so they describe that
@@ -42,8 +43,19 @@ from bastion.node.node import Node
 from bastion.scenario import format_event
 
 CHANNELS = ("blocks", "book", "trades", "account", "governance")
-GOVERNANCE_EVENT_TYPES = {"proposal_submitted", "vote_cast", "proposal_status", "proposal_extended", "deposit_returned",
-                          "deposit_burned", "param_changed", "delegate_changed", "bgov_transfer"}
+GOVERNANCE_EVENT_TYPES = {
+    # proposals, votes, parameters
+    "proposal_submitted", "vote_cast", "proposal_status", "proposal_extended", "deposit_returned", "deposit_burned",
+    "param_changed", "delegate_changed", "bgov_transfer",
+    # council (bastion.core.council)
+    "stress_attested", "stress_gate_passed", "steward_change_approved", "steward_change_applied",
+    # guardian (bastion.core.guardian)
+    "guardian_paused", "guardian_unpaused", "pause_expired",
+    # staged rollouts (bastion.core.rollout)
+    "rollout_started", "rollout_step", "rollout_completed", "rollout_halted", "rollout_reverted",
+    # executed actions that are not parameter changes (bastion.core.actions)
+    "market_listed", "treasury_spent", "insurance_transferred", "insurance_fund_merged",
+}
 MAX_QUEUE = 1_000
 DEFAULT_DEPTH = 20
 

@@ -166,6 +166,15 @@ class _Methods:
     def concentration(self) -> Any:
         return self._request("GET", "/v1/governance/concentration")
 
+    def guardian(self) -> Any:
+        return self._request("GET", "/v1/governance/guardian")
+
+    def rollouts(self) -> Any:
+        return self._request("GET", "/v1/governance/rollouts")
+
+    def council(self) -> Any:
+        return self._request("GET", "/v1/governance/council")
+
     # ------------------------------------------------------------------ messages (signed)
     def deposit(self, *, owner: str, amount: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
         """Bridge operator only."""
