@@ -28,6 +28,9 @@ ALICE = get_demo_keys()["alice"].address
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
                                 "(apt-get install -y chromium; .ci/run does it)")
+# Assertions wait for commits of a live chain: give them the page's 15 s rather than Playwright's 5 s,
+# so that a loaded 2-core CI machine does not fail a correct page.
+sync_api.expect.set_options(timeout=15_000)
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +135,12 @@ def test_a_vote_from_the_governance_page_is_counted(page, server):
     act_as(page, server, "alice")
     page.goto(server.url + "/governance")
     vote = page.locator("#proposal-1 button.vote[data-option=yes]")
-    for _ in range(40):  # voting opens one block after the demo's proposal
+    for _ in range(120):  # voting opens one block after the demo's proposal (up to 30 s on a loaded machine)
         if vote.count():
             break
         page.wait_for_timeout(250)
         page.reload()
+    sync_api.expect(vote).to_have_count(1)
     page.fill("#proposal-1 .vote-reason", "from the browser test")
     vote.click()
 
