@@ -13,13 +13,16 @@ two of its pass attestations (``bastion.core.council``, tested in ``test_council
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
 from bastion.core import governance, transparency, votes
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
+from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_action
+from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
 from bastion.core.state import ParamHistoryEntry, ParamSource
 from builders import (
     ALICE, BOB, BTC, CAROL, COUNCIL, DAVE, ETH, ORACLE, Chain, account, cancel_proposal, council_attest, delegate,
@@ -323,6 +326,63 @@ def test_the_late_quorum_extension_is_bounded_by_the_shortest_voting_period():
     with pytest.raises(ProtocolError) as error:
         governance.compute_action_changes(state, above)
     assert (error.value.code, error.value.fields["field"]) == ("invalid_field", "params.late_quorum_extension_blocks")
+
+
+# ------------------------------------------------------------------------------------------- stress thresholds
+def test_the_stress_thresholds_are_governance_parameters_with_genesis_defaults():
+    state = build_state(gov_genesis())
+    g = state.governance
+
+    assert (g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
+            g.stress_max_es99_loss_ppm_of_fund) == (10_000, 500_000, 1_000_000)   # 1%, 50% and 100%
+    assert governance.format_governance_params(g)["stress"] == {
+        "max_depletion_probability": "0.01", "max_var99_loss_of_fund": "0.5", "max_es99_loss_of_fund": "1"}
+
+
+def test_genesis_stress_thresholds_round_trip_through_the_hash_and_a_snapshot():
+    stress = {"max_depletion_probability": "0.002", "max_var99_loss_of_fund": "2.5"}
+    state = build_state(gov_genesis(stress=stress))
+    default = build_state(gov_genesis())
+
+    assert (state.governance.stress_max_depletion_probability_ppm, state.governance.stress_max_var99_loss_ppm_of_fund,
+            state.governance.stress_max_es99_loss_ppm_of_fund) == (2_000, 2_500_000, 1_000_000)  # es99 kept
+    assert state.state_hash != default.state_hash            # the ("governance",) leaf holds them
+    restored = state_from_document(json.loads(canonical_bytes(state_to_document(state))))
+    assert restored.governance == state.governance
+    assert restored.state_hash == compute_state_hash_full(restored) == state.state_hash
+    assert build_state(gov_genesis(stress=governance.format_governance_params(state.governance)["stress"])
+                       ).state_hash == state.state_hash
+
+
+def test_set_governance_params_changes_the_stress_thresholds_as_critical_changes():
+    state = build_state(gov_genesis())
+    action = decode_action({"type": "set_governance_params", "params": {"stress": {
+        "max_depletion_probability": "0", "max_es99_loss_of_fund": "0.75"}}}, 0)
+
+    changes = [c for c in governance.compute_action_changes(state, action) if c[1] != c[2]]
+
+    assert changes == [("governance.stress_max_depletion_probability_ppm", 10_000, 0, "critical"),
+                       ("governance.stress_max_es99_loss_ppm_of_fund", 1_000_000, 750_000, "critical")]
+    name, _, new, _ = changes[1]
+    governance.apply_change(state, name, new)
+    assert state.governance.stress_max_es99_loss_ppm_of_fund == 750_000
+    assert compute_state_hash_full(state) != build_state(gov_genesis()).state_hash
+
+
+@pytest.mark.parametrize("stress, code, field", [
+    ({"max_depletion_probability": "1.000001"}, "invalid_field", "params.stress.max_depletion_probability"),
+    ({"max_var99_loss_of_fund": "-0.1"}, "negative_value", "params.stress.max_var99_loss_of_fund"),
+    ({"max_es99_loss_of_fund": "0.0000001"}, "too_many_decimals", "params.stress.max_es99_loss_of_fund"),
+    ({"max_es99_loss_of_fund": 1}, "invalid_decimal", "params.stress.max_es99_loss_of_fund"),
+    ({"max_loss": "0.1"}, "unknown_field", "params.stress.max_loss"),
+    ("0.01", "invalid_field", "params.stress"),
+])
+def test_bad_stress_thresholds_are_refused(stress, code, field):
+    state = build_state(gov_genesis())
+    action = decode_action({"type": "set_governance_params", "params": {"stress": stress}}, 0)
+    with pytest.raises(ProtocolError) as error:
+        governance.compute_action_changes(state, action)
+    assert (error.value.code, error.value.fields["field"]) == (code, field)
 
 
 # ------------------------------------------------------------------------------------------- execution

@@ -3,7 +3,7 @@ the HTML report, and the council's attestation through the gate.
 
 The states are small (a few BTC-USD accounts of ``builders``) and so is the scenario set (``SET``:
 four kinds, 8 scenarios), so that every test runs in seconds; the Ray test starts a local instance
-(``ray.init(num_cpus=2, include_dashboard=False)``) and skips when Ray is not installed.
+(``ray.init(num_cpus=2, include_dashboard=False)``, Ray is in the ``test`` extra) and shuts it down.
 """
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from builders import ALICE, BOB, BTC, CAROL, ORACLE, Chain, execute, genesis, market, queue, submit_proposal, vote
+from builders import (
+    ALICE, BOB, BTC, CAROL, ORACLE, Chain, execute, genesis, market, queue, subaccount, submit_proposal, vote,
+)
 from eth_account import Account
 from test_council import HOUR_MS, LOWER_ETH_MARGIN, at, council_genesis, ok_events, queued
 from typer.testing import CliRunner
@@ -28,7 +30,7 @@ from bastion.cli.main import app
 from bastion.core.genesis import build_state
 from bastion.core.messages import CouncilAttest, decode_message
 from bastion.node.node import Node
-from bastion.stress import build_report, extract_inputs, parse_scenario_set, run
+from bastion.stress import StressThresholds, build_report, extract_inputs, parse_scenario_set, run
 from bastion.stress.execution import execute_sweep, split_ranges
 from bastion.stress.htmlreport import compute_series, plotly_js, representative_indices
 from bastion.stress.runner import sign_attestation
@@ -108,6 +110,7 @@ def test_thresholds_and_seed_flags_change_what_they_should(files, tmp_path):
 
     assert strict["verdict"] == "fail"
     assert lenient.exit_code == 0 and json.loads(lenient.stdout)["verdict"] == "pass"
+    assert (strict["thresholds_source"], json.loads(lenient.stdout)["thresholds_source"]) == ("governance", "override")
     assert json.loads(lenient.stdout)["report_hash"] != strict["report_hash"]  # the thresholds are in the report
     assert reseeded["report_hash"] != strict["report_hash"]                     # the seed is in the set's hash
     assert reseeded["state_hash"] == strict["state_hash"]
@@ -213,15 +216,33 @@ def test_report_bytes_are_identical_for_one_and_several_local_processes():
     assert sweep_bytes(workers=1) == sweep_bytes(workers=3)
 
 
+def child_processes() -> set[int]:
+    """The ids of this process's live children (from /proc: Linux, where the suite runs)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        state, parent = text[text.rindex(")") + 2:].split()[:2]
+        if int(parent) == os.getpid() and state != "Z":
+            children.add(int(stat.parent.name))
+    return children
+
+
 def test_report_bytes_are_identical_on_a_local_ray_instance():
-    ray = pytest.importorskip("ray", reason="Ray is the optional extra bastion[ray]: pip install 'bastion[ray]'")
+    import ray  # the test extra installs it (as does bastion[ray]): this test never skips
+
     local = sweep_bytes(workers=1)
+    before = child_processes()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        assert child_processes() > before  # Ray's gcs_server, raylet and workers
         on_ray = sweep_bytes(workers=2, ray_address="auto")
     finally:
         ray.shutdown()
     assert on_ray == local
+    assert not ray.is_initialized() and child_processes() == before  # nothing of Ray left running
 
 
 # --------------------------------------------------------------------------------------- HTML
@@ -342,3 +363,47 @@ def test_stress_proposal_attest_on_a_queued_proposal_round_trips_through_the_gat
     events = ok_events(chain, (ALICE, execute(pid)))
     assert events[0] == {"type": "stress_gate_passed", "proposal_id": pid, "report_hash": envelopes[0]["msg"][
         "report_hash"], "passes": 2, "threshold": 2}
+
+
+# --------------------------------------------------------------------------------------- governed thresholds
+TIGHTEN_ES99 = {"type": "set_governance_params", "params": {"stress": {"max_es99_loss_of_fund": "0.001"}}}
+
+
+def levered_gate_genesis() -> dict:
+    """``gate_genesis`` with BOB's long at 5x (-40,000 USDC, 1 BTC at 50,000): the -30% shock leaves
+    it below zero, a loss the cross fund (100,000 USDC; PEPE's 10,000) pays without being depleted."""
+    doc = gate_genesis()
+    doc["accounts"][1]["subaccounts"][0] = {**subaccount(0, "-40000"), "positions": [{"market": BTC, "size": "1"}]}
+    return doc
+
+
+def test_thresholds_changed_by_an_attested_critical_proposal_change_the_verdict_of_the_same_positions():
+    chain = Chain(levered_gate_genesis())
+    scenario_set = parse_scenario_set(SET)
+    before = run(chain.state, scenario_set=scenario_set, workers=1).report.document
+    assert (before["verdict"]["passed"], before["thresholds_source"]) == (True, "governance")
+    assert before["thresholds"]["max_es99_loss_of_fund"] == "1"
+    # ES99 of 8 scenarios = the largest loss, the -30% shock's: BOB's equity of -5,000 USDC at 35,000 and
+    # the slippage of his liquidation fill; 4.58% of the 110,000 USDC of funds, above the proposed 0.1%
+    assert before["summary"]["es99_loss_usdc"] == 5_041_825_000
+    assert before["verdict"]["insurance_funds_total_usdc"] == 110_000_000_000
+
+    pid = queued(chain, TIGHTEN_ES99)
+    assert chain.state.proposals[pid].risk_class == "critical"
+    gated = run(chain.state, scenario_set=scenario_set, proposal_id=pid, workers=1)
+    # judged by the thresholds in force, not by the ones it proposes: it passes and may be attested
+    assert gated.verdict == "pass" and gated.report.document["thresholds"] == before["thresholds"]
+    envelopes = [sign_attestation(gated, key, nonce=7) for key in KEYS[:2]]
+    at(chain, chain.state.proposals[pid].queued_ms + HOUR_MS, *[(e["sender"], e["msg"]) for e in envelopes])
+    events = ok_events(chain, (ALICE, execute(pid)))
+    assert events[0]["type"] == "stress_gate_passed"
+    assert chain.state.governance.stress_max_es99_loss_ppm_of_fund == 1_000
+    assert chain.state.param_history[-1].name == "governance.stress_max_es99_loss_ppm_of_fund"
+
+    after = run(chain.state, scenario_set=scenario_set, workers=1).report.document
+    old_limits = run(chain.state, scenario_set=scenario_set, workers=1, thresholds=StressThresholds()).report.document
+    assert after["summary"] == old_limits["summary"]               # the same positions, the same figures
+    assert (after["thresholds_source"], old_limits["thresholds_source"]) == ("governance", "override")
+    assert after["thresholds"]["max_es99_loss_of_fund"] == "0.001"
+    assert [check["passed"] for check in after["verdict"]["checks"]] == [True, True, False]  # ES99 fails
+    assert (after["verdict"]["passed"], old_limits["verdict"]["passed"]) == (False, True)

@@ -110,9 +110,11 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
              "late_quorum_extension_blocks", "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
-             "attestation_max_age_s", "tiers"}
+             "attestation_max_age_s", "stress", "tiers"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
+    if "stress" in obj:
+        result = parse_stress_thresholds(obj["stress"], result, f"{path}.stress")
     if "voting_delay_blocks" in obj:
         result.voting_delay_blocks = _count(obj["voting_delay_blocks"], f"{path}.voting_delay_blocks", minimum=0)
     if "late_quorum_extension_blocks" in obj:
@@ -177,6 +179,31 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     return result
 
 
+# The ``stress`` section: its keys and the ``GovernanceParams`` attribute (ppm) each one sets
+STRESS_THRESHOLDS: Final = {"max_depletion_probability": "stress_max_depletion_probability_ppm",
+                            "max_var99_loss_of_fund": "stress_max_var99_loss_ppm_of_fund",
+                            "max_es99_loss_of_fund": "stress_max_es99_loss_ppm_of_fund"}
+
+
+def parse_stress_thresholds(obj: Any, base: GovernanceParams, path: str) -> GovernanceParams:
+    """The ``stress`` section (the stress gate's verdict thresholds, ``bastion.stress.report``) merged
+    over ``base``: decimal strings, the depletion probability in [0, 1], the loss limits as
+    non-negative shares of the total insurance funds (above 1 allowed). ``bastion stress
+    --thresholds`` files take the same form."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
+    for key in sorted(set(obj) - set(STRESS_THRESHOLDS)):
+        raise ProtocolError("unknown_field", f"{path} has no field {key!r} (it takes {sorted(STRESS_THRESHOLDS)})",
+                            field=f"{path}.{key}")
+    result = copy.deepcopy(base)
+    for key, attribute in STRESS_THRESHOLDS.items():
+        if key in obj:
+            field = f"{path}.{key}"
+            setattr(result, attribute, _ratio(obj[key], field) if key == "max_depletion_probability"
+                    else parse_ppm(obj[key], field=field))
+    return result
+
+
 def check_tiers_ordered(params: GovernanceParams, path: str) -> None:
     """A higher risk class is never laxer than a lower one, in any rule (Aave levels)."""
     for lower, higher in zip(RISK_CLASSES, RISK_CLASSES[1:]):
@@ -199,6 +226,7 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "guardian_max_pause_s": params.guardian_max_pause_ms // MS_PER_S,
         "guardian_unpause_grace_s": params.guardian_unpause_grace_ms // MS_PER_S,
         "attestation_max_age_s": params.attestation_max_age_ms // MS_PER_S,
+        "stress": {key: format_ppm(getattr(params, attribute)) for key, attribute in STRESS_THRESHOLDS.items()},
         "tiers": {name: {"quorum": format_ppm(t.quorum_ppm), "approval_threshold": format_ppm(t.approval_threshold_ppm),
                          "voting_period_blocks": t.voting_period_blocks, "timelock_s": t.timelock_ms // MS_PER_S,
                          "min_holding_age_blocks": t.min_holding_age_blocks}

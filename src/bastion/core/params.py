@@ -120,4 +120,9 @@ class GovernanceParams:
     guardian_max_pause_ms: int = 3 * DAY_MS                # a guardian pause lasts at most 72 h from its start
     guardian_unpause_grace_ms: int = 600_000               # the guardian may lift its pause for 10 min
     attestation_max_age_ms: int = 2 * DAY_MS               # council sign-offs older than this count for nothing
+    # The stress gate's verdict thresholds (bastion.stress.report, DESIGN.md section 10): the share of
+    # scenarios that may deplete a fund, and VaR99 / ES99 of the losses as shares of the total funds
+    stress_max_depletion_probability_ppm: int = 10_000     # 1% of scenarios
+    stress_max_var99_loss_ppm_of_fund: int = 500_000       # VaR99 of losses at most half the funds
+    stress_max_es99_loss_ppm_of_fund: int = 1_000_000      # ES99 of losses at most the funds
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

@@ -30,10 +30,11 @@ from bastion.core.state import (
     Position, Proposal, Rollout, State, StewardApproval, StewardBound, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/5"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/6"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
-#   steward bounds, cooldowns and approvals, listing parameters
+#   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
+#   thresholds among the governance parameters
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",

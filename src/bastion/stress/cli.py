@@ -3,7 +3,8 @@
 Exit codes: 0 the verdict passes; 1 it fails (the report and, with ``--attest``, a ``fail``
 attestation are still produced); 2 a usage or input error (nothing written).
 
-Standard output is one JSON object: ``report_hash``, ``verdict``, ``state_hash``, the files written
+Standard output is one JSON object: ``report_hash``, ``verdict``, ``state_hash``,
+``thresholds_source`` (``governance``, or ``override`` with ``--thresholds``), the files written
 and, with ``--attest``, the signed ``council_attest`` envelope under ``attestation`` (and the node's
 answer under ``submitted`` with ``--submit``). Progress goes to standard error.
 """
@@ -30,7 +31,9 @@ def stress(
     scenarios: Path = typer.Option(None, "--scenarios", dir_okay=False,
                                    help="scenario set JSON (default: the shipped gate set)"),
     seed: int = typer.Option(None, "--seed", help="replace the scenario set's seed (changes its hash)"),
-    thresholds: Path = typer.Option(None, "--thresholds", dir_okay=False, help="verdict thresholds JSON"),
+    thresholds: Path = typer.Option(None, "--thresholds", dir_okay=False,
+                                    help="verdict thresholds JSON, overriding the state's governed ones "
+                                         "(recorded in the report)"),
     proposal: str = typer.Option(None, "--proposal", help="a queued proposal's id: its actions are applied first"),
     out: Path = typer.Option(None, "--out", file_okay=False, help="write report.json (canonical bytes), "
                                                                   "report.html (and baseline.json) here"),
@@ -62,6 +65,7 @@ def stress(
         files = [str(path) for path in stress_run.write(out)] if out is not None else []
         output = {"report_hash": stress_run.report.report_hash, "verdict": stress_run.verdict,
                   "state_hash": stress_run.inputs.state_hash, "height": stress_run.inputs.height,
+                  "thresholds_source": stress_run.report.document["thresholds_source"],
                   "proposal_id": proposal, "files": files}
         if stress_run.baseline is not None:
             output["baseline_report_hash"] = stress_run.baseline.report_hash

@@ -14,7 +14,8 @@ genesis) and returns ``StressInputs``:
   signed size in lots per market (a dense ``A x M`` matrix), its pool, and its exact
   ``(TNC, IMR, MMR)`` at the snapshot from ``bastion.core.margin.get_subaccount_risk``;
 * per pool (``cross`` and each isolated-only market): the insurance fund;
-* the liquidation parameters (``bastion.core.params.LiquidationParams``).
+* the liquidation parameters (``bastion.core.params.LiquidationParams``) and the governance
+  parameters (``GovernanceParams``: the verdict's governed thresholds, ``report.StressThresholds``).
 
 Subaccounts without positions cannot be liquidated and are left out. The engine never sees the
 ``State``: a process pool can ship ``StressInputs`` to workers as they are.
@@ -30,7 +31,7 @@ import numpy as np
 from bastion.core.accounts import subaccount_pool
 from bastion.core.book import BUY, SELL
 from bastion.core.margin import get_pending_funding, get_subaccount_risk
-from bastion.core.params import LiquidationParams
+from bastion.core.params import GovernanceParams, LiquidationParams
 from bastion.core.state import State
 from bastion.core.units import USDC_DECIMALS
 from bastion.risk_model import adjusted_initial_margin_ppm, notional
@@ -67,6 +68,7 @@ class StressInputs:
     pools: tuple[str, ...]
     insurance_funds: np.ndarray            # (P,) int64
     liquidation: LiquidationParams
+    governance: GovernanceParams
 
     @property
     def market_count(self) -> int:
@@ -131,6 +133,7 @@ def extract_inputs(state: State) -> StressInputs:
         maintenance_requirement=_int64([r[2] for r in risks]),
         pools=pools, insurance_funds=_int64([state.insurance_funds[p] for p in pools]),
         liquidation=copy.copy(state.liquidation),
+        governance=copy.deepcopy(state.governance),
     )
 
 

@@ -11,15 +11,19 @@ Across the scenarios of a sweep (DESIGN.md section 10), with ``n`` scenarios and
 Every figure is an integer (micro-USDC, ppm, counts) computed with integer arithmetic from the
 engine's integers; rounding is up wherever it is a risk figure.
 
-``StressThresholds`` are the limits the verdict checks (a plain dataclass, parsed from JSON with
-decimal strings; governance will own them): the depletion probability, and VaR and ES of losses as
-a share of the total insurance funds. ``build_report`` returns the canonical report: JSON with
-sorted keys, compact separators and no floats (ints, strings, booleans, lists), and
+``StressThresholds`` are the limits the verdict checks: the depletion probability, and VaR and ES of
+losses as a share of the total insurance funds. They are governance parameters
+(``GovernanceParams.stress_*``, the genesis ``governance.stress`` section, changed by a critical
+``set_governance_params``): by default the verdict is against those of the stressed state
+(``thresholds_source: "governance"`` in the report); a ``--thresholds`` file is an explicit
+override, recorded as ``thresholds_source: "override"``. ``build_report`` returns the canonical
+report: JSON with sorted keys, compact separators and no floats (ints, strings, booleans, lists), and
 ``report_hash = sha256(canonical bytes)``. The same inputs, scenario set and code give the same
 bytes in any process.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from functools import cache
@@ -28,9 +32,10 @@ from typing import Any, Final
 import numpy as np
 
 import bastion
-from bastion.core.errors import ProtocolError
+from bastion.core.governance import parse_stress_thresholds
+from bastion.core.params import GovernanceParams
 from bastion.core.snapshot import canonical_bytes
-from bastion.core.units import PPM, format_ppm, parse_ppm
+from bastion.core.units import PPM, format_ppm
 from bastion.stress.calibration import CALIBRATION_FILE
 from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_sweep
 from bastion.stress.history import HISTORY
@@ -39,15 +44,27 @@ from bastion.stress.replay import EXACT_ENGINE_VERSION, compare_results
 from bastion.stress.scenarios import ScenarioSet, scenario_set_hash
 
 FORMAT: Final = "bastion-stress-report/1"
+GOVERNANCE, OVERRIDE = "governance", "override"    # where a report's thresholds come from
+_GENESIS: Final = GovernanceParams()
 
 
 @dataclass(frozen=True, kw_only=True)
 class StressThresholds:
-    """Limits of a passing sweep (ppm; the loss limits are shares of the total insurance funds)."""
+    """Limits of a passing sweep (ppm; the loss limits are shares of the total insurance funds),
+    defaulting to the genesis governance defaults; ``source`` is ``governance`` for the governed
+    ones (``governed``) and ``override`` for any other."""
 
-    max_depletion_probability_ppm: int = 10_000      # 1% of scenarios
-    max_var99_loss_ppm_of_fund: int = 500_000        # VaR99 of losses at most half the funds
-    max_es99_loss_ppm_of_fund: int = 1_000_000       # ES99 of losses at most the funds
+    max_depletion_probability_ppm: int = _GENESIS.stress_max_depletion_probability_ppm
+    max_var99_loss_ppm_of_fund: int = _GENESIS.stress_max_var99_loss_ppm_of_fund
+    max_es99_loss_ppm_of_fund: int = _GENESIS.stress_max_es99_loss_ppm_of_fund
+    source: str = OVERRIDE
+
+    @classmethod
+    def governed(cls, params: GovernanceParams) -> StressThresholds:
+        """The thresholds of a state's governance parameters."""
+        return cls(max_depletion_probability_ppm=params.stress_max_depletion_probability_ppm,
+                   max_var99_loss_ppm_of_fund=params.stress_max_var99_loss_ppm_of_fund,
+                   max_es99_loss_ppm_of_fund=params.stress_max_es99_loss_ppm_of_fund, source=GOVERNANCE)
 
     def document(self) -> dict[str, str]:
         return {"max_depletion_probability": format_ppm(self.max_depletion_probability_ppm),
@@ -56,13 +73,11 @@ class StressThresholds:
 
 
 def parse_thresholds(document: Any) -> StressThresholds:
-    """``{"max_depletion_probability": "0.01", ...}`` (omitted fields keep their defaults)."""
-    names = {"max_depletion_probability": "max_depletion_probability_ppm",
-             "max_var99_loss_of_fund": "max_var99_loss_ppm_of_fund",
-             "max_es99_loss_of_fund": "max_es99_loss_ppm_of_fund"}
-    if not isinstance(document, dict) or set(document) - set(names):
-        raise ProtocolError("invalid_thresholds", f"thresholds take {sorted(names)}", field="thresholds")
-    return StressThresholds(**{names[k]: parse_ppm(v, field=f"thresholds.{k}") for k, v in document.items()})
+    """An override: ``{"max_depletion_probability": "0.01", ...}``, the form of the governance
+    parameters' ``stress`` section (``governance.parse_stress_thresholds``; omitted fields keep the
+    genesis defaults)."""
+    params = parse_stress_thresholds(document, _GENESIS, "thresholds")
+    return dataclasses.replace(StressThresholds.governed(params), source=OVERRIDE)
 
 
 @dataclass(frozen=True)
@@ -141,9 +156,10 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
     it, ``proposal`` its ``document()`` (actions, applied changes, worst-case fills) and ``baseline``
     the report of the same set on the state without it; the document then carries ``proposal`` and
     ``baseline`` (its hash, state hash, summary and verdict) beside this run's own. The verdict is
-    this run's. ``exact_results``: the exact replay of a sample (``stress.replay.run_exact``), kept
+    this run's. ``thresholds``: default the governed ones of ``inputs`` (the stressed state's).
+    ``exact_results``: the exact replay of a sample (``stress.replay.run_exact``), kept
     under ``cross_check`` with the metrics beyond tolerance (``replay.compare_results``)."""
-    thresholds = thresholds or StressThresholds()
+    thresholds = thresholds or StressThresholds.governed(inputs.governance)
     if [r.index for r in results] != list(range(len(scenario_set.scenarios()))):
         raise ValueError("a report needs the result of every scenario of the set, in index order")
     summary = summarise(results)
@@ -166,6 +182,7 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
                     "worst_drawdown_usdc": summary.worst_drawdown_usdc, "liquidations": summary.liquidations,
                     "liquidated_notional_usdc": summary.liquidated_notional_usdc},
         "thresholds": thresholds.document(),
+        "thresholds_source": thresholds.source,
         "verdict": verdict(summary, thresholds, insurance_total),
     }
     if proposal is not None:

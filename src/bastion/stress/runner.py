@@ -14,6 +14,9 @@ With a proposal, **the report is the one of the state after the proposal** (the 
 attests and the gate matches); the baseline, the same sweep on the state as it is, is written
 beside it and drawn side by side in the HTML, but its hash is not what anyone signs.
 
+The verdict's thresholds are the state's governance parameters (``GovernanceParams.stress_*``) unless
+a thresholds file overrides them; the report says which (``thresholds_source``).
+
 Errors of the inputs (a missing file, a state without the proposal, a malformed scenario set or
 thresholds file) raise ``StressInputError`` (the CLI's exit code 2).
 """
@@ -137,9 +140,10 @@ def _read_json(path: str | Path, what: str) -> Any:
         raise StressInputError(f"{what}: {path} is not valid JSON ({error})") from None
 
 
-def load_thresholds(path: str | Path | None) -> StressThresholds:
+def load_thresholds(path: str | Path | None) -> StressThresholds | None:
+    """An override of the governed thresholds from a file (``None``: no file, the governed ones)."""
     if path is None:
-        return StressThresholds()
+        return None
     try:
         return parse_thresholds(_read_json(path, "thresholds"))
     except ProtocolError as error:
@@ -164,9 +168,14 @@ def run(state: State, *, scenario_set: ScenarioSet | None = None, thresholds: St
         on_progress: Progress | None = None) -> StressRun:
     """Stress ``state`` (after the queued proposal ``proposal_id`` when given) with ``scenario_set``
     (default: the shipped gate set) on ``workers`` local processes (default: one per CPU) or on Ray.
-    ``on_progress(done)`` counts finished scenarios, across both sweeps when there is a baseline."""
+    ``on_progress(done)`` counts finished scenarios, across both sweeps when there is a baseline.
+
+    The verdict is against ``thresholds`` when given (an override, recorded as such), otherwise
+    against the governed thresholds of ``state``, the ones in force: with a proposal, its report and
+    the baseline are both judged by them, even if the proposal changes them (a proposal does not
+    set the bar of its own gate)."""
     scenario_set = scenario_set or default_scenario_set()
-    thresholds = thresholds or StressThresholds()
+    thresholds = thresholds or StressThresholds.governed(state.governance)
     total = len(scenario_set.scenarios())
 
     def sweep(inputs: StressInputs, offset: int) -> StressReport:
