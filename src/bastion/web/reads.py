@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.api.risk import Holdings, compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
-from bastion.api.views import price_text, size_text
+from bastion.api.views import describe_stress_gate, price_text, size_text
 from bastion.core import governance, votes
 from bastion.core.errors import ProtocolError
 from bastion.core.state import Proposal, State, Subaccount
@@ -78,7 +78,7 @@ def format_param_value(state: State, name: str, value: Any) -> str:
 
 def describe_proposal_diff(state: State, proposal: Proposal) -> dict[str, Any]:
     """Each action's changes against the current values (``compute_action_changes``, the same
-    validation as at execution), the rules of its class, its timelock and the council's attestations."""
+    validation as at execution), the rules of its class, its timelock and its stress gate (the API's ``describe_stress_gate``)."""
     changes, error = [], None
     for action in proposal.actions:
         try:
@@ -89,14 +89,9 @@ def describe_proposal_diff(state: State, proposal: Proposal) -> dict[str, Any]:
             error = f"{refused.code}: {refused.message}"
     rules = proposal.rules
     eta = None if proposal.queued_ms is None else format_iso_ms(proposal.queued_ms + rules.timelock_ms)
-    attestations = [{"member": member, "verdict": a.verdict, "report_hash": a.report_hash, "height": a.height,
-                     "time": format_iso_ms(a.attested_ms)}
-                    for member, a in sorted(state.attestations.get(proposal.proposal_id, {}).items())]
-    gated = proposal.risk_class in ("risk_increasing", "critical")
     return {"changes": changes, "error": error, "timelock_s": rules.timelock_ms // 1_000,
             "quorum": format_ppm(rules.quorum_ppm), "approval_threshold": format_ppm(rules.approval_threshold_ppm),
             "voting_period_blocks": rules.voting_period_blocks, "min_holding_age_blocks": rules.min_holding_age_blocks,
-            "eta": eta, "attestations": attestations, "stress_gated": gated,
-            "council_threshold": state.council.threshold,
+            "eta": eta, "stress_gate": describe_stress_gate(state, proposal),
             "ballots": [{"voter": voter, "option": option, "weight": format_decimal(weight, votes.BGOV_DECIMALS), "reason": reason}
                         for voter, (option, weight, reason) in sorted(proposal.ballots.items())]}
