@@ -72,8 +72,11 @@ def page(browser, server):
 
 
 def act_as(page, server, name: str) -> None:
+    """Choose a demo trader: the page stores the choice and reloads, and the reload must be over
+    before the test navigates elsewhere (else one navigation aborts the other)."""
     page.goto(server.url + "/")
-    page.select_option("#signer", f"demo:{name}")
+    with page.expect_navigation():
+        page.select_option("#signer", f"demo:{name}")
     page.wait_for_load_state("load")
 
 
