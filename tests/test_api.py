@@ -134,6 +134,28 @@ def test_signing_endpoint_gives_domain_types_and_window(api) -> None:
     assert (info["nonce_window_past_ms"], info["nonce_window_future_ms"]) == (600_000, 60_000)
 
 
+def test_wallet_rpc_answers_the_chain_id_a_wallet_checks_before_adding_the_network(api) -> None:
+    number = compute_chain_number(CHAIN)
+    api.node.produce_block()
+
+    chain = api.post("/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+    batch = api.post("/rpc", json=[{"jsonrpc": "2.0", "id": "a", "method": "net_version"},
+                                   {"jsonrpc": "2.0", "id": "b", "method": "eth_blockNumber"},
+                                   {"jsonrpc": "2.0", "id": "c", "method": "eth_sendTransaction"},
+                                   {"id": "d", "method": "eth_chainId"}])
+    garbage = api.post("/rpc", content=b"{not json")
+    preflight = api.options("/rpc")
+
+    assert chain.status_code == 200 and chain.json() == {"jsonrpc": "2.0", "id": 1, "result": hex(number)}
+    assert chain.headers["access-control-allow-origin"] == "*" and preflight.status_code == 200
+    answers = batch.json()
+    assert answers[0] == {"jsonrpc": "2.0", "id": "a", "result": str(number)}
+    assert answers[1] == {"jsonrpc": "2.0", "id": "b", "result": "0x1"}
+    assert answers[2]["error"]["code"] == -32601 and "POST /v1/tx" in answers[2]["error"]["message"]
+    assert answers[3] == {"jsonrpc": "2.0", "id": "d", "error": {"code": -32600, "message": "invalid request"}}
+    assert garbage.json()["error"]["code"] == -32700
+
+
 def test_a_signed_order_is_accepted_then_committed_at_a_height(api) -> None:
     envelope = api.alice(place_order(size="0.1", price="49000"))
 

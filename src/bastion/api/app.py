@@ -103,6 +103,30 @@ class ApiConfig:
     demo: bool = False    # demo mode: the pages may sign with the demo keys (bastion.demo.keys)
 
 
+RPC_MAX_BYTES = 65_536  # a wallet's calls are tiny
+
+
+def rpc_error(call_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": call_id, "error": {"code": code, "message": message}}
+
+
+def answer_rpc(call: Any, chain_id: str, height: int) -> dict[str, Any]:
+    """One JSON-RPC 2.0 call of ``POST /rpc``: ``eth_chainId`` (the EIP-712 chain number, hex),
+    ``net_version`` (the same, decimal) and ``eth_blockNumber`` (the committed height, hex). A
+    wallet calls these to add a network (MetaMask's ``wallet_addEthereumChain`` checks that the RPC
+    answers the chain id it was given); every other method is ``-32601``: Bastion is not an EVM
+    chain, and its transactions go to ``POST /v1/tx``."""
+    if not isinstance(call, dict) or call.get("jsonrpc") != "2.0" or not isinstance(call.get("method"), str):
+        return rpc_error(call.get("id") if isinstance(call, dict) else None, -32600, "invalid request")
+    number = compute_chain_number(chain_id)
+    answers = {"eth_chainId": hex(number), "net_version": str(number), "eth_blockNumber": hex(height)}
+    if call["method"] not in answers:
+        return rpc_error(call.get("id"), -32601,
+                         f"method not found: this node answers only {', '.join(answers)} "
+                         "(transactions go to POST /v1/tx)")
+    return {"jsonrpc": "2.0", "id": call.get("id"), "result": answers[call["method"]]}
+
+
 def error_response(error: ProtocolError) -> JSONResponse:
     status = STATUS_BY_CODE.get(error.code, 400)
     headers = {}
@@ -322,6 +346,30 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                 "types": ENVELOPE_TYPES, "primary_type": "Envelope",
                 "nonce_unit": "microseconds since the Unix epoch" if not config.unsigned else "any (unsigned mode)",
                 "nonce_window_past_ms": config.nonce_past_ms, "nonce_window_future_ms": config.nonce_future_ms}
+
+    # ----------------------------------------------------------------- wallet JSON-RPC
+    rpc_headers = {"access-control-allow-origin": "*", "access-control-allow-methods": "POST",
+                   "access-control-allow-headers": "content-type"}
+
+    @app.options("/rpc", include_in_schema=False)
+    def rpc_preflight() -> Any:
+        return JSONResponse(None, headers=rpc_headers)
+
+    @app.post("/rpc", include_in_schema=False)
+    async def rpc(request: Request) -> Any:
+        """Just enough Ethereum JSON-RPC for a wallet to add the Bastion network (``docs/api.md``)."""
+        try:
+            body = await read_json(request, RPC_MAX_BYTES)
+        except ProtocolError as error:
+            if error.code != "invalid_json":
+                raise
+            return JSONResponse(rpc_error(None, -32700, "parse error"), headers=rpc_headers)
+        with node.lock:
+            height = node.state.height
+        if isinstance(body, list):
+            answers = [answer_rpc(call, chain_id, height) for call in body] or rpc_error(None, -32600, "empty batch")
+            return JSONResponse(answers, headers=rpc_headers)
+        return JSONResponse(answer_rpc(body, chain_id, height), headers=rpc_headers)
 
     # ----------------------------------------------------------------- reads: live state
     not_found = {404: {"model": models.Error}, 400: {"model": models.Error}}

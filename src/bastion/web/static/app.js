@@ -58,7 +58,7 @@ async function ensureWalletChain(chainId) {
     if (error && error.code === 4902) {
       try {
         await window.ethereum.request({method: "wallet_addEthereumChain", params: [{
-          chainId: hex, chainName: "Bastion " + SETTINGS.chain_id, rpcUrls: [location.origin],
+          chainId: hex, chainName: "Bastion " + SETTINGS.chain_id, rpcUrls: [location.origin + "/rpc"],
           nativeCurrency: {name: "Bastion", symbol: "BGOV", decimals: 18}}]});
       } catch (ignored) { /* the signature request below says what the wallet thinks */ }
     }
