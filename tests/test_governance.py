@@ -275,6 +275,12 @@ CLASSIFICATION = [
     ({"type": "set_liquidity_tier", "tier": 1, "oi_upper_cap": "200000000"}, "risk_increasing"),
     ({"type": "set_liquidity_tier", "tier": 1, "oi_lower_cap": "10000000"}, "risk_reducing"),
     ({"type": "set_liquidity_tier", "tier": 1, "oi_upper_cap": "0"}, "risk_increasing"),     # 0 = no cap
+    # judged as one tier: IMF 5% -> 10% with fraction 0.6 -> 0.5 raises maintenance 3% -> 5% (the fraction
+    # alone falls); IMF 5% -> 6% with fraction 0.6 -> 0.4 lowers maintenance 3% -> 2.4%
+    ({"type": "set_liquidity_tier", "tier": 1, "initial_margin": "0.1", "maintenance_fraction": "0.5"},
+     "risk_reducing"),
+    ({"type": "set_liquidity_tier", "tier": 1, "initial_margin": "0.06", "maintenance_fraction": "0.4"},
+     "risk_increasing"),
     # set_fee_params (insurance share 10%)
     ({"type": "set_fee_params", "insurance_share": "0.05"}, "risk_increasing"),
     ({"type": "set_fee_params", "insurance_share": "0.2"}, "risk_reducing"),

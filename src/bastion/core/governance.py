@@ -375,11 +375,12 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
                 raise ProtocolError("invalid_tier", "oi_upper_cap must exceed oi_lower_cap (or be 0 for no cap)",
                                     field="oi_upper_cap")
             prefix = f"liquidity_tiers.{old.tier_id}."
+            # the fields act together (the maintenance margin is IMF x fraction), so every changed field
+            # carries the class of the whole new tier against the old one, not of itself alone
+            risk = _tier_risk(old, new)
             for attr in ("initial_margin_ppm", "maintenance_fraction_ppm", "oi_lower_cap_usdc", "oi_upper_cap_usdc"):
                 if getattr(old, attr) != getattr(new, attr):
-                    one = copy.copy(old)
-                    setattr(one, attr, getattr(new, attr))
-                    changes.append((prefix + attr, getattr(old, attr), getattr(new, attr), _tier_risk(old, one)))
+                    changes.append((prefix + attr, getattr(old, attr), getattr(new, attr), risk))
         case SetFeeParams():
             share = _ratio(action.insurance_share, "insurance_share")
             changes.append(("fees.insurance_share_ppm", state.fees.insurance_share_ppm, share,
