@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from bastion.api.app import ApiConfig, create_app
 from bastion.api.preview import preview_order
 from bastion.api.signing import compute_chain_number, sign_envelope, typed_data
+from bastion.core.genesis import build_state
 from bastion.node.node import Node
 
 ALICE_KEY, BOB_KEY, BRIDGE_KEY, ORACLE_KEY = ("0x" + b * 32 for b in ("a1", "b1", "c1", "d1"))
@@ -436,6 +437,59 @@ def test_preview_flags_an_order_that_would_dominate_the_maintenance_requirement(
     assert (big["isolation"]["market_maintenance_share"], big["isolation"]["reasons"]) == ("0.428571", ["volatile_tier"])
     assert reducing["isolation"] == {**reducing["isolation"], "suggested": False, "reasons": []}
     assert reducing["after"]["maintenance_margin"] == "300"
+
+
+def test_preview_says_where_and_how_to_trade_it_isolated(api) -> None:
+    trade_one_btc(api)  # Alice: 1 BTC long in subaccount 0, and no other subaccount
+
+    isolation = api.post("/v1/preview/order", json={"owner": ALICE, "market": ETH, "side": "buy", "size": "1",
+                                                    "price": "3000"}).json()["isolation"]
+
+    assert (isolation["target_subaccount"], isolation["transfer_amount"]) == (1, "602")
+    assert isolation["setup"] == [
+        {"type": "transfer", "subaccount": 0, "to_owner": ALICE, "to_subaccount": 1, "amount": "602"},
+        {"type": "set_margin_mode", "subaccount": 1, "mode": "isolated", "market": ETH}]
+
+
+ISOLATED_ETH = {"mode": "isolated", "market": ETH}
+TRANSFER_TO = {"type": "transfer", "subaccount": 0, "to_owner": ALICE}
+MODE_ETH = {"type": "set_margin_mode", "mode": "isolated", "market": ETH}
+
+
+@pytest.mark.parametrize("others, target, transfer, setup", [
+    # no other subaccount: the lowest number, 1, funded with the whole 602 and made isolated
+    ([], 1, "602", [{**TRANSFER_TO, "to_subaccount": 1, "amount": "602"}, {**MODE_ETH, "subaccount": 1}]),
+    # subaccount 1 holds money: not free, so 2
+    ([subaccount(1, "100")], 2, "602", [{**TRANSFER_TO, "to_subaccount": 2, "amount": "602"},
+                                         {**MODE_ETH, "subaccount": 2}]),
+    # subaccount 1 exists but is empty (isolated to another market): free, its mode is changed
+    ([subaccount(1, "0", mode="isolated", market="PEPE-USD")], 1, "602",
+     [{**TRANSFER_TO, "to_subaccount": 1, "amount": "602"}, {**MODE_ETH, "subaccount": 1}]),
+    # an idle subaccount already isolated to ETH (an earlier attempt's 100 USDC) is reused: 502 more, no mode change
+    ([subaccount(3, "100", **ISOLATED_ETH)], 3, "502", [{**TRANSFER_TO, "to_subaccount": 3, "amount": "502"}]),
+    # ... and when it already holds enough, nothing is moved: the order goes straight there
+    ([subaccount(1, "0"), subaccount(5, "1000", **ISOLATED_ETH)], 5, "0", []),
+])
+def test_the_isolation_target_is_an_idle_isolated_subaccount_else_the_lowest_free_number(
+        others, target, transfer, setup) -> None:
+    state = build_state(genesis(accounts=[account(ALICE, subaccount(0, "10000"), *others)]))
+
+    isolation = preview_order(state, owner=ALICE, subaccount=0, market=ETH, side="buy", size="1",
+                              price="3000")["isolation"]
+
+    assert (isolation["target_subaccount"], isolation["transfer_amount"], isolation["setup"]) == (
+        target, transfer, setup)
+
+
+def test_an_order_from_an_isolated_subaccount_is_not_told_to_isolate() -> None:
+    state = build_state(genesis(accounts=[account(ALICE, subaccount(0, "10000"),
+                                                      subaccount(1, "1000", **ISOLATED_ETH))]))
+
+    from_cross = preview_order(state, owner=ALICE, subaccount=0, market=ETH, side="buy", size="1", price="3000")
+    from_isolated = preview_order(state, owner=ALICE, subaccount=1, market=ETH, side="buy", size="1", price="3000")
+
+    assert (from_cross["isolation"]["suggested"], from_cross["isolation"]["reasons"]) == (True, ["volatile_tier"])
+    assert (from_isolated["isolation"]["suggested"], from_isolated["isolation"]["reasons"]) == (False, [])
 
 
 def test_preview_fields_are_strictly_typed(api) -> None:

@@ -4,6 +4,8 @@ the live preview suggests isolation, the demo keys sign through the API's own in
 start resumes without a second proposal. The browser itself is in ``test_ui_browser.py``."""
 from __future__ import annotations
 
+import html
+import json
 import re
 import threading
 import time
@@ -128,6 +130,22 @@ def test_the_preview_suggests_isolation_for_a_volatile_tier(demo):
 
     assert "Isolation suggested" in fragment and "volatile_tier" in fragment
     assert "isolated with" in fragment
+
+
+def test_the_suggestion_offers_the_isolated_trade_with_the_previews_target_and_steps(demo):
+    client, _, _ = demo
+    body = {"owner": ALICE, "subaccount": 0, "market": "SOL-USD", "side": "buy", "size": "500", "price": "50"}
+
+    fragment = client.post("/ui/preview", json=body).text
+    isolation = client.post("/v1/preview/order", json=body).json()["isolation"]
+
+    button = re.search(r'<button type="button" id="trade-isolated"[^>]*>([^<]*)</button>', fragment)
+    assert button is not None and button.group(1) == f"Trade isolated with {isolation['proposed_amount']} USDC"
+    assert f'data-target="{isolation["target_subaccount"]}"' in button.group(0)
+    assert 'data-source="0"' in button.group(0) and 'data-size="500"' in button.group(0)
+    setup = json.loads(html.unescape(re.search(r"data-setup='([^']*)'", button.group(0)).group(1)))
+    assert setup == isolation["setup"] and [m["type"] for m in setup] == ["transfer", "set_margin_mode"]
+    assert f"place the order from subaccount {isolation['target_subaccount']}" in fragment
 
 
 def test_the_preview_of_a_large_cap_order_suggests_nothing(demo):

@@ -3,7 +3,7 @@ installed by ``.ci/run``; Playwright never downloads a browser here) against ``b
 server (``DemoServer``: node, API, UI, bots) on a free loopback port.
 
 The demo loads; an order placed from the trade page appears in the book and the portfolio; the
-preview suggests isolation for a risky order; a vote from the governance page is counted; and a
+preview suggests isolation for a risky order, and its button trades it from a new isolated subaccount; a vote from the governance page is counted; and a
 wallet simulated by an injected EIP-1193 provider, whose ``eth_signTypedData_v4`` calls back into
 this test (``page.expose_function``, signing with eth-account), trades. Every request the pages
 make must stay on the node's origin. Screenshots of each page: ``build/screenshots/``."""
@@ -132,6 +132,31 @@ def test_the_preview_suggests_isolation_for_a_risky_order(page, server):
     sync_api.expect(suggestion).to_contain_text("Isolation suggested")
     sync_api.expect(suggestion).to_contain_text("volatile_tier")
     screenshot(page, "trade-isolation-suggestion")
+
+
+def test_trade_isolated_funds_an_isolated_subaccount_and_the_portfolio_shows_it(page, server):
+    act_as(page, server, "alice")  # alice holds subaccount 0 only: 1 is the lowest free number
+    page.goto(server.url + "/trade/SOL-USD")
+    page.fill("#order-size", "800")
+    page.fill("#order-price", "1")  # far below the book: the order rests, and the test does not race the bots
+    sync_api.expect(page.locator("#preview")).to_contain_text("buy 800 SOL-USD at 1")
+    button = page.locator("#trade-isolated")
+    sync_api.expect(button).to_contain_text("Trade isolated with")
+    amount = button.get_attribute("data-amount")
+    assert button.get_attribute("data-target") == "1"
+
+    button.click()
+
+    outcome = page.locator("#isolation-outcome")
+    sync_api.expect(outcome).to_contain_text("Placed isolated: the order is in subaccount 1 (isolated SOL-USD)")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("place_order committed from subaccount 1")
+    screenshot(page, "trade-isolated")
+    page.goto(server.url + "/portfolio")
+    card = page.locator("#subaccount-1")
+    sync_api.expect(card).to_contain_text("Subaccount 1 · isolated (SOL-USD)")
+    sync_api.expect(card.locator(".stats")).to_contain_text(amount)
+    sync_api.expect(card).to_contain_text("800")  # the open order
+    screenshot(page, "portfolio-isolated")
 
 
 def test_a_vote_from_the_governance_page_is_counted(page, server):

@@ -371,10 +371,34 @@ class PreviewRequest(BaseModel):
                                                                     "(default: the proposed amount)")
 
 
+class Isolation(Open):
+    """Whether to trade the order from an isolated subaccount, the comparison, and how to do it
+    (``bastion.api.preview``): send ``setup`` in order, each after the previous one committed ``ok``,
+    then the order from ``target_subaccount``."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "suggested": True, "reasons": ["volatile_tier"], "proposed_amount": "602", "target_subaccount": 1,
+        "transfer_amount": "602", "setup": [
+            {"type": "transfer", "subaccount": 0, "to_owner": ADDRESS_EXAMPLE, "to_subaccount": 1, "amount": "602"},
+            {"type": "set_margin_mode", "subaccount": 1, "mode": "isolated", "market": "ETH-USD"}]}]})
+
+    suggested: bool
+    reasons: list[str] = Field(description="dominates_maintenance | volatile_tier", examples=[["volatile_tier"]])
+    proposed_amount: str = Field(description="USDC: twice the order's initial requirement plus the fee, "
+                                             "rounded up to a whole USDC", examples=["602"])
+    target_subaccount: int | None = Field(description="where to place it isolated: an idle subaccount already "
+                                                      "isolated to the market, else the lowest free number; null "
+                                                      "when all 128 are in use", examples=[1])
+    transfer_amount: str = Field(description="USDC moved from the order's subaccount: the isolated amount less "
+                                             "what the target already holds", examples=["602"])
+    setup: list[dict[str, Any]] = Field(description="messages to sign and send before the order, in order "
+                                                    "(transfer, then set_margin_mode; each left out when not needed)")
+
+
 class Preview(Open):
     height: int
     accepted: bool
     rejection: dict[str, Any] | None
     before: dict[str, Any]
     after: dict[str, Any]
-    isolation: dict[str, Any]
+    isolation: Isolation

@@ -26,7 +26,27 @@ account's equity being at risk. *Isolated*: the order alone in a fresh isolated 
 with ``proposed_amount`` (default: twice the position's initial requirement at the oracle price plus
 the fee, rounded up to a whole USDC; a request may give its own ``isolated_amount``), so at most that
 amount is at risk, and the rest of the account as it is minus that amount, with its own
-liquidation prices.
+liquidation prices. Isolation is never suggested for an order from a subaccount that is already
+isolated (it is the isolated case).
+
+**Trading it isolated** (the trade page's "Trade isolated" button, ``Client.place_order_isolated``):
+the answer says where and how, so that no client recomputes it. ``target_subaccount`` is chosen by
+``find_isolation_target``:
+
+1. the lowest-numbered subaccount of the owner, other than the order's, that is **isolated to this
+   market and idle** (no position, no open or untriggered order) - typically one left funded by an
+   earlier attempt whose order was refused: it is reused, and only what it lacks is moved;
+2. otherwise the lowest-numbered **free** number: no subaccount yet, or one that is empty (zero
+   balance, no position, no order), whatever its mode;
+3. otherwise (all 128 in use) none: ``target_subaccount`` is null and ``setup`` empty.
+
+``transfer_amount`` is ``amount`` minus what the target already holds (never below zero) and
+``setup`` lists the messages to sign and send, in this order, before the order itself (a
+``place_order`` from ``target_subaccount``): a ``transfer`` of ``transfer_amount`` from the order's
+subaccount to the target (left out when zero), then ``set_margin_mode`` isolated to the market
+(left out when the target already is). Send them one by one, each after the previous one's commit
+was ``ok`` (``POST /v1/tx?wait_ms``): the handlers check the target's state as left by the previous
+step, so a batch could apply a later step after an earlier one was refused.
 """
 from __future__ import annotations
 
@@ -38,10 +58,10 @@ from bastion.core.errors import ProtocolError
 from bastion.core.margin import compute_position_risk, cost_after
 from bastion.core.messages import PlaceOrder
 from bastion.core.orders import check_order, fill_notional, parse_order
-from bastion.core.state import State
+from bastion.core.state import CROSS, ISOLATED, SUBACCOUNT_NUMBERS, State, Subaccount
 from bastion.core.units import PPM, USDC, fee_for, format_ppm, format_usdc, parse_decimal, parse_usdc
 
-__all__ = ["DOMINANCE_THRESHOLD_PPM", "VOLATILE_TIER_IMF_PPM", "preview_order"]
+__all__ = ["DOMINANCE_THRESHOLD_PPM", "VOLATILE_TIER_IMF_PPM", "find_isolation_target", "preview_order"]
 
 DOMINANCE_THRESHOLD_PPM = 500_000
 VOLATILE_TIER_IMF_PPM = 100_000
@@ -61,6 +81,49 @@ def _describe_holdings(state: State, holdings: Holdings) -> dict[str, Any]:
     return {"equity": format_usdc(net_collateral), "initial_margin": format_usdc(initial),
             "maintenance_margin": format_usdc(maintenance), "free_collateral": format_usdc(net_collateral - initial),
             "positions": markets}
+
+
+def is_idle(sub: Subaccount) -> bool:
+    """No position, no open order and no untriggered conditional order: its margin mode may change."""
+    return not (sub.positions or sub.orders or sub.conditional_orders)
+
+
+def find_isolation_target(state: State, *, owner: str, source: int, market: str) -> Subaccount | int | None:
+    """Where to trade ``market`` isolated (module docstring): an idle subaccount already isolated to
+    ``market`` (returned as the ``Subaccount``), else the number of a free one (absent, or empty and
+    idle), else None. The order's own subaccount ``source`` is never the target."""
+    free = None
+    for number in SUBACCOUNT_NUMBERS:
+        if number == source:
+            continue
+        sub = state.subaccounts.get((owner, number))
+        if sub is None or (sub.balance == 0 and is_idle(sub)):
+            if free is None:
+                free = number
+            if sub is None:
+                continue
+        if sub.mode == ISOLATED and sub.isolated_market == market and is_idle(sub):
+            return sub
+    return free
+
+
+def describe_isolation_setup(state: State, *, owner: str, source: int, market: str,
+                             amount: int) -> dict[str, Any]:
+    """``target_subaccount``, ``transfer_amount`` and the ``setup`` messages (module docstring)."""
+    target = find_isolation_target(state, owner=owner, source=source, market=market)
+    if target is None:
+        return {"target_subaccount": None, "transfer_amount": format_usdc(0), "setup": []}
+    reused = isinstance(target, Subaccount)
+    number = target.number if reused else target
+    held = target.balance if reused else 0  # a free subaccount holds nothing
+    transfer = max(amount - held, 0)
+    setup: list[dict[str, Any]] = []
+    if transfer > 0:
+        setup.append({"type": "transfer", "subaccount": source, "to_owner": owner, "to_subaccount": number,
+                      "amount": format_usdc(transfer)})
+    if not reused:
+        setup.append({"type": "set_margin_mode", "subaccount": number, "mode": ISOLATED, "market": market})
+    return {"target_subaccount": number, "transfer_amount": format_usdc(transfer), "setup": setup}
 
 
 def preview_order(state: State, *, owner: str, subaccount: int, market: str, side: str, size: str, price: str,
@@ -112,14 +175,15 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
     share_ppm = market_maintenance * PPM // maintenance_after if maintenance_after else 0
     reasons = []
     adds_risk = not (reduce_only or reduces)
-    if adds_risk and share_ppm > DOMINANCE_THRESHOLD_PPM and len(set(after.sizes) - {market}) >= 1:
+    from_cross = sub is None or sub.mode == CROSS  # an isolated subaccount already is the isolated case
+    if adds_risk and from_cross and share_ppm > DOMINANCE_THRESHOLD_PPM and len(set(after.sizes) - {market}) >= 1:
         reasons.append("dominates_maintenance")
-    if adds_risk and state.tiers[the_market.tier_id].initial_margin_ppm >= VOLATILE_TIER_IMF_PPM:
+    if adds_risk and from_cross and state.tiers[the_market.tier_id].initial_margin_ppm >= VOLATILE_TIER_IMF_PPM:
         reasons.append("volatile_tier")
     after_view = _describe_holdings(state, after)
     return {
-        "height": state.height, "market": market, "side": side, "size": size_text(the_market, lots),
-        "price": price_text(the_market, ticks), "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
+        "height": state.height, "subaccount": subaccount, "market": market, "side": side,
+        "size": size_text(the_market, lots), "price": price_text(the_market, ticks), "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
         "accepted": rejection is None, "rejection": rejection,
         "before": _describe_holdings(state, before), "after": after_view,
         "isolation": {
@@ -132,5 +196,6 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
             "isolated": {"amount": format_usdc(amount), "collateral_at_risk": format_usdc(amount),
                          "order": _describe_holdings(state, isolated),
                          "rest": _describe_holdings(state, rest)},
+            **describe_isolation_setup(state, owner=owner, source=subaccount, market=market, amount=amount),
         },
     }

@@ -12,6 +12,15 @@ and submits it::
                                      client_id=1, wait_ms=2_000)    # {"status": "committed", "height": ...}
         print(bastion.subaccount(bastion.address, 0)["equity"])
 
+``place_order_isolated(...)`` trades an order from an isolated subaccount in one call: it asks
+``POST /v1/preview/order`` where (``isolation.target_subaccount``) and how (``isolation.setup``), then
+sends the setup messages and the order one by one, each after the previous one committed, and stops
+at the first refusal (``IsolatedOrderRun``)::
+
+    outcome = bastion.place_order_isolated(market="SOL-USD", side="buy", size="800", price="50", client_id=7)
+    if outcome["refused"]:      # {"step": 3, "type": "place_order", "code": ..., "message": ...}
+        print("funds left in subaccount", outcome["funds_in"])
+
 The two clients share their method definitions (``_Methods``): a method returns what the
 transport's ``_request`` returns, a value for ``Client`` and an awaitable for ``AsyncClient``.
 Decimal amounts are strings (ints are accepted and turned into strings). Refusals raise
@@ -32,7 +41,7 @@ from eth_account import Account
 
 from bastion.api.signing import sign_envelope
 
-__all__ = ["AsyncClient", "BastionError", "Client", "Subscription"]
+__all__ = ["AsyncClient", "BastionError", "Client", "IsolatedOrderRun", "Subscription"]
 
 Decimal = str | int
 
@@ -63,6 +72,79 @@ def _decode(response: httpx.Response) -> Any:
             raise BastionError(response.status_code, body["code"], body.get("message", ""), body.get("field"))
         raise BastionError(response.status_code, "http_error", response.text)
     return body
+
+
+def _order_message(*, market: str, side: str, size: Decimal, price: Decimal, client_id: int, subaccount: int = 0,
+                   order_type: str = "limit", time_in_force: str = "gtc", good_til: str | None = None,
+                   trigger_price: Decimal | None = None, reduce_only: bool = False,
+                   self_trade: str = "cancel_resting") -> dict[str, Any]:
+    return _drop_none({
+        "type": "place_order", "subaccount": subaccount, "market": market, "side": side, "size": str(size),
+        "price": str(price), "client_id": client_id, "order_type": order_type, "time_in_force": time_in_force,
+        "good_til": good_til, "trigger_price": _text(trigger_price), "reduce_only": reduce_only,
+        "self_trade": self_trade})
+
+
+class IsolatedOrderRun:
+    """The steps of an isolated order and their outcome, for ``place_order_isolated``.
+
+    ``steps`` are the preview's ``isolation.setup`` (transfer, set_margin_mode) and then ``order``
+    from ``isolation.target_subaccount``. The client sends them in order and hands each answer to
+    ``record``, which says whether to go on: a step goes on only when it was committed with
+    ``result.ok``. ``outcome`` is then::
+
+        {"placed": bool, "subaccount": target, "amount": "602", "transfer_amount": "602",
+         "steps": [{"msg": ..., "answer": ...}, ...],            # the steps sent, in order
+         "refused": None | {"step": 1-based, "type", "code", "message"},
+         "funds_in": None | target}   # set when the order was not placed but the target holds the funds
+
+    A step is refused when the node refused it at intake (``BastionError``), committed it with
+    ``ok: false``, or had not committed it after ``wait_ms`` (code ``pending``). Funds moved by a
+    committed transfer stay in the target subaccount (``funds_in``): trade from it, or transfer
+    them back.
+    """
+
+    def __init__(self, preview: dict[str, Any], order: dict[str, Any]) -> None:
+        isolation = preview["isolation"]
+        target = isolation["target_subaccount"]
+        if target is None:
+            raise BastionError(0, "no_free_subaccount", "all 128 subaccount numbers are in use")
+        self.steps = [*isolation["setup"], {**order, "subaccount": target}]
+        transfers = any(msg["type"] == "transfer" for msg in isolation["setup"])
+        self.outcome: dict[str, Any] = {
+            "placed": False, "subaccount": target, "amount": isolation["isolated"]["amount"],
+            "transfer_amount": isolation["transfer_amount"], "steps": [], "refused": None,
+            "funds_in": None if transfers else target}
+
+    def record(self, msg: dict[str, Any], answer: dict[str, Any]) -> bool:
+        """Note the answer to ``msg``; True when the next step may be sent."""
+        outcome = self.outcome
+        outcome["steps"].append({"msg": msg, "answer": answer})
+        result = answer.get("result") or {}
+        if answer.get("status") == "committed" and result.get("ok") is True:
+            if msg["type"] == "transfer":
+                outcome["funds_in"] = outcome["subaccount"]
+            if msg["type"] == "place_order":
+                outcome["placed"], outcome["funds_in"] = True, None
+            return True
+        if answer.get("status") == "committed":
+            code, message = result.get("code", "refused"), result.get("message", "")
+        elif answer.get("status") == "pending":
+            code, message = "pending", "accepted but not committed within wait_ms"
+        else:
+            code, message = answer.get("code", "refused"), answer.get("message", "")
+        outcome["refused"] = {"step": len(outcome["steps"]), "type": msg["type"], "code": code, "message": message}
+        return False
+
+    @staticmethod
+    def preview_fields(order: dict[str, Any]) -> dict[str, Any]:
+        """The ``preview_order`` arguments of a ``place_order`` message (from its own subaccount)."""
+        return {key: order[key] for key in ("market", "side", "size", "price", "subaccount", "reduce_only")}
+
+    @staticmethod
+    def refusal_answer(error: BastionError) -> dict[str, Any]:
+        """The answer recorded for a step the node refused at intake."""
+        return {"status": "refused", "code": error.code, "message": error.message}
 
 
 class _Methods:
@@ -193,11 +275,10 @@ class _Methods:
                     subaccount: int = 0, order_type: str = "limit", time_in_force: str = "gtc",
                     good_til: str | None = None, trigger_price: Decimal | None = None, reduce_only: bool = False,
                     self_trade: str = "cancel_resting", wait_ms: int = 0) -> Any:
-        return self.submit(_drop_none({
-            "type": "place_order", "subaccount": subaccount, "market": market, "side": side, "size": str(size),
-            "price": str(price), "client_id": client_id, "order_type": order_type, "time_in_force": time_in_force,
-            "good_til": good_til, "trigger_price": _text(trigger_price), "reduce_only": reduce_only,
-            "self_trade": self_trade}), wait_ms=wait_ms)
+        return self.submit(_order_message(
+            market=market, side=side, size=size, price=price, client_id=client_id, subaccount=subaccount,
+            order_type=order_type, time_in_force=time_in_force, good_til=good_til, trigger_price=trigger_price,
+            reduce_only=reduce_only, self_trade=self_trade), wait_ms=wait_ms)
 
     def cancel_order(self, *, client_id: int | None = None, order_id: int | None = None, subaccount: int = 0,
                      wait_ms: int = 0) -> Any:
@@ -323,6 +404,26 @@ class Client(_Methods):
         """Sign each message and submit them as one batch; each is accepted or refused on its own."""
         return self._request("POST", "/v1/tx/batch", body={"txs": [self.sign(m) for m in msgs]})
 
+    def place_order_isolated(self, *, market: str, side: str, size: Decimal, price: Decimal, client_id: int,
+                             subaccount: int = 0, isolated_amount: Decimal | None = None,
+                             time_in_force: str = "gtc", reduce_only: bool = False,
+                             wait_ms: int = 5_000) -> dict[str, Any]:
+        """Trade a limit order from an isolated subaccount funded from ``subaccount`` with the
+        preview's amount (or ``isolated_amount``): the preview's setup messages, then the order, each
+        sent after the previous one committed; the outcome of ``IsolatedOrderRun``."""
+        order = _order_message(market=market, side=side, size=size, price=price, client_id=client_id,
+                               subaccount=subaccount, time_in_force=time_in_force, reduce_only=reduce_only)
+        preview = self.preview_order(**IsolatedOrderRun.preview_fields(order), isolated_amount=isolated_amount)
+        run = IsolatedOrderRun(preview, order)
+        for msg in run.steps:
+            try:
+                answer = self.submit(msg, wait_ms=wait_ms)
+            except BastionError as error:
+                answer = run.refusal_answer(error)
+            if not run.record(msg, answer):
+                break
+        return run.outcome
+
     @contextmanager
     def subscribe(self, *subscriptions: dict[str, Any]) -> Iterator[Subscription]:
         """Open ``/v1/ws`` and subscribe (``{"channel": "book", "market": ...}``); the confirmations
@@ -372,6 +473,24 @@ class AsyncClient(_Methods):
 
     async def submit_batch(self, msgs: list[dict[str, Any]]) -> Any:
         return await self._request("POST", "/v1/tx/batch", body={"txs": [await self.sign(m) for m in msgs]})
+
+    async def place_order_isolated(self, *, market: str, side: str, size: Decimal, price: Decimal, client_id: int,
+                                   subaccount: int = 0, isolated_amount: Decimal | None = None,
+                                   time_in_force: str = "gtc", reduce_only: bool = False,
+                                   wait_ms: int = 5_000) -> dict[str, Any]:
+        """``Client.place_order_isolated``, awaited."""
+        order = _order_message(market=market, side=side, size=size, price=price, client_id=client_id,
+                               subaccount=subaccount, time_in_force=time_in_force, reduce_only=reduce_only)
+        preview = await self.preview_order(**IsolatedOrderRun.preview_fields(order), isolated_amount=isolated_amount)
+        run = IsolatedOrderRun(preview, order)
+        for msg in run.steps:
+            try:
+                answer = await self.submit(msg, wait_ms=wait_ms)
+            except BastionError as error:
+                answer = run.refusal_answer(error)
+            if not run.record(msg, answer):
+                break
+        return run.outcome
 
     @asynccontextmanager
     async def subscribe(self, *subscriptions: dict[str, Any]) -> AsyncIterator[Any]:

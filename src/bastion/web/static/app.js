@@ -82,25 +82,33 @@ async function postJson(url, body) {
   return response.json();
 }
 
-async function sendMessage(msg) {
+async function submitMessage(msg) {
+  // Sign (demo key on the node, or the wallet here) and submit; the node's answer after waiting for the
+  // commit, or a refusal {status: "refused", code, message} when nothing could be sent.
   const signer = SETTINGS.signer;
-  let answer;
   try {
-    if (signer && signer.startsWith("demo:")) {
-      answer = await postJson("/ui/demo/submit", {trader: signer.slice(5), msg: msg});
-    } else if (signer === "wallet") {
-      answer = await postJson("/v1/tx?wait_ms=5000", await signWithWallet(msg));
-    } else {
-      showStatus("Choose a demo trader or connect a wallet first.", true);
-      return null;
-    }
+    if (signer && signer.startsWith("demo:")) return await postJson("/ui/demo/submit", {trader: signer.slice(5), msg: msg});
+    if (signer === "wallet") return await postJson("/v1/tx?wait_ms=5000", await signWithWallet(msg));
+    return {status: "refused", code: "no_signer", message: "Choose a demo trader or connect a wallet first."};
   } catch (error) {
-    showStatus("Not sent: " + (error && error.message ? error.message : error), true);
-    return null;
+    return {status: "refused", code: "not_sent", message: error && error.message ? error.message : String(error)};
   }
+}
+
+async function sendMessage(msg) {
+  const answer = await submitMessage(msg);
   describeAnswer(msg, answer);
   refreshNow();
   return answer;
+}
+
+function refusalOf(answer) {  // null when committed and applied; else why not ({code, message})
+  if (answer.status === "committed") {
+    const result = answer.result || {};
+    return result.ok === false ? {code: result.code, message: result.message + " (in block " + answer.height + ")"} : null;
+  }
+  if (answer.status === "pending") return {code: "pending", message: "accepted but not committed within 5 s"};
+  return {code: answer.code || "refused", message: answer.message || ""};
 }
 
 function describeAnswer(msg, answer) {
@@ -191,9 +199,10 @@ function formValues(form) {
 }
 
 const orderForm = document.getElementById("order-form");
+let refreshPreview = () => {};
 if (orderForm) {
   let timer = null, asked = 0;
-  const preview = async () => {  // only the answer to the latest question is shown
+  const preview = refreshPreview = async () => {  // only the answer to the latest question is shown
     const question = ++asked;
     const v = formValues(orderForm);
     const response = await fetch("/ui/preview", {method: "POST", headers: {"content-type": "application/json"},
@@ -216,10 +225,86 @@ if (orderForm) {
 const marketSelect = document.getElementById("market-select");
 if (marketSelect) marketSelect.addEventListener("change", () => { location.href = "/trade/" + marketSelect.value; });
 
+// ------------------------------------------------------------------ trade isolated (the preview's button)
+// The preview's setup messages (transfer, set_margin_mode; bastion.api.preview) and then the order from
+// the target subaccount, one at a time, each after the previous one committed: a refused step stops
+// the rest, and the outcome box says which step and why, and where any moved funds are.
+function showOutcome(parts, bad, moveBack) {
+  const box = document.getElementById("isolation-outcome");
+  box.hidden = false;
+  box.className = "isolation-outcome " + (bad ? "bad" : "ok");
+  box.replaceChildren(...parts.map((text) => { const p = document.createElement("p"); p.textContent = text; return p; }));
+  const link = document.createElement("a");
+  link.href = "/portfolio";
+  link.textContent = "See the portfolio";
+  box.append(link);
+  if (moveBack) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = "move-back";
+    button.textContent = "Move the funds of subaccount " + moveBack.from + " back to subaccount " + moveBack.to;
+    button.addEventListener("click", () => moveFundsBack(button, moveBack));
+    box.append(" ", button);
+  }
+}
+
+async function tradeIsolated(button) {
+  const d = button.dataset, v = formValues(orderForm);
+  if (v.side !== d.side || Number(v.size) !== Number(d.size) || Number(v.price) !== Number(d.price)) {
+    showStatus("The preview was for another order: it is being renewed, check it and click again.", true);
+    refreshPreview();
+    return;
+  }
+  const target = Number(d.target), where = "subaccount " + target + " (isolated " + d.market + ")";
+  const order = {type: "place_order", subaccount: target, market: d.market, side: d.side, size: d.size, price: d.price,
+                 client_id: 1 + Math.floor(Math.random() * 2147483646), time_in_force: v.time_in_force,
+                 reduce_only: v.reduce_only};
+  const steps = [...JSON.parse(d.setup), order];
+  button.disabled = true;
+  let funded = !steps.some((m) => m.type === "transfer");  // a reused subaccount already holds the funds
+  for (let i = 0; i < steps.length; i++) {
+    const msg = steps[i], step = "Step " + (i + 1) + " of " + steps.length + " (" + msg.type + ")";
+    showStatus(step + ": sending", false);
+    const answer = await submitMessage(msg);
+    const refusal = refusalOf(answer);
+    if (refusal) {
+      const parts = [step + " refused: " + refusal.code + " — " + refusal.message,
+                     "Not sent: " + (steps.slice(i + 1).map((m) => m.type).join(", ") || "nothing else") + "."];
+      if (funded) parts.push("The funds stay in subaccount " + target + " and are shown in the portfolio; " +
+                             "trade from it, or move them back.");
+      showStatus(step + " refused: " + refusal.code, true);
+      showOutcome(parts, true, funded ? {from: target, to: Number(d.source)} : null);
+      button.disabled = false;
+      refreshNow();
+      return;
+    }
+    if (msg.type === "transfer") funded = true;
+  }
+  showStatus("place_order committed from " + where, false);
+  showOutcome(["Placed isolated: the order is in " + where + ", funded with " + d.amount + " USDC; " +
+               "subaccount " + d.source + " risks nothing on it."], false, null);
+  refreshNow();
+  refreshPreview();
+}
+
+async function moveFundsBack(button, move) {
+  // the whole balance of the idle isolated subaccount, read now (an earlier attempt may have left more)
+  button.disabled = true;
+  const sub = await (await fetch("/v1/subaccounts/" + SETTINGS.owner + "/" + move.from)).json();
+  const answer = await sendMessage({type: "transfer", subaccount: move.from, to_owner: SETTINGS.owner,
+                                    to_subaccount: move.to, amount: sub.balance});
+  if (refusalOf(answer)) { button.disabled = false; return; }
+  showOutcome(["Moved " + sub.balance + " USDC from subaccount " + move.from + " back to subaccount " + move.to + "."],
+              false, null);
+  refreshPreview();
+}
+
 // ------------------------------------------------------------------ buttons inside live sections
 document.addEventListener("click", async (event) => {
   const target = event.target;
-  if (target.classList.contains("cancel")) {
+  if (target.classList.contains("trade-isolated")) {
+    await tradeIsolated(target);
+  } else if (target.classList.contains("cancel")) {
     await sendMessage({type: "cancel_order", subaccount: Number(target.dataset.subaccount),
                        order_id: Number(target.dataset.orderId)});
   } else if (target.classList.contains("vote")) {
