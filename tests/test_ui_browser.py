@@ -212,3 +212,25 @@ def test_an_injected_wallet_signs_an_order_that_reaches_the_book(page, server):
     assert [d["message"]["msgType"] for d in signed] == ["place_order"]
     assert signed[0]["domain"]["chainId"] == compute_chain_number(server.node.state.chain_id)
     screenshot(page, "trade-wallet-order")
+
+
+def test_a_stored_stress_report_page_draws_its_plots_under_its_content_security_policy(page, server):
+    """The node's report page (``GET /v1/stress/reports/{hash}/html``) runs its inline plotly under
+    the policy it is served with (no network access): every figure is drawn, and nothing is blocked."""
+    from bastion.api.models import REPORT_EXAMPLE, STRESS_REPORT_EXAMPLE
+
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    stored = page.request.post(server.url + "/v1/stress/reports", data=json.dumps(STRESS_REPORT_EXAMPLE),
+                               headers={"content-type": "application/json"})
+    assert stored.ok and stored.json()["report_hash"] == REPORT_EXAMPLE
+
+    page.goto(server.url + stored.json()["html_url"])
+
+    sync_api.expect(page.locator(".figure .main-svg").first).to_be_visible()
+    assert page.locator(".figure").count() == 2          # liquidated notional per scenario, bad debt
+    assert page.locator(".figure:has(.main-svg)").count() == 2
+    sync_api.expect(page.locator("h1")).to_have_text("Bastion stress report")
+    screenshot(page, "stress-report")
+    assert blocked == []

@@ -7,6 +7,13 @@ Writes (signed, ``bastion.api.signing``)::
     GET  /v1/tx/{sender}/{nonce}    committed (height, index, result) | pending | unknown (?wait_ms=N)
     GET  /v1/signing                the EIP-712 domain and types, and the nonce window
 
+Stress reports (off-chain, content-addressed, ``bastion.api.reports``; no signature: the hash names
+the bytes)::
+
+    POST /v1/stress/reports               a report.json -> 201 stored (200 already held) {report_hash, ...}
+    GET  /v1/stress/reports/{hash}        its canonical bytes (404 report_not_found)
+    GET  /v1/stress/reports/{hash}/html   its self-contained HTML page
+
 Reads (public). Live state, under the node's lock, at the committed ``height`` they return:
 ``/v1/status``, ``/v1/markets[/{ticker}]``, ``/v1/markets/{ticker}/book``, ``/v1/subaccounts/{owner}
 [/{number}[/orders]]``, ``/v1/insurance-funds``, ``/v1/governance/{proposals,parameters,
@@ -19,7 +26,8 @@ Errors: every refusal is a 4xx ``{"code", "message", "field"}`` with the protoco
 malformed input and protocol rejections, 401 for signatures (``missing_signature``,
 ``invalid_signature``, ``signer_mismatch``), 404 for unknown markets, subaccounts, blocks, proposals
 and routes, 413 for bodies over the limits, 429 ``rate_limited`` (per signed sender: a token bucket,
-``bastion.api.ratelimit``). CORS is closed unless origins are given (``ApiConfig.cors_origins``).
+``bastion.api.ratelimit``; report uploads per client address). CORS is closed unless origins are
+given (``ApiConfig.cors_origins``).
 
 Pages: the web UI (``bastion.web``, ``docs/ui.md``) is mounted on the same app unless
 ``ApiConfig(web=False)``; ``ApiConfig(demo=True)`` (``bastion demo``) lets it sign with the demo keys.
@@ -42,13 +50,14 @@ from fastapi import FastAPI, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.api import models
 from bastion.api.preview import preview_order
 from bastion.api.ratelimit import RateLimiter
+from bastion.api.reports import DIRECTORY as REPORTS_DIRECTORY, ReportStore, describe_gate_reports, report_url
 from bastion.api.signing import (
     ENVELOPE_TYPES, NONCE_FUTURE_MS, NONCE_PAST_MS, compute_chain_number, DOMAIN_NAME, SIGNING_VERSION,
     verify_envelope,
@@ -77,6 +86,7 @@ NUMBER = {"ge": SUBACCOUNT_NUMBERS.start, "le": SUBACCOUNT_NUMBERS.stop - 1}
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "signer_mismatch": 401,
     "unknown_market": 404, "subaccount_not_found": 404, "unknown_block": 404, "unknown_proposal": 404,
+    "report_not_found": 404,
     "read_models_disabled": 404, "not_found": 404, "method_not_allowed": 405,
     "too_large": 413, "rate_limited": 429,
 }
@@ -100,10 +110,16 @@ class ApiConfig:
     read_models_url: str | None = None
     verify_threads: int = 2  # threads recovering a batch's signatures (1: in the event loop)
     web: bool = True      # the web UI's pages (bastion.web) on the same app
+    max_report_bytes: int = 8 * 1024 * 1024   # one uploaded stress report (the default gate set's: ~0.4 MB)
+    report_rate_per_s: int = 1                # stress report uploads per client address (token bucket)
+    report_burst: int = 20
     demo: bool = False    # demo mode: the pages may sign with the demo keys (bastion.demo.keys)
 
 
 RPC_MAX_BYTES = 65_536  # a wallet's calls are tiny
+# a served stress report page runs its inline script and styles and reaches nothing on the network
+REPORT_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                      "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
 
 
 def rpc_error(call_id: Any, code: int, message: str) -> dict[str, Any]:
@@ -193,6 +209,8 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     config = config or ApiConfig()
     chain_id = node.state.chain_id
     limiter = RateLimiter(config.rate_per_s, config.burst, config.clock_ms)
+    report_limiter = RateLimiter(config.report_rate_per_s, config.report_burst, config.clock_ms)
+    reports = ReportStore(node.data_dir / REPORTS_DIRECTORY)
     reader = ReadModelReader(config.read_models_url or node.read_models_url)
     hub = Hub(node)
     node.block_listeners.append(hub.on_block)
@@ -200,6 +218,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                   description=(__doc__ or "").split("\n\n", 1)[0] + " Signed writes (EIP-712), public reads, "
                   "order previews and WebSocket channels. Errors are 4xx {code, message, field}.")
     app.state.node, app.state.config, app.state.reader, app.state.hub = node, config, reader, hub
+    app.state.reports = reports
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["content-type"])
@@ -234,8 +253,9 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                 raise ProtocolError("too_large", f"the body is over {limit} bytes", field="body")
         try:
             return json.loads(body)
-        except ValueError:
-            raise ProtocolError("invalid_json", "the body is not JSON", field="body") from None
+        except (ValueError, RecursionError):
+            raise ProtocolError("invalid_json", "the body is not JSON (or is nested too deeply)",
+                                field="body") from None
 
     # ----------------------------------------------------------------- writes
     def authenticate(envelope: Any) -> tuple[dict[str, Any], str | None]:
@@ -438,17 +458,24 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     @app.get("/v1/governance/proposals", response_model=models.Proposals, tags=["governance"])
     def proposals() -> Any:
         with node.lock:
-            return {"height": node.state.height, "proposals": describe_proposals(node.state)}
+            height, described = node.state.height, describe_proposals(node.state)
+        for entry in described:
+            describe_gate_reports(entry["stress_gate"], reports)
+        return {"height": height, "proposals": described}
 
     @app.get("/v1/governance/proposals/{proposal_id}", response_model=models.ProposalAt, responses=not_found,
              tags=["governance"])
     def proposal(proposal_id: str) -> Any:
         """One proposal by its id or number: actions, risk class, tally, timeline, stress gate
-        (attestations, passes against the threshold, open or not) and participation."""
+        (attestations, passes against the threshold, open or not, and for each attested report hash
+        whether this node holds the report, with links, its verdict and headline figures) and
+        participation."""
         with node.lock:
-            for entry in describe_proposals(node.state):
-                if entry["proposal_id"] == proposal_id or str(entry["number"]) == proposal_id:
-                    return {"height": node.state.height, **entry}
+            height, described = node.state.height, describe_proposals(node.state)
+        for entry in described:
+            if entry["proposal_id"] == proposal_id or str(entry["number"]) == proposal_id:
+                describe_gate_reports(entry["stress_gate"], reports)
+                return {"height": height, **entry}
         raise ProtocolError("unknown_proposal", f"no proposal {proposal_id!r}", field="proposal_id")
 
     @app.get("/v1/governance/parameters", response_model=models.ParameterHistory, tags=["governance"])
@@ -577,6 +604,57 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                                  side=request.side, size=request.size, price=request.price,
                                  reduce_only=request.reduce_only, isolated_amount=request.isolated_amount)
 
+    # ----------------------------------------------------------------- stress reports (off-chain)
+    report_hash_path = Path(pattern="^[0-9a-f]{64}$", description="SHA-256 hex of the report's canonical bytes",
+                            examples=[models.REPORT_EXAMPLE])
+
+    @app.post("/v1/stress/reports", status_code=201, response_model=models.ReportStored, tags=["stress"],
+              responses={200: {"model": models.ReportStored, "description": "already held (nothing written)"},
+                         400: {"model": models.Error, "description": "not JSON, or not a valid report "
+                                                                     "(invalid_report, with the field)"},
+                         413: {"model": models.Error, "description": "body too large"},
+                         429: {"model": models.Error, "description": "rate limited (per client address)"}},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/StressReportDocument"}}}}})
+    async def upload_report(request: Request) -> Any:
+        """Store a stress report (the ``report.json`` of ``bastion stress``) by its hash: the node
+        checks it (``stress.report.check_report_document``: shape, summary and verdict rebuilt from
+        the scenarios), recomputes its canonical bytes and ``report_hash`` and keeps them off-chain
+        (``bastion.api.reports``). No signature: the hash names the bytes, so what is stored under a
+        hash is the report with that hash, whoever sent it. 201 stored now, 200 already held."""
+        report_limiter.take(f"address:{request.client.host if request.client else 'unknown'}")
+        document = await read_json(request, config.max_report_bytes)
+        report_hash, created, stored = await run_in_threadpool(reports.put, document)
+        return JSONResponse({"report_hash": report_hash, "stored": True, "created": created,
+                             "verdict": "pass" if stored["verdict"]["passed"] else "fail",
+                             "url": report_url(report_hash), "html_url": f"{report_url(report_hash)}/html"},
+                            status_code=201 if created else 200)
+
+    @app.get("/v1/stress/reports/{report_hash}", response_model=models.StressReportDocument,
+             responses=not_found, tags=["stress"])
+    def stress_report(report_hash: str = report_hash_path) -> Any:
+        """A held report's canonical bytes (``sha256`` of the body is ``report_hash``);
+        404 ``report_not_found`` when this node does not hold it."""
+        data = reports.read_bytes(report_hash)
+        if data is None:
+            reports.get(report_hash)  # raises report_not_found
+        return Response(data, media_type="application/json")
+
+    @app.get("/v1/stress/reports/{report_hash}/html", response_class=HTMLResponse, tags=["stress"],
+             responses={200: {"content": {"text/html": {"schema": {"type": "string"}}},
+                              "description": "the self-contained HTML report"},
+                        **{status: {"description": description, "content": {"application/json": {"schema": {
+                            "$ref": "#/components/schemas/Error"}}}}
+                           for status, description in ((404, "not held here (report_not_found)"),
+                                                       (400, "not a report hash"))}})
+    async def stress_report_html(report_hash: str = report_hash_path) -> Any:
+        """The report's self-contained HTML page (plotly inline, nothing loaded from anywhere),
+        drawn from the stored document: the plots that need the stressed state (price paths, funds
+        over time) are left out and the page says how to draw them (``bastion stress --out``).
+        Served with a Content-Security-Policy that allows no network access."""
+        page = await run_in_threadpool(reports.render_html, report_hash)
+        return HTMLResponse(page, headers={"Content-Security-Policy": REPORT_PAGE_POLICY})
+
     # ----------------------------------------------------------------- WebSocket
     @app.websocket("/v1/ws")
     async def websocket(socket: WebSocket) -> None:
@@ -586,7 +664,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (models.Envelope, models.Batch):
+            for model in (models.Envelope, models.Batch, models.StressReportDocument):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition

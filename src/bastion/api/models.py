@@ -201,7 +201,39 @@ class Block(BlockHeader):
     events: list[dict[str, Any]]
 
 
-REPORT_EXAMPLE = "ab" * 32
+REPORT_EXAMPLE = "4794d3281e354017a975dde7760421539985a44aa1a83a6ba08e112fdbd0edca"  # of STRESS_REPORT_EXAMPLE
+# a complete (two-scenario) report as ``bastion.stress.report.build_report`` writes it (tested valid)
+STRESS_REPORT_EXAMPLE: dict[str, Any] = {
+    "format": "bastion-stress-report/1",
+    "inputs": {"state_hash": "cd" * 32, "height": 1200, "accounts": 4, "markets": ["BTC-USD"],
+               "insurance_funds_usdc": [["cross", 1000000000000]],
+               "scenario_set": {"name": "gate-default", "version": 1, "hash": "ef" * 32}, "seed": 7,
+               "data_hash": "01" * 32, "code": {"bastion": "0.1.0", "engine": "fast-1", "numpy": "2.3.0"}},
+    "scenarios": [
+        {"index": 0, "name": "down-30", "kind": "shock", "steps": 1, "liquidations": 2,
+         "liquidated_notional_usdc": 61500000000, "insurance_fees_usdc": 615000000, "insurance_payouts_usdc": 0,
+         "insurance_drawdown_usdc": 0, "adl_notional_usdc": 0, "bad_debt_usdc": 0, "loss_usdc": 0,
+         "depleted_pools": []},
+        {"index": 1, "name": "thin-down-10", "kind": "thin_book", "steps": 1, "liquidations": 1,
+         "liquidated_notional_usdc": 30100000000, "insurance_fees_usdc": 0, "insurance_payouts_usdc": 1200000000,
+         "insurance_drawdown_usdc": 1200000000, "adl_notional_usdc": 0, "bad_debt_usdc": 0, "loss_usdc": 1200000000,
+         "depleted_pools": []}],
+    "summary": {"scenarios": 2, "depleted": 0, "depletion_probability_ppm": 0, "var99_loss_usdc": 1200000000,
+                "es99_loss_usdc": 1200000000, "worst_bad_debt_usdc": 0, "worst_drawdown_usdc": 1200000000,
+                "liquidations": 3, "liquidated_notional_usdc": 91600000000},
+    "thresholds": {"max_depletion_probability": "0.01", "max_var99_loss_of_fund": "0.5", "max_es99_loss_of_fund": "1"},
+    "thresholds_source": "governance",
+    "verdict": {"passed": True, "insurance_funds_total_usdc": 1000000000000, "checks": [
+        {"name": "depletion_probability", "value": 0, "limit_ppm": 10000, "passed": True},
+        {"name": "var99_loss_of_fund", "value": 1200000000, "limit_ppm": 500000, "passed": True},
+        {"name": "es99_loss_of_fund", "value": 1200000000, "limit_ppm": 1000000, "passed": True}]},
+}
+HEADLINE_EXAMPLE: dict[str, Any] = {
+    "report_hash": REPORT_EXAMPLE, "held": True, "url": f"/v1/stress/reports/{REPORT_EXAMPLE}",
+    "html_url": f"/v1/stress/reports/{REPORT_EXAMPLE}/html", "verdict": "pass", "scenarios": 2, "depleted": 0,
+    "depletion_probability": "0", "var99_loss": "1200", "es99_loss": "1200", "worst_bad_debt": "0",
+    "worst_drawdown": "1200", "insurance_funds_total": "1000000", "thresholds": STRESS_REPORT_EXAMPLE["thresholds"],
+    "thresholds_source": "governance", "state_hash": "cd" * 32, "height": 1200, "scenario_set": "gate-default v1"}
 
 
 class Attestation(Open):
@@ -215,6 +247,32 @@ class Attestation(Open):
                                     "governance.attestation_max_age_s (it counts for the gate)")
 
 
+class ReportHeadline(BaseModel):
+    """A report hash an attestation names, as this node holds it (``bastion.api.reports``): the
+    figures are null when it does not hold the report (anyone may upload it: POST /v1/stress/reports)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [HEADLINE_EXAMPLE]})
+
+    report_hash: str
+    held: bool = Field(description="this node holds the report (off-chain; not part of the state)")
+    url: str | None = Field(description="the report JSON (GET)")
+    html_url: str | None = Field(description="the report's HTML page (GET)")
+    verdict: str | None = Field(description="pass | fail, as the report's own figures give it")
+    scenarios: int | None
+    depleted: int | None = Field(description="scenarios in which some insurance fund could not pay a loss")
+    depletion_probability: str | None = Field(description="depleted / scenarios, rounded up (6 decimals)")
+    var99_loss: str | None = Field(description="USDC: the 99% quantile of losses")
+    es99_loss: str | None = Field(description="USDC: the mean of the worst 1% of losses")
+    worst_bad_debt: str | None = Field(description="USDC")
+    worst_drawdown: str | None = Field(description="USDC: the largest insurance fund drawdown of any scenario")
+    insurance_funds_total: str | None = Field(description="USDC: the funds the loss limits are shares of")
+    thresholds: dict[str, str] | None = Field(description="the limits of the verdict")
+    thresholds_source: str | None = Field(description="governance (the state's own) | override (a file)")
+    state_hash: str | None = Field(description="the state the report was computed on")
+    height: int | None
+    scenario_set: str | None
+
+
 class StressGate(Open):
     """The council's stress gate on a proposal (``bastion.core.council``)."""
 
@@ -222,7 +280,8 @@ class StressGate(Open):
         "applies": True, "threshold": 2, "report_hash": REPORT_EXAMPLE, "passes": 2, "open": True,
         "passes_by_report": {REPORT_EXAMPLE: 2},
         "attestations": [{"member": ADDRESS_EXAMPLE, "report_hash": REPORT_EXAMPLE, "verdict": "pass",
-                          "time": "2026-01-01T01:00:00Z", "height": 12, "current_member": True, "valid": True}]}]})
+                          "time": "2026-01-01T01:00:00Z", "height": 12, "current_member": True, "valid": True}],
+        "reports": {REPORT_EXAMPLE: HEADLINE_EXAMPLE}}]})
 
     applies: bool = Field(description="the proposal's risk class is risk_increasing or critical")
     threshold: int = Field(description="k: valid passes needed on one report hash")
@@ -231,6 +290,9 @@ class StressGate(Open):
     open: bool = Field(description="an execute now would pass the gate (always true where it does not apply)")
     passes_by_report: dict[str, int]
     attestations: list[Attestation] = Field(description="each member's latest attestation")
+    reports: dict[str, ReportHeadline] | None = Field(
+        default=None, description="per attested report hash: whether this node holds the report, links, verdict "
+                                  "and headline figures (GET /v1/governance/proposals[/{id}])")
 
 
 class Participation(Open):
@@ -402,3 +464,33 @@ class Preview(Open):
     before: dict[str, Any]
     after: dict[str, Any]
     isolation: Isolation
+
+
+class StressReportDocument(Open):
+    """A stress report as ``bastion stress`` writes it (``report.json``, format
+    ``bastion-stress-report/1``; ``docs/stress.md``): every figure an integer (micro-USDC, ppm,
+    counts). ``report_hash`` = SHA-256 of its canonical bytes (sorted keys, compact separators, ASCII)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [STRESS_REPORT_EXAMPLE]})
+
+    format: str = Field(examples=["bastion-stress-report/1"])
+    inputs: dict[str, Any] = Field(description="what it was computed from: state_hash, height, accounts, markets, "
+                                               "insurance_funds_usdc, scenario_set, seed, data_hash, code")
+    scenarios: list[dict[str, Any]] = Field(description="one result per scenario, in index order")
+    summary: dict[str, Any] = Field(description="the cross-scenario figures (stress.report.summarise)")
+    thresholds: dict[str, Any]
+    thresholds_source: str = Field(examples=["governance"])
+    verdict: dict[str, Any] = Field(description="{passed, insurance_funds_total_usdc, checks}")
+
+
+class ReportStored(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "report_hash": REPORT_EXAMPLE, "stored": True, "created": True, "verdict": "pass",
+        "url": f"/v1/stress/reports/{REPORT_EXAMPLE}", "html_url": f"/v1/stress/reports/{REPORT_EXAMPLE}/html"}]})
+
+    report_hash: str = Field(description="SHA-256 hex of the canonical bytes, recomputed by the node")
+    stored: bool = Field(description="the node holds the report (always true in a 200/201 answer)")
+    created: bool = Field(description="this request wrote it (false: it was already held)")
+    verdict: str = Field(description="pass | fail")
+    url: str
+    html_url: str

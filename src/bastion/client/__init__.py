@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -147,6 +147,15 @@ class IsolatedOrderRun:
         return {"status": "refused", "code": error.code, "message": error.message}
 
 
+def _check_report(report_hash: str, document: Any) -> Any:
+    """``document`` if its canonical bytes hash to ``report_hash`` (``bastion.stress.report``)."""
+    from bastion.stress.report import compute_report_hash
+
+    if not isinstance(document, dict) or compute_report_hash(document) != report_hash:
+        raise BastionError(200, "report_hash_mismatch", f"the node's answer is not the report {report_hash}")
+    return document
+
+
 class _Methods:
     """Endpoint and message methods over ``_request`` and ``submit`` (given by each client)."""
 
@@ -256,6 +265,25 @@ class _Methods:
 
     def council(self) -> Any:
         return self._request("GET", "/v1/governance/council")
+
+    # ------------------------------------------------------------------ stress reports (off-chain)
+    def upload_stress_report(self, report: dict[str, Any] | bytes | str) -> Any:
+        """Store a stress report on the node (``POST /v1/stress/reports``, no signature: the node
+        names it by its hash): a report document or the text of a ``report.json``. Answers
+        ``{report_hash, stored, created, verdict, url, html_url}`` (``report_hash`` recomputed by the
+        node); a document that is not a report raises ``BastionError`` ``invalid_report``."""
+        document = json.loads(report) if isinstance(report, (bytes, str)) else report
+        return self._request("POST", "/v1/stress/reports", body=document)
+
+    def stress_report(self, report_hash: str) -> Any:
+        """The report the node holds under ``report_hash``, checked here against the hash
+        (``BastionError`` ``report_hash_mismatch`` if the node sent other bytes; ``report_not_found``
+        if it holds none)."""
+        return self._then(self._request("GET", f"/v1/stress/reports/{report_hash}"),
+                          lambda document: _check_report(report_hash, document))
+
+    def _then(self, value: Any, then: Callable[[Any], Any]) -> Any:
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ messages (signed)
     def deposit(self, *, owner: str, amount: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
@@ -384,6 +412,9 @@ class Client(_Methods):
     def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
         return _decode(self._http.request(method, path, params=params, json=body))
 
+    def _then(self, value: Any, then: Callable[[Any], Any]) -> Any:
+        return then(value)
+
     def _chain_id(self) -> None:
         if self._signer.chain_id is None:
             self._signer.chain_id = self.status()["chain_id"]
@@ -461,6 +492,9 @@ class AsyncClient(_Methods):
 
     async def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
         return _decode(await self._http.request(method, path, params=params, json=body))
+
+    async def _then(self, value: Any, then: Callable[[Any], Any]) -> Any:
+        return then(await value)
 
     async def sign(self, msg: dict[str, Any], *, nonce: int | None = None) -> dict[str, Any]:
         if self._signer.chain_id is None:

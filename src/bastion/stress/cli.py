@@ -5,8 +5,10 @@ attestation are still produced); 2 a usage or input error (nothing written).
 
 Standard output is one JSON object: ``report_hash``, ``verdict``, ``state_hash``,
 ``thresholds_source`` (``governance``, or ``override`` with ``--thresholds``), the files written
-and, with ``--attest``, the signed ``council_attest`` envelope under ``attestation`` (and the node's
-answer under ``submitted`` with ``--submit``). Progress goes to standard error.
+and, with ``--attest``, the signed ``council_attest`` envelope under ``attestation``. With
+``--submit URL`` the report (and the baseline, with a proposal) is first uploaded to the node
+(``POST /v1/stress/reports``; the node's answers under ``uploaded``), then the attestation submitted
+(the node's answer under ``submitted``). Progress goes to standard error.
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bastion.stress.execution import describe_execution
-from bastion.stress.runner import StressInputError, load_set, load_state, load_thresholds, run, sign_attestation
+from bastion.stress.runner import (
+    StressInputError, StressRun, load_set, load_state, load_thresholds, run, sign_attestation,
+)
 
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -46,7 +50,8 @@ def stress(
                                                                            "private key (hex)"),
     key: str = typer.Option(None, "--key", help="the council member's private key (hex)"),
     nonce: int = typer.Option(None, "--nonce", help="envelope nonce (default: the clock in microseconds)"),
-    submit: str = typer.Option(None, "--submit", help="node API URL to submit the attestation to"),
+    submit: str = typer.Option(None, "--submit", help="node API URL: upload the report there, then submit "
+                                                      "the attestation"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Stress a state with a scenario set: the report's hash and verdict, its files, the attestation."""
@@ -75,7 +80,7 @@ def stress(
         errors.print(f"[red]stress input error:[/red] {error}")
         raise typer.Exit(2) from None
     if submit is not None:
-        output["submitted"] = _submit(submit, output["attestation"])
+        output["uploaded"], output["submitted"] = _submit(submit, stress_run, output["attestation"])
     print(json.dumps(output, indent=2))
     errors.print(f"verdict [{'green' if stress_run.passed else 'red'}]{stress_run.verdict.upper()}[/], "
                  f"report hash {stress_run.report.report_hash}")
@@ -102,15 +107,28 @@ def _council_key(*, attest: bool, key: str | None, key_file: Path | None, propos
     return key
 
 
-def _submit(url: str, envelope: dict) -> object:
-    """Submit the signed envelope through the SDK; a refusal or an unreachable node exits 2."""
+def _submit(url: str, stress_run: StressRun, envelope: dict) -> tuple[dict[str, object], object]:
+    """Upload the report (and the baseline, with a proposal) to the node, then submit the signed
+    envelope, through the SDK: the report first, so that an attestation the node accepts always
+    has its report there to read. A refusal, a node naming another hash, or an unreachable node
+    exits 2 (with nothing submitted when an upload failed)."""
     import httpx
 
     from bastion.client import BastionError, Client
 
+    reports = {"report": stress_run.report}
+    if stress_run.baseline is not None:
+        reports["baseline"] = stress_run.baseline
     try:
         with Client(url) as client:
-            return client.submit_envelope(envelope)
+            uploaded = {}
+            for name, report in reports.items():
+                uploaded[name] = client.upload_stress_report(report.canonical_bytes)
+                if uploaded[name]["report_hash"] != report.report_hash:
+                    errors.print(f"[red]the node stored the {name} as {uploaded[name]['report_hash']}, "
+                                 f"not {report.report_hash}:[/red] not submitting the attestation")
+                    raise typer.Exit(2)
+            return uploaded, client.submit_envelope(envelope)
     except BastionError as error:
         errors.print(f"[red]submission refused:[/red] {error}")
     except httpx.HTTPError as error:

@@ -28,7 +28,6 @@ totals are step functions between those points.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import html
 import json
 from dataclasses import dataclass
@@ -37,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from bastion.core.snapshot import canonical_bytes
 from bastion.core.units import USDC_DECIMALS, format_ppm, format_usdc
 from bastion.stress.engine import first_breach, prepare, run_sweep
 from bastion.stress.inputs import StressInputs
 from bastion.stress.paths import build_path
+from bastion.stress.report import compute_report_hash
 from bastion.stress.scenarios import ScenarioSet
 
 SERIES_POINTS = 60       # evaluations of the funds per plotted scenario
@@ -221,9 +220,15 @@ def _summary_rows(documents: list[tuple[str, dict[str, Any]]]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def render_html(report: dict[str, Any], series: list[ScenarioSeries], *, baseline: dict[str, Any] | None = None,
-                baseline_series: list[ScenarioSeries] | None = None, proposal_id: str | None = None) -> str:
-    """The self-contained page of ``report`` (a report document) and its plotted ``series``."""
+def render_html(report: dict[str, Any], series: list[ScenarioSeries] | None, *,
+                baseline: dict[str, Any] | None = None, baseline_series: list[ScenarioSeries] | None = None,
+                proposal_id: str | None = None) -> str:
+    """The self-contained page of ``report`` (a report document) and its plotted ``series``.
+
+    ``series=None`` (a node serving a stored report, ``bastion.api.reports``, which holds the
+    report but not the state it was computed on): the page leaves out the plots drawn from the
+    state (price paths, funds over time, cumulative liquidations) and says how to draw them; the
+    summary, the verdict and the per-scenario plots come from the document alone."""
     inputs = report["inputs"]
     documents = [("report", report)] if baseline is None else [("before", baseline), ("after the proposal", report)]
     figures: list[tuple[str, dict[str, Any]]] = []
@@ -231,15 +236,16 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries], *, baselin
         figures.append(("Before and after the proposal", comparison_figure(baseline, report)))
         figures.append(("", distribution_figure("Loss per scenario, before and after", "loss_usdc",
                                                 [("before", baseline), ("after", report)])))
-        if baseline_series is not None:
+        if baseline_series is not None and series is not None:
             figures.append(("", fund_figure(baseline_series, "Insurance funds over time: before")))
             figures.append(("", fund_figure(series, "Insurance funds over time: after")))
-    figures.extend(("Price paths per scenario kind" if i == 0 else "", figure)
-                   for i, figure in enumerate(price_figures(series)))
-    if baseline is None:
-        figures.append(("Insurance funds over time", fund_figure(series, "Insurance funds over time")))
-    figures.append(("Liquidations and bad debt", cumulative_figure(series)))
-    figures.append(("", liquidated_figure(report)))
+    if series is not None:
+        figures.extend(("Price paths per scenario kind" if i == 0 else "", figure)
+                       for i, figure in enumerate(price_figures(series)))
+        if baseline is None:
+            figures.append(("Insurance funds over time", fund_figure(series, "Insurance funds over time")))
+        figures.append(("Liquidations and bad debt", cumulative_figure(series)))
+    figures.append(("" if series is not None else "Liquidations and bad debt", liquidated_figure(report)))
     figures.append(("", distribution_figure("Bad debt distribution across scenarios", "bad_debt_usdc",
                                             documents)))
     sections = []
@@ -247,7 +253,7 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries], *, baselin
         if heading:
             sections.append(f"<h2>{html.escape(heading)}</h2>")
         sections.append(f'<div class="figure" id="figure-{number}"></div>')
-    calls = "\n".join(f"Plotly.newPlot('figure-{n}', {json.dumps(f['data'])}, {json.dumps(f['layout'])}, "
+    calls = "\n".join(f"Plotly.newPlot('figure-{n}', {script_json(f['data'])}, {script_json(f['layout'])}, "
                       f"{{displaylogo: false, responsive: true}});" for n, (_, f) in enumerate(figures))
     scenario_set = inputs["scenario_set"]
     title = "Bastion stress report" + (f" for proposal {proposal_id}" if proposal_id else "")
@@ -264,10 +270,17 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries], *, baselin
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{PAGE_STYLE}</style>\n<script>{plotly_js()}</script>\n</head><body>"
             f"<h1>{html.escape(title)}</h1><table>{fact_rows}</table>"
-            f"<h2>Summary</h2>{_summary_rows(documents)}{''.join(sections)}"
+            f"<h2>Summary</h2>{_summary_rows(documents)}{''.join(sections)}{STATELESS_NOTE if series is None else ''}"
             f"<script>\n{calls}\n</script></body></html>\n")
 
 
-def compute_report_hash(document: dict[str, Any]) -> str:
-    """The SHA-256 of a report document's canonical bytes (its ``report_hash``)."""
-    return hashlib.sha256(canonical_bytes(document)).hexdigest()
+STATELESS_NOTE = ("<p>This page was drawn from the report document alone. The plots of price paths, insurance "
+                  "funds over time and cumulative liquidations need the stressed state: <code>bastion stress "
+                  "--data DIR --out OUT</code> on a node's data directory at the report's height draws them "
+                  "(and reproduces the report hash).</p>")
+
+
+def script_json(value: Any) -> str:
+    """``value`` as JSON safe inside a ``<script>`` element: ``<``, ``>`` and ``&`` as ``\\u`` escapes,
+    so no string of a report (a scenario name, say) can close the element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

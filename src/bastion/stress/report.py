@@ -32,6 +32,7 @@ from typing import Any, Final
 import numpy as np
 
 import bastion
+from bastion.core.errors import ProtocolError
 from bastion.core.governance import parse_stress_thresholds
 from bastion.core.params import GovernanceParams
 from bastion.core.snapshot import canonical_bytes
@@ -175,12 +176,7 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
             "seed": scenario_set.seed, "data_hash": data_hash(), "code": code_version(),
         },
         "scenarios": [_result_document(r) for r in results],
-        "summary": {"scenarios": summary.scenarios, "depleted": summary.depleted,
-                    "depletion_probability_ppm": summary.depletion_probability_ppm,
-                    "var99_loss_usdc": summary.var99_loss_usdc, "es99_loss_usdc": summary.es99_loss_usdc,
-                    "worst_bad_debt_usdc": summary.worst_bad_debt_usdc,
-                    "worst_drawdown_usdc": summary.worst_drawdown_usdc, "liquidations": summary.liquidations,
-                    "liquidated_notional_usdc": summary.liquidated_notional_usdc},
+        "summary": dataclasses.asdict(summary),
         "thresholds": thresholds.document(),
         "thresholds_source": thresholds.source,
         "verdict": verdict(summary, thresholds, insurance_total),
@@ -197,8 +193,18 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
             "engine": EXACT_ENGINE_VERSION,
             "scenarios": [_result_document(r) for r in exact_results],
             "beyond_tolerance": [problem for r in exact_results for problem in compare_results(by_index[r.index], r)]}
+    return hash_report(document)
+
+
+def hash_report(document: dict[str, Any]) -> StressReport:
+    """A report document with its canonical bytes and ``report_hash`` (the one definition of both)."""
     encoded = canonical_bytes(document)
     return StressReport(document, encoded, hashlib.sha256(encoded).hexdigest())
+
+
+def compute_report_hash(document: dict[str, Any]) -> str:
+    """The SHA-256 of a report document's canonical bytes (its ``report_hash``)."""
+    return hash_report(document).report_hash
 
 
 def _result_document(result: ScenarioResult) -> dict[str, Any]:
@@ -214,3 +220,127 @@ def run_stress(inputs: StressInputs, scenario_set: ScenarioSet,
                thresholds: StressThresholds | None = None) -> StressReport:
     """Sweep every scenario of the set with the fast path and build the report."""
     return build_report(inputs, scenario_set, run_sweep(inputs, scenario_set), thresholds)
+
+
+# --------------------------------------------------------------------------------------- reading a report
+HASH_LENGTH: Final = 64
+MAX_DEPTH: Final = 32       # nesting of a report document (build_report writes at most about 8)
+_INPUT_TYPES: Final = {"state_hash": str, "height": int, "accounts": int, "markets": list,
+                       "insurance_funds_usdc": list, "scenario_set": dict, "seed": int, "data_hash": str,
+                       "code": dict}
+_OPTIONAL_SECTIONS: Final = ("proposal", "baseline", "cross_check")
+
+
+def check_report_document(document: Any) -> StressReport:
+    """``document`` as a report this module would build, with its canonical bytes and hash; raises
+    ``ProtocolError("invalid_report", ..., field=PATH)`` otherwise (what a node checks before it
+    stores an uploaded report, ``bastion.api.reports``).
+
+    It checks the shape ``build_report`` writes (``format``, the ``inputs`` fields, one result per
+    scenario in index order with a known kind, no floats anywhere) and **rebuilds everything derived**:
+    each scenario's ``loss_usdc`` from its payouts and bad debt, the ``summary`` from the scenarios
+    (``summarise``), the ``thresholds`` in their normal form and the ``verdict`` from the summary, the
+    thresholds and the insurance funds (``verdict``). So a stored report is internally consistent: its
+    verdict is what its figures say. Whether the figures are what the stressed state gives is for a
+    reader to reproduce (``bastion stress``), since that needs the state."""
+    from bastion.stress.scenarios import KINDS  # the scenario kinds a result may name
+
+    _require(isinstance(document, dict), "report", "a report is a JSON object")
+    _require(document.get("format") == FORMAT, "format", f"must be {FORMAT!r}")
+    allowed = {"format", "inputs", "scenarios", "summary", "thresholds", "thresholds_source", "verdict",
+               *_OPTIONAL_SECTIONS}
+    for key in sorted(set(allowed) - set(_OPTIONAL_SECTIONS) - set(document)):
+        _require(False, key, "is missing")
+    for key in sorted(set(document) - allowed):
+        _require(False, key, f"is not a field of a {FORMAT} report")
+    _reject_floats(document, "report")
+    inputs = document["inputs"]
+    _require(isinstance(inputs, dict) and set(inputs) == set(_INPUT_TYPES), "inputs",
+             f"must hold exactly {sorted(_INPUT_TYPES)}")
+    for key, kind in _INPUT_TYPES.items():
+        _require(_is(inputs[key], kind), f"inputs.{key}", f"must be {kind.__name__}")
+    funds = inputs["insurance_funds_usdc"]
+    _require(all(isinstance(f, list) and len(f) == 2 and _is(f[0], str) and _is(f[1], int) for f in funds),
+             "inputs.insurance_funds_usdc", "must be [[pool, micro-USDC], ...]")
+    _require(_is_hash(inputs["state_hash"]), "inputs.state_hash", "must be a SHA-256 hex digest")
+    _require(all(_is(m, str) for m in inputs["markets"]), "inputs.markets", "must be a list of tickers")
+    scenarios = document["scenarios"]
+    _require(isinstance(scenarios, list) and scenarios, "scenarios", "must be a non-empty list")
+    results = [_parse_result(scenario, number, KINDS) for number, scenario in enumerate(scenarios)]
+    summary = summarise(results)
+    _require(document["summary"] == dataclasses.asdict(summary), "summary", "is not the summary of the scenarios")
+    _require(document["thresholds_source"] in (GOVERNANCE, OVERRIDE), "thresholds_source",
+             f"must be {GOVERNANCE!r} or {OVERRIDE!r}")
+    try:
+        governed = parse_stress_thresholds(document["thresholds"], _GENESIS, "thresholds")
+        thresholds = dataclasses.replace(StressThresholds.governed(governed), source=document["thresholds_source"])
+    except ProtocolError as error:
+        raise ProtocolError("invalid_report", error.message, field=error.fields.get("field", "thresholds")) from None
+    _require(document["thresholds"] == thresholds.document(), "thresholds",
+             "must be in normal form (decimal strings as build_report writes them, e.g. \"0.01\")")
+    expected = verdict(summary, thresholds, sum(amount for _, amount in funds))
+    _require(document["verdict"] == expected, "verdict", "is not the verdict of the summary against the thresholds")
+    for key in _OPTIONAL_SECTIONS:
+        _require(key not in document or isinstance(document[key], dict), key, "must be an object")
+    if "baseline" in document:
+        _require(_is_hash(document["baseline"].get("report_hash")), "baseline.report_hash",
+                 "must be a SHA-256 hex digest")
+    return hash_report(document)
+
+
+def _parse_result(scenario: Any, index: int, kinds: Any) -> ScenarioResult:
+    """One scenario's result, rebuilt from its document and checked to write it back identically."""
+    path = f"scenarios.{index}"
+    _require(isinstance(scenario, dict), path, "must be an object")
+    try:
+        result = ScenarioResult(
+            index=scenario["index"], name=scenario["name"], kind=scenario["kind"], steps=scenario["steps"],
+            liquidations=scenario["liquidations"], liquidated_notional_usdc=scenario["liquidated_notional_usdc"],
+            insurance_fees_usdc=scenario["insurance_fees_usdc"],
+            insurance_payouts_usdc=scenario["insurance_payouts_usdc"],
+            insurance_drawdown_usdc=scenario["insurance_drawdown_usdc"],
+            adl_notional_usdc=scenario["adl_notional_usdc"],
+            bad_debt_usdc=scenario["bad_debt_usdc"], depleted_pools=tuple(scenario["depleted_pools"]))
+    except KeyError as error:
+        field = f"{path}.{error.args[0]}"
+        raise ProtocolError("invalid_report", f"{field} is missing", field=field) from None
+    except TypeError:
+        raise ProtocolError("invalid_report", f"{path}.depleted_pools must be a list", field=path) from None
+    _require(result.index == index, f"{path}.index", f"must be {index} (results in index order)")
+    _require(result.kind in kinds, f"{path}.kind", f"must be one of {sorted(kinds)}")
+    _require(_is(result.name, str) and all(_is(pool, str) for pool in result.depleted_pools), path,
+             "name and depleted_pools must be strings")
+    for field in dataclasses.fields(ScenarioResult):
+        value = getattr(result, field.name)
+        _require(not (field.type == "int" and not (_is(value, int) and value >= 0)), f"{path}.{field.name}",
+                 "must be a non-negative integer")
+    _require(_result_document(result) == scenario, path,
+             "must hold exactly the fields of a result, with loss_usdc = insurance_payouts_usdc + bad_debt_usdc")
+    return result
+
+
+def _is(value: Any, kind: type) -> bool:
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == HASH_LENGTH and all(c in "0123456789abcdef" for c in value)
+
+
+def _reject_floats(value: Any, path: str, depth: int = 0) -> None:
+    """No floats anywhere (a report holds ints, strings, booleans, lists and objects), and no deeper
+    nesting than ``MAX_DEPTH``."""
+    _require(depth <= MAX_DEPTH, path, f"is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, float):
+        raise ProtocolError("invalid_report", f"{path} is a float: a report holds integers and strings", field=path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_floats(item, f"{path}.{key}" if path != "report" else key, depth + 1)
+    elif isinstance(value, list):
+        for number, item in enumerate(value):
+            _reject_floats(item, f"{path}.{number}", depth + 1)
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+    if not condition:
+        raise ProtocolError("invalid_report", f"{field} {message}", field=field)

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.preview import preview_order
+from bastion.api.reports import describe_gate_reports
 from bastion.api.signing import DOMAIN_NAME, ENVELOPE_TYPES, SIGNING_VERSION, compute_chain_number, sign_envelope
 from bastion.api.views import (
     describe_book, describe_concentration, describe_insurance_funds, describe_market, describe_open_orders,
@@ -55,6 +56,7 @@ def mount_web(app: FastAPI) -> None:
     """Add the pages, static files and (in demo mode) the demo endpoints to the API ``app``
     (built by ``bastion.api.app.create_app``, whose state holds the node, config, reader and intake)."""
     node, config, reader, accept = app.state.node, app.state.config, app.state.reader, app.state.accept
+    reports = app.state.reports
     chain_id = node.state.chain_id
     demo_keys = {}
     if config.demo:
@@ -186,6 +188,8 @@ def mount_web(app: FastAPI) -> None:
                 entry.update(describe_proposal_diff(state, proposal))
             proposals.reverse()  # newest first
             params = format_governance_params(state.governance)
+        for entry in proposals:  # the reports this node holds (files: read outside the lock)
+            describe_gate_reports(entry["stress_gate"], reports)
         example = json.dumps([{"type": "set_market_params", "market": "SOL-USD", "max_open_interest": "150000"}],
                              indent=1)
         return render(request, "governance.html", "/governance", proposals=proposals, params=params,
