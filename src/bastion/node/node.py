@@ -232,7 +232,8 @@ class Node:
         self._durable: LoggedBlock | None = head
         self._delivered: deque[LoggedBlock] = deque()  # durable, their callbacks not yet run
         self._failure: NodeStopped | None = None
-        self._writes: queue.SimpleQueue[tuple[SealedBlock, bytes | None] | None] = queue.SimpleQueue()
+        self._writes: queue.Queue[tuple[SealedBlock, bytes | None] | None] = queue.Queue()
+        self._snapshot_files = threading.Lock()  # the writer's snapshots and ``write_snapshot``'s
         self._writer = threading.Thread(target=self._write_loop, args=(BlockLog(self.data_dir / "blocks.db"),),
                                         name="bastion-block-writer", daemon=True)
         self._writer.start()
@@ -331,8 +332,10 @@ class Node:
         return sealed.block.height
 
     def flush(self) -> LoggedBlock | None:
-        """Wait until every block started is durable and acknowledged, run their callbacks, and
-        return the newest durable block. Raises ``NodeStopped`` if a write failed."""
+        """Wait until every block started is durable and acknowledged and the writer is idle (its
+        snapshot written), run their callbacks, and return the newest durable block. Raises
+        ``NodeStopped`` if a write failed."""
+        self._writes.join()
         with self.lock:
             failure, durable = self._failure, self._durable
         self._deliver()
@@ -348,25 +351,24 @@ class Node:
         released without writing or acknowledging anything."""
         try:
             while (job := self._writes.get()) is not None:
-                sealed, snapshot = job
-                if self._failure is None:
-                    try:
-                        self._acknowledge(log.write(sealed), sealed)
-                    except BaseException as error:  # noqa: BLE001 - the node stops on it
-                        self._stop(f"writing block {sealed.block.height} failed", error)
-                if self._failure is not None:
-                    self.lock.notify_all()
-                    self.lock.release()
-                    continue
-                self.lock.notify_all()  # ``wait_committed``
-                self.lock.release()
-                if snapshot is not None:
-                    try:
-                        self._store_snapshot(sealed.block.height, snapshot)
-                    except BaseException as error:  # noqa: BLE001 - the node stops on it
-                        self._stop(f"writing the snapshot at height {sealed.block.height} failed", error)
+                self._write_job(log, *job)
+                self._writes.task_done()
         finally:
             log.close()
+
+    def _write_job(self, log: BlockLog, sealed: SealedBlock, snapshot: bytes | None) -> None:
+        if self._failure is None:
+            try:
+                self._acknowledge(log.write(sealed), sealed)
+            except BaseException as error:  # noqa: BLE001 - the node stops on it
+                self._stop(f"writing block {sealed.block.height} failed", error)
+        self.lock.notify_all()  # ``wait_committed``
+        self.lock.release()
+        if snapshot is not None and self._failure is None:
+            try:
+                self._store_snapshot(sealed.block.height, snapshot)
+            except BaseException as error:  # noqa: BLE001 - the node stops on it
+                self._stop(f"writing the snapshot at height {sealed.block.height} failed", error)
 
     def _acknowledge(self, block: LoggedBlock, sealed: SealedBlock) -> None:
         """A block is durable: its transactions leave the mempool (``tx_status`` now finds them in
@@ -436,25 +438,26 @@ class Node:
         directory = self.data_dir / SNAPSHOTS
         path = directory / f"{height:012d}.json"
         temporary = directory / f".{height:012d}.json.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
-            old.unlink()
+        with self._snapshot_files:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            descriptor = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
+                old.unlink()
         return path
 
     def close(self) -> None:
-        """Let the block in flight become durable and run its callbacks, then stop the writer, the
-        indexer and the log (a failed write was already raised by ``start_block``/``flush``)."""
-        with self.lock:
-            pass
+        """Let the block in flight become durable (and its snapshot written) and run its callbacks,
+        then stop the writer, the indexer and the log (a failed write was already raised by
+        ``start_block``/``flush``)."""
+        self._writes.join()
         self._deliver()
         self._writes.put(None)
         self._writer.join()
