@@ -4,6 +4,15 @@ Each transaction gets an arrival number (recorded in the block log with it) and 
 order. A sender's nonce is single-use: a nonce already pending or already committed (the block
 log knows) is refused, so a client that resubmits after a crash or a timeout can never have its
 transaction applied twice. Not thread-safe by itself: the node serialises access.
+
+The nonce check asks the block log only when it must. The mempool keeps each sender's highest
+nonce ever accepted or committed (``highest``: seeded from the log's ``tx_index`` at start-up,
+raised by every ``add``); every committed nonce is at most that, so a nonce above it is fresh
+without a lookup. Clients count their nonces up (the SDK uses increasing microsecond nonces), so
+the log (``is_committed``, one indexed SQLite read) is asked only for a nonce at or below the
+sender's highest: a resubmission or one out of order. Exact, since the log stays the truth for
+those, and memory is one integer per sender (not one entry per transaction, as a set of every used
+nonce would need).
 """
 from __future__ import annotations
 
@@ -18,10 +27,13 @@ from bastion.node.blocklog import Tx
 
 class Mempool:
     def __init__(self, is_committed: Callable[[str, int], bool], capacity: int = 200_000,
-                 next_arrival: int = 0) -> None:
+                 next_arrival: int = 0, highest: dict[str, int] | None = None) -> None:
+        """``is_committed(sender, nonce)`` asks the block log; ``highest`` is every sender's highest
+        committed nonce (``BlockLog.max_nonces``)."""
         self._queue: deque[tuple[Tx, Message]] = deque()
         self._pending: set[tuple[str, int]] = set()
         self._is_committed = is_committed
+        self._highest: dict[str, int] = dict(highest or {})
         self.capacity = capacity
         self.next_arrival = next_arrival
 
@@ -30,7 +42,8 @@ class Mempool:
 
     def add(self, checked: CheckedTx) -> Tx:
         key = (checked.sender, checked.nonce)
-        if key in self._pending or self._is_committed(*key):
+        highest = self._highest.get(checked.sender, -1)
+        if key in self._pending or (checked.nonce <= highest and self._is_committed(*key)):
             raise ProtocolError("duplicate_nonce", f"nonce {checked.nonce} of {checked.sender} was already used",
                                 field="nonce")
         if len(self._queue) >= self.capacity:
@@ -39,6 +52,8 @@ class Mempool:
         self.next_arrival += 1
         self._queue.append((tx, checked.typed))
         self._pending.add(key)
+        if checked.nonce > highest:
+            self._highest[checked.sender] = checked.nonce
         return tx
 
     def take(self, limit: int) -> list[tuple[Tx, Message]]:

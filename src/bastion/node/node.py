@@ -7,6 +7,23 @@ the previous block), appends the block to the log in one durable transaction, an
 its transactions committed ("acknowledged": ``tx_status`` answers with the height and result).
 Blocks are produced every ``block_time_ms`` and as soon as the mempool holds a full block.
 
+The write is pipelined, one block deep, by a writer thread. ``start_block`` applies a block and
+seals it (bodies encoded, roots and hash computed: ``blocklog.seal_block``) holding ``lock``, the
+state lock, then hands block and lock to the writer and returns; the writer compresses and writes
+the block in one SQLite transaction with its fsync (zlib and sqlite3 release the GIL, so this runs
+while the producer's thread accepts the next block's transactions), acknowledges it (its
+transactions leave the mempool, ``tx_status`` finds them in the log, ``wait_committed`` wakes up)
+and only then releases ``lock``. So whoever holds ``lock`` (``tx_status``, the API's reads, the
+WebSocket hub) sees the state at the durable head and never a block in flight, and the next
+``start_block`` waits for the previous block to be durable. ``on_block``, the block listeners and
+the indexer are called for a durable block by the producer's thread: at its next ``start_block``
+or ``flush``, and in ``run`` as soon as the block is durable. ``produce_block`` is ``start_block``
+followed by ``flush`` (wait until durable, run the callbacks). A crash with a block in flight loses
+only that block, which nobody heard of. The first failed write (or snapshot) stops the node: it
+is never acknowledged, and ``start_block``, ``flush``, ``submit`` and ``run`` raise
+``NodeStopped`` from then on (restart to recover from the log). ``close`` lets the block in flight
+become durable first. The mempool has its own lock: ``submit`` never waits for a write.
+
 Start-up (``Node(...)``) is recovery: the newest snapshot whose block hash is in the log (a
 damaged or foreign snapshot is skipped and reported), then the log after it verified link by link
 and replayed through the state machine, each block's state hash compared with the logged one. A
@@ -22,17 +39,20 @@ lag the head by at most the blocks being indexed, and a failure there never stop
 Snapshots are written every ``snapshot_every`` blocks, and sooner when ``snapshot_every_txs``
 transactions were committed since the last one, which bounds the replay after a crash
 (``DIR/snapshots/HEIGHT.json``, canonical JSON of ``bastion.core.snapshot``, written to a temporary
-file, fsync'd and renamed); the newest ``keep_snapshots`` are kept.
+file, fsync'd and renamed); the newest ``keep_snapshots`` are kept. The producer encodes the
+document at the block it follows (``blocklog.json_bytes``: the bytes of ``canonical_bytes``, with
+orjson); the writer writes the file after that block is durable, so a snapshot never refers to a
+block the log may lose.
 """
 from __future__ import annotations
 
 import gc
-import json
 import multiprocessing
 import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +61,13 @@ from typing import Any
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import decode_message
-from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
+from bastion.core.snapshot import state_from_document, state_to_document
 from bastion.core.state import State
 from bastion.core.transition import apply_block
 from bastion.node.app import Application
-from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, canonical, compact, sha256
+from bastion.node.blocklog import (
+    BlockLog, LoggedBlock, LogCorrupted, SealedBlock, canonical, compact, json_bytes, json_value, seal_block, sha256,
+)
 from bastion.node.mempool import Mempool
 
 SNAPSHOTS = "snapshots"
@@ -123,7 +145,7 @@ def recover_state(log: BlockLog, genesis: dict[str, Any], snapshots: Path, recov
 def _newest_snapshot(log: BlockLog, snapshots: Path, head_height: int, recovery: Recovery) -> State | None:
     for path in sorted(snapshots.glob("*.json"), reverse=True):
         try:
-            document = json.loads(path.read_bytes())
+            document = json_value(path.read_bytes())
             height = document["height"]
             block = log.block(height) if height <= head_height else None
             if block is None or block.block_hash != document["block_hash"]:
@@ -155,9 +177,20 @@ def load_committed_state(data_dir: str | Path) -> tuple[State, Recovery]:
         log.close()
 
 
+class NodeStopped(Exception):
+    """Writing a block (or a snapshot) failed: the node stops producing and accepting transactions.
+    Nothing of the block that failed, or after it, was acknowledged; restarting recovers from the log."""
+
+
 class Node:
     """One node over a data directory (see the module docstring). Thread-safe: ``submit``,
-    ``tx_status`` and ``produce_block`` may be called from different threads."""
+    ``tx_status`` and ``produce_block`` may be called from different threads.
+
+    ``lock`` is the state lock: whoever holds it sees the state at the log's durable head. It is
+    held from the moment a block starts being applied until that block is durable, so it passes
+    from the producer (``start_block``) to the writer thread, which releases it after the fsync;
+    hence a plain ``Lock`` under the condition, never re-entered. The mempool has its own lock, so
+    transactions are accepted while a block is applied and written."""
 
     def __init__(self, data_dir: str | Path, genesis: dict[str, Any] | None = None, *, max_block_txs: int = 1_000,
                  snapshot_every: int = 1_000, keep_snapshots: int = 3, clock_ms: Callable[[], int] = wall_clock_ms,
@@ -192,8 +225,18 @@ class Node:
         head = self.log.head()
         next_arrival = 1 + max((tx.arrival for tx in head.txs), default=-1) if head is not None else 0
         self.mempool = Mempool(lambda sender, nonce: self.log.find_tx(sender, nonce) is not None,
-                               next_arrival=next_arrival)
-        self.lock = threading.Condition()
+                               next_arrival=next_arrival, highest=self.log.max_nonces())
+        self.lock = threading.Condition(threading.Lock())
+        self._mempool_changed = threading.Condition(threading.Lock())  # guards the mempool
+        self._head_hash = self.log.genesis_hash() if head is None else head.block_hash  # of the last block applied
+        self._durable: LoggedBlock | None = head
+        self._delivered: deque[LoggedBlock] = deque()  # durable, their callbacks not yet run
+        self._failure: NodeStopped | None = None
+        self._writes: queue.Queue[tuple[SealedBlock, bytes | None] | None] = queue.Queue()
+        self._snapshot_files = threading.Lock()  # the writer's snapshots and ``write_snapshot``'s
+        self._writer = threading.Thread(target=self._write_loop, args=(BlockLog(self.data_dir / "blocks.db"),),
+                                        name="bastion-block-writer", daemon=True)
+        self._writer.start()
         self.indexer: IndexerWorker | None = None
         self.read_models_url: str | None = None
         if read_models is not None:
@@ -205,32 +248,41 @@ class Node:
 
     # -- transactions
     def submit(self, envelope: Any) -> dict[str, Any]:
-        """``check_tx`` and queue; returns ``{"status": "accepted", ...}`` or raises ``ProtocolError``."""
-        with self.lock:
-            checked = self.app.check_tx(envelope)
+        """``check_tx`` and queue; returns ``{"status": "accepted", ...}`` or raises ``ProtocolError``
+        (``NodeStopped`` once a write failed). Takes only the mempool's lock: ``check_tx`` reads no
+        state but who the operators are, which ``finalize_block`` checks again."""
+        if self._failure is not None:
+            raise self._failure
+        checked = self.app.check_tx(envelope)
+        with self._mempool_changed:
             tx = self.mempool.add(checked)
             if len(self.mempool) >= self.max_block_txs:
-                self.lock.notify_all()  # a full block is waiting
+                self._mempool_changed.notify_all()  # a full block is waiting
         return {"status": "accepted", "sender": tx.sender, "nonce": tx.nonce, "arrival": tx.arrival}
 
     def tx_status(self, sender: str, nonce: int) -> dict[str, Any]:
         """``committed`` (with height, index and result), ``pending`` or ``unknown``."""
         with self.lock:
-            found = self.log.find_tx(sender, nonce)
-            if found is None:
-                return {"status": "pending" if self.mempool.is_pending(sender, nonce) else "unknown"}
-            height, index = found
-            block = self.log.block(height)
-            if block is None:
-                raise LogCorrupted(height, "indexed transaction's block is missing")
-            return {"status": "committed", "height": height, "index": index, "result": block.results[index]}
+            return self._tx_status(sender, nonce)
+
+    def _tx_status(self, sender: str, nonce: int) -> dict[str, Any]:
+        found = self.log.find_tx(sender, nonce)
+        if found is None:
+            with self._mempool_changed:
+                pending = self.mempool.is_pending(sender, nonce)
+            return {"status": "pending" if pending else "unknown"}
+        height, index = found
+        block = self.log.block(height)
+        if block is None:
+            raise LogCorrupted(height, "indexed transaction's block is missing")
+        return {"status": "committed", "height": height, "index": index, "result": block.results[index]}
 
     def wait_committed(self, sender: str, nonce: int, timeout_s: float) -> dict[str, Any]:
         """``tx_status`` once the transaction is committed, or after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         with self.lock:
             while True:
-                status = self.tx_status(sender, nonce)
+                status = self._tx_status(sender, nonce)
                 remaining = deadline - time.monotonic()
                 if status["status"] != "pending" or remaining <= 0:
                     return status
@@ -238,72 +290,177 @@ class Node:
 
     # -- blocks
     def produce_block(self) -> LoggedBlock:
-        """Apply the next block (possibly empty), log it durably, then acknowledge its transactions."""
-        with self.lock:
-            taken = self.mempool.take(self.max_block_txs)
+        """Apply the next block (possibly empty), log it durably, acknowledge its transactions and
+        run the callbacks: ``start_block`` then ``flush``. Returns the block as logged."""
+        height = self.start_block()
+        durable = self.flush()
+        if durable is None or durable.height != height:  # another thread started a block meanwhile
+            durable = self.log.block(height)
+        if durable is None:
+            raise LogCorrupted(height, "the block just written is missing")
+        return durable
+
+    def start_block(self) -> int:
+        """Apply the next block and hand it to the writer thread; returns its height at once.
+
+        Waits first for the previous block to be durable (it holds ``lock`` until then), so one
+        block at most is in flight. Its transactions are acknowledged by the writer when it is
+        durable; ``on_block``, the listeners and the indexer are called for it by the next
+        ``start_block`` or ``flush`` (``run`` calls them as soon as it is durable)."""
+        self._deliver()
+        self.lock.acquire()
+        try:
+            if self._failure is not None:
+                raise self._failure
+            with self._mempool_changed:
+                taken = self.mempool.take(self.max_block_txs)
             time_ms = max(self.state.time_ms, self.clock_ms())
             result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken])
             app_hash = self.app.commit()
-            txs = [tx for tx, _ in taken]
-            block = self.log.append(result.height, time_ms, txs, result.results, result.events, app_hash)
-            self.mempool.done(txs)
-            self.lock.notify_all()
-        self._txs_since_snapshot += block.tx_count
-        if self.snapshot_every and (block.height % self.snapshot_every == 0
-                                    or self._txs_since_snapshot >= self.snapshot_every_txs):
-            self.write_snapshot()
-        if self.indexer is not None:
-            self.indexer.notify()
-        if self.on_block is not None:
-            self.on_block(block)
-        for listener in self.block_listeners:
-            listener(block)
-        return block
+            sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken], result.results,
+                                result.events, app_hash)
+            self._head_hash = sealed.block.block_hash
+            self._txs_since_snapshot += len(taken)
+            snapshot = None
+            if self.snapshot_every and (sealed.block.height % self.snapshot_every == 0
+                                        or self._txs_since_snapshot >= self.snapshot_every_txs):
+                snapshot = self._snapshot_bytes()
+        except BaseException:
+            self.lock.release()
+            raise
+        self._writes.put((sealed, snapshot))  # the writer releases the lock once the block is durable
+        return sealed.block.height
+
+    def flush(self) -> LoggedBlock | None:
+        """Wait until every block started is durable and acknowledged and the writer is idle (its
+        snapshot written), run their callbacks, and return the newest durable block. Raises
+        ``NodeStopped`` if a write failed."""
+        self._writes.join()
+        with self.lock:
+            failure, durable = self._failure, self._durable
+        self._deliver()
+        if failure is not None:
+            raise failure
+        return durable
+
+    def _write_loop(self, log: BlockLog) -> None:
+        """The writer thread: each block handed over is written (compressed, one SQLite transaction,
+        fsync), then acknowledged (its transactions leave the mempool, ``tx_status`` finds them),
+        then ``lock`` is released; then the snapshot taken at that block, if any, is written. The
+        first error stops the node (``_failure``): from then on the lock of a block handed over is
+        released without writing or acknowledging anything."""
+        try:
+            while (job := self._writes.get()) is not None:
+                self._write_job(log, *job)
+                self._writes.task_done()
+        finally:
+            log.close()
+
+    def _write_job(self, log: BlockLog, sealed: SealedBlock, snapshot: bytes | None) -> None:
+        if self._failure is None:
+            try:
+                self._acknowledge(log.write(sealed), sealed)
+            except BaseException as error:  # noqa: BLE001 - the node stops on it
+                self._stop(f"writing block {sealed.block.height} failed", error)
+        self.lock.notify_all()  # ``wait_committed``
+        self.lock.release()
+        if snapshot is not None and self._failure is None:
+            try:
+                self._store_snapshot(sealed.block.height, snapshot)
+            except BaseException as error:  # noqa: BLE001 - the node stops on it
+                self._stop(f"writing the snapshot at height {sealed.block.height} failed", error)
+
+    def _acknowledge(self, block: LoggedBlock, sealed: SealedBlock) -> None:
+        """A block is durable: its transactions leave the mempool (``tx_status`` now finds them in
+        the log) and its callbacks are due."""
+        with self._mempool_changed:
+            self.mempool.done(sealed.txs)
+            self._mempool_changed.notify_all()  # ``run`` delivers the callbacks
+        self._durable = block
+        self._delivered.append(block)
+
+    def _stop(self, what: str, error: BaseException) -> None:
+        failure = NodeStopped(f"{what}: {error!r}")
+        failure.__cause__ = error
+        self._failure = failure
+
+    def _deliver(self) -> None:
+        """Run the callbacks of the blocks made durable since the last call, in order (in the
+        calling thread: the producer's)."""
+        while self._delivered:
+            block = self._delivered.popleft()
+            if self.indexer is not None:
+                self.indexer.notify()
+            if self.on_block is not None:
+                self.on_block(block)
+            for listener in self.block_listeners:
+                listener(block)
 
     def run(self, stop: threading.Event, block_time_ms: int = 250) -> None:
-        """Produce blocks until ``stop`` is set: every ``block_time_ms``, or at once when full."""
+        """Produce blocks until ``stop`` is set: every ``block_time_ms``, or at once when full;
+        the callbacks of each block run as soon as it is durable. Everything started is durable
+        when it returns; raises ``NodeStopped`` if a write failed."""
         next_at = time.monotonic()
         while not stop.is_set():
             next_at += block_time_ms / 1000
-            with self.lock:
-                while len(self.mempool) < self.max_block_txs and not stop.is_set():
+            while not stop.is_set():
+                self._deliver()
+                with self._mempool_changed:
                     remaining = next_at - time.monotonic()
-                    if remaining <= 0:
+                    if len(self.mempool) >= self.max_block_txs or remaining <= 0:
                         break
-                    self.lock.wait(min(remaining, 0.05))
+                    self._mempool_changed.wait(min(remaining, 0.05))
             if stop.is_set():
-                return
-            self.produce_block()
+                break
+            self.start_block()
             next_at = max(next_at, time.monotonic() - block_time_ms / 1000)
+        self.flush()
 
     # -- snapshots
     def write_snapshot(self) -> Path:
-        """Write the current state (at the log's head) as a snapshot and prune old ones."""
+        """Write the state at the log's head (once every block started is durable) as a snapshot
+        and prune old ones."""
         with self.lock:
-            head = self.log.head()
-            height = 0 if head is None else head.height
-            document = {"height": height, "block_hash": "" if head is None else head.block_hash,
-                        "state": state_to_document(self.state)}
-            data = canonical_bytes(document)
+            height, data = self.state.height, self._snapshot_bytes()
+        return self._store_snapshot(height, data)
+
+    def _snapshot_bytes(self) -> bytes:
+        """The snapshot document of the current state, as ``bastion.core.snapshot.canonical_bytes``
+        encodes it (the same bytes, through ``json_bytes``); the caller holds ``lock``."""
+        document = {"height": self.state.height, "block_hash": self._head_hash if self.state.height else "",
+                    "state": state_to_document(self.state)}
+        self._txs_since_snapshot = 0
+        return json_bytes(document, sort_keys=True)
+
+    def _store_snapshot(self, height: int, data: bytes) -> Path:
+        """Write ``DIR/snapshots/HEIGHT.json`` (temporary file, fsync, rename, fsync of the directory)
+        and keep the newest ``keep_snapshots``."""
         directory = self.data_dir / SNAPSHOTS
         path = directory / f"{height:012d}.json"
         temporary = directory / f".{height:012d}.json.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
-            old.unlink()
-        self._txs_since_snapshot = 0
+        with self._snapshot_files:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+            descriptor = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
+                old.unlink()
         return path
 
     def close(self) -> None:
+        """Let the block in flight become durable (and its snapshot written) and run its callbacks,
+        then stop the writer, the indexer and the log (a failed write was already raised by
+        ``start_block``/``flush``)."""
+        self._writes.join()
+        self._deliver()
+        self._writes.put(None)
+        self._writer.join()
         if self.indexer is not None:
             self.indexer.stop()
         self.log.close()
