@@ -71,15 +71,20 @@ def test_parallel_and_sequential_agree_on_the_summary(chain: Path) -> None:
         parallel = verify_log(chain, workers=3, check_roots=check_roots)
         assert summary(parallel) == summary(sequential)
         assert parallel["from_snapshots"] == [5, 10] and parallel["skipped_snapshots"] == []
-    assert verify_log(chain, workers=2)["from_snapshots"] == [10]  # the cut nearest to half the chain
+    # two processors: thirds would cost two snapshot loads (~190 KB each, about two blocks' work)
+    assert verify_log(chain, workers=2)["from_snapshots"] == [10]
 
 
 def test_plan_splits_the_work_evenly_between_snapshots() -> None:
-    counts = [(h, 100) for h in range(1, 101)]
-    snapshots = {h: Path(f"{h}.json") for h in (10, 20, 30, 40, 50, 60, 70, 80, 90)}
-    assert [h for h, _ in plan_segments(counts, snapshots, 4)] == [30, 50, 80]  # 25/50/75: the nearest, later on a tie
-    assert [h for h, _ in plan_segments(counts, {90: Path("90.json")}, 4)] == [90]
-    assert plan_segments(counts, snapshots, 1) == [] and plan_segments(counts, {}, 4) == []
+    counts = [(h, 99) for h in range(1, 101)]  # 100 blocks of 100 units of work
+    every_tenth = {h: 0 for h in range(10, 100, 10)}
+    assert plan_segments(counts, every_tenth, 4) == [20, 40, 60, 80]  # five fifths on four: 1/4 of the time
+    assert plan_segments(counts, {90: 0}, 4) == [90]
+    assert plan_segments(counts, every_tenth, 1) == [] and plan_segments(counts, {}, 4) == []
+    fifths = {h: 0 for h in (20, 40, 60, 80)}
+    assert plan_segments(counts, fifths, 2) == [40, 60]  # 2/5, 1/5, 2/5 shared by two processors: 1/2
+    assert plan_segments(counts, {h: 1_500 for h in fifths}, 2) == [60]  # loads too dear: 3/5 (later on a tie)
+    assert plan_segments(counts, {h: 100 for h in every_tenth}, 2) == [50]
 
 
 @pytest.mark.parametrize("workers", [1, 3])

@@ -143,8 +143,8 @@ def replay(
     data: Path = typer.Argument(..., exists=True, file_okay=False, help="a node's data directory"),
     verify: bool = typer.Option(True, "--verify/--hashes-only",
                                 help="compare each block's results and events too, not only its state hash"),
-    workers: int = typer.Option(0, min=0, help="processes replaying segments between snapshots at once "
-                                               "(0: one per CPU; 1: one pass from genesis, no snapshot trusted)"),
+    workers: int = typer.Option(0, min=0, help="processors to replay segments between snapshots on at once "
+                                               "(0: all; 1: one pass from genesis, no snapshot trusted)"),
 ) -> None:
     """Replay DIR's log from genesis, recomputing every state hash; report the first divergence.
 
