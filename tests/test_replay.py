@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from test_node import crash_node, drive
+from typer.testing import CliRunner
 
+from bastion.cli.main import app
 from bastion.core.snapshot import canonical_bytes
 from bastion.node.blocklog import BlockLog, LogCorrupted, compact, decode_txs, header_hash
 from bastion.node.replay import ReplayDivergence, plan_segments, verify_log
@@ -165,3 +167,17 @@ def test_logged_transactions_decode_to_the_values_written() -> None:
         [tx] = decode_txs(compact([row]))
         assert (tx.sender, tx.nonce, tx.arrival, tx.msg) == tuple(row)
         assert [type(v) for v in tx.msg.values()] == [type(v) for v in row[3].values()]
+
+
+def test_the_cli_reports_the_segments_and_refuses_a_divergence(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bastion.node.node.tune_garbage_collector", lambda: None)  # not in the test process
+    runner = CliRunner()
+    result = runner.invoke(app, ["replay", str(copy), "--hashes-only", "--workers", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["verified"], report["blocks"], report["from_snapshots"], report["skipped_snapshots"]) == \
+        (True, 16, [5, 10], [])
+    plant_divergence(copy, 12)
+    result = runner.invoke(app, ["replay", str(copy), "--workers", "3"])
+    assert result.exit_code == 3
+    assert f"replay diverges at height 12: state hash logged {WRONG}" in " ".join(result.stderr.split())
