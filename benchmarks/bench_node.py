@@ -15,8 +15,8 @@ per market per block), as JSON envelopes ``{sender, nonce, msg}``.
    end: messages committed durably per second.
 2. **Replay**: ``bastion replay --verify`` on the resulting log (chain verification, every block
    re-applied from genesis, state hashes compared; ``--hashes-only`` mode, then with the results
-   and events roots compared too), over ``--workers`` processes (default: one per CPU) started
-   from the snapshots (``bastion.node.replay``).
+   and events roots compared too), spread over ``--workers`` processors (default: all) by
+   processes started from the snapshots (``bastion.node.replay``).
 3. **Recovery**: the node object is dropped without closing (as after ``kill -9``) and a new one
    opened on the directory: newest snapshot + verification + replay of the blocks after it.
 Prints one JSON line per phase.
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=None, help="data directory (default: a temporary one)")
     parser.add_argument("--index", action="store_true", help="run the indexer (read models in DIR) during the commit")
-    parser.add_argument("--workers", type=int, default=None, help="replay processes (default: one per CPU)")
+    parser.add_argument("--workers", type=int, default=None, help="replay processors (default: all)")
     args = parser.parse_args()
 
     genesis = make_genesis(args.accounts)
