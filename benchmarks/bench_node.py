@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The node in-process: durable commit throughput, replay speed, and recovery after a crash.
 
-    python benchmarks/bench_node.py [--ops 1000000] [--block 1000] [--snapshot-every 200]
+    python benchmarks/bench_node.py [--ops 1000000] [--block 1000] [--snapshot-every 200] [--workers N]
 
 Workload: the state-machine benchmark's (``bench_state_machine.generate``: ~70% passive limit
 orders, ~20% cancels, ~10% crossing orders over three markets and 1,000 accounts, one oracle update
@@ -12,12 +12,14 @@ per market per block), as JSON envelopes ``{sender, nonce, msg}``.
    the mempool: arrival order and nonce uniqueness) and ``Node.start_block`` (the state machine,
    then the block handed to the writer thread, which appends it to the SQLite log in one
    ``synchronous=FULL`` transaction while the next block's envelopes are submitted) in blocks of
-   ``--block``, with a snapshot every ``--snapshot-every`` blocks, and ``Node.flush`` at the end.
-   Timed end to end: messages committed durably per second; ``submit_s`` and ``produce_s`` split
-   that time between the two calls (``produce_s`` includes waiting for the previous block's write).
+   ``--block``, with a snapshot every ``--snapshot-every`` blocks (all of them kept), and
+   ``Node.flush`` at the end. Timed end to end: messages committed durably per second; ``submit_s``
+   and ``produce_s`` split that time between the two calls (``produce_s`` includes waiting for the
+   previous block's write).
 2. **Replay**: ``bastion replay --verify`` on the resulting log (chain verification, every block
    re-applied from genesis, state hashes compared; ``--hashes-only`` mode, then with the results
-   and events roots compared too).
+   and events roots compared too), spread over ``--workers`` processors (default: all) by
+   processes started from the snapshots (``bastion.node.replay``).
 3. **Recovery**: the node object is dropped without closing (as after ``kill -9``) and a new one
    opened on the directory: newest snapshot + verification + replay of the blocks after it.
 Prints one JSON line per phase.
@@ -40,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_state_machine import generate, make_genesis  # noqa: E402
 
 from bastion.core.messages import MESSAGE_TYPES  # noqa: E402
-from bastion.node.node import Node, tune_garbage_collector, verify_log  # noqa: E402
+from bastion.node.node import Node, tune_garbage_collector  # noqa: E402
+from bastion.node.replay import verify_log  # noqa: E402
 
 TYPE_NAMES = {cls: name for name, cls in MESSAGE_TYPES.items()}
 
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=int, default=200)
     parser.add_argument("--dir", type=Path, default=None, help="data directory (default: a temporary one)")
     parser.add_argument("--index", action="store_true", help="run the indexer (read models in DIR) during the commit")
+    parser.add_argument("--workers", type=int, default=None, help="replay processors (default: all)")
     args = parser.parse_args()
 
     genesis = make_genesis(args.accounts)
@@ -74,7 +78,7 @@ def main() -> None:
     data = args.dir or Path(tempfile.mkdtemp(prefix="bastion-bench-node-"))
     clock = iter(range(1_767_225_600_250, 10**15, 250))  # the state-machine benchmark's block times
     tune_garbage_collector()  # as `bastion node` does (it also freezes the pre-generated workload)
-    node = Node(data, genesis, max_block_txs=args.block + 10, snapshot_every=args.snapshot_every,
+    node = Node(data, genesis, max_block_txs=args.block + 10, snapshot_every=args.snapshot_every, keep_snapshots=0,
                 clock_ms=clock.__next__, read_models="default" if args.index else None)
     submit_seconds = 0.0
     started = time.perf_counter()
@@ -108,10 +112,11 @@ def main() -> None:
     node.log.db.close()  # no orderly shutdown: as after kill -9 (everything is durable: flushed above)
     del node
     for mode, roots in (("replay_hashes_only", False), ("replay_verify", True)):
-        report = verify_log(data, check_roots=roots)
-        assert report["state_hash"] == head.state_hash
+        report = verify_log(data, check_roots=roots, workers=args.workers)
+        assert report["state_hash"] == head.state_hash and not report["skipped_snapshots"]
         print(json.dumps({"phase": mode, "messages": report["txs"], "seconds": report["seconds"],
-                          "messages_per_s": report["txs_per_s"]}), flush=True)
+                          "messages_per_s": report["txs_per_s"], "from_snapshots": report["from_snapshots"]}),
+              flush=True)
     newest = sorted((data / "snapshots").glob("*.json"))
     newest[-1].unlink()  # the final snapshot above was extra: recover from the periodic one before it
     started = time.perf_counter()

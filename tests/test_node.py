@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from bastion.api.app import ApiConfig, create_app
 from bastion.core.errors import ProtocolError
 from bastion.core.timefmt import parse_iso_ms
-from bastion.node.node import Node, verify_log
+from bastion.node.node import Node
+from bastion.node.replay import verify_log
 
 
 class Envelopes:

@@ -15,7 +15,8 @@ from builders import ALICE, BOB, BRIDGE, genesis as make_genesis, place_order
 from bastion.core.errors import ProtocolError
 from bastion.core.snapshot import canonical_bytes, state_to_document
 from bastion.node.blocklog import canonical, compact, json_bytes, json_value
-from bastion.node.node import Node, NodeStopped, verify_log
+from bastion.node.node import Node, NodeStopped
+from bastion.node.replay import verify_log
 
 
 def stdlib_json(value: object, *, sort_keys: bool = False) -> bytes:

@@ -30,7 +30,8 @@ from builders import BRIDGE, address, free_port, genesis as make_genesis, place_
 
 from bastion.core.timefmt import format_iso_ms
 from bastion.node.blocklog import BlockLog
-from bastion.node.node import Node, verify_log
+from bastion.node.node import Node
+from bastion.node.replay import verify_log
 
 TRADERS = [address(0x100 + i) for i in range(8)]
 

@@ -66,6 +66,8 @@ def node(
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
+    keep_snapshots: int = typer.Option(3, help="newest snapshots kept (0: all; `replay --verify` replays "
+                                               "from them in parallel)"),
     verify_threads: int = typer.Option(2, help="threads recovering the signatures of a batch (1: none)"),
     quiet: bool = typer.Option(False, help="do not log blocks"),
     read_models: str = typer.Option("default", help="read models URL: sqlite:///PATH or postgresql://... "
@@ -81,7 +83,8 @@ def node(
     from bastion.api.app import ApiConfig, create_app
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
-    from bastion.node.node import Node, ReplayDivergence, tune_garbage_collector
+    from bastion.node.node import Node, tune_garbage_collector
+    from bastion.node.replay import ReplayDivergence
 
     genesis_doc = None
     if genesis is not None:
@@ -99,6 +102,7 @@ def node(
         raise typer.Exit(2)
     try:
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
+                        keep_snapshots=keep_snapshots,
                         on_block=None if quiet else _log_block,
                         read_models=None if read_models == "none" else read_models)
     except (LogCorrupted, ReplayDivergence) as error:
@@ -139,14 +143,21 @@ def replay(
     data: Path = typer.Argument(..., exists=True, file_okay=False, help="a node's data directory"),
     verify: bool = typer.Option(True, "--verify/--hashes-only",
                                 help="compare each block's results and events too, not only its state hash"),
+    workers: int = typer.Option(0, min=0, help="processors to replay segments between snapshots on at once "
+                                               "(0: all; 1: one pass from genesis, no snapshot trusted)"),
 ) -> None:
-    """Replay DIR's log from genesis, recomputing every state hash; report the first divergence."""
-    from bastion.node.blocklog import LogCorrupted
-    from bastion.node.node import ReplayDivergence, tune_garbage_collector, verify_log
+    """Replay DIR's log from genesis, recomputing every state hash; report the first divergence.
 
-    tune_garbage_collector()
+    With several workers, segments between DIR's snapshots are replayed at the same time, each
+    snapshot trusted only if its recomputed state hash is the log's at its height (see
+    bastion.node.replay); the summary lists the snapshots used and those skipped."""
+    from bastion.node.blocklog import LogCorrupted
+    from bastion.node.node import tune_garbage_collector
+    from bastion.node.replay import ReplayDivergence, verify_log
+
+    tune_garbage_collector()  # for a replay in this process (one worker, or no snapshots)
     try:
-        report = verify_log(data, check_roots=verify)
+        report = verify_log(data, check_roots=verify, workers=workers or None)
     except (LogCorrupted, ReplayDivergence) as error:
         errors.print(f"[red]verification failed:[/red] {error}")
         raise typer.Exit(3) from None

@@ -20,9 +20,11 @@ Tables:
 
 Integrity: each root is the SHA-256 of its blob, and ``block_hash`` is the SHA-256 of the header
 (height, time, previous block hash, the three roots, the state hash), chained from the genesis
-hash. ``verify`` recomputes every root and link (a bit flipped anywhere in a block, a block lost
-from the middle or a tail that does not follow is reported with its height); SQLite's own journal
-makes a torn write invisible, and ``PRAGMA quick_check`` runs at open.
+hash. ``verify_block`` recomputes a block's roots and link (a bit flipped anywhere in a block, a
+block lost from the middle or a tail that does not follow is reported with its height) and returns
+its transactions decoded, so that the replay (``bastion.node.replay``) reads each body once;
+``check_tx_index`` finds a head block cut off with its transactions still indexed. SQLite's own
+journal makes a torn write invisible, and ``PRAGMA quick_check`` runs at open.
 
 JSON: the bodies are the bytes of the standard library's compact, ASCII-escaped encoding
 (``json.dumps(..., separators=(",", ":"), ensure_ascii=True)``), in the values' key order.
@@ -194,7 +196,7 @@ class LoggedBlock:
 
     @property
     def txs(self) -> list[Tx]:
-        return [Tx(sender, nonce, arrival, msg) for sender, nonce, arrival, msg in json_value(_inflate(self.txs_blob))]
+        return decode_txs(_inflate(self.txs_blob))
 
     @property
     def results(self) -> list[dict]:
@@ -207,6 +209,11 @@ class LoggedBlock:
 
 def _inflate(blob: bytes) -> bytes:
     return zlib.decompress(blob)
+
+
+def decode_txs(body: bytes) -> list[Tx]:
+    """The transactions of an (inflated) ``txs`` body, through ``json_value``."""
+    return [Tx(sender, nonce, arrival, msg) for sender, nonce, arrival, msg in json_value(body)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,14 +243,16 @@ class BlockLog:
     """Append-only block log in one SQLite file. Not thread-safe: one connection per thread (the
     node writes through its writer thread's own ``BlockLog`` and reads through another)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, quick_check: bool = True) -> None:
+        """``quick_check=False`` skips ``PRAGMA quick_check`` (for the replay's worker processes: the
+        process that started them checked the file)."""
         self.path = Path(path)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
-            check = self.db.execute("PRAGMA quick_check").fetchone()[0]
+            check = self.db.execute("PRAGMA quick_check").fetchone()[0] if quick_check else "ok"
         except sqlite3.DatabaseError as error:  # a damaged file: not a database, malformed pages...
             self.db.close()
             raise LogCorrupted(0, f"the SQLite file is damaged ({error})") from error
@@ -337,46 +346,46 @@ class BlockLog:
         """Every sender's highest committed nonce (for a restarted mempool)."""
         return dict(self.db.execute("SELECT sender, MAX(nonce) FROM tx_index GROUP BY sender").fetchall())
 
+    def tx_counts(self, start_height: int = 1) -> list[tuple[int, int]]:
+        """(height, transaction count) of every block from ``start_height`` (headers only)."""
+        return self.db.execute("SELECT height, tx_count FROM blocks WHERE height >= ? ORDER BY height",
+                               (start_height,)).fetchall()
+
     # -- integrity
-    def verify_block(self, block: LoggedBlock, prev_hash: str, expected_height: int) -> None:
-        """Raise ``LogCorrupted`` unless the block follows ``prev_hash`` and matches its own roots."""
+    def verify_block(self, block: LoggedBlock, prev_hash: str, expected_height: int) -> list[Tx]:
+        """Raise ``LogCorrupted`` unless the block follows ``prev_hash`` and matches its own roots;
+        returns its transactions, decoded once for the caller (the replay)."""
         if block.height != expected_height:
             raise LogCorrupted(expected_height, f"block {expected_height} is missing (found {block.height})")
         if block.prev_hash != prev_hash:
             raise LogCorrupted(block.height, "does not link to the previous block")
+        bodies = []
         for name, blob, root in (("txs", block.txs_blob, block.tx_root), ("results", block.results_blob,
                                  block.results_root), ("events", block.events_blob, block.events_root)):
             try:
-                intact = sha256(_inflate(blob)) == root
+                body = _inflate(blob)
             except zlib.error:
-                intact = False
-            if not intact:
+                body = None
+            if body is None or sha256(body) != root:
                 raise LogCorrupted(block.height, f"{name} do not match their root")
+            bodies.append(body)
         if header_hash(block.height, block.time_ms, block.prev_hash, block.tx_root, block.results_root,
                        block.events_root, block.state_hash) != block.block_hash:
             raise LogCorrupted(block.height, "header does not match its hash")
-        if len(json_value(_inflate(block.txs_blob))) != block.tx_count:
+        txs = decode_txs(bodies[0])
+        if len(txs) != block.tx_count:
             raise LogCorrupted(block.height, "transaction count does not match")
+        return txs
 
-    def verify(self, start_height: int = 1) -> int:
-        """Check every block from ``start_height`` to the head; returns the head height."""
-        if start_height == 1:
-            prev = self.genesis_hash()
-        else:
-            previous = self.block(start_height - 1)
-            if previous is None:
-                raise LogCorrupted(start_height - 1, "block is missing")
-            prev = previous.block_hash
-        height = start_height - 1
-        for block in self.iter_blocks(start_height):
-            self.verify_block(block, prev, height + 1)
-            prev, height = block.block_hash, block.height
+    def check_tx_index(self, start_height: int, head_height: int) -> None:
+        """Raise ``LogCorrupted`` (at ``head_height``) unless the transaction index holds exactly one
+        entry per logged transaction from ``start_height`` (a head block cut off leaves its
+        transactions indexed)."""
         indexed = self.db.execute("SELECT COUNT(*) FROM tx_index WHERE height >= ?", (start_height,)).fetchone()[0]
         logged = self.db.execute("SELECT COALESCE(SUM(tx_count), 0) FROM blocks WHERE height >= ?",
                                  (start_height,)).fetchone()[0]
         if indexed != logged:
-            raise LogCorrupted(height, f"transaction index has {indexed} entries for {logged} transactions")
-        return height
+            raise LogCorrupted(head_height, f"transaction index has {indexed} entries for {logged} transactions")
 
 
 @contextlib.contextmanager

@@ -26,9 +26,11 @@ become durable first. The mempool has its own lock: ``submit`` never waits for a
 
 Start-up (``Node(...)``) is recovery: the newest snapshot whose block hash is in the log (a
 damaged or foreign snapshot is skipped and reported), then the log after it verified link by link
-and replayed through the state machine, each block's state hash compared with the logged one. A
-log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
-the node with the height and the reason: a damaged log is never silently accepted.
+and replayed through the state machine in one pass (``bastion.node.replay.replay_range``), each
+block's state hash compared with the logged one. A log that does not verify (``LogCorrupted``) or a
+replay that diverges (``ReplayDivergence``) stops the node with the height and the reason: a
+damaged log is never silently accepted. ``bastion replay --verify`` is ``bastion.node.replay``'s
+``verify_log``, which replays the whole chain, in parallel from the snapshots.
 
 Read models (``bastion.node.indexer``) are built by a worker process with its own connections: after
 each commit the producer only signals the new head; the worker indexes every block after the read
@@ -39,10 +41,11 @@ lag the head by at most the blocks being indexed, and a failure there never stop
 Snapshots are written every ``snapshot_every`` blocks, and sooner when ``snapshot_every_txs``
 transactions were committed since the last one, which bounds the replay after a crash
 (``DIR/snapshots/HEIGHT.json``, canonical JSON of ``bastion.core.snapshot``, written to a temporary
-file, fsync'd and renamed); the newest ``keep_snapshots`` are kept. The producer encodes the
-document at the block it follows (``blocklog.json_bytes``: the bytes of ``canonical_bytes``, with
-orjson); the writer writes the file after that block is durable, so a snapshot never refers to a
-block the log may lose.
+file, fsync'd and renamed); the newest ``keep_snapshots`` are kept (0: all of them, which gives
+``replay --verify`` starting points all along the chain to spread over its processes). The
+producer encodes the document at the block it follows (``blocklog.json_bytes``: the bytes of
+``canonical_bytes``, with orjson); the writer writes the file after that block is durable, so a
+snapshot never refers to a block the log may lose.
 """
 from __future__ import annotations
 
@@ -60,25 +63,12 @@ from typing import Any
 
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
-from bastion.core.messages import decode_message
-from bastion.core.snapshot import state_from_document, state_to_document
+from bastion.core.snapshot import state_to_document
 from bastion.core.state import State
-from bastion.core.transition import apply_block
 from bastion.node.app import Application
-from bastion.node.blocklog import (
-    BlockLog, LoggedBlock, LogCorrupted, SealedBlock, canonical, compact, json_bytes, json_value, seal_block, sha256,
-)
+from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, SealedBlock, canonical, json_bytes, seal_block
 from bastion.node.mempool import Mempool
-
-SNAPSHOTS = "snapshots"
-
-
-class ReplayDivergence(Exception):
-    """Replaying the log gave another result than the one it records."""
-
-    def __init__(self, height: int, what: str, logged: str, replayed: str) -> None:
-        super().__init__(f"replay diverges at height {height}: {what} logged {logged}, replayed {replayed}")
-        self.height, self.what, self.logged, self.replayed = height, what, logged, replayed
+from bastion.node.replay import SNAPSHOT_ERRORS, SNAPSHOTS, load_snapshot, replay_range
 
 
 @dataclass
@@ -105,27 +95,10 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def replay_block(state: State, block: LoggedBlock, *, check_roots: bool = False) -> None:
-    """Apply a logged block to ``state`` and compare what it records (the state hash; with
-    ``check_roots`` also the results and events, byte for byte)."""
-    txs = [(tx.sender, decode_message(tx.msg)) for tx in block.txs]
-    result = apply_block(state, block.time_ms, txs)
-    if result.height != block.height:
-        raise ReplayDivergence(block.height, "height", str(block.height), str(result.height))
-    if check_roots:
-        for what, value, root in (("results", result.results, block.results_root),
-                                  ("events", result.events, block.events_root)):
-            replayed = sha256(compact(value))
-            if replayed != root:
-                raise ReplayDivergence(block.height, f"{what} root", root, replayed)
-    if result.state_hash != block.state_hash:
-        raise ReplayDivergence(block.height, "state hash", block.state_hash, result.state_hash)
-
-
 def recover_state(log: BlockLog, genesis: dict[str, Any], snapshots: Path, recovery: Recovery) -> State:
     """The state at the log's head: the newest snapshot of ``snapshots`` whose block hash is in the
-    log (others are skipped and listed in ``recovery``), then the log after it verified and replayed,
-    each block's state hash compared with the logged one. Reads only."""
+    log (others are skipped and listed in ``recovery``), then the log after it verified and replayed
+    in one pass (``replay_range``), each block's state hash compared with the logged one. Reads only."""
     started = time.perf_counter()
     head = log.head()
     head_height = 0 if head is None else head.height
@@ -133,11 +106,8 @@ def recover_state(log: BlockLog, genesis: dict[str, Any], snapshots: Path, recov
     if state is None:
         state = build_state(genesis)
     recovery.snapshot_height = state.height
-    log.verify(state.height + 1)
-    for block in log.iter_blocks(state.height + 1):
-        replay_block(state, block)
-        recovery.replayed_blocks += 1
-        recovery.replayed_txs += block.tx_count
+    recovery.replayed_blocks, recovery.replayed_txs = replay_range(log, state)
+    log.check_tx_index(recovery.snapshot_height + 1, head_height)
     recovery.seconds = time.perf_counter() - started
     return state
 
@@ -145,16 +115,8 @@ def recover_state(log: BlockLog, genesis: dict[str, Any], snapshots: Path, recov
 def _newest_snapshot(log: BlockLog, snapshots: Path, head_height: int, recovery: Recovery) -> State | None:
     for path in sorted(snapshots.glob("*.json"), reverse=True):
         try:
-            document = json_value(path.read_bytes())
-            height = document["height"]
-            block = log.block(height) if height <= head_height else None
-            if block is None or block.block_hash != document["block_hash"]:
-                raise ValueError(f"its block hash is not the log's at height {height}")
-            state = state_from_document(document["state"])
-            if state.height != height or state.state_hash != block.state_hash:
-                raise ValueError("its state is not the log's")
-            return state
-        except (ValueError, KeyError, TypeError, ProtocolError) as error:
+            return load_snapshot(log, path, head_height)
+        except SNAPSHOT_ERRORS as error:
             recovery.skipped_snapshots.append(f"{path.name}: {error}")
     return None
 
@@ -449,8 +411,9 @@ class Node:
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
-            for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
-                old.unlink()
+            if self.keep_snapshots:
+                for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
+                    old.unlink()
         return path
 
     def close(self) -> None:
@@ -546,29 +509,3 @@ def _index_loop(log_path: str, url: str, genesis: dict[str, Any], wake: Any, hei
     finally:
         log.close()
         read_models.close()
-
-
-def verify_log(data_dir: str | Path, *, check_roots: bool = True) -> dict[str, Any]:
-    """``bastion replay --verify``: rebuild the state from genesis by replaying the whole log and
-    compare every block's results, events and state hash with what the log records. Raises
-    ``LogCorrupted`` or ``ReplayDivergence`` at the first block that does not match; otherwise
-    returns a summary (blocks, transactions, head height and state hash, seconds, messages/s)."""
-    started = time.perf_counter()
-    log = BlockLog(Path(data_dir) / "blocks.db")
-    try:
-        genesis = log.genesis()
-        if genesis is None:
-            raise LogCorrupted(0, "the log has no genesis")
-        head_height = log.verify(1)
-        state = build_state(genesis)
-        if state.state_hash != log.meta("genesis_state_hash"):
-            raise ReplayDivergence(0, "genesis state hash", str(log.meta("genesis_state_hash")), state.state_hash)
-        txs = 0
-        for block in log.iter_blocks(1):
-            replay_block(state, block, check_roots=check_roots)
-            txs += block.tx_count
-    finally:
-        log.close()
-    seconds = time.perf_counter() - started
-    return {"blocks": head_height, "txs": txs, "height": state.height, "state_hash": state.state_hash,
-            "seconds": round(seconds, 3), "txs_per_s": int(txs / seconds) if seconds else 0}
