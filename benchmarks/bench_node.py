@@ -22,13 +22,15 @@ per market per block), as JSON envelopes ``{sender, nonce, msg}``.
    processes started from the snapshots (``bastion.node.replay``).
 3. **Recovery**: the node object is dropped without closing (as after ``kill -9``) and a new one
    opened on the directory: newest snapshot + verification + replay of the blocks after it.
-Prints one JSON line per phase.
+Prints one JSON line per phase. ``BASTION_PATH=build/compiled`` runs the node on the opt-in mypyc
+build of the core (``benchmarks/build_compiled.py``; the replay processes inherit the path).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import shutil
 import sys
@@ -36,11 +38,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, os.environ.get("BASTION_PATH") or str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_state_machine import generate, make_genesis  # noqa: E402
 
+import bastion.core.orders  # noqa: E402
 from bastion.core.messages import MESSAGE_TYPES  # noqa: E402
 from bastion.node.node import Node, tune_garbage_collector  # noqa: E402
 from bastion.node.replay import verify_log  # noqa: E402
@@ -106,6 +109,7 @@ def main() -> None:
                       "one_snapshot_s": round(one_snapshot, 2),
                       "snapshot_mb": round(max(p.stat().st_size for p in (data / "snapshots").glob("*.json")) / 1e6, 1),
                       "log_mb": round((data / "blocks.db").stat().st_size / 1e6, 1),
+                      "compiled": not bastion.core.orders.__file__.endswith(".py"),
                       "state_hash": head.state_hash}), flush=True)
     if node.indexer is not None:
         node.indexer.stop()
