@@ -3,7 +3,9 @@ as one sequential pass, the earliest failure by height whichever segment finds i
 untrusted snapshots skipped and their segments merged, damaged logs still refused."""
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,15 @@ def plant_divergence(data: Path, height: int) -> None:
             path.write_bytes(canonical_bytes(document))
 
 
+@contextlib.contextmanager
+def edit_snapshot(data: Path, height: int) -> Iterator[dict]:
+    """Change the state document of the snapshot at ``height`` in place (written back canonically)."""
+    snapshot = data / "snapshots" / f"{height:012d}.json"
+    document = json.loads(snapshot.read_bytes())
+    yield document["state"]
+    snapshot.write_bytes(canonical_bytes(document))
+
+
 def test_parallel_and_sequential_agree_on_the_summary(chain: Path) -> None:
     sequential = verify_log(chain, workers=1)
     assert sequential["from_snapshots"] == [] and sequential["skipped_snapshots"] == []
@@ -107,10 +118,8 @@ def test_a_divergence_in_a_late_segment_alone_is_reported(copy: Path) -> None:
 
 def test_a_tampered_snapshot_is_not_trusted_and_its_blocks_are_still_replayed(copy: Path) -> None:
     sequential = verify_log(copy, workers=1)
-    snapshot = copy / "snapshots" / "000000000005.json"
-    document = json.loads(snapshot.read_bytes())
-    document["state"]["subaccounts"][0]["balance"] += 1  # well-formed, but not the state the log reached
-    snapshot.write_bytes(canonical_bytes(document))
+    with edit_snapshot(copy, 5) as state:
+        state["subaccounts"][0]["balance"] += 1  # well-formed, but not the state the log reached
     report = verify_log(copy, workers=3)
     assert summary(report) == summary(sequential)
     assert report["from_snapshots"] == [10]
@@ -127,12 +136,10 @@ def test_a_snapshot_with_the_logs_state_hash_but_other_contents_is_not_trusted(c
     # that passes the state-hash check, like a crafted collision of the additive hash would. The
     # replayed state's SHA-256 digest at the cut tells them apart.
     sequential = verify_log(copy, workers=1)
-    snapshot = copy / "snapshots" / "000000000005.json"
-    document = json.loads(snapshot.read_bytes())
-    watch = [[sub["owner"], sub["number"]] for sub in document["state"]["subaccounts"]]
-    assert watch != document["state"]["liquidation_watch"]
-    document["state"]["liquidation_watch"] = watch
-    snapshot.write_bytes(canonical_bytes(document))
+    with edit_snapshot(copy, 5) as state:
+        watch = [[sub["owner"], sub["number"]] for sub in state["subaccounts"]]
+        assert watch != state["liquidation_watch"]
+        state["liquidation_watch"] = watch
 
     report = verify_log(copy, workers=3)
 
