@@ -455,21 +455,36 @@ def canonical_action(action: Action) -> dict[str, Any]:
             **{name: value for name, value in values.items() if value is not None or name not in later}}
 
 
+# per message or action class: its field names (with "type") and, per field, the JSON types allowed,
+# whether a bool is refused (bool is an int subclass in Python) and whether the field is required
+_FieldSpec = tuple[str, tuple[type, ...], bool, bool]
+_FIELD_SPECS: dict[type, tuple[frozenset[str], tuple[_FieldSpec, ...]]] = {}
+
+
+def _field_specs(cls: type) -> tuple[frozenset[str], tuple[_FieldSpec, ...]]:
+    """``cls``'s decoding table, built once from its dataclass fields (their annotations' text:
+    postponed annotations)."""
+    specs = _FIELD_SPECS.get(cls)
+    if specs is None:
+        table = tuple((f.name, allowed, bool not in allowed, f.default is MISSING)
+                      for f in fields(cls) for allowed in (_FIELD_TYPES[str(f.type)],))
+        specs = _FIELD_SPECS[cls] = (frozenset(name for name, *_ in table) | {"type"}, table)
+    return specs
+
+
 def _decode_fields(kind: str, cls: type, data: dict, *, prefix: str) -> dict[str, Any]:
-    known = {f.name: f for f in fields(cls)}
-    extra = sorted(set(data) - set(known) - {"type"})
-    if extra:
+    names, table = _field_specs(cls)
+    if not names.issuperset(data):
+        extra = sorted(set(data) - names)
         raise ProtocolError("unknown_field", f"{kind} has no field {extra[0]!r}", field=prefix + extra[0])
     values: dict[str, Any] = {}
-    for name, spec in known.items():
+    for name, allowed, refuses_bool, required in table:
         if name not in data:
-            if spec.default is MISSING:
+            if required:
                 raise ProtocolError("missing_field", f"{kind} needs field {name!r}", field=prefix + name)
             continue
         value = data[name]
-        allowed = _FIELD_TYPES[str(spec.type)]  # the annotation's text (postponed annotations)
-        # bool is an int subclass in Python: refuse True where a number is expected
-        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        if not isinstance(value, allowed) or (refuses_bool and isinstance(value, bool)):
             raise ProtocolError("invalid_field", f"{kind}.{name} has the wrong type: {value!r}", field=prefix + name)
         values[name] = value
     return values
