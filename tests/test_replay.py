@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_node import crash_node, drive
+from builders import genesis as make_genesis
+from test_node import block_clock, crash_node, drive
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from bastion.core.snapshot import canonical_bytes
 from bastion.node.blocklog import BlockLog, LogCorrupted, compact, decode_txs, header_hash
+from bastion.node.node import Node, snapshots_to_keep
 from bastion.node.replay import ReplayDivergence, plan_segments, verify_log
 
 WRONG = "f" * 64
@@ -208,3 +210,27 @@ def test_the_cli_reports_the_segments_and_refuses_a_divergence(copy: Path, monke
     result = runner.invoke(app, ["replay", str(copy), "--workers", "3"])
     assert result.exit_code == 3
     assert f"replay diverges at height 12: state hash logged {WRONG}" in " ".join(result.stderr.split())
+
+
+def test_snapshot_retention_keeps_the_newest_and_an_even_spread_along_the_chain(tmp_path: Path) -> None:
+    # 40 snapshots, the newest 2 kept: stride = the largest power of two <= 40 // 8 = 4, so the first
+    # snapshot at or above each multiple of 4 stays too (1, then 4, 8, ... 40)
+    assert sorted(snapshots_to_keep(list(range(1, 41)), 2)) == [1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 39, 40]
+    heights: list[int] = []
+    for height in range(7, 20_000, 7):  # pruning as a node does it, one snapshot at a time
+        heights = sorted(snapshots_to_keep([*heights, height], 3))
+        stride = 1 << max(0, (height // 8).bit_length() - 1)
+        assert len(heights) <= 3 + 17  # bounded: the newest 3 and at most 2 x 8 + 1 stretches
+        if stride >= 7:  # every stretch holds a snapshot: at least 9 cut points
+            assert len(heights) >= 9
+        assert all(b - a <= stride + 7 for a, b in zip(heights, heights[1:]))  # no gap wider than a stretch
+    # a long chain: every snapshot once dropped stays dropped (the one-shot answer is the same)
+    everything = list(range(7, 20_000, 7))
+    assert heights == sorted(snapshots_to_keep(everything, 3))
+
+    node = Node(tmp_path / "n", make_genesis(), snapshot_every=1, keep_snapshots=2, clock_ms=block_clock())
+    for _ in range(40):
+        node.produce_block()
+    node.close()
+    on_disk = sorted(int(path.stem) for path in (tmp_path / "n" / "snapshots").glob("*.json"))
+    assert on_disk == [1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 39, 40]

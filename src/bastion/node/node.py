@@ -41,8 +41,10 @@ lag the head by at most the blocks being indexed, and a failure there never stop
 Snapshots are written every ``snapshot_every`` blocks, and sooner when ``snapshot_every_txs``
 transactions were committed since the last one, which bounds the replay after a crash
 (``DIR/snapshots/HEIGHT.json``, canonical JSON of ``bastion.core.snapshot``, written to a temporary
-file, fsync'd and renamed); the newest ``keep_snapshots`` are kept (0: all of them, which gives
-``replay --verify`` starting points all along the chain to spread over its processes). The
+file, fsync'd and renamed). Kept (``snapshots_to_keep``): the newest ``keep_snapshots``, for
+recovery, plus about ``SPREAD`` to twice that many spread evenly along the chain, so that
+``replay --verify`` always finds cut points to share the chain between processes while the
+directory stays bounded; ``keep_snapshots=0`` keeps every snapshot. The
 producer encodes the document at the block it follows (``blocklog.json_bytes``: the bytes of
 ``canonical_bytes``, with orjson); the writer writes the file after that block is durable, so a
 snapshot never refers to a block the log may lose.
@@ -89,6 +91,28 @@ def tune_garbage_collector() -> None:
     ``bastion node``. (+14% committed messages/s in ``bench_node.py`` on 200,000 orders.)"""
     gc.set_threshold(50_000, 20, 100)
     gc.freeze()
+
+
+SPREAD = 8
+
+
+def snapshots_to_keep(heights: list[int], newest: int, spread: int = SPREAD) -> set[int]:
+    """Which of the snapshots at ``heights`` (ascending) to keep: the ``newest`` last ones, and the
+    first one at or above each multiple of ``stride``, the largest power of two not above
+    head / ``spread`` (head: the newest height). That is ``spread`` to ``2 * spread + 1``
+    snapshots evenly spread along the chain, whatever its length, for ``replay --verify``'s cuts.
+    When the chain doubles the stride doubles, and the first snapshot of a merged pair of stretches
+    is one already kept: a snapshot once dropped is never wanted again."""
+    if not heights:
+        return set()
+    stride = 1 << max(0, (heights[-1] // spread).bit_length() - 1)
+    kept = set(heights[-newest:])
+    seen: set[int] = set()
+    for height in heights:
+        if height // stride not in seen:
+            seen.add(height // stride)
+            kept.add(height)
+    return kept
 
 
 def wall_clock_ms() -> int:
@@ -396,7 +420,7 @@ class Node:
 
     def _store_snapshot(self, height: int, data: bytes) -> Path:
         """Write ``DIR/snapshots/HEIGHT.json`` (temporary file, fsync, rename, fsync of the directory)
-        and keep the newest ``keep_snapshots``."""
+        and prune the others (``snapshots_to_keep``)."""
         directory = self.data_dir / SNAPSHOTS
         path = directory / f"{height:012d}.json"
         temporary = directory / f".{height:012d}.json.tmp"
@@ -412,8 +436,11 @@ class Node:
             finally:
                 os.close(descriptor)
             if self.keep_snapshots:
-                for old in sorted(directory.glob("*.json"))[:-self.keep_snapshots]:
-                    old.unlink()
+                heights = {int(p.stem): p for p in directory.glob("*.json") if p.stem.isdigit()}
+                kept = snapshots_to_keep(sorted(heights), self.keep_snapshots)
+                for old_height, old in heights.items():
+                    if old_height not in kept:
+                        old.unlink()
         return path
 
     def close(self) -> None:
