@@ -66,7 +66,7 @@ def node(
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
-    keep_snapshots: int = typer.Option(3, help="newest snapshots kept for recovery, besides 8-17 spread along the "
+    keep_snapshots: int = typer.Option(3, help="newest snapshots kept for recovery, besides up to 17 spread along the "
                                                "chain for `replay --verify`'s parallel cuts (0: keep all)"),
     verify_threads: int = typer.Option(2, help="threads recovering the signatures of a batch (1: none)"),
     quiet: bool = typer.Option(False, help="do not log blocks"),

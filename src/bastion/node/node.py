@@ -42,7 +42,7 @@ Snapshots are written every ``snapshot_every`` blocks, and sooner when ``snapsho
 transactions were committed since the last one, which bounds the replay after a crash
 (``DIR/snapshots/HEIGHT.json``, canonical JSON of ``bastion.core.snapshot``, written to a temporary
 file, fsync'd and renamed). Kept (``snapshots_to_keep``): the newest ``keep_snapshots``, for
-recovery, plus about ``SPREAD`` to twice that many spread evenly along the chain, so that
+recovery, plus up to ``2 * SPREAD + 1`` spread evenly along the chain, so that
 ``replay --verify`` always finds cut points to share the chain between processes while the
 directory stays bounded; ``keep_snapshots=0`` keeps every snapshot. The
 producer encodes the document at the block it follows (``blocklog.json_bytes``: the bytes of
