@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from bastion.core.errors import ProtocolError
 from bastion.core.units import format_ppm, format_usdc
+from bastion.durable import write_atomically
 
 DIRECTORY = "reports"
 MAX_CACHED = 1_024  # headline figures kept in memory (reports never change: a hash names its bytes)
@@ -71,16 +70,7 @@ class ReportStore:
         if self.read_bytes(report.report_hash) is not None:
             return report.report_hash, False, report.document
         self.directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".upload-", suffix=".json", dir=self.directory)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(report.canonical_bytes)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(target, report.canonical_bytes)
         return report.report_hash, True, report.document
 
     def read_bytes(self, report_hash: str) -> bytes | None:

@@ -466,9 +466,11 @@ def _field_specs(cls: type) -> tuple[frozenset[str], tuple[_FieldSpec, ...]]:
     postponed annotations)."""
     specs = _FIELD_SPECS.get(cls)
     if specs is None:
-        table = tuple((f.name, allowed, bool not in allowed, f.default is MISSING)
-                      for f in fields(cls) for allowed in (_FIELD_TYPES[str(f.type)],))
-        specs = _FIELD_SPECS[cls] = (frozenset(name for name, *_ in table) | {"type"}, table)
+        table: list[_FieldSpec] = []
+        for f in fields(cls):
+            allowed = _FIELD_TYPES[str(f.type)]
+            table.append((f.name, allowed, bool not in allowed, f.default is MISSING))
+        specs = _FIELD_SPECS[cls] = (frozenset(name for name, *_ in table) | {"type"}, tuple(table))
     return specs
 
 

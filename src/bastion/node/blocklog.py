@@ -178,8 +178,8 @@ class Tx:
 
 @dataclass(slots=True)
 class LoggedBlock:
-    """A block as the log holds it. ``txs``/``results``/``events`` are parsed lazily by the caller
-    from the blobs (``decode``), because replay needs only the transactions."""
+    """A block as the log holds it (blobs zlib-compressed; a ``SealedBlock``'s are not yet). ``txs``,
+    ``results`` and ``events`` decode the blobs only when read: replay needs only the transactions."""
 
     height: int
     time_ms: int

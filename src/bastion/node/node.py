@@ -67,6 +67,7 @@ from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.snapshot import state_to_document
 from bastion.core.state import State
+from bastion.durable import write_atomically
 from bastion.node.app import Application
 from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, SealedBlock, canonical, json_bytes, seal_block
 from bastion.node.mempool import Mempool
@@ -423,18 +424,8 @@ class Node:
         and prune the others (``snapshots_to_keep``)."""
         directory = self.data_dir / SNAPSHOTS
         path = directory / f"{height:012d}.json"
-        temporary = directory / f".{height:012d}.json.tmp"
         with self._snapshot_files:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-            descriptor = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+            write_atomically(path, data)
             if self.keep_snapshots:
                 heights = {int(p.stem): p for p in directory.glob("*.json") if p.stem.isdigit()}
                 kept = snapshots_to_keep(sorted(heights), self.keep_snapshots)

@@ -388,8 +388,9 @@ class _ParallelReplay:
             following.trusted, following.finished, following.failure = False, True, None
             if following.process is not None and following.process.is_alive():
                 following.process.terminate()
-            self.skipped.append((following.first - 1, f"{following.snapshot.name if following.snapshot else ''}: its "
-                                 "state has the log's state hash but is not the state the replay reached"))
+            assert following.snapshot is not None  # only a segment after the first follows another
+            self.skipped.append((following.first - 1, f"{following.snapshot.name}: its state has the log's state "
+                                 "hash but is not the state the replay reached"))
 
     @staticmethod
     def _send(segment: _Segment, end: int | None) -> None:
