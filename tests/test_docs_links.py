@@ -4,10 +4,12 @@ repository's own Markdown files must reach a file (and, for ``file.md#anchor``, 
 
 Links are ``[text](target)`` outside fenced code blocks; targets with a scheme (``https:``,
 ``mailto:``) are not followed, except that README.md may link only to the repository (or to the
-local demo). Anchors use GitHub's heading slugs.
+local demo). Anchors use GitHub's heading slugs. The worked example of docs/scenarios.md is run as
+printed and must give the figures the page shows.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -104,3 +106,22 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
     ]
     assert shared_mentions(readme) == ["line 2: [missing](docs/nothing.md) [bad anchor](docs/real.md#3-accounts) "
                                        "[out](../shared/DESIGN.md)", "line 7: The spec is in ../shared/DESIGN.md."]
+
+
+def test_worked_example_of_the_scenario_format_gives_the_numbers_the_page_shows() -> None:
+    """docs/scenarios.md's example, run as printed; the figures are its hand arithmetic (steps 1-5)."""
+    from bastion.scenario import run_scenario
+
+    page = (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    example = json.loads(re.search(r"```json\n(.*?)```", page, re.DOTALL).group(1))
+    result = run_scenario(example)
+    first = result["blocks"][0]["results"]
+    assert [r["ok"] for r in first] == [True, True, False]
+    assert first[1]["filled"] == "2" and first[2]["code"] == "insufficient_free_collateral"
+    final = result["final"]
+    figures = {s["owner"][-2:]: (s["usdc"], s["equity"], s["imr"], s["mmr"]) for s in final["subaccounts"]}
+    assert figures == {"a0": ("-4003", "1597", "280", "168"), "b0": ("15999.4", "10399.4", "280", "168")}
+    assert final["protocol_accounts"] == {"fees": "3.6", "funding": "0"}
+    for shown in ('"usdc": "-4003", "equity": "1597", "imr": "280", "mmr": "168"',
+                  '"usdc": "15999.4", "equity": "10399.4", "imr": "280", "mmr": "168"', '"fees": "3.6"'):
+        assert shown in page
