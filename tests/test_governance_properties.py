@@ -42,6 +42,17 @@ times, its own copy of the rules, its own per-block model of votes and supplies)
    BGOV: balances plus escrowed deposits equal the total supply, which is the genesis supply less
    the deposits of vetoed proposals.
 
+5. **The attacker agent** (issue 16; MALLORY and MALLORY2): borrows DAVE's BGOV and repays it
+   inside one block around a submission or a vote, splits its tokens over two addresses, votes
+   yes from both in a proposal's last block, and races two executions of one proposal in a block.
+   Checked: a submission passes only with the threshold met at the previous block (the test's
+   model); every weight is the minimum over the holding window; at most one execution wins;
+   nothing executes whose class on the state it executed on is stricter than the class it passed
+   under; and the attacker never profits: its BGOV (with escrowed deposits) plus its USDC never
+   exceed its genesis holdings plus the BGOV lent to it and not yet returned. The model follows the
+   issue 16 rules: yes-only quorum for the risky classes, the fee and the cancel burn in the supply,
+   the proposer re-check at queue, execution and cancel, ``max_live_proposals``.
+
 The run is deterministic (``derandomize``, no example database) and counts what it reached
 (executions per class, expiries, cancels, vetoes, late-quorum extensions, rejections by code); the
 test asserts minimums so that it never goes vacuous.

@@ -35,11 +35,15 @@ Lifecycle (``TRANSITIONS``)::
 
 Votes are accepted in blocks ``snapshot + 1 .. deadline`` (``snapshot = submission height +
 voting_delay``, ``deadline = snapshot + voting_period``), weighted by
-``get_votes_with_holding_age(voter, snapshot, min_holding_age)``. Quorum counts all votes
-(abstain too) against ``ceil(total supply at the snapshot * quorum_ppm / 1e6)``; then a veto share
+``get_votes_with_holding_age(voter, snapshot, min_holding_age)`` (the minimum over the holding
+window). Quorum counts all votes (abstain too; yes only for ``risk_increasing`` and ``critical``,
+``proposal_guards.get_quorum_count``) against ``ceil(total supply at the snapshot * quorum_ppm / 1e6)``; then a veto share
 above ``veto_threshold`` of ``yes + no + veto`` vetoes (deposit burned: the BGOV total supply
 falls), else ``yes / (yes + no + veto) > approval_threshold`` succeeds, else defeated. The deposit
-comes back when the vote ends without a veto, or on cancellation. A vote that first reaches the
+comes back when the vote ends without a veto, or on cancellation, except that a proposer cancelling
+after voting started forfeits it. The proposer threshold (at submission, and again at queue and
+execution), one live proposal per proposer, the burned fee, who may cancel and the outcome-flip
+extension are ``bastion.core.proposal_guards``. A vote that first reaches the
 quorum within the last ``late_quorum_extension_blocks`` of the period moves the deadline to
 ``height + extension``, once. Execution is allowed while ``queued + timelock <= block time <=
 queued + timelock + execution_window`` (ms of block time); after it ``execute`` is
