@@ -610,3 +610,27 @@ def test_an_action_that_became_riskier_since_the_vote_is_refused():
     # 5 -> 10 is now a higher cap: risk increasing, stricter than the class it was voted under
     assert rejected(chain, ALICE, execute(to_ten)) == "risk_class_escalated"
     assert chain.state.markets[ETH].max_open_interest_lots == 50_000
+
+
+# ------------------------------------------------------------------------------------------- votes at the bell
+def test_an_outcome_flip_in_the_last_blocks_extends_at_most_max_swing_extensions_times():
+    chain = gov_chain(max_swing_extensions=1)
+    pid = propose(chain, RAISE_INSURANCE_SHARE)                       # height 1: snapshot 2, deadline 7
+    ok(chain)
+    ok(chain, (CAROL, vote(pid, "abstain")))                          # height 3: quorum 100 met early, no extension
+    empty_blocks(chain, 3)                                            # heights 4..6
+    ok(chain, (ALICE, vote(pid, "yes")))                              # height 7: defeated -> succeeded: deadline 10
+    assert (proposal(chain, pid).deadline_height, proposal(chain, pid).swing_extensions) == (10, 1)
+    ok(chain, (BOB, vote(pid, "no")))                                 # height 8: flips back, but the one is used
+    assert (proposal(chain, pid).deadline_height, proposal(chain, pid).swing_extensions) == (10, 1)
+    empty_blocks(chain, 2)                                            # tallied at the end of height 10
+    assert proposal(chain, pid).status == "defeated"
+
+
+def test_the_holding_window_counts_its_lowest_level_not_two_points():
+    checkpoints = [(0, 400), (5, 0), (6, 400), (9, 100)]
+    assert votes.compute_checkpoint_minimum(checkpoints, 4, 6) == 0     # sold at 5, back at 6
+    assert votes.compute_checkpoint_minimum(checkpoints, 6, 8) == 400
+    assert votes.compute_checkpoint_minimum(checkpoints, 0, 9) == 0
+    assert votes.compute_checkpoint_minimum(checkpoints, 7, 9) == 100
+    assert votes.compute_checkpoint_minimum([], 0, 3) == 0
