@@ -369,7 +369,7 @@ GOVERNANCE_CASES = [
      "invalid_steward_bound"),
 ]
 
-GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
+GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
               "max_live_proposals": 4,        # QUEUED, SUCCEEDED, ACTIVE and PENDING are ALICE's: a fifth is refused
               "tiers": {name: {"voting_period_blocks": 2} for name in ("risk_reducing", "neutral")}}
 

@@ -32,7 +32,7 @@ from builders import (
 BGOV = votes.BGOV
 DAY_S = 86_400
 GOVERNANCE = {
-    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 3600,
+    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600,
     "veto_threshold": "1/3", "late_quorum_extension_blocks": 3,
     "max_live_proposals": 3,            # several proposals of one proposer at once (the default is 1)
     "tiers": {

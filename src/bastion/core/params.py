@@ -119,7 +119,7 @@ class GovernanceParams:
     late_quorum_extension_blocks: int = 14_400
     max_swing_extensions: int = 2                          # outcome flips in the final window extend at most this often
     max_live_proposals: int = 1                            # pending/active/succeeded/queued proposals per proposer
-    proposal_fee_bgov: int = 0                    # 10 BGOV burned at submission, never refunded
+    proposal_fee_bgov: int = 10_000_000                    # 10 BGOV burned at every submission, never refunded
     max_rollout_steps: int = 20                            # steps of one start_rollout (bastion.core.rollout)
     guardian_max_pause_ms: int = 3 * DAY_MS                # a guardian pause lasts at most 72 h from its start
     guardian_unpause_grace_ms: int = 600_000               # the guardian may lift its pause for 10 min
