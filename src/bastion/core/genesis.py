@@ -75,7 +75,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "accounts": [],
 }
 _UNLIMITED = 10**30
-_TICKER = re.compile(r"^[A-Z0-9][A-Z0-9._/-]{0,31}$")
+_TICKER = re.compile(r"[A-Z0-9][A-Z0-9._/-]{0,31}")  # fullmatch: the whole string
 
 
 def _error(path: str, message: str) -> ProtocolError:
@@ -154,7 +154,7 @@ def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets:
                     "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price", "status",
                     "oracle"}, path)
     ticker = _get(m, "ticker", path, str)
-    if not _TICKER.match(ticker):
+    if not _TICKER.fullmatch(ticker):
         raise _error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
     if ticker in markets:
         raise _error(f"{path}.ticker", f"duplicate market {ticker}")

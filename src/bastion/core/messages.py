@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from bastion.core.errors import ProtocolError
+from bastion.core.timefmt import parse_iso_ms
+from bastion.core.units import check_decimal_text
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")  # fullmatch: "$" would also match before a final "\n"
 
 
 def normalize_address(value: object, *, field: str) -> str:
     """An Ethereum address as lowercase hex (``invalid_address`` otherwise)."""
-    if not isinstance(value, str) or not _ADDRESS.match(value):
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         raise ProtocolError("invalid_address", f"{field} is not a 0x-prefixed 20-byte hex address: {value!r}",
                             field=field)
     return value.lower()
@@ -404,6 +406,151 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 MAX_ACTIONS = 16
 
+# ------------------------------------------------------------------------------- bounds of every field
+# Every field of every message and action is bounded here, by ``check_message``: at intake
+# (``decode_message``, which the node's ``check_tx`` and scenario files use) and again by the state
+# transition before the handler runs (``bastion.core.transition.apply_tx``), so a message built
+# without the decoder is held to the same bounds. Handlers then apply the finer, state-dependent
+# rules (a subaccount number is 0..127, a price is on the market's grid, ...).
+MAX_INT: Final = 2**53 - 1          # every integer field: |value| <= 2^53 - 1 (exact in JavaScript, and
+                                    # still inside int64 after a conversion from seconds to milliseconds)
+MAX_TEXT_CHARS: Final = 128         # identifiers, tickers, enums, proposal ids, hashes, parameter names
+MAX_TITLE_CHARS: Final = 200
+MAX_DESCRIPTION_CHARS: Final = 20_000
+MAX_REASON_CHARS: Final = 1_000
+MAX_LIST_ITEMS: Final = 64          # members, operators, oracle prices per update
+MAX_NESTED_ITEMS: Final = 256       # values inside an object field (params, gates, bounds, oracle)
+MAX_NESTED_DEPTH: Final = 4
+# per text field with its own limit: (maximum characters, code); the handlers use the same constants
+TEXT_LIMITS: Final[dict[str, tuple[int, str]]] = {
+    "title": (MAX_TITLE_CHARS, "invalid_title"),
+    "description": (MAX_DESCRIPTION_CHARS, "description_too_long"),
+    "reason": (MAX_REASON_CHARS, "reason_too_long"),
+}
+# fields whose text is a decimal string (``bastion.core.units.check_decimal_text``), an address, a time
+DECIMAL_FIELDS: Final = frozenset({
+    "amount", "size", "price", "trigger_price", "initial_margin", "deposit", "max_open_interest", "maker_fee",
+    "taker_fee", "min_order_size", "max_source_deviation", "max_move_per_block", "maintenance_fraction",
+    "oi_lower_cap", "oi_upper_cap", "insurance_share", "max_liquidation_fee", "max_insurance_loss_per_block",
+    "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
+    "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value",
+})
+ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address"})
+TIME_FIELDS: Final = frozenset({"good_til", "expires"})
+
+
+def check_text(value: str, *, field: str, limit: int = MAX_TEXT_CHARS, code: str = "text_too_long") -> None:
+    """A string of at most ``limit`` characters that UTF-8 can encode (no lone surrogates, which JSON
+    can carry as ``\\ud800`` but no hash or signature can take)."""
+    if len(value) > limit:
+        raise ProtocolError(code, f"{field} has {len(value)} characters, at most {limit} are allowed", field=field)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ProtocolError("invalid_text", f"{field} is not valid Unicode text (lone surrogate)",
+                                field=field) from None
+
+
+def check_int(value: int, *, field: str) -> None:
+    if not -MAX_INT <= value <= MAX_INT:
+        raise ProtocolError("int_out_of_range", f"{field} must be an integer of magnitude at most 2^53 - 1",
+                            field=field)
+
+
+def check_nested(value: Any, *, field: str) -> None:
+    """A JSON value inside an object or list field: at most ``MAX_NESTED_ITEMS`` values in all,
+    ``MAX_NESTED_DEPTH`` levels, strings (and keys) as ``check_text``, integers as ``check_int``, no
+    floats (messages carry decimals as strings); the handler then reads the keys it knows."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    count = 0
+    while pending:
+        item, depth = pending.pop()
+        count += 1
+        if count > MAX_NESTED_ITEMS or depth > MAX_NESTED_DEPTH:
+            raise ProtocolError("value_too_large", f"{field} has more than {MAX_NESTED_ITEMS} values or "
+                                f"{MAX_NESTED_DEPTH} levels", field=field)
+        if isinstance(item, str):
+            check_text(item, field=field)
+        elif isinstance(item, bool) or item is None:
+            pass
+        elif isinstance(item, int):
+            check_int(item, field=field)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise ProtocolError("invalid_field", f"{field} has a key that is not a string", field=field)
+                check_text(key, field=field)
+                pending.append((child, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            pending.extend((child, depth + 1) for child in item)
+        else:
+            raise ProtocolError("invalid_field", f"{field} holds a {type(item).__name__}: only strings, integers, "
+                                "booleans, null, lists and objects", field=field)
+
+
+def check_field(name: str, value: Any, *, field: str) -> None:
+    """The bounds of one field's value (its JSON type already checked), by the field's name."""
+    if isinstance(value, str):
+        if name in DECIMAL_FIELDS:
+            check_decimal_text(value, field=field)
+        elif name in ADDRESS_FIELDS:
+            normalize_address(value, field=field)
+        elif name in TIME_FIELDS:
+            parse_iso_ms(value, field=field)
+        else:
+            limit, code = TEXT_LIMITS.get(name, (MAX_TEXT_CHARS, "text_too_long"))
+            check_text(value, field=field, limit=limit, code=code)
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        check_int(value, field=field)
+    elif name == "prices":            # oracle_update: ticker -> decimal string
+        if not value or len(value) > MAX_LIST_ITEMS:
+            raise ProtocolError("invalid_field", f"{field} must map 1 to {MAX_LIST_ITEMS} tickers to decimal "
+                                "strings", field=field)
+        for ticker, price in value.items():
+            if not isinstance(ticker, str) or not isinstance(price, str):
+                raise ProtocolError("invalid_field", "oracle_update.prices must map tickers to decimal strings",
+                                    field=field)
+            check_text(ticker, field=field)
+            check_decimal_text(price, field=f"{field}.{ticker[:MAX_TEXT_CHARS]}")
+    elif name in ("members", "operators"):
+        if len(value) > MAX_LIST_ITEMS:
+            raise ProtocolError("too_many_items", f"{field} has more than {MAX_LIST_ITEMS} addresses", field=field)
+        for index, address in enumerate(value):
+            normalize_address(address, field=f"{field}[{index}]")
+    elif name == "actions":           # each action is checked by check_message
+        if len(value) > MAX_ACTIONS:
+            raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field=field)
+    else:
+        check_nested(value, field=field)
+
+
+def check_message(msg: Any, prefix: str = "") -> None:
+    """Every field of a typed message or action within its bounds (see above); a proposal's actions
+    too. Raises ``ProtocolError``; the same function runs at intake and in the state transition."""
+    for name in _field_names(type(msg)):
+        value = getattr(msg, name)
+        if value is not None:
+            check_field(name, value, field=prefix + name)
+    if type(msg) is SubmitProposal:
+        for index, action in enumerate(msg.actions):
+            if type(action) not in ACTION_NAMES:
+                raise ProtocolError("invalid_action", "an action must be a typed governance action",
+                                    field=f"actions[{index}]")
+            check_message(action, f"actions[{index}].")
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
 
 def decode_message(data: Any) -> Message:
     """Build a typed message from its JSON object, rejecting unknown types, fields and JSON types."""
@@ -416,11 +563,6 @@ def decode_message(data: Any) -> Message:
             raise action_requires_proposal(kind)
         raise ProtocolError("unknown_message_type", f"unknown message type {kind!r}", field="type")
     values = _decode_fields(str(kind), cls, data, prefix="")
-    if cls is OracleUpdate:
-        prices = values["prices"]
-        if not prices or not all(isinstance(k, str) and isinstance(v, str) for k, v in prices.items()):
-            raise ProtocolError("invalid_field", "oracle_update.prices must map tickers to decimal strings",
-                                field="prices")
     if cls is SubmitProposal:
         actions = values["actions"]
         if not actions:
@@ -428,7 +570,9 @@ def decode_message(data: Any) -> Message:
         if len(actions) > MAX_ACTIONS:
             raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field="actions")
         values["actions"] = tuple(decode_action(action, index) for index, action in enumerate(actions))
-    return cls(**values)
+    message = cls(**values)
+    check_message(message)
+    return message
 
 
 def decode_action(data: Any, index: int) -> Action:
