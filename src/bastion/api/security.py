@@ -20,10 +20,11 @@ authority (``/ui/demo/submit`` and ``/ui/demo/faucet`` sign with the demo keys; 
 accept only a JSON body (``Content-Type: application/json``, which a cross-site HTML form cannot
 send and a cross-site ``fetch`` cannot send without a CORS preflight the node does not grant), whose
 ``Origin`` (or, without one, ``Referer``) is the node's own origin, and whose ``Sec-Fetch-Site``
-(when the browser sends one) is ``same-origin``. With ``loopback_only`` the ``Host`` must also
-name a loopback address, so a page of another site whose name was re-pointed at 127.0.0.1 (DNS
-rebinding) is refused as well. A client that is not a browser sends no ``Origin``: it is not the
-target of cross-site request forgery and passes.
+(when the browser sends one) is ``same-origin``. With ``loopback_only`` the ``Host`` of a browser's
+request must also name a loopback address, so a page of another site whose name was re-pointed at
+127.0.0.1 (DNS rebinding) is refused as well. A client that is not a browser sends none of
+``Origin``, ``Referer``, ``Sec-Fetch-Site``: it is not the target of cross-site request forgery and
+passes.
 """
 from __future__ import annotations
 
@@ -108,13 +109,14 @@ def check_same_origin(request: Request, *, loopback_only: bool = False) -> None:
         raise ProtocolError("json_required", "this endpoint takes a JSON body (Content-Type: application/json)",
                             field="content-type")
     host = headers.get("host", "")
-    if loopback_only and not is_loopback_host(_host_name(host)):
-        raise ProtocolError("cross_origin_refused", f"demo endpoints answer only on a loopback address, not "
-                            f"{host[:100]!r}", field="host")
     own = f"{request.url.scheme}://{host}"
     origin = headers.get("origin")
     referer = headers.get("referer")
     fetch_site = headers.get("sec-fetch-site")
+    from_browser = origin is not None or referer is not None or fetch_site is not None
+    if loopback_only and from_browser and not is_loopback_host(_host_name(host)):
+        raise ProtocolError("cross_origin_refused", f"demo endpoints answer a browser only on a loopback address, "
+                            f"not {host[:100]!r}", field="host")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise ProtocolError("cross_origin_refused", f"a {fetch_site} request may not use this endpoint",
                             field="origin")

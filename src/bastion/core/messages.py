@@ -400,8 +400,8 @@ Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
-    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list,),
-    "list[str]": (list,),
+    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list, tuple),
+    "list[str]": (list, tuple),
     "dict | None": (dict, type(None)),
 }
 MAX_ACTIONS = 16
@@ -528,10 +528,14 @@ def check_field(name: str, value: Any, *, field: str) -> None:
 
 
 def check_message(msg: Any, prefix: str = "") -> None:
-    """Every field of a typed message or action within its bounds (see above); a proposal's actions
-    too. Raises ``ProtocolError``; the same function runs at intake and in the state transition."""
-    for name in _field_names(type(msg)):
+    """Every field of a typed message or action of its JSON type and within its bounds (see above);
+    a proposal's actions too. Raises ``ProtocolError``; the same function runs at intake and in the
+    state transition, so a handler only ever sees fields of the types its dataclass declares."""
+    for name, allowed, refuses_bool, _ in _field_specs(type(msg))[1]:
         value = getattr(msg, name)
+        if not isinstance(value, allowed) or (refuses_bool and isinstance(value, bool)):
+            raise ProtocolError("invalid_field", f"{prefix}{name} has the wrong type: {type(value).__name__}",
+                                field=prefix + name)
         if value is not None:
             check_field(name, value, field=prefix + name)
     if type(msg) is SubmitProposal:
@@ -540,16 +544,6 @@ def check_message(msg: Any, prefix: str = "") -> None:
                 raise ProtocolError("invalid_action", "an action must be a typed governance action",
                                     field=f"actions[{index}]")
             check_message(action, f"actions[{index}].")
-
-
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
-    return names
 
 
 def decode_message(data: Any) -> Message:
