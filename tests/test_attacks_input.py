@@ -4,8 +4,9 @@
   ``int()`` raise ``ValueError`` inside ``apply_block`` (Python's 4,300-digit conversion limit),
   stopping the chain; a 4,000-digit size rested on the book. Now every decimal field of every
   message kind, governance actions included, is refused with ``decimal_too_long`` at intake
-  (``decode_message``) *and* by the state transition when a message reaches it without the decoder:
-  the block commits, the state is what an empty block gives, and an honest transaction after the
+  (``decode_message``), a message cannot even be built with one (``dataclasses.replace``), and
+  when one is forced into a built message anyway the handler's own parsing refuses it: the block
+  commits, the state is what the block without it gives, and an honest transaction after the
   poison in the same block commits.
 * **Whole-string patterns.** ``$`` matched before a final newline: a transfer to ``"0x...\\n"`` was
   accepted and the funds went to an owner nobody can sign for. Every pattern now matches the whole
@@ -57,8 +58,8 @@ HONEST = (ALICE, withdraw(amount="1"))    # after each attack, in the same block
 
 
 def attack_genesis() -> dict:
-    """The builders' genesis; ALICE holds 100 BGOV, delegated to herself, so she may propose."""
-    doc = genesis()
+    """The builders' genesis; ALICE holds 100 BGOV, delegated to herself, so she may propose (deposit 5)."""
+    doc = genesis(governance={"proposal_threshold": "10", "min_deposit": "5"})
     doc["accounts"][0].update(bgov="100", delegate=ALICE)
     return doc
 
@@ -86,18 +87,30 @@ def _copy(value):
     return value
 
 
-def typed_without_decoder(msg: dict, path: str, value: str):
-    """The typed message of ``msg`` with ``value`` put at ``path`` after decoding: a message that
-    reaches the state transition without passing intake (another adapter, a replayed old log)."""
+def smuggled(msg: dict, path: str, value: str):
+    """The typed message of ``msg`` with ``value`` forced in at ``path`` after it was built (and
+    checked): what a handler would see if a message ever got past the bounds (another adapter, a
+    bug); the handler's own parsing must refuse it."""
+    typed = decode_message(msg)
+    parts = path.split(".")
+    if parts[0] == "prices":
+        object.__setattr__(typed, "prices", {**typed.prices, parts[1]: value})
+    elif parts[0] == "actions":
+        object.__setattr__(typed.actions[int(parts[1])], parts[2], value)
+    else:
+        object.__setattr__(typed, path, value)
+    return typed
+
+
+def rebuilt(msg: dict, path: str, value: str):
+    """The typed message of ``msg`` rebuilt with ``value`` at ``path`` (``dataclasses.replace``),
+    without the JSON decoder."""
     typed = decode_message(msg)
     parts = path.split(".")
     if parts[0] == "prices":
         return dataclasses.replace(typed, prices={**typed.prices, parts[1]: value})
     if parts[0] == "actions":
-        index, name = int(parts[1]), parts[2]
-        actions = list(typed.actions)
-        actions[index] = dataclasses.replace(actions[index], **{name: value})
-        return dataclasses.replace(typed, actions=tuple(actions))
+        return dataclasses.replace(typed.actions[int(parts[1])], **{parts[2]: value})
     return dataclasses.replace(typed, **{path: value})
 
 
@@ -150,15 +163,26 @@ def test_a_poison_decimal_is_refused_at_intake(sender, msg, path, poison):
 
 
 @pytest.mark.parametrize(("sender", "msg", "path"), DECIMAL_FIELDS, ids=IDS)
-def test_a_poison_decimal_past_intake_is_refused_by_the_block_and_the_chain_goes_on(sender, msg, path):
+def test_a_message_cannot_even_be_built_with_a_poison_decimal(sender, msg, path):
+    with pytest.raises(ProtocolError) as refused:
+        rebuilt(msg, path, POISON)
+
+    assert refused.value.code == "decimal_too_long"
+
+
+@pytest.mark.parametrize(("sender", "msg", "path"), DECIMAL_FIELDS, ids=IDS)
+def test_a_poison_decimal_smuggled_past_the_bounds_is_refused_by_the_handler_and_the_chain_goes_on(sender, msg, path):
     attacked, reference = Chain(attack_genesis()), Chain(attack_genesis())
-    poisoned = typed_without_decoder(msg, path, POISON)
+    poisoned = smuggled(msg, path, POISON)
     time_ms = attacked.state.time_ms + 1_000
 
     block = apply_block(attacked.state, time_ms, [(sender, poisoned), (HONEST[0], decode_message(HONEST[1]))])
     expected = apply_block(reference.state, time_ms, [(HONEST[0], decode_message(HONEST[1]))])
 
-    assert block.results[0]["ok"] is False and block.results[0]["code"] == "decimal_too_long"
+    # the handler's parse_decimal checks again; a steward change from a non-member is refused before its
+    # value is read, and a listing reports its genesis-form errors as invalid_listing
+    code = {"value": "not_council_member", "actions.0.oracle_price": "invalid_listing"}.get(path, "decimal_too_long")
+    assert block.results[0]["ok"] is False and block.results[0]["code"] == code
     assert block.results[1]["ok"] is True                      # the honest withdrawal after it commits
     assert block.state_hash == expected.state_hash              # the poison changed nothing
     assert compute_state_hash_full(attacked.state) == block.state_hash
@@ -201,7 +225,9 @@ def test_a_transfer_to_an_address_with_a_trailing_newline_is_refused_and_moves_n
 
     with pytest.raises(ProtocolError) as refused:
         decode_message(transfer(to_owner=target, amount="1000"))
-    typed = dataclasses.replace(decode_message(transfer(to_owner=BOB, amount="1000")), to_owner=target)
+    with pytest.raises(ProtocolError):
+        dataclasses.replace(decode_message(transfer(to_owner=BOB, amount="1000")), to_owner=target)
+    typed = smuggled(transfer(to_owner=BOB, amount="1000"), "to_owner", target)
     block = apply_block(chain.state, chain.state.time_ms + 1_000,
                         [(ALICE, typed), (ALICE, decode_message(transfer(to_owner=BOB, amount="0.000001")))])
 

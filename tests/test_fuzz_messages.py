@@ -15,7 +15,7 @@ Each drawn transaction goes two ways:
 * **through intake**: ``decode_message`` either refuses it (``ProtocolError``) or its typed message
   is applied;
 * **around intake**: the raw values are put straight into the message dataclass (as another adapter
-  or a future bug might), and applied.
+  might): building it refuses them (``ProtocolError``: ``messages._Checked``) or it is applied.
 
 and, applied in an open block, must give ``{"ok": true, ...}`` or ``{"ok": false, "code", "message"}``
 and nothing else; a refusal leaves the full state hash and the block's events as they were; the
@@ -202,12 +202,15 @@ def typed_around_intake(msg: dict[str, Any]) -> Any:
             try:
                 actions.append(action if action_cls is None else
                                action_cls(**{k: v for k, v in action.items() if k != "type"}))
-            except TypeError:
+            except (TypeError, ProtocolError):
                 actions.append(action)
         values["actions"] = tuple(actions)
     try:
         return cls(**values)
     except TypeError:
+        return None
+    except ProtocolError as error:  # building it checks the bounds (messages._Checked)
+        assert isinstance(error.code, str) and error.code and error.message
         return None
 
 

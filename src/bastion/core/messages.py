@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from bastion.core.errors import ProtocolError
 from bastion.core.timefmt import parse_iso_ms
-from bastion.core.units import check_decimal_text
+from bastion.core.units import MAX_INTEGER_DIGITS, check_decimal_text
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")  # fullmatch: "$" would also match before a final "\n"
 
@@ -26,8 +26,19 @@ def normalize_address(value: object, *, field: str) -> str:
     return value.lower()
 
 
+class _Checked:
+    """Base of every message and action: building one checks every field (``check_message``), so a
+    typed message that exists is within the bounds, however it was made (the decoder, a scenario
+    runner, ``dataclasses.replace``); the state transition needs no second pass over the fields."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        check_message(self)
+
+
 @dataclass(frozen=True, slots=True)
-class Deposit:
+class Deposit(_Checked):
     """Bridge operator credits ``amount`` USDC to ``owner``'s subaccount (creating it if new)."""
     owner: str
     subaccount: int
@@ -35,13 +46,13 @@ class Deposit:
 
 
 @dataclass(frozen=True, slots=True)
-class Withdraw:
+class Withdraw(_Checked):
     subaccount: int
     amount: str
 
 
 @dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(_Checked):
     """Move USDC from one of the sender's subaccounts to any subaccount of any owner."""
     subaccount: int
     to_owner: str
@@ -50,7 +61,7 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
-class PlaceOrder:
+class PlaceOrder(_Checked):
     subaccount: int
     market: str
     side: str
@@ -66,20 +77,20 @@ class PlaceOrder:
 
 
 @dataclass(frozen=True, slots=True)
-class CancelOrder:
+class CancelOrder(_Checked):
     subaccount: int
     client_id: int | None = None
     order_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class CancelAll:
+class CancelAll(_Checked):
     subaccount: int
     market: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SetLeverage:
+class SetLeverage(_Checked):
     """Choose a higher initial margin fraction (lower leverage) for one market, never below the tier's."""
     subaccount: int
     market: str
@@ -87,7 +98,7 @@ class SetLeverage:
 
 
 @dataclass(frozen=True, slots=True)
-class SetMarginMode:
+class SetMarginMode(_Checked):
     """Make a flat subaccount with no open orders ``cross`` or ``isolated`` to one ``market``."""
     subaccount: int
     mode: str
@@ -95,19 +106,19 @@ class SetMarginMode:
 
 
 @dataclass(frozen=True, slots=True)
-class OracleUpdate:
+class OracleUpdate(_Checked):
     prices: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class TransferBgov:
+class TransferBgov(_Checked):
     """Move ``amount`` BGOV (6 decimals) from the sender to ``to``; voting power follows the delegates."""
     to: str
     amount: str
 
 
 @dataclass(frozen=True, slots=True)
-class Delegate:
+class Delegate(_Checked):
     """Delegate the sender's whole BGOV balance to ``delegatee`` (itself to vote; the zero address: nobody)."""
     delegatee: str
 
@@ -116,7 +127,7 @@ class Delegate:
 # Typed data inside ``submit_proposal.actions`` (``bastion.core.governance`` validates and applies
 # them). Omitted fields (None) are left unchanged; decimals are strings on the genesis grids.
 @dataclass(frozen=True, slots=True)
-class SetMarketParams:
+class SetMarketParams(_Checked):
     market: str
     liquidity_tier: int | None = None
     max_open_interest: str | None = None
@@ -132,7 +143,7 @@ class SetMarketParams:
 
 
 @dataclass(frozen=True, slots=True)
-class SetLiquidityTier:
+class SetLiquidityTier(_Checked):
     tier: int
     initial_margin: str | None = None
     maintenance_fraction: str | None = None
@@ -141,12 +152,12 @@ class SetLiquidityTier:
 
 
 @dataclass(frozen=True, slots=True)
-class SetFeeParams:
+class SetFeeParams(_Checked):
     insurance_share: str
 
 
 @dataclass(frozen=True, slots=True)
-class SetLiquidationParams:
+class SetLiquidationParams(_Checked):
     """Any field of ``LiquidationParams`` (genesis ``liquidation`` names and units)."""
     max_liquidation_fee: str | None = None
     max_insurance_loss_per_block: str | None = None
@@ -159,19 +170,19 @@ class SetLiquidationParams:
 
 
 @dataclass(frozen=True, slots=True)
-class SetGovernanceParams:
+class SetGovernanceParams(_Checked):
     """A partial genesis ``governance`` section, merged over the current parameters."""
     params: dict
 
 
 @dataclass(frozen=True, slots=True)
-class DelistMarket:
+class DelistMarket(_Checked):
     """Put ``market`` in final settlement: the liquidation engine settles it at the end of the block."""
     market: str
 
 
 @dataclass(frozen=True, slots=True)
-class StartRollout:
+class StartRollout(_Checked):
     """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
     ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
     (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.rollout``)."""
@@ -185,28 +196,28 @@ class StartRollout:
 
 
 @dataclass(frozen=True, slots=True)
-class SetGuardian:
+class SetGuardian(_Checked):
     """Appoint or renew the guardian until ``expires`` (RFC 3339), or remove it (``address`` null)."""
     address: str | None
     expires: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SetCouncil:
+class SetCouncil(_Checked):
     """Replace the council: ``members`` (addresses, at least one) of whom ``threshold`` must sign."""
     members: list[str]
     threshold: int
 
 
 @dataclass(frozen=True, slots=True)
-class SetStewardBounds:
+class SetStewardBounds(_Checked):
     """Per parameter (dotted name), ``{max_change | max_change_abs, cooldown_s}`` or null to remove
     its bound; parameters not named keep theirs (``bastion.core.council``)."""
     bounds: dict
 
 
 @dataclass(frozen=True, slots=True)
-class ListMarket:
+class ListMarket(_Checked):
     """List a new market on the default path (DESIGN.md section 9): isolated-only with its own
     (empty) insurance fund, a conservative tier, a small open-interest cap (``bastion.core.actions``).
     Fields as a genesis market; ``oracle`` overrides the listing oracle defaults."""
@@ -223,20 +234,20 @@ class ListMarket:
 
 
 @dataclass(frozen=True, slots=True)
-class SetListingParams:
+class SetListingParams(_Checked):
     """The bounds of the default listing path: minimum tier initial margin, maximum OI cap (USDC)."""
     min_initial_margin: str | None = None
     max_open_interest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SetOracleOperators:
+class SetOracleOperators(_Checked):
     """Replace the set of oracle operators (addresses)."""
     operators: tuple
 
 
 @dataclass(frozen=True, slots=True)
-class TreasurySpend:
+class TreasurySpend(_Checked):
     """Pay ``amount`` USDC from the protocol fee account (the treasury) to a subaccount."""
     to_owner: str
     to_subaccount: int
@@ -244,7 +255,7 @@ class TreasurySpend:
 
 
 @dataclass(frozen=True, slots=True)
-class InsuranceTransfer:
+class InsuranceTransfer(_Checked):
     """Move ``amount`` USDC between insurance funds ("cross" or an isolated market's ticker), or
     from the treasury ("treasury") into one."""
     from_pool: str
@@ -253,7 +264,7 @@ class InsuranceTransfer:
 
 
 @dataclass(frozen=True, slots=True)
-class UpgradeIsolatedToCross:
+class UpgradeIsolatedToCross(_Checked):
     """An isolated-only market joins the cross pool; its insurance fund merges into the cross fund."""
     market: str
 
@@ -301,7 +312,7 @@ Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationPara
 
 # ------------------------------------------------------------------------------- governance messages
 @dataclass(frozen=True, slots=True)
-class SubmitProposal:
+class SubmitProposal(_Checked):
     """Propose ``actions`` (typed, see above), escrowing ``deposit`` BGOV from the sender."""
     title: str
     description: str
@@ -310,30 +321,30 @@ class SubmitProposal:
 
 
 @dataclass(frozen=True, slots=True)
-class Vote:
+class Vote(_Checked):
     proposal_id: str
     option: str                            # yes | no | abstain | veto
     reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Queue:
+class Queue(_Checked):
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Execute:
+class Execute(_Checked):
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class CancelProposal:
+class CancelProposal(_Checked):
     proposal_id: str
 
 
 # ------------------------------------------------------------------------------- guardian messages
 @dataclass(frozen=True, slots=True)
-class GuardianPause:
+class GuardianPause(_Checked):
     """Pause ``scope`` (market | reduce_only | trading | withdrawals; ``market`` for the first two)
     for ``duration_s`` seconds of block time (``bastion.core.guardian``)."""
     scope: str
@@ -342,19 +353,19 @@ class GuardianPause:
 
 
 @dataclass(frozen=True, slots=True)
-class GuardianUnpause:
+class GuardianUnpause(_Checked):
     """Lift the guardian's own pause, only within the unpause grace after its start."""
     scope: str
     market: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class GuardianVeto:
+class GuardianVeto(_Checked):
     """Veto a succeeded or queued proposal; the reason is required."""
     proposal_id: str
     reason: str
 @dataclass(frozen=True, slots=True)
-class CouncilAttest:
+class CouncilAttest(_Checked):
     """A council member's stress verdict on a queued proposal: ``pass`` or ``fail`` for the report
     whose SHA-256 is ``report_hash`` (64 lowercase hex)."""
     proposal_id: str
@@ -363,7 +374,7 @@ class CouncilAttest:
 
 
 @dataclass(frozen=True, slots=True)
-class StewardChange:
+class StewardChange(_Checked):
     """A council member's approval to set ``param`` (dotted name) to ``value`` (decimal string as in
     the governance action that sets it) without a vote; applies at the k-th approval."""
     param: str
@@ -407,11 +418,12 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 MAX_ACTIONS = 16
 
 # ------------------------------------------------------------------------------- bounds of every field
-# Every field of every message and action is bounded here, by ``check_message``: at intake
-# (``decode_message``, which the node's ``check_tx`` and scenario files use) and again by the state
-# transition before the handler runs (``bastion.core.transition.apply_tx``), so a message built
-# without the decoder is held to the same bounds. Handlers then apply the finer, state-dependent
-# rules (a subaccount number is 0..127, a price is on the market's grid, ...).
+# Every field of every message and action is bounded here, by ``check_message``, which runs when a
+# message is built (``_Checked``): at intake (``decode_message``, which the node's ``check_tx``, the
+# log replay and scenario files use) and for a message built any other way, so no handler ever sees
+# an unbounded field. The handlers then parse with the same functions (``units.parse_decimal``
+# calls ``check_decimal_text`` again, addresses go through ``normalize_address``) and apply the
+# finer, state-dependent rules (a subaccount number is 0..127, a price is on the market's grid, ...).
 MAX_INT: Final = 2**53 - 1          # every integer field: |value| <= 2^53 - 1 (exact in JavaScript, and
                                     # still inside int64 after a conversion from seconds to milliseconds)
 MAX_TEXT_CHARS: Final = 128         # identifiers, tickers, enums, proposal ids, hashes, parameter names
@@ -530,20 +542,59 @@ def check_field(name: str, value: Any, *, field: str) -> None:
 def check_message(msg: Any, prefix: str = "") -> None:
     """Every field of a typed message or action of its JSON type and within its bounds (see above);
     a proposal's actions too. Raises ``ProtocolError``; the same function runs at intake and in the
-    state transition, so a handler only ever sees fields of the types its dataclass declares."""
-    for name, allowed, refuses_bool, _ in _field_specs(type(msg))[1]:
+    state transition, so a handler only ever sees fields of the types its dataclass declares.
+
+    The common cases (a short ASCII text, an integer, a whole number as a decimal string) are
+    checked inline; everything else goes through ``check_field``, which decides the same way."""
+    for name, allowed, kind, limit in _check_specs(type(msg)):
         value = getattr(msg, name)
-        if not isinstance(value, allowed) or (refuses_bool and isinstance(value, bool)):
+        if type(value) not in allowed:  # exact JSON types: a bool is not an int here
             raise ProtocolError("invalid_field", f"{prefix}{name} has the wrong type: {type(value).__name__}",
                                 field=prefix + name)
-        if value is not None:
-            check_field(name, value, field=prefix + name)
-    if type(msg) is SubmitProposal:
+        if value is None or kind == _BOOL:
+            continue
+        if kind == _INT:
+            if -MAX_INT <= value <= MAX_INT:
+                continue
+        elif kind == _TEXT:
+            if len(value) <= limit and value.isascii():
+                continue
+        elif kind == _DECIMAL:
+            if len(value) <= MAX_INTEGER_DIGITS and value.isascii() and value.isdigit():
+                continue
+        check_field(name, value, field=prefix + name)
+    if type(msg) is SubmitProposal:  # each action checked itself when it was built
         for index, action in enumerate(msg.actions):
             if type(action) not in ACTION_NAMES:
                 raise ProtocolError("invalid_action", "an action must be a typed governance action",
                                     field=f"actions[{index}]")
-            check_message(action, f"actions[{index}].")
+
+
+_BOOL, _INT, _TEXT, _DECIMAL, _OTHER = "bool", "int", "text", "decimal", "other"
+# per class: (name, allowed JSON types, kind for the inline checks, text limit)
+_CheckSpec = tuple[str, tuple[type, ...], str, int]
+_CHECK_SPECS: dict[type, tuple[_CheckSpec, ...]] = {}
+
+
+def _check_specs(cls: type) -> tuple[_CheckSpec, ...]:
+    specs = _CHECK_SPECS.get(cls)
+    if specs is None:
+        table: list[_CheckSpec] = []
+        for name, allowed, _, _ in _field_specs(cls)[1]:
+            limit = TEXT_LIMITS.get(name, (MAX_TEXT_CHARS, ""))[0]
+            if allowed == (bool,):
+                kind = _BOOL
+            elif int in allowed:
+                kind = _INT
+            elif str in allowed and name in DECIMAL_FIELDS:
+                kind = _DECIMAL
+            elif str in allowed and name not in ADDRESS_FIELDS and name not in TIME_FIELDS:
+                kind = _TEXT
+            else:
+                kind = _OTHER
+            table.append((name, allowed, kind, limit))
+        specs = _CHECK_SPECS[cls] = tuple(table)
+    return specs
 
 
 def decode_message(data: Any) -> Message:
@@ -564,9 +615,7 @@ def decode_message(data: Any) -> Message:
         if len(actions) > MAX_ACTIONS:
             raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field="actions")
         values["actions"] = tuple(decode_action(action, index) for index, action in enumerate(actions))
-    message = cls(**values)
-    check_message(message)
-    return message
+    return cls(**values)  # checks every field (_Checked)
 
 
 def decode_action(data: Any, index: int) -> Action:
@@ -581,7 +630,10 @@ def decode_action(data: Any, index: int) -> Action:
     values = _decode_fields(str(kind), cls, data, prefix=prefix)
     if cls is SetOracleOperators:
         values["operators"] = tuple(values["operators"])   # immutable, like a proposal's actions
-    return cls(**values)
+    try:
+        return cls(**values)  # checks every field (_Checked)
+    except ProtocolError as error:  # name the field inside the proposal
+        raise ProtocolError(error.code, error.message, field=prefix + str(error.fields.get("field"))) from None
 
 
 def canonical_action(action: Action) -> dict[str, Any]:
@@ -618,13 +670,15 @@ def _decode_fields(kind: str, cls: type, data: dict, *, prefix: str) -> dict[str
         extra = sorted(set(data) - names)
         raise ProtocolError("unknown_field", f"{kind} has no field {extra[0]!r}", field=prefix + extra[0])
     values: dict[str, Any] = {}
-    for name, allowed, refuses_bool, required in table:
+    for name, allowed, _, required in table:
         if name not in data:
             if required:
                 raise ProtocolError("missing_field", f"{kind} needs field {name!r}", field=prefix + name)
             continue
         value = data[name]
-        if not isinstance(value, allowed) or (refuses_bool and isinstance(value, bool)):
-            raise ProtocolError("invalid_field", f"{kind}.{name} has the wrong type: {value!r}", field=prefix + name)
+        # the JSON types of the other fields are checked when the message is built (check_message);
+        # these two are converted before that
+        if name in ("actions", "operators") and not isinstance(value, allowed):
+            raise ProtocolError("invalid_field", f"{kind}.{name} must be a list", field=prefix + name)
         values[name] = value
     return values

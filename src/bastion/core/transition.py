@@ -30,7 +30,7 @@ from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
     ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, CouncilAttest, Delegate, Deposit, Execute, GuardianPause,
     GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, SetLeverage, SetMarginMode,
-    StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal, check_message,
+    StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -95,7 +95,6 @@ def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
         return {"ok": False, "code": "unknown_message_type", "message": f"no handler for {type(msg).__name__}"}
     tx_events: Events = []
     try:
-        check_message(msg)  # the bounds of every field, as at intake (a message may not come through decode)
         extra = handler(state, sender, msg, tx_events)
     except ProtocolError as error:
         return {"ok": False, "code": error.code, "message": error.message}
