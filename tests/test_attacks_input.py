@@ -131,7 +131,8 @@ DECIMAL_FIELDS = [
     (ALICE, submit_proposal(FEE), "actions.0.insurance_share"),
     (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "max_open_interest": "10"}),
      "actions.0.max_open_interest"),
-    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "maker_fee": "0.0001"}), "actions.0.maker_fee"),
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "maker_fee": "0.0001"}),
+     "actions.0.maker_fee"),
     (ALICE, submit_proposal({"type": "set_liquidity_tier", "tier": 0, "initial_margin": "0.05"}),
      "actions.0.initial_margin"),
     (ALICE, submit_proposal({"type": "set_liquidation_params", "max_notional_per_block": "1000"}),
@@ -339,8 +340,8 @@ def api(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("size", "status", "code"), [
-    (POISON, 400, None), (BELOW_LIMIT, 400, None), (JUST_ABOVE, 400, "decimal_too_long"), ("1\n", 400, "invalid_decimal"),
-    ("٣", 400, "invalid_decimal"),
+    (POISON, 400, None), (BELOW_LIMIT, 400, None), (JUST_ABOVE, 400, "decimal_too_long"),
+    ("1\n", 400, "invalid_decimal"), ("٣", 400, "invalid_decimal"),
 ])
 def test_the_preview_answers_a_poison_size_with_a_4xx_code_not_500(api, size, status, code):
     body = {"owner": ALICE_API, "market": BTC, "side": "buy", "size": size, "price": "50000"}

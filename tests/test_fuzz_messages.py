@@ -107,9 +107,11 @@ def fuzz_genesis() -> dict:
     for entry, bgov in zip(accounts, ("100", "300", "200", "50"), strict=False):
         entry.update(bgov=bgov, delegate=entry["address"])
     tiers = {name: {"quorum": "0.1", "approval_threshold": "0.5", "voting_period_blocks": 2, "timelock_s": 10,
-                    "min_holding_age_blocks": 0} for name in ("risk_reducing", "neutral", "risk_increasing", "critical")}
+                    "min_holding_age_blocks": 0}
+             for name in ("risk_reducing", "neutral", "risk_increasing", "critical")}
     return genesis(accounts=accounts,
-                   governance={"voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "late_quorum_extension_blocks": 0,
+                   governance={"voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5",
+                               "late_quorum_extension_blocks": 0,
                                "execution_window_s": DAY_S, "tiers": tiers},
                    council={"members": list(COUNCIL), "threshold": 1,
                             "steward_bounds": {"fees.insurance_share_ppm": {"max_change": "1", "cooldown_s": 1}}},

@@ -173,7 +173,8 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]]) -> B
             results.append(apply_tx(state, sender, msg, events))
         except Exception as error:  # never a refusal: re-raised, naming the transaction, for the node to stop
             raise HandlerCrash(f"block {state.height}: transaction {index} ({type(msg).__name__} from {sender}) "
-                               f"raised {type(error).__name__}: {str(error)[:200]}; the block is not committed") from error
+                               f"raised {type(error).__name__}: {str(error)[:200]}; the block is not committed"
+                               ) from error
     state_hash = end_block(state, events)
     return BlockResult(state.height, time_ms, state_hash, results, events)
 
