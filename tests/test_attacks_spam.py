@@ -28,7 +28,6 @@ from fastapi.testclient import TestClient
 from test_governance_actions import classify, enact
 
 from bastion.api.app import ApiConfig, create_app
-from bastion.core.ante import has_collateral
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.snapshot import state_from_document, state_to_document
@@ -216,6 +215,8 @@ def test_scenario_defaults_show_the_order_limits():
 
 # ------------------------------------------------------------------------------ ante: no collateral
 def test_who_has_collateral():
+    from bastion.core.ante import has_collateral
+
     accounts = [*default_accounts(), {"address": address(0x5B1), "bgov": "1", "subaccounts": []},
                 account(address(0x5B2), subaccount(0, "0")),
                 account(address(0x5B3), subaccount(0, "-1", positions=[{"market": BTC, "size": "0.0001"}])),
