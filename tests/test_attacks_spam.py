@@ -90,6 +90,22 @@ def test_dust_orders_up_to_the_cap_then_refused_and_an_honest_order_still_fills(
     assert chain.state.markets[BTC].open_interest == 1_000 and chain.full_hash() == chain.state.state_hash
 
 
+def test_collateral_cannot_be_moved_away_from_open_orders():
+    """The shuffle: rest the tier's orders, move the collateral to another subaccount (or withdraw
+    it), rest more there. Collateral may leave only while what stays covers the open orders' tier."""
+    chain = spam_chain("50")
+    assert all(chain.submit(SPAMMER, dust_bid(i))["ok"] for i in range(1, 11))     # 10 open: the 1-USDC tier
+    before = chain.full_hash()
+    moved = chain.submit(SPAMMER, {"type": "transfer", "subaccount": 0, "to_owner": SPAMMER, "to_subaccount": 1,
+                                   "amount": "49.5"})
+    assert moved["code"] == "too_many_open_orders" and "0.5 USDC of equity left" in moved["message"]
+    assert chain.submit(SPAMMER, withdraw(amount="49.5"))["code"] == "too_many_open_orders"
+    assert chain.full_hash() == before
+    assert chain.submit(SPAMMER, withdraw(amount="49"))["ok"]        # 1 USDC left: still the 1-USDC tier
+    assert chain.submit(SPAMMER, {"type": "cancel_all", "subaccount": 0})["cancelled"] == 10
+    assert chain.submit(SPAMMER, withdraw(amount="1"))["ok"]         # no open orders: everything may leave
+
+
 def test_the_cap_follows_equity_not_the_balance_and_the_hard_maximum_binds_everyone():
     """Equity is net collateral: 0.5 USDC of balance with a position worth more lifts a subaccount
     into the first tier. And however rich, a subaccount keeps at most ``max_open_orders``."""

@@ -72,7 +72,7 @@ from bastion.core.messages import (
     SetMarketParams, SetOracleOperators, SetOrderLimits, SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend,
     UpgradeIsolatedToCross, Vote, canonical_action,
 )
-from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier, OrderLimitParams
+from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier, OrderLimitParams, open_order_limit
 from bastion.core.state import (
     ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State,
 )
@@ -440,7 +440,7 @@ def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[C
         # compare the limits at every step of either list: the limit is constant between steps
         points = sorted({0, *(equity for equity, _ in old.open_order_tiers), *(e for e, _ in new.open_order_tiers)})
         unbounded = OrderLimitParams(old.open_order_tiers, _NO_CAP, 0), OrderLimitParams(new.open_order_tiers, _NO_CAP, 0)
-        classes = [compare_risk(orders.open_order_limit(unbounded[0], e)[0], orders.open_order_limit(unbounded[1], e)[0],
+        classes = [compare_risk(open_order_limit(unbounded[0], e)[0], open_order_limit(unbounded[1], e)[0],
                                 riskier_when_higher=True) for e in points]
         changes.append(("order_limits.open_order_tiers", [list(step) for step in old.open_order_tiers],
                         new.open_order_tiers, strictest(classes)))

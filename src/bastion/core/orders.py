@@ -27,7 +27,7 @@ from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP 
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.margin import cost_change, get_subaccount_risk, is_valid_update, open_interest_change
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
-from bastion.core.params import OrderLimitParams
+from bastion.core.params import OrderLimitParams, open_order_limit
 from bastion.core.state import (
     ACTIVE, CROSS, ISOLATED, PAUSED, REDUCE_ONLY, ConditionalOrder, Market, OrderTerms, State, Subaccount,
 )
@@ -219,17 +219,6 @@ def check_order_limits(state: State, terms: OrderTerms, *, rests: bool) -> None:
                             f"{format_usdc(equity)} USDC ({tier}) allows {allowed} "
                             f"(at most {limits.max_open_orders} per subaccount)", field="subaccount",
                             open_orders=open_orders, allowed=allowed)
-
-
-def open_order_limit(limits: OrderLimitParams, equity: int) -> tuple[int, int | None]:
-    """How many orders a subaccount with ``equity`` micro-USDC may keep open, and the minimum
-    equity of its tier (None below the first tier, where the limit is 0)."""
-    allowed, step = 0, None
-    for min_equity, count in limits.open_order_tiers:
-        if equity < min_equity:
-            break
-        allowed, step = count, min_equity
-    return min(allowed, limits.max_open_orders), step
 
 
 def parse_order_limits(obj: object, base: OrderLimitParams, path: str) -> OrderLimitParams:

@@ -99,6 +99,17 @@ class OrderLimitParams:
     min_order_notional_usdc: int = 1_000_000        # 1 USDC at the oracle price
 
 
+def open_order_limit(limits: OrderLimitParams, equity: int) -> tuple[int, int | None]:
+    """How many orders a subaccount with ``equity`` micro-USDC may keep open, and the minimum
+    equity of its tier (None below the first tier, where the limit is 0)."""
+    allowed, step = 0, None
+    for min_equity, count in limits.open_order_tiers:
+        if equity < min_equity:
+            break
+        allowed, step = count, min_equity
+    return min(allowed, limits.max_open_orders), step
+
+
 # Governance risk classes (DESIGN.md section 9), from the least to the most strict
 RISK_CLASSES: Final = ("risk_reducing", "neutral", "risk_increasing", "critical")
 DAY_MS: Final = 86_400_000
