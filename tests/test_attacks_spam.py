@@ -299,6 +299,8 @@ def test_collateral_lost_between_intake_and_block_drops_the_tx_which_is_reported
     status = node.tx_status(FRESH, 2)
     assert status["status"] == "refused" and status["code"] == "no_collateral"
     assert node.wait_committed(FRESH, 2, 0.01)["status"] == "refused"
+    answer = TestClient(create_app(node, ApiConfig(unsigned=True))).get(f"/v1/tx/{FRESH}/2").json()
+    assert (answer["status"], answer["code"]) == ("refused", "no_collateral") and answer["message"]
     assert log_rows(tmp_path / "n") == (2, 1)
     with pytest.raises(ProtocolError) as caught:   # still unfunded: refused at intake now
         node.submit({"sender": FRESH, "nonce": 2, "msg": place_order(client_id=1, time_in_force="ioc")})
