@@ -248,6 +248,29 @@ def test_who_has_collateral():
     assert has_collateral(state, address(0x5EE)) is False     # a fresh key
 
 
+@pytest.mark.parametrize("name", ["funding_positive_premium.json", "cross_margin_two_markets.json",
+                                  "liquidation_fund_pays.json", "mango_unbacked_profit.json"])
+def test_equity_is_the_margin_engines_net_collateral(name):
+    """``get_net_collateral`` (the limits' equity) is exactly TNC as margin computes it, funding included."""
+    import json
+
+    from bastion.core.margin import get_net_collateral, get_subaccount_risk
+    from bastion.core.messages import decode_message
+    from bastion.core.transition import apply_block
+    from bastion.scenario import _block_time
+
+    doc = json.loads((Path(__file__).parent / "scenarios" / name).read_text())
+    state = build_state(doc["genesis"])
+    compared = 0
+    for index, block in enumerate(doc["blocks"]):
+        apply_block(state, _block_time(block, index, state),
+                    [(tx["sender"].lower(), decode_message(tx["msg"])) for tx in block["txs"]])
+        subs = list(state.subaccounts.values())
+        compared += sum(bool(sub.positions) for sub in subs)
+        assert [get_net_collateral(state, sub) for sub in subs] == [get_subaccount_risk(state, sub)[0] for sub in subs]
+    assert compared
+
+
 def node_genesis() -> dict:
     """The builders' exchange plus FRESH, funded with 100 USDC and nothing else."""
     return genesis(accounts=[*default_accounts(), account(FRESH, subaccount(0, "100"))])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bastion.core import guardian
 from bastion.core.errors import ProtocolError
-from bastion.core.margin import cost_after, get_pending_funding, get_subaccount_risk
+from bastion.core.margin import cost_after, get_net_collateral, get_pending_funding, get_subaccount_risk
 from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
 from bastion.core.params import open_order_limit
 from bastion.core.state import CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
@@ -155,7 +155,7 @@ def check_open_orders_covered(state: State, sub: Subaccount, amount: int) -> Non
     open_orders = len(sub.orders) + len(sub.conditional_orders)
     if not open_orders:
         return
-    equity = (sub.balance if not sub.positions else get_subaccount_risk(state, sub)[0]) - amount
+    equity = get_net_collateral(state, sub) - amount
     allowed, _ = open_order_limit(state.order_limits, equity)
     if open_orders > allowed:
         raise ProtocolError("too_many_open_orders",

@@ -32,7 +32,7 @@ positions as funded without valuing them; the block producer's exact check then 
 from __future__ import annotations
 
 from bastion.core.errors import ProtocolError
-from bastion.core.margin import get_subaccount_risk
+from bastion.core.margin import get_net_collateral
 from bastion.core.state import SUBACCOUNT_NUMBERS, State
 
 
@@ -58,7 +58,7 @@ def has_collateral(state: State, address: str, *, exact: bool = True) -> bool:
             continue
         if sub.balance > 0:
             return True
-        if sub.positions and (not exact or get_subaccount_risk(state, sub)[0] > 0):
+        if sub.positions and (not exact or get_net_collateral(state, sub) > 0):
             return True
     return False
 

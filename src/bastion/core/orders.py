@@ -25,7 +25,9 @@ from bastion.core import guardian
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.margin import cost_change, get_subaccount_risk, is_valid_update, open_interest_change
+from bastion.core.margin import (
+    cost_change, get_net_collateral, get_subaccount_risk, is_valid_update, open_interest_change,
+)
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
 from bastion.core.params import OrderLimitParams, open_order_limit
 from bastion.core.state import (
@@ -210,7 +212,7 @@ def check_order_limits(state: State, terms: OrderTerms, *, rests: bool) -> None:
     if not rests:
         return
     open_orders = len(sub.orders) + len(sub.conditional_orders)
-    equity = sub.balance if not sub.positions else get_subaccount_risk(state, sub)[0]
+    equity = get_net_collateral(state, sub)
     allowed, step = open_order_limit(limits, equity)
     if open_orders >= allowed:
         tier = "below the first tier" if step is None else f"tier from {format_usdc(step)} USDC"
