@@ -439,9 +439,10 @@ def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[C
     if action.open_order_tiers is not None:
         # compare the limits at every step of either list: the limit is constant between steps
         points = sorted({0, *(equity for equity, _ in old.open_order_tiers), *(e for e, _ in new.open_order_tiers)})
-        unbounded = OrderLimitParams(old.open_order_tiers, _NO_CAP, 0), OrderLimitParams(new.open_order_tiers, _NO_CAP, 0)
-        classes = [compare_risk(open_order_limit(unbounded[0], e)[0], open_order_limit(unbounded[1], e)[0],
-                                riskier_when_higher=True) for e in points]
+        before = OrderLimitParams(old.open_order_tiers, _NO_CAP, 0)   # the tiers alone, without the hard maximum
+        after = OrderLimitParams(new.open_order_tiers, _NO_CAP, 0)
+        classes = [compare_risk(open_order_limit(before, e)[0], open_order_limit(after, e)[0], riskier_when_higher=True)
+                   for e in points]
         changes.append(("order_limits.open_order_tiers", [list(step) for step in old.open_order_tiers],
                         new.open_order_tiers, strictest(classes)))
     if action.max_open_orders is not None:

@@ -49,7 +49,8 @@ The ``param_changed`` event (for governance, a later issue) is::
      "height": 1234, "proposal_id": "9f2c...e1"}
 
 ``name`` is a dotted path as in ``genesis_parameters`` (``funding.*``, ``fees.*``,
-``liquidation.*``, ``order_limits.*`` (``open_order_tiers``: a list of [min equity, max open orders]), ``liquidity_tiers.<id>.*``, ``markets.<ticker>.*``, ``markets.<ticker>.oracle.*``),
+``liquidation.*``, ``order_limits.*`` (``open_order_tiers``: a list of [min equity, max open orders]),
+``liquidity_tiers.<id>.*``, ``markets.<ticker>.*``, ``markets.<ticker>.oracle.*``),
 ``value`` an int in the unit its name carries (or a string, e.g. a market status), ``height`` the
 block that applies it (the row takes the block's height when the event has none), ``proposal_id``
 the proposal that decided it.
