@@ -20,7 +20,7 @@ from bastion.stress.cli import stress
 
 app = typer.Typer(help="Bastion: a deterministic perpetual-futures exchange.", no_args_is_help=True,
                   add_completion=False)
-scenario_app = typer.Typer(help="Run and inspect scenario files (SCENARIOS.md).", no_args_is_help=True)
+scenario_app = typer.Typer(help="Run and inspect scenario files (docs/scenarios.md).", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 app.command("stress")(stress)
 console = Console()

@@ -1,7 +1,7 @@
 """Genesis: the JSON document that defines chain id, start time, parameters, markets and accounts.
 
 ``build_state(genesis)`` validates a genesis object (decimal strings, as in scenario files, see
-SCENARIOS.md) and returns the initial ``State`` with its state hash committed at height 0.
+docs/scenarios.md) and returns the initial ``State`` with its state hash committed at height 0.
 Omitted fields take the values of ``GENESIS_DEFAULTS`` (``bastion scenario defaults`` prints them).
 Errors are ``ProtocolError("invalid_genesis", ...)`` naming the field path, e.g.
 ``genesis.markets[0].size_decimals``.
