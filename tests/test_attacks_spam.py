@@ -9,7 +9,7 @@ at the oracle price that reducing orders escape (``order_below_min_notional``), 
 size (``size_above_maximum``), the ante check (``no_collateral``) at intake and at block building,
 a per-sender mempool bound (``too_many_pending``) and per-address / per-sender API limits (429).
 
-Default order limits (``bastion scenario defaults``): tiers [1 USDC: 10, 100: 100, 1,000: 500,
+Default order limits (``bastion scenario defaults``): tiers [20 USDC: 5, 100: 20, 1,000: 100,
 10,000: 1,000] open orders, at most 1,000 per subaccount, minimum notional 1 USDC. In the builders'
 genesis BTC-USD has 0.0001 BTC lots and 0.1 USD ticks at an oracle price of 50,000: one lot is
 worth 5 USDC at the oracle.
@@ -48,7 +48,7 @@ def dust_bid(client_id: int, **fields) -> dict:
 
 # ------------------------------------------------------------------------------ open orders by equity
 def test_a_subaccount_with_a_cent_cannot_rest_a_single_order():
-    """The measured attack: 0.01 USDC rested 5,000 orders. Below the first tier (1 USDC) the limit is 0."""
+    """The measured attack: 0.01 USDC rested 5,000 orders. Below the first tier (20 USDC) the limit is 0."""
     chain = spam_chain("0.01")
     chain.open_block()
     before = chain.full_hash()
@@ -66,22 +66,23 @@ def test_a_subaccount_with_a_cent_cannot_rest_a_single_order():
 
 
 def test_dust_orders_up_to_the_cap_then_refused_and_an_honest_order_still_fills():
-    """50 USDC of equity is in the 1-USDC tier: 10 open orders (resting plus conditional), no more."""
+    """50 USDC of equity is in the 20-USDC tier: 5 open orders (resting plus conditional), no more."""
     chain = spam_chain("50")
-    results = [chain.submit(SPAMMER, dust_bid(i)) for i in range(1, 10)]
-    results.append(chain.submit(SPAMMER, dust_bid(10, order_type="stop_limit", trigger_price="60000")))
-    assert [r["ok"] for r in results] == [True] * 10
+    results = [chain.submit(SPAMMER, dust_bid(i)) for i in range(1, 5)]
+    results.append(chain.submit(SPAMMER, dust_bid(5, order_type="stop_limit", trigger_price="60000")))
+    assert [r["ok"] for r in results] == [True] * 5
     before = chain.full_hash()
-    refused = chain.submit(SPAMMER, dust_bid(11))
+    refused = chain.submit(SPAMMER, dust_bid(6))
     assert (refused["ok"], refused["code"]) == (False, "too_many_open_orders")
-    assert "has 10 open orders" in refused["message"] and "allows 10" in refused["message"]
+    assert "has 5 open orders" in refused["message"] and "allows 5" in refused["message"]
+    assert "tier from 20 USDC" in refused["message"]
     assert chain.full_hash() == before  # the refusal changed nothing
     sub = chain.subaccount(SPAMMER)
-    assert (len(sub.orders), len(sub.conditional_orders)) == (9, 1)
+    assert (len(sub.orders), len(sub.conditional_orders)) == (4, 1)
     # cancelling one makes room for exactly one more
     assert chain.submit(SPAMMER, cancel_order(client_id=1))["ok"]
-    assert chain.submit(SPAMMER, dust_bid(11))["ok"]
-    assert chain.submit(SPAMMER, dust_bid(12))["code"] == "too_many_open_orders"
+    assert chain.submit(SPAMMER, dust_bid(6))["ok"]
+    assert chain.submit(SPAMMER, dust_bid(7))["code"] == "too_many_open_orders"
     # honest traders are untouched: BOB's ask rests, ALICE takes it in full
     assert chain.submit(BOB, place_order(side="sell", size="0.1", price="50000", client_id=1))["status"] == "open"
     taken = chain.submit(ALICE, place_order(size="0.1", price="50000", client_id=1, time_in_force="ioc"))
@@ -94,16 +95,16 @@ def test_collateral_cannot_be_moved_away_from_open_orders():
     """The shuffle: rest the tier's orders, move the collateral to another subaccount (or withdraw
     it), rest more there. Collateral may leave only while what stays covers the open orders' tier."""
     chain = spam_chain("50")
-    assert all(chain.submit(SPAMMER, dust_bid(i))["ok"] for i in range(1, 11))     # 10 open: the 1-USDC tier
+    assert all(chain.submit(SPAMMER, dust_bid(i))["ok"] for i in range(1, 6))      # 5 open: the 20-USDC tier
     before = chain.full_hash()
     moved = chain.submit(SPAMMER, {"type": "transfer", "subaccount": 0, "to_owner": SPAMMER, "to_subaccount": 1,
-                                   "amount": "49.5"})
-    assert moved["code"] == "too_many_open_orders" and "0.5 USDC of equity left" in moved["message"]
+                                   "amount": "30.000001"})
+    assert moved["code"] == "too_many_open_orders" and "19.999999 USDC of equity left" in moved["message"]
     assert chain.submit(SPAMMER, withdraw(amount="49.5"))["code"] == "too_many_open_orders"
     assert chain.full_hash() == before
-    assert chain.submit(SPAMMER, withdraw(amount="49"))["ok"]        # 1 USDC left: still the 1-USDC tier
-    assert chain.submit(SPAMMER, {"type": "cancel_all", "subaccount": 0})["cancelled"] == 10
-    assert chain.submit(SPAMMER, withdraw(amount="1"))["ok"]         # no open orders: everything may leave
+    assert chain.submit(SPAMMER, withdraw(amount="30"))["ok"]        # 20 USDC left: still the 20-USDC tier
+    assert chain.submit(SPAMMER, {"type": "cancel_all", "subaccount": 0})["cancelled"] == 5
+    assert chain.submit(SPAMMER, withdraw(amount="20"))["ok"]        # no open orders: everything may leave
 
 
 def test_the_cap_follows_equity_not_the_balance_and_the_hard_maximum_binds_everyone():
@@ -197,7 +198,7 @@ def test_order_limits_are_governed_hashed_and_in_snapshots():
     assert classify(chain.state, {"type": "set_order_limits", "min_order_notional": "0.5"}) == "risk_increasing"
     assert classify(chain.state, {"type": "set_order_limits", "min_order_notional": "5"}) == "risk_reducing"
     assert classify(chain.state, {"type": "set_order_limits", "max_open_orders": 2000}) == "risk_increasing"
-    fewer = [{"min_equity": "1", "max_open_orders": 5}, {"min_equity": "100", "max_open_orders": 100}]
+    fewer = [{"min_equity": "20", "max_open_orders": 4}, {"min_equity": "100", "max_open_orders": 20}]
     assert classify(chain.state, {"type": "set_order_limits", "open_order_tiers": fewer}) == "risk_reducing"
     looser = [{"min_equity": "0", "max_open_orders": 1}, *fewer]
     assert classify(chain.state, {"type": "set_order_limits", "open_order_tiers": looser}) == "risk_increasing"
@@ -206,13 +207,13 @@ def test_order_limits_are_governed_hashed_and_in_snapshots():
     events = enact(chain, {"type": "set_order_limits", "open_order_tiers": fewer, "min_order_notional": "5"},
                    {"type": "set_market_params", "market": BTC, "max_order_size": "10"})
     changed = {e["name"]: e["value"] for e in events if e["type"] == "param_changed"}
-    assert changed == {"order_limits.open_order_tiers": [[1_000_000, 5], [100_000_000, 100]],
+    assert changed == {"order_limits.open_order_tiers": [[20_000_000, 4], [100_000_000, 20]],
                        "order_limits.min_order_notional_usdc": 5_000_000, "markets.BTC-USD.max_order_lots": 100_000}
     assert chain.submit(ALICE, place_order(size="10.0001"))["code"] == "size_above_maximum"
     chain.end_block()
     restored = state_from_document(state_to_document(chain.state))
     assert restored.state_hash == chain.state.state_hash
-    assert restored.order_limits.open_order_tiers == [[1_000_000, 5], [100_000_000, 100]]
+    assert restored.order_limits.open_order_tiers == [[20_000_000, 4], [100_000_000, 20]]
     for bad in ([{"min_equity": "10", "max_open_orders": 5}, {"min_equity": "1", "max_open_orders": 9}],
                 [{"min_equity": "1", "max_open_orders": 5}, {"min_equity": "10", "max_open_orders": 4}]):
         with pytest.raises(ProtocolError) as caught:
@@ -222,8 +223,8 @@ def test_order_limits_are_governed_hashed_and_in_snapshots():
 
 def test_scenario_defaults_show_the_order_limits():
     assert GENESIS_DEFAULTS["order_limits"] == {
-        "open_order_tiers": [{"min_equity": "1", "max_open_orders": 10}, {"min_equity": "100", "max_open_orders": 100},
-                             {"min_equity": "1000", "max_open_orders": 500},
+        "open_order_tiers": [{"min_equity": "20", "max_open_orders": 5}, {"min_equity": "100", "max_open_orders": 20},
+                             {"min_equity": "1000", "max_open_orders": 100},
                              {"min_equity": "10000", "max_open_orders": 1000}],
         "max_open_orders": 1000, "min_order_notional": "1"}
     assert GENESIS_DEFAULTS["market"]["max_order_size"] is None

@@ -29,7 +29,7 @@ HALT = "HALT-USD"  # paused
 WIND = "WIND-USD"  # reduce-only (winding down)
 ALICE_BID = place_order(side="buy", size="0.1", price="49000", client_id=7)  # rests as order 1
 VALID_ADDRESS_UPPER = "0x" + "AB" * 20
-DUST = "0x" + "5d" * 20  # a subaccount with 0.5 USDC: below the first open-order tier (1 USDC), so no resting order
+DUST = "0x" + "5d" * 20  # a subaccount with 0.5 USDC: below the first open-order tier (20 USDC), so no resting order
 
 CASES = [
     # ---------------------------------------------------------------- message shape (decode_message)

@@ -84,7 +84,7 @@ def default_open_order_tiers() -> list[list[int]]:
     """``[min equity (micro-USDC), max open orders]``, ascending: a subaccount whose equity (net
     collateral) is below the first step may keep no order open; the demo's and the benchmarks'
     accounts (thousands of USDC and more) sit in the top step."""
-    return [[1_000_000, 10], [100_000_000, 100], [1_000_000_000, 500], [10_000_000_000, 1_000]]
+    return [[20_000_000, 5], [100_000_000, 20], [1_000_000_000, 100], [10_000_000_000, 1_000]]
 
 
 @dataclass(slots=True)
