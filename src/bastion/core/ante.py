@@ -22,7 +22,7 @@ the committed state the block starts from): a transaction whose sender lost its 
 meantime is dropped from the block and reported ``refused`` to its submitter. ``apply_block`` does
 not run it: a block is applied exactly as ordered, so every logged block replays the same whatever
 these rules become, and a refusal costs no block space. (A replicated chain would run it in
-CheckTx and in PrepareProcessProposal, as dYdX does.)
+CheckTx and again in PrepareProposal/ProcessProposal, as dYdX's ante handlers run.)
 
 ``exact=False`` is the intake's lock-free variant: the API's threads read the state while the
 producer may be applying a block, so it reads only single values (a balance, whether a subaccount
