@@ -57,10 +57,13 @@ class TxAccepted(BaseModel):
 
 
 class TxStatus(BaseModel):
-    status: str = Field(description="committed | pending | unknown", examples=["committed"])
+    status: str = Field(description="committed | pending | refused | unknown", examples=["committed"])
     height: int | None = None
     index: int | None = None
     result: dict[str, Any] | None = Field(default=None, examples=[{"ok": True, "order_id": 12}])
+    code: str | None = Field(default=None, description="refused: why the block producer dropped it",
+                             examples=["no_collateral"])
+    message: str | None = None
 
 
 class BatchItem(BaseModel):
