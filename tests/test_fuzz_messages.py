@@ -81,7 +81,9 @@ ACTION_VALUES: dict[str, list[Any]] = {
     "ticker": ["NEW-USD", BTC], "size_decimals": [2, -3], "price_decimals": [2, 9], "oracle_price": ["10", "0.5"],
     "oracle": [None, {"min_sources": 1}], "min_initial_margin": ["0.05"], "operators": [[ORACLE], [ORACLE, BOB]],
     "to_owner": [BOB, ALICE], "to_subaccount": [0, 1], "amount": ["1", "10", "0"],
-    "from_pool": ["treasury", "cross", PEPE], "to_pool": ["cross", PEPE],
+    "from_pool": ["treasury", "cross", PEPE], "to_pool": ["cross", PEPE], "max_order_size": ["100", "0.5"],
+    "open_order_tiers": [[{"min_equity": "0", "max_open_orders": 4}], [{"min_equity": "x"}]],
+    "max_open_orders": [10, 0], "min_order_notional": ["1", "0"],
 }
 MESSAGE_VALUES: dict[str, list[Any]] = {
     "owner": [ALICE, BOB, STRANGER], "subaccount": [0, 0, 0, 1, 128], "amount": ["1", "0.5", "100", "0"],
