@@ -275,6 +275,13 @@ def test_times_tickers_and_fractions_match_the_whole_string():
     assert fraction.value.code == "invalid_field"
 
 
+@pytest.mark.parametrize("chain_id", ["", "x" * 65, "bastion\n", "bastion-\u00e9"])
+def test_a_genesis_chain_id_is_short_printable_ascii(chain_id):
+    with pytest.raises(ProtocolError) as refused:
+        build_state(genesis(chain_id=chain_id))
+    assert refused.value.code == "invalid_genesis" and refused.value.fields["field"] == "genesis.chain_id"
+
+
 def test_a_huge_tier_number_in_a_steward_parameter_name_is_refused_not_raised():
     from bastion.core.council import get_steward_parameter
 
@@ -498,6 +505,14 @@ def test_the_demo_refuses_a_non_loopback_host(tmp_path, args):
     assert result.exit_code == 2
     assert "loopback" in result.output
     assert not (tmp_path / "d" / "blocks.db").exists()
+
+
+def test_the_demo_server_itself_refuses_a_public_host(tmp_path):
+    from bastion.demo import DemoHostRefused, DemoServer
+
+    with pytest.raises(DemoHostRefused):
+        DemoServer(tmp_path / "d", host="0.0.0.0", bots=False)
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_node_whose_operators_are_demo_keys_refuses_a_public_host(tmp_path):

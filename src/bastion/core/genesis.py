@@ -207,6 +207,8 @@ def build_state(genesis: Any) -> State:
     g = genesis
     _check_keys(g, set(GENESIS_DEFAULTS) - {"market"} | {"markets"}, "genesis")
     chain_id = _get(g, "chain_id", "genesis", str, GENESIS_DEFAULTS["chain_id"])
+    if not (1 <= len(chain_id) <= 64 and chain_id.isascii() and chain_id.isprintable()):
+        raise _error("genesis.chain_id", "must be 1 to 64 printable ASCII characters")
     time_ms = _wrap("genesis.time", parse_iso_ms, _get(g, "time", "genesis", str, GENESIS_DEFAULTS["time"]),
                     field="genesis.time")
     bridge = _wrap("genesis.bridge_operator", normalize_address,

@@ -167,7 +167,7 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]]) -> B
     """Apply one block of authenticated ``(sender, message)`` pairs at ``time_ms``."""
     events: Events = []
     begin_block(state, time_ms, events)
-    results = []
+    results: list[dict] = []
     for index, (sender, msg) in enumerate(txs):
         try:
             results.append(apply_tx(state, sender, msg, events))
