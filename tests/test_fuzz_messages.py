@@ -21,7 +21,8 @@ and, applied in an open block, must give ``{"ok": true, ...}`` or ``{"ok": false
 and nothing else; a refusal leaves the full state hash and the block's events as they were; the
 block then closes with its incremental state hash equal to a from-scratch recompute. Run time: a
 few seconds per test (``FUZZ_EXAMPLES``, override with ``BASTION_FUZZ_EXAMPLES``; examples are
-derandomised so CI is repeatable, ``BASTION_FUZZ_RANDOM=1`` explores new ones).
+derandomised so CI is repeatable, ``BASTION_FUZZ_RANDOM=1`` explores new ones). When atheris is
+installed (optional), a short coverage-guided session of ``tests/atheris_messages.py`` runs too.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import dataclasses
 import os
 from typing import Any
 
+import pytest
 from builders import ALICE, BOB, BRIDGE, BTC, CAROL, COUNCIL, DAVE, ETH, ORACLE, PEPE, STRANGER, Chain, address, genesis
 from builders import account as account_doc
 from builders import place_order, submit_proposal, vote
@@ -263,3 +265,21 @@ def test_the_base_state_has_what_the_fuzzer_needs():
     assert any(sub.orders for sub in state.subaccounts.values())
     assert any(sub.conditional_orders for sub in state.subaccounts.values())
     assert compute_state_hash_full(state) == state.state_hash
+
+
+def test_a_short_atheris_session_finds_no_exception(tmp_path):
+    """The coverage-guided harness (``tests/atheris_messages.py``) for 2,000 inputs, when atheris is
+    installed (optional: ``pip install atheris``); a failing input ends the session with an error."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("atheris", reason="atheris is optional (pip install atheris)")
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests.parent / "src"), str(tests)])}
+    arguments = ["-runs=2000", "-max_len=512", "-len_control=0", "-seed=13", f"-artifact_prefix={tmp_path}/"]
+    run = subprocess.run([sys.executable, str(tests / "atheris_messages.py"), *arguments], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-4_000:]
+    assert "Done 2000 runs" in run.stderr
+
