@@ -573,8 +573,9 @@ def check_message(msg: Any, prefix: str = "") -> None:
         elif kind == _TEXT:
             if len(value) <= limit and value.isascii():
                 continue
-        elif kind == _DECIMAL:
-            if len(value) <= MAX_INTEGER_DIGITS and value.isascii() and value.isdigit():
+        elif kind == _DECIMAL:  # a short unsigned decimal: what check_decimal_text accepts, without the regex
+            if (len(value) <= MAX_INTEGER_DIGITS and value.isascii() and value.replace(".", "", 1).isdigit()
+                    and value[0] != "." and value[-1] != "."):
                 continue
         check_field(name, value, field=prefix + name)
     if type(msg) is SubmitProposal:  # each action checked itself when it was built
