@@ -67,13 +67,13 @@ from bastion.api.views import (
     describe_market, describe_open_orders, describe_param_history, describe_proposals, describe_rollouts,
     describe_status, describe_subaccount, get_market_or_404, get_subaccount_or_404,
 )
-from bastion.api.ws import Hub, serve_connection
+from bastion.api.ws import Hub, HubLimits, serve_connection
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import format_decimal, format_ppm, format_usdc
-from bastion.node.node import Node, wall_clock_ms
+from bastion.node.node import Node, NodeStopped, wall_clock_ms
 from bastion.node.readmodels import RESOLUTIONS, ReadModels, open_read_models
 from bastion.scenario import format_event
 
@@ -114,6 +114,10 @@ class ApiConfig:
     report_rate_per_s: int = 1                # stress report uploads per client address (token bucket)
     report_burst: int = 20
     demo: bool = False    # demo mode: the pages may sign with the demo keys (bastion.demo.keys)
+    ws_max_connections: int = 1_000   # WebSocket bounds (bastion.api.ws.HubLimits)
+    ws_max_per_ip: int = 50
+    ws_max_subscriptions: int = 50
+    ws_idle_s: float = 60.0
 
 
 RPC_MAX_BYTES = 65_536  # a wallet's calls are tiny
@@ -150,6 +154,30 @@ def error_response(error: ProtocolError) -> JSONResponse:
         headers["Retry-After"] = str(-(-int(error.fields.get("retry_after_ms", 1_000)) // 1_000))
     return JSONResponse({"code": error.code, "message": error.message, "field": error.fields.get("field")},
                         status_code=status, headers=headers)
+
+
+def stopped_response(failure: NodeStopped) -> JSONResponse:
+    return JSONResponse({"code": "node_stopped", "message": f"this node has stopped: {failure}", "field": None},
+                        status_code=503)
+
+
+class FailStopGuard:
+    """ASGI middleware: once the node has stopped (``Node.failure``: a failed block write, an
+    exception applying a block, a dead producer) every request is answered 503 ``node_stopped``
+    with the reason, WebSockets are refused, and nothing of the state (which may be half a block
+    ahead of the log) is served; ``bastion node`` exits at that moment anyway (fail-stop)."""
+
+    def __init__(self, app: Any, node: Node) -> None:
+        self.app, self.node = app, node
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        failure = self.node.failure
+        if failure is None or scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await stopped_response(failure)(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1011, "reason": "node stopped"})
 
 
 class ReadModelReader:
@@ -212,7 +240,8 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     report_limiter = RateLimiter(config.report_rate_per_s, config.report_burst, config.clock_ms)
     reports = ReportStore(node.data_dir / REPORTS_DIRECTORY)
     reader = ReadModelReader(config.read_models_url or node.read_models_url)
-    hub = Hub(node)
+    hub = Hub(node, HubLimits(config.ws_max_connections, config.ws_max_per_ip, config.ws_max_subscriptions,
+                              config.ws_idle_s))
     node.block_listeners.append(hub.on_block)
     app = FastAPI(title="Bastion API", version="1",
                   description=(__doc__ or "").split("\n\n", 1)[0] + " Signed writes (EIP-712), public reads, "
@@ -223,7 +252,13 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["content-type"])
 
+    app.add_middleware(FailStopGuard, node=node)
+
     # ----------------------------------------------------------------- errors
+    @app.exception_handler(NodeStopped)
+    async def on_node_stopped(_: Request, error: NodeStopped) -> JSONResponse:
+        return stopped_response(error)
+
     @app.exception_handler(ProtocolError)
     async def on_protocol_error(_: Request, error: ProtocolError) -> JSONResponse:
         return error_response(error)

@@ -1,0 +1,132 @@
+"""Serving the API with bounded connections and file descriptors (``bastion node``).
+
+A node must never run out of file descriptors for its own files: the block log's SQLite files, the
+snapshot being written (a temporary file and its directory), the read models. So:
+
+* ``raise_descriptor_limit`` lifts the soft ``RLIMIT_NOFILE`` to the hard limit at start-up;
+* ``ConnectionLimits.for_descriptors`` caps the open HTTP + WebSocket connections at the soft
+  limit minus ``FD_RESERVE`` descriptors kept for the node's own files;
+* the accept gate (``gated_http_protocol``): a connection accepted over the cap is aborted at once
+  (its descriptor is freed in the same loop turn), and one that sends nothing for
+  ``first_byte_timeout_s`` is closed, so idle sockets cannot hold the cap for ever;
+* a WebSocket whose peer stops reading (``bounded_websocket_protocol``): once the transport's
+  write buffer is over its high-water mark (64 KiB) for ``slow_reader_s``, the socket is aborted,
+  so a never-reading client holds at most that buffer (see also ``bastion.api.ws``: its queue of
+  shared payloads is bounded too).
+"""
+from __future__ import annotations
+
+import asyncio
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+FD_RESERVE = 64  # descriptors kept for the node's own files (log, WAL, snapshots, read models, stdio)
+MIN_CONNECTIONS = 16
+
+
+def raise_descriptor_limit() -> int:
+    """Lift the soft ``RLIMIT_NOFILE`` to the hard limit (as far as allowed); returns the soft limit
+    now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Bounds of the network side: ``max_connections`` open HTTP + WebSocket connections (the
+    server's own count, checked at accept), ``first_byte_timeout_s`` for a connection that sends
+    nothing, ``slow_reader_s`` for a WebSocket whose write buffer stays full."""
+
+    max_connections: int = 1_000
+    first_byte_timeout_s: float = 10.0
+    slow_reader_s: float = 10.0
+
+    @classmethod
+    def for_descriptors(cls, soft_limit: int, **overrides: Any) -> ConnectionLimits:
+        """The cap for a process allowed ``soft_limit`` descriptors: all but ``FD_RESERVE``."""
+        return cls(max_connections=max(MIN_CONNECTIONS, soft_limit - FD_RESERVE), **overrides)
+
+
+def gated_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with the accept gate and the first-byte timeout of ``limits``."""
+
+    class GatedH11Protocol(H11Protocol):
+        _refused = False
+        _first_byte: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            if len(self.connections) >= limits.max_connections:
+                self._refused = True
+                transport.abort()  # over the cap: the descriptor is freed at once
+                return
+            super().connection_made(transport)
+            self._first_byte = self.loop.call_later(limits.first_byte_timeout_s, self._silent)
+
+        def _silent(self) -> None:
+            self._first_byte = None
+            self.transport.abort()
+
+        def data_received(self, data: bytes) -> None:
+            if self._first_byte is not None:
+                self._first_byte.cancel()
+                self._first_byte = None
+            super().data_received(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused:
+                return
+            if self._first_byte is not None:
+                self._first_byte.cancel()
+                self._first_byte = None
+            super().connection_lost(exc)
+
+    return GatedH11Protocol
+
+
+def bounded_websocket_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
+    """uvicorn's WebSocket protocol, aborting a peer that keeps its write buffer full for
+    ``limits.slow_reader_s``."""
+
+    class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
+        _slow: asyncio.TimerHandle | None = None
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._slow is None:
+                self._slow = self.loop.call_later(limits.slow_reader_s, self._drop)
+
+        def resume_writing(self) -> None:
+            if self._slow is not None:
+                self._slow.cancel()
+                self._slow = None
+            super().resume_writing()
+
+        def _drop(self) -> None:
+            self._slow = None
+            self.transport.abort()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._slow is not None:
+                self._slow.cancel()
+                self._slow = None
+            super().connection_lost(exc)
+
+    return BoundedWebSocketProtocol
+
+
+def serve(app: Any, host: str, port: int, limits: ConnectionLimits) -> None:
+    """Run ``app`` with uvicorn behind the accept gate and the slow-reader policy (blocks until stopped)."""
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=gated_http_protocol(limits),
+                ws=bounded_websocket_protocol(limits), backlog=min(2_048, limits.max_connections))
