@@ -7,7 +7,9 @@ snapshot being written (a temporary file and its directory), the read models. So
 * ``ConnectionLimits.for_descriptors`` caps the open HTTP + WebSocket connections at the soft
   limit minus ``FD_RESERVE`` descriptors kept for the node's own files;
 * the accept gate (``gated_http_protocol``): a connection accepted over the cap is aborted at once
-  (its descriptor is freed in the same loop turn), and one that sends nothing for
+  (its descriptor is freed in the next loop turn; the listen backlog is kept small, ``BACKLOG``,
+  so that the sockets accepted before the gate sees them fit in the reserve), and one that sends
+  nothing for
   ``first_byte_timeout_s`` is closed, so idle sockets cannot hold the cap for ever;
 * a WebSocket whose peer stops reading (``bounded_websocket_protocol``): once the transport's
   write buffer is over its high-water mark (64 KiB) for ``slow_reader_s``, the socket is aborted,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +28,11 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-FD_RESERVE = 64  # descriptors kept for the node's own files (log, WAL, snapshots, read models, stdio)
+FD_RESERVE = 128  # descriptors kept for the node's own files (log, WAL, snapshots, read models, stdio)
 MIN_CONNECTIONS = 16
+# asyncio accepts up to ``backlog`` sockets per wake-up, before the gate sees any of them: a few such
+# bursts in flight must fit in the reserve, with room left for the node's own dozen files
+BACKLOG = FD_RESERVE // 4
 
 
 def raise_descriptor_limit() -> int:
@@ -52,6 +58,7 @@ class ConnectionLimits:
     max_connections: int = 1_000
     first_byte_timeout_s: float = 10.0
     slow_reader_s: float = 10.0
+    send_buffer_bytes: int = 128 * 1024  # SO_SNDBUF of each connection (0: the kernel's autotuning)
 
     @classmethod
     def for_descriptors(cls, soft_limit: int, **overrides: Any) -> ConnectionLimits:
@@ -71,6 +78,12 @@ def gated_http_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
                 self._refused = True
                 transport.abort()  # over the cap: the descriptor is freed at once
                 return
+            sock = transport.get_extra_info("socket")
+            if sock is not None and limits.send_buffer_bytes:
+                try:  # bound the kernel's buffer too: a peer that stops reading is seen in a second
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer_bytes)
+                except OSError:
+                    pass
             super().connection_made(transport)
             self._first_byte = self.loop.call_later(limits.first_byte_timeout_s, self._silent)
 
@@ -129,4 +142,4 @@ def bounded_websocket_protocol(limits: ConnectionLimits) -> type[asyncio.Protoco
 def serve(app: Any, host: str, port: int, limits: ConnectionLimits) -> None:
     """Run ``app`` with uvicorn behind the accept gate and the slow-reader policy (blocks until stopped)."""
     uvicorn.run(app, host=host, port=port, log_level="warning", http=gated_http_protocol(limits),
-                ws=bounded_websocket_protocol(limits), backlog=min(2_048, limits.max_connections))
+                ws=bounded_websocket_protocol(limits), backlog=BACKLOG)
