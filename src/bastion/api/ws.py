@@ -26,15 +26,16 @@ closed at once with code 1013, reason ``server busy``) and ``max_per_ip`` per cl
 1008); at most ``max_subscriptions`` per connection (a further ``subscribe`` is refused with the
 error ``too_many_subscriptions``); a connection without a subscription is closed after ``idle_s``
 (1008, ``idle``). Slow readers: each connection's outgoing queue holds at most ``MAX_QUEUE``
-messages; a connection that falls that far behind is dropped (1013, ``slow consumer``) and its queue
+messages and ``MAX_QUEUE_BYTES`` bytes; a connection that falls that far behind is dropped (1013, ``slow consumer``) and its queue
 freed, never buffered without bound (and the server aborts a socket whose write buffer stays full,
 ``bastion.api.server``).
 
 Once per block, not per subscriber: ``Hub.on_block`` takes what it needs under the node's lock
 in one quick pass (the top levels of each watched book, the reads of the watched subaccounts, the
 markets' decimal grids), then outside the lock formats each channel's payload once, encodes it to
-JSON text once, and hands the same text to every subscriber. A book or account payload is sent
-only when it changed since the last block.
+JSON text once, and hands the same text to every subscriber. A book's levels are formatted once per
+market, each depth's text being a join of the first levels (so distinct depths cost a join each). A
+book or account payload is sent only when it changed since the last block.
 """
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ GOVERNANCE_EVENT_TYPES = {
     "market_listed", "treasury_spent", "insurance_transferred", "insurance_fund_merged",
 }
 MAX_QUEUE = 256  # messages a connection may fall behind (shared texts: references, not copies)
+MAX_QUEUE_BYTES = 1 << 20  # and bytes: a connection holds at most this much of the node's memory
 DEFAULT_DEPTH = 20
 CLOSE = object()  # queued: close the connection with the code and reason it carries
 
@@ -100,18 +102,29 @@ class Connection:
     last: dict[tuple, str] = field(default_factory=dict)
     overflowed: bool = False
     close_reason: tuple[int, str] | None = None
+    queued_bytes: int = 0
 
     def push(self, texts: list[str]) -> None:
-        """Thread-safe: hand encoded messages to the connection's loop. A connection that would
-        fall more than ``MAX_QUEUE`` behind is dropped: its queue is emptied and it closes (1013)."""
-        def put() -> None:
-            if self.overflowed:
-                return
-            if self.queue.qsize() + len(texts) > MAX_QUEUE:
-                self.drop(1013, f"slow consumer: more than {MAX_QUEUE} messages behind")
-                return
-            for text in texts:
-                self.queue.put_nowait(text)
+        """Thread-safe: hand encoded messages to the connection's loop (``put``)."""
+        try:
+            self.loop.call_soon_threadsafe(self.put, texts)
+        except RuntimeError:  # the loop is closed: the connection is gone
+            pass
+
+    def put(self, texts: list[str]) -> bool:
+        """In the connection's loop: queue ``texts``, or drop a connection that would fall more
+        than ``MAX_QUEUE`` messages or ``MAX_QUEUE_BYTES`` behind: its queue is emptied and it
+        closes (1013). False if it was dropped (or already was)."""
+        if self.overflowed:
+            return False
+        size = sum(map(len, texts))
+        if self.queue.qsize() + len(texts) > MAX_QUEUE or self.queued_bytes + size > MAX_QUEUE_BYTES:
+            self.drop(1013, f"slow consumer: more than {MAX_QUEUE} messages or {MAX_QUEUE_BYTES} bytes behind")
+            return False
+        self.queued_bytes += size
+        for text in texts:
+            self.queue.put_nowait(text)
+        return True
         try:
             self.loop.call_soon_threadsafe(put)
         except RuntimeError:  # the loop is closed: the connection is gone
@@ -123,6 +136,7 @@ class Connection:
         self.close_reason = (code, reason)
         while not self.queue.empty():
             self.queue.get_nowait()
+        self.queued_bytes = 0
         self.queue.put_nowait(CLOSE)
 
 
@@ -177,7 +191,8 @@ class Hub:
         self._connections: set[Connection] = set()
         self._per_address: dict[str, int] = defaultdict(int)
         self._watchers: dict[tuple, int] = defaultdict(int)  # subscription key -> connections holding it
-        self._last: dict[tuple, str] = {}  # book/account key -> its last payload without the height
+        self._last: dict[tuple, str] = {}  # account key -> its last payload without the height
+        self._last_books: dict[str, tuple[list, list]] = {}  # market -> its top levels at the last block
         self._lock = threading.Lock()
 
     # -- connections
@@ -293,20 +308,21 @@ class Hub:
                 governance.append(format_event(event, grid))  # type: ignore[arg-type]
         texts[("governance",)] = _encode({"channel": "governance", "height": height, "events": governance}) \
             if governance else None
+        book_texts = self._book_texts(height, raw_books, [key for key in keys if key[0] == "book"])
         comparable: dict[tuple, str] = {}
         for key in keys:
             payload: dict[str, Any] | None = None
             if key[0] == "trades":
                 trades = fills.get(key[1])
                 payload = {"channel": "trades", "market": key[1], "height": height, "trades": trades} if trades else None
-            elif key[0] == "book" and key[1] in raw_books:
-                market, raw = raw_books[key[1]]
-                payload = _format_book(market, height, raw, key[2])
+            elif key[0] == "book":
+                texts[key] = book_texts.get(key)
+                continue
             elif key[0] == "account":
                 payload = account_payloads.get(key)
             elif key[0] in ("blocks", "governance"):
                 continue
-            if payload is not None and key[0] in ("book", "account"):
+            if payload is not None and key[0] == "account":
                 comparable[key] = _encode(_without_height(payload))
             texts[key] = None if payload is None else _encode(payload)
         with self._lock:
@@ -332,6 +348,36 @@ class Hub:
                     outgoing.append((connection, batch))
         for connection, batch in outgoing:
             connection.push(batch)
+
+
+    def _book_texts(self, height: int, raw_books: dict[str, tuple[Any, tuple[list, list]]],
+                    keys: list[tuple]) -> dict[tuple, str]:
+        """The ``book`` text of each watched (market, depth) whose top ``depth`` levels changed since
+        the last block. Each level is formatted and encoded once per market (at the deepest watched
+        depth); a depth's text is a join of the first ``depth`` encoded levels, so distinct depths
+        cost a string join each, not a formatting pass."""
+        out: dict[tuple, str] = {}
+        encoded: dict[str, tuple[list[str], list[str]]] = {}
+        for key in keys:
+            ticker, depth = key[1], key[2]
+            if ticker not in raw_books:
+                continue
+            market, (bids, asks) = raw_books[ticker]
+            last = self._last_books.get(ticker)
+            if last is not None and last[0][:depth] == bids[:depth] and last[1][:depth] == asks[:depth] \
+                    and (len(last[0]) >= depth or len(last[0]) == len(bids)) \
+                    and (len(last[1]) >= depth or len(last[1]) == len(asks)):
+                continue  # this depth's view did not change
+            if ticker not in encoded:
+                encoded[ticker] = tuple(  # type: ignore[assignment]
+                    [_encode([price_text(market, ticks), size_text(market, lots)]) for ticks, lots in side]
+                    for side in (bids, asks))
+            bid_texts, ask_texts = encoded[ticker]
+            out[key] = (f'{{"channel":"book","height":{height},"market":{json.dumps(ticker)},'
+                        f'"bids":[{",".join(bid_texts[:depth])}],"asks":[{",".join(ask_texts[:depth])}]}}')
+        for ticker, (_, raw) in raw_books.items():
+            self._last_books[ticker] = raw
+        return out
 
 
 def _without_height(payload: dict[str, Any] | None) -> Any:
@@ -369,12 +415,8 @@ async def serve_connection(hub: Hub, websocket: WebSocket) -> None:
                 reply = {"type": "error", "code": "invalid_json", "message": "a command is a JSON object"}
             except ProtocolError as error:
                 reply = {"type": "error", "code": error.code, "message": error.message}
-            if connection.overflowed:
+            if not connection.put([_encode(reply)]):
                 return
-            if connection.queue.qsize() >= MAX_QUEUE:
-                connection.drop(1013, f"slow consumer: more than {MAX_QUEUE} messages behind")
-                return
-            connection.queue.put_nowait(_encode(reply))
 
     async def write() -> None:
         while True:
@@ -383,6 +425,7 @@ async def serve_connection(hub: Hub, websocket: WebSocket) -> None:
                 code, reason = connection.close_reason or (1013, "closed")
                 await websocket.close(code=code, reason=reason)
                 return
+            connection.queued_bytes -= len(text)
             await websocket.send_text(text)
 
     tasks = [asyncio.create_task(read()), asyncio.create_task(write())]
