@@ -7,8 +7,9 @@ attacks are on I/O, not signatures) while a load generator trades, and asserts o
     depths, trades, blocks: the most a connection may hold) and never read; they are
     disconnected, the node's RSS stays within ``RSS_BOUND_MB`` of its RSS before the attack, and
     the block pace stays within ``PACE_FACTOR`` of the pace measured before the attack;
-(b) subscription amplification: one connection asking for 500 book depths gets the cap
-    (``too_many_subscriptions`` for the rest), and the block pace is kept;
+(b) subscription amplification: one connection asking for 500 book depths gets the cap (the
+    rest refused: ``too_many_subscriptions``, or ``rate_limited`` past the command rate), and the
+    block pace is kept;
 (c) idle sockets at a low descriptor limit: a node started with ``RLIMIT_NOFILE`` = 256 and 400
     idle sockets opened against it keeps producing blocks and writing snapshots, and an honest
     transaction commits once the idle sockets are timed out;
@@ -277,7 +278,9 @@ def test_one_connection_cannot_subscribe_to_500_book_depths(tmp_path: Path) -> N
         node.stop()
     assert sum(a["type"] == "subscribed" for a in answers) == 50
     refused = [a for a in answers if a["type"] == "error"]
-    assert len(refused) == 450 and {a["code"] for a in refused} == {"too_many_subscriptions"}
+    assert len(refused) == 450  # over the cap, or over the command rate of a connection
+    assert {a["code"] for a in refused} <= {"too_many_subscriptions", "rate_limited"}
+    assert any(a["code"] == "too_many_subscriptions" for a in refused)
     assert during >= PACE_FACTOR * before, f"{during:.1f} blocks/s vs {before:.1f} before"
 
 

@@ -14,7 +14,10 @@ snapshot being written (a temporary file and its directory), the read models. So
 * a WebSocket whose peer stops reading (``bounded_websocket_protocol``): once the transport's
   write buffer is over its high-water mark (64 KiB) for ``slow_reader_s``, the socket is aborted,
   so a never-reading client holds at most that buffer (see also ``bastion.api.ws``: its queue of
-  shared payloads is bounded too).
+  shared payloads is bounded too);
+* WebSocket messages are sent uncompressed (no permessage-deflate): a payload is encoded once per
+  block for every subscriber, and compressing it again per connection (with a zlib context of a few
+  hundred KiB each) would cost CPU and memory per subscriber.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ MIN_CONNECTIONS = 16
 # asyncio accepts up to ``backlog`` sockets per wake-up, before the gate sees any of them: a few such
 # bursts in flight must fit in the reserve, with room left for the node's own dozen files
 BACKLOG = FD_RESERVE // 4
+WS_MAX_FRAME = 64 * 1024  # a client's WebSocket message (commands are tiny)
 
 
 def raise_descriptor_limit() -> int:
@@ -142,4 +146,5 @@ def bounded_websocket_protocol(limits: ConnectionLimits) -> type[asyncio.Protoco
 def serve(app: Any, host: str, port: int, limits: ConnectionLimits) -> None:
     """Run ``app`` with uvicorn behind the accept gate and the slow-reader policy (blocks until stopped)."""
     uvicorn.run(app, host=host, port=port, log_level="warning", http=gated_http_protocol(limits),
-                ws=bounded_websocket_protocol(limits), backlog=BACKLOG)
+                ws=bounded_websocket_protocol(limits), backlog=BACKLOG, ws_max_size=WS_MAX_FRAME,
+                ws_per_message_deflate=False)

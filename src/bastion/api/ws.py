@@ -24,7 +24,9 @@ Errors are ``{"type": "error", "code", "message"}`` and leave the connection ope
 Bounds (``HubLimits``, from ``ApiConfig``): at most ``max_connections`` connections (more are
 closed at once with code 1013, reason ``server busy``) and ``max_per_ip`` per client address (code
 1008); at most ``max_subscriptions`` per connection (a further ``subscribe`` is refused with the
-error ``too_many_subscriptions``); a connection without a subscription is closed after ``idle_s``
+error ``too_many_subscriptions``) and ``COMMANDS_PER_S`` commands a second after a burst of
+``COMMAND_BURST`` (then ``rate_limited``); a subscription's snapshot is read in a worker thread,
+so the event loop never waits for the node's lock; a connection without a subscription is closed after ``idle_s``
 (1008, ``idle``). Slow readers: each connection's outgoing queue holds at most ``MAX_QUEUE``
 messages and ``MAX_QUEUE_BYTES`` bytes; a connection that falls that far behind is dropped (1013, ``slow consumer``) and its queue
 freed, never buffered without bound (and the server aborts a socket whose write buffer stays full,
@@ -49,6 +51,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
 
 from bastion.api.views import (
     MAX_DEPTH, describe_subaccount, get_market_or_404, get_subaccount_or_404, price_text, size_text,
@@ -78,6 +81,8 @@ GOVERNANCE_EVENT_TYPES = {
 MAX_QUEUE = 256  # messages a connection may fall behind (shared texts: references, not copies)
 MAX_QUEUE_BYTES = 1 << 20  # and bytes: a connection holds at most this much of the node's memory
 DEFAULT_DEPTH = 20
+COMMANDS_PER_S = 20  # commands a connection may send (token bucket; more are answered rate_limited)
+COMMAND_BURST = 100
 CLOSE = object()  # queued: close the connection with the code and reason it carries
 
 
@@ -394,7 +399,11 @@ async def serve_connection(hub: Hub, websocket: WebSocket) -> None:
         await websocket.close(code=refused[0], reason=refused[1])
         return
 
+    loop = asyncio.get_running_loop()
+    tokens, refilled = float(COMMAND_BURST), loop.time()
+
     async def read() -> None:
+        nonlocal tokens, refilled
         while True:
             timeout = None if connection.subscriptions else hub.limits.idle_s
             try:
@@ -402,14 +411,20 @@ async def serve_connection(hub: Hub, websocket: WebSocket) -> None:
             except asyncio.TimeoutError:
                 connection.drop(1008, f"idle: no subscription for {hub.limits.idle_s:g} s")
                 return
+            now = loop.time()
+            tokens = min(COMMAND_BURST, tokens + (now - refilled) * COMMANDS_PER_S)
+            refilled = now
             try:
+                if tokens < 1:
+                    raise ProtocolError("rate_limited", f"at most {COMMANDS_PER_S} commands a second", field="op")
+                tokens -= 1
                 command = json.loads(text)
                 key = parse_subscription(command)
                 if command["op"] == "unsubscribe":
                     hub.unsubscribe(connection, key)
                     reply: dict[str, Any] = {"type": "unsubscribed", "channel": key[0]}
-                else:
-                    snapshot = hub.subscribe(connection, key)
+                else:  # the snapshot waits for the node's lock: in a worker thread, never in the event loop
+                    snapshot = await run_in_threadpool(hub.subscribe, connection, key)
                     reply = {"type": "subscribed", "channel": key[0], "snapshot": snapshot}
             except (ValueError, RecursionError):
                 reply = {"type": "error", "code": "invalid_json", "message": "a command is a JSON object"}
