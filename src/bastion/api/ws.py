@@ -275,8 +275,8 @@ class Hub:
     # -- blocks
     def on_block(self, block: LoggedBlock) -> None:
         """Compute each watched channel's payload for ``block`` once, then fan the same texts out."""
-        with self._lock:
-            keys = list(self._watchers)
+        with self._lock:  # the keys of live connections (a dropped one costs nothing while it closes)
+            keys = list({key: None for c in self._connections if not c.overflowed for key in c.subscriptions})
             if not keys:
                 return
         changed = bool(block.tx_count or block.events)  # an empty block changes no book or account
