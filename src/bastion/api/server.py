@@ -143,8 +143,15 @@ def bounded_websocket_protocol(limits: ConnectionLimits) -> type[asyncio.Protoco
     return BoundedWebSocketProtocol
 
 
+def server_config(app: Any, host: str, port: int, limits: ConnectionLimits | None = None) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` behind the accept gate and the slow-reader policy
+    (``limits``: by default from the descriptor limit, raised first)."""
+    limits = limits or ConnectionLimits.for_descriptors(raise_descriptor_limit())
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", http=gated_http_protocol(limits),
+                          ws=bounded_websocket_protocol(limits), backlog=BACKLOG, ws_max_size=WS_MAX_FRAME,
+                          ws_per_message_deflate=False)
+
+
 def serve(app: Any, host: str, port: int, limits: ConnectionLimits) -> None:
     """Run ``app`` with uvicorn behind the accept gate and the slow-reader policy (blocks until stopped)."""
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=gated_http_protocol(limits),
-                ws=bounded_websocket_protocol(limits), backlog=BACKLOG, ws_max_size=WS_MAX_FRAME,
-                ws_per_message_deflate=False)
+    uvicorn.Server(server_config(app, host, port, limits)).run()
