@@ -53,6 +53,9 @@ def io_genesis() -> dict:
     accounts = [{"address": t, "subaccounts": [{"number": 0, "usdc": "10000000"}]} for t in TRADERS]
     accounts.append({"address": MAKER, "subaccounts": [{"number": 0, "usdc": "100000000"}]})
     doc = make_genesis(accounts=accounts)
+    # governance may allow many open orders per subaccount: the read path must stay bounded whatever the cap (f)
+    doc["order_limits"] = {"open_order_tiers": [{"min_equity": "1", "max_open_orders": 60_000}],
+                           "max_open_orders": 60_000}
     doc["time"] = format_iso_ms(time.time_ns() // 1_000_000 // 1_000 * 1_000)  # blocks follow the wall clock
     doc["oracle"]["max_staleness_s"] = 3_600
     return doc
@@ -459,7 +462,8 @@ ORDERS = 50_000
 @pytest.mark.slow
 def test_reading_50000_open_orders_is_paged_and_does_not_stall_blocks(tmp_path: Path) -> None:
     node = NodeProcess(tmp_path, tmp_path / "node", "--block-time", "100", "--snapshot-every", "0",
-                       "--max-block-txs", "2000", "--rate-limit", "1000000", "--burst", "1000000")
+                       "--max-block-txs", "2000", "--rate-limit", "1000000", "--burst", "1000000",
+                       "--ip-rate-limit", "1000000", "--ip-burst", "1000000", "--max-pending-per-sender", "100000")
     try:
         nonce = 0
         for start in range(0, ORDERS, 2_000):  # 50,000 resting buys below the market, one subaccount
