@@ -98,7 +98,8 @@ class HubLimits:
 
 @dataclass(eq=False)  # hashed by identity: connections live in a set
 class Connection:
-    """One WebSocket: its loop and bounded outgoing queue, its subscriptions and the last text of each."""
+    """One WebSocket: its loop and bounded outgoing queue, its subscriptions and the last account
+    payload it was sent of each (without the height)."""
 
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue
@@ -130,10 +131,6 @@ class Connection:
         for text in texts:
             self.queue.put_nowait(text)
         return True
-        try:
-            self.loop.call_soon_threadsafe(put)
-        except RuntimeError:  # the loop is closed: the connection is gone
-            pass
 
     def drop(self, code: int, reason: str) -> None:
         """In the connection's loop: forget what is queued and close with ``code`` and ``reason``."""
@@ -261,7 +258,7 @@ class Hub:
             if key not in connection.subscriptions:
                 connection.subscriptions[key] = None
                 self._watchers[key] += 1
-            if payload is not None:
+            if payload is not None and key[0] == "account":  # books compare levels (``_book_texts``)
                 connection.last[key] = _encode(_without_height(payload))
         return payload
 
