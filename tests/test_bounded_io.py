@@ -4,6 +4,7 @@ against a real node process are in ``test_attacks_io.py``."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -119,8 +120,9 @@ def test_websocket_caps_refuse_with_close_codes(node: Node) -> None:
         second.send_json({"op": "subscribe", "channel": "blocks"})
         assert second.receive_json()["type"] == "subscribed"
         with api.websocket_connect("/v1/ws") as third:  # a third from the same address
+            third.send_json({"op": "subscribe", "channel": "blocks"})
             with pytest.raises(WebSocketDisconnect) as refused:
-                third.receive_json()
+                third.receive_json()  # the close, not a reply
         assert (refused.value.code, refused.value.reason) == (1008, "too many connections from this address "
                                                                     "(at most 2)")
         first.send_json({"op": "subscribe", "channel": "governance"})
@@ -128,8 +130,10 @@ def test_websocket_caps_refuse_with_close_codes(node: Node) -> None:
         first.send_json({"op": "subscribe", "channel": "trades", "market": BTC})
         assert first.receive_json()["code"] == "too_many_subscriptions"
     with api.websocket_connect("/v1/ws") as idle:  # no subscription: closed after ws_idle_s
+        time.sleep(0.5)
+        idle.send_json({"op": "subscribe", "channel": "blocks"})
         with pytest.raises(WebSocketDisconnect) as closed:
-            idle.receive_json()
+            idle.receive_json()  # the close, not a reply
     assert (closed.value.code, closed.value.reason) == (1008, "idle: no subscription for 0.2 s")
 
 
