@@ -50,6 +50,7 @@ class DemoServer:
         import uvicorn
 
         from bastion.api.app import ApiConfig, create_app
+        from bastion.api.server import server_config
 
         check_demo_host(host)
         self.data_dir = Path(data_dir)
@@ -58,7 +59,7 @@ class DemoServer:
         self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
         self.app = create_app(self.node, ApiConfig(demo=True))
         self.driver = DemoDriver(self.node, self.app.state.accept) if bots else None
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
+        self.server = uvicorn.Server(server_config(self.app, host, port))  # bounded connections (bastion.api.server)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
 
