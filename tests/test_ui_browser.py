@@ -124,7 +124,8 @@ def test_the_pages_run_under_their_content_security_policy(page, server):
         assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
         if path in ("/trade/BTC-USD", "/risk"):
             sync_api.expect(page.locator(".chart .main-svg").first).to_be_visible()   # plotly drew
-        if path == "/":
+        if path == "/":  # the live height moves (the WebSocket is allowed by connect-src)
+            page.wait_for_function("() => Number(document.getElementById('height').textContent) > 0")
             start = int(page.locator("#height").inner_text())
             page.wait_for_function(f"() => Number(document.getElementById('height').textContent) > {start}")
         assert page.evaluate("window.__violations || []") == [], path
