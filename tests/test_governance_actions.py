@@ -249,7 +249,7 @@ def test_oracle_operator_changes_are_classified(operators, risk_class):
 @pytest.mark.parametrize("operators, code, field", [
     ([], "no_oracle_operators", "operators"),
     ([ORACLE, ORACLE], "duplicate_oracle_operator", "operators"),
-    ([ORACLE, "0x12"], "invalid_address", "operators[1]"),
+    ([ORACLE, "0x12"], "invalid_address", "actions[0].operators[1]"),  # refused as the action is decoded
     ([ORACLE], "too_few_oracle_operators", "operators"),              # BTC needs 2 sources
 ])
 def test_oracle_operator_validation(operators, code, field):
@@ -377,7 +377,7 @@ SPEND = {"type": "treasury_spend", "to_owner": STRANGER, "to_subaccount": 3, "am
 @pytest.mark.parametrize("overrides, code, field", [
     ({"amount": "2.700001"}, "insufficient_treasury", "amount"),
     ({"amount": "0"}, "non_positive_amount", "amount"),
-    ({"to_owner": "alice"}, "invalid_address", "to_owner"),
+    ({"to_owner": "alice"}, "invalid_address", "actions[0].to_owner"),  # refused as the action is decoded
     ({"to_subaccount": 128}, "invalid_subaccount", "subaccount"),
 ])
 def test_treasury_spend_validation(overrides, code, field):

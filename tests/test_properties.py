@@ -48,6 +48,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from bastion.core.errors import ProtocolError
 from bastion.core.genesis import DEFAULT_TIERS, build_state
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.margin import get_subaccount_risk
@@ -55,7 +56,7 @@ from bastion.core.messages import PlaceOrder, decode_message
 from bastion.core.state import Position, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, apply_tx, check_invariants
-from bastion.core.units import format_decimal, parse_decimal, parse_decimal_rounded
+from bastion.core.units import MAX_INTEGER_DIGITS, format_decimal, parse_decimal, parse_decimal_rounded
 from bastion.risk_model import funding_clamp_ppm, insurance_fund_delta, is_liquidatable, margin_requirements, notional
 from builders import (
     BRIDGE, BTC, ETH, ORACLE, OWNERS, PEPE, STRANGER, TICKERS, Chain, account, address, decimal_text, genesis,
@@ -1015,7 +1016,12 @@ def test_decimal_strings_round_trip_on_every_grid(value, decimals):
     text = format_decimal(value, decimals)
 
     assert text == decimal_text(value, decimals)
-    assert parse_decimal(text, decimals, field="x", signed=True) == value
+    if len(text.lstrip("-").split(".")[0]) <= MAX_INTEGER_DIGITS:
+        assert parse_decimal(text, decimals, field="x", signed=True) == value
+    else:  # beyond the bound of a decimal string (units.MAX_INTEGER_DIGITS): refused, never converted
+        with pytest.raises(ProtocolError) as refused:
+            parse_decimal(text, decimals, field="x", signed=True)
+        assert refused.value.code == "decimal_too_long"
 
 
 @EDGE_SETTINGS

@@ -60,6 +60,7 @@ from bastion.api import models
 from bastion.api.preview import preview_order
 from bastion.api.ratelimit import RateLimiter
 from bastion.api.reports import DIRECTORY as REPORTS_DIRECTORY, ReportStore, describe_gate_reports, report_url
+from bastion.api.security import REFUSAL_STATUS, SecurityHeaders
 from bastion.api.signing import (
     ENVELOPE_TYPES, NONCE_FUTURE_MS, NONCE_PAST_MS, compute_chain_number, DOMAIN_NAME, SIGNING_VERSION,
     verify_envelope,
@@ -86,11 +87,11 @@ INT64 = 2**63 - 1  # heights, nonces and times are stored as SQLite INTEGERs: la
 NUMBER = {"ge": SUBACCOUNT_NUMBERS.start, "le": SUBACCOUNT_NUMBERS.stop - 1}
 
 STATUS_BY_CODE = {
-    "missing_signature": 401, "invalid_signature": 401, "signer_mismatch": 401,
+    "missing_signature": 401, "invalid_signature": 401, "high_s_signature": 401, "signer_mismatch": 401,
     "unknown_market": 404, "subaccount_not_found": 404, "unknown_block": 404, "unknown_proposal": 404,
     "report_not_found": 404,
     "read_models_disabled": 404, "not_found": 404, "method_not_allowed": 405,
-    "too_large": 413, "rate_limited": 429,
+    "too_large": 413, "rate_limited": 429, **REFUSAL_STATUS,
 }
 
 
@@ -127,7 +128,8 @@ class ApiConfig:
 RPC_MAX_BYTES = 65_536  # a wallet's calls are tiny
 # a served stress report page runs its inline script and styles and reaches nothing on the network
 REPORT_PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                      "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'")
+                      "img-src data: blob:; font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'; "
+                      "frame-ancestors 'none'")
 
 
 def rpc_error(call_id: Any, code: int, message: str) -> dict[str, Any]:
@@ -273,6 +275,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                   "order previews and WebSocket channels. Errors are 4xx {code, message, field}.")
     app.state.node, app.state.config, app.state.reader, app.state.hub = node, config, reader, hub
     app.state.reports = reports
+    app.add_middleware(SecurityHeaders)  # CSP, frame-ancestors, nosniff on every answer (bastion.api.security)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["content-type"])

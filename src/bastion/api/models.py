@@ -9,6 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.core.messages import MAX_TEXT_CHARS
+from bastion.core.units import MAX_DECIMAL_CHARS
+
 ADDRESS_EXAMPLE = "0x19e7e376e7c213b7e7e7e46cc70a5dd086daff2a"
 SIGNATURE_EXAMPLE = "0x" + "ab" * 65
 
@@ -430,15 +433,16 @@ class PreviewRequest(BaseModel):
         "owner": ADDRESS_EXAMPLE, "subaccount": 0, "market": "BTC-USD", "side": "buy", "size": "1",
         "price": "50000"}]})
 
+    # bounds at the edge (the core checks them again: bastion.core.messages, bastion.core.units)
     owner: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     subaccount: int = Field(default=0, ge=0, le=127)
-    market: str
-    side: str = Field(examples=["buy"])
-    size: str
-    price: str = Field(description="limit price (a market order's worst price)")
+    market: str = Field(max_length=MAX_TEXT_CHARS)
+    side: str = Field(examples=["buy"], max_length=MAX_TEXT_CHARS)
+    size: str = Field(max_length=MAX_DECIMAL_CHARS)
+    price: str = Field(description="limit price (a market order's worst price)", max_length=MAX_DECIMAL_CHARS)
     reduce_only: bool = False
-    isolated_amount: str | None = Field(default=None, description="USDC for the isolated comparison "
-                                                                    "(default: the proposed amount)")
+    isolated_amount: str | None = Field(default=None, max_length=MAX_DECIMAL_CHARS,
+                                        description="USDC for the isolated comparison (default: the proposed amount)")
 
 
 class Isolation(Open):

@@ -94,6 +94,7 @@ def node(
     import threading
 
     from bastion.api.app import ApiConfig, create_app
+    from bastion.api.security import is_loopback_host
     from bastion.api.server import ConnectionLimits, raise_descriptor_limit, serve
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
@@ -110,6 +111,8 @@ def node(
             genesis_doc = _demo_genesis()
     if data is None:
         errors.print("[red]--data is required[/red] (or --demo)")
+        raise typer.Exit(2)
+    if demo and not _demo_host_allowed(host):
         raise typer.Exit(2)
     if unsigned and host not in ("127.0.0.1", "localhost", "::1"):
         errors.print("[red]--unsigned[/red] trusts every sender: it serves only on a loopback address")
@@ -136,6 +139,11 @@ def node(
     except ProtocolError as error:
         errors.print(f"[red]{error.code}:[/red] {error.message}")
         raise typer.Exit(2) from None
+    if not is_loopback_host(host) and _uses_demo_keys(the_node.state):
+        the_node.close()
+        errors.print(f"[red]refusing to start:[/red] this chain's operators are demo keys, which are public; serve "
+                     f"it on a loopback address (--host 127.0.0.1), not {host!r}")
+        raise typer.Exit(2)
     tune_garbage_collector()
     recovery = the_node.recovery
     console.print(f"chain {the_node.state.chain_id} at height {the_node.state.height} "
@@ -160,6 +168,26 @@ def node(
         stop.set()
         producer.join()
         the_node.close()
+
+
+def _demo_host_allowed(host: str) -> bool:
+    """False (with the reason printed) when a demo, whose keys are public, is asked for a non-loopback host."""
+    from bastion.demo import DemoHostRefused, check_demo_host
+
+    try:
+        check_demo_host(host)
+    except DemoHostRefused as error:
+        errors.print(f"[red]refusing to start:[/red] {error}")
+        return False
+    return True
+
+
+def _uses_demo_keys(state) -> bool:
+    """True when a demo key (public: ``bastion.demo.keys``) is the chain's bridge or an oracle operator."""
+    from bastion.demo.keys import get_demo_keys
+
+    demo_addresses = {key.address for key in get_demo_keys().values()}
+    return state.bridge_operator in demo_addresses or bool(demo_addresses & set(state.oracle_operators))
 
 
 def _log_block(block) -> None:
@@ -211,7 +239,8 @@ def _demo_document() -> dict:
 @app.command()
 def demo(
     data: Path = typer.Option(Path(".bastion-demo"), "--data", help="data directory (created on the first start)"),
-    host: str = typer.Option("127.0.0.1", help="address of the API and the web UI"),
+    host: str = typer.Option("127.0.0.1", help="address of the API and the web UI: loopback only (the demo's keys "
+                                               "are public)"),
     port: int = typer.Option(8000, help="port of the API and the web UI"),
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     bots: bool = typer.Option(True, "--bots/--no-bots", help="run the oracle feed, market maker and traders"),
@@ -222,6 +251,8 @@ def demo(
     The node holds DEMO KEYS (bastion.demo.keys): never use them in production."""
     from bastion.demo import DemoServer
 
+    if not _demo_host_allowed(host):
+        raise typer.Exit(2)
     server = DemoServer(data, host=host, port=port, block_time_ms=block_time, bots=bots,
                         on_block=None if quiet else _log_block)
     recovery = server.node.recovery

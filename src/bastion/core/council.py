@@ -73,7 +73,7 @@ from bastion.core.messages import (
 )
 from bastion.core.state import Attestation, Council, ParamSource, Proposal, State, StewardApproval, StewardBound
 from bastion.core.units import (
-    MS_PER_S, PPM, format_decimal, format_ppm, format_usdc, parse_decimal, parse_ppm, parse_usdc,
+    MAX_INTEGER_DIGITS, MS_PER_S, PPM, format_decimal, format_ppm, format_usdc, parse_decimal, parse_ppm, parse_usdc,
 )
 
 Events = list[dict]
@@ -85,7 +85,7 @@ GATED_CLASSES: Final = ("risk_increasing", "critical")
 CRITICAL: Final = "critical"
 MAX_COUNCIL_MEMBERS: Final = 32
 RELATIVE, ABSOLUTE = "relative", "absolute"
-_REPORT_HASH = re.compile(r"^[0-9a-f]{64}$")
+_REPORT_HASH = re.compile(r"[0-9a-f]{64}")  # fullmatch: the whole string
 _BOUND_PREFIX: Final = "steward_bounds."
 
 # The unit of a steward parameter's decimal text: the grid of the governance action field that sets it.
@@ -227,7 +227,7 @@ def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events
     if proposal.status != governance.QUEUED:
         raise ProtocolError("proposal_not_queued", f"only a queued proposal is attested; this one is "
                             f"{proposal.status}", field="proposal_id", status=proposal.status)
-    if not _REPORT_HASH.match(msg.report_hash):
+    if not _REPORT_HASH.fullmatch(msg.report_hash):
         raise ProtocolError("invalid_report_hash", "report_hash must be 64 lowercase hex digits (SHA-256)",
                             field="report_hash")
     if msg.verdict not in VERDICTS:
@@ -250,7 +250,8 @@ def get_steward_parameter(name: str, *, field: str = "param") -> StewardParamete
     target, _, attr = rest.rpartition(".")
     spec = STEWARD_PARAMETERS.get((group, attr))
     canonical = {"markets": target != "",
-                 "liquidity_tiers": target.isascii() and target.isdigit() and str(int(target)) == target,
+                 "liquidity_tiers": (target.isascii() and target.isdigit() and len(target) <= MAX_INTEGER_DIGITS
+                                     and str(int(target)) == target),
                  "fees": target == "", "liquidation": target == ""}.get(group, False)
     if spec is None or not canonical:
         raise ProtocolError("not_steward_parameter", f"{name!r} is not a parameter the council may change "

@@ -80,7 +80,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "accounts": [],
 }
 _UNLIMITED = 10**30
-_TICKER = re.compile(r"^[A-Z0-9][A-Z0-9._/-]{0,31}$")
+_TICKER = re.compile(r"[A-Z0-9][A-Z0-9._/-]{0,31}")  # fullmatch: the whole string
 
 
 def _error(path: str, message: str) -> ProtocolError:
@@ -159,7 +159,7 @@ def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets:
                     "max_order_size", "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price",
                     "status", "oracle"}, path)
     ticker = _get(m, "ticker", path, str)
-    if not _TICKER.match(ticker):
+    if not _TICKER.fullmatch(ticker):
         raise _error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
     if ticker in markets:
         raise _error(f"{path}.ticker", f"duplicate market {ticker}")
@@ -207,6 +207,8 @@ def build_state(genesis: Any) -> State:
     g = genesis
     _check_keys(g, set(GENESIS_DEFAULTS) - {"market"} | {"markets"}, "genesis")
     chain_id = _get(g, "chain_id", "genesis", str, GENESIS_DEFAULTS["chain_id"])
+    if not (1 <= len(chain_id) <= 64 and chain_id.isascii() and chain_id.isprintable()):
+        raise _error("genesis.chain_id", "must be 1 to 64 printable ASCII characters")
     time_ms = _wrap("genesis.time", parse_iso_ms, _get(g, "time", "genesis", str, GENESIS_DEFAULTS["time"]),
                     field="genesis.time")
     bridge = _wrap("genesis.bridge_operator", normalize_address,

@@ -67,16 +67,18 @@ from typing import Any, Final
 from bastion.core import actions, council, guardian, orders, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
-    Action, CancelProposal, DelistMarket, Execute, GuardianVeto, InsuranceTransfer, ListMarket, Queue, SetCouncil,
-    SetFeeParams, SetGovernanceParams, SetGuardian, SetLiquidationParams, SetListingParams, SetLiquidityTier,
-    SetMarketParams, SetOracleOperators, SetOrderLimits, SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend,
-    UpgradeIsolatedToCross, Vote, canonical_action,
+    MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, DelistMarket, Execute,
+    GuardianVeto, InsuranceTransfer, ListMarket, Queue, SetCouncil, SetFeeParams, SetGovernanceParams, SetGuardian,
+    SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
+    SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend, UpgradeIsolatedToCross, Vote, canonical_action,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier, OrderLimitParams, open_order_limit
 from bastion.core.state import (
     ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State,
 )
-from bastion.core.units import MS_PER_S, PPM, format_decimal, format_ppm, parse_decimal, parse_ppm, parse_usdc
+from bastion.core.units import (
+    MAX_INTEGER_DIGITS, MS_PER_S, PPM, format_decimal, format_ppm, parse_decimal, parse_digits, parse_ppm, parse_usdc,
+)
 
 Events = list[dict]
 Change = tuple[str, Any, Any, str]        # (dotted parameter name, old value, new value, risk class)
@@ -84,9 +86,6 @@ Change = tuple[str, Any, Any, str]        # (dotted parameter name, old value, n
 RISK_REDUCING, NEUTRAL, RISK_INCREASING, CRITICAL = RISK_CLASSES
 FINAL_SETTLEMENT: Final = "final_settlement"
 VOTE_OPTIONS: Final = ("yes", "no", "abstain", "veto")
-MAX_TITLE_CHARS: Final = 200
-MAX_DESCRIPTION_CHARS: Final = 20_000
-MAX_REASON_CHARS: Final = 1_000
 
 PENDING, ACTIVE_VOTE, DEFEATED, VETOED, SUCCEEDED = "pending", "active", "defeated", "vetoed", "succeeded"
 QUEUED, EXECUTED, EXPIRED, CANCELED = "queued", "executed", "expired", "canceled"
@@ -251,10 +250,11 @@ def _ratio(value: Any, field: str) -> int:
 
 def _fraction(value: Any, field: str) -> tuple[int, int]:
     """``"1/3"``: a ratio in (0, 1) as numerator and denominator (exact, no rounding)."""
-    parts = value.split("/") if isinstance(value, str) else []
+    parts = value.split("/") if isinstance(value, str) and len(value) <= 2 * MAX_INTEGER_DIGITS + 1 else []
     if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise ProtocolError("invalid_field", f"{field} must be a fraction like \"1/3\", got {value!r}", field=field)
-    numerator, denominator = int(parts[0]), int(parts[1])
+        raise ProtocolError("invalid_field", f"{field} must be a fraction like \"1/3\", got {value!r:.80}",
+                            field=field)
+    numerator, denominator = parse_digits(parts[0], field=field), parse_digits(parts[1], field=field)
     if not 0 < numerator < denominator:
         raise ProtocolError("invalid_field", f"{field} must be strictly between 0 and 1", field=field)
     return numerator, denominator

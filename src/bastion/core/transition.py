@@ -102,6 +102,11 @@ def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
     return {"ok": True, **extra}
 
 
+class HandlerCrash(InvariantViolation):
+    """A message handler raised something other than ``ProtocolError``: a bug. The state may be half
+    applied, so the block must not be committed (the node stops; nothing of the block is acknowledged)."""
+
+
 def update_funding(state: State, events: Events) -> None:
     """End-of-block step: block premium sample, minute samples, hourly funding ticks (DESIGN.md section 7)."""
     params = state.funding
@@ -162,7 +167,14 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]]) -> B
     """Apply one block of authenticated ``(sender, message)`` pairs at ``time_ms``."""
     events: Events = []
     begin_block(state, time_ms, events)
-    results = [apply_tx(state, sender, msg, events) for sender, msg in txs]
+    results: list[dict] = []
+    for index, (sender, msg) in enumerate(txs):
+        try:
+            results.append(apply_tx(state, sender, msg, events))
+        except Exception as error:  # never a refusal: re-raised, naming the transaction, for the node to stop
+            raise HandlerCrash(f"block {state.height}: transaction {index} ({type(msg).__name__} from {sender}) "
+                               f"raised {type(error).__name__}: {str(error)[:200]}; the block is not committed"
+                               ) from error
     state_hash = end_block(state, events)
     return BlockResult(state.height, time_ms, state_hash, results, events)
 
