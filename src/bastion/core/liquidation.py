@@ -372,6 +372,32 @@ def bankruptcy_quote(state: State, sub: Subaccount, market: Market, delta: int) 
     return quote, net_collateral, maintenance
 
 
+def _losing_maintenance(state: State, sub: Subaccount) -> int:
+    """The MMR of the subaccount's positions not in profit at the oracle price (value <= cost)."""
+    get_subaccount_risk(state, sub)  # refreshes every position's memoised (value, IMR, MMR)
+    return sum(p.risk[2] for p in sub.positions.values() if p.risk[0] <= p.cost)
+
+
+def deficit_quote(state: State, sub: Subaccount, market: Market, delta: int) -> tuple[int, int, int]:
+    """(quote, TNC, maintenance share base) of rungs 3 and 4: the bankruptcy quote with the
+    account's deficit attributed to its positions **not in profit** only (in proportion to their
+    MMR), so that a loss made in one market is never charged to the counterparties of a winning
+    position in another. With no such position (every position in profit), over all positions,
+    as ``bankruptcy_quote``. Callers never use it for a winning position while a losing one exists
+    (``deleverage`` leaves such a position to the book and the backstop)."""
+    net_collateral, _, maintenance = get_subaccount_risk(state, sub)
+    losing = _losing_maintenance(state, sub)
+    base = losing or maintenance
+    position = sub.positions[market.ticker]
+    override = sub.imf_overrides.get(market.ticker)
+    old_value, _, old_maintenance = compute_position_risk(state, market, position.size, market.open_interest,
+                                                          override)
+    new_value, _, new_maintenance = compute_position_risk(state, market, position.size + delta,
+                                                          market.open_interest, override)
+    quote = bankruptcy_amount(new_value - old_value, net_collateral, new_maintenance - old_maintenance, base)
+    return quote, net_collateral, base
+
+
 def _largest(limit: int, allowed) -> int:
     """The largest ``k`` in ``0..limit`` with ``allowed(k)`` (``allowed`` monotone, ``allowed(0)`` true)."""
     if limit <= 0 or allowed(limit):
@@ -556,7 +582,16 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
     then socialise what none of them could take, then any deficit left on a flat account."""
     ticker = market.ticker
     settle_funding(state, sub, events)
-    side = 1 if sub.positions[ticker].size > 0 else -1
+    position = sub.positions[ticker]
+    side = 1 if position.size > 0 else -1
+    get_subaccount_risk(state, sub)  # fresh memoised valuations
+    if position.risk[0] > position.cost and _losing_maintenance(state, sub):
+        # a winning position of an account that lost elsewhere: its counterparties must not pay for
+        # that loss; the losing positions carry the whole deficit (``deficit_quote``), this one
+        # waits for the book or the backstop (or closes at the oracle price in final settlement)
+        events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner, "number": sub.number,
+                       "reason": "profitable_position"})
+        return
     for score, counterparty in ranked_counterparties(state, market, sub):
         position = sub.positions.get(ticker)
         if position is None:
@@ -567,7 +602,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
 
         def terms(lots: int) -> tuple[int, int, int, int]:
             delta = sign * lots
-            bankruptcy, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
+            bankruptcy, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
             closed = other.cost - cost_after(market, other.size, other.cost, -delta, market.oracle_price)
             return adl_quote(bankruptcy, closed), bankruptcy, net_collateral, maintenance
 
@@ -649,7 +684,7 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events) -> 
     position = sub.positions[ticker]
     total_lots = abs(position.size)
     delta = -position.size
-    quote, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
+    quote, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
     opposing = _opposing(state, market, 1 if position.size > 0 else -1)
     sizes = [abs(c.positions[ticker].size) for c in opposing]
     total_opposing = sum(sizes)
