@@ -656,7 +656,8 @@ def ranked_counterparties(state: State, market: Market, sub: Subaccount) -> list
         net_collateral = get_subaccount_risk(state, other)[0]
         if net_collateral > 0:
             score = adl_score(value, position.cost, net_collateral)
-            assert score is not None
+            if score is None:
+                raise InvariantViolation(f"{ticker}: a winner without an ADL score")
             scored.append((0, -score, other.owner, other.number, other))
         else:
             scored.append((1, Fraction(0), other.owner, other.number, other))
