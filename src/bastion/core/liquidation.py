@@ -469,10 +469,11 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
         return value <= cap
 
     lots = _largest(abs(size), allowed)
-    if lots == 0:
+    if lots == 0:  # with the inputs of the one-lot check that failed
         events.append({"type": "backstop_refused", "market": ticker, "owner": sub.owner, "number": sub.number,
                        "size": size, "pool": pool, "inventory": inventory, "insurance_fund": fund,
-                       "fund_equity": equity, "reason": reason})
+                       "fund_equity": equity, "fund_delta": terms(1)[2], "oracle_price": market.oracle_price,
+                       "reason": reason})
         return 0
     backstop = backstop_of(state, pool)
     delta = sign * lots
@@ -490,7 +491,8 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
                    "size": -delta, "bankruptcy_quote": quote, "oracle_price": market.oracle_price,
                    "fund_delta": fund_delta, "pool": pool, "inventory": inventory - delta,
                    "received": fill - fund_delta, "oracle_value": fill, "net_collateral": net_collateral,
-                   "maintenance": maintenance, "insurance_fund": state.insurance_funds[pool], "reason": reason})
+                   "maintenance": maintenance, "insurance_fund": state.insurance_funds[pool],
+                   "fund_equity": equity + fund_delta, "reason": reason})
     return lots
 
 
@@ -622,13 +624,17 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
         quote, bankruptcy, net_collateral, maintenance = terms(lots)
         oracle_value = notional(-delta, market.oracle_price, size_decimals=market.size_decimals,
                                 price_decimals=market.price_decimals)  # what the account would get at the oracle
+        closed = other.cost - cost_after(market, other.size, other.cost, -delta, market.oracle_price)
+        profit = notional(other.size, market.oracle_price, size_decimals=market.size_decimals,
+                          price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
         events.append({"type": "deleveraging", "market": ticker, "owner": sub.owner, "number": sub.number,
                        "size": -delta, "bankruptcy_quote": bankruptcy, "quote": quote,
                        "oracle_price": market.oracle_price, "net_collateral": net_collateral,
                        "maintenance": maintenance, "counterparty_loss": quote - oracle_value,
                        "counterparty": {"owner": counterparty.owner, "number": counterparty.number,
-                                        "score": None if score is None else str(score)}})
+                                        "score": None if score is None else str(score), "unrealized_pnl": profit,
+                                        "cost_closed": closed}})
     if ticker in sub.positions:
         socialise(state, sub, market, events)
     if not sub.positions and sub.balance < 0:
