@@ -449,12 +449,17 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
     fund, equity = state.insurance_funds[pool], fund_equity(state, pool)
     sign = -1 if size > 0 else 1  # the account's delta per lot
 
+    memo: dict[int, tuple[int, int, int, int, int]] = {}
+
     def terms(lots: int) -> tuple[int, int, int, int, int]:
+        if lots in memo:
+            return memo[lots]
         delta = sign * lots
         quote, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
         fill = notional(-delta, market.oracle_price, size_decimals=market.size_decimals,
                         price_decimals=market.price_decimals)  # the oracle value: what the backstop pays
-        return quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral, maintenance
+        memo[lots] = quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral, maintenance
+        return memo[lots]
 
     def allowed(lots: int) -> bool:
         _, _, fund_delta, _, _ = terms(lots)
