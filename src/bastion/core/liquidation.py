@@ -730,8 +730,9 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events) -> 
 def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, events: Events) -> None:
     """A flat account's negative balance (what the entry-price bound of ADL withheld) charged pro
     rata to the positions opposite to ``side`` in ``market`` (the remainder one micro-USDC each by
-    owner and number), recorded as the pool's bad debt; with no opposing position left, the pool's
-    fund pays it."""
+    owner and number), recorded as the pool's bad debt. With no opposing position left the pool's
+    fund pays what it holds (a fund never goes negative); anything beyond stays as the account's
+    negative balance."""
     deficit = -sub.balance
     opposing = _opposing(state, market, side)
     sizes = [abs(c.positions[market.ticker].size) for c in opposing]
@@ -747,9 +748,11 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
             state.touch(counterparty.key)
             shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": 0,
                                "payment": payment})
-    else:
-        state.insurance_funds[market.pool] -= deficit
-    sub.balance = 0
+    else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
+        paid = min(deficit, max(state.insurance_funds[market.pool], 0))
+        state.insurance_funds[market.pool] -= paid
+        deficit = paid
+    sub.balance += deficit
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + deficit
     state.touch(sub.key)
