@@ -783,7 +783,8 @@ def settle_final_markets(state: State, events: Events) -> None:
     oracle is stale) and mark it ``settled`` (DESIGN.md section 8, delisting).
 
     Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their bankruptcy
-    price (``deleverage``); every other position closes at the oracle price, longs receiving their
+    price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
+    (its loss is its fund's, swept after the liquidations), closes at the oracle price, longs receiving their
     notional rounded down and shorts paying theirs rounded up; the rounding difference goes to the
     pool's insurance fund, so collateral is conserved exactly.
     """
@@ -797,7 +798,7 @@ def settle_final_markets(state: State, events: Events) -> None:
             remove_conditional_order(state, order_id, FINAL_SETTLEMENT, events)
         for key in sorted(market.holders):
             sub = state.subaccounts[key]
-            if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
+            if ticker in sub.positions and not is_backstop(key[0]) and get_subaccount_risk(state, sub)[0] < 0:
                 deleverage(state, sub, market, events)
         residue = 0
         for key in sorted(market.holders):
