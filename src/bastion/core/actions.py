@@ -156,6 +156,13 @@ LIQUIDATION_FIELDS: Final = (
     NumericField("max_insurance_loss_per_block", "max_insurance_loss_per_block_usdc", _parse_usdc, 0, None, True),
     # a shorter pause lets collateral leave a pool sooner after an account went negative
     NumericField("withdrawal_pause_blocks", "withdrawal_pause_blocks", _parse_count, 0, None, False),
+    # the backstop (loss waterfall rung 2): larger limits let the fund carry more inventory (more of the
+    # fund at risk of a further move); a faster unwind dumps more into a thin book; a later takeover
+    # leaves a stalled account's loss growing longer
+    NumericField("backstop_max_notional", "backstop_max_notional_usdc", _parse_usdc, 0, None, True),
+    NumericField("backstop_max_fund_share", "backstop_max_fund_share_ppm", _parse_ratio, 0, PPM, True),
+    NumericField("backstop_unwind_portion", "backstop_unwind_portion_ppm", _parse_ratio, 1, PPM, True),
+    NumericField("backstop_after_blocks", "backstop_after_blocks", _parse_count, 1, None, True),
 )
 # the listing bounds: laxer tiers or larger OI caps for new markets are riskier
 LISTING_FIELDS: Final = (

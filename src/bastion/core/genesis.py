@@ -65,7 +65,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "liquidation": {"max_liquidation_fee": "0.015", "bankruptcy_adjustment": "1", "spread_to_maintenance": "1.5",
                     "min_position_notional": "1000", "max_position_portion": "0.1",
                     "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000",
-                    "withdrawal_pause_blocks": 50},
+                    "withdrawal_pause_blocks": 50, "backstop_max_notional": "1000000",
+                    "backstop_max_fund_share": "0.5", "backstop_unwind_portion": "0.1", "backstop_after_blocks": 10},
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
@@ -265,7 +266,10 @@ def build_state(genesis: Any) -> State:
         liq("spread_to_maintenance", parse_ppm), liq("min_position_notional", parse_usdc),
         liq("max_position_portion", parse_ppm), liq("max_notional_per_block", parse_usdc),
         liq("max_insurance_loss_per_block", parse_usdc),
-        _int(liq_obj["withdrawal_pause_blocks"], "genesis.liquidation.withdrawal_pause_blocks", minimum=0))
+        _int(liq_obj["withdrawal_pause_blocks"], "genesis.liquidation.withdrawal_pause_blocks", minimum=0),
+        liq("backstop_max_notional", parse_usdc), liq("backstop_max_fund_share", parse_ppm),
+        liq("backstop_unwind_portion", parse_ppm),
+        _int(liq_obj["backstop_after_blocks"], "genesis.liquidation.backstop_after_blocks", minimum=1))
 
     fund_obj = {**GENESIS_DEFAULTS["funding"], **_get(g, "funding", "genesis", dict, {})}
     _check_keys(fund_obj, set(GENESIS_DEFAULTS["funding"]), "genesis.funding")

@@ -85,11 +85,13 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [fees.insurance_share_ppm],
                 [liq.max_liquidation_fee_ppm, liq.bankruptcy_adjustment_ppm, liq.spread_to_maintenance_ppm,
                  liq.min_position_notional_usdc, liq.max_position_portion_ppm, liq.max_notional_per_block_usdc,
-                 liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks],
+                 liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks, liq.backstop_max_notional_usdc,
+                 liq.backstop_max_fund_share_ppm, liq.backstop_unwind_portion_ppm, liq.backstop_after_blocks],
                 sorted(state.insurance_funds.items()), state.seed_insurance,
                 sorted(state.withdrawals_paused_until.items()), sorted(state.bad_debt.items()),
                 state.fees_account, state.funding_account, state.total_deposits, state.total_withdrawals,
-                state.next_order_id]
+                state.next_order_id, sorted([owner, number, blocks] for (owner, number), blocks
+                                            in state.liquidation_stalls.items())]
     if kind == "bgov":  # a BGOV holder or delegator (bastion.core.votes)
         balance, delegate = state.bgov.get(key[1], 0), state.bgov_delegates.get(key[1])
         if not balance and delegate is None:

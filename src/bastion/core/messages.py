@@ -177,6 +177,10 @@ class SetLiquidationParams(_Checked):
     min_position_notional: str | None = None
     max_position_portion: str | None = None
     max_notional_per_block: str | None = None
+    backstop_max_notional: str | None = None
+    backstop_max_fund_share: str | None = None
+    backstop_unwind_portion: str | None = None
+    backstop_after_blocks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +318,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
     SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block",
                       "max_order_size"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
-                           "max_position_portion", "max_notional_per_block"),
+                           "max_position_portion", "max_notional_per_block", "backstop_max_notional",
+                           "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks"),
 }
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket

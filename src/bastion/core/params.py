@@ -65,6 +65,11 @@ class LiquidationParams:
     max_notional_per_block_usdc: int = 100_000_000_000
     max_insurance_loss_per_block_usdc: int = 1_000_000_000_000
     withdrawal_pause_blocks: int = 50      # after a negative-equity account is seen in a pool (dYdX: 50)
+    # the insurance fund's backstop (rung 2 of the loss waterfall, bastion.core.liquidation)
+    backstop_max_notional_usdc: int = 1_000_000_000_000   # inventory notional per market at most 1M USDC
+    backstop_max_fund_share_ppm: int = 500_000            # ... and at most half of its pool's fund
+    backstop_unwind_portion_ppm: int = 100_000            # share of the inventory offered per block
+    backstop_after_blocks: int = 10                       # a stalled liquidation is taken over after this
 
 
 @dataclass(slots=True)

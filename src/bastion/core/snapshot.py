@@ -30,11 +30,12 @@ from bastion.core.state import (
     Position, Proposal, Rollout, State, StewardApproval, StewardBound, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/7"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/8"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
-#   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots
+#   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots;
+#   8: the backstop's liquidation parameters and the liquidation stall counters
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -72,6 +73,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "conditional_orders": [_conditional_document(order) for order in state.conditional_orders.values()],
         "gtt_queue": [list(entry) for entry in state.gtt_queue],
         "liquidation_watch": [list(key) for key in state.liquidation_watch],
+        "liquidation_stalls": [[owner, number, blocks] for (owner, number), blocks in state.liquidation_stalls.items()],
         "governance": asdict(state.governance),
         "listing": asdict(state.listing),
         "order_limits": asdict(state.order_limits),
@@ -192,6 +194,7 @@ def _build(doc: dict[str, Any]) -> State:
         state.conditional_orders[order.order_id] = order
     state.gtt_queue = [(good_til, order_id, ticker) for good_til, order_id, ticker in doc["gtt_queue"]]
     state.liquidation_watch = {(owner, number): None for owner, number in doc["liquidation_watch"]}
+    state.liquidation_stalls = {(owner, number): blocks for owner, number, blocks in doc["liquidation_stalls"]}
     governance = dict(doc["governance"])
     tier_docs = governance.pop("tiers")
     rules = {name: GovernanceTier(**tier_docs[name]) for name in RISK_CLASSES}

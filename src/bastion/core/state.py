@@ -351,6 +351,8 @@ class State:
     guardian: Guardian = field(default_factory=Guardian)
     pauses: dict[PauseKey, Pause] = field(default_factory=dict)  # guardian pauses, in start order
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
+    # consecutive blocks in which a liquidatable subaccount's liquidation reduced nothing (core.liquidation)
+    liquidation_stalls: dict[tuple[str, int], int] = field(default_factory=dict)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
     leaf_hashes: dict[tuple, int] = field(default_factory=dict)
