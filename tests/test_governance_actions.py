@@ -236,7 +236,7 @@ def test_lowering_the_listing_minimum_admits_a_laxer_tier():
 
 # ------------------------------------------------------------------------------------------- oracle operators
 @pytest.mark.parametrize("operators, risk_class", [
-    ([ORACLE, ORACLE2, ORACLE3, address(0xA4)], "risk_reducing"),     # one more
+    ([ORACLE, ORACLE2, ORACLE3, address(0xA4)], "risk_increasing"),   # one more (issue 16: who sets prices)
     ([ORACLE, ORACLE2], "risk_increasing"),                           # one fewer
     ([ORACLE, ORACLE2, address(0xA4)], "risk_increasing"),            # same count, one replaced
     ([ORACLE3, ORACLE2, ORACLE.upper().replace("0X", "0x")], "neutral"),  # same set, any order and case
