@@ -187,6 +187,12 @@ def cancel_proposal(proposal_id: str) -> dict:
     return {"type": "cancel_proposal", "proposal_id": proposal_id}
 
 
+def registered_report(report_hash: str = REPORT, verdict: str = "pass") -> dict:
+    """A genesis ``council.stress_reports`` entry (figures that pass the default thresholds)."""
+    return {"report_hash": report_hash, "verdict": verdict, "depletion_probability": "0", "var99_loss": "0",
+            "es99_loss": "0", "insurance_funds_total": "0"}
+
+
 def council_attest(proposal_id: str, report_hash: str = REPORT, verdict: str = "pass") -> dict:
     return {"type": "council_attest", "proposal_id": proposal_id, "report_hash": report_hash, "verdict": verdict}
 

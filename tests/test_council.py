@@ -23,7 +23,7 @@ from bastion.core.messages import decode_action
 from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
 from bastion.core.state import Attestation, ParamHistoryEntry, ParamSource, StewardBound
 from builders import (
-    ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, default_accounts, execute, genesis, market, queue,
+    ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, registered_report, default_accounts, execute, genesis, market, queue,
     steward_change, submit_proposal, vote,
 )
 from test_governance import ok
@@ -57,6 +57,7 @@ def council_genesis(**council_overrides) -> dict:
     markets = [market(BTC, max_open_interest="100"), market(ETH), market("PEPE-USD")]
     return genesis(accounts=accounts, markets=markets, governance=copy.deepcopy(GOVERNANCE),
                    council={"members": list(COUNCIL), "threshold": 2, "steward_bounds": copy.deepcopy(BOUNDS),
+                            "stress_reports": [registered_report(REPORT), registered_report(OTHER_REPORT)],
                             **council_overrides})
 
 

@@ -277,10 +277,18 @@ def compute_governed_verdict(state: State, depletion_ppm: int, var99_usdc: int, 
             and es99_usdc * PPM <= g.stress_max_es99_loss_ppm_of_fund * insurance_total_usdc)
 
 
+REPORT_FIELDS: Final = ("report_hash", "verdict", "depletion_probability", "var99_loss", "es99_loss",
+                        "insurance_funds_total")
+
+
 def register_stress_report(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict:
     """Put a stress report's hash, verdict and headline figures on chain (module docstring)."""
-    # VALIDATION
     _require_member(state, sender)
+    return _validate_and_register(state, sender, msg, events)
+
+
+def _validate_and_register(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict:
+    # VALIDATION
     if not _REPORT_HASH.match(msg.report_hash):
         raise ProtocolError("invalid_report_hash", "report_hash must be 64 lowercase hex digits (SHA-256)",
                             field="report_hash")
@@ -491,14 +499,27 @@ def steward_change(state: State, sender: str, msg: StewardChange, events: Events
 
 # --------------------------------------------------------------------------------------- genesis and output
 def parse_genesis_council(state: State, obj: Any) -> None:
-    """Genesis ``council`` section (``{"members", "threshold", "steward_bounds"}``, all optional)."""
+    """Genesis ``council`` section (``{"members", "threshold", "steward_bounds", "stress_reports"}``,
+    all optional). ``stress_reports`` lists reports registered at genesis, each as the fields of
+    ``register_stress_report`` (``registered_by`` ``"genesis"``, at the genesis time and height 0)."""
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_field", "council must be an object", field="council")
-    for key in sorted(set(obj) - {"members", "threshold", "steward_bounds"}):
+    for key in sorted(set(obj) - {"members", "threshold", "steward_bounds", "stress_reports"}):
         raise ProtocolError("unknown_field", f"council has no field {key!r}", field=f"council.{key}")
     state.council = parse_council(obj.get("members", []), obj.get("threshold", 0), allow_empty=True)
     bounds = parse_steward_bounds(state, obj.get("steward_bounds", {}), path="steward_bounds", allow_removal=False)
     state.steward_bounds = {name: bound for name, bound in bounds.items() if bound is not None}
+    reports = obj.get("stress_reports", [])
+    if not isinstance(reports, list):
+        raise ProtocolError("invalid_field", "stress_reports must be a list", field="stress_reports")
+    for index, report in enumerate(reports):
+        if not isinstance(report, dict) or set(report) != set(REPORT_FIELDS):
+            raise ProtocolError("invalid_field", f"stress_reports[{index}] must have exactly the fields "
+                                f"{list(REPORT_FIELDS)}", field=f"stress_reports[{index}]")
+        if not all(isinstance(value, str) for value in report.values()):
+            raise ProtocolError("invalid_field", f"stress_reports[{index}]: every field is a string",
+                                field=f"stress_reports[{index}]")
+        _validate_and_register(state, "genesis", RegisterStressReport(**report), [])
 
 
 def describe_council(state: State) -> dict[str, Any]:
