@@ -71,7 +71,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
-    "council": {"members": [], "threshold": 0, "steward_bounds": {}},
+    "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
 }
 _UNLIMITED = 10**30
