@@ -22,6 +22,8 @@ from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action
 from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
 from bastion.core.state import Attestation, ParamHistoryEntry, ParamSource, StewardBound
+from bastion.core.hashing import compute_state_hash_full
+from bastion.core.snapshot import state_from_document, state_to_document
 from builders import (
     ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, register_stress_report, registered_report, default_accounts, execute, genesis, market, queue,
     steward_change, submit_proposal, vote,
@@ -276,6 +278,9 @@ def test_a_registration_records_the_figures_and_a_failing_one_may_say_fail():
     ok(chain, (C1, register_stress_report("12" * 32, "fail")))                       # fail: always accepted
     assert chain.state.stress_reports["12" * 32].verdict == "fail"
     assert chain.full_hash() == chain.state.state_hash
+    restored = state_from_document(state_to_document(chain.state))             # snapshot format 7
+    assert restored.stress_reports == chain.state.stress_reports
+    assert compute_state_hash_full(restored) == chain.full_hash()
 
 
 # ------------------------------------------------------------------------------------------- set_council
