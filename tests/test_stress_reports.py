@@ -305,11 +305,17 @@ def two_attested(tmp_path, reports):
     node.close()
 
 
+ZERO_FIGURES = {"verdict": "pass", "depletion_probability": "0", "var99_loss": "0", "es99_loss": "0",
+                "insurance_funds_total": "0"}
+
+
 def test_the_gate_says_which_attested_reports_the_node_holds_with_their_figures(two_attested):
     client, pid, held, missing = two_attested
 
     gate = client.get(f"/v1/governance/proposals/{pid}").json()["stress_gate"]
 
+    registered_ms = gate["registered"][held.report_hash]["registered_ms"]    # both registered in one block
+    assert gate["registered"][missing.report_hash]["registered_ms"] == registered_ms
     assert gate["reports"] == {
         held.report_hash: {
             "report_hash": held.report_hash, "held": True, "url": f"/v1/stress/reports/{held.report_hash}",
@@ -319,13 +325,19 @@ def test_the_gate_says_which_attested_reports_the_node_holds_with_their_figures(
             "thresholds": {"max_depletion_probability": "0.01", "max_var99_loss_of_fund": "0.5",
                            "max_es99_loss_of_fund": "1"},
             "thresholds_source": "governance", "state_hash": held.document["inputs"]["state_hash"],
-            "height": 0, "scenario_set": "cli-test v1"},
+            "height": 0, "scenario_set": "cli-test v1",
+            # ``attest`` registered it with figures 0: not what the held report says (VaR99 15,166.32)
+            "registered": {**ZERO_FIGURES, "registered_by": MEMBERS[0], "registered_ms": registered_ms},
+            "matches_registration": False},
         missing.report_hash: {"report_hash": missing.report_hash, "held": False, "url": None, "html_url": None,
                               "verdict": None, "scenarios": None, "depleted": None, "depletion_probability": None,
                               "var99_loss": None, "es99_loss": None, "worst_bad_debt": None,
                               "worst_drawdown": None, "insurance_funds_total": None, "thresholds": None,
                               "thresholds_source": None, "state_hash": None, "height": None,
-                              "scenario_set": None}}
+                              "scenario_set": None,
+                              "registered": {**ZERO_FIGURES, "registered_by": MEMBERS[1],
+                                             "registered_ms": registered_ms},
+                              "matches_registration": None}}
     listed = client.get("/v1/governance/proposals").json()["proposals"][0]["stress_gate"]["reports"]
     assert listed == gate["reports"]
 
