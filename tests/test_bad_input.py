@@ -20,7 +20,7 @@ from bastion.core.transition import apply_block
 from bastion.scenario import ScenarioError, run_scenario
 from builders import (
     ALICE, BOB, BRIDGE, BTC, CAROL, ETH, ORACLE, PEPE, STRANGER, Chain, cancel_all, cancel_order, default_accounts,
-    cancel_proposal, council_attest, delegate, deposit, execute, genesis, market, oracle_update, place_order, queue,
+    cancel_proposal, council_attest, register_stress_report, delegate, deposit, execute, genesis, market, oracle_update, place_order, queue,
     set_leverage, set_margin_mode, steward_change, submit_proposal, subaccount, transfer, transfer_bgov, tx, vote,
     withdraw, without,
 )
@@ -372,6 +372,9 @@ GOVERNANCE_CASES = [
     (ALICE, without(council_attest("QUEUED"), "verdict"), "missing_field"),
     (ALICE, council_attest("QUEUED", verdict=True), "invalid_field"),
     (ALICE, council_attest("QUEUED"), "not_council_member"),
+    (ALICE, without(register_stress_report(), "es99_loss"), "missing_field"),
+    (ALICE, register_stress_report(var99_loss=1), "invalid_field"),                     # a number, not a string
+    (ALICE, register_stress_report(), "not_council_member"),
     (ALICE, steward_change("fees.insurance_share_ppm", 0.2), "invalid_field"),              # a float value
     (ALICE, steward_change("fees.insurance_share_ppm", "0.2"), "not_council_member"),
     (ALICE, submit_proposal({"type": "set_council", "members": ALICE, "threshold": 1}), "invalid_field"),

@@ -205,7 +205,7 @@ def test_a_listed_market_ticks_funding_from_the_next_hour():
 def test_a_snapshot_after_listing_restores_the_same_state():
     chain = listed_and_traded()
     document = state_to_document(chain.state)
-    assert document["format"] == "bastion-snapshot/8"
+    assert document["format"] == "bastion-snapshot/9"
     restored = state_from_document(document)
     assert restored.state_hash == chain.state.state_hash
     assert list(restored.markets) == [BTC, ETH, PEPE, SOL] and restored.markets[SOL].holders == \
@@ -236,7 +236,7 @@ def test_lowering_the_listing_minimum_admits_a_laxer_tier():
 
 # ------------------------------------------------------------------------------------------- oracle operators
 @pytest.mark.parametrize("operators, risk_class", [
-    ([ORACLE, ORACLE2, ORACLE3, address(0xA4)], "risk_reducing"),     # one more
+    ([ORACLE, ORACLE2, ORACLE3, address(0xA4)], "risk_increasing"),   # one more (issue 16: who sets prices)
     ([ORACLE, ORACLE2], "risk_increasing"),                           # one fewer
     ([ORACLE, ORACLE2, address(0xA4)], "risk_increasing"),            # same count, one replaced
     ([ORACLE3, ORACLE2, ORACLE.upper().replace("0X", "0x")], "neutral"),  # same set, any order and case

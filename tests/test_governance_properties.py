@@ -57,7 +57,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from bastion.core import governance, transparency, votes
+from bastion.core import classify, governance, transparency, votes
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
@@ -203,7 +203,10 @@ def machine_genesis() -> dict:
                        {**account(DAVE, sub("20000")), "bgov": "100"},
                        {"address": EVE, "bgov": "50"},
                    ])
-    doc["council"] = {"members": list(COUNCIL), "threshold": COUNCIL_THRESHOLD}
+    doc["council"] = {"members": list(COUNCIL), "threshold": COUNCIL_THRESHOLD,
+                      "stress_reports": [{"report_hash": h, "verdict": "pass", "depletion_probability": "0",
+                                          "var99_loss": "0", "es99_loss": "0", "insurance_funds_total": "0"}
+                                         for h in REPORT_HASHES]}
     return doc
 
 
@@ -404,10 +407,11 @@ class GovernanceMachine(RuleBasedStateMachine):
             return pick(data, ids, "proposal")
         return "0" * 64
 
-    def _validate(self, actions: tuple) -> tuple[list, str] | str:
-        """``compute_proposal_changes`` on the current state: the changes and class, or the error code."""
+    def _validate(self, actions: tuple, exclude: str | None = None) -> tuple[list, str] | str:
+        """The changes validated on the current state and the class by effect with every other
+        pending proposal applied (``classify.classify_proposal``, issue 16), or the error code."""
         try:
-            return governance.compute_proposal_changes(self.state, actions)
+            return classify.classify_proposal(self.state, actions, exclude)
         except ProtocolError as error:
             return error.code
 
@@ -487,7 +491,8 @@ class GovernanceMachine(RuleBasedStateMachine):
         self._open_block()
         record = self.records.get(proposal_id)
         proposal = self.state.proposals.get(proposal_id)
-        validation = self._validate(proposal.actions) if proposal is not None else "unknown_proposal"
+        validation = (self._validate(proposal.actions, proposal.proposal_id) if proposal is not None
+                      else "unknown_proposal")
         was_queued = record is not None and record.status == "queued"
         now = self.state.time_ms
         result, events = self._submit(sender, {"type": "execute", "proposal_id": proposal_id})

@@ -282,6 +282,12 @@ class ReportHeadline(BaseModel):
     state_hash: str | None = Field(description="the state the report was computed on")
     height: int | None
     scenario_set: str | None
+    registered: dict[str, Any] | None = Field(
+        default=None, description="the on-chain registration (register_stress_report): verdict, figures, "
+                                  "registered_by, registered_ms; null when the hash is not registered")
+    matches_registration: bool | None = Field(
+        default=None, description="the held report has the registered verdict and figures (null when not "
+                                  "held or not registered)")
 
 
 class StressGate(Open):

@@ -233,7 +233,11 @@ def describe_stress_gate(state: State, proposal: Proposal) -> dict[str, Any]:
     except ProtocolError:
         is_open = False
     attestations = state.attestations.get(proposal.proposal_id, {})
+    registered = {r["report_hash"]: {key: value for key, value in r.items() if key != "report_hash"}
+                  for r in council.describe_council(state)["stress_reports"]
+                  if r["report_hash"] in {a.report_hash for a in attestations.values()}}
     return {"applies": proposal.risk_class in council.GATED_CLASSES, "threshold": state.council.threshold,
+            "registered": dict(sorted(registered.items())),
             "report_hash": best[0], "passes": best[1], "open": is_open,
             "passes_by_report": dict(sorted(counts.items())),
             "attestations": [{"member": member, "report_hash": a.report_hash, "verdict": a.verdict,

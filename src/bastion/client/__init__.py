@@ -361,6 +361,21 @@ class _Methods:
     def cancel_proposal(self, *, proposal_id: str, wait_ms: int = 0) -> Any:
         return self.submit({"type": "cancel_proposal", "proposal_id": proposal_id}, wait_ms=wait_ms)
 
+    def register_stress_report(self, *, report_hash: str, verdict: str, depletion_probability: Decimal,
+                               var99_loss: Decimal, es99_loss: Decimal, insurance_funds_total: Decimal,
+                               wait_ms: int = 0) -> Any:
+        """Council members only: put a report's hash, verdict and headline figures on chain, which
+        ``council_attest`` requires first (docs/protocol.md, "Registered stress reports")."""
+        return self.submit({"type": "register_stress_report", "report_hash": report_hash, "verdict": verdict,
+                            "depletion_probability": str(depletion_probability), "var99_loss": str(var99_loss),
+                            "es99_loss": str(es99_loss), "insurance_funds_total": str(insurance_funds_total)},
+                           wait_ms=wait_ms)
+
+    def council_attest(self, *, proposal_id: str, report_hash: str, verdict: str, wait_ms: int = 0) -> Any:
+        """Council members only: a pass or fail on a queued proposal, naming a registered report."""
+        return self.submit({"type": "council_attest", "proposal_id": proposal_id, "report_hash": report_hash,
+                            "verdict": verdict}, wait_ms=wait_ms)
+
 
 class _Signer:
     """The key, the chain id (asked of the node once) and strictly increasing microsecond nonces."""

@@ -34,8 +34,9 @@ Decisions (docs/protocol.md, "Listing, oracle operators, liquidation parameters,
   every operator counts as having submitted the listing price at the execution time. Omitted oracle
   fields take the genesis ``oracle`` defaults (``state.listing.oracle``). A ticker that ever
   existed (even settled) cannot be listed again.
-* **Operators**: more operators (a strict superset) reduce risk, anything else that changes the set
-  (fewer, or a replacement) increases it. The submissions of removed operators are dropped at once,
+* **Operators**: any change of the set (more, fewer or replaced operators) is at least risk
+  increasing, and critical when the new operators could set a market's median
+  (``bastion.core.classify``): who sets prices is never a low-tier change. The submissions of removed operators are dropped at once,
   so they stop counting toward any market's price.
 * **Upgrade to cross**: the market leaves its own pool; its insurance fund (and a withdrawal pause
   of its pool) merge into the cross pool's. Subaccounts isolated to it stay isolated (they still
@@ -274,12 +275,9 @@ def compute_oracle_operators_changes(state: State, action: SetOracleOperators) -
     if len(set(new)) != len(new):
         raise ProtocolError("duplicate_oracle_operator", "an operator is listed twice", field="operators")
     old = list(state.oracle_operators)
-    if set(new) == set(old):
-        risk = NEUTRAL
-    elif set(new) > set(old):
-        risk = RISK_REDUCING        # more sources for every market
-    else:
-        risk = RISK_INCREASING      # fewer sources, or sources replaced
+    # any change of who sets prices is at least risk increasing; one that could hand a market's median
+    # to the newcomers is critical (bastion.core.classify, rule oracle_median_capture)
+    risk = NEUTRAL if set(new) == set(old) else RISK_INCREASING
     return [("oracle_operators", old, sorted(new), risk)]
 
 

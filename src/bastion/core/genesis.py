@@ -77,7 +77,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     # anti-spam (bastion.core.orders.check_order_limits): open orders per subaccount by equity, minimum notional
     "order_limits": format_order_limits(OrderLimitParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
-    "council": {"members": [], "threshold": 0, "steward_bounds": {}},
+    "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
 }
 _UNLIMITED = 10**30

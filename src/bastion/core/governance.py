@@ -16,8 +16,9 @@ risk_class)``; it is THE validation, run at submission and again at execution. E
 atomic: every action is validated against the state first, then all changes are applied (a
 ``start_rollout``'s planned change starts a rollout instead, ``bastion.core.rollout``).
 
-Risk classes are computed by the protocol from the changes against current state, never
-declared: each change is ``risk_reducing``, ``neutral`` (no change) or ``risk_increasing``
+Risk classes are computed by the protocol, never declared, by the proposal's effect on the
+exchange with every other pending proposal applied (``bastion.core.classify``: the field classes
+below plus the effect rules of its ``RULES`` table, docs/protocol.md): each change is ``risk_reducing``, ``neutral`` (no change) or ``risk_increasing``
 (lower margins or fees, higher caps, a more active status, a lower liquidation fee, ...), any
 governance change is ``critical``; a proposal takes the strictest class of its changes (``neutral``
 only when nothing changes, see ``strictest``) and copies
@@ -49,9 +50,12 @@ queued + timelock + execution_window`` (ms of block time); after it ``execute`` 
 expiry): a succeeded or queued proposal becomes ``vetoed_by_guardian`` (final), the reason (1 to
 ``MAX_REASON_CHARS`` characters) in its ``proposal_status`` event. The deposit was already returned
 when the vote ended, so the guardian neither burns nor moves it. Vetoing while the vote runs is for
-the voters (unlike OpenZeppelin's proposal guardian, which may cancel an active proposal), and a
-proposal whose every action is ``set_guardian`` is not vetoable (``guardian_change_not_vetoable``):
-the guardian cannot keep governance from replacing or removing it.
+the voters (unlike OpenZeppelin's proposal guardian, which may cancel an active proposal). A
+proposal that *replaces* the guardian (``set_guardian`` with an address) is vetoable: a captured
+governance handing the emergency powers to itself is exactly what the veto is for. A proposal whose
+every action *removes* the guardian (``set_guardian{address: null}``) is not
+(``guardian_change_not_vetoable``): the guardian cannot keep governance from removing it, and its
+power lapses at its expiry anyway, so it cannot entrench itself.
 ``proposal_expired`` at once and the proposal becomes ``expired`` at the end of the block. A
 ``risk_increasing`` or ``critical`` proposal also needs the council's stress attestations
 (``bastion.core.council.check_stress_gate``, the last check before anything changes).
@@ -64,7 +68,7 @@ import json
 from dataclasses import fields
 from typing import Any, Final
 
-from bastion.core import actions, council, guardian, orders, rollout, votes
+from bastion.core import actions, classify, council, guardian, orders, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
     MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, DelistMarket, Execute,
@@ -657,7 +661,7 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
     if own_votes < params.proposal_threshold_bgov:
         raise ProtocolError("below_proposal_threshold", f"votes after the deposit ({own_votes} units) are below the "
                             f"proposal threshold ({params.proposal_threshold_bgov})", field="sender")
-    _, risk_class = compute_proposal_changes(state, msg.actions)
+    _, risk_class = classify.classify_proposal(state, msg.actions)
     proposal_id = compute_proposal_id(state.chain_id, sender, state.height, msg.title, msg.description, msg.actions)
     if proposal_id in state.proposals:
         raise ProtocolError("duplicate_proposal", "the same proposal was already submitted in this block",
@@ -750,7 +754,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
     if state.time_ms > last:
         raise ProtocolError("proposal_expired", f"the execution window ended at block time {last} ms",
                             field="proposal_id", executable_until_ms=last)
-    changes, risk_class = compute_proposal_changes(state, proposal.actions)
+    changes, risk_class = classify.classify_proposal(state, proposal.actions, exclude=proposal.proposal_id)
     if RISK_CLASSES.index(risk_class) > RISK_CLASSES.index(proposal.risk_class):
         raise ProtocolError("risk_class_escalated", f"the actions are now {risk_class}, voted as "
                             f"{proposal.risk_class}", field="proposal_id")
@@ -798,8 +802,8 @@ def guardian_veto(state: State, sender: str, msg: GuardianVeto, events: Events) 
     if VETOED_BY_GUARDIAN not in TRANSITIONS[proposal.status]:
         raise ProtocolError("proposal_not_vetoable", f"the guardian vetoes only succeeded or queued proposals; this one "
                             f"is {proposal.status}", field="proposal_id", status=proposal.status)
-    if all(isinstance(action, SetGuardian) for action in proposal.actions):
-        raise ProtocolError("guardian_change_not_vetoable", "the guardian may not veto a proposal that only changes "
+    if all(isinstance(action, SetGuardian) and action.address is None for action in proposal.actions):
+        raise ProtocolError("guardian_change_not_vetoable", "the guardian may not veto a proposal that only removes "
                             "the guardian", field="proposal_id")
     # OPERATION
     set_status(state, proposal, VETOED_BY_GUARDIAN, events, by=sender, reason=msg.reason)

@@ -6,9 +6,9 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
 for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
-member)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval",
-name, member)``, and ``("listing",)`` for the listing parameters, ``("order_limits",)`` for the
-anti-spam order limits)
+member)``, ``("stress_report", report hash)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and
+``("steward_approval", name, member)``, and ``("listing",)`` for the listing parameters, ``("order_limits",)``
+for the anti-spam order limits)
 and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
 proposals' actions with their keys sorted). A leaf's digest
@@ -152,6 +152,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     if kind == "attestation":
         a = state.attestations.get(key[1], {}).get(key[2])
         return None if a is None else [a.report_hash, a.verdict, a.attested_ms, a.height]
+    if kind == "stress_report":
+        r = state.stress_reports.get(key[1])
+        return None if r is None else [r.verdict, r.depletion_probability_ppm, r.var99_loss_usdc, r.es99_loss_usdc,
+                                       r.insurance_funds_total_usdc, r.registered_by, r.registered_ms, r.height]
     if kind == "steward_bound":
         b = state.steward_bounds.get(key[1])
         return None if b is None else [b.kind, b.max_change, b.cooldown_ms]
@@ -288,6 +292,8 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     for proposal_id, attestations in state.attestations.items():
         for member in attestations:
             yield ("attestation", proposal_id, member)
+    for report_hash in state.stress_reports:
+        yield ("stress_report", report_hash)
     for name in state.steward_bounds:
         yield ("steward_bound", name)
     for name in state.steward_last_change_ms:

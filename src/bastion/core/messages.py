@@ -391,6 +391,19 @@ class CouncilAttest(_Checked):
 
 
 @dataclass(frozen=True, slots=True)
+class RegisterStressReport(_Checked):
+    """A council member puts a stress report on chain before anyone attests it: its SHA-256, its
+    verdict (``pass`` | ``fail``) and headline figures (decimal strings: the depletion probability
+    as a ratio, the losses and the insurance funds' total in USDC)."""
+    report_hash: str
+    verdict: str
+    depletion_probability: str
+    var99_loss: str
+    es99_loss: str
+    insurance_funds_total: str
+
+
+@dataclass(frozen=True, slots=True)
 class StewardChange(_Checked):
     """A council member's approval to set ``param`` (dotted name) to ``value`` (decimal string as in
     the governance action that sets it) without a vote; applies at the k-th approval."""
@@ -419,12 +432,14 @@ MESSAGE_TYPES: dict[str, type] = {
     "guardian_unpause": GuardianUnpause,
     "guardian_veto": GuardianVeto,
     "council_attest": CouncilAttest,
+    "register_stress_report": RegisterStressReport,
     "steward_change": StewardChange,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
-           | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange)
+           | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
+           | RegisterStressReport)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),

@@ -27,15 +27,16 @@ from bastion.core.params import (
 )
 from bastion.core.state import (
     Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
-    Position, Proposal, Rollout, State, StewardApproval, StewardBound, Subaccount,
+    Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/8"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/9"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
 #   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots;
 #   8: the backstop's liquidation parameters and the liquidation stall counters
+#   9: registered stress reports
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -89,6 +90,9 @@ def state_to_document(state: State) -> dict[str, Any]:
         "council": {"members": list(state.council.members), "threshold": state.council.threshold},
         "attestations": [[pid, member, a.report_hash, a.verdict, a.attested_ms, a.height]
                          for pid, by_member in state.attestations.items() for member, a in by_member.items()],
+        "stress_reports": [[report_hash, r.verdict, r.depletion_probability_ppm, r.var99_loss_usdc, r.es99_loss_usdc,
+                            r.insurance_funds_total_usdc, r.registered_by, r.registered_ms, r.height]
+                           for report_hash, r in state.stress_reports.items()],
         "steward_bounds": [[name, b.kind, b.max_change, b.cooldown_ms] for name, b in state.steward_bounds.items()],
         "steward_last_change_ms": list(map(list, state.steward_last_change_ms.items())),
         "steward_approvals": [[name, member, a.value, a.approved_ms, a.height]
@@ -222,6 +226,7 @@ def _build(doc: dict[str, Any]) -> State:
     state.council = Council(tuple(doc["council"]["members"]), doc["council"]["threshold"])
     for pid, member, report_hash, verdict, attested_ms, height in doc["attestations"]:
         state.attestations.setdefault(pid, {})[member] = Attestation(report_hash, verdict, attested_ms, height)
+    state.stress_reports = {values[0]: StressReportRecord(*values[1:]) for values in doc["stress_reports"]}
     state.steward_bounds = {name: StewardBound(kind, max_change, cooldown_ms)
                             for name, kind, max_change, cooldown_ms in doc["steward_bounds"]}
     state.steward_last_change_ms = {name: last_ms for name, last_ms in doc["steward_last_change_ms"]}

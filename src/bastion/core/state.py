@@ -10,7 +10,7 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
 rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
-council's ``("council",)``, ``("attestation", proposal id, member)``, ``("steward_bound", name)``,
+council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``, ``("steward_bound", name)``,
 ``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
 and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), and ``("order_limits",)``
 (the anti-spam order limits, ``bastion.core.orders``).
@@ -286,6 +286,21 @@ class Attestation:
 
 
 @dataclass(frozen=True, slots=True)
+class StressReportRecord:
+    """A stress report registered on chain (``register_stress_report``): its verdict and headline
+    figures, before any council member may attest it."""
+
+    verdict: str                           # pass | fail
+    depletion_probability_ppm: int
+    var99_loss_usdc: int
+    es99_loss_usdc: int
+    insurance_funds_total_usdc: int
+    registered_by: str                     # the council member that registered it
+    registered_ms: int                     # block time
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class StewardBound:
     """How far and how often the council may move one governed parameter without a vote."""
 
@@ -344,6 +359,7 @@ class State:
     rollouts: dict[int, Rollout] = field(default_factory=dict)  # by id, in creation order
     council: Council = field(default_factory=Council)
     attestations: dict[str, dict[str, Attestation]] = field(default_factory=dict)  # proposal id -> member -> latest
+    stress_reports: dict[str, StressReportRecord] = field(default_factory=dict)  # report hash -> record, in order
     steward_bounds: dict[str, StewardBound] = field(default_factory=dict)  # parameter name -> bound
     steward_last_change_ms: dict[str, int] = field(default_factory=dict)  # parameter name -> last steward change
     steward_approvals: dict[str, dict[str, StewardApproval]] = field(default_factory=dict)  # name -> member -> latest

@@ -29,7 +29,7 @@ from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, media
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
     ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, CouncilAttest, Delegate, Deposit, Execute, GuardianPause,
-    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, SetLeverage, SetMarginMode,
+    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, RegisterStressReport, SetLeverage, SetMarginMode,
     StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.state import State
@@ -61,6 +61,7 @@ HANDLERS: dict[type, Handler] = {
     GuardianUnpause: guardian.guardian_unpause,
     GuardianVeto: governance.guardian_veto,
     CouncilAttest: council.council_attest,
+    RegisterStressReport: council.register_stress_report,
     StewardChange: council.steward_change,
 }
 
