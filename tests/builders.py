@@ -187,6 +187,17 @@ def cancel_proposal(proposal_id: str) -> dict:
     return {"type": "cancel_proposal", "proposal_id": proposal_id}
 
 
+def registered_report(report_hash: str = REPORT, verdict: str = "pass") -> dict:
+    """A genesis ``council.stress_reports`` entry (figures that pass the default thresholds)."""
+    return {"report_hash": report_hash, "verdict": verdict, "depletion_probability": "0", "var99_loss": "0",
+            "es99_loss": "0", "insurance_funds_total": "0"}
+
+
+def register_stress_report(report_hash: str = REPORT, verdict: str = "pass", **figures: str) -> dict:
+    """A ``register_stress_report`` message (figures default to "0", which pass any thresholds)."""
+    return {"type": "register_stress_report", **registered_report(report_hash, verdict), **figures}
+
+
 def council_attest(proposal_id: str, report_hash: str = REPORT, verdict: str = "pass") -> dict:
     return {"type": "council_attest", "proposal_id": proposal_id, "report_hash": report_hash, "verdict": verdict}
 

@@ -22,8 +22,10 @@ from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action
 from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
 from bastion.core.state import Attestation, ParamHistoryEntry, ParamSource, StewardBound
+from bastion.core.hashing import compute_state_hash_full
+from bastion.core.snapshot import state_from_document, state_to_document
 from builders import (
-    ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, default_accounts, execute, genesis, market, queue,
+    ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, register_stress_report, registered_report, default_accounts, execute, genesis, market, queue,
     steward_change, submit_proposal, vote,
 )
 from test_governance import ok
@@ -31,6 +33,7 @@ from test_governance import ok
 C1, C2, C3 = COUNCIL
 HOUR_MS = 3_600_000
 OTHER_REPORT = "cd" * 32
+FAILED_REPORT = "0f" * 32      # registered at genesis with the verdict fail
 GOVERNANCE = {
     "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0",
     "execution_window_s": 86_400,
@@ -59,6 +62,8 @@ def council_genesis(**council_overrides) -> dict:
     markets = [market(BTC, max_open_interest="100"), market(ETH), market("PEPE-USD")]
     return genesis(accounts=accounts, markets=markets, governance=copy.deepcopy(GOVERNANCE),
                    council={"members": list(COUNCIL), "threshold": 2, "steward_bounds": copy.deepcopy(BOUNDS),
+                            "stress_reports": [registered_report(REPORT), registered_report(OTHER_REPORT),
+                                               registered_report(FAILED_REPORT, "fail")],
                             **council_overrides})
 
 
@@ -226,6 +231,8 @@ def test_without_a_council_no_gated_proposal_can_ever_execute():
     (council_attest("QUEUED", report_hash="ab" * 31), "invalid_report_hash"),        # 62 digits
     (council_attest("QUEUED", verdict="abstain"), "invalid_verdict"),
     (council_attest("EXECUTED"), "proposal_not_queued"),                             # a final state
+    (council_attest("QUEUED", report_hash="ef" * 32), "unknown_stress_report"),      # never registered
+    (council_attest("QUEUED", report_hash=FAILED_REPORT), "stress_report_failed"),   # registered as fail
 ])
 def test_bad_attestations_are_refused_and_change_nothing(msg, expected):
     chain = council_chain()
@@ -234,6 +241,48 @@ def test_bad_attestations_are_refused_and_change_nothing(msg, expected):
     msg = {**msg, "proposal_id": ids.get(msg["proposal_id"], msg["proposal_id"])}
     assert code(chain, C1, msg) == expected
     assert code(chain, BOB, msg) == "not_council_member"                            # checked first
+
+
+def test_a_fail_attestation_may_name_a_failed_report():
+    chain = council_chain()
+    pid = queued(chain, LOWER_ETH_MARGIN)
+    ok(chain, (C1, council_attest(pid, FAILED_REPORT, "fail")))
+    assert chain.state.attestations[pid][C1].verdict == "fail"
+
+
+@pytest.mark.parametrize("msg, expected", [
+    (register_stress_report("AB" * 32), "invalid_report_hash"),
+    (register_stress_report(verdict="maybe"), "invalid_verdict"),
+    (register_stress_report(depletion_probability="1.5"), "invalid_field"),
+    (register_stress_report(depletion_probability="-0.1"), "negative_value"),
+    (register_stress_report(var99_loss="x"), "invalid_decimal"),
+    (register_stress_report(var99_loss="2", es99_loss="1"), "invalid_field"),        # ES99 below VaR99
+    (register_stress_report(REPORT), "stress_report_exists"),                        # registered at genesis
+    (register_stress_report("ef" * 32, depletion_probability="0.02"), "stress_verdict_mismatch"),  # > 1%
+    (register_stress_report("ef" * 32, var99_loss="50001", es99_loss="50001", insurance_funds_total="100000"),
+     "stress_verdict_mismatch"),                                                     # VaR99 > 50% of the funds
+])
+def test_bad_registrations_are_refused_and_change_nothing(msg, expected):
+    chain = council_chain()
+    assert code(chain, C1, msg) == expected
+    assert code(chain, BOB, msg) == "not_council_member"                            # checked first
+
+
+def test_a_registration_records_the_figures_and_a_failing_one_may_say_fail():
+    chain = council_chain()
+    events = ok_events(chain, (C2, register_stress_report("ef" * 32, var99_loss="50000", es99_loss="100000",
+                                                          insurance_funds_total="100000")))
+    assert events == [{"type": "stress_report_registered", "report_hash": "ef" * 32, "verdict": "pass",
+                       "depletion_probability_ppm": 0, "var99_loss": 50_000_000_000, "es99_loss": 100_000_000_000,
+                       "insurance_funds_total": 100_000_000_000, "by": C2}]          # both limits met exactly
+    record = chain.state.stress_reports["ef" * 32]
+    assert (record.verdict, record.registered_by, record.height) == ("pass", C2, chain.state.height)
+    ok(chain, (C1, register_stress_report("12" * 32, "fail")))                       # fail: always accepted
+    assert chain.state.stress_reports["12" * 32].verdict == "fail"
+    assert chain.full_hash() == chain.state.state_hash
+    restored = state_from_document(state_to_document(chain.state))             # snapshot format 7
+    assert restored.stress_reports == chain.state.stress_reports
+    assert compute_state_hash_full(restored) == chain.full_hash()
 
 
 # ------------------------------------------------------------------------------------------- set_council

@@ -26,7 +26,7 @@ from bastion.core.snapshot import canonical_bytes, state_from_document, state_to
 from bastion.core.state import ParamHistoryEntry, ParamSource
 from builders import (
     ALICE, BOB, BTC, CAROL, COUNCIL, DAVE, ETH, ORACLE, Chain, account, cancel_proposal, council_attest, delegate,
-    execute, genesis, queue, oracle_update, submit_proposal, transfer_bgov, vote,
+    execute, genesis, queue, oracle_update, registered_report, submit_proposal, transfer_bgov, vote,
 )
 
 BGOV = votes.BGOV
@@ -58,7 +58,7 @@ def gov_genesis(**governance_overrides) -> dict:
             entry["delegate"] = delegatee
         accounts.append(entry)
     return genesis(accounts=accounts, governance={**copy.deepcopy(GOVERNANCE), **governance_overrides},
-                   council={"members": list(COUNCIL), "threshold": 2})
+                   council={"members": list(COUNCIL), "threshold": 2, "stress_reports": [registered_report()]})
 
 
 def gov_chain(**governance_overrides) -> Chain:

@@ -340,17 +340,24 @@ def test_the_guardian_vetoes_a_succeeded_proposal_but_not_a_running_vote():
     assert rejected(chain, ALICE, queue(pid)) == "proposal_not_succeeded"
 
 
-def test_the_guardian_cannot_veto_a_proposal_that_only_changes_the_guardian():
+def test_the_guardian_vetoes_its_replacement_but_not_its_removal():
+    """Issue 16: a captured governance handing the emergency powers to a new address is what the
+    veto is for; removing the guardian is not vetoable (it cannot entrench itself)."""
     chain = guardian_chain()
     empty_blocks(chain, 6)                                                             # holding age 5 blocks
     new_guardian = {"type": "set_guardian", "address": CAROL, "expires": "2027-01-01T00:00:00Z"}
-    only = propose(chain, new_guardian)                                                # height 7, critical
-    bundled = propose(chain, new_guardian, RAISE_INSURANCE_SHARE)                      # height 8
-    ok(chain, (BOB, vote(only)), (CAROL, vote(only)))                                  # height 9
-    ok(chain, (BOB, vote(bundled)), (CAROL, vote(bundled)))                            # height 10
-    empty_blocks(chain, 9)                                                             # deadlines 18 and 19
-    assert [chain.state.proposals[p].status for p in (only, bundled)] == ["succeeded", "succeeded"]
-    assert rejected(chain, GUARDIAN, veto(only)) == "guardian_change_not_vetoable"
+    removal = {"type": "set_guardian", "address": None}
+    replace = propose(chain, new_guardian)                                             # height 7, critical
+    remove = propose(chain, removal)                                                   # height 8
+    bundled = propose(chain, removal, RAISE_INSURANCE_SHARE)                           # height 9
+    ok(chain, (BOB, vote(replace)), (CAROL, vote(replace)))                            # height 10
+    ok(chain, (BOB, vote(remove)), (CAROL, vote(remove)))                              # height 11
+    ok(chain, (BOB, vote(bundled)), (CAROL, vote(bundled)))                            # height 12
+    empty_blocks(chain, 9)                                                             # deadlines 18, 19, 20
+    assert [chain.state.proposals[p].status for p in (replace, remove, bundled)] == ["succeeded"] * 3
+    ok(chain, (GUARDIAN, veto(replace)))
+    assert chain.state.proposals[replace].status == "vetoed_by_guardian"
+    assert rejected(chain, GUARDIAN, veto(remove)) == "guardian_change_not_vetoable"
     ok(chain, (GUARDIAN, veto(bundled)))
 
 

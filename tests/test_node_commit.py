@@ -68,10 +68,10 @@ def test_json_value_reads_big_integers_exactly() -> None:
 
 def test_non_ascii_and_big_integer_bodies_round_trip_through_the_log(tmp_path: Path) -> None:
     node = new_node(tmp_path / "n")
-    big = place_order(client_id=2**70)
+    big = place_order(client_id=2**53 - 1)  # the largest integer a message field takes (messages.MAX_INT)
     vote = {"type": "vote", "proposal_id": "\u00e9", "option": "yes", "reason": "r\u00e9duire \x7f \U0001f680"}
-    for sender, msg in ((ALICE, big), (BOB, vote)):
-        node.submit({"sender": sender, "nonce": 1, "msg": msg})
+    for sender, msg, nonce in ((ALICE, big, 2**63 - 1), (BOB, vote, 1)):  # a 19-digit nonce
+        node.submit({"sender": sender, "nonce": nonce, "msg": msg})
     block = node.produce_block()
     node.close()
     logged = block.txs

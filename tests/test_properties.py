@@ -25,6 +25,11 @@ can be judged on its own:
   ``apply_block`` from genesis and from a pickled mid-run snapshot, to the same results, events
   and hashes;
 * after every block the incremental state hash equals ``compute_state_hash_full``.
+* oracle crashes (``CrashMachine``: a third or three times the price asked for 2-5 blocks in a row,
+  slid by the 2% circuit breaker past the resting orders) send bankrupt accounts down the loss
+  waterfall; after every block (in both machines) ``waterfall_checks.check_waterfall`` holds: no deleveraging or socialisation unless
+  the backstop was asked and was at a limit, every ADL counterparty in profit and realising no loss
+  on the closed lots, no backstop liquidated (conservation and OI hold as above, backstops included).
 * voting power: the sum of all delegatees' votes equals the delegated supply and never exceeds the
   total supply, each delegatee's votes are the balances delegated to it, a transfer moves exactly
   its amount between the two delegates, and checkpoint heights strictly increase.
@@ -48,6 +53,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from bastion.core import liquidation
+from bastion.core.errors import ProtocolError
 from bastion.core.genesis import DEFAULT_TIERS, build_state
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.margin import get_subaccount_risk
@@ -55,12 +62,13 @@ from bastion.core.messages import PlaceOrder, decode_message
 from bastion.core.state import Position, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, apply_tx, check_invariants
-from bastion.core.units import format_decimal, parse_decimal, parse_decimal_rounded
+from bastion.core.units import MAX_INTEGER_DIGITS, format_decimal, parse_decimal, parse_decimal_rounded
 from bastion.risk_model import funding_clamp_ppm, insurance_fund_delta, is_liquidatable, margin_requirements, notional
 from builders import (
     BRIDGE, BTC, ETH, ORACLE, OWNERS, PEPE, STRANGER, TICKERS, Chain, account, address, decimal_text, genesis,
     market, subaccount,
 )
+from waterfall_checks import check_waterfall
 
 CI_SETTINGS = settings(max_examples=200, stateful_step_count=100, derandomize=True, database=None, deadline=None,
                        suppress_health_check=list(HealthCheck), print_blob=False)
@@ -81,9 +89,11 @@ ACTION_WEIGHTS = {  # the first is what Hypothesis shrinks toward
 BGOV_UNIT = 1_000_000  # BGOV has 6 decimals
 DELEGATEES = OWNERS + (NEWCOMER, address(0))  # the zero address removes the delegation
 LIQUIDATION_EVENTS = ("liquidation", "deleveraging", "bad_debt", "withdrawals_paused", "liquidation_incomplete",
-                      "deleveraging_skipped", "liquidation_deferred")
+                      "deleveraging_skipped", "liquidation_deferred", "backstop_takeover", "backstop_refused",
+                      "backstop_unwind", "backstop_pnl", "deleveraging_deferred")
 CONDITIONAL_ORDER_TYPES = ("stop_market", "stop_limit", "take_profit_market", "take_profit_limit")
 ACTIONS = tuple(action for action, weight in ACTION_WEIGHTS.items() for _ in range(weight))
+CRASH_ACTIONS = ACTIONS + ("oracle_crash",) * 3  # the crash machine's mix (``CrashMachine``)
 ADVANCES_MS = (1_000, 0, 1_000, 2_000, 1_000, 3_000, 1_000, 5_000, 10_000, 1_000, 30_000, 61_000, None)
 
 
@@ -334,11 +344,12 @@ class ExchangeMachine(RuleBasedStateMachine):
                     event["fill_price"] <= event["fillable_price"]), event
             if event["type"] in LIQUIDATION_EVENTS:
                 self.coverage[f"liquidation_event:{event['type']}"] += 1
+        check_waterfall(state, events)  # the loss waterfall's order and fairness (tests/waterfall_checks.py)
         assert all(fund >= 0 for fund in state.insurance_funds.values()), state.insurance_funds
         moved = {t for t, m in state.markets.items()
                  if m.scanned != (m.oracle_price, m.funding_index, state.params_epoch)}
         for key, sub in state.subaccounts.items():
-            if not sub.positions:
+            if not sub.positions or liquidation.is_backstop(key[0]):  # a backstop's margin is its fund
                 continue
             tnc, _, mmr = get_subaccount_risk(state, sub)
             if is_liquidatable(tnc, mmr):
@@ -900,6 +911,26 @@ class ExchangeMachine(RuleBasedStateMachine):
                 self.submissions[ticker] = (ticks, self.state.time_ms)
                 assert self.state.markets[ticker].submissions[ORACLE] == (ticks, self.state.time_ms)
 
+    def oracle_crash(self, data) -> None:
+        """A crash: the operator asks for a third of the price (or three times it) of some markets
+        for 2-5 consecutive blocks one second apart; the 2% circuit breaker turns it into a slide of
+        up to about 10% that outruns the resting orders, so that the book thins out and bankrupt
+        accounts go down the loss waterfall (backstop, ADL, socialisation)."""
+        tickers = data.draw(st.sampled_from((TICKERS, (BTC,), (ETH,), (PEPE,), (BTC, ETH))), label="crash tickers")
+        direction = data.draw(st.sampled_from(("down", "down", "up")), label="crash direction")
+        for _ in range(data.draw(st.integers(2, 5), label="crash blocks")):
+            self._open_block()
+            prices = {}
+            for ticker in tickers:
+                market = self.state.markets[ticker]
+                ticks = max(1, market.oracle_price // 3 if direction == "down" else market.oracle_price * 3)
+                prices[ticker] = decimal_text(ticks, market.price_decimals)
+                self.submissions[ticker] = (ticks, self.state.time_ms)
+            _, result, _ = self._submit(ORACLE, {"type": "oracle_update", "prices": prices})
+            assert result["ok"], result
+            self.coverage["crash_blocks"] += 1
+            self._close_block(1_000)
+
     def end_block(self, data) -> None:
         advance_ms = data.draw(st.sampled_from(ADVANCES_MS), label="advance")
         if advance_ms is None:
@@ -966,10 +997,22 @@ class ExchangeMachine(RuleBasedStateMachine):
             assert all(order_id not in market.book for market in state.markets.values())
 
 
-def run_machine(machine_settings: settings) -> Counter:
+class CrashMachine(ExchangeMachine):
+    """The same machine with oracle crashes in its mix (``oracle_crash``): every check above, and
+    ``check_waterfall`` after every block, under the liquidations, backstop takeovers and unwinds,
+    ADL and socialisation that crashes bring (a separate machine so that the plain one keeps its mix
+    and its coverage)."""
+
+    @rule(action=st.sampled_from(CRASH_ACTIONS), data=st.data())
+    def step(self, action: str, data) -> None:
+        ExchangeMachine.steps += 1
+        getattr(self, action)(data)
+
+
+def run_machine(machine_settings: settings, machine: type = ExchangeMachine) -> Counter:
     ExchangeMachine.steps = 0
     ExchangeMachine.coverage = Counter()
-    run_state_machine_as_test(ExchangeMachine, settings=machine_settings)
+    run_state_machine_as_test(machine, settings=machine_settings)
     return Counter(ExchangeMachine.coverage, steps=ExchangeMachine.steps)
 
 
@@ -997,6 +1040,20 @@ def test_random_message_sequences_keep_every_invariant():
     assert {key: coverage[key] for key in CI_COVERAGE if coverage[key] < CI_COVERAGE[key]} == {}
 
 
+CRASH_SETTINGS = settings(CI_SETTINGS, max_examples=60)
+CRASH_COVERAGE = {  # about a third of what the seeded run reaches
+    "crash_blocks": 200, "liquidation_event:backstop_takeover": 45, "liquidation_event:backstop_unwind": 20,
+    "liquidation_event:deleveraging": 35, "negative_equity_subaccount_blocks": 300,
+}
+
+
+def test_oracle_crashes_keep_every_invariant_and_the_loss_waterfall():
+    coverage = run_machine(CRASH_SETTINGS, CrashMachine)
+
+    print(f"\n{coverage['steps']} steps; coverage: {dict(sorted(coverage.items()))}")
+    assert {key: coverage[key] for key in CRASH_COVERAGE if coverage[key] < CRASH_COVERAGE[key]} == {}
+
+
 @pytest.mark.slow
 def test_random_message_sequences_keep_every_invariant_long_run():
     coverage = run_machine(SLOW_SETTINGS)
@@ -1015,7 +1072,12 @@ def test_decimal_strings_round_trip_on_every_grid(value, decimals):
     text = format_decimal(value, decimals)
 
     assert text == decimal_text(value, decimals)
-    assert parse_decimal(text, decimals, field="x", signed=True) == value
+    if len(text.lstrip("-").split(".")[0]) <= MAX_INTEGER_DIGITS:
+        assert parse_decimal(text, decimals, field="x", signed=True) == value
+    else:  # beyond the bound of a decimal string (units.MAX_INTEGER_DIGITS): refused, never converted
+        with pytest.raises(ProtocolError) as refused:
+            parse_decimal(text, decimals, field="x", signed=True)
+        assert refused.value.code == "decimal_too_long"
 
 
 @EDGE_SETTINGS

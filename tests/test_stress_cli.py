@@ -28,12 +28,13 @@ from typer.testing import CliRunner
 from bastion.api.signing import recover_signer
 from bastion.cli.main import app
 from bastion.core.genesis import build_state
-from bastion.core.messages import CouncilAttest, decode_message
+from bastion.core.messages import CouncilAttest, RegisterStressReport, decode_message
 from bastion.node.node import Node
 from bastion.stress import StressThresholds, build_report, extract_inputs, parse_scenario_set, run
 from bastion.stress.execution import execute_sweep, split_ranges
 from bastion.stress.htmlreport import compute_series, plotly_js, representative_indices
-from bastion.stress.runner import sign_attestation
+from bastion.core.units import format_ppm, format_usdc
+from bastion.stress.runner import sign_attestation, sign_registration
 from bastion.stress.scenarios import FORMAT
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -303,9 +304,10 @@ def gate_genesis() -> dict:
 
 
 def attested(chain: Chain, envelope: dict) -> tuple[str, dict]:
-    """The signer of an envelope (recovered) and its message, checked to be a council_attest."""
+    """The signer of an envelope (recovered) and its message, checked to be a council_attest or a
+    register_stress_report."""
     typed = decode_message(envelope["msg"])
-    assert isinstance(typed, CouncilAttest)
+    assert isinstance(typed, (CouncilAttest, RegisterStressReport))
     signer = recover_signer(chain.state.chain_id, envelope["sender"], envelope["nonce"], envelope["msg"],
                             envelope["signature"])
     return signer, envelope["msg"]
@@ -326,8 +328,17 @@ def test_an_attestation_of_the_report_decodes_verifies_and_opens_the_gate():
                        "verdict": "pass"}
         signers.append(signer)
     assert signers == list(MEMBERS[:2]) == [e["sender"] for e in envelopes]
+    # the chain refuses an attestation of an unregistered report: the first member registers it
+    registrar, registration = attested(chain, sign_registration(stress_run, KEYS[0], nonce=6))
+    summary = stress_run.report.document["summary"]
+    assert registration == {
+        "type": "register_stress_report", "report_hash": stress_run.report.report_hash, "verdict": "pass",
+        "depletion_probability": format_ppm(summary["depletion_probability_ppm"]),
+        "var99_loss": format_usdc(summary["var99_loss_usdc"]), "es99_loss": format_usdc(summary["es99_loss_usdc"]),
+        "insurance_funds_total": format_usdc(stress_run.report.document["verdict"]["insurance_funds_total_usdc"])}
     eta = chain.state.proposals[pid].queued_ms + HOUR_MS
-    at(chain, eta, *[(signer, envelope["msg"]) for signer, envelope in zip(signers, envelopes)])
+    at(chain, eta, (registrar, registration),
+       *[(signer, envelope["msg"]) for signer, envelope in zip(signers, envelopes)])
     events = ok_events(chain, (ALICE, execute(pid)))
     assert events[0]["type"] == "stress_gate_passed"
     assert events[0]["report_hash"] == stress_run.report.report_hash
@@ -344,7 +355,7 @@ def test_stress_proposal_attest_on_a_queued_proposal_round_trips_through_the_gat
         {"advance": 1, "txs": [{"sender": sender, "msg": msg} for sender, msg in txs]} for txs in blocks]}))
     set_file = tmp_path / "set.json"
     set_file.write_text(json.dumps(SET))
-    envelopes = []
+    envelopes, registrations = [], []
     for number, key in enumerate(KEYS[:2]):
         key_file = tmp_path / f"key-{number}"
         key_file.write_text(key + "\n")
@@ -355,11 +366,18 @@ def test_stress_proposal_attest_on_a_queued_proposal_round_trips_through_the_gat
         assert printed["state_hash"] != json.loads((tmp_path / f"out-{number}" / "baseline.json").read_bytes())[
             "inputs"]["state_hash"]  # the report is the state after the proposal; the baseline before it
         envelopes.append(printed["attestation"])
+        registrations.append(printed["registration"])
+        assert printed["registration"]["nonce"] + 1 == printed["attestation"]["nonce"]
 
     signers = [attested(chain, envelope)[0] for envelope in envelopes]
     assert signers == list(MEMBERS[:2])
     assert envelopes[0]["msg"] == envelopes[1]["msg"]  # both members reproduced the same report hash
-    at(chain, chain.state.proposals[pid].queued_ms + HOUR_MS, *[(s, e["msg"]) for s, e in zip(signers, envelopes)])
+    assert registrations[0]["msg"] == registrations[1]["msg"]
+    assert registrations[0]["msg"]["report_hash"] == envelopes[0]["msg"]["report_hash"]
+    # the first member's registration goes on chain; the second one's is then a duplicate
+    txs = [attested(chain, registrations[0]), *[(s, e["msg"]) for s, e in zip(signers, envelopes)]]
+    at(chain, chain.state.proposals[pid].queued_ms + HOUR_MS, *txs)
+    assert chain.submit(MEMBERS[1], registrations[1]["msg"])["code"] == "stress_report_exists"
     events = ok_events(chain, (ALICE, execute(pid)))
     assert events[0] == {"type": "stress_gate_passed", "proposal_id": pid, "report_hash": envelopes[0]["msg"][
         "report_hash"], "passes": 2, "threshold": 2}
@@ -394,7 +412,9 @@ def test_thresholds_changed_by_an_attested_critical_proposal_change_the_verdict_
     # judged by the thresholds in force, not by the ones it proposes: it passes and may be attested
     assert gated.verdict == "pass" and gated.report.document["thresholds"] == before["thresholds"]
     envelopes = [sign_attestation(gated, key, nonce=7) for key in KEYS[:2]]
-    at(chain, chain.state.proposals[pid].queued_ms + HOUR_MS, *[(e["sender"], e["msg"]) for e in envelopes])
+    registration = sign_registration(gated, KEYS[0], nonce=6)
+    at(chain, chain.state.proposals[pid].queued_ms + HOUR_MS, (registration["sender"], registration["msg"]),
+       *[(e["sender"], e["msg"]) for e in envelopes])
     events = ok_events(chain, (ALICE, execute(pid)))
     assert events[0]["type"] == "stress_gate_passed"
     assert chain.state.governance.stress_max_es99_loss_ppm_of_fund == 1_000

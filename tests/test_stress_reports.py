@@ -281,6 +281,12 @@ def queued_node(tmp_path: Path, **config) -> tuple[Node, TestClient, Clock, str]
 
 
 def attest(node: Node, clock: Clock, pid: str, *hashes: str) -> None:
+    """Each member registers its hash on chain (figures that pass the governed thresholds: what the
+    chain records, not what the node holds) and then attests it as a pass."""
+    for nonce, (member, report_hash) in enumerate(zip(MEMBERS, hashes), start=90):
+        node.submit({"sender": member, "nonce": nonce, "msg": {
+            "type": "register_stress_report", "report_hash": report_hash, "verdict": "pass",
+            "depletion_probability": "0", "var99_loss": "0", "es99_loss": "0", "insurance_funds_total": "0"}})
     for nonce, (member, report_hash) in enumerate(zip(MEMBERS, hashes), start=100):
         node.submit({"sender": member, "nonce": nonce, "msg": {"type": "council_attest", "proposal_id": pid,
                                                                 "report_hash": report_hash, "verdict": "pass"}})
@@ -299,11 +305,17 @@ def two_attested(tmp_path, reports):
     node.close()
 
 
+ZERO_FIGURES = {"verdict": "pass", "depletion_probability": "0", "var99_loss": "0", "es99_loss": "0",
+                "insurance_funds_total": "0"}
+
+
 def test_the_gate_says_which_attested_reports_the_node_holds_with_their_figures(two_attested):
     client, pid, held, missing = two_attested
 
     gate = client.get(f"/v1/governance/proposals/{pid}").json()["stress_gate"]
 
+    registered_ms = gate["registered"][held.report_hash]["registered_ms"]    # both registered in one block
+    assert gate["registered"][missing.report_hash]["registered_ms"] == registered_ms
     assert gate["reports"] == {
         held.report_hash: {
             "report_hash": held.report_hash, "held": True, "url": f"/v1/stress/reports/{held.report_hash}",
@@ -313,13 +325,19 @@ def test_the_gate_says_which_attested_reports_the_node_holds_with_their_figures(
             "thresholds": {"max_depletion_probability": "0.01", "max_var99_loss_of_fund": "0.5",
                            "max_es99_loss_of_fund": "1"},
             "thresholds_source": "governance", "state_hash": held.document["inputs"]["state_hash"],
-            "height": 0, "scenario_set": "cli-test v1"},
+            "height": 0, "scenario_set": "cli-test v1",
+            # ``attest`` registered it with figures 0: not what the held report says (VaR99 15,166.32)
+            "registered": {**ZERO_FIGURES, "registered_by": MEMBERS[0], "registered_ms": registered_ms},
+            "matches_registration": False},
         missing.report_hash: {"report_hash": missing.report_hash, "held": False, "url": None, "html_url": None,
                               "verdict": None, "scenarios": None, "depleted": None, "depletion_probability": None,
                               "var99_loss": None, "es99_loss": None, "worst_bad_debt": None,
                               "worst_drawdown": None, "insurance_funds_total": None, "thresholds": None,
                               "thresholds_source": None, "state_hash": None, "height": None,
-                              "scenario_set": None}}
+                              "scenario_set": None,
+                              "registered": {**ZERO_FIGURES, "registered_by": MEMBERS[1],
+                                             "registered_ms": registered_ms},
+                              "matches_registration": None}}
     listed = client.get("/v1/governance/proposals").json()["proposals"][0]["stress_gate"]["reports"]
     assert listed == gate["reports"]
 
@@ -403,7 +421,7 @@ def test_stress_attest_submit_uploads_the_reports_before_the_attestation(live, t
     baseline_hash = hashlib.sha256(baseline_bytes).hexdigest()
     assert {name: (answer["report_hash"], answer["created"]) for name, answer in printed["uploaded"].items()} == {
         "report": (report_hash, True), "baseline": (baseline_hash, True)}
-    assert printed["submitted"]["status"] == "accepted"
+    assert (printed["registered"]["status"], printed["submitted"]["status"]) == ("accepted", "accepted")
     assert stored_files(node) == sorted([f"{report_hash}.json", f"{baseline_hash}.json"])
     assert (node.data_dir / "reports" / f"{report_hash}.json").read_bytes() == report_bytes
     node.produce_block()
@@ -411,6 +429,7 @@ def test_stress_attest_submit_uploads_the_reports_before_the_attestation(live, t
         gate = client.proposal(pid)["stress_gate"]
     assert [(a["member"], a["report_hash"]) for a in gate["attestations"]] == [(MEMBERS[0], report_hash)]
     assert (gate["reports"][report_hash]["held"], gate["reports"][report_hash]["verdict"]) == (True, "pass")
+    assert node.state.stress_reports[report_hash].registered_by == MEMBERS[0]   # registered, then attested
 
 
 def test_stress_submit_whose_upload_is_refused_submits_no_attestation(tmp_path, reports):

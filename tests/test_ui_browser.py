@@ -107,6 +107,31 @@ def test_every_page_of_the_demo_loads(page, server):
     sync_api.expect(page.locator("header")).to_contain_text("height")
 
 
+def test_the_pages_run_under_their_content_security_policy(page, server):
+    """CSP (``bastion.api.security``): every page says frame-ancestors 'none', and nothing it needs
+    is blocked: plotly draws its charts, the live WebSocket moves the height, no violation is reported."""
+    reported: list[str] = []
+    page.on("console", lambda message: reported.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    page.add_init_script("document.addEventListener('securitypolicyviolation', event => "
+                         "(window.__violations = window.__violations || []).push(event.violatedDirective + ' ' + "
+                         "event.blockedURI))")
+    for path in ("/", "/trade/BTC-USD", "/portfolio", "/governance", "/risk", "/liquidations"):
+        response = page.goto(server.url + path)
+        assert response is not None and response.ok, path
+        headers = response.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+        if path in ("/trade/BTC-USD", "/risk"):
+            sync_api.expect(page.locator(".chart .main-svg").first).to_be_visible()   # plotly drew
+        if path == "/":  # the live height moves (the WebSocket is allowed by connect-src)
+            page.wait_for_function("() => Number(document.getElementById('height').textContent) > 0")
+            start = int(page.locator("#height").inner_text())
+            page.wait_for_function(f"() => Number(document.getElementById('height').textContent) > {start}")
+        assert page.evaluate("window.__violations || []") == [], path
+    assert reported == []
+
+
 def test_an_order_from_the_trade_page_is_in_the_book_and_the_portfolio(page, server):
     act_as(page, server, "alice")
     page.goto(server.url + "/trade/BTC-USD")

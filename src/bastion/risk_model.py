@@ -27,6 +27,8 @@ Rounding (always in favour of the protocol)
     ``fillable_price``                  exact rational
     ``liquidation_size``                down (lots for the allowed notional, then to a step multiple)
     ``insurance_fund_delta``            the fee cap rounds down (payouts round down)
+    ``adl_score``                       exact rational (ranks auto-deleveraging candidates)
+    ``adl_quote``                       exact (a min of two integers)
     ``funding_clamp_ppm``               down
     ``funding_settlement``              exact (ppm micro-USDC; the caller floors by 1e6 per subaccount)
     ==================================  =========================================================
@@ -292,6 +294,36 @@ def insurance_fund_delta(fill_quote: int, bankruptcy_quote: int, max_liquidation
     if delta <= 0:
         return delta
     return min(delta, abs(fill_quote) * max_liquidation_fee_ppm // _PPM)
+
+
+def adl_score(position_notional: int, position_cost: int, net_collateral: int) -> Fraction | None:
+    """Auto-deleveraging rank of an opposing position (higher goes first), or None when the position
+    is not a candidate: only positions **in profit** at the oracle price may be deleveraged.
+
+    ``score = (notional - cost) / |cost| * |notional| / TNC``: the unrealised PnL ratio times the
+    account's effective leverage on this position (Hyperliquid's ranking). ``position_notional`` is
+    the signed value at the oracle price, ``position_cost`` its signed cost (``Position.cost``),
+    ``net_collateral`` the account's TNC, which must be positive (a winner with TNC <= 0 has no
+    defined leverage: the engine ranks such positions after every scored one).
+    """
+    profit = position_notional - position_cost
+    if profit <= 0:
+        return None
+    if net_collateral <= 0:
+        raise ValueError("adl_score needs a positive net collateral")
+    return Fraction(profit * abs(position_notional), max(abs(position_cost), 1) * net_collateral)
+
+
+def adl_quote(bankruptcy_quote: int, counterparty_cost_closed: int) -> int:
+    """What the deleveraged account receives (signed micro-USDC) for lots closed against a winner:
+    its bankruptcy quote, but never so much that the winner realises a loss on the closed lots.
+
+    ``counterparty_cost_closed`` is the signed cost the winner's position sheds for those lots
+    (positive for a long, negative for a short). The winner receives ``-quote`` and realises
+    ``-quote - cost_closed``, so ``min(bankruptcy_quote, -cost_closed)`` keeps that ``>= 0``: the
+    lots close at the bankruptcy price but never worse for the winner than its entry price.
+    """
+    return min(bankruptcy_quote, -counterparty_cost_closed)
 
 
 def position_notional_liquidatable(

@@ -27,10 +27,12 @@ from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_u
 from bastion.core.votes import BGOV_DECIMALS
 from bastion.risk_model import notional
 
-PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price"}
-SIZE_FIELDS = {"size", "filled", "attempted"}
+PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price",
+                "limit_price"}
+SIZE_FIELDS = {"size", "filled", "attempted", "inventory"}
 USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
-               "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance", "treasury"}
+               "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance", "treasury",
+               "fund_delta", "fund_equity", "received", "oracle_value", "counterparty_loss", "quote", "cost_closed"}
 GOVERNANCE_EVENTS = {"proposal_submitted", "vote_cast", "proposal_status", "deposit_returned", "deposit_burned"}
 GOVERNANCE_BGOV_FIELDS = {"amount", "deposit", "weight", "yes", "no", "abstain", "veto", "quorum_votes"}
 BGOV_FIELDS = {"previous_votes", "new_votes"}  # and the amount of a bgov_transfer (6 decimals, BGOV's grid)

@@ -9,6 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.core.messages import MAX_TEXT_CHARS
+from bastion.core.units import MAX_DECIMAL_CHARS
+
 ADDRESS_EXAMPLE = "0x19e7e376e7c213b7e7e7e46cc70a5dd086daff2a"
 SIGNATURE_EXAMPLE = "0x" + "ab" * 65
 
@@ -57,10 +60,13 @@ class TxAccepted(BaseModel):
 
 
 class TxStatus(BaseModel):
-    status: str = Field(description="committed | pending | unknown", examples=["committed"])
+    status: str = Field(description="committed | pending | refused | unknown", examples=["committed"])
     height: int | None = None
     index: int | None = None
     result: dict[str, Any] | None = Field(default=None, examples=[{"ok": True, "order_id": 12}])
+    code: str | None = Field(default=None, description="refused: why the block producer dropped it",
+                             examples=["no_collateral"])
+    message: str | None = None
 
 
 class BatchItem(BaseModel):
@@ -166,15 +172,20 @@ class Subaccounts(BaseModel):
 
 
 class OpenOrders(BaseModel):
+    """One page of open orders; ``next_cursor`` (null on the last page) asks for the next one."""
+
     height: int
     orders: list[dict[str, Any]]
+    next_cursor: str | None = None
 
 
 class Rows(BaseModel):
-    """Rows of a read model (history), as of ``indexed_height`` (which may lag the head by a block)."""
+    """Rows of a read model (history), as of ``indexed_height`` (which may lag the head by a block);
+    ``next_cursor`` (null on the last page) asks for the next page (``?cursor=``)."""
 
     indexed_height: int
     rows: list[dict[str, Any]]
+    next_cursor: str | None = None
 
 
 class InsuranceFunds(Open):
@@ -271,6 +282,12 @@ class ReportHeadline(BaseModel):
     state_hash: str | None = Field(description="the state the report was computed on")
     height: int | None
     scenario_set: str | None
+    registered: dict[str, Any] | None = Field(
+        default=None, description="the on-chain registration (register_stress_report): verdict, figures, "
+                                  "registered_by, registered_ms; null when the hash is not registered")
+    matches_registration: bool | None = Field(
+        default=None, description="the held report has the registered verdict and figures (null when not "
+                                  "held or not registered)")
 
 
 class StressGate(Open):
@@ -422,15 +439,16 @@ class PreviewRequest(BaseModel):
         "owner": ADDRESS_EXAMPLE, "subaccount": 0, "market": "BTC-USD", "side": "buy", "size": "1",
         "price": "50000"}]})
 
+    # bounds at the edge (the core checks them again: bastion.core.messages, bastion.core.units)
     owner: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     subaccount: int = Field(default=0, ge=0, le=127)
-    market: str
-    side: str = Field(examples=["buy"])
-    size: str
-    price: str = Field(description="limit price (a market order's worst price)")
+    market: str = Field(max_length=MAX_TEXT_CHARS)
+    side: str = Field(examples=["buy"], max_length=MAX_TEXT_CHARS)
+    size: str = Field(max_length=MAX_DECIMAL_CHARS)
+    price: str = Field(description="limit price (a market order's worst price)", max_length=MAX_DECIMAL_CHARS)
     reduce_only: bool = False
-    isolated_amount: str | None = Field(default=None, description="USDC for the isolated comparison "
-                                                                    "(default: the proposed amount)")
+    isolated_amount: str | None = Field(default=None, max_length=MAX_DECIMAL_CHARS,
+                                        description="USDC for the isolated comparison (default: the proposed amount)")
 
 
 class Isolation(Open):

@@ -150,6 +150,23 @@ def describe_gate_reports(gate: dict[str, Any], store: ReportStore) -> dict[str,
     report hash an attestation names, ``store.headline(hash)``. Called outside the node's lock (it
     reads files); the gate's other fields are the committed state's."""
     hashes = sorted({a["report_hash"] for a in gate["attestations"]})
-    gate["reports"] = {report_hash: store.headline(report_hash) for report_hash in hashes}
+    gate["reports"] = {report_hash: _with_registration(store.headline(report_hash),
+                                                       gate.get("registered", {}).get(report_hash))
+                       for report_hash in hashes}
     return gate
+
+
+REGISTERED_FIELDS = ("verdict", "depletion_probability", "var99_loss", "es99_loss", "insurance_funds_total")
+
+
+def _with_registration(headline: dict[str, Any], registered: dict[str, Any] | None) -> dict[str, Any]:
+    """The headline plus the on-chain registration (``register_stress_report``, issue 16) and
+    ``matches_registration``: whether the report this node holds has the registered verdict and
+    figures (null when the node does not hold it or nothing is registered). The chain checks the
+    registered figures against the thresholds, never against the report: this is where a reader
+    sees a registration that misstates its report."""
+    matches = None
+    if headline["held"] and registered is not None:
+        matches = all(headline[name] == registered[name] for name in REGISTERED_FIELDS)
+    return {**headline, "registered": registered, "matches_registration": matches}
 

@@ -30,6 +30,10 @@ future_ms]`` of its own clock (default 10 minutes back, 1 minute ahead), and the
 (sender, nonce) already pending or committed (the block log indexes every committed one), so an
 envelope is single-use, cannot be replayed after the window, and cannot be pre-signed far ahead.
 
+Low s (EIP-2): for every signature (r, s) the pair (r, n - s) with the other recovery id is also a
+valid signature of the same digest by the same key. Only the low one (s <= n/2, what libsecp256k1
+and eth-account produce) is accepted; the high-s twin is refused with ``high_s_signature``.
+
 This module has no web dependency: the SDK (``bastion.client``) signs with it and the API verifies
 with it.
 """
@@ -49,7 +53,8 @@ from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address
 
 __all__ = [
-    "DOMAIN_NAME", "ENVELOPE_TYPES", "NONCE_FUTURE_MS", "NONCE_PAST_MS", "SIGNING_VERSION", "SignedEnvelope",
+    "DOMAIN_NAME", "ENVELOPE_TYPES", "NONCE_FUTURE_MS", "NONCE_PAST_MS", "SECP256K1_HALF_N", "SIGNING_VERSION",
+    "SignedEnvelope",
     "canonical_message_json", "check_nonce_window", "compute_chain_number", "recover_signer", "sign_envelope",
     "typed_data", "verify_envelope",
 ]
@@ -123,6 +128,9 @@ def _address_of(secret: bytes) -> str:
 _DOMAIN_TYPEHASH = keccak(text="EIP712Domain(string name,string version,uint256 chainId)")
 _ENVELOPE_TYPEHASH = keccak(text="Envelope(address sender,uint64 nonce,string msgType,string msg)")
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+# EIP-2: of the two valid signatures (r, s) and (r, n - s) of one digest, only the one with s <= n/2
+# is accepted, so a signature cannot be re-encoded into a second valid one (malleability)
+SECP256K1_HALF_N = _SECP256K1_N // 2
 
 try:  # safe-pysha3: a C keccak-256 at ~1 us a call (eth-hash's pycryptodome backend: ~15 us)
     from sha3 import keccak_256 as _keccak_256
@@ -174,12 +182,23 @@ def _recover_fast(chain_id: str, sender: str, nonce: int, msg: dict[str, Any], r
 
 
 def recover_signer(chain_id: str, sender: str, nonce: int, msg: dict[str, Any], signature: str) -> str:
-    """The lowercase address that signed this envelope (``invalid_signature`` if none can be recovered)."""
+    """The lowercase address that signed this envelope (``invalid_signature`` if none can be recovered,
+    ``high_s_signature`` for the high-s twin of a signature, EIP-2)."""
     if not isinstance(signature, str) or not signature.startswith("0x") or len(signature) != 132:
         raise ProtocolError("invalid_signature", "signature must be 0x followed by 65 bytes in hex",
                             field="signature")
     try:
         raw = bytes.fromhex(signature[2:])
+    except ValueError:
+        raise ProtocolError("invalid_signature", "signature must be 0x followed by 65 bytes in hex",
+                            field="signature") from None
+    if len(raw) != 65:
+        raise ProtocolError("invalid_signature", "signature must be 0x followed by 65 bytes in hex",
+                            field="signature")
+    if int.from_bytes(raw[32:64], "big") > SECP256K1_HALF_N:
+        raise ProtocolError("high_s_signature", "the signature's s is above secp256k1n/2: only low-s signatures "
+                            "are accepted (EIP-2); use s' = n - s with the other recovery id", field="signature")
+    try:
         fast = _recover_fast(chain_id, sender, nonce, msg, raw)
         if fast is not None:
             return fast

@@ -3,7 +3,9 @@
 Exit codes: 0 success; 1 a scenario ran but a transaction was rejected where ``--strict`` asks
 for none, or a stress verdict fails (``bastion stress``, ``bastion.stress.cli``); 2 a malformed
 scenario file or usage error; 3 a block log that does not verify or a replay that diverges (the
-node refuses to start on it).
+node refuses to start on it); 4 the node stopped (fail-stop): a block write or fsync failed (disk
+full, I/O error) or applying a block raised an unexpected exception; nothing of that block was
+acknowledged, and a restart recovers from the log.
 """
 from __future__ import annotations
 
@@ -63,6 +65,10 @@ def node(
                                                                     "(repeatable; CORS is closed by default)"),
     rate_limit: int = typer.Option(1_000, help="transactions per second per signed sender (token bucket)"),
     burst: int = typer.Option(2_000, help="token bucket size per sender"),
+    ip_rate_limit: int = typer.Option(2_000, help="transactions per second per client address (token bucket, "
+                                                  "checked before signatures)"),
+    ip_burst: int = typer.Option(5_000, help="token bucket size per client address"),
+    max_pending_per_sender: int = typer.Option(1_000, help="transactions one sender may have waiting in the mempool"),
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
@@ -74,13 +80,22 @@ def node(
                                                      "(default: DIR/readmodels.db); 'none' for no indexer"),
     demo: bool = typer.Option(False, help="a demo chain (the bundled demo markets and accounts, starting now) "
                                           "in --data, default .bastion-demo"),
+    max_connections: int = typer.Option(0, min=0, help="open HTTP + WebSocket connections at most (0: the "
+                                                       "descriptor limit less a reserve for the node's files)"),
+    idle_timeout: float = typer.Option(10.0, help="seconds before a connection that sent nothing is closed"),
+    slow_reader_timeout: float = typer.Option(10.0, help="seconds a WebSocket may keep its send buffer full"),
+    ws_max_connections: int = typer.Option(1_000, help="WebSocket connections at most"),
+    ws_max_per_ip: int = typer.Option(50, help="WebSocket connections per client address"),
+    ws_max_subscriptions: int = typer.Option(50, help="subscriptions per WebSocket connection"),
+    ws_idle_timeout: float = typer.Option(60.0, help="seconds a WebSocket may stay without a subscription"),
 ) -> None:
     """Run a node: recover from DIR, produce blocks, serve the API (Ctrl-C stops)."""
+    import os
     import threading
 
-    import uvicorn
-
     from bastion.api.app import ApiConfig, create_app
+    from bastion.api.security import is_loopback_host
+    from bastion.api.server import ConnectionLimits, raise_descriptor_limit, serve
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
     from bastion.node.node import Node, tune_garbage_collector
@@ -97,26 +112,45 @@ def node(
     if data is None:
         errors.print("[red]--data is required[/red] (or --demo)")
         raise typer.Exit(2)
+    if demo and not _demo_host_allowed(host):
+        raise typer.Exit(2)
     if unsigned and host not in ("127.0.0.1", "localhost", "::1"):
         errors.print("[red]--unsigned[/red] trusts every sender: it serves only on a loopback address")
         raise typer.Exit(2)
+    soft_limit = raise_descriptor_limit()
+    limits = ConnectionLimits.for_descriptors(soft_limit, first_byte_timeout_s=idle_timeout,
+                                              slow_reader_s=slow_reader_timeout)
+    if max_connections:
+        limits = ConnectionLimits(min(max_connections, limits.max_connections), idle_timeout, slow_reader_timeout)
+
+    def fail_stop(failure: Exception) -> None:
+        """Fail-stop (``bastion.node.node``): one line, then exit 4 at once, acknowledging nothing more."""
+        os.write(2, f"bastion node: FATAL, stopping: {failure}\n".encode())
+        os._exit(4)
+
     try:
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
-                        keep_snapshots=keep_snapshots,
+                        keep_snapshots=keep_snapshots, max_pending_per_sender=max_pending_per_sender,
                         on_block=None if quiet else _log_block,
-                        read_models=None if read_models == "none" else read_models)
+                        read_models=None if read_models == "none" else read_models, on_fatal=fail_stop)
     except (LogCorrupted, ReplayDivergence) as error:
         errors.print(f"[red]refusing to start:[/red] {error}")
         raise typer.Exit(3) from None
     except ProtocolError as error:
         errors.print(f"[red]{error.code}:[/red] {error.message}")
         raise typer.Exit(2) from None
+    if not is_loopback_host(host) and _uses_demo_keys(the_node.state):
+        the_node.close()
+        errors.print(f"[red]refusing to start:[/red] this chain's operators are demo keys, which are public; serve "
+                     f"it on a loopback address (--host 127.0.0.1), not {host!r}")
+        raise typer.Exit(2)
     tune_garbage_collector()
     recovery = the_node.recovery
     console.print(f"chain {the_node.state.chain_id} at height {the_node.state.height} "
                   f"(snapshot {recovery.snapshot_height}, replayed {recovery.replayed_blocks} blocks / "
                   f"{recovery.replayed_txs} txs in {recovery.seconds:.2f} s); API http://{host}:{port}"
-                  f"{' (UNSIGNED: trusted local mode)' if unsigned else ''}")
+                  f"{' (UNSIGNED: trusted local mode)' if unsigned else ''}; at most {limits.max_connections} "
+                  f"connections (descriptor limit {soft_limit})")
     for skipped in recovery.skipped_snapshots:
         errors.print(f"[yellow]skipped snapshot[/yellow] {skipped}")
     stop = threading.Event()
@@ -124,13 +158,36 @@ def node(
     producer.start()
     try:
         api = create_app(the_node, ApiConfig(unsigned=unsigned, rate_per_s=rate_limit, burst=burst,
+                                             ip_rate_per_s=ip_rate_limit, ip_burst=ip_burst,
                                              cors_origins=tuple(cors_origin),
-                                             verify_threads=verify_threads))
-        uvicorn.run(api, host=host, port=port, log_level="warning")
+                                             verify_threads=verify_threads, ws_max_connections=ws_max_connections,
+                                             ws_max_per_ip=ws_max_per_ip, ws_max_subscriptions=ws_max_subscriptions,
+                                             ws_idle_s=ws_idle_timeout))
+        serve(api, host, port, limits)
     finally:
         stop.set()
         producer.join()
         the_node.close()
+
+
+def _demo_host_allowed(host: str) -> bool:
+    """False (with the reason printed) when a demo, whose keys are public, is asked for a non-loopback host."""
+    from bastion.demo import DemoHostRefused, check_demo_host
+
+    try:
+        check_demo_host(host)
+    except DemoHostRefused as error:
+        errors.print(f"[red]refusing to start:[/red] {error}")
+        return False
+    return True
+
+
+def _uses_demo_keys(state) -> bool:
+    """True when a demo key (public: ``bastion.demo.keys``) is the chain's bridge or an oracle operator."""
+    from bastion.demo.keys import get_demo_keys
+
+    demo_addresses = {key.address for key in get_demo_keys().values()}
+    return state.bridge_operator in demo_addresses or bool(demo_addresses & set(state.oracle_operators))
 
 
 def _log_block(block) -> None:
@@ -182,7 +239,8 @@ def _demo_document() -> dict:
 @app.command()
 def demo(
     data: Path = typer.Option(Path(".bastion-demo"), "--data", help="data directory (created on the first start)"),
-    host: str = typer.Option("127.0.0.1", help="address of the API and the web UI"),
+    host: str = typer.Option("127.0.0.1", help="address of the API and the web UI: loopback only (the demo's keys "
+                                               "are public)"),
     port: int = typer.Option(8000, help="port of the API and the web UI"),
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     bots: bool = typer.Option(True, "--bots/--no-bots", help="run the oracle feed, market maker and traders"),
@@ -193,6 +251,8 @@ def demo(
     The node holds DEMO KEYS (bastion.demo.keys): never use them in production."""
     from bastion.demo import DemoServer
 
+    if not _demo_host_allowed(host):
+        raise typer.Exit(2)
     server = DemoServer(data, host=host, port=port, block_time_ms=block_time, bots=bots,
                         on_block=None if quiet else _log_block)
     recovery = server.node.recovery

@@ -34,8 +34,9 @@ Decisions (docs/protocol.md, "Listing, oracle operators, liquidation parameters,
   every operator counts as having submitted the listing price at the execution time. Omitted oracle
   fields take the genesis ``oracle`` defaults (``state.listing.oracle``). A ticker that ever
   existed (even settled) cannot be listed again.
-* **Operators**: more operators (a strict superset) reduce risk, anything else that changes the set
-  (fewer, or a replacement) increases it. The submissions of removed operators are dropped at once,
+* **Operators**: any change of the set (more, fewer or replaced operators) is at least risk
+  increasing, and critical when the new operators could set a market's median
+  (``bastion.core.classify``): who sets prices is never a low-tier change. The submissions of removed operators are dropped at once,
   so they stop counting toward any market's price.
 * **Upgrade to cross**: the market leaves its own pool; its insurance fund (and a withdrawal pause
   of its pool) merge into the cross pool's. Subaccounts isolated to it stay isolated (they still
@@ -156,6 +157,13 @@ LIQUIDATION_FIELDS: Final = (
     NumericField("max_insurance_loss_per_block", "max_insurance_loss_per_block_usdc", _parse_usdc, 0, None, True),
     # a shorter pause lets collateral leave a pool sooner after an account went negative
     NumericField("withdrawal_pause_blocks", "withdrawal_pause_blocks", _parse_count, 0, None, False),
+    # the backstop (loss waterfall rung 2): larger limits let the fund carry more inventory (more of the
+    # fund at risk of a further move); a faster unwind dumps more into a thin book; a later takeover
+    # leaves a stalled account's loss growing longer
+    NumericField("backstop_max_notional", "backstop_max_notional_usdc", _parse_usdc, 0, None, True),
+    NumericField("backstop_max_fund_share", "backstop_max_fund_share_ppm", _parse_ratio, 0, PPM, True),
+    NumericField("backstop_unwind_portion", "backstop_unwind_portion_ppm", _parse_ratio, 1, PPM, True),
+    NumericField("backstop_after_blocks", "backstop_after_blocks", _parse_count, 1, None, True),
 )
 # the listing bounds: laxer tiers or larger OI caps for new markets are riskier
 LISTING_FIELDS: Final = (
@@ -267,12 +275,9 @@ def compute_oracle_operators_changes(state: State, action: SetOracleOperators) -
     if len(set(new)) != len(new):
         raise ProtocolError("duplicate_oracle_operator", "an operator is listed twice", field="operators")
     old = list(state.oracle_operators)
-    if set(new) == set(old):
-        risk = NEUTRAL
-    elif set(new) > set(old):
-        risk = RISK_REDUCING        # more sources for every market
-    else:
-        risk = RISK_INCREASING      # fewer sources, or sources replaced
+    # any change of who sets prices is at least risk increasing; one that could hand a market's median
+    # to the newcomers is critical (bastion.core.classify, rule oracle_median_capture)
+    risk = NEUTRAL if set(new) == set(old) else RISK_INCREASING
     return [("oracle_operators", old, sorted(new), risk)]
 
 

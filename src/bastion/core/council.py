@@ -16,10 +16,23 @@ on one hash, and ``threshold``). A successful gate emits ``stress_gate_passed{pr
 report_hash, passes, threshold}`` before the parameter changes; on a tie between hashes the smaller
 hash is named.
 
+**Registered reports** (issue 16): ``register_stress_report{report_hash, verdict,
+depletion_probability, var99_loss, es99_loss, insurance_funds_total}`` puts a report's hash, its
+verdict and headline figures on chain before anyone may attest it. Only a council member may send
+it (the council is at most ``MAX_COUNCIL_MEMBERS`` addresses chosen by a critical vote, so
+registration cannot be spammed and needs no bond). Checks, in order: ``not_council_member``,
+``invalid_report_hash``, ``invalid_verdict``, the decimal codes (probability in [0, 1]: else
+``invalid_field``; ``es99_loss`` below ``var99_loss``: ``invalid_field``), ``stress_report_exists`` (a
+hash names one report: registered once, never changed), ``stress_verdict_mismatch`` (a ``pass``
+whose figures fail the *governed* stress thresholds; a ``fail`` is always accepted, a report run with
+stricter thresholds may fail figures the chain would pass). Event ``stress_report_registered``;
+result ``{report_hash, verdict}``. Leaf ``("stress_report", hash)``.
+
 ``council_attest{proposal_id, report_hash, verdict}``: checks, in order, ``not_council_member``,
 ``unknown_proposal``, ``proposal_not_queued`` (any other status; the status is in the error),
 ``invalid_report_hash`` (64 lowercase hex: the SHA-256 of a stress report), ``invalid_verdict``
-(``pass`` | ``fail``). A member's newer attestation on a proposal replaces its older one. A ``fail``
+(``pass`` | ``fail``), ``unknown_stress_report`` (the hash is not registered), ``stress_report_failed``
+(a ``pass`` naming a report registered as ``fail``; a ``fail`` may name it). A member's newer attestation on a proposal replaces its older one. A ``fail``
 is a recorded dissent that counts for nothing: it is not a veto (one member could otherwise block
 a k-of-n council), it only withdraws that member's earlier pass. Attestations are accepted on any
 queued proposal (they count only where the gate applies) and stay in the state as its record.
@@ -68,12 +81,14 @@ from typing import Any, Final
 from bastion.core import governance
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
-    Action, CouncilAttest, SetCouncil, SetFeeParams, SetLiquidationParams, SetLiquidityTier, SetMarketParams,
+    Action, CouncilAttest, RegisterStressReport, SetCouncil, SetFeeParams, SetLiquidationParams, SetLiquidityTier, SetMarketParams,
     SetStewardBounds, StewardChange, normalize_address,
 )
-from bastion.core.state import Attestation, Council, ParamSource, Proposal, State, StewardApproval, StewardBound
+from bastion.core.state import (
+    Attestation, Council, ParamSource, Proposal, State, StewardApproval, StewardBound, StressReportRecord,
+)
 from bastion.core.units import (
-    MS_PER_S, PPM, format_decimal, format_ppm, format_usdc, parse_decimal, parse_ppm, parse_usdc,
+    MAX_INTEGER_DIGITS, MS_PER_S, PPM, format_decimal, format_ppm, format_usdc, parse_decimal, parse_ppm, parse_usdc,
 )
 
 Events = list[dict]
@@ -85,7 +100,7 @@ GATED_CLASSES: Final = ("risk_increasing", "critical")
 CRITICAL: Final = "critical"
 MAX_COUNCIL_MEMBERS: Final = 32
 RELATIVE, ABSOLUTE = "relative", "absolute"
-_REPORT_HASH = re.compile(r"^[0-9a-f]{64}$")
+_REPORT_HASH = re.compile(r"[0-9a-f]{64}")  # fullmatch: the whole string
 _BOUND_PREFIX: Final = "steward_bounds."
 
 # The unit of a steward parameter's decimal text: the grid of the governance action field that sets it.
@@ -227,11 +242,18 @@ def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events
     if proposal.status != governance.QUEUED:
         raise ProtocolError("proposal_not_queued", f"only a queued proposal is attested; this one is "
                             f"{proposal.status}", field="proposal_id", status=proposal.status)
-    if not _REPORT_HASH.match(msg.report_hash):
+    if not _REPORT_HASH.fullmatch(msg.report_hash):
         raise ProtocolError("invalid_report_hash", "report_hash must be 64 lowercase hex digits (SHA-256)",
                             field="report_hash")
     if msg.verdict not in VERDICTS:
         raise ProtocolError("invalid_verdict", f"verdict must be one of {VERDICTS}", field="verdict")
+    report = state.stress_reports.get(msg.report_hash)
+    if report is None:
+        raise ProtocolError("unknown_stress_report", "no stress report with this hash is registered "
+                            "(register_stress_report first)", field="report_hash")
+    if msg.verdict == PASS and report.verdict != PASS:
+        raise ProtocolError("stress_report_failed", "the registered verdict of this report is fail: it cannot be "
+                            "attested as a pass", field="report_hash")
     # OPERATION
     state.attestations.setdefault(proposal.proposal_id, {})[sender] = Attestation(
         msg.report_hash, msg.verdict, state.time_ms, state.height)
@@ -243,6 +265,60 @@ def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events
     return {"passes": passes, "threshold": threshold}
 
 
+# --------------------------------------------------------------------------------------- registered reports
+def compute_governed_verdict(state: State, depletion_ppm: int, var99_usdc: int, es99_usdc: int,
+                             insurance_total_usdc: int) -> bool:
+    """True when the figures pass the governed stress thresholds (``bastion.stress.report.verdict``'s
+    checks: the depletion probability at most its limit, VaR99 and ES99 at most their share of the
+    insurance funds, compared by cross multiplication)."""
+    g = state.governance
+    return (depletion_ppm <= g.stress_max_depletion_probability_ppm
+            and var99_usdc * PPM <= g.stress_max_var99_loss_ppm_of_fund * insurance_total_usdc
+            and es99_usdc * PPM <= g.stress_max_es99_loss_ppm_of_fund * insurance_total_usdc)
+
+
+REPORT_FIELDS: Final = ("report_hash", "verdict", "depletion_probability", "var99_loss", "es99_loss",
+                        "insurance_funds_total")
+
+
+def register_stress_report(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict:
+    """Put a stress report's hash, verdict and headline figures on chain (module docstring)."""
+    _require_member(state, sender)
+    return _validate_and_register(state, sender, msg, events)
+
+
+def _validate_and_register(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict:
+    # VALIDATION
+    if not _REPORT_HASH.match(msg.report_hash):
+        raise ProtocolError("invalid_report_hash", "report_hash must be 64 lowercase hex digits (SHA-256)",
+                            field="report_hash")
+    if msg.verdict not in VERDICTS:
+        raise ProtocolError("invalid_verdict", f"verdict must be one of {VERDICTS}", field="verdict")
+    depletion = parse_ppm(msg.depletion_probability, field="depletion_probability")
+    if depletion > PPM:
+        raise ProtocolError("invalid_field", "depletion_probability must be in [0, 1]", field="depletion_probability")
+    var99 = parse_usdc(msg.var99_loss, field="var99_loss")
+    es99 = parse_usdc(msg.es99_loss, field="es99_loss")
+    total = parse_usdc(msg.insurance_funds_total, field="insurance_funds_total")
+    if es99 < var99:
+        raise ProtocolError("invalid_field", "es99_loss is the mean of the tail beyond var99_loss: never below it",
+                            field="es99_loss")
+    if msg.report_hash in state.stress_reports:
+        raise ProtocolError("stress_report_exists", "this report is already registered (a hash names one report)",
+                            field="report_hash")
+    if msg.verdict == PASS and not compute_governed_verdict(state, depletion, var99, es99, total):
+        raise ProtocolError("stress_verdict_mismatch", "the figures fail the governed stress thresholds: the "
+                            "verdict cannot be pass", field="verdict")
+    # OPERATION
+    state.stress_reports[msg.report_hash] = StressReportRecord(msg.verdict, depletion, var99, es99, total, sender,
+                                                               state.time_ms, state.height)
+    state.touch(("stress_report", msg.report_hash))
+    events.append({"type": "stress_report_registered", "report_hash": msg.report_hash, "verdict": msg.verdict,
+                   "depletion_probability_ppm": depletion, "var99_loss": var99, "es99_loss": es99,
+                   "insurance_funds_total": total, "by": sender})
+    return {"report_hash": msg.report_hash, "verdict": msg.verdict}
+
+
 # --------------------------------------------------------------------------------------- steward bounds
 def get_steward_parameter(name: str, *, field: str = "param") -> StewardParameter:
     """Take a dotted parameter name apart; ``not_steward_parameter`` unless a steward may move it."""
@@ -250,7 +326,8 @@ def get_steward_parameter(name: str, *, field: str = "param") -> StewardParamete
     target, _, attr = rest.rpartition(".")
     spec = STEWARD_PARAMETERS.get((group, attr))
     canonical = {"markets": target != "",
-                 "liquidity_tiers": target.isascii() and target.isdigit() and str(int(target)) == target,
+                 "liquidity_tiers": (target.isascii() and target.isdigit() and len(target) <= MAX_INTEGER_DIGITS
+                                     and str(int(target)) == target),
                  "fees": target == "", "liquidation": target == ""}.get(group, False)
     if spec is None or not canonical:
         raise ProtocolError("not_steward_parameter", f"{name!r} is not a parameter the council may change "
@@ -423,14 +500,27 @@ def steward_change(state: State, sender: str, msg: StewardChange, events: Events
 
 # --------------------------------------------------------------------------------------- genesis and output
 def parse_genesis_council(state: State, obj: Any) -> None:
-    """Genesis ``council`` section (``{"members", "threshold", "steward_bounds"}``, all optional)."""
+    """Genesis ``council`` section (``{"members", "threshold", "steward_bounds", "stress_reports"}``,
+    all optional). ``stress_reports`` lists reports registered at genesis, each as the fields of
+    ``register_stress_report`` (``registered_by`` ``"genesis"``, at the genesis time and height 0)."""
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_field", "council must be an object", field="council")
-    for key in sorted(set(obj) - {"members", "threshold", "steward_bounds"}):
+    for key in sorted(set(obj) - {"members", "threshold", "steward_bounds", "stress_reports"}):
         raise ProtocolError("unknown_field", f"council has no field {key!r}", field=f"council.{key}")
     state.council = parse_council(obj.get("members", []), obj.get("threshold", 0), allow_empty=True)
     bounds = parse_steward_bounds(state, obj.get("steward_bounds", {}), path="steward_bounds", allow_removal=False)
     state.steward_bounds = {name: bound for name, bound in bounds.items() if bound is not None}
+    reports = obj.get("stress_reports", [])
+    if not isinstance(reports, list):
+        raise ProtocolError("invalid_field", "stress_reports must be a list", field="stress_reports")
+    for index, report in enumerate(reports):
+        if not isinstance(report, dict) or set(report) != set(REPORT_FIELDS):
+            raise ProtocolError("invalid_field", f"stress_reports[{index}] must have exactly the fields "
+                                f"{list(REPORT_FIELDS)}", field=f"stress_reports[{index}]")
+        if not all(isinstance(value, str) for value in report.values()):
+            raise ProtocolError("invalid_field", f"stress_reports[{index}]: every field is a string",
+                                field=f"stress_reports[{index}]")
+        _validate_and_register(state, "genesis", RegisterStressReport(**report), [])
 
 
 def describe_council(state: State) -> dict[str, Any]:
@@ -442,6 +532,12 @@ def describe_council(state: State) -> dict[str, Any]:
         "attestations": [{"proposal_id": pid, "member": member, "report_hash": a.report_hash, "verdict": a.verdict,
                           "attested_ms": a.attested_ms}
                          for pid, by_member in state.attestations.items() for member, a in by_member.items()],
+        "stress_reports": [{"report_hash": h, "verdict": r.verdict,
+                            "depletion_probability": format_ppm(r.depletion_probability_ppm),
+                            "var99_loss": format_usdc(r.var99_loss_usdc), "es99_loss": format_usdc(r.es99_loss_usdc),
+                            "insurance_funds_total": format_usdc(r.insurance_funds_total_usdc),
+                            "registered_by": r.registered_by, "registered_ms": r.registered_ms}
+                           for h, r in state.stress_reports.items()],
         "steward_last_change_ms": dict(sorted(state.steward_last_change_ms.items())),
         "steward_approvals": [{"param": name, "member": member, "value": a.value, "approved_ms": a.approved_ms}
                               for name, by_member in state.steward_approvals.items()

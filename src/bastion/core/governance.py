@@ -16,8 +16,9 @@ risk_class)``; it is THE validation, run at submission and again at execution. E
 atomic: every action is validated against the state first, then all changes are applied (a
 ``start_rollout``'s planned change starts a rollout instead, ``bastion.core.rollout``).
 
-Risk classes are computed by the protocol from the changes against current state, never
-declared: each change is ``risk_reducing``, ``neutral`` (no change) or ``risk_increasing``
+Risk classes are computed by the protocol, never declared, by the proposal's effect on the
+exchange with every other pending proposal applied (``bastion.core.classify``: the field classes
+below plus the effect rules of its ``RULES`` table, docs/protocol.md): each change is ``risk_reducing``, ``neutral`` (no change) or ``risk_increasing``
 (lower margins or fees, higher caps, a more active status, a lower liquidation fee, ...), any
 governance change is ``critical``; a proposal takes the strictest class of its changes (``neutral``
 only when nothing changes, see ``strictest``) and copies
@@ -53,9 +54,12 @@ queued + timelock + execution_window`` (ms of block time); after it ``execute`` 
 expiry): a succeeded or queued proposal becomes ``vetoed_by_guardian`` (final), the reason (1 to
 ``MAX_REASON_CHARS`` characters) in its ``proposal_status`` event. The deposit was already returned
 when the vote ended, so the guardian neither burns nor moves it. Vetoing while the vote runs is for
-the voters (unlike OpenZeppelin's proposal guardian, which may cancel an active proposal), and a
-proposal whose every action is ``set_guardian`` is not vetoable (``guardian_change_not_vetoable``):
-the guardian cannot keep governance from replacing or removing it.
+the voters (unlike OpenZeppelin's proposal guardian, which may cancel an active proposal). A
+proposal that *replaces* the guardian (``set_guardian`` with an address) is vetoable: a captured
+governance handing the emergency powers to itself is exactly what the veto is for. A proposal whose
+every action *removes* the guardian (``set_guardian{address: null}``) is not
+(``guardian_change_not_vetoable``): the guardian cannot keep governance from removing it, and its
+power lapses at its expiry anyway, so it cannot entrench itself.
 ``proposal_expired`` at once and the proposal becomes ``expired`` at the end of the block. A
 ``risk_increasing`` or ``critical`` proposal also needs the council's stress attestations
 (``bastion.core.council.check_stress_gate``, the last check before anything changes).
@@ -68,17 +72,21 @@ import json
 from dataclasses import fields
 from typing import Any, Final
 
-from bastion.core import actions, council, guardian, proposal_guards, rollout, votes
+from bastion.core import actions, classify, council, guardian, orders, proposal_guards, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
-    Action, CancelProposal, DelistMarket, Execute, GuardianVeto, InsuranceTransfer, ListMarket, Queue, SetCouncil,
-    SetFeeParams, SetGovernanceParams, SetGuardian, SetLiquidationParams, SetListingParams, SetLiquidityTier,
-    SetMarketParams, SetOracleOperators, SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend,
-    UpgradeIsolatedToCross, Vote, canonical_action,
+    MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, DelistMarket, Execute,
+    GuardianVeto, InsuranceTransfer, ListMarket, Queue, SetCouncil, SetFeeParams, SetGovernanceParams, SetGuardian,
+    SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
+    SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend, UpgradeIsolatedToCross, Vote, canonical_action,
 )
-from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
-from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
-from bastion.core.units import MS_PER_S, PPM, format_decimal, format_ppm, parse_decimal, parse_ppm, parse_usdc
+from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier, OrderLimitParams, open_order_limit
+from bastion.core.state import (
+    ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State,
+)
+from bastion.core.units import (
+    MAX_INTEGER_DIGITS, MS_PER_S, PPM, format_decimal, format_ppm, parse_decimal, parse_digits, parse_ppm, parse_usdc,
+)
 
 Events = list[dict]
 Change = tuple[str, Any, Any, str]        # (dotted parameter name, old value, new value, risk class)
@@ -86,9 +94,6 @@ Change = tuple[str, Any, Any, str]        # (dotted parameter name, old value, n
 RISK_REDUCING, NEUTRAL, RISK_INCREASING, CRITICAL = RISK_CLASSES
 FINAL_SETTLEMENT: Final = "final_settlement"
 VOTE_OPTIONS: Final = ("yes", "no", "abstain", "veto")
-MAX_TITLE_CHARS: Final = 200
-MAX_DESCRIPTION_CHARS: Final = 20_000
-MAX_REASON_CHARS: Final = 1_000
 MAX_SWING_EXTENSIONS: Final = 10                # cap of the governed max_swing_extensions
 
 PENDING, ACTIVE_VOTE, DEFEATED, VETOED, SUCCEEDED = "pending", "active", "defeated", "vetoed", "succeeded"
@@ -266,10 +271,11 @@ def _ratio(value: Any, field: str) -> int:
 
 def _fraction(value: Any, field: str) -> tuple[int, int]:
     """``"1/3"``: a ratio in (0, 1) as numerator and denominator (exact, no rounding)."""
-    parts = value.split("/") if isinstance(value, str) else []
+    parts = value.split("/") if isinstance(value, str) and len(value) <= 2 * MAX_INTEGER_DIGITS + 1 else []
     if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
-        raise ProtocolError("invalid_field", f"{field} must be a fraction like \"1/3\", got {value!r}", field=field)
-    numerator, denominator = int(parts[0]), int(parts[1])
+        raise ProtocolError("invalid_field", f"{field} must be a fraction like \"1/3\", got {value!r:.80}",
+                            field=field)
+    numerator, denominator = parse_digits(parts[0], field=field), parse_digits(parts[1], field=field)
     if not 0 < numerator < denominator:
         raise ProtocolError("invalid_field", f"{field} must be strictly between 0 and 1", field=field)
     return numerator, denominator
@@ -364,6 +370,20 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
                                  "min_order_size")
                 changes.append((prefix + "min_order_lots", market.min_order_lots, lots,
                                 compare_risk(market.min_order_lots, lots, riskier_when_higher=False)))
+            if action.max_order_size is not None or action.min_order_size is not None:
+                # the bounds stay ordered: min_order_size <= max_order_size <= MAX_ORDER_LOTS
+                smallest = market.min_order_lots if action.min_order_size is None else parse_decimal(
+                    action.min_order_size, market.size_decimals, field="min_order_size")
+                largest = market.max_order_lots if action.max_order_size is None else parse_decimal(
+                    action.max_order_size, market.size_decimals, field="max_order_size")
+                if not smallest <= largest <= MAX_ORDER_LOTS:
+                    raise ProtocolError("invalid_field", "max_order_size must be at least min_order_size and at most "
+                                        f"{MAX_ORDER_LOTS} lots", field="max_order_size")
+            if action.max_order_size is not None:
+                lots = _positive(parse_decimal(action.max_order_size, market.size_decimals, field="max_order_size"),
+                                 "max_order_size")
+                changes.append((prefix + "max_order_lots", market.max_order_lots, lots,
+                                compare_risk(market.max_order_lots, lots, riskier_when_higher=True)))
             if action.status is not None:
                 if action.status not in _STATUS_RANK:
                     raise ProtocolError("invalid_status", f"status must be one of {sorted(_STATUS_RANK)} "
@@ -398,6 +418,8 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
             for attr in ("initial_margin_ppm", "maintenance_fraction_ppm", "oi_lower_cap_usdc", "oi_upper_cap_usdc"):
                 if getattr(old, attr) != getattr(new, attr):
                     changes.append((prefix + attr, getattr(old, attr), getattr(new, attr), risk))
+        case SetOrderLimits():
+            changes.extend(compute_order_limits_changes(state, action))
         case SetFeeParams():
             share = _ratio(action.insurance_share, "insurance_share")
             changes.append(("fees.insurance_share_ppm", state.fees.insurance_share_ppm, share,
@@ -422,6 +444,36 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
             changes.extend(council.compute_steward_bounds_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
+    return changes
+
+
+def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[Change]:
+    """``set_order_limits``: validated by the genesis parser (``orders.parse_order_limits``); looser
+    limits (more open orders for some equity, a lower minimum notional) increase risk."""
+    section = {name: value for name, value in (("open_order_tiers", action.open_order_tiers),
+                                               ("max_open_orders", action.max_open_orders),
+                                               ("min_order_notional", action.min_order_notional))
+               if value is not None}
+    old = state.order_limits
+    new = orders.parse_order_limits(section, old, "set_order_limits")
+    changes: list[Change] = []
+    if action.open_order_tiers is not None:
+        # compare the limits at every step of either list: the limit is constant between steps
+        points = sorted({0, *(equity for equity, _ in old.open_order_tiers), *(e for e, _ in new.open_order_tiers)})
+        before = OrderLimitParams(old.open_order_tiers, _NO_CAP, 0)   # the tiers alone, without the hard maximum
+        after = OrderLimitParams(new.open_order_tiers, _NO_CAP, 0)
+        classes = [compare_risk(open_order_limit(before, e)[0], open_order_limit(after, e)[0], riskier_when_higher=True)
+                   for e in points]
+        changes.append(("order_limits.open_order_tiers", [list(step) for step in old.open_order_tiers],
+                        new.open_order_tiers, strictest(classes)))
+    if action.max_open_orders is not None:
+        changes.append(("order_limits.max_open_orders", old.max_open_orders, new.max_open_orders,
+                        compare_risk(old.max_open_orders, new.max_open_orders, riskier_when_higher=True)))
+    if action.min_order_notional is not None:
+        changes.append(("order_limits.min_order_notional_usdc", old.min_order_notional_usdc,
+                        new.min_order_notional_usdc,
+                        compare_risk(old.min_order_notional_usdc, new.min_order_notional_usdc,
+                                     riskier_when_higher=False)))
     return changes
 
 
@@ -484,6 +536,8 @@ def apply_change(state: State, name: str, value: Any) -> None:
         target, key, attr = getattr(state, group), ("global",), rest
     elif group == "listing":
         target, key, attr = state.listing, ("listing",), rest
+    elif group == "order_limits":
+        target, key, attr = state.order_limits, ("order_limits",), rest
     elif group == "oracle_operators":
         actions.set_oracle_operators(state, value)
         return
@@ -626,7 +680,7 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
         raise ProtocolError("below_proposal_threshold", f"votes at the previous block after the deposit and fee "
                             f"({own_votes} units) are below the proposal threshold "
                             f"({params.proposal_threshold_bgov})", field="sender")
-    _, risk_class = compute_proposal_changes(state, msg.actions)
+    _, risk_class = classify.classify_proposal(state, msg.actions)
     proposal_id = compute_proposal_id(state.chain_id, sender, state.height, msg.title, msg.description, msg.actions)
     if proposal_id in state.proposals:
         raise ProtocolError("duplicate_proposal", "the same proposal was already submitted in this block",
@@ -726,7 +780,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
         raise ProtocolError("proposal_expired", f"the execution window ended at block time {last} ms",
                             field="proposal_id", executable_until_ms=last)
     proposal_guards.check_proposer_threshold(state, proposal)
-    changes, risk_class = compute_proposal_changes(state, proposal.actions)
+    changes, risk_class = classify.classify_proposal(state, proposal.actions, exclude=proposal.proposal_id)
     if RISK_CLASSES.index(risk_class) > RISK_CLASSES.index(proposal.risk_class):
         raise ProtocolError("risk_class_escalated", f"the actions are now {risk_class}, voted as "
                             f"{proposal.risk_class}", field="proposal_id")
@@ -774,8 +828,8 @@ def guardian_veto(state: State, sender: str, msg: GuardianVeto, events: Events) 
     if VETOED_BY_GUARDIAN not in TRANSITIONS[proposal.status]:
         raise ProtocolError("proposal_not_vetoable", f"the guardian vetoes only succeeded or queued proposals; this one "
                             f"is {proposal.status}", field="proposal_id", status=proposal.status)
-    if all(isinstance(action, SetGuardian) for action in proposal.actions):
-        raise ProtocolError("guardian_change_not_vetoable", "the guardian may not veto a proposal that only changes "
+    if all(isinstance(action, SetGuardian) and action.address is None for action in proposal.actions):
+        raise ProtocolError("guardian_change_not_vetoable", "the guardian may not veto a proposal that only removes "
                             "the guardian", field="proposal_id")
     # OPERATION
     set_status(state, proposal, VETOED_BY_GUARDIAN, events, by=sender, reason=msg.reason)

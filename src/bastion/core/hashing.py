@@ -6,8 +6,9 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
 for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
-member)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval",
-name, member)``, and ``("listing",)`` for the listing parameters)
+member)``, ``("stress_report", report hash)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and
+``("steward_approval", name, member)``, and ``("listing",)`` for the listing parameters, ``("order_limits",)``
+for the anti-spam order limits)
 and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
 proposals' actions with their keys sorted). A leaf's digest
@@ -72,7 +73,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
                 m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
                 m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-                m.last_funding_hour]
+                m.last_funding_hour, m.max_order_lots]
     if kind == "global":
         f, fees, liq = state.funding, state.fees, state.liquidation
         return [state.chain_id, state.genesis_time_ms, state.height, state.time_ms, state.bridge_operator,
@@ -84,11 +85,13 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [fees.insurance_share_ppm],
                 [liq.max_liquidation_fee_ppm, liq.bankruptcy_adjustment_ppm, liq.spread_to_maintenance_ppm,
                  liq.min_position_notional_usdc, liq.max_position_portion_ppm, liq.max_notional_per_block_usdc,
-                 liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks],
+                 liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks, liq.backstop_max_notional_usdc,
+                 liq.backstop_max_fund_share_ppm, liq.backstop_unwind_portion_ppm, liq.backstop_after_blocks],
                 sorted(state.insurance_funds.items()), state.seed_insurance,
                 sorted(state.withdrawals_paused_until.items()), sorted(state.bad_debt.items()),
                 state.fees_account, state.funding_account, state.total_deposits, state.total_withdrawals,
-                state.next_order_id]
+                state.next_order_id, sorted([owner, number, blocks] for (owner, number), blocks
+                                            in state.liquidation_stalls.items())]
     if kind == "bgov":  # a BGOV holder or delegator (bastion.core.votes)
         balance, delegate = state.bgov.get(key[1], 0), state.bgov_delegates.get(key[1])
         if not balance and delegate is None:
@@ -118,6 +121,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         listing, defaults = state.listing, state.listing.oracle
         return [[defaults.min_sources, defaults.max_staleness_ms, defaults.max_source_deviation_ppm,
                  defaults.max_move_per_block_ppm], listing.min_initial_margin_ppm, listing.max_open_interest_usdc]
+    if kind == "order_limits":
+        limits = state.order_limits
+        return [[list(step) for step in limits.open_order_tiers], limits.max_open_orders,
+                limits.min_order_notional_usdc]
     if kind == "proposal":
         pr = state.proposals[key[1]]
         r = pr.rules
@@ -145,6 +152,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     if kind == "attestation":
         a = state.attestations.get(key[1], {}).get(key[2])
         return None if a is None else [a.report_hash, a.verdict, a.attested_ms, a.height]
+    if kind == "stress_report":
+        r = state.stress_reports.get(key[1])
+        return None if r is None else [r.verdict, r.depletion_probability_ppm, r.var99_loss_usdc, r.es99_loss_usdc,
+                                       r.insurance_funds_total_usdc, r.registered_by, r.registered_ms, r.height]
     if kind == "steward_bound":
         b = state.steward_bounds.get(key[1])
         return None if b is None else [b.kind, b.max_change, b.cooldown_ms]
@@ -262,6 +273,7 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("total_supply", index)
     yield ("governance",)
     yield ("listing",)
+    yield ("order_limits",)
     for proposal_id, proposal in state.proposals.items():
         yield ("proposal", proposal_id)
         for voter in proposal.ballots:
@@ -280,6 +292,8 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     for proposal_id, attestations in state.attestations.items():
         for member in attestations:
             yield ("attestation", proposal_id, member)
+    for report_hash in state.stress_reports:
+        yield ("stress_report", report_hash)
     for name in state.steward_bounds:
         yield ("steward_bound", name)
     for name in state.steward_last_change_ms:

@@ -1,4 +1,4 @@
-"""Liquidations, auto-deleveraging and final settlement: end-of-block steps (DESIGN.md section 8).
+"""Liquidations, the loss waterfall and final settlement: end-of-block steps (DESIGN.md section 8).
 
 ``settle_final_markets`` closes every position of a market in ``final_settlement`` and marks it
 ``settled``. ``liquidate`` then works through the liquidatable subaccounts:
@@ -8,36 +8,77 @@
    parameters moved, and those left liquidatable by the last scan (``State.liquidation_watch``).
    A healthy account with no position in a moved market is never valued. A candidate is
    liquidatable when ``MMR > 0 and TNC < MMR`` and no market it holds is stale; one with negative
-   TNC pauses withdrawals from its collateral pool (``withdrawal_pause_blocks``).
+   TNC pauses withdrawals from its collateral pool (``withdrawal_pause_blocks``). The backstops
+   (below) are never liquidated.
 2. **Order.** Subaccounts by ``(TNC/MMR ascending, owner, number)``; within one, positions by
    maintenance margin descending (then ticker), each at most once per block. The subaccount's
    resting orders are cancelled first (reason ``liquidation``).
-3. **Size.** ``risk_model.liquidation_size`` with the block limits: minimum position notional,
-   maximum portion, and what is left of the subaccount's notional per block (at least one lot while
-   that is positive, so that a coarse lot cannot stall a liquidation).
-4. **Price.** An IOC against the book up to ``risk_model.fillable_price`` (rounded to the tick
-   grid in the liquidated account's favour), at the makers' prices, with no taker fee and no maker
-   rebate (a positive maker fee is charged). Makers are judged as in normal matching (reduce-only,
-   including a guardian ``reduce_only`` pause, margin: a maker that would breach is cancelled);
-   a guardian ``market`` or ``trading`` pause does not stop liquidations (``bastion.core.guardian``); a maker of the same owner is cancelled
-   (``self_trade``) so that nobody can buy their own liquidation at the insurance fund's expense.
-5. **Insurance.** Per fill, ``risk_model.insurance_fund_delta`` against the bankruptcy quote of
-   that fill: a fill better than bankruptcy pays the (capped) fee to the fund of the market's pool;
-   a worse fill is paid by the fund, only while the fund holds enough and the subaccount's fund
-   loss this block stays within ``max_insurance_loss_per_block`` (else the liquidation stops).
-6. **Deleveraging.** If the account's TNC is negative and the book or the fund could not take the
-   whole attempted size, its position in that market is closed against opposing positions at the
-   bankruptcy price (``deleverage``): ranked by ``unrealised PnL ratio x leverage`` descending, then
-   owner and number; each counterparty's update must be valid under the margin rules, else it is
-   skipped. What no ranked counterparty can take is **socialised**: closed pro rata against every
-   opposing position at the bankruptcy price, the loss relative to the oracle price recorded as bad
-   debt of the pool. A solvent account that found no liquidity waits for the next block.
 
-Every fill, fund movement, deleveraging and bad debt emits an event with its inputs.
+Then, for each position, the **loss waterfall**: each rung only for what the rung above could not do.
+
+Rung 1, the book. ``risk_model.liquidation_size`` with the block limits (minimum position notional,
+   maximum portion, what is left of the subaccount's notional per block, at least one lot while that
+   is positive) is sent as an IOC against the book up to ``risk_model.fillable_price`` (rounded to
+   the tick grid in the liquidated account's favour), at the makers' prices, with no taker fee and
+   no maker rebate (a positive maker fee is charged). Makers are judged as in normal matching
+   (reduce-only, including a guardian ``reduce_only`` pause, margin: a maker that would breach is
+   cancelled); a guardian ``market`` or ``trading`` pause does not stop liquidations
+   (``bastion.core.guardian``); a maker of the same owner is cancelled (``self_trade``). Per fill,
+   ``risk_model.insurance_fund_delta`` against the bankruptcy quote of that fill: a fill better than
+   bankruptcy pays the (capped) fee to the fund of the market's pool; a worse fill is paid by the
+   fund, only while the fund's equity (below) covers it and the subaccount's fund loss this block
+   stays within ``max_insurance_loss_per_block`` (else the order stops). Retried every block.
+
+Rung 2, the backstop. If the book did not take the whole attempted size and the account is at or
+   below bankruptcy (TNC <= 0), or it has reduced nothing for ``backstop_after_blocks`` consecutive
+   blocks while liquidatable (``State.liquidation_stalls``), the pool's **backstop** takes over the
+   position (``backstop_takeover``). The backstop of a pool (the cross pool, or one isolated
+   market) is the subaccount ``(BACKSTOP_PREFIX + pool, 0)``, e.g. ``backstop:cross``: not an
+   address, so no signature, deposit or transfer can ever name it (messages accept only 0x-prefixed
+   20-byte hex addresses); only this module moves it. The takeover is a trade at the oracle price
+   in which the fund settles the difference to the bankruptcy quote exactly as rung 1 does for a
+   fill (``insurance_fund_delta`` with the oracle value as the fill), the quote attributing the
+   account's deficit to its losing positions only (``deficit_quote``, as in rungs 3 and 4): a
+   bankrupt account receives that quote, the fund paying what it exceeds the oracle value by (``fund_delta < 0``);
+   a stalled account that is still solvent pays the capped liquidation fee (``fund_delta > 0``).
+   **The backstop's margin is its pool's fund:** its positions cost the oracle value, so its own
+   equity is its unrealised PnL, and the pool's *fund equity* is the fund plus that PnL when it is
+   negative (``fund_equity``). A takeover of ``k`` lots is allowed while the fund's cash and equity
+   stay >= 0 after paying, and the backstop's inventory in the market (notional at the oracle
+   price) is at most ``backstop_max_notional`` and ``backstop_max_fund_share`` of the fund equity
+   after paying (a takeover that shrinks the inventory is always within the limits); the largest
+   allowed ``k`` is taken (binary search, every condition being monotone in ``k``).
+   Each block after the liquidations, every backstop **unwinds**: per market it offers
+   ``backstop_unwind_portion`` of its inventory (at least one lot) as a reduce-only IOC against
+   the book, never beyond ``max_liquidation_fee`` away from the oracle price (it does not dump
+   through a thin book; it waits for the book to return), with no taker fee. Then its realised PnL
+   (and funding) is **swept** into its pool's fund, so that its balance is always minus the cost of
+   its inventory (``_sweep_backstop``; a realised loss larger than the fund stays as the backstop's
+   negative balance, counted in the fund equity, until the fund can pay it).
+
+Rung 3, auto-deleveraging (only if TNC < 0 and the backstop could not take the whole position).
+   ``deleverage`` closes the position against opposing positions **in profit** at the oracle price,
+   ranked by ``risk_model.adl_score`` (unrealised PnL ratio x effective leverage) descending, then
+   owner and number; winners whose own TNC is not positive come after every scored one. Each pair
+   closes at the deleveraged account's bankruptcy quote, but never worse for the winner than its
+   entry price (``risk_model.adl_quote``: the winner's realised PnL on the closed lots is >= 0); a
+   candidate whose margin cannot take the whole size takes the largest size that keeps its update
+   valid (binary search). Losing positions, and the backstops, are never deleveraged, so a loss in
+   one market never lands on losing traders of another.
+
+Rung 4, socialisation. What no winner could take is closed pro rata against every opposing position
+   at the bankruptcy price, the loss against the oracle price recorded as bad debt of the pool
+   (``socialise``). If the account is left flat with a negative balance (the entry-price bound of
+   rung 3 gave it less than its bankruptcy quote), that deficit is charged pro rata to the opposing
+   positions and recorded as bad debt too (``socialise_deficit``).
+
+A solvent account that found no liquidity waits for the next block. Every fill, takeover, unwind,
+fund movement, deleveraging and bad debt emits an event with its inputs.
 """
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Final
 
 from bastion.core import guardian
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
@@ -45,15 +86,18 @@ from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP 
 from bastion.core.errors import InvariantViolation
 from bastion.core.margin import (
     compute_position_risk,
+    cost_after,
     cost_change,
     get_subaccount_risk,
     is_valid_update,
     open_interest_change,
 )
 from bastion.core.orders import apply_fill, drop_order, fill_notional, remove_conditional_order, remove_order
-from bastion.core.state import ACTIVE, REDUCE_ONLY, Market, State, Subaccount
-from bastion.core.units import USDC_DECIMALS, fee_for
+from bastion.core.state import ACTIVE, CROSS, ISOLATED, REDUCE_ONLY, Market, State, Subaccount
+from bastion.core.units import PPM, USDC_DECIMALS, fee_for
 from bastion.risk_model import (
+    adl_quote,
+    adl_score,
     bankruptcy_amount,
     fillable_price,
     insurance_fund_delta,
@@ -67,16 +111,20 @@ SubKey = tuple[str, int]
 
 FINAL_SETTLEMENT = "final_settlement"
 SETTLED = "settled"
+# the backstop of pool P is the subaccount (BACKSTOP_PREFIX + P, 0): not an address, so unsignable
+BACKSTOP_PREFIX: Final = "backstop:"
 
 
 # --------------------------------------------------------------------------------------- the step
 def liquidate(state: State, events: Events) -> None:
-    """End-of-block step: liquidate, and deleverage where needed, every liquidatable subaccount."""
+    """End-of-block step: run the loss waterfall for every liquidatable subaccount, then let the
+    backstops unwind into the book and sweep their PnL into their funds."""
     ranked: list[tuple[Fraction, str, int]] = []
     watch: dict[SubKey, None] = {}
+    stalls: dict[SubKey, int] = {}
     for key in _candidates(state):
         sub = state.subaccounts.get(key)
-        if sub is None or not sub.positions:
+        if sub is None or not sub.positions or is_backstop(key[0]):
             continue
         net_collateral, _, maintenance = get_subaccount_risk(state, sub)
         if net_collateral < 0:
@@ -88,14 +136,29 @@ def liquidate(state: State, events: Events) -> None:
         if stale:
             events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
                            "reason": "stale_oracle", "markets": stale})
+            if key in state.liquidation_stalls:  # no attempt: the count neither grows nor resets
+                stalls[key] = state.liquidation_stalls[key]
             continue
         ranked.append((Fraction(net_collateral, maintenance), sub.owner, sub.number))
     ranked.sort()
     for _, owner, number in ranked:
-        _liquidate_subaccount(state, state.subaccounts[(owner, number)], events)
+        sub = state.subaccounts[(owner, number)]
+        stalled = state.liquidation_stalls.get((owner, number), 0)
+        reduced = _liquidate_subaccount(state, sub, stalled >= state.liquidation.backstop_after_blocks, events)
+        if not reduced and sub.positions:
+            stalls[(owner, number)] = stalled + 1
     for market in state.markets.values():
         market.scanned = (market.oracle_price, market.funding_index, state.params_epoch)
     state.liquidation_watch = watch
+    if stalls != state.liquidation_stalls:
+        state.liquidation_stalls = dict(sorted(stalls.items()))
+        state.touch(("global",))
+    unwind_backstops(state, events)
+
+
+def is_backstop(owner: str) -> bool:
+    """True for the owner of a pool's backstop subaccount."""
+    return owner.startswith(BACKSTOP_PREFIX)
 
 
 def _candidates(state: State) -> list[SubKey]:
@@ -119,26 +182,35 @@ def _pause_withdrawals(state: State, pool: str, events: Events) -> None:
         state.touch(("global",))
 
 
-def _liquidate_subaccount(state: State, sub: Subaccount, events: Events) -> None:
+def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: Events) -> bool:
+    """The waterfall for each position of a liquidatable subaccount; True if any position shrank.
+    ``stalled``: it has reduced nothing for ``backstop_after_blocks`` blocks (rung 2 applies)."""
     for order_id, ticker in list(sub.orders.items()):
         remove_order(state, state.markets[ticker], order_id, "liquidation", events)
     params = state.liquidation
     budget = _Budget(params.max_notional_per_block_usdc, params.max_insurance_loss_per_block_usdc)
     risk = get_subaccount_risk(state, sub)
+    reduced = False
     # by maintenance margin descending, then ticker (valuations memoised by get_subaccount_risk)
     order = sorted(sub.positions, key=lambda t: (-sub.positions[t].risk[2], t))
     for ticker in order:
         if not is_liquidatable(risk[0], risk[2]):
-            return
+            return reduced
         market = state.markets[ticker]
         if market.status not in (ACTIVE, REDUCE_ONLY) or ticker not in sub.positions:
             continue  # paused (or settling) markets do not trade; the account waits
         attempted, filled = _liquidate_position(state, sub, market, risk, budget, events)
         if filled:
             risk = get_subaccount_risk(state, sub)
-        if filled < attempted and risk[0] < 0:
-            deleverage(state, sub, market, events)
+            reduced = True
+        if filled < attempted and (risk[0] <= 0 or stalled):
+            before = sub.positions[ticker].size
+            backstop_takeover(state, sub, market, "bankrupt" if risk[0] <= 0 else "stalled", events)
+            if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
+                deleverage(state, sub, market, events)
+            reduced = reduced or sub.positions.get(ticker) is None or sub.positions[ticker].size != before
             risk = get_subaccount_risk(state, sub)
+    return reduced
 
 
 class _Budget:
@@ -194,6 +266,35 @@ def _limit_ticks(market: Market, price: Fraction, side: int) -> int:
     return max(1, ticks.numerator // ticks.denominator)
 
 
+def _maker_check(state: State, market: Market, maker: Order, maker_sub: Subaccount, delta: int,
+                 lots: int) -> tuple[int, str]:
+    """Judge a maker against a liquidation-side taker whose position changes by ``delta`` per lot
+    sign: (lots it may fill, "" or the cancel reason). Reduce-only makers (or a reduce-only market,
+    a stale oracle, a guardian ``reduce_only`` pause) may only shrink their position."""
+    maker_position = maker_sub.positions.get(market.ticker)
+    maker_size = maker_position.size if maker_position is not None else 0
+    if maker.reduce_only or market.status == REDUCE_ONLY or market.stale or guardian.is_reduce_only(state,
+                                                                                                 market.ticker):
+        cap = abs(maker_size) if maker_size * delta > 0 else 0
+        if cap == 0:
+            return 0, "reduce_only"
+        lots = min(lots, cap)
+    return lots, ""
+
+
+def _maker_margin_ok(state: State, market: Market, maker: Order, maker_sub: Subaccount, taker_size: int,
+                     delta: int, quote: int, maker_fee: int) -> tuple[bool, int]:
+    """Whether the maker's side of a fill (``-delta`` lots, receiving ``quote - maker_fee``) is a
+    valid margin update; and the fill's open-interest change."""
+    maker_position = maker_sub.positions.get(market.ticker)
+    maker_size = maker_position.size if maker_position is not None else 0
+    oi_delta = open_interest_change(taker_size, delta, maker_size, -delta)
+    maker_new = get_subaccount_risk(state, maker_sub, market, -delta, quote - maker_fee, oi_delta,
+                                    cost_change(state, market, maker_position, -delta, maker.price))
+    ok = maker_new[0] >= maker_new[1] or is_valid_update(get_subaccount_risk(state, maker_sub), maker_new)
+    return ok, oi_delta
+
+
 class _LiquidationFills:
     """The ``on_fill`` judge of one liquidation order (compare ``orders._Matcher.decide``)."""
 
@@ -214,30 +315,23 @@ class _LiquidationFills:
             self._cancel(maker, maker_sub, "self_trade")
             return REMOVE_MAKER
         sign = 1 if self.side == BUY else -1  # the liquidated account's delta per lot
-        maker_position = maker_sub.positions.get(market.ticker)
-        maker_size = maker_position.size if maker_position is not None else 0
-        if maker.reduce_only or market.status == REDUCE_ONLY or market.stale or guardian.is_reduce_only(state,
-                                                                                                     market.ticker):
-            cap = abs(maker_size) if maker_size * sign > 0 else 0
-            if cap == 0:
-                self._cancel(maker, maker_sub, "reduce_only")
-                return REMOVE_MAKER
-            lots = min(lots, cap)
+        lots, reason = _maker_check(state, market, maker, maker_sub, sign, lots)
+        if reason:
+            self._cancel(maker, maker_sub, reason)
+            return REMOVE_MAKER
         position = sub.positions[market.ticker]
         delta = sign * lots
         quote = fill_notional(market, delta, maker.price)  # what the liquidated account pays (signed)
         bankruptcy, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
         insurance = insurance_fund_delta(-quote, bankruptcy, state.liquidation.max_liquidation_fee_ppm)
         pool = market.pool
-        if insurance < 0 and (state.insurance_funds[pool] < -insurance
+        if insurance < 0 and (fund_equity(state, pool) < -insurance
                               or self.budget.insurance_loss_left < -insurance):
             self.stop_reason = "insurance_fund"
             return STOP
         maker_fee = fee_for(abs(quote), max(market.maker_fee_ppm, 0))
-        oi_delta = open_interest_change(position.size, delta, maker_size, -delta)
-        maker_new = get_subaccount_risk(state, maker_sub, market, -delta, quote - maker_fee, oi_delta,
-                                        cost_change(state, market, maker_position, -delta, maker.price))
-        if maker_new[0] < maker_new[1] and not is_valid_update(get_subaccount_risk(state, maker_sub), maker_new):
+        ok, oi_delta = _maker_margin_ok(state, market, maker, maker_sub, position.size, delta, quote, maker_fee)
+        if not ok:
             self._cancel(maker, maker_sub, "maker_margin")
             return REMOVE_MAKER
         fill = apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
@@ -279,74 +373,334 @@ def bankruptcy_quote(state: State, sub: Subaccount, market: Market, delta: int) 
     return quote, net_collateral, maintenance
 
 
+def _losing_maintenance(state: State, sub: Subaccount) -> int:
+    """The MMR of the subaccount's positions not in profit at the oracle price (value <= cost)."""
+    get_subaccount_risk(state, sub)  # refreshes every position's memoised (value, IMR, MMR)
+    return sum(p.risk[2] for p in sub.positions.values() if p.risk[0] <= p.cost)
+
+
+def deficit_quote(state: State, sub: Subaccount, market: Market, delta: int) -> tuple[int, int, int]:
+    """(quote, TNC, maintenance share base) of rungs 2 to 4: the bankruptcy quote with the account's
+    deficit attributed to its positions **not in profit** only (in proportion to their MMR), so that
+    a loss made in one market is never charged to the counterparties of a winning position in
+    another. A winning position of an account that also holds a losing one carries no share: its
+    quote is its oracle value (base 0). With no losing position (every position in profit) the
+    deficit is shared over all positions, as ``bankruptcy_quote``."""
+    net_collateral, _, maintenance = get_subaccount_risk(state, sub)
+    losing = _losing_maintenance(state, sub)
+    position = sub.positions[market.ticker]
+    override = sub.imf_overrides.get(market.ticker)
+    old_value, _, old_maintenance = compute_position_risk(state, market, position.size, market.open_interest,
+                                                          override)
+    new_value, _, new_maintenance = compute_position_risk(state, market, position.size + delta,
+                                                          market.open_interest, override)
+    if losing and position.risk[0] > position.cost:
+        return old_value - new_value, net_collateral, 0
+    base = losing or maintenance
+    quote = bankruptcy_amount(new_value - old_value, net_collateral, new_maintenance - old_maintenance, base)
+    return quote, net_collateral, base
+
+
+def _largest(limit: int, allowed) -> int:
+    """The largest ``k`` in ``0..limit`` with ``allowed(k)`` (``allowed`` monotone, ``allowed(0)`` true)."""
+    if limit <= 0 or allowed(limit):
+        return max(limit, 0)
+    low, high = 0, limit  # allowed(low), not allowed(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if allowed(middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+# --------------------------------------------------------------------------------------- the backstop
+def backstop_of(state: State, pool: str) -> Subaccount:
+    """The pool's backstop subaccount ``(BACKSTOP_PREFIX + pool, 0)``, created when first needed
+    (cross margin for the cross pool, isolated on the market for an isolated pool)."""
+    key = (BACKSTOP_PREFIX + pool, 0)
+    sub = state.subaccounts.get(key)
+    if sub is None:
+        sub = Subaccount(key[0], 0, 0, CROSS) if pool not in state.markets else Subaccount(key[0], 0, 0, ISOLATED, pool)
+        state.subaccounts[key] = sub
+        state.touch(sub.key)
+    return sub
+
+
+def fund_equity(state: State, pool: str) -> int:
+    """What the pool's insurance fund can pay: its balance plus its backstop's equity when negative
+    (the backstop's margin is the fund; its unrealised profit is not counted until realised)."""
+    fund = state.insurance_funds[pool]
+    backstop = state.subaccounts.get((BACKSTOP_PREFIX + pool, 0))
+    if backstop is None:
+        return fund
+    return fund + min(get_subaccount_risk(state, backstop)[0], 0)
+
+
+def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str, events: Events) -> int:
+    """Rung 2: the pool's backstop takes over as much of ``sub``'s position in ``market`` as its
+    limits allow (module docstring); returns the lots taken."""
+    ticker, pool = market.ticker, market.pool
+    params = state.liquidation
+    existing = state.subaccounts.get((BACKSTOP_PREFIX + pool, 0))
+    settle_funding(state, sub, events)
+    if existing is not None:
+        settle_funding(state, existing, events)
+    size = sub.positions[ticker].size
+    inventory = existing.positions[ticker].size if existing is not None and ticker in existing.positions else 0
+    fund, equity = state.insurance_funds[pool], fund_equity(state, pool)
+    sign = -1 if size > 0 else 1  # the account's delta per lot
+
+    memo: dict[int, tuple[int, int, int, int, int]] = {}
+
+    def terms(lots: int) -> tuple[int, int, int, int, int]:
+        if lots in memo:
+            return memo[lots]
+        delta = sign * lots
+        quote, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
+        fill = notional(-delta, market.oracle_price, size_decimals=market.size_decimals,
+                        price_decimals=market.price_decimals)  # the oracle value: what the backstop pays
+        memo[lots] = quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral, maintenance
+        return memo[lots]
+
+    def allowed(lots: int) -> bool:
+        _, _, fund_delta, _, _ = terms(lots)
+        if fund + fund_delta < 0 or equity + fund_delta < 0:
+            return False
+        after = inventory - sign * lots
+        if abs(after) <= abs(inventory):
+            return True  # shrinking the inventory only lowers the fund's risk
+        value = abs(notional(after, market.oracle_price, size_decimals=market.size_decimals,
+                             price_decimals=market.price_decimals))
+        cap = min(params.backstop_max_notional_usdc, (equity + fund_delta) * params.backstop_max_fund_share_ppm // PPM)
+        return value <= cap
+
+    lots = _largest(abs(size), allowed)
+    if lots == 0:  # with the inputs of the one-lot check that failed
+        events.append({"type": "backstop_refused", "market": ticker, "owner": sub.owner, "number": sub.number,
+                       "size": size, "pool": pool, "inventory": inventory, "insurance_fund": fund,
+                       "fund_equity": equity, "fund_delta": terms(1)[2], "oracle_price": market.oracle_price,
+                       "reason": reason})
+        return 0
+    backstop = backstop_of(state, pool)
+    delta = sign * lots
+    quote, fill, fund_delta, net_collateral, maintenance = terms(lots)
+    oi_delta = open_interest_change(size, delta, inventory, -delta)
+    sub.balance += fill - fund_delta
+    backstop.balance -= fill
+    state.insurance_funds[pool] += fund_delta
+    change_position(state, sub, market, delta, market.oracle_price)
+    change_position(state, backstop, market, -delta, market.oracle_price)
+    market.open_interest += oi_delta
+    for key in (sub.key, backstop.key, market.key, ("global",)):
+        state.touch(key)
+    events.append({"type": "backstop_takeover", "market": ticker, "owner": sub.owner, "number": sub.number,
+                   "size": -delta, "bankruptcy_quote": quote, "oracle_price": market.oracle_price,
+                   "fund_delta": fund_delta, "pool": pool, "inventory": inventory - delta,
+                   "received": fill - fund_delta, "oracle_value": fill, "net_collateral": net_collateral,
+                   "maintenance": maintenance, "insurance_fund": state.insurance_funds[pool],
+                   "fund_equity": equity + fund_delta, "reason": reason})
+    return lots
+
+
+def unwind_backstops(state: State, events: Events) -> None:
+    """Each backstop offers ``backstop_unwind_portion`` of its inventory per market (at least one
+    lot) to the book as a reduce-only IOC no further than ``max_liquidation_fee`` from the oracle
+    price, then its realised PnL is swept into its pool's fund."""
+    params = state.liquidation
+    for pool in sorted(state.insurance_funds):
+        backstop = state.subaccounts.get((BACKSTOP_PREFIX + pool, 0))
+        if backstop is None:
+            continue
+        for ticker in sorted(backstop.positions):
+            market = state.markets[ticker]
+            if market.stale or market.status not in (ACTIVE, REDUCE_ONLY):
+                continue
+            inventory = backstop.positions[ticker].size
+            lots = max(1, abs(inventory) * params.backstop_unwind_portion_ppm // PPM)
+            side = SELL if inventory > 0 else BUY
+            band = market.oracle_price * params.max_liquidation_fee_ppm
+            if side == SELL:
+                limit = max(1, -(-(market.oracle_price * PPM - band) // PPM))
+            else:
+                limit = (market.oracle_price * PPM + band) // PPM
+            market.book.match(side, limit, lots, _UnwindFills(state, market, backstop, side, limit, events))
+        _sweep_backstop(state, pool, backstop, events)
+
+
+class _UnwindFills:
+    """The ``on_fill`` judge of a backstop's unwind order: makers judged as for liquidations, no
+    taker fee, a positive maker fee charged, one ``backstop_unwind`` event per fill."""
+
+    __slots__ = ("state", "market", "backstop", "side", "limit", "events")
+
+    def __init__(self, state: State, market: Market, backstop: Subaccount, side: int, limit: int,
+                 events: Events) -> None:
+        self.state, self.market, self.backstop, self.side, self.limit, self.events = (
+            state, market, backstop, side, limit, events)
+
+    def __call__(self, maker: Order, lots: int) -> int:
+        state, market, backstop = self.state, self.market, self.backstop
+        maker_sub = state.subaccounts[(maker.owner, maker.number)]
+        sign = 1 if self.side == BUY else -1
+        lots, reason = _maker_check(state, market, maker, maker_sub, sign, lots)
+        if reason:
+            drop_order(state, maker_sub, maker, market.ticker, reason, self.events)
+            return REMOVE_MAKER
+        delta = sign * lots
+        quote = fill_notional(market, delta, maker.price)
+        maker_fee = fee_for(abs(quote), max(market.maker_fee_ppm, 0))
+        ok, oi_delta = _maker_margin_ok(state, market, maker, maker_sub, backstop.positions[market.ticker].size,
+                                        delta, quote, maker_fee)
+        if not ok:
+            drop_order(state, maker_sub, maker, market.ticker, "maker_margin", self.events)
+            return REMOVE_MAKER
+        fill = apply_fill(state, market, backstop, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee,
+                          0, oi_delta, events=self.events)
+        fill["backstop"] = True
+        position = backstop.positions.get(market.ticker)
+        self.events.append({"type": "backstop_unwind", "market": market.ticker, "size": -delta,
+                            "price": maker.price, "pool": market.pool,
+                            "inventory": position.size if position is not None else 0, "quote": -quote,
+                            "limit_price": self.limit, "oracle_price": market.oracle_price,
+                            "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id,
+                                      "fee": maker_fee}})
+        return lots
+
+
+def _sweep_backstop(state: State, pool: str, backstop: Subaccount, events: Events) -> None:
+    """Move the backstop's realised PnL and funding into its pool's fund, so that its balance is
+    minus the cost of its inventory; a loss is paid only as far as the fund holds (the rest stays
+    as the backstop's negative balance, which ``fund_equity`` counts against the fund)."""
+    settle_funding(state, backstop, events)
+    surplus = backstop.balance + sum(p.cost for p in backstop.positions.values())
+    amount = surplus if surplus >= 0 else -min(-surplus, max(state.insurance_funds[pool], 0))
+    if amount == 0:
+        return
+    backstop.balance -= amount
+    state.insurance_funds[pool] += amount
+    state.touch(backstop.key)
+    state.touch(("global",))
+    events.append({"type": "backstop_pnl", "pool": pool, "amount": amount,
+                   "insurance_fund": state.insurance_funds[pool]})
+
+
 # --------------------------------------------------------------------------------------- deleveraging
 def deleverage(state: State, sub: Subaccount, market: Market, events: Events) -> None:
-    """Close the subaccount's whole position in ``market`` at its bankruptcy price against ranked
-    opposing positions, then socialise what none of them can take (module docstring, step 6)."""
+    """Rungs 3 and 4: close the subaccount's position in ``market`` against ranked winners (ADL),
+    then socialise what none of them could take, then any deficit left on a flat account."""
     ticker = market.ticker
     settle_funding(state, sub, events)
-    ranked = ranked_counterparties(state, market, sub)
-    for score, counterparty in ranked:
+    position = sub.positions[ticker]
+    side = 1 if position.size > 0 else -1
+    get_subaccount_risk(state, sub)  # fresh memoised valuations
+    if position.risk[0] > position.cost and _losing_maintenance(state, sub):
+        # a winning position of an account that lost elsewhere: its counterparties must not pay for
+        # that loss; the losing positions carry the whole deficit (``deficit_quote``), this one
+        # waits for the book or the backstop (or closes at the oracle price in final settlement)
+        events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner, "number": sub.number,
+                       "reason": "profitable_position"})
+        return
+    for score, counterparty in ranked_counterparties(state, market, sub):
         position = sub.positions.get(ticker)
         if position is None:
-            return
+            break
         other = counterparty.positions[ticker]
-        lots = min(abs(position.size), abs(other.size))
-        delta = -lots if position.size > 0 else lots
-        quote, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
+        sign = -1 if position.size > 0 else 1  # the deleveraged account's delta per lot
         old = get_subaccount_risk(state, counterparty)
-        new = get_subaccount_risk(state, counterparty, market, -delta, -quote, -lots,
-                                  cost_change(state, market, other, -delta, market.oracle_price))
-        if not is_valid_update(old, new):
+
+        def terms(lots: int) -> tuple[int, int, int, int]:
+            delta = sign * lots
+            bankruptcy, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
+            closed = other.cost - cost_after(market, other.size, other.cost, -delta, market.oracle_price)
+            return adl_quote(bankruptcy, closed), bankruptcy, net_collateral, maintenance
+
+        def allowed(lots: int) -> bool:
+            quote = terms(lots)[0]
+            delta = sign * lots
+            new = get_subaccount_risk(state, counterparty, market, -delta, -quote, -lots,
+                                      cost_change(state, market, other, -delta, market.oracle_price))
+            return is_valid_update(old, new)
+
+        lots = _largest(min(abs(position.size), abs(other.size)), allowed)
+        if lots == 0:
             events.append({"type": "deleveraging_skipped", "market": ticker, "owner": counterparty.owner,
                            "number": counterparty.number, "reason": "counterparty_margin"})
             continue
+        delta = sign * lots
+        quote, bankruptcy, net_collateral, maintenance = terms(lots)
+        oracle_value = notional(-delta, market.oracle_price, size_decimals=market.size_decimals,
+                                price_decimals=market.price_decimals)  # what the account would get at the oracle
+        closed = other.cost - cost_after(market, other.size, other.cost, -delta, market.oracle_price)
+        profit = notional(other.size, market.oracle_price, size_decimals=market.size_decimals,
+                          price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
         events.append({"type": "deleveraging", "market": ticker, "owner": sub.owner, "number": sub.number,
-                       "size": -delta, "bankruptcy_quote": quote, "oracle_price": market.oracle_price,
-                       "net_collateral": net_collateral, "maintenance": maintenance,
+                       "size": -delta, "bankruptcy_quote": bankruptcy, "quote": quote,
+                       "oracle_price": market.oracle_price, "net_collateral": net_collateral,
+                       "maintenance": maintenance, "counterparty_loss": quote - oracle_value,
                        "counterparty": {"owner": counterparty.owner, "number": counterparty.number,
-                                        "score": str(score)}})
+                                        "score": None if score is None else str(score), "unrealized_pnl": profit,
+                                        "cost_closed": closed}})
     if ticker in sub.positions:
-        socialise(state, sub, market, [c for _, c in ranked], events)
+        socialise(state, sub, market, events)
+    if not sub.positions and sub.balance < 0:
+        socialise_deficit(state, sub, market, side, events)
 
 
-def ranked_counterparties(state: State, market: Market, sub: Subaccount) -> list[tuple[Fraction, Subaccount]]:
-    """Opposing positions in the ADL order (DESIGN.md section 8): ``unrealised PnL / |cost| x
-    |notional| / TNC`` descending (profit ratio times effective leverage), ties by owner and number.
-    Counterparties with no positive equity come last, by owner and number."""
+def ranked_counterparties(state: State, market: Market, sub: Subaccount) -> list[tuple[Fraction | None, Subaccount]]:
+    """The ADL candidates for ``sub``'s position in ``market``, in order: opposing positions in
+    profit at the oracle price (never a backstop), by ``risk_model.adl_score`` descending, ties by
+    owner and number; winners whose TNC is not positive (score None) last, by owner and number."""
     ticker = market.ticker
     side = 1 if sub.positions[ticker].size > 0 else -1
     scored: list[tuple[int, Fraction, str, int, Subaccount]] = []
     for key in sorted(market.holders):
+        if is_backstop(key[0]):
+            continue
         other = state.subaccounts[key]
         position = other.positions[ticker]
         if position.size * side >= 0:
             continue
-        net_collateral = get_subaccount_risk(state, other)[0]
         value = notional(position.size, market.oracle_price, size_decimals=market.size_decimals,
                          price_decimals=market.price_decimals)
+        if value <= position.cost:
+            continue  # not in profit: never deleveraged
+        net_collateral = get_subaccount_risk(state, other)[0]
         if net_collateral > 0:
-            score = Fraction((value - position.cost) * abs(value), max(abs(position.cost), 1) * net_collateral)
+            score = adl_score(value, position.cost, net_collateral)
+            if score is None:
+                raise InvariantViolation(f"{ticker}: a winner without an ADL score")
             scored.append((0, -score, other.owner, other.number, other))
         else:
             scored.append((1, Fraction(0), other.owner, other.number, other))
     scored.sort(key=lambda entry: entry[:4])
-    return [(-negated, other) for _, negated, _, _, other in scored]
+    return [(None if group else -negated, other) for group, negated, _, _, other in scored]
 
 
-def socialise(state: State, sub: Subaccount, market: Market, counterparties: list[Subaccount],
-              events: Events) -> None:
+def _opposing(state: State, market: Market, side: int) -> list[Subaccount]:
+    """Every subaccount holding a position opposite to ``side`` (+1 long, -1 short), by owner and number."""
+    ticker = market.ticker
+    out = []
+    for key in sorted(market.holders):
+        other = state.subaccounts[key]
+        if other.positions[ticker].size * side < 0:
+            out.append(other)
+    return out
+
+
+def socialise(state: State, sub: Subaccount, market: Market, events: Events) -> None:
     """Close what is left of the position at its bankruptcy price against every opposing position,
-    pro rata to their sizes (remaining lots one each in ranking order), each paying its share of
+    pro rata to their sizes (remaining lots one each by owner and number), each paying its share of
     the bankruptcy quote (the remainder of the division likewise); the loss against the oracle
     price is recorded as the pool's bad debt."""
     ticker = market.ticker
     position = sub.positions[ticker]
     total_lots = abs(position.size)
     delta = -position.size
-    quote, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
-    opposing = [c for c in counterparties if ticker in c.positions]
+    quote, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
+    opposing = _opposing(state, market, 1 if position.size > 0 else -1)
     sizes = [abs(c.positions[ticker].size) for c in opposing]
     total_opposing = sum(sizes)
     if total_opposing < total_lots:
@@ -376,6 +730,41 @@ def socialise(state: State, sub: Subaccount, market: Market, counterparties: lis
                    "pool": pool, "shares": shares_out})
 
 
+def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, events: Events) -> None:
+    """A flat account's negative balance (what the entry-price bound of ADL withheld) charged pro
+    rata to the positions opposite to ``side`` in ``market`` (the remainder one micro-USDC each by
+    owner and number), recorded as the pool's bad debt. With no opposing position left the pool's
+    fund pays what it holds (a fund never goes negative); anything beyond stays as the account's
+    negative balance."""
+    deficit = -sub.balance
+    opposing = _opposing(state, market, side)
+    sizes = [abs(c.positions[market.ticker].size) for c in opposing]
+    total = sum(sizes)
+    shares_out = []
+    if total:
+        payments = [deficit * size // total for size in sizes]
+        for i in range(deficit - sum(payments)):
+            payments[i] += 1
+        for counterparty, payment in zip(opposing, payments):
+            settle_funding(state, counterparty, events)
+            counterparty.balance -= payment
+            state.touch(counterparty.key)
+            shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": 0,
+                               "payment": payment})
+    else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
+        paid = min(deficit, max(state.insurance_funds[market.pool], 0))
+        state.insurance_funds[market.pool] -= paid
+        deficit = paid
+    sub.balance += deficit
+    pool = market.pool
+    state.bad_debt[pool] = state.bad_debt.get(pool, 0) + deficit
+    state.touch(sub.key)
+    state.touch(("global",))
+    events.append({"type": "bad_debt", "market": market.ticker, "owner": sub.owner, "number": sub.number,
+                   "size": 0, "bankruptcy_quote": 0, "oracle_price": market.oracle_price, "net_collateral": -deficit,
+                   "maintenance": 0, "amount": deficit, "pool": pool, "shares": shares_out})
+
+
 def _close_pair(state: State, market: Market, sub: Subaccount, counterparty: Subaccount, delta: int,
                 quote: int, events: Events) -> None:
     """``sub`` trades ``delta`` lots with ``counterparty`` (both positions shrink), receiving ``quote``."""
@@ -397,7 +786,8 @@ def settle_final_markets(state: State, events: Events) -> None:
     oracle is stale) and mark it ``settled`` (DESIGN.md section 8, delisting).
 
     Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their bankruptcy
-    price (``deleverage``); every other position closes at the oracle price, longs receiving their
+    price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
+    (its loss is its fund's, swept after the liquidations), closes at the oracle price, longs receiving their
     notional rounded down and shorts paying theirs rounded up; the rounding difference goes to the
     pool's insurance fund, so collateral is conserved exactly.
     """
@@ -411,7 +801,7 @@ def settle_final_markets(state: State, events: Events) -> None:
             remove_conditional_order(state, order_id, FINAL_SETTLEMENT, events)
         for key in sorted(market.holders):
             sub = state.subaccounts[key]
-            if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
+            if ticker in sub.positions and not is_backstop(key[0]) and get_subaccount_risk(state, sub)[0] < 0:
                 deleverage(state, sub, market, events)
         residue = 0
         for key in sorted(market.holders):

@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import re
 from dataclasses import MISSING, dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from bastion.core.errors import ProtocolError
+from bastion.core.timefmt import parse_iso_ms
+from bastion.core.units import MAX_INTEGER_DIGITS, check_decimal_text
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")  # fullmatch: "$" would also match before a final "\n"
 
 
 def normalize_address(value: object, *, field: str) -> str:
     """An Ethereum address as lowercase hex (``invalid_address`` otherwise)."""
-    if not isinstance(value, str) or not _ADDRESS.match(value):
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         raise ProtocolError("invalid_address", f"{field} is not a 0x-prefixed 20-byte hex address: {value!r}",
                             field=field)
     return value.lower()
 
 
+class _Checked:
+    """Base of every message and action: building one checks every field (``check_message``), so a
+    typed message that exists is within the bounds, however it was made (the decoder, a scenario
+    runner, ``dataclasses.replace``); the state transition needs no second pass over the fields."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        check_message(self)
+
+
 @dataclass(frozen=True, slots=True)
-class Deposit:
+class Deposit(_Checked):
     """Bridge operator credits ``amount`` USDC to ``owner``'s subaccount (creating it if new)."""
     owner: str
     subaccount: int
@@ -33,13 +46,13 @@ class Deposit:
 
 
 @dataclass(frozen=True, slots=True)
-class Withdraw:
+class Withdraw(_Checked):
     subaccount: int
     amount: str
 
 
 @dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(_Checked):
     """Move USDC from one of the sender's subaccounts to any subaccount of any owner."""
     subaccount: int
     to_owner: str
@@ -48,7 +61,7 @@ class Transfer:
 
 
 @dataclass(frozen=True, slots=True)
-class PlaceOrder:
+class PlaceOrder(_Checked):
     subaccount: int
     market: str
     side: str
@@ -64,20 +77,20 @@ class PlaceOrder:
 
 
 @dataclass(frozen=True, slots=True)
-class CancelOrder:
+class CancelOrder(_Checked):
     subaccount: int
     client_id: int | None = None
     order_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class CancelAll:
+class CancelAll(_Checked):
     subaccount: int
     market: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SetLeverage:
+class SetLeverage(_Checked):
     """Choose a higher initial margin fraction (lower leverage) for one market, never below the tier's."""
     subaccount: int
     market: str
@@ -85,7 +98,7 @@ class SetLeverage:
 
 
 @dataclass(frozen=True, slots=True)
-class SetMarginMode:
+class SetMarginMode(_Checked):
     """Make a flat subaccount with no open orders ``cross`` or ``isolated`` to one ``market``."""
     subaccount: int
     mode: str
@@ -93,19 +106,19 @@ class SetMarginMode:
 
 
 @dataclass(frozen=True, slots=True)
-class OracleUpdate:
+class OracleUpdate(_Checked):
     prices: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
-class TransferBgov:
+class TransferBgov(_Checked):
     """Move ``amount`` BGOV (6 decimals) from the sender to ``to``; voting power follows the delegates."""
     to: str
     amount: str
 
 
 @dataclass(frozen=True, slots=True)
-class Delegate:
+class Delegate(_Checked):
     """Delegate the sender's whole BGOV balance to ``delegatee`` (itself to vote; the zero address: nobody)."""
     delegatee: str
 
@@ -114,7 +127,7 @@ class Delegate:
 # Typed data inside ``submit_proposal.actions`` (``bastion.core.governance`` validates and applies
 # them). Omitted fields (None) are left unchanged; decimals are strings on the genesis grids.
 @dataclass(frozen=True, slots=True)
-class SetMarketParams:
+class SetMarketParams(_Checked):
     market: str
     liquidity_tier: int | None = None
     max_open_interest: str | None = None
@@ -127,10 +140,20 @@ class SetMarketParams:
     max_staleness_s: int | None = None
     max_source_deviation: str | None = None
     max_move_per_block: str | None = None
+    max_order_size: str | None = None      # the largest order (anti-spam, bastion.core.orders)
 
 
 @dataclass(frozen=True, slots=True)
-class SetLiquidityTier:
+class SetOrderLimits(_Checked):
+    """The anti-spam order limits (genesis ``order_limits`` names and units, ``bastion.core.orders``):
+    ``open_order_tiers`` replaces the whole list of ``{min_equity, max_open_orders}`` tiers."""
+    open_order_tiers: list | None = None
+    max_open_orders: int | None = None
+    min_order_notional: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetLiquidityTier(_Checked):
     tier: int
     initial_margin: str | None = None
     maintenance_fraction: str | None = None
@@ -139,12 +162,12 @@ class SetLiquidityTier:
 
 
 @dataclass(frozen=True, slots=True)
-class SetFeeParams:
+class SetFeeParams(_Checked):
     insurance_share: str
 
 
 @dataclass(frozen=True, slots=True)
-class SetLiquidationParams:
+class SetLiquidationParams(_Checked):
     """Any field of ``LiquidationParams`` (genesis ``liquidation`` names and units)."""
     max_liquidation_fee: str | None = None
     max_insurance_loss_per_block: str | None = None
@@ -154,22 +177,26 @@ class SetLiquidationParams:
     min_position_notional: str | None = None
     max_position_portion: str | None = None
     max_notional_per_block: str | None = None
+    backstop_max_notional: str | None = None
+    backstop_max_fund_share: str | None = None
+    backstop_unwind_portion: str | None = None
+    backstop_after_blocks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SetGovernanceParams:
+class SetGovernanceParams(_Checked):
     """A partial genesis ``governance`` section, merged over the current parameters."""
     params: dict
 
 
 @dataclass(frozen=True, slots=True)
-class DelistMarket:
+class DelistMarket(_Checked):
     """Put ``market`` in final settlement: the liquidation engine settles it at the end of the block."""
     market: str
 
 
 @dataclass(frozen=True, slots=True)
-class StartRollout:
+class StartRollout(_Checked):
     """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
     ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
     (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.rollout``)."""
@@ -183,28 +210,28 @@ class StartRollout:
 
 
 @dataclass(frozen=True, slots=True)
-class SetGuardian:
+class SetGuardian(_Checked):
     """Appoint or renew the guardian until ``expires`` (RFC 3339), or remove it (``address`` null)."""
     address: str | None
     expires: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SetCouncil:
+class SetCouncil(_Checked):
     """Replace the council: ``members`` (addresses, at least one) of whom ``threshold`` must sign."""
     members: list[str]
     threshold: int
 
 
 @dataclass(frozen=True, slots=True)
-class SetStewardBounds:
+class SetStewardBounds(_Checked):
     """Per parameter (dotted name), ``{max_change | max_change_abs, cooldown_s}`` or null to remove
     its bound; parameters not named keep theirs (``bastion.core.council``)."""
     bounds: dict
 
 
 @dataclass(frozen=True, slots=True)
-class ListMarket:
+class ListMarket(_Checked):
     """List a new market on the default path (DESIGN.md section 9): isolated-only with its own
     (empty) insurance fund, a conservative tier, a small open-interest cap (``bastion.core.actions``).
     Fields as a genesis market; ``oracle`` overrides the listing oracle defaults."""
@@ -221,20 +248,20 @@ class ListMarket:
 
 
 @dataclass(frozen=True, slots=True)
-class SetListingParams:
+class SetListingParams(_Checked):
     """The bounds of the default listing path: minimum tier initial margin, maximum OI cap (USDC)."""
     min_initial_margin: str | None = None
     max_open_interest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class SetOracleOperators:
+class SetOracleOperators(_Checked):
     """Replace the set of oracle operators (addresses)."""
     operators: tuple
 
 
 @dataclass(frozen=True, slots=True)
-class TreasurySpend:
+class TreasurySpend(_Checked):
     """Pay ``amount`` USDC from the protocol fee account (the treasury) to a subaccount."""
     to_owner: str
     to_subaccount: int
@@ -242,7 +269,7 @@ class TreasurySpend:
 
 
 @dataclass(frozen=True, slots=True)
-class InsuranceTransfer:
+class InsuranceTransfer(_Checked):
     """Move ``amount`` USDC between insurance funds ("cross" or an isolated market's ticker), or
     from the treasury ("treasury") into one."""
     from_pool: str
@@ -251,7 +278,7 @@ class InsuranceTransfer:
 
 
 @dataclass(frozen=True, slots=True)
-class UpgradeIsolatedToCross:
+class UpgradeIsolatedToCross(_Checked):
     """An isolated-only market joins the cross pool; its insurance fund merges into the cross fund."""
     market: str
 
@@ -273,6 +300,7 @@ ACTION_TYPES: dict[str, type] = {
     "treasury_spend": TreasurySpend,
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
+    "set_order_limits": SetOrderLimits,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -287,19 +315,21 @@ def action_requires_proposal(kind: str) -> ProtocolError:
 # Fields added to an action after proposals using it could exist: they enter the proposal id only when
 # set, so that the id of a proposal that does not use them stays what it was (``canonical_action``).
 LATER_FIELDS: dict[type, tuple[str, ...]] = {
-    SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"),
+    SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block",
+                      "max_order_size"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
-                           "max_position_portion", "max_notional_per_block"),
+                           "max_position_portion", "max_notional_per_block", "backstop_max_notional",
+                           "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks"),
 }
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
-          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross)
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits)
 
 
 # ------------------------------------------------------------------------------- governance messages
 @dataclass(frozen=True, slots=True)
-class SubmitProposal:
+class SubmitProposal(_Checked):
     """Propose ``actions`` (typed, see above), escrowing ``deposit`` BGOV from the sender."""
     title: str
     description: str
@@ -308,30 +338,30 @@ class SubmitProposal:
 
 
 @dataclass(frozen=True, slots=True)
-class Vote:
+class Vote(_Checked):
     proposal_id: str
     option: str                            # yes | no | abstain | veto
     reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Queue:
+class Queue(_Checked):
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Execute:
+class Execute(_Checked):
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class CancelProposal:
+class CancelProposal(_Checked):
     proposal_id: str
 
 
 # ------------------------------------------------------------------------------- guardian messages
 @dataclass(frozen=True, slots=True)
-class GuardianPause:
+class GuardianPause(_Checked):
     """Pause ``scope`` (market | reduce_only | trading | withdrawals; ``market`` for the first two)
     for ``duration_s`` seconds of block time (``bastion.core.guardian``)."""
     scope: str
@@ -340,19 +370,19 @@ class GuardianPause:
 
 
 @dataclass(frozen=True, slots=True)
-class GuardianUnpause:
+class GuardianUnpause(_Checked):
     """Lift the guardian's own pause, only within the unpause grace after its start."""
     scope: str
     market: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class GuardianVeto:
+class GuardianVeto(_Checked):
     """Veto a succeeded or queued proposal; the reason is required."""
     proposal_id: str
     reason: str
 @dataclass(frozen=True, slots=True)
-class CouncilAttest:
+class CouncilAttest(_Checked):
     """A council member's stress verdict on a queued proposal: ``pass`` or ``fail`` for the report
     whose SHA-256 is ``report_hash`` (64 lowercase hex)."""
     proposal_id: str
@@ -361,7 +391,20 @@ class CouncilAttest:
 
 
 @dataclass(frozen=True, slots=True)
-class StewardChange:
+class RegisterStressReport(_Checked):
+    """A council member puts a stress report on chain before anyone attests it: its SHA-256, its
+    verdict (``pass`` | ``fail``) and headline figures (decimal strings: the depletion probability
+    as a ratio, the losses and the insurance funds' total in USDC)."""
+    report_hash: str
+    verdict: str
+    depletion_probability: str
+    var99_loss: str
+    es99_loss: str
+    insurance_funds_total: str
+
+
+@dataclass(frozen=True, slots=True)
+class StewardChange(_Checked):
     """A council member's approval to set ``param`` (dotted name) to ``value`` (decimal string as in
     the governance action that sets it) without a vote; applies at the k-th approval."""
     param: str
@@ -389,20 +432,204 @@ MESSAGE_TYPES: dict[str, type] = {
     "guardian_unpause": GuardianUnpause,
     "guardian_veto": GuardianVeto,
     "council_attest": CouncilAttest,
+    "register_stress_report": RegisterStressReport,
     "steward_change": StewardChange,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
-           | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange)
+           | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
+           | RegisterStressReport)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
-    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list,),
-    "list[str]": (list,),
+    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list, tuple),
+    "list[str]": (list, tuple),
     "dict | None": (dict, type(None)),
+    "list | None": (list, type(None)),
 }
 MAX_ACTIONS = 16
+
+# ------------------------------------------------------------------------------- bounds of every field
+# Every field of every message and action is bounded here, by ``check_message``, which runs when a
+# message is built (``_Checked``): at intake (``decode_message``, which the node's ``check_tx``, the
+# log replay and scenario files use) and for a message built any other way, so no handler ever sees
+# an unbounded field. The handlers then parse with the same functions (``units.parse_decimal``
+# calls ``check_decimal_text`` again, addresses go through ``normalize_address``) and apply the
+# finer, state-dependent rules (a subaccount number is 0..127, a price is on the market's grid, ...).
+MAX_INT: Final = 2**53 - 1          # every integer field: |value| <= 2^53 - 1 (exact in JavaScript, and
+                                    # still inside int64 after a conversion from seconds to milliseconds)
+MAX_TEXT_CHARS: Final = 128         # identifiers, tickers, enums, proposal ids, hashes, parameter names
+MAX_TITLE_CHARS: Final = 200
+MAX_DESCRIPTION_CHARS: Final = 20_000
+MAX_REASON_CHARS: Final = 1_000
+MAX_LIST_ITEMS: Final = 64          # members, operators, oracle prices per update
+MAX_NESTED_ITEMS: Final = 256       # values inside an object field (params, gates, bounds, oracle)
+MAX_NESTED_DEPTH: Final = 4
+# per text field with its own limit: (maximum characters, code); the handlers use the same constants
+TEXT_LIMITS: Final[dict[str, tuple[int, str]]] = {
+    "title": (MAX_TITLE_CHARS, "invalid_title"),
+    "description": (MAX_DESCRIPTION_CHARS, "description_too_long"),
+    "reason": (MAX_REASON_CHARS, "reason_too_long"),
+}
+# fields whose text is a decimal string (``bastion.core.units.check_decimal_text``), an address, a time
+DECIMAL_FIELDS: Final = frozenset({
+    "amount", "size", "price", "trigger_price", "initial_margin", "deposit", "max_open_interest", "maker_fee",
+    "taker_fee", "min_order_size", "max_source_deviation", "max_move_per_block", "maintenance_fraction",
+    "oi_lower_cap", "oi_upper_cap", "insurance_share", "max_liquidation_fee", "max_insurance_loss_per_block",
+    "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
+    "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
+    "min_order_notional",
+})
+ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address"})
+TIME_FIELDS: Final = frozenset({"good_til", "expires"})
+
+
+def check_text(value: str, *, field: str, limit: int = MAX_TEXT_CHARS, code: str = "text_too_long") -> None:
+    """A string of at most ``limit`` characters that UTF-8 can encode (no lone surrogates, which JSON
+    can carry as ``\\ud800`` but no hash or signature can take)."""
+    if len(value) > limit:
+        raise ProtocolError(code, f"{field} has {len(value)} characters, at most {limit} are allowed", field=field)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ProtocolError("invalid_text", f"{field} is not valid Unicode text (lone surrogate)",
+                                field=field) from None
+
+
+def check_int(value: int, *, field: str) -> None:
+    if not -MAX_INT <= value <= MAX_INT:
+        raise ProtocolError("int_out_of_range", f"{field} must be an integer of magnitude at most 2^53 - 1",
+                            field=field)
+
+
+def check_nested(value: Any, *, field: str) -> None:
+    """A JSON value inside an object or list field: at most ``MAX_NESTED_ITEMS`` values in all,
+    ``MAX_NESTED_DEPTH`` levels, strings (and keys) as ``check_text``, integers as ``check_int``, no
+    floats (messages carry decimals as strings); the handler then reads the keys it knows."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    count = 0
+    while pending:
+        item, depth = pending.pop()
+        count += 1
+        if count > MAX_NESTED_ITEMS or depth > MAX_NESTED_DEPTH:
+            raise ProtocolError("value_too_large", f"{field} has more than {MAX_NESTED_ITEMS} values or "
+                                f"{MAX_NESTED_DEPTH} levels", field=field)
+        if isinstance(item, str):
+            check_text(item, field=field)
+        elif isinstance(item, bool) or item is None:
+            pass
+        elif isinstance(item, int):
+            check_int(item, field=field)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise ProtocolError("invalid_field", f"{field} has a key that is not a string", field=field)
+                check_text(key, field=field)
+                pending.append((child, depth + 1))
+        elif isinstance(item, (list, tuple)):
+            pending.extend((child, depth + 1) for child in item)
+        else:
+            raise ProtocolError("invalid_field", f"{field} holds a {type(item).__name__}: only strings, integers, "
+                                "booleans, null, lists and objects", field=field)
+
+
+def check_field(name: str, value: Any, *, field: str) -> None:
+    """The bounds of one field's value (its JSON type already checked), by the field's name."""
+    if isinstance(value, str):
+        if name in DECIMAL_FIELDS:
+            check_decimal_text(value, field=field)
+        elif name in ADDRESS_FIELDS:
+            normalize_address(value, field=field)
+        elif name in TIME_FIELDS:
+            parse_iso_ms(value, field=field)
+        else:
+            limit, code = TEXT_LIMITS.get(name, (MAX_TEXT_CHARS, "text_too_long"))
+            check_text(value, field=field, limit=limit, code=code)
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        check_int(value, field=field)
+    elif name == "prices":            # oracle_update: ticker -> decimal string
+        if not value or len(value) > MAX_LIST_ITEMS:
+            raise ProtocolError("invalid_field", f"{field} must map 1 to {MAX_LIST_ITEMS} tickers to decimal "
+                                "strings", field=field)
+        for ticker, price in value.items():
+            if not isinstance(ticker, str) or not isinstance(price, str):
+                raise ProtocolError("invalid_field", "oracle_update.prices must map tickers to decimal strings",
+                                    field=field)
+            check_text(ticker, field=field)
+            check_decimal_text(price, field=f"{field}.{ticker[:MAX_TEXT_CHARS]}")
+    elif name in ("members", "operators"):
+        if len(value) > MAX_LIST_ITEMS:
+            raise ProtocolError("too_many_items", f"{field} has more than {MAX_LIST_ITEMS} addresses", field=field)
+        for index, address in enumerate(value):
+            normalize_address(address, field=f"{field}[{index}]")
+    elif name == "actions":           # each action is checked by check_message
+        if len(value) > MAX_ACTIONS:
+            raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field=field)
+    else:
+        check_nested(value, field=field)
+
+
+def check_message(msg: Any, prefix: str = "") -> None:
+    """Every field of a typed message or action of its JSON type and within its bounds (see above);
+    a proposal's actions too. Raises ``ProtocolError``; the same function runs at intake and in the
+    state transition, so a handler only ever sees fields of the types its dataclass declares.
+
+    The common cases (a short ASCII text, an integer, a whole number as a decimal string) are
+    checked inline; everything else goes through ``check_field``, which decides the same way."""
+    for name, allowed, kind, limit in _check_specs(type(msg)):
+        value = getattr(msg, name)
+        if type(value) not in allowed:  # exact JSON types: a bool is not an int here
+            raise ProtocolError("invalid_field", f"{prefix}{name} has the wrong type: {type(value).__name__}",
+                                field=prefix + name)
+        if value is None or kind == _BOOL:
+            continue
+        if kind == _INT:
+            if -MAX_INT <= value <= MAX_INT:
+                continue
+        elif kind == _TEXT:
+            if len(value) <= limit and value.isascii():
+                continue
+        elif kind == _DECIMAL:  # a short unsigned decimal: what check_decimal_text accepts, without the regex
+            if (len(value) <= MAX_INTEGER_DIGITS and value.isascii() and value.replace(".", "", 1).isdigit()
+                    and value[0] != "." and value[-1] != "."):
+                continue
+        check_field(name, value, field=prefix + name)
+    if type(msg) is SubmitProposal:  # each action checked itself when it was built
+        for index, action in enumerate(msg.actions):
+            if type(action) not in ACTION_NAMES:
+                raise ProtocolError("invalid_action", "an action must be a typed governance action",
+                                    field=f"actions[{index}]")
+
+
+_BOOL, _INT, _TEXT, _DECIMAL, _OTHER = "bool", "int", "text", "decimal", "other"
+# per class: (name, allowed JSON types, kind for the inline checks, text limit)
+_CheckSpec = tuple[str, tuple[type, ...], str, int]
+_CHECK_SPECS: dict[type, tuple[_CheckSpec, ...]] = {}
+
+
+def _check_specs(cls: type) -> tuple[_CheckSpec, ...]:
+    specs = _CHECK_SPECS.get(cls)
+    if specs is None:
+        table: list[_CheckSpec] = []
+        for name, allowed, _, _ in _field_specs(cls)[1]:
+            limit = TEXT_LIMITS.get(name, (MAX_TEXT_CHARS, ""))[0]
+            if allowed == (bool,):
+                kind = _BOOL
+            elif int in allowed:
+                kind = _INT
+            elif str in allowed and name in DECIMAL_FIELDS:
+                kind = _DECIMAL
+            elif str in allowed and name not in ADDRESS_FIELDS and name not in TIME_FIELDS:
+                kind = _TEXT
+            else:
+                kind = _OTHER
+            table.append((name, allowed, kind, limit))
+        specs = _CHECK_SPECS[cls] = tuple(table)
+    return specs
 
 
 def decode_message(data: Any) -> Message:
@@ -416,11 +643,6 @@ def decode_message(data: Any) -> Message:
             raise action_requires_proposal(kind)
         raise ProtocolError("unknown_message_type", f"unknown message type {kind!r}", field="type")
     values = _decode_fields(str(kind), cls, data, prefix="")
-    if cls is OracleUpdate:
-        prices = values["prices"]
-        if not prices or not all(isinstance(k, str) and isinstance(v, str) for k, v in prices.items()):
-            raise ProtocolError("invalid_field", "oracle_update.prices must map tickers to decimal strings",
-                                field="prices")
     if cls is SubmitProposal:
         actions = values["actions"]
         if not actions:
@@ -428,7 +650,7 @@ def decode_message(data: Any) -> Message:
         if len(actions) > MAX_ACTIONS:
             raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field="actions")
         values["actions"] = tuple(decode_action(action, index) for index, action in enumerate(actions))
-    return cls(**values)
+    return cls(**values)  # checks every field (_Checked)
 
 
 def decode_action(data: Any, index: int) -> Action:
@@ -443,7 +665,10 @@ def decode_action(data: Any, index: int) -> Action:
     values = _decode_fields(str(kind), cls, data, prefix=prefix)
     if cls is SetOracleOperators:
         values["operators"] = tuple(values["operators"])   # immutable, like a proposal's actions
-    return cls(**values)
+    try:
+        return cls(**values)  # checks every field (_Checked)
+    except ProtocolError as error:  # name the field inside the proposal
+        raise ProtocolError(error.code, error.message, field=prefix + str(error.fields.get("field"))) from None
 
 
 def canonical_action(action: Action) -> dict[str, Any]:
@@ -480,13 +705,15 @@ def _decode_fields(kind: str, cls: type, data: dict, *, prefix: str) -> dict[str
         extra = sorted(set(data) - names)
         raise ProtocolError("unknown_field", f"{kind} has no field {extra[0]!r}", field=prefix + extra[0])
     values: dict[str, Any] = {}
-    for name, allowed, refuses_bool, required in table:
+    for name, allowed, _, required in table:
         if name not in data:
             if required:
                 raise ProtocolError("missing_field", f"{kind} needs field {name!r}", field=prefix + name)
             continue
         value = data[name]
-        if not isinstance(value, allowed) or (refuses_bool and isinstance(value, bool)):
-            raise ProtocolError("invalid_field", f"{kind}.{name} has the wrong type: {value!r}", field=prefix + name)
+        # the JSON types of the other fields are checked when the message is built (check_message);
+        # these two are converted before that
+        if name in ("actions", "operators") and not isinstance(value, allowed):
+            raise ProtocolError("invalid_field", f"{kind}.{name} must be a list", field=prefix + name)
         values[name] = value
     return values

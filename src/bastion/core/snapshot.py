@@ -23,18 +23,20 @@ from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams,
+    LiquidityTier, OracleParams, OrderLimitParams,
 )
 from bastion.core.state import (
     Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
-    Position, Proposal, Rollout, State, StewardApproval, StewardBound, Subaccount,
+    Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/6"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/9"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
-#   thresholds among the governance parameters
+#   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots;
+#   8: the backstop's liquidation parameters and the liquidation stall counters
+#   9: registered stress reports
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -72,8 +74,10 @@ def state_to_document(state: State) -> dict[str, Any]:
         "conditional_orders": [_conditional_document(order) for order in state.conditional_orders.values()],
         "gtt_queue": [list(entry) for entry in state.gtt_queue],
         "liquidation_watch": [list(key) for key in state.liquidation_watch],
+        "liquidation_stalls": [[owner, number, blocks] for (owner, number), blocks in state.liquidation_stalls.items()],
         "governance": asdict(state.governance),
         "listing": asdict(state.listing),
+        "order_limits": asdict(state.order_limits),
         "proposals": [_proposal_document(p) for p in state.proposals.values()],
         "param_history": [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
                           for e in state.param_history],
@@ -86,6 +90,9 @@ def state_to_document(state: State) -> dict[str, Any]:
         "council": {"members": list(state.council.members), "threshold": state.council.threshold},
         "attestations": [[pid, member, a.report_hash, a.verdict, a.attested_ms, a.height]
                          for pid, by_member in state.attestations.items() for member, a in by_member.items()],
+        "stress_reports": [[report_hash, r.verdict, r.depletion_probability_ppm, r.var99_loss_usdc, r.es99_loss_usdc,
+                            r.insurance_funds_total_usdc, r.registered_by, r.registered_ms, r.height]
+                           for report_hash, r in state.stress_reports.items()],
         "steward_bounds": [[name, b.kind, b.max_change, b.cooldown_ms] for name, b in state.steward_bounds.items()],
         "steward_last_change_ms": list(map(list, state.steward_last_change_ms.items())),
         "steward_approvals": [[name, member, a.value, a.approved_ms, a.height]
@@ -191,6 +198,7 @@ def _build(doc: dict[str, Any]) -> State:
         state.conditional_orders[order.order_id] = order
     state.gtt_queue = [(good_til, order_id, ticker) for good_til, order_id, ticker in doc["gtt_queue"]]
     state.liquidation_watch = {(owner, number): None for owner, number in doc["liquidation_watch"]}
+    state.liquidation_stalls = {(owner, number): blocks for owner, number, blocks in doc["liquidation_stalls"]}
     governance = dict(doc["governance"])
     tier_docs = governance.pop("tiers")
     rules = {name: GovernanceTier(**tier_docs[name]) for name in RISK_CLASSES}
@@ -198,6 +206,9 @@ def _build(doc: dict[str, Any]) -> State:
     listing = dict(doc["listing"])
     listing_oracle = OracleParams(**listing.pop("oracle"))
     state.listing = ListingParams(oracle=listing_oracle, **listing)
+    limits = dict(doc["order_limits"])
+    state.order_limits = OrderLimitParams(
+        open_order_tiers=[[int(equity), int(count)] for equity, count in limits.pop("open_order_tiers")], **limits)
     for p in doc["proposals"]:
         plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots")}
         proposal = Proposal(**plain, actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
@@ -215,6 +226,7 @@ def _build(doc: dict[str, Any]) -> State:
     state.council = Council(tuple(doc["council"]["members"]), doc["council"]["threshold"])
     for pid, member, report_hash, verdict, attested_ms, height in doc["attestations"]:
         state.attestations.setdefault(pid, {})[member] = Attestation(report_hash, verdict, attested_ms, height)
+    state.stress_reports = {values[0]: StressReportRecord(*values[1:]) for values in doc["stress_reports"]}
     state.steward_bounds = {name: StewardBound(kind, max_change, cooldown_ms)
                             for name, kind, max_change, cooldown_ms in doc["steward_bounds"]}
     state.steward_last_change_ms = {name: last_ms for name, last_ms in doc["steward_last_change_ms"]}

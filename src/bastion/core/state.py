@@ -10,9 +10,10 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
 rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
-council's ``("council",)``, ``("attestation", proposal id, member)``, ``("steward_bound", name)``,
+council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``, ``("steward_bound", name)``,
 ``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
-and ``("listing",)`` (the listing parameters, ``bastion.core.actions``).
+and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), and ``("order_limits",)``
+(the anti-spam order limits, ``bastion.core.orders``).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from bastion.core.params import (
     ListingParams,
     LiquidityTier,
     OracleParams,
+    OrderLimitParams,
 )
 
 CROSS: Final = "cross"
@@ -41,6 +43,7 @@ PAUSED: Final = "paused"
 MARKET_STATUSES: Final = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
 
 SUBACCOUNT_NUMBERS: Final = range(128)
+MAX_ORDER_LOTS: Final = 2**63 - 1          # a market's max_order_lots when genesis sets none (sizes stay int64)
 
 
 class Position:
@@ -137,6 +140,7 @@ class Market:
     status: str
     oracle_params: OracleParams
     oracle_price: int                      # ticks
+    max_order_lots: int = MAX_ORDER_LOTS   # the largest order size (governed, ``set_market_params.max_order_size``)
     stale: bool = False
     submissions: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator -> (ticks, ms)
     open_interest: int = 0                 # lots, sum of long sizes
@@ -206,8 +210,8 @@ class ParamHistoryEntry:
     """One change of a governed parameter (``bastion.core.governance.change_param``)."""
 
     name: str                              # dotted path, e.g. markets.BTC-USD.tier_id
-    old: int | str | list[str] | None      # a list for oracle_operators (addresses, sorted)
-    new: int | str | list[str] | None
+    old: int | str | list | None           # a list for oracle_operators (addresses, sorted) and open_order_tiers
+    new: int | str | list | None
     height: int
     source: ParamSource
 
@@ -284,6 +288,21 @@ class Attestation:
 
 
 @dataclass(frozen=True, slots=True)
+class StressReportRecord:
+    """A stress report registered on chain (``register_stress_report``): its verdict and headline
+    figures, before any council member may attest it."""
+
+    verdict: str                           # pass | fail
+    depletion_probability_ppm: int
+    var99_loss_usdc: int
+    es99_loss_usdc: int
+    insurance_funds_total_usdc: int
+    registered_by: str                     # the council member that registered it
+    registered_ms: int                     # block time
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
 class StewardBound:
     """How far and how often the council may move one governed parameter without a vote."""
 
@@ -336,11 +355,13 @@ class State:
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
     listing: ListingParams = field(default_factory=ListingParams)  # the default listing path (core.actions)
+    order_limits: OrderLimitParams = field(default_factory=OrderLimitParams)  # anti-spam (core.orders)
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     rollouts: dict[int, Rollout] = field(default_factory=dict)  # by id, in creation order
     council: Council = field(default_factory=Council)
     attestations: dict[str, dict[str, Attestation]] = field(default_factory=dict)  # proposal id -> member -> latest
+    stress_reports: dict[str, StressReportRecord] = field(default_factory=dict)  # report hash -> record, in order
     steward_bounds: dict[str, StewardBound] = field(default_factory=dict)  # parameter name -> bound
     steward_last_change_ms: dict[str, int] = field(default_factory=dict)  # parameter name -> last steward change
     steward_approvals: dict[str, dict[str, StewardApproval]] = field(default_factory=dict)  # name -> member -> latest
@@ -348,6 +369,8 @@ class State:
     guardian: Guardian = field(default_factory=Guardian)
     pauses: dict[PauseKey, Pause] = field(default_factory=dict)  # guardian pauses, in start order
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
+    # consecutive blocks in which a liquidatable subaccount's liquidation reduced nothing (core.liquidation)
+    liquidation_stalls: dict[tuple[str, int], int] = field(default_factory=dict)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
     leaf_hashes: dict[tuple, int] = field(default_factory=dict)

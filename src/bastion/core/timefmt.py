@@ -10,7 +10,8 @@ import re
 
 from bastion.core.errors import ProtocolError
 
-_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?(?:Z|\+00:00)$", re.ASCII)
+# matched with fullmatch (the whole string: ``$`` would also match before a final "\n"), ASCII digits
+_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?(?:Z|\+00:00)", re.ASCII)
 _MS_PER_DAY = 86_400_000
 
 
@@ -37,7 +38,7 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
 
 def parse_iso_ms(text: object, *, field: str) -> int:
     """``"2026-01-01T00:00:00Z"`` -> milliseconds since 1970-01-01T00:00:00Z (UTC only)."""
-    match = _ISO.match(text) if isinstance(text, str) else None
+    match = _ISO.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ProtocolError("invalid_time", f"{field} must be an ISO-8601 UTC time like 2026-01-01T00:00:00Z",
                             field=field)

@@ -29,7 +29,7 @@ from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, media
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
     ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, CouncilAttest, Delegate, Deposit, Execute, GuardianPause,
-    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, SetLeverage, SetMarginMode,
+    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, RegisterStressReport, SetLeverage, SetMarginMode,
     StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.state import State
@@ -61,6 +61,7 @@ HANDLERS: dict[type, Handler] = {
     GuardianUnpause: guardian.guardian_unpause,
     GuardianVeto: governance.guardian_veto,
     CouncilAttest: council.council_attest,
+    RegisterStressReport: council.register_stress_report,
     StewardChange: council.steward_change,
 }
 
@@ -100,6 +101,11 @@ def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
         return {"ok": False, "code": error.code, "message": error.message}
     events.extend(tx_events)
     return {"ok": True, **extra}
+
+
+class HandlerCrash(InvariantViolation):
+    """A message handler raised something other than ``ProtocolError``: a bug. The state may be half
+    applied, so the block must not be committed (the node stops; nothing of the block is acknowledged)."""
 
 
 def update_funding(state: State, events: Events) -> None:
@@ -162,7 +168,14 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]]) -> B
     """Apply one block of authenticated ``(sender, message)`` pairs at ``time_ms``."""
     events: Events = []
     begin_block(state, time_ms, events)
-    results = [apply_tx(state, sender, msg, events) for sender, msg in txs]
+    results: list[dict] = []
+    for index, (sender, msg) in enumerate(txs):
+        try:
+            results.append(apply_tx(state, sender, msg, events))
+        except Exception as error:  # never a refusal: re-raised, naming the transaction, for the node to stop
+            raise HandlerCrash(f"block {state.height}: transaction {index} ({type(msg).__name__} from {sender}) "
+                               f"raised {type(error).__name__}: {str(error)[:200]}; the block is not committed"
+                               ) from error
     state_hash = end_block(state, events)
     return BlockResult(state.height, time_ms, state_hash, results, events)
 

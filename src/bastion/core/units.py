@@ -21,24 +21,62 @@ PPM: Final = 1_000_000
 PPM_DECIMALS: Final = 6
 MS_PER_S: Final = 1_000
 
-_DECIMAL = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]+))?$")
+# Bounds of every decimal string the protocol reads (``check_decimal_text``): generous for any real
+# amount (10**30 is far above every supply, price or size on any grid) yet small enough that no
+# parse, multiplication or comparison of one costs more than a few machine words. Checked before any
+# ``int()``, so a string of thousands of digits is refused with a code instead of reaching Python's
+# integer-string conversion limit.
+MAX_INTEGER_DIGITS: Final = 30
+MAX_FRACTION_DIGITS: Final = 30
+MAX_DECIMAL_CHARS: Final = 1 + MAX_INTEGER_DIGITS + 1 + MAX_FRACTION_DIGITS  # sign, digits, point, digits
+
+# the whole string (``fullmatch``), ASCII digits only: ``$`` would also match before a final "\n"
+_DECIMAL = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
+
+
+def check_decimal_text(text: object, *, field: str) -> re.Match[str]:
+    """The one syntax check of a decimal string: ``-?digits(.digits)?`` in ASCII, at most
+    ``MAX_INTEGER_DIGITS`` digits before the point and ``MAX_FRACTION_DIGITS`` after it.
+
+    Raises ``invalid_decimal`` (not a decimal string) or ``decimal_too_long``; returns the match
+    (groups: sign, integer digits, fraction digits or None). Message decoding calls it on every
+    decimal field at intake, and every parser below calls it again before converting.
+    """
+    if not isinstance(text, str):
+        raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {_short(text)}", field=field)
+    if len(text) > MAX_DECIMAL_CHARS:
+        raise ProtocolError("decimal_too_long", f"{field} has {len(text)} characters; a decimal has at most "
+                            f"{MAX_INTEGER_DIGITS} digits before the point and {MAX_FRACTION_DIGITS} after",
+                            field=field)
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        raise ProtocolError("invalid_decimal", f"{field} is not a decimal number: {_short(text)}", field=field)
+    frac = match.group(3)
+    if len(match.group(2)) > MAX_INTEGER_DIGITS or (frac is not None and len(frac) > MAX_FRACTION_DIGITS):
+        raise ProtocolError("decimal_too_long", f"{field} has more than {MAX_INTEGER_DIGITS} digits before the "
+                            f"point or {MAX_FRACTION_DIGITS} after it", field=field)
+    return match
+
+
+def _short(value: object) -> str:
+    """A value for an error message, cut to a readable length (never the whole of a huge input)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def parse_decimal(text: object, decimals: int, *, field: str, signed: bool = False) -> int:
     """Parse a decimal string into an integer count of ``10**-decimals`` units, exactly.
 
-    Rejects (``invalid_decimal``) anything that is not a plain decimal string, a negative value
-    unless ``signed``, and (``too_many_decimals``) any digit beyond the grid: inputs are never
-    silently rounded. ``decimals`` may be negative (one unit is then ``10**-decimals``, a power of ten
-    above one), in which case the value must be a multiple of that unit.
+    Rejects (``invalid_decimal``, ``decimal_too_long``: ``check_decimal_text``) anything that is not
+    a bounded plain decimal string, a negative value unless ``signed``, and (``too_many_decimals``)
+    any digit beyond the grid: inputs are never silently rounded. ``decimals`` may be negative (one
+    unit is then ``10**-decimals``, a power of ten above one), in which case the value must be a
+    multiple of that unit.
     """
-    if type(text) is str and decimals >= 0 and text.isascii() and text.isdigit():
+    if (type(text) is str and decimals >= 0 and len(text) <= MAX_INTEGER_DIGITS and text.isascii()
+            and text.isdigit()):
         return int(text) * 10**decimals  # fast path: a plain whole number
-    if not isinstance(text, str):
-        raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {text!r}", field=field)
-    match = _DECIMAL.match(text)
-    if match is None:
-        raise ProtocolError("invalid_decimal", f"{field} is not a decimal number: {text!r}", field=field)
+    match = check_decimal_text(text, field=field)
     sign, whole, frac = match.group(1), match.group(2), (match.group(3) or "").rstrip("0")
     if sign and not signed:
         raise ProtocolError("negative_value", f"{field} must not be negative: {text!r}", field=field)
@@ -62,10 +100,8 @@ def parse_decimal_rounded(text: object, decimals: int, *, field: str) -> int:
 
     Used only for oracle submissions (DESIGN.md section 2); the raw string is recorded by the caller.
     """
-    if not isinstance(text, str):
-        raise ProtocolError("invalid_decimal", f"{field} must be a decimal string, got {text!r}", field=field)
-    match = _DECIMAL.match(text)
-    if match is None or match.group(1):
+    match = check_decimal_text(text, field=field)
+    if match.group(1):
         raise ProtocolError("invalid_decimal", f"{field} is not a positive decimal number: {text!r}", field=field)
     whole, frac = match.group(2), match.group(3) or ""
     numerator = int(whole + frac)
@@ -78,6 +114,15 @@ def parse_decimal_rounded(text: object, decimals: int, *, field: str) -> int:
     if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2 == 1):
         quotient += 1
     return quotient
+
+
+def parse_digits(text: object, *, field: str, max_digits: int = MAX_INTEGER_DIGITS) -> int:
+    """A non-negative whole number written in 1..``max_digits`` ASCII digits (``invalid_field``
+    otherwise); for digit strings inside other syntax (a tier number in a parameter name, a fraction)."""
+    if not isinstance(text, str) or not 1 <= len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        raise ProtocolError("invalid_field", f"{field} must be 1 to {max_digits} ASCII digits, got {_short(text)}",
+                            field=field)
+    return int(text)
 
 
 def format_decimal(value: int, decimals: int) -> str:

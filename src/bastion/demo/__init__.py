@@ -6,7 +6,9 @@ may sign with the demo keys), produces blocks, and runs the bots (``bastion.demo
 oracle path, the market maker, the traders and one governance proposal in flight. A second start
 on the same directory recovers the chain from its log and submits no second proposal.
 
-Keys: ``bastion.demo.keys`` — demo keys, never use in production.
+Keys: ``bastion.demo.keys`` — demo keys, never use in production. Anyone can sign with them (the
+bridge's among them: anyone could mint demo USDC), so a demo serves only on a loopback address:
+``DemoServer`` refuses any other host (``DemoHostRefused``), as ``bastion node --demo`` does.
 """
 from __future__ import annotations
 
@@ -20,9 +22,22 @@ from bastion.demo.genesis import build_demo_genesis
 from bastion.node.blocklog import LoggedBlock
 from bastion.node.node import Node
 
-__all__ = ["DEFAULT_DATA_DIR", "DemoServer"]
+__all__ = ["DEFAULT_DATA_DIR", "DemoHostRefused", "DemoServer", "check_demo_host"]
 
 DEFAULT_DATA_DIR = Path(".bastion-demo")
+
+
+class DemoHostRefused(ValueError):
+    """A demo (public keys) was asked to serve on an address other machines can reach."""
+
+
+def check_demo_host(host: str) -> None:
+    """Refuse (``DemoHostRefused``) to serve the demo keys on a non-loopback ``host``."""
+    from bastion.api.security import is_loopback_host
+
+    if not is_loopback_host(host):
+        raise DemoHostRefused(f"the demo's keys are public (anyone could sign as its accounts and its bridge): it "
+                              f"serves only on a loopback address such as 127.0.0.1, not {host!r}")
 
 
 class DemoServer:
@@ -35,14 +50,16 @@ class DemoServer:
         import uvicorn
 
         from bastion.api.app import ApiConfig, create_app
+        from bastion.api.server import server_config
 
+        check_demo_host(host)
         self.data_dir = Path(data_dir)
         self.host, self.port, self.block_time_ms = host, port, block_time_ms
         genesis = None if (self.data_dir / "blocks.db").exists() else build_demo_genesis(time.time_ns() // 1_000_000)
         self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
         self.app = create_app(self.node, ApiConfig(demo=True))
         self.driver = DemoDriver(self.node, self.app.state.accept) if bots else None
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
+        self.server = uvicorn.Server(server_config(self.app, host, port))  # bounded connections (bastion.api.server)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
 

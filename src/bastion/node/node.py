@@ -1,7 +1,10 @@
 """A Bastion node: mempool -> block producer -> state machine -> block log + snapshots -> indexer.
 
 Life of a transaction: ``submit`` runs ``check_tx`` and queues it (the client hears "accepted",
-which promises nothing); ``produce_block`` takes up to ``max_block_txs`` in arrival order, applies
+which promises nothing; at most ``max_pending_per_sender`` per sender); ``produce_block`` takes up
+to ``max_block_txs`` in arrival order, drops those whose sender fails the ante check now
+(``bastion.core.ante``: no collateral; ``tx_status`` then answers ``refused``, and nothing of them
+is logged), applies
 them with ``Application.finalize_block`` at the block time (the node's clock, never earlier than
 the previous block), appends the block to the log in one durable transaction, and only then marks
 its transactions committed ("acknowledged": ``tx_status`` answers with the height and result).
@@ -19,10 +22,18 @@ WebSocket hub) sees the state at the durable head and never a block in flight, a
 the indexer are called for a durable block by the producer's thread: at its next ``start_block``
 or ``flush``, and in ``run`` as soon as the block is durable. ``produce_block`` is ``start_block``
 followed by ``flush`` (wait until durable, run the callbacks). A crash with a block in flight loses
-only that block, which nobody heard of. The first failed write (or snapshot) stops the node: it
-is never acknowledged, and ``start_block``, ``flush``, ``submit`` and ``run`` raise
-``NodeStopped`` from then on (restart to recover from the log). ``close`` lets the block in flight
-become durable first. The mempool has its own lock: ``submit`` never waits for a write.
+only that block, which nobody heard of. ``close`` lets the block in flight become durable first.
+The mempool has its own lock: ``submit`` never waits for a write.
+
+Fail-stop. A failed block write or fsync (disk full, I/O error) and any unexpected exception while
+applying a block stop the node before anything of that block is acknowledged: ``failure`` is set
+(``NodeStopped``, with the reason) while the state lock is still held, ``on_fatal`` is called with it
+(``bastion node`` logs one line and exits with status 4: the state in memory may be half a block
+ahead of the log, so the process must not go on serving it), and ``start_block``, ``flush``,
+``submit`` and ``run`` raise ``NodeStopped`` from then on (restart to recover from the log). A
+failed *snapshot* write is not fatal (the log is what is durable): it is reported
+(``snapshot_error``, ``on_warning``) and tried again at the next snapshot point. A block listener
+that raises (the WebSocket hub) is reported and skipped: what it serves is not consensus.
 
 Start-up (``Node(...)``) is recovery: the newest snapshot whose block hash is in the log (a
 damaged or foreign snapshot is skipped and reported), then the log after it verified link by link
@@ -55,6 +66,7 @@ import gc
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -69,7 +81,10 @@ from bastion.core.snapshot import state_to_document
 from bastion.core.state import State
 from bastion.durable import write_atomically
 from bastion.node.app import Application
-from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, SealedBlock, canonical, json_bytes, seal_block
+from bastion.core.messages import Message
+from bastion.node.blocklog import (
+    BlockLog, LoggedBlock, LogCorrupted, SealedBlock, Tx, canonical, json_bytes, seal_block,
+)
 from bastion.node.mempool import Mempool
 from bastion.node.replay import SNAPSHOT_ERRORS, SNAPSHOTS, load_snapshot, replay_range
 
@@ -95,6 +110,7 @@ def tune_garbage_collector() -> None:
 
 
 SPREAD = 8
+REFUSED_KEPT = 10_000   # refusals of the block producer remembered for tx_status
 
 
 def snapshots_to_keep(heights: list[int], newest: int, spread: int = SPREAD) -> set[int]:
@@ -165,8 +181,9 @@ def load_committed_state(data_dir: str | Path) -> tuple[State, Recovery]:
 
 
 class NodeStopped(Exception):
-    """Writing a block (or a snapshot) failed: the node stops producing and accepting transactions.
-    Nothing of the block that failed, or after it, was acknowledged; restarting recovers from the log."""
+    """Writing a block failed, or applying one raised an unexpected exception: the node stops
+    producing and accepting transactions. Nothing of the block that failed, or after it, was
+    acknowledged; restarting recovers from the log."""
 
 
 class Node:
@@ -182,9 +199,14 @@ class Node:
     def __init__(self, data_dir: str | Path, genesis: dict[str, Any] | None = None, *, max_block_txs: int = 1_000,
                  snapshot_every: int = 1_000, keep_snapshots: int = 3, clock_ms: Callable[[], int] = wall_clock_ms,
                  on_block: Callable[[LoggedBlock], None] | None = None, read_models: str | None = None,
-                 snapshot_every_txs: int = 200_000) -> None:
+                 snapshot_every_txs: int = 200_000, max_pending_per_sender: int = 1_000,
+                 on_fatal: Callable[[NodeStopped], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
-        ``"default"`` for ``DIR/readmodels.db``, or None for no indexer."""
+        ``"default"`` for ``DIR/readmodels.db``, or None for no indexer. ``max_pending_per_sender``
+        bounds one sender's transactions in the mempool (``too_many_pending``). ``on_fatal``: called
+        once, holding the state lock, when the node stops (see "Fail-stop" in the module docstring);
+        ``on_warning``: a failed snapshot write or block listener (default: printed to stderr)."""
         self.data_dir = Path(data_dir)
         (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
         self.max_block_txs = max_block_txs
@@ -194,6 +216,9 @@ class Node:
         self.keep_snapshots = keep_snapshots
         self.clock_ms = clock_ms
         self.on_block = on_block
+        self.on_fatal = on_fatal
+        self.on_warning = on_warning or _print_warning
+        self.snapshot_error: str | None = None  # the last failed snapshot write, until one succeeds
         self.block_listeners: list[Callable[[LoggedBlock], None]] = []  # e.g. the API's WebSocket hub
         self.log = BlockLog(self.data_dir / "blocks.db")
         stored = self.log.genesis()
@@ -212,7 +237,10 @@ class Node:
         head = self.log.head()
         next_arrival = 1 + max((tx.arrival for tx in head.txs), default=-1) if head is not None else 0
         self.mempool = Mempool(lambda sender, nonce: self.log.find_tx(sender, nonce) is not None,
-                               next_arrival=next_arrival, highest=self.log.max_nonces())
+                               next_arrival=next_arrival, highest=self.log.max_nonces(),
+                               max_per_sender=max_pending_per_sender)
+        # the latest transactions the block producer refused (ante check), for ``tx_status``; bounded, never logged
+        self._refused: dict[tuple[str, int], dict[str, Any]] = {}
         self.lock = threading.Condition(threading.Lock())
         self._mempool_changed = threading.Condition(threading.Lock())  # guards the mempool
         self._head_hash = self.log.genesis_hash() if head is None else head.block_hash  # of the last block applied
@@ -236,8 +264,10 @@ class Node:
     # -- transactions
     def submit(self, envelope: Any) -> dict[str, Any]:
         """``check_tx`` and queue; returns ``{"status": "accepted", ...}`` or raises ``ProtocolError``
-        (``NodeStopped`` once a write failed). Takes only the mempool's lock: ``check_tx`` reads no
-        state but who the operators are, which ``finalize_block`` checks again."""
+        (``NodeStopped`` once a write failed). Takes only the mempool's lock: ``check_tx`` reads
+        the state without the state lock only where a single read is safe (the operators, the
+        lock-free ante check, ``bastion.core.ante``); ``start_block`` checks the ante exactly and
+        ``finalize_block`` everything else."""
         if self._failure is not None:
             raise self._failure
         checked = self.app.check_tx(envelope)
@@ -248,7 +278,9 @@ class Node:
         return {"status": "accepted", "sender": tx.sender, "nonce": tx.nonce, "arrival": tx.arrival}
 
     def tx_status(self, sender: str, nonce: int) -> dict[str, Any]:
-        """``committed`` (with height, index and result), ``pending`` or ``unknown``."""
+        """``committed`` (with height, index and result), ``pending``, ``refused`` (with the code and
+        message: the block producer's ante check dropped it; kept for the latest ``REFUSED_KEPT``
+        refusals only) or ``unknown``."""
         with self.lock:
             return self._tx_status(sender, nonce)
 
@@ -257,6 +289,9 @@ class Node:
         if found is None:
             with self._mempool_changed:
                 pending = self.mempool.is_pending(sender, nonce)
+                refused = None if pending else self._refused.get((sender, nonce))
+            if refused is not None:
+                return {"status": "refused", **refused}
             return {"status": "pending" if pending else "unknown"}
         height, index = found
         block = self.log.block(height)
@@ -301,22 +336,53 @@ class Node:
                 raise self._failure
             with self._mempool_changed:
                 taken = self.mempool.take(self.max_block_txs)
+            taken = self._admit(taken)
             time_ms = max(self.state.time_ms, self.clock_ms())
-            result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken])
-            app_hash = self.app.commit()
-            sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken], result.results,
-                                result.events, app_hash)
+            height = self.state.height + 1
+            try:
+                result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken])
+                app_hash = self.app.commit()
+                sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken],
+                                    result.results, result.events, app_hash)
+            except BaseException as error:  # noqa: BLE001 - the state may hold half a block: stop
+                self._stop(f"applying block {height} failed", error)
+                raise self._failure from error  # type: ignore[misc]
             self._head_hash = sealed.block.block_hash
             self._txs_since_snapshot += len(taken)
             snapshot = None
             if self.snapshot_every and (sealed.block.height % self.snapshot_every == 0
                                         or self._txs_since_snapshot >= self.snapshot_every_txs):
-                snapshot = self._snapshot_bytes()
+                try:
+                    snapshot = self._snapshot_bytes()
+                except Exception as error:  # noqa: BLE001 - no snapshot this time; the log is durable
+                    self._snapshot_failed(sealed.block.height, error)
         except BaseException:
             self.lock.release()
             raise
         self._writes.put((sealed, snapshot))  # the writer releases the lock once the block is durable
         return sealed.block.height
+
+    def _admit(self, taken: list[tuple[Tx, Message]]) -> list[tuple[Tx, Message]]:
+        """The block producer's ante check (``bastion.core.ante``, exact, on the committed state the
+        block starts from; the caller holds the state lock): a transaction whose sender has no
+        collateral now is dropped from the block and the mempool, and remembered as ``refused`` for
+        its submitter (the latest ``REFUSED_KEPT``); it is never logged or indexed."""
+        admitted, refused = [], []
+        for tx, typed in taken:
+            try:
+                self.app.check_ante(tx.sender)
+            except ProtocolError as error:
+                refused.append((tx, error))
+                continue
+            admitted.append((tx, typed))
+        if refused:
+            with self._mempool_changed:
+                for tx, error in refused:
+                    self.mempool.drop(tx)
+                    self._refused[(tx.sender, tx.nonce)] = {"code": error.code, "message": error.message}
+                    if len(self._refused) > REFUSED_KEPT:
+                        del self._refused[next(iter(self._refused))]
+        return admitted
 
     def flush(self) -> LoggedBlock | None:
         """Wait until every block started is durable and acknowledged and the writer is idle (its
@@ -347,15 +413,15 @@ class Node:
         if self._failure is None:
             try:
                 self._acknowledge(log.write(sealed), sealed)
-            except BaseException as error:  # noqa: BLE001 - the node stops on it
+            except BaseException as error:  # noqa: BLE001 - the node stops on it (fail-stop)
                 self._stop(f"writing block {sealed.block.height} failed", error)
         self.lock.notify_all()  # ``wait_committed``
         self.lock.release()
         if snapshot is not None and self._failure is None:
             try:
                 self._store_snapshot(sealed.block.height, snapshot)
-            except BaseException as error:  # noqa: BLE001 - the node stops on it
-                self._stop(f"writing the snapshot at height {sealed.block.height} failed", error)
+            except Exception as error:  # noqa: BLE001 - not fatal: the log is durable; next snapshot point
+                self._snapshot_failed(sealed.block.height, error)
 
     def _acknowledge(self, block: LoggedBlock, sealed: SealedBlock) -> None:
         """A block is durable: its transactions leave the mempool (``tx_status`` now finds them in
@@ -366,10 +432,25 @@ class Node:
         self._durable = block
         self._delivered.append(block)
 
+    @property
+    def failure(self) -> NodeStopped | None:
+        """Why the node stopped (a failed block write, an exception applying a block), or None."""
+        return self._failure
+
     def _stop(self, what: str, error: BaseException) -> None:
+        """Fail-stop, called holding the state lock: record the failure (every later call raises
+        it) and call ``on_fatal`` before anything else can read the state or acknowledge a block."""
+        if self._failure is not None:
+            return
         failure = NodeStopped(f"{what}: {error!r}")
         failure.__cause__ = error
         self._failure = failure
+        if self.on_fatal is not None:
+            self.on_fatal(failure)
+
+    def _snapshot_failed(self, height: int, error: BaseException) -> None:
+        self.snapshot_error = f"snapshot at height {height} failed: {error!r}"
+        self.on_warning(f"{self.snapshot_error} (not fatal: the log is durable; retried at the next snapshot point)")
 
     def _deliver(self) -> None:
         """Run the callbacks of the blocks made durable since the last call, in order (in the
@@ -378,15 +459,28 @@ class Node:
             block = self._delivered.popleft()
             if self.indexer is not None:
                 self.indexer.notify()
-            if self.on_block is not None:
-                self.on_block(block)
-            for listener in self.block_listeners:
-                listener(block)
+            for listener in ([self.on_block] if self.on_block is not None else []) + self.block_listeners:
+                try:
+                    listener(block)
+                except Exception as error:  # noqa: BLE001 - a reader's failure never stops the chain
+                    self.on_warning(f"block listener {getattr(listener, '__qualname__', listener)} failed at "
+                                    f"height {block.height}: {error!r}")
 
     def run(self, stop: threading.Event, block_time_ms: int = 250) -> None:
         """Produce blocks until ``stop`` is set: every ``block_time_ms``, or at once when full;
         the callbacks of each block run as soon as it is durable. Everything started is durable
-        when it returns; raises ``NodeStopped`` if a write failed."""
+        when it returns; raises ``NodeStopped`` if a write failed. Any other exception escaping
+        the loop stops the node too (fail-stop): a dead producer never looks healthy."""
+        try:
+            self._run(stop, block_time_ms)
+        except NodeStopped:
+            raise
+        except BaseException as error:  # noqa: BLE001
+            with self.lock:
+                self._stop("the block producer failed", error)
+            raise self._failure from error  # type: ignore[misc]
+
+    def _run(self, stop: threading.Event, block_time_ms: int) -> None:
         next_at = time.monotonic()
         while not stop.is_set():
             next_at += block_time_ms / 1000
@@ -426,6 +520,7 @@ class Node:
         path = directory / f"{height:012d}.json"
         with self._snapshot_files:
             write_atomically(path, data)
+            self.snapshot_error = None
             if self.keep_snapshots:
                 heights = {int(p.stem): p for p in directory.glob("*.json") if p.stem.isdigit()}
                 kept = snapshots_to_keep(sorted(heights), self.keep_snapshots)
@@ -445,6 +540,10 @@ class Node:
         if self.indexer is not None:
             self.indexer.stop()
         self.log.close()
+
+
+def _print_warning(message: str) -> None:
+    print(f"bastion node: warning: {message}", file=sys.stderr, flush=True)
 
 
 class IndexerWorker:

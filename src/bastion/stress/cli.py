@@ -5,14 +5,17 @@ attestation are still produced); 2 a usage or input error (nothing written).
 
 Standard output is one JSON object: ``report_hash``, ``verdict``, ``state_hash``,
 ``thresholds_source`` (``governance``, or ``override`` with ``--thresholds``), the files written
-and, with ``--attest``, the signed ``council_attest`` envelope under ``attestation``. With
-``--submit URL`` the report (and the baseline, with a proposal) is first uploaded to the node
-(``POST /v1/stress/reports``; the node's answers under ``uploaded``), then the attestation submitted
-(the node's answer under ``submitted``). Progress goes to standard error.
+and, with ``--attest``, the signed ``register_stress_report`` envelope under ``registration`` and
+the signed ``council_attest`` envelope under ``attestation`` (nonces ``--nonce`` and ``--nonce`` + 1).
+With ``--submit URL`` the report (and the baseline, with a proposal) is first uploaded to the node
+(``POST /v1/stress/reports``; the node's answers under ``uploaded``), then the registration
+submitted (the node's answer under ``registered``), then the attestation (the node's answer
+under ``submitted``). Progress goes to standard error.
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import typer
@@ -21,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bastion.stress.execution import describe_execution
 from bastion.stress.runner import (
-    StressInputError, StressRun, load_set, load_state, load_thresholds, run, sign_attestation,
+    StressInputError, StressRun, load_set, load_state, load_thresholds, run, sign_attestation, sign_registration,
 )
 
 errors = Console(stderr=True, soft_wrap=True)
@@ -75,12 +78,17 @@ def stress(
         if stress_run.baseline is not None:
             output["baseline_report_hash"] = stress_run.baseline.report_hash
         if private_key is not None:
-            output["attestation"] = sign_attestation(stress_run, private_key, nonce=nonce)
+            # the registration first (nonce), then the attestation (nonce + 1): the chain refuses an
+            # attestation naming a report that is not registered
+            first = time.time_ns() // 1_000 if nonce is None else nonce   # the SDK's clock nonce
+            output["registration"] = sign_registration(stress_run, private_key, nonce=first)
+            output["attestation"] = sign_attestation(stress_run, private_key, nonce=first + 1)
     except StressInputError as error:
         errors.print(f"[red]stress input error:[/red] {error}")
         raise typer.Exit(2) from None
     if submit is not None:
-        output["uploaded"], output["submitted"] = _submit(submit, stress_run, output["attestation"])
+        output["uploaded"], output["registered"], output["submitted"] = _submit(
+            submit, stress_run, output["registration"], output["attestation"])
     print(json.dumps(output, indent=2))
     errors.print(f"verdict [{'green' if stress_run.passed else 'red'}]{stress_run.verdict.upper()}[/], "
                  f"report hash {stress_run.report.report_hash}")
@@ -107,11 +115,16 @@ def _council_key(*, attest: bool, key: str | None, key_file: Path | None, propos
     return key
 
 
-def _submit(url: str, stress_run: StressRun, envelope: dict) -> tuple[dict[str, object], object]:
+def _submit(url: str, stress_run: StressRun, registration: dict,
+            envelope: dict) -> tuple[dict[str, object], object, object]:
     """Upload the report (and the baseline, with a proposal) to the node, then submit the signed
-    envelope, through the SDK: the report first, so that an attestation the node accepts always
-    has its report there to read. A refusal, a node naming another hash, or an unreachable node
-    exits 2 (with nothing submitted when an upload failed)."""
+    registration (``register_stress_report``) and the attestation, through the SDK: the report
+    first, so that an attestation the node accepts always has its report there to read, and the
+    registration before the attestation (a lower nonce of the same sender: the block applies it
+    first), which the chain requires. When another member registered the report already, the
+    registration fails in the block (``stress_report_exists``) and the attestation still counts. A
+    refusal, a node naming another hash, or an unreachable node exits 2 (with nothing submitted
+    when an upload failed)."""
     import httpx
 
     from bastion.client import BastionError, Client
@@ -128,7 +141,8 @@ def _submit(url: str, stress_run: StressRun, envelope: dict) -> tuple[dict[str, 
                     errors.print(f"[red]the node stored the {name} as {uploaded[name]['report_hash']}, "
                                  f"not {report.report_hash}:[/red] not submitting the attestation")
                     raise typer.Exit(2)
-            return uploaded, client.submit_envelope(envelope)
+            registered = client.submit_envelope(registration)
+            return uploaded, registered, client.submit_envelope(envelope)
     except BastionError as error:
         errors.print(f"[red]submission refused:[/red] {error}")
     except httpx.HTTPError as error:

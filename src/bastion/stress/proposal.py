@@ -5,7 +5,7 @@ case of the risk it allows (DESIGN.md section 10, issue 6).
 done) takes a committed state and a proposal (a ``Proposal`` of the state, its id, or a sequence of
 typed actions / action documents) and returns a new committed state:
 
-1. **The actions.** ``governance.compute_proposal_changes`` validates them against the state (the
+1. **The actions.** ``classify.classify_proposal`` validates them against the state (the
    same function as submission and execution; a ``ProtocolError`` propagates), then every change is
    applied with ``governance.change_param`` (operations such as ``insurance_transfer`` move the
    money), on a snapshot copy: the input state is never modified. A ``start_rollout`` is evaluated
@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bastion.core import governance, rollout
+from bastion.core import classify, governance, rollout
 from bastion.core.hashing import commit_state_hash
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.messages import StartRollout, canonical_action, decode_action
@@ -99,7 +99,8 @@ def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[A
     after = state_from_document(state_to_document(state))
     before_tiers = {ticker: after.tiers[m.tier_id].initial_margin_ppm for ticker, m in after.markets.items()}
     before_caps = {ticker: m.max_open_interest_lots for ticker, m in after.markets.items()}
-    changes, risk_class = governance.compute_proposal_changes(after, actions)
+    # the class the chain gives it (at execution: with every other pending proposal applied, issue 16)
+    changes, risk_class = classify.classify_proposal(after, actions, exclude=source.ref)
     first_steps = {f"markets.{a.market}.{rollout.PARAMS[a.param][0]}": a.steps for a in actions
                    if isinstance(a, StartRollout)}
     events: list[dict] = []

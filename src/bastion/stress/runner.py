@@ -206,6 +206,32 @@ def attestation_message(stress_run: StressRun) -> dict[str, str]:
             "report_hash": stress_run.report.report_hash, "verdict": stress_run.verdict}
 
 
+def registration_message(stress_run: StressRun) -> dict[str, str]:
+    """``register_stress_report`` for this run's report: its hash, verdict and headline figures
+    (the depletion probability as a ratio, VaR99 / ES99 of losses and the insurance funds' total in
+    USDC), which the chain checks against the governed thresholds before any attestation."""
+    from bastion.core.units import format_ppm, format_usdc
+
+    document = stress_run.report.document
+    summary = document["summary"]
+    return {"type": "register_stress_report", "report_hash": stress_run.report.report_hash,
+            "verdict": stress_run.verdict,
+            "depletion_probability": format_ppm(summary["depletion_probability_ppm"]),
+            "var99_loss": format_usdc(summary["var99_loss_usdc"]), "es99_loss": format_usdc(summary["es99_loss_usdc"]),
+            "insurance_funds_total": format_usdc(document["verdict"]["insurance_funds_total_usdc"])}
+
+
+def sign_registration(stress_run: StressRun, private_key: str | bytes, *, nonce: int | None = None) -> dict[str, Any]:
+    """The registration as a signed envelope (as ``sign_attestation``)."""
+    from bastion.api.signing import sign_envelope
+
+    try:
+        return sign_envelope(private_key, stress_run.chain_id, registration_message(stress_run),
+                             time.time_ns() // 1_000 if nonce is None else nonce)
+    except (ValueError, TypeError) as error:
+        raise StressInputError(f"the council key cannot sign: {error}") from None
+
+
 def sign_attestation(stress_run: StressRun, private_key: str | bytes, *, nonce: int | None = None) -> dict[str, Any]:
     """The attestation as a signed envelope (EIP-712, ``bastion.api.signing``) on the run's chain;
     ``nonce`` defaults to the clock in microseconds, as the SDK's."""

@@ -20,15 +20,17 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.api.preview import preview_order
 from bastion.api.reports import describe_gate_reports
+from bastion.api.security import REFUSAL_STATUS, check_same_origin, read_json_body
 from bastion.api.signing import DOMAIN_NAME, ENVELOPE_TYPES, SIGNING_VERSION, compute_chain_number, sign_envelope
 from bastion.api.views import (
-    describe_book, describe_concentration, describe_insurance_funds, describe_market, describe_open_orders,
+    describe_book, describe_concentration, describe_insurance_funds, describe_market,
     describe_param_history, describe_proposals, describe_subaccount, describe_tier, get_market_or_404,
+    page_open_orders,
 )
 from bastion.core import transparency
 from bastion.core.errors import ProtocolError
 from bastion.core.governance import format_governance_params
-from bastion.core.messages import normalize_address
+from bastion.core.messages import decode_message, normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
 from bastion.demo.bots import NonceClock
@@ -45,6 +47,7 @@ FAUCET_USDC = "10000"
 DEMO_WAIT_S = 5.0
 RECENT_BLOCKS = 2_400      # trades shown: fills from the last ten minutes of 250 ms blocks
 CANDLES_SHOWN = 120
+ORDERS_SHOWN = 200  # open orders shown per subaccount (the first page: GET .../orders pages the rest)
 
 
 def plotly_path() -> Path:
@@ -136,7 +139,7 @@ def mount_web(app: FastAPI) -> None:
                 for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts]
             orders = [] if owner is None else [
                 {**o, "subaccount": n} for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts
-                for o in describe_open_orders(state, state.subaccounts[(owner, n)]) if o["market"] == ticker]
+                for o in page_open_orders(state, state.subaccounts[(owner, n)], ORDERS_SHOWN)[0] if o["market"] == ticker]
             since = max(0, state.height - RECENT_BLOCKS)
         _, trades = history("fills", market=ticker, since_height=since, limit=1_000)
         _, candles = history("candles", market=ticker, resolution="1m", start_ms=None, end_ms=None)
@@ -166,7 +169,7 @@ def mount_web(app: FastAPI) -> None:
                     if sub is None:
                         continue
                     accounts.append({**describe_subaccount(state, sub), "exposure": describe_exposure(state, sub),
-                                     "orders": describe_open_orders(state, sub)})
+                                     "orders": page_open_orders(state, sub, ORDERS_SHOWN)[0]})
         chart = None
         exposures = [(f"{a['number']}:{row['market']}", row) for a in accounts for row in a["exposure"]]
         if exposures:
@@ -222,17 +225,32 @@ def mount_web(app: FastAPI) -> None:
         return render(request, "liquidations.html", "/liquidations", rows=list(reversed(rows[-200:])),
                       indexed=indexed)
 
+    def refusal(error: ProtocolError) -> JSONResponse:
+        return JSONResponse({"status": "refused", "code": error.code, "message": error.message},
+                            status_code=REFUSAL_STATUS.get(error.code, 400))
+
     # ------------------------------------------------------------------ the live preview (a fragment)
     @app.post("/ui/preview", include_in_schema=False, response_class=HTMLResponse)
-    async def preview_fragment(request: Request) -> HTMLResponse:
+    async def preview_fragment(request: Request) -> Response:
         try:
-            body = await request.json()
+            check_same_origin(request)
+            body = await read_json_body(request)
+        except ProtocolError as error:
+            return refusal(error)
+        try:
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
             owner = normalize_address(body.get("owner"), field="owner")
+            subaccount = body.get("subaccount", 0)
+            if isinstance(subaccount, str) and subaccount.isascii() and subaccount.isdigit() and len(subaccount) <= 3:
+                subaccount = int(subaccount)  # a form field's text
+            if not isinstance(subaccount, int) or isinstance(subaccount, bool) or subaccount not in SUBACCOUNT_NUMBERS:
+                raise ProtocolError("invalid_subaccount", "subaccount number must be 0..127", field="subaccount")
             with node.lock:
-                preview = preview_order(node.state, owner=owner, subaccount=int(body.get("subaccount", 0)),
+                preview = preview_order(node.state, owner=owner, subaccount=subaccount,
                                         market=str(body.get("market")), side=str(body.get("side")),
                                         size=str(body.get("size")), price=str(body.get("price")),
-                                        reduce_only=bool(body.get("reduce_only", False)))
+                                        reduce_only=body.get("reduce_only") is True)
         except ProtocolError as error:
             preview, failure = None, f"{error.code}: {error.message}"
         except (ValueError, AttributeError, TypeError):
@@ -248,19 +266,28 @@ def mount_web(app: FastAPI) -> None:
     bridge = get_demo_keys()["bridge"]
 
     async def submit_signed(private_key: str, address: str, msg: dict[str, Any]) -> Response:
-        envelope = sign_envelope(private_key, chain_id, msg, nonces.next(address))
         try:
-            accepted = accept(envelope)
+            decode_message(msg)  # bounded and encodable before it is signed (check_tx decodes it again)
+            accepted = accept(sign_envelope(private_key, chain_id, msg, nonces.next(address)))
         except ProtocolError as error:
-            return JSONResponse({"status": "refused", "code": error.code, "message": error.message}, status_code=400)
+            return refusal(error)
         status = await run_in_threadpool(node.wait_committed, accepted["sender"], accepted["nonce"], DEMO_WAIT_S)
         return JSONResponse(status)
+
+    async def read_demo_request(request: Request) -> Any:
+        """The JSON body of a same-origin request on a loopback address (``bastion.api.security``)."""
+        check_same_origin(request, loopback_only=True)
+        return await read_json_body(request)
 
     @app.post("/ui/demo/submit", include_in_schema=False)
     async def demo_submit(request: Request) -> Response:
         """Sign ``msg`` with the demo key of ``trader`` (demo key — never use in production) and submit it."""
-        body = await request.json()
-        key = demo_keys.get(body.get("trader")) if isinstance(body, dict) else None
+        try:
+            body = await read_demo_request(request)
+        except ProtocolError as error:
+            return refusal(error)
+        trader = body.get("trader") if isinstance(body, dict) else None
+        key = demo_keys.get(trader) if isinstance(trader, str) else None
         if key is None or not isinstance(body.get("msg"), dict):
             return JSONResponse({"status": "refused", "code": "invalid_request",
                                  "message": "send {trader: a demo trader's name, msg: {...}}"}, status_code=400)
@@ -269,11 +296,11 @@ def mount_web(app: FastAPI) -> None:
     @app.post("/ui/demo/faucet", include_in_schema=False)
     async def demo_faucet(request: Request) -> Response:
         """Credit FAUCET_USDC to a wallet's subaccount 0 from the demo bridge operator."""
-        body = await request.json()
         try:
+            body = await read_demo_request(request)
             address = normalize_address(body.get("address") if isinstance(body, dict) else None, field="address")
         except ProtocolError as error:
-            return JSONResponse({"status": "refused", "code": error.code, "message": error.message}, status_code=400)
+            return refusal(error)
         return await submit_signed(bridge.private_key, bridge.address,
                                    {"type": "deposit", "owner": address, "subaccount": 0, "amount": FAUCET_USDC})
 

@@ -184,7 +184,9 @@ function connectSocket() {
   socket.onopen = () => SETTINGS.subscriptions.forEach((s) => socket.send(JSON.stringify({op: "subscribe", ...s})));
   socket.onmessage = (event) => {
     const message = JSON.parse(event.data);
-    if (message.channel === "blocks") document.getElementById("height").textContent = message.height;
+    if (message.channel === "blocks" && message.height !== undefined) {
+      document.getElementById("height").textContent = message.height;  // not the subscription's acknowledgement
+    }
     if (message.channel && SETTINGS.refresh_on.includes(message.channel)) scheduleRefresh();
   };
   socket.onclose = () => setTimeout(connectSocket, 2000);
