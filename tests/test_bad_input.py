@@ -311,6 +311,7 @@ GOVERNANCE_CASES = [
     (ALICE, submit_proposal(FEE, deposit="90.000001"), "insufficient_bgov"),           # one unit above the balance
     (ALICE, submit_proposal(FEE, deposit="85"), "below_proposal_threshold"),            # 5 votes left < 10
     (BOB, submit_proposal(FEE), "insufficient_bgov"),                                   # BOB holds no BGOV
+    (ALICE, submit_proposal(FEE, title="fifth"), "proposer_has_live_proposal"),         # 4 live = max_live_proposals
     # submission: actions validated against the state
     (ALICE, submit_proposal({"type": "delist_market", "market": "DOGE-USD"}), "unknown_market"),
     (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "liquidity_tier": 9}),
@@ -342,6 +343,16 @@ GOVERNANCE_CASES = [
      "invalid_field"),                                                                  # a fraction like 1/3
     (ALICE, submit_proposal({"type": "set_governance_params",
                              "params": {"tiers": {"critical": {"timelock_s": 60}}}}), "laxer_higher_tier"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"max_swing_extensions": 11}}),
+     "invalid_field"),                                                                  # at most 10
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"max_swing_extensions": -1}}),
+     "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"max_live_proposals": 0}}),
+     "invalid_field"),                                                                  # at least 1
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"proposal_fee": "0.0000001"}}),
+     "too_many_decimals"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"proposal_fee": "-1"}}),
+     "negative_value"),
     # vote
     (ALICE, vote("00" * 32), "unknown_proposal"),                                       # nonexistent
     (ALICE, vote("PENDING"), "voting_not_started"),                                     # too early
@@ -366,7 +377,7 @@ GOVERNANCE_CASES = [
     (ALICE, cancel_proposal("00" * 32), "unknown_proposal"),
     (ALICE, cancel_proposal("DEFEATED"), "proposal_not_cancelable"),
     (BOB, cancel_proposal("PENDING"), "proposer_above_threshold"),                      # only the proposer, pending
-    (ALICE, cancel_proposal("ACTIVE"), "proposer_above_threshold"),                     # proposer, but not pending
+    (BOB, cancel_proposal("ACTIVE"), "proposer_above_threshold"),                       # not the proposer, active
     (BOB, cancel_proposal("QUEUED"), "proposer_above_threshold"),
     # council (this chain has none: every well-formed council message is from a non-member)
     (ALICE, without(council_attest("QUEUED"), "verdict"), "missing_field"),
@@ -383,7 +394,8 @@ GOVERNANCE_CASES = [
      "invalid_steward_bound"),
 ]
 
-GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
+GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
+              "max_live_proposals": 4,        # QUEUED, SUCCEEDED, ACTIVE and PENDING are ALICE's: a fifth is refused
               "tiers": {name: {"voting_period_blocks": 2} for name in ("risk_reducing", "neutral")}}
 
 

@@ -136,6 +136,7 @@ def describe_governance(state: State) -> dict:
                            "risk_class": p.risk_class, "status": p.status, "deposit": bgov(p.deposit_bgov),
                            "deposit_state": p.deposit_state, "snapshot_height": p.snapshot_height,
                            "deadline_height": p.deadline_height, "extended": p.extended,
+                           "swing_extensions": p.swing_extensions, "fee": bgov(p.fee_bgov),
                            "quorum_votes": bgov(compute_quorum_votes(state, p)),
                            "tally": {"yes": bgov(p.yes), "no": bgov(p.no), "abstain": bgov(p.abstain),
                                      "veto": bgov(p.veto)},

@@ -107,7 +107,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                   t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)],
                 g.guardian_max_pause_ms, g.guardian_unpause_grace_ms,
                 g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
-                g.stress_max_es99_loss_ppm_of_fund]
+                g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals]
     if kind == "guardian":  # absent while there is no guardian and no pause key was used
         guardian = state.guardian
         if guardian.address is None and not guardian.pauses_used:
@@ -132,7 +132,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
                 [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
                  r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
-                pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state]
+                pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov]
     if kind == "param_history":
         e = state.param_history[key[1]]
         return [e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]

@@ -124,7 +124,8 @@ DAY_MS: Final = 86_400_000
 class GovernanceTier:
     """Voting rules of one risk class: a higher class is never laxer than a lower one."""
 
-    quorum_ppm: int                        # of the BGOV total supply at the snapshot; all votes count
+    quorum_ppm: int                        # of the BGOV total supply at the snapshot; all votes count, or only
+                                           # yes votes for risk_increasing and critical (governance.get_quorum_count)
     approval_threshold_ppm: int            # yes / (yes + no + veto) must exceed it
     voting_period_blocks: int
     timelock_ms: int                       # block time from queueing to the earliest execution
@@ -151,6 +152,9 @@ class GovernanceParams:
     veto_threshold_numerator: int = 1                      # veto share above 1/3 vetoes
     veto_threshold_denominator: int = 3
     late_quorum_extension_blocks: int = 14_400
+    max_swing_extensions: int = 2                          # outcome flips in the final window extend at most this often
+    max_live_proposals: int = 1                            # pending/active/succeeded/queued proposals per proposer
+    proposal_fee_bgov: int = 10_000_000                    # 10 BGOV burned at every submission, never refunded
     max_rollout_steps: int = 20                            # steps of one start_rollout (bastion.core.rollout)
     guardian_max_pause_ms: int = 3 * DAY_MS                # a guardian pause lasts at most 72 h from its start
     guardian_unpause_grace_ms: int = 600_000               # the guardian may lift its pause for 10 min

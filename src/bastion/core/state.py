@@ -186,7 +186,9 @@ class Proposal:
     abstain: int = 0
     veto: int = 0
     quorum_height: int | None = None       # block in which the quorum was first reached
-    extended: bool = False
+    extended: bool = False                 # the late-quorum extension was used (once)
+    swing_extensions: int = 0              # outcome-flip extensions used (at most max_swing_extensions)
+    fee_bgov: int = 0                      # the non-refundable fee burned at submission
     queued_ms: int | None = None
     closed_height: int | None = None       # block that ended it (tally, cancel, execution, expiry)
     deposit_state: str = "escrowed"        # escrowed | returned | burned
