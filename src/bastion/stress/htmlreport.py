@@ -213,7 +213,8 @@ def _summary_rows(documents: list[tuple[str, dict[str, Any]]]) -> str:
                          format_usdc(value) if key.endswith("_usdc") else str(value))
         rows.append(f"<tr><td>{html.escape(key)}</td>{''.join(f'<td>{c}</td>' for c in cells)}</tr>")
     for check in documents[-1][1]["verdict"]["checks"]:
-        rows.append(f"<tr><td>check {html.escape(check['name'])} (limit {format_ppm(check['limit_ppm'])})</td>"
+        limit = format_ppm(check["limit_ppm"]) if "limit_ppm" in check else f"{format_usdc(check['limit_usdc'])} USDC"
+        rows.append(f"<tr><td>check {html.escape(check['name'])} (limit {limit})</td>"
                     + "".join(f'<td>{"ok" if c["passed"] else "breached"}</td>'
                               for _, d in documents for c in d["verdict"]["checks"] if c["name"] == check["name"])
                     + "</tr>")
