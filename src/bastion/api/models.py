@@ -201,14 +201,15 @@ class Block(BlockHeader):
     events: list[dict[str, Any]]
 
 
-REPORT_EXAMPLE = "69361aacf2234b7a58822ed8156b8008ed22b1925ca99f132c8637b281fb595d"  # of STRESS_REPORT_EXAMPLE
+REPORT_EXAMPLE = "a7cea4620644737856cde94f4afc0387e0e3bbf9617bea3d651d2381c6f3b204"  # of STRESS_REPORT_EXAMPLE
 # a complete (two-scenario) report as ``bastion.stress.report.build_report`` writes it (tested valid)
 STRESS_REPORT_EXAMPLE: dict[str, Any] = {
     "format": "bastion-stress-report/2",
     "inputs": {"state_hash": "cd" * 32, "height": 1200, "accounts": 4, "markets": ["BTC-USD"],
                "insurance_funds_usdc": [["cross", 1000000000000]],
                "scenario_set": {"name": "gate-default", "version": 1, "hash": "ef" * 32}, "seed": 7,
-               "data_hash": "01" * 32, "code": {"bastion": "0.1.0", "engine": "fast-1", "numpy": "2.3.0"}},
+               "data_hash": "01" * 32, "code": {"bastion": "0.1.0", "engine": "fast-1", "numpy": "2.3.0"},
+               "book_depth_usdc": [["BTC-USD", 0, 0, 2000000000000, 2000000000000]]},
     "scenarios": [
         {"index": 0, "name": "down-30", "kind": "shock", "steps": 1, "liquidations": 2,
          "liquidated_notional_usdc": 61500000000, "insurance_fees_usdc": 615000000, "insurance_payouts_usdc": 0,

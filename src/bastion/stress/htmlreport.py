@@ -249,6 +249,10 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries] | None, *,
     figures.append(("" if series is not None else "Liquidations and bad debt", liquidated_figure(report)))
     figures.append(("", distribution_figure("Bad debt distribution across scenarios", "bad_debt_usdc",
                                             documents)))
+    figures.append(("Losses moved onto traders", distribution_figure(
+        "Losses to traders who were not liquidated (ADL and socialisation), per scenario", "trader_loss_usdc",
+        documents)))
+    figures.append(("", distribution_figure("Backstop inventory peak per scenario", "backstop_peak_usdc", documents)))
     sections = []
     for number, (heading, figure) in enumerate(figures):
         if heading:

@@ -204,6 +204,7 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
             "scenario_set": {"name": scenario_set.name, "version": scenario_set.version,
                              "hash": scenario_set_hash(scenario_set)},
             "seed": scenario_set.seed, "data_hash": data_hash(), "code": code_version(),
+            "book_depth_usdc": book_depth_document(inputs, scenario_set),
         },
         "scenarios": [_result_document(r) for r in results],
         "summary": dataclasses.asdict(summary),
@@ -224,6 +225,16 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
             "scenarios": [_result_document(r) for r in exact_results],
             "beyond_tolerance": [problem for r in exact_results for problem in compare_results(by_index[r.index], r)]}
     return hash_report(document)
+
+
+def book_depth_document(inputs: StressInputs, scenario_set: ScenarioSet) -> list[list[Any]]:
+    """The book depth the engines assume, per market: ``[ticker, snapshot bid, snapshot ask, assumed
+    bid, assumed ask]`` in micro-USDC per 1% of price (the snapshot's resting depth within 1% of the
+    oracle, and the larger of it and the set's ``baseline_depth`` floor; a scenario's ``depth_cut``
+    then removes its share)."""
+    floor = scenario_set.engine.baseline_depth_usdc
+    return [[ticker, int(bid), int(ask), max(int(bid), floor), max(int(ask), floor)]
+            for ticker, bid, ask in zip(inputs.tickers, inputs.bid_depth_usdc, inputs.ask_depth_usdc)]
 
 
 def hash_report(document: dict[str, Any]) -> StressReport:
@@ -258,7 +269,7 @@ HASH_LENGTH: Final = 64
 MAX_DEPTH: Final = 32       # nesting of a report document (build_report writes at most about 8)
 _INPUT_TYPES: Final = {"state_hash": str, "height": int, "accounts": int, "markets": list,
                        "insurance_funds_usdc": list, "scenario_set": dict, "seed": int, "data_hash": str,
-                       "code": dict}
+                       "code": dict, "book_depth_usdc": list}
 _OPTIONAL_SECTIONS: Final = ("proposal", "baseline", "cross_check")
 
 
