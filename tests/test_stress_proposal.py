@@ -165,4 +165,4 @@ def test_halving_a_margin_fails_the_gate_and_passes_ramped_with_a_raised_fund_10
     assert_the_proof(prove(10_000, fund_today_usdc=FUND_10K[0], fund_raised_usdc=FUND_10K[1]))
 
 
-FUND_10K = (92_000_000, 120_000_000)
+FUND_10K = (100_000_000, 120_000_000)  # 92M before the backstop's unwinding costs (issue 14)
