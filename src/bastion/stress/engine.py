@@ -198,18 +198,17 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
     # takeover, before the unwinding happens: the fund's path is never above the state machine's)
     fund_loss = loss + np.ceil(unwind).astype(np.int64)
     uncovered = np.zeros(index.size, dtype=np.int64)
-    lowest_fund: dict[int, int] = {}
+    fund_before = np.zeros(index.size, dtype=np.int64)   # each pool's fund just before each event
     payouts = drawdown = bad_debt = 0
     final_funds = funds_total
     depleted = []
     for p, pool in enumerate(inputs.pools):
         events = order[pools[order] == p]
         start = int(inputs.insurance_funds[p])
-        lowest_fund[p] = start
         if events.size == 0:
             continue
-        short, lowest = _fund_sequence(start, fee[events], fund_loss[events])
-        lowest_fund[p] = lowest
+        short, lowest, balances = _fund_sequence(start, fee[events], fund_loss[events])
+        fund_before[events] = np.concatenate([[start], balances[:-1]])
         drawdown += start - min(start, lowest)
         covered = int(fund_loss[events].sum()) - int(short.sum())
         payouts += covered
@@ -218,7 +217,7 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
         uncovered[events] = short
         if short.any():
             depleted.append(pool)
-    beyond_caps, peak = _backstop(order, step, pools, taken, lowest_fund, inputs,
+    beyond_caps, peak = _backstop(order, step, pools, taken, fund_before, inputs,
                                   max(1, path.step_s * 1_000 // settings.block_ms))
     # ADL: what the backstop could not take, at the bankruptcy price: its counterparties lose the account's
     # loss in proportion; socialisation: what no fund paid. ADL volume: the larger of the two closes.
@@ -234,12 +233,13 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
 
 
 def _backstop(order: np.ndarray, step: np.ndarray, pools: np.ndarray, taken: np.ndarray,
-              lowest_fund: dict[int, int], inputs: StressInputs, blocks_per_step: int) -> tuple[np.ndarray, int]:
+              fund_before: np.ndarray, inputs: StressInputs, blocks_per_step: int) -> tuple[np.ndarray, int]:
     """The backstop takes over, in liquidation order, the notional ``taken[e, m]`` that the book could
     not absorb, up to its limits per market: ``min(backstop_max_notional, backstop_max_fund_share x
-    fund)`` with the pool's **lowest** fund of the scenario (the smallest limit it ever had), less the
-    inventory it still holds, which it sells ``backstop_unwind_portion`` a block. Returns, per event,
-    the notional beyond the limits (deleveraged) and the inventory's peak (micro-USDC, rounded up)."""
+    fund)`` with the pool's fund just before the event (``fund_before``: every earlier loss and
+    unwinding already paid, so never above the state machine's fund then), less the inventory it
+    still holds, which it sells ``backstop_unwind_portion`` a block. Returns, per event, the notional
+    beyond the limits (deleveraged) and the inventory's peak (micro-USDC, rounded up)."""
     beyond = np.zeros(step.size, dtype=np.float64)
     rows = order[taken[order].sum(axis=1) > 0]
     if rows.size == 0:
@@ -249,7 +249,6 @@ def _backstop(order: np.ndarray, step: np.ndarray, pools: np.ndarray, taken: np.
     share = backstop_param(params, "backstop_max_fund_share_ppm")
     portion = min(max(backstop_param(params, "backstop_unwind_portion_ppm"), 0), PPM) / PPM
     kept_per_step = (1.0 - portion) ** blocks_per_step
-    caps = {p: float(min(notional_cap, max(fund, 0) * share // PPM)) for p, fund in lowest_fund.items()}
     inventory = np.zeros((len(inputs.pools), taken.shape[1]), dtype=np.float64)
     peak, previous = 0.0, int(step[rows[0]])
     for r in rows:
@@ -258,7 +257,8 @@ def _backstop(order: np.ndarray, step: np.ndarray, pools: np.ndarray, taken: np.
             inventory *= kept_per_step ** (now - previous)
             previous = now
         pool = int(pools[r])
-        take = np.minimum(taken[r], np.maximum(caps[pool] - inventory[pool], 0.0))
+        cap = float(min(notional_cap, max(int(fund_before[r]), 0) * share // PPM))
+        take = np.minimum(taken[r], np.maximum(cap - inventory[pool], 0.0))
         inventory[pool] += take
         beyond[r] = float((taken[r] - take).sum())
         peak = max(peak, float(inventory.sum()))
@@ -524,12 +524,12 @@ def _slippage_ppm(values: np.ndarray, sizes: np.ndarray, step: np.ndarray, path:
     return np.minimum(settings.spread_ppm + np.ceil(impact), settings.max_slippage_ppm)
 
 
-def _fund_sequence(start: int, fees: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, int]:
+def _fund_sequence(start: int, fees: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     """A fund that receives ``fees[k]`` and pays ``losses[k]`` in order, never below zero: per event,
-    the part of the loss it could not pay, and its lowest balance (integers; the running sum
-    reflected at zero)."""
+    the part of the loss it could not pay, its lowest balance and its balance after each event
+    (integers; the running sum reflected at zero)."""
     running = start + np.cumsum(fees - losses)
     shortfall = np.maximum(0, -np.minimum.accumulate(np.minimum(running, 0)))
     uncovered = np.diff(shortfall, prepend=0)
     balances = running + shortfall
-    return uncovered, int(min(start, int(balances.min())))
+    return uncovered, int(min(start, int(balances.min()))), balances
