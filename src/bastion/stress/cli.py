@@ -35,8 +35,9 @@ def stress(
     scenarios: Path = typer.Option(None, "--scenarios", dir_okay=False,
                                    help="scenario set JSON (default: the shipped gate set)"),
     seed: int = typer.Option(None, "--seed", help="replace the scenario set's seed (changes its hash)"),
-    price_path: list[str] = typer.Option(None, "--path", help="[MARKET=]FILE.csv: OHLC candles of one market "
-                                                               "(repeatable; docs/stress.md 'Any price path')"),
+    price_path: list[str] = typer.Option(None, "--path", metavar="[MARKET=]FILE",
+                                         help="OHLC candles of one market, CSV (repeatable; docs/stress.md "
+                                              "'Any price path')"),
     thresholds: Path = typer.Option(None, "--thresholds", dir_okay=False,
                                     help="verdict thresholds JSON, overriding the state's governed ones "
                                          "(recorded in the report)"),
