@@ -334,6 +334,9 @@ class _Metrics:
                 self.payouts += max(-delta, 0)
                 pool = event["pool"]
                 self.lowest[pool] = min(self.lowest.get(pool, 0), event["insurance_fund"])
+            elif kind == "backstop_pnl":  # the backstop's realised unwinding result, into or out of its fund
+                self.fees += max(event["amount"], 0)
+                self.payouts += max(-event["amount"], 0)
             elif kind in ("backstop_takeover", "backstop_unwind"):
                 market = state.markets[event["market"]]
                 price = event["oracle_price"] if kind == "backstop_takeover" else event["price"]
