@@ -154,6 +154,9 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     if kind == "steward_approval":
         approval = state.steward_approvals.get(key[1], {}).get(key[2])
         return None if approval is None else [approval.value, approval.approved_ms, approval.height]
+    if kind == "nonces":
+        record = state.nonces.get(key[1])
+        return None if record is None else [record.floor, record.last_ms, list(record.used)]
     # one (height, value) checkpoint per leaf: a change never rehashes the history before it
     if kind == "votes":
         checkpoints = state.vote_checkpoints.get(key[1], [])
@@ -287,6 +290,8 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     for name, approvals in state.steward_approvals.items():
         for member in approvals:
             yield ("steward_approval", name, member)
+    for sender in state.nonces:
+        yield ("nonces", sender)
 
 
 def compute_state_hash_full(state: State) -> str:

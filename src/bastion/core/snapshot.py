@@ -21,20 +21,21 @@ from bastion.core.book import Order
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import ACTION_NAMES, decode_action
+from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
     LiquidityTier, OracleParams,
 )
 from bastion.core.state import (
-    Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
+    Attestation, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
     Position, Proposal, Rollout, State, StewardApproval, StewardBound, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/6"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/7"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
-#   thresholds among the governance parameters
+#   thresholds among the governance parameters; 7: each sender's spent nonces (core.nonces)
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -91,6 +92,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "steward_approvals": [[name, member, a.value, a.approved_ms, a.height]
                               for name, by_member in state.steward_approvals.items()
                               for member, a in by_member.items()],
+        "nonces": [[sender, r.floor, r.last_ms, list(r.used)] for sender, r in state.nonces.items()],
     }
 
 
@@ -220,6 +222,8 @@ def _build(doc: dict[str, Any]) -> State:
     state.steward_last_change_ms = {name: last_ms for name, last_ms in doc["steward_last_change_ms"]}
     for name, member, value, approved_ms, height in doc["steward_approvals"]:
         state.steward_approvals.setdefault(name, {})[member] = StewardApproval(value, approved_ms, height)
+    state.nonces = {sender: NonceRecord(floor, last_ms, list(used)) for sender, floor, last_ms, used in doc["nonces"]}
+    rebuild_nonce_expiry(state)
     return state
 
 

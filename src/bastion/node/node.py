@@ -302,7 +302,8 @@ class Node:
             with self._mempool_changed:
                 taken = self.mempool.take(self.max_block_txs)
             time_ms = max(self.state.time_ms, self.clock_ms())
-            result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken])
+            result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken],
+                                             [tx.nonce for tx, _ in taken])
             app_hash = self.app.commit()
             sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken], result.results,
                                 result.events, app_hash)

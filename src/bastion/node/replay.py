@@ -76,7 +76,7 @@ def replay_block(state: State, block: LoggedBlock, txs: list[Tx], *, check_roots
         typed = [(tx.sender, decode_message(tx.msg)) for tx in txs]
     except ProtocolError as error:
         raise ReplayDivergence(block.height, "transaction", "a message check_tx accepted", str(error)) from error
-    result = apply_block(state, block.time_ms, typed)
+    result = apply_block(state, block.time_ms, typed, [tx.nonce for tx in txs])
     if result.height != block.height:
         raise ReplayDivergence(block.height, "height", str(block.height), str(result.height))
     if check_roots:
