@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections.abc import Iterator
 from dataclasses import fields
 from typing import Final
@@ -34,7 +35,6 @@ from bastion.core.messages import ACTION_NAMES
 from bastion.core.params import RISK_CLASSES
 from bastion.core.state import State
 
-_MOD: Final = 1 << 256
 # keys sorted: an action field holding an object (set_governance_params.params, set_steward_bounds.bounds,
 # list_market.oracle) must hash the same after a snapshot's JSON round trip, which sorts keys
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
@@ -183,10 +183,32 @@ def _sorted_keys(value: object) -> object:
     return value
 
 
-def leaf_digest(key: tuple, value: list) -> int:
-    """The digest of a leaf from its generic value (the definition; see ``_leaf_bytes`` for the fast path)."""
-    data = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
-    return int.from_bytes(hashlib.sha256(data).digest(), "big")
+def leaf_encoding(key: tuple, value: list) -> bytes:
+    """A leaf's bytes, the definition: compact ASCII JSON of the key, a zero byte, compact ASCII JSON
+    of the value (``_leaf_bytes`` is the fast path to the same bytes)."""
+    return _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
+
+
+def leaf_digest(key: tuple, value: list) -> bytes:
+    """SHA-256 of a leaf's encoding (what ``State.leaf_hashes`` keeps per leaf)."""
+    return hashlib.sha256(leaf_encoding(key, value)).digest()
+
+
+LANES: Final = 1024                # 16-bit lanes of a lattice hash vector
+VECTOR_BYTES: Final = 2 * LANES
+_LEAF_DOMAIN: Final = b"bastion/leaf/v2"
+_STATE_DOMAIN: Final = b"bastion/state/v2"
+
+
+def leaf_vector_bytes(digest: bytes) -> bytes:
+    """A leaf's lattice-hash vector: SHAKE256("bastion/leaf/v2" || leaf digest), 2048 bytes, read as
+    1024 little-endian 16-bit lanes."""
+    return hashlib.shake_256(_LEAF_DOMAIN + digest).digest(VECTOR_BYTES)
+
+
+def commitment(vector: bytes) -> str:
+    """The state hash of a lane-sum vector: SHA-256("bastion/state/v2" || the 2048 bytes), hex."""
+    return hashlib.sha256(_STATE_DOMAIN + vector).hexdigest()
 
 
 _BOOL: Final = ("false", "true")
@@ -221,26 +243,93 @@ def _leaf_bytes(state: State, key: tuple) -> bytes | None:
     return _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
 
 
-def _finish(accumulator: int) -> str:
-    return hashlib.sha256(b"bastion/state/v1" + accumulator.to_bytes(32, "big")).hexdigest()
+# Lane-wise sums with Python integers: a vector is the integer of its 2048 bytes (little-endian),
+# lane i in bits 16i..16i+15. ``_EVEN`` picks the even lanes: ``v & _EVEN`` and ``(v >> 16) & _EVEN``
+# hold the even and odd lanes each in a 32-bit slot, so up to 65,535 vectors add (or subtract, with
+# an offset) without a carry reaching the next slot; one mask at the end takes every lane mod 2**16.
+_EVEN: Final = int.from_bytes(b"\xff\xff\x00\x00" * (LANES // 2), "little")
+_ONES: Final = int.from_bytes(b"\x01\x00\x00\x00" * (LANES // 2), "little")  # 1 in every slot
+_FOLD: Final = 30_000  # vectors per slot sum before folding: base + 2 * 2**16 * count stays below 2**32
+
+
+class _LaneSum:
+    """Adds and subtracts vectors lane-wise mod 2**16 (see ``_EVEN``), in two slot sums per sign."""
+
+    __slots__ = ("plus_even", "plus_odd", "minus_even", "minus_odd", "count", "base")
+
+    def __init__(self, base: int) -> None:
+        self.base = base  # the starting vector, as an integer
+        self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
+        self.count = 0
+
+    def add(self, vector: int) -> None:
+        self.plus_even += vector & _EVEN
+        self.plus_odd += (vector >> 16) & _EVEN
+        self._counted()
+
+    def sub(self, vector: int) -> None:
+        self.minus_even += vector & _EVEN
+        self.minus_odd += (vector >> 16) & _EVEN
+        self._counted()
+
+    def _counted(self) -> None:
+        self.count += 1
+        if self.count >= _FOLD:
+            self.base = self.result()
+            self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
+            self.count = 0
+
+    def result(self) -> int:
+        """The base plus the added vectors minus the subtracted ones, lane-wise mod 2**16. Each slot
+        gets ``count * 2**16`` first, more than the subtracted lanes can take away, so no slot goes
+        negative; that offset is 0 mod 2**16."""
+        offset = (self.count << 16) * _ONES
+        base = self.base
+        even = ((base & _EVEN) + self.plus_even + offset - self.minus_even) & _EVEN
+        odd = (((base >> 16) & _EVEN) + self.plus_odd + offset - self.minus_odd) & _EVEN
+        return even | (odd << 16)
 
 
 def commit_state_hash(state: State) -> str:
-    """Rehash the leaves touched since the last commit and return the new state hash."""
-    leaf_hashes = state.leaf_hashes
-    accumulator = state.hash_accumulator
-    sha256, from_bytes = hashlib.sha256, int.from_bytes
+    """Rehash the leaves touched since the last commit and return the new state hash: for each
+    leaf whose digest changed, its old vector leaves the lane sum and its new one enters it."""
+    leaf_hashes, cache = state.leaf_hashes, state.leaf_vectors
+    fresh: dict[tuple, tuple[bytes, int]] = {}
+    lanes = _LaneSum(state.hash_accumulator)
+    sha256, shake_256, from_bytes = hashlib.sha256, hashlib.shake_256, int.from_bytes
     for key in state.dirty:
-        old = leaf_hashes.pop(key, 0)
+        old = leaf_hashes.get(key)
         data = _leaf_bytes(state, key)
-        new = 0 if data is None else from_bytes(sha256(data).digest(), "big")
-        if new:
+        new = None if data is None else sha256(data).digest()
+        if new == old:
+            continue
+        if old is not None:
+            cached = cache.get(key)
+            if cached is not None and cached[0] == old:
+                lanes.sub(cached[1])
+            else:
+                lanes.sub(from_bytes(shake_256(_LEAF_DOMAIN + old).digest(VECTOR_BYTES), "little"))
+        if new is None:
+            del leaf_hashes[key]
+        else:
             leaf_hashes[key] = new
-        accumulator += new - old  # exact integers: one reduction at the end gives the same sum
+            vector = from_bytes(shake_256(_LEAF_DOMAIN + new).digest(VECTOR_BYTES), "little")
+            lanes.add(vector)
+            if len(fresh) < _CACHED_VECTORS:
+                fresh[key] = (new, vector)
     state.dirty.clear()
-    state.hash_accumulator = accumulator % _MOD
-    state.state_hash = _finish(state.hash_accumulator)
+    for key, entry in cache.items():  # keep what this block did not replace, up to the bound
+        if len(fresh) >= _CACHED_VECTORS:
+            break
+        if key not in fresh and leaf_hashes.get(key) == entry[0]:
+            fresh[key] = entry
+    state.leaf_vectors = fresh
+    state.hash_accumulator = lanes.result()
+    state.state_hash = commitment(state.hash_accumulator.to_bytes(VECTOR_BYTES, "little"))
     return state.state_hash
+
+
+_CACHED_VECTORS: Final = 4_096  # vectors of recently written leaves kept to subtract them without a SHAKE
 
 
 def iter_leaf_keys(state: State) -> Iterator[tuple]:
@@ -295,11 +384,13 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
 
 
 def compute_state_hash_full(state: State) -> str:
-    """The state hash recomputed from every leaf, ignoring the incremental bookkeeping."""
-    accumulator = 0
+    """The state hash recomputed from every leaf with the documented encoding (``leaf_encoding``)
+    and a plain lane-by-lane sum, ignoring the incremental bookkeeping and its fast paths."""
+    lanes = [0] * LANES
     for key in iter_leaf_keys(state):
         value = serialize_leaf(state, key)
         if value is None:
             raise InvariantViolation(f"leaf {key} is listed but does not exist")
-        accumulator = (accumulator + leaf_digest(key, value)) % _MOD
-    return _finish(accumulator)
+        vector = leaf_vector_bytes(leaf_digest(key, value))
+        lanes = [(a + b) & 0xFFFF for a, b in zip(lanes, struct.unpack(f"<{LANES}H", vector))]
+    return commitment(struct.pack(f"<{LANES}H", *lanes))

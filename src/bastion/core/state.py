@@ -363,8 +363,9 @@ class State:
     nonce_expiry: list[tuple[int, str]] = field(default_factory=list)  # derived heap (ms, sender) (core.nonces)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
-    leaf_hashes: dict[tuple, int] = field(default_factory=dict)
-    hash_accumulator: int = 0
+    leaf_hashes: dict[tuple, bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding
+    hash_accumulator: int = 0  # the lane-sum vector (2048 bytes, little-endian) as an integer
+    leaf_vectors: dict[tuple, tuple[bytes, int]] = field(default_factory=dict)  # derived cache (core.hashing)
     state_hash: str = ""
 
     def touch(self, key: tuple) -> None:
