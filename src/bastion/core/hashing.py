@@ -7,19 +7,31 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
 for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
 member)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval",
-name, member)``, and ``("listing",)`` for the listing parameters)
-and a canonical value (compact JSON of ints, strings,
+name, member)``, and ``("listing",)`` for the listing parameters, and ``("nonces", sender)`` for
+each sender's spent nonces, ``bastion.core.nonces``) and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
-proposals' actions with their keys sorted). A leaf's digest
-is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
-leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
-leaves it touched (``State.touch``), and the block's state hash is
-``SHA-256("bastion/state/v1" || accumulator)``. ``compute_state_hash_full`` recomputes everything
-from scratch; tests check that both always agree.
+proposals' actions with their keys sorted). A leaf's bytes are ``leaf_encoding``: compact ASCII
+JSON of the key, a zero byte, compact ASCII JSON of the value (``_leaf_bytes`` is a faster path to
+the same bytes); its digest is their SHA-256.
 
-The sum is a commitment for replay verification and divergence detection between honest nodes.
-It is not a light-client proof structure (no inclusion proofs); a Merkle/IAVL commitment for that
-is a later adapter concern.
+The state commits to its set of leaves with a lattice hash (LtHash, as Solana's SIMD-0215): each
+leaf's digest is expanded to a vector of 1024 16-bit lanes, SHAKE256("bastion/leaf/v2" ||
+digest) read as little-endian uint16; the state's vector is the lane-wise sum of its leaves'
+vectors modulo 2**16; the state hash is SHA-256("bastion/state/v2" || the 2048 bytes of that
+vector). A block changes the sum incrementally: a leaf whose digest changed has its old vector
+subtracted and its new one added (``commit_state_hash``), so each block rehashes only the leaves it
+touched (``State.touch``). ``compute_state_hash_full`` recomputes everything from scratch with the
+documented encoding and a plain lane-by-lane sum; tests check that both always agree.
+
+Why not the former sum of SHA-256 digests modulo 2**256: finding leaves whose digests sum to a
+chosen value is a generalised birthday problem that Wagner's k-tree algorithm solves in about
+2**(2*sqrt(256)) = 2**32 work, so a snapshot could be forged to match a logged state hash. For the
+lane sum, a forgery (two different leaf sets with equal sums) is a short non-zero combination
+of random vectors in (Z/2**16)**1024 that sums to zero: the short integer solution problem in
+dimension 1024, for which lattice reduction and Wagner-style attacks cost well over 2**128 at these
+parameters (Bellare-Micciancio's additive construction with Lewi et al.'s LtHash16 parameters,
+the analysis SIMD-0215 relies on); the XOF is modelled as a random oracle and SHA-256 of the
+leaf bytes as collision-resistant. See docs/node.md for the argument and the measured cost.
 """
 from __future__ import annotations
 
@@ -214,33 +226,49 @@ def commitment(vector: bytes) -> str:
 _BOOL: Final = ("false", "true")
 
 
+def _plain(text: str) -> bool:
+    """True when compact ASCII JSON writes ``text`` as itself between quotes (nothing to escape)."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def _leaf_bytes(state: State, key: tuple) -> bytes | None:
-    """``key || 0 || value`` exactly as ``leaf_digest`` encodes it, formatted directly for the two
-    most frequent leaves (orders and subaccounts). Safe without JSON escaping because addresses are
-    lowercase hex, tickers match ``[A-Z0-9][A-Z0-9._/-]*`` (genesis checks) and the remaining
-    strings come from fixed sets; a test checks the equality on random states."""
+    """``key || 0 || value`` exactly as ``leaf_encoding`` encodes it, formatted directly for the most
+    frequent leaves (orders, subaccounts, nonces) when their strings need no JSON escaping
+    (``_plain``: addresses, tickers and the fixed words always; anything else, such as a string with
+    a newline or non-ASCII text, goes through the generic encoder). A property test checks the
+    equality on hostile strings."""
     kind = key[0]
     if kind == "order":
         o = state.markets[key[1]].book.get(key[2])
         if o is None:
             return None
-        good_til = "null" if o.good_til_ms is None else o.good_til_ms
-        return (f'["order","{key[1]}",{key[2]}]\x00[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",'
-                f'{o.number},{o.client_id},"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},'
-                f'"{o.self_trade}",{o.placed_ms}]').encode()
-    if kind == "sub":
+        if _plain(key[1] + o.owner + o.time_in_force + o.self_trade):
+            good_til = "null" if o.good_til_ms is None else o.good_til_ms
+            return (f'["order","{key[1]}",{key[2]}]\x00[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",'
+                    f'{o.number},{o.client_id},"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},'
+                    f'"{o.self_trade}",{o.placed_ms}]').encode()
+    elif kind == "sub":
         sub = state.subaccounts.get((key[1], key[2]))
         if sub is None:
             return None
-        positions = ",".join(f'["{t}",{p.size},{p.funding_index},{p.cost}]' for t, p in sorted(sub.positions.items()))
-        overrides = ",".join(f'["{t}",{v}]' for t, v in sorted(sub.imf_overrides.items()))
-        isolated = "null" if sub.isolated_market is None else f'"{sub.isolated_market}"'
-        return (f'["sub","{key[1]}",{key[2]}]\x00[{sub.balance},"{sub.mode}",{isolated},[{positions}],'
-                f'[{overrides}]]').encode()
+        if _plain("".join((key[1], sub.mode, sub.isolated_market or "", *sub.positions, *sub.imf_overrides))):
+            positions = ",".join(f'["{t}",{p.size},{p.funding_index},{p.cost}]'
+                                 for t, p in sorted(sub.positions.items()))
+            overrides = ",".join(f'["{t}",{v}]' for t, v in sorted(sub.imf_overrides.items()))
+            isolated = "null" if sub.isolated_market is None else f'"{sub.isolated_market}"'
+            return (f'["sub","{key[1]}",{key[2]}]\x00[{sub.balance},"{sub.mode}",{isolated},[{positions}],'
+                    f'[{overrides}]]').encode()
+    elif kind == "nonces":
+        record = state.nonces.get(key[1])
+        if record is None:
+            return None
+        if _plain(key[1]):
+            used = ",".join(map(str, record.used))
+            return f'["nonces","{key[1]}"]\x00[{record.floor},{record.last_ms},[{used}]]'.encode()
     value = serialize_leaf(state, key)
     if value is None:
         return None
-    return _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
+    return leaf_encoding(key, value)
 
 
 # Lane-wise sums with Python integers: a vector is the integer of its 2048 bytes (little-endian),
