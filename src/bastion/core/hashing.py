@@ -131,7 +131,9 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         return [[defaults.min_sources, defaults.max_staleness_ms, defaults.max_source_deviation_ppm,
                  defaults.max_move_per_block_ppm], listing.min_initial_margin_ppm, listing.max_open_interest_usdc]
     if kind == "proposal":
-        pr = state.proposals[key[1]]
+        pr = state.proposals.get(key[1])
+        if pr is None:
+            return None
         r = pr.rules
         return [pr.number, pr.proposer, pr.title, pr.description, [_action_value(a) for a in pr.actions], pr.deposit_bgov,
                 pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
