@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import struct
 from collections.abc import Iterator
 from dataclasses import fields
 from typing import Final
@@ -422,5 +421,5 @@ def compute_state_hash_full(state: State) -> str:
         if value is None:
             raise InvariantViolation(f"leaf {key} is listed but does not exist")
         vector = leaf_vector_bytes(leaf_digest(key, value))
-        lanes = [(a + b) & 0xFFFF for a, b in zip(lanes, struct.unpack(f"<{LANES}H", vector))]
-    return commitment(struct.pack(f"<{LANES}H", *lanes))
+        lanes = [(lane + low + (high << 8)) & 0xFFFF for lane, low, high in zip(lanes, vector[0::2], vector[1::2])]
+    return commitment(b"".join(lane.to_bytes(2, "little") for lane in lanes))
