@@ -282,3 +282,45 @@ def test_a_snapshot_forged_to_keep_the_additive_sum_is_told_apart_and_refused(tm
     assert all(owner not in {o for o, _ in recovered.state.subaccounts} for (_, owner, _), _ in forged_leaves)
     recovered.close()
 
+
+
+# ------------------------------------------------------------------ the nonce rules (bastion.core.nonces)
+def test_nonces_may_come_out_of_order_within_the_window_and_are_never_spent_twice() -> None:
+    from bastion.core.nonces import NONCE_SET_SIZE
+
+    state = build_state(make_genesis())
+    msg = decode_message(transfer(amount="1"))
+
+    def block(nonces: list[int], seconds: int = 1) -> list[str]:
+        result = apply_block(state, state.time_ms + seconds * 1_000, [(ALICE, msg)] * len(nonces), nonces)
+        assert result.state_hash == compute_state_hash_full(state)
+        return [r.get("code", "ok") for r in result.results]
+
+    assert block([7, 5, 6, 5]) == ["ok", "ok", "ok", "nonce_used"]
+    assert block(list(range(100, 100 + NONCE_SET_SIZE))) == ["ok"] * NONCE_SET_SIZE  # 5, 6, 7 pushed out
+    record = state.nonces[ALICE]
+    assert (record.floor, record.used[0], len(record.used)) == (7, 100, NONCE_SET_SIZE)
+    assert block([6, 7, 8, 99]) == ["nonce_used", "nonce_used", "ok", "ok"]  # 8 is above the floor, unused
+    assert state.subaccounts[(ALICE, 0)].balance == (100_000 - 3 - NONCE_SET_SIZE - 2) * USDC
+    insufficient = decode_message(transfer(amount="1000000"))  # refused by the handler: the nonce is spent
+    result = apply_block(state, state.time_ms + 1_000, [(ALICE, insufficient), (ALICE, msg)], [500, 500])
+    assert [r["ok"] for r in result.results] == [False, False] and result.results[1]["code"] == "nonce_used"
+
+
+def test_an_idle_sender_keeps_only_its_floor_after_a_day_of_block_time() -> None:
+    from bastion.core.nonces import NONCE_IDLE_MS
+
+    state = build_state(make_genesis())
+    msg = decode_message(transfer(amount="1"))
+    apply_block(state, state.time_ms + 1_000, [(ALICE, msg), (ALICE, msg), (BOB, msg)], [10, 30, 4])
+    start_ms = state.time_ms
+    apply_block(state, start_ms + NONCE_IDLE_MS - 1_000, [(BOB, msg)], [5])  # BOB stays active
+    assert state.nonces[ALICE].used == [10, 30]
+    apply_block(state, start_ms + NONCE_IDLE_MS, [], [])
+    alice, bob = state.nonces[ALICE], state.nonces[BOB]
+    assert (alice.floor, alice.used, bob.floor, bob.used) == (30, [], -1, [4, 5])
+    assert state.state_hash == compute_state_hash_full(state)
+    result = apply_block(state, state.time_ms + 1_000, [(ALICE, msg)] * 3, [10, 29, 31])
+    assert [r.get("code", "ok") for r in result.results] == ["nonce_used", "nonce_used", "ok"]
+    document = state_to_document(state)  # the expiry queue is rebuilt from the records
+    assert sorted(state_from_document(document).nonce_expiry) == sorted(state.nonce_expiry)
