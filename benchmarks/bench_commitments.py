@@ -72,6 +72,7 @@ def adhash(stream: list) -> None:
 
 
 def lthash(xof_name: str):  # type: ignore[no-untyped-def]
+    """``commit_state_hash``'s loop over the recorded stream, with the XOF ``xof_name``."""
     def run(stream: list) -> None:
         xof = getattr(hashlib, xof_name)
         leaves: dict[tuple, bytes] = {}
@@ -80,14 +81,13 @@ def lthash(xof_name: str):  # type: ignore[no-untyped-def]
         sha256, from_bytes, domain = hashlib.sha256, int.from_bytes, b"bastion/leaf/v2"
         for block in stream:
             lanes = hashing._LaneSum(acc)
-            fresh: dict[tuple, tuple[bytes, int]] = {}
             for key, data in block:
                 old = leaves.get(key)
                 new = None if data is None else sha256(data).digest()
                 if new == old:
                     continue
                 if old is not None:
-                    cached = cache.get(key)
+                    cached = cache.pop(key, None)
                     if cached is not None and cached[0] == old:
                         lanes.sub(cached[1])
                     else:
@@ -98,14 +98,10 @@ def lthash(xof_name: str):  # type: ignore[no-untyped-def]
                     leaves[key] = new
                     vector = from_bytes(xof(domain + new).digest(2048), "little")
                     lanes.add(vector)
-                    if len(fresh) < 4096:
-                        fresh[key] = (new, vector)
-            for key, entry in cache.items():
-                if len(fresh) >= 4096:
-                    break
-                if key not in fresh and leaves.get(key) == entry[0]:
-                    fresh[key] = entry
-            cache = fresh
+                    cache[key] = (new, vector)
+                    if len(cache) > 2 * hashing._CACHED_VECTORS:
+                        hashing._trim(cache)
+            hashing._trim(cache)
             acc = lanes.result()
             hashlib.sha256(b"bastion/state/v2" + acc.to_bytes(2048, "little")).hexdigest()
     return run

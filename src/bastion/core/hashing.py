@@ -36,6 +36,7 @@ leaf bytes as collision-resistant. See docs/node.md for the argument and the mea
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import fields
@@ -227,45 +228,49 @@ def commitment(vector: bytes) -> str:
 _BOOL: Final = ("false", "true")
 
 
-def _plain(text: str) -> bool:
-    """True when compact ASCII JSON writes ``text`` as itself between quotes (nothing to escape)."""
-    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+def _verbatim(text: str, quotes: int) -> bool:
+    """True when ``text``, compact JSON formatted by hand with ``quotes`` quote characters around its
+    strings, is what the JSON encoder writes: printable ASCII, no backslash, and no quote inside a
+    string (there would be more than ``quotes``). Otherwise a string needs escaping."""
+    return text.isascii() and text.isprintable() and "\\" not in text and text.count('"') == quotes
 
 
 def _leaf_bytes(state: State, key: tuple) -> bytes | None:
     """``key || 0 || value`` exactly as ``leaf_encoding`` encodes it, formatted directly for the most
-    frequent leaves (orders, subaccounts, nonces) when their strings need no JSON escaping
-    (``_plain``: addresses, tickers and the fixed words always; anything else, such as a string with
-    a newline or non-ASCII text, goes through the generic encoder). A property test checks the
-    equality on hostile strings."""
+    frequent leaves (orders, subaccounts, nonces) when no string in them needs JSON escaping
+    (``_verbatim``: addresses, tickers and the fixed words never do; anything else, such as a string
+    with a newline, a quote or non-ASCII text, goes through the generic encoder). A property test
+    checks the equality on hostile strings."""
     kind = key[0]
     if kind == "order":
         o = state.markets[key[1]].book.get(key[2])
         if o is None:
             return None
-        if _plain(key[1] + o.owner + o.time_in_force + o.self_trade):
-            good_til = "null" if o.good_til_ms is None else o.good_til_ms
-            return (f'["order","{key[1]}",{key[2]}]\x00[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",'
-                    f'{o.number},{o.client_id},"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},'
-                    f'"{o.self_trade}",{o.placed_ms}]').encode()
+        good_til = "null" if o.good_til_ms is None else o.good_til_ms
+        head = f'["order","{key[1]}",{key[2]}]'
+        body = (f'[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",{o.number},{o.client_id},'
+                f'"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},"{o.self_trade}",{o.placed_ms}]')
+        if _verbatim(head + body, 10):
+            return (head + "\x00" + body).encode()
     elif kind == "sub":
         sub = state.subaccounts.get((key[1], key[2]))
         if sub is None:
             return None
-        if _plain("".join((key[1], sub.mode, sub.isolated_market or "", *sub.positions, *sub.imf_overrides))):
-            positions = ",".join(f'["{t}",{p.size},{p.funding_index},{p.cost}]'
-                                 for t, p in sorted(sub.positions.items()))
-            overrides = ",".join(f'["{t}",{v}]' for t, v in sorted(sub.imf_overrides.items()))
-            isolated = "null" if sub.isolated_market is None else f'"{sub.isolated_market}"'
-            return (f'["sub","{key[1]}",{key[2]}]\x00[{sub.balance},"{sub.mode}",{isolated},[{positions}],'
-                    f'[{overrides}]]').encode()
+        positions = ",".join(f'["{t}",{p.size},{p.funding_index},{p.cost}]' for t, p in sorted(sub.positions.items()))
+        overrides = ",".join(f'["{t}",{v}]' for t, v in sorted(sub.imf_overrides.items()))
+        isolated = "null" if sub.isolated_market is None else f'"{sub.isolated_market}"'
+        head = f'["sub","{key[1]}",{key[2]}]'
+        body = f'[{sub.balance},"{sub.mode}",{isolated},[{positions}],[{overrides}]]'
+        quotes = 6 + 2 * (len(sub.positions) + len(sub.imf_overrides) + (sub.isolated_market is not None))
+        if _verbatim(head + body, quotes):
+            return (head + "\x00" + body).encode()
     elif kind == "nonces":
         record = state.nonces.get(key[1])
         if record is None:
             return None
-        if _plain(key[1]):
-            used = ",".join(map(str, record.used))
-            return f'["nonces","{key[1]}"]\x00[{record.floor},{record.last_ms},[{used}]]'.encode()
+        head = f'["nonces","{key[1]}"]'
+        if _verbatim(head, 4):
+            return f'{head}\x00[{record.floor},{record.last_ms},[{",".join(map(str, record.used))}]]'.encode()
     value = serialize_leaf(state, key)
     if value is None:
         return None
@@ -282,7 +287,8 @@ _FOLD: Final = 30_000  # vectors per slot sum before folding: base + 2 * 2**16 *
 
 
 class _LaneSum:
-    """Adds and subtracts vectors lane-wise mod 2**16 (see ``_EVEN``), in two slot sums per sign."""
+    """Adds and subtracts vectors lane-wise mod 2**16 (see ``_EVEN``), in two slot sums per sign
+    (``compute_state_hash_full`` does the same sum lane by lane; tests compare them)."""
 
     __slots__ = ("plus_even", "plus_odd", "minus_even", "minus_odd", "count", "base")
 
@@ -294,19 +300,21 @@ class _LaneSum:
     def add(self, vector: int) -> None:
         self.plus_even += vector & _EVEN
         self.plus_odd += (vector >> 16) & _EVEN
-        self._counted()
+        self.count += 1
+        if self.count >= _FOLD:
+            self.fold()
 
     def sub(self, vector: int) -> None:
         self.minus_even += vector & _EVEN
         self.minus_odd += (vector >> 16) & _EVEN
-        self._counted()
-
-    def _counted(self) -> None:
         self.count += 1
         if self.count >= _FOLD:
-            self.base = self.result()
-            self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
-            self.count = 0
+            self.fold()
+
+    def fold(self) -> None:
+        self.base = self.result()
+        self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
+        self.count = 0
 
     def result(self) -> int:
         """The base plus the added vectors minus the subtracted ones, lane-wise mod 2**16. Each slot
@@ -321,9 +329,11 @@ class _LaneSum:
 
 def commit_state_hash(state: State) -> str:
     """Rehash the leaves touched since the last commit and return the new state hash: for each
-    leaf whose digest changed, its old vector leaves the lane sum and its new one enters it."""
+    leaf whose digest changed, its old vector leaves the lane sum and its new one enters it. The
+    vectors of the ``_CACHED_VECTORS`` leaves written last are kept (``State.leaf_vectors``, oldest
+    first, checked against the leaf's digest) so that a leaf rewritten soon after needs no SHAKE to
+    subtract its old vector."""
     leaf_hashes, cache = state.leaf_hashes, state.leaf_vectors
-    fresh: dict[tuple, tuple[bytes, int]] = {}
     lanes = _LaneSum(state.hash_accumulator)
     sha256, shake_256, from_bytes = hashlib.sha256, hashlib.shake_256, int.from_bytes
     for key in state.dirty:
@@ -333,7 +343,7 @@ def commit_state_hash(state: State) -> str:
         if new == old:
             continue
         if old is not None:
-            cached = cache.get(key)
+            cached = cache.pop(key, None)
             if cached is not None and cached[0] == old:
                 lanes.sub(cached[1])
             else:
@@ -344,21 +354,26 @@ def commit_state_hash(state: State) -> str:
             leaf_hashes[key] = new
             vector = from_bytes(shake_256(_LEAF_DOMAIN + new).digest(VECTOR_BYTES), "little")
             lanes.add(vector)
-            if len(fresh) < _CACHED_VECTORS:
-                fresh[key] = (new, vector)
+            cache[key] = (new, vector)
+            if len(cache) > 2 * _CACHED_VECTORS:
+                _trim(cache)
     state.dirty.clear()
-    for key, entry in cache.items():  # keep what this block did not replace, up to the bound
-        if len(fresh) >= _CACHED_VECTORS:
-            break
-        if key not in fresh and leaf_hashes.get(key) == entry[0]:
-            fresh[key] = entry
-    state.leaf_vectors = fresh
+    _trim(cache)
     state.hash_accumulator = lanes.result()
     state.state_hash = commitment(state.hash_accumulator.to_bytes(VECTOR_BYTES, "little"))
     return state.state_hash
 
 
-_CACHED_VECTORS: Final = 4_096  # vectors of recently written leaves kept to subtract them without a SHAKE
+_CACHED_VECTORS: Final = 4_096  # vectors of recently written leaves kept (8 MB) to subtract them without a SHAKE
+
+
+def _trim(cache: dict[tuple, tuple[bytes, int]]) -> None:
+    """Drop the oldest entries beyond ``_CACHED_VECTORS`` (a dict keeps insertion order, and a leaf
+    written again was popped and re-inserted at the end)."""
+    excess = len(cache) - _CACHED_VECTORS
+    if excess > 0:
+        for key in list(itertools.islice(cache, excess)):
+            del cache[key]
 
 
 def iter_leaf_keys(state: State) -> Iterator[tuple]:
