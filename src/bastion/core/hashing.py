@@ -15,7 +15,7 @@ JSON of the key, a zero byte, compact ASCII JSON of the value (``_leaf_bytes`` i
 the same bytes); its digest is their SHA-256.
 
 The state commits to its set of leaves with a lattice hash (LtHash, as Solana's SIMD-0215): each
-leaf's digest is expanded to a vector of 1024 16-bit lanes, SHAKE256("bastion/leaf/v2" ||
+leaf's digest is expanded to a vector of 1024 16-bit lanes, SHAKE128("bastion/leaf/v2" ||
 digest) read as little-endian uint16; the state's vector is the lane-wise sum of its leaves'
 vectors modulo 2**16; the state hash is SHA-256("bastion/state/v2" || the 2048 bytes of that
 vector). A block changes the sum incrementally: a leaf whose digest changed has its old vector
@@ -31,7 +31,7 @@ of random vectors in (Z/2**16)**1024 that sums to zero: the short integer soluti
 dimension 1024, for which lattice reduction and Wagner-style attacks cost well over 2**128 at these
 parameters (Bellare-Micciancio's additive construction with Lewi et al.'s LtHash16 parameters,
 the analysis SIMD-0215 relies on); the XOF is modelled as a random oracle and SHA-256 of the
-leaf bytes as collision-resistant. See docs/node.md for the argument and the measured cost.
+leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument and the measured cost.
 """
 from __future__ import annotations
 
@@ -215,9 +215,9 @@ _STATE_DOMAIN: Final = b"bastion/state/v2"
 
 
 def leaf_vector_bytes(digest: bytes) -> bytes:
-    """A leaf's lattice-hash vector: SHAKE256("bastion/leaf/v2" || leaf digest), 2048 bytes, read as
+    """A leaf's lattice-hash vector: SHAKE128("bastion/leaf/v2" || leaf digest), 2048 bytes, read as
     1024 little-endian 16-bit lanes."""
-    return hashlib.shake_256(_LEAF_DOMAIN + digest).digest(VECTOR_BYTES)
+    return hashlib.shake_128(_LEAF_DOMAIN + digest).digest(VECTOR_BYTES)
 
 
 def commitment(vector: bytes) -> str:
@@ -335,7 +335,7 @@ def commit_state_hash(state: State) -> str:
     subtract its old vector."""
     leaf_hashes, cache = state.leaf_hashes, state.leaf_vectors
     lanes = _LaneSum(state.hash_accumulator)
-    sha256, shake_256, from_bytes = hashlib.sha256, hashlib.shake_256, int.from_bytes
+    sha256, shake_128, from_bytes = hashlib.sha256, hashlib.shake_128, int.from_bytes
     for key in state.dirty:
         old = leaf_hashes.get(key)
         data = _leaf_bytes(state, key)
@@ -347,12 +347,12 @@ def commit_state_hash(state: State) -> str:
             if cached is not None and cached[0] == old:
                 lanes.sub(cached[1])
             else:
-                lanes.sub(from_bytes(shake_256(_LEAF_DOMAIN + old).digest(VECTOR_BYTES), "little"))
+                lanes.sub(from_bytes(shake_128(_LEAF_DOMAIN + old).digest(VECTOR_BYTES), "little"))
         if new is None:
             del leaf_hashes[key]
         else:
             leaf_hashes[key] = new
-            vector = from_bytes(shake_256(_LEAF_DOMAIN + new).digest(VECTOR_BYTES), "little")
+            vector = from_bytes(shake_128(_LEAF_DOMAIN + new).digest(VECTOR_BYTES), "little")
             lanes.add(vector)
             cache[key] = (new, vector)
             if len(cache) > 2 * _CACHED_VECTORS:
