@@ -45,6 +45,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI, Path, Query, Request, WebSocket
@@ -66,15 +67,15 @@ from bastion.api.signing import (
 from bastion.api.views import (
     describe_book, describe_concentration, describe_council_state, describe_guardian_state, describe_insurance_funds,
     describe_market, describe_open_orders, describe_param_history, describe_proposals, describe_rollouts,
-    describe_status, describe_subaccount, get_market_or_404, get_subaccount_or_404,
+    describe_status, describe_subaccount, get_market_or_404, get_subaccount_or_404, page_open_orders,
 )
-from bastion.api.ws import Hub, serve_connection
+from bastion.api.ws import Hub, HubLimits, serve_connection
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import format_decimal, format_ppm, format_usdc
-from bastion.node.node import Node, wall_clock_ms
+from bastion.node.node import Node, NodeStopped, wall_clock_ms
 from bastion.node.readmodels import RESOLUTIONS, ReadModels, open_read_models
 from bastion.scenario import format_event
 
@@ -117,6 +118,10 @@ class ApiConfig:
     report_rate_per_s: int = 1                # stress report uploads per client address (token bucket)
     report_burst: int = 20
     demo: bool = False    # demo mode: the pages may sign with the demo keys (bastion.demo.keys)
+    ws_max_connections: int = 1_000   # WebSocket bounds (bastion.api.ws.HubLimits)
+    ws_max_per_ip: int = 50
+    ws_max_subscriptions: int = 50
+    ws_idle_s: float = 60.0
 
 
 RPC_MAX_BYTES = 65_536  # a wallet's calls are tiny
@@ -155,6 +160,30 @@ def error_response(error: ProtocolError) -> JSONResponse:
                         status_code=status, headers=headers)
 
 
+def stopped_response(failure: NodeStopped) -> JSONResponse:
+    return JSONResponse({"code": "node_stopped", "message": f"this node has stopped: {failure}", "field": None},
+                        status_code=503)
+
+
+class FailStopGuard:
+    """ASGI middleware: once the node has stopped (``Node.failure``: a failed block write, an
+    exception applying a block, a dead producer) every request is answered 503 ``node_stopped``
+    with the reason, WebSockets are refused, and nothing of the state (which may be half a block
+    ahead of the log) is served; ``bastion node`` exits at that moment anyway (fail-stop)."""
+
+    def __init__(self, app: Any, node: Node) -> None:
+        self.app, self.node = app, node
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        failure = self.node.failure
+        if failure is None or scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http":
+            await stopped_response(failure)(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1011, "reason": "node stopped"})
+
+
 class ReadModelReader:
     """The API's own connection to the read models (the indexer writes them in its process);
     one query at a time."""
@@ -185,13 +214,33 @@ SIZE_COLUMNS = {"size", "filled", "remaining", "volume_lots", "change"}
 USDC_COLUMNS = {"quote", "taker_fee", "maker_fee", "to_insurance", "amount", "volume_quote"}
 
 
-def format_row(node: Node, row: dict[str, Any]) -> dict[str, Any]:
-    """A read-model row with its amounts as decimal strings on its market's grid."""
-    market = node.state.markets.get(row.get("market"))
+def market_grid(node: Node) -> Any:
+    """What formatting needs of the state, copied in a moment under the node's lock: the markets
+    (only their decimal grids are read, and a market's grid never changes)."""
+    with node.lock:
+        return SimpleNamespace(markets=dict(node.state.markets))
+
+
+def height_seq(cursor: str | None) -> tuple[int, int] | None:
+    """The (height, seq) of a history cursor ``"H.S"`` (a ``next_cursor``), or None."""
+    if cursor is None:
+        return None
+    height, _, seq = cursor.partition(".")
+    if not (height.isascii() and seq.isascii() and height.isdigit() and seq.isdigit()
+            and len(height) <= 18 and len(seq) <= 18):
+        raise ProtocolError("invalid_cursor", "cursor must be the next_cursor of a previous page", field="cursor")
+    return int(height), int(seq)
+
+
+def format_row(node: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """A read-model row with its amounts as decimal strings on its market's grid (``node``: a node,
+    or ``market_grid``'s copy)."""
+    state = node.state if isinstance(node, Node) else node
+    market = state.markets.get(row.get("market"))
     out = {}
     for key, value in row.items():
         if key == "detail" and isinstance(value, dict):
-            value = format_event(value, node.state)
+            value = format_event(value, state)
         elif isinstance(value, int) and not isinstance(value, bool):
             if key in USDC_COLUMNS:
                 value = format_usdc(value)
@@ -216,7 +265,8 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     report_limiter = RateLimiter(config.report_rate_per_s, config.report_burst, config.clock_ms)
     reports = ReportStore(node.data_dir / REPORTS_DIRECTORY)
     reader = ReadModelReader(config.read_models_url or node.read_models_url)
-    hub = Hub(node)
+    hub = Hub(node, HubLimits(config.ws_max_connections, config.ws_max_per_ip, config.ws_max_subscriptions,
+                              config.ws_idle_s))
     node.block_listeners.append(hub.on_block)
     app = FastAPI(title="Bastion API", version="1",
                   description=(__doc__ or "").split("\n\n", 1)[0] + " Signed writes (EIP-712), public reads, "
@@ -227,7 +277,13 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["content-type"])
 
+    app.add_middleware(FailStopGuard, node=node)
+
     # ----------------------------------------------------------------- errors
+    @app.exception_handler(NodeStopped)
+    async def on_node_stopped(_: Request, error: NodeStopped) -> JSONResponse:
+        return stopped_response(error)
+
     @app.exception_handler(ProtocolError)
     async def on_protocol_error(_: Request, error: ProtocolError) -> JSONResponse:
         return error_response(error)
@@ -454,12 +510,16 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
 
     @app.get("/v1/subaccounts/{owner}/{number}/orders", response_model=models.OpenOrders, responses=not_found,
              tags=["accounts"])
-    def open_orders(owner: str, number: int = Path(**NUMBER)) -> Any:
-        """Open orders (resting, then untriggered conditional ones) from the live state."""
+    def open_orders(owner: str, number: int = Path(**NUMBER), limit: int = Query(MAX_ROWS, ge=1, le=MAX_ROWS),
+                    cursor: str | None = Query(None, max_length=32)) -> Any:
+        """Open orders from the live state: resting ones by order id, then untriggered conditional
+        ones, ``limit`` a page; ``next_cursor`` (null on the last page) is the ``cursor`` of the next
+        page. The node's lock is held only to copy the ids and describe this page."""
         owner = normalize_address(owner, field="owner")
         with node.lock:
             sub = get_subaccount_or_404(node.state, owner, number)
-            return {"height": node.state.height, "orders": describe_open_orders(node.state, sub)}
+            orders, next_cursor = page_open_orders(node.state, sub, limit, cursor)
+            return {"height": node.state.height, "orders": orders, "next_cursor": next_cursor}
 
     @app.get("/v1/insurance-funds", response_model=models.InsuranceFunds, tags=["risk"])
     def insurance_funds() -> Any:
@@ -544,10 +604,19 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
                     "results": found.results, "events": [format_event(e, node.state) for e in found.events]}
 
     # ----------------------------------------------------------------- reads: read models (history)
-    def rows(method: str, **arguments: Any) -> dict[str, Any]:
+    def rows(method: str, limit: int | None = None, **arguments: Any) -> dict[str, Any]:
+        """A page of read-model rows, formatted outside the node's lock (``market_grid``); with
+        ``limit``, ``next_cursor`` names the last row's place ((height, seq), or the order id)."""
+        if limit is not None:
+            arguments["limit"] = limit
         height, found = reader.query(method, **arguments)
-        with node.lock:
-            return {"indexed_height": height, "rows": [format_row(node, row) for row in found]}
+        grid = market_grid(node)
+        next_cursor = None
+        if limit is not None and len(found) == limit:
+            last = found[-1]
+            next_cursor = str(last["order_id"]) if method == "orders" else f"{last['height']}.{last['seq']}"
+        return {"indexed_height": height, "rows": [format_row(grid, row) for row in found],
+                "next_cursor": next_cursor}
 
     def known_market(ticker: str | None) -> None:
         if ticker is not None:
@@ -557,12 +626,14 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     def optional_owner(owner: str | None) -> str | None:
         return None if owner is None else normalize_address(owner, field="owner")
 
+    cursor_query = Query(None, max_length=48, description="the next_cursor of the previous page")
+
     @app.get("/v1/markets/{ticker}/trades", response_model=models.Rows, responses=not_found, tags=["history"])
     def trades(ticker: str, since_height: int = Query(0, ge=0, le=INT64),
-               limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
-        """Fills of the market, oldest first from ``since_height``."""
+               limit: int = Query(100, ge=1, le=MAX_ROWS), cursor: str | None = cursor_query) -> Any:
+        """Fills of the market, oldest first from ``since_height``, ``limit`` a page."""
         known_market(ticker)
-        return rows("fills", market=ticker, since_height=since_height, limit=limit)
+        return rows("fills", market=ticker, since_height=since_height, limit=limit, after=height_seq(cursor))
 
     @app.get("/v1/markets/{ticker}/candles", response_model=models.Rows, responses=not_found, tags=["history"])
     def candles(ticker: str, resolution: str = Query("1m", pattern="^(" + "|".join(RESOLUTIONS) + ")$"),
@@ -573,36 +644,52 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         return rows("candles", market=ticker, resolution=resolution, start_ms=start_ms, end_ms=end_ms)
 
     @app.get("/v1/markets/{ticker}/funding", response_model=models.Rows, responses=not_found, tags=["history"])
-    def funding(ticker: str) -> Any:
-        """Hourly funding ticks: 8-hour rate, samples, index change."""
+    def funding(ticker: str, limit: int = Query(MAX_ROWS, ge=1, le=MAX_ROWS),
+                cursor: str | None = cursor_query) -> Any:
+        """Hourly funding ticks: 8-hour rate, samples, index change; oldest first, ``limit`` a page."""
         known_market(ticker)
-        return rows("funding_ticks", market=ticker)
+        return rows("funding_ticks", market=ticker, limit=limit, after=height_seq(cursor))
 
     @app.get("/v1/orders", response_model=models.Rows, responses=not_found, tags=["history"])
     def orders(owner: str | None = None, number: int | None = Query(None, **NUMBER), market: str | None = None,
-               status: str | None = None, limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
-        """Orders and their lifecycle (newest first)."""
+               status: str | None = None, limit: int = Query(100, ge=1, le=MAX_ROWS),
+               cursor: str | None = cursor_query) -> Any:
+        """Orders and their lifecycle (newest first), ``limit`` a page."""
         known_market(market)
-        return rows("orders", owner=optional_owner(owner), number=number, market=market, status=status, limit=limit)
+        before = None
+        if cursor is not None:
+            if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+                raise ProtocolError("invalid_cursor", "cursor must be the next_cursor of a previous page",
+                                    field="cursor")
+            before = int(cursor)
+        return rows("orders", owner=optional_owner(owner), number=number, market=market, status=status, limit=limit,
+                    before=before)
 
     @app.get("/v1/fills", response_model=models.Rows, responses=not_found, tags=["history"])
     def fills(owner: str | None = None, market: str | None = None, since_height: int = Query(0, ge=0, le=INT64),
-              limit: int = Query(100, ge=1, le=MAX_ROWS)) -> Any:
-        """Fills, oldest first; ``owner`` as maker or taker."""
+              limit: int = Query(100, ge=1, le=MAX_ROWS), cursor: str | None = cursor_query) -> Any:
+        """Fills, oldest first; ``owner`` as maker or taker; ``limit`` a page."""
         known_market(market)
-        return rows("fills", owner=optional_owner(owner), market=market, since_height=since_height, limit=limit)
+        return rows("fills", owner=optional_owner(owner), market=market, since_height=since_height, limit=limit,
+                    after=height_seq(cursor))
 
     @app.get("/v1/funding-payments", response_model=models.Rows, responses=not_found, tags=["history"])
     def funding_payments(owner: str | None = None, number: int | None = Query(None, **NUMBER),
-                         market: str | None = None) -> Any:
+                         market: str | None = None, limit: int = Query(MAX_ROWS, ge=1, le=MAX_ROWS),
+                         cursor: str | None = cursor_query) -> Any:
+        """Funding payments, oldest first, ``limit`` a page."""
         known_market(market)
-        return rows("funding_payments", owner=optional_owner(owner), number=number, market=market)
+        return rows("funding_payments", owner=optional_owner(owner), number=number, market=market, limit=limit,
+                    after=height_seq(cursor))
 
     @app.get("/v1/liquidations", response_model=models.Rows, responses=not_found, tags=["history"])
-    def liquidations(owner: str | None = None, market: str | None = None) -> Any:
-        """Liquidations, deleveraging (ADL), bad debt and incomplete liquidations with their inputs."""
+    def liquidations(owner: str | None = None, market: str | None = None,
+                     limit: int = Query(MAX_ROWS, ge=1, le=MAX_ROWS), cursor: str | None = cursor_query) -> Any:
+        """Liquidations, deleveraging (ADL), bad debt and incomplete liquidations with their inputs;
+        oldest first, ``limit`` a page."""
         known_market(market)
-        return rows("liquidations", owner=optional_owner(owner), market=market)
+        return rows("liquidations", owner=optional_owner(owner), market=market, limit=limit,
+                    after=height_seq(cursor))
 
     # ----------------------------------------------------------------- preview
     @app.post("/v1/preview/order", response_model=models.Preview, responses=not_found, tags=["accounts"])

@@ -169,15 +169,20 @@ class Subaccounts(BaseModel):
 
 
 class OpenOrders(BaseModel):
+    """One page of open orders; ``next_cursor`` (null on the last page) asks for the next one."""
+
     height: int
     orders: list[dict[str, Any]]
+    next_cursor: str | None = None
 
 
 class Rows(BaseModel):
-    """Rows of a read model (history), as of ``indexed_height`` (which may lag the head by a block)."""
+    """Rows of a read model (history), as of ``indexed_height`` (which may lag the head by a block);
+    ``next_cursor`` (null on the last page) asks for the next page (``?cursor=``)."""
 
     indexed_height: int
     rows: list[dict[str, Any]]
+    next_cursor: str | None = None
 
 
 class InsuranceFunds(Open):

@@ -7,6 +7,7 @@ history (trades, candles, orders, fills, funding, liquidations) come from the re
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import asdict
 from typing import Any
 
@@ -122,31 +123,71 @@ def get_subaccount_or_404(state: State, owner: str, number: int) -> Subaccount:
 
 
 def describe_open_orders(state: State, sub: Subaccount) -> list[dict[str, Any]]:
-    """Resting orders (placement order) then untriggered conditional orders of a subaccount."""
-    out = []
-    for order_id, ticker in sub.orders.items():
-        market = state.markets[ticker]
-        order = market.book.get(order_id)
-        if order is None:
+    """Resting orders (placement order) then untriggered conditional orders of a subaccount (all
+    of them: for a bounded read, ``page_open_orders``)."""
+    return [_describe_resting(state, order_id, ticker) for order_id, ticker in sub.orders.items()
+            if state.markets[ticker].book.get(order_id) is not None] + \
+        [_describe_conditional(state, order_id, ticker) for order_id, ticker in sub.conditional_orders.items()]
+
+
+def page_open_orders(state: State, sub: Subaccount, limit: int,
+                     cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a subaccount's open orders: resting ones by order id, then untriggered
+    conditional ones by order id, at most ``limit``, after ``cursor`` (``"r<id>"`` or ``"c<id>"``,
+    the ``next_cursor`` of the previous page); returns the page and the next cursor (None at the
+    end). Costs O(n) integer copies plus ``limit`` descriptions, whatever n: the caller holds the
+    node's lock for a few milliseconds even for 200,000 orders."""
+    kind, after = parse_order_cursor(cursor)
+    out: list[dict[str, Any]] = []
+    last = ""
+    for this_kind, orders, describe in (("r", sub.orders, _describe_resting),
+                                        ("c", sub.conditional_orders, _describe_conditional)):
+        if kind == "c" and this_kind == "r":
             continue
-        out.append({"order_id": order_id, "client_id": order.client_id, "market": ticker,
-                    "side": "buy" if order.side == BUY else "sell", "price": price_text(market, order.price),
-                    "size": size_text(market, order.size), "remaining": size_text(market, order.remaining),
-                    "time_in_force": order.time_in_force, "reduce_only": order.reduce_only,
-                    "good_til": None if order.good_til_ms is None else format_iso_ms(order.good_til_ms),
-                    "status": "open" if order.remaining == order.size else "partially_filled",
-                    "trigger_price": None, "order_type": "limit"})
-    for order_id, ticker in sub.conditional_orders.items():
-        conditional = state.conditional_orders[order_id]
-        market, terms = state.markets[ticker], conditional.terms
-        out.append({"order_id": order_id, "client_id": terms.client_id, "market": ticker,
-                    "side": "buy" if terms.side == BUY else "sell", "price": price_text(market, terms.ticks),
-                    "size": size_text(market, terms.lots), "remaining": size_text(market, terms.lots),
-                    "time_in_force": terms.time_in_force, "reduce_only": terms.reduce_only,
-                    "good_til": None if terms.good_til_ms is None else format_iso_ms(terms.good_til_ms),
-                    "status": "untriggered", "trigger_price": price_text(market, conditional.trigger_ticks),
-                    "order_type": conditional.order_type})
-    return out
+        ids = sorted(orders)
+        for order_id in ids[bisect_right(ids, after) if this_kind == kind else 0:]:
+            ticker = orders[order_id]
+            if this_kind == "r" and state.markets[ticker].book.get(order_id) is None:
+                continue
+            if len(out) == limit:
+                return out, last  # more follow
+            out.append(describe(state, order_id, ticker))
+            last = f"{this_kind}{order_id}"
+    return out, None
+
+
+def parse_order_cursor(cursor: str | None) -> tuple[str, int]:
+    """``("r", -1)`` for the first page, else the kind and order id of an open-orders cursor."""
+    if cursor is None:
+        return "r", -1
+    if len(cursor) < 2 or len(cursor) > 21 or cursor[0] not in "rc" or not cursor[1:].isdigit() \
+            or not cursor[1:].isascii():
+        raise ProtocolError("invalid_cursor", "cursor must be the next_cursor of a previous page", field="cursor")
+    return cursor[0], int(cursor[1:])
+
+
+def _describe_resting(state: State, order_id: int, ticker: str) -> dict[str, Any]:
+    market = state.markets[ticker]
+    order = market.book.get(order_id)
+    return {"order_id": order_id, "client_id": order.client_id, "market": ticker,
+            "side": "buy" if order.side == BUY else "sell", "price": price_text(market, order.price),
+            "size": size_text(market, order.size), "remaining": size_text(market, order.remaining),
+            "time_in_force": order.time_in_force, "reduce_only": order.reduce_only,
+            "good_til": None if order.good_til_ms is None else format_iso_ms(order.good_til_ms),
+            "status": "open" if order.remaining == order.size else "partially_filled",
+            "trigger_price": None, "order_type": "limit"}
+
+
+def _describe_conditional(state: State, order_id: int, ticker: str) -> dict[str, Any]:
+    conditional = state.conditional_orders[order_id]
+    market, terms = state.markets[ticker], conditional.terms
+    return {"order_id": order_id, "client_id": terms.client_id, "market": ticker,
+            "side": "buy" if terms.side == BUY else "sell", "price": price_text(market, terms.ticks),
+            "size": size_text(market, terms.lots), "remaining": size_text(market, terms.lots),
+            "time_in_force": terms.time_in_force, "reduce_only": terms.reduce_only,
+            "good_til": None if terms.good_til_ms is None else format_iso_ms(terms.good_til_ms),
+            "status": "untriggered", "trigger_price": price_text(market, conditional.trigger_ticks),
+            "order_type": conditional.order_type}
 
 
 def describe_insurance_funds(state: State) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Exit codes: 0 success; 1 a scenario ran but a transaction was rejected where ``--strict`` asks
 for none, or a stress verdict fails (``bastion stress``, ``bastion.stress.cli``); 2 a malformed
 scenario file or usage error; 3 a block log that does not verify or a replay that diverges (the
-node refuses to start on it).
+node refuses to start on it); 4 the node stopped (fail-stop): a block write or fsync failed (disk
+full, I/O error) or applying a block raised an unexpected exception; nothing of that block was
+acknowledged, and a restart recovers from the log.
 """
 from __future__ import annotations
 
@@ -78,16 +80,24 @@ def node(
                                                      "(default: DIR/readmodels.db); 'none' for no indexer"),
     demo: bool = typer.Option(False, help="a demo chain (the bundled demo markets and accounts, starting now) "
                                           "in --data, default .bastion-demo"),
+    max_connections: int = typer.Option(0, min=0, help="open HTTP + WebSocket connections at most (0: the "
+                                                       "descriptor limit less a reserve for the node's files)"),
+    idle_timeout: float = typer.Option(10.0, help="seconds before a connection that sent nothing is closed"),
+    slow_reader_timeout: float = typer.Option(10.0, help="seconds a WebSocket may keep its send buffer full"),
+    ws_max_connections: int = typer.Option(1_000, help="WebSocket connections at most"),
+    ws_max_per_ip: int = typer.Option(50, help="WebSocket connections per client address"),
+    ws_max_subscriptions: int = typer.Option(50, help="subscriptions per WebSocket connection"),
+    ws_idle_timeout: float = typer.Option(60.0, help="seconds a WebSocket may stay without a subscription"),
     accept_rollback: bool = typer.Option(False, "--accept-rollback",
                                          help="start even if snapshots or the log's own records prove the log "
                                               "was longer (its lost tail is reported and given up)"),
 ) -> None:
     """Run a node: recover from DIR, produce blocks, serve the API (Ctrl-C stops)."""
+    import os
     import threading
 
-    import uvicorn
-
     from bastion.api.app import ApiConfig, create_app
+    from bastion.api.server import ConnectionLimits, raise_descriptor_limit, serve
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
     from bastion.node.node import Node, tune_garbage_collector
@@ -107,11 +117,22 @@ def node(
     if unsigned and host not in ("127.0.0.1", "localhost", "::1"):
         errors.print("[red]--unsigned[/red] trusts every sender: it serves only on a loopback address")
         raise typer.Exit(2)
+    soft_limit = raise_descriptor_limit()
+    limits = ConnectionLimits.for_descriptors(soft_limit, first_byte_timeout_s=idle_timeout,
+                                              slow_reader_s=slow_reader_timeout)
+    if max_connections:
+        limits = ConnectionLimits(min(max_connections, limits.max_connections), idle_timeout, slow_reader_timeout)
+
+    def fail_stop(failure: Exception) -> None:
+        """Fail-stop (``bastion.node.node``): one line, then exit 4 at once, acknowledging nothing more."""
+        os.write(2, f"bastion node: FATAL, stopping: {failure}\n".encode())
+        os._exit(4)
+
     try:
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
                         keep_snapshots=keep_snapshots, max_pending_per_sender=max_pending_per_sender,
                         on_block=None if quiet else _log_block,
-                        read_models=None if read_models == "none" else read_models,
+                        read_models=None if read_models == "none" else read_models, on_fatal=fail_stop,
                         accept_rollback=accept_rollback)
     except (LogCorrupted, ReplayDivergence) as error:
         errors.print(f"[red]refusing to start:[/red] {error}")
@@ -124,7 +145,8 @@ def node(
     console.print(f"chain {the_node.state.chain_id} at height {the_node.state.height} "
                   f"(snapshot {recovery.snapshot_height}, replayed {recovery.replayed_blocks} blocks / "
                   f"{recovery.replayed_txs} txs in {recovery.seconds:.2f} s); API http://{host}:{port}"
-                  f"{' (UNSIGNED: trusted local mode)' if unsigned else ''}")
+                  f"{' (UNSIGNED: trusted local mode)' if unsigned else ''}; at most {limits.max_connections} "
+                  f"connections (descriptor limit {soft_limit})")
     for skipped in recovery.skipped_snapshots:
         errors.print(f"[yellow]skipped snapshot[/yellow] {skipped}")
     if recovery.rolled_back_from is not None:
@@ -138,8 +160,10 @@ def node(
         api = create_app(the_node, ApiConfig(unsigned=unsigned, rate_per_s=rate_limit, burst=burst,
                                              ip_rate_per_s=ip_rate_limit, ip_burst=ip_burst,
                                              cors_origins=tuple(cors_origin),
-                                             verify_threads=verify_threads))
-        uvicorn.run(api, host=host, port=port, log_level="warning")
+                                             verify_threads=verify_threads, ws_max_connections=ws_max_connections,
+                                             ws_max_per_ip=ws_max_per_ip, ws_max_subscriptions=ws_max_subscriptions,
+                                             ws_idle_s=ws_idle_timeout))
+        serve(api, host, port, limits)
     finally:
         stop.set()
         producer.join()

@@ -193,17 +193,18 @@ class _Methods:
     def book(self, ticker: str, *, depth: int = 20) -> Any:
         return self._request("GET", f"/v1/markets/{ticker}/book", params={"depth": depth})
 
-    def trades(self, ticker: str, *, since_height: int = 0, limit: int = 100) -> Any:
-        return self._request("GET", f"/v1/markets/{ticker}/trades", params={"since_height": since_height,
-                                                                           "limit": limit})
+    def trades(self, ticker: str, *, since_height: int = 0, limit: int = 100, cursor: str | None = None) -> Any:
+        return self._request("GET", f"/v1/markets/{ticker}/trades", params=_drop_none(
+            {"since_height": since_height, "limit": limit, "cursor": cursor}))
 
     def candles(self, ticker: str, *, resolution: str = "1m", start_ms: int | None = None,
                 end_ms: int | None = None) -> Any:
         return self._request("GET", f"/v1/markets/{ticker}/candles",
                              params=_drop_none({"resolution": resolution, "start_ms": start_ms, "end_ms": end_ms}))
 
-    def funding(self, ticker: str) -> Any:
-        return self._request("GET", f"/v1/markets/{ticker}/funding")
+    def funding(self, ticker: str, *, limit: int | None = None, cursor: str | None = None) -> Any:
+        return self._request("GET", f"/v1/markets/{ticker}/funding",
+                             params=_drop_none({"limit": limit, "cursor": cursor}) or None)
 
     # ------------------------------------------------------------------ accounts and history
     def subaccounts(self, owner: str) -> Any:
@@ -212,26 +213,32 @@ class _Methods:
     def subaccount(self, owner: str, number: int = 0) -> Any:
         return self._request("GET", f"/v1/subaccounts/{owner}/{number}")
 
-    def open_orders(self, owner: str, number: int = 0) -> Any:
-        return self._request("GET", f"/v1/subaccounts/{owner}/{number}/orders")
+    def open_orders(self, owner: str, number: int = 0, *, limit: int | None = None, cursor: str | None = None) -> Any:
+        """One page of open orders (``{"height", "orders", "next_cursor"}``): pass the answer's
+        ``next_cursor`` as ``cursor`` for the next page (``Client.iter_pages`` walks them all)."""
+        return self._request("GET", f"/v1/subaccounts/{owner}/{number}/orders",
+                             params=_drop_none({"limit": limit, "cursor": cursor}) or None)
 
     def orders(self, *, owner: str | None = None, number: int | None = None, market: str | None = None,
-               status: str | None = None, limit: int = 100) -> Any:
+               status: str | None = None, limit: int = 100, cursor: str | None = None) -> Any:
         return self._request("GET", "/v1/orders", params=_drop_none(
-            {"owner": owner, "number": number, "market": market, "status": status, "limit": limit}))
+            {"owner": owner, "number": number, "market": market, "status": status, "limit": limit,
+             "cursor": cursor}))
 
     def fills(self, *, owner: str | None = None, market: str | None = None, since_height: int = 0,
-              limit: int = 100) -> Any:
+              limit: int = 100, cursor: str | None = None) -> Any:
         return self._request("GET", "/v1/fills", params=_drop_none(
-            {"owner": owner, "market": market, "since_height": since_height, "limit": limit}))
+            {"owner": owner, "market": market, "since_height": since_height, "limit": limit, "cursor": cursor}))
 
     def funding_payments(self, *, owner: str | None = None, number: int | None = None,
-                         market: str | None = None) -> Any:
-        return self._request("GET", "/v1/funding-payments",
-                             params=_drop_none({"owner": owner, "number": number, "market": market}))
+                         market: str | None = None, limit: int | None = None, cursor: str | None = None) -> Any:
+        return self._request("GET", "/v1/funding-payments", params=_drop_none(
+            {"owner": owner, "number": number, "market": market, "limit": limit, "cursor": cursor}))
 
-    def liquidations(self, *, owner: str | None = None, market: str | None = None) -> Any:
-        return self._request("GET", "/v1/liquidations", params=_drop_none({"owner": owner, "market": market}))
+    def liquidations(self, *, owner: str | None = None, market: str | None = None, limit: int | None = None,
+                     cursor: str | None = None) -> Any:
+        return self._request("GET", "/v1/liquidations", params=_drop_none(
+            {"owner": owner, "market": market, "limit": limit, "cursor": cursor}))
 
     def insurance_funds(self) -> Any:
         return self._request("GET", "/v1/insurance-funds")
@@ -454,6 +461,18 @@ class Client(_Methods):
             if not run.record(msg, answer):
                 break
         return run.outcome
+
+    def iter_pages(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated read, page after page: ``client.iter_pages(client.open_orders,
+        owner)`` yields each order, ``client.iter_pages(client.fills, owner=...)`` each row; each page
+        is one request, with the previous answer's ``next_cursor``."""
+        cursor = None
+        while True:
+            page = read(*args, **kwargs, cursor=cursor)
+            yield from page["orders"] if "orders" in page else page["rows"]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return
 
     @contextmanager
     def subscribe(self, *subscriptions: dict[str, Any]) -> Iterator[Subscription]:

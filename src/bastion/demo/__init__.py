@@ -35,6 +35,7 @@ class DemoServer:
         import uvicorn
 
         from bastion.api.app import ApiConfig, create_app
+        from bastion.api.server import server_config
 
         self.data_dir = Path(data_dir)
         self.host, self.port, self.block_time_ms = host, port, block_time_ms
@@ -42,7 +43,7 @@ class DemoServer:
         self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
         self.app = create_app(self.node, ApiConfig(demo=True))
         self.driver = DemoDriver(self.node, self.app.state.accept) if bots else None
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host=host, port=port, log_level="warning"))
+        self.server = uvicorn.Server(server_config(self.app, host, port))  # bounded connections (bastion.api.server)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []
 

@@ -22,10 +22,18 @@ WebSocket hub) sees the state at the durable head and never a block in flight, a
 the indexer are called for a durable block by the producer's thread: at its next ``start_block``
 or ``flush``, and in ``run`` as soon as the block is durable. ``produce_block`` is ``start_block``
 followed by ``flush`` (wait until durable, run the callbacks). A crash with a block in flight loses
-only that block, which nobody heard of. The first failed write (or snapshot) stops the node: it
-is never acknowledged, and ``start_block``, ``flush``, ``submit`` and ``run`` raise
-``NodeStopped`` from then on (restart to recover from the log). ``close`` lets the block in flight
-become durable first. The mempool has its own lock: ``submit`` never waits for a write.
+only that block, which nobody heard of. ``close`` lets the block in flight become durable first.
+The mempool has its own lock: ``submit`` never waits for a write.
+
+Fail-stop. A failed block write or fsync (disk full, I/O error) and any unexpected exception while
+applying a block stop the node before anything of that block is acknowledged: ``failure`` is set
+(``NodeStopped``, with the reason) while the state lock is still held, ``on_fatal`` is called with it
+(``bastion node`` logs one line and exits with status 4: the state in memory may be half a block
+ahead of the log, so the process must not go on serving it), and ``start_block``, ``flush``,
+``submit`` and ``run`` raise ``NodeStopped`` from then on (restart to recover from the log). A
+failed *snapshot* write is not fatal (the log is what is durable): it is reported
+(``snapshot_error``, ``on_warning``) and tried again at the next snapshot point. A block listener
+that raises (the WebSocket hub) is reported and skipped: what it serves is not consensus.
 
 Start-up (``Node(...)``) is recovery (``bastion.node.recovery``): the whole header chain verified,
 a log proven shorter than it was (a newer snapshot, index entries or the high-water mark above its
@@ -60,18 +68,17 @@ import gc
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.snapshot import state_to_document
-from bastion.core.state import State
 from bastion.durable import write_atomically
 from bastion.node.app import Application
 from bastion.core.messages import Message
@@ -120,8 +127,9 @@ def wall_clock_ms() -> int:
 
 
 class NodeStopped(Exception):
-    """Writing a block (or a snapshot) failed: the node stops producing and accepting transactions.
-    Nothing of the block that failed, or after it, was acknowledged; restarting recovers from the log."""
+    """Writing a block failed, or applying one raised an unexpected exception: the node stops
+    producing and accepting transactions. Nothing of the block that failed, or after it, was
+    acknowledged; restarting recovers from the log."""
 
 
 class Node:
@@ -138,12 +146,15 @@ class Node:
                  snapshot_every: int = 1_000, keep_snapshots: int = 3, clock_ms: Callable[[], int] = wall_clock_ms,
                  on_block: Callable[[LoggedBlock], None] | None = None, read_models: str | None = None,
                  snapshot_every_txs: int = 200_000, max_pending_per_sender: int = 1_000,
-                 accept_rollback: bool = False) -> None:
+                 on_fatal: Callable[[NodeStopped], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None, accept_rollback: bool = False) -> None:
         """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
         ``"default"`` for ``DIR/readmodels.db``, or None for no indexer. ``max_pending_per_sender``
-        bounds one sender's transactions in the mempool (``too_many_pending``). ``accept_rollback``:
-        start even if records prove the log was longer (``bastion.node.recovery``; reported in
-        ``recovery.rolled_back_from``)."""
+        bounds one sender's transactions in the mempool (``too_many_pending``). ``on_fatal``: called
+        once, holding the state lock, when the node stops (see "Fail-stop" in the module docstring);
+        ``on_warning``: a failed snapshot write or block listener (default: printed to stderr).
+        ``accept_rollback``: start even if records prove the log was longer
+        (``bastion.node.recovery``; reported in ``recovery.rolled_back_from``)."""
         self.data_dir = Path(data_dir)
         (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
         self.max_block_txs = max_block_txs
@@ -153,6 +164,9 @@ class Node:
         self.keep_snapshots = keep_snapshots
         self.clock_ms = clock_ms
         self.on_block = on_block
+        self.on_fatal = on_fatal
+        self.on_warning = on_warning or _print_warning
+        self.snapshot_error: str | None = None  # the last failed snapshot write, until one succeeds
         self.block_listeners: list[Callable[[LoggedBlock], None]] = []  # e.g. the API's WebSocket hub
         self.log = BlockLog(self.data_dir / "blocks.db")
         stored = self.log.genesis()
@@ -273,17 +287,25 @@ class Node:
                 taken = self.mempool.take(self.max_block_txs)
             taken = self._admit(taken)
             time_ms = max(self.state.time_ms, self.clock_ms())
-            result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken],
-                                             [tx.nonce for tx, _ in taken])
-            app_hash = self.app.commit()
-            sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken], result.results,
-                                result.events, app_hash)
+            height = self.state.height + 1
+            try:
+                result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken],
+                                                 [tx.nonce for tx, _ in taken])
+                app_hash = self.app.commit()
+                sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken],
+                                    result.results, result.events, app_hash)
+            except BaseException as error:  # noqa: BLE001 - the state may hold half a block: stop
+                self._stop(f"applying block {height} failed", error)
+                raise self._failure from error  # type: ignore[misc]
             self._head_hash = sealed.block.block_hash
             self._txs_since_snapshot += len(taken)
             snapshot = None
             if self.snapshot_every and (sealed.block.height % self.snapshot_every == 0
                                         or self._txs_since_snapshot >= self.snapshot_every_txs):
-                snapshot = self._snapshot_bytes()
+                try:
+                    snapshot = self._snapshot_bytes()
+                except Exception as error:  # noqa: BLE001 - no snapshot this time; the log is durable
+                    self._snapshot_failed(sealed.block.height, error)
         except BaseException:
             self.lock.release()
             raise
@@ -341,15 +363,15 @@ class Node:
         if self._failure is None:
             try:
                 self._acknowledge(log.write(sealed), sealed)
-            except BaseException as error:  # noqa: BLE001 - the node stops on it
+            except BaseException as error:  # noqa: BLE001 - the node stops on it (fail-stop)
                 self._stop(f"writing block {sealed.block.height} failed", error)
         self.lock.notify_all()  # ``wait_committed``
         self.lock.release()
         if snapshot is not None and self._failure is None:
             try:
                 self._store_snapshot(sealed.block.height, snapshot)
-            except BaseException as error:  # noqa: BLE001 - the node stops on it
-                self._stop(f"writing the snapshot at height {sealed.block.height} failed", error)
+            except Exception as error:  # noqa: BLE001 - not fatal: the log is durable; next snapshot point
+                self._snapshot_failed(sealed.block.height, error)
 
     def _acknowledge(self, block: LoggedBlock, sealed: SealedBlock) -> None:
         """A block is durable: its transactions leave the mempool (``tx_status`` now finds them in
@@ -360,10 +382,25 @@ class Node:
         self._durable = block
         self._delivered.append(block)
 
+    @property
+    def failure(self) -> NodeStopped | None:
+        """Why the node stopped (a failed block write, an exception applying a block), or None."""
+        return self._failure
+
     def _stop(self, what: str, error: BaseException) -> None:
+        """Fail-stop, called holding the state lock: record the failure (every later call raises
+        it) and call ``on_fatal`` before anything else can read the state or acknowledge a block."""
+        if self._failure is not None:
+            return
         failure = NodeStopped(f"{what}: {error!r}")
         failure.__cause__ = error
         self._failure = failure
+        if self.on_fatal is not None:
+            self.on_fatal(failure)
+
+    def _snapshot_failed(self, height: int, error: BaseException) -> None:
+        self.snapshot_error = f"snapshot at height {height} failed: {error!r}"
+        self.on_warning(f"{self.snapshot_error} (not fatal: the log is durable; retried at the next snapshot point)")
 
     def _deliver(self) -> None:
         """Run the callbacks of the blocks made durable since the last call, in order (in the
@@ -372,15 +409,28 @@ class Node:
             block = self._delivered.popleft()
             if self.indexer is not None:
                 self.indexer.notify()
-            if self.on_block is not None:
-                self.on_block(block)
-            for listener in self.block_listeners:
-                listener(block)
+            for listener in ([self.on_block] if self.on_block is not None else []) + self.block_listeners:
+                try:
+                    listener(block)
+                except Exception as error:  # noqa: BLE001 - a reader's failure never stops the chain
+                    self.on_warning(f"block listener {getattr(listener, '__qualname__', listener)} failed at "
+                                    f"height {block.height}: {error!r}")
 
     def run(self, stop: threading.Event, block_time_ms: int = 250) -> None:
         """Produce blocks until ``stop`` is set: every ``block_time_ms``, or at once when full;
         the callbacks of each block run as soon as it is durable. Everything started is durable
-        when it returns; raises ``NodeStopped`` if a write failed."""
+        when it returns; raises ``NodeStopped`` if a write failed. Any other exception escaping
+        the loop stops the node too (fail-stop): a dead producer never looks healthy."""
+        try:
+            self._run(stop, block_time_ms)
+        except NodeStopped:
+            raise
+        except BaseException as error:  # noqa: BLE001
+            with self.lock:
+                self._stop("the block producer failed", error)
+            raise self._failure from error  # type: ignore[misc]
+
+    def _run(self, stop: threading.Event, block_time_ms: int) -> None:
         next_at = time.monotonic()
         while not stop.is_set():
             next_at += block_time_ms / 1000
@@ -420,6 +470,7 @@ class Node:
         path = directory / f"{height:012d}.json"
         with self._snapshot_files:
             write_atomically(path, data)
+            self.snapshot_error = None
             if self.keep_snapshots:
                 heights = {int(p.stem): p for p in directory.glob("*.json") if p.stem.isdigit()}
                 kept = snapshots_to_keep(sorted(heights), self.keep_snapshots)
@@ -439,6 +490,10 @@ class Node:
         if self.indexer is not None:
             self.indexer.stop()
         self.log.close()
+
+
+def _print_warning(message: str) -> None:
+    print(f"bastion node: warning: {message}", file=sys.stderr, flush=True)
 
 
 class IndexerWorker:

@@ -203,13 +203,15 @@ class ReadModels(abc.ABC):
     # ---------------------------------------------------------------- queries
     @abc.abstractmethod
     def orders(self, owner: str | None = None, number: int | None = None, market: str | None = None,
-               status: str | None = None, limit: int = 100) -> list[dict]:
-        """Orders, newest first (order id descending)."""
+               status: str | None = None, limit: int = 100, before: int | None = None) -> list[dict]:
+        """Orders, newest first (order id descending); ``before``: only order ids below it (the
+        cursor of the previous page)."""
 
     @abc.abstractmethod
     def fills(self, market: str | None = None, owner: str | None = None, since_height: int = 0,
-              limit: int = 100) -> list[dict]:
-        """Fills at heights >= ``since_height``, oldest first (height, seq); ``owner`` as maker or taker."""
+              limit: int = 100, after: tuple[int, int] | None = None) -> list[dict]:
+        """Fills at heights >= ``since_height``, oldest first (height, seq); ``owner`` as maker or taker;
+        ``after``: only those after this (height, seq) (the cursor of the previous page)."""
 
     @abc.abstractmethod
     def positions_history(self, owner: str, number: int, market: str | None = None) -> list[dict]:
@@ -221,17 +223,21 @@ class ReadModels(abc.ABC):
 
     @abc.abstractmethod
     def funding_payments(self, owner: str | None = None, number: int | None = None,
-                         market: str | None = None) -> list[dict]:
-        """Funding payments by (height, seq); ``market``: those of subaccounts that held it when paid."""
+                         market: str | None = None, limit: int | None = None,
+                         after: tuple[int, int] | None = None) -> list[dict]:
+        """Funding payments by (height, seq); ``market``: those of subaccounts that held it when paid.
+        ``limit`` and ``after`` (height, seq): pages, as for ``fills``."""
 
     @abc.abstractmethod
-    def funding_ticks(self, market: str | None = None) -> list[dict]:
-        """Hourly funding ticks by (height, seq)."""
+    def funding_ticks(self, market: str | None = None, limit: int | None = None,
+                      after: tuple[int, int] | None = None) -> list[dict]:
+        """Hourly funding ticks by (height, seq); ``limit`` and ``after``: pages, as for ``fills``."""
 
     @abc.abstractmethod
-    def liquidations(self, market: str | None = None, owner: str | None = None) -> list[dict]:
+    def liquidations(self, market: str | None = None, owner: str | None = None, limit: int | None = None,
+                     after: tuple[int, int] | None = None) -> list[dict]:
         """Liquidation, deleveraging, bad-debt and incomplete-liquidation events by (height, seq);
-        ``owner`` is the liquidated account."""
+        ``owner`` is the liquidated account; ``limit`` and ``after``: pages, as for ``fills``."""
 
     @abc.abstractmethod
     def candles(self, market: str, resolution: str, start_ms: int | None = None,
@@ -402,12 +408,15 @@ class SqlReadModels(ReadModels):
 
     # ---------------------------------------------------------------- queries
     def orders(self, owner: str | None = None, number: int | None = None, market: str | None = None,
-               status: str | None = None, limit: int = 100) -> list[dict]:
+               status: str | None = None, limit: int = 100, before: int | None = None) -> list[dict]:
         where, params = _filters(owner=owner, number=number, market=market, status=status)
+        if before is not None:
+            where = " AND ".join(filter(None, [where, "order_id < ?"]))
+            params.append(before)
         return self._select("orders", where, params, order="order_id DESC", limit=limit)
 
     def fills(self, market: str | None = None, owner: str | None = None, since_height: int = 0,
-              limit: int = 100) -> list[dict]:
+              limit: int = 100, after: tuple[int, int] | None = None) -> list[dict]:
         where, params = _filters(market=market)
         clauses = [where] if where else []
         clauses.append("height >= ?")
@@ -415,7 +424,8 @@ class SqlReadModels(ReadModels):
         if owner is not None:
             clauses.append("(taker_owner = ? OR maker_owner = ?)")
             params += [owner, owner]
-        return self._select("fills", " AND ".join(clauses), params, order="height, seq", limit=limit)
+        where, params = _after(" AND ".join(clauses), params, after)
+        return self._select("fills", where, params, order="height, seq", limit=limit)
 
     def positions_history(self, owner: str, number: int, market: str | None = None) -> list[dict]:
         where, params = _filters(owner=owner, number=number, market=market)
@@ -427,20 +437,24 @@ class SqlReadModels(ReadModels):
         return [row for row in rows if row["size"] != 0]  # amounts are not compared in SQL (module docstring)
 
     def funding_payments(self, owner: str | None = None, number: int | None = None,
-                         market: str | None = None) -> list[dict]:
+                         market: str | None = None, limit: int | None = None,
+                         after: tuple[int, int] | None = None) -> list[dict]:
         where, params = _filters(owner=owner, number=number)
         if market is not None:  # ``markets`` is a comma-separated list of tickers (which never hold commas)
             where = " AND ".join(filter(None, [where, "(',' || markets || ',') LIKE ?"]))
             params.append(f"%,{market},%")
-        return self._select("funding_payments", where, params, order="height, seq")
+        where, params = _after(where, params, after)
+        return self._select("funding_payments", where, params, order="height, seq", limit=limit)
 
-    def funding_ticks(self, market: str | None = None) -> list[dict]:
-        where, params = _filters(market=market)
-        return self._select("funding_ticks", where, params, order="height, seq")
+    def funding_ticks(self, market: str | None = None, limit: int | None = None,
+                      after: tuple[int, int] | None = None) -> list[dict]:
+        where, params = _after(*_filters(market=market), after)
+        return self._select("funding_ticks", where, params, order="height, seq", limit=limit)
 
-    def liquidations(self, market: str | None = None, owner: str | None = None) -> list[dict]:
-        where, params = _filters(market=market, owner=owner)
-        return self._select("liquidations", where, params, order="height, seq")
+    def liquidations(self, market: str | None = None, owner: str | None = None, limit: int | None = None,
+                     after: tuple[int, int] | None = None) -> list[dict]:
+        where, params = _after(*_filters(market=market, owner=owner), after)
+        return self._select("liquidations", where, params, order="height, seq", limit=limit)
 
     def candles(self, market: str, resolution: str, start_ms: int | None = None,
                 end_ms: int | None = None) -> list[dict]:
@@ -458,6 +472,14 @@ class SqlReadModels(ReadModels):
     def parameter_history(self, name: str | None = None) -> list[dict]:
         where, params = _filters(name=name)
         return self._select("parameters", where, params, order="height, seq, name")
+
+
+def _after(where: str, params: list[Any], after: tuple[int, int] | None) -> tuple[str, list[Any]]:
+    """``where`` narrowed to rows after ``after`` = (height, seq) in (height, seq) order (keyset paging)."""
+    if after is None:
+        return where, params
+    clause = "(height > ? OR (height = ? AND seq > ?))"
+    return " AND ".join(filter(None, [where, clause])), [*params, after[0], after[0], after[1]]
 
 
 def _filters(**equal: Any) -> tuple[str, list[Any]]:

@@ -22,8 +22,9 @@ from bastion.api.preview import preview_order
 from bastion.api.reports import describe_gate_reports
 from bastion.api.signing import DOMAIN_NAME, ENVELOPE_TYPES, SIGNING_VERSION, compute_chain_number, sign_envelope
 from bastion.api.views import (
-    describe_book, describe_concentration, describe_insurance_funds, describe_market, describe_open_orders,
+    describe_book, describe_concentration, describe_insurance_funds, describe_market,
     describe_param_history, describe_proposals, describe_subaccount, describe_tier, get_market_or_404,
+    page_open_orders,
 )
 from bastion.core import transparency
 from bastion.core.errors import ProtocolError
@@ -45,6 +46,7 @@ FAUCET_USDC = "10000"
 DEMO_WAIT_S = 5.0
 RECENT_BLOCKS = 2_400      # trades shown: fills from the last ten minutes of 250 ms blocks
 CANDLES_SHOWN = 120
+ORDERS_SHOWN = 200  # open orders shown per subaccount (the first page: GET .../orders pages the rest)
 
 
 def plotly_path() -> Path:
@@ -136,7 +138,7 @@ def mount_web(app: FastAPI) -> None:
                 for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts]
             orders = [] if owner is None else [
                 {**o, "subaccount": n} for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts
-                for o in describe_open_orders(state, state.subaccounts[(owner, n)]) if o["market"] == ticker]
+                for o in page_open_orders(state, state.subaccounts[(owner, n)], ORDERS_SHOWN)[0] if o["market"] == ticker]
             since = max(0, state.height - RECENT_BLOCKS)
         _, trades = history("fills", market=ticker, since_height=since, limit=1_000)
         _, candles = history("candles", market=ticker, resolution="1m", start_ms=None, end_ms=None)
@@ -166,7 +168,7 @@ def mount_web(app: FastAPI) -> None:
                     if sub is None:
                         continue
                     accounts.append({**describe_subaccount(state, sub), "exposure": describe_exposure(state, sub),
-                                     "orders": describe_open_orders(state, sub)})
+                                     "orders": page_open_orders(state, sub, ORDERS_SHOWN)[0]})
         chart = None
         exposures = [(f"{a['number']}:{row['market']}", row) for a in accounts for row in a["exposure"]]
         if exposures:
