@@ -21,22 +21,24 @@ from bastion.core.book import Order
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import ACTION_NAMES, decode_action
+from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
     LiquidityTier, OracleParams, OrderLimitParams,
 )
 from bastion.core.state import (
-    Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
-    Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
+    Attestation, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms, ParamHistoryEntry, ParamSource,
+    Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/10"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/11"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
 #   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots;
 #   8: the backstop's liquidation parameters and the liquidation stall counters
-#   9: registered stress reports; 10: proposal fees, swing extensions and live-proposal limits
+#   9: registered stress reports; 10: proposal fees, swing extensions and live-proposal limits;
+#   11: each sender's spent nonces (core.nonces)
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -98,6 +100,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "steward_approvals": [[name, member, a.value, a.approved_ms, a.height]
                               for name, by_member in state.steward_approvals.items()
                               for member, a in by_member.items()],
+        "nonces": [[sender, r.floor, r.last_ms, list(r.used)] for sender, r in state.nonces.items()],
     }
 
 
@@ -106,9 +109,10 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def state_from_document(document: dict[str, Any]) -> State:
+def state_from_document(document: dict[str, Any], *, check_hash: bool = True) -> State:
     """Rebuild the state; raises ``ProtocolError("invalid_snapshot", ...)`` if the document is not a
-    snapshot of this format or does not reproduce the state hash it records."""
+    snapshot of this format or (unless not ``check_hash``: tools inspecting a document) does not
+    reproduce the state hash it records."""
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ProtocolError("invalid_snapshot", f"not a {FORMAT} document", field="format")
     try:
@@ -118,7 +122,7 @@ def state_from_document(document: dict[str, Any]) -> State:
     for key in iter_leaf_keys(state):
         state.touch(key)
     recorded = document["state_hash"]
-    if commit_state_hash(state) != recorded:
+    if commit_state_hash(state) != recorded and check_hash:
         raise ProtocolError("invalid_snapshot",
                             f"snapshot does not reproduce its state hash {recorded} (got {state.state_hash})",
                             field="state_hash")
@@ -232,6 +236,8 @@ def _build(doc: dict[str, Any]) -> State:
     state.steward_last_change_ms = {name: last_ms for name, last_ms in doc["steward_last_change_ms"]}
     for name, member, value, approved_ms, height in doc["steward_approvals"]:
         state.steward_approvals.setdefault(name, {})[member] = StewardApproval(value, approved_ms, height)
+    state.nonces = {sender: NonceRecord(floor, last_ms, list(used)) for sender, floor, last_ms, used in doc["nonces"]}
+    rebuild_nonce_expiry(state)
     return state
 
 

@@ -12,8 +12,9 @@ rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.r
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
 council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``, ``("steward_bound", name)``,
 ``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
-and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), and ``("order_limits",)``
-(the anti-spam order limits, ``bastion.core.orders``).
+and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), ``("order_limits",)``
+(the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
+spent nonces, ``bastion.core.nonces``).
 """
 from __future__ import annotations
 
@@ -267,6 +268,18 @@ class Rollout:
     halt_reason: str | None = None         # a gate name, superseded or market_not_active
     reverted: bool = False
     ended_height: int | None = None
+class NonceRecord:
+    """A sender's spent nonces (``bastion.core.nonces``): everything at or below ``floor``, and
+    ``used`` (ascending, bounded) above it; ``last_ms`` the block time of its latest transaction."""
+
+    __slots__ = ("floor", "last_ms", "used")
+
+    def __init__(self, floor: int, last_ms: int, used: list[int] | None = None) -> None:
+        self.floor = floor
+        self.last_ms = last_ms
+        self.used: list[int] = [] if used is None else used
+
+
 @dataclass(frozen=True, slots=True)
 class Council:
     """The council (``bastion.core.council``): ``threshold`` (k) of its ``members`` (n, sorted
@@ -371,10 +384,13 @@ class State:
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # consecutive blocks in which a liquidatable subaccount's liquidation reduced nothing (core.liquidation)
     liquidation_stalls: dict[tuple[str, int], int] = field(default_factory=dict)
+    nonces: dict[str, NonceRecord] = field(default_factory=dict)  # sender -> spent nonces (core.nonces)
+    nonce_expiry: list[tuple[int, str]] = field(default_factory=list)  # derived heap (ms, sender) (core.nonces)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
-    leaf_hashes: dict[tuple, int] = field(default_factory=dict)
-    hash_accumulator: int = 0
+    leaf_hashes: dict[tuple, bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding
+    hash_accumulator: int = 0  # the lane-sum vector (2048 bytes, little-endian) as an integer
+    leaf_vectors: dict[tuple, tuple[bytes, int]] = field(default_factory=dict)  # derived cache (core.hashing)
     state_hash: str = ""
 
     def touch(self, key: tuple) -> None:
