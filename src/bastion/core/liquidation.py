@@ -79,7 +79,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Final
 
-from bastion.core import guardian
+from bastion.core import guardian, twap
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation
@@ -774,15 +774,34 @@ def settle_final_markets(state: State, events: Events) -> None:
     """End-of-block step: close every position of each market in ``final_settlement`` (not while its
     oracle is stale) and mark it ``settled`` (DESIGN.md section 8, delisting).
 
+    **The settlement price** is fixed at the first attempt (the block in which the market entered
+    ``final_settlement``): the time-weighted oracle price over ``settlement_twap_window`` ending at
+    the start of this block (``bastion.core.twap``, a ``settlement_price`` event), never this block's
+    own oracle price; a stale market waits and settles later at that same price. At settlement the
+    market's oracle price is set to it (``oracle_price`` event), so every valuation below uses it.
     Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their bankruptcy
-    price (``deleverage``); every other position closes at the oracle price, longs receiving their
+    price (``deleverage``); every other position closes at the settlement price, longs receiving their
     notional rounded down and shorts paying theirs rounded up; the rounding difference goes to the
     pool's insurance fund, so collateral is conserved exactly.
     """
     for market in state.markets.values():
-        if market.status != FINAL_SETTLEMENT or market.stale:
+        if market.status != FINAL_SETTLEMENT:
+            continue
+        if market.settlement_price is None:
+            price, start_ms, end_ms = twap.settlement_twap(state, market)
+            market.settlement_price = price
+            state.touch(market.key)
+            events.append({"type": "settlement_price", "market": market.ticker, "price": price,
+                           "window_start_ms": start_ms, "window_end_ms": end_ms, "spot": market.oracle_price,
+                           "window_ms": state.liquidation.settlement_twap_window_ms})
+        if market.stale:
             continue
         ticker = market.ticker
+        if market.oracle_price != market.settlement_price:
+            events.append({"type": "oracle_price", "market": ticker, "price": market.settlement_price,
+                           "previous": market.oracle_price, "median": market.settlement_price, "sources": 0,
+                           "clamped": False, "settlement": True})
+            market.oracle_price = market.settlement_price
         for order in list(market.book.orders()):
             remove_order(state, market, order.order_id, FINAL_SETTLEMENT, events)
         for order_id in [i for i, c in state.conditional_orders.items() if c.terms.market == ticker]:

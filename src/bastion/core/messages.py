@@ -158,6 +158,8 @@ class SetLiquidationParams:
     backstop_max_fund_share: str | None = None
     backstop_unwind_portion: str | None = None
     backstop_after_blocks: int | None = None
+    settlement_twap_window_s: int | None = None
+    liquidation_grace_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +296,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
     SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
-                           "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks"),
+                           "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",
+                           "settlement_twap_window_s", "liquidation_grace_s"),
 }
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
