@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The liquidation step after a 20% oracle drop (issue 3's benchmark).
 
-    python benchmarks/bench_liquidation.py [--subaccounts 100000] [--profile] [--check]
+    python benchmarks/bench_liquidation.py [--subaccounts 100000] [--backstop] [--profile] [--check]
 
 Workload: 20 markets at 100.00 (large tier: IMF 5%, MMF 3%), ``--subaccounts`` subaccounts with 5
 positions of 10 units each (1,000 USDC of notional). Subaccounts come in pairs holding the same
@@ -13,8 +13,17 @@ collateral, everyone else 1,000 USDC. One warm-up block scans everyone (all heal
 Timed: ``liquidation.liquidate`` alone, in the block where M00's oracle falls 20% (100.00 to
 80.00): the scan (the holders of M00 only: the other three quarters hold no position there and are
 not valued), ranking, and the liquidation of every failing account against the book (each sells
-its M00 position, in one or two fills, and is healthy again). Prints one JSON line: seconds,
+its M00 position, in one or two fills, and is healthy again). Prints one JSON line: seconds (wall
+clock) and cpu_seconds (this process's CPU time: the figure to read on a shared, loaded machine),
 subaccounts valued, liquidated, fills, fund, peak RSS.
+
+``--backstop``: the loss waterfall's second rung instead of the book. The failing longs have only
+150 USDC of collateral, so the drop leaves them bankrupt (TNC 150 - 200 = -50), the makers rest no
+bids, and the cross fund (50M USDC) with ``backstop_max_notional`` 20M lets the backstop take over
+every position of every failing account at its bankruptcy price (no book in any market: 50,000
+takeovers, the fund paying the 50 USDC deficit of each account; the failing accounts all hold M00,
+M04, M08, M12 and M16, so 8M USDC of inventory in M00 and 10M in each of the other four). Timed as
+above; the backstop's first unwind (into the empty books) is included.
 """
 from __future__ import annotations
 
@@ -47,8 +56,8 @@ def maker(i: int) -> str:
     return "0x" + f"{i + 0xA00:x}".rjust(40, "0")
 
 
-def make_genesis(n_subaccounts: int) -> tuple[dict, int]:
-    """The genesis, and how many subaccounts are set up to fail."""
+def make_genesis(n_subaccounts: int, backstop: bool = False) -> tuple[dict, int]:
+    """The genesis, and how many subaccounts are set up to fail (bankrupt after the drop with ``backstop``)."""
     accounts = []
     failing = 0
     target_failing = n_subaccounts // 10
@@ -57,7 +66,7 @@ def make_genesis(n_subaccounts: int) -> tuple[dict, int]:
         for side in (1, -1):
             usdc = 1_000
             if side == 1 and MARKETS[0] in tickers and failing < target_failing:
-                usdc, failing = 340, failing + 1
+                usdc, failing = (150 if backstop else 340), failing + 1
             balance = usdc - side * 5 * 1_000  # five positions of 10 units at 100.00
             accounts.append({"address": owner(2 * pair + (side < 0)), "subaccounts": [{
                 "number": 0, "usdc": str(balance),
@@ -71,26 +80,29 @@ def make_genesis(n_subaccounts: int) -> tuple[dict, int]:
                              "oi_lower_cap": "0", "oi_upper_cap": "0", "impact_notional": "10000"}],
         "markets": [{"ticker": t, "size_decimals": 0, "price_decimals": 2, "liquidity_tier": 0,
                      "oracle_price": "100"} for t in MARKETS],
-        "insurance_funds": {"cross": "1000000"},
+        "insurance_funds": {"cross": "50000000" if backstop else "1000000"},
         "accounts": accounts,
     }
+    if backstop:
+        genesis["liquidation"] = {"backstop_max_notional": "20000000"}
     return genesis, failing
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subaccounts", type=int, default=100_000)
+    parser.add_argument("--backstop", action="store_true", help="bankrupt accounts, no bids: the backstop takes over")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--check", action="store_true", help="check invariants and that every failing account was fixed")
     args = parser.parse_args()
 
-    genesis, failing = make_genesis(args.subaccounts)
+    genesis, failing = make_genesis(args.subaccounts, args.backstop)
     state = build_state(genesis)
     start_ms = state.time_ms
     # warm-up block: the first scan values everyone; then the makers' bids
     apply_block(state, start_ms + 1_000, [])
     bids = []
-    for i in range(MAKERS):
+    for i in range(0 if args.backstop else MAKERS):
         for k in range(1_000):
             cents = 7_999 - (i * 1_000 + k) // 2_000  # 79.99 down to 79.95, 2,000 orders per price
             bids.append((maker(i), PlaceOrder(subaccount=0, market=MARKETS[0], side="buy", size="10",
@@ -111,18 +123,22 @@ def main() -> None:
     profiler = cProfile.Profile() if args.profile else None
     if profiler:
         profiler.enable()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     liquidation.liquidate(state, events)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     if profiler:
         profiler.disable()
         pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
-    liquidated = {(e["owner"], e["number"]) for e in events if e["type"] == "liquidation"}
+    liquidated = {(e["owner"], e["number"]) for e in events if e["type"] in ("liquidation", "backstop_takeover")}
     report = {
         "subaccounts": args.subaccounts, "positions": 5 * args.subaccounts, "set_to_fail": failing,
-        "seconds": round(seconds, 3), "candidates_valued": candidates, "liquidated": len(liquidated),
+        "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "candidates_valued": candidates, "liquidated": len(liquidated),
         "liquidation_fills": sum(e["type"] == "liquidation" for e in events),
+        "backstop_takeovers": sum(e["type"] == "backstop_takeover" for e in events),
         "deleveragings": sum(e["type"] == "deleveraging" for e in events),
+        "backstop_inventory_usdc": sum(abs(p.size) * state.markets[t].oracle_price // 100
+                                       for key, sub in state.subaccounts.items() if liquidation.is_backstop(key[0])
+                                       for t, p in sub.positions.items()),
         "insurance_fund_usdc": state.insurance_funds["cross"] / 1e6,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }

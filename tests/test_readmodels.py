@@ -228,30 +228,40 @@ def test_order_end_states_from_golden_scenarios(name: str, statuses: set[str]) -
             assert order["reason"] and order["remaining"] == 0
 
 
-def test_liquidation_paid_by_the_fund_then_deleveraged() -> None:
+def test_liquidation_paid_by_the_fund_then_taken_over_deleveraged_and_unwound() -> None:
     # Arrange (the golden scenario's notes work the numbers): a0 long 1 BTC is liquidated 0.1 BTC at
-    # 47,000 in block 1; in block 2 the fund cannot pay, and the remaining 0.9 BTC is deleveraged to b0
+    # 47,000 in block 1; in block 2 the fund cannot pay the book's price, the backstop takes 3 lots
+    # over (its limit), the remaining 0.8997 BTC is deleveraged to b0, and the backstop unwinds 1 lot
+    # into c0's bid at 46,500
     doc = load_scenario("liquidation_fund_pays")
     _, blocks = run_scenario_blocks(doc)
     a0, b0, c0 = (normalize_address(a["address"], field="a") for a in doc["genesis"]["accounts"][:3])
+    backstop = "backstop:cross"
     # Act
     models = index(doc["genesis"], blocks)
     # Assert
-    [fill] = models.fills(limit=10)
-    assert (fill["liquidation"], fill["taker_owner"], fill["taker_order_id"], fill["maker_owner"]) == (1, a0, None, c0)
-    assert (fill["price"], fill["size"], fill["quote"]) == (47000, 1000, 4_700_000_000)  # price_decimals 0
+    fills = sorted(models.fills(limit=10), key=lambda f: f["height"])
+    assert [(f["height"], f["liquidation"], f["taker_owner"], f["taker_order_id"], f["maker_owner"], f["price"],
+             f["size"], f["quote"]) for f in fills] == [
+        (1, 1, a0, None, c0, 47000, 1000, 4_700_000_000),     # price_decimals 0
+        (2, 0, backstop, None, c0, 46500, 1, 4_650_000)]      # the unwind
     rows = [(r["height"], r["type"], r["owner"], r["size"], r["price"], r["quote"], r["amount"], r["reason"])
             for r in models.liquidations()]
     assert rows == [
         (1, "liquidation", a0, 1000, 47000, 4_700_000_000, -71_200_000, None),  # the fund pays 71.2
         (2, "liquidation_incomplete", a0, 900, 44885, None, None, "insurance_fund"),  # attempted, fillable price
-        (2, "deleveraging", a0, 9000, 47000, 42_940_800_000, None, None),  # at the bankruptcy quote
+        (2, "backstop_takeover", a0, 3, 47000, 14_313_600, -213_600, "bankrupt"),  # received, fund delta
+        (2, "deleveraging", a0, 8997, 47000, 42_926_486_400, None, None),  # at the bankruptcy quote
+        (2, "backstop_unwind", backstop, 1, 46500, 4_650_000, None, None),
     ]
     assert models.liquidations()[0]["detail"]["insurance_fund"] == 28_800_000
     assert [(r["height"], r["cause"], r["change"], r["size"]) for r in models.positions_history(a0, 0)] == [
-        (0, "genesis", 10000, 10000), (1, "liquidation", -1000, 9000), (2, "deleveraging", -9000, 0)]
-    assert [(r["cause"], r["size"]) for r in models.positions_history(b0, 0)][-1] == ("deleveraging", -1000)
-    assert models.liquidations(owner=b0) == [] and len(models.liquidations(market=BTC)) == 3
+        (0, "genesis", 10000, 10000), (1, "liquidation", -1000, 9000), (2, "backstop_takeover", -3, 8997),
+        (2, "deleveraging", -8997, 0)]
+    assert [(r["cause"], r["size"]) for r in models.positions_history(b0, 0)][-1] == ("deleveraging", -1003)
+    assert [(r["cause"], r["size"]) for r in models.positions_history(backstop, 0)] == [
+        ("backstop_takeover", 3), ("fill", 2)]
+    assert models.liquidations(owner=b0) == [] and len(models.liquidations(market=BTC)) == 5
 
 
 def test_bad_debt_shares_move_the_counterparties_positions() -> None:

@@ -168,3 +168,27 @@ def test_a_takeover_is_refused_when_the_backstop_is_underwater_beyond_the_fund()
                 [(oracle, decode_message({"type": "oracle_update", "prices": {"BTC-USD": "40000"}}))])
     assert liquidation.fund_equity(out_state, "cross") == 93_000_000_000
     check_invariants(out_state)
+
+
+def test_final_settlement_closes_the_backstop_at_the_oracle_and_its_loss_goes_to_the_fund() -> None:
+    """liquidation_waterfall_backstop_full_fund's block 0 leaves the cross backstop long 1 BTC at cost
+    45,000 (fund 98,000). The market is then put in final settlement (as an executed delist would)
+    and the oracle reads 44,000: the backstop (TNC -1,000) is not deleveraged against b0 but closed
+    at the oracle price like any solvent position: it receives 44,000 (usdc -1,000), and the sweep
+    moves that loss to the fund (97,000); b0 pays 44,000 for its short (usdc 16,000)."""
+    doc = base("liquidation_waterfall_backstop_full_fund")
+    state = build_state(doc["genesis"])
+    oracle = doc["blocks"][0]["txs"][0]["sender"]
+    apply_block(state, state.time_ms + 1000, [(oracle, decode_message(doc["blocks"][0]["txs"][0]["msg"]))])
+    market = state.markets["BTC-USD"]
+    market.status = liquidation.FINAL_SETTLEMENT
+    state.touch(market.key)
+    result = apply_block(state, state.time_ms + 1000,
+                         [(oracle, decode_message({"type": "oracle_update", "prices": {"BTC-USD": "44000"}}))])
+    assert not [e for e in result.events if e["type"] in ("deleveraging", "bad_debt")]
+    backstop = state.subaccounts[(liquidation.BACKSTOP_PREFIX + "cross", 0)]
+    assert (backstop.balance, backstop.positions) == (0, {})
+    assert state.insurance_funds["cross"] == 97_000_000_000
+    assert state.subaccounts[("0x" + "0" * 38 + "b0", 0)].balance == 16_000_000_000
+    check_invariants(state)
+    assert state.state_hash == compute_state_hash_full(state)

@@ -27,6 +27,8 @@ Rounding (always in favour of the protocol)
     ``fillable_price``                  exact rational
     ``liquidation_size``                down (lots for the allowed notional, then to a step multiple)
     ``insurance_fund_delta``            the fee cap rounds down (payouts round down)
+    ``adl_score``                       exact rational (ranks auto-deleveraging candidates)
+    ``adl_quote``                       exact (a min of two integers)
     ``funding_clamp_ppm``               down
     ``funding_settlement``              exact (ppm micro-USDC; the caller floors by 1e6 per subaccount)
     ==================================  =========================================================

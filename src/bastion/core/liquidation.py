@@ -475,12 +475,17 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
     fund, equity = state.insurance_funds[pool], fund_equity(state, pool)
     sign = -1 if size > 0 else 1  # the account's delta per lot
 
+    memo: dict[int, tuple[int, int, int, int, int]] = {}
+
     def terms(lots: int) -> tuple[int, int, int, int, int]:
+        if lots in memo:
+            return memo[lots]
         delta = sign * lots
         quote, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
         fill = notional(-delta, market.oracle_price, size_decimals=market.size_decimals,
                         price_decimals=market.price_decimals)  # the oracle value: what the backstop pays
-        return quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral, maintenance
+        memo[lots] = quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral, maintenance
+        return memo[lots]
 
     def allowed(lots: int) -> bool:
         _, _, fund_delta, _, _ = terms(lots)
@@ -751,8 +756,9 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events) -> 
 def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, events: Events) -> None:
     """A flat account's negative balance (what the entry-price bound of ADL withheld) charged pro
     rata to the positions opposite to ``side`` in ``market`` (the remainder one micro-USDC each by
-    owner and number), recorded as the pool's bad debt; with no opposing position left, the pool's
-    fund pays it."""
+    owner and number), recorded as the pool's bad debt. With no opposing position left the pool's
+    fund pays what it holds (a fund never goes negative); anything beyond stays as the account's
+    negative balance."""
     deficit = -sub.balance
     opposing = _opposing(state, market, side)
     sizes = [abs(c.positions[market.ticker].size) for c in opposing]
@@ -768,9 +774,11 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
             state.touch(counterparty.key)
             shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": 0,
                                "payment": payment})
-    else:
-        state.insurance_funds[market.pool] -= deficit
-    sub.balance = 0
+    else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
+        paid = min(deficit, max(state.insurance_funds[market.pool], 0))
+        state.insurance_funds[market.pool] -= paid
+        deficit = paid
+    sub.balance += deficit
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + deficit
     state.touch(sub.key)
@@ -806,7 +814,8 @@ def settle_final_markets(state: State, events: Events) -> None:
     own oracle price; a stale market waits and settles later at that same price. At settlement the
     market's oracle price is set to it (``oracle_price`` event), so every valuation below uses it.
     Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their bankruptcy
-    price (``deleverage``); every other position closes at the settlement price, longs receiving their
+    price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
+    (its loss is its fund's, swept after the liquidations), closes at the settlement price, longs receiving their
     notional rounded down and shorts paying theirs rounded up; the rounding difference goes to the
     pool's insurance fund, so collateral is conserved exactly.
     """
@@ -834,7 +843,7 @@ def settle_final_markets(state: State, events: Events) -> None:
             remove_conditional_order(state, order_id, FINAL_SETTLEMENT, events)
         for key in sorted(market.holders):
             sub = state.subaccounts[key]
-            if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
+            if ticker in sub.positions and not is_backstop(key[0]) and get_subaccount_risk(state, sub)[0] < 0:
                 deleverage(state, sub, market, events)
         residue = 0
         for key in sorted(market.holders):

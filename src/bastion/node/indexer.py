@@ -26,9 +26,10 @@ What each event does (``_BlockIndexer.on_*``):
     order_cancelled              cancelled (expired when the reason is "expired"), remaining 0
     self_trade_decrement         the maker's remaining shrinks; lots counted in the taker's size
     fill                         fills row, both orders, both positions, the candles
-    liquidation, deleveraging, bad_debt, liquidation_incomplete
-                                 liquidations row; deleveraging and bad_debt also move positions
-                                 (a liquidation's position change is its fill event's)
+    liquidation, deleveraging, bad_debt, liquidation_incomplete, backstop_takeover, backstop_refused,
+    backstop_unwind              liquidations row; deleveraging, bad_debt and backstop_takeover also move
+                                 positions (a liquidation's or an unwind's position change is its fill
+                                 event's); the backstop of pool P is the subaccount ("backstop:P", 0)
     final_settlement             the position closes
     funding_payment, funding_tick
                                  funding rows
@@ -63,6 +64,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from bastion.core.genesis import build_state
+from bastion.core.liquidation import BACKSTOP_PREFIX
 from bastion.core.state import State
 from bastion.node.readmodels import RESOLUTIONS, BlockBatch, ReadModels, ReadModelsError
 from bastion.risk_model import notional
@@ -139,8 +141,11 @@ class Indexer:
 
     def apply_block(self, block: IndexedBlock) -> bool:
         """Index one committed block; False (nothing done) if it is already indexed."""
-        if block.height <= self.read_models.indexed_height():
+        indexed = self.read_models.indexed_height()
+        if block.height <= indexed:
             return False
+        if block.height != indexed + 1:  # before its events, which may name orders of the missing blocks
+            raise ReadModelsError(f"read models are at height {indexed}; cannot write block {block.height}")
         events = block.events
         builder = _BlockIndexer(self, block.height, block.time_ms, events)
         builder.run()
@@ -211,8 +216,10 @@ class _BlockIndexer:
                     candle_keys.add((event["market"], resolution, self.time_ms // length * length))
             elif kind == "self_trade_decrement":
                 order_ids.add(event["taker_order_id"])
-            elif kind in ("funding_payment", "deleveraging", "bad_debt", "final_settlement"):
+            elif kind in ("funding_payment", "deleveraging", "bad_debt", "final_settlement", "backstop_takeover"):
                 subaccounts.add((event["owner"], event["number"]))
+                if kind == "backstop_takeover":
+                    subaccounts.add((BACKSTOP_PREFIX + event["pool"], 0))
                 if kind == "deleveraging":
                     subaccounts.add((event["counterparty"]["owner"], event["counterparty"]["number"]))
                 elif kind == "bad_debt":
@@ -395,9 +402,27 @@ class _BlockIndexer:
         self._move_position(counterparty["owner"], counterparty["number"], event["market"], event["size"],
                             "deleveraging")
 
+    def on_backstop_takeover(self, event: dict) -> None:
+        # the pool's backstop takes the closed part of the position over at the oracle price
+        self._liquidation_row(event, size=event["size"], price=event["oracle_price"], quote=event["received"],
+                              amount=event["fund_delta"], reason=event["reason"])
+        self._move_position(event["owner"], event["number"], event["market"], -event["size"], "backstop_takeover")
+        self._move_position(BACKSTOP_PREFIX + event["pool"], 0, event["market"], event["size"], "backstop_takeover")
+
+    def on_backstop_refused(self, event: dict) -> None:
+        self._liquidation_row(event, size=event["size"], price=event["oracle_price"], amount=event["fund_delta"],
+                              reason=event["reason"])
+
+    def on_backstop_unwind(self, event: dict) -> None:
+        # the row is the backstop's; its position moved with the fill event just before
+        self._liquidation_row({**event, "owner": BACKSTOP_PREFIX + event["pool"], "number": 0}, size=event["size"],
+                              price=event["price"], quote=event["quote"])
+
     def on_bad_debt(self, event: dict) -> None:
         self._liquidation_row(event, size=event["size"], price=event["oracle_price"], quote=event["bankruptcy_quote"],
                               amount=event["amount"])
+        if event["size"] == 0:  # a flat account's deficit charged to balances: no position moves
+            return
         direction = 1 if event["size"] > 0 else -1
         self._move_position(event["owner"], event["number"], event["market"], -event["size"], "bad_debt")
         for share in event["shares"]:
@@ -450,6 +475,9 @@ class _BlockIndexer:
         "liquidation": on_liquidation,
         "liquidation_incomplete": on_liquidation_incomplete,
         "deleveraging": on_deleveraging,
+        "backstop_takeover": on_backstop_takeover,
+        "backstop_refused": on_backstop_refused,
+        "backstop_unwind": on_backstop_unwind,
         "bad_debt": on_bad_debt,
         "final_settlement": on_final_settlement,
         "funding_payment": on_funding_payment,
