@@ -48,7 +48,8 @@ test-compiled: $(COMPILED_STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
-# Our book side by side with PyPI order books on ../shared/bench's fixed workload (one run, interleaved).
+# Our book side by side with PyPI order books on the fixed workload of the external comparison harness
+# (not part of the repository; this target needs a checkout of it at the path below; one run, interleaved).
 bench-compare: $(STAMP)
 	$(PY) -m pip install --quiet '.[compare]'
 	ENGINES="noop bastion_bench:Adapter orderly_chaos ref pyorderbook" PY=$(abspath $(PY)) \

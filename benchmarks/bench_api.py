@@ -207,7 +207,8 @@ def main() -> None:
     port = _free_port()
     command = [sys.executable, "-m", "bastion.cli.main", "node", "--data", str(data / "node"), "--genesis",
                str(genesis_file), "--port", str(port), "--block-time", str(args.block_time), "--max-block-txs",
-               str(args.max_block_txs), "--rate-limit", "10000000", "--burst", "10000000", "--quiet",
+               str(args.max_block_txs), "--rate-limit", "10000000", "--burst", "10000000",
+               "--ip-rate-limit", "10000000", "--ip-burst", "10000000", "--quiet",
                "--verify-threads", str(args.verify_threads),
                "--read-models", "default" if args.index else "none"]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src")}

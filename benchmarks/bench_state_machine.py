@@ -4,7 +4,7 @@
     python benchmarks/bench_state_machine.py [--ops 1000000] [--block 1000] [--accounts 1000] [--profile]
     BASTION_PATH=build/compiled python benchmarks/bench_state_machine.py   # the mypyc build (build_compiled.py)
 
-Workload: the shape of ../shared/bench (fixed seed; ~70% passive limit orders near the mid, ~20%
+Workload: the shape of the external order-book comparison harness's workload (fixed seed; ~70% passive limit orders near the mid, ~20%
 cancels of live orders, ~10% crossing limit orders whose remainder rests), spread over three markets
 (BTC, ETH, SOL) and ``--accounts`` funded accounts, in blocks of ``--block`` messages, each block
 also carrying one oracle update per market at that market's current mid. The stream is generated

@@ -96,7 +96,7 @@ def default_accounts(owners: tuple[str, ...] = OWNERS, *, cross_usdc: str = "100
 
 
 def genesis(**overrides: Any) -> dict:
-    """A valid genesis document (SCENARIOS.md format); top-level keys can be overridden."""
+    """A valid genesis document (docs/scenarios.md format); top-level keys can be overridden."""
     doc = {
         "chain_id": "bastion-test",
         "time": GENESIS_TIME,

@@ -29,6 +29,7 @@ HALT = "HALT-USD"  # paused
 WIND = "WIND-USD"  # reduce-only (winding down)
 ALICE_BID = place_order(side="buy", size="0.1", price="49000", client_id=7)  # rests as order 1
 VALID_ADDRESS_UPPER = "0x" + "AB" * 20
+DUST = "0x" + "5d" * 20  # a subaccount with 0.5 USDC: below the first open-order tier (20 USDC), so no resting order
 
 CASES = [
     # ---------------------------------------------------------------- message shape (decode_message)
@@ -69,6 +70,15 @@ CASES = [
     (ALICE, place_order(size="0.0000"), "non_positive_size"),                 # zero size, with decimals
     (ALICE, place_order(price="0"), "non_positive_price"),                    # zero price
     (ALICE, place_order(size="0.0005"), "size_below_minimum"),                # below min_order_size 0.001
+    (ALICE, place_order(size="1000.0001"), "size_above_maximum"),             # above max_order_size 1,000
+    # ---------------------------------------------------------------- anti-spam limits (docs/protocol.md)
+    (ALICE, place_order(subaccount=1, market=PEPE, size="1000", price="0.00001"), "order_below_min_notional"),  # 0.01
+    (ALICE, place_order(subaccount=1, market=PEPE, side="sell", size="1000", price="0.01"),
+     "order_below_min_notional"),                                             # 10 USDC at its limit, 0.01 at the oracle
+    (DUST, place_order(size="0.001", price="1"), "too_many_open_orders"),    # 0.5 USDC of equity: 0 open orders
+    (DUST, place_order(size="0.001", price="1", time_in_force="post_only"), "too_many_open_orders"),
+    (DUST, place_order(size="0.001", price="1", order_type="stop_limit", trigger_price="60000"),
+     "too_many_open_orders"),                                                 # conditional orders count
     (ALICE, place_order(size="abc"), "invalid_decimal"),                      # not a number
     (ALICE, place_order(size="1e-3"), "invalid_decimal"),                     # exponent notation
     (ALICE, place_order(size=" 0.1"), "invalid_decimal"),                     # whitespace
@@ -114,6 +124,9 @@ CASES = [
     (ALICE, place_order(order_type="stop_limit", trigger_price="51000", side="long"), "invalid_side"),
     (ALICE, place_order(order_type="stop_limit", trigger_price="51000", self_trade="allow"), "invalid_self_trade"),
     (ALICE, place_order(order_type="stop_limit", trigger_price="51000", size="0.0005"), "size_below_minimum"),
+    (ALICE, place_order(order_type="stop_limit", trigger_price="51000", size="1000.0001"), "size_above_maximum"),
+    (ALICE, place_order(subaccount=1, market=PEPE, size="1000", price="0.00001", order_type="stop_limit",
+                        trigger_price="0.000011"), "order_below_min_notional"),
     (ALICE, place_order(order_type="stop_limit", trigger_price="51000", price="50000.05"), "too_many_decimals"),
     (ALICE, place_order(order_type="stop_limit", trigger_price="51000", price="0"), "non_positive_price"),
     (ALICE, place_order(order_type="stop_limit", trigger_price="51000", time_in_force="gtt"), "missing_field"),
@@ -234,13 +247,15 @@ CASES = [
 
 def bad_input_genesis() -> dict:
     """The default genesis plus a paused and a reduce-only market; BOB long 3 BTC (150k) on 100k of
-    equity, DAVE short them; BTC's minimum order 0.001; ALICE holds 100 BGOV, delegated to herself."""
-    markets = [market(BTC, min_order_size="0.001"), market(ETH), market(PEPE),
+    equity, DAVE short them; BTC's minimum order 0.001, maximum 1,000; ALICE holds 100 BGOV, delegated
+    to herself; DUST holds 0.5 USDC."""
+    markets = [market(BTC, min_order_size="0.001", max_order_size="1000"), market(ETH), market(PEPE),
                market(HALT, status="paused"), market(WIND, status="reduce_only")]
     accounts = default_accounts()
     accounts[0].update(bgov="100", delegate=ALICE)
     accounts[1]["subaccounts"][0] = subaccount(0, "-50000", positions=[{"market": BTC, "size": "3"}])
     accounts[3]["subaccounts"][0] = subaccount(0, "250000", positions=[{"market": BTC, "size": "-3"}])
+    accounts.append({"address": DUST, "subaccounts": [subaccount(0, "0.5")]})
     return genesis(markets=markets, accounts=accounts)
 
 
@@ -314,6 +329,13 @@ GOVERNANCE_CASES = [
     (ALICE, submit_proposal({"type": "set_liquidity_tier", "tier": 1, "initial_margin": "0"}), "invalid_tier"),
     (ALICE, submit_proposal({"type": "set_liquidity_tier", "tier": 1, "oi_upper_cap": "1"}), "invalid_tier"),
     (ALICE, submit_proposal({"type": "set_fee_params", "insurance_share": "1.1"}), "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "max_order_size": "0.0001"}),
+     "invalid_field"),                                                                  # below min_order_size 0.001
+    (ALICE, submit_proposal({"type": "set_order_limits", "max_open_orders": -1}), "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_order_limits", "open_order_tiers": [
+        {"min_equity": "10", "max_open_orders": 5}, {"min_equity": "10", "max_open_orders": 9}]}),
+     "invalid_field"),                                                                  # equity must rise strictly
+    (ALICE, submit_proposal({"type": "set_order_limits", "min_order_notional": "-1"}), "negative_value"),
     (ALICE, submit_proposal({"type": "set_liquidation_params", "withdrawal_pause_blocks": -1}), "invalid_field"),
     (ALICE, submit_proposal({"type": "set_liquidation_params", "settlement_twap_window_s": 59}),
      "invalid_field"),                                                                  # under a minute

@@ -1,6 +1,6 @@
 """Golden scenarios: every ``tests/scenarios/*.json`` is run and checked against its ``expect``.
 
-A golden scenario is a scenario file (SCENARIOS.md) plus three documentation/check fields that
+A golden scenario is a scenario file (docs/scenarios.md) plus three documentation/check fields that
 ``run_scenario`` ignores:
 
 * ``description`` -- one line;

@@ -1,7 +1,7 @@
 """BGOV transfers, delegation and checkpointed voting power (``bastion.core.votes``), and the
 concentration metrics, with exact numbers. Rows named ``V-nn`` re-express OpenZeppelin's
-``Votes.behavior.js`` / ``ERC20Votes.test.js`` cases (``/work/shared/reference/governance_oz_governor.md``
-section K) in our units: 1 BGOV = 1,000,000 units, timepoints are block heights."""
+``Votes.behavior.js`` / ``ERC20Votes.test.js`` cases (the OpenZeppelin Governor reference vectors, section K;
+see docs/governance_reference_map.md) in our units: 1 BGOV = 1,000,000 units, timepoints are block heights."""
 from __future__ import annotations
 
 from fractions import Fraction

@@ -196,3 +196,24 @@ def test_final_settlement_closes_the_backstop_at_the_oracle_and_its_loss_goes_to
     assert state.subaccounts[("0x" + "0" * 38 + "b0", 0)].balance == 16_000_000_000
     check_invariants(state)
     assert state.state_hash == compute_state_hash_full(state)
+
+
+def test_the_backstop_charges_the_fund_the_whole_deficit_at_the_losing_position() -> None:
+    """liquidation_waterfall_cross_contagion with a cross fund of 100,000: a0 (TNC -5,500) loses on
+    SOL and wins on BTC, so its deficit is attributed to SOL alone (deficit_quote): the backstop
+    takes the 500 SOL at 40,000 + 5,500 = 45,500 (the fund pays 5,500; inventory 40,000 <= 0.5 x
+    94,500), which leaves TNC 0; then the BTC short at its oracle value 9,000 (the fund pays 0).
+    Nobody is deleveraged; c0 (the underwater BTC long) and d0 are untouched."""
+    doc = base("liquidation_waterfall_cross_contagion")
+    doc["genesis"]["insurance_funds"] = {"cross": "100000"}
+    out = run_scenario(doc)
+    takeovers = [(e["market"], e["size"], e["bankruptcy_quote"], e["fund_delta"], e["maintenance"])
+                 for e in events_of(out, "backstop_takeover")]
+    assert takeovers == [("SOL-USD", "500", "45500", "-5500", "1200"), ("BTC-USD", "-0.2", "-9000", "0", "270")]
+    assert not events_of(out, "deleveraging") and not events_of(out, "bad_debt")
+    assert out["final"]["insurance_funds"]["cross"] == "94500"
+    assert subaccount(out, A)["usdc"] == "0" and subaccount(out, A)["positions"] == []
+    backstop = subaccount(out, "backstop:cross")
+    assert (backstop["usdc"], [(p["market"], p["size"]) for p in backstop["positions"]]) == (
+        "-31000", [("BTC-USD", "-0.2"), ("SOL-USD", "500")])
+    assert subaccount(out, C)["usdc"] == "5000" and subaccount(out, D)["usdc"] == "60000"

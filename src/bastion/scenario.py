@@ -1,4 +1,4 @@
-"""Scenario files (SCENARIOS.md): a genesis and blocks of messages in, a JSON result out.
+"""Scenario files (docs/scenarios.md): a genesis and blocks of messages in, a JSON result out.
 
 This is an adapter around the pure core: it parses the file, feeds ``apply_block`` and formats
 integers back into decimal strings with each market's grid. Structural mistakes in the file
@@ -206,7 +206,7 @@ def _block_time(block: Any, index: int, state: State) -> int:
 
 
 def run_scenario(data: Any, *, check: bool = True) -> dict:
-    """Run a parsed scenario document and return its result (see SCENARIOS.md)."""
+    """Run a parsed scenario document and return its result (see docs/scenarios.md)."""
     state, blocks = replay_scenario(data, check=check)
     return {"blocks": blocks, "final": describe_state(state)}
 

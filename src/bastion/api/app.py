@@ -25,8 +25,9 @@ signature, ``bastion.api.preview``). WebSocket ``/v1/ws`` (``bastion.api.ws``).
 Errors: every refusal is a 4xx ``{"code", "message", "field"}`` with the protocol's code: 400 for
 malformed input and protocol rejections, 401 for signatures (``missing_signature``,
 ``invalid_signature``, ``signer_mismatch``), 404 for unknown markets, subaccounts, blocks, proposals
-and routes, 413 for bodies over the limits, 429 ``rate_limited`` (per signed sender: a token bucket,
-``bastion.api.ratelimit``; report uploads per client address). CORS is closed unless origins are
+and routes, 413 for bodies over the limits, 429 ``rate_limited`` with ``Retry-After`` (token buckets,
+``bastion.api.ratelimit``: transactions per client address, then per signed sender; report uploads
+per client address). CORS is closed unless origins are
 given (``ApiConfig.cors_origins``).
 
 Pages: the web UI (``bastion.web``, ``docs/ui.md``) is mounted on the same app unless
@@ -103,6 +104,8 @@ class ApiConfig:
     nonce_future_ms: int = NONCE_FUTURE_MS
     rate_per_s: int = 1_000
     burst: int = 2_000
+    ip_rate_per_s: int = 2_000     # transactions per second per client address, before signatures are checked
+    ip_burst: int = 5_000
     max_body_bytes: int = 64 * 1024
     max_batch_bytes: int = 4 * 1024 * 1024
     max_batch_txs: int = 2_000
@@ -209,6 +212,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     config = config or ApiConfig()
     chain_id = node.state.chain_id
     limiter = RateLimiter(config.rate_per_s, config.burst, config.clock_ms)
+    ip_limiter = RateLimiter(config.ip_rate_per_s, config.ip_burst, config.clock_ms)
     report_limiter = RateLimiter(config.report_rate_per_s, config.report_burst, config.clock_ms)
     reports = ReportStore(node.data_dir / REPORTS_DIRECTORY)
     reader = ReadModelReader(config.read_models_url or node.read_models_url)
@@ -280,6 +284,11 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             limiter.take(sender)
         return node.submit(unsigned)
 
+    def take_ip(request: Request, count: int = 1) -> None:
+        """The per-address limit on transactions (``ip_rate_per_s``, bursts of ``ip_burst``), taken
+        before any signature is recovered: many keys from one address share one bucket."""
+        ip_limiter.take(f"address:{request.client.host if request.client else 'unknown'}", count)
+
     def accept(envelope: Any) -> dict[str, Any]:
         """Verify (signed mode), rate-limit and queue one envelope; raises ``ProtocolError``."""
         return enqueue(*authenticate(envelope))
@@ -308,6 +317,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
     async def submit(request: Request, wait_ms: int = Query(0, ge=0, le=MAX_WAIT_MS)) -> Any:
         """Submit one signed envelope. ``accepted`` promises nothing; with ``wait_ms`` the answer is
         the commit status (``committed`` at a height, or still ``pending`` after the wait)."""
+        take_ip(request)
         accepted = accept(await read_json(request, config.max_body_bytes))
         if wait_ms:
             status = await run_in_threadpool(node.wait_committed, accepted["sender"], accepted["nonce"],
@@ -327,6 +337,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             raise ProtocolError("invalid_batch", "a batch is {\"txs\": [envelopes]}", field="txs")
         if len(txs) > config.max_batch_txs:
             raise ProtocolError("too_large", f"a batch holds at most {config.max_batch_txs} transactions", field="txs")
+        take_ip(request, len(txs))
         # signature recovery (libsecp256k1 releases the GIL) in the verifier threads, in chunks; then
         # each envelope queued in batch order, so arrival order is the batch's
         if verifiers is not None and len(txs) >= 2 * VERIFY_CHUNK:

@@ -35,7 +35,7 @@ class Envelope(BaseModel):
                 "price": "50000", "client_id": 7},
         "sender": ADDRESS_EXAMPLE, "nonce": 1767225601000000, "signature": SIGNATURE_EXAMPLE}]})
 
-    msg: dict[str, Any] = Field(description="a message as in SCENARIOS.md, with its \"type\"")
+    msg: dict[str, Any] = Field(description="a message as in docs/scenarios.md, with its \"type\"")
     sender: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
     nonce: int = Field(ge=0, le=2**63 - 1)
     signature: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{130}$")
@@ -57,10 +57,13 @@ class TxAccepted(BaseModel):
 
 
 class TxStatus(BaseModel):
-    status: str = Field(description="committed | pending | unknown", examples=["committed"])
+    status: str = Field(description="committed | pending | refused | unknown", examples=["committed"])
     height: int | None = None
     index: int | None = None
     result: dict[str, Any] | None = Field(default=None, examples=[{"ok": True, "order_id": 12}])
+    code: str | None = Field(default=None, description="refused: why the block producer dropped it",
+                             examples=["no_collateral"])
+    message: str | None = None
 
 
 class BatchItem(BaseModel):

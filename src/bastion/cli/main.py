@@ -20,7 +20,7 @@ from bastion.stress.cli import stress
 
 app = typer.Typer(help="Bastion: a deterministic perpetual-futures exchange.", no_args_is_help=True,
                   add_completion=False)
-scenario_app = typer.Typer(help="Run and inspect scenario files (SCENARIOS.md).", no_args_is_help=True)
+scenario_app = typer.Typer(help="Run and inspect scenario files (docs/scenarios.md).", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 app.command("stress")(stress)
 console = Console()
@@ -63,6 +63,10 @@ def node(
                                                                     "(repeatable; CORS is closed by default)"),
     rate_limit: int = typer.Option(1_000, help="transactions per second per signed sender (token bucket)"),
     burst: int = typer.Option(2_000, help="token bucket size per sender"),
+    ip_rate_limit: int = typer.Option(2_000, help="transactions per second per client address (token bucket, "
+                                                  "checked before signatures)"),
+    ip_burst: int = typer.Option(5_000, help="token bucket size per client address"),
+    max_pending_per_sender: int = typer.Option(1_000, help="transactions one sender may have waiting in the mempool"),
     block_time: int = typer.Option(250, "--block-time", help="milliseconds between blocks"),
     max_block_txs: int = typer.Option(1_000, help="a block is produced at once when this many are waiting"),
     snapshot_every: int = typer.Option(1_000, help="blocks between snapshots (0: never)"),
@@ -102,7 +106,7 @@ def node(
         raise typer.Exit(2)
     try:
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
-                        keep_snapshots=keep_snapshots,
+                        keep_snapshots=keep_snapshots, max_pending_per_sender=max_pending_per_sender,
                         on_block=None if quiet else _log_block,
                         read_models=None if read_models == "none" else read_models)
     except (LogCorrupted, ReplayDivergence) as error:
@@ -124,6 +128,7 @@ def node(
     producer.start()
     try:
         api = create_app(the_node, ApiConfig(unsigned=unsigned, rate_per_s=rate_limit, burst=burst,
+                                             ip_rate_per_s=ip_rate_limit, ip_burst=ip_burst,
                                              cors_origins=tuple(cors_origin),
                                              verify_threads=verify_threads))
         uvicorn.run(api, host=host, port=port, log_level="warning")

@@ -3,16 +3,18 @@
 Each handler validates everything first and only then applies, so a rejection changes nothing.
 Funding is settled (``settle_funding``) on every subaccount an applied message touches.
 A guardian ``withdrawals`` pause refuses withdrawals and transfers to other owners
-(``guardian.check_withdrawals_open``).
+(``guardian.check_withdrawals_open``). Collateral leaving a subaccount may not take it below the
+open-order tier of its open orders (``check_open_orders_covered``).
 """
 from __future__ import annotations
 
 from bastion.core import guardian
 from bastion.core.errors import ProtocolError
-from bastion.core.margin import cost_after, get_pending_funding, get_subaccount_risk
+from bastion.core.margin import cost_after, get_net_collateral, get_pending_funding, get_subaccount_risk
 from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
+from bastion.core.params import open_order_limit
 from bastion.core.state import CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
-from bastion.core.units import PPM, parse_ppm, parse_usdc
+from bastion.core.units import PPM, format_usdc, parse_ppm, parse_usdc
 
 Events = list[dict]
 
@@ -145,12 +147,30 @@ def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict:
     return {}
 
 
+def check_open_orders_covered(state: State, sub: Subaccount, amount: int) -> None:
+    """Collateral that leaves a subaccount (withdrawal, transfer) may not take its equity below the
+    open-order tier of the orders it keeps open (``params.open_order_limit``, docs/protocol.md
+    "Anti-spam"): otherwise the same collateral, moved from subaccount to subaccount, would rest
+    the tier's orders in each. Refusal ``too_many_open_orders``: cancel orders first."""
+    open_orders = len(sub.orders) + len(sub.conditional_orders)
+    if not open_orders:
+        return
+    equity = get_net_collateral(state, sub) - amount
+    allowed, _ = open_order_limit(state.order_limits, equity)
+    if open_orders > allowed:
+        raise ProtocolError("too_many_open_orders",
+                            f"subaccount {sub.number} keeps {open_orders} open orders; with {format_usdc(equity)} "
+                            f"USDC of equity left it could keep {allowed}: cancel orders first", field="amount",
+                            open_orders=open_orders, allowed=allowed)
+
+
 def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
     sub = get_own_subaccount(state, sender, msg.subaccount)
     amount = parse_positive_usdc(msg.amount)
     guardian.check_withdrawals_open(state, sender, None)
     check_withdrawals_open(state, sub)
     check_free_collateral(state, sub, amount)
+    check_open_orders_covered(state, sub, amount)
     settle_funding(state, sub, events)
     sub.balance -= amount
     state.total_withdrawals += amount
@@ -171,6 +191,7 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
     guardian.check_withdrawals_open(state, sender, to_owner)
     check_withdrawals_open(state, sub, CROSS_POOL if existing is None else subaccount_pool(state, existing))
     check_free_collateral(state, sub, amount)
+    check_open_orders_covered(state, sub, amount)
     settle_funding(state, sub, events)
     recipient = get_or_create_subaccount(state, to_owner, msg.to_subaccount)
     settle_funding(state, recipient, events)

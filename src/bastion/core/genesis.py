@@ -1,7 +1,7 @@
 """Genesis: the JSON document that defines chain id, start time, parameters, markets and accounts.
 
 ``build_state(genesis)`` validates a genesis object (decimal strings, as in scenario files, see
-SCENARIOS.md) and returns the initial ``State`` with its state hash committed at height 0.
+docs/scenarios.md) and returns the initial ``State`` with its state hash committed at height 0.
 Omitted fields take the values of ``GENESIS_DEFAULTS`` (``bastion scenario defaults`` prints them).
 Errors are ``ProtocolError("invalid_genesis", ...)`` naming the field path, e.g.
 ``genesis.markets[0].size_decimals``.
@@ -17,13 +17,14 @@ from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import normalize_address
 from bastion.core.governance import format_governance_params, parse_governance_params
+from bastion.core.orders import format_order_limits, parse_order_limits
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
-    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OracleParams,
+    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OracleParams, OrderLimitParams,
 )
 from bastion.core.state import (
-    ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, SUBACCOUNT_NUMBERS, Guardian, Market, Position, State,
-    Subaccount,
+    ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, MAX_ORDER_LOTS, SUBACCOUNT_NUMBERS, Guardian, Market,
+    Position, State, Subaccount,
 )
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_decimal, parse_ppm, parse_usdc
@@ -58,7 +59,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "oracle": {"operators": ["0x00000000000000000000000000000000000000a1"], "min_sources": 1,
                "max_staleness_s": 60, "max_source_deviation": "0.05", "max_move_per_block": "0.5"},
     "liquidity_tiers": DEFAULT_TIERS,
-    "market": {"liquidity_tier": 0, "min_order_size": None, "max_open_interest": None, "maker_fee": "0.0001",
+    "market": {"liquidity_tier": 0, "min_order_size": None, "max_order_size": None, "max_open_interest": None,
+               "maker_fee": "0.0001",
                "taker_fee": "0.0005", "isolated_only": False, "status": "active"},
     "liquidation": {"max_liquidation_fee": "0.015", "bankruptcy_adjustment": "1", "spread_to_maintenance": "1.5",
                     "min_position_notional": "1000", "max_position_portion": "0.1",
@@ -73,6 +75,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "listing": {"min_initial_margin": "0.05", "max_open_interest": "1000000"},
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),
+    # anti-spam (bastion.core.orders.check_order_limits): open orders per subaccount by equity, minimum notional
+    "order_limits": format_order_limits(OrderLimitParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}},
     "accounts": [],
@@ -154,8 +158,8 @@ def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets:
     ``time_ms``. Errors are ``invalid_genesis`` naming the field path."""
     market_defaults = GENESIS_DEFAULTS["market"]
     _check_keys(m, {"ticker", "size_decimals", "price_decimals", "liquidity_tier", "min_order_size",
-                    "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price", "status",
-                    "oracle"}, path)
+                    "max_order_size", "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price",
+                    "status", "oracle"}, path)
     ticker = _get(m, "ticker", path, str)
     if not _TICKER.match(ticker):
         raise _error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
@@ -169,6 +173,9 @@ def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets:
     min_size = m.get("min_order_size")
     min_lots = 1 if min_size is None else _wrap(f"{path}.min_order_size", parse_decimal, min_size, size_decimals,
                                                field="min_order_size")
+    max_size = m.get("max_order_size")
+    max_order_lots = MAX_ORDER_LOTS if max_size is None else _wrap(f"{path}.max_order_size", parse_decimal, max_size,
+                                                                   size_decimals, field="max_order_size")
     max_oi = m.get("max_open_interest")
     max_oi_lots = _UNLIMITED if max_oi is None else _wrap(f"{path}.max_open_interest", parse_decimal, max_oi,
                                                          size_decimals, field="max_open_interest")
@@ -185,12 +192,14 @@ def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets:
                   field="oracle_price")
     if price <= 0 or min_lots <= 0:
         raise _error(path, "oracle_price and min_order_size must be positive")
+    if not min_lots <= max_order_lots <= MAX_ORDER_LOTS:
+        raise _error(f"{path}.max_order_size", f"must be at least min_order_size and at most {MAX_ORDER_LOTS} lots")
     oracle_params = _oracle_params(m["oracle"], oracle_defaults, f"{path}.oracle") if "oracle" in m else \
         copy.copy(oracle_defaults)
     market = Market(ticker=ticker, size_decimals=size_decimals, price_decimals=price_decimals, tier_id=tier_id,
                     min_order_lots=min_lots, max_open_interest_lots=max_oi_lots, maker_fee_ppm=maker_fee,
                     taker_fee_ppm=taker_fee, isolated_only=_get(m, "isolated_only", path, bool, False),
-                    status=status, oracle_params=oracle_params, oracle_price=price)
+                    status=status, oracle_params=oracle_params, oracle_price=price, max_order_lots=max_order_lots)
     market.submissions = {op: (price, time_ms) for op in operators}
     return market
 
@@ -314,6 +323,8 @@ def build_state(genesis: Any) -> State:
     state.listing = listing
     state.governance = _wrap("genesis.governance", parse_governance_params,
                              _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
+    state.order_limits = _wrap("genesis.order_limits", parse_order_limits,
+                               _get(g, "order_limits", "genesis", dict, {}), OrderLimitParams(), "genesis.order_limits")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))

@@ -64,16 +64,18 @@ import json
 from dataclasses import fields
 from typing import Any, Final
 
-from bastion.core import actions, council, guardian, rollout, votes
+from bastion.core import actions, council, guardian, orders, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
     Action, CancelProposal, DelistMarket, Execute, GuardianVeto, InsuranceTransfer, ListMarket, Queue, SetCouncil,
     SetFeeParams, SetGovernanceParams, SetGuardian, SetLiquidationParams, SetListingParams, SetLiquidityTier,
-    SetMarketParams, SetOracleOperators, SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend,
+    SetMarketParams, SetOracleOperators, SetOrderLimits, SetStewardBounds, StartRollout, SubmitProposal, TreasurySpend,
     UpgradeIsolatedToCross, Vote, canonical_action,
 )
-from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier
-from bastion.core.state import ACTIVE, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State
+from bastion.core.params import RISK_CLASSES, GovernanceParams, GovernanceTier, OrderLimitParams, open_order_limit
+from bastion.core.state import (
+    ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State,
+)
 from bastion.core.units import MS_PER_S, PPM, format_decimal, format_ppm, parse_decimal, parse_ppm, parse_usdc
 
 Events = list[dict]
@@ -347,6 +349,20 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
                                  "min_order_size")
                 changes.append((prefix + "min_order_lots", market.min_order_lots, lots,
                                 compare_risk(market.min_order_lots, lots, riskier_when_higher=False)))
+            if action.max_order_size is not None or action.min_order_size is not None:
+                # the bounds stay ordered: min_order_size <= max_order_size <= MAX_ORDER_LOTS
+                smallest = market.min_order_lots if action.min_order_size is None else parse_decimal(
+                    action.min_order_size, market.size_decimals, field="min_order_size")
+                largest = market.max_order_lots if action.max_order_size is None else parse_decimal(
+                    action.max_order_size, market.size_decimals, field="max_order_size")
+                if not smallest <= largest <= MAX_ORDER_LOTS:
+                    raise ProtocolError("invalid_field", "max_order_size must be at least min_order_size and at most "
+                                        f"{MAX_ORDER_LOTS} lots", field="max_order_size")
+            if action.max_order_size is not None:
+                lots = _positive(parse_decimal(action.max_order_size, market.size_decimals, field="max_order_size"),
+                                 "max_order_size")
+                changes.append((prefix + "max_order_lots", market.max_order_lots, lots,
+                                compare_risk(market.max_order_lots, lots, riskier_when_higher=True)))
             if action.status is not None:
                 if action.status not in _STATUS_RANK:
                     raise ProtocolError("invalid_status", f"status must be one of {sorted(_STATUS_RANK)} "
@@ -381,6 +397,8 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
             for attr in ("initial_margin_ppm", "maintenance_fraction_ppm", "oi_lower_cap_usdc", "oi_upper_cap_usdc"):
                 if getattr(old, attr) != getattr(new, attr):
                     changes.append((prefix + attr, getattr(old, attr), getattr(new, attr), risk))
+        case SetOrderLimits():
+            changes.extend(compute_order_limits_changes(state, action))
         case SetFeeParams():
             share = _ratio(action.insurance_share, "insurance_share")
             changes.append(("fees.insurance_share_ppm", state.fees.insurance_share_ppm, share,
@@ -405,6 +423,36 @@ def compute_action_changes(state: State, action: Action) -> list[Change]:
             changes.extend(council.compute_steward_bounds_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
+    return changes
+
+
+def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[Change]:
+    """``set_order_limits``: validated by the genesis parser (``orders.parse_order_limits``); looser
+    limits (more open orders for some equity, a lower minimum notional) increase risk."""
+    section = {name: value for name, value in (("open_order_tiers", action.open_order_tiers),
+                                               ("max_open_orders", action.max_open_orders),
+                                               ("min_order_notional", action.min_order_notional))
+               if value is not None}
+    old = state.order_limits
+    new = orders.parse_order_limits(section, old, "set_order_limits")
+    changes: list[Change] = []
+    if action.open_order_tiers is not None:
+        # compare the limits at every step of either list: the limit is constant between steps
+        points = sorted({0, *(equity for equity, _ in old.open_order_tiers), *(e for e, _ in new.open_order_tiers)})
+        before = OrderLimitParams(old.open_order_tiers, _NO_CAP, 0)   # the tiers alone, without the hard maximum
+        after = OrderLimitParams(new.open_order_tiers, _NO_CAP, 0)
+        classes = [compare_risk(open_order_limit(before, e)[0], open_order_limit(after, e)[0], riskier_when_higher=True)
+                   for e in points]
+        changes.append(("order_limits.open_order_tiers", [list(step) for step in old.open_order_tiers],
+                        new.open_order_tiers, strictest(classes)))
+    if action.max_open_orders is not None:
+        changes.append(("order_limits.max_open_orders", old.max_open_orders, new.max_open_orders,
+                        compare_risk(old.max_open_orders, new.max_open_orders, riskier_when_higher=True)))
+    if action.min_order_notional is not None:
+        changes.append(("order_limits.min_order_notional_usdc", old.min_order_notional_usdc,
+                        new.min_order_notional_usdc,
+                        compare_risk(old.min_order_notional_usdc, new.min_order_notional_usdc,
+                                     riskier_when_higher=False)))
     return changes
 
 
@@ -467,6 +515,8 @@ def apply_change(state: State, name: str, value: Any) -> None:
         target, key, attr = getattr(state, group), ("global",), rest
     elif group == "listing":
         target, key, attr = state.listing, ("listing",), rest
+    elif group == "order_limits":
+        target, key, attr = state.order_limits, ("order_limits",), rest
     elif group == "oracle_operators":
         actions.set_oracle_operators(state, value)
         return

@@ -7,7 +7,8 @@ Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order",
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
 for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
 member)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval",
-name, member)``, and ``("listing",)`` for the listing parameters)
+name, member)``, and ``("listing",)`` for the listing parameters, ``("order_limits",)`` for the
+anti-spam order limits)
 and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
 proposals' actions with their keys sorted). A leaf's digest
@@ -72,7 +73,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
                 m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
                 m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-                m.last_funding_hour, m.twap_cumulative, m.twap_ms, m.settlement_price]
+                m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price]
     if kind == "twap":  # the settlement price's minute checkpoints (bastion.core.twap)
         m = state.markets[key[1]]
         return [list(c) for c in m.twap_checkpoints] if m.twap_checkpoints else None
@@ -125,6 +126,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         listing, defaults = state.listing, state.listing.oracle
         return [[defaults.min_sources, defaults.max_staleness_ms, defaults.max_source_deviation_ppm,
                  defaults.max_move_per_block_ppm], listing.min_initial_margin_ppm, listing.max_open_interest_usdc]
+    if kind == "order_limits":
+        limits = state.order_limits
+        return [[list(step) for step in limits.open_order_tiers], limits.max_open_orders,
+                limits.min_order_notional_usdc]
     if kind == "proposal":
         pr = state.proposals[key[1]]
         r = pr.rules
@@ -271,6 +276,7 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
         yield ("total_supply", index)
     yield ("governance",)
     yield ("listing",)
+    yield ("order_limits",)
     for proposal_id, proposal in state.proposals.items():
         yield ("proposal", proposal_id)
         for voter in proposal.ballots:

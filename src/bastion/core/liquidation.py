@@ -41,8 +41,9 @@ Rung 2, the backstop. If the book did not take the whole attempted size and the 
    address, so no signature, deposit or transfer can ever name it (messages accept only 0x-prefixed
    20-byte hex addresses); only this module moves it. The takeover is a trade at the oracle price
    in which the fund settles the difference to the bankruptcy quote exactly as rung 1 does for a
-   fill (``insurance_fund_delta`` with the oracle value as the fill): a bankrupt account receives
-   its bankruptcy quote, the fund paying what that exceeds the oracle value by (``fund_delta < 0``);
+   fill (``insurance_fund_delta`` with the oracle value as the fill), the quote attributing the
+   account's deficit to its losing positions only (``deficit_quote``, as in rungs 3 and 4): a
+   bankrupt account receives that quote, the fund paying what it exceeds the oracle value by (``fund_delta < 0``);
    a stalled account that is still solvent pays the capped liquidation fee (``fund_delta > 0``).
    **The backstop's margin is its pool's fund:** its positions cost the oracle value, so its own
    equity is its unrealised PnL, and the pool's *fund equity* is the fund plus that PnL when it is
@@ -405,21 +406,23 @@ def _losing_maintenance(state: State, sub: Subaccount) -> int:
 
 
 def deficit_quote(state: State, sub: Subaccount, market: Market, delta: int) -> tuple[int, int, int]:
-    """(quote, TNC, maintenance share base) of rungs 3 and 4: the bankruptcy quote with the
-    account's deficit attributed to its positions **not in profit** only (in proportion to their
-    MMR), so that a loss made in one market is never charged to the counterparties of a winning
-    position in another. With no such position (every position in profit), over all positions,
-    as ``bankruptcy_quote``. Callers never use it for a winning position while a losing one exists
-    (``deleverage`` leaves such a position to the book and the backstop)."""
+    """(quote, TNC, maintenance share base) of rungs 2 to 4: the bankruptcy quote with the account's
+    deficit attributed to its positions **not in profit** only (in proportion to their MMR), so that
+    a loss made in one market is never charged to the counterparties of a winning position in
+    another. A winning position of an account that also holds a losing one carries no share: its
+    quote is its oracle value (base 0). With no losing position (every position in profit) the
+    deficit is shared over all positions, as ``bankruptcy_quote``."""
     net_collateral, _, maintenance = get_subaccount_risk(state, sub)
     losing = _losing_maintenance(state, sub)
-    base = losing or maintenance
     position = sub.positions[market.ticker]
     override = sub.imf_overrides.get(market.ticker)
     old_value, _, old_maintenance = compute_position_risk(state, market, position.size, market.open_interest,
                                                           override)
     new_value, _, new_maintenance = compute_position_risk(state, market, position.size + delta,
                                                           market.open_interest, override)
+    if losing and position.risk[0] > position.cost:
+        return old_value - new_value, net_collateral, 0
+    base = losing or maintenance
     quote = bankruptcy_amount(new_value - old_value, net_collateral, new_maintenance - old_maintenance, base)
     return quote, net_collateral, base
 
@@ -481,7 +484,7 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
         if lots in memo:
             return memo[lots]
         delta = sign * lots
-        quote, net_collateral, maintenance = bankruptcy_quote(state, sub, market, delta)
+        quote, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
         fill = notional(-delta, market.oracle_price, size_decimals=market.size_decimals,
                         price_decimals=market.price_decimals)  # the oracle value: what the backstop pays
         memo[lots] = quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral, maintenance

@@ -131,6 +131,21 @@ def get_subaccount_risk(state: State, sub: Subaccount, market: Market | None = N
     return sub.balance + balance_delta + funding_ppm // PPM + net_notional, initial, maintenance
 
 
+def get_net_collateral(state: State, sub: Subaccount) -> int:
+    """The subaccount's TNC now (``get_subaccount_risk(state, sub)[0]``, without the requirements):
+    balance, pending funding and the positions' notional at the oracle price. Its *equity*, as the
+    anti-spam limits count it (``bastion.core.orders.check_order_limits``, ``bastion.core.ante``)."""
+    funding_ppm = value = 0
+    markets = state.markets
+    for ticker, position in sub.positions.items():
+        m = markets[ticker]
+        if position.funding_index != m.funding_index:
+            funding_ppm += funding_settlement(m.funding_index, position.funding_index, position.size)
+        value += notional(position.size, m.oracle_price, size_decimals=m.size_decimals,
+                          price_decimals=m.price_decimals)
+    return sub.balance + funding_ppm // PPM + value
+
+
 def is_valid_update(old: Risk, new: Risk) -> bool:
     """DESIGN.md section 3: ``TNC >= IMR`` afterwards, or a weak account that does not get riskier."""
     if new[0] >= new[1]:

@@ -127,6 +127,16 @@ class SetMarketParams:
     max_staleness_s: int | None = None
     max_source_deviation: str | None = None
     max_move_per_block: str | None = None
+    max_order_size: str | None = None      # the largest order (anti-spam, bastion.core.orders)
+
+
+@dataclass(frozen=True, slots=True)
+class SetOrderLimits:
+    """The anti-spam order limits (genesis ``order_limits`` names and units, ``bastion.core.orders``):
+    ``open_order_tiers`` replaces the whole list of ``{min_equity, max_open_orders}`` tiers."""
+    open_order_tiers: list | None = None
+    max_open_orders: int | None = None
+    min_order_notional: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +289,7 @@ ACTION_TYPES: dict[str, type] = {
     "treasury_spend": TreasurySpend,
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
+    "set_order_limits": SetOrderLimits,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -293,7 +304,8 @@ def action_requires_proposal(kind: str) -> ProtocolError:
 # Fields added to an action after proposals using it could exist: they enter the proposal id only when
 # set, so that the id of a proposal that does not use them stays what it was (``canonical_action``).
 LATER_FIELDS: dict[type, tuple[str, ...]] = {
-    SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"),
+    SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block",
+                      "max_order_size"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
                            "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",
@@ -302,7 +314,7 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
-          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross)
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -409,6 +421,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list,),
     "list[str]": (list,),
     "dict | None": (dict, type(None)),
+    "list | None": (list, type(None)),
 }
 MAX_ACTIONS = 16
 

@@ -1,7 +1,8 @@
 """Order placement, cancellation and matching (DESIGN.md section 5).
 
 ``place_order`` validates the whole message first (grid, market status and guardian pauses
-(``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the limit price, fill-or-kill liquidity) and
+(``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the limit price,
+the anti-spam limits (``check_order_limits``), fill-or-kill liquidity) and
 only then assigns an order id and matches. Matching walks the book in price-time priority at the
 makers' prices; ``_Matcher.decide`` judges each proposed fill:
 
@@ -25,13 +26,16 @@ from bastion.core import guardian
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.margin import cost_change, get_subaccount_risk, is_valid_update, open_interest_change
+from bastion.core.margin import (
+    cost_change, get_net_collateral, get_subaccount_risk, is_valid_update, open_interest_change,
+)
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
+from bastion.core.params import OrderLimitParams, open_order_limit
 from bastion.core.state import (
     ACTIVE, CROSS, ISOLATED, PAUSED, REDUCE_ONLY, ConditionalOrder, Market, OrderTerms, State, Subaccount,
 )
 from bastion.core.timefmt import parse_iso_ms
-from bastion.core.units import fee_for, parse_decimal, ppm_of_down
+from bastion.core.units import fee_for, format_decimal, format_usdc, parse_decimal, parse_usdc, ppm_of_down
 from bastion.risk_model import notional
 
 Events = list[dict]
@@ -46,6 +50,7 @@ UNDERLYING_ORDER_TYPES: Final = {"stop_market": "market", "stop_limit": "limit",
 CONDITIONAL_ORDER_TYPES: Final = tuple(UNDERLYING_ORDER_TYPES)
 SELF_TRADE_MODES: Final = ("cancel_resting", "cancel_taking", "decrement")
 MAX_CLIENT_ID: Final = 2**32 - 1
+MAX_OPEN_ORDER_TIERS: Final = 16
 
 
 def _sign(value: int) -> int:
@@ -63,6 +68,7 @@ def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> d
     if trigger_ticks is None:
         return submit_order(state, terms, events)
     check_order(state, terms, with_book=False)  # post-only crossing and fill-or-kill are judged at the trigger
+    check_order_limits(state, terms, rests=True)
     return add_conditional_order(state, msg.order_type, trigger_ticks, terms, events)
 
 
@@ -95,6 +101,9 @@ def parse_order(state: State, sender: str, msg: PlaceOrder) -> tuple[OrderTerms,
         raise ProtocolError("non_positive_size", "size must be positive", field="size")
     if lots < market.min_order_lots:
         raise ProtocolError("size_below_minimum", "size is below the market's minimum order size", field="size")
+    if lots > market.max_order_lots:
+        raise ProtocolError("size_above_maximum", f"size is above the market's maximum order size "
+                            f"{format_decimal(market.max_order_lots, market.size_decimals)}", field="size")
     ticks = parse_decimal(msg.price, market.price_decimals, field="price")
     if ticks <= 0:
         raise ProtocolError("non_positive_price", "price must be positive", field="price")
@@ -169,6 +178,107 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
     return crosses
 
 
+# --------------------------------------------------------------------------------------- anti-spam limits
+def check_order_limits(state: State, terms: OrderTerms, *, rests: bool) -> None:
+    """The anti-spam limits of a placement (``state.order_limits``, docs/protocol.md "Anti-spam"),
+    judged once, when the order is placed (never again when a conditional order triggers, so a
+    stop-loss placed within the limits always gets its chance), and never for the protocol's own
+    liquidation orders (``bastion.core.liquidation`` does not come here):
+
+    * ``order_below_min_notional``: an order that does not reduce the subaccount's position (a
+      reduce-only order, or one on the other side of the position and at most its size) must be
+      worth at least ``min_order_notional_usdc`` at the market's **oracle** price (not the limit
+      price, which a spammer could choose far from the market). So a trader can always close a
+      position of any size, however small.
+    * ``too_many_open_orders``: an order that may rest (``gtc``, ``gtt``, ``post_only``, or any
+      conditional order) needs room under the subaccount's open-order limit: its resting plus
+      untriggered conditional orders must be fewer than ``open_order_limit`` of its equity (net
+      collateral, as margin counts it). ``ioc``/``fok`` and market orders never rest and are never
+      refused for it, so a trader can always close with one.
+    """
+    sub = state.subaccounts[(terms.owner, terms.number)]
+    market = state.markets[terms.market]
+    limits = state.order_limits
+    position = sub.positions.get(market.ticker)
+    position_size = position.size if position is not None else 0
+    signed = terms.lots if terms.side == BUY else -terms.lots
+    reduces = position_size != 0 and _sign(signed) != _sign(position_size) and terms.lots <= abs(position_size)
+    if not (reduces or terms.reduce_only):
+        value = fill_notional(market, terms.lots, market.oracle_price)
+        if value < limits.min_order_notional_usdc:
+            raise ProtocolError("order_below_min_notional",
+                                f"the order is worth {format_usdc(value)} USDC at the oracle price; an order that "
+                                f"does not reduce a position must be worth at least "
+                                f"{format_usdc(limits.min_order_notional_usdc)} USDC", field="size")
+    if not rests:
+        return
+    open_orders = len(sub.orders) + len(sub.conditional_orders)
+    equity = get_net_collateral(state, sub)
+    allowed, step = open_order_limit(limits, equity)
+    if open_orders >= allowed:
+        tier = "below the first tier" if step is None else f"tier from {format_usdc(step)} USDC"
+        raise ProtocolError("too_many_open_orders",
+                            f"subaccount {terms.number} has {open_orders} open orders; its equity "
+                            f"{format_usdc(equity)} USDC ({tier}) allows {allowed} "
+                            f"(at most {limits.max_open_orders} per subaccount)", field="subaccount",
+                            open_orders=open_orders, allowed=allowed)
+
+
+def parse_order_limits(obj: object, base: OrderLimitParams, path: str) -> OrderLimitParams:
+    """A (partial) genesis ``order_limits`` section merged over ``base``: ``open_order_tiers`` (a
+    list of ``{"min_equity": USDC, "max_open_orders": n}``, strictly ascending in equity, never
+    fewer orders for more equity, at most ``MAX_OPEN_ORDER_TIERS``), ``max_open_orders`` (an
+    integer >= 0) and ``min_order_notional`` (USDC). The same parser validates genesis and
+    ``set_order_limits``; errors name the field path."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
+    for key in sorted(set(obj) - {"open_order_tiers", "max_open_orders", "min_order_notional"}):
+        raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
+    tiers = [list(step) for step in base.open_order_tiers]
+    if "open_order_tiers" in obj:
+        tiers = _parse_open_order_tiers(obj["open_order_tiers"], f"{path}.open_order_tiers")
+    max_open = base.max_open_orders
+    if "max_open_orders" in obj:
+        max_open = _count(obj["max_open_orders"], f"{path}.max_open_orders")
+    min_notional = base.min_order_notional_usdc
+    if "min_order_notional" in obj:
+        min_notional = parse_usdc(obj["min_order_notional"], field=f"{path}.min_order_notional")
+    return OrderLimitParams(tiers, max_open, min_notional)
+
+
+def _count(value: object, field: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10**9:
+        raise ProtocolError("invalid_field", f"{field} must be an integer in 0..10^9, got {value!r}", field=field)
+    return value
+
+
+def _parse_open_order_tiers(value: object, path: str) -> list[list[int]]:
+    if not isinstance(value, list) or len(value) > MAX_OPEN_ORDER_TIERS:
+        raise ProtocolError("invalid_field", f"{path} must be a list of at most {MAX_OPEN_ORDER_TIERS} tiers",
+                            field=path)
+    tiers: list[list[int]] = []
+    for i, step in enumerate(value):
+        spath = f"{path}[{i}]"
+        if not isinstance(step, dict) or set(step) != {"min_equity", "max_open_orders"}:
+            raise ProtocolError("invalid_field", f"{spath} must be {{\"min_equity\": USDC, \"max_open_orders\": n}}",
+                                field=spath)
+        equity = parse_usdc(step["min_equity"], field=f"{spath}.min_equity")
+        count = _count(step["max_open_orders"], f"{spath}.max_open_orders")
+        if tiers and (equity <= tiers[-1][0] or count < tiers[-1][1]):
+            raise ProtocolError("invalid_field", f"{spath}: tiers must rise strictly in min_equity and never allow "
+                                "fewer orders for more equity", field=spath)
+        tiers.append([equity, count])
+    return tiers
+
+
+def format_order_limits(limits: OrderLimitParams) -> dict:
+    """The genesis form of ``limits`` (``bastion scenario defaults``)."""
+    return {"open_order_tiers": [{"min_equity": format_usdc(equity), "max_open_orders": count}
+                                 for equity, count in limits.open_order_tiers],
+            "max_open_orders": limits.max_open_orders,
+            "min_order_notional": format_usdc(limits.min_order_notional_usdc)}
+
+
 def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: int | None = None) -> dict:
     """The one way into the book: validate the terms against the account, the market and the book,
     then match and rest them. A fresh order (``order_id`` None) gets the next order id; a triggered
@@ -178,6 +288,8 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
     market = state.markets[terms.market]
     side, lots, ticks, tif = terms.side, terms.lots, terms.ticks, terms.time_in_force
     crosses = check_order(state, terms, with_book=True)
+    if order_id is None:  # a fresh placement (a triggered conditional order passed them when placed)
+        check_order_limits(state, terms, rests=tif in RESTING_TIME_IN_FORCE)
     matcher = _Matcher(state, market, sub, side, terms, events) if crosses else None
     if tif == "fok" and (matcher is None or matcher.dry_run(ticks, lots) < lots):
         raise ProtocolError("fok_not_filled", "a fill-or-kill order cannot be filled completely now", field="size")

@@ -90,6 +90,36 @@ class ListingParams:
     max_open_interest_usdc: int = 1_000_000_000_000  # 1M USDC, the "isolated" tier's upper OI cap
 
 
+def default_open_order_tiers() -> list[list[int]]:
+    """``[min equity (micro-USDC), max open orders]``, ascending: a subaccount whose equity (net
+    collateral) is below the first step may keep no order open; the demo's and the benchmarks'
+    accounts (thousands of USDC and more) sit in the top step."""
+    return [[20_000_000, 5], [100_000_000, 20], [1_000_000_000, 100], [10_000_000_000, 1_000]]
+
+
+@dataclass(slots=True)
+class OrderLimitParams:
+    """Anti-spam limits on orders (``bastion.core.orders.check_order_limits``, docs/protocol.md
+    "Anti-spam"), as dYdX's equity tier limits: how many orders (resting plus untriggered
+    conditional) a subaccount may keep open, by its equity, never more than ``max_open_orders``;
+    and the smallest notional (at the oracle price) of an order that does not reduce a position."""
+
+    open_order_tiers: list[list[int]] = field(default_factory=default_open_order_tiers)
+    max_open_orders: int = 1_000                    # per subaccount, whatever its equity
+    min_order_notional_usdc: int = 1_000_000        # 1 USDC at the oracle price
+
+
+def open_order_limit(limits: OrderLimitParams, equity: int) -> tuple[int, int | None]:
+    """How many orders a subaccount with ``equity`` micro-USDC may keep open, and the minimum
+    equity of its tier (None below the first tier, where the limit is 0)."""
+    allowed, step = 0, None
+    for min_equity, count in limits.open_order_tiers:
+        if equity < min_equity:
+            break
+        allowed, step = count, min_equity
+    return min(allowed, limits.max_open_orders), step
+
+
 MAX_LIQUIDATION_GRACE_MS: Final = 4 * 3_600_000   # Aave's sentinel allows a grace of up to 4 h
 MIN_SETTLEMENT_TWAP_WINDOW_MS: Final = 60_000
 MAX_SETTLEMENT_TWAP_WINDOW_MS: Final = 86_400_000

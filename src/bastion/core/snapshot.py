@@ -23,20 +23,20 @@ from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams,
+    LiquidityTier, OracleParams, OrderLimitParams,
 )
 from bastion.core.state import (
     Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
     Position, Proposal, Rollout, State, StewardApproval, StewardBound, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/8"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/9"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
-#   thresholds among the governance parameters; 7: the backstop's liquidation parameters and the
-#   liquidation stall counters; 8: the settlement TWAP accumulators and checkpoints, the settlement
-#   price, the post-pause liquidation grace and its parameters
+#   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots;
+#   8: the backstop's liquidation parameters and the liquidation stall counters; 9: the settlement TWAP
+#   accumulators and checkpoints, the settlement price, the post-pause liquidation grace and its parameters
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
@@ -79,6 +79,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "liquidation_grace_until": list(map(list, state.liquidation_grace_until.items())),
         "governance": asdict(state.governance),
         "listing": asdict(state.listing),
+        "order_limits": asdict(state.order_limits),
         "proposals": [_proposal_document(p) for p in state.proposals.values()],
         "param_history": [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
                           for e in state.param_history],
@@ -206,6 +207,9 @@ def _build(doc: dict[str, Any]) -> State:
     listing = dict(doc["listing"])
     listing_oracle = OracleParams(**listing.pop("oracle"))
     state.listing = ListingParams(oracle=listing_oracle, **listing)
+    limits = dict(doc["order_limits"])
+    state.order_limits = OrderLimitParams(
+        open_order_tiers=[[int(equity), int(count)] for equity, count in limits.pop("open_order_tiers")], **limits)
     for p in doc["proposals"]:
         plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots")}
         proposal = Proposal(**plain, actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),

@@ -12,7 +12,8 @@ rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.r
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
 council's ``("council",)``, ``("attestation", proposal id, member)``, ``("steward_bound", name)``,
 ``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
-and ``("listing",)`` (the listing parameters, ``bastion.core.actions``).
+and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), and ``("order_limits",)``
+(the anti-spam order limits, ``bastion.core.orders``).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from bastion.core.params import (
     ListingParams,
     LiquidityTier,
     OracleParams,
+    OrderLimitParams,
 )
 
 CROSS: Final = "cross"
@@ -41,6 +43,7 @@ PAUSED: Final = "paused"
 MARKET_STATUSES: Final = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
 
 SUBACCOUNT_NUMBERS: Final = range(128)
+MAX_ORDER_LOTS: Final = 2**63 - 1          # a market's max_order_lots when genesis sets none (sizes stay int64)
 
 
 class Position:
@@ -137,6 +140,7 @@ class Market:
     status: str
     oracle_params: OracleParams
     oracle_price: int                      # ticks
+    max_order_lots: int = MAX_ORDER_LOTS   # the largest order size (governed, ``set_market_params.max_order_size``)
     stale: bool = False
     submissions: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator -> (ticks, ms)
     open_interest: int = 0                 # lots, sum of long sizes
@@ -210,8 +214,8 @@ class ParamHistoryEntry:
     """One change of a governed parameter (``bastion.core.governance.change_param``)."""
 
     name: str                              # dotted path, e.g. markets.BTC-USD.tier_id
-    old: int | str | list[str] | None      # a list for oracle_operators (addresses, sorted)
-    new: int | str | list[str] | None
+    old: int | str | list | None           # a list for oracle_operators (addresses, sorted) and open_order_tiers
+    new: int | str | list | None
     height: int
     source: ParamSource
 
@@ -340,6 +344,7 @@ class State:
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
     listing: ListingParams = field(default_factory=ListingParams)  # the default listing path (core.actions)
+    order_limits: OrderLimitParams = field(default_factory=OrderLimitParams)  # anti-spam (core.orders)
     proposals: dict[str, Proposal] = field(default_factory=dict)  # by id, in submission order
     param_history: list[ParamHistoryEntry] = field(default_factory=list)  # every change, oldest first
     rollouts: dict[int, Rollout] = field(default_factory=dict)  # by id, in creation order

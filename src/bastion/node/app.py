@@ -8,18 +8,22 @@ adapter could call them unchanged to run the same state machine replicated, sinc
 decides a result is inside ``finalize_block`` and depends only on the state, the block time and the
 ordered transactions.
 
-A transaction is an envelope ``{"sender": address, "nonce": int, "msg": {...}}``. ``check_tx`` is
-stateless apart from reading who the operators are: the envelope's shape, the sender's address,
-the nonce's range, the message's decoding (unknown types, fields or JSON types are refused) and
-the authorisation that needs no account state (bridge and oracle messages from their operators).
-Signatures are the API's job (EIP-712, a later issue); here the sender is taken as authenticated.
-Every other rule is checked again, with state, when the block is applied.
+A transaction is an envelope ``{"sender": address, "nonce": int, "msg": {...}}``. ``check_tx``
+checks the envelope's shape, the sender's address, the nonce's range, the message's decoding
+(unknown types, fields or JSON types are refused), the authorisation that needs no account state
+(bridge and oracle messages from their operators) and the ante check (``bastion.core.ante``: a
+sender without collateral is refused, in its lock-free variant). Signatures are the API's job
+(EIP-712); here the sender is taken as authenticated. ``check_ante`` runs the exact ante check,
+which the block producer applies again to every transaction it takes for a block (a transaction
+it refuses is dropped, never logged). Every other rule is checked again, with state, when the
+block is applied.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from bastion.core.ante import check_ante
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import Deposit, Message, OracleUpdate, decode_message, normalize_address
 from bastion.core.state import State
@@ -70,7 +74,13 @@ class Application:
             raise ProtocolError("not_bridge_operator", "only the bridge operator may credit deposits", field="sender")
         if isinstance(typed, OracleUpdate) and sender not in self.state.oracle_operators:
             raise ProtocolError("not_oracle_operator", "only oracle operators may submit prices", field="sender")
+        check_ante(self.state, sender, exact=False)  # lock-free: the producer may be applying a block
         return CheckedTx(sender, nonce, msg, typed)
+
+    def check_ante(self, sender: str) -> None:
+        """The exact ante check (``bastion.core.ante``) on the committed state, for the block
+        producer (which holds the state lock); raises ``ProtocolError("no_collateral")``."""
+        check_ante(self.state, sender, exact=True)
 
     def finalize_block(self, time_ms: int, txs: list[tuple[str, Message]]) -> BlockResult:
         """Apply one ordered block at ``time_ms``: results, events and the new app (state) hash."""

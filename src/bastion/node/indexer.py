@@ -50,7 +50,8 @@ The ``param_changed`` event (for governance, a later issue) is::
      "height": 1234, "proposal_id": "9f2c...e1"}
 
 ``name`` is a dotted path as in ``genesis_parameters`` (``funding.*``, ``fees.*``,
-``liquidation.*``, ``liquidity_tiers.<id>.*``, ``markets.<ticker>.*``, ``markets.<ticker>.oracle.*``),
+``liquidation.*``, ``order_limits.*`` (``open_order_tiers``: a list of [min equity, max open orders]),
+``liquidity_tiers.<id>.*``, ``markets.<ticker>.*``, ``markets.<ticker>.oracle.*``),
 ``value`` an int in the unit its name carries (or a string, e.g. a market status), ``height`` the
 block that applies it (the row takes the block's height when the event has none), ``proposal_id``
 the proposal that decided it.
@@ -86,7 +87,8 @@ class IndexedBlock(Protocol):
 def genesis_parameters(state: State) -> dict[str, int | str]:
     """The governed parameters of a genesis state, by dotted name (see the module docstring)."""
     params: dict[str, int | str] = {}
-    for group, obj in (("funding", state.funding), ("fees", state.fees), ("liquidation", state.liquidation)):
+    for group, obj in (("funding", state.funding), ("fees", state.fees), ("liquidation", state.liquidation),
+                       ("order_limits", state.order_limits)):
         for f in dataclasses.fields(obj):
             params[f"{group}.{f.name}"] = getattr(obj, f.name)
     for tier_id, tier in state.tiers.items():
@@ -94,8 +96,8 @@ def genesis_parameters(state: State) -> dict[str, int | str]:
             if f.name != "tier_id":
                 params[f"liquidity_tiers.{tier_id}.{f.name}"] = getattr(tier, f.name)
     for ticker, market in state.markets.items():
-        for name in ("tier_id", "min_order_lots", "max_open_interest_lots", "maker_fee_ppm", "taker_fee_ppm",
-                     "isolated_only", "status"):
+        for name in ("tier_id", "min_order_lots", "max_order_lots", "max_open_interest_lots", "maker_fee_ppm",
+                     "taker_fee_ppm", "isolated_only", "status"):
             value = getattr(market, name)
             params[f"markets.{ticker}.{name}"] = int(value) if isinstance(value, bool) else value
         for f in dataclasses.fields(market.oracle_params):

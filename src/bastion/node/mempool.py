@@ -13,6 +13,11 @@ the log (``is_committed``, one indexed SQLite read) is asked only for a nonce at
 sender's highest: a resubmission or one out of order. Exact, since the log stays the truth for
 those, and memory is one integer per sender (not one entry per transaction, as a set of every used
 nonce would need).
+
+Bounded: at most ``capacity`` transactions in all (``mempool_full``) and ``max_per_sender`` pending
+per sender (``too_many_pending``: one sender cannot fill the mempool for everyone). A transaction
+the block producer refuses (the ante check, ``bastion.core.ante``) leaves through ``drop``: its
+nonce is free again and nothing of it is kept.
 """
 from __future__ import annotations
 
@@ -27,14 +32,16 @@ from bastion.node.blocklog import Tx
 
 class Mempool:
     def __init__(self, is_committed: Callable[[str, int], bool], capacity: int = 200_000,
-                 next_arrival: int = 0, highest: dict[str, int] | None = None) -> None:
+                 next_arrival: int = 0, highest: dict[str, int] | None = None, max_per_sender: int = 1_000) -> None:
         """``is_committed(sender, nonce)`` asks the block log; ``highest`` is every sender's highest
         committed nonce (``BlockLog.max_nonces``)."""
         self._queue: deque[tuple[Tx, Message]] = deque()
         self._pending: set[tuple[str, int]] = set()
         self._is_committed = is_committed
         self._highest: dict[str, int] = dict(highest or {})
+        self._per_sender: dict[str, int] = {}   # sender -> transactions pending (taken ones until done/drop)
         self.capacity = capacity
+        self.max_per_sender = max_per_sender
         self.next_arrival = next_arrival
 
     def __len__(self) -> int:
@@ -48,10 +55,15 @@ class Mempool:
                                 field="nonce")
         if len(self._queue) >= self.capacity:
             raise ProtocolError("mempool_full", "the mempool is full; retry later", field="envelope")
+        pending = self._per_sender.get(checked.sender, 0)
+        if pending >= self.max_per_sender:
+            raise ProtocolError("too_many_pending", f"{checked.sender} has {pending} transactions pending (at most "
+                                f"{self.max_per_sender}); retry once some are committed", field="sender")
         tx = Tx(checked.sender, checked.nonce, self.next_arrival, checked.msg)
         self.next_arrival += 1
         self._queue.append((tx, checked.typed))
         self._pending.add(key)
+        self._per_sender[checked.sender] = pending + 1
         if checked.nonce > highest:
             self._highest[checked.sender] = checked.nonce
         return tx
@@ -68,4 +80,18 @@ class Mempool:
     def done(self, txs: list[Tx]) -> None:
         """Forget transactions that are now in the block log (it answers for their nonces)."""
         for tx in txs:
-            self._pending.discard((tx.sender, tx.nonce))
+            self._forget(tx)
+
+    def drop(self, tx: Tx) -> None:
+        """Forget a taken transaction the block producer refused: it is in no block, its nonce is free."""
+        self._forget(tx)
+
+    def _forget(self, tx: Tx) -> None:
+        key = (tx.sender, tx.nonce)
+        if key in self._pending:
+            self._pending.discard(key)
+            left = self._per_sender[tx.sender] - 1
+            if left:
+                self._per_sender[tx.sender] = left
+            else:
+                del self._per_sender[tx.sender]

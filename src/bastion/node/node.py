@@ -1,7 +1,10 @@
 """A Bastion node: mempool -> block producer -> state machine -> block log + snapshots -> indexer.
 
 Life of a transaction: ``submit`` runs ``check_tx`` and queues it (the client hears "accepted",
-which promises nothing); ``produce_block`` takes up to ``max_block_txs`` in arrival order, applies
+which promises nothing; at most ``max_pending_per_sender`` per sender); ``produce_block`` takes up
+to ``max_block_txs`` in arrival order, drops those whose sender fails the ante check now
+(``bastion.core.ante``: no collateral; ``tx_status`` then answers ``refused``, and nothing of them
+is logged), applies
 them with ``Application.finalize_block`` at the block time (the node's clock, never earlier than
 the previous block), appends the block to the log in one durable transaction, and only then marks
 its transactions committed ("acknowledged": ``tx_status`` answers with the height and result).
@@ -69,7 +72,10 @@ from bastion.core.snapshot import state_to_document
 from bastion.core.state import State
 from bastion.durable import write_atomically
 from bastion.node.app import Application
-from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, SealedBlock, canonical, json_bytes, seal_block
+from bastion.core.messages import Message
+from bastion.node.blocklog import (
+    BlockLog, LoggedBlock, LogCorrupted, SealedBlock, Tx, canonical, json_bytes, seal_block,
+)
 from bastion.node.mempool import Mempool
 from bastion.node.replay import SNAPSHOT_ERRORS, SNAPSHOTS, load_snapshot, replay_range
 
@@ -95,6 +101,7 @@ def tune_garbage_collector() -> None:
 
 
 SPREAD = 8
+REFUSED_KEPT = 10_000   # refusals of the block producer remembered for tx_status
 
 
 def snapshots_to_keep(heights: list[int], newest: int, spread: int = SPREAD) -> set[int]:
@@ -182,9 +189,10 @@ class Node:
     def __init__(self, data_dir: str | Path, genesis: dict[str, Any] | None = None, *, max_block_txs: int = 1_000,
                  snapshot_every: int = 1_000, keep_snapshots: int = 3, clock_ms: Callable[[], int] = wall_clock_ms,
                  on_block: Callable[[LoggedBlock], None] | None = None, read_models: str | None = None,
-                 snapshot_every_txs: int = 200_000) -> None:
+                 snapshot_every_txs: int = 200_000, max_pending_per_sender: int = 1_000) -> None:
         """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
-        ``"default"`` for ``DIR/readmodels.db``, or None for no indexer."""
+        ``"default"`` for ``DIR/readmodels.db``, or None for no indexer. ``max_pending_per_sender``
+        bounds one sender's transactions in the mempool (``too_many_pending``)."""
         self.data_dir = Path(data_dir)
         (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
         self.max_block_txs = max_block_txs
@@ -212,7 +220,10 @@ class Node:
         head = self.log.head()
         next_arrival = 1 + max((tx.arrival for tx in head.txs), default=-1) if head is not None else 0
         self.mempool = Mempool(lambda sender, nonce: self.log.find_tx(sender, nonce) is not None,
-                               next_arrival=next_arrival, highest=self.log.max_nonces())
+                               next_arrival=next_arrival, highest=self.log.max_nonces(),
+                               max_per_sender=max_pending_per_sender)
+        # the latest transactions the block producer refused (ante check), for ``tx_status``; bounded, never logged
+        self._refused: dict[tuple[str, int], dict[str, Any]] = {}
         self.lock = threading.Condition(threading.Lock())
         self._mempool_changed = threading.Condition(threading.Lock())  # guards the mempool
         self._head_hash = self.log.genesis_hash() if head is None else head.block_hash  # of the last block applied
@@ -236,8 +247,10 @@ class Node:
     # -- transactions
     def submit(self, envelope: Any) -> dict[str, Any]:
         """``check_tx`` and queue; returns ``{"status": "accepted", ...}`` or raises ``ProtocolError``
-        (``NodeStopped`` once a write failed). Takes only the mempool's lock: ``check_tx`` reads no
-        state but who the operators are, which ``finalize_block`` checks again."""
+        (``NodeStopped`` once a write failed). Takes only the mempool's lock: ``check_tx`` reads
+        the state without the state lock only where a single read is safe (the operators, the
+        lock-free ante check, ``bastion.core.ante``); ``start_block`` checks the ante exactly and
+        ``finalize_block`` everything else."""
         if self._failure is not None:
             raise self._failure
         checked = self.app.check_tx(envelope)
@@ -248,7 +261,9 @@ class Node:
         return {"status": "accepted", "sender": tx.sender, "nonce": tx.nonce, "arrival": tx.arrival}
 
     def tx_status(self, sender: str, nonce: int) -> dict[str, Any]:
-        """``committed`` (with height, index and result), ``pending`` or ``unknown``."""
+        """``committed`` (with height, index and result), ``pending``, ``refused`` (with the code and
+        message: the block producer's ante check dropped it; kept for the latest ``REFUSED_KEPT``
+        refusals only) or ``unknown``."""
         with self.lock:
             return self._tx_status(sender, nonce)
 
@@ -257,6 +272,9 @@ class Node:
         if found is None:
             with self._mempool_changed:
                 pending = self.mempool.is_pending(sender, nonce)
+                refused = None if pending else self._refused.get((sender, nonce))
+            if refused is not None:
+                return {"status": "refused", **refused}
             return {"status": "pending" if pending else "unknown"}
         height, index = found
         block = self.log.block(height)
@@ -301,6 +319,7 @@ class Node:
                 raise self._failure
             with self._mempool_changed:
                 taken = self.mempool.take(self.max_block_txs)
+            taken = self._admit(taken)
             time_ms = max(self.state.time_ms, self.clock_ms())
             result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken])
             app_hash = self.app.commit()
@@ -317,6 +336,28 @@ class Node:
             raise
         self._writes.put((sealed, snapshot))  # the writer releases the lock once the block is durable
         return sealed.block.height
+
+    def _admit(self, taken: list[tuple[Tx, Message]]) -> list[tuple[Tx, Message]]:
+        """The block producer's ante check (``bastion.core.ante``, exact, on the committed state the
+        block starts from; the caller holds the state lock): a transaction whose sender has no
+        collateral now is dropped from the block and the mempool, and remembered as ``refused`` for
+        its submitter (the latest ``REFUSED_KEPT``); it is never logged or indexed."""
+        admitted, refused = [], []
+        for tx, typed in taken:
+            try:
+                self.app.check_ante(tx.sender)
+            except ProtocolError as error:
+                refused.append((tx, error))
+                continue
+            admitted.append((tx, typed))
+        if refused:
+            with self._mempool_changed:
+                for tx, error in refused:
+                    self.mempool.drop(tx)
+                    self._refused[(tx.sender, tx.nonce)] = {"code": error.code, "message": error.message}
+                    if len(self._refused) > REFUSED_KEPT:
+                        del self._refused[next(iter(self._refused))]
+        return admitted
 
     def flush(self) -> LoggedBlock | None:
         """Wait until every block started is durable and acknowledged and the writer is idle (its

@@ -4,7 +4,9 @@ The numbers are computed **once**, by this module run as a script, and stored as
 ``bastion/stress/data/calibration.json`` (decimal strings); scenario generation only reads that file,
 so a report never depends on floating-point work done at load time::
 
-    python -m bastion.stress.calibration ../shared/data > src/bastion/stress/data/calibration.json
+    python -m bastion.stress.calibration DATA_DIR > src/bastion/stress/data/calibration.json
+
+``DATA_DIR`` holds the long hourly Binance series (an external input, not shipped with the repository).
 
 Method, per asset (BTC, ETH, SOL), over every ``full_<ASSET>USDT-PERP_1h_*.csv`` in the folder:
 

@@ -1,4 +1,4 @@
-"""The crash windows shipped in ``data/history/`` (copied from ``../shared/data/``; sources and
+"""The crash windows shipped in ``data/history/`` (Binance candles copied from an external data set; sources and
 commits in ``data/history/SOURCES.tsv``), as price-ratio paths.
 
 A window is every file ``crash_<date>_<SYMBOL>_<resolution>[_mark].csv`` of one date. Each series is
