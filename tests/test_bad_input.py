@@ -338,6 +338,14 @@ GOVERNANCE_CASES = [
      "invalid_field"),                                                                  # equity must rise strictly
     (ALICE, submit_proposal({"type": "set_order_limits", "min_order_notional": "-1"}), "negative_value"),
     (ALICE, submit_proposal({"type": "set_liquidation_params", "withdrawal_pause_blocks": -1}), "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "settlement_twap_window_s": 59}),
+     "invalid_field"),                                                                  # under a minute
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "settlement_twap_window_s": 86_401}),
+     "invalid_field"),                                                                  # over a day
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "liquidation_grace_s": 14_401}),
+     "invalid_field"),                                                                  # over 4 h
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "liquidation_grace_s": "600"}),
+     "invalid_field"),                                                                  # not an integer
     (ALICE, submit_proposal({"type": "set_governance_params", "params": {"quorum": "0.1"}}), "unknown_field"),
     (ALICE, submit_proposal({"type": "set_governance_params", "params": {"veto_threshold": "0.33"}}),
      "invalid_field"),                                                                  # a fraction like 1/3
@@ -561,6 +569,8 @@ SCENARIO_ERRORS = [
      ["genesis.accounts", "do not balance"]),                                            # unbalanced positions
     (edit(f"genesis.insurance_funds.{ETH}", "5"), [f"genesis.insurance_funds.{ETH}"]),  # not an isolated market
     (edit("genesis.colour", "red"), ["genesis.colour"]),
+    (edit("genesis.liquidation", {"settlement_twap_window_s": 30}), ["genesis.liquidation.settlement_twap_window_s"]),
+    (edit("genesis.liquidation", {"liquidation_grace_s": 14_401}), ["genesis.liquidation.liquidation_grace_s"]),
 ]
 
 

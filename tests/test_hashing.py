@@ -33,7 +33,7 @@ def test_incremental_hash_equals_full_recomputation_after_every_block():
 def test_fast_leaf_encoding_is_byte_identical_to_canonical_json():
     state, _ = _final_state_of("demo.json")
     keys = list(iter_leaf_keys(state))
-    assert {k[0] for k in keys} == {"global", "market", "order", "sub", "bgov", "total_supply", "governance",
+    assert {k[0] for k in keys} == {"global", "market", "twap", "order", "sub", "bgov", "total_supply", "governance",
                                     "council", "listing", "order_limits"}  # demo holds BGOV
     for key in keys:
         expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(state, key)).encode()
@@ -58,7 +58,7 @@ def test_conditional_orders_are_hashed_leaves_through_placement_trigger_cancel_a
                                              trigger_price="52000"))]
     assert [r["status"] for r in results] == ["untriggered"] * 3
     hashes = [_end_block_checked(chain)]
-    assert {key[0] for key in iter_leaf_keys(chain.state)} == {"global", "market", "sub", "conditional", "governance",
+    assert {key[0] for key in iter_leaf_keys(chain.state)} == {"global", "market", "twap", "sub", "conditional", "governance",
                                                                  "council", "listing", "order_limits"}
     for key in iter_leaf_keys(chain.state):  # the generic encoding serves the conditional leaves
         expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(chain.state, key)).encode()

@@ -1,7 +1,7 @@
 """Canonical serialization and the state hash.
 
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
-``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
+``("conditional", id)``, ``("market", ticker)``, ``("twap", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
 ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
@@ -85,7 +85,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
                 m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
                 m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-                m.last_funding_hour, m.max_order_lots]
+                m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price]
+    if kind == "twap":  # the settlement price's minute checkpoints (bastion.core.twap)
+        m = state.markets[key[1]]
+        return [list(c) for c in m.twap_checkpoints] if m.twap_checkpoints else None
     if kind == "global":
         f, fees, liq = state.funding, state.fees, state.liquidation
         return [state.chain_id, state.genesis_time_ms, state.height, state.time_ms, state.bridge_operator,
@@ -98,12 +101,14 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [liq.max_liquidation_fee_ppm, liq.bankruptcy_adjustment_ppm, liq.spread_to_maintenance_ppm,
                  liq.min_position_notional_usdc, liq.max_position_portion_ppm, liq.max_notional_per_block_usdc,
                  liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks, liq.backstop_max_notional_usdc,
-                 liq.backstop_max_fund_share_ppm, liq.backstop_unwind_portion_ppm, liq.backstop_after_blocks],
+                 liq.backstop_max_fund_share_ppm, liq.backstop_unwind_portion_ppm, liq.backstop_after_blocks,
+                 liq.settlement_twap_window_ms, liq.liquidation_grace_ms],
                 sorted(state.insurance_funds.items()), state.seed_insurance,
                 sorted(state.withdrawals_paused_until.items()), sorted(state.bad_debt.items()),
                 state.fees_account, state.funding_account, state.total_deposits, state.total_withdrawals,
                 state.next_order_id, sorted([owner, number, blocks] for (owner, number), blocks
-                                            in state.liquidation_stalls.items())]
+                                            in state.liquidation_stalls.items()),
+                sorted(state.liquidation_grace_until.items())]
     if kind == "bgov":  # a BGOV holder or delegator (bastion.core.votes)
         balance, delegate = state.bgov.get(key[1], 0), state.bgov_delegates.get(key[1])
         if not balance and delegate is None:
@@ -392,6 +397,8 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     yield ("global",)
     for ticker, market in state.markets.items():
         yield ("market", ticker)
+        if market.twap_checkpoints:
+            yield ("twap", ticker)
         for order in market.book.orders():
             yield ("order", ticker, order.order_id)
     for order_id in state.conditional_orders:

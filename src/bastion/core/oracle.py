@@ -7,7 +7,8 @@ With fewer than ``min_sources`` such submissions, or when they are not a strict 
 ones (two sources that disagree: no way to tell which is right), the market is *stale*: its price is kept, it
 accepts only risk-reducing orders and (liquidation issue) is never liquidated. A move larger than
 ``max_move_per_block`` (but at least one tick) is clamped and flagged, so a jump takes several
-blocks to arrive.
+blocks to arrive. A settled market's price stays its settlement price (submissions are still
+accepted and recorded, but no longer aggregated).
 Genesis counts as a submission of the initial price by every operator at genesis time.
 """
 from __future__ import annotations
@@ -44,6 +45,8 @@ def update_oracle_prices(state: State, events: Events) -> None:
     """End-of-block step: aggregate each market's fresh submissions into its oracle price."""
     now = state.time_ms
     for market in state.markets.values():
+        if market.status == "settled":
+            continue  # its price is its settlement price for good (bastion.core.twap)
         params = market.oracle_params
         fresh = []
         new_this_block = False

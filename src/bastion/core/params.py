@@ -70,6 +70,11 @@ class LiquidationParams:
     backstop_max_fund_share_ppm: int = 500_000            # ... and at most half of its pool's fund
     backstop_unwind_portion_ppm: int = 100_000            # share of the inventory offered per block
     backstop_after_blocks: int = 10                       # a stalled liquidation is taken over after this
+    # issue 16: final settlement at the time-weighted oracle price over this window (bastion.core.twap)
+    settlement_twap_window_ms: int = 3_600_000
+    # issue 16: after a guardian market or trading pause ends, book liquidations of the market wait this
+    # long (accounts at or below bankruptcy still go to the backstop); at most MAX_LIQUIDATION_GRACE_MS
+    liquidation_grace_ms: int = 1_800_000
 
 
 @dataclass(slots=True)
@@ -114,6 +119,10 @@ def open_order_limit(limits: OrderLimitParams, equity: int) -> tuple[int, int | 
         allowed, step = count, min_equity
     return min(allowed, limits.max_open_orders), step
 
+
+MAX_LIQUIDATION_GRACE_MS: Final = 4 * 3_600_000   # Aave's sentinel allows a grace of up to 4 h
+MIN_SETTLEMENT_TWAP_WINDOW_MS: Final = 60_000
+MAX_SETTLEMENT_TWAP_WINDOW_MS: Final = 86_400_000
 
 # Governance risk classes (DESIGN.md section 9), from the least to the most strict
 RISK_CLASSES: Final = ("risk_reducing", "neutral", "risk_increasing", "critical")

@@ -31,7 +31,7 @@ from bastion.core.state import (
     Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/11"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/12"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
@@ -39,12 +39,15 @@ FORMAT = "bastion-snapshot/11"  # 2: BGOV holders, delegations and vote checkpoi
 #   8: the backstop's liquidation parameters and the liquidation stall counters
 #   9: registered stress reports; 10: proposal fees, swing extensions and live-proposal limits;
 #   11: each sender's spent nonces (core.nonces)
+#   12: the settlement TWAP accumulators and checkpoints, the settlement price, the post-pause liquidation
+#   grace and its parameters
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
                  "time_in_force", "reduce_only", "good_til_ms", "self_trade", "placed_ms")
 # Market fields that are not plain values
-_MARKET_SPECIAL = {"oracle_params", "submissions", "book", "holders", "scanned", "block_premiums", "minute_samples"}
+_MARKET_SPECIAL = {"oracle_params", "submissions", "book", "holders", "scanned", "block_premiums", "minute_samples",
+                   "twap_checkpoints"}
 _STATE_SCALARS = ("chain_id", "genesis_time_ms", "time_ms", "height", "bridge_operator", "fees_account",
                   "funding_account", "total_deposits", "total_withdrawals", "seed_insurance", "next_order_id",
                   "params_epoch", "state_hash")
@@ -77,6 +80,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "gtt_queue": [list(entry) for entry in state.gtt_queue],
         "liquidation_watch": [list(key) for key in state.liquidation_watch],
         "liquidation_stalls": [[owner, number, blocks] for (owner, number), blocks in state.liquidation_stalls.items()],
+        "liquidation_grace_until": list(map(list, state.liquidation_grace_until.items())),
         "governance": asdict(state.governance),
         "listing": asdict(state.listing),
         "order_limits": asdict(state.order_limits),
@@ -136,6 +140,7 @@ def _market_document(market: Market) -> dict[str, Any]:
     doc["submissions"] = [[operator, ticks, ms] for operator, (ticks, ms) in market.submissions.items()]
     doc["block_premiums"] = list(market.block_premiums)
     doc["minute_samples"] = list(market.minute_samples)
+    doc["twap_checkpoints"] = [list(c) for c in market.twap_checkpoints]
     doc["book"] = [[getattr(order, name) for name in _ORDER_FIELDS] for order in market.book.orders()]
     doc["holders"] = [list(key) for key in market.holders]
     doc["scanned"] = None if market.scanned is None else list(market.scanned)
@@ -203,6 +208,7 @@ def _build(doc: dict[str, Any]) -> State:
     state.gtt_queue = [(good_til, order_id, ticker) for good_til, order_id, ticker in doc["gtt_queue"]]
     state.liquidation_watch = {(owner, number): None for owner, number in doc["liquidation_watch"]}
     state.liquidation_stalls = {(owner, number): blocks for owner, number, blocks in doc["liquidation_stalls"]}
+    state.liquidation_grace_until = {ticker: until for ticker, until in doc["liquidation_grace_until"]}
     governance = dict(doc["governance"])
     tier_docs = governance.pop("tiers")
     rules = {name: GovernanceTier(**tier_docs[name]) for name in RISK_CLASSES}
@@ -247,6 +253,7 @@ def _market(doc: dict[str, Any]) -> Market:
     market.submissions = {operator: (ticks, ms) for operator, ticks, ms in doc["submissions"]}
     market.block_premiums = list(doc["block_premiums"])
     market.minute_samples = list(doc["minute_samples"])
+    market.twap_checkpoints = [(time_ms, cumulative) for time_ms, cumulative in doc["twap_checkpoints"]]
     for values in doc["book"]:
         market.book.add(Order(*values))
     market.holders = {(owner, number): None for owner, number in doc["holders"]}

@@ -150,6 +150,12 @@ class Market:
     block_premiums: list[int] = field(default_factory=list)
     minute_samples: list[int] = field(default_factory=list)
     last_funding_hour: int = 0             # index of the hour of the last funding tick
+    # the time-weighted price for final settlement (bastion.core.twap): sum of price x ms up to twap_ms,
+    # (minute, cumulative) checkpoints covering the governed window, and the price fixed at delisting
+    twap_cumulative: int = 0
+    twap_ms: int = 0
+    twap_checkpoints: list[tuple[int, int]] = field(default_factory=list)
+    settlement_price: int | None = None
     book: Book = field(default_factory=Book)
     # derived indexes for the liquidation scan (rebuilt from the positions, not hashed)
     holders: dict[tuple[str, int], None] = field(default_factory=dict)  # subaccounts with a position here
@@ -386,6 +392,8 @@ class State:
     liquidation_stalls: dict[tuple[str, int], int] = field(default_factory=dict)
     nonces: dict[str, NonceRecord] = field(default_factory=dict)  # sender -> spent nonces (core.nonces)
     nonce_expiry: list[tuple[int, str]] = field(default_factory=list)  # derived heap (ms, sender) (core.nonces)
+    # ticker -> block time until which book liquidations wait after a guardian pause (core.guardian)
+    liquidation_grace_until: dict[str, int] = field(default_factory=dict)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
     leaf_hashes: dict[tuple, bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

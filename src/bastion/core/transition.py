@@ -2,8 +2,9 @@
 
 A block is applied as::
 
-    begin_block   advance height and time, expire good-til-time orders, expire idle senders'
-                  nonce sets (bastion.core.nonces)
+    begin_block   advance height and time, accumulate each market's oracle price over the
+                  elapsed time (the settlement TWAP, bastion.core.twap), expire good-til-time
+                  orders, expire idle senders' nonce sets (bastion.core.nonces)
     apply_tx      for each (sender, message) in order: spend its nonce when the block comes with
                   nonces (a nonce already spent: {"ok": false, "code": "nonce_used"} and nothing
                   changes), then validate and apply; a rejection by the handler changes nothing
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core import (
-    accounts, conditional, council, governance, guardian, liquidation, nonces, oracle, orders, rollout, votes,
+    accounts, conditional, council, governance, guardian, liquidation, nonces, oracle, orders, rollout, twap, votes,
 )
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
@@ -82,9 +83,11 @@ def begin_block(state: State, time_ms: int, events: Events) -> None:
     if time_ms < state.time_ms:
         raise ProtocolError("time_goes_backwards", f"block time {time_ms} is before the previous block's {state.time_ms}",
                             field="time")
+    previous_ms = state.time_ms
     state.height += 1
     state.time_ms = time_ms
     state.touch(("global",))
+    twap.accumulate_prices(state, previous_ms)
     orders.expire_orders(state, events)  # resting and untriggered conditional orders
     nonces.expire_nonces(state)
 
