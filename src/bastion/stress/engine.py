@@ -35,6 +35,16 @@ The model, per scenario (one ``ScenarioPath`` of oracle ticks):
    in the same proportion counts as ``adl_notional`` (closed against opposing positions at its
    bankruptcy price).
 
+5. **Backstop.** Every account fills from the book only within its fillable band at the breach,
+   ``clamp(bankruptcy_adjustment x (1 - TNC / MMR), 0, 1) x spread_to_maintenance x MMF`` from the
+   oracle; the share of its flow beyond what the book holds there is the backstop's: at once for an
+   account at or below bankruptcy (whose fills stop at the band), after ``backstop_after_blocks``
+   blocks without a fill for a solvent one (the core's stalled takeover), which is counted as taken
+   over whole while its residual still runs on as a partial close (a refused takeover leaves it to
+   fall further). The backstop's limits (``_backstop``) send the rest to ADL. Its unwinding cost is
+   an upper bound, not an estimate (``_unwind_cost``): per lot, the best price of the account's
+   window minus the worst of the unwinding window less ``max_liquidation_fee``.
+
 Where this departs from the state machine, it does so on the side of more loss: closes at the
 window's worst prices, the same step's liquidations all paying the full flow's impact, and a fund
 that pays what it has rather than stopping (``stress.replay`` measures the differences on a sample;
