@@ -67,14 +67,29 @@ def test_fast_path_agrees_with_exact_replay_and_is_conservative(accounts, insura
 
 
 def test_exact_replay_known_answer_one_account():
-    # Alice: long 1 BTC at 50,000 with a balance of -45,000 (TNC 5,000, 10x); Bob the short with 150,000;
-    # the cross fund holds 20 USDC. -30% in one step: the builders' oracle moves at most 10% a block, so
-    # the replay submits the step over four blocks along the log path (50,000 -> 45,734.6 -> 41,833.0
-    # -> 38,264.3 -> 35,000). At 41,833.0 her TNC is -3,167 (liquidatable since TNC < MMR 502): the first
-    # 10% fill would cost the fund more than its 20 USDC, so the fund stops it and her whole position is
-    # deleveraged against Bob at her bankruptcy price 45,000: Bob pays 45,000 for a bitcoin worth 41,833,
-    # bad debt 3,167 USDC, the fund untouched. The fast path closes her at 35,000 at once (less slippage):
-    # a loss of 10,096.25, 20 from the fund and 10,076.25 of bad debt: more, as it should be.
+    # Alice: long 1 BTC (10,000 lots of 0.0001) at 50,000 with a balance of -45,000 (TNC 5,000, 10x); Bob
+    # the short with 150,000; the cross fund holds 20 USDC. -30% in one step: the builders' oracle moves at
+    # most 10% a block, so the replay submits the step over four blocks along the log path (50,000 ->
+    # 45,734.6 -> 41,833.0 -> 38,264.3 -> 35,000). At 41,833.0 (a lot is worth 4.1833) her TNC is -3,167,
+    # MMR 1.2% = 501.996: liquidatable and bankrupt.
+    # Rung 1: a 10% order (1,000 lots) at the ladder's best bid 41,791.2 against her quote 4,500 per
+    #   0.1 BTC would cost the fund ~321 > its 20: stopped (reason insurance_fund), nothing filled.
+    # Rung 2: the backstop takes k lots at the oracle; her quote per lot is 4.1833 + 3,167 / 10,000 =
+    #   4.5000, so the fund pays 0.3167 a lot; k = 2: quote 8.999999 (rounded down), fund_delta
+    #   8.3666 - 8.999999 = -0.633399, fund 19.366601, inventory 8.3666 <= half the fund 9.6833. k = 3
+    #   would need 12.5499 <= (20 - 0.95) / 2 = 9.52: refused by the fund-share cap.
+    # Rung 3: the other 9,998 lots are deleveraged against Bob at her quote 44,991.000001 for an oracle
+    #   value of 9,998 x 4.1833 = 41,824.6334: bad debt (Bob's loss) 3,166.366601.
+    # Unwinding (10% of 2 lots, at least 1 a block, into the ladder's best bid, spread 0.1%, bids
+    #   rounded up to the tick): block 2 sells 1 lot at 41,791.2 (41,833 x 0.999 = 41,791.167): realised
+    #   4.17912 - 4.1833 = -0.00418; block 3 (oracle 38,264.3) 1 lot at 38,226.1 (38,226.04 up):
+    #   3.82261 - 4.1833 = -0.36069. Both swept out of the fund (backstop_pnl).
+    # Payouts: 0.633399 + 0.00418 + 0.36069 = 0.998269. The fund also receives the insurance share (10%)
+    #   of the maker fee (0.01%) of the two unwind fills: 418 -> 41 and 382 -> 38 micro-USDC, so its
+    #   lowest, final, balance is 20 - 0.998269 + 0.000079 = 19.00181: drawdown 0.99819.
+    # Liquidated notional: 8.3666 taken over + 41,824.6334 deleveraged = 41,833 (her whole bitcoin at
+    # the oracle). The fast path closes her at 35,000 at once (less slippage): a loss of 10,096.25, 20
+    # from the fund and 10,076.25 of bad debt: more, as it should be.
     state = build_state(genesis(markets=[market(BTC)], insurance_funds={"cross": "20"}, accounts=[
         {"address": ALICE, "subaccounts": [{"number": 0, "usdc": "-45000", "positions": [{"market": BTC, "size": "1"}]}]},
         {"address": BOB, "subaccounts": [{"number": 0, "usdc": "150000", "positions": [{"market": BTC, "size": "-1"}]}]},
@@ -85,9 +100,10 @@ def test_exact_replay_known_answer_one_account():
     [fast] = run_sweep(extract_inputs(state), scenario_set)
 
     assert isinstance(exact, ExactResult)
-    assert (exact.liquidations, exact.insurance_payouts_usdc, exact.insurance_drawdown_usdc) == (1, 0, 0)
-    assert exact.bad_debt_usdc == 3_167_000_000
-    assert exact.adl_notional_usdc == exact.liquidated_notional_usdc == 41_833_000_000
+    assert (exact.liquidations, exact.insurance_payouts_usdc, exact.insurance_drawdown_usdc) == (1, 998_269, 998_190)
+    assert exact.bad_debt_usdc == exact.trader_loss_usdc == 3_166_366_601
+    assert exact.adl_notional_usdc == 41_824_633_400 and exact.liquidated_notional_usdc == 41_833_000_000
+    assert (exact.backstop_peak_usdc, exact.insurance_final_usdc) == (8_366_600, 19_001_810)
     assert exact.depleted_pools == ("cross",) and exact.liquidity_bad_debt_usdc == 0
     assert (fast.insurance_payouts_usdc, fast.bad_debt_usdc) == (20_000_000, 10_076_250_000)
     # conservative; the excess (6,929 USDC, 17% of the notional) is beyond the agreement band because a

@@ -35,6 +35,16 @@ The model, per scenario (one ``ScenarioPath`` of oracle ticks):
    in the same proportion counts as ``adl_notional`` (closed against opposing positions at its
    bankruptcy price).
 
+5. **Backstop.** Every account fills from the book only within its fillable band at the breach,
+   ``clamp(bankruptcy_adjustment x (1 - TNC / MMR), 0, 1) x spread_to_maintenance x MMF`` from the
+   oracle; the share of its flow beyond what the book holds there is the backstop's: at once for an
+   account at or below bankruptcy (whose fills stop at the band), after ``backstop_after_blocks``
+   blocks without a fill for a solvent one (the core's stalled takeover), which is counted as taken
+   over whole while its residual still runs on as a partial close (a refused takeover leaves it to
+   fall further). The backstop's limits (``_backstop``) send the rest to ADL. Its unwinding cost is
+   an upper bound, not an estimate (``_unwind_cost``): per lot, the best price of the account's
+   window minus the worst of the unwinding window less ``max_liquidation_fee``.
+
 Where this departs from the state machine, it does so on the side of more loss: closes at the
 window's worst prices, the same step's liquidations all paying the full flow's impact, and a fund
 that pays what it has rather than stopping (``stress.replay`` measures the differences on a sample;
@@ -62,7 +72,7 @@ from bastion.stress.inputs import StressInputs
 from bastion.stress.paths import ScenarioPath, build_path
 from bastion.stress.scenarios import EngineSettings, Scenario, ScenarioSet
 
-ENGINE_VERSION = "fast-path/3"  # 2: liquidation rounds (partial closes), the fillable-price band; 3: the waterfall
+ENGINE_VERSION = "fast-path/4"  # 2: liquidation rounds (partial closes), the fillable-price band; 3: the waterfall; 4: stalled takeovers
 BACKSTOP_DEFAULTS: Final = {              # LiquidationParams fields of the backstop (docs/protocol.md), if absent
     "backstop_max_notional_usdc": 1_000_000_000_000,
     "backstop_max_fund_share_ppm": 500_000,
@@ -163,6 +173,7 @@ class _Round:
     sizes: np.ndarray
     collateral: np.ndarray
     step: np.ndarray
+    counted: np.ndarray | None = None      # (L,) bool: taken over whole (stalled) in an earlier round
 
 
 def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
@@ -296,21 +307,34 @@ def _liquidation_round(prepared: Prepared, current: _Round, lot_value: np.ndarra
     last = np.minimum(step + np.ceil(blocks / blocks_per_step).astype(np.int64) - 1, path.steps)
     worst = sizes * _worst_lot_values(path, lot_value, step, last, sizes)  # (L, M) signed value, worst prices
     slippage = np.maximum(slippage, _slippage_ppm(np.abs(worst), sizes, step, path, settings, inputs))
-    # an account with TNC <= 0 fills from the book only within its fillable price (spread-to-maintenance x
-    # MMF from the oracle); the state machine deleverages the rest at the bankruptcy price
-    band = np.ceil(inputs.liquidation.spread_to_maintenance_ppm * prepared.maintenance_fraction)[None, :]
-    bankrupt = (net_collateral <= 0)[:, None]
-    # the share of such a position beyond what the book holds within the band is deleveraged
-    beyond = np.where(bankrupt & (slippage > band), 1.0 - np.maximum(band - settings.spread_ppm, 0)
+    # every account fills from the book only within its fillable price, ``ABR x spread_to_maintenance x MMF``
+    # from the oracle with ``ABR = clamp(bankruptcy_adjustment x (1 - TNC / MMR), 0, 1)`` at the breach (1 at
+    # or below bankruptcy; near 0 just below maintenance, where even the spread is out of reach)
+    params = inputs.liquidation
+    rating = np.clip(params.bankruptcy_adjustment_ppm / PPM * (1.0 - np.divide(
+        net_collateral, maintenance, out=np.zeros_like(net_collateral), where=maintenance > 0)), 0.0, 1.0)
+    band = np.ceil(params.spread_to_maintenance_ppm * prepared.maintenance_fraction[None, :] * rating[:, None])
+    # the share of a position beyond what the book holds within the band goes to the backstop: at once for
+    # an account at or below bankruptcy, after ``backstop_after_blocks`` blocks without a fill (stalled) for
+    # a solvent one, which is then taken over whole (module docstring, step 5)
+    beyond = np.where(slippage > band, 1.0 - np.maximum(band - settings.spread_ppm, 0)
                       / np.maximum(slippage - settings.spread_ppm, 1), 0.0)
-    slippage = np.where(bankrupt, np.minimum(slippage, band), slippage)
+    stalled = beyond.max(axis=1) > 0
+    # at or below bankruptcy the fills stop at the band; a stalled solvent account is charged its whole
+    # flow's slippage all the same (it waits while the price moves, and a refused takeover leaves it to
+    # fall further: the fills at that slippage stand for where it ends)
+    slippage = np.where((net_collateral <= 0)[:, None], np.minimum(slippage, band), slippage)
     fill = worst * (PPM - np.sign(sizes) * slippage) / PPM   # the whole position sold (bought) at those prices
     sold = 1.0 - remaining
     residual_equity = collateral + fill.sum(axis=1) * sold + (worst * remaining[:, None]).sum(axis=1)
     whole = (remaining == 0.0) | (residual_equity < 0)
     sold = np.where(whole, 1.0, sold)
     gross = np.abs(fill).sum(axis=1) * sold
-    notional = np.ceil(gross)
+    # a stalled account's whole position is taken over (counted whole); its residual still runs on below
+    # as a partial close would, so that a refused takeover's later losses are not missed
+    counted = np.zeros(step.size, dtype=bool) if current.counted is None else current.counted
+    taken_share = np.where(counted, 0.0, np.where(stalled, 1.0, sold))
+    notional = np.ceil(np.where(counted, 0.0, np.where(stalled, np.abs(fill).sum(axis=1), gross)))
     equity = collateral + fill.sum(axis=1)                # of a whole close
     loss = np.where(whole & (equity < 0), np.ceil(-equity), 0).astype(np.int64)
     whole_fee = np.where(equity >= 0, np.minimum(np.floor(np.maximum(equity, 0)),
@@ -320,31 +344,32 @@ def _liquidation_round(prepared: Prepared, current: _Round, lot_value: np.ndarra
     fee = np.where(whole, whole_fee, np.floor(np.maximum(partial_delta, 0))).astype(np.int64)
     loss = np.where(whole, loss, np.ceil(np.maximum(-partial_delta, 0))).astype(np.int64)
     ratio = np.divide(net_collateral, maintenance, out=np.full_like(net_collateral, -np.inf), where=maintenance > 0)
-    deleveraged = np.ceil((np.abs(fill) * beyond).sum(axis=1) * sold).astype(np.int64)
+    deleveraged = np.ceil((np.abs(fill) * beyond).sum(axis=1) * np.where(counted, sold, taken_share)).astype(np.int64)
     # the backstop's part: what the book cannot absorb within the band, and what unwinding it costs
-    taken = np.abs(fill) * beyond * sold[:, None]
-    unwind = _unwind_cost(taken, sizes, step, last, path, lot_value, settings, inputs, blocks_per_step,
-                          prepared.maintenance_fraction)
+    taken = np.abs(fill) * beyond * taken_share[:, None]
+    unwind = _unwind_cost(taken, abs_sizes * beyond * taken_share[:, None], sizes, step, last, path, lot_value, settings,
+                          inputs, blocks_per_step)
     events = (step, ratio, current.index, fee, loss, notional, deleveraged, taken, unwind)
     keep = ~whole
     if not keep.any():
         return events, None
     residual_collateral = collateral + fill.sum(axis=1) * sold - fee + loss
     return events, _Round(current.index[keep], sizes[keep] * remaining[keep, None], residual_collateral[keep],
-                          last[keep] + 1)
+                          last[keep] + 1, (counted | stalled)[keep])
 
 
-def _unwind_cost(taken: np.ndarray, sizes: np.ndarray, step: np.ndarray, last: np.ndarray, path: ScenarioPath,
-                 lot_value: np.ndarray, settings: EngineSettings, inputs: StressInputs, blocks_per_step: int,
-                 maintenance_fraction: np.ndarray) -> np.ndarray:
-    """(L,) what unwinding the backstop's takeover ``taken`` (L, M) costs its fund, at least: the
-    inventory sells ``backstop_unwind_portion`` a block until below ``min_position_notional``, so
-    over ``k = ceil(log(taken / min) / -log(1 - portion)) + 1`` blocks after the account's window; the
-    whole of it is marked to the worst price of that longer window (relative to the worst price of
-    the account's own window, at which ``taken`` was valued) and pays the slippage of the step's whole
-    takeover flow in that market (``_slippage_ppm``), at most the fillable-price band
-    (``spread_to_maintenance x MMF``: the backstop's reduce-only orders are assumed limited as
-    liquidation orders are)."""
+def _unwind_cost(taken: np.ndarray, lots: np.ndarray, sizes: np.ndarray, step: np.ndarray, last: np.ndarray,
+                 path: ScenarioPath, lot_value: np.ndarray, settings: EngineSettings, inputs: StressInputs,
+                 blocks_per_step: int) -> np.ndarray:
+    """(L,) what unwinding the backstop's takeover costs its fund, at least as much as the state machine
+    charges it: ``taken`` (L, M) is its notional, ``lots`` (L, M) its size. The backstop took the lots at
+    the oracle price of some block of the account's window, at most its *best* price there (highest for
+    a long); it sells ``backstop_unwind_portion`` a block until below ``min_position_notional``, so over
+    ``k = ceil(log(taken / min) / -log(1 - portion)) + 1`` blocks after the account's window, each sale
+    never further than ``max_liquidation_fee`` from the oracle price (the core's unwind limit), so at
+    least the *worst* price of that longer window less the fee. Per lot: best minus (worst less the
+    fee), whatever the book. (The unwinding is assumed to finish in ``k`` blocks: a book with nothing
+    within the fee band for longer stretches it; docs/stress.md, "Cross-check".)"""
     cost = np.zeros(step.size, dtype=np.float64)
     rows = np.flatnonzero(taken.sum(axis=1) > 0)
     if rows.size == 0:
@@ -361,13 +386,11 @@ def _unwind_cost(taken: np.ndarray, sizes: np.ndarray, step: np.ndarray, last: n
         blocks = np.ceil(np.log(ratio) / -math.log1p(-portion)) + 1
     end = np.minimum(last[rows] + np.ceil(blocks / blocks_per_step).astype(np.int64), path.steps)
     first, sizes_rows = step[rows], sizes[rows]
-    own = _worst_lot_values(path, lot_value, first, last[rows], sizes_rows)
-    unwinding = _worst_lot_values(path, lot_value, first, end, sizes_rows)
-    move = np.where(sizes_rows > 0, own - unwinding, unwinding - own) / np.maximum(own, 1e-300)
-    # the unwinding orders are limited as liquidation orders are, to the fillable price band
-    band = np.ceil(inputs.liquidation.spread_to_maintenance_ppm * maintenance_fraction)[None, :]
-    slippage = np.minimum(_slippage_ppm(taken[rows], sizes_rows, first, path, settings, inputs), band)
-    cost[rows] = (taken[rows] * (np.maximum(move, 0.0) + slippage / PPM)).sum(axis=1)
+    taken_at = _worst_lot_values(path, lot_value, first, last[rows], -sizes_rows)   # best of the account's window
+    unwinding = _worst_lot_values(path, lot_value, first, end, sizes_rows)          # worst while unwinding
+    fee = params.max_liquidation_fee_ppm / PPM
+    per_lot = np.where(sizes_rows > 0, taken_at - unwinding * (1.0 - fee), unwinding * (1.0 + fee) - taken_at)
+    cost[rows] = (lots[rows] * np.maximum(per_lot, 0.0)).sum(axis=1)
     return cost
 
 
@@ -414,7 +437,8 @@ def _rebreach(prepared: Prepared, residual: _Round, lot_value: np.ndarray, stale
     threshold = 2.0 * holds.sum(axis=1) + 1.0 - residual.collateral
     breach = first_breach_of(coefficient, threshold, holds, lot_value, stale, residual.step)
     found = breach >= 0
-    return _Round(residual.index[found], residual.sizes[found], residual.collateral[found], breach[found])
+    counted = None if residual.counted is None else residual.counted[found]
+    return _Round(residual.index[found], residual.sizes[found], residual.collateral[found], breach[found], counted)
 
 
 def _result(scenario: Scenario, path: ScenarioPath, liquidations: int, notional: int, fees: int, payouts: int,
