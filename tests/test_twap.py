@@ -92,3 +92,32 @@ def test_the_accumulator_is_bounded_hashed_and_restored_from_a_snapshot():
     assert restored.markets[BTC].twap_checkpoints == chain.state.markets[BTC].twap_checkpoints
     assert twap.settlement_twap(restored, restored.markets[BTC]) == twap.settlement_twap(chain.state,
                                                                                           chain.state.markets[BTC])
+
+
+# ------------------------------------------------------------------------------------------- property
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_PATH = st.lists(st.tuples(st.integers(1, 900), st.integers(40_000, 60_000)), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=_PATH, last_gap_s=st.integers(1, 900), pump=st.integers(61_000, 74_000))
+def test_no_settlement_uses_a_price_set_inside_the_settling_block(path, last_gap_s, pump):
+    """Whatever the path before it, the settling block's own oracle update (the racer's pump, up to the
+    50% per-block move) never changes the settlement price, and the price is an average of prices
+    that held before that block (between their minimum and maximum, on the tick grid)."""
+    prices = {}
+    for pumped in (False, True):
+        chain = two_traders()
+        held = [500_000]                                           # the genesis oracle, in ticks
+        for gap_s, usd in path:
+            chain.block([(ORACLE, oracle_update({BTC: str(usd)}))], advance_s=gap_s)
+            held.append(chain.state.markets[BTC].oracle_price)
+        delist(chain)
+        txs = [(ORACLE, oracle_update({BTC: str(pump)}))] if pumped else []
+        result = chain.block(txs, advance_s=last_gap_s)
+        (event,) = events_of(result, "settlement_price")
+        prices[pumped] = event["price"]
+        assert min(held) <= event["price"] <= max(held)
+        assert chain.state.markets[BTC].status == "settled"
+    assert prices[True] == prices[False]
