@@ -417,3 +417,25 @@ def test_public_surface_is_curated():
         "load_scenario_set", "map_market", "parse_scenario_set", "parse_thresholds", "plan_proposal", "run",
         "run_exact", "run_fast_path", "run_stress", "run_sweep", "scenario_set_hash", "summarise"]
     assert all(hasattr(stress, name) for name in stress.__all__)
+
+
+def test_the_limit_on_losses_to_traders_is_a_governance_parameter():
+    """``max_loss_to_traders`` lives with the other verdict thresholds in ``governance.stress``: the
+    genesis sets it, a (critical) set_governance_params changes it, the gate's governed thresholds read
+    it, and a ``--thresholds`` file overrides it in the same form."""
+    from bastion.core import governance
+    from bastion.core.genesis import GENESIS_DEFAULTS as DEFAULTS
+    from bastion.core.messages import decode_action
+
+    assert DEFAULTS["governance"]["stress"]["max_loss_to_traders"] == "0"
+    state = build_state(genesis(governance={"stress": {"max_loss_to_traders": "25000"}}))
+    assert state.governance.stress_max_loss_to_traders_usdc == 25_000_000_000
+    assert StressThresholds.governed(state.governance).max_loss_to_traders_usdc == 25_000_000_000
+    action = decode_action({"type": "set_governance_params", "params": {"stress": {"max_loss_to_traders": "1000"}}}, 0)
+    changes = [c for c in governance.compute_action_changes(state, action)
+               if c[0] == "governance.stress_max_loss_to_traders_usdc"]
+    assert changes == [("governance.stress_max_loss_to_traders_usdc", 25_000_000_000, 1_000_000_000, "critical")]
+    override = parse_thresholds({"max_loss_to_traders": "7.5"})
+    assert (override.max_loss_to_traders_usdc, override.source) == (7_500_000, "override")
+    with pytest.raises(ProtocolError):
+        parse_thresholds({"max_loss_to_traders": "-1"})

@@ -85,7 +85,7 @@ from bastion.core.state import (
     ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamHistoryEntry, ParamSource, Proposal, State,
 )
 from bastion.core.units import (
-    MAX_INTEGER_DIGITS, MS_PER_S, PPM, format_decimal, format_ppm, parse_decimal, parse_digits, parse_ppm, parse_usdc,
+    MAX_INTEGER_DIGITS, MS_PER_S, PPM, format_decimal, format_ppm, format_usdc, parse_decimal, parse_digits, parse_ppm, parse_usdc,
 )
 
 Events = list[dict]
@@ -201,7 +201,8 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
 # The ``stress`` section: its keys and the ``GovernanceParams`` attribute (ppm) each one sets
 STRESS_THRESHOLDS: Final = {"max_depletion_probability": "stress_max_depletion_probability_ppm",
                             "max_var99_loss_of_fund": "stress_max_var99_loss_ppm_of_fund",
-                            "max_es99_loss_of_fund": "stress_max_es99_loss_ppm_of_fund"}
+                            "max_es99_loss_of_fund": "stress_max_es99_loss_ppm_of_fund",
+                            "max_loss_to_traders": "stress_max_loss_to_traders_usdc"}
 
 
 def parse_stress_thresholds(obj: Any, base: GovernanceParams, path: str) -> GovernanceParams:
@@ -218,8 +219,13 @@ def parse_stress_thresholds(obj: Any, base: GovernanceParams, path: str) -> Gove
     for key, attribute in STRESS_THRESHOLDS.items():
         if key in obj:
             field = f"{path}.{key}"
-            setattr(result, attribute, _ratio(obj[key], field) if key == "max_depletion_probability"
-                    else parse_ppm(obj[key], field=field))
+            if key == "max_depletion_probability":
+                value = _ratio(obj[key], field)
+            elif key == "max_loss_to_traders":
+                value = parse_usdc(obj[key], field=field)
+            else:
+                value = parse_ppm(obj[key], field=field)
+            setattr(result, attribute, value)
     return result
 
 
@@ -248,7 +254,8 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "guardian_max_pause_s": params.guardian_max_pause_ms // MS_PER_S,
         "guardian_unpause_grace_s": params.guardian_unpause_grace_ms // MS_PER_S,
         "attestation_max_age_s": params.attestation_max_age_ms // MS_PER_S,
-        "stress": {key: format_ppm(getattr(params, attribute)) for key, attribute in STRESS_THRESHOLDS.items()},
+        "stress": {key: (format_usdc if key == "max_loss_to_traders" else format_ppm)(getattr(params, attribute))
+                   for key, attribute in STRESS_THRESHOLDS.items()},
         "tiers": {name: {"quorum": format_ppm(t.quorum_ppm), "approval_threshold": format_ppm(t.approval_threshold_ppm),
                          "voting_period_blocks": t.voting_period_blocks, "timelock_s": t.timelock_ms // MS_PER_S,
                          "min_holding_age_blocks": t.min_holding_age_blocks}

@@ -124,7 +124,8 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                   t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)],
                 g.guardian_max_pause_ms, g.guardian_unpause_grace_ms,
                 g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
-                g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals]
+                g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals,
+                g.stress_max_loss_to_traders_usdc]
     if kind == "guardian":  # absent while there is no guardian and no pause key was used
         guardian = state.guardian
         if guardian.address is None and not guardian.pauses_used:

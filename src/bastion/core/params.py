@@ -173,4 +173,7 @@ class GovernanceParams:
     stress_max_depletion_probability_ppm: int = 10_000     # 1% of scenarios
     stress_max_var99_loss_ppm_of_fund: int = 500_000       # VaR99 of losses at most half the funds
     stress_max_es99_loss_ppm_of_fund: int = 1_000_000      # ES99 of losses at most the funds
+    # VaR99 of the losses put on traders who were not liquidated (ADL and socialisation), micro-USDC:
+    # 0, so at most 1% of scenarios may move a loss onto them (the loss waterfall's last two rungs)
+    stress_max_loss_to_traders_usdc: int = 0
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

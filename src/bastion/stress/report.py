@@ -16,11 +16,11 @@ Every figure is an integer (micro-USDC, ppm, counts) computed with integer arith
 engine's integers; rounding is up wherever it is a risk figure.
 
 ``StressThresholds`` are the limits the verdict checks: the depletion probability, and VaR and ES of
-losses as a share of the total insurance funds. They are governance parameters
+losses as a share of the total insurance funds, and ``max_loss_to_traders`` (USDC, default 0: the 99%
+quantile of losses to traders who were not liquidated must be nil, i.e. at most 1% of scenarios may
+put a loss on them through ADL or socialisation). They are governance parameters
 (``GovernanceParams.stress_*``, the genesis ``governance.stress`` section, changed by a critical
-``set_governance_params``) plus ``max_loss_to_traders`` (USDC, default 0: the 99% quantile of losses to
-traders must be nil, i.e. at most 1% of scenarios may put a loss on traders who were not liquidated;
-a stress-gate setting, not a core parameter, overridden only by a ``--thresholds`` file): by default the verdict is against those of the stressed state
+``set_governance_params``): by default the verdict is against those of the stressed state
 (``thresholds_source: "governance"`` in the report); a ``--thresholds`` file is an explicit
 override, recorded as ``thresholds_source: "override"``. ``build_report`` returns the canonical
 report: JSON with sorted keys, compact separators and no floats (ints, strings, booleans, lists), and
@@ -42,7 +42,7 @@ from bastion.core.errors import ProtocolError
 from bastion.core.governance import parse_stress_thresholds
 from bastion.core.params import GovernanceParams
 from bastion.core.snapshot import canonical_bytes
-from bastion.core.units import PPM, format_ppm, format_usdc, parse_usdc
+from bastion.core.units import PPM, format_ppm, format_usdc
 from bastion.stress.calibration import CALIBRATION_FILE
 from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_sweep
 from bastion.stress.history import HISTORY
@@ -53,7 +53,6 @@ from bastion.stress.scenarios import ScenarioSet, scenario_set_hash
 FORMAT: Final = "bastion-stress-report/2"  # 2: losses to traders, the backstop, the final funds
 GOVERNANCE, OVERRIDE = "governance", "override"    # where a report's thresholds come from
 _GENESIS: Final = GovernanceParams()
-DEFAULT_MAX_LOSS_TO_TRADERS_USDC: Final = 0   # the gate's limit on the VaR99 of losses to traders
 LOSS_TO_TRADERS_KEY: Final = "max_loss_to_traders"
 
 
@@ -66,7 +65,7 @@ class StressThresholds:
     max_depletion_probability_ppm: int = _GENESIS.stress_max_depletion_probability_ppm
     max_var99_loss_ppm_of_fund: int = _GENESIS.stress_max_var99_loss_ppm_of_fund
     max_es99_loss_ppm_of_fund: int = _GENESIS.stress_max_es99_loss_ppm_of_fund
-    max_loss_to_traders_usdc: int = DEFAULT_MAX_LOSS_TO_TRADERS_USDC
+    max_loss_to_traders_usdc: int = _GENESIS.stress_max_loss_to_traders_usdc
     source: str = OVERRIDE
 
     @classmethod
@@ -74,7 +73,8 @@ class StressThresholds:
         """The thresholds of a state's governance parameters."""
         return cls(max_depletion_probability_ppm=params.stress_max_depletion_probability_ppm,
                    max_var99_loss_ppm_of_fund=params.stress_max_var99_loss_ppm_of_fund,
-                   max_es99_loss_ppm_of_fund=params.stress_max_es99_loss_ppm_of_fund, source=GOVERNANCE)
+                   max_es99_loss_ppm_of_fund=params.stress_max_es99_loss_ppm_of_fund,
+                   max_loss_to_traders_usdc=params.stress_max_loss_to_traders_usdc, source=GOVERNANCE)
 
     def document(self) -> dict[str, str]:
         return {"max_depletion_probability": format_ppm(self.max_depletion_probability_ppm),
@@ -84,16 +84,11 @@ class StressThresholds:
 
 
 def parse_thresholds(document: Any) -> StressThresholds:
-    """An override: ``{"max_depletion_probability": "0.01", ...}``, the form of the governance
-    parameters' ``stress`` section (``governance.parse_stress_thresholds``; omitted fields keep the
-    genesis defaults), plus ``max_loss_to_traders`` (USDC, default 0)."""
-    if isinstance(document, dict) and LOSS_TO_TRADERS_KEY in document:
-        document = dict(document)
-        limit = parse_usdc(document.pop(LOSS_TO_TRADERS_KEY), field=f"thresholds.{LOSS_TO_TRADERS_KEY}")
-    else:
-        limit = DEFAULT_MAX_LOSS_TO_TRADERS_USDC
+    """An override: ``{"max_depletion_probability": "0.01", ..., "max_loss_to_traders": "0"}``, the
+    form of the governance parameters' ``stress`` section (``governance.parse_stress_thresholds``;
+    omitted fields keep the genesis defaults)."""
     params = parse_stress_thresholds(document, _GENESIS, "thresholds")
-    return dataclasses.replace(StressThresholds.governed(params), max_loss_to_traders_usdc=limit, source=OVERRIDE)
+    return dataclasses.replace(StressThresholds.governed(params), source=OVERRIDE)
 
 
 @dataclass(frozen=True)
