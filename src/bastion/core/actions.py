@@ -164,6 +164,11 @@ LIQUIDATION_FIELDS: Final = (
     NumericField("backstop_max_fund_share", "backstop_max_fund_share_ppm", _parse_ratio, 0, PPM, True),
     NumericField("backstop_unwind_portion", "backstop_unwind_portion_ppm", _parse_ratio, 1, PPM, True),
     NumericField("backstop_after_blocks", "backstop_after_blocks", _parse_count, 1, None, True),
+    # the per-block work bounds: a higher bound lets one block do more work (a mass bankruptcy can
+    # then stall block production); a lower one only spreads the waterfall over more blocks (>= 1:
+    # the worst account always progresses)
+    NumericField("max_liquidations_per_block", "max_liquidations_per_block", _parse_count, 1, None, True),
+    NumericField("max_deleveragings_per_block", "max_deleveragings_per_block", _parse_count, 1, None, True),
 )
 # the listing bounds: laxer tiers or larger OI caps for new markets are riskier
 LISTING_FIELDS: Final = (

@@ -66,7 +66,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
                     "min_position_notional": "1000", "max_position_portion": "0.1",
                     "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000",
                     "withdrawal_pause_blocks": 50, "backstop_max_notional": "1000000",
-                    "backstop_max_fund_share": "0.5", "backstop_unwind_portion": "0.1", "backstop_after_blocks": 10},
+                    "backstop_max_fund_share": "0.5", "backstop_unwind_portion": "0.1", "backstop_after_blocks": 10,
+                    "max_liquidations_per_block": 200, "max_deleveragings_per_block": 20},
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
@@ -269,7 +270,9 @@ def build_state(genesis: Any) -> State:
         _int(liq_obj["withdrawal_pause_blocks"], "genesis.liquidation.withdrawal_pause_blocks", minimum=0),
         liq("backstop_max_notional", parse_usdc), liq("backstop_max_fund_share", parse_ppm),
         liq("backstop_unwind_portion", parse_ppm),
-        _int(liq_obj["backstop_after_blocks"], "genesis.liquidation.backstop_after_blocks", minimum=1))
+        _int(liq_obj["backstop_after_blocks"], "genesis.liquidation.backstop_after_blocks", minimum=1),
+        _int(liq_obj["max_liquidations_per_block"], "genesis.liquidation.max_liquidations_per_block", minimum=1),
+        _int(liq_obj["max_deleveragings_per_block"], "genesis.liquidation.max_deleveragings_per_block", minimum=1))
 
     fund_obj = {**GENESIS_DEFAULTS["funding"], **_get(g, "funding", "genesis", dict, {})}
     _check_keys(fund_obj, set(GENESIS_DEFAULTS["funding"]), "genesis.funding")

@@ -181,6 +181,8 @@ class SetLiquidationParams(_Checked):
     backstop_max_fund_share: str | None = None
     backstop_unwind_portion: str | None = None
     backstop_after_blocks: int | None = None
+    max_liquidations_per_block: int | None = None
+    max_deleveragings_per_block: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +321,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
                       "max_order_size"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
-                           "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks"),
+                           "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",
+                           "max_liquidations_per_block", "max_deleveragings_per_block"),
 }
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket

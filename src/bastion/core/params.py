@@ -70,6 +70,10 @@ class LiquidationParams:
     backstop_max_fund_share_ppm: int = 500_000            # ... and at most half of its pool's fund
     backstop_unwind_portion_ppm: int = 100_000            # share of the inventory offered per block
     backstop_after_blocks: int = 10                       # a stalled liquidation is taken over after this
+    # the work of one block's liquidation step (liveness: no input may stall a block), as dYdX v4 bounds
+    # its liquidation and deleveraging attempts per block; what is over a bound waits for the next block
+    max_liquidations_per_block: int = 200                 # liquidatable subaccounts worked on per block
+    max_deleveragings_per_block: int = 20                 # ADL and socialisation runs (rungs 3 and 4) per block
 
 
 @dataclass(slots=True)

@@ -30,13 +30,14 @@ from bastion.core.state import (
     Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/9"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/10"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
 #   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots;
 #   8: the backstop's liquidation parameters and the liquidation stall counters
 #   9: registered stress reports
+#   10: the per-block liquidation work bounds (max_liquidations_per_block, max_deleveragings_per_block)
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
