@@ -230,7 +230,7 @@ def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: 
         if filled < attempted and (risk[0] <= 0 or stalled):
             before = sub.positions[ticker].size
             backstop_takeover(state, sub, market, "bankrupt" if risk[0] <= 0 else "stalled", events)
-            work.ranks.changed(sub.key)
+            work.ranks.changed(sub)
             if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
                 if work.deleveragings_left > 0:
                     work.deleveragings_left -= 1
@@ -368,8 +368,8 @@ class _LiquidationFills:
         fill = apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
                           oi_delta, events=self.events)
         fill["liquidation"] = True
-        self.ranks.changed(sub.key)
-        self.ranks.changed(maker_sub.key)
+        self.ranks.changed(sub)
+        self.ranks.changed(maker_sub)
         sub.balance -= insurance
         state.insurance_funds[pool] += insurance
         self.budget.notional_left -= abs(quote)
@@ -629,7 +629,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
     if ranks is None:
         ranks = AdlRanking(state)
     settle_funding(state, sub, events)
-    ranks.changed(sub.key)
+    ranks.changed(sub)
     position = sub.positions[ticker]
     side = 1 if position.size > 0 else -1
     get_subaccount_risk(state, sub)  # fresh memoised valuations
@@ -674,7 +674,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
         profit = notional(other.size, market.oracle_price, size_decimals=market.size_decimals,
                           price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
-        ranks.changed(counterparty.key)
+        ranks.changed(counterparty)
         events.append({"type": "deleveraging", "market": ticker, "owner": sub.owner, "number": sub.number,
                        "size": -delta, "bankruptcy_quote": bankruptcy, "quote": quote,
                        "oracle_price": market.oracle_price, "net_collateral": net_collateral,
@@ -686,7 +686,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
         socialise(state, sub, market, events, ranks)
     if not sub.positions and sub.balance < 0:
         socialise_deficit(state, sub, market, side, events, ranks)
-    ranks.changed(sub.key)
+    ranks.changed(sub)
 
 
 def ranked_counterparties(state: State, market: Market, sub: Subaccount) -> list[tuple[Fraction | None, Subaccount]]:
@@ -745,10 +745,10 @@ class AdlRanking:
         self.members: dict[tuple[str, int], dict[SubKey, _Entry]] = {}
         self.stale: dict[SubKey, None] = {}
 
-    def changed(self, key: SubKey) -> None:
-        """Subaccount ``key``'s balance or positions changed: recompute its entries before the next read."""
+    def changed(self, sub: Subaccount) -> None:
+        """``sub``'s balance or positions changed: recompute its entries before the next read."""
         if self.lists:
-            self.stale[key] = None
+            self.stale[(sub.owner, sub.number)] = None
 
     def ranked(self, market: Market, side: int) -> Iterator[tuple[Fraction | None, Subaccount]]:
         """(score or None, subaccount) of the candidates against a position of ``side`` in ``market``,
@@ -827,7 +827,7 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events,
         lot_delta = lots if delta > 0 else -lots
         _close_pair(state, market, sub, counterparty, lot_delta, payment, events)
         if ranks is not None:
-            ranks.changed(counterparty.key)
+            ranks.changed(counterparty)
         shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": lots,
                            "payment": payment})
     pool = market.pool
@@ -860,7 +860,7 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
             counterparty.balance -= payment
             state.touch(counterparty.key)
             if ranks is not None:
-                ranks.changed(counterparty.key)
+                ranks.changed(counterparty)
             shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": 0,
                                "payment": payment})
     else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
