@@ -772,16 +772,20 @@ class AdlRanking:
         if not self.stale:
             return
         markets = self.state.markets
-        for key in self.stale:
-            for slot, members in self.members.items():
-                entries = self.lists[slot]
+        for slot, members in self.members.items():
+            market, side, entries = markets[slot[0]], slot[1], self.lists[slot]
+            resort = 8 * len(self.stale) > len(entries)  # many changed (a socialisation): sort once
+            for key in self.stale:
                 old = members.pop(key, None)
-                if old is not None:
+                if old is not None and not resort:
                     del entries[bisect_left(entries, old)]
-                new = _adl_entry(self.state, markets[slot[0]], slot[1], key)
+                new = _adl_entry(self.state, market, side, key)
                 if new is not None:
                     members[key] = new
-                    insort(entries, new)
+                    if not resort:
+                        insort(entries, new)
+            if resort:
+                entries[:] = sorted(members.values())
         self.stale.clear()
 
 
