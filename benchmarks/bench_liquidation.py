@@ -31,7 +31,9 @@ One market at 100.00; ``--bankrupt`` longs of 10 units with 150 USDC of collater
 ``--holders`` shorts sharing the opposite side equally (1 unit each by default) with 50 USDC of
 collateral; no bids, an empty fund (0 USDC) and ``backstop_max_notional`` 0, so after the drop to
 80.00 every long is bankrupt (TNC -50), the book is empty and the backstop may take nothing: every
-long is deleveraged against the shorts, all in profit. Blocks are applied (everything after the
+long is deleveraged against the shorts, all in profit (``--holders-entry 70``: the shorts entered
+at 70.00, so they are losing, nobody may be deleveraged and every long is socialised pro rata
+against all of them instead). Blocks are applied (everything after the
 oracle update is ``end_block``) until no account is liquidatable; each block's end-of-block CPU
 time is measured. Prints the worst block, the total, the number of blocks, the deleveragings and
 the bound parameters used (``--max-liquidations``, ``--max-deleveragings``: genesis
@@ -100,9 +102,12 @@ def make_genesis(n_subaccounts: int, backstop: bool = False) -> tuple[dict, int]
     return genesis, failing
 
 
-def mass_bankruptcy_genesis(bankrupt: int, holders: int, liquidation_params: dict | None = None) -> dict:
+def mass_bankruptcy_genesis(bankrupt: int, holders: int, liquidation_params: dict | None = None,
+                            holders_entry: int = 100) -> dict:
     """The ``--mass-bankruptcy`` genesis (see the module docstring): ``bankrupt`` longs of 10 units,
-    ``holders`` shorts sharing ``10 * bankrupt`` units as evenly as possible (the first ones one more)."""
+    ``holders`` shorts sharing ``10 * bankrupt`` units as evenly as possible (the first ones one more),
+    entered at ``holders_entry`` USDC (below 80: losing after the drop, so nobody can be deleveraged
+    and every long is socialised)."""
     total = 10 * bankrupt
     if holders > total:
         raise SystemExit("--holders may be at most 10 x --bankrupt (each short holds at least one unit)")
@@ -112,8 +117,8 @@ def mass_bankruptcy_genesis(bankrupt: int, holders: int, liquidation_params: dic
     for j in range(holders):
         units = total // holders + (j < total % holders)
         accounts.append({"address": owner(bankrupt + j), "subaccounts": [{
-            "number": 0, "usdc": str(50 * units + 100 * units),
-            "positions": [{"market": MARKETS[0], "size": str(-units)}]}]})
+            "number": 0, "usdc": str(50 * units + holders_entry * units),
+            "positions": [{"market": MARKETS[0], "size": str(-units), "entry_price": str(holders_entry)}]}]})
     return {
         "chain_id": "bench-liquidation", "time": "2026-01-01T00:00:00Z",
         "oracle": {"operators": [OPERATOR], "min_sources": 1, "max_staleness_s": 3600,
@@ -134,7 +139,7 @@ def run_mass_bankruptcy(args) -> None:
         bounds["max_liquidations_per_block"] = args.max_liquidations
     if args.max_deleveragings is not None:
         bounds["max_deleveragings_per_block"] = args.max_deleveragings
-    state = build_state(mass_bankruptcy_genesis(args.bankrupt, args.holders, bounds))
+    state = build_state(mass_bankruptcy_genesis(args.bankrupt, args.holders, bounds, args.holders_entry))
     start_ms = state.time_ms
     apply_block(state, start_ms + 1_000, [])  # warm-up: everyone healthy
     block_cpu: list[float] = []
@@ -154,7 +159,8 @@ def run_mass_bankruptcy(args) -> None:
     if args.check:
         check_invariants(state)
     print(json.dumps({
-        "case": "mass_bankruptcy", "bankrupt": args.bankrupt, "holders": args.holders, **bounds,
+        "case": "mass_bankruptcy", "bankrupt": args.bankrupt, "holders": args.holders,
+        "holders_entry": args.holders_entry, **bounds,
         "blocks": len(block_cpu), "worst_block_cpu_seconds": round(max(block_cpu), 3),
         "total_cpu_seconds": round(sum(block_cpu), 3), "deleveragings": deleveragings, "bad_debt_events": bad_debts,
         "still_watched": len(state.liquidation_watch), "bad_debt_usdc": state.bad_debt.get("cross", 0) / 1e6,
@@ -170,6 +176,7 @@ def main() -> None:
     parser.add_argument("--mass-bankruptcy", action="store_true", help="bankrupt longs beyond the backstop's limits: ADL")
     parser.add_argument("--bankrupt", type=int, default=1_000)
     parser.add_argument("--holders", type=int, default=10_000)
+    parser.add_argument("--holders-entry", type=int, default=100, help="the shorts' entry price (70: socialisation)")
     parser.add_argument("--max-liquidations", type=int, default=None)
     parser.add_argument("--max-deleveragings", type=int, default=None)
     args = parser.parse_args()
