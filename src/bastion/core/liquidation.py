@@ -13,6 +13,11 @@
 2. **Order.** Subaccounts by ``(TNC/MMR ascending, owner, number)``; within one, positions by
    maintenance margin descending (then ticker), each at most once per block. The subaccount's
    resting orders are cancelled first (reason ``liquidation``).
+3. **How many.** The work of one block is bounded (no input may stall a block): at most
+   ``max_liquidations_per_block`` subaccounts, the first in that order, are worked on, and rungs 3
+   and 4 run for at most ``max_deleveragings_per_block`` positions; the rest wait for the next
+   block, still watched (``liquidation_deferred`` / ``deleveraging_deferred``, reason
+   ``block_limit``). Each block starts from the worst account, so the backlog always shrinks.
 
 Then, for each position, the **loss waterfall**: each rung only for what the rung above could not do.
 
@@ -59,7 +64,9 @@ Rung 2, the backstop. If the book did not take the whole attempted size and the 
 Rung 3, auto-deleveraging (only if TNC < 0 and the backstop could not take the whole position).
    ``deleverage`` closes the position against opposing positions **in profit** at the oracle price,
    ranked by ``risk_model.adl_score`` (unrealised PnL ratio x effective leverage) descending, then
-   owner and number; winners whose own TNC is not positive come after every scored one. Each pair
+   owner and number; winners whose own TNC is not positive come after every scored one. The ranking
+   of a market side is built once per block and kept current (``AdlRanking``: only the subaccounts
+   the step changed are re-scored), so an ADL costs what it touches, not a valuation per holder. Each pair
    closes at the deleveraged account's bankruptcy quote, but never worse for the winner than its
    entry price (``risk_model.adl_quote``: the winner's realised PnL on the closed lots is >= 0); a
    candidate whose margin cannot take the whole size takes the largest size that keeps its update
