@@ -11,7 +11,8 @@ also carrying one oracle update per market at that market's current mid. The str
 before timing (a plain price-time book tracks which orders are live); messages are typed (decoding
 JSON is the API's job). Timed: ``apply_block`` for every block, i.e. begin_block, every message
 (validation, placement margin, matching with per-fill margin checks for both sides, fees, events),
-end_block (oracle aggregation, premium sampling, funding) and the incremental state hash.
+end_block (oracle aggregation, premium sampling, funding) and the incremental state hash; each
+transaction spends its sender's nonce as in a node's blocks (``--no-nonces``: blocks without nonces).
 Prints one JSON line: ops, seconds and orders/s (wall clock; also per CPU second of the process),
 fills, rejections, peak RSS, final state hash, and whether the core was the compiled build
 (``BASTION_PATH``, default this checkout's ``src/``).
@@ -122,6 +123,19 @@ def generate(n_ops: int, n_accounts: int, block_size: int, seed: int = 42) -> li
     return [[(OPERATOR, OracleUpdate(prices={t: str(mids[t]) for t, _ in MARKETS}))] + b for b in blocks]
 
 
+def block_nonces(blocks: list[list[tuple[str, object]]]) -> list[list[int]]:
+    """Each transaction's nonce, as a node passes them (spent in the state): per sender 1, 2, 3..."""
+    last: dict[str, int] = {}
+    out = []
+    for txs in blocks:
+        nonces = []
+        for sender, _ in txs:
+            last[sender] = last.get(sender, 0) + 1
+            nonces.append(last[sender])
+        out.append(nonces)
+    return out
+
+
 def _remove(ids: list[int], pos: dict[int, int], oid: int) -> None:
     i = pos.pop(oid)
     last = ids.pop()
@@ -137,9 +151,12 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile of the timed part")
     parser.add_argument("--check", action="store_true", help="check conservation/OI/book invariants at the end")
+    parser.add_argument("--no-nonces", action="store_true",
+                        help="blocks without nonces (no replay protection in the state, as scenario files)")
     args = parser.parse_args()
 
     blocks = generate(args.ops, args.accounts, args.block)
+    nonces = None if args.no_nonces else block_nonces(blocks)
     state = build_state(make_genesis(args.accounts))
     start_ms = state.time_ms
     gc.collect()
@@ -149,7 +166,7 @@ def main() -> None:
     if profiler:
         profiler.enable()
     for height, txs in enumerate(blocks, start=1):
-        result = apply_block(state, start_ms + height * 250, txs)
+        result = apply_block(state, start_ms + height * 250, txs, None if nonces is None else nonces[height - 1])
         rejected += sum(not r["ok"] for r in result.results)
         fills += sum(e["type"] == "fill" for e in result.events)
     if profiler:
@@ -166,7 +183,7 @@ def main() -> None:
         "fills": fills, "rejected": rejected, "resting_orders": sum(len(m.book) for m in state.markets.values()),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "state_hash": state.state_hash, "python": sys.version.split()[0],
-        "compiled": not bastion.core.orders.__file__.endswith(".py"),
+        "compiled": not bastion.core.orders.__file__.endswith(".py"), "nonces": nonces is not None,
     }
     print(json.dumps(report))
     if profiler:

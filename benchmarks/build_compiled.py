@@ -35,6 +35,7 @@ COMPILED_MODULES = (
     "bastion/core/governance.py",
     "bastion/core/hashing.py",
     "bastion/core/margin.py",
+    "bastion/core/nonces.py",
     "bastion/core/liquidation.py",
     "bastion/core/oracle.py",
     "bastion/core/orders.py",

@@ -405,8 +405,8 @@ def test_an_exception_inside_a_block_stops_the_node_and_acknowledges_nothing(tmp
 
     real_apply_block = bastion.node.app.apply_block
 
-    def poisoned(state, time_ms, txs):  # type: ignore[no-untyped-def]
-        real_apply_block(state, time_ms, txs)  # the state now holds half a block nobody may see
+    def poisoned(state, time_ms, txs, tx_nonces=None):  # type: ignore[no-untyped-def]
+        real_apply_block(state, time_ms, txs, tx_nonces)  # the state now holds half a block nobody may see
         raise ValueError("invalid literal for int() with base 10")  # what a 5,000-digit decimal raised
 
     genesis = io_genesis()

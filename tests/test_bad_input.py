@@ -311,6 +311,7 @@ GOVERNANCE_CASES = [
     (ALICE, submit_proposal(FEE, deposit="90.000001"), "insufficient_bgov"),           # one unit above the balance
     (ALICE, submit_proposal(FEE, deposit="85"), "below_proposal_threshold"),            # 5 votes left < 10
     (BOB, submit_proposal(FEE), "insufficient_bgov"),                                   # BOB holds no BGOV
+    (ALICE, submit_proposal(FEE, title="fifth"), "proposer_has_live_proposal"),         # 4 live = max_live_proposals
     # submission: actions validated against the state
     (ALICE, submit_proposal({"type": "delist_market", "market": "DOGE-USD"}), "unknown_market"),
     (ALICE, submit_proposal({"type": "set_market_params", "market": BTC, "liquidity_tier": 9}),
@@ -337,11 +338,29 @@ GOVERNANCE_CASES = [
      "invalid_field"),                                                                  # equity must rise strictly
     (ALICE, submit_proposal({"type": "set_order_limits", "min_order_notional": "-1"}), "negative_value"),
     (ALICE, submit_proposal({"type": "set_liquidation_params", "withdrawal_pause_blocks": -1}), "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "settlement_twap_window_s": 59}),
+     "invalid_field"),                                                                  # under a minute
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "settlement_twap_window_s": 86_401}),
+     "invalid_field"),                                                                  # over a day
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "liquidation_grace_s": 14_401}),
+     "invalid_field"),                                                                  # over 4 h
+    (ALICE, submit_proposal({"type": "set_liquidation_params", "liquidation_grace_s": "600"}),
+     "invalid_field"),                                                                  # not an integer
     (ALICE, submit_proposal({"type": "set_governance_params", "params": {"quorum": "0.1"}}), "unknown_field"),
     (ALICE, submit_proposal({"type": "set_governance_params", "params": {"veto_threshold": "0.33"}}),
      "invalid_field"),                                                                  # a fraction like 1/3
     (ALICE, submit_proposal({"type": "set_governance_params",
                              "params": {"tiers": {"critical": {"timelock_s": 60}}}}), "laxer_higher_tier"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"max_swing_extensions": 11}}),
+     "invalid_field"),                                                                  # at most 10
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"max_swing_extensions": -1}}),
+     "invalid_field"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"max_live_proposals": 0}}),
+     "invalid_field"),                                                                  # at least 1
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"proposal_fee": "0.0000001"}}),
+     "too_many_decimals"),
+    (ALICE, submit_proposal({"type": "set_governance_params", "params": {"proposal_fee": "-1"}}),
+     "negative_value"),
     # vote
     (ALICE, vote("00" * 32), "unknown_proposal"),                                       # nonexistent
     (ALICE, vote("PENDING"), "voting_not_started"),                                     # too early
@@ -366,7 +385,7 @@ GOVERNANCE_CASES = [
     (ALICE, cancel_proposal("00" * 32), "unknown_proposal"),
     (ALICE, cancel_proposal("DEFEATED"), "proposal_not_cancelable"),
     (BOB, cancel_proposal("PENDING"), "proposer_above_threshold"),                      # only the proposer, pending
-    (ALICE, cancel_proposal("ACTIVE"), "proposer_above_threshold"),                     # proposer, but not pending
+    (BOB, cancel_proposal("ACTIVE"), "proposer_above_threshold"),                       # not the proposer, active
     (BOB, cancel_proposal("QUEUED"), "proposer_above_threshold"),
     # council (this chain has none: every well-formed council message is from a non-member)
     (ALICE, without(council_attest("QUEUED"), "verdict"), "missing_field"),
@@ -383,7 +402,8 @@ GOVERNANCE_CASES = [
      "invalid_steward_bound"),
 ]
 
-GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
+GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
+              "max_live_proposals": 4,        # QUEUED, SUCCEEDED, ACTIVE and PENDING are ALICE's: a fifth is refused
               "tiers": {name: {"voting_period_blocks": 2} for name in ("risk_reducing", "neutral")}}
 
 
@@ -549,6 +569,8 @@ SCENARIO_ERRORS = [
      ["genesis.accounts", "do not balance"]),                                            # unbalanced positions
     (edit(f"genesis.insurance_funds.{ETH}", "5"), [f"genesis.insurance_funds.{ETH}"]),  # not an isolated market
     (edit("genesis.colour", "red"), ["genesis.colour"]),
+    (edit("genesis.liquidation", {"settlement_twap_window_s": 30}), ["genesis.liquidation.settlement_twap_window_s"]),
+    (edit("genesis.liquidation", {"liquidation_grace_s": 14_401}), ["genesis.liquidation.liquidation_grace_s"]),
 ]
 
 

@@ -35,8 +35,10 @@ HOUR_MS = 3_600_000
 OTHER_REPORT = "cd" * 32
 FAILED_REPORT = "0f" * 32      # registered at genesis with the verdict fail
 GOVERNANCE = {
-    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 86_400,
+    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0",
+    "execution_window_s": 86_400,
     "late_quorum_extension_blocks": 0, "attestation_max_age_s": 7_200,
+    "max_live_proposals": 5,            # several proposals of one proposer at once (the default is 1)
     "tiers": {name: {"quorum": "0.1", "approval_threshold": "0.5", "voting_period_blocks": 2, "timelock_s": 3_600,
                      "min_holding_age_blocks": 0}
               for name in ("risk_reducing", "neutral", "risk_increasing", "critical")},

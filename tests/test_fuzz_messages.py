@@ -115,7 +115,7 @@ def fuzz_genesis() -> dict:
              for name in ("risk_reducing", "neutral", "risk_increasing", "critical")}
     return genesis(accounts=accounts,
                    governance={"voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5",
-                               "late_quorum_extension_blocks": 0,
+                               "late_quorum_extension_blocks": 0, "max_live_proposals": 3, "proposal_fee": "0",
                                "execution_window_s": DAY_S, "tiers": tiers},
                    council={"members": list(COUNCIL), "threshold": 1,
                             "steward_bounds": {"fees.insurance_share_ppm": {"max_change": "1", "cooldown_s": 1}}},

@@ -32,8 +32,9 @@ from builders import (
 BGOV = votes.BGOV
 DAY_S = 86_400
 GOVERNANCE = {
-    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "execution_window_s": 3600,
+    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600,
     "veto_threshold": "1/3", "late_quorum_extension_blocks": 3,
+    "max_live_proposals": 3,            # several proposals of one proposer at once (the default is 1)
     "tiers": {
         "risk_reducing": {"quorum": "0.1", "approval_threshold": "0.5", "voting_period_blocks": 5,
                           "timelock_s": DAY_S, "min_holding_age_blocks": 0},
@@ -452,18 +453,68 @@ def test_delisting_puts_the_market_in_final_settlement_and_the_engine_settles_it
 
 
 # ------------------------------------------------------------------------------------------- cancel
-def test_anyone_may_cancel_once_the_proposer_falls_below_the_threshold():
+def test_anyone_may_cancel_once_the_proposer_fell_below_the_threshold_before_the_snapshot():
     chain = gov_chain()
-    pid = propose(chain, RAISE_INSURANCE_SHARE)                       # ALICE keeps 95 votes >= 10
-    ok(chain)
-    assert rejected(chain, BOB, cancel_proposal(pid)) == "proposer_above_threshold"
-    assert rejected(chain, ALICE, cancel_proposal(pid)) == "proposer_above_threshold"  # active: not the proposer's
-    ok(chain, (ALICE, transfer_bgov(to=DAVE, amount="90")))           # 5 votes < 10
+    pid = propose(chain, RAISE_INSURANCE_SHARE)                       # height 1: ALICE keeps 95 votes >= 10
+    # height 2, the snapshot block: ALICE drops to 5 votes; while the snapshot is ahead only she may cancel
+    chain.open_block()
+    assert chain.submit(ALICE, transfer_bgov(to=DAVE, amount="90"))["ok"]
+    assert chain.submit(BOB, cancel_proposal(pid))["code"] == "proposer_above_threshold"
+    chain.end_block()
+    # height 3: her votes over heights 0..2 fell to 5 < 10: anybody may cancel, the deposit comes back
     ok(chain, (BOB, cancel_proposal(pid)))
     p = proposal(chain, pid)
     assert p.status == "canceled" and p.deposit_state == "returned"
     assert votes.get_balance(chain.state, ALICE) == 10 * BGOV
     assert rejected(chain, BOB, cancel_proposal(pid)) == "proposal_not_cancelable"
+
+
+def test_dropping_below_the_threshold_after_the_snapshot_neither_blocks_nor_opens_a_cancel():
+    chain = gov_chain()
+    pid = propose(chain, RAISE_INSURANCE_SHARE)                       # height 1, snapshot 2
+    ok(chain)
+    ok(chain, (BOB, vote(pid, "yes")))                                # height 3
+    ok(chain, (ALICE, transfer_bgov(to=DAVE, amount="90")))           # height 4: 5 votes now, 95 over 0..2
+    assert rejected(chain, BOB, cancel_proposal(pid)) == "proposer_above_threshold"
+    empty_blocks(chain, 3)                                            # tallied at the end of height 7
+    ok(chain, (BOB, queue(pid)))                                      # the re-check at queue passes
+    ok(chain, (BOB, execute(pid)), advance_s=DAY_S)
+    assert chain.state.fees.insurance_share_ppm == 200_000
+
+
+def test_the_proposer_cancelling_after_voting_started_burns_the_deposit():
+    chain = gov_chain()
+    pid = propose(chain, RAISE_INSURANCE_SHARE)
+    ok(chain)
+    ok(chain, (ALICE, cancel_proposal(pid)))                          # height 3: active
+    p = proposal(chain, pid)
+    assert p.status == "canceled" and p.deposit_state == "burned"
+    assert votes.get_balance(chain.state, ALICE) == 95 * BGOV
+    assert votes.get_total_supply(chain.state) == 995 * BGOV
+
+
+def test_a_flash_loan_inside_the_submission_block_does_not_pass_the_threshold():
+    chain = gov_chain(proposal_threshold="300")                       # CAROL has 200 votes: below it
+    chain.open_block()                                                # DAVE (400, undelegated) lends CAROL ...
+    assert chain.submit(DAVE, transfer_bgov(to=CAROL, amount="400"))["ok"]     # ... 600 votes right now
+    assert chain.submit(CAROL, submit_proposal(RAISE_INSURANCE_SHARE))["code"] == "below_proposal_threshold"
+    assert chain.submit(CAROL, transfer_bgov(to=DAVE, amount="400"))["ok"]     # repaid in the same block
+    chain.end_block()
+    assert chain.state.proposals == {}
+    ok(chain, (DAVE, transfer_bgov(to=CAROL, amount="400")))          # held over a block boundary: it counts
+    assert ok(chain, (CAROL, submit_proposal(RAISE_INSURANCE_SHARE)))[0]["risk_class"] == "risk_reducing"
+
+
+def test_one_live_proposal_per_proposer_by_default_and_the_fee_is_burned():
+    chain = gov_chain(max_live_proposals=1, proposal_fee="2", voting_delay_blocks=3)   # pending through height 4
+    pid = propose(chain, RAISE_INSURANCE_SHARE)
+    assert rejected(chain, ALICE, submit_proposal({"type": "set_fee_params", "insurance_share": "0.3"})) == \
+        "proposer_has_live_proposal"
+    assert votes.get_balance(chain.state, ALICE) == (100 - 5 - 2) * BGOV
+    assert votes.get_total_supply(chain.state) == 998 * BGOV
+    ok(chain, (ALICE, cancel_proposal(pid)))                          # pending: deposit back, the fee is not
+    assert votes.get_balance(chain.state, ALICE) == 98 * BGOV
+    propose(chain, {"type": "set_fee_params", "insurance_share": "0.3"})   # no live proposal any more
 
 
 def test_the_proposer_may_cancel_while_pending():
@@ -559,3 +610,27 @@ def test_an_action_that_became_riskier_since_the_vote_is_refused():
     # 5 -> 10 is now a higher cap: risk increasing, stricter than the class it was voted under
     assert rejected(chain, ALICE, execute(to_ten)) == "risk_class_escalated"
     assert chain.state.markets[ETH].max_open_interest_lots == 50_000
+
+
+# ------------------------------------------------------------------------------------------- votes at the bell
+def test_an_outcome_flip_in_the_last_blocks_extends_at_most_max_swing_extensions_times():
+    chain = gov_chain(max_swing_extensions=1)
+    pid = propose(chain, RAISE_INSURANCE_SHARE)                       # height 1: snapshot 2, deadline 7
+    ok(chain)
+    ok(chain, (CAROL, vote(pid, "abstain")))                          # height 3: quorum 100 met early, no extension
+    empty_blocks(chain, 3)                                            # heights 4..6
+    ok(chain, (ALICE, vote(pid, "yes")))                              # height 7: defeated -> succeeded: deadline 10
+    assert (proposal(chain, pid).deadline_height, proposal(chain, pid).swing_extensions) == (10, 1)
+    ok(chain, (BOB, vote(pid, "no")))                                 # height 8: flips back, but the one is used
+    assert (proposal(chain, pid).deadline_height, proposal(chain, pid).swing_extensions) == (10, 1)
+    empty_blocks(chain, 2)                                            # tallied at the end of height 10
+    assert proposal(chain, pid).status == "defeated"
+
+
+def test_the_holding_window_counts_its_lowest_level_not_two_points():
+    checkpoints = [(0, 400), (5, 0), (6, 400), (9, 100)]
+    assert votes.compute_checkpoint_minimum(checkpoints, 4, 6) == 0     # sold at 5, back at 6
+    assert votes.compute_checkpoint_minimum(checkpoints, 6, 8) == 400
+    assert votes.compute_checkpoint_minimum(checkpoints, 0, 9) == 0
+    assert votes.compute_checkpoint_minimum(checkpoints, 7, 9) == 100
+    assert votes.compute_checkpoint_minimum([], 0, 3) == 0

@@ -144,18 +144,66 @@ def test_a_withdrawals_pause_refuses_withdrawals_and_transfers_to_other_owners_o
     ok(chain, (ALICE, place_order()))                                                  # trading continues
 
 
-def test_liquidations_keep_running_in_a_market_the_guardian_halted():
+def halted_liquidation_chain(usdc: str) -> Chain:
+    """ALICE long 1 BTC (entry 50,000) with ``usdc``; BOB short 1 with a resting bid of 1 BTC at
+    48,900 (the deep bid a harvester would rest); the cross fund 100,000 USDC; grace 1,800 s."""
     chain = guardian_chain(accounts=[
-        account(ALICE, subaccount(usdc="-48800", positions=[{"market": BTC, "size": "1"}])),
+        account(ALICE, subaccount(usdc=usdc, positions=[{"market": BTC, "size": "1"}])),
         account(BOB, subaccount(usdc="100000", positions=[{"market": BTC, "size": "-1"}]))])
     ok(chain, (BOB, place_order(side="buy", size="1", price="48900", client_id=9)))
-    ok(chain, (GUARDIAN, pause("trading", 100)))
-    # 50,000 -> 49,000: ALICE's TNC -48,800 + 49,000 = 200 < MMR 588 (test_liquidation): 0.1 BTC of
-    # her long (size +1,000 lots closed) is sold into BOB's resting bid at 48,900 although trading is paused
+    return chain
+
+
+def test_no_liquidation_fills_into_a_halted_book_nor_during_the_grace_after_it():
+    chain = halted_liquidation_chain("-48800")
+    ok(chain, (GUARDIAN, pause("trading", 100)))                                     # T0 + 2 s .. T0 + 102 s
+    # 50,000 -> 49,000: ALICE's TNC -48,800 + 49,000 = 200 < MMR 588 (test_liquidation) but > 0: she waits
     result = chain.block([(ORACLE, oracle_update({BTC: "49000"}))])
-    liquidations = events_of(result, "liquidation")
-    assert [(e["owner"], e["maker"]["owner"], e["size"], e["fill_price"]) for e in liquidations] == [
-        (ALICE, BOB, 1000, 489_000)]
+    assert events_of(result, "liquidation") == [] and events_of(result, "backstop_takeover") == []
+    assert [(e["owner"], e["reason"], e["markets"]) for e in events_of(result, "liquidation_deferred")] == [
+        (ALICE, "guardian_pause", [BTC])]
+    assert len(chain.state.markets[BTC].book) == 1                                    # BOB's bid untouched
+    result = chain.block([], advance_s=99)                                            # T0 + 102 s: pause over
+    assert [(e["markets"], e["until_ms"]) for e in events_of(result, "liquidation_grace")] == [
+        ([BTC, ETH, PEPE], T0 + 102 * S + 1_800 * S)]
+    assert [e["reason"] for e in events_of(result, "liquidation_deferred")] == ["liquidation_grace"]
+    assert chain.state.liquidation_grace_until[BTC] == T0 + 1_902 * S
+    assert chain.state.liquidation_stalls == {}                                       # waiting is no stall
+    result = chain.block([], advance_s=1_799)                                         # T0 + 1,901 s: still grace
+    assert events_of(result, "liquidation") == []
+    result = chain.block([])                                                          # T0 + 1,902 s: grace over
+    assert chain.state.liquidation_grace_until == {}
+    assert [(e["owner"], e["maker"]["owner"], e["size"], e["fill_price"]) for e in events_of(result, "liquidation")] \
+        == [(ALICE, BOB, 1000, 489_000)]                                              # 0.1 BTC, as without a pause
+
+
+def test_a_bankrupt_account_in_a_halted_market_goes_to_the_backstop_at_the_oracle_price():
+    chain = halted_liquidation_chain("-48800")
+    ok(chain, (GUARDIAN, pause("market", 100, BTC)))
+    # 50,000 -> 48,700: TNC -48,800 + 48,700 = -100 <= 0. The whole long goes to the cross backstop at the
+    # oracle: ALICE receives her bankruptcy quote 48,700 - (-100) = 48,800 (balance 0), the fund pays 100
+    result = chain.block([(ORACLE, oracle_update({BTC: "48700"}))])
+    assert events_of(result, "liquidation") == []
+    (takeover,) = events_of(result, "backstop_takeover")
+    assert (takeover["size"], takeover["oracle_price"], takeover["bankruptcy_quote"], takeover["fund_delta"]) == (
+        10_000, 487_000, 48_800_000_000, -100_000_000)                             # ticks of 0.1
+    assert chain.subaccount(ALICE).balance == 0 and not chain.subaccount(ALICE).positions
+    assert chain.state.insurance_funds["cross"] == 99_900_000_000
+    assert len(chain.state.markets[BTC].book) == 1 and chain.subaccount(BOB).positions[BTC].size == -10_000
+
+
+def test_the_liquidation_grace_is_governed_bounded_and_starts_at_an_unpause():
+    chain = halted_liquidation_chain("-48800")
+    assert chain.state.liquidation.liquidation_grace_ms == 1_800_000
+    ok(chain, (GUARDIAN, pause("market", 100, BTC)))
+    result = chain.block([(GUARDIAN, unpause("market", BTC))], advance_s=10)          # T0 + 12 s
+    assert [(e["scope"], e["markets"], e["until_ms"]) for e in events_of(result, "liquidation_grace")] == [
+        ("market", [BTC], T0 + 12 * S + 1_800 * S)]
+    with pytest.raises(ProtocolError) as error:
+        build_state(guardian_genesis() | {"liquidation": {"liquidation_grace_s": 4 * 3600 + 1}})
+    assert error.value.code == "invalid_genesis"
+    assert build_state(guardian_genesis() | {"liquidation": {"liquidation_grace_s": 4 * 3600}}).liquidation \
+        .liquidation_grace_ms == 14_400_000
 
 
 def test_conditional_orders_wait_while_the_market_is_halted_and_trigger_after():

@@ -1,4 +1,5 @@
 """The incremental state hash equals a full recomputation, and the fast leaf encoders equal JSON."""
+import hashlib
 import json
 
 from bastion.core.hashing import _DUMPS, _leaf_bytes, compute_state_hash_full, iter_leaf_keys, serialize_leaf
@@ -32,7 +33,7 @@ def test_incremental_hash_equals_full_recomputation_after_every_block():
 def test_fast_leaf_encoding_is_byte_identical_to_canonical_json():
     state, _ = _final_state_of("demo.json")
     keys = list(iter_leaf_keys(state))
-    assert {k[0] for k in keys} == {"global", "market", "order", "sub", "bgov", "total_supply", "governance",
+    assert {k[0] for k in keys} == {"global", "market", "twap", "order", "sub", "bgov", "total_supply", "governance",
                                     "council", "listing", "order_limits"}  # demo holds BGOV
     for key in keys:
         expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(state, key)).encode()
@@ -57,7 +58,7 @@ def test_conditional_orders_are_hashed_leaves_through_placement_trigger_cancel_a
                                              trigger_price="52000"))]
     assert [r["status"] for r in results] == ["untriggered"] * 3
     hashes = [_end_block_checked(chain)]
-    assert {key[0] for key in iter_leaf_keys(chain.state)} == {"global", "market", "sub", "conditional", "governance",
+    assert {key[0] for key in iter_leaf_keys(chain.state)} == {"global", "market", "twap", "sub", "conditional", "governance",
                                                                  "council", "listing", "order_limits"}
     for key in iter_leaf_keys(chain.state):  # the generic encoding serves the conditional leaves
         expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(chain.state, key)).encode()
@@ -75,3 +76,83 @@ def _end_block_checked(chain) -> str:
     state_hash = chain.end_block()
     assert state_hash == compute_state_hash_full(chain.state)
     return state_hash
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lattice commitment (LtHash): hostile strings, incremental = full = the documented bytes
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from bastion.core.book import BUY, Order  # noqa: E402
+from bastion.core.hashing import (  # noqa: E402
+    LANES, _LaneSum, commit_state_hash, commitment, leaf_encoding, leaf_vector_bytes,
+)
+from bastion.core.state import NonceRecord, Proposal, Subaccount  # noqa: E402
+
+HOSTILE = st.one_of(
+    st.text(max_size=40),
+    st.text(st.characters(categories=["Cs", "Cc", "Zs", "Po"]), max_size=12),  # lone surrogates, controls
+    st.sampled_from(["0x" + "ab" * 20 + "\n", '"', "\\", "\x7f", "\u2028", "é", "\ud800", "a" * 10_000, ""]),
+)
+BIG = st.one_of(st.integers(min_value=-(2**64), max_value=2**64), st.sampled_from([10**4000, -(10**300), 0]))
+
+
+def _documented_leaves(state) -> dict:
+    return {key: leaf_encoding(key, serialize_leaf(state, key)) for key in iter_leaf_keys(state)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(owner=HOSTILE, title=HOSTILE, sender=HOSTILE, ticker_word=HOSTILE, amount=BIG, client_id=BIG,
+       nonce=BIG)
+def test_hostile_strings_hash_the_same_incrementally_from_scratch_and_as_documented(
+        owner, title, sender, ticker_word, amount, client_id, nonce):
+    from builders import BTC, genesis
+    from bastion.core.genesis import build_state
+
+    state = build_state(genesis())
+    before = state.state_hash
+    state.subaccounts[(owner, 3)] = Subaccount(owner, 3, amount, "cross", ticker_word or None)
+    state.touch(("sub", owner, 3))
+    state.markets[BTC].book.add(Order(10**6, BUY, 1, 5, 5, owner, 3, client_id, ticker_word, True, amount,
+                                      ticker_word, 0))
+    state.touch(("order", BTC, 10**6))
+    tier = next(iter(state.governance.tiers.values()))
+    state.proposals[title] = Proposal(title, 1, owner, title, title + "\n" + owner, (), amount, "low", 1, 1, 1, tier)
+    state.touch(("proposal", title))
+    state.nonces[sender] = NonceRecord(nonce, amount, [nonce + 1, nonce + 2])
+    state.touch(("nonces", sender))
+
+    incremental = commit_state_hash(state)
+    assert incremental == compute_state_hash_full(state)
+    documented = _documented_leaves(state)
+    for key, data in documented.items():
+        assert _leaf_bytes(state, key) == data, key
+    lanes = [0] * LANES
+    for data in documented.values():  # the commitment from the documented bytes alone
+        vector = leaf_vector_bytes(hashlib.sha256(data).digest())
+        lanes = [(a + int.from_bytes(vector[2 * i:2 * i + 2], "little")) % 65536 for i, a in enumerate(lanes)]
+    assert incremental == commitment(b"".join(lane.to_bytes(2, "little") for lane in lanes))
+
+    del state.subaccounts[(owner, 3)], state.proposals[title], state.nonces[sender]
+    state.markets[BTC].book.remove(10**6)
+    for key in (("sub", owner, 3), ("proposal", title), ("nonces", sender), ("order", BTC, 10**6)):
+        state.touch(key)
+    assert commit_state_hash(state) == before  # every vector subtracted exactly
+
+
+def test_lane_sums_wrap_each_lane_modulo_2_16_without_carrying_into_the_next():
+    top = int.from_bytes(b"\xff\xff" * LANES, "little")  # every lane 65535
+    one = int.from_bytes(b"\x01\x00" * LANES, "little")
+    lanes = _LaneSum(top)
+    lanes.add(one)
+    assert lanes.result() == 0  # 65535 + 1 wraps to 0 in every lane, nothing carried
+    lanes.sub(one)
+    assert lanes.result() == top  # 0 - 1 wraps back to 65535
+    many = _LaneSum(0)
+    for _ in range(70_000):  # past the fold bound of the spare bits
+        many.add(top)
+    assert many.result() == int.from_bytes(((65535 * 70_000) % 65536).to_bytes(2, "little") * LANES, "little")
+
+
+def test_a_leaf_vector_is_shake128_of_its_digest_with_the_domain():
+    digest = hashlib.sha256(b"x").digest()
+    assert leaf_vector_bytes(digest) == hashlib.shake_128(b"bastion/leaf/v2" + digest).digest(2048)

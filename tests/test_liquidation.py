@@ -130,7 +130,9 @@ def test_the_insurance_loss_limit_per_block_stops_a_liquidation() -> None:
     assert not [e for e in events if e["type"] in ("liquidation", "deleveraging")]
 
 
-def test_final_settlement_cancels_orders_and_closes_positions_at_the_oracle_price() -> None:
+def test_final_settlement_cancels_orders_and_closes_positions_at_the_time_weighted_price() -> None:
+    """The oracle update of the settling block (50,000 -> 51,000) is not the settlement price: the
+    average over the window before the block is, and here the price was 50,000 all along."""
     chain = Chain(genesis(accounts=[
         account(ALICE, subaccount(usdc="-40000", positions=[position(BTC, "1")])),
         account(BOB, subaccount(usdc="60000", positions=[position(BTC, "-1")])),
@@ -145,8 +147,10 @@ def test_final_settlement_cancels_orders_and_closes_positions_at_the_oracle_pric
     cancelled = sorted((e["order_id"], e["reason"]) for e in result.events if e["type"] == "order_cancelled")
     assert cancelled == [(1, "final_settlement"), (2, "final_settlement")]
     settled = {e["owner"]: e["amount"] for e in result.events if e["type"] == "final_settlement"}
-    assert settled == {ALICE: 51_000_000_000, BOB: -51_000_000_000}
+    assert settled == {ALICE: 50_000_000_000, BOB: -50_000_000_000}
+    (price,) = [e for e in result.events if e["type"] == "settlement_price"]
+    assert (price["price"], price["spot"]) == (500_000, 510_000)  # ticks of 0.1
     assert (market.status, market.open_interest, len(market.book), chain.state.conditional_orders) == (
         "settled", 0, 0, {})
-    assert chain.subaccount(ALICE).balance == 11_000_000_000 and chain.subaccount(BOB).balance == 9_000_000_000
+    assert chain.subaccount(ALICE).balance == 10_000_000_000 and chain.subaccount(BOB).balance == 10_000_000_000
     assert not chain.subaccount(ALICE).positions and not chain.subaccount(BOB).positions

@@ -179,7 +179,9 @@ def test_a_damaged_or_truncated_log_is_refused_with_the_height(copy: Path, worke
     assert damage("UPDATE blocks SET events = ? WHERE height = 16", bytes(flipped)) == \
         "block log corrupted at height 16: events do not match their root"
     assert damage("DELETE FROM blocks WHERE height = 16") == \
-        "block log corrupted at height 15: transaction index has 1344 entries for 1260 transactions"
+        ("block log corrupted at height 16: the log ends at block 15 but it reached block 16 (meta high_water at "
+         "height 16, tx_index at height 16): 1 blocks and the transactions acknowledged in them are missing; restore "
+         "the log, or start with --accept-rollback to continue from block 15")
     assert damage("DELETE FROM blocks WHERE height = 12") == \
         "block log corrupted at height 12: block 12 is missing (found 13)"
     assert damage("DELETE FROM blocks WHERE height = 10") == \
@@ -210,6 +212,26 @@ def test_the_cli_reports_the_segments_and_refuses_a_divergence(copy: Path, monke
     result = runner.invoke(app, ["replay", str(copy), "--workers", "3"])
     assert result.exit_code == 3
     assert f"replay diverges at height 12: state hash logged {WRONG}" in " ".join(result.stderr.split())
+
+
+def test_the_cli_refuses_a_log_whose_tail_was_cut_below_its_snapshots(copy: Path) -> None:
+    log = BlockLog(copy / "blocks.db")
+    log.db.execute("DELETE FROM blocks WHERE height > 12")  # snapshots at 15 (and 5, 10) remain
+    log.db.execute("DELETE FROM tx_index WHERE height > 12")
+    log.close()
+    result = CliRunner().invoke(app, ["replay", str(copy), "--workers", "3"])
+    assert result.exit_code == 3
+    assert ("block log corrupted at height 16: the log ends at block 12 but it reached block 16 (meta high_water "
+            "at height 16, snapshot 000000000015.json at height 15)") in " ".join(result.stderr.split())
+
+
+def test_a_header_damaged_below_every_snapshot_is_refused_before_any_segment_runs(copy: Path) -> None:
+    log = BlockLog(copy / "blocks.db")
+    log.db.execute("UPDATE blocks SET results_root = ? WHERE height = 2", (WRONG,))
+    log.close()
+    with pytest.raises(LogCorrupted) as caught:
+        verify_log(copy, workers=3)
+    assert str(caught.value) == "block log corrupted at height 2: header does not match its hash"
 
 
 def test_snapshot_retention_keeps_the_newest_and_an_even_spread_along_the_chain(tmp_path: Path) -> None:

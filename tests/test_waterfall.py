@@ -172,19 +172,23 @@ def test_a_takeover_is_refused_when_the_backstop_is_underwater_beyond_the_fund()
 
 def test_final_settlement_closes_the_backstop_at_the_oracle_and_its_loss_goes_to_the_fund() -> None:
     """liquidation_waterfall_backstop_full_fund's block 0 leaves the cross backstop long 1 BTC at cost
-    45,000 (fund 98,000). The market is then put in final settlement (as an executed delist would)
-    and the oracle reads 44,000: the backstop (TNC -1,000) is not deleveraged against b0 but closed
+    45,000 (fund 98,000). The oracle then reads 44,000 for 61 minutes, the whole settlement window
+    (issue 16: the settlement price is the window's average, not the settling block's oracle), and
+    the market is put in final settlement (as an executed delist would): the backstop (TNC -1,000)
+    is not deleveraged against b0 but closed
     at the oracle price like any solvent position: it receives 44,000 (usdc -1,000), and the sweep
     moves that loss to the fund (97,000); b0 pays 44,000 for its short (usdc 16,000)."""
     doc = base("liquidation_waterfall_backstop_full_fund")
     state = build_state(doc["genesis"])
     oracle = doc["blocks"][0]["txs"][0]["sender"]
     apply_block(state, state.time_ms + 1000, [(oracle, decode_message(doc["blocks"][0]["txs"][0]["msg"]))])
+    at_44000 = [(oracle, decode_message({"type": "oracle_update", "prices": {"BTC-USD": "44000"}}))]
+    apply_block(state, state.time_ms + 1000, at_44000)
     market = state.markets["BTC-USD"]
     market.status = liquidation.FINAL_SETTLEMENT
     state.touch(market.key)
-    result = apply_block(state, state.time_ms + 1000,
-                         [(oracle, decode_message({"type": "oracle_update", "prices": {"BTC-USD": "44000"}}))])
+    result = apply_block(state, state.time_ms + 3_660_000, at_44000)   # the window starts at minute 1
+    assert [e["price"] for e in result.events if e["type"] == "settlement_price"] == [44_000]
     assert not [e for e in result.events if e["type"] in ("deleveraging", "bad_debt")]
     backstop = state.subaccounts[(liquidation.BACKSTOP_PREFIX + "cross", 0)]
     assert (backstop.balance, backstop.positions) == (0, {})

@@ -28,7 +28,7 @@ from bastion.core.votes import BGOV_DECIMALS
 from bastion.risk_model import notional
 
 PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price",
-                "limit_price"}
+                "limit_price", "spot"}
 SIZE_FIELDS = {"size", "filled", "attempted", "inventory"}
 USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
                "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance", "treasury",
@@ -136,6 +136,7 @@ def describe_governance(state: State) -> dict:
                            "risk_class": p.risk_class, "status": p.status, "deposit": bgov(p.deposit_bgov),
                            "deposit_state": p.deposit_state, "snapshot_height": p.snapshot_height,
                            "deadline_height": p.deadline_height, "extended": p.extended,
+                           "swing_extensions": p.swing_extensions, "fee": bgov(p.fee_bgov),
                            "quorum_votes": bgov(compute_quorum_votes(state, p)),
                            "tally": {"yes": bgov(p.yes), "no": bgov(p.no), "abstain": bgov(p.abstain),
                                      "veto": bgov(p.veto)},

@@ -72,7 +72,9 @@ GOVERNANCE_EVENT_TYPES = {
     # council (bastion.core.council)
     "stress_attested", "stress_gate_passed", "steward_change_approved", "steward_change_applied",
     # guardian (bastion.core.guardian)
-    "guardian_paused", "guardian_unpaused", "pause_expired",
+    "guardian_paused", "guardian_unpaused", "pause_expired", "liquidation_grace",
+    # a delisting's fixed settlement price (bastion.core.twap)
+    "settlement_price",
     # staged rollouts (bastion.core.rollout)
     "rollout_started", "rollout_step", "rollout_completed", "rollout_halted", "rollout_reverted",
     # executed actions that are not parameter changes (bastion.core.actions)

@@ -88,6 +88,9 @@ def node(
     ws_max_per_ip: int = typer.Option(50, help="WebSocket connections per client address"),
     ws_max_subscriptions: int = typer.Option(50, help="subscriptions per WebSocket connection"),
     ws_idle_timeout: float = typer.Option(60.0, help="seconds a WebSocket may stay without a subscription"),
+    accept_rollback: bool = typer.Option(False, "--accept-rollback",
+                                         help="start even if snapshots or the log's own records prove the log "
+                                              "was longer (its lost tail is reported and given up)"),
 ) -> None:
     """Run a node: recover from DIR, produce blocks, serve the API (Ctrl-C stops)."""
     import os
@@ -132,7 +135,8 @@ def node(
         the_node = Node(data, genesis_doc, max_block_txs=max_block_txs, snapshot_every=snapshot_every,
                         keep_snapshots=keep_snapshots, max_pending_per_sender=max_pending_per_sender,
                         on_block=None if quiet else _log_block,
-                        read_models=None if read_models == "none" else read_models, on_fatal=fail_stop)
+                        read_models=None if read_models == "none" else read_models, on_fatal=fail_stop,
+                        accept_rollback=accept_rollback)
     except (LogCorrupted, ReplayDivergence) as error:
         errors.print(f"[red]refusing to start:[/red] {error}")
         raise typer.Exit(3) from None
@@ -153,6 +157,10 @@ def node(
                   f"connections (descriptor limit {soft_limit})")
     for skipped in recovery.skipped_snapshots:
         errors.print(f"[yellow]skipped snapshot[/yellow] {skipped}")
+    if recovery.rolled_back_from is not None:
+        errors.print(f"[red]ROLLED BACK[/red] (--accept-rollback): the log had reached block "
+                     f"{recovery.rolled_back_from} ({', '.join(sorted(recovery.rollback_evidence))}); blocks "
+                     f"{the_node.state.height + 1}..{recovery.rolled_back_from} and their transactions are lost")
     stop = threading.Event()
     producer = threading.Thread(target=the_node.run, args=(stop, block_time), name="block-producer", daemon=True)
     producer.start()

@@ -58,7 +58,9 @@ from bastion.core.messages import (
     InsuranceTransfer, ListMarket, SetLiquidationParams, SetListingParams, SetMarketParams, SetOracleOperators,
     TreasurySpend, UpgradeIsolatedToCross, normalize_address,
 )
-from bastion.core.params import RISK_CLASSES
+from bastion.core.params import (
+    MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, RISK_CLASSES,
+)
 from bastion.core.state import CROSS_POOL, Market, ParamSource, State
 from bastion.core.units import MS_PER_S, PPM, parse_ppm, parse_usdc
 from bastion.risk_model import notional
@@ -164,6 +166,11 @@ LIQUIDATION_FIELDS: Final = (
     NumericField("backstop_max_fund_share", "backstop_max_fund_share_ppm", _parse_ratio, 0, PPM, True),
     NumericField("backstop_unwind_portion", "backstop_unwind_portion_ppm", _parse_ratio, 1, PPM, True),
     NumericField("backstop_after_blocks", "backstop_after_blocks", _parse_count, 1, None, True),
+    # issue 16: a shorter settlement window lets a shorter pump move a delisting's settlement price;
+    # a longer post-pause grace leaves failing accounts (above bankruptcy) unliquidated longer
+    NumericField("settlement_twap_window_s", "settlement_twap_window_ms", _parse_seconds,
+                 MIN_SETTLEMENT_TWAP_WINDOW_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, False),
+    NumericField("liquidation_grace_s", "liquidation_grace_ms", _parse_seconds, 0, MAX_LIQUIDATION_GRACE_MS, True),
     # the per-block work bounds: a higher bound lets one block do more work (a mass bankruptcy can
     # then stall block production); a lower one only spreads the waterfall over more blocks (>= 1:
     # the worst account always progresses)

@@ -19,8 +19,8 @@ from bastion.core.messages import normalize_address
 from bastion.core.governance import format_governance_params, parse_governance_params
 from bastion.core.orders import format_order_limits, parse_order_limits
 from bastion.core.params import (
-    FeeParams, FundingParams, GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OracleParams,
-    OrderLimitParams,
+    MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
+    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OracleParams, OrderLimitParams,
 )
 from bastion.core.state import (
     ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, MAX_ORDER_LOTS, SUBACCOUNT_NUMBERS, Guardian, Market,
@@ -67,6 +67,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
                     "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000",
                     "withdrawal_pause_blocks": 50, "backstop_max_notional": "1000000",
                     "backstop_max_fund_share": "0.5", "backstop_unwind_portion": "0.1", "backstop_after_blocks": 10,
+                    "settlement_twap_window_s": 3600, "liquidation_grace_s": 1800,
                     "max_liquidations_per_block": 200, "max_deleveragings_per_block": 20},
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
@@ -271,6 +272,11 @@ def build_state(genesis: Any) -> State:
         liq("backstop_max_notional", parse_usdc), liq("backstop_max_fund_share", parse_ppm),
         liq("backstop_unwind_portion", parse_ppm),
         _int(liq_obj["backstop_after_blocks"], "genesis.liquidation.backstop_after_blocks", minimum=1),
+        _int(liq_obj["settlement_twap_window_s"], "genesis.liquidation.settlement_twap_window_s",
+             minimum=MIN_SETTLEMENT_TWAP_WINDOW_MS // MS_PER_S, maximum=MAX_SETTLEMENT_TWAP_WINDOW_MS // MS_PER_S)
+        * MS_PER_S,
+        _int(liq_obj["liquidation_grace_s"], "genesis.liquidation.liquidation_grace_s", minimum=0,
+             maximum=MAX_LIQUIDATION_GRACE_MS // MS_PER_S) * MS_PER_S,
         _int(liq_obj["max_liquidations_per_block"], "genesis.liquidation.max_liquidations_per_block", minimum=1),
         _int(liq_obj["max_deleveragings_per_block"], "genesis.liquidation.max_deleveragings_per_block", minimum=1))
 

@@ -36,11 +36,15 @@ Lifecycle (``TRANSITIONS``)::
 
 Votes are accepted in blocks ``snapshot + 1 .. deadline`` (``snapshot = submission height +
 voting_delay``, ``deadline = snapshot + voting_period``), weighted by
-``get_votes_with_holding_age(voter, snapshot, min_holding_age)``. Quorum counts all votes
-(abstain too) against ``ceil(total supply at the snapshot * quorum_ppm / 1e6)``; then a veto share
+``get_votes_with_holding_age(voter, snapshot, min_holding_age)`` (the minimum over the holding
+window). Quorum counts all votes (abstain too; yes only for ``risk_increasing`` and ``critical``,
+``proposal_guards.get_quorum_count``) against ``ceil(total supply at the snapshot * quorum_ppm / 1e6)``; then a veto share
 above ``veto_threshold`` of ``yes + no + veto`` vetoes (deposit burned: the BGOV total supply
 falls), else ``yes / (yes + no + veto) > approval_threshold`` succeeds, else defeated. The deposit
-comes back when the vote ends without a veto, or on cancellation. A vote that first reaches the
+comes back when the vote ends without a veto, or on cancellation, except that a proposer cancelling
+after voting started forfeits it. The proposer threshold (at submission, and again at queue and
+execution), one live proposal per proposer, the burned fee, who may cancel and the outcome-flip
+extension are ``bastion.core.proposal_guards``. A vote that first reaches the
 quorum within the last ``late_quorum_extension_blocks`` of the period moves the deadline to
 ``height + extension``, once. Execution is allowed while ``queued + timelock <= block time <=
 queued + timelock + execution_window`` (ms of block time); after it ``execute`` is
@@ -68,7 +72,7 @@ import json
 from dataclasses import fields
 from typing import Any, Final
 
-from bastion.core import actions, classify, council, guardian, orders, rollout, votes
+from bastion.core import actions, classify, council, guardian, orders, proposal_guards, rollout, votes
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.messages import (
     MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, DelistMarket, Execute,
@@ -90,6 +94,7 @@ Change = tuple[str, Any, Any, str]        # (dotted parameter name, old value, n
 RISK_REDUCING, NEUTRAL, RISK_INCREASING, CRITICAL = RISK_CLASSES
 FINAL_SETTLEMENT: Final = "final_settlement"
 VOTE_OPTIONS: Final = ("yes", "no", "abstain", "veto")
+MAX_SWING_EXTENSIONS: Final = 10                # cap of the governed max_swing_extensions
 
 PENDING, ACTIVE_VOTE, DEFEATED, VETOED, SUCCEEDED = "pending", "active", "defeated", "vetoed", "succeeded"
 QUEUED, EXECUTED, EXPIRED, CANCELED = "queued", "executed", "expired", "canceled"
@@ -114,7 +119,7 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
-             "late_quorum_extension_blocks", "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
+             "late_quorum_extension_blocks", "max_swing_extensions", "proposal_fee", "max_live_proposals", "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
              "attestation_max_age_s", "stress", "tiers"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
@@ -125,6 +130,15 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if "late_quorum_extension_blocks" in obj:
         result.late_quorum_extension_blocks = _count(obj["late_quorum_extension_blocks"],
                                                      f"{path}.late_quorum_extension_blocks", minimum=0)
+    if "max_swing_extensions" in obj:
+        result.max_swing_extensions = _count(obj["max_swing_extensions"], f"{path}.max_swing_extensions", minimum=0)
+        if result.max_swing_extensions > MAX_SWING_EXTENSIONS:
+            raise ProtocolError("invalid_field", f"{path}.max_swing_extensions must be at most {MAX_SWING_EXTENSIONS}",
+                                field=f"{path}.max_swing_extensions")
+    if "max_live_proposals" in obj:
+        result.max_live_proposals = _count(obj["max_live_proposals"], f"{path}.max_live_proposals", minimum=1)
+    if "proposal_fee" in obj:
+        result.proposal_fee_bgov = parse_decimal(obj["proposal_fee"], votes.BGOV_DECIMALS, field=f"{path}.proposal_fee")
     if "max_rollout_steps" in obj:
         result.max_rollout_steps = _count(obj["max_rollout_steps"], f"{path}.max_rollout_steps", minimum=1)
     if "execution_window_s" in obj:
@@ -227,6 +241,9 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "execution_window_s": params.execution_window_ms // MS_PER_S,
         "veto_threshold": f"{params.veto_threshold_numerator}/{params.veto_threshold_denominator}",
         "late_quorum_extension_blocks": params.late_quorum_extension_blocks,
+        "max_swing_extensions": params.max_swing_extensions,
+        "proposal_fee": format_decimal(params.proposal_fee_bgov, votes.BGOV_DECIMALS),
+        "max_live_proposals": params.max_live_proposals,
         "max_rollout_steps": params.max_rollout_steps,
         "guardian_max_pause_s": params.guardian_max_pause_ms // MS_PER_S,
         "guardian_unpause_grace_s": params.guardian_unpause_grace_ms // MS_PER_S,
@@ -568,7 +585,7 @@ def get_votes_cast(proposal: Proposal) -> int:
 
 def compute_outcome(state: State, proposal: Proposal) -> str:
     """defeated (no quorum, or approval not above the threshold), vetoed, or succeeded."""
-    if get_votes_cast(proposal) < compute_quorum_votes(state, proposal):
+    if proposal_guards.get_quorum_count(proposal) < compute_quorum_votes(state, proposal):
         return DEFEATED
     decisive = proposal.yes + proposal.no + proposal.veto
     params = state.governance
@@ -654,33 +671,37 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
         raise ProtocolError("deposit_below_minimum", f"deposit must be at least {params.min_deposit_bgov} units",
                             field="deposit", minimum=params.min_deposit_bgov)
     balance = votes.get_balance(state, sender)
-    if deposit > balance:
-        raise ProtocolError("insufficient_bgov", f"deposit exceeds the BGOV balance ({balance} units)",
-                            field="deposit", balance=balance)
-    own_votes = votes.get_votes(state, sender) - (deposit if votes.get_delegate(state, sender) == sender else 0)
+    fee = params.proposal_fee_bgov
+    if deposit + fee > balance:
+        raise ProtocolError("insufficient_bgov", f"deposit plus the proposal fee ({fee} units) exceed the BGOV "
+                            f"balance ({balance} units)", field="deposit", balance=balance, fee=fee)
+    own_votes = proposal_guards.get_submission_power(state, sender, deposit + fee)
     if own_votes < params.proposal_threshold_bgov:
-        raise ProtocolError("below_proposal_threshold", f"votes after the deposit ({own_votes} units) are below the "
-                            f"proposal threshold ({params.proposal_threshold_bgov})", field="sender")
+        raise ProtocolError("below_proposal_threshold", f"votes at the previous block after the deposit and fee "
+                            f"({own_votes} units) are below the proposal threshold "
+                            f"({params.proposal_threshold_bgov})", field="sender")
     _, risk_class = classify.classify_proposal(state, msg.actions)
     proposal_id = compute_proposal_id(state.chain_id, sender, state.height, msg.title, msg.description, msg.actions)
     if proposal_id in state.proposals:
         raise ProtocolError("duplicate_proposal", "the same proposal was already submitted in this block",
                             field="proposal_id")
+    proposal_guards.check_live_proposals(state, sender)
     # OPERATION
     rules = copy.copy(params.tiers[risk_class])
     snapshot = state.height + params.voting_delay_blocks
     proposal = Proposal(proposal_id=proposal_id, number=len(state.proposals) + 1, proposer=sender, title=msg.title, description=msg.description,
                         actions=msg.actions, deposit_bgov=deposit, risk_class=risk_class,
                         submitted_height=state.height, snapshot_height=snapshot,
-                        deadline_height=snapshot + rules.voting_period_blocks, rules=rules)
+                        deadline_height=snapshot + rules.voting_period_blocks, rules=rules, fee_bgov=fee)
     state.proposals[proposal_id] = proposal
     state.touch(("proposal", proposal_id))
     votes.set_balance(state, sender, balance - deposit)
     events.append({"type": "proposal_submitted", "proposal_id": proposal_id, "number": proposal.number,
                    "proposer": sender,
                    "risk_class": risk_class, "deposit": deposit, "snapshot_height": snapshot,
-                   "deadline_height": proposal.deadline_height})
+                   "deadline_height": proposal.deadline_height, "fee": fee})
     votes.move_voting_power(state, votes.get_delegate(state, sender), None, deposit, events)
+    proposal_guards.burn_fee(state, sender, fee, events)
     return {"proposal_id": proposal_id, "risk_class": risk_class}
 
 
@@ -705,13 +726,15 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict:
         raise ProtocolError("no_voting_power", f"no votes at the snapshot (block {proposal.snapshot_height}) held "
                             f"for {proposal.rules.min_holding_age_blocks} blocks", field="sender")
     # OPERATION
+    outcome_before = compute_outcome(state, proposal)
     proposal.ballots[sender] = (msg.option, weight, reason)
     setattr(proposal, msg.option, getattr(proposal, msg.option) + weight)
     state.touch(("ballot", proposal.proposal_id, sender))
     state.touch(("proposal", proposal.proposal_id))
     events.append({"type": "vote_cast", "proposal_id": proposal.proposal_id, "voter": sender, "option": msg.option,
                    "weight": weight, "reason": reason})
-    if proposal.quorum_height is None and get_votes_cast(proposal) >= compute_quorum_votes(state, proposal):
+    if (proposal.quorum_height is None
+            and proposal_guards.get_quorum_count(proposal) >= compute_quorum_votes(state, proposal)):
         proposal.quorum_height = state.height
         extension = state.governance.late_quorum_extension_blocks
         if not proposal.extended and state.height + extension > proposal.deadline_height:
@@ -719,6 +742,7 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict:
             proposal.deadline_height = state.height + extension
             events.append({"type": "proposal_extended", "proposal_id": proposal.proposal_id,
                            "deadline_height": proposal.deadline_height})
+    proposal_guards.extend_on_flip(state, proposal, outcome_before, compute_outcome(state, proposal), events)
     return {"weight": weight}
 
 
@@ -731,6 +755,7 @@ def queue(state: State, sender: str, msg: Queue, events: Events) -> dict:
     if proposal.status != SUCCEEDED:
         raise ProtocolError("proposal_not_succeeded", f"the proposal is {proposal.status}", field="proposal_id",
                             status=proposal.status)
+    proposal_guards.check_proposer_threshold(state, proposal)
     # OPERATION
     proposal.queued_ms = state.time_ms
     eta, last = get_execution_window(state, proposal)
@@ -754,6 +779,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
     if state.time_ms > last:
         raise ProtocolError("proposal_expired", f"the execution window ended at block time {last} ms",
                             field="proposal_id", executable_until_ms=last)
+    proposal_guards.check_proposer_threshold(state, proposal)
     changes, risk_class = classify.classify_proposal(state, proposal.actions, exclude=proposal.proposal_id)
     if RISK_CLASSES.index(risk_class) > RISK_CLASSES.index(proposal.risk_class):
         raise ProtocolError("risk_class_escalated", f"the actions are now {risk_class}, voted as "
@@ -779,14 +805,14 @@ def cancel_proposal(state: State, sender: str, msg: CancelProposal, events: Even
     if CANCELED not in TRANSITIONS[proposal.status]:
         raise ProtocolError("proposal_not_cancelable", f"the proposal is {proposal.status}", field="proposal_id",
                             status=proposal.status)
-    proposer_votes = votes.get_votes(state, proposal.proposer)
-    below = proposer_votes < state.governance.proposal_threshold_bgov
-    if not below and not (sender == proposal.proposer and proposal.status == PENDING):
-        raise ProtocolError("proposer_above_threshold", "only the proposer may cancel, and only while pending, "
-                            "unless the proposer fell below the proposal threshold", field="sender")
+    proposal_guards.check_cancel(state, sender, proposal)
     # OPERATION
+    burn = proposal.deposit_state == "escrowed" and proposal_guards.cancel_burns_deposit(sender, proposal)
     set_status(state, proposal, CANCELED, events, by=sender)
-    return_deposit(state, proposal, events)
+    if burn:
+        burn_deposit(state, proposal, events)
+    else:
+        return_deposit(state, proposal, events)
     return {}
 
 

@@ -37,11 +37,22 @@ later ``unpause_grace_over``: the pause ends by itself. Compound's pause guardia
 all (reference section 5, PGd-02; only its admin can): we allow this short grace, and an unpaused
 key stays spent for the term (so pause and unpause cannot be cycled).
 
-**In a paused market** liquidations and deleveraging keep running against the resting orders, as
-under Aave's freeze (reference section 7, AE-01) and unlike Aave's pause (AE-03) or the governed
-status ``paused``: halting them while prices move lets losses grow into bad debt, and a
-restrict-only guardian must not be able to switch off a safety mechanism. Untriggered conditional
-orders wait (as in a stale market) and trigger once the pause is over.
+**In a halted market** (a ``market`` or ``trading`` pause; issue 16) no liquidation fills into the
+book: users cannot trade, so the only bids (asks) a forced sale could meet are the ones resting
+before the pause, possibly the guardian's own or a colluding maker's, placed deep to harvest it.
+Liquidations of positions in the market therefore wait, except for accounts at or below
+bankruptcy (TNC <= 0): those go to the backstop at the oracle price (then deleveraging and
+socialisation as usual, ``bastion.core.liquidation``), because their loss already falls on the
+insurance fund and would only grow while they wait, and a takeover at the oracle price pays no
+one who rests orders. The backstop does not unwind into a halted book either. A waiting account's
+stall count (``backstop_after_blocks``) neither grows nor resets. After the pause ends (by itself
+or by an unpause), a **liquidation grace** of ``liquidation_grace`` (governed, default 30 min, at
+most 4 h as Aave's sentinel) applies the same rule to the market (every market after a
+``trading`` pause), so users get time to add margin or reduce before a book liquidation can reach
+them (``State.liquidation_grace_until``, ticker -> block time; ``liquidation_hold``). A guardian
+``reduce_only`` pause does not hold liquidations: users can still reduce, and makers on the other
+side must be reducing too. Untriggered conditional orders wait (as in a stale market) and trigger
+once the pause is over.
 
 **Veto**: ``governance.guardian_veto`` (the proposal lifecycle stays in ``bastion.core.governance``).
 
@@ -87,6 +98,32 @@ def is_market_halted(state: State, ticker: str) -> bool:
 def is_reduce_only(state: State, ticker: str) -> bool:
     """True while a guardian ``reduce_only`` pause of ``ticker`` is in force."""
     return bool(state.pauses) and get_pause(state, REDUCE_ONLY_SCOPE, ticker) is not None
+
+
+def liquidation_hold(state: State, ticker: str) -> str | None:
+    """Why book liquidations of ``ticker`` wait now: ``guardian_pause`` while it is halted,
+    ``liquidation_grace`` during the grace after a halt, else None (module docstring)."""
+    if is_market_halted(state, ticker):
+        return "guardian_pause"
+    if state.liquidation_grace_until.get(ticker, 0) > state.time_ms:
+        return "liquidation_grace"
+    return None
+
+
+def start_liquidation_grace(state: State, pause: Pause, from_ms: int, events: Events) -> None:
+    """A halt ended at ``from_ms``: hold book liquidations of its market(s) for the governed grace."""
+    grace_ms = state.liquidation.liquidation_grace_ms
+    if pause.scope not in (MARKET, TRADING) or grace_ms == 0:
+        return
+    tickers = [pause.market] if pause.scope == MARKET else sorted(
+        t for t, m in state.markets.items() if m.status not in _DELISTED)
+    until = from_ms + grace_ms
+    for ticker in tickers:
+        if state.liquidation_grace_until.get(ticker, 0) < until:
+            state.liquidation_grace_until[ticker] = until
+    state.liquidation_grace_until = dict(sorted(state.liquidation_grace_until.items()))
+    state.touch(("global",))
+    events.append({"type": "liquidation_grace", "scope": pause.scope, "markets": tickers, "until_ms": until})
 
 
 def check_market_open(state: State, ticker: str, *, reducing: bool) -> None:
@@ -228,14 +265,20 @@ def guardian_unpause(state: State, sender: str, msg: GuardianUnpause, events: Ev
     state.touch(("pause", *key))
     events.append({"type": "guardian_unpaused", "scope": key[0], "market": key[1], "start_ms": pause.start_ms,
                    "end_ms": pause.end_ms})
+    start_liquidation_grace(state, pause, state.time_ms, events)
     return {}
 
 
 # --------------------------------------------------------------------------------------- end of block
 def expire_pauses(state: State, events: Events) -> None:
-    """End-of-block step: remove every pause whose end has come (block time >= end), in start order."""
+    """End-of-block step: remove every pause whose end has come (block time >= end), in start order
+    (each starts its liquidation grace), and every liquidation grace that is over."""
     for key in [k for k, pause in state.pauses.items() if state.time_ms >= pause.end_ms]:
         expire_pause(state, key, events)
+    over = [t for t, until in state.liquidation_grace_until.items() if until <= state.time_ms]
+    for ticker in over:
+        del state.liquidation_grace_until[ticker]
+        state.touch(("global",))
 
 
 def expire_pause(state: State, key: PauseKey, events: Events) -> None:
@@ -243,6 +286,7 @@ def expire_pause(state: State, key: PauseKey, events: Events) -> None:
     state.touch(("pause", *key))
     events.append({"type": "pause_expired", "scope": pause.scope, "market": pause.market,
                    "start_ms": pause.start_ms, "end_ms": pause.end_ms})
+    start_liquidation_grace(state, pause, pause.end_ms, events)
 
 
 def _describe(key: PauseKey) -> str:

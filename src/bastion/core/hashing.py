@@ -1,30 +1,43 @@
 """Canonical serialization and the state hash.
 
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
-``("conditional", id)``, ``("market", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
+``("conditional", id)``, ``("market", ticker)``, ``("twap", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
 ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
 ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
 for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
 member)``, ``("stress_report", report hash)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and
 ``("steward_approval", name, member)``, and ``("listing",)`` for the listing parameters, ``("order_limits",)``
-for the anti-spam order limits)
-and a canonical value (compact JSON of ints, strings,
+for the anti-spam order limits, and ``("nonces", sender)`` for each sender's spent nonces,
+``bastion.core.nonces``) and a canonical value (compact JSON of ints, strings,
 bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
-proposals' actions with their keys sorted). A leaf's digest
-is ``SHA-256(key || 0x00 || value)`` read as an integer; the state commits to the multiset of
-leaves through their sum modulo 2**256 (an incremental "AdHash"), so each block rehashes only the
-leaves it touched (``State.touch``), and the block's state hash is
-``SHA-256("bastion/state/v1" || accumulator)``. ``compute_state_hash_full`` recomputes everything
-from scratch; tests check that both always agree.
+proposals' actions with their keys sorted). A leaf's bytes are ``leaf_encoding``: compact ASCII
+JSON of the key, a zero byte, compact ASCII JSON of the value (``_leaf_bytes`` is a faster path to
+the same bytes); its digest is their SHA-256.
 
-The sum is a commitment for replay verification and divergence detection between honest nodes.
-It is not a light-client proof structure (no inclusion proofs); a Merkle/IAVL commitment for that
-is a later adapter concern.
+The state commits to its set of leaves with a lattice hash (LtHash, as Solana's SIMD-0215): each
+leaf's digest is expanded to a vector of 1024 16-bit lanes, SHAKE128("bastion/leaf/v2" ||
+digest) read as little-endian uint16; the state's vector is the lane-wise sum of its leaves'
+vectors modulo 2**16; the state hash is SHA-256("bastion/state/v2" || the 2048 bytes of that
+vector). A block changes the sum incrementally: a leaf whose digest changed has its old vector
+subtracted and its new one added (``commit_state_hash``), so each block rehashes only the leaves it
+touched (``State.touch``). ``compute_state_hash_full`` recomputes everything from scratch with the
+documented encoding and a plain lane-by-lane sum; tests check that both always agree.
+
+Why not the former sum of SHA-256 digests modulo 2**256: finding leaves whose digests sum to a
+chosen value is a generalised birthday problem that Wagner's k-tree algorithm solves in about
+2**(2*sqrt(256)) = 2**32 work, so a snapshot could be forged to match a logged state hash. For the
+lane sum, a forgery (two different leaf sets with equal sums) is a short non-zero combination
+of random vectors in (Z/2**16)**1024 that sums to zero: the short integer solution problem in
+dimension 1024, for which lattice reduction and Wagner-style attacks cost well over 2**128 at these
+parameters (Bellare-Micciancio's additive construction with Lewi et al.'s LtHash16 parameters,
+the analysis SIMD-0215 relies on); the XOF is modelled as a random oracle and SHA-256 of the
+leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument and the measured cost.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import fields
@@ -35,7 +48,6 @@ from bastion.core.messages import ACTION_NAMES
 from bastion.core.params import RISK_CLASSES
 from bastion.core.state import State
 
-_MOD: Final = 1 << 256
 # keys sorted: an action field holding an object (set_governance_params.params, set_steward_bounds.bounds,
 # list_market.oracle) must hash the same after a snapshot's JSON round trip, which sorts keys
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
@@ -73,7 +85,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                 [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
                 m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
                 m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-                m.last_funding_hour, m.max_order_lots]
+                m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price]
+    if kind == "twap":  # the settlement price's minute checkpoints (bastion.core.twap)
+        m = state.markets[key[1]]
+        return [list(c) for c in m.twap_checkpoints] if m.twap_checkpoints else None
     if kind == "global":
         f, fees, liq = state.funding, state.fees, state.liquidation
         return [state.chain_id, state.genesis_time_ms, state.height, state.time_ms, state.bridge_operator,
@@ -87,12 +102,14 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                  liq.min_position_notional_usdc, liq.max_position_portion_ppm, liq.max_notional_per_block_usdc,
                  liq.max_insurance_loss_per_block_usdc, liq.withdrawal_pause_blocks, liq.backstop_max_notional_usdc,
                  liq.backstop_max_fund_share_ppm, liq.backstop_unwind_portion_ppm, liq.backstop_after_blocks,
+                 liq.settlement_twap_window_ms, liq.liquidation_grace_ms,
                  liq.max_liquidations_per_block, liq.max_deleveragings_per_block],
                 sorted(state.insurance_funds.items()), state.seed_insurance,
                 sorted(state.withdrawals_paused_until.items()), sorted(state.bad_debt.items()),
                 state.fees_account, state.funding_account, state.total_deposits, state.total_withdrawals,
                 state.next_order_id, sorted([owner, number, blocks] for (owner, number), blocks
-                                            in state.liquidation_stalls.items())]
+                                            in state.liquidation_stalls.items()),
+                sorted(state.liquidation_grace_until.items())]
     if kind == "bgov":  # a BGOV holder or delegator (bastion.core.votes)
         balance, delegate = state.bgov.get(key[1], 0), state.bgov_delegates.get(key[1])
         if not balance and delegate is None:
@@ -108,7 +125,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
                   t.min_holding_age_blocks] for name, t in ((n, g.tiers[n]) for n in RISK_CLASSES)],
                 g.guardian_max_pause_ms, g.guardian_unpause_grace_ms,
                 g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
-                g.stress_max_es99_loss_ppm_of_fund]
+                g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals]
     if kind == "guardian":  # absent while there is no guardian and no pause key was used
         guardian = state.guardian
         if guardian.address is None and not guardian.pauses_used:
@@ -127,13 +144,15 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         return [[list(step) for step in limits.open_order_tiers], limits.max_open_orders,
                 limits.min_order_notional_usdc]
     if kind == "proposal":
-        pr = state.proposals[key[1]]
+        pr = state.proposals.get(key[1])
+        if pr is None:
+            return None
         r = pr.rules
         return [pr.number, pr.proposer, pr.title, pr.description, [_action_value(a) for a in pr.actions], pr.deposit_bgov,
                 pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
                 [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
                  r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
-                pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state]
+                pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov]
     if kind == "param_history":
         e = state.param_history[key[1]]
         return [e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
@@ -166,6 +185,9 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     if kind == "steward_approval":
         approval = state.steward_approvals.get(key[1], {}).get(key[2])
         return None if approval is None else [approval.value, approval.approved_ms, approval.height]
+    if kind == "nonces":
+        record = state.nonces.get(key[1])
+        return None if record is None else [record.floor, record.last_ms, list(record.used)]
     # one (height, value) checkpoint per leaf: a change never rehashes the history before it
     if kind == "votes":
         checkpoints = state.vote_checkpoints.get(key[1], [])
@@ -192,64 +214,183 @@ def _sorted_keys(value: object) -> object:
     return value
 
 
-def leaf_digest(key: tuple, value: list) -> int:
-    """The digest of a leaf from its generic value (the definition; see ``_leaf_bytes`` for the fast path)."""
-    data = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
-    return int.from_bytes(hashlib.sha256(data).digest(), "big")
+def leaf_encoding(key: tuple, value: list) -> bytes:
+    """A leaf's bytes, the definition: compact ASCII JSON of the key, a zero byte, compact ASCII JSON
+    of the value (``_leaf_bytes`` is the fast path to the same bytes)."""
+    return _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
+
+
+def leaf_digest(key: tuple, value: list) -> bytes:
+    """SHA-256 of a leaf's encoding (what ``State.leaf_hashes`` keeps per leaf)."""
+    return hashlib.sha256(leaf_encoding(key, value)).digest()
+
+
+LANES: Final = 1024                # 16-bit lanes of a lattice hash vector
+VECTOR_BYTES: Final = 2 * LANES
+_LEAF_DOMAIN: Final = b"bastion/leaf/v2"
+_STATE_DOMAIN: Final = b"bastion/state/v2"
+
+
+def leaf_vector_bytes(digest: bytes) -> bytes:
+    """A leaf's lattice-hash vector: SHAKE128("bastion/leaf/v2" || leaf digest), 2048 bytes, read as
+    1024 little-endian 16-bit lanes."""
+    return hashlib.shake_128(_LEAF_DOMAIN + digest).digest(VECTOR_BYTES)
+
+
+def commitment(vector: bytes) -> str:
+    """The state hash of a lane-sum vector: SHA-256("bastion/state/v2" || the 2048 bytes), hex."""
+    return hashlib.sha256(_STATE_DOMAIN + vector).hexdigest()
 
 
 _BOOL: Final = ("false", "true")
 
 
+def _verbatim(text: str, quotes: int) -> bool:
+    """True when ``text``, compact JSON formatted by hand with ``quotes`` quote characters around its
+    strings, is what the JSON encoder writes: printable ASCII, no backslash, and no quote inside a
+    string (there would be more than ``quotes``). Otherwise a string needs escaping."""
+    return text.isascii() and text.isprintable() and "\\" not in text and text.count('"') == quotes
+
+
 def _leaf_bytes(state: State, key: tuple) -> bytes | None:
-    """``key || 0 || value`` exactly as ``leaf_digest`` encodes it, formatted directly for the two
-    most frequent leaves (orders and subaccounts). Safe without JSON escaping because addresses are
-    lowercase hex, tickers match ``[A-Z0-9][A-Z0-9._/-]*`` (genesis checks) and the remaining
-    strings come from fixed sets; a test checks the equality on random states."""
+    """``key || 0 || value`` exactly as ``leaf_encoding`` encodes it, formatted directly for the most
+    frequent leaves (orders, subaccounts, nonces) when no string in them needs JSON escaping
+    (``_verbatim``: addresses, tickers and the fixed words never do; anything else, such as a string
+    with a newline, a quote or non-ASCII text, goes through the generic encoder). A property test
+    checks the equality on hostile strings."""
     kind = key[0]
     if kind == "order":
         o = state.markets[key[1]].book.get(key[2])
         if o is None:
             return None
         good_til = "null" if o.good_til_ms is None else o.good_til_ms
-        return (f'["order","{key[1]}",{key[2]}]\x00[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",'
-                f'{o.number},{o.client_id},"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},'
-                f'"{o.self_trade}",{o.placed_ms}]').encode()
-    if kind == "sub":
+        head = f'["order","{key[1]}",{key[2]}]'
+        body = (f'[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",{o.number},{o.client_id},'
+                f'"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},"{o.self_trade}",{o.placed_ms}]')
+        if _verbatim(head + body, 10):
+            return (head + "\x00" + body).encode()
+    elif kind == "sub":
         sub = state.subaccounts.get((key[1], key[2]))
         if sub is None:
             return None
         positions = ",".join(f'["{t}",{p.size},{p.funding_index},{p.cost}]' for t, p in sorted(sub.positions.items()))
         overrides = ",".join(f'["{t}",{v}]' for t, v in sorted(sub.imf_overrides.items()))
         isolated = "null" if sub.isolated_market is None else f'"{sub.isolated_market}"'
-        return (f'["sub","{key[1]}",{key[2]}]\x00[{sub.balance},"{sub.mode}",{isolated},[{positions}],'
-                f'[{overrides}]]').encode()
+        head = f'["sub","{key[1]}",{key[2]}]'
+        body = f'[{sub.balance},"{sub.mode}",{isolated},[{positions}],[{overrides}]]'
+        quotes = 6 + 2 * (len(sub.positions) + len(sub.imf_overrides) + (sub.isolated_market is not None))
+        if _verbatim(head + body, quotes):
+            return (head + "\x00" + body).encode()
+    elif kind == "nonces":
+        record = state.nonces.get(key[1])
+        if record is None:
+            return None
+        head = f'["nonces","{key[1]}"]'
+        if _verbatim(head, 4):
+            return f'{head}\x00[{record.floor},{record.last_ms},[{",".join(map(str, record.used))}]]'.encode()
     value = serialize_leaf(state, key)
     if value is None:
         return None
-    return _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
+    return leaf_encoding(key, value)
 
 
-def _finish(accumulator: int) -> str:
-    return hashlib.sha256(b"bastion/state/v1" + accumulator.to_bytes(32, "big")).hexdigest()
+# Lane-wise sums with Python integers: a vector is the integer of its 2048 bytes (little-endian),
+# lane i in bits 16i..16i+15. ``_EVEN`` picks the even lanes: ``v & _EVEN`` and ``(v >> 16) & _EVEN``
+# hold the even and odd lanes each in a 32-bit slot, so up to 65,535 vectors add (or subtract, with
+# an offset) without a carry reaching the next slot; one mask at the end takes every lane mod 2**16.
+_EVEN: Final = int.from_bytes(b"\xff\xff\x00\x00" * (LANES // 2), "little")
+_ONES: Final = int.from_bytes(b"\x01\x00\x00\x00" * (LANES // 2), "little")  # 1 in every slot
+_FOLD: Final = 30_000  # vectors per slot sum before folding: base + 2 * 2**16 * count stays below 2**32
+
+
+class _LaneSum:
+    """Adds and subtracts vectors lane-wise mod 2**16 (see ``_EVEN``), in two slot sums per sign
+    (``compute_state_hash_full`` does the same sum lane by lane; tests compare them)."""
+
+    __slots__ = ("plus_even", "plus_odd", "minus_even", "minus_odd", "count", "base")
+
+    def __init__(self, base: int) -> None:
+        self.base = base  # the starting vector, as an integer
+        self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
+        self.count = 0
+
+    def add(self, vector: int) -> None:
+        self.plus_even += vector & _EVEN
+        self.plus_odd += (vector >> 16) & _EVEN
+        self.count += 1
+        if self.count >= _FOLD:
+            self.fold()
+
+    def sub(self, vector: int) -> None:
+        self.minus_even += vector & _EVEN
+        self.minus_odd += (vector >> 16) & _EVEN
+        self.count += 1
+        if self.count >= _FOLD:
+            self.fold()
+
+    def fold(self) -> None:
+        self.base = self.result()
+        self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
+        self.count = 0
+
+    def result(self) -> int:
+        """The base plus the added vectors minus the subtracted ones, lane-wise mod 2**16. Each slot
+        gets ``count * 2**16`` first, more than the subtracted lanes can take away, so no slot goes
+        negative; that offset is 0 mod 2**16."""
+        offset = (self.count << 16) * _ONES
+        base = self.base
+        even = ((base & _EVEN) + self.plus_even + offset - self.minus_even) & _EVEN
+        odd = (((base >> 16) & _EVEN) + self.plus_odd + offset - self.minus_odd) & _EVEN
+        return even | (odd << 16)
 
 
 def commit_state_hash(state: State) -> str:
-    """Rehash the leaves touched since the last commit and return the new state hash."""
-    leaf_hashes = state.leaf_hashes
-    accumulator = state.hash_accumulator
-    sha256, from_bytes = hashlib.sha256, int.from_bytes
+    """Rehash the leaves touched since the last commit and return the new state hash: for each
+    leaf whose digest changed, its old vector leaves the lane sum and its new one enters it. The
+    vectors of the ``_CACHED_VECTORS`` leaves written last are kept (``State.leaf_vectors``, oldest
+    first, checked against the leaf's digest) so that a leaf rewritten soon after needs no SHAKE to
+    subtract its old vector."""
+    leaf_hashes, cache = state.leaf_hashes, state.leaf_vectors
+    lanes = _LaneSum(state.hash_accumulator)
+    sha256, shake_128, from_bytes = hashlib.sha256, hashlib.shake_128, int.from_bytes
     for key in state.dirty:
-        old = leaf_hashes.pop(key, 0)
+        old = leaf_hashes.get(key)
         data = _leaf_bytes(state, key)
-        new = 0 if data is None else from_bytes(sha256(data).digest(), "big")
-        if new:
+        new = None if data is None else sha256(data).digest()
+        if new == old:
+            continue
+        if old is not None:
+            cached = cache.pop(key, None)
+            if cached is not None and cached[0] == old:
+                lanes.sub(cached[1])
+            else:
+                lanes.sub(from_bytes(shake_128(_LEAF_DOMAIN + old).digest(VECTOR_BYTES), "little"))
+        if new is None:
+            del leaf_hashes[key]
+        else:
             leaf_hashes[key] = new
-        accumulator += new - old  # exact integers: one reduction at the end gives the same sum
+            vector = from_bytes(shake_128(_LEAF_DOMAIN + new).digest(VECTOR_BYTES), "little")
+            lanes.add(vector)
+            cache[key] = (new, vector)
+            if len(cache) > 2 * _CACHED_VECTORS:
+                _trim(cache)
     state.dirty.clear()
-    state.hash_accumulator = accumulator % _MOD
-    state.state_hash = _finish(state.hash_accumulator)
+    _trim(cache)
+    state.hash_accumulator = lanes.result()
+    state.state_hash = commitment(state.hash_accumulator.to_bytes(VECTOR_BYTES, "little"))
     return state.state_hash
+
+
+_CACHED_VECTORS: Final = 4_096  # vectors of recently written leaves kept (8 MB) to subtract them without a SHAKE
+
+
+def _trim(cache: dict[tuple, tuple[bytes, int]]) -> None:
+    """Drop the oldest entries beyond ``_CACHED_VECTORS`` (a dict keeps insertion order, and a leaf
+    written again was popped and re-inserted at the end)."""
+    excess = len(cache) - _CACHED_VECTORS
+    if excess > 0:
+        for key in list(itertools.islice(cache, excess)):
+            del cache[key]
 
 
 def iter_leaf_keys(state: State) -> Iterator[tuple]:
@@ -257,6 +398,8 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     yield ("global",)
     for ticker, market in state.markets.items():
         yield ("market", ticker)
+        if market.twap_checkpoints:
+            yield ("twap", ticker)
         for order in market.book.orders():
             yield ("order", ticker, order.order_id)
     for order_id in state.conditional_orders:
@@ -302,14 +445,18 @@ def iter_leaf_keys(state: State) -> Iterator[tuple]:
     for name, approvals in state.steward_approvals.items():
         for member in approvals:
             yield ("steward_approval", name, member)
+    for sender in state.nonces:
+        yield ("nonces", sender)
 
 
 def compute_state_hash_full(state: State) -> str:
-    """The state hash recomputed from every leaf, ignoring the incremental bookkeeping."""
-    accumulator = 0
+    """The state hash recomputed from every leaf with the documented encoding (``leaf_encoding``)
+    and a plain lane-by-lane sum, ignoring the incremental bookkeeping and its fast paths."""
+    lanes = [0] * LANES
     for key in iter_leaf_keys(state):
         value = serialize_leaf(state, key)
         if value is None:
             raise InvariantViolation(f"leaf {key} is listed but does not exist")
-        accumulator = (accumulator + leaf_digest(key, value)) % _MOD
-    return _finish(accumulator)
+        vector = leaf_vector_bytes(leaf_digest(key, value))
+        lanes = [(lane + low + (high << 8)) & 0xFFFF for lane, low, high in zip(lanes, vector[0::2], vector[1::2])]
+    return commitment(b"".join(lane.to_bytes(2, "little") for lane in lanes))

@@ -27,8 +27,12 @@ Rung 1, the book. ``risk_model.liquidation_size`` with the block limits (minimum
    the tick grid in the liquidated account's favour), at the makers' prices, with no taker fee and
    no maker rebate (a positive maker fee is charged). Makers are judged as in normal matching
    (reduce-only, including a guardian ``reduce_only`` pause, margin: a maker that would breach is
-   cancelled); a guardian ``market`` or ``trading`` pause does not stop liquidations
-   (``bastion.core.guardian``); a maker of the same owner is cancelled (``self_trade``). Per fill,
+   cancelled); a maker of the same owner is cancelled (``self_trade``). **Never into a halted
+   book:** while a guardian ``market`` or ``trading`` pause holds the market, and during the
+   ``liquidation_grace`` after it (``guardian.liquidation_hold``), rung 1 is skipped for that
+   market: a solvent account waits (``liquidation_deferred``, its stall count frozen when every
+   position waits), one at or below bankruptcy goes straight to rung 2 at the oracle price; the
+   backstop does not unwind there either (issue 16, ``bastion.core.guardian``). Per fill,
    ``risk_model.insurance_fund_delta`` against the bankruptcy quote of that fill: a fill better than
    bankruptcy pays the (capped) fee to the fund of the market's pool; a worse fill is paid by the
    fund, only while the fund's equity (below) covers it and the subaccount's fund loss this block
@@ -89,7 +93,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Final
 
-from bastion.core import guardian
+from bastion.core import guardian, twap
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation
@@ -147,6 +151,15 @@ def liquidate(state: State, events: Events) -> None:
             events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
                            "reason": "stale_oracle", "markets": stale})
             if key in state.liquidation_stalls:  # no attempt: the count neither grows nor resets
+                stalls[key] = state.liquidation_stalls[key]
+            continue
+        held = {t: hold for t in sorted(sub.positions) if (hold := guardian.liquidation_hold(state, t))}
+        if held and len(held) == len(sub.positions) and net_collateral > 0:
+            # a guardian halt or the grace after it: no book liquidation, and solvent accounts wait
+            events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
+                           "reason": "guardian_pause" if "guardian_pause" in held.values() else "liquidation_grace",
+                           "markets": list(held)})
+            if key in state.liquidation_stalls:
                 stalls[key] = state.liquidation_stalls[key]
             continue
         ranked.append((Fraction(net_collateral, maintenance), sub.owner, sub.number))
@@ -230,24 +243,43 @@ def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: 
         market = state.markets[ticker]
         if market.status not in (ACTIVE, REDUCE_ONLY) or ticker not in sub.positions:
             continue  # paused (or settling) markets do not trade; the account waits
+        hold = guardian.liquidation_hold(state, ticker)
+        if hold is not None:  # no fill into a halted book (or during the grace after it)
+            if risk[0] > 0:
+                events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
+                               "reason": hold, "markets": [ticker]})
+                continue
+            reduced = _backstop_and_deleverage(state, sub, market, "bankrupt", events, work) or reduced
+            risk = get_subaccount_risk(state, sub)
+            continue
         attempted, filled = _liquidate_position(state, sub, market, risk, budget, events, work.ranks)
         if filled:
             risk = get_subaccount_risk(state, sub)
             reduced = True
         if filled < attempted and (risk[0] <= 0 or stalled):
-            before = sub.positions[ticker].size
-            backstop_takeover(state, sub, market, "bankrupt" if risk[0] <= 0 else "stalled", events)
-            work.ranks.changed(sub)
-            if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
-                if work.deleveragings_left > 0:
-                    work.deleveragings_left -= 1
-                    deleverage(state, sub, market, events, work.ranks)
-                else:  # over the block's bound: the account stays watched and is deleveraged next block
-                    events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner,
-                                   "number": sub.number, "reason": "block_limit"})
-            reduced = reduced or sub.positions.get(ticker) is None or sub.positions[ticker].size != before
+            reason = "bankrupt" if risk[0] <= 0 else "stalled"
+            reduced = _backstop_and_deleverage(state, sub, market, reason, events, work) or reduced
             risk = get_subaccount_risk(state, sub)
     return reduced
+
+
+def _backstop_and_deleverage(state: State, sub: Subaccount, market: Market, reason: str, events: Events,
+                             work: _BlockWork) -> bool:
+    """Rungs 2 to 4 for one position: the backstop takes over what it may, then, if the account's
+    TNC is still negative, ``deleverage`` (within the block's ``max_deleveragings_per_block``, else
+    the account waits for the next block); True if the position shrank."""
+    ticker = market.ticker
+    before = sub.positions[ticker].size
+    backstop_takeover(state, sub, market, reason, events)
+    work.ranks.changed(sub)
+    if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
+        if work.deleveragings_left > 0:
+            work.deleveragings_left -= 1
+            deleverage(state, sub, market, events, work.ranks)
+        else:  # over the block's bound: the account stays watched and is deleveraged next block
+            events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner,
+                           "number": sub.number, "reason": "block_limit"})
+    return sub.positions.get(ticker) is None or sub.positions[ticker].size != before
 
 
 class _Budget:
@@ -555,7 +587,7 @@ def unwind_backstops(state: State, events: Events) -> None:
             continue
         for ticker in sorted(backstop.positions):
             market = state.markets[ticker]
-            if market.stale or market.status not in (ACTIVE, REDUCE_ONLY):
+            if market.stale or market.status not in (ACTIVE, REDUCE_ONLY) or guardian.liquidation_hold(state, ticker):
                 continue
             inventory = backstop.positions[ticker].size
             lots = max(1, abs(inventory) * params.backstop_unwind_portion_ppm // PPM)
@@ -908,16 +940,35 @@ def settle_final_markets(state: State, events: Events) -> None:
     """End-of-block step: close every position of each market in ``final_settlement`` (not while its
     oracle is stale) and mark it ``settled`` (DESIGN.md section 8, delisting).
 
+    **The settlement price** is fixed at the first attempt (the block in which the market entered
+    ``final_settlement``): the time-weighted oracle price over ``settlement_twap_window`` ending at
+    the start of this block (``bastion.core.twap``, a ``settlement_price`` event), never this block's
+    own oracle price; a stale market waits and settles later at that same price. At settlement the
+    market's oracle price is set to it (``oracle_price`` event), so every valuation below uses it.
     Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their bankruptcy
     price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
-    (its loss is its fund's, swept after the liquidations), closes at the oracle price, longs receiving their
+    (its loss is its fund's, swept after the liquidations), closes at the settlement price, longs receiving their
     notional rounded down and shorts paying theirs rounded up; the rounding difference goes to the
     pool's insurance fund, so collateral is conserved exactly.
     """
     for market in state.markets.values():
-        if market.status != FINAL_SETTLEMENT or market.stale:
+        if market.status != FINAL_SETTLEMENT:
+            continue
+        if market.settlement_price is None:
+            price, start_ms, end_ms = twap.settlement_twap(state, market)
+            market.settlement_price = price
+            state.touch(market.key)
+            events.append({"type": "settlement_price", "market": market.ticker, "price": price,
+                           "window_start_ms": start_ms, "window_end_ms": end_ms, "spot": market.oracle_price,
+                           "window_ms": state.liquidation.settlement_twap_window_ms})
+        if market.stale:
             continue
         ticker = market.ticker
+        if market.oracle_price != market.settlement_price:
+            events.append({"type": "oracle_price", "market": ticker, "price": market.settlement_price,
+                           "previous": market.oracle_price, "median": market.settlement_price, "sources": 0,
+                           "clamped": False, "settlement": True})
+            market.oracle_price = market.settlement_price
         for order in list(market.book.orders()):
             remove_order(state, market, order.order_id, FINAL_SETTLEMENT, events)
         for order_id in [i for i, c in state.conditional_orders.items() if c.terms.market == ticker]:

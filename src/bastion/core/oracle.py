@@ -3,10 +3,12 @@
 Operators submit prices (rounded half-even to the tick grid; the raw text is kept in the event).
 At the end of every block each market's price becomes the lower median of the fresh submissions
 (age <= ``max_staleness``) that lie within ``max_source_deviation`` of the median of all fresh ones.
-With fewer than ``min_sources`` such submissions the market is *stale*: its price is kept, it
+With fewer than ``min_sources`` such submissions, or when they are not a strict majority of the fresh
+ones (two sources that disagree: no way to tell which is right), the market is *stale*: its price is kept, it
 accepts only risk-reducing orders and (liquidation issue) is never liquidated. A move larger than
 ``max_move_per_block`` (but at least one tick) is clamped and flagged, so a jump takes several
-blocks to arrive.
+blocks to arrive. A settled market's price stays its settlement price (submissions are still
+accepted and recorded, but no longer aggregated).
 Genesis counts as a submission of the initial price by every operator at genesis time.
 """
 from __future__ import annotations
@@ -43,6 +45,8 @@ def update_oracle_prices(state: State, events: Events) -> None:
     """End-of-block step: aggregate each market's fresh submissions into its oracle price."""
     now = state.time_ms
     for market in state.markets.values():
+        if market.status == "settled":
+            continue  # its price is its settlement price for good (bastion.core.twap)
         params = market.oracle_params
         fresh = []
         new_this_block = False
@@ -61,7 +65,10 @@ def update_oracle_prices(state: State, events: Events) -> None:
                     events.append({"type": "oracle_source_rejected", "market": market.ticker, "operator": operator,
                                    "price": ticks, "median": center,
                                    "max_source_deviation_ppm": params.max_source_deviation_ppm})
-        stale = len(kept) < params.min_sources
+        # the kept sources must also be a strict majority of the fresh ones: with two fresh sources that
+        # disagree by more than the deviation, the lower median would make the lower one the centre and
+        # reject the other, so a single wicking source would set the price; no majority, no price
+        stale = len(kept) < params.min_sources or 2 * len(kept) <= len(fresh)
         if stale != market.stale:
             market.stale = stale
             state.touch(market.key)

@@ -70,6 +70,11 @@ class LiquidationParams:
     backstop_max_fund_share_ppm: int = 500_000            # ... and at most half of its pool's fund
     backstop_unwind_portion_ppm: int = 100_000            # share of the inventory offered per block
     backstop_after_blocks: int = 10                       # a stalled liquidation is taken over after this
+    # issue 16: final settlement at the time-weighted oracle price over this window (bastion.core.twap)
+    settlement_twap_window_ms: int = 3_600_000
+    # issue 16: after a guardian market or trading pause ends, book liquidations of the market wait this
+    # long (accounts at or below bankruptcy still go to the backstop); at most MAX_LIQUIDATION_GRACE_MS
+    liquidation_grace_ms: int = 1_800_000
     # the work of one block's liquidation step (liveness: no input may stall a block), as dYdX v4 bounds
     # its liquidation and deleveraging attempts per block; what is over a bound waits for the next block
     max_liquidations_per_block: int = 200                 # liquidatable subaccounts worked on per block
@@ -119,6 +124,10 @@ def open_order_limit(limits: OrderLimitParams, equity: int) -> tuple[int, int | 
     return min(allowed, limits.max_open_orders), step
 
 
+MAX_LIQUIDATION_GRACE_MS: Final = 4 * 3_600_000   # Aave's sentinel allows a grace of up to 4 h
+MIN_SETTLEMENT_TWAP_WINDOW_MS: Final = 60_000
+MAX_SETTLEMENT_TWAP_WINDOW_MS: Final = 86_400_000
+
 # Governance risk classes (DESIGN.md section 9), from the least to the most strict
 RISK_CLASSES: Final = ("risk_reducing", "neutral", "risk_increasing", "critical")
 DAY_MS: Final = 86_400_000
@@ -128,7 +137,8 @@ DAY_MS: Final = 86_400_000
 class GovernanceTier:
     """Voting rules of one risk class: a higher class is never laxer than a lower one."""
 
-    quorum_ppm: int                        # of the BGOV total supply at the snapshot; all votes count
+    quorum_ppm: int                        # of the BGOV total supply at the snapshot; all votes count, or only
+                                           # yes votes for risk_increasing and critical (governance.get_quorum_count)
     approval_threshold_ppm: int            # yes / (yes + no + veto) must exceed it
     voting_period_blocks: int
     timelock_ms: int                       # block time from queueing to the earliest execution
@@ -155,6 +165,9 @@ class GovernanceParams:
     veto_threshold_numerator: int = 1                      # veto share above 1/3 vetoes
     veto_threshold_denominator: int = 3
     late_quorum_extension_blocks: int = 14_400
+    max_swing_extensions: int = 2                          # outcome flips in the final window extend at most this often
+    max_live_proposals: int = 1                            # pending/active/succeeded/queued proposals per proposer
+    proposal_fee_bgov: int = 10_000_000                    # 10 BGOV burned at every submission, never refunded
     max_rollout_steps: int = 20                            # steps of one start_rollout (bastion.core.rollout)
     guardian_max_pause_ms: int = 3 * DAY_MS                # a guardian pause lasts at most 72 h from its start
     guardian_unpause_grace_ms: int = 600_000               # the guardian may lift its pause for 10 min

@@ -21,29 +21,34 @@ from bastion.core.book import Order
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.messages import ACTION_NAMES, decode_action
+from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
     LiquidityTier, OracleParams, OrderLimitParams,
 )
 from bastion.core.state import (
-    Attestation, ConditionalOrder, Council, Guardian, Market, OrderTerms, ParamHistoryEntry, ParamSource, Pause,
-    Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
+    Attestation, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms, ParamHistoryEntry, ParamSource,
+    Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/10"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/13"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
 #   thresholds among the governance parameters; 7: the order limits (anti-spam) and markets' max_order_lots;
 #   8: the backstop's liquidation parameters and the liquidation stall counters
-#   9: registered stress reports
-#   10: the per-block liquidation work bounds (max_liquidations_per_block, max_deleveragings_per_block)
+#   9: registered stress reports; 10: proposal fees, swing extensions and live-proposal limits;
+#   11: each sender's spent nonces (core.nonces)
+#   12: the settlement TWAP accumulators and checkpoints, the settlement price, the post-pause liquidation
+#   grace and its parameters
+#   13: the per-block liquidation work bounds (max_liquidations_per_block, max_deleveragings_per_block)
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
                  "time_in_force", "reduce_only", "good_til_ms", "self_trade", "placed_ms")
 # Market fields that are not plain values
-_MARKET_SPECIAL = {"oracle_params", "submissions", "book", "holders", "scanned", "block_premiums", "minute_samples"}
+_MARKET_SPECIAL = {"oracle_params", "submissions", "book", "holders", "scanned", "block_premiums", "minute_samples",
+                   "twap_checkpoints"}
 _STATE_SCALARS = ("chain_id", "genesis_time_ms", "time_ms", "height", "bridge_operator", "fees_account",
                   "funding_account", "total_deposits", "total_withdrawals", "seed_insurance", "next_order_id",
                   "params_epoch", "state_hash")
@@ -76,6 +81,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "gtt_queue": [list(entry) for entry in state.gtt_queue],
         "liquidation_watch": [list(key) for key in state.liquidation_watch],
         "liquidation_stalls": [[owner, number, blocks] for (owner, number), blocks in state.liquidation_stalls.items()],
+        "liquidation_grace_until": list(map(list, state.liquidation_grace_until.items())),
         "governance": asdict(state.governance),
         "listing": asdict(state.listing),
         "order_limits": asdict(state.order_limits),
@@ -99,6 +105,7 @@ def state_to_document(state: State) -> dict[str, Any]:
         "steward_approvals": [[name, member, a.value, a.approved_ms, a.height]
                               for name, by_member in state.steward_approvals.items()
                               for member, a in by_member.items()],
+        "nonces": [[sender, r.floor, r.last_ms, list(r.used)] for sender, r in state.nonces.items()],
     }
 
 
@@ -107,9 +114,10 @@ def canonical_bytes(document: dict[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def state_from_document(document: dict[str, Any]) -> State:
+def state_from_document(document: dict[str, Any], *, check_hash: bool = True) -> State:
     """Rebuild the state; raises ``ProtocolError("invalid_snapshot", ...)`` if the document is not a
-    snapshot of this format or does not reproduce the state hash it records."""
+    snapshot of this format or (unless not ``check_hash``: tools inspecting a document) does not
+    reproduce the state hash it records."""
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ProtocolError("invalid_snapshot", f"not a {FORMAT} document", field="format")
     try:
@@ -119,7 +127,7 @@ def state_from_document(document: dict[str, Any]) -> State:
     for key in iter_leaf_keys(state):
         state.touch(key)
     recorded = document["state_hash"]
-    if commit_state_hash(state) != recorded:
+    if commit_state_hash(state) != recorded and check_hash:
         raise ProtocolError("invalid_snapshot",
                             f"snapshot does not reproduce its state hash {recorded} (got {state.state_hash})",
                             field="state_hash")
@@ -133,6 +141,7 @@ def _market_document(market: Market) -> dict[str, Any]:
     doc["submissions"] = [[operator, ticks, ms] for operator, (ticks, ms) in market.submissions.items()]
     doc["block_premiums"] = list(market.block_premiums)
     doc["minute_samples"] = list(market.minute_samples)
+    doc["twap_checkpoints"] = [list(c) for c in market.twap_checkpoints]
     doc["book"] = [[getattr(order, name) for name in _ORDER_FIELDS] for order in market.book.orders()]
     doc["holders"] = [list(key) for key in market.holders]
     doc["scanned"] = None if market.scanned is None else list(market.scanned)
@@ -200,6 +209,7 @@ def _build(doc: dict[str, Any]) -> State:
     state.gtt_queue = [(good_til, order_id, ticker) for good_til, order_id, ticker in doc["gtt_queue"]]
     state.liquidation_watch = {(owner, number): None for owner, number in doc["liquidation_watch"]}
     state.liquidation_stalls = {(owner, number): blocks for owner, number, blocks in doc["liquidation_stalls"]}
+    state.liquidation_grace_until = {ticker: until for ticker, until in doc["liquidation_grace_until"]}
     governance = dict(doc["governance"])
     tier_docs = governance.pop("tiers")
     rules = {name: GovernanceTier(**tier_docs[name]) for name in RISK_CLASSES}
@@ -233,6 +243,8 @@ def _build(doc: dict[str, Any]) -> State:
     state.steward_last_change_ms = {name: last_ms for name, last_ms in doc["steward_last_change_ms"]}
     for name, member, value, approved_ms, height in doc["steward_approvals"]:
         state.steward_approvals.setdefault(name, {})[member] = StewardApproval(value, approved_ms, height)
+    state.nonces = {sender: NonceRecord(floor, last_ms, list(used)) for sender, floor, last_ms, used in doc["nonces"]}
+    rebuild_nonce_expiry(state)
     return state
 
 
@@ -242,6 +254,7 @@ def _market(doc: dict[str, Any]) -> Market:
     market.submissions = {operator: (ticks, ms) for operator, ticks, ms in doc["submissions"]}
     market.block_premiums = list(doc["block_premiums"])
     market.minute_samples = list(doc["minute_samples"])
+    market.twap_checkpoints = [(time_ms, cumulative) for time_ms, cumulative in doc["twap_checkpoints"]]
     for values in doc["book"]:
         market.book.add(Order(*values))
     market.holders = {(owner, number): None for owner, number in doc["holders"]}

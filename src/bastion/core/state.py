@@ -12,8 +12,9 @@ rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.r
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
 council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``, ``("steward_bound", name)``,
 ``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
-and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), and ``("order_limits",)``
-(the anti-spam order limits, ``bastion.core.orders``).
+and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), ``("order_limits",)``
+(the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
+spent nonces, ``bastion.core.nonces``).
 """
 from __future__ import annotations
 
@@ -149,6 +150,12 @@ class Market:
     block_premiums: list[int] = field(default_factory=list)
     minute_samples: list[int] = field(default_factory=list)
     last_funding_hour: int = 0             # index of the hour of the last funding tick
+    # the time-weighted price for final settlement (bastion.core.twap): sum of price x ms up to twap_ms,
+    # (minute, cumulative) checkpoints covering the governed window, and the price fixed at delisting
+    twap_cumulative: int = 0
+    twap_ms: int = 0
+    twap_checkpoints: list[tuple[int, int]] = field(default_factory=list)
+    settlement_price: int | None = None
     book: Book = field(default_factory=Book)
     # derived indexes for the liquidation scan (rebuilt from the positions, not hashed)
     holders: dict[tuple[str, int], None] = field(default_factory=dict)  # subaccounts with a position here
@@ -186,7 +193,9 @@ class Proposal:
     abstain: int = 0
     veto: int = 0
     quorum_height: int | None = None       # block in which the quorum was first reached
-    extended: bool = False
+    extended: bool = False                 # the late-quorum extension was used (once)
+    swing_extensions: int = 0              # outcome-flip extensions used (at most max_swing_extensions)
+    fee_bgov: int = 0                      # the non-refundable fee burned at submission
     queued_ms: int | None = None
     closed_height: int | None = None       # block that ended it (tally, cancel, execution, expiry)
     deposit_state: str = "escrowed"        # escrowed | returned | burned
@@ -265,6 +274,18 @@ class Rollout:
     halt_reason: str | None = None         # a gate name, superseded or market_not_active
     reverted: bool = False
     ended_height: int | None = None
+class NonceRecord:
+    """A sender's spent nonces (``bastion.core.nonces``): everything at or below ``floor``, and
+    ``used`` (ascending, bounded) above it; ``last_ms`` the block time of its latest transaction."""
+
+    __slots__ = ("floor", "last_ms", "used")
+
+    def __init__(self, floor: int, last_ms: int, used: list[int] | None = None) -> None:
+        self.floor = floor
+        self.last_ms = last_ms
+        self.used: list[int] = [] if used is None else used
+
+
 @dataclass(frozen=True, slots=True)
 class Council:
     """The council (``bastion.core.council``): ``threshold`` (k) of its ``members`` (n, sorted
@@ -369,10 +390,15 @@ class State:
     liquidation_watch: dict[tuple[str, int], None] = field(default_factory=dict)  # derived: rescan next block
     # consecutive blocks in which a liquidatable subaccount's liquidation reduced nothing (core.liquidation)
     liquidation_stalls: dict[tuple[str, int], int] = field(default_factory=dict)
+    nonces: dict[str, NonceRecord] = field(default_factory=dict)  # sender -> spent nonces (core.nonces)
+    nonce_expiry: list[tuple[int, str]] = field(default_factory=list)  # derived heap (ms, sender) (core.nonces)
+    # ticker -> block time until which book liquidations wait after a guardian pause (core.guardian)
+    liquidation_grace_until: dict[str, int] = field(default_factory=dict)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple, None] = field(default_factory=dict)
-    leaf_hashes: dict[tuple, int] = field(default_factory=dict)
-    hash_accumulator: int = 0
+    leaf_hashes: dict[tuple, bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding
+    hash_accumulator: int = 0  # the lane-sum vector (2048 bytes, little-endian) as an integer
+    leaf_vectors: dict[tuple, tuple[bytes, int]] = field(default_factory=dict)  # derived cache (core.hashing)
     state_hash: str = ""
 
     def touch(self, key: tuple) -> None:

@@ -2,9 +2,13 @@
 
 A block is applied as::
 
-    begin_block   advance height and time, expire good-til-time orders
-    apply_tx      for each (sender, message) in order: validate, then apply; a rejection
-                  changes nothing and yields {"ok": false, "code": ..., "message": ...}
+    begin_block   advance height and time, accumulate each market's oracle price over the
+                  elapsed time (the settlement TWAP, bastion.core.twap), expire good-til-time
+                  orders, expire idle senders' nonce sets (bastion.core.nonces)
+    apply_tx      for each (sender, message) in order: spend its nonce when the block comes with
+                  nonces (a nonce already spent: {"ok": false, "code": "nonce_used"} and nothing
+                  changes), then validate and apply; a rejection by the handler changes nothing
+                  but the spent nonce and yields {"ok": false, "code": ..., "message": ...}
     end_block     expire_pauses (guardian pauses whose end has come), update_oracle_prices,
                   trigger_conditional_orders, settle_final_markets, liquidate (with deleveraging),
                   advance_rollouts (staged rollouts' gates and steps), update_funding,
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core import (
-    accounts, conditional, council, governance, guardian, liquidation, oracle, orders, rollout, votes,
+    accounts, conditional, council, governance, guardian, liquidation, nonces, oracle, orders, rollout, twap, votes,
 )
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
@@ -79,10 +83,13 @@ def begin_block(state: State, time_ms: int, events: Events) -> None:
     if time_ms < state.time_ms:
         raise ProtocolError("time_goes_backwards", f"block time {time_ms} is before the previous block's {state.time_ms}",
                             field="time")
+    previous_ms = state.time_ms
     state.height += 1
     state.time_ms = time_ms
     state.touch(("global",))
+    twap.accumulate_prices(state, previous_ms)
     orders.expire_orders(state, events)  # resting and untriggered conditional orders
+    nonces.expire_nonces(state)
 
 
 def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
@@ -164,14 +171,34 @@ def end_block(state: State, events: Events) -> str:
     return commit_state_hash(state)
 
 
-def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]]) -> BlockResult:
-    """Apply one block of authenticated ``(sender, message)`` pairs at ``time_ms``."""
+def apply_nonced_tx(state: State, sender: str, nonce: int, msg: Message, events: Events) -> dict:
+    """Spend the sender's nonce (``bastion.core.nonces``), then ``apply_tx``. A nonce already spent
+    is refused (``nonce_used``) with no change at all; otherwise the nonce stays spent whatever the
+    handler decides."""
+    try:
+        nonces.use_nonce(state, sender, nonce)
+    except ProtocolError as error:
+        return {"ok": False, "code": error.code, "message": error.message}
+    return apply_tx(state, sender, msg, events)
+
+
+def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]],
+                tx_nonces: list[int] | None = None) -> BlockResult:
+    """Apply one block of authenticated ``(sender, message)`` pairs at ``time_ms``. ``tx_nonces``:
+    each transaction's nonce, spent in the state (the node, and every replay of its log, give
+    them); None for a block of messages without envelopes (scenario files, simulations), which
+    keeps no nonces."""
     events: Events = []
     begin_block(state, time_ms, events)
+    if tx_nonces is not None and len(tx_nonces) != len(txs):
+        raise ValueError(f"{len(tx_nonces)} nonces for {len(txs)} transactions")
     results: list[dict] = []
     for index, (sender, msg) in enumerate(txs):
         try:
-            results.append(apply_tx(state, sender, msg, events))
+            if tx_nonces is None:
+                results.append(apply_tx(state, sender, msg, events))
+            else:
+                results.append(apply_nonced_tx(state, sender, tx_nonces[index], msg, events))
         except Exception as error:  # never a refusal: re-raised, naming the transaction, for the node to stop
             raise HandlerCrash(f"block {state.height}: transaction {index} ({type(msg).__name__} from {sender}) "
                                f"raised {type(error).__name__}: {str(error)[:200]}; the block is not committed"

@@ -18,10 +18,11 @@ height)`` is the value at the end of block ``height`` (the last checkpoint at or
 none), by binary search; ``height`` must be a finished block (``< state.height``), else
 ``future_lookup`` (OpenZeppelin ``ERC5805FutureLookup``).
 
-Holding age (high-risk tiers): ``get_votes_with_holding_age`` counts
-``min(votes at snapshot, votes at snapshot - min_age_blocks)``, so tokens (or delegations)
-acquired within the ``min_age_blocks`` blocks before the snapshot count for nothing. Genesis
-allocations count as held from height 0 (the older lookup height is clamped to 0).
+Holding age (high-risk tiers): ``get_votes_with_holding_age`` counts the MINIMUM of the votes over
+the window ``snapshot - min_age_blocks .. snapshot`` (every checkpoint in it), so tokens (or
+delegations) acquired within the ``min_age_blocks`` blocks before the snapshot count for nothing,
+and selling inside the window and renting back for the snapshot counts only the lowest level.
+Genesis allocations count as held from height 0 (the window start is clamped to 0).
 
 Handlers (``transfer_bgov``, ``delegate``) validate everything, then apply, then emit
 ``bgov_transfer``, ``delegate_changed`` and ``delegate_votes_changed`` events. Concentration
@@ -112,14 +113,33 @@ def get_past_total_supply(state: State, height: int) -> int:
     return compute_checkpoint_lookup(state.total_supply_checkpoints, height)
 
 
+def compute_checkpoint_minimum(checkpoints: Checkpoints, start: int, end: int) -> int:
+    """The smallest value held at any point from the end of block ``start`` to the end of block
+    ``end`` (``start <= end``): the value at ``start`` and every checkpoint written in
+    ``start + 1 .. end``. Binary search for both ends, then a scan of the checkpoints between."""
+    lowest = compute_checkpoint_lookup(checkpoints, start)
+    first = bisect_right(checkpoints, (start, _INFINITY))
+    last = bisect_right(checkpoints, (end, _INFINITY))
+    for _, value in checkpoints[first:last]:
+        lowest = min(lowest, value)
+    return lowest
+
+
+def get_min_past_votes(state: State, account: str, start: int, end: int) -> int:
+    """The smallest voting power ``account`` had at the end of any block ``start .. end``
+    (``start`` clamped at 0, ``end`` a finished block)."""
+    check_past_height(state, end)
+    return compute_checkpoint_minimum(state.vote_checkpoints.get(account, []), max(start, 0), end)
+
+
 def get_votes_with_holding_age(state: State, account: str, snapshot_height: int, min_age_blocks: int) -> int:
-    """``min(votes at snapshot, votes at snapshot - min_age_blocks)``: power acquired within the
-    last ``min_age_blocks`` blocks before the snapshot counts for nothing (lookup clamped at 0)."""
+    """The minimum of ``account``'s votes over the holding window ``snapshot - min_age_blocks ..
+    snapshot`` (every checkpoint in it, not two points): power sold and rented back inside the
+    window counts for its lowest level, power acquired inside it counts for nothing (window start
+    clamped at 0, so genesis allocations count as held)."""
     if min_age_blocks < 0:
         raise ProtocolError("invalid_field", "min_age_blocks must not be negative", field="min_age_blocks")
-    at_snapshot = get_past_votes(state, account, snapshot_height)
-    held = compute_checkpoint_lookup(state.vote_checkpoints.get(account, []), max(snapshot_height - min_age_blocks, 0))
-    return min(at_snapshot, held)
+    return get_min_past_votes(state, account, snapshot_height - min_age_blocks, snapshot_height)
 
 
 def get_voting_powers(state: State) -> dict[str, int]:

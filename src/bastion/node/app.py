@@ -82,9 +82,11 @@ class Application:
         producer (which holds the state lock); raises ``ProtocolError("no_collateral")``."""
         check_ante(self.state, sender, exact=True)
 
-    def finalize_block(self, time_ms: int, txs: list[tuple[str, Message]]) -> BlockResult:
-        """Apply one ordered block at ``time_ms``: results, events and the new app (state) hash."""
-        self._last = apply_block(self.state, time_ms, txs)
+    def finalize_block(self, time_ms: int, txs: list[tuple[str, Message]], nonces: list[int]) -> BlockResult:
+        """Apply one ordered block at ``time_ms`` (``nonces``: each transaction's, spent in the
+        state, which refuses one already spent: ``nonce_used``): results, events and the new app
+        (state) hash."""
+        self._last = apply_block(self.state, time_ms, txs, nonces)
         return self._last
 
     def commit(self) -> str:

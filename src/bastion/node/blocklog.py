@@ -94,6 +94,12 @@ _INDEX_TXS = """INSERT INTO tx_index (sender, nonce, height, idx)
 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), ?, key FROM json_each(?)"""
 
 
+# The height of the newest block ever written, in the block's own transaction: a log whose tail was
+# cut off afterwards is caught by it (``BlockLog.rollback_evidence``)
+_HIGH_WATER = """INSERT INTO meta (key, value) VALUES ('high_water', ?)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value"""
+
+
 class LogCorrupted(Exception):
     """The log does not verify; ``height`` is the first block that fails (or 0 for the metadata)."""
 
@@ -101,6 +107,19 @@ class LogCorrupted(Exception):
         super().__init__(f"block log corrupted at height {height}: {reason}")
         self.height = height
         self.reason = reason
+
+
+class LogRolledBack(LogCorrupted):
+    """The log ends at ``head_height`` but other records (``evidence``: what -> height) prove it
+    reached ``proven_height``: its tail, with acknowledged transactions, was lost or cut off."""
+
+    def __init__(self, head_height: int, proven_height: int, evidence: dict[str, int]) -> None:
+        sources = ", ".join(f"{what} at height {height}" for what, height in sorted(evidence.items()))
+        super().__init__(proven_height, f"the log ends at block {head_height} but it reached block {proven_height} "
+                         f"({sources}): {proven_height - head_height} blocks and the transactions acknowledged in "
+                         "them are missing; restore the log, or start with --accept-rollback to continue from "
+                         f"block {head_height}")
+        self.head_height, self.proven_height, self.evidence = head_height, proven_height, evidence
 
 
 def canonical(value: Any) -> bytes:
@@ -310,6 +329,7 @@ class BlockLog:
         with self._transaction():
             self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dataclasses.astuple(block))
             self.db.execute(_INDEX_TXS, (block.height, sealed.tx_keys_json))
+            self.db.execute(_HIGH_WATER, (str(block.height),))
         return block
 
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
@@ -377,11 +397,52 @@ class BlockLog:
             raise LogCorrupted(block.height, "transaction count does not match")
         return txs
 
+    def verify_headers(self, end_height: int) -> None:
+        """Raise ``LogCorrupted`` unless blocks 1..``end_height`` are all there, each header matches
+        its hash, links to the previous block's hash (block 1 to the genesis hash) and has a time no
+        earlier than the previous one. Reads the headers only (no body is inflated): the cheap
+        whole-chain check of every start-up; the bodies are verified where they are replayed."""
+        prev_hash, expected, previous_ms = self.genesis_hash(), 1, None
+        rows = self.db.execute("SELECT height, time_ms, prev_hash, tx_root, results_root, events_root, state_hash, "
+                               "block_hash FROM blocks WHERE height <= ? ORDER BY height", (end_height,))
+        for height, time_ms, prev, tx_root, results_root, events_root, state_hash, block_hash in rows:
+            if height != expected:
+                raise LogCorrupted(expected, f"block {expected} is missing (found {height})")
+            if prev != prev_hash:
+                raise LogCorrupted(height, "does not link to the previous block")
+            if header_hash(height, time_ms, prev, tx_root, results_root, events_root, state_hash) != block_hash:
+                raise LogCorrupted(height, "header does not match its hash")
+            if previous_ms is not None and time_ms < previous_ms:
+                raise LogCorrupted(height, "block time goes backwards")
+            prev_hash, expected, previous_ms = block_hash, height + 1, time_ms
+        if expected <= end_height:
+            raise LogCorrupted(expected, f"block {expected} is missing")
+
+    def rollback_evidence(self) -> dict[str, int]:
+        """The heights this file's own records prove the log reached: the newest transaction index
+        entry and the high-water mark every write records (``meta.high_water``)."""
+        evidence = {}
+        indexed = self.db.execute("SELECT MAX(height) FROM tx_index").fetchone()[0]
+        if indexed is not None:
+            evidence["tx_index"] = int(indexed)
+        high_water = self.meta("high_water")
+        if high_water is not None and high_water.isdigit():
+            evidence["meta high_water"] = int(high_water)
+        return evidence
+
+    def forget_after(self, height: int) -> None:
+        """After an accepted rollback: drop the transaction index entries above ``height`` (their
+        nonces are free again) and lower the high-water mark to it."""
+        with self._transaction():
+            self.db.execute("DELETE FROM tx_index WHERE height > ?", (height,))
+            self.db.execute(_HIGH_WATER, (str(height),))
+
     def check_tx_index(self, start_height: int, head_height: int) -> None:
         """Raise ``LogCorrupted`` (at ``head_height``) unless the transaction index holds exactly one
-        entry per logged transaction from ``start_height`` (a head block cut off leaves its
-        transactions indexed)."""
-        indexed = self.db.execute("SELECT COUNT(*) FROM tx_index WHERE height >= ?", (start_height,)).fetchone()[0]
+        entry per logged transaction of blocks ``start_height``..``head_height`` (entries above the
+        head, left by a tail cut off, are ``rollback_evidence``)."""
+        indexed = self.db.execute("SELECT COUNT(*) FROM tx_index WHERE height BETWEEN ? AND ?",
+                                  (start_height, head_height)).fetchone()[0]
         logged = self.db.execute("SELECT COALESCE(SUM(tx_count), 0) FROM blocks WHERE height >= ?",
                                  (start_height,)).fetchone()[0]
         if indexed != logged:

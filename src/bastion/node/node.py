@@ -35,12 +35,14 @@ failed *snapshot* write is not fatal (the log is what is durable): it is reporte
 (``snapshot_error``, ``on_warning``) and tried again at the next snapshot point. A block listener
 that raises (the WebSocket hub) is reported and skipped: what it serves is not consensus.
 
-Start-up (``Node(...)``) is recovery: the newest snapshot whose block hash is in the log (a
-damaged or foreign snapshot is skipped and reported), then the log after it verified link by link
-and replayed through the state machine in one pass (``bastion.node.replay.replay_range``), each
-block's state hash compared with the logged one. A log that does not verify (``LogCorrupted``) or a
-replay that diverges (``ReplayDivergence``) stops the node with the height and the reason: a
-damaged log is never silently accepted. ``bastion replay --verify`` is ``bastion.node.replay``'s
+Start-up (``Node(...)``) is recovery (``bastion.node.recovery``): the whole header chain verified,
+a log proven shorter than it was (a newer snapshot, index entries or the high-water mark above its
+head) refused (``LogRolledBack``) unless ``accept_rollback``, then the newest snapshot whose block
+hash is in the log (a damaged or foreign snapshot is skipped and reported), then the log after it
+verified link by link and replayed through the state machine in one pass
+(``bastion.node.replay.replay_range``), each block's state hash compared with the logged one. A
+log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
+the node with the height and the reason: a damaged log is never silently accepted. ``bastion replay --verify`` is ``bastion.node.replay``'s
 ``verify_log``, which replays the whole chain, in parallel from the snapshots.
 
 Read models (``bastion.node.indexer``) are built by a worker process with its own connections: after
@@ -71,14 +73,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.snapshot import state_to_document
-from bastion.core.state import State
 from bastion.durable import write_atomically
 from bastion.node.app import Application
 from bastion.core.messages import Message
@@ -86,18 +86,8 @@ from bastion.node.blocklog import (
     BlockLog, LoggedBlock, LogCorrupted, SealedBlock, Tx, canonical, json_bytes, seal_block,
 )
 from bastion.node.mempool import Mempool
-from bastion.node.replay import SNAPSHOT_ERRORS, SNAPSHOTS, load_snapshot, replay_range
-
-
-@dataclass
-class Recovery:
-    """What start-up did: where it started from and how much it replayed."""
-
-    snapshot_height: int = 0
-    replayed_blocks: int = 0
-    replayed_txs: int = 0
-    seconds: float = 0.0
-    skipped_snapshots: list[str] = field(default_factory=list)
+from bastion.node.recovery import Recovery, load_committed_state, recover_state
+from bastion.node.replay import SNAPSHOTS
 
 
 def tune_garbage_collector() -> None:
@@ -136,50 +126,6 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def recover_state(log: BlockLog, genesis: dict[str, Any], snapshots: Path, recovery: Recovery) -> State:
-    """The state at the log's head: the newest snapshot of ``snapshots`` whose block hash is in the
-    log (others are skipped and listed in ``recovery``), then the log after it verified and replayed
-    in one pass (``replay_range``), each block's state hash compared with the logged one. Reads only."""
-    started = time.perf_counter()
-    head = log.head()
-    head_height = 0 if head is None else head.height
-    state = _newest_snapshot(log, snapshots, head_height, recovery)
-    if state is None:
-        state = build_state(genesis)
-    recovery.snapshot_height = state.height
-    recovery.replayed_blocks, recovery.replayed_txs = replay_range(log, state)
-    log.check_tx_index(recovery.snapshot_height + 1, head_height)
-    recovery.seconds = time.perf_counter() - started
-    return state
-
-
-def _newest_snapshot(log: BlockLog, snapshots: Path, head_height: int, recovery: Recovery) -> State | None:
-    for path in sorted(snapshots.glob("*.json"), reverse=True):
-        try:
-            return load_snapshot(log, path, head_height)
-        except SNAPSHOT_ERRORS as error:
-            recovery.skipped_snapshots.append(f"{path.name}: {error}")
-    return None
-
-
-def load_committed_state(data_dir: str | Path) -> tuple[State, Recovery]:
-    """The latest committed state of a node's data directory, recovered as the node recovers it
-    (newest valid snapshot, then the log replayed), without starting a node or writing anything
-    (``bastion stress --data``). ``missing_chain`` if DIR holds no block log with a genesis."""
-    path = Path(data_dir) / "blocks.db"
-    if not path.is_file():
-        raise ProtocolError("missing_chain", f"{data_dir} holds no block log (blocks.db)", field="data")
-    log = BlockLog(path)
-    try:
-        genesis = log.genesis()
-        if genesis is None:
-            raise ProtocolError("missing_chain", f"{data_dir} holds no chain yet (no genesis)", field="data")
-        recovery = Recovery()
-        return recover_state(log, genesis, Path(data_dir) / SNAPSHOTS, recovery), recovery
-    finally:
-        log.close()
-
-
 class NodeStopped(Exception):
     """Writing a block failed, or applying one raised an unexpected exception: the node stops
     producing and accepting transactions. Nothing of the block that failed, or after it, was
@@ -201,12 +147,14 @@ class Node:
                  on_block: Callable[[LoggedBlock], None] | None = None, read_models: str | None = None,
                  snapshot_every_txs: int = 200_000, max_pending_per_sender: int = 1_000,
                  on_fatal: Callable[[NodeStopped], None] | None = None,
-                 on_warning: Callable[[str], None] | None = None) -> None:
+                 on_warning: Callable[[str], None] | None = None, accept_rollback: bool = False) -> None:
         """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
         ``"default"`` for ``DIR/readmodels.db``, or None for no indexer. ``max_pending_per_sender``
         bounds one sender's transactions in the mempool (``too_many_pending``). ``on_fatal``: called
         once, holding the state lock, when the node stops (see "Fail-stop" in the module docstring);
-        ``on_warning``: a failed snapshot write or block listener (default: printed to stderr)."""
+        ``on_warning``: a failed snapshot write or block listener (default: printed to stderr).
+        ``accept_rollback``: start even if records prove the log was longer
+        (``bastion.node.recovery``; reported in ``recovery.rolled_back_from``)."""
         self.data_dir = Path(data_dir)
         (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
         self.max_block_txs = max_block_txs
@@ -232,7 +180,8 @@ class Node:
             raise ProtocolError("genesis_mismatch", f"{self.data_dir} holds another chain's log", field="genesis")
         self.genesis = stored
         self.recovery = Recovery()
-        self.state = recover_state(self.log, self.genesis, self.data_dir / SNAPSHOTS, self.recovery)
+        self.state = recover_state(self.log, self.genesis, self.data_dir / SNAPSHOTS, self.recovery,
+                                   accept_rollback=accept_rollback, discard_rolled_back=True)
         self.app = Application(self.state)
         head = self.log.head()
         next_arrival = 1 + max((tx.arrival for tx in head.txs), default=-1) if head is not None else 0
@@ -340,7 +289,8 @@ class Node:
             time_ms = max(self.state.time_ms, self.clock_ms())
             height = self.state.height + 1
             try:
-                result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken])
+                result = self.app.finalize_block(time_ms, [(tx.sender, typed) for tx, typed in taken],
+                                                 [tx.nonce for tx, _ in taken])
                 app_hash = self.app.commit()
                 sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken],
                                     result.results, result.events, app_hash)

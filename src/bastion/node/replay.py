@@ -55,7 +55,9 @@ from bastion.core.messages import decode_message
 from bastion.core.snapshot import state_from_document, state_to_document
 from bastion.core.state import State
 from bastion.core.transition import apply_block
-from bastion.node.blocklog import BlockLog, LoggedBlock, LogCorrupted, Tx, compact, json_bytes, json_value, sha256
+from bastion.node.blocklog import (
+    BlockLog, LoggedBlock, LogCorrupted, LogRolledBack, Tx, compact, json_bytes, json_value, sha256,
+)
 
 SNAPSHOTS = "snapshots"
 
@@ -76,7 +78,7 @@ def replay_block(state: State, block: LoggedBlock, txs: list[Tx], *, check_roots
         typed = [(tx.sender, decode_message(tx.msg)) for tx in txs]
     except ProtocolError as error:
         raise ReplayDivergence(block.height, "transaction", "a message check_tx accepted", str(error)) from error
-    result = apply_block(state, block.time_ms, typed)
+    result = apply_block(state, block.time_ms, typed, [tx.nonce for tx in txs])
     if result.height != block.height:
         raise ReplayDivergence(block.height, "height", str(block.height), str(result.height))
     if check_roots:
@@ -166,6 +168,10 @@ def verify_log(data_dir: str | Path, *, check_roots: bool = True, workers: int |
                                    genesis_state.state_hash)
         counts = log.tx_counts(1)
         head_height = counts[-1][0] if counts else 0
+        log.verify_headers(head_height)
+        beyond = rollback_evidence(log, data_dir / SNAPSHOTS, head_height)
+        if beyond:
+            raise LogRolledBack(head_height, max(beyond.values()), beyond)
         snapshots = snapshot_files(data_dir / SNAPSHOTS, head_height)
         cuts = plan_segments(counts, {height: load_cost(path) for height, path in snapshots.items()},
                              workers or os.cpu_count() or 1)
@@ -182,6 +188,17 @@ def verify_log(data_dir: str | Path, *, check_roots: bool = True, workers: int |
     return {"blocks": outcome.blocks, "txs": outcome.txs, "height": outcome.height, "state_hash": outcome.state_hash,
             "from_snapshots": outcome.from_snapshots, "skipped_snapshots": outcome.skipped_snapshots,
             "seconds": round(seconds, 3), "txs_per_s": int(outcome.txs / seconds) if seconds else 0}
+
+
+def rollback_evidence(log: BlockLog, snapshots: Path, head_height: int) -> dict[str, int]:
+    """What proves the log once went beyond ``head_height`` (what -> height): the log's own records
+    (``BlockLog.rollback_evidence``: transaction index, high-water mark) and snapshot files named
+    above the head (the node writes a snapshot only once its block is durable)."""
+    evidence = {what: height for what, height in log.rollback_evidence().items() if height > head_height}
+    above = [int(p.stem) for p in snapshots.glob("*.json") if p.stem.isdigit() and int(p.stem) > head_height]
+    if above:
+        evidence[f"snapshot {max(above):012d}.json"] = max(above)
+    return evidence
 
 
 def snapshot_files(directory: Path, head_height: int) -> dict[int, Path]:

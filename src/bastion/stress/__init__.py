@@ -4,7 +4,8 @@ The pipeline, one module per step::
 
     state --extract_inputs--> StressInputs             (inputs.py: numpy arrays of a committed State)
     scenario set JSON --parse_scenario_set--> ScenarioSet   (scenarios.py: versioned, hashed specs)
-    (scenario, inputs) --build_path--> ScenarioPath     (paths.py: oracle ticks per step)
+    (scenario, inputs) --build_path--> ScenarioPath     (paths.py: oracle ticks per step; candles.py for
+                                                         the candle files of ``path`` scenarios, --path)
     run_sweep(inputs, scenario_set) -> [ScenarioResult] (engine.py: the vectorised fast path)
     build_report(...) -> StressReport                   (report.py: summary, verdict, canonical JSON + hash)
     run_exact(state, scenario_set, indices)             (replay.py: a sample through the real state machine)

@@ -38,6 +38,9 @@ def stress(
     scenarios: Path = typer.Option(None, "--scenarios", dir_okay=False,
                                    help="scenario set JSON (default: the shipped gate set)"),
     seed: int = typer.Option(None, "--seed", help="replace the scenario set's seed (changes its hash)"),
+    price_path: list[str] = typer.Option(None, "--path", metavar="[MARKET=]FILE",
+                                         help="OHLC candles of one market, CSV (repeatable; docs/stress.md "
+                                              "'Any price path')"),
     thresholds: Path = typer.Option(None, "--thresholds", dir_okay=False,
                                     help="verdict thresholds JSON, overriding the state's governed ones "
                                          "(recorded in the report)"),
@@ -61,7 +64,7 @@ def stress(
     try:
         private_key = _council_key(attest=attest, key=key, key_file=key_file, proposal=proposal, submit=submit)
         state = load_state(data=data, scenario=scenario, genesis=genesis)
-        scenario_set = load_set(scenarios, seed)
+        scenario_set = load_set(scenarios, seed, price_path or (), tuple(state.markets))
         limits = load_thresholds(thresholds)
         total = len(scenario_set.scenarios()) * (1 if proposal is None else 2)
         with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),

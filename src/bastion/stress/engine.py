@@ -62,7 +62,18 @@ from bastion.stress.inputs import StressInputs
 from bastion.stress.paths import ScenarioPath, build_path
 from bastion.stress.scenarios import EngineSettings, Scenario, ScenarioSet
 
-ENGINE_VERSION = "fast-path/2"  # 2: liquidation rounds (partial closes), the fillable-price band
+ENGINE_VERSION = "fast-path/3"  # 2: liquidation rounds (partial closes), the fillable-price band; 3: the waterfall
+BACKSTOP_DEFAULTS: Final = {              # LiquidationParams fields of the backstop (docs/protocol.md), if absent
+    "backstop_max_notional_usdc": 1_000_000_000_000,
+    "backstop_max_fund_share_ppm": 500_000,
+    "backstop_unwind_portion_ppm": 100_000,
+    "backstop_after_blocks": 10,
+}
+
+
+def backstop_param(params: object, name: str) -> int:
+    """A backstop limit of ``LiquidationParams`` (its contract default while the core has none)."""
+    return int(getattr(params, name, BACKSTOP_DEFAULTS[name]))
 STEP_CHUNK = 96  # steps per matrix product: keeps the (accounts x chunk) block in cache
 DEPTH_UNIT_PPM = 10_000  # depth is quoted per 1% of price
 
@@ -83,6 +94,9 @@ class ScenarioResult:
     adl_notional_usdc: int
     bad_debt_usdc: int                     # losses no fund could pay (socialised)
     depleted_pools: tuple[str, ...]        # pools whose fund could not pay a loss
+    trader_loss_usdc: int = 0              # losses put on traders who were not liquidated (ADL + socialised)
+    backstop_peak_usdc: int = 0            # the backstop's largest inventory (notional, all markets)
+    insurance_final_usdc: int = 0          # the funds at the end of the scenario (sum over pools)
 
     @property
     def loss_usdc(self) -> int:
@@ -160,11 +174,13 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
     lot_value = path.ticks * inputs.lot_tick_value        # (T + 1, M) micro-USDC per lot
     breach = first_breach(prepared, lot_value, path.stale)
     liquidated = np.flatnonzero(breach >= 0)
+    funds_total = int(inputs.insurance_funds.sum())
     if liquidated.size == 0:
-        return _result(scenario, path, 0, 0, 0, 0, 0, 0, 0, ())
+        return _result(scenario, path, 0, 0, 0, 0, 0, 0, 0, (), 0, 0, funds_total)
     current = _Round(liquidated, prepared.sizes[liquidated], inputs.collateral[liquidated].astype(np.float64),
                      breach[liquidated])
-    columns: list[list[np.ndarray]] = [[] for _ in range(7)]  # step, ratio, index, fee, loss, notional, ADL floor
+    # step, ratio, index, fee, loss, notional, ADL floor, taken over (L, M), unwind cost
+    columns: list[list[np.ndarray]] = [[] for _ in range(9)]
     for number in range(MAX_ROUNDS):
         events, residual = _liquidation_round(prepared, current, lot_value, path, settings,
                                               final=number == MAX_ROUNDS - 1)
@@ -175,30 +191,78 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
         current = _rebreach(prepared, residual, lot_value, path.stale)
         if current.index.size == 0:
             break
-    step, ratio, index, fee, loss, notional, deleveraged = (np.concatenate(c) for c in columns)
+    step, ratio, index, fee, loss, notional, beyond, taken, unwind = (np.concatenate(c) for c in columns)
     order = np.lexsort((index, ratio, step))
     pools = inputs.account_pool[index]
-    payouts = drawdown = bad_debt = adl = 0
+    # the fund pays each account's loss and the backstop's unwinding of what it took over (charged at the
+    # takeover, before the unwinding happens: the fund's path is never above the state machine's)
+    fund_loss = loss + np.ceil(unwind).astype(np.int64)
+    uncovered = np.zeros(index.size, dtype=np.int64)
+    fund_before = np.zeros(index.size, dtype=np.int64)   # each pool's fund just before each event
+    payouts = drawdown = bad_debt = 0
+    final_funds = funds_total
     depleted = []
     for p, pool in enumerate(inputs.pools):
         events = order[pools[order] == p]
+        start = int(inputs.insurance_funds[p])
         if events.size == 0:
             continue
-        uncovered, lowest = _fund_sequence(int(inputs.insurance_funds[p]), fee[events], loss[events])
-        start = int(inputs.insurance_funds[p])
+        short, lowest, balances = _fund_sequence(start, fee[events], fund_loss[events])
+        fund_before[events] = np.concatenate([[start], balances[:-1]])
         drawdown += start - min(start, lowest)
-        covered = int(loss[events].sum()) - int(uncovered.sum())
+        covered = int(fund_loss[events].sum()) - int(short.sum())
         payouts += covered
-        bad_debt += int(uncovered.sum())
-        short = uncovered > 0
-        shares = np.zeros(events.size, dtype=np.int64)
+        bad_debt += int(short.sum())
+        final_funds += int(fee[events].sum()) - covered
+        uncovered[events] = short
         if short.any():
             depleted.append(pool)
-            shares[short] = [-(-int(n) * int(u) // int(total)) for n, u, total in
-                             zip(notional[events][short], uncovered[short], loss[events][short])]
-        adl += int(np.maximum(shares, deleveraged[events]).sum())
+    beyond_caps, peak = _backstop(order, step, pools, taken, fund_before, inputs,
+                                  max(1, path.step_s * 1_000 // settings.block_ms))
+    # ADL: what the backstop could not take, at the bankruptcy price: its counterparties lose the account's
+    # loss in proportion; socialisation: what no fund paid. ADL volume: the larger of the two closes.
+    adl_loss = np.ceil(loss * beyond_caps / np.maximum(notional, 1)).astype(np.int64)
+    trader_loss = np.minimum(uncovered + adl_loss, np.maximum(fund_loss, uncovered))
+    shares = np.zeros(index.size, dtype=np.int64)
+    short = uncovered > 0
+    shares[short] = [-(-int(n) * int(u) // int(total)) for n, u, total in
+                     zip(notional[short], uncovered[short], fund_loss[short])]
+    adl = int(np.maximum(shares, np.ceil(beyond_caps).astype(np.int64)).sum())
     return _result(scenario, path, int(np.unique(index).size), int(notional.sum()), int(fee.sum()), payouts,
-                   drawdown, adl, bad_debt, tuple(depleted))
+                   drawdown, adl, bad_debt, tuple(depleted), int(trader_loss.sum()), peak, final_funds)
+
+
+def _backstop(order: np.ndarray, step: np.ndarray, pools: np.ndarray, taken: np.ndarray,
+              fund_before: np.ndarray, inputs: StressInputs, blocks_per_step: int) -> tuple[np.ndarray, int]:
+    """The backstop takes over, in liquidation order, the notional ``taken[e, m]`` that the book could
+    not absorb, up to its limits per market: ``min(backstop_max_notional, backstop_max_fund_share x
+    fund)`` with the pool's fund just before the event (``fund_before``: every earlier loss and
+    unwinding already paid, so never above the state machine's fund then), less the inventory it
+    still holds, which it sells ``backstop_unwind_portion`` a block. Returns, per event, the notional
+    beyond the limits (deleveraged) and the inventory's peak (micro-USDC, rounded up)."""
+    beyond = np.zeros(step.size, dtype=np.float64)
+    rows = order[taken[order].sum(axis=1) > 0]
+    if rows.size == 0:
+        return beyond, 0
+    params = inputs.liquidation
+    notional_cap = backstop_param(params, "backstop_max_notional_usdc")
+    share = backstop_param(params, "backstop_max_fund_share_ppm")
+    portion = min(max(backstop_param(params, "backstop_unwind_portion_ppm"), 0), PPM) / PPM
+    kept_per_step = (1.0 - portion) ** blocks_per_step
+    inventory = np.zeros((len(inputs.pools), taken.shape[1]), dtype=np.float64)
+    peak, previous = 0.0, int(step[rows[0]])
+    for r in rows:
+        now = int(step[r])
+        if now != previous:
+            inventory *= kept_per_step ** (now - previous)
+            previous = now
+        pool = int(pools[r])
+        cap = float(min(notional_cap, max(int(fund_before[r]), 0) * share // PPM))
+        take = np.minimum(taken[r], np.maximum(cap - inventory[pool], 0.0))
+        inventory[pool] += take
+        beyond[r] = float((taken[r] - take).sum())
+        peak = max(peak, float(inventory.sum()))
+    return beyond, math.ceil(peak)
 
 
 def _liquidation_round(prepared: Prepared, current: _Round, lot_value: np.ndarray, path: ScenarioPath,
@@ -257,13 +321,54 @@ def _liquidation_round(prepared: Prepared, current: _Round, lot_value: np.ndarra
     loss = np.where(whole, loss, np.ceil(np.maximum(-partial_delta, 0))).astype(np.int64)
     ratio = np.divide(net_collateral, maintenance, out=np.full_like(net_collateral, -np.inf), where=maintenance > 0)
     deleveraged = np.ceil((np.abs(fill) * beyond).sum(axis=1) * sold).astype(np.int64)
-    events = (step, ratio, current.index, fee, loss, notional, deleveraged)
+    # the backstop's part: what the book cannot absorb within the band, and what unwinding it costs
+    taken = np.abs(fill) * beyond * sold[:, None]
+    unwind = _unwind_cost(taken, sizes, step, last, path, lot_value, settings, inputs, blocks_per_step,
+                          prepared.maintenance_fraction)
+    events = (step, ratio, current.index, fee, loss, notional, deleveraged, taken, unwind)
     keep = ~whole
     if not keep.any():
         return events, None
     residual_collateral = collateral + fill.sum(axis=1) * sold - fee + loss
     return events, _Round(current.index[keep], sizes[keep] * remaining[keep, None], residual_collateral[keep],
                           last[keep] + 1)
+
+
+def _unwind_cost(taken: np.ndarray, sizes: np.ndarray, step: np.ndarray, last: np.ndarray, path: ScenarioPath,
+                 lot_value: np.ndarray, settings: EngineSettings, inputs: StressInputs, blocks_per_step: int,
+                 maintenance_fraction: np.ndarray) -> np.ndarray:
+    """(L,) what unwinding the backstop's takeover ``taken`` (L, M) costs its fund, at least: the
+    inventory sells ``backstop_unwind_portion`` a block until below ``min_position_notional``, so
+    over ``k = ceil(log(taken / min) / -log(1 - portion)) + 1`` blocks after the account's window; the
+    whole of it is marked to the worst price of that longer window (relative to the worst price of
+    the account's own window, at which ``taken`` was valued) and pays the slippage of the step's whole
+    takeover flow in that market (``_slippage_ppm``), at most the fillable-price band
+    (``spread_to_maintenance x MMF``: the backstop's reduce-only orders are assumed limited as
+    liquidation orders are)."""
+    cost = np.zeros(step.size, dtype=np.float64)
+    rows = np.flatnonzero(taken.sum(axis=1) > 0)
+    if rows.size == 0:
+        return cost
+    params = inputs.liquidation
+    portion = backstop_param(params, "backstop_unwind_portion_ppm") / PPM
+    largest = taken[rows].max(axis=1)
+    if portion >= 1.0:
+        blocks = np.ones_like(largest)
+    elif portion <= 0.0:
+        blocks = np.full_like(largest, 2.0**31)
+    else:
+        ratio = np.maximum(largest / max(params.min_position_notional_usdc, 1), 1.0)
+        blocks = np.ceil(np.log(ratio) / -math.log1p(-portion)) + 1
+    end = np.minimum(last[rows] + np.ceil(blocks / blocks_per_step).astype(np.int64), path.steps)
+    first, sizes_rows = step[rows], sizes[rows]
+    own = _worst_lot_values(path, lot_value, first, last[rows], sizes_rows)
+    unwinding = _worst_lot_values(path, lot_value, first, end, sizes_rows)
+    move = np.where(sizes_rows > 0, own - unwinding, unwinding - own) / np.maximum(own, 1e-300)
+    # the unwinding orders are limited as liquidation orders are, to the fillable price band
+    band = np.ceil(inputs.liquidation.spread_to_maintenance_ppm * maintenance_fraction)[None, :]
+    slippage = np.minimum(_slippage_ppm(taken[rows], sizes_rows, first, path, settings, inputs), band)
+    cost[rows] = (taken[rows] * (np.maximum(move, 0.0) + slippage / PPM)).sum(axis=1)
+    return cost
 
 
 def _healthy_fraction(net_collateral: np.ndarray, maintenance: np.ndarray, cost: np.ndarray,
@@ -313,9 +418,10 @@ def _rebreach(prepared: Prepared, residual: _Round, lot_value: np.ndarray, stale
 
 
 def _result(scenario: Scenario, path: ScenarioPath, liquidations: int, notional: int, fees: int, payouts: int,
-            drawdown: int, adl: int, bad_debt: int, depleted: tuple[str, ...]) -> ScenarioResult:
+            drawdown: int, adl: int, bad_debt: int, depleted: tuple[str, ...], trader_loss: int, backstop_peak: int,
+            final_funds: int) -> ScenarioResult:
     return ScenarioResult(scenario.index, scenario.name, scenario.kind, path.steps, liquidations, notional, fees,
-                          payouts, drawdown, adl, bad_debt, depleted)
+                          payouts, drawdown, adl, bad_debt, depleted, trader_loss, backstop_peak, final_funds)
 
 
 def first_breach(prepared: Prepared, lot_value: np.ndarray, stale: np.ndarray | None) -> np.ndarray:
@@ -418,12 +524,12 @@ def _slippage_ppm(values: np.ndarray, sizes: np.ndarray, step: np.ndarray, path:
     return np.minimum(settings.spread_ppm + np.ceil(impact), settings.max_slippage_ppm)
 
 
-def _fund_sequence(start: int, fees: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, int]:
+def _fund_sequence(start: int, fees: np.ndarray, losses: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     """A fund that receives ``fees[k]`` and pays ``losses[k]`` in order, never below zero: per event,
-    the part of the loss it could not pay, and its lowest balance (integers; the running sum
-    reflected at zero)."""
+    the part of the loss it could not pay, its lowest balance and its balance after each event
+    (integers; the running sum reflected at zero)."""
     running = start + np.cumsum(fees - losses)
     shortfall = np.maximum(0, -np.minimum.accumulate(np.minimum(running, 0)))
     uncovered = np.diff(shortfall, prepend=0)
     balances = running + shortfall
-    return uncovered, int(min(start, int(balances.min())))
+    return uncovered, int(min(start, int(balances.min()))), balances

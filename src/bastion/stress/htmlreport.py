@@ -213,7 +213,8 @@ def _summary_rows(documents: list[tuple[str, dict[str, Any]]]) -> str:
                          format_usdc(value) if key.endswith("_usdc") else str(value))
         rows.append(f"<tr><td>{html.escape(key)}</td>{''.join(f'<td>{c}</td>' for c in cells)}</tr>")
     for check in documents[-1][1]["verdict"]["checks"]:
-        rows.append(f"<tr><td>check {html.escape(check['name'])} (limit {format_ppm(check['limit_ppm'])})</td>"
+        limit = format_ppm(check["limit_ppm"]) if "limit_ppm" in check else f"{format_usdc(check['limit_usdc'])} USDC"
+        rows.append(f"<tr><td>check {html.escape(check['name'])} (limit {limit})</td>"
                     + "".join(f'<td>{"ok" if c["passed"] else "breached"}</td>'
                               for _, d in documents for c in d["verdict"]["checks"] if c["name"] == check["name"])
                     + "</tr>")
@@ -248,6 +249,10 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries] | None, *,
     figures.append(("" if series is not None else "Liquidations and bad debt", liquidated_figure(report)))
     figures.append(("", distribution_figure("Bad debt distribution across scenarios", "bad_debt_usdc",
                                             documents)))
+    figures.append(("Losses moved onto traders", distribution_figure(
+        "Losses to traders who were not liquidated (ADL and socialisation), per scenario", "trader_loss_usdc",
+        documents)))
+    figures.append(("", distribution_figure("Backstop inventory peak per scenario", "backstop_peak_usdc", documents)))
     sections = []
     for number, (heading, figure) in enumerate(figures):
         if heading:

@@ -20,6 +20,11 @@ Per kind (markets follow their mapped asset, ``scenarios.map_market``):
   so any range of scenarios can be generated alone (a process pool splits a sweep by ranges);
 * ``oracle_manipulation``: one market's log price rises linearly to ``1 + pump`` over
   ``pump_steps``, holds ``hold_steps``, then falls linearly to ``1 + dump`` over ``dump_steps``;
+* ``path``: candle files (``candles.py``), aligned on the candle times every file has; each candle
+  becomes four steps of a quarter candle (open, the extreme of the scenario's order, the other
+  extreme, close); ``relative`` prices are ``round_half_even(oracle * price / first open)`` in exact
+  rational arithmetic, ``absolute`` ones the price on the market's tick grid (half-even); a market
+  without a file keeps its oracle price;
 * ``oracle_outage``: the true price moves linearly (in log) to ``1 + move * beta_m`` over
   ``drift_steps + outage_steps``; the oracle follows it for ``drift_steps``, then is stale (shows the
   last price, liquidations deferred) until the last step, where it jumps to the true price.
@@ -31,11 +36,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
+from bastion.core.errors import ProtocolError
 from bastion.core.units import PPM
 from bastion.stress.calibration import load_calibration
+from bastion.stress.candles import candle_points, load_candles
 from bastion.stress.history import load_window
 from bastion.stress.inputs import StressInputs
 from bastion.stress.scenarios import (
@@ -44,6 +52,7 @@ from bastion.stress.scenarios import (
     MarketMapping,
     OracleManipulation,
     OracleOutage,
+    PricePath,
     Scenario,
     ScenarioSet,
     Shock,
@@ -85,6 +94,8 @@ def build_path(scenario: Scenario, inputs: StressInputs, scenario_set: ScenarioS
             return _manipulation_path(spec, inputs)
         case OracleOutage():
             return _outage_path(spec, inputs, scenario_set)
+        case PricePath():
+            return _price_path(spec, scenario, inputs)
     raise TypeError(f"unknown scenario spec {spec!r}")
 
 
@@ -192,3 +203,51 @@ def _outage_path(spec: OracleOutage, inputs: StressInputs, scenario_set: Scenari
     ticks = _ticks_from_log(inputs, oracle_log)
     ticks[total] = _moved_ticks(inputs, moves)
     return ScenarioPath(ticks, stale, spec.step_s, spec.depth_cut_ppm)
+
+
+def check_path_markets(scenario_set: ScenarioSet, tickers: tuple[str, ...]) -> None:
+    """Every market a ``path`` scenario names exists in the state (``ProtocolError`` otherwise), and
+    the files of one scenario share one resolution."""
+    for i, spec in enumerate(scenario_set.specs):
+        if not isinstance(spec, PricePath):
+            continue
+        intervals = set()
+        for f in spec.files:
+            if f.market not in tickers:
+                raise ProtocolError("invalid_price_path", f"{f.file}: no market {f.market!r} in the state "
+                                    f"(have {', '.join(tickers)})", field=f"scenarios[{i}].files")
+            intervals.add(load_candles(f.location, f.sha256).interval_ms)
+        if len(intervals) > 1:
+            raise ProtocolError("invalid_price_path", f"scenario {spec.name!r}: its files have different "
+                                f"resolutions ({sorted(intervals)} ms)", field=f"scenarios[{i}].files")
+
+
+def _price_path(spec: PricePath, scenario: Scenario, inputs: StressInputs) -> ScenarioPath:
+    series = {f.market: load_candles(f.location, f.sha256) for f in spec.files}
+    intervals = {s.interval_ms for s in series.values()}
+    if len(intervals) > 1:
+        raise ValueError(f"path {spec.name!r}: files of different resolutions {sorted(intervals)} ms")
+    times = sorted(set.intersection(*({c.time_ms for c in s.candles} for s in series.values())))
+    if not times:
+        raise ValueError(f"path {spec.name!r}: its files have no candle time in common")
+    low_first = scenario.draw == 0
+    steps = len(times) * 4
+    ticks = np.empty((steps + 1, inputs.market_count), dtype=np.int64)
+    ticks[:] = inputs.oracle_ticks
+    for market, candles in series.items():
+        if market not in inputs.tickers:
+            raise ValueError(f"path {spec.name!r}: no market {market!r} in the state")
+        m = inputs.tickers.index(market)
+        by_time = {c.time_ms: c for c in candles.candles}
+        points = [p for t in times for p in candle_points(by_time[t], low_first)]
+        if spec.prices == "relative":
+            scale = Fraction(int(inputs.oracle_ticks[m])) / Fraction(points[0])
+        else:
+            scale = Fraction(10) ** int(inputs.price_decimals[m])
+        column = [max(1, _round_half_even(Fraction(p) * scale)) for p in points]
+        ticks[1:, m] = column                  # row 0 stays the snapshot's oracle price
+    return ScenarioPath(ticks, None, next(iter(series.values())).step_s, spec.depth_cut_ppm)
+
+
+def _round_half_even(value: Fraction) -> int:
+    return round(value)  # Fraction.__round__ rounds half to even, exactly

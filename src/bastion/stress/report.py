@@ -6,7 +6,11 @@ Across the scenarios of a sweep (DESIGN.md section 10), with ``n`` scenarios and
 * ``depletion_probability_ppm`` = ``ceil(1e6 * depleted / n)``: a scenario is *depleted* when some
   pool's fund could not pay a loss;
 * ``var99_loss_usdc``: the ``ceil(0.99 n)``-th smallest loss (the 99% quantile, no interpolation);
-* ``es99_loss_usdc``: the mean of the ``ceil(n / 100)`` largest losses, rounded up.
+* ``es99_loss_usdc``: the mean of the ``ceil(n / 100)`` largest losses, rounded up;
+* ``var99_trader_loss_usdc``: the same quantile of each scenario's **losses to traders who were not
+  liquidated** (``trader_loss_usdc``: what ADL counterparties gave up plus socialised bad debt), and
+  ``worst_trader_loss_usdc``, ``worst_backstop_peak_usdc`` (the backstop's largest inventory) and
+  ``lowest_final_funds_usdc`` (the funds at the end of the worst scenario for them).
 
 Every figure is an integer (micro-USDC, ppm, counts) computed with integer arithmetic from the
 engine's integers; rounding is up wherever it is a risk figure.
@@ -14,7 +18,9 @@ engine's integers; rounding is up wherever it is a risk figure.
 ``StressThresholds`` are the limits the verdict checks: the depletion probability, and VaR and ES of
 losses as a share of the total insurance funds. They are governance parameters
 (``GovernanceParams.stress_*``, the genesis ``governance.stress`` section, changed by a critical
-``set_governance_params``): by default the verdict is against those of the stressed state
+``set_governance_params``) plus ``max_loss_to_traders`` (USDC, default 0: the 99% quantile of losses to
+traders must be nil, i.e. at most 1% of scenarios may put a loss on traders who were not liquidated;
+a stress-gate setting, not a core parameter, overridden only by a ``--thresholds`` file): by default the verdict is against those of the stressed state
 (``thresholds_source: "governance"`` in the report); a ``--thresholds`` file is an explicit
 override, recorded as ``thresholds_source: "override"``. ``build_report`` returns the canonical
 report: JSON with sorted keys, compact separators and no floats (ints, strings, booleans, lists), and
@@ -36,7 +42,7 @@ from bastion.core.errors import ProtocolError
 from bastion.core.governance import parse_stress_thresholds
 from bastion.core.params import GovernanceParams
 from bastion.core.snapshot import canonical_bytes
-from bastion.core.units import PPM, format_ppm
+from bastion.core.units import PPM, format_ppm, format_usdc, parse_usdc
 from bastion.stress.calibration import CALIBRATION_FILE
 from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_sweep
 from bastion.stress.history import HISTORY
@@ -44,9 +50,11 @@ from bastion.stress.inputs import StressInputs
 from bastion.stress.replay import EXACT_ENGINE_VERSION, compare_results
 from bastion.stress.scenarios import ScenarioSet, scenario_set_hash
 
-FORMAT: Final = "bastion-stress-report/1"
+FORMAT: Final = "bastion-stress-report/2"  # 2: losses to traders, the backstop, the final funds
 GOVERNANCE, OVERRIDE = "governance", "override"    # where a report's thresholds come from
 _GENESIS: Final = GovernanceParams()
+DEFAULT_MAX_LOSS_TO_TRADERS_USDC: Final = 0   # the gate's limit on the VaR99 of losses to traders
+LOSS_TO_TRADERS_KEY: Final = "max_loss_to_traders"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +66,7 @@ class StressThresholds:
     max_depletion_probability_ppm: int = _GENESIS.stress_max_depletion_probability_ppm
     max_var99_loss_ppm_of_fund: int = _GENESIS.stress_max_var99_loss_ppm_of_fund
     max_es99_loss_ppm_of_fund: int = _GENESIS.stress_max_es99_loss_ppm_of_fund
+    max_loss_to_traders_usdc: int = DEFAULT_MAX_LOSS_TO_TRADERS_USDC
     source: str = OVERRIDE
 
     @classmethod
@@ -70,15 +79,21 @@ class StressThresholds:
     def document(self) -> dict[str, str]:
         return {"max_depletion_probability": format_ppm(self.max_depletion_probability_ppm),
                 "max_var99_loss_of_fund": format_ppm(self.max_var99_loss_ppm_of_fund),
-                "max_es99_loss_of_fund": format_ppm(self.max_es99_loss_ppm_of_fund)}
+                "max_es99_loss_of_fund": format_ppm(self.max_es99_loss_ppm_of_fund),
+                LOSS_TO_TRADERS_KEY: format_usdc(self.max_loss_to_traders_usdc)}
 
 
 def parse_thresholds(document: Any) -> StressThresholds:
     """An override: ``{"max_depletion_probability": "0.01", ...}``, the form of the governance
     parameters' ``stress`` section (``governance.parse_stress_thresholds``; omitted fields keep the
-    genesis defaults)."""
+    genesis defaults), plus ``max_loss_to_traders`` (USDC, default 0)."""
+    if isinstance(document, dict) and LOSS_TO_TRADERS_KEY in document:
+        document = dict(document)
+        limit = parse_usdc(document.pop(LOSS_TO_TRADERS_KEY), field=f"thresholds.{LOSS_TO_TRADERS_KEY}")
+    else:
+        limit = DEFAULT_MAX_LOSS_TO_TRADERS_USDC
     params = parse_stress_thresholds(document, _GENESIS, "thresholds")
-    return dataclasses.replace(StressThresholds.governed(params), source=OVERRIDE)
+    return dataclasses.replace(StressThresholds.governed(params), max_loss_to_traders_usdc=limit, source=OVERRIDE)
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,11 @@ class SweepSummary:
     worst_drawdown_usdc: int
     liquidations: int
     liquidated_notional_usdc: int
+    var99_trader_loss_usdc: int
+    worst_trader_loss_usdc: int
+    scenarios_with_trader_loss: int
+    worst_backstop_peak_usdc: int
+    lowest_final_funds_usdc: int
 
 
 def summarise(results: list[ScenarioResult]) -> SweepSummary:
@@ -100,21 +120,28 @@ def summarise(results: list[ScenarioResult]) -> SweepSummary:
     if n == 0:
         raise ValueError("no scenario results to summarise")
     losses = sorted(r.loss_usdc for r in results)
+    trader_losses = sorted(r.trader_loss_usdc for r in results)
     depleted = sum(r.depleted for r in results)
     tail = -(-n // 100)
+    quantile = -(-99 * n // 100) - 1
     return SweepSummary(
         scenarios=n, depleted=depleted, depletion_probability_ppm=-(-depleted * PPM // n),
-        var99_loss_usdc=losses[-(-99 * n // 100) - 1], es99_loss_usdc=-(-sum(losses[-tail:]) // tail),
+        var99_loss_usdc=losses[quantile], es99_loss_usdc=-(-sum(losses[-tail:]) // tail),
         worst_bad_debt_usdc=max(r.bad_debt_usdc for r in results),
         worst_drawdown_usdc=max(r.insurance_drawdown_usdc for r in results),
         liquidations=sum(r.liquidations for r in results),
-        liquidated_notional_usdc=sum(r.liquidated_notional_usdc for r in results))
+        liquidated_notional_usdc=sum(r.liquidated_notional_usdc for r in results),
+        var99_trader_loss_usdc=trader_losses[quantile], worst_trader_loss_usdc=trader_losses[-1],
+        scenarios_with_trader_loss=sum(r.trader_loss_usdc > 0 for r in results),
+        worst_backstop_peak_usdc=max(r.backstop_peak_usdc for r in results),
+        lowest_final_funds_usdc=min(r.insurance_final_usdc for r in results))
 
 
 def verdict(summary: SweepSummary, thresholds: StressThresholds, insurance_total_usdc: int) -> dict[str, Any]:
     """``{"passed": bool, "insurance_funds_total_usdc": int, "checks": [...]}``: each check's value
     (ppm for the depletion probability, micro-USDC for the losses) against its limit in ppm (of the
-    total insurance funds for the losses, compared by cross multiplication)."""
+    total insurance funds for the losses, compared by cross multiplication); the last check,
+    ``loss_to_traders_var99``, against ``limit_usdc`` (micro-USDC)."""
     checks = [
         ("depletion_probability", summary.depletion_probability_ppm, thresholds.max_depletion_probability_ppm,
          summary.depletion_probability_ppm <= thresholds.max_depletion_probability_ppm),
@@ -123,9 +150,12 @@ def verdict(summary: SweepSummary, thresholds: StressThresholds, insurance_total
         ("es99_loss_of_fund", summary.es99_loss_usdc, thresholds.max_es99_loss_ppm_of_fund,
          summary.es99_loss_usdc * PPM <= thresholds.max_es99_loss_ppm_of_fund * insurance_total_usdc),
     ]
-    return {"passed": all(ok for *_, ok in checks), "insurance_funds_total_usdc": insurance_total_usdc,
-            "checks": [{"name": name, "value": value, "limit_ppm": limit, "passed": ok}
-                       for name, value, limit, ok in checks]}
+    traders_ok = summary.var99_trader_loss_usdc <= thresholds.max_loss_to_traders_usdc
+    return {"passed": all(ok for *_, ok in checks) and traders_ok, "insurance_funds_total_usdc": insurance_total_usdc,
+            "checks": [*({"name": name, "value": value, "limit_ppm": limit, "passed": ok}
+                         for name, value, limit, ok in checks),
+                       {"name": "loss_to_traders_var99", "value": summary.var99_trader_loss_usdc,
+                        "limit_usdc": thresholds.max_loss_to_traders_usdc, "passed": traders_ok}]}
 
 
 @dataclass(frozen=True)
@@ -174,6 +204,7 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
             "scenario_set": {"name": scenario_set.name, "version": scenario_set.version,
                              "hash": scenario_set_hash(scenario_set)},
             "seed": scenario_set.seed, "data_hash": data_hash(), "code": code_version(),
+            "book_depth_usdc": book_depth_document(inputs, scenario_set),
         },
         "scenarios": [_result_document(r) for r in results],
         "summary": dataclasses.asdict(summary),
@@ -196,6 +227,16 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
     return hash_report(document)
 
 
+def book_depth_document(inputs: StressInputs, scenario_set: ScenarioSet) -> list[list[Any]]:
+    """The book depth the engines assume, per market: ``[ticker, snapshot bid, snapshot ask, assumed
+    bid, assumed ask]`` in micro-USDC per 1% of price (the snapshot's resting depth within 1% of the
+    oracle, and the larger of it and the set's ``baseline_depth`` floor; a scenario's ``depth_cut``
+    then removes its share)."""
+    floor = scenario_set.engine.baseline_depth_usdc
+    return [[ticker, int(bid), int(ask), max(int(bid), floor), max(int(ask), floor)]
+            for ticker, bid, ask in zip(inputs.tickers, inputs.bid_depth_usdc, inputs.ask_depth_usdc)]
+
+
 def hash_report(document: dict[str, Any]) -> StressReport:
     """A report document with its canonical bytes and ``report_hash`` (the one definition of both)."""
     encoded = canonical_bytes(document)
@@ -213,7 +254,8 @@ def _result_document(result: ScenarioResult) -> dict[str, Any]:
             "insurance_fees_usdc": result.insurance_fees_usdc, "insurance_payouts_usdc": result.insurance_payouts_usdc,
             "insurance_drawdown_usdc": result.insurance_drawdown_usdc, "adl_notional_usdc": result.adl_notional_usdc,
             "bad_debt_usdc": result.bad_debt_usdc, "loss_usdc": result.loss_usdc,
-            "depleted_pools": list(result.depleted_pools)}
+            "depleted_pools": list(result.depleted_pools), "trader_loss_usdc": result.trader_loss_usdc,
+            "backstop_peak_usdc": result.backstop_peak_usdc, "insurance_final_usdc": result.insurance_final_usdc}
 
 
 def run_stress(inputs: StressInputs, scenario_set: ScenarioSet,
@@ -227,7 +269,7 @@ HASH_LENGTH: Final = 64
 MAX_DEPTH: Final = 32       # nesting of a report document (build_report writes at most about 8)
 _INPUT_TYPES: Final = {"state_hash": str, "height": int, "accounts": int, "markets": list,
                        "insurance_funds_usdc": list, "scenario_set": dict, "seed": int, "data_hash": str,
-                       "code": dict}
+                       "code": dict, "book_depth_usdc": list}
 _OPTIONAL_SECTIONS: Final = ("proposal", "baseline", "cross_check")
 
 
@@ -272,8 +314,7 @@ def check_report_document(document: Any) -> StressReport:
     _require(document["thresholds_source"] in (GOVERNANCE, OVERRIDE), "thresholds_source",
              f"must be {GOVERNANCE!r} or {OVERRIDE!r}")
     try:
-        governed = parse_stress_thresholds(document["thresholds"], _GENESIS, "thresholds")
-        thresholds = dataclasses.replace(StressThresholds.governed(governed), source=document["thresholds_source"])
+        thresholds = dataclasses.replace(parse_thresholds(document["thresholds"]), source=document["thresholds_source"])
     except ProtocolError as error:
         raise ProtocolError("invalid_report", error.message, field=error.fields.get("field", "thresholds")) from None
     _require(document["thresholds"] == thresholds.document(), "thresholds",
@@ -300,7 +341,9 @@ def _parse_result(scenario: Any, index: int, kinds: Any) -> ScenarioResult:
             insurance_payouts_usdc=scenario["insurance_payouts_usdc"],
             insurance_drawdown_usdc=scenario["insurance_drawdown_usdc"],
             adl_notional_usdc=scenario["adl_notional_usdc"],
-            bad_debt_usdc=scenario["bad_debt_usdc"], depleted_pools=tuple(scenario["depleted_pools"]))
+            bad_debt_usdc=scenario["bad_debt_usdc"], depleted_pools=tuple(scenario["depleted_pools"]),
+            trader_loss_usdc=scenario["trader_loss_usdc"], backstop_peak_usdc=scenario["backstop_peak_usdc"],
+            insurance_final_usdc=scenario["insurance_final_usdc"])
     except KeyError as error:
         field = f"{path}.{error.args[0]}"
         raise ProtocolError("invalid_report", f"{field} is missing", field=field) from None

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,11 @@ from bastion.stress.execution import Progress, execute_sweep
 from bastion.stress.htmlreport import compute_series, render_html, representative_indices
 from bastion.stress.inputs import StressInputs, extract_inputs
 from bastion.stress.report import StressReport, StressThresholds, build_report, parse_thresholds
-from bastion.stress.scenarios import ScenarioSet, default_scenario_set, load_scenario_set
+from bastion.stress.candles import load_candles
+from bastion.stress.paths import check_path_markets
+from bastion.stress.scenarios import (
+    PathFile, PricePath, ScenarioSet, base_asset, default_scenario_set, load_scenario_set,
+)
 
 REPORT_FILE = "report.json"
 BASELINE_FILE = "baseline.json"
@@ -150,16 +156,66 @@ def load_thresholds(path: str | Path | None) -> StressThresholds | None:
         raise StressInputError(f"thresholds: {error.message}") from None
 
 
-def load_set(path: str | Path | None, seed: int | None) -> ScenarioSet:
+def load_set(path: str | Path | None, seed: int | None, price_paths: Sequence[str] = (),
+             tickers: Sequence[str] = ()) -> ScenarioSet:
     """The scenario set of ``path`` (default: the shipped gate set), with ``seed`` if given (the
-    seed is part of the set's document, so it changes the set's hash)."""
+    seed is part of the set's document, so it changes the set's hash).
+
+    ``price_paths`` (``--path``, each ``FILE`` or ``MARKET=FILE``): one ``path`` scenario entry of
+    these candle files (both candle orders) is added to the set given by ``path``; without ``path``
+    the run is of these files alone (the set ``price-paths``, version 1, default engine settings).
+    A file without ``MARKET=`` drives the market of ``tickers`` named by its file name
+    (``market_of_file``)."""
     try:
-        scenario_set = default_scenario_set() if path is None else load_scenario_set(path)
+        if price_paths:
+            spec = price_path_spec(price_paths, tickers)
+            if path is None:
+                scenario_set = ScenarioSet(name="price-paths", version=1, seed=0, specs=(spec,))
+            else:
+                base = load_scenario_set(path)
+                if spec.name in {s.name for s in base.specs}:
+                    raise StressInputError(f"--path: the scenario set already has a scenario named {spec.name!r}")
+                scenario_set = dataclasses.replace(base, specs=(*base.specs, spec))
+        else:
+            scenario_set = default_scenario_set() if path is None else load_scenario_set(path)
     except ProtocolError as error:
         raise StressInputError(f"scenario set: {error.message}") from None
     except (OSError, json.JSONDecodeError) as error:
         raise StressInputError(f"scenario set {path}: {error}") from None
     return scenario_set if seed is None else dataclasses.replace(scenario_set, seed=seed)
+
+
+PRICE_PATH_SCENARIO = "price-path"
+
+
+def price_path_spec(arguments: Sequence[str], tickers: Sequence[str]) -> PricePath:
+    """The ``path`` scenario entry of ``--path`` arguments: each ``MARKET=FILE`` or ``FILE`` (its
+    market from its name, ``market_of_file``); the document records each file by its name only, so
+    the set's hash depends on the files' contents and names, not on the directory they are in."""
+    files = []
+    for argument in arguments:
+        market, sep, file = argument.partition("=")
+        if not sep:
+            market, file = market_of_file(argument, tickers), argument
+        series = load_candles(file)
+        files.append(PathFile(market, Path(file).name, series.sha256, str(file)))
+    if len({f.market for f in files}) != len(files):
+        raise StressInputError("--path: one file per market")
+    return PricePath(name=PRICE_PATH_SCENARIO, files=tuple(files))
+
+
+def market_of_file(file: str | Path, tickers: Sequence[str]) -> str:
+    """The market a candle file's name names: the first token of its name (split at ``_``, ``-``,
+    ``.`` and spaces) whose base asset (``BTCUSDT`` -> BTC, ``BTC`` -> BTC) is the base asset of
+    exactly one market of the state (``BTC-USD``)."""
+    by_asset: dict[str, list[str]] = {}
+    for ticker in tickers:
+        by_asset.setdefault(base_asset(ticker), []).append(ticker)
+    for token in re.split(r"[_\-. ]+", Path(file).stem):
+        if token and len(by_asset.get(base_asset(token), [])) == 1:
+            return by_asset[base_asset(token)][0]
+    raise StressInputError(f"--path {file}: its name names no market of the state ({', '.join(tickers)}); "
+                           f"give --path MARKET={file}")
 
 
 # --------------------------------------------------------------------------------------- the run
@@ -175,6 +231,10 @@ def run(state: State, *, scenario_set: ScenarioSet | None = None, thresholds: St
     the baseline are both judged by them, even if the proposal changes them (a proposal does not
     set the bar of its own gate)."""
     scenario_set = scenario_set or default_scenario_set()
+    try:
+        check_path_markets(scenario_set, tuple(state.markets))
+    except ProtocolError as error:
+        raise StressInputError(f"scenario set: {error.message}") from None
     thresholds = thresholds or StressThresholds.governed(state.governance)
     total = len(scenario_set.scenarios())
 

@@ -21,7 +21,14 @@ Scenario kinds (one frozen dataclass each; ``bastion.stress.paths`` turns them i
 ``jump_diffusion``    ``count`` correlated jump-diffusion paths (one seeded draw each)
 ``oracle_manipulation`` one market pumped then dumped (Mango Markets, October 2022)
 ``oracle_outage``     the oracle drifts, goes stale for ``outage_steps`` (no liquidations), then jumps
+``path``              candle files (``candles.py``), one per market, each candle four steps; ``order``
+                      ``both`` (default) gives two scenarios, the low of every candle first and the high first
 ===================== ==========================================================================
+
+A ``path`` entry names its files as ``{"market": "BTC-USD", "file": "btc.csv", "sha256": "..."}``:
+``file`` is resolved against the scenario set's directory (``load_scenario_set``), the digest is
+optional on input (checked when given) and always written in the normalised document, so the set's
+hash commits to the candles' contents (not to where the file lies).
 
 Every kind also takes ``depth_cut`` (share of book depth removed; default 0) and ``step_s`` (the
 duration of one step; default 60, historical replays use their candles: four steps per candle).
@@ -50,6 +57,7 @@ from bastion.core.errors import ProtocolError
 from bastion.core.snapshot import canonical_bytes
 from bastion.core.units import PPM, format_ppm, format_usdc, parse_ppm, parse_usdc
 from bastion.stress.calibration import DATA, load_calibration
+from bastion.stress.candles import load_candles
 
 FORMAT: Final = "bastion-stress-scenarios/1"
 DEFAULT_SET_FILE: Final = DATA / "gate_default.json"
@@ -111,10 +119,40 @@ class OracleOutage(Common):
     outage_steps: int = 30                 # then shows nothing new (stale: no liquidations)
 
 
-Spec = HistoricalReplay | Shock | ThinBook | JumpDiffusion | OracleManipulation | OracleOutage
+PATH_ORDERS: Final = ("both", "low_first", "high_first")
+PATH_PRICES: Final = ("relative", "absolute")
+
+
+@dataclass(frozen=True)
+class PathFile:
+    """One candle file of a ``path`` scenario: the market it drives, the file as the set names it,
+    its SHA-256, and where it was found (not part of the document)."""
+
+    market: str
+    file: str
+    sha256: str
+    location: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PricePath(Common):
+    """Candle files, one per market (``candles.py``); markets without a file keep their oracle price.
+
+    ``order``: ``low_first`` expands every candle as open, low, high, close (adverse to longs),
+    ``high_first`` as open, high, low, close (adverse to shorts), ``both`` gives one scenario of each.
+    ``prices``: ``relative`` (default) moves each market by the file's ratios to its first open, from
+    the snapshot's oracle price; ``absolute`` takes the file's prices as the market's oracle prices."""
+
+    files: tuple[PathFile, ...]
+    order: str = "both"
+    prices: str = "relative"
+    step_s: int = 0                        # set by the data: a quarter of the candle
+
+
+Spec = HistoricalReplay | Shock | ThinBook | JumpDiffusion | OracleManipulation | OracleOutage | PricePath
 KINDS: Final[dict[str, type]] = {
     "historical": HistoricalReplay, "shock": Shock, "thin_book": ThinBook, "jump_diffusion": JumpDiffusion,
-    "oracle_manipulation": OracleManipulation, "oracle_outage": OracleOutage,
+    "oracle_manipulation": OracleManipulation, "oracle_outage": OracleOutage, "path": PricePath,
 }
 KIND_NAMES: Final = {cls: name for name, cls in KINDS.items()}
 # JSON field -> (dataclass field, parser, formatter) for the fields that are not plain ints, strings or bools
@@ -174,6 +212,12 @@ class ScenarioSet:
             if isinstance(spec, JumpDiffusion):
                 first = len(out)
                 out.extend(Scenario(first + i, f"{spec.name}#{i}", spec, i) for i in range(spec.count))
+            elif isinstance(spec, PricePath):
+                # draw 0: the low of every candle first, 1: the high first
+                orders = [0, 1] if spec.order == "both" else [PATH_ORDERS.index(spec.order) - 1]
+                for draw in orders:
+                    name = spec.name if spec.order != "both" else f"{spec.name}:{('low', 'high')[draw]}-first"
+                    out.append(Scenario(len(out), name, spec, draw))
             else:
                 out.append(Scenario(len(out), spec.name, spec))
         return out
@@ -196,7 +240,9 @@ def _spec_document(spec: Spec) -> dict[str, Any]:
     doc: dict[str, Any] = {"kind": KIND_NAMES[type(spec)]}
     ratio_names = {v: k for k, v in _RATIO_FIELDS.items()}
     for name, value in asdict(spec).items():
-        if name in ratio_names:
+        if name == "files":
+            doc[name] = [{"market": f.market, "file": f.file, "sha256": f.sha256} for f in spec.files]
+        elif name in ratio_names:
             doc[ratio_names[name]] = format_ppm(value)
         else:
             doc[name] = value
@@ -208,8 +254,10 @@ def _error(path: str, message: str) -> ProtocolError:
     return ProtocolError("invalid_scenario_set", f"{path}: {message}", field=path)
 
 
-def parse_scenario_set(document: Any) -> ScenarioSet:
-    """Validate a scenario-set document; raises ``ProtocolError("invalid_scenario_set", ...)``."""
+def parse_scenario_set(document: Any, base_dir: Path | str | None = None) -> ScenarioSet:
+    """Validate a scenario-set document; raises ``ProtocolError("invalid_scenario_set", ...)`` (or
+    ``invalid_price_path`` for a bad candle file). ``base_dir``: where the files of ``path``
+    scenarios are looked for (default: the working directory)."""
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _error("format", f"not a {FORMAT} document")
     unknown = sorted(set(document) - {"format", "name", "version", "seed", "engine", "mapping", "scenarios"})
@@ -226,7 +274,7 @@ def parse_scenario_set(document: Any) -> ScenarioSet:
     raw_specs = document.get("scenarios")
     if not isinstance(raw_specs, list) or not raw_specs:
         raise _error("scenarios", "must be a non-empty list")
-    specs = tuple(_parse_spec(raw, f"scenarios[{i}]") for i, raw in enumerate(raw_specs))
+    specs = tuple(_parse_spec(raw, f"scenarios[{i}]", base_dir) for i, raw in enumerate(raw_specs))
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
         raise _error("scenarios", "scenario names must be unique")
@@ -276,7 +324,7 @@ def _asset(asset: Any, path: str) -> str:
     return asset
 
 
-def _parse_spec(raw: Any, path: str) -> Spec:
+def _parse_spec(raw: Any, path: str, base_dir: Path | str | None = None) -> Spec:
     if not isinstance(raw, dict) or raw.get("kind") not in KINDS:
         raise _error(f"{path}.kind", f"must be one of {sorted(KINDS)}")
     cls = KINDS[raw["kind"]]
@@ -284,6 +332,9 @@ def _parse_spec(raw: Any, path: str) -> Spec:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "kind":
+            continue
+        if key == "files" and cls is PricePath:
+            values["files"] = _parse_path_files(value, f"{path}.files", base_dir)
             continue
         target = _RATIO_FIELDS.get(key, key)
         if target not in names or key.endswith("_ppm"):
@@ -299,11 +350,32 @@ def _parse_spec(raw: Any, path: str) -> Spec:
     return spec
 
 
+def _parse_path_files(raw: Any, path: str, base_dir: Path | str | None) -> tuple[PathFile, ...]:
+    """``[{"market", "file", "sha256"?}, ...]``: each file read and checked (``candles.load_candles``)."""
+    if not isinstance(raw, list) or not raw:
+        raise _error(path, "must be a non-empty list of {market, file, sha256}")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{path}[{i}]"
+        if (not isinstance(entry, dict) or set(entry) - {"market", "file", "sha256"}
+                or not all(isinstance(entry.get(k), str) and entry.get(k) for k in ("market", "file"))):
+            raise _error(where, "must be an object of market, file and an optional sha256 (strings)")
+        location = Path(entry["file"]) if base_dir is None else Path(base_dir) / entry["file"]
+        series = load_candles(location, entry.get("sha256"))
+        out.append(PathFile(entry["market"], entry["file"], series.sha256, str(location)))
+    markets = [f.market for f in out]
+    if len(set(markets)) != len(markets):
+        raise _error(path, "one file per market")
+    return tuple(out)
+
+
 _FIELD_TYPES: Final = {"int": int, "bool": bool, "str": str, "str | None": (str, type(None))}
 
 
 def _check_spec(spec: Spec, path: str) -> None:
     for f in fields(spec):
+        if f.name == "files":
+            continue
         value = getattr(spec, f.name)
         expected = _FIELD_TYPES[f.type]
         if not isinstance(value, expected) or expected is int and isinstance(value, bool):
@@ -322,8 +394,10 @@ def _check_spec(spec: Spec, path: str) -> None:
     waits = [getattr(spec, n) for n in ("drift_steps", "hold_steps") if hasattr(spec, n)]
     if any(count <= 0 for count in counts) or any(wait < 0 for wait in waits):
         raise _error(path, "step counts and counts must be positive (drift_steps, hold_steps non-negative)")
-    if isinstance(spec, HistoricalReplay) != (spec.step_s == 0) or spec.step_s < 0:
-        raise _error(f"{path}.step_s", "a historical replay takes its steps from the data; others need step_s > 0")
+    if isinstance(spec, PricePath) and (spec.order not in PATH_ORDERS or spec.prices not in PATH_PRICES):
+        raise _error(path, f"order must be one of {list(PATH_ORDERS)}, prices one of {list(PATH_PRICES)}")
+    if isinstance(spec, HistoricalReplay | PricePath) != (spec.step_s == 0) or spec.step_s < 0:
+        raise _error(f"{path}.step_s", "a historical replay or a path takes its steps from the data; others need step_s > 0")
     if isinstance(spec, OracleManipulation) and spec.pump_ppm <= 0:
         raise _error(f"{path}.pump", "a pump must raise the price")
     if isinstance(spec, HistoricalReplay) and spec.window not in history_windows():
@@ -338,7 +412,8 @@ def scenario_set_hash(scenario_set: ScenarioSet) -> str:
 
 
 def load_scenario_set(path: Path | str = DEFAULT_SET_FILE) -> ScenarioSet:
-    return parse_scenario_set(json.loads(Path(path).read_text()))
+    """The set of a JSON file; the candle files of its ``path`` scenarios are looked for beside it."""
+    return parse_scenario_set(json.loads(Path(path).read_text()), base_dir=Path(path).parent)
 
 
 def default_scenario_set() -> ScenarioSet:
