@@ -92,12 +92,12 @@ def test_the_bounds_are_genesis_defaults_and_governed_with_a_risk_class() -> Non
     from bastion.core.messages import SetLiquidationParams
 
     params = build_state(mass_bankruptcy_genesis(1, 1)).liquidation
-    assert (params.max_liquidations_per_block, params.max_deleveragings_per_block) == (200, 20)
+    assert (params.max_liquidations_per_block, params.max_deleveragings_per_block) == (200, 10)
     changes = compute_numeric_changes("liquidation.", params, SetLiquidationParams(
-        max_liquidations_per_block=500, max_deleveragings_per_block=10), LIQUIDATION_FIELDS)
+        max_liquidations_per_block=500, max_deleveragings_per_block=5), LIQUIDATION_FIELDS)
     assert [tuple(c) for c in changes] == [
         ("liquidation.max_liquidations_per_block", 200, 500, "risk_increasing"),
-        ("liquidation.max_deleveragings_per_block", 20, 10, "risk_reducing")]
+        ("liquidation.max_deleveragings_per_block", 10, 5, "risk_reducing")]
     with pytest.raises(ProtocolError):  # a bound of 0 would stop the waterfall for good
         compute_numeric_changes("liquidation.", params, SetLiquidationParams(max_deleveragings_per_block=0),
                                 LIQUIDATION_FIELDS)

@@ -68,7 +68,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
                     "withdrawal_pause_blocks": 50, "backstop_max_notional": "1000000",
                     "backstop_max_fund_share": "0.5", "backstop_unwind_portion": "0.1", "backstop_after_blocks": 10,
                     "settlement_twap_window_s": 3600, "liquidation_grace_s": 1800,
-                    "max_liquidations_per_block": 200, "max_deleveragings_per_block": 20},
+                    "max_liquidations_per_block": 200, "max_deleveragings_per_block": 10},
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},

@@ -78,7 +78,7 @@ class LiquidationParams:
     # the work of one block's liquidation step (liveness: no input may stall a block), as dYdX v4 bounds
     # its liquidation and deleveraging attempts per block; what is over a bound waits for the next block
     max_liquidations_per_block: int = 200                 # liquidatable subaccounts worked on per block
-    max_deleveragings_per_block: int = 20                 # ADL and socialisation runs (rungs 3 and 4) per block
+    max_deleveragings_per_block: int = 10                 # ADL and socialisation runs (rungs 3 and 4) per block
 
 
 @dataclass(slots=True)
