@@ -171,6 +171,11 @@ LIQUIDATION_FIELDS: Final = (
     NumericField("settlement_twap_window_s", "settlement_twap_window_ms", _parse_seconds,
                  MIN_SETTLEMENT_TWAP_WINDOW_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, False),
     NumericField("liquidation_grace_s", "liquidation_grace_ms", _parse_seconds, 0, MAX_LIQUIDATION_GRACE_MS, True),
+    # the per-block work bounds: a higher bound lets one block do more work (a mass bankruptcy can
+    # then stall block production); a lower one only spreads the waterfall over more blocks (>= 1:
+    # the worst account always progresses)
+    NumericField("max_liquidations_per_block", "max_liquidations_per_block", _parse_count, 1, None, True),
+    NumericField("max_deleveragings_per_block", "max_deleveragings_per_block", _parse_count, 1, None, True),
 )
 # the listing bounds: laxer tiers or larger OI caps for new markets are riskier
 LISTING_FIELDS: Final = (

@@ -67,7 +67,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
                     "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000",
                     "withdrawal_pause_blocks": 50, "backstop_max_notional": "1000000",
                     "backstop_max_fund_share": "0.5", "backstop_unwind_portion": "0.1", "backstop_after_blocks": 10,
-                    "settlement_twap_window_s": 3600, "liquidation_grace_s": 1800},
+                    "settlement_twap_window_s": 3600, "liquidation_grace_s": 1800,
+                    "max_liquidations_per_block": 200, "max_deleveragings_per_block": 10},
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
@@ -275,7 +276,9 @@ def build_state(genesis: Any) -> State:
              minimum=MIN_SETTLEMENT_TWAP_WINDOW_MS // MS_PER_S, maximum=MAX_SETTLEMENT_TWAP_WINDOW_MS // MS_PER_S)
         * MS_PER_S,
         _int(liq_obj["liquidation_grace_s"], "genesis.liquidation.liquidation_grace_s", minimum=0,
-             maximum=MAX_LIQUIDATION_GRACE_MS // MS_PER_S) * MS_PER_S)
+             maximum=MAX_LIQUIDATION_GRACE_MS // MS_PER_S) * MS_PER_S,
+        _int(liq_obj["max_liquidations_per_block"], "genesis.liquidation.max_liquidations_per_block", minimum=1),
+        _int(liq_obj["max_deleveragings_per_block"], "genesis.liquidation.max_deleveragings_per_block", minimum=1))
 
     fund_obj = {**GENESIS_DEFAULTS["funding"], **_get(g, "funding", "genesis", dict, {})}
     _check_keys(fund_obj, set(GENESIS_DEFAULTS["funding"]), "genesis.funding")

@@ -13,6 +13,11 @@
 2. **Order.** Subaccounts by ``(TNC/MMR ascending, owner, number)``; within one, positions by
    maintenance margin descending (then ticker), each at most once per block. The subaccount's
    resting orders are cancelled first (reason ``liquidation``).
+3. **How many.** The work of one block is bounded (no input may stall a block): at most
+   ``max_liquidations_per_block`` subaccounts, the first in that order, are worked on, and rungs 3
+   and 4 run for at most ``max_deleveragings_per_block`` positions; the rest wait for the next
+   block, still watched (``liquidation_deferred`` / ``deleveraging_deferred``, reason
+   ``block_limit``). Each block starts from the worst account, so the backlog always shrinks.
 
 Then, for each position, the **loss waterfall**: each rung only for what the rung above could not do.
 
@@ -63,7 +68,9 @@ Rung 2, the backstop. If the book did not take the whole attempted size and the 
 Rung 3, auto-deleveraging (only if TNC < 0 and the backstop could not take the whole position).
    ``deleverage`` closes the position against opposing positions **in profit** at the oracle price,
    ranked by ``risk_model.adl_score`` (unrealised PnL ratio x effective leverage) descending, then
-   owner and number; winners whose own TNC is not positive come after every scored one. Each pair
+   owner and number; winners whose own TNC is not positive come after every scored one. The ranking
+   of a market side is built once per block and kept current (``AdlRanking``: only the subaccounts
+   the step changed are re-scored), so an ADL costs what it touches, not a valuation per holder. Each pair
    closes at the deleveraged account's bankruptcy quote, but never worse for the winner than its
    entry price (``risk_model.adl_quote``: the winner's realised PnL on the closed lots is >= 0); a
    candidate whose margin cannot take the whole size takes the largest size that keeps its update
@@ -81,6 +88,8 @@ fund movement, deleveraging and bad debt emits an event with its inputs.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, insort
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Final
 
@@ -92,6 +101,7 @@ from bastion.core.margin import (
     compute_position_risk,
     cost_after,
     cost_change,
+    get_net_collateral,
     get_subaccount_risk,
     is_valid_update,
     open_interest_change,
@@ -154,10 +164,20 @@ def liquidate(state: State, events: Events) -> None:
             continue
         ranked.append((Fraction(net_collateral, maintenance), sub.owner, sub.number))
     ranked.sort()
-    for _, owner, number in ranked:
+    params = state.liquidation
+    work = _BlockWork(AdlRanking(state), params.max_deleveragings_per_block)
+    for index, (_, owner, number) in enumerate(ranked):
         sub = state.subaccounts[(owner, number)]
         stalled = state.liquidation_stalls.get((owner, number), 0)
-        reduced = _liquidate_subaccount(state, sub, stalled >= state.liquidation.backstop_after_blocks, events)
+        if index >= params.max_liquidations_per_block:
+            # over the block's bound: it stays watched and comes first among its peers next block
+            # (no attempt: its stall count neither grows nor resets)
+            events.append({"type": "liquidation_deferred", "owner": owner, "number": number,
+                           "reason": "block_limit", "markets": sorted(sub.positions)})
+            if stalled:
+                stalls[(owner, number)] = stalled
+            continue
+        reduced = _liquidate_subaccount(state, sub, stalled >= params.backstop_after_blocks, events, work)
         if not reduced and sub.positions:
             stalls[(owner, number)] = stalled + 1
     for market in state.markets.values():
@@ -195,7 +215,18 @@ def _pause_withdrawals(state: State, pool: str, events: Events) -> None:
         state.touch(("global",))
 
 
-def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: Events) -> bool:
+class _BlockWork:
+    """What one block's liquidation step shares between subaccounts: the ADL ranking (kept current)
+    and how many deleveragings (rungs 3 and 4) it may still run (``max_deleveragings_per_block``)."""
+
+    __slots__ = ("ranks", "deleveragings_left")
+
+    def __init__(self, ranks: AdlRanking, deleveragings_left: int) -> None:
+        self.ranks = ranks
+        self.deleveragings_left = deleveragings_left
+
+
+def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: Events, work: _BlockWork) -> bool:
     """The waterfall for each position of a liquidatable subaccount; True if any position shrank.
     ``stalled``: it has reduced nothing for ``backstop_after_blocks`` blocks (rung 2 applies)."""
     for order_id, ticker in list(sub.orders.items()):
@@ -218,25 +249,37 @@ def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: 
                 events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
                                "reason": hold, "markets": [ticker]})
                 continue
-            before = sub.positions[ticker].size
-            backstop_takeover(state, sub, market, "bankrupt", events)
-            if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
-                deleverage(state, sub, market, events)
-            reduced = reduced or sub.positions.get(ticker) is None or sub.positions[ticker].size != before
+            reduced = _backstop_and_deleverage(state, sub, market, "bankrupt", events, work) or reduced
             risk = get_subaccount_risk(state, sub)
             continue
-        attempted, filled = _liquidate_position(state, sub, market, risk, budget, events)
+        attempted, filled = _liquidate_position(state, sub, market, risk, budget, events, work.ranks)
         if filled:
             risk = get_subaccount_risk(state, sub)
             reduced = True
         if filled < attempted and (risk[0] <= 0 or stalled):
-            before = sub.positions[ticker].size
-            backstop_takeover(state, sub, market, "bankrupt" if risk[0] <= 0 else "stalled", events)
-            if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
-                deleverage(state, sub, market, events)
-            reduced = reduced or sub.positions.get(ticker) is None or sub.positions[ticker].size != before
+            reason = "bankrupt" if risk[0] <= 0 else "stalled"
+            reduced = _backstop_and_deleverage(state, sub, market, reason, events, work) or reduced
             risk = get_subaccount_risk(state, sub)
     return reduced
+
+
+def _backstop_and_deleverage(state: State, sub: Subaccount, market: Market, reason: str, events: Events,
+                             work: _BlockWork) -> bool:
+    """Rungs 2 to 4 for one position: the backstop takes over what it may, then, if the account's
+    TNC is still negative, ``deleverage`` (within the block's ``max_deleveragings_per_block``, else
+    the account waits for the next block); True if the position shrank."""
+    ticker = market.ticker
+    before = sub.positions[ticker].size
+    backstop_takeover(state, sub, market, reason, events)
+    work.ranks.changed(sub)
+    if ticker in sub.positions and get_subaccount_risk(state, sub)[0] < 0:
+        if work.deleveragings_left > 0:
+            work.deleveragings_left -= 1
+            deleverage(state, sub, market, events, work.ranks)
+        else:  # over the block's bound: the account stays watched and is deleveraged next block
+            events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner,
+                           "number": sub.number, "reason": "block_limit"})
+    return sub.positions.get(ticker) is None or sub.positions[ticker].size != before
 
 
 class _Budget:
@@ -250,7 +293,7 @@ class _Budget:
 
 
 def _liquidate_position(state: State, sub: Subaccount, market: Market, risk: tuple[int, int, int],
-                        budget: _Budget, events: Events) -> tuple[int, int]:
+                        budget: _Budget, events: Events, ranks: AdlRanking) -> tuple[int, int]:
     """Send the block's liquidation order for one position to the book; (lots attempted, filled).
     ``risk`` is the subaccount's current (TNC, IMR, MMR)."""
     params = state.liquidation
@@ -274,7 +317,7 @@ def _liquidate_position(state: State, sub: Subaccount, market: Market, risk: tup
                            bankruptcy_adjustment_ppm=params.bankruptcy_adjustment_ppm,
                            spread_to_maintenance_ppm=params.spread_to_maintenance_ppm)
     limit = _limit_ticks(market, price, side)
-    fills = _LiquidationFills(state, market, sub, side, budget, price, limit, events)
+    fills = _LiquidationFills(state, market, sub, side, budget, price, limit, events, ranks)
     book.match(side, limit, lots, fills)
     if fills.filled < lots:
         events.append({"type": "liquidation_incomplete", "owner": sub.owner, "number": sub.number,
@@ -324,13 +367,14 @@ def _maker_margin_ok(state: State, market: Market, maker: Order, maker_sub: Suba
 class _LiquidationFills:
     """The ``on_fill`` judge of one liquidation order (compare ``orders._Matcher.decide``)."""
 
-    __slots__ = ("state", "market", "sub", "side", "budget", "fillable", "limit", "events", "filled",
+    __slots__ = ("state", "market", "sub", "side", "budget", "fillable", "limit", "events", "ranks", "filled",
                  "stop_reason")
 
     def __init__(self, state: State, market: Market, sub: Subaccount, side: int, budget: _Budget,
-                 fillable: Fraction, limit: int, events: Events) -> None:
+                 fillable: Fraction, limit: int, events: Events, ranks: AdlRanking) -> None:
         self.state, self.market, self.sub, self.side = state, market, sub, side
         self.budget, self.fillable, self.limit, self.events = budget, fillable, limit, events
+        self.ranks = ranks
         self.filled = 0
         self.stop_reason = ""
 
@@ -363,6 +407,8 @@ class _LiquidationFills:
         fill = apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
                           oi_delta, events=self.events)
         fill["liquidation"] = True
+        self.ranks.changed(sub)
+        self.ranks.changed(maker_sub)
         sub.balance -= insurance
         state.insurance_funds[pool] += insurance
         self.budget.notional_left -= abs(quote)
@@ -613,11 +659,16 @@ def _sweep_backstop(state: State, pool: str, backstop: Subaccount, events: Event
 
 
 # --------------------------------------------------------------------------------------- deleveraging
-def deleverage(state: State, sub: Subaccount, market: Market, events: Events) -> None:
+def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
+               ranks: AdlRanking | None = None) -> None:
     """Rungs 3 and 4: close the subaccount's position in ``market`` against ranked winners (ADL),
-    then socialise what none of them could take, then any deficit left on a flat account."""
+    then socialise what none of them could take, then any deficit left on a flat account.
+    ``ranks``: the block's ``AdlRanking`` (kept current across calls), or None for a fresh one."""
     ticker = market.ticker
+    if ranks is None:
+        ranks = AdlRanking(state)
     settle_funding(state, sub, events)
+    ranks.changed(sub)
     position = sub.positions[ticker]
     side = 1 if position.size > 0 else -1
     get_subaccount_risk(state, sub)  # fresh memoised valuations
@@ -628,7 +679,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
         events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner, "number": sub.number,
                        "reason": "profitable_position"})
         return
-    for score, counterparty in ranked_counterparties(state, market, sub):
+    for score, counterparty in ranks.ranked(market, side):
         position = sub.positions.get(ticker)
         if position is None:
             break
@@ -662,6 +713,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
         profit = notional(other.size, market.oracle_price, size_decimals=market.size_decimals,
                           price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
+        ranks.changed(counterparty)
         events.append({"type": "deleveraging", "market": ticker, "owner": sub.owner, "number": sub.number,
                        "size": -delta, "bankruptcy_quote": bankruptcy, "quote": quote,
                        "oracle_price": market.oracle_price, "net_collateral": net_collateral,
@@ -670,39 +722,110 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events) ->
                                         "score": None if score is None else str(score), "unrealized_pnl": profit,
                                         "cost_closed": closed}})
     if ticker in sub.positions:
-        socialise(state, sub, market, events)
+        socialise(state, sub, market, events, ranks)
     if not sub.positions and sub.balance < 0:
-        socialise_deficit(state, sub, market, side, events)
+        socialise_deficit(state, sub, market, side, events, ranks)
+    ranks.changed(sub)
 
 
 def ranked_counterparties(state: State, market: Market, sub: Subaccount) -> list[tuple[Fraction | None, Subaccount]]:
     """The ADL candidates for ``sub``'s position in ``market``, in order: opposing positions in
     profit at the oracle price (never a backstop), by ``risk_model.adl_score`` descending, ties by
-    owner and number; winners whose TNC is not positive (score None) last, by owner and number."""
-    ticker = market.ticker
-    side = 1 if sub.positions[ticker].size > 0 else -1
-    scored: list[tuple[int, Fraction, str, int, Subaccount]] = []
-    for key in sorted(market.holders):
-        if is_backstop(key[0]):
-            continue
-        other = state.subaccounts[key]
-        position = other.positions[ticker]
-        if position.size * side >= 0:
-            continue
-        value = notional(position.size, market.oracle_price, size_decimals=market.size_decimals,
-                         price_decimals=market.price_decimals)
-        if value <= position.cost:
-            continue  # not in profit: never deleveraged
-        net_collateral = get_subaccount_risk(state, other)[0]
-        if net_collateral > 0:
-            score = adl_score(value, position.cost, net_collateral)
-            if score is None:
-                raise InvariantViolation(f"{ticker}: a winner without an ADL score")
-            scored.append((0, -score, other.owner, other.number, other))
-        else:
-            scored.append((1, Fraction(0), other.owner, other.number, other))
-    scored.sort(key=lambda entry: entry[:4])
-    return [(None if group else -negated, other) for group, negated, _, _, other in scored]
+    owner and number; winners whose TNC is not positive (score None) last, by owner and number.
+    (A fresh ``AdlRanking``: what ``deleverage`` walks, kept current within a block.)"""
+    return list(AdlRanking(state).ranked(market, 1 if sub.positions[market.ticker].size > 0 else -1))
+
+
+_Entry = tuple[int, Fraction, str, int]  # (0 scored / 1 unscored, -score, owner, number): ascending = ADL order
+
+
+def _adl_entry(state: State, market: Market, side: int, key: SubKey) -> _Entry | None:
+    """The ranking entry of subaccount ``key`` against a deleveraged position of ``side`` (+1 long,
+    -1 short) in ``market``, or None if it is no candidate (no opposing position in profit at the
+    oracle price, or a backstop). Its TNC is ``get_net_collateral``: the score needs no margin
+    requirement, so ranking values no position's margin."""
+    if is_backstop(key[0]):
+        return None
+    other = state.subaccounts.get(key)
+    position = other.positions.get(market.ticker) if other is not None else None
+    if position is None or position.size * side >= 0:
+        return None
+    value = notional(position.size, market.oracle_price, size_decimals=market.size_decimals,
+                     price_decimals=market.price_decimals)
+    if value <= position.cost:
+        return None  # not in profit: never deleveraged
+    net_collateral = get_net_collateral(state, other)
+    if net_collateral <= 0:
+        return (1, Fraction(0), key[0], key[1])
+    score = adl_score(value, position.cost, net_collateral)
+    if score is None:
+        raise InvariantViolation(f"{market.ticker}: a winner without an ADL score")
+    return (0, -score, key[0], key[1])
+
+
+class AdlRanking:
+    """The ADL rankings one block's liquidation step (or one final settlement) works with.
+
+    The ranking of a market side (the winners opposite a deleveraged position, ``ranked_counterparties``
+    order) is built once, the first time a deleveraging there needs it, and then kept current: every
+    change to a subaccount during the step (a liquidation fill of it or its maker, a takeover, a
+    deleveraging or socialisation pair) is reported with ``changed``, and before the next ranking is
+    read those subaccounts' entries, in every ranking built so far, are recomputed and moved (a
+    subaccount's score depends only on its own balance and positions and the oracle prices, which do
+    not move during the step). So a deleveraging costs what it touches, not one valuation per holder
+    of the market, and walks exactly the order a fresh ranking would give.
+    """
+
+    __slots__ = ("state", "lists", "members", "stale")
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.lists: dict[tuple[str, int], list[_Entry]] = {}  # (ticker, deleveraged side) -> sorted entries
+        self.members: dict[tuple[str, int], dict[SubKey, _Entry]] = {}
+        self.stale: dict[SubKey, None] = {}
+
+    def changed(self, sub: Subaccount) -> None:
+        """``sub``'s balance or positions changed: recompute its entries before the next read."""
+        if self.lists:
+            self.stale[(sub.owner, sub.number)] = None
+
+    def ranked(self, market: Market, side: int) -> Iterator[tuple[Fraction | None, Subaccount]]:
+        """(score or None, subaccount) of the candidates against a position of ``side`` in ``market``,
+        best first: the order at this call (later changes do not reorder what it yields)."""
+        self._refresh()
+        slot = (market.ticker, side)
+        entries = self.lists.get(slot)
+        if entries is None:
+            members = {}
+            for key in market.holders:
+                entry = _adl_entry(self.state, market, side, key)
+                if entry is not None:
+                    members[key] = entry
+            entries = sorted(members.values())
+            self.members[slot], self.lists[slot] = members, entries
+        subaccounts = self.state.subaccounts
+        return ((None if group else -negated, subaccounts[(owner, number)])
+                for group, negated, owner, number in list(entries))
+
+    def _refresh(self) -> None:
+        if not self.stale:
+            return
+        markets = self.state.markets
+        for slot, members in self.members.items():
+            market, side, entries = markets[slot[0]], slot[1], self.lists[slot]
+            resort = 8 * len(self.stale) > len(entries)  # many changed (a socialisation): sort once
+            for key in self.stale:
+                old = members.pop(key, None)
+                if old is not None and not resort:
+                    del entries[bisect_left(entries, old)]
+                new = _adl_entry(self.state, market, side, key)
+                if new is not None:
+                    members[key] = new
+                    if not resort:
+                        insort(entries, new)
+            if resort:
+                entries[:] = sorted(members.values())
+        self.stale.clear()
 
 
 def _opposing(state: State, market: Market, side: int) -> list[Subaccount]:
@@ -716,7 +839,8 @@ def _opposing(state: State, market: Market, side: int) -> list[Subaccount]:
     return out
 
 
-def socialise(state: State, sub: Subaccount, market: Market, events: Events) -> None:
+def socialise(state: State, sub: Subaccount, market: Market, events: Events,
+              ranks: AdlRanking | None = None) -> None:
     """Close what is left of the position at its bankruptcy price against every opposing position,
     pro rata to their sizes (remaining lots one each by owner and number), each paying its share of
     the bankruptcy quote (the remainder of the division likewise); the loss against the oracle
@@ -745,6 +869,8 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events) -> 
     for (counterparty, lots), payment in zip(takers, payments):
         lot_delta = lots if delta > 0 else -lots
         _close_pair(state, market, sub, counterparty, lot_delta, payment, events)
+        if ranks is not None:
+            ranks.changed(counterparty)
         shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": lots,
                            "payment": payment})
     pool = market.pool
@@ -756,7 +882,8 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events) -> 
                    "pool": pool, "shares": shares_out})
 
 
-def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, events: Events) -> None:
+def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, events: Events,
+                      ranks: AdlRanking | None = None) -> None:
     """A flat account's negative balance (what the entry-price bound of ADL withheld) charged pro
     rata to the positions opposite to ``side`` in ``market`` (the remainder one micro-USDC each by
     owner and number), recorded as the pool's bad debt. With no opposing position left the pool's
@@ -775,6 +902,8 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
             settle_funding(state, counterparty, events)
             counterparty.balance -= payment
             state.touch(counterparty.key)
+            if ranks is not None:
+                ranks.changed(counterparty)
             shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": 0,
                                "payment": payment})
     else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
@@ -844,10 +973,11 @@ def settle_final_markets(state: State, events: Events) -> None:
             remove_order(state, market, order.order_id, FINAL_SETTLEMENT, events)
         for order_id in [i for i, c in state.conditional_orders.items() if c.terms.market == ticker]:
             remove_conditional_order(state, order_id, FINAL_SETTLEMENT, events)
+        ranks = AdlRanking(state)  # kept current across this market's deleveragings
         for key in sorted(market.holders):
             sub = state.subaccounts[key]
             if ticker in sub.positions and not is_backstop(key[0]) and get_subaccount_risk(state, sub)[0] < 0:
-                deleverage(state, sub, market, events)
+                deleverage(state, sub, market, events, ranks)
         residue = 0
         for key in sorted(market.holders):
             sub = state.subaccounts[key]

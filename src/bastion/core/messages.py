@@ -183,6 +183,8 @@ class SetLiquidationParams(_Checked):
     backstop_after_blocks: int | None = None
     settlement_twap_window_s: int | None = None
     liquidation_grace_s: int | None = None
+    max_liquidations_per_block: int | None = None
+    max_deleveragings_per_block: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +324,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
                            "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",
-                           "settlement_twap_window_s", "liquidation_grace_s"),
+                           "settlement_twap_window_s", "liquidation_grace_s",
+                           "max_liquidations_per_block", "max_deleveragings_per_block"),
 }
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket

@@ -75,6 +75,10 @@ class LiquidationParams:
     # issue 16: after a guardian market or trading pause ends, book liquidations of the market wait this
     # long (accounts at or below bankruptcy still go to the backstop); at most MAX_LIQUIDATION_GRACE_MS
     liquidation_grace_ms: int = 1_800_000
+    # the work of one block's liquidation step (liveness: no input may stall a block), as dYdX v4 bounds
+    # its liquidation and deleveraging attempts per block; what is over a bound waits for the next block
+    max_liquidations_per_block: int = 200                 # liquidatable subaccounts worked on per block
+    max_deleveragings_per_block: int = 10                 # ADL and socialisation runs (rungs 3 and 4) per block
 
 
 @dataclass(slots=True)

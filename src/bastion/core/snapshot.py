@@ -31,7 +31,7 @@ from bastion.core.state import (
     Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-FORMAT = "bastion-snapshot/13"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/14"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
@@ -40,7 +40,8 @@ FORMAT = "bastion-snapshot/13"  # 2: BGOV holders, delegations and vote checkpoi
 #   9: registered stress reports; 10: proposal fees, swing extensions and live-proposal limits;
 #   11: each sender's spent nonces (core.nonces)
 #   12: the settlement TWAP accumulators and checkpoints, the settlement price, the post-pause liquidation
-#   grace and its parameters; 13: the stress gate's limit on losses to traders
+#   grace and its parameters; 13: the per-block liquidation work bounds (max_liquidations_per_block,
+#   max_deleveragings_per_block); 14: the stress gate's limit on losses to traders
 
 # Order's constructor arguments, in order (all of them are state)
 _ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
