@@ -435,14 +435,20 @@ def bankruptcy_quote(state: State, sub: Subaccount, market: Market, delta: int) 
     lots of its position so that closing them uses exactly their share of its collateral
     (``risk_model.bankruptcy_amount``, with the account's totals before the change)."""
     net_collateral, _, maintenance = get_subaccount_risk(state, sub)
+    value_change, maintenance_change = _position_change(state, sub, market, delta)
+    quote = bankruptcy_amount(value_change, net_collateral, maintenance_change, maintenance)
+    return quote, net_collateral, maintenance
+
+
+def _position_change(state: State, sub: Subaccount, market: Market, delta: int) -> tuple[int, int]:
+    """(value change, MMR change) of the subaccount's position in ``market`` moving by ``delta`` lots."""
     position = sub.positions[market.ticker]
     override = sub.imf_overrides.get(market.ticker)
     old_value, _, old_maintenance = compute_position_risk(state, market, position.size, market.open_interest,
                                                           override)
     new_value, _, new_maintenance = compute_position_risk(state, market, position.size + delta,
                                                           market.open_interest, override)
-    quote = bankruptcy_amount(new_value - old_value, net_collateral, new_maintenance - old_maintenance, maintenance)
-    return quote, net_collateral, maintenance
+    return new_value - old_value, new_maintenance - old_maintenance
 
 
 def _losing_maintenance(state: State, sub: Subaccount) -> int:
@@ -461,15 +467,11 @@ def deficit_quote(state: State, sub: Subaccount, market: Market, delta: int) -> 
     net_collateral, _, maintenance = get_subaccount_risk(state, sub)
     losing = _losing_maintenance(state, sub)
     position = sub.positions[market.ticker]
-    override = sub.imf_overrides.get(market.ticker)
-    old_value, _, old_maintenance = compute_position_risk(state, market, position.size, market.open_interest,
-                                                          override)
-    new_value, _, new_maintenance = compute_position_risk(state, market, position.size + delta,
-                                                          market.open_interest, override)
+    value_change, maintenance_change = _position_change(state, sub, market, delta)
     if losing and position.risk[0] > position.cost:
-        return old_value - new_value, net_collateral, 0
+        return -value_change, net_collateral, 0
     base = losing or maintenance
-    quote = bankruptcy_amount(new_value - old_value, net_collateral, new_maintenance - old_maintenance, base)
+    quote = bankruptcy_amount(value_change, net_collateral, maintenance_change, base)
     return quote, net_collateral, base
 
 
