@@ -219,7 +219,13 @@ def pick(data, items: list, label: str):
 
 
 def snapshot(state: State) -> State:
-    return pickle.loads(pickle.dumps(state))
+    """A deep copy of ``state`` without the hashing's derived vector cache (megabytes of 2 KB vectors,
+    rebuilt on demand), which would otherwise dominate every copy."""
+    vectors, state.leaf_vectors = state.leaf_vectors, {}
+    try:
+        return pickle.loads(pickle.dumps(state))
+    finally:
+        state.leaf_vectors = vectors
 
 
 def machine_genesis() -> dict:
