@@ -342,8 +342,10 @@ def test_the_stress_thresholds_are_governance_parameters_with_genesis_defaults()
 
     assert (g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
             g.stress_max_es99_loss_ppm_of_fund) == (10_000, 500_000, 1_000_000)   # 1%, 50% and 100%
+    assert g.stress_max_loss_to_traders_usdc == 0                                  # no loss moved onto traders
     assert governance.format_governance_params(g)["stress"] == {
-        "max_depletion_probability": "0.01", "max_var99_loss_of_fund": "0.5", "max_es99_loss_of_fund": "1"}
+        "max_depletion_probability": "0.01", "max_var99_loss_of_fund": "0.5", "max_es99_loss_of_fund": "1",
+        "max_loss_to_traders": "0"}
 
 
 def test_genesis_stress_thresholds_round_trip_through_the_hash_and_a_snapshot():

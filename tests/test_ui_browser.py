@@ -254,8 +254,9 @@ def test_a_stored_stress_report_page_draws_its_plots_under_its_content_security_
     page.goto(server.url + stored.json()["html_url"])
 
     sync_api.expect(page.locator(".figure .main-svg").first).to_be_visible()
-    assert page.locator(".figure").count() == 2          # liquidated notional per scenario, bad debt
-    assert page.locator(".figure:has(.main-svg)").count() == 2
+    # liquidated notional per scenario, bad debt, losses to traders, backstop inventory peak
+    assert page.locator(".figure").count() == 4
+    assert page.locator(".figure:has(.main-svg)").count() == 4
     sync_api.expect(page.locator("h1")).to_have_text("Bastion stress report")
     screenshot(page, "stress-report")
     assert blocked == []
