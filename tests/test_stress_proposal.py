@@ -165,4 +165,8 @@ def test_halving_a_margin_fails_the_gate_and_passes_ramped_with_a_raised_fund_10
     assert_the_proof(prove(10_000, fund_today_usdc=FUND_10K[0], fund_raised_usdc=FUND_10K[1]))
 
 
-FUND_10K = (100_000_000, 120_000_000)  # 92M before the backstop's unwinding costs (issue 14)
+# Today's book at 100M USDC: ES99 110.4M (VaR99 47.9M) once the fast path models stalled takeovers
+# (fast-path/4); halved at once: VaR99 99.5M, ES99 159.9M; ramped: VaR99 47.9M, ES99 108.5M. So 120M
+# passes today's book, and 140M fails the halving at once (VaR99 > 70M) and passes it ramped.
+# (92M before the backstop's unwinding costs, 100M before the stalled takeovers, issue 14.)
+FUND_10K = (120_000_000, 140_000_000)
