@@ -30,7 +30,8 @@ from bastion.risk_model import notional
 PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price",
                 "limit_price", "spot"}
 SIZE_FIELDS = {"size", "filled", "attempted", "inventory"}
-USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
+USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin",
+               "maintenance", "bankruptcy_quote",
                "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance", "treasury",
                "fund_delta", "fund_equity", "received", "oracle_value", "counterparty_loss", "quote", "cost_closed"}
 GOVERNANCE_EVENTS = {"proposal_submitted", "vote_cast", "proposal_status", "deposit_returned", "deposit_burned"}
@@ -105,7 +106,8 @@ def describe_state(state: State) -> dict:
     return {"height": state.height, "time": format_iso_ms(state.time_ms), "state_hash": state.state_hash,
             "subaccounts": subaccounts, "markets": markets,
             "insurance_funds": {k: format_usdc(v) for k, v in state.insurance_funds.items()},
-            "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)},
+            "protocol_accounts": {"fees": format_usdc(state.fees_account),
+                                  "funding": format_usdc(state.funding_account)},
             "totals": {"deposits": format_usdc(state.total_deposits),
                        "withdrawals": format_usdc(state.total_withdrawals)},
             "bgov": describe_bgov(state),

@@ -67,7 +67,7 @@ from bastion.api.signing import (
 )
 from bastion.api.views import (
     describe_book, describe_concentration, describe_council_state, describe_guardian_state, describe_insurance_funds,
-    describe_market, describe_open_orders, describe_param_history, describe_proposals, describe_rollouts,
+    describe_market, describe_param_history, describe_proposals, describe_rollouts,
     describe_status, describe_subaccount, get_market_or_404, get_subaccount_or_404, page_open_orders,
 )
 from bastion.api.ws import Hub, HubLimits, serve_connection
@@ -603,7 +603,8 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             if found is None:
                 raise ProtocolError("unknown_block", f"no block at height {height}", field="height")
             return {**block_header(found),
-                    "txs": [{"sender": t.sender, "nonce": t.nonce, "arrival": t.arrival, "msg": t.msg} for t in found.txs],
+                    "txs": [{"sender": t.sender, "nonce": t.nonce, "arrival": t.arrival, "msg": t.msg}
+                            for t in found.txs],
                     "results": found.results, "events": [format_event(e, node.state) for e in found.events]}
 
     # ----------------------------------------------------------------- reads: read models (history)

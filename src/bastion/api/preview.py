@@ -183,7 +183,8 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
     after_view = _describe_holdings(state, after)
     return {
         "height": state.height, "subaccount": subaccount, "market": market, "side": side,
-        "size": size_text(the_market, lots), "price": price_text(the_market, ticks), "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
+        "size": size_text(the_market, lots), "price": price_text(the_market, ticks),
+        "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
         "accepted": rejection is None, "rejection": rejection,
         "before": _describe_holdings(state, before), "after": after_view,
         "isolation": {

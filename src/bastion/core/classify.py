@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from bastion.core import actions, governance, rollout
 from bastion.core.errors import ProtocolError

@@ -134,7 +134,8 @@ def _oracle_params(obj: dict, base: OracleParams | None, path: str) -> OraclePar
     move = pick("max_move_per_block", lambda v, p: _wrap(p, parse_ppm, v, field=p))
     if base is None:
         base = OracleParams(d["min_sources"], d["max_staleness_s"] * MS_PER_S,
-                            parse_ppm(d["max_source_deviation"], field="d"), parse_ppm(d["max_move_per_block"], field="d"))
+                            parse_ppm(d["max_source_deviation"], field="d"),
+                            parse_ppm(d["max_move_per_block"], field="d"))
     return OracleParams(
         min_sources if min_sources is not None else base.min_sources,
         staleness if staleness is not None else base.max_staleness_ms,
@@ -215,7 +216,8 @@ def build_state(genesis: Any) -> State:
     time_ms = _wrap("genesis.time", parse_iso_ms, _get(g, "time", "genesis", str, GENESIS_DEFAULTS["time"]),
                     field="genesis.time")
     bridge = _wrap("genesis.bridge_operator", normalize_address,
-                   _get(g, "bridge_operator", "genesis", str, GENESIS_DEFAULTS["bridge_operator"]), field="bridge_operator")
+                   _get(g, "bridge_operator", "genesis", str, GENESIS_DEFAULTS["bridge_operator"]),
+                   field="bridge_operator")
     oracle_obj = _get(g, "oracle", "genesis", dict, GENESIS_DEFAULTS["oracle"])
     oracle_defaults = _oracle_params(oracle_obj, None, "genesis.oracle")
     operators = oracle_obj.get("operators", GENESIS_DEFAULTS["oracle"]["operators"])

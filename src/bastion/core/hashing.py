@@ -1,16 +1,16 @@
 """Canonical serialization and the state hash.
 
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
-``("conditional", id)``, ``("market", ticker)``, ``("twap", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
-``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
-``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
+``("conditional", id)``, ``("market", ticker)``, ``("twap", ticker)``, ``("global",)``, and for BGOV
+``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for
+proposals ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
-for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
-member)``, ``("stress_report", report hash)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and
-``("steward_approval", name, member)``, and ``("listing",)`` for the listing parameters, ``("order_limits",)``
-for the anti-spam order limits, and ``("nonces", sender)`` for each sender's spent nonces,
-``bastion.core.nonces``) and a canonical value (compact JSON of ints, strings,
-bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
+for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``,
+``("attestation", proposal id, member)``, ``("stress_report", report hash)``, ``("steward_bound", name)``,
+``("steward_cooldown", name)`` and ``("steward_approval", name, member)``, and ``("listing",)`` for the listing
+parameters, ``("order_limits",)`` for the anti-spam order limits, and ``("nonces", sender)`` for each sender's spent
+nonces, ``bastion.core.nonces``) and a canonical value (compact JSON of ints, strings, bools,
+``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
 proposals' actions with their keys sorted). A leaf's bytes are ``leaf_encoding``: compact ASCII
 JSON of the key, a zero byte, compact ASCII JSON of the value (``_leaf_bytes`` is a faster path to
 the same bytes); its digest is their SHA-256.
@@ -32,7 +32,8 @@ of random vectors in (Z/2**16)**1024 that sums to zero: the short integer soluti
 dimension 1024, for which lattice reduction and Wagner-style attacks cost well over 2**128 at these
 parameters (Bellare-Micciancio's additive construction with Lewi et al.'s LtHash16 parameters,
 the analysis SIMD-0215 relies on); the XOF is modelled as a random oracle and SHA-256 of the
-leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument and the measured cost.
+leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument
+and the measured cost.
 """
 from __future__ import annotations
 
@@ -149,8 +150,8 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         if pr is None:
             return None
         r = pr.rules
-        return [pr.number, pr.proposer, pr.title, pr.description, [_action_value(a) for a in pr.actions], pr.deposit_bgov,
-                pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
+        return [pr.number, pr.proposer, pr.title, pr.description, [_action_value(a) for a in pr.actions],
+                pr.deposit_bgov, pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
                 [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
                  r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
                 pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov]
@@ -161,8 +162,8 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         ro = state.rollouts[key[1]]
         return [ro.market, ro.param, ro.start, ro.target, ro.steps, ro.interval_ms, ro.min_insurance_fund_usdc,
                 ro.max_bad_debt_usdc, ro.max_liquidations, ro.revert_on_breach, ro.proposal_id, ro.created_height,
-                ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason, ro.reverted,
-                ro.ended_height]
+                ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason,
+                ro.reverted, ro.ended_height]
     if kind == "liquidations":
         return [state.liquidation_counts[key[1]]]
     if kind == "ballot":

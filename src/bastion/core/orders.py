@@ -1,7 +1,8 @@
 """Order placement, cancellation and matching (DESIGN.md section 5).
 
 ``place_order`` validates the whole message first (grid, market status and guardian pauses
-(``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the limit price,
+(``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the
+limit price,
 the anti-spam limits (``check_order_limits``), fill-or-kill liquidity) and
 only then assigns an order id and matches. Matching walks the book in price-time priority at the
 makers' prices; ``_Matcher.decide`` judges each proposed fill:
@@ -330,7 +331,8 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
                            "side": SIDE_NAMES[side], "price": ticks, "size": remaining})
         else:
             status = "partially_filled" if consumed else "cancelled"
-            reason = (matcher and matcher.stop_reason) or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
+            reason = ((matcher and matcher.stop_reason)
+                      or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder"))
             events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
                            "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
                            "size": remaining, "reason": reason})

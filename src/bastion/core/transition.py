@@ -33,8 +33,8 @@ from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, media
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
     ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, CouncilAttest, Delegate, Deposit, Execute, GuardianPause,
-    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, RegisterStressReport, SetLeverage, SetMarginMode,
-    StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
+    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, RegisterStressReport, SetLeverage,
+    SetMarginMode, StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -81,8 +81,8 @@ class BlockResult:
 
 def begin_block(state: State, time_ms: int, events: Events) -> None:
     if time_ms < state.time_ms:
-        raise ProtocolError("time_goes_backwards", f"block time {time_ms} is before the previous block's {state.time_ms}",
-                            field="time")
+        raise ProtocolError("time_goes_backwards",
+                            f"block time {time_ms} is before the previous block's {state.time_ms}", field="time")
     previous_ms = state.time_ms
     state.height += 1
     state.time_ms = time_ms

@@ -327,7 +327,8 @@ class BlockLog:
         block = dataclasses.replace(sealed.block, **{name: zlib.compress(getattr(sealed.block, name), 1)
                                                      for name in ("txs_blob", "results_blob", "events_blob")})
         with self._transaction():
-            self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dataclasses.astuple(block))
+            self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            dataclasses.astuple(block))
             self.db.execute(_INDEX_TXS, (block.height, sealed.tx_keys_json))
             self.db.execute(_HIGH_WATER, (str(block.height),))
         return block

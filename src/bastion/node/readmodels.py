@@ -286,7 +286,8 @@ class SqlReadModels(ReadModels):
     def _create_schema(self) -> None:
         with self._transaction():
             for table, spec in TABLES.items():
-                columns = ", ".join(f"{name} {self._column_sql(kind)}".rstrip() for name, kind in spec["columns"].items())
+                columns = ", ".join(f"{name} {self._column_sql(kind)}".rstrip()
+                                    for name, kind in spec["columns"].items())
                 self._execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({', '.join(spec['key'])}))")
             for name, table, columns in INDEXES:
                 self._execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")

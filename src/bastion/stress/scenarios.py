@@ -397,7 +397,8 @@ def _check_spec(spec: Spec, path: str) -> None:
     if isinstance(spec, PricePath) and (spec.order not in PATH_ORDERS or spec.prices not in PATH_PRICES):
         raise _error(path, f"order must be one of {list(PATH_ORDERS)}, prices one of {list(PATH_PRICES)}")
     if isinstance(spec, HistoricalReplay | PricePath) != (spec.step_s == 0) or spec.step_s < 0:
-        raise _error(f"{path}.step_s", "a historical replay or a path takes its steps from the data; others need step_s > 0")
+        raise _error(f"{path}.step_s",
+                     "a historical replay or a path takes its steps from the data; others need step_s > 0")
     if isinstance(spec, OracleManipulation) and spec.pump_ppm <= 0:
         raise _error(f"{path}.pump", "a pump must raise the price")
     if isinstance(spec, HistoricalReplay) and spec.window not in history_windows():

@@ -139,7 +139,8 @@ def mount_web(app: FastAPI) -> None:
                 for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts]
             orders = [] if owner is None else [
                 {**o, "subaccount": n} for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts
-                for o in page_open_orders(state, state.subaccounts[(owner, n)], ORDERS_SHOWN)[0] if o["market"] == ticker]
+                for o in page_open_orders(state, state.subaccounts[(owner, n)], ORDERS_SHOWN)[0]
+                if o["market"] == ticker]
             since = max(0, state.height - RECENT_BLOCKS)
         _, trades = history("fills", market=ticker, since_height=since, limit=1_000)
         _, candles = history("candles", market=ticker, resolution="1m", start_ms=None, end_ms=None)
