@@ -79,8 +79,8 @@ def describe_book(state: State, market: Market, depth: int) -> dict[str, Any]:
     if not 1 <= depth <= MAX_DEPTH:
         raise ProtocolError("invalid_depth", f"depth must be 1..{MAX_DEPTH}", field="depth")
 
-    def levels(side: int) -> list[list[str]]:
-        out = []
+    def levels(side: int) -> list[list[str | None]]:
+        out: list[list[str | None]] = []
         for ticks, lots in market.book.iter_levels(side):
             if len(out) == depth:
                 break
@@ -170,6 +170,7 @@ def parse_order_cursor(cursor: str | None) -> tuple[str, int]:
 def _describe_resting(state: State, order_id: int, ticker: str) -> dict[str, Any]:
     market = state.markets[ticker]
     order = market.book.get(order_id)
+    assert order is not None  # the caller found it resting in this book
     return {"order_id": order_id, "client_id": order.client_id, "market": ticker,
             "side": "buy" if order.side == BUY else "sell", "price": price_text(market, order.price),
             "size": size_text(market, order.size), "remaining": size_text(market, order.remaining),

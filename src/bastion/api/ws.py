@@ -183,7 +183,7 @@ def _format_book(market: Any, height: int, raw: tuple[list, list], depth: int) -
     return {"channel": "book", "height": height, "market": market.ticker, "bids": side(raw[0]), "asks": side(raw[1])}
 
 
-def _encode(payload: dict[str, Any]) -> str:
+def _encode(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 

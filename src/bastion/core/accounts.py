@@ -8,6 +8,8 @@ open-order tier of its open orders (``check_open_orders_covered``).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from bastion.core import guardian
 from bastion.core.errors import ProtocolError
 from bastion.core.margin import cost_after, get_net_collateral, get_pending_funding, get_subaccount_risk
@@ -16,7 +18,7 @@ from bastion.core.params import open_order_limit
 from bastion.core.state import CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
 from bastion.core.units import PPM, format_usdc, parse_ppm, parse_usdc
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------------------- lookups
@@ -132,7 +134,7 @@ def check_free_collateral(state: State, sub: Subaccount, amount: int) -> None:
 
 
 # --------------------------------------------------------------------------------------- handlers
-def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict:
+def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict[str, Any]:
     if sender != state.bridge_operator:
         raise ProtocolError("not_bridge_operator", "only the bridge operator may credit deposits", field="sender")
     owner = normalize_address(msg.owner, field="owner")
@@ -164,7 +166,7 @@ def check_open_orders_covered(state: State, sub: Subaccount, amount: int) -> Non
                             open_orders=open_orders, allowed=allowed)
 
 
-def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
+def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict[str, Any]:
     sub = get_own_subaccount(state, sender, msg.subaccount)
     amount = parse_positive_usdc(msg.amount)
     guardian.check_withdrawals_open(state, sender, None)
@@ -180,7 +182,7 @@ def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
     return {}
 
 
-def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
+def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict[str, Any]:
     sub = get_own_subaccount(state, sender, msg.subaccount)
     to_owner = normalize_address(msg.to_owner, field="to_owner")
     check_subaccount_number(msg.to_subaccount)
@@ -204,7 +206,7 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
     return {}
 
 
-def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) -> dict:
+def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) -> dict[str, Any]:
     sub = get_own_subaccount(state, sender, msg.subaccount)
     market = get_market(state, msg.market)
     imf = parse_ppm(msg.initial_margin, field="initial_margin")
@@ -230,7 +232,7 @@ def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) ->
     return {}
 
 
-def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Events) -> dict:
+def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Events) -> dict[str, Any]:
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if msg.mode not in (CROSS, ISOLATED):
         raise ProtocolError("invalid_field", "mode must be 'cross' or 'isolated'", field="mode")

@@ -23,13 +23,15 @@ event with the stable code; the order is gone and nothing else changes.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from bastion.core import guardian
 from bastion.core.book import BUY
 from bastion.core.errors import ProtocolError
 from bastion.core.orders import SIDE_NAMES, forget_conditional_order, submit_order
 from bastion.core.state import ConditionalOrder, State
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 STOP_ORDER_TYPES = ("stop_market", "stop_limit")
 

@@ -89,9 +89,9 @@ fund movement, deleveraging and bad debt emits an event with its inputs.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 from bastion.core import guardian, twap
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
@@ -120,7 +120,7 @@ from bastion.risk_model import (
     notional,
 )
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 SubKey = tuple[str, int]
 
 FINAL_SETTLEMENT = "final_settlement"
@@ -475,7 +475,7 @@ def deficit_quote(state: State, sub: Subaccount, market: Market, delta: int) -> 
     return quote, net_collateral, base
 
 
-def _largest(limit: int, allowed) -> int:
+def _largest(limit: int, allowed: Callable[[int], bool]) -> int:
     """The largest ``k`` in ``0..limit`` with ``allowed(k)`` (``allowed`` monotone, ``allowed(0)`` true)."""
     if limit <= 0 or allowed(limit):
         return max(limit, 0)
@@ -683,9 +683,10 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                        "reason": "profitable_position"})
         return
     for score, counterparty in ranks.ranked(market, side):
-        position = sub.positions.get(ticker)
-        if position is None:
+        current = sub.positions.get(ticker)
+        if current is None:
             break
+        position = current
         other = counterparty.positions[ticker]
         sign = -1 if position.size > 0 else 1  # the deleveraged account's delta per lot
         old = get_subaccount_risk(state, counterparty)
@@ -753,7 +754,7 @@ def _adl_entry(state: State, market: Market, side: int, key: SubKey) -> _Entry |
         return None
     other = state.subaccounts.get(key)
     position = other.positions.get(market.ticker) if other is not None else None
-    if position is None or position.size * side >= 0:
+    if other is None or position is None or position.size * side >= 0:
         return None
     value = notional(position.size, market.oracle_price, size_decimals=market.size_decimals,
                      price_decimals=market.price_decimals)

@@ -147,7 +147,7 @@ class SetMarketParams(_Checked):
 class SetOrderLimits(_Checked):
     """The anti-spam order limits (genesis ``order_limits`` names and units, ``bastion.core.orders``):
     ``open_order_tiers`` replaces the whole list of ``{min_equity, max_open_orders}`` tiers."""
-    open_order_tiers: list | None = None
+    open_order_tiers: list[Any] | None = None
     max_open_orders: int | None = None
     min_order_notional: str | None = None
 
@@ -190,7 +190,7 @@ class SetLiquidationParams(_Checked):
 @dataclass(frozen=True, slots=True)
 class SetGovernanceParams(_Checked):
     """A partial genesis ``governance`` section, merged over the current parameters."""
-    params: dict
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +209,7 @@ class StartRollout(_Checked):
     target: str
     steps: int
     interval_s: int
-    gates: dict
+    gates: dict[str, Any]
     revert_on_breach: bool = False
 
 
@@ -231,7 +231,7 @@ class SetCouncil(_Checked):
 class SetStewardBounds(_Checked):
     """Per parameter (dotted name), ``{max_change | max_change_abs, cooldown_s}`` or null to remove
     its bound; parameters not named keep theirs (``bastion.core.council``)."""
-    bounds: dict
+    bounds: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +248,7 @@ class ListMarket(_Checked):
     liquidity_tier: int | None = None      # default: the tier named "isolated"
     maker_fee: str | None = None
     taker_fee: str | None = None
-    oracle: dict | None = None             # min_sources, max_staleness_s, max_source_deviation, max_move_per_block
+    oracle: dict[str, Any] | None = None   # min_sources, max_staleness_s, max_source_deviation, max_move_per_block
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ class SetListingParams(_Checked):
 @dataclass(frozen=True, slots=True)
 class SetOracleOperators(_Checked):
     """Replace the set of oracle operators (addresses)."""
-    operators: tuple
+    operators: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +287,7 @@ class UpgradeIsolatedToCross(_Checked):
     market: str
 
 
-ACTION_TYPES: dict[str, type] = {
+ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
     "set_fee_params": SetFeeParams,
@@ -339,7 +339,7 @@ class SubmitProposal(_Checked):
     """Propose ``actions`` (typed, see above), escrowing ``deposit`` BGOV from the sender."""
     title: str
     description: str
-    actions: tuple
+    actions: tuple[Action, ...]
     deposit: str
 
 
@@ -417,7 +417,7 @@ class StewardChange(_Checked):
     value: str
 
 
-MESSAGE_TYPES: dict[str, type] = {
+MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
     "transfer": Transfer,
@@ -449,10 +449,10 @@ Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
-    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list, tuple),
-    "list[str]": (list, tuple),
-    "dict | None": (dict, type(None)),
-    "list | None": (list, type(None)),
+    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict[str, Any]": (dict,),
+    "tuple[str, ...]": (list, tuple), "tuple[Action, ...]": (list, tuple), "list[str]": (list, tuple),
+    "dict[str, Any] | None": (dict, type(None)),
+    "list[Any] | None": (list, type(None)),
 }
 MAX_ACTIONS = 16
 
@@ -681,7 +681,7 @@ def canonical_action(action: Action) -> dict[str, Any]:
     """An action as the proposal id hashes it: its ``type`` and every field (None when omitted),
     except the ``LATER_FIELDS`` that are not set."""
     later = LATER_FIELDS.get(type(action), ())
-    values = {f.name: getattr(action, f.name) for f in fields(action)}  # type: ignore[arg-type]
+    values = {f.name: getattr(action, f.name) for f in fields(action)}
     return {"type": ACTION_NAMES[type(action)],
             **{name: value for name, value in values.items() if value is not None or name not in later}}
 
@@ -705,7 +705,7 @@ def _field_specs(cls: type) -> tuple[frozenset[str], tuple[_FieldSpec, ...]]:
     return specs
 
 
-def _decode_fields(kind: str, cls: type, data: dict, *, prefix: str) -> dict[str, Any]:
+def _decode_fields(kind: str, cls: type, data: dict[str, Any], *, prefix: str) -> dict[str, Any]:
     names, table = _field_specs(cls)
     if not names.issuperset(data):
         extra = sorted(set(data) - names)

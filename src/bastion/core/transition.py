@@ -39,10 +39,10 @@ from bastion.core.messages import (
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 # handler(state, sender, message, events) -> result fields; each takes the message type it is keyed by
-Handler = Callable[[State, str, Any, Events], dict]
+Handler = Callable[[State, str, Any, Events], dict[str, Any]]
 
 HANDLERS: dict[type, Handler] = {
     Deposit: accounts.deposit,
@@ -75,8 +75,8 @@ class BlockResult:
     height: int
     time_ms: int
     state_hash: str
-    results: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def begin_block(state: State, time_ms: int, events: Events) -> None:
@@ -92,7 +92,7 @@ def begin_block(state: State, time_ms: int, events: Events) -> None:
     nonces.expire_nonces(state)
 
 
-def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
+def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict[str, Any]:
     """Apply one message; on rejection return the error and leave state and events untouched."""
     handler = HANDLERS.get(type(msg))
     if handler is None:
@@ -171,7 +171,7 @@ def end_block(state: State, events: Events) -> str:
     return commit_state_hash(state)
 
 
-def apply_nonced_tx(state: State, sender: str, nonce: int, msg: Message, events: Events) -> dict:
+def apply_nonced_tx(state: State, sender: str, nonce: int, msg: Message, events: Events) -> dict[str, Any]:
     """Spend the sender's nonce (``bastion.core.nonces``), then ``apply_tx``. A nonce already spent
     is refused (``nonce_used``) with no change at all; otherwise the nonce stays spent whatever the
     handler decides."""
@@ -192,7 +192,7 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]],
     begin_block(state, time_ms, events)
     if tx_nonces is not None and len(tx_nonces) != len(txs):
         raise ValueError(f"{len(tx_nonces)} nonces for {len(txs)} transactions")
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
     for index, (sender, msg) in enumerate(txs):
         try:
             if tx_nonces is None:

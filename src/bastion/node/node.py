@@ -328,9 +328,9 @@ class Node:
             admitted.append((tx, typed))
         if refused:
             with self._mempool_changed:
-                for tx, error in refused:
+                for tx, refusal in refused:
                     self.mempool.drop(tx)
-                    self._refused[(tx.sender, tx.nonce)] = {"code": error.code, "message": error.message}
+                    self._refused[(tx.sender, tx.nonce)] = {"code": refusal.code, "message": refusal.message}
                     if len(self._refused) > REFUSED_KEPT:
                         del self._refused[next(iter(self._refused))]
         return admitted

@@ -320,7 +320,7 @@ class _ParallelReplay:
                 child.close()
             while not all(s.finished for s in self.segments):
                 by_connection = {s.connection: s for s in self.segments if not s.finished}
-                for connection in wait(list(by_connection)):
+                for connection in wait(list(by_connection)):  # type: ignore[arg-type]
                     self._receive(by_connection[connection])  # type: ignore[index]
                 self._answer()
         finally:

@@ -90,7 +90,7 @@ def _parse_file(path: str, digest: str) -> CandleSeries:
     first_number, first = rows[0]
     if _is_number(first[0]):
         columns = {name: i for i, name in enumerate(KLINE_COLUMNS)}
-        names = KLINE_COLUMNS
+        names: tuple[str, ...] = KLINE_COLUMNS
         data = rows
     else:
         header = [cell.strip().lower() for cell in first]
