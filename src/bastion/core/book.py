@@ -147,6 +147,7 @@ class Book:
         return order_id in self._orders
 
     def get(self, order_id: int) -> Order | None:
+        """The resting order ``order_id``, or None."""
         return self._orders.get(order_id)
 
     def orders(self) -> Iterator[Order]:
@@ -154,10 +155,12 @@ class Book:
         return iter(self._orders.values())
 
     def best_bid(self) -> int | None:
+        """The highest bid price in ticks, or None if no bid rests."""
         keys = self._bid_keys
         return keys[-1] if keys else None
 
     def best_ask(self) -> int | None:
+        """The lowest ask price in ticks, or None if no ask rests."""
         keys = self._ask_keys
         return -keys[-1] if keys else None
 

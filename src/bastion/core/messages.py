@@ -47,6 +47,7 @@ class Deposit(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class Withdraw(_Checked):
+    """Take ``amount`` USDC out of the sender's ``subaccount`` (to the bridge)."""
     subaccount: int
     amount: str
 
@@ -62,6 +63,8 @@ class Transfer(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class PlaceOrder(_Checked):
+    """A limit or market order, or a conditional one (stop / take-profit with ``trigger_price``), of
+    ``size`` on ``market`` from the sender's ``subaccount``; ``client_id`` names it among its open orders."""
     subaccount: int
     market: str
     side: str
@@ -78,6 +81,7 @@ class PlaceOrder(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder(_Checked):
+    """Cancel one open order of the sender's ``subaccount``, by exactly one of ``client_id`` and ``order_id``."""
     subaccount: int
     client_id: int | None = None
     order_id: int | None = None
@@ -85,6 +89,7 @@ class CancelOrder(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class CancelAll(_Checked):
+    """Cancel every open order of the sender's ``subaccount`` (of one ``market``, or all)."""
     subaccount: int
     market: str | None = None
 
@@ -107,6 +112,7 @@ class SetMarginMode(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class OracleUpdate(_Checked):
+    """An oracle operator's price submission: ``{ticker: decimal price}``."""
     prices: dict[str, str]
 
 
@@ -128,6 +134,7 @@ class Delegate(_Checked):
 # them). Omitted fields (None) are left unchanged; decimals are strings on the genesis grids.
 @dataclass(frozen=True, slots=True)
 class SetMarketParams(_Checked):
+    """Change one market's tier, open-interest cap, fees, order sizes, status or oracle settings."""
     market: str
     liquidity_tier: int | None = None
     max_open_interest: str | None = None
@@ -154,6 +161,7 @@ class SetOrderLimits(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class SetLiquidityTier(_Checked):
+    """Change a liquidity tier's initial margin, maintenance fraction or open-interest caps."""
     tier: int
     initial_margin: str | None = None
     maintenance_fraction: str | None = None
@@ -163,6 +171,7 @@ class SetLiquidityTier(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class SetFeeParams(_Checked):
+    """Change the share of trading fees that goes to the insurance funds."""
     insurance_share: str
 
 
@@ -345,6 +354,7 @@ class SubmitProposal(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class Vote(_Checked):
+    """Cast the sender's votes (as of the proposal's snapshot) on an active proposal."""
     proposal_id: str
     option: str                            # yes | no | abstain | veto
     reason: str | None = None
@@ -352,16 +362,19 @@ class Vote(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class Queue(_Checked):
+    """Queue a succeeded proposal: its timelock starts."""
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Execute(_Checked):
+    """Execute a queued proposal whose timelock has passed: its actions apply atomically."""
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class CancelProposal(_Checked):
+    """Cancel a proposal while its status allows it (who may: ``proposal_guards.check_cancel``)."""
     proposal_id: str
 
 
@@ -505,6 +518,7 @@ def check_text(value: str, *, field: str, limit: int = MAX_TEXT_CHARS, code: str
 
 
 def check_int(value: int, *, field: str) -> None:
+    """Refuse (``int_out_of_range``) an integer beyond +-(2^53 - 1), the range exact in JavaScript."""
     if not -MAX_INT <= value <= MAX_INT:
         raise ProtocolError("int_out_of_range", f"{field} must be an integer of magnitude at most 2^53 - 1",
                             field=field)

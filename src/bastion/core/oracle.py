@@ -26,6 +26,9 @@ Events = list[dict[str, Any]]
 
 
 def oracle_update(state: State, sender: str, msg: OracleUpdate, events: Events) -> dict[str, Any]:
+    """Record an operator's prices (rounded to each market's tick); the oracle price moves at the end of
+    the block (``update_oracle_prices``). Refusals: ``not_oracle_operator``, ``unknown_market``,
+    ``non_positive_price`` (a price that rounds to zero) and the decimal codes."""
     if sender not in state.oracle_operators:
         raise ProtocolError("not_oracle_operator", "only oracle operators may submit prices", field="sender")
     parsed = []

@@ -59,12 +59,25 @@ def _sign(value: int) -> int:
 
 
 def fill_notional(market: Market, lots: int, ticks: int) -> int:
+    """The value in micro-USDC of ``lots`` at ``ticks`` on ``market``'s grids (``risk_model.notional``)."""
     return notional(lots, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals)
 
 
 # --------------------------------------------------------------------------------------- placement
 def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> dict[str, Any]:
-    """Validate a ``place_order``; submit it to the book now, or keep a conditional order untriggered."""
+    """Validate a ``place_order``; submit it to the book now, or keep a conditional order untriggered.
+
+    Refusals, all before any change: from the message and the market's grid (``parse_order``)
+    ``invalid_side``, ``invalid_order_type``, ``invalid_time_in_force``, ``invalid_self_trade``,
+    ``invalid_client_id``, ``invalid_good_til``, ``missing_field``, ``invalid_field``,
+    ``non_positive_size``, ``non_positive_price``, ``size_below_minimum``, ``size_above_maximum``
+    (and ``unknown_market``, ``invalid_subaccount``, ``subaccount_not_found``, the decimal codes);
+    from the account and the book (``check_order``) ``market_not_trading``, ``market_reduce_only``,
+    ``market_paused_by_guardian``, ``isolated_market_requires_isolated_subaccount``,
+    ``subaccount_isolated_to_other_market``, ``duplicate_client_id``, ``reduce_only_would_increase``,
+    ``post_only_would_cross`` and ``insufficient_margin`` (after a full fill at the limit price);
+    from the anti-spam limits (``check_order_limits``) ``order_below_min_notional`` and
+    ``too_many_open_orders``; at matching ``fok_not_filled``."""
     terms, trigger_ticks = parse_order(state, sender, msg)
     if trigger_ticks is None:
         return submit_order(state, terms, events)
@@ -623,7 +636,9 @@ def remove_conditional_order(state: State, order_id: int, reason: str, events: E
 
 # --------------------------------------------------------------------------------------- cancels
 def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) -> dict[str, Any]:
-    """Cancel one resting or untriggered conditional order, by client id or order id."""
+    """Cancel one resting or untriggered conditional order, by client id or order id. Refusals:
+    ``invalid_subaccount``, ``subaccount_not_found``, ``invalid_message`` (not exactly one of the
+    two ids) and ``order_not_found``."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if (msg.client_id is None) == (msg.order_id is None):
         raise ProtocolError("invalid_message", "give exactly one of client_id and order_id", field="order_id")
@@ -639,7 +654,8 @@ def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) ->
 
 
 def cancel_all(state: State, sender: str, msg: CancelAll, events: Events) -> dict[str, Any]:
-    """Cancel the subaccount's resting orders, then its untriggered conditional orders (of one market or all)."""
+    """Cancel the subaccount's resting orders, then its untriggered conditional orders (of one market or all).
+    Refusals: ``invalid_subaccount``, ``subaccount_not_found``, ``unknown_market``; no open order is no error."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if msg.market is not None:
         get_market(state, msg.market)

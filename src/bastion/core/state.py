@@ -164,6 +164,7 @@ class Market:
 
     @property
     def key(self) -> tuple[str, str]:
+        """The market's state leaf key (``bastion.core.hashing``)."""
         return ("market", self.ticker)
 
     @property
@@ -403,4 +404,5 @@ class State:
     state_hash: str = ""
 
     def touch(self, key: tuple[Any, ...]) -> None:
+        """Mark leaf ``key`` changed: the next state hash re-encodes it (``hashing.commit_state_hash``)."""
         self.dirty[key] = None

@@ -72,6 +72,8 @@ HANDLERS: dict[type, Handler] = {
 
 @dataclass(slots=True)
 class BlockResult:
+    """One applied block: its height and time, the state hash after it, each transaction's result
+    (``{"ok": true, ...}`` or ``{"ok": false, "code", "message"}``) and the block's events."""
     height: int
     time_ms: int
     state_hash: str
@@ -80,6 +82,8 @@ class BlockResult:
 
 
 def begin_block(state: State, time_ms: int, events: Events) -> None:
+    """Open block ``height + 1`` at ``time_ms`` (``time_goes_backwards`` if before the previous block):
+    accumulate the settlement TWAPs, expire good-til-time orders and spent nonces past their window."""
     if time_ms < state.time_ms:
         raise ProtocolError("time_goes_backwards",
                             f"block time {time_ms} is before the previous block's {state.time_ms}", field="time")
@@ -166,6 +170,7 @@ END_BLOCK_STEPS = (
 
 
 def end_block(state: State, events: Events) -> str:
+    """Run ``END_BLOCK_STEPS`` in order and return the state hash."""
     for step in END_BLOCK_STEPS:
         step(state, events)
     return commit_state_hash(state)

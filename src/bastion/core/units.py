@@ -137,10 +137,12 @@ def format_decimal(value: int, decimals: int) -> str:
 
 
 def parse_usdc(text: object, *, field: str, signed: bool = False) -> int:
+    """A USDC decimal string to micro-USDC (``parse_decimal`` with 6 decimals and its refusals)."""
     return parse_decimal(text, USDC_DECIMALS, field=field, signed=signed)
 
 
 def format_usdc(micro_usdc: int) -> str:
+    """Micro-USDC to the shortest exact decimal string (1_500_000 -> "1.5")."""
     return format_decimal(micro_usdc, USDC_DECIMALS)
 
 
@@ -150,6 +152,7 @@ def parse_ppm(text: object, *, field: str, signed: bool = False) -> int:
 
 
 def format_ppm(ppm: int) -> str:
+    """Parts per million to the shortest exact decimal ratio (50_000 -> "0.05")."""
     return format_decimal(ppm, PPM_DECIMALS)
 
 
