@@ -4,13 +4,15 @@
     python scripts/errors_doc.py --check   # exit 1 if docs/errors.md is not what the source gives
 
 Every ``ProtocolError("code", message, ...)`` in ``src/bastion`` is found by walking the syntax tree
-of each module (a code that is not a string literal, such as a re-raise of ``error.code``, is not a
-new code and is skipped). Per code the catalogue lists where it is raised (module and function), the
-message texts (f-string parts shown as ``{expression}``) and the entry points that can reach a raise
-site: each message type through its handler in ``bastion.core.transition.HANDLERS``, plus decoding,
-the per-transaction checks, genesis and the block's start (``EXTRA_ENTRIES``). Reachability is a
-static over-approximation: a function reaches whatever it calls or names (directly, through a
-module-level table, or through ``self.method``), so "can raise" means "a path exists in the code".
+of each module, and so is every refusal written as a literal ``{"code": "...", "message": ...}``; a
+code held in a local name is followed to the literals it can hold (``_codes_of``), and a code that
+comes from another error (``error.code`` when re-raising) is no new code. Per code the catalogue
+lists where it is raised (module and function), the message texts (f-string parts shown as
+``{expression}``) and the entry points that can reach a raise site: each message type through its
+handler in ``bastion.core.transition.HANDLERS``, plus decoding, the per-transaction checks, genesis
+and the block's start (``EXTRA_ENTRIES``). Reachability is a static over-approximation: a function
+reaches whatever it calls or names (directly, through a module-level table, or through
+``self.method``), so "can raise" means "a path exists in the code".
 """
 from __future__ import annotations
 
@@ -147,25 +149,111 @@ def _message_text(node: ast.expr | None) -> str:
 
 
 def raise_sites(modules: dict[str, ModuleInfo]) -> list[RaiseSite]:
+    """Every ``ProtocolError("literal code", ...)`` call, in module order."""
+    return [site for m in modules.values() for site in _module_sites(m)]
+
+
+def _module_sites(m: ModuleInfo) -> list[RaiseSite]:
     sites = []
-    for m in modules.values():
-        def visit(node: ast.AST, scope: str, in_class: bool) -> None:
-            # scope: the top-level function or class, or Class.method (nested definitions belong to it)
-            for child in ast.iter_child_nodes(node):
-                inner, inner_class = scope, False
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                    if not scope:
-                        inner, inner_class = child.name, isinstance(child, ast.ClassDef)
-                    elif in_class and not isinstance(child, ast.ClassDef):
-                        inner = f"{scope}.{child.name}"
-                if isinstance(child, ast.Call) and _is_protocol_error(child.func) and child.args:
-                    code = child.args[0]
-                    if isinstance(code, ast.Constant) and isinstance(code.value, str):
-                        message = _message_text(child.args[1] if len(child.args) > 1 else None)
-                        sites.append(RaiseSite(code.value, m.name, scope, message))
-                visit(child, inner, inner_class)
-        visit(m.tree, "", False)
+    functions: list[ast.FunctionDef | ast.AsyncFunctionDef] = []
+
+    def visit(node: ast.AST, scope: str, in_class: bool) -> None:
+        # scope: the top-level function or class, or Class.method (nested definitions belong to it)
+        for child in ast.iter_child_nodes(node):
+            inner, inner_class = scope, False
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                if not scope:
+                    inner, inner_class = child.name, isinstance(child, ast.ClassDef)
+                elif in_class and not isinstance(child, ast.ClassDef):
+                    inner = f"{scope}.{child.name}"
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                functions.append(child)
+            if isinstance(child, ast.Call) and _is_protocol_error(child.func) and child.args:
+                message = _message_text(child.args[1] if len(child.args) > 1 else None)
+                for code in _codes_of(child.args[0], functions[-1] if functions else None, m):
+                    sites.append(RaiseSite(code, m.name, scope, message))
+            elif isinstance(child, ast.Dict):  # a refusal written directly: {"code": "...", "message": ...}
+                entries = {k.value: v for k, v in zip(child.keys, child.values)
+                           if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+                code_value = entries.get("code")
+                if "message" in entries and isinstance(code_value, ast.Constant) and isinstance(code_value.value, str):
+                    sites.append(RaiseSite(code_value.value, m.name, scope, _message_text(entries["message"])))
+            visit(child, inner, inner_class)
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                functions.pop()
+    visit(m.tree, "", False)
     return sites
+
+
+def _codes_of(expr: ast.expr, function: ast.FunctionDef | ast.AsyncFunctionDef | None, m: ModuleInfo,
+              depth: int = 0) -> list[str]:
+    """The literal codes an error's first argument can hold: a string literal; or a local name, through
+    the string literals assigned to it in its function (``code = "a" if x else "b"``, or one element of
+    a tuple taken from a module-level table of tuples), its parameter default and the literals (or
+    local names, followed the same way) that callers in the same module pass for it by keyword. A code
+    computed any other way (``error.code`` when re-raising) is no new code: nothing."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        return [expr.value]
+    if not isinstance(expr, ast.Name) or function is None or depth > 3:
+        return []
+    name, codes = expr.id, []
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+            if isinstance(target, ast.Name) and target.id == name:
+                codes += _literals(value)
+            elif isinstance(target, ast.Tuple) and any(isinstance(e, ast.Name) and e.id == name for e in target.elts):
+                position = next(i for i, e in enumerate(target.elts) if isinstance(e, ast.Name) and e.id == name)
+                codes += _tuple_codes(value, position, m)
+    arguments = function.args
+    positional = arguments.posonlyargs + arguments.args
+    defaults = dict(zip([a.arg for a in positional][len(positional) - len(arguments.defaults):], arguments.defaults))
+    defaults.update({a.arg: d for a, d in zip(arguments.kwonlyargs, arguments.kw_defaults) if d is not None})
+    if name in defaults or any(a.arg == name for a in positional + arguments.kwonlyargs):
+        default = defaults.get(name)
+        if isinstance(default, ast.Constant) and isinstance(default.value, str):
+            codes.append(default.value)
+        for caller in ast.walk(m.tree):
+            if isinstance(caller, ast.FunctionDef | ast.AsyncFunctionDef):
+                for call in ast.walk(caller):
+                    if isinstance(call, ast.Call) and _called_name(call.func) == function.name:
+                        for keyword in call.keywords:
+                            if keyword.arg == name:
+                                codes += _codes_of(keyword.value, caller, m, depth + 1)
+    return list(dict.fromkeys(codes))
+
+
+def _literals(expr: ast.expr) -> list[str]:
+    """The string literals an expression evaluates to: a literal, either branch of ``a if c else b``."""
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        return [expr.value]
+    if isinstance(expr, ast.IfExp):
+        return _literals(expr.body) + _literals(expr.orelse)
+    return []
+
+
+def _tuple_codes(value: ast.expr, position: int, m: ModuleInfo) -> list[str]:
+    """String literals at ``position`` of the tuples ``value`` can give: a tuple literal, or
+    ``TABLE.get(key, default)`` over a module-level dict of tuples."""
+    tuples: list[ast.expr] = []
+    if isinstance(value, ast.Tuple):
+        tuples.append(value)
+    elif isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "get":
+        tuples += value.args[1:2]
+        table = value.func.value
+        if isinstance(table, ast.Name):
+            for node in m.tree.body:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+                    if isinstance(node, ast.AnnAssign) else []
+                if any(isinstance(t, ast.Name) and t.id == table.id for t in targets) and \
+                        isinstance(node.value, ast.Dict):
+                    tuples += [v for v in node.value.values if v is not None]
+    return [t.elts[position].value for t in tuples if isinstance(t, ast.Tuple) and len(t.elts) > position
+            and isinstance(t.elts[position], ast.Constant) and isinstance(t.elts[position].value, str)]
+
+
+def _called_name(func: ast.expr) -> str:
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
 
 
 def _is_protocol_error(func: ast.expr) -> bool:
@@ -218,8 +306,8 @@ def render() -> str:
     lines = [
         "# Error codes",
         "",
-        "<!-- Generated by `python scripts/errors_doc.py` from the source: do not edit by hand "
-        "(tests/test_gates.py fails when it is stale). -->",
+        ("<!-- Generated by `python scripts/errors_doc.py` from the source: do not edit by hand "
+         "(tests/test_gates.py fails when it is stale). -->"),
         "",
         "A refused transaction, API request or input file carries a stable snake_case `code`, a human",
         "`message` and, where one field is at fault, its `field` (`bastion.core.errors.ProtocolError`); a",
