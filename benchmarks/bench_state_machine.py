@@ -5,8 +5,7 @@
     BASTION_PATH=build/compiled python benchmarks/bench_state_machine.py   # the mypyc build (build_compiled.py)
 
 Workload: the shape of the external order-book comparison harness's workload (fixed seed; ~70% passive limit orders
-near the mid, ~20%
-cancels of live orders, ~10% crossing limit orders whose remainder rests), spread over three markets
+near the mid, ~20% cancels of live orders, ~10% crossing limit orders whose remainder rests), spread over three markets
 (BTC, ETH, SOL) and ``--accounts`` funded accounts, in blocks of ``--block`` messages, each block
 also carrying one oracle update per market at that market's current mid. The stream is generated
 before timing (a plain price-time book tracks which orders are live); messages are typed (decoding

@@ -29,8 +29,7 @@ error ``too_many_subscriptions``) and ``COMMANDS_PER_S`` commands a second after
 so the event loop never waits for the node's lock; a connection without a subscription is closed after ``idle_s``
 (1008, ``idle``). Slow readers: each connection's outgoing queue holds at most ``MAX_QUEUE``
 messages and ``MAX_QUEUE_BYTES`` bytes; a connection that falls that far behind is dropped (1013, ``slow consumer``)
-and its queue
-freed, never buffered without bound (and the server aborts a socket whose write buffer stays full,
+and its queue freed, never buffered without bound (and the server aborts a socket whose write buffer stays full,
 ``bastion.api.server``).
 
 Once per block, not per subscriber: ``Hub.on_block`` takes what it needs under the node's lock

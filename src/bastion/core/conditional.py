@@ -15,8 +15,8 @@ trigger rule (dYdX v4), with ``oracle`` the market's oracle price of the block:
 ``trigger_conditional_orders`` is the end-of-block step right after ``oracle.update_oracle_prices``:
 in order id (placement) order over all markets, each untriggered order whose market is not stale
 nor halted by a guardian pause (it waits, see ``bastion.core.guardian``) and whose condition holds leaves the
-untriggered set and is submitted to the book as its underlying
-order (``*_market`` -> ``market``, ``*_limit`` -> ``limit``), keeping its order id, through
+untriggered set and is submitted to the book as its underlying order (``*_market`` -> ``market``, ``*_limit`` ->
+``limit``), keeping its order id, through
 ``orders.submit_order``, the same validation and matching as a fresh order. A rejection there
 (margin, reduce-only, post-only, fill-or-kill, market status...) is a ``conditional_order_failed``
 event with the stable code; the order is gone and nothing else changes.

@@ -952,8 +952,7 @@ def settle_final_markets(state: State, events: Events) -> None:
     own oracle price; a stale market waits and settles later at that same price. At settlement the
     market's oracle price is set to it (``oracle_price`` event), so every valuation below uses it.
     Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their
-    bankruptcy
-    price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
+    bankruptcy price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
     (its loss is its fund's, swept after the liquidations), closes at the settlement price, longs receiving their
     notional rounded down and shorts paying theirs rounded up; the rounding difference goes to the
     pool's insurance fund, so collateral is conserved exactly.

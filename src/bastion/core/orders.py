@@ -2,8 +2,7 @@
 
 ``place_order`` validates the whole message first (grid, market status and guardian pauses
 (``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the
-limit price,
-the anti-spam limits (``check_order_limits``), fill-or-kill liquidity) and
+limit price, the anti-spam limits (``check_order_limits``), fill-or-kill liquidity) and
 only then assigns an order id and matches. Matching walks the book in price-time priority at the
 makers' prices; ``_Matcher.decide`` judges each proposed fill:
 

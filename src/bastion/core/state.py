@@ -10,11 +10,10 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
 rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
-council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``, ``("steward_bound",
-name)``,
-``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
-and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), ``("order_limits",)``
-(the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
+council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``,
+``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval", name, member)``
+(``bastion.core.council``), and ``("listing",)`` (the listing parameters, ``bastion.core.actions``),
+``("order_limits",)`` (the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
 spent nonces, ``bastion.core.nonces``).
 """
 from __future__ import annotations

@@ -43,8 +43,7 @@ verified link by link and replayed through the state machine in one pass
 (``bastion.node.replay.replay_range``), each block's state hash compared with the logged one. A
 log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
 the node with the height and the reason: a damaged log is never silently accepted. ``bastion replay --verify`` is
-``bastion.node.replay``'s
-``verify_log``, which replays the whole chain, in parallel from the snapshots.
+``bastion.node.replay``'s ``verify_log``, which replays the whole chain, in parallel from the snapshots.
 
 Read models (``bastion.node.indexer``) are built by a worker process with its own connections: after
 each commit the producer only signals the new head; the worker indexes every block after the read
