@@ -14,7 +14,7 @@ COMPILED_STAMP := $(COMPILED_VENV)/.installed
 COMPILED_DIR   := build/compiled
 OPS            ?= 1000000
 
-.PHONY: run test test-fast bench bench-compare bench-compiled test-compiled clean
+.PHONY: run test test-fast gates bench bench-compare bench-compiled test-compiled clean
 
 $(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The gates alone (also part of `make test`): ruff, mypy, the error catalogue, docstrings, import layers.
+gates: $(STAMP)
+	$(PY) -m pytest -q tests/test_gates.py tests/test_architecture.py
 
 $(COMPILED_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(COMPILED_VENV)

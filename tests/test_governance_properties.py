@@ -74,7 +74,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from bastion.core import classify, governance, transparency, votes
+from bastion.core import classify, transparency, votes
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
@@ -354,7 +354,8 @@ class GovernanceMachine(RuleBasedStateMachine):
             self._follow_status_events(events)
         else:
             assert events == [], f"a rejection emitted events: {events}"
-            assert compute_state_hash_full(self.state) == self.full_hash, f"rejected {msg} ({result['code']}) changed state"
+            assert compute_state_hash_full(self.state) == self.full_hash, \
+                f"rejected {msg} ({result['code']}) changed state"
             self.coverage[f"rejected:{result['code']}"] += 1
         return result, events
 
@@ -861,7 +862,8 @@ COVERAGE_MINIMUMS = {
     "rejected:proposer_above_threshold": 100, "execute_refused_queued:timelock_not_elapsed": 90,
     "execute_refused_queued:proposal_expired": 4,
     "execute_refused_revalidation": 0,   # seldom reached since issue 16; governance_ref_oz_revalidated_* covers it
-    "ok:council_attest": 50, "rejected:not_council_member": 30, "executed_through_gate:risk_increasing": 0,   # seldom now (yes-only quorum); golden governance_council_*
+    "ok:council_attest": 50, "rejected:not_council_member": 30,
+    "executed_through_gate:risk_increasing": 0,   # seldom now (yes-only quorum); golden governance_council_*
     "attacker_flash_loan": 60, "attacker_vote_at_the_bell": 10, "attacker_race": 10,
     "execute_refused_queued:stress_attestation_missing": 20,
     "settled": 4, "settled_after_in_block_move": 3,   # property 6 (12 and 8 in the seeded run)
@@ -872,6 +874,7 @@ def test_random_governance_sequences_keep_every_property():
     started = time.monotonic()
     coverage = run_machine(GOVERNANCE_SETTINGS)
 
-    print(f"\n{coverage['steps']} steps in {time.monotonic() - started:.1f} s; coverage: {dict(sorted(coverage.items()))}")
+    print(f"\n{coverage['steps']} steps in {time.monotonic() - started:.1f} s; "
+          f"coverage: {dict(sorted(coverage.items()))}")
     assert coverage["steps"] >= MIN_STEPS
     assert {key: coverage[key] for key in COVERAGE_MINIMUMS if coverage[key] < COVERAGE_MINIMUMS[key]} == {}
