@@ -326,7 +326,7 @@ class GovernanceMachine(RuleBasedStateMachine):
         # the test's own oracle history: per market, (block time, price that block's end set), the
         # price holding from that time until the next block's (genesis: the genesis prices)
         self.price_history: dict[str, list[tuple[int, int]]] = {
-            ticker: [(self.state.time_ms, market.oracle_price)] for ticker, market in self.state.markets.items()}
+            ticker: [(self.state.time_ms, entry.oracle_price)] for ticker, entry in self.state.markets.items()}
         self.oracle_moved_in_block = False
         self.settlements: dict[str, int] = {}   # market -> settlement price the test computed
 
@@ -410,8 +410,8 @@ class GovernanceMachine(RuleBasedStateMachine):
             self.settlements[ticker] = expected
             self.coverage["settled"] += 1
             self.coverage["settled_after_in_block_move"] += self.oracle_moved_in_block
-        for ticker, market in self.state.markets.items():
-            self.price_history[ticker].append((block_ms, market.oracle_price))
+        for ticker, entry in self.state.markets.items():
+            self.price_history[ticker].append((block_ms, entry.oracle_price))
         self.oracle_moved_in_block = False
 
     def _follow_status_events(self, events: list[dict]) -> None:
