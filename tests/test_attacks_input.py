@@ -35,7 +35,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from bastion.api.app import ApiConfig, create_app
-from bastion.api.signing import SECP256K1_HALF_N, sign_envelope
+from bastion.signing import SECP256K1_HALF_N, sign_envelope
 from bastion.cli.main import app as cli_app
 from bastion.core import transition
 from bastion.core.errors import InvariantViolation, ProtocolError

@@ -1,6 +1,6 @@
 """The HTTP + WebSocket API of a node (FastAPI), served by ``bastion node``.
 
-Writes (signed, ``bastion.api.signing``)::
+Writes (signed, ``bastion.signing``)::
 
     POST /v1/tx                     an envelope -> 202 accepted (?wait_ms=N: 200 committed at height H)
     POST /v1/tx/batch               {"txs": [envelopes]} -> each accepted or refused, with its index
@@ -61,7 +61,7 @@ from bastion.api.preview import preview_order
 from bastion.api.ratelimit import RateLimiter
 from bastion.api.reports import DIRECTORY as REPORTS_DIRECTORY, ReportStore, describe_gate_reports, report_url
 from bastion.api.security import REFUSAL_STATUS, SecurityHeaders
-from bastion.api.signing import (
+from bastion.signing import (
     ENVELOPE_TYPES, NONCE_FUTURE_MS, NONCE_PAST_MS, compute_chain_number, DOMAIN_NAME, SIGNING_VERSION,
     verify_envelope,
 )
@@ -431,7 +431,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
 
     @app.get("/v1/signing", response_model=models.SigningInfo, tags=["transactions"])
     def signing() -> Any:
-        """The EIP-712 domain and types every envelope is signed with (``bastion.api.signing``)."""
+        """The EIP-712 domain and types every envelope is signed with (``bastion.signing``)."""
         return {"domain": {"name": DOMAIN_NAME, "version": SIGNING_VERSION, "chainId": compute_chain_number(chain_id)},
                 "types": ENVELOPE_TYPES, "primary_type": "Envelope",
                 "nonce_unit": "microseconds since the Unix epoch" if not config.unsigned else "any (unsigned mode)",

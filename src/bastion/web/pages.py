@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from bastion.api.preview import preview_order
 from bastion.api.reports import describe_gate_reports
 from bastion.api.security import REFUSAL_STATUS, check_same_origin, read_json_body
-from bastion.api.signing import DOMAIN_NAME, ENVELOPE_TYPES, SIGNING_VERSION, compute_chain_number, sign_envelope
+from bastion.signing import DOMAIN_NAME, ENVELOPE_TYPES, SIGNING_VERSION, compute_chain_number, sign_envelope
 from bastion.api.views import (
     describe_book, describe_concentration, describe_insurance_funds, describe_market,
     describe_param_history, describe_proposals, describe_subaccount, describe_tier, get_market_or_404,
