@@ -75,10 +75,9 @@ from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
-from bastion.core.units import format_decimal, format_ppm, format_usdc
 from bastion.node.node import Node, NodeStopped, wall_clock_ms
 from bastion.node.readmodels import RESOLUTIONS, ReadModels, open_read_models
-from bastion.scenario import format_event
+from bastion.presentation import format_event, format_row
 
 MAX_WAIT_MS = 30_000
 MAX_ROWS = 1_000
@@ -211,11 +210,6 @@ class ReadModelReader:
 
 
 # ------------------------------------------------------------------------------ read-model formatting
-PRICE_COLUMNS = {"price", "trigger_price", "open", "high", "low", "close", "oracle_price"}
-SIZE_COLUMNS = {"size", "filled", "remaining", "volume_lots", "change"}
-USDC_COLUMNS = {"quote", "taker_fee", "maker_fee", "to_insurance", "amount", "volume_quote"}
-
-
 def market_grid(node: Node) -> Any:
     """What formatting needs of the state, copied in a moment under the node's lock: the markets
     (only their decimal grids are read, and a market's grid never changes)."""
@@ -232,30 +226,6 @@ def height_seq(cursor: str | None) -> tuple[int, int] | None:
             and len(height) <= 18 and len(seq) <= 18):
         raise ProtocolError("invalid_cursor", "cursor must be the next_cursor of a previous page", field="cursor")
     return int(height), int(seq)
-
-
-def format_row(node: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """A read-model row with its amounts as decimal strings on its market's grid (``node``: a node,
-    or ``market_grid``'s copy)."""
-    state = node.state if isinstance(node, Node) else node
-    market = state.markets.get(row.get("market"))
-    out = {}
-    for key, value in row.items():
-        if key == "detail" and isinstance(value, dict):
-            value = format_event(value, state)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            if key in USDC_COLUMNS:
-                value = format_usdc(value)
-            elif market is not None and key in PRICE_COLUMNS:
-                value = format_decimal(value, market.price_decimals)
-            elif market is not None and key in SIZE_COLUMNS:
-                value = format_decimal(value, market.size_decimals)
-            elif key == "rate_8h_ppm":
-                value = format_ppm(value)
-            elif key in ("index_delta", "funding_index"):
-                value = str(value)
-        out[key] = value
-    return out
 
 
 def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:

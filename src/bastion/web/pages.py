@@ -35,6 +35,7 @@ from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
 from bastion.demo.bots import NonceClock
 from bastion.demo.keys import DEMO_KEY_LABEL, DEMO_TRADERS, get_demo_keys
+from bastion.presentation import format_row
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
 
 __all__ = ["mount_web"]
@@ -83,13 +84,12 @@ def mount_web(app: FastAPI) -> None:
         return None, None
 
     def history(method: str, **arguments: Any) -> tuple[int | None, list[dict]]:
-        from bastion.api.app import format_row
         try:
             height, rows = reader.query(method, **arguments)
         except ProtocolError:
             return None, []
         with node.lock:
-            return height, [format_row(node, row) for row in rows]
+            return height, [format_row(node.state, row) for row in rows]
 
     def render(request: Request, template: str, active: str, *, subscriptions: list[dict] = (),
                refresh_on: tuple[str, ...] = ("blocks",), **context: Any) -> HTMLResponse:
