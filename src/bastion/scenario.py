@@ -101,6 +101,8 @@ def replay_scenario(data: Any, *, check: bool = True) -> tuple[State, list[dict]
     return state, out_blocks
 
 
+def run_scenario_file(path: str | Path, *, check: bool = True) -> dict:
+    return run_scenario(read_scenario_file(path), check=check)
 
 
 def read_scenario_file(path: str | Path) -> Any:

@@ -24,10 +24,10 @@ from bastion.core import transparency
 from bastion.core.governance import format_governance_params
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
-from bastion.web.context import CANDLES_SHOWN, ORDERS_SHOWN, RECENT_BLOCKS, PageContext
+from bastion.web.context import CANDLES_SHOWN, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
 
-__all__ = ["page_routes", "plotly_path"]
+__all__ = ["PAGES", "page_routes", "plotly_path"]
 
 
 def plotly_path() -> Path:
