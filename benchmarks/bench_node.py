@@ -46,8 +46,8 @@ from bench_state_machine import generate, make_genesis  # noqa: E402
 import bastion.core.orders  # noqa: E402
 from bastion.core.messages import MESSAGE_TYPES  # noqa: E402
 from bastion.node.node import Node  # noqa: E402
-from bastion.node.runtime import tune_garbage_collector  # noqa: E402
 from bastion.node.replay import verify_log  # noqa: E402
+from bastion.node.runtime import tune_garbage_collector  # noqa: E402
 
 TYPE_NAMES = {cls: name for name, cls in MESSAGE_TYPES.items()}
 

@@ -16,7 +16,8 @@ from fastapi import Request
 
 from bastion.api import models
 from bastion.api.ratelimit import RateLimiter
-from bastion.api.reports import DIRECTORY as REPORTS_DIRECTORY, ReportStore
+from bastion.api.reports import DIRECTORY as REPORTS_DIRECTORY
+from bastion.api.reports import ReportStore
 from bastion.api.ws import Hub, HubLimits
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address

@@ -19,8 +19,8 @@ from bastion.core.messages import ACTION_NAMES
 from bastion.core.state import Market, Proposal, State, Subaccount
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import format_decimal, format_ppm, format_usdc
-from bastion.risk_model import maintenance_margin_ppm
 from bastion.presentation import describe_governance, describe_guardian, describe_position, describe_rollout
+from bastion.risk_model import maintenance_margin_ppm
 
 MAX_DEPTH = 500
 

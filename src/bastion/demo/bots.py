@@ -29,12 +29,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from bastion.signing import sign_envelope
 from bastion.core.errors import ProtocolError
 from bastion.core.units import format_decimal
 from bastion.demo.genesis import MARKETS, PricePath, load_price_path, on_grid
 from bastion.demo.keys import DemoKey, get_demo_keys
 from bastion.node.node import Node
+from bastion.signing import sign_envelope
 
 __all__ = ["DEMO_PROPOSAL_TITLE", "DemoDriver", "NonceClock"]
 

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Path, Query
 
 from bastion.api import models
-from bastion.api.context import MAX_ROWS, NOT_FOUND as not_found, NUMBER, ApiContext
+from bastion.api.context import MAX_ROWS, NUMBER, ApiContext
+from bastion.api.context import NOT_FOUND as not_found
 from bastion.api.preview import preview_order
 from bastion.api.views import describe_insurance_funds, describe_subaccount, get_subaccount_or_404, page_open_orders
 from bastion.core.messages import normalize_address

@@ -6,7 +6,8 @@ from typing import Any
 from fastapi import APIRouter, Path, Query
 
 from bastion.api import models
-from bastion.api.context import INT64, MAX_ROWS, NOT_FOUND as not_found, ApiContext
+from bastion.api.context import INT64, MAX_ROWS, ApiContext
+from bastion.api.context import NOT_FOUND as not_found
 from bastion.api.views import describe_status
 from bastion.core.errors import ProtocolError
 from bastion.core.timefmt import format_iso_ms

@@ -7,10 +7,15 @@ from typing import Any
 from fastapi import APIRouter
 
 from bastion.api import models
-from bastion.api.context import NOT_FOUND as not_found, ApiContext
+from bastion.api.context import NOT_FOUND as not_found
+from bastion.api.context import ApiContext
 from bastion.api.reports import describe_gate_reports
 from bastion.api.views import (
-    describe_concentration, describe_council_state, describe_guardian_state, describe_param_history, describe_proposals,
+    describe_concentration,
+    describe_council_state,
+    describe_guardian_state,
+    describe_param_history,
+    describe_proposals,
     describe_rollouts,
 )
 from bastion.core.errors import ProtocolError

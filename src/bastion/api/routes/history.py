@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from bastion.api import models
-from bastion.api.context import INT64, MAX_ROWS, NOT_FOUND as not_found, NUMBER, ApiContext, height_seq, market_grid
+from bastion.api.context import INT64, MAX_ROWS, NUMBER, ApiContext, height_seq, market_grid
+from bastion.api.context import NOT_FOUND as not_found
 from bastion.api.views import get_market_or_404
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address

@@ -6,7 +6,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from bastion.api import models
-from bastion.api.context import NOT_FOUND as not_found, ApiContext
+from bastion.api.context import NOT_FOUND as not_found
+from bastion.api.context import ApiContext
 from bastion.api.views import describe_book, describe_market, get_market_or_404
 
 

@@ -9,7 +9,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api import models
-from bastion.api.context import NOT_FOUND as not_found, ApiContext
+from bastion.api.context import NOT_FOUND as not_found
+from bastion.api.context import ApiContext
 from bastion.api.reports import report_url
 
 # a served stress report page runs its inline script and styles and reaches nothing on the network
