@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from bastion.cli.main import app
 from bastion.core.snapshot import canonical_bytes
 from bastion.node.blocklog import BlockLog, LogCorrupted, compact, decode_txs, header_hash
-from bastion.node.node import Node, snapshots_to_keep
+from bastion.node.node import Node
 from bastion.node.replay import ReplayDivergence, plan_segments, verify_log
+from bastion.node.retention import snapshots_to_keep
 
 WRONG = "f" * 64
 

@@ -86,7 +86,7 @@ from bastion.node.indexer_process import IndexerWorker
 from bastion.node.mempool import Mempool
 from bastion.node.recovery import Recovery, recover_state
 from bastion.node.replay import SNAPSHOTS
-from bastion.node.retention import snapshots_to_keep
+from bastion.node.retention import prune_snapshots
 
 
 REFUSED_KEPT = 10_000   # refusals of the block producer remembered for tx_status
@@ -435,18 +435,14 @@ class Node:
 
     def _store_snapshot(self, height: int, data: bytes) -> Path:
         """Write ``DIR/snapshots/HEIGHT.json`` (temporary file, fsync, rename, fsync of the directory)
-        and prune the others (``snapshots_to_keep``)."""
+        and prune the others (``bastion.node.retention.prune_snapshots``)."""
         directory = self.data_dir / SNAPSHOTS
         path = directory / f"{height:012d}.json"
         with self._snapshot_files:
             write_atomically(path, data)
             self.snapshot_error = None
             if self.keep_snapshots:
-                heights = {int(p.stem): p for p in directory.glob("*.json") if p.stem.isdigit()}
-                kept = snapshots_to_keep(sorted(heights), self.keep_snapshots)
-                for old_height, old in heights.items():
-                    if old_height not in kept:
-                        old.unlink()
+                prune_snapshots(directory, self.keep_snapshots)
         return path
 
     def close(self) -> None:

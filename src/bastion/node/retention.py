@@ -6,7 +6,9 @@ between processes, while the directory stays bounded whatever the chain's length
 """
 from __future__ import annotations
 
-__all__ = ["SPREAD", "snapshots_to_keep"]
+from pathlib import Path
+
+__all__ = ["SPREAD", "prune_snapshots", "snapshots_to_keep"]
 
 SPREAD = 8
 
@@ -28,3 +30,13 @@ def snapshots_to_keep(heights: list[int], newest: int, spread: int = SPREAD) -> 
             seen.add(height // stride)
             kept.add(height)
     return kept
+
+
+def prune_snapshots(directory: Path, newest: int) -> None:
+    """Delete the snapshot files (``HEIGHT.json``) of ``directory`` that ``snapshots_to_keep`` does
+    not keep; the caller holds the node's snapshot-file lock."""
+    heights = {int(p.stem): p for p in directory.glob("*.json") if p.stem.isdigit()}
+    kept = snapshots_to_keep(sorted(heights), newest)
+    for old_height, old in heights.items():
+        if old_height not in kept:
+            old.unlink()
