@@ -45,8 +45,9 @@ from bench_state_machine import generate, make_genesis
 
 import bastion.core.orders
 from bastion.core.messages import MESSAGE_TYPES
-from bastion.node.node import Node, tune_garbage_collector
+from bastion.node.node import Node
 from bastion.node.replay import verify_log
+from bastion.node.runtime import tune_garbage_collector
 
 TYPE_NAMES = {cls: name for name, cls in MESSAGE_TYPES.items()}
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from bastion.api.app import ApiConfig, create_app
 from bastion.api.preview import preview_order
-from bastion.api.signing import compute_chain_number, sign_envelope, typed_data
+from bastion.signing import compute_chain_number, sign_envelope, typed_data
 from bastion.core.genesis import build_state
 from bastion.node.node import Node
 
@@ -83,7 +83,7 @@ def test_the_domain_is_derived_from_the_chain_id_and_published() -> None:
 def test_the_fast_recovery_agrees_with_eth_account_on_good_and_damaged_signatures() -> None:
     import random
 
-    from bastion.api.signing import _recover_fast, _signable
+    from bastion.signing import _recover_fast, _signable
 
     def slow(sender: str, nonce: int, msg: dict, raw: bytes) -> str | None:
         try:
@@ -115,7 +115,7 @@ def test_the_fast_recovery_agrees_with_eth_account_on_good_and_damaged_signature
 
 
 def test_envelopes_are_signed_exactly_as_eth_account_signs_the_typed_data() -> None:
-    from bastion.api.signing import _signable
+    from bastion.signing import _signable
 
     messages = ({"type": "withdraw", "subaccount": 0, "amount": "1"}, {"type": "vote", "reason": "é€"})
     for i, msg in enumerate(messages):

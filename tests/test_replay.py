@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from bastion.cli.main import app
 from bastion.core.snapshot import canonical_bytes
 from bastion.node.blocklog import BlockLog, LogCorrupted, compact, decode_txs, header_hash
-from bastion.node.node import Node, snapshots_to_keep
+from bastion.node.node import Node
 from bastion.node.replay import ReplayDivergence, plan_segments, verify_log
+from bastion.node.retention import snapshots_to_keep
 
 WRONG = "f" * 64
 
@@ -201,7 +202,7 @@ def test_logged_transactions_decode_to_the_values_written() -> None:
 
 
 def test_the_cli_reports_the_segments_and_refuses_a_divergence(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bastion.node.node.tune_garbage_collector", lambda: None)  # not in the test process
+    monkeypatch.setattr("bastion.node.replay.tune_garbage_collector", lambda: None)  # not in the test process
     runner = CliRunner()
     result = runner.invoke(app, ["replay", str(copy), "--hashes-only", "--workers", "3"])
     assert result.exit_code == 0, result.output

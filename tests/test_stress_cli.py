@@ -25,7 +25,7 @@ from eth_account import Account
 from test_council import HOUR_MS, LOWER_ETH_MARGIN, at, council_genesis, ok_events, queued
 from typer.testing import CliRunner
 
-from bastion.api.signing import recover_signer
+from bastion.signing import recover_signer
 from bastion.cli.main import app
 from bastion.core.genesis import build_state
 from bastion.core.messages import CouncilAttest, RegisterStressReport, decode_message

@@ -17,7 +17,7 @@ import pytest
 from builders import free_port
 from eth_account import Account
 
-from bastion.api.signing import compute_chain_number
+from bastion.signing import compute_chain_number
 from bastion.demo import DemoServer
 from bastion.demo.keys import get_demo_keys
 

@@ -19,8 +19,8 @@ from bastion.core.messages import ACTION_NAMES
 from bastion.core.state import Market, Proposal, State, Subaccount
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import format_decimal, format_ppm, format_usdc
+from bastion.presentation import describe_governance, describe_guardian, describe_position, describe_rollout
 from bastion.risk_model import maintenance_margin_ppm
-from bastion.scenario import describe_governance, describe_guardian, describe_position, describe_rollout
 
 MAX_DEPTH = 500
 
@@ -203,7 +203,7 @@ def describe_insurance_funds(state: State) -> dict[str, Any]:
 
 
 def describe_proposals(state: State) -> list[dict[str, Any]]:
-    """Every proposal with its tally and timeline (``bastion.scenario.describe_governance``), plus
+    """Every proposal with its tally and timeline (``bastion.presentation.describe_governance``), plus
     its actions as submitted, its stress gate (``describe_stress_gate``) and its participation
     (``describe_participation``, null until its snapshot is taken)."""
     described = describe_governance(state)["proposals"]
@@ -272,7 +272,7 @@ def describe_participation(state: State, proposal: Proposal) -> dict[str, Any] |
 
 
 def describe_guardian_state(state: State) -> dict[str, Any]:
-    """The guardian (``bastion.scenario.describe_guardian``: address, expiry, pauses in force, pause
+    """The guardian (``bastion.presentation.describe_guardian``: address, expiry, pauses in force, pause
     keys used this term), whether its power has lapsed, and the governed pause limits."""
     guardian = state.guardian
     return {"height": state.height, **describe_guardian(state),
@@ -282,7 +282,7 @@ def describe_guardian_state(state: State) -> dict[str, Any]:
 
 
 def describe_rollouts(state: State) -> dict[str, Any]:
-    """Every staged rollout (``state.rollouts``, creation order; ``bastion.scenario.describe_rollout``)."""
+    """Every staged rollout (``state.rollouts``, creation order; ``bastion.presentation.describe_rollout``)."""
     return {"height": state.height, "rollouts": [describe_rollout(state, r) for r in state.rollouts.values()]}
 
 

@@ -62,7 +62,7 @@ from bastion.core.messages import normalize_address
 from bastion.core.timefmt import format_iso_ms
 from bastion.node.blocklog import LoggedBlock
 from bastion.node.node import Node
-from bastion.scenario import format_event
+from bastion.presentation import format_event
 
 CHANNELS = ("blocks", "book", "trades", "account", "governance")
 GOVERNANCE_EVENT_TYPES = {

@@ -58,6 +58,7 @@ from bastion.core.transition import apply_block
 from bastion.node.blocklog import (
     BlockLog, LoggedBlock, LogCorrupted, LogRolledBack, Tx, compact, json_bytes, json_value, sha256,
 )
+from bastion.node.runtime import tune_garbage_collector
 
 SNAPSHOTS = "snapshots"
 
@@ -423,8 +424,6 @@ def _segment_worker(connection: Connection, log_path: str, snapshot: str | None,
     to the parent: ("loaded", state digest), ("skipped", reason), ("reached", height, blocks, txs,
     state hash, state digest or None at the head), ("corrupted", height, reason), ("diverged",
     height, what, logged, replayed), ("error", text)."""
-    from bastion.node.node import tune_garbage_collector
-
     log = None
     try:
         log = BlockLog(log_path, quick_check=False)

@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 
 from bastion.core.units import USDC_DECIMALS, format_ppm, format_usdc
+from bastion.reporthash import compute_report_hash
 from bastion.stress.engine import first_breach, prepare, run_sweep
 from bastion.stress.inputs import StressInputs
 from bastion.stress.paths import build_path
-from bastion.stress.report import compute_report_hash
 from bastion.stress.scenarios import ScenarioSet
 
 SERIES_POINTS = 60       # evaluations of the funds per plotted scenario

@@ -43,6 +43,7 @@ from bastion.core.governance import parse_stress_thresholds
 from bastion.core.params import GovernanceParams
 from bastion.core.snapshot import canonical_bytes
 from bastion.core.units import PPM, format_ppm, format_usdc
+from bastion.reporthash import report_bytes
 from bastion.stress.calibration import CALIBRATION_FILE
 from bastion.stress.engine import ENGINE_VERSION, ScenarioResult, run_sweep
 from bastion.stress.history import HISTORY
@@ -233,14 +234,9 @@ def book_depth_document(inputs: StressInputs, scenario_set: ScenarioSet) -> list
 
 
 def hash_report(document: dict[str, Any]) -> StressReport:
-    """A report document with its canonical bytes and ``report_hash`` (the one definition of both)."""
-    encoded = canonical_bytes(document)
+    """A report document with its canonical bytes and ``report_hash`` (``bastion.reporthash``)."""
+    encoded = report_bytes(document)
     return StressReport(document, encoded, hashlib.sha256(encoded).hexdigest())
-
-
-def compute_report_hash(document: dict[str, Any]) -> str:
-    """The SHA-256 of a report document's canonical bytes (its ``report_hash``)."""
-    return hash_report(document).report_hash
 
 
 def _result_document(result: ScenarioResult) -> dict[str, Any]:
