@@ -495,6 +495,27 @@ def test_an_order_from_an_isolated_subaccount_is_not_told_to_isolate() -> None:
     assert (from_isolated["isolation"]["suggested"], from_isolated["isolation"]["reasons"]) == (False, [])
 
 
+def test_a_reduce_only_preview_fills_at_most_the_position_as_matching_does(api) -> None:
+    trade_one_btc(api)  # Alice: 1 BTC long at 50,000, balance 9,975 after the 25 USDC taker fee
+
+    body = {"owner": ALICE, "market": BTC, "side": "sell", "size": "5", "price": "50000", "reduce_only": True}
+    closing = api.post("/v1/preview/order", json=body).json()
+    growing = api.post("/v1/preview/order", json={**body, "side": "buy"}).json()
+
+    # 5 asked, 1 fills (the long): sells 50,000 of BTC, fee 25 -> 9,950 and no position, not a 4 BTC short
+    assert (closing["accepted"], closing["size"], closing["fill_size"], closing["capped"]) == (True, "5", "1", True)
+    assert (closing["notional"], closing["fee"]) == ("50000", "25")
+    assert (closing["after"]["equity"], closing["after"]["initial_margin"], closing["after"]["free_collateral"]) == (
+        "9950", "0", "9950")
+    assert closing["after"]["positions"] == []
+    # a reduce-only buy against a long: refused as placement refuses it, and nothing fills
+    assert (growing["accepted"], growing["rejection"]["code"]) == (False, "reduce_only_would_increase")
+    assert (growing["fill_size"], growing["after"]["equity"]) == ("0", growing["before"]["equity"])
+    # a plain order is not capped
+    plain = api.post("/v1/preview/order", json={**body, "reduce_only": False}).json()
+    assert (plain["fill_size"], plain["capped"], plain["notional"]) == ("5", False, "250000")
+
+
 def test_preview_fields_are_strictly_typed(api) -> None:
     body = {"owner": ALICE, "market": BTC, "side": "buy", "size": "1", "price": "50000"}
 

@@ -57,6 +57,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.api import models
 from bastion.api.context import ApiConfig, ApiContext
+from bastion.api.docs_page import mount_api_docs
 from bastion.api.routes.accounts import account_routes, fund_routes, preview_routes
 from bastion.api.routes.chain import block_routes, status_routes
 from bastion.api.routes.governance import governance_routes
@@ -126,7 +127,7 @@ def create_app(node: Node, config: ApiConfig | None = None, *, demo: DemoFeature
     ctx = ApiContext(node, config)
     reader, hub, reports = ctx.reader, ctx.hub, ctx.reports
     node.block_listeners.append(hub.on_block)
-    app = FastAPI(title="Bastion API", version="1",
+    app = FastAPI(title="Bastion API", version="1", docs_url=None, redoc_url=None,  # /docs: bastion.api.docs_page
                   description=(__doc__ or "").split("\n\n", 1)[0] + " Signed writes (EIP-712), public reads, "
                   "order previews and WebSocket channels. Errors are 4xx {code, message, field}.")
     app.state.node, app.state.config, app.state.reader, app.state.hub = node, config, reader, hub
@@ -187,6 +188,7 @@ def create_app(node: Node, config: ApiConfig | None = None, *, demo: DemoFeature
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    mount_api_docs(app)
     app.state.accept = ctx.accept
     if config.web:
         mount_web(app, demo)

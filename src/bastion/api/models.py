@@ -486,6 +486,9 @@ class Isolation(Open):
 class Preview(Open):
     height: int
     accepted: bool
+    fill_size: str = Field(description="what a full fill at the limit price fills: the size, or less when "
+                                        "matching's reduce-only rule caps it at the open position", examples=["0.17"])
+    capped: bool = Field(description="fill_size is less than size (reduce-only)")
     rejection: dict[str, Any] | None
     before: dict[str, Any]
     after: dict[str, Any]

@@ -11,6 +11,12 @@ returns:
   and the liquidation price of every position (``bastion.api.risk``);
 * ``isolation``: whether to trade it from an isolated subaccount instead, and the comparison.
 
+**Reduce-only.** The fill is capped as matching caps it (``reduce_only_cap``): a reduce-only order
+(or any order in a reduce-only or stale market) fills at most the open position on the other side,
+so ``fill_size`` (what the full fill would be) may be less than ``size`` (``capped`` is then true),
+and ``notional``, ``fee`` and ``after`` are those of ``fill_size``. A reduce-only sell of 5 BTC
+against a 0.17 BTC long closes the long: 0.17 fills, the rest never does.
+
 **Isolation suggestion.** Suggested when the order adds risk (it is not reduce-only and does not
 only reduce a position) and either
 
@@ -54,14 +60,16 @@ from typing import Any
 
 from bastion.api.risk import Holdings, compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
 from bastion.api.views import get_market_or_404, price_text, size_text
+from bastion.core import guardian
 from bastion.core.errors import ProtocolError
 from bastion.core.margin import compute_position_risk, cost_after
 from bastion.core.messages import PlaceOrder
 from bastion.core.orders import check_order, fill_notional, parse_order
-from bastion.core.state import CROSS, ISOLATED, SUBACCOUNT_NUMBERS, State, Subaccount
+from bastion.core.state import CROSS, ISOLATED, REDUCE_ONLY, SUBACCOUNT_NUMBERS, Market, State, Subaccount
 from bastion.core.units import PPM, USDC, fee_for, format_ppm, format_usdc, parse_decimal, parse_usdc
 
-__all__ = ["DOMINANCE_THRESHOLD_PPM", "VOLATILE_TIER_IMF_PPM", "find_isolation_target", "preview_order"]
+__all__ = ["DOMINANCE_THRESHOLD_PPM", "VOLATILE_TIER_IMF_PPM", "find_isolation_target", "preview_order",
+           "reduce_only_cap"]
 
 DOMINANCE_THRESHOLD_PPM = 500_000
 VOLATILE_TIER_IMF_PPM = 100_000
@@ -126,6 +134,20 @@ def describe_isolation_setup(state: State, *, owner: str, source: int, market: s
     return {"target_subaccount": number, "transfer_amount": format_usdc(transfer), "setup": setup}
 
 
+def reduce_only_cap(state: State, market: Market, position_size: int, signed: int, reduce_only: bool) -> int | None:
+    """The most lots of an order that can ever fill, or None when matching does not cap it.
+
+    Matching's reduce-only rule (``core.orders._Matcher.decide``, step 2): a reduce-only order,
+    or any order in a market whose status is reduce-only, whose oracle is stale or that a guardian
+    ``reduce_only`` pause covers, fills only against an open position on the other side, and never
+    past it: at most ``abs(position_size)`` lots (0 without such a position). The rest of the order
+    is cancelled when matching stops on it, or rests and can never fill past the position either."""
+    restricted = market.status == REDUCE_ONLY or market.stale or guardian.is_reduce_only(state, market.ticker)
+    if not (reduce_only or restricted):
+        return None
+    return abs(position_size) if position_size * signed < 0 else 0
+
+
 def preview_order(state: State, *, owner: str, subaccount: int, market: str, side: str, size: str, price: str,
                   reduce_only: bool = False, isolated_amount: str | None = None) -> dict[str, Any]:
     """The effect of a full fill of a limit order at its price (module docstring)."""
@@ -154,14 +176,17 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
         except ProtocolError as error:
             rejection = {"code": error.code, "message": error.message}
 
-    # EFFECT on margin of a full fill at the limit price
-    quote = fill_notional(the_market, signed, ticks)
-    fee = fee_for(abs(quote), max(the_market.taker_fee_ppm, the_market.maker_fee_ppm, 0))
+    # EFFECT on margin of a full fill at the limit price, capped as matching caps it
     before = holdings_of(state, sub)
     size_before = before.sizes.get(market, 0)
+    cap = reduce_only_cap(state, the_market, size_before, signed, reduce_only)
+    fill_lots = lots if cap is None else min(lots, cap)
+    fill_signed = fill_lots if side == "buy" else -fill_lots
+    quote = fill_notional(the_market, fill_signed, ticks)
+    fee = fee_for(abs(quote), max(the_market.taker_fee_ppm, the_market.maker_fee_ppm, 0))
     cost_before = before.costs.get(market, 0)
-    new_cost = cost_after(the_market, size_before, cost_before, signed, ticks)
-    after = before.changed(market, signed, new_cost - cost_before, -quote - fee)
+    new_cost = cost_after(the_market, size_before, cost_before, fill_signed, ticks)
+    after = before.changed(market, fill_signed, new_cost - cost_before, -quote - fee)
     reduces = size_before != 0 and (size_before > 0) != (signed > 0) and lots <= abs(size_before)
 
     # ISOLATION: the order alone in an isolated subaccount, against the account after it in cross
@@ -185,6 +210,7 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
         "height": state.height, "subaccount": subaccount, "market": market, "side": side,
         "size": size_text(the_market, lots), "price": price_text(the_market, ticks),
         "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
+        "fill_size": size_text(the_market, fill_lots), "capped": fill_lots < lots,
         "accepted": rejection is None, "rejection": rejection,
         "before": _describe_holdings(state, before), "after": after_view,
         "isolation": {

@@ -9,9 +9,9 @@ endpoints a page posts to.
   with ``style`` attributes and ``<style>`` elements), images from the node and ``data:``/``blob:``
   URLs (plotly's), connections to the node only (``fetch`` and the ``/v1/ws`` WebSocket), no plugin,
   no ``<base>``, forms only to the node, and ``frame-ancestors 'none'``: no other site may frame a
-  page (clickjacking). The OpenAPI pages (``/docs``, ``/redoc``) load FastAPI's Swagger UI / ReDoc
-  from their CDN with an inline bootstrap script, so they get ``DOCS_POLICY`` (the same plus that
-  CDN and inline script); a route that sets its own policy (a stress report page) keeps it;
+  page (clickjacking). The API reference ``/docs`` (``bastion.api.docs_page``) is server-rendered
+  with no script and falls under the same policy; a route that sets its own policy (a stress report
+  page) keeps it;
 * ``X-Frame-Options: DENY`` (``frame-ancestors`` for older browsers), ``X-Content-Type-Options:
   nosniff`` and ``Referrer-Policy: same-origin``.
 
@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.core.errors import ProtocolError
 
-__all__ = ["DOCS_POLICY", "PAGE_POLICY", "REFUSAL_STATUS", "SecurityHeaders", "check_same_origin", "is_loopback_host",
+__all__ = ["PAGE_POLICY", "REFUSAL_STATUS", "SecurityHeaders", "check_same_origin", "is_loopback_host",
            "read_json_body"]
 
 REFUSAL_STATUS = {"cross_origin_refused": 403, "json_required": 415, "invalid_json": 400}
@@ -44,12 +44,6 @@ REFUSAL_STATUS = {"cross_origin_refused": 403, "json_required": 415, "invalid_js
 PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
                "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-_DOCS_CDN = "https://cdn.jsdelivr.net"
-DOCS_POLICY = (f"default-src 'self'; script-src 'self' 'unsafe-inline' {_DOCS_CDN}; "
-               f"style-src 'self' 'unsafe-inline' {_DOCS_CDN}; img-src 'self' data: https://fastapi.tiangolo.com; "
-               f"font-src 'self' data: {_DOCS_CDN}; worker-src blob:; connect-src 'self'; object-src 'none'; "
-               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 _COMMON_HEADERS = (("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"),
                    ("referrer-policy", "same-origin"))
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
@@ -65,7 +59,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = DOCS_POLICY if scope.get("path") in DOCS_PATHS else PAGE_POLICY
+        policy = PAGE_POLICY
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -48,8 +49,9 @@ class PageContext:
         """(signer, owner) from the page-level selector's cookies; demo mode defaults to its first
         trader (alice)."""
         demo_traders = self.demo_traders
-        signer = request.cookies.get("bastion_signer")
-        owner = request.cookies.get("bastion_owner")
+        # app.js writes the values URL-encoded (``demo%3Abob``): compare them decoded
+        signer = unquote(request.cookies.get("bastion_signer") or "")
+        owner = unquote(request.cookies.get("bastion_owner") or "")
         if signer and signer.startswith("demo:") and signer[5:] in demo_traders:
             return signer, demo_traders[signer[5:]]
         if signer == "wallet" and owner:

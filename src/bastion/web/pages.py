@@ -61,6 +61,12 @@ def page_routes(ctx: PageContext) -> APIRouter:
     def trade_page(request: Request, ticker: str) -> HTMLResponse:
         _, owner = who(request)
         with node.lock:
+            tickers = list(node.state.markets)
+        if ticker not in tickers:  # a page with a way back, not the API's JSON error
+            page = render(request, "not_found.html", "/trade/BTC-USD", what=f"market {ticker}", tickers=tickers)
+            page.status_code = 404
+            return page
+        with node.lock:
             state = node.state
             market = get_market_or_404(state, ticker)
             described = describe_market(state, market)
