@@ -10,6 +10,7 @@ must stay on the node's origin. Screenshots of each page: ``build/screenshots/``
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,6 +25,8 @@ from bastion.demo.keys import get_demo_keys
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 ALICE = get_demo_keys()["alice"].address
+BOB = get_demo_keys()["bob"].address
+COMMITTED = re.compile(r"\(block \d+\)")  # the status line's words end with the block that holds the transaction
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed "
@@ -87,7 +90,7 @@ def place_from_the_form(page, *, size: str, price: str, time_in_force: str = "gt
     page.fill("#order-price", price)
     page.select_option("select[name=time_in_force]", time_in_force)
     page.click("#place-order")
-    sync_api.expect(page.locator("#tx-status")).to_contain_text("place_order committed")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text(COMMITTED)
 
 
 def screenshot(page, name: str) -> None:
@@ -174,7 +177,8 @@ def test_trade_isolated_funds_an_isolated_subaccount_and_the_portfolio_shows_it(
 
     outcome = page.locator("#isolation-outcome")
     sync_api.expect(outcome).to_contain_text("Placed isolated: the order is in subaccount 1 (isolated SOL-USD)")
-    sync_api.expect(page.locator("#tx-status")).to_contain_text("place_order committed from subaccount 1")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text(
+        "From subaccount 1 (isolated SOL-USD): Order placed, resting in the book: buy 800 SOL-USD at 1")
     screenshot(page, "trade-isolated")
     page.goto(server.url + "/portfolio")
     card = page.locator("#subaccount-1")
@@ -197,11 +201,17 @@ def test_a_vote_from_the_governance_page_is_counted(page, server):
     page.fill("#proposal-1 .vote-reason", "from the browser test")
     vote.click()
 
-    sync_api.expect(page.locator("#tx-status")).to_contain_text("vote committed")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("Vote recorded: yes")
     ballots = page.locator("#proposal-1 .ballots")
     sync_api.expect(ballots).to_contain_text(ALICE)
     sync_api.expect(ballots).to_contain_text("from the browser test")
     assert float(page.locator("#proposal-1 .tally-yes").inner_text()) >= 2000
+    # one vote per address: once it is recorded the buttons go, and the page says how alice voted
+    sync_api.expect(page.locator("#proposal-1 button.vote")).to_have_count(0)
+    sync_api.expect(page.locator("#proposal-1 .voted")).to_contain_text("You voted yes")
+    page.reload()
+    sync_api.expect(page.locator("#proposal-1 .voted")).to_contain_text("You voted yes")
+    assert page.locator("#proposal-1 button.vote").count() == 0
     screenshot(page, "governance-after-vote")
 
 
@@ -227,7 +237,7 @@ def test_an_injected_wallet_signs_an_order_that_reaches_the_book(page, server):
     page.select_option("#signer", "wallet")
     page.wait_for_selector("#faucet")
     page.click("#faucet")
-    sync_api.expect(page.locator("#tx-status")).to_contain_text("deposit committed")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("Deposit credited")
 
     page.goto(server.url + "/trade/ETH-USD")
 
@@ -260,3 +270,177 @@ def test_a_stored_stress_report_page_draws_its_plots_under_its_content_security_
     sync_api.expect(page.locator("h1")).to_have_text("Bastion stress report")
     screenshot(page, "stress-report")
     assert blocked == []
+
+
+# ------------------------------------------------------------------ issue 17: defects of the pages
+def open_orders(page, server, owner: str, number: int = 0) -> list[dict]:
+    answer = page.request.get(f"{server.url}/v1/subaccounts/{owner}/{number}/orders")
+    return answer.json()["orders"] if answer.ok else []
+
+
+def position_size(page, server, owner: str, market: str) -> str | None:
+    subaccount = page.request.get(f"{server.url}/v1/subaccounts/{owner}/0").json()
+    return next((p["size"] for p in subaccount.get("positions", []) if p["market"] == market), None)
+
+
+def test_acting_as_bob_switches_the_trader_and_his_order_is_his(page, server):
+    """The selector's cookie is URL-encoded (``demo%3Abob``): the node must read it as bob."""
+    act_as(page, server, "bob")
+
+    assert page.locator("#signer").input_value() == "demo:bob"
+    sync_api.expect(page.locator(".demo-banner")).to_contain_text("Acting as bob")
+    sync_api.expect(page.locator("#owner")).to_have_text(BOB)
+    page.goto(server.url + "/trade/BTC-USD")
+    place_from_the_form(page, size="0.0456", price="20000")
+
+    mine = [o for o in open_orders(page, server, BOB) if o["size"] == "0.0456" and o["price"] == "20000"]
+    assert len(mine) == 1 and mine[0]["side"] == "buy"
+    assert not [o for o in open_orders(page, server, ALICE) if o["size"] == "0.0456"]
+
+
+def test_a_double_click_on_place_order_places_one_order(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    page.fill("#order-size", "0.0077")
+    page.fill("#order-price", "20000")
+    sync_api.expect(page.locator("#preview")).to_contain_text("buy 0.0077 BTC-USD at 20000")
+
+    page.dblclick("#place-order")
+
+    sync_api.expect(page.locator("#tx-status")).to_contain_text(COMMITTED)
+    page.wait_for_timeout(1_500)  # a second order would be committed within a few 100 ms blocks
+    assert len([o for o in open_orders(page, server, ALICE) if o["size"] == "0.0077"]) == 1
+
+
+def test_an_order_the_preview_refuses_is_not_signed_nor_sent(page, server):
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if "/ui/demo/submit" in request.url else None)
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    page.fill("#order-size", "1000")
+    page.fill("#order-price", "50000")
+    sync_api.expect(page.locator("#preview")).to_contain_text("refused now: insufficient_margin")
+
+    page.click("#place-order")
+
+    blocked = page.locator("#order-blocked")
+    sync_api.expect(blocked).to_be_visible()
+    sync_api.expect(blocked).to_contain_text("Not sent: insufficient_margin")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("Order not sent: insufficient_margin")
+    page.wait_for_timeout(500)
+    assert sent == []
+    assert not [o for o in open_orders(page, server, ALICE) if o["size"] == "1000"]
+
+
+def test_the_api_docs_load_without_any_request_leaving_the_node(page, server):
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    response = page.goto(server.url + "/docs")
+
+    assert response is not None and response.ok
+    sync_api.expect(page.locator("h1")).to_contain_text("Bastion API")
+    for path in ("/v1/tx", "/v1/preview/order", "/v1/markets/{ticker}/book", "/v1/subaccounts/{owner}/{number}"):
+        sync_api.expect(page.locator(".operation code", has_text=path).first).to_be_visible()
+    sync_api.expect(page.locator("#schema-PreviewRequest")).to_contain_text("reduce_only")
+    assert requested and all(urlparse(url).hostname == "127.0.0.1" for url in requested), requested
+    screenshot(page, "api-docs")
+
+
+def test_the_header_height_never_goes_blank_when_channels_are_confirmed(page, server):
+    """The trade page subscribes to blocks, book and trades: each acknowledgement is a message of its
+    channel without a height, and the header must keep showing a number through all of them."""
+    page.add_init_script("""document.addEventListener('DOMContentLoaded', () => {
+        const cell = document.getElementById('height');
+        window.__heights = [cell.textContent];
+        new MutationObserver(() => window.__heights.push(cell.textContent))
+            .observe(cell, {childList: true, characterData: true, subtree: true});
+    });""")
+    page.goto(server.url + "/trade/BTC-USD")
+    start = int(page.locator("#height").inner_text())
+
+    page.wait_for_function(f"() => window.__heights.filter(h => Number(h) > {start}).length >= 3")
+
+    heights = page.evaluate("window.__heights")
+    assert all(re.fullmatch(r"\d+", h) for h in heights), heights
+
+
+def test_the_reduce_only_preview_caps_the_size_at_the_position(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    place_from_the_form(page, size="0.02", price="1000000", time_in_force="ioc")  # a long, from the maker's asks
+    long = position_size(page, server, ALICE, "BTC-USD")
+    assert long is not None and not long.startswith("-")
+
+    page.check("input[name=side][value=sell]")
+    page.fill("#order-size", "5")
+    page.fill("#order-price", "1000")
+    page.check("input[name=reduce_only]")
+
+    sync_api.expect(page.locator("#preview-capped")).to_contain_text(f"at most {long} fills")
+    sync_api.expect(page.locator("#preview")).to_contain_text("placement would accept it now")
+
+
+def test_the_pepe_page_preselects_the_subaccount_isolated_to_pepe(page, server):
+    act_as(page, server, "carol")  # carol: subaccount 0 cross, 1 isolated to PEPE-USD
+    page.goto(server.url + "/trade/PEPE-USD")
+
+    assert page.locator("select[name=subaccount]").input_value() == "1"
+    sync_api.expect(page.locator("#preview")).not_to_contain_text("isolated_market_requires_isolated_subaccount")
+    page.goto(server.url + "/trade/BTC-USD")
+    assert page.locator("select[name=subaccount]").input_value() == "0"
+
+
+def test_an_unknown_market_is_an_html_page_with_a_way_back(page, server):
+    response = page.goto(server.url + "/trade/NOPE-USD")
+
+    assert response is not None and response.status == 404
+    assert response.headers["content-type"].startswith("text/html")
+    sync_api.expect(page.locator("main")).to_contain_text("There is no market NOPE-USD")
+    page.click("#back-to-markets")
+    page.wait_for_url(server.url + "/")
+    sync_api.expect(page.locator("h1")).to_have_text("Markets")
+
+
+def test_the_pages_have_a_favicon_from_the_node(page, server):
+    page.goto(server.url + "/")
+    href = page.locator("link[rel=icon]").get_attribute("href")
+
+    icon = page.request.get(server.url + href)
+
+    assert href == "/static/favicon.svg" and icon.ok
+    assert icon.headers["content-type"].startswith("image/svg+xml") and b"<svg" in icon.body()
+
+
+def test_the_price_follows_the_oracle_until_the_trader_types_in_it(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    loaded = page.locator("#order-price").input_value()
+
+    page.wait_for_function(f"() => document.getElementById('book-oracle').dataset.oracle !== {json.dumps(loaded)}",
+                           timeout=60_000)
+    oracle = page.locator("#book-oracle").get_attribute("data-oracle")
+    sync_api.expect(page.locator("#order-price")).to_have_value(oracle)
+
+    page.fill("#order-price", "12345")
+    page.wait_for_function(f"() => document.getElementById('book-oracle').dataset.oracle !== {json.dumps(oracle)}",
+                           timeout=60_000)
+    assert page.locator("#order-price").input_value() == "12345"
+    page.click("#use-oracle")
+    sync_api.expect(page.locator("#order-price")).to_have_value(
+        page.locator("#book-oracle").get_attribute("data-oracle"))
+
+
+def test_the_status_line_says_what_filled_in_words_without_moving_the_page(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    status = page.locator("#tx-status")
+    assert status.get_attribute("aria-live") == "polite"
+    top = page.locator("main").bounding_box()["y"]
+
+    place_from_the_form(page, size="0.01", price="1000000", time_in_force="ioc")  # takes the maker's asks
+
+    sync_api.expect(status).to_contain_text(re.compile(r"^Bought 0\.01 BTC-USD at [\d,.]+( \(\d+ fills\))?, fee [\d.]+ USDC"))
+    assert "place_order" not in status.inner_text()
+    assert page.locator("main").bounding_box()["y"] == top  # the status box floats: nothing moved
+    assert page.evaluate("getComputedStyle(document.getElementById('tx-status')).position") == "fixed"

@@ -97,7 +97,7 @@ async function submitMessage(msg) {
 
 async function sendMessage(msg) {
   const answer = await submitMessage(msg);
-  describeAnswer(msg, answer);
+  await describeAnswer(msg, answer);
   refreshNow();
   return answer;
 }
@@ -111,15 +111,70 @@ function refusalOf(answer) {  // null when committed and applied; else why not (
   return {code: answer.code || "refused", message: answer.message || ""};
 }
 
-function describeAnswer(msg, answer) {
+// ------------------------------------------------------------------ the status line, in words
+function groupDigits(decimal) {  // "50012.5" -> "50,012.5": the decimal string as it is, digits grouped
+  const [whole, fraction] = String(decimal).split(".");
+  const sign = whole.startsWith("-") ? "-" : "", digits = sign ? whole.slice(1) : whole;
+  return sign + digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (fraction !== undefined ? "." + fraction : "");
+}
+
+function addDecimals(a, b) {  // exact sum of two non-negative decimal strings (no float)
+  const places = Math.max((a.split(".")[1] || "").length, (b.split(".")[1] || "").length);
+  const scaled = (x) => BigInt(x.split(".")[0] + (x.split(".")[1] || "").padEnd(places, "0"));
+  const total = (scaled(a) + scaled(b)).toString().padStart(places + 1, "0");
+  return places ? (total.slice(0, -places) + "." + total.slice(-places)).replace(/\.?0+$/, "") : total;
+}
+
+async function describeFills(msg, answer) {
+  // "Bought 0.05 BTC-USD at 50,012.5": the taker fills of the order, read from its block's events
+  const result = answer.result || {};
+  const side = msg.side === "buy" ? "Bought" : "Sold";
+  let fills = [];
+  try {
+    const block = await (await fetch("/v1/blocks/" + answer.height)).json();
+    fills = (block.events || []).filter((e) => e.type === "fill" && e.taker && e.taker.order_id === result.order_id);
+  } catch (error) { /* the words below still say that it filled */ }
+  if (!fills.length) return side + " part of the order " + msg.market;
+  const size = fills.reduce((total, f) => addDecimals(total, f.size), "0");
+  const prices = [...new Set(fills.map((f) => f.price))];
+  const fee = fills.reduce((total, f) => addDecimals(total, f.taker.fee || "0"), "0");
+  return side + " " + groupDigits(size) + " " + msg.market + " at " + prices.map(groupDigits).join(", ") +
+         (fills.length > 1 ? " (" + fills.length + " fills)" : "") + ", fee " + groupDigits(fee) + " USDC";
+}
+
+const DONE = {cancel_order: "Order cancelled", vote: "Vote recorded", deposit: "Deposit credited",
+              transfer: "Transfer done", set_margin_mode: "Margin mode set", submit_proposal: "Proposal submitted",
+              queue: "Proposal queued", execute: "Proposal executed", cancel_all: "Orders cancelled"};
+
+async function describeCommitted(msg, answer) {
+  const result = answer.result || {}, block = " (block " + answer.height + ")";
+  if (msg.type !== "place_order") {
+    const done = DONE[msg.type] || (msg.type.replace(/_/g, " ") + ": done");
+    return done + (msg.type === "vote" ? ": " + msg.option : "") + block;
+  }
+  const order = msg.side + " " + groupDigits(msg.size) + " " + msg.market + " at " + groupDigits(msg.price);
+  if (!result.filled) {
+    return (result.status === "open" ? "Order placed, resting in the book: " + order
+                                     : "Order " + order + " did not fill and was cancelled") + block;
+  }
+  const filled = await describeFills(msg, answer);
+  const rest = result.status === "filled" ? "" : result.status === "partially_filled" && msg.time_in_force !== "ioc"
+    ? "; the rest rests in the book" : "; the rest was cancelled";
+  return filled + rest + block;
+}
+
+async function describeAnswer(msg, answer) {
   if (answer.status === "committed") {
     const result = answer.result || {};
-    if (result.ok === false) showStatus(msg.type + " refused in block " + answer.height + ": " + result.code + " — " + result.message, true);
-    else showStatus(msg.type + " committed in block " + answer.height, false);
+    if (result.ok === false) {
+      showStatus("Refused in block " + answer.height + ": " + result.message + " (" + result.code + ")", true);
+    } else {
+      showStatus(await describeCommitted(msg, answer), false);
+    }
   } else if (answer.status === "pending") {
-    showStatus(msg.type + " accepted, not yet committed", false);
+    showStatus("Sent; not yet in a block", false);
   } else {
-    showStatus(msg.type + " refused: " + (answer.code || "") + " " + (answer.message || ""), true);
+    showStatus("Not sent: " + (answer.message || "") + (answer.code ? " (" + answer.code + ")" : ""), true);
   }
 }
 
@@ -132,7 +187,7 @@ function showStatus(text, bad) {
 
 const faucet = document.getElementById("faucet");
 if (faucet) faucet.addEventListener("click", async () => {
-  describeAnswer({type: "deposit"}, await postJson("/ui/demo/faucet", {address: SETTINGS.owner}));
+  await describeAnswer({type: "deposit"}, await postJson("/ui/demo/faucet", {address: SETTINGS.owner}));
   refreshNow();
 });
 
@@ -170,6 +225,7 @@ async function refreshNow() {
       });
     });
     drawCharts();
+    followOracle(false);
   } catch (error) { /* the next push tries again */ }
   refreshing = false;
   if (refreshAgain) { refreshAgain = false; setTimeout(refreshNow, 300); }
@@ -201,6 +257,8 @@ function formValues(form) {
 }
 
 const orderForm = document.getElementById("order-form");
+const priceInput = document.getElementById("order-price");
+let priceTyped = false;
 let refreshPreview = () => {};
 if (orderForm) {
   let timer = null, asked = 0;
@@ -213,16 +271,55 @@ if (orderForm) {
     const html = await response.text();
     if (question === asked) document.getElementById("preview").innerHTML = html;
   };
-  orderForm.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(preview, 200); });
+  orderForm.addEventListener("input", (event) => {
+    if (event.target === priceInput) priceTyped = true;  // the price stops following the oracle
+    clearTimeout(timer);
+    timer = setTimeout(preview, 200);
+  });
+  // One click, one order: the button is disabled from the click until the node's answer, and the
+  // order is judged by a fresh preview first; what the preview refuses is not signed nor sent.
+  const placeButton = document.getElementById("place-order"), blocked = document.getElementById("order-blocked");
+  let sending = false;
   orderForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const v = formValues(orderForm);
-    await sendMessage({type: "place_order", subaccount: v.subaccount, market: orderForm.dataset.market, side: v.side,
-                       size: v.size, price: v.price, client_id: 1 + Math.floor(Math.random() * 2147483646),
-                       time_in_force: v.time_in_force, reduce_only: v.reduce_only});
-    preview();
+    if (sending) return;
+    sending = true;
+    placeButton.disabled = true;
+    try {
+      clearTimeout(timer);
+      await preview();
+      const verdict = document.getElementById("preview-verdict");
+      if (!verdict || verdict.dataset.accepted !== "true") {
+        const reason = verdict ? verdict.dataset.reason : "no preview";
+        blocked.hidden = false;
+        blocked.textContent = "Not sent: " + reason;
+        showStatus("Order not sent: " + reason, true);
+        return;
+      }
+      blocked.hidden = true;
+      const v = formValues(orderForm);
+      await sendMessage({type: "place_order", subaccount: v.subaccount, market: orderForm.dataset.market, side: v.side,
+                         size: v.size, price: v.price, client_id: 1 + Math.floor(Math.random() * 2147483646),
+                         time_in_force: v.time_in_force, reduce_only: v.reduce_only});
+      preview();
+    } finally {
+      sending = false;
+      placeButton.disabled = false;
+    }
   });
+  const useOracle = document.getElementById("use-oracle");
+  if (useOracle) useOracle.addEventListener("click", () => { priceTyped = false; followOracle(true); });
   preview();
+}
+
+// The price field shows the oracle (as the book's middle row, refreshed live) until the trader types in it.
+function followOracle(force) {
+  const cell = document.getElementById("book-oracle");
+  if (!priceInput || !cell || (priceTyped && !force)) return;
+  if (priceInput.value !== cell.dataset.oracle) {
+    priceInput.value = cell.dataset.oracle;
+    refreshPreview();
+  }
 }
 const marketSelect = document.getElementById("market-select");
 if (marketSelect) marketSelect.addEventListener("change", () => { location.href = "/trade/" + marketSelect.value; });
@@ -281,8 +378,8 @@ async function tradeIsolated(button) {
       return;
     }
     if (msg.type === "transfer") funded = true;
+    if (msg === order) showStatus("From " + where + ": " + await describeCommitted(order, answer), false);
   }
-  showStatus("place_order committed from " + where, false);
   showOutcome(["Placed isolated: the order is in " + where + ", funded with " + d.amount + " USDC; " +
                "subaccount " + d.source + " risks nothing on it."], false, null);
   refreshNow();
@@ -314,7 +411,10 @@ document.addEventListener("click", async (event) => {
     const reason = box.querySelector(".vote-reason").value.trim();
     const msg = {type: "vote", proposal_id: box.dataset.proposalId, option: target.dataset.option};
     if (reason) msg.reason = reason;
-    await sendMessage(msg);
+    const buttons = box.querySelectorAll("button.vote");  // one vote per address: no second click meanwhile
+    buttons.forEach((b) => { b.disabled = true; });
+    const answer = await sendMessage(msg);  // once recorded, the refreshed section has no vote buttons
+    if (refusalOf(answer)) buttons.forEach((b) => { b.disabled = false; });
   } else if (target.classList.contains("gov-action")) {
     await sendMessage({type: target.dataset.type, proposal_id: target.closest(".actions").dataset.proposalId});
   }
