@@ -100,6 +100,32 @@ def test_pages_are_not_in_the_api_schema(demo):
     assert not [p for p in paths if not p.startswith("/v1/")]
 
 
+def test_the_api_docs_are_a_page_of_this_node_listing_every_operation(demo):
+    client, _, _ = demo
+    schema = client.get("/openapi.json").json()
+
+    response = client.get("/docs")
+
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert EXTERNAL_URL.findall(response.text) == [] and "<script" not in response.text
+    for path, operations in schema["paths"].items():
+        for method in operations:
+            assert f'<span class="method {method}">{method.upper()}</span> <code>{html.escape(path)}</code>' in response.text
+    assert client.get("/redoc").status_code == 404
+
+
+def test_the_trader_cookie_is_read_url_decoded_as_the_page_writes_it(demo):
+    client, _, _ = demo
+    bob = KEYS["bob"].address
+    client.cookies.set("bastion_signer", "demo%3Abob")  # document.cookie = "bastion_signer=" + encodeURIComponent(...)
+    try:
+        text = client.get("/portfolio").text
+    finally:
+        client.cookies.clear()
+
+    assert 'value="demo:bob" selected' in text and f'<span class="owner" id="owner">{bob}</span>' in text
+
+
 def test_the_bots_keep_every_book_alive_and_a_proposal_in_flight(demo):
     client, _, _ = demo
 
