@@ -12,6 +12,7 @@ uses. To try requests, use ``/openapi.json`` with any OpenAPI tool, or the SDK (
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from typing import Any
 
@@ -21,6 +22,7 @@ from fastapi.responses import HTMLResponse
 __all__ = ["mount_api_docs", "render_api_docs"]
 
 METHODS = ("get", "post", "put", "patch", "delete")
+CODE = re.compile(r"``(.+?)``", re.DOTALL)
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1100px;
        padding: 1rem 1.2rem; color: #111827; background: #f8fafc; }
@@ -34,6 +36,12 @@ th { background: #f3f4f6; } .method { display: inline-block; min-width: 3.5rem; 
 .operation { background: #fff; border: 1px solid #e5e7eb; border-radius: 6px; padding: .4rem .9rem; margin: .6rem 0; }
 nav ul { columns: 2; } @media (max-width: 600px) { nav ul { columns: 1; } }
 """
+
+
+def _text(text: str) -> str:
+    """A docstring as HTML: escaped, its paragraphs kept, double-backquoted names as code."""
+    paragraphs = [part.strip() for part in re.split(r"\n\s*\n", text) if part.strip()]
+    return "".join("<p>" + CODE.sub(r"<code>\1</code>", escape(part)) + "</p>" for part in paragraphs)
 
 
 def _ref_name(schema: dict[str, Any]) -> str | None:
@@ -72,7 +80,7 @@ def _operation_html(path: str, method: str, op: dict[str, Any]) -> str:
     parts = [f'<div class="operation" id="op-{anchor}">',
              f'<h3><span class="method {method}">{method.upper()}</span> <code>{escape(path)}</code></h3>']
     if op.get("description") or op.get("summary"):
-        parts.append(f"<p>{escape(op.get('description') or op.get('summary'))}</p>")
+        parts.append(_text(op.get("description") or op.get("summary")))
     parameters = op.get("parameters", [])
     if parameters:
         parts.append("<table><thead><tr><th>parameter</th><th>in</th><th>type</th><th>required</th>"
@@ -100,7 +108,7 @@ def _operation_html(path: str, method: str, op: dict[str, Any]) -> str:
 def _schema_html(name: str, schema: dict[str, Any]) -> str:
     parts = [f'<div class="operation" id="schema-{escape(name)}"><h3>{escape(name)}</h3>']
     if schema.get("description"):
-        parts.append(f"<p>{escape(schema['description'])}</p>")
+        parts.append(_text(schema["description"]))
     properties = schema.get("properties", {})
     required = set(schema.get("required", []))
     if properties:
@@ -141,9 +149,12 @@ def render_api_docs(schema: dict[str, Any]) -> str:
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{title} · reference</title><style>{STYLE}</style></head><body>",
-        f"<h1>{title}</h1>", f"<p>{escape(info.get('description', ''))}</p>",
+        f"<h1>{title}</h1>", _text(info.get("description", "")),
         '<p class="muted">Served by this node from its <a href="/openapi.json">OpenAPI schema</a>; '
         'no script, nothing loaded from elsewhere. <a href="/">Back to the markets</a>.</p>',
+        "<p>Live pushes: the WebSocket <code>/v1/ws</code> (not in the schema); send "
+        '<code>{"op": "subscribe", "channel": ...}</code> for <code>blocks</code>, <code>book</code>, '
+        "<code>trades</code>, <code>account</code> or <code>governance</code>.</p>",
         f"<nav><ul>{''.join(contents)}</ul></nav>", *sections, "</body></html>"])
 
 

@@ -287,10 +287,13 @@ if (orderForm) {
     placeButton.disabled = true;
     try {
       clearTimeout(timer);
-      await preview();
+      const previous = document.getElementById("preview-verdict");
+      if (previous) previous.dataset.accepted = "stale";  // only a verdict on these very values counts
+      try { await preview(); } catch (error) { /* no fresh verdict: not sent */ }
       const verdict = document.getElementById("preview-verdict");
       if (!verdict || verdict.dataset.accepted !== "true") {
-        const reason = verdict ? verdict.dataset.reason : "no preview";
+        const reason = !verdict || verdict.dataset.accepted === "stale"
+          ? "the preview could not be renewed; try again" : verdict.dataset.reason;
         blocked.hidden = false;
         blocked.textContent = "Not sent: " + reason;
         showStatus("Order not sent: " + reason, true);
