@@ -180,6 +180,8 @@ async function describeAnswer(msg, answer) {
 
 function showStatus(text, bad) {
   const box = document.getElementById("tx-status");
+  box.onclick = () => { box.hidden = true; };  // a click dismisses it; the next transaction shows it again
+  box.title = "click to dismiss";
   box.hidden = false;
   box.textContent = text;
   box.className = "tx-status " + (bad ? "bad" : "ok");
