@@ -440,7 +440,8 @@ def test_the_status_line_says_what_filled_in_words_without_moving_the_page(page,
 
     place_from_the_form(page, size="0.01", price="1000000", time_in_force="ioc")  # takes the maker's asks
 
-    sync_api.expect(status).to_contain_text(re.compile(r"^Bought 0\.01 BTC-USD at [\d,.]+( \(\d+ fills\))?, fee [\d.]+ USDC"))
+    sync_api.expect(status).to_contain_text(
+        re.compile(r"^Bought 0\.01 BTC-USD at [\d,.]+( \(\d+ fills\))?, fee [\d.]+ USDC"))
     assert "place_order" not in status.inner_text()
     assert page.locator("main").bounding_box()["y"] == top  # the status box floats: nothing moved
     assert page.evaluate("getComputedStyle(document.getElementById('tx-status')).position") == "fixed"

@@ -79,16 +79,18 @@ def _operation_html(path: str, method: str, op: dict[str, Any]) -> str:
     anchor = escape(op.get("operationId", f"{method}-{path}"))
     parts = [f'<div class="operation" id="op-{anchor}">',
              f'<h3><span class="method {method}">{method.upper()}</span> <code>{escape(path)}</code></h3>']
-    if op.get("description") or op.get("summary"):
-        parts.append(_text(op.get("description") or op.get("summary")))
+    what = op.get("description") or op.get("summary")
+    if what:
+        parts.append(_text(str(what)))
     parameters = op.get("parameters", [])
     if parameters:
         parts.append("<table><thead><tr><th>parameter</th><th>in</th><th>type</th><th>required</th>"
                      "<th>description</th></tr></thead><tbody>")
         for p in parameters:
+            about = p.get("description") or p.get("schema", {}).get("description") or ""
             parts.append(f"<tr><td><code>{escape(p.get('name', ''))}</code></td><td>{escape(p.get('in', ''))}</td>"
                          f"<td>{_type_html(p.get('schema', {}))}</td><td>{'yes' if p.get('required') else 'no'}</td>"
-                         f"<td>{escape(p.get('description') or p.get('schema', {}).get('description') or '')}</td></tr>")
+                         f"<td>{escape(about)}</td></tr>")
         parts.append("</tbody></table>")
     body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
     if body:
@@ -150,11 +152,11 @@ def render_api_docs(schema: dict[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{title} · reference</title><style>{STYLE}</style></head><body>",
         f"<h1>{title}</h1>", _text(info.get("description", "")),
-        '<p class="muted">Served by this node from its <a href="/openapi.json">OpenAPI schema</a>; '
-        'no script, nothing loaded from elsewhere. <a href="/">Back to the markets</a>.</p>',
-        "<p>Live pushes: the WebSocket <code>/v1/ws</code> (not in the schema); send "
-        '<code>{"op": "subscribe", "channel": ...}</code> for <code>blocks</code>, <code>book</code>, '
-        "<code>trades</code>, <code>account</code> or <code>governance</code>.</p>",
+        ('<p class="muted">Served by this node from its <a href="/openapi.json">OpenAPI schema</a>; '
+         'no script, nothing loaded from elsewhere. <a href="/">Back to the markets</a>.</p>'),
+        ("<p>Live pushes: the WebSocket <code>/v1/ws</code> (not in the schema); send "
+         '<code>{"op": "subscribe", "channel": ...}</code> for <code>blocks</code>, <code>book</code>, '
+         "<code>trades</code>, <code>account</code> or <code>governance</code>.</p>"),
         f"<nav><ul>{''.join(contents)}</ul></nav>", *sections, "</body></html>"])
 
 
