@@ -61,8 +61,8 @@ class Section:
 class LeafKind:
     """One kind of leaf: its key, its canonical value, how to list its keys and how a snapshot keeps it.
 
-    ``key`` names the key's parts after the kind name; ``holds`` and ``changed_by`` (the modules that
-    touch it) are for the docs table. A top-level kind lists its keys with ``keys(state)``; a kind
+    ``key`` names the key's parts after the kind name and ``holds`` says what the value holds (both
+    for the docs table). A top-level kind lists its keys with ``keys(state)``; a kind
     ``within`` a parent kind lists them with ``keys_within(state, parent key)`` and is written in
     its parent's snapshot field (``snapshot`` is empty). ``fast``, if set, returns the same bytes as
     ``leaf_encoding(key, value(state, key))`` (or None when the value is None), faster."""
@@ -70,7 +70,6 @@ class LeafKind:
     name: str
     key: tuple[str, ...]
     holds: str
-    changed_by: str
     value: Callable[[State, Key], Value]
     keys: Callable[[State], Iterable[Key]] | None = None
     within: str | None = None
@@ -550,146 +549,178 @@ def _read_steward_approvals(state: State, rows: Json) -> None:
         state.steward_approvals.setdefault(name, {})[member] = StewardApproval(value, approved_ms, height)
 
 
+# --------------------------------------------------------------------------------------- snapshot writers
+def _write_markets(state: State) -> Json:
+    return [_market_document(market) for market in state.markets.values()]
+
+
+def _write_conditional_orders(state: State) -> Json:
+    return [_conditional_document(order) for order in state.conditional_orders.values()]
+
+
+def _write_subaccounts(state: State) -> Json:
+    return [_subaccount_document(sub) for sub in state.subaccounts.values()]
+
+
+def _write_vote_checkpoints(state: State) -> Json:
+    return [[delegatee, [list(c) for c in checkpoints]] for delegatee, checkpoints in state.vote_checkpoints.items()]
+
+
+def _write_proposals(state: State) -> Json:
+    return [_proposal_document(proposal) for proposal in state.proposals.values()]
+
+
+def _write_param_history(state: State) -> Json:
+    return [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number] for e in state.param_history]
+
+
+def _write_guardian(state: State) -> Json:
+    guardian = state.guardian
+    return {"address": guardian.address, "expires_ms": guardian.expires_ms,
+            "pauses_used": [[scope, market, term] for (scope, market), term in guardian.pauses_used.items()]}
+
+
+def _read_pauses(state: State, rows: Json) -> None:
+    state.pauses = {(scope, market): Pause(scope, market, start, end) for scope, market, start, end in rows}
+
+
+def _write_attestations(state: State) -> Json:
+    return [[pid, member, a.report_hash, a.verdict, a.attested_ms, a.height]
+            for pid, by_member in state.attestations.items() for member, a in by_member.items()]
+
+
+def _write_stress_reports(state: State) -> Json:
+    return [[report_hash, r.verdict, r.depletion_probability_ppm, r.var99_loss_usdc, r.es99_loss_usdc,
+             r.insurance_funds_total_usdc, r.registered_by, r.registered_ms, r.height]
+            for report_hash, r in state.stress_reports.items()]
+
+
+def _read_stress_reports(state: State, rows: Json) -> None:
+    state.stress_reports = {values[0]: StressReportRecord(*values[1:]) for values in rows}
+
+
+def _read_steward_bounds(state: State, rows: Json) -> None:
+    state.steward_bounds = {name: StewardBound(kind, max_change, cooldown_ms)
+                            for name, kind, max_change, cooldown_ms in rows}
+
+
+def _write_steward_approvals(state: State) -> Json:
+    return [[name, member, a.value, a.approved_ms, a.height]
+            for name, by_member in state.steward_approvals.items() for member, a in by_member.items()]
+
+
 # --------------------------------------------------------------------------------------- the table
+# In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
     LeafKind("global", (), "chain id, clock, operators, liquidity tiers, funding/fee/liquidation parameters, "
              "insurance funds, pool pauses, bad debt, system accounts, next order id, liquidation stalls and grace",
-             "transition, accounts, liquidation, governance", _global_value,
-             keys=lambda state: [("global",)], snapshot=_GLOBAL_SECTIONS),
+             _global_value, keys=lambda state: [("global",)], snapshot=_GLOBAL_SECTIONS),
     LeafKind("market", ("ticker",), "a market's parameters, status, oracle, open interest, funding and TWAP "
-             "accumulators, settlement price", "oracle, funding, orders, governance, liquidation", _market_value,
+             "accumulators, settlement price", _market_value,
              keys=lambda state: [("market", ticker) for ticker in state.markets],
-             snapshot=(Section("markets", lambda s: [_market_document(m) for m in s.markets.values()],
-                               _read_markets),)),
-    LeafKind("twap", ("ticker",), "a market's settlement-price minute checkpoints (absent while none)", "twap",
+             snapshot=(Section("markets", _write_markets, _read_markets),)),
+    LeafKind("twap", ("ticker",), "a market's settlement-price minute checkpoints (absent while none)",
              _twap_value, within="market",
-             keys_within=lambda state, parent: [("twap", parent[1])] if state.markets[parent[1]].twap_checkpoints
+             keys_within=lambda state, market: [("twap", market[1])] if state.markets[market[1]].twap_checkpoints
              else []),
-    LeafKind("order", ("ticker", "order_id"), "a resting order", "orders, liquidation", _order_value,
-             within="market", fast=_order_bytes,
-             keys_within=lambda state, parent: [("order", parent[1], order.order_id)
-                                                for order in state.markets[parent[1]].book.orders()]),
-    LeafKind("conditional", ("order_id",), "an untriggered stop or take-profit order", "orders, conditional",
-             _conditional_value, keys=lambda state: [("conditional", order_id) for order_id in state.conditional_orders],
-             snapshot=(Section("conditional_orders",
-                               lambda s: [_conditional_document(order) for order in s.conditional_orders.values()],
-                               _read_conditional_orders),)),
+    LeafKind("order", ("ticker", "order_id"), "a resting order", _order_value, within="market", fast=_order_bytes,
+             keys_within=lambda state, market: [("order", market[1], order.order_id)
+                                                for order in state.markets[market[1]].book.orders()]),
+    LeafKind("conditional", ("order_id",), "an untriggered stop or take-profit order", _conditional_value,
+             keys=lambda state: [("conditional", order_id) for order_id in state.conditional_orders],
+             snapshot=(Section("conditional_orders", _write_conditional_orders, _read_conditional_orders),)),
     LeafKind("sub", ("owner", "number"), "a subaccount: balance, margin mode, positions, leverage overrides",
-             "accounts, orders, liquidation", _sub_value, fast=_sub_bytes,
+             _sub_value, fast=_sub_bytes,
              keys=lambda state: [("sub", owner, number) for owner, number in state.subaccounts],
-             snapshot=(Section("subaccounts", lambda s: [_subaccount_document(sub) for sub in s.subaccounts.values()],
-                               _read_subaccounts),)),
-    LeafKind("bgov", ("address",), "a BGOV balance and delegate (absent when both are empty)", "votes",
-             _bgov_value,
+             snapshot=(Section("subaccounts", _write_subaccounts, _read_subaccounts),)),
+    LeafKind("bgov", ("address",), "a BGOV balance and delegate (absent when both are empty)", _bgov_value,
              keys=lambda state: [("bgov", address) for address in sorted(set(state.bgov) | set(state.bgov_delegates))],
-             snapshot=(Section("bgov", lambda s: _pairs(s.bgov), _set("bgov", _dict_of_pairs)),
-                       Section("bgov_delegates", lambda s: _pairs(s.bgov_delegates),
+             snapshot=(Section("bgov", lambda state: _pairs(state.bgov), _set("bgov", _dict_of_pairs)),
+                       Section("bgov_delegates", lambda state: _pairs(state.bgov_delegates),
                                _set("bgov_delegates", _dict_of_pairs)))),
-    LeafKind("votes", ("delegatee", "index"), "one (height, votes) checkpoint of a delegatee", "votes",
+    LeafKind("votes", ("delegatee", "index"), "one (height, votes) checkpoint of a delegatee",
              lambda state, key: _checkpoint(state.vote_checkpoints.get(key[1], []), key[-1]),
-             keys=lambda state: [("votes", delegatee, index) for delegatee, checkpoints in state.vote_checkpoints.items()
+             keys=lambda state: [("votes", delegatee, index)
+                                 for delegatee, checkpoints in state.vote_checkpoints.items()
                                  for index in range(len(checkpoints))],
-             snapshot=(Section("vote_checkpoints", lambda s: [[delegatee, [list(c) for c in checkpoints]]
-                                                              for delegatee, checkpoints in s.vote_checkpoints.items()],
-                               _read_vote_checkpoints),)),
-    LeafKind("delegated_supply", ("index",), "one (height, delegated BGOV) checkpoint", "votes",
+             snapshot=(Section("vote_checkpoints", _write_vote_checkpoints, _read_vote_checkpoints),)),
+    LeafKind("delegated_supply", ("index",), "one (height, delegated BGOV) checkpoint",
              lambda state, key: _checkpoint(state.delegated_supply_checkpoints, key[-1]),
              keys=lambda state: [("delegated_supply", i) for i in range(len(state.delegated_supply_checkpoints))],
-             snapshot=(Section("delegated_supply_checkpoints", lambda s: [list(c) for c in s.delegated_supply_checkpoints],
+             snapshot=(Section("delegated_supply_checkpoints",
+                               lambda state: [list(c) for c in state.delegated_supply_checkpoints],
                                _set("delegated_supply_checkpoints", _pair_list)),)),
-    LeafKind("total_supply", ("index",), "one (height, total BGOV) checkpoint", "votes",
+    LeafKind("total_supply", ("index",), "one (height, total BGOV) checkpoint",
              lambda state, key: _checkpoint(state.total_supply_checkpoints, key[-1]),
              keys=lambda state: [("total_supply", i) for i in range(len(state.total_supply_checkpoints))],
-             snapshot=(Section("total_supply_checkpoints", lambda s: [list(c) for c in s.total_supply_checkpoints],
+             snapshot=(Section("total_supply_checkpoints",
+                               lambda state: [list(c) for c in state.total_supply_checkpoints],
                                _set("total_supply_checkpoints", _pair_list)),)),
-    LeafKind("governance", (), "the governance parameters and risk-class rules", "governance", _governance_value,
+    LeafKind("governance", (), "the governance parameters and risk-class rules", _governance_value,
              keys=lambda state: [("governance",)],
-             snapshot=(Section("governance", lambda s: asdict(s.governance), _read_governance),)),
-    LeafKind("listing", (), "the listing parameters", "actions", _listing_value,
-             keys=lambda state: [("listing",)],
-             snapshot=(Section("listing", lambda s: asdict(s.listing), _read_listing),)),
-    LeafKind("order_limits", (), "the anti-spam order limits", "governance (read by orders)", _order_limits_value,
+             snapshot=(Section("governance", lambda state: asdict(state.governance), _read_governance),)),
+    LeafKind("listing", (), "the listing parameters", _listing_value, keys=lambda state: [("listing",)],
+             snapshot=(Section("listing", lambda state: asdict(state.listing), _read_listing),)),
+    LeafKind("order_limits", (), "the anti-spam order limits", _order_limits_value,
              keys=lambda state: [("order_limits",)],
-             snapshot=(Section("order_limits", lambda s: asdict(s.order_limits), _read_order_limits),)),
-    LeafKind("proposal", ("proposal_id",), "a proposal: actions, rules, tally, lifecycle, deposit", "governance",
-             _proposal_value, keys=lambda state: [("proposal", proposal_id) for proposal_id in state.proposals],
-             snapshot=(Section("proposals", lambda s: [_proposal_document(p) for p in s.proposals.values()],
-                               _read_proposals),)),
-    LeafKind("ballot", ("proposal_id", "voter"), "a vote: option, weight, reason", "governance", _ballot_value,
-             within="proposal",
-             keys_within=lambda state, parent: [("ballot", parent[1], voter)
-                                                for voter in state.proposals[parent[1]].ballots]),
-    LeafKind("param_history", ("index",), "one change of a governed parameter", "governance", _param_history_value,
+             snapshot=(Section("order_limits", lambda state: asdict(state.order_limits), _read_order_limits),)),
+    LeafKind("proposal", ("proposal_id",), "a proposal: actions, rules, tally, lifecycle, deposit", _proposal_value,
+             keys=lambda state: [("proposal", proposal_id) for proposal_id in state.proposals],
+             snapshot=(Section("proposals", _write_proposals, _read_proposals),)),
+    LeafKind("ballot", ("proposal_id", "voter"), "a vote: option, weight, reason", _ballot_value, within="proposal",
+             keys_within=lambda state, proposal: [("ballot", proposal[1], voter)
+                                                  for voter in state.proposals[proposal[1]].ballots]),
+    LeafKind("param_history", ("index",), "one change of a governed parameter", _param_history_value,
              keys=lambda state: [("param_history", index) for index in range(len(state.param_history))],
-             snapshot=(Section("param_history",
-                               lambda s: [[e.name, e.old, e.new, e.height, e.source.kind, e.source.ref, e.source.number]
-                                          for e in s.param_history],
-                               _read_param_history),)),
-    LeafKind("rollout", ("rollout_id",), "a staged rollout", "rollout", _rollout_value,
+             snapshot=(Section("param_history", _write_param_history, _read_param_history),)),
+    LeafKind("rollout", ("rollout_id",), "a staged rollout", _rollout_value,
              keys=lambda state: [("rollout", rollout_id) for rollout_id in state.rollouts],
-             snapshot=(Section("rollouts", lambda s: [asdict(rollout) for rollout in s.rollouts.values()],
+             snapshot=(Section("rollouts", lambda state: [asdict(rollout) for rollout in state.rollouts.values()],
                                _set("rollouts", lambda rows: {r["rollout_id"]: Rollout(**r) for r in rows})),)),
-    LeafKind("liquidations", ("ticker",), "a market's cumulative liquidation count", "liquidation, rollout",
+    LeafKind("liquidations", ("ticker",), "a market's cumulative liquidation count",
              lambda state, key: [state.liquidation_counts[key[1]]],
              keys=lambda state: [("liquidations", ticker) for ticker in state.liquidation_counts],
-             snapshot=(Section("liquidation_counts", lambda s: _pairs(s.liquidation_counts),
+             snapshot=(Section("liquidation_counts", lambda state: _pairs(state.liquidation_counts),
                                _set("liquidation_counts", _dict_of_pairs)),)),
-    LeafKind("guardian", (), "the guardian's address, expiry and pause keys used (absent while none)", "guardian",
+    LeafKind("guardian", (), "the guardian's address, expiry and pause keys used (absent while none)",
              _guardian_value, keys=lambda state: [("guardian",)] if _has_guardian(state) else [],
-             snapshot=(Section("guardian", lambda s: {
-                 "address": s.guardian.address, "expires_ms": s.guardian.expires_ms,
-                 "pauses_used": [[scope, market, term] for (scope, market), term in s.guardian.pauses_used.items()]},
-                 _read_guardian),)),
-    LeafKind("pause", ("scope", "market"), "a guardian pause's start and end", "guardian", _pause_value,
+             snapshot=(Section("guardian", _write_guardian, _read_guardian),)),
+    LeafKind("pause", ("scope", "market"), "a guardian pause's start and end", _pause_value,
              keys=lambda state: [("pause", *pause_key) for pause_key in state.pauses],
-             snapshot=(Section("pauses", lambda s: [[p.scope, p.market, p.start_ms, p.end_ms] for p in s.pauses.values()],
-                               _set("pauses", lambda rows: {(scope, market): Pause(scope, market, start, end)
-                                                            for scope, market, start, end in rows})),)),
-    LeafKind("council", (), "the council's members and threshold", "council",
+             snapshot=(Section("pauses", lambda state: [[p.scope, p.market, p.start_ms, p.end_ms]
+                                                        for p in state.pauses.values()], _read_pauses),)),
+    LeafKind("council", (), "the council's members and threshold",
              lambda state, key: [list(state.council.members), state.council.threshold],
              keys=lambda state: [("council",)],
-             snapshot=(Section("council", lambda s: {"members": list(s.council.members),
-                                                     "threshold": s.council.threshold},
+             snapshot=(Section("council", lambda state: {"members": list(state.council.members),
+                                                         "threshold": state.council.threshold},
                                _set("council", lambda d: Council(tuple(d["members"]), d["threshold"]))),)),
-    LeafKind("attestation", ("proposal_id", "member"), "a council member's stress attestation", "council",
-             _attestation_value,
+    LeafKind("attestation", ("proposal_id", "member"), "a council member's stress attestation", _attestation_value,
              keys=lambda state: [("attestation", proposal_id, member)
-                                 for proposal_id, attestations in state.attestations.items() for member in attestations],
-             snapshot=(Section("attestations", lambda s: [[pid, member, a.report_hash, a.verdict, a.attested_ms, a.height]
-                                                          for pid, by_member in s.attestations.items()
-                                                          for member, a in by_member.items()],
-                               _read_attestations),)),
-    LeafKind("stress_report", ("report_hash",), "a registered stress report's verdict and figures", "council",
+                                 for proposal_id, by_member in state.attestations.items() for member in by_member],
+             snapshot=(Section("attestations", _write_attestations, _read_attestations),)),
+    LeafKind("stress_report", ("report_hash",), "a registered stress report's verdict and figures",
              _stress_report_value, keys=lambda state: [("stress_report", h) for h in state.stress_reports],
-             snapshot=(Section("stress_reports", lambda s: [
-                 [report_hash, r.verdict, r.depletion_probability_ppm, r.var99_loss_usdc, r.es99_loss_usdc,
-                  r.insurance_funds_total_usdc, r.registered_by, r.registered_ms, r.height]
-                 for report_hash, r in s.stress_reports.items()],
-                 _set("stress_reports", lambda rows: {values[0]: StressReportRecord(*values[1:]) for values in rows})),)),
-    LeafKind("steward_bound", ("name",), "how far and how often the council may move a parameter", "council",
+             snapshot=(Section("stress_reports", _write_stress_reports, _read_stress_reports),)),
+    LeafKind("steward_bound", ("name",), "how far and how often the council may move a parameter",
              _steward_bound_value, keys=lambda state: [("steward_bound", name) for name in state.steward_bounds],
-             snapshot=(Section("steward_bounds",
-                               lambda s: [[name, b.kind, b.max_change, b.cooldown_ms] for name, b in s.steward_bounds.items()],
-                               _set("steward_bounds", lambda rows: {name: StewardBound(kind, max_change, cooldown_ms)
-                                                                    for name, kind, max_change, cooldown_ms in rows})),)),
-    LeafKind("steward_cooldown", ("name",), "the block time of a parameter's last steward change", "council",
+             snapshot=(Section("steward_bounds", lambda state: [[name, b.kind, b.max_change, b.cooldown_ms]
+                                                                for name, b in state.steward_bounds.items()],
+                               _read_steward_bounds),)),
+    LeafKind("steward_cooldown", ("name",), "the block time of a parameter's last steward change",
              _steward_cooldown_value,
              keys=lambda state: [("steward_cooldown", name) for name in state.steward_last_change_ms],
-             snapshot=(Section("steward_last_change_ms", lambda s: _pairs(s.steward_last_change_ms),
+             snapshot=(Section("steward_last_change_ms", lambda state: _pairs(state.steward_last_change_ms),
                                _set("steward_last_change_ms", _dict_of_pairs)),)),
-    LeafKind("steward_approval", ("name", "member"), "a council member's steward-change approval", "council",
+    LeafKind("steward_approval", ("name", "member"), "a council member's steward-change approval",
              _steward_approval_value,
              keys=lambda state: [("steward_approval", name, member)
-                                 for name, approvals in state.steward_approvals.items() for member in approvals],
-             snapshot=(Section("steward_approvals", lambda s: [[name, member, a.value, a.approved_ms, a.height]
-                                                               for name, by_member in s.steward_approvals.items()
-                                                               for member, a in by_member.items()],
-                               _read_steward_approvals),)),
-    LeafKind("nonces", ("sender",), "a sender's spent nonces", "nonces", _nonces_value, fast=_nonces_bytes,
+                                 for name, by_member in state.steward_approvals.items() for member in by_member],
+             snapshot=(Section("steward_approvals", _write_steward_approvals, _read_steward_approvals),)),
+    LeafKind("nonces", ("sender",), "a sender's spent nonces", _nonces_value, fast=_nonces_bytes,
              keys=lambda state: [("nonces", sender) for sender in state.nonces],
-             snapshot=(Section("nonces", lambda s: [[sender, r.floor, r.last_ms, list(r.used)]
-                                                    for sender, r in s.nonces.items()],
-                               _read_nonces),)),
+             snapshot=(Section("nonces", lambda state: [[sender, r.floor, r.last_ms, list(r.used)]
+                                                        for sender, r in state.nonces.items()], _read_nonces),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}
@@ -763,10 +794,10 @@ def read_sections(document: dict[str, Json]) -> State:
 # --------------------------------------------------------------------------------------- documentation
 def leaf_table() -> str:
     """The Markdown table of the leaf kinds (docs/node.md, "State leaves")."""
-    rows = ["| Leaf key | Holds | Changed by (`core.`) | Snapshot field |", "|---|---|---|---|"]
+    rows = ["| Leaf key | Holds | Snapshot field |", "|---|---|---|"]
     for kind in LEAF_KINDS:
         key = "(" + ", ".join([f'"{kind.name}"', *kind.key]) + ("," if not kind.key else "") + ")"
         where = (f"inside `{LEAF_KINDS_BY_NAME[kind.within].snapshot[0].name}`" if kind.within is not None
                  else ", ".join(f"`{section.name}`" for section in kind.snapshot))
-        rows.append(f"| `{key}` | {kind.holds} | {kind.changed_by} | {where} |")
+        rows.append(f"| `{key}` | {kind.holds} | {where} |")
     return "\n".join(rows) + "\n"

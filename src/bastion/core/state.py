@@ -3,18 +3,9 @@
 Iteration that matters is always in a defined order: markets by ticker (the dict is built sorted),
 subaccounts and orders in creation order, oracle operators sorted. Every mutation of a hashed object
 calls ``state.touch(key)`` so that the block's state hash (``bastion.core.hashing``) is updated
-incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id)``,
-``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
-``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
-``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
-``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
-rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
-guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
-council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``, ``("steward_bound", name)``,
-``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
-and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), ``("order_limits",)``
-(the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
-spent nonces, ``bastion.core.nonces``).
+incrementally; the keys, one kind per piece of state (``("sub", owner, number)``,
+``("order", ticker, order_id)``, ``("global",)``, ...), are declared in ``bastion.core.leaves``
+(``LEAF_KINDS``, with their values and snapshot fields; the table is in docs/protocol.md).
 """
 from __future__ import annotations
 
