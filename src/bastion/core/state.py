@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bastion.core.book import Book
+from bastion.core.enums import MARKET_STATUSES, MarginMode, MarketStatus  # noqa: F401  (MARKET_STATUSES re-exported)
 from bastion.core.params import (
     FeeParams,
     FundingParams,
@@ -25,14 +26,14 @@ from bastion.core.params import (
     OrderLimitParams,
 )
 
-CROSS: Final = "cross"
-ISOLATED: Final = "isolated"
-CROSS_POOL: Final = "cross"
+# short names for the members most code uses (bastion.core.enums defines the vocabularies)
+CROSS: Final = MarginMode.CROSS
+ISOLATED: Final = MarginMode.ISOLATED
+CROSS_POOL: Final = "cross"                # the cross-margin collateral pool's name (a pool, not a mode)
 
-ACTIVE: Final = "active"
-REDUCE_ONLY: Final = "reduce_only"
-PAUSED: Final = "paused"
-MARKET_STATUSES: Final = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
+ACTIVE: Final = MarketStatus.ACTIVE
+REDUCE_ONLY: Final = MarketStatus.REDUCE_ONLY
+PAUSED: Final = MarketStatus.PAUSED
 
 SUBACCOUNT_NUMBERS: Final = range(128)
 MAX_ORDER_LOTS: Final = 2**63 - 1          # a market's max_order_lots when genesis sets none (sizes stay int64)
@@ -94,13 +95,13 @@ class OrderTerms:
     number: int
     market: str
     side: int                              # book.BUY | book.SELL
-    order_type: str                        # "limit" | "market" (the underlying type)
+    order_type: str                        # OrderType.LIMIT | OrderType.MARKET (the underlying type)
     lots: int
     ticks: int                             # limit price, or a market order's worst price
-    time_in_force: str
+    time_in_force: str                     # a TimeInForce
     good_til_ms: int | None
     reduce_only: bool
-    self_trade: str
+    self_trade: str                        # a SelfTrade mode
     client_id: int
 
 
@@ -110,7 +111,7 @@ class ConditionalOrder:
     enters the book as ``terms`` when the oracle price crosses ``trigger_ticks`` (``core.conditional``)."""
 
     order_id: int
-    order_type: str                        # stop_market | stop_limit | take_profit_market | take_profit_limit
+    order_type: str                        # one of CONDITIONAL_ORDER_TYPES (stop_market, stop_limit, take_profit_...)
     trigger_ticks: int
     placed_ms: int
     terms: OrderTerms
@@ -129,7 +130,7 @@ class Market:
     maker_fee_ppm: int
     taker_fee_ppm: int
     isolated_only: bool
-    status: str
+    status: str                            # a MarketStatus
     oracle_params: OracleParams
     oracle_price: int                      # ticks
     max_order_lots: int = MAX_ORDER_LOTS   # the largest order size (governed, ``set_market_params.max_order_size``)
