@@ -73,14 +73,14 @@ class SelfTrade(Vocabulary):
 
 
 MARKET_STATUSES: Final = tuple(MarketStatus)
-DELISTED: Final = (MarketStatus.FINAL_SETTLEMENT, MarketStatus.SETTLED)
+DELISTED: Final = (MarketStatus.FINAL_SETTLEMENT, MarketStatus.SETTLED)  # for the governance and guardian rules
 TRADING: Final = (MarketStatus.ACTIVE, MarketStatus.REDUCE_ONLY)  # statuses that accept orders
 MARGIN_MODES: Final = tuple(MarginMode)
 ORDER_TYPES: Final = (OrderType.LIMIT, OrderType.MARKET)
 # a conditional order type -> the type it enters the book as
-UNDERLYING_ORDER_TYPES: Final = {OrderType.STOP_MARKET: OrderType.MARKET, OrderType.STOP_LIMIT: OrderType.LIMIT,
-                                 OrderType.TAKE_PROFIT_MARKET: OrderType.MARKET,
-                                 OrderType.TAKE_PROFIT_LIMIT: OrderType.LIMIT}
+UNDERLYING_ORDER_TYPES: Final[dict[str, OrderType]] = {
+    OrderType.STOP_MARKET: OrderType.MARKET, OrderType.STOP_LIMIT: OrderType.LIMIT,
+    OrderType.TAKE_PROFIT_MARKET: OrderType.MARKET, OrderType.TAKE_PROFIT_LIMIT: OrderType.LIMIT}
 CONDITIONAL_ORDER_TYPES: Final = tuple(UNDERLYING_ORDER_TYPES)
 STOP_ORDER_TYPES: Final = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
 TIME_IN_FORCE: Final = tuple(TimeInForce)

@@ -34,8 +34,11 @@ import itertools
 from typing import Final
 
 from bastion.core.errors import InvariantViolation
-from bastion.core.leaves import _DUMPS, iter_leaf_keys, leaf_encoding, serialize_leaf  # noqa: F401  (re-exported)
+from bastion.core.leaves import _DUMPS as _DUMPS
+from bastion.core.leaves import iter_leaf_keys as iter_leaf_keys
 from bastion.core.leaves import leaf_bytes as _leaf_bytes
+from bastion.core.leaves import leaf_encoding as leaf_encoding
+from bastion.core.leaves import serialize_leaf as serialize_leaf
 from bastion.core.state import State
 
 

@@ -42,8 +42,8 @@ from bastion.core.state import (
     Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
-Key = tuple
-Value = list | None
+Key = tuple[Any, ...]
+Value = list[Any] | None
 Json = Any  # plain JSON data: ints, strings, bools, None, lists and str-keyed dicts
 
 
@@ -84,7 +84,7 @@ class LeafKind:
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
 
 
-def leaf_encoding(key: tuple, value: list) -> bytes:
+def leaf_encoding(key: Key, value: list[Any]) -> bytes:
     """A leaf's bytes, the definition: compact ASCII JSON of the key, a zero byte, compact ASCII JSON
     of the value (a kind's ``fast`` encoder is a faster path to the same bytes)."""
     return _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
@@ -106,11 +106,11 @@ def _generic(value: Callable[[State, Key], Value], state: State, key: Key) -> by
     return None if data is None else leaf_encoding(key, data)
 
 
-def _pairs(mapping: dict) -> list[list]:
+def _pairs(mapping: dict[Any, Any]) -> list[list[Any]]:
     return list(map(list, mapping.items()))
 
 
-def _dict_of_pairs(pairs: Json) -> dict:
+def _dict_of_pairs(pairs: Json) -> dict[Any, Any]:
     return {key: value for key, value in pairs}
 
 
@@ -435,7 +435,7 @@ def _proposal_value(state: State, key: Key) -> Value:
             pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov]
 
 
-def _action_value(action: object) -> list:
+def _action_value(action: object) -> list[Any]:
     """An action as ``[type, [field, value], ...]`` in field order (values are JSON data, objects
     such as ``start_rollout.gates`` with their keys sorted: a snapshot does not keep key order)."""
     return [ACTION_NAMES[type(action)],

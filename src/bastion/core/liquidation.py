@@ -681,9 +681,9 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                        "reason": "profitable_position"})
         return
     for score, counterparty in ranks.ranked(market, side):
-        position = sub.positions.get(ticker)
-        if position is None:
+        if ticker not in sub.positions:  # closed by the previous counterparty
             break
+        position = sub.positions[ticker]
         other = counterparty.positions[ticker]
         sign = -1 if position.size > 0 else 1  # the deleveraged account's delta per lot
         old = get_subaccount_risk(state, counterparty)
@@ -748,7 +748,9 @@ def _adl_entry(state: State, market: Market, side: int, key: SubKey) -> _Entry |
     if is_backstop(key[0]):
         return None
     other = state.subaccounts.get(key)
-    position = other.positions.get(market.ticker) if other is not None else None
+    if other is None:
+        return None
+    position = other.positions.get(market.ticker)
     if position is None or position.size * side >= 0:
         return None
     value = notional(position.size, market.oracle_price, size_decimals=market.size_decimals,

@@ -17,8 +17,8 @@ import json
 from typing import Any
 
 from bastion.core.errors import ProtocolError
-from bastion.core.hashing import commit_state_hash, iter_leaf_keys
-from bastion.core.leaves import read_sections, write_sections
+from bastion.core.hashing import commit_state_hash
+from bastion.core.leaves import iter_leaf_keys, read_sections, write_sections
 from bastion.core.state import State
 
 FORMAT = "bastion-snapshot/14"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from bastion.core.book import Book
-from bastion.core.enums import MARKET_STATUSES, MarginMode, MarketStatus  # noqa: F401  (MARKET_STATUSES re-exported)
+from bastion.core.enums import MARKET_STATUSES as MARKET_STATUSES
+from bastion.core.enums import MarginMode, MarketStatus
 from bastion.core.params import (
     FeeParams,
     FundingParams,
@@ -26,14 +27,15 @@ from bastion.core.params import (
     OrderLimitParams,
 )
 
-# short names for the members most code uses (bastion.core.enums defines the vocabularies)
-CROSS: Final = MarginMode.CROSS
-ISOLATED: Final = MarginMode.ISOLATED
+# short names for the members most code uses (bastion.core.enums defines the vocabularies), typed
+# str as the fields they are compared with and stored in
+CROSS: Final[str] = MarginMode.CROSS
+ISOLATED: Final[str] = MarginMode.ISOLATED
 CROSS_POOL: Final = "cross"                # the cross-margin collateral pool's name (a pool, not a mode)
 
-ACTIVE: Final = MarketStatus.ACTIVE
-REDUCE_ONLY: Final = MarketStatus.REDUCE_ONLY
-PAUSED: Final = MarketStatus.PAUSED
+ACTIVE: Final[str] = MarketStatus.ACTIVE
+REDUCE_ONLY: Final[str] = MarketStatus.REDUCE_ONLY
+PAUSED: Final[str] = MarketStatus.PAUSED
 
 SUBACCOUNT_NUMBERS: Final = range(128)
 MAX_ORDER_LOTS: Final = 2**63 - 1          # a market's max_order_lots when genesis sets none (sizes stay int64)
