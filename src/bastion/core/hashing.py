@@ -3,7 +3,7 @@
 Every piece of state is a *leaf*: a key (a tuple naming its kind first: ``("sub", owner, number)``,
 ``("order", ticker, id)``, ``("global",)``, ...) and a canonical value. The kinds, their values, their
 keys and their fast encoders are declared once in ``bastion.core.leaves`` (``LEAF_KINDS``; the
-table in docs/node.md, "State leaves"), which this module uses: ``serialize_leaf``,
+table in docs/protocol.md, "State hash"), which this module uses: ``serialize_leaf``,
 ``iter_leaf_keys``, ``leaf_encoding`` (compact ASCII JSON of the key, a zero byte, compact ASCII JSON
 of the value) and ``_leaf_bytes`` (the faster path to the same bytes). A leaf's digest is the
 SHA-256 of its bytes.

@@ -14,7 +14,8 @@ everything that has to know the kinds is derived from that table:
 * snapshots (``bastion.core.snapshot``) write and read the document fields each kind lists in
   ``snapshot`` (``Section``: one top-level field, its writer and its reader); a kind ``within``
   another is written inside its parent's field;
-* the table in docs/node.md ("State leaves") is ``leaf_table()``; a test keeps it current.
+* the table of leaf kinds in docs/protocol.md ("State hash") is ``leaf_table()``; a test keeps it
+  current.
 
 A new piece of state is a new record here (with its ``touch`` calls where it changes); nothing else
 lists kinds. The encoding rules: a leaf's bytes are compact ASCII JSON of the key, a zero byte,
@@ -793,7 +794,7 @@ def read_sections(document: dict[str, Json]) -> State:
 
 # --------------------------------------------------------------------------------------- documentation
 def leaf_table() -> str:
-    """The Markdown table of the leaf kinds (docs/node.md, "State leaves")."""
+    """The Markdown table of the leaf kinds (docs/protocol.md, "State hash")."""
     rows = ["| Leaf key | Holds | Snapshot field |", "|---|---|---|"]
     for kind in LEAF_KINDS:
         key = "(" + ", ".join([f'"{kind.name}"', *kind.key]) + ("," if not kind.key else "") + ")"
