@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.enums import SelfTrade, TimeInForce
 from bastion.core.errors import InvariantViolation
@@ -99,10 +99,10 @@ class Order(_Queued):
         self.placed_ms = placed_ms
         self._prev = self._next = None
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in _ORDER_FIELDS)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(_ORDER_FIELDS, state, strict=True):
             setattr(self, name, value)
         self._prev = self._next = None
@@ -150,6 +150,7 @@ class Book:
         return order_id in self._orders
 
     def get(self, order_id: int) -> Order | None:
+        """The resting order ``order_id``, or None."""
         return self._orders.get(order_id)
 
     def orders(self) -> Iterator[Order]:
@@ -157,10 +158,12 @@ class Book:
         return iter(self._orders.values())
 
     def best_bid(self) -> int | None:
+        """The highest bid price in ticks, or None if no bid rests."""
         keys = self._bid_keys
         return keys[-1] if keys else None
 
     def best_ask(self) -> int | None:
+        """The lowest ask price in ticks, or None if no ask rests."""
         keys = self._ask_keys
         return -keys[-1] if keys else None
 
@@ -355,7 +358,8 @@ class Book:
             resting = orders.get(maker.order_id) is maker
             if filled > 0:
                 if filled > offer:
-                    raise InvariantViolation(f"on_fill filled {filled} lots of {maker!r}, more than the {offer} offered")
+                    raise InvariantViolation(
+                        f"on_fill filled {filled} lots of {maker!r}, more than the {offer} offered")
                 if not resting:
                     raise InvariantViolation(f"on_fill removed {maker!r} and still reported a fill")
                 left -= filled

@@ -25,13 +25,14 @@ of random vectors in (Z/2**16)**1024 that sums to zero: the short integer soluti
 dimension 1024, for which lattice reduction and Wagner-style attacks cost well over 2**128 at these
 parameters (Bellare-Micciancio's additive construction with Lewi et al.'s LtHash16 parameters,
 the analysis SIMD-0215 relies on); the XOF is modelled as a random oracle and SHA-256 of the
-leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument and the measured cost.
+leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument
+and the measured cost.
 """
 from __future__ import annotations
 
 import hashlib
 import itertools
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.errors import InvariantViolation
 from bastion.core.leaves import _DUMPS as _DUMPS
@@ -42,7 +43,7 @@ from bastion.core.leaves import serialize_leaf as serialize_leaf
 from bastion.core.state import State
 
 
-def leaf_digest(key: tuple, value: list) -> bytes:
+def leaf_digest(key: tuple[Any, ...], value: list[Any]) -> bytes:
     """SHA-256 of a leaf's encoding (what ``State.leaf_hashes`` keeps per leaf)."""
     return hashlib.sha256(leaf_encoding(key, value)).digest()
 
@@ -154,7 +155,7 @@ def commit_state_hash(state: State) -> str:
 _CACHED_VECTORS: Final = 4_096  # vectors of recently written leaves kept (8 MB) to subtract them without a SHAKE
 
 
-def _trim(cache: dict[tuple, tuple[bytes, int]]) -> None:
+def _trim(cache: dict[tuple[Any, ...], tuple[bytes, int]]) -> None:
     """Drop the oldest entries beyond ``_CACHED_VECTORS`` (a dict keeps insertion order, and a leaf
     written again was popped and re-inserted at the end)."""
     excess = len(cache) - _CACHED_VECTORS
