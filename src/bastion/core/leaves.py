@@ -17,12 +17,14 @@ everything that has to know the kinds is derived from that table:
 * the table of leaf kinds in docs/protocol.md ("State hash") is ``leaf_table()``; a test keeps it
   current.
 
-A new piece of state is a new record here (with its ``touch`` calls where it changes); nothing else
-lists kinds. The encoding rules: a leaf's bytes are compact ASCII JSON of the key, a zero byte,
-compact ASCII JSON of the value (``leaf_encoding``); values are ints, strings, bools, ``null`` and
-lists in a fixed field order, maps as lists sorted by key, the objects inside proposals' actions
-with their keys sorted. A ``value`` returns None when the object no longer exists (the leaf leaves
-the state).
+A new piece of state is its ``State`` field, one record here, ``touch`` calls where it changes and a
+new snapshot ``FORMAT``; nothing else lists kinds (a test fails on a ``State`` field that no kind's
+snapshot fields hold and that is not named as derived).
+
+The encoding rules: a leaf's bytes are compact ASCII JSON of the key, a zero byte, compact ASCII
+JSON of the value (``leaf_encoding``); values are ints, strings, bools, ``null`` and lists in a
+fixed field order, maps as lists sorted by key, the objects inside proposals' actions with their
+keys sorted. A ``value`` returns None when the object no longer exists (the leaf leaves the state).
 """
 from __future__ import annotations
 
