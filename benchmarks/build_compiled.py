@@ -34,6 +34,7 @@ COMPILED_MODULES = (
     "bastion/core/funding.py",
     "bastion/core/governance.py",
     "bastion/core/hashing.py",
+    "bastion/core/leaves.py",
     "bastion/core/margin.py",
     "bastion/core/nonces.py",
     "bastion/core/liquidation.py",

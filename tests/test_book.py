@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from bastion.core.book import BUY, FILL_CANCEL_MAKER, FILL_STOP, SELL, Book, Order
+from bastion.core.errors import InvariantViolation
 
 ORDER_FIELDS = ("order_id", "side", "price", "remaining", "size", "owner", "number", "client_id",
                 "time_in_force", "reduce_only", "good_til_ms", "self_trade", "placed_ms")
@@ -376,7 +377,7 @@ def test_callback_partial_fill_offers_the_same_maker_again():
 def test_callback_with_an_invalid_answer_raises_and_the_maker_is_untouched(answer):
     book = book_with((1, SELL, 100, 5), (2, SELL, 100, 5))
 
-    with pytest.raises(ValueError):
+    with pytest.raises(InvariantViolation):  # the state machine's callback broke the contract: a bug
         book.match(BUY, 100, 5, lambda maker, q: answer)
 
     assert resting(book) == [(1, SELL, 100, 5), (2, SELL, 100, 5)]
@@ -417,10 +418,18 @@ def test_callback_may_cancel_other_orders_of_the_book():
 def test_callback_that_removes_the_maker_and_reports_a_fill_is_refused():
     book = book_with((1, SELL, 100, 5))
 
-    with pytest.raises(ValueError):
+    with pytest.raises(InvariantViolation):
         book.match(BUY, 100, 5, lambda maker, q: (book.remove(maker.order_id), q)[1])
 
     assert len(book) == 0 and book.best_ask() is None
+
+
+def test_a_level_holding_fewer_lots_than_its_total_is_an_invariant_violation():
+    book = book_with((1, SELL, 100, 5))
+    book._asks[-100].total = 10  # corrupt: the level claims 10 lots, its one order holds 5
+
+    with pytest.raises(InvariantViolation, match="level -100 holds fewer lots than its total"):
+        book.match(BUY, 100, 7)
 
 
 def test_callback_and_fast_path_agree_when_every_maker_fills_fully():

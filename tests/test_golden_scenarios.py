@@ -77,9 +77,15 @@ def subset_diff(expected: Any, actual: Any, where: str = "") -> list[str]:
         for i, (e, a) in enumerate(zip(expected, actual)):
             diffs += subset_diff(e, a, f"{where}[{i}]")
         return diffs
-    if expected != actual or type(expected) is not type(actual):
+    if expected != actual or _json_type(expected) is not _json_type(actual):
         return [f"{where or '.'}: expected {expected!r}, got {actual!r}"]
     return []
+
+
+def _json_type(value: Any) -> type:
+    """The JSON type a value is written as: exact (a bool is not an int, 1.0 is not 1), except that
+    a status or mode of ``bastion.core.enums`` (a ``StrEnum`` member) is the string it equals."""
+    return str if isinstance(value, str) else type(value)
 
 
 def matches(expected: Any, actual: Any) -> bool:

@@ -83,3 +83,25 @@ def test_a_tampered_snapshot_is_refused() -> None:
     assert caught.value.code == "invalid_snapshot" and "does not reproduce its state hash" in caught.value.message
     with pytest.raises(ProtocolError):
         state_from_document({"format": "pickle"})
+
+
+def test_the_document_is_the_leaf_kinds_fields_plus_the_derived_data_and_each_field_is_read() -> None:
+    """The fields come from ``bastion.core.leaves.LEAF_KINDS`` (each kind's ``snapshot`` sections);
+    the snapshot module adds only the format, the state hash and the derived data in no leaf."""
+    from bastion.core.leaves import SNAPSHOT_SECTIONS
+
+    path = next(p for p in SCENARIOS if p.stem == "governance_set_guardian_renewal")
+    data = json.loads(path.read_text())
+    state = build_state(data["genesis"])
+    for index, block in enumerate(data["blocks"]):
+        apply_block(state, _block_time(block, index, state), [(tx["sender"].lower(), decode_message(tx["msg"]))
+                                                              for tx in block["txs"]])
+    document = json.loads(canonical_bytes(state_to_document(state)))
+    declared = [section.name for section in SNAPSHOT_SECTIONS]
+    assert set(document) == set(declared) | {"format", "state_hash", "params_epoch", "gtt_queue", "liquidation_watch"}
+    assert len(declared) == 45 and state.guardian.address is not None and state.pauses and state.attestations
+    for name in declared:  # every declared field is read back: without it the document is malformed
+        partial = {key: value for key, value in document.items() if key != name}
+        with pytest.raises(ProtocolError) as caught:
+            state_from_document(partial)
+        assert caught.value.code == "invalid_snapshot" and repr(name) in caught.value.message, name

@@ -13,6 +13,7 @@ import pytest
 
 from bastion.core import liquidation
 from bastion.core.actions import LIQUIDATION_FIELDS, compute_numeric_changes
+from bastion.core.enums import MarketStatus
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.hashing import compute_state_hash_full
@@ -190,7 +191,7 @@ def test_final_settlement_closes_the_backstop_at_the_oracle_and_its_loss_goes_to
     at_44000 = [(oracle, decode_message({"type": "oracle_update", "prices": {"BTC-USD": "44000"}}))]
     apply_block(state, state.time_ms + 1000, at_44000)
     market = state.markets["BTC-USD"]
-    market.status = liquidation.FINAL_SETTLEMENT
+    market.status = MarketStatus.FINAL_SETTLEMENT
     state.touch(market.key)
     result = apply_block(state, state.time_ms + 3_660_000, at_44000)   # the window starts at minute 1
     assert [e["price"] for e in result.events if e["type"] == "settlement_price"] == [44_000]

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core import guardian
+from bastion.core.enums import MARGIN_MODES
 from bastion.core.errors import ProtocolError
 from bastion.core.margin import cost_after, get_net_collateral, get_pending_funding, get_subaccount_risk
 from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
 from bastion.core.params import open_order_limit
-from bastion.core.state import CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
+from bastion.core.state import CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
 from bastion.core.units import PPM, format_usdc, parse_ppm, parse_usdc
 
 Events = list[dict[str, Any]]
@@ -261,7 +262,7 @@ def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Event
     isolated, or a market with cross), ``subaccount_not_flat`` (positions or orders open),
     ``missing_field`` (isolated without a market) and ``unknown_market``."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
-    if msg.mode not in (CROSS, ISOLATED):
+    if msg.mode not in MARGIN_MODES:
         raise ProtocolError("invalid_field", "mode must be 'cross' or 'isolated'", field="mode")
     if sub.positions or sub.orders or sub.conditional_orders:
         raise ProtocolError("subaccount_not_flat",

@@ -37,6 +37,9 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+from bastion.core.enums import SelfTrade, TimeInForce
+from bastion.core.errors import InvariantViolation
+
 __all__ = ["BUY", "SELL", "FILL_CANCEL_MAKER", "FILL_STOP", "Book", "Order"]
 
 BUY: Final = 0
@@ -78,9 +81,9 @@ class Order(_Queued):
     __slots__ = _ORDER_FIELDS
 
     def __init__(self, order_id: int, side: int, price: int, remaining: int, size: int | None = None,
-                 owner: str = "", number: int = 0, client_id: int = 0, time_in_force: str = "gtc",
+                 owner: str = "", number: int = 0, client_id: int = 0, time_in_force: str = TimeInForce.GTC,
                  reduce_only: bool = False, good_til_ms: int | None = None,
-                 self_trade: str = "cancel_resting", placed_ms: int = 0) -> None:
+                 self_trade: str = SelfTrade.CANCEL_RESTING, placed_ms: int = 0) -> None:
         self.order_id = order_id
         self.side = side
         self.price = price
@@ -279,7 +282,9 @@ class Book:
         much as it can. With it, ``on_fill(maker, q)``, q = min(lots left, maker.remaining), is
         called before anything changes for that maker, and returns the lots filled (1..q; below q
         the same maker is offered again), ``FILL_CANCEL_MAKER`` (-1) or ``FILL_STOP`` (-2). If it
-        raises, the fills before stand and the book is consistent.
+        raises, the fills before stand and the book is consistent. An answer outside that contract
+        (more than q, a fill of a maker it removed, any other value) and a level found holding fewer
+        lots than its total are bugs: ``InvariantViolation`` (a bad ``side`` is a ``ValueError``).
         """
         if on_fill is not None:
             return self._match_each(side, limit_price, lots, on_fill)
@@ -328,7 +333,7 @@ class Book:
                     following = head._next
                     head._prev = head._next = None
                     if following is None:
-                        raise ValueError(f"level {key} holds fewer lots than its total")  # a corrupt book
+                        raise InvariantViolation(f"level {key} holds fewer lots than its total")  # a corrupt book
                     head = following
                     if not left:
                         break
@@ -353,9 +358,10 @@ class Book:
             resting = orders.get(maker.order_id) is maker
             if filled > 0:
                 if filled > offer:
-                    raise ValueError(f"on_fill filled {filled} lots of {maker!r}, more than the {offer} offered")
+                    raise InvariantViolation(
+                        f"on_fill filled {filled} lots of {maker!r}, more than the {offer} offered")
                 if not resting:
-                    raise ValueError(f"on_fill removed {maker!r} and still reported a fill")
+                    raise InvariantViolation(f"on_fill removed {maker!r} and still reported a fill")
                 left -= filled
                 if filled < maker.remaining:
                     maker.remaining -= filled
@@ -369,7 +375,7 @@ class Book:
             elif filled == FILL_STOP:
                 return lots - left, True
             else:
-                raise ValueError(f"on_fill returned {filled!r}: expected 1..{offer}, -1 or -2")
+                raise InvariantViolation(f"on_fill returned {filled!r}: expected 1..{offer}, -1 or -2")
         return lots - left, False
 
     # ------------------------------------------------------------------------- upkeep

@@ -27,13 +27,12 @@ from typing import Any
 
 from bastion.core import guardian
 from bastion.core.book import BUY
+from bastion.core.enums import STOP_ORDER_TYPES
 from bastion.core.errors import ProtocolError
 from bastion.core.orders import SIDE_NAMES, forget_conditional_order, submit_order
 from bastion.core.state import ConditionalOrder, State
 
 Events = list[dict[str, Any]]
-
-STOP_ORDER_TYPES = ("stop_market", "stop_limit")
 
 
 def is_triggered(order_type: str, side: int, trigger_ticks: int, oracle_ticks: int) -> bool:

@@ -107,7 +107,8 @@ from bastion.core.margin import (
     open_interest_change,
 )
 from bastion.core.orders import apply_fill, drop_order, fill_notional, remove_conditional_order, remove_order
-from bastion.core.state import ACTIVE, CROSS, ISOLATED, REDUCE_ONLY, Market, State, Subaccount
+from bastion.core.enums import TRADING, MarketStatus
+from bastion.core.state import CROSS, ISOLATED, REDUCE_ONLY, Market, State, Subaccount
 from bastion.core.units import PPM, USDC_DECIMALS, fee_for
 from bastion.risk_model import (
     adl_quote,
@@ -123,8 +124,6 @@ from bastion.risk_model import (
 Events = list[dict[str, Any]]
 SubKey = tuple[str, int]
 
-FINAL_SETTLEMENT = "final_settlement"
-SETTLED = "settled"
 # the backstop of pool P is the subaccount (BACKSTOP_PREFIX + P, 0): not an address, so unsignable
 BACKSTOP_PREFIX: Final = "backstop:"
 
@@ -241,7 +240,7 @@ def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: 
         if not is_liquidatable(risk[0], risk[2]):
             return reduced
         market = state.markets[ticker]
-        if market.status not in (ACTIVE, REDUCE_ONLY) or ticker not in sub.positions:
+        if market.status not in TRADING or ticker not in sub.positions:
             continue  # paused (or settling) markets do not trade; the account waits
         hold = guardian.liquidation_hold(state, ticker)
         if hold is not None:  # no fill into a halted book (or during the grace after it)
@@ -590,7 +589,7 @@ def unwind_backstops(state: State, events: Events) -> None:
             continue
         for ticker in sorted(backstop.positions):
             market = state.markets[ticker]
-            if market.stale or market.status not in (ACTIVE, REDUCE_ONLY) or guardian.liquidation_hold(state, ticker):
+            if market.stale or market.status not in TRADING or guardian.liquidation_hold(state, ticker):
                 continue
             inventory = backstop.positions[ticker].size
             lots = max(1, abs(inventory) * params.backstop_unwind_portion_ppm // PPM)
@@ -958,7 +957,7 @@ def settle_final_markets(state: State, events: Events) -> None:
     pool's insurance fund, so collateral is conserved exactly.
     """
     for market in state.markets.values():
-        if market.status != FINAL_SETTLEMENT:
+        if market.status != MarketStatus.FINAL_SETTLEMENT:
             continue
         if market.settlement_price is None:
             price, start_ms, end_ms = twap.settlement_twap(state, market)
@@ -976,9 +975,9 @@ def settle_final_markets(state: State, events: Events) -> None:
                            "clamped": False, "settlement": True})
             market.oracle_price = market.settlement_price
         for order in list(market.book.orders()):
-            remove_order(state, market, order.order_id, FINAL_SETTLEMENT, events)
+            remove_order(state, market, order.order_id, MarketStatus.FINAL_SETTLEMENT, events)
         for order_id in [i for i, c in state.conditional_orders.items() if c.terms.market == ticker]:
-            remove_conditional_order(state, order_id, FINAL_SETTLEMENT, events)
+            remove_conditional_order(state, order_id, MarketStatus.FINAL_SETTLEMENT, events)
         ranks = AdlRanking(state)  # kept current across this market's deleveragings
         for key in sorted(market.holders):
             sub = state.subaccounts[key]
@@ -1000,7 +999,7 @@ def settle_final_markets(state: State, events: Events) -> None:
             state.touch(sub.key)
         state.insurance_funds[market.pool] += residue
         market.open_interest = 0
-        market.status = SETTLED
+        market.status = MarketStatus.SETTLED
         state.touch(market.key)
         state.touch(("global",))
         events.append({"type": "market_settled", "market": ticker, "oracle_price": market.oracle_price,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core.accounts import get_market
+from bastion.core.enums import MarketStatus
 from bastion.core.errors import ProtocolError
 from bastion.core.funding import median_low
 from bastion.core.messages import OracleUpdate
@@ -50,7 +51,7 @@ def update_oracle_prices(state: State, events: Events) -> None:
     """End-of-block step: aggregate each market's fresh submissions into its oracle price."""
     now = state.time_ms
     for market in state.markets.values():
-        if market.status == "settled":
+        if market.status == MarketStatus.SETTLED:
             continue  # its price is its settlement price for good (bastion.core.twap)
         params = market.oracle_params
         fresh = []

@@ -25,6 +25,10 @@ from typing import Any, Final
 from bastion.core import guardian
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
+from bastion.core.enums import (
+    CONDITIONAL_ORDER_TYPES, ORDER_TYPES, RESTING_TIME_IN_FORCE, SELF_TRADE_MODES, TIME_IN_FORCE, TRADING,
+    UNDERLYING_ORDER_TYPES, OrderType, SelfTrade, TimeInForce,
+)
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.margin import (
     Risk, cost_change, get_net_collateral, get_subaccount_risk, is_valid_update, open_interest_change,
@@ -32,7 +36,7 @@ from bastion.core.margin import (
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
 from bastion.core.params import OrderLimitParams, open_order_limit
 from bastion.core.state import (
-    ACTIVE, CROSS, ISOLATED, PAUSED, REDUCE_ONLY, ConditionalOrder, Market, OrderTerms, State, Subaccount,
+    CROSS, ISOLATED, REDUCE_ONLY, ConditionalOrder, Market, OrderTerms, State, Subaccount,
 )
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import fee_for, format_decimal, format_usdc, parse_decimal, parse_usdc, ppm_of_down
@@ -42,13 +46,6 @@ Events = list[dict[str, Any]]
 
 SIDES: Final = {"buy": BUY, "sell": SELL}
 SIDE_NAMES: Final = ("buy", "sell")
-TIME_IN_FORCE: Final = ("gtc", "gtt", "ioc", "fok", "post_only")
-RESTING_TIME_IN_FORCE: Final = ("gtc", "gtt", "post_only")
-ORDER_TYPES: Final = ("limit", "market")
-UNDERLYING_ORDER_TYPES: Final = {"stop_market": "market", "stop_limit": "limit",
-                                 "take_profit_market": "market", "take_profit_limit": "limit"}
-CONDITIONAL_ORDER_TYPES: Final = tuple(UNDERLYING_ORDER_TYPES)
-SELF_TRADE_MODES: Final = ("cancel_resting", "cancel_taking", "decrement")
 MAX_CLIENT_ID: Final = 2**32 - 1
 MAX_OPEN_ORDER_TIERS: Final = 16
 
@@ -104,7 +101,7 @@ def parse_order(state: State, sender: str, msg: PlaceOrder) -> tuple[OrderTerms,
     tif = msg.time_in_force
     if tif not in TIME_IN_FORCE:
         raise ProtocolError("invalid_time_in_force", f"unknown time in force {tif!r}", field="time_in_force")
-    if order_type == "market" and tif not in ("ioc", "fok"):
+    if order_type == OrderType.MARKET and tif not in (TimeInForce.IOC, TimeInForce.FOK):
         raise ProtocolError("invalid_time_in_force", f"a {msg.order_type} order must be ioc or fok",
                             field="time_in_force")
     if msg.self_trade not in SELF_TRADE_MODES:
@@ -126,7 +123,7 @@ def parse_order(state: State, sender: str, msg: PlaceOrder) -> tuple[OrderTerms,
         if trigger_ticks <= 0:
             raise ProtocolError("non_positive_price", "trigger_price must be positive", field="trigger_price")
     good_til_ms = None
-    if tif == "gtt":
+    if tif == TimeInForce.GTT:
         if msg.good_til is None:
             raise ProtocolError("missing_field", "a gtt order needs good_til", field="good_til")
         good_til_ms = parse_iso_ms(msg.good_til, field="good_til")
@@ -165,7 +162,7 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
     if terms.reduce_only and (position_size == 0 or _sign(signed) == _sign(position_size)):
         raise ProtocolError("reduce_only_would_increase", "a reduce-only order must reduce an open position",
                             field="reduce_only")
-    if market.status == PAUSED or market.status not in (ACTIVE, REDUCE_ONLY):
+    if market.status not in TRADING:
         raise ProtocolError("market_not_trading", f"{market.ticker} is {market.status}", field="market")
     if (market.status == REDUCE_ONLY or market.stale) and not (reduces or terms.reduce_only):
         reason = "stale oracle" if market.stale else "reduce-only status"
@@ -176,7 +173,7 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
     if with_book:
         best = market.book.best_ask() if side == BUY else market.book.best_bid()
         crosses = best is not None and (best <= ticks if side == BUY else best >= ticks)
-        if terms.time_in_force == "post_only" and crosses:
+        if terms.time_in_force == TimeInForce.POST_ONLY and crosses:
             raise ProtocolError("post_only_would_cross", "a post-only order would take liquidity", field="price")
     if not (reduces or terms.reduce_only):
         fee_ppm = max(market.taker_fee_ppm, market.maker_fee_ppm, 0)
@@ -304,7 +301,7 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
     if order_id is None:  # a fresh placement (a triggered conditional order passed them when placed)
         check_order_limits(state, terms, rests=tif in RESTING_TIME_IN_FORCE)
     matcher = _Matcher(state, market, sub, side, terms, events) if crosses else None
-    if tif == "fok" and (matcher is None or matcher.dry_run(ticks, lots) < lots):
+    if tif == TimeInForce.FOK and (matcher is None or matcher.dry_run(ticks, lots) < lots):
         raise ProtocolError("fok_not_filled", "a fill-or-kill order cannot be filled completely now", field="size")
 
     # --- APPLY
@@ -344,7 +341,7 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
         else:
             status = "partially_filled" if consumed else "cancelled"
             reason = ((matcher and matcher.stop_reason)
-                      or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder"))
+                      or ("ioc_remainder" if tif in (TimeInForce.IOC, TimeInForce.FOK) else "crossing_remainder"))
             events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
                            "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
                            "size": remaining, "reason": reason})
@@ -454,11 +451,11 @@ class _Matcher:
         # 1. self-trade prevention
         if maker.owner == self.owner:
             mode = self.msg.self_trade
-            if mode == "cancel_resting":
+            if mode == SelfTrade.CANCEL_RESTING:
                 if not dry:
                     self._cancel_maker(maker, "self_trade")
                 return REMOVE_MAKER
-            if mode == "cancel_taking":
+            if mode == SelfTrade.CANCEL_TAKING:
                 self.stop_reason = "self_trade"
                 return STOP
             if not dry:

@@ -3,18 +3,9 @@
 Iteration that matters is always in a defined order: markets by ticker (the dict is built sorted),
 subaccounts and orders in creation order, oracle operators sorted. Every mutation of a hashed object
 calls ``state.touch(key)`` so that the block's state hash (``bastion.core.hashing``) is updated
-incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id)``,
-``("conditional", order_id)``, ``("market", ticker)``, ``("global",)`` and the BGOV leaves of
-``bastion.core.votes`` (``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``,
-``("total_supply", i)``), and governance's ``("governance",)``, ``("proposal", id)`` and
-``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
-rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
-guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
-council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``,
-``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval", name, member)``
-(``bastion.core.council``), and ``("listing",)`` (the listing parameters, ``bastion.core.actions``),
-``("order_limits",)`` (the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
-spent nonces, ``bastion.core.nonces``).
+incrementally; the keys, one kind per piece of state (``("sub", owner, number)``,
+``("order", ticker, order_id)``, ``("global",)``, ...), are declared in ``bastion.core.leaves``
+(``LEAF_KINDS``, with their values and snapshot fields; the table is in docs/protocol.md).
 """
 from __future__ import annotations
 
@@ -22,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion.core.book import Book
+from bastion.core.enums import MARKET_STATUSES as MARKET_STATUSES
+from bastion.core.enums import MarginMode, MarketStatus
 from bastion.core.params import (
     FeeParams,
     FundingParams,
@@ -34,14 +27,15 @@ from bastion.core.params import (
     OrderLimitParams,
 )
 
-CROSS: Final = "cross"
-ISOLATED: Final = "isolated"
-CROSS_POOL: Final = "cross"
+# short names for the members most code uses (bastion.core.enums defines the vocabularies), typed
+# str as the fields they are compared with and stored in
+CROSS: Final[str] = MarginMode.CROSS
+ISOLATED: Final[str] = MarginMode.ISOLATED
+CROSS_POOL: Final = "cross"                # the cross-margin collateral pool's name (a pool, not a mode)
 
-ACTIVE: Final = "active"
-REDUCE_ONLY: Final = "reduce_only"
-PAUSED: Final = "paused"
-MARKET_STATUSES: Final = (ACTIVE, REDUCE_ONLY, PAUSED, "final_settlement", "settled")
+ACTIVE: Final[str] = MarketStatus.ACTIVE
+REDUCE_ONLY: Final[str] = MarketStatus.REDUCE_ONLY
+PAUSED: Final[str] = MarketStatus.PAUSED
 
 SUBACCOUNT_NUMBERS: Final = range(128)
 MAX_ORDER_LOTS: Final = 2**63 - 1          # a market's max_order_lots when genesis sets none (sizes stay int64)
@@ -103,13 +97,13 @@ class OrderTerms:
     number: int
     market: str
     side: int                              # book.BUY | book.SELL
-    order_type: str                        # "limit" | "market" (the underlying type)
+    order_type: str                        # OrderType.LIMIT | OrderType.MARKET (the underlying type)
     lots: int
     ticks: int                             # limit price, or a market order's worst price
-    time_in_force: str
+    time_in_force: str                     # a TimeInForce
     good_til_ms: int | None
     reduce_only: bool
-    self_trade: str
+    self_trade: str                        # a SelfTrade mode
     client_id: int
 
 
@@ -119,7 +113,7 @@ class ConditionalOrder:
     enters the book as ``terms`` when the oracle price crosses ``trigger_ticks`` (``core.conditional``)."""
 
     order_id: int
-    order_type: str                        # stop_market | stop_limit | take_profit_market | take_profit_limit
+    order_type: str                        # one of CONDITIONAL_ORDER_TYPES (stop_market, stop_limit, take_profit_...)
     trigger_ticks: int
     placed_ms: int
     terms: OrderTerms
@@ -138,7 +132,7 @@ class Market:
     maker_fee_ppm: int
     taker_fee_ppm: int
     isolated_only: bool
-    status: str
+    status: str                            # a MarketStatus
     oracle_params: OracleParams
     oracle_price: int                      # ticks
     max_order_lots: int = MAX_ORDER_LOTS   # the largest order size (governed, ``set_market_params.max_order_size``)
