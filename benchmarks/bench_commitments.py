@@ -76,33 +76,42 @@ def lthash(xof_name: str):  # type: ignore[no-untyped-def]
     def run(stream: list) -> None:
         xof = getattr(hashlib, xof_name)
         leaves: dict[tuple, bytes] = {}
-        cache: dict[tuple, tuple[bytes, int]] = {}
+        cache: dict[bytes, tuple[int, int]] = {}
         acc = 0
-        sha256, from_bytes, domain = hashlib.sha256, int.from_bytes, b"bastion/leaf/v2"
+        sha256, from_bytes, domain, mask = hashlib.sha256, int.from_bytes, b"bastion/leaf/v2", hashing._EVEN
         for block in stream:
-            lanes = hashing._LaneSum(acc)
+            total = even = count = 0
             for key, data in block:
                 old = leaves.get(key)
                 new = None if data is None else sha256(data).digest()
                 if new == old:
                     continue
                 if old is not None:
-                    cached = cache.pop(key, None)
-                    if cached is not None and cached[0] == old:
-                        lanes.sub(cached[1])
+                    cached = cache.pop(old, None)
+                    if cached is not None:
+                        total -= cached[0]
+                        even -= cached[1]
                     else:
-                        lanes.sub(from_bytes(xof(domain + old).digest(2048), "little"))
+                        vector = from_bytes(xof(domain + old).digest(2048), "little")
+                        total -= vector
+                        even -= vector & mask
+                    count += 1
                 if new is None:
                     del leaves[key]
                 else:
                     leaves[key] = new
                     vector = from_bytes(xof(domain + new).digest(2048), "little")
-                    lanes.add(vector)
-                    cache[key] = (new, vector)
+                    vector_even = vector & mask
+                    total += vector
+                    even += vector_even
+                    count += 1
+                    cache[new] = (vector, vector_even)
                     if len(cache) > 2 * hashing._CACHED_VECTORS:
                         hashing._trim(cache)
+                if count >= hashing._FOLD:
+                    acc, total, even, count = hashing._lane_result(acc, total, even, count), 0, 0, 0
             hashing._trim(cache)
-            acc = lanes.result()
+            acc = hashing._lane_result(acc, total, even, count)
             hashlib.sha256(b"bastion/state/v2" + acc.to_bytes(2048, "little")).hexdigest()
     return run
 

@@ -158,6 +158,44 @@ def test_a_leaf_vector_is_shake128_of_its_digest_with_the_domain():
     assert leaf_vector_bytes(digest) == hashlib.shake_128(b"bastion/leaf/v2" + digest).digest(2048)
 
 
+def test_a_commit_of_more_vectors_than_one_fold_holds_equals_the_full_recomputation():
+    """One commit adding and subtracting more vectors than the slot sums take before folding
+    (``_FOLD``) and more than the vector cache keeps: 16,000 new subaccount leaves, then all of
+    them changed in one commit (16,000 vectors out, 16,000 in), then all removed."""
+    from builders import genesis
+    from bastion.core.genesis import build_state
+    from bastion.core.hashing import _CACHED_VECTORS, _FOLD
+
+    state = build_state(genesis())
+    before = state.state_hash
+    owners = [f"0x{i:040x}" for i in range(1, 16_001)]
+    assert 2 * len(owners) > _FOLD and len(owners) > 2 * _CACHED_VECTORS
+    for owner in owners:
+        state.subaccounts[(owner, 7)] = Subaccount(owner, 7, 1)
+        state.touch(("sub", owner, 7))
+    assert commit_state_hash(state) == compute_state_hash_full(state)
+    for owner in owners:
+        state.subaccounts[(owner, 7)].balance = 65_535
+        state.touch(("sub", owner, 7))
+    assert commit_state_hash(state) == compute_state_hash_full(state)
+    for owner in owners:
+        del state.subaccounts[(owner, 7)]
+        state.touch(("sub", owner, 7))
+    assert commit_state_hash(state) == before
+
+
+def test_lane_differences_wrap_each_lane_modulo_2_16():
+    """Subtractions only, past the fold bound: every lane wraps below zero on its own."""
+    top = int.from_bytes(b"\xff\xff" * LANES, "little")
+    mixed = int.from_bytes(bytes(range(256)) * (2 * LANES // 256), "little")
+    lanes = _LaneSum(mixed)
+    for _ in range(70_001):
+        lanes.sub(top)
+    expected = [(int.from_bytes(bytes(range(256)) * 8, "little") >> (16 * i)) & 0xFFFF for i in range(LANES)]
+    expected = [(lane + 70_001) % 65536 for lane in expected]  # minus 65535 is plus 1, mod 2**16
+    assert lanes.result() == int.from_bytes(b"".join(lane.to_bytes(2, "little") for lane in expected), "little")
+
+
 # ---------------------------------------------------------------------------------------------------
 # The leaf kinds are declared once (bastion.core.leaves.LEAF_KINDS); everything else derives from it
 import dataclasses  # noqa: E402

@@ -66,63 +66,73 @@ def commitment(vector: bytes) -> str:
 
 
 # Lane-wise sums with Python integers: a vector is the integer of its 2048 bytes (little-endian),
-# lane i in bits 16i..16i+15. ``_EVEN`` picks the even lanes: ``v & _EVEN`` and ``(v >> 16) & _EVEN``
-# hold the even and odd lanes each in a 32-bit slot, so up to 65,535 vectors add (or subtract, with
-# an offset) without a carry reaching the next slot; one mask at the end takes every lane mod 2**16.
+# lane i in bits 16i..16i+15. ``_EVEN`` picks the even lanes: ``v & _EVEN`` holds them each in a
+# 32-bit slot, so up to 65,535 of them add without a carry reaching the next slot. The odd lanes
+# need no mask of their own: the plain integer sum of the vectors minus the sum of their even
+# parts is exactly the sum of their odd parts shifted left by 16 bits (``_lane_result``). One mask
+# at the end takes every lane mod 2**16.
 _EVEN: Final = int.from_bytes(b"\xff\xff\x00\x00" * (LANES // 2), "little")
 _ONES: Final = int.from_bytes(b"\x01\x00\x00\x00" * (LANES // 2), "little")  # 1 in every slot
 _FOLD: Final = 30_000  # vectors per slot sum before folding: base + 2 * 2**16 * count stays below 2**32
 
 
-class _LaneSum:
-    """Adds and subtracts vectors lane-wise mod 2**16 (see ``_EVEN``), in two slot sums per sign
-    (``compute_state_hash_full`` does the same sum lane by lane; tests compare them)."""
+def _lane_result(base: int, total: int, even: int, count: int) -> int:
+    """``base`` plus ``count`` vectors added or subtracted, lane-wise mod 2**16, from ``total`` (the
+    signed integer sum of those vectors) and ``even`` (the same sum of their even parts). The odd
+    lanes' slot sums are ``(total - even) >> 16``, exactly (the difference is a multiple of 2**16).
+    Each slot gets ``count * 2**16`` first, more than the subtracted lanes can take away, so no slot
+    goes negative and the integer's 32-bit slots are the slot sums; that offset is 0 mod 2**16."""
+    offset = (count << 16) * _ONES
+    even_lanes = ((base & _EVEN) + even + offset) & _EVEN
+    odd_lanes = (((base >> 16) & _EVEN) + ((total - even) >> 16) + offset) & _EVEN
+    return even_lanes | (odd_lanes << 16)
 
-    __slots__ = ("plus_even", "plus_odd", "minus_even", "minus_odd", "count", "base")
+
+class _LaneSum:
+    """Adds and subtracts vectors lane-wise mod 2**16 (see ``_EVEN``), keeping the signed sum of the
+    vectors and of their even parts (``commit_state_hash`` does the same with local variables;
+    ``compute_state_hash_full`` does the sum lane by lane; tests compare them)."""
+
+    __slots__ = ("base", "total", "even", "count")
 
     def __init__(self, base: int) -> None:
         self.base = base  # the starting vector, as an integer
-        self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
+        self.total = self.even = 0
         self.count = 0
 
     def add(self, vector: int) -> None:
-        self.plus_even += vector & _EVEN
-        self.plus_odd += (vector >> 16) & _EVEN
-        self.count += 1
-        if self.count >= _FOLD:
-            self.fold()
+        self.total += vector
+        self.even += vector & _EVEN
+        self._counted()
 
     def sub(self, vector: int) -> None:
-        self.minus_even += vector & _EVEN
-        self.minus_odd += (vector >> 16) & _EVEN
+        self.total -= vector
+        self.even -= vector & _EVEN
+        self._counted()
+
+    def _counted(self) -> None:
         self.count += 1
         if self.count >= _FOLD:
-            self.fold()
-
-    def fold(self) -> None:
-        self.base = self.result()
-        self.plus_even = self.plus_odd = self.minus_even = self.minus_odd = 0
-        self.count = 0
+            self.base = self.result()
+            self.total = self.even = 0
+            self.count = 0
 
     def result(self) -> int:
-        """The base plus the added vectors minus the subtracted ones, lane-wise mod 2**16. Each slot
-        gets ``count * 2**16`` first, more than the subtracted lanes can take away, so no slot goes
-        negative; that offset is 0 mod 2**16."""
-        offset = (self.count << 16) * _ONES
-        base = self.base
-        even = ((base & _EVEN) + self.plus_even + offset - self.minus_even) & _EVEN
-        odd = (((base >> 16) & _EVEN) + self.plus_odd + offset - self.minus_odd) & _EVEN
-        return even | (odd << 16)
+        """The base plus the added vectors minus the subtracted ones, lane-wise mod 2**16."""
+        return _lane_result(self.base, self.total, self.even, self.count)
 
 
 def commit_state_hash(state: State) -> str:
     """Rehash the leaves touched since the last commit and return the new state hash: for each
     leaf whose digest changed, its old vector leaves the lane sum and its new one enters it. The
-    vectors of the ``_CACHED_VECTORS`` leaves written last are kept (``State.leaf_vectors``, oldest
-    first, checked against the leaf's digest) so that a leaf rewritten soon after needs no SHAKE to
-    subtract its old vector."""
+    vectors (and their even parts) of the ``_CACHED_VECTORS`` leaf digests written last are kept
+    (``State.leaf_vectors``, keyed by digest, oldest first) so that a leaf rewritten soon after
+    needs no SHAKE to subtract its old vector. The sums are done in the loop, each vector right
+    after it is made or looked up (a second pass over the block's vectors would read them again
+    from memory, slower)."""
     leaf_hashes, cache = state.leaf_hashes, state.leaf_vectors
-    lanes = _LaneSum(state.hash_accumulator)
+    base, total, even, count = state.hash_accumulator, 0, 0, 0
+    mask = _EVEN
     sha256, shake_128, from_bytes = hashlib.sha256, hashlib.shake_128, int.from_bytes
     for key in state.dirty:
         old = leaf_hashes.get(key)
@@ -131,33 +141,43 @@ def commit_state_hash(state: State) -> str:
         if new == old:
             continue
         if old is not None:
-            cached = cache.pop(key, None)
-            if cached is not None and cached[0] == old:
-                lanes.sub(cached[1])
+            cached = cache.pop(old, None)
+            if cached is not None:
+                total -= cached[0]
+                even -= cached[1]
             else:
-                lanes.sub(from_bytes(shake_128(_LEAF_DOMAIN + old).digest(VECTOR_BYTES), "little"))
+                vector = from_bytes(shake_128(_LEAF_DOMAIN + old).digest(VECTOR_BYTES), "little")
+                total -= vector
+                even -= vector & mask
+            count += 1
         if new is None:
             del leaf_hashes[key]
         else:
             leaf_hashes[key] = new
             vector = from_bytes(shake_128(_LEAF_DOMAIN + new).digest(VECTOR_BYTES), "little")
-            lanes.add(vector)
-            cache[key] = (new, vector)
+            vector_even = vector & mask
+            total += vector
+            even += vector_even
+            count += 1
+            cache[new] = (vector, vector_even)
             if len(cache) > 2 * _CACHED_VECTORS:
                 _trim(cache)
+        if count >= _FOLD:
+            base, total, even, count = _lane_result(base, total, even, count), 0, 0, 0
     state.dirty.clear()
     _trim(cache)
-    state.hash_accumulator = lanes.result()
+    state.hash_accumulator = _lane_result(base, total, even, count)
     state.state_hash = commitment(state.hash_accumulator.to_bytes(VECTOR_BYTES, "little"))
     return state.state_hash
 
 
-_CACHED_VECTORS: Final = 4_096  # vectors of recently written leaves kept (8 MB) to subtract them without a SHAKE
+_CACHED_VECTORS: Final = 4_096  # vectors of the leaf digests written last (~18 MB with their even parts)
 
 
-def _trim(cache: dict[tuple[Any, ...], tuple[bytes, int]]) -> None:
-    """Drop the oldest entries beyond ``_CACHED_VECTORS`` (a dict keeps insertion order, and a leaf
-    written again was popped and re-inserted at the end)."""
+def _trim(cache: dict[bytes, tuple[int, int]]) -> None:
+    """Drop the oldest entries beyond ``_CACHED_VECTORS`` (a dict keeps insertion order; a digest is
+    popped when its leaf changes again, and the new digest enters at the end). A vector is a function
+    of its digest alone, so an entry is never stale, only perhaps unused."""
     excess = len(cache) - _CACHED_VECTORS
     if excess > 0:
         for key in list(itertools.islice(cache, excess)):

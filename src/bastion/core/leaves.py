@@ -96,11 +96,11 @@ def leaf_encoding(key: Key, value: list[Any]) -> bytes:
 _BOOL: Final = ("false", "true")
 
 
-def _verbatim(text: str, quotes: int) -> bool:
-    """True when ``text``, compact JSON formatted by hand with ``quotes`` quote characters around its
-    strings, is what the JSON encoder writes: printable ASCII, no backslash, and no quote inside a
-    string (there would be more than ``quotes``). Otherwise a string needs escaping."""
-    return text.isascii() and text.isprintable() and "\\" not in text and text.count('"') == quotes
+def _plain(text: str) -> bool:
+    """True when the JSON encoder writes the string ``text`` between its quotes unchanged: printable
+    ASCII without a quote or a backslash (anything else it escapes). The fast encoders check all
+    the strings of a leaf at once, concatenated."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _generic(value: Callable[[State, Key], Value], state: State, key: Key) -> bytes | None:
@@ -211,16 +211,16 @@ def _order_value(state: State, key: Key) -> Value:
 
 
 def _order_bytes(state: State, key: Key) -> bytes | None:
-    """An order leaf formatted directly (strings checked by ``_verbatim``; else the generic path)."""
-    o = state.markets[key[1]].book.get(key[2])
+    """An order leaf formatted directly (its strings checked by ``_plain``; else the generic path)."""
+    ticker = key[1]
+    o = state.markets[ticker].book.get(key[2])
     if o is None:
         return None
-    good_til = "null" if o.good_til_ms is None else o.good_til_ms
-    head = f'["order","{key[1]}",{key[2]}]'
-    body = (f'[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",{o.number},{o.client_id},'
-            f'"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},"{o.self_trade}",{o.placed_ms}]')
-    if _verbatim(head + body, 10):
-        return (head + "\x00" + body).encode()
+    if _plain(ticker + o.owner + o.time_in_force + o.self_trade):
+        good_til = "null" if o.good_til_ms is None else o.good_til_ms
+        return (f'["order","{ticker}",{key[2]}]\x00[{o.side},{o.price},{o.remaining},{o.size},"{o.owner}",'
+                f'{o.number},{o.client_id},"{o.time_in_force}",{_BOOL[o.reduce_only]},{good_til},'
+                f'"{o.self_trade}",{o.placed_ms}]').encode()
     return _generic(_order_value, state, key)
 
 
@@ -297,18 +297,24 @@ def _sub_value(state: State, key: Key) -> Value:
 
 
 def _sub_bytes(state: State, key: Key) -> bytes | None:
-    """A subaccount leaf formatted directly (strings checked by ``_verbatim``; else the generic path)."""
+    """A subaccount leaf formatted directly (its strings checked by ``_plain``; else the generic path)."""
     sub = state.subaccounts.get((key[1], key[2]))
     if sub is None:
         return None
-    positions = ",".join(f'["{t}",{p.size},{p.funding_index},{p.cost}]' for t, p in sorted(sub.positions.items()))
-    overrides = ",".join(f'["{t}",{v}]' for t, v in sorted(sub.imf_overrides.items()))
-    isolated = "null" if sub.isolated_market is None else f'"{sub.isolated_market}"'
-    head = f'["sub","{key[1]}",{key[2]}]'
-    body = f'[{sub.balance},"{sub.mode}",{isolated},[{positions}],[{overrides}]]'
-    quotes = 6 + 2 * (len(sub.positions) + len(sub.imf_overrides) + (sub.isolated_market is not None))
-    if _verbatim(head + body, quotes):
-        return (head + "\x00" + body).encode()
+    positions, overrides, isolated = sub.positions, sub.imf_overrides, sub.isolated_market
+    if _plain(key[1] + sub.mode + (isolated or "") + "".join(positions) + "".join(overrides)):
+        text = f'["sub","{key[1]}",{key[2]}]\x00[{sub.balance},"{sub.mode}",'
+        text += "null," if isolated is None else f'"{isolated}",'
+        if positions:
+            text += "[" + ",".join([f'["{t}",{p.size},{p.funding_index},{p.cost}]'
+                                    for t, p in sorted(positions.items())]) + "],"
+        else:
+            text += "[],"
+        if overrides:
+            text += "[" + ",".join([f'["{t}",{v}]' for t, v in sorted(overrides.items())]) + "]]"
+        else:
+            text += "[]]"
+        return text.encode()
     return _generic(_sub_value, state, key)
 
 
@@ -343,13 +349,13 @@ def _nonces_value(state: State, key: Key) -> Value:
 
 
 def _nonces_bytes(state: State, key: Key) -> bytes | None:
-    """A sender's nonces formatted directly (the sender checked by ``_verbatim``; else the generic path)."""
+    """A sender's nonces formatted directly (the sender checked by ``_plain``; else the generic path)."""
     record = state.nonces.get(key[1])
     if record is None:
         return None
-    head = f'["nonces","{key[1]}"]'
-    if _verbatim(head, 4):
-        return f'{head}\x00[{record.floor},{record.last_ms},[{",".join(map(str, record.used))}]]'.encode()
+    if _plain(key[1]):
+        used = ",".join(map(str, record.used))
+        return f'["nonces","{key[1]}"]\x00[{record.floor},{record.last_ms},[{used}]]'.encode()
     return _generic(_nonces_value, state, key)
 
 
@@ -754,7 +760,7 @@ def serialize_leaf(state: State, key: Key) -> Value:
 def leaf_bytes(state: State, key: Key) -> bytes | None:
     """``key || 0 || value`` exactly as ``leaf_encoding`` encodes it (None when the leaf is gone),
     through the kind's ``fast`` encoder when it has one. A fast encoder formats the bytes directly
-    when no string in them needs JSON escaping (``_verbatim``: addresses, tickers and the fixed words
+    when no string in them needs JSON escaping (``_plain``: addresses, tickers and the fixed words
     never do; anything else, such as a string with a newline, a quote or non-ASCII text, goes through
     the generic encoder). A property test checks the equality on hostile strings."""
     encode = LEAF_ENCODERS.get(key[0])

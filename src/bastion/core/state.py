@@ -393,7 +393,7 @@ class State:
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding
     hash_accumulator: int = 0  # the lane-sum vector (2048 bytes, little-endian) as an integer
-    leaf_vectors: dict[tuple[Any, ...], tuple[bytes, int]] = field(default_factory=dict)  # derived cache (core.hashing)
+    leaf_vectors: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # derived cache (core.hashing)
     state_hash: str = ""
 
     def touch(self, key: tuple[Any, ...]) -> None:
