@@ -1,0 +1,1085 @@
+"""Typed events: every event the core emits, as a frozen dataclass whose fields carry their units.
+
+An event records what a transaction or an end-of-block step did (a fill, a liquidation, a status
+change...). Each kind is one class below, declared with ``@event(type_name, topic)`` on top of a
+frozen, slotted, keyword-only dataclass; ``Event`` is the union of them all. A handler builds the
+event and hands it to ``emit(events, ...)``, which appends its JSON form to the block's events:
+the events of a block result, the node's log, replay, the API and scenario output are those JSON
+dicts (the one serializer, ``to_json_dict``), so typing events changed no byte of any of them.
+
+**Units.** Every field's annotation names its unit: ``amount: Usdc`` is an integer of micro-USDC,
+``price: Ticks`` a price on the market's tick grid, ``size: Lots`` a signed size in lots (see
+``Unit`` for the whole list). The aliases are ``typing.Annotated`` types, so type checkers read
+them as ``int``/``str``/``bool`` and ``units_of(type_name)`` reads the units back. A readers' tool
+that formats an event (decimal strings on the market's grid) asks ``units_of`` instead of guessing
+from key names; ``event_types(topic)`` lists the types of a topic (the WebSocket channels).
+
+**The JSON form** (``to_json_dict``) is ``{"type": <type name>, <field>: <value>, ...}`` in the
+fields' declaration order, with three rules:
+
+* a field whose default is ``None`` is *left out* when it is None (``order_type`` of a cancelled
+  conditional order, the flags ``liquidation``/``backstop`` of a fill...); a field without a
+  default is always written, ``null`` included (``market`` of a platform-wide guardian pause);
+* a nested record (``FillParty``...) becomes a dict, a tuple becomes a list;
+* a trailing underscore is dropped from the key (``from_`` is written ``"from"``).
+
+``from_json_dict`` is its inverse (it refuses an undeclared type, an unknown key or a missing
+one): ``from_json_dict(to_json_dict(e)) == e`` and ``to_json_dict(from_json_dict(d)) == d``.
+
+**Adding an event**: declare its class here (with ``@event`` and the units), emit it with
+``emit(events, TheEvent(...))``; ``tests/test_events.py`` fails on an emitted type that is not
+declared, a field without a unit and a class left out of ``Event``.
+"""
+# no ``from __future__ import annotations``: the units are read from the live annotations
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from enum import StrEnum
+from operator import attrgetter
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+
+Events = list[dict[str, Any]]
+"""The events of a block as they leave a handler: the JSON form of each event, in order."""
+
+
+class Unit(StrEnum):
+    """What an event field's value means (its unit, or its kind for non-numbers)."""
+
+    USDC = "usdc"                    # integer micro-USDC (6 decimals)
+    BGOV = "bgov"                    # integer BGOV base units (6 decimals)
+    TICKS = "ticks"                  # a price on the market's tick grid (price_decimals); text: exact ratio
+    LOTS = "lots"                    # a size on the market's lot grid (size_decimals), signed where a side is
+    PPM = "ppm"                      # parts per million (rates, fees, margin fractions)
+    FUNDING_INDEX = "funding_index"  # a funding index: ppm of micro-USDC per lot
+    MS = "ms"                        # milliseconds: a block time (since the epoch) or a duration
+    SECONDS = "s"                    # seconds (a duration)
+    HEIGHT = "height"                # a block height
+    COUNT = "count"                  # a plain number of things (sources, samples, approvals, decimals)
+    ID = "id"                        # an identifier: order, client, proposal, rollout, tier, subaccount number
+    ADDRESS = "address"              # an account address (0x + 40 hex digits, lower case)
+    MARKET = "market"                # a market ticker
+    POOL = "pool"                    # an insurance pool's name ("cross" or an isolated market's ticker)
+    TEXT = "text"                    # a name from a fixed set (reason, side, status, scope...) or a message
+    DECIMAL_TEXT = "decimal_text"    # a decimal number as text, as it was submitted
+    RATIO = "ratio"                  # an exact dimensionless ratio as text ("7/2")
+    HASH = "hash"                    # a hex digest
+    FLAG = "flag"                    # a boolean
+    PARAM = "param"                  # in the unit of the governed parameter the event names
+    GATE = "gate"                    # in the unit of the rollout gate the event names
+
+
+class Topic(StrEnum):
+    """The part of the protocol an event belongs to (what the WebSocket channels select on)."""
+
+    ACCOUNT = "account"            # deposits, withdrawals, transfers, margin settings, funding payments
+    TRADING = "trading"            # orders and fills
+    ORACLE = "oracle"              # submissions and aggregated prices
+    FUNDING = "funding"            # funding ticks
+    LIQUIDATION = "liquidation"    # liquidation, backstop, deleveraging, bad debt, final settlement
+    GOVERNANCE = "governance"      # proposals, parameters, council, guardian, rollouts, executed actions
+    VOTING_POWER = "voting_power"  # delegates' vote checkpoints (bookkeeping of every BGOV move)
+
+
+# --------------------------------------------------------------------------------------- unit aliases
+Usdc = Annotated[int, Unit.USDC]
+Bgov = Annotated[int, Unit.BGOV]
+Ticks = Annotated[int, Unit.TICKS]
+Lots = Annotated[int, Unit.LOTS]
+Ppm = Annotated[int, Unit.PPM]
+FundingIndex = Annotated[int, Unit.FUNDING_INDEX]
+Ms = Annotated[int, Unit.MS]
+Seconds = Annotated[int, Unit.SECONDS]
+Height = Annotated[int, Unit.HEIGHT]
+Count = Annotated[int, Unit.COUNT]
+Id = Annotated[int, Unit.ID]
+TextId = Annotated[str, Unit.ID]           # a proposal id
+Address = Annotated[str, Unit.ADDRESS]
+Ticker = Annotated[str, Unit.MARKET]
+Pool = Annotated[str, Unit.POOL]
+Text = Annotated[str, Unit.TEXT]
+DecimalText = Annotated[str, Unit.DECIMAL_TEXT]
+ExactTicks = Annotated[str, Unit.TICKS]    # an exact fraction of ticks, as text
+Ratio = Annotated[str, Unit.RATIO]
+Hash = Annotated[str, Unit.HASH]
+Flag = Annotated[bool, Unit.FLAG]
+ParamValue = Annotated[Any, Unit.PARAM]    # int, decimal text, bool or list, as the parameter is
+GateValue = Annotated[int, Unit.GATE]
+
+T = TypeVar("T")
+
+_EVENT_CLASSES: dict[str, type] = {}      # type name -> class, in declaration order
+_TYPE_NAMES: dict[type, str] = {}
+_TOPICS: dict[str, Topic] = {}
+_SERIALIZERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+_RECORDS: set[type] = set()
+
+
+def _unit_and_shape(annotation: Any) -> tuple[Unit | None, type | None, bool]:
+    """A field annotation's unit, the record class it holds (None for a plain value) and whether it
+    is a tuple (written as a JSON list)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        base, *extras = get_args(annotation)
+        units = [x for x in extras if isinstance(x, Unit)]
+        return (units[0] if units else None), None, False
+    if origin in (Union, UnionType):  # X | None: the unit of X
+        for arg in get_args(annotation):
+            if arg is not type(None):
+                return _unit_and_shape(arg)
+    if origin is tuple:
+        unit, record, _ = _unit_and_shape(get_args(annotation)[0])
+        return unit, record, True
+    if isinstance(annotation, type) and annotation in _RECORDS:
+        return None, annotation, False
+    return None, None, False
+
+
+def _plan(cls: type) -> list[tuple[str, str, bool, type | None, bool]]:
+    """Per field: (JSON key, attribute, omitted when None, record class or None, is a tuple)."""
+    plan = []
+    for f in fields(cls):
+        unit, record, is_tuple = _unit_and_shape(f.type)
+        if unit is None and record is None:
+            raise TypeError(f"{cls.__name__}.{f.name}: every event field declares its unit "
+                            f"(an alias such as Usdc, Ticks, Text) or is a record")
+        key = f.name[:-1] if f.name.endswith("_") else f.name
+        plan.append((key, f.name, f.default is None, record, is_tuple))
+    return plan
+
+
+def _value_to_json(value: Any, record: type | None, is_tuple: bool) -> Any:
+    if value is None:
+        return None
+    if is_tuple:
+        return [_SERIALIZERS[record](item) for item in value] if record else list(value)
+    return _SERIALIZERS[record](value) if record else value
+
+
+def _make_serializer(cls: type, head: tuple[tuple[str, str], ...]) -> Callable[[Any], dict[str, Any]]:
+    """The JSON form of ``cls``'s instances (``head``: constant leading items, e.g. the type)."""
+    plan = _plan(cls)
+    if all(not omit and record is None and not is_tuple for _, _, omit, record, is_tuple in plan):
+        # the common case (and the hot one: orders, fills' parties): zip the keys with the values
+        keys = tuple(k for k, _ in head) + tuple(key for key, *_ in plan)
+        consts = tuple(v for _, v in head)
+        getter = attrgetter(*(attr for _, attr, *_ in plan))
+        if len(plan) == 1:
+            return lambda obj: dict(zip(keys, (*consts, getter(obj))))
+        return lambda obj: dict(zip(keys, (*consts, *getter(obj))))
+
+    def serialize(obj: Any) -> dict[str, Any]:
+        out = dict(head)
+        for key, attr, omit, record, is_tuple in plan:
+            value = getattr(obj, attr)
+            if value is None and omit:
+                continue
+            out[key] = _value_to_json(value, record, is_tuple)
+        return out
+    return serialize
+
+
+def record(cls: type[T]) -> type[T]:
+    """Declare a nested record (a dataclass written as a JSON object inside an event)."""
+    _RECORDS.add(cls)
+    _SERIALIZERS[cls] = _make_serializer(cls, ())
+    return cls
+
+
+def event(type_name: str, topic: Topic) -> Callable[[type[T]], type[T]]:
+    """Declare an event class (put above ``@dataclass(frozen=True, slots=True, kw_only=True)``)."""
+    def register(cls: type[T]) -> type[T]:
+        if type_name in _EVENT_CLASSES:
+            raise TypeError(f"event type {type_name!r} is declared twice")
+        _SERIALIZERS[cls] = _make_serializer(cls, (("type", type_name),))
+        _EVENT_CLASSES[type_name] = cls
+        _TYPE_NAMES[cls] = type_name
+        _TOPICS[type_name] = topic
+        return cls
+    return register
+
+
+# --------------------------------------------------------------------------------------- records
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FillParty:
+    """One side of a fill: the subaccount, its order (None for a liquidated or backstop taker) and fee paid."""
+
+    owner: Address
+    number: Id
+    order_id: Id | None
+    fee: Usdc
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdlCounterparty:
+    """The winning account an auto-deleveraging closed against."""
+
+    owner: Address
+    number: Id
+    score: Ratio | None          # its ADL score (None: ranked after every scored account)
+    unrealized_pnl: Usdc         # before the close
+    cost_closed: Usdc            # the part of its position's cost the close took out
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DebtShare:
+    """What one opposing position took of a socialised loss."""
+
+    owner: Address
+    number: Id
+    size: Lots                   # lots it closed (0 for a deficit charged pro rata)
+    payment: Usdc                # what it was charged
+
+
+@record
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OracleRules:
+    """A listed market's oracle aggregation rules (``params.OracleParams``)."""
+
+    min_sources: Count
+    max_staleness_ms: Ms
+    max_source_deviation_ppm: Ppm
+    max_move_per_block_ppm: Ppm
+
+
+# --------------------------------------------------------------------------------------- accounts
+@event("deposit", Topic.ACCOUNT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deposit:
+    owner: Address
+    number: Id
+    amount: Usdc
+
+
+@event("withdrawal", Topic.ACCOUNT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdrawal:
+    owner: Address
+    number: Id
+    amount: Usdc
+
+
+@event("transfer", Topic.ACCOUNT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    owner: Address
+    number: Id
+    to_owner: Address
+    to_number: Id
+    amount: Usdc
+
+
+@event("leverage_set", Topic.ACCOUNT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeverageSet:
+    owner: Address
+    number: Id
+    market: Ticker
+    initial_margin_ppm: Ppm
+
+
+@event("margin_mode_set", Topic.ACCOUNT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarginModeSet:
+    owner: Address
+    number: Id
+    mode: Text
+    market: Ticker | None        # the isolated market (None for cross)
+
+
+@event("funding_payment", Topic.ACCOUNT)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingPayment:
+    owner: Address
+    number: Id
+    amount: Usdc                 # received (negative: paid)
+
+
+# --------------------------------------------------------------------------------------- orders
+@event("order_accepted", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderAccepted:
+    """A fresh order's terms, before it matches (a triggered order's are in conditional_order_placed)."""
+
+    market: Ticker
+    order_id: Id
+    owner: Address
+    number: Id
+    client_id: Id
+    side: Text
+    order_type: Text
+    time_in_force: Text
+    price: Ticks
+    size: Lots
+    reduce_only: Flag
+
+
+@event("order_placed", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderPlaced:
+    """An order's remainder rests on the book."""
+
+    market: Ticker
+    order_id: Id
+    owner: Address
+    number: Id
+    client_id: Id
+    side: Text
+    price: Ticks
+    size: Lots                   # resting
+
+
+@event("order_cancelled", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderCancelled:
+    market: Ticker
+    order_id: Id
+    owner: Address
+    number: Id
+    client_id: Id
+    size: Lots                   # what was left
+    reason: Text
+    order_type: Text | None = None   # only for an untriggered conditional order
+
+
+@event("conditional_order_placed", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionalOrderPlaced:
+    market: Ticker
+    order_id: Id
+    owner: Address
+    number: Id
+    client_id: Id
+    order_type: Text
+    side: Text
+    price: Ticks
+    size: Lots
+    trigger_price: Ticks
+    time_in_force: Text
+    reduce_only: Flag
+
+
+@event("conditional_order_triggered", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionalOrderTriggered:
+    market: Ticker
+    order_id: Id
+    owner: Address
+    number: Id
+    client_id: Id
+    order_type: Text
+    side: Text
+    trigger_price: Ticks
+    oracle_price: Ticks
+
+
+@event("conditional_order_failed", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConditionalOrderFailed:
+    market: Ticker
+    order_id: Id
+    owner: Address
+    number: Id
+    client_id: Id
+    code: Text                   # the ProtocolError code that refused the triggered order
+    message: Text
+
+
+@event("self_trade_decrement", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SelfTradeDecrement:
+    market: Ticker
+    order_id: Id                 # the resting order, reduced
+    taker_order_id: Id | None
+    owner: Address
+    size: Lots
+
+
+@event("fill", Topic.TRADING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    market: Ticker
+    price: Ticks                 # the maker's price
+    size: Lots
+    taker_side: Text
+    to_insurance: Usdc           # the insurance share of the fees
+    maker: FillParty
+    taker: FillParty
+    liquidation: Flag | None = None  # True: the taker is a liquidated account
+    backstop: Flag | None = None     # True: the taker is a backstop unwinding
+
+
+# --------------------------------------------------------------------------------------- oracle, funding
+@event("oracle_submission", Topic.ORACLE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OracleSubmission:
+    market: Ticker
+    operator: Address
+    price: Ticks
+    raw: DecimalText
+
+
+@event("oracle_source_rejected", Topic.ORACLE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OracleSourceRejected:
+    market: Ticker
+    operator: Address
+    price: Ticks
+    median: Ticks
+    max_source_deviation_ppm: Ppm
+
+
+@event("oracle_stale", Topic.ORACLE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OracleStale:
+    market: Ticker
+    fresh_sources: Count
+    min_sources: Count
+
+
+@event("oracle_fresh", Topic.ORACLE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OracleFresh:
+    market: Ticker
+    fresh_sources: Count
+    min_sources: Count
+
+
+@event("oracle_price", Topic.ORACLE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OraclePrice:
+    market: Ticker
+    price: Ticks
+    previous: Ticks
+    median: Ticks
+    sources: Count
+    clamped: Flag
+    settlement: Flag | None = None   # True: a delisted market's price set to its settlement price
+
+
+@event("funding_tick", Topic.FUNDING)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingTick:
+    market: Ticker
+    rate_8h_ppm: Ppm
+    samples: Count
+    oracle_price: Ticks
+    elapsed_s: Seconds
+    index_delta: FundingIndex
+    funding_index: FundingIndex
+
+
+# --------------------------------------------------------------------------------------- liquidation
+@event("liquidation_deferred", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidationDeferred:
+    owner: Address
+    number: Id
+    reason: Text
+    markets: tuple[Ticker, ...]
+
+
+@event("withdrawals_paused", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawalsPaused:
+    pool: Pool
+    until_height: Height
+
+
+@event("liquidation_incomplete", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidationIncomplete:
+    owner: Address
+    number: Id
+    market: Ticker
+    attempted: Lots | None = None        # None (left out): nothing was tried (empty book)
+    filled: Lots | None = None
+    reason: Text
+    fillable_price: Ticks | None = None
+
+
+@event("liquidation", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Liquidation:
+    owner: Address
+    number: Id
+    market: Ticker
+    size: Lots                   # the liquidated account's change
+    fill_price: Ticks
+    oracle_price: Ticks
+    net_collateral: Usdc
+    maintenance: Usdc
+    bankruptcy_quote: Usdc
+    fill_quote: Usdc
+    fillable_price: Ticks
+    fillable_price_exact: ExactTicks
+    insurance_delta: Usdc
+    insurance_fund: Usdc
+    pool: Pool
+    maker: FillParty
+
+
+@event("backstop_refused", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackstopRefused:
+    market: Ticker
+    owner: Address
+    number: Id
+    size: Lots
+    pool: Pool
+    inventory: Lots
+    insurance_fund: Usdc
+    fund_equity: Usdc
+    fund_delta: Usdc             # of the one-lot takeover that failed
+    oracle_price: Ticks
+    reason: Text
+
+
+@event("backstop_takeover", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackstopTakeover:
+    market: Ticker
+    owner: Address
+    number: Id
+    size: Lots
+    bankruptcy_quote: Usdc
+    oracle_price: Ticks
+    fund_delta: Usdc
+    pool: Pool
+    inventory: Lots
+    received: Usdc
+    oracle_value: Usdc
+    net_collateral: Usdc
+    maintenance: Usdc
+    insurance_fund: Usdc
+    fund_equity: Usdc
+    reason: Text
+
+
+@event("backstop_unwind", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackstopUnwind:
+    market: Ticker
+    size: Lots
+    price: Ticks
+    pool: Pool
+    inventory: Lots
+    quote: Usdc
+    limit_price: Ticks
+    oracle_price: Ticks
+    maker: FillParty
+
+
+@event("backstop_pnl", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackstopPnl:
+    pool: Pool
+    amount: Usdc
+    insurance_fund: Usdc
+
+
+@event("deleveraging_deferred", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleveragingDeferred:
+    market: Ticker
+    owner: Address
+    number: Id
+    reason: Text
+
+
+@event("deleveraging_skipped", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleveragingSkipped:
+    market: Ticker
+    owner: Address               # the counterparty skipped
+    number: Id
+    reason: Text
+
+
+@event("deleveraging", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deleveraging:
+    market: Ticker
+    owner: Address
+    number: Id
+    size: Lots
+    bankruptcy_quote: Usdc
+    quote: Usdc
+    oracle_price: Ticks
+    net_collateral: Usdc
+    maintenance: Usdc
+    counterparty_loss: Usdc
+    counterparty: AdlCounterparty
+
+
+@event("bad_debt", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BadDebt:
+    market: Ticker
+    owner: Address
+    number: Id
+    size: Lots
+    bankruptcy_quote: Usdc
+    oracle_price: Ticks
+    net_collateral: Usdc
+    maintenance: Usdc
+    amount: Usdc
+    pool: Pool
+    shares: tuple[DebtShare, ...]
+
+
+@event("settlement_price", Topic.GOVERNANCE)  # a delisting's fixed settlement price
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettlementPrice:
+    market: Ticker
+    price: Ticks
+    window_start_ms: Ms
+    window_end_ms: Ms
+    spot: Ticks
+    window_ms: Ms
+
+
+@event("final_settlement", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinalSettlement:
+    market: Ticker
+    owner: Address
+    number: Id
+    size: Lots
+    oracle_price: Ticks
+    amount: Usdc
+
+
+@event("market_settled", Topic.LIQUIDATION)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketSettled:
+    market: Ticker
+    oracle_price: Ticks
+    rounding_to_insurance: Usdc
+
+
+# --------------------------------------------------------------------------------------- BGOV and votes
+@event("bgov_transfer", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BgovTransfer:
+    from_: Address
+    to: Address
+    amount: Bgov
+
+
+@event("delegate_changed", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelegateChanged:
+    delegator: Address
+    from_delegate: Address | None
+    to_delegate: Address | None
+
+
+@event("delegate_votes_changed", Topic.VOTING_POWER)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DelegateVotesChanged:
+    delegate: Address
+    previous_votes: Bgov
+    new_votes: Bgov
+
+
+# --------------------------------------------------------------------------------------- proposals
+@event("proposal_submitted", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalSubmitted:
+    proposal_id: TextId
+    number: Id
+    proposer: Address
+    risk_class: Text
+    deposit: Bgov
+    snapshot_height: Height
+    deadline_height: Height
+    fee: Bgov                    # burned
+
+
+@event("vote_cast", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoteCast:
+    proposal_id: TextId
+    voter: Address
+    option: Text
+    weight: Bgov
+    reason: Text
+
+
+@event("proposal_extended", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalExtended:
+    proposal_id: TextId
+    deadline_height: Height
+    reason: Text | None = None           # "outcome_flip" (left out: a late quorum)
+    from_outcome: Text | None = None
+    to_outcome: Text | None = None
+
+
+@event("proposal_status", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposalStatus:
+    proposal_id: TextId
+    from_: Text
+    to: Text
+    yes: Bgov | None = None              # the tally, when a vote ends
+    no: Bgov | None = None
+    abstain: Bgov | None = None
+    veto: Bgov | None = None
+    quorum_votes: Bgov | None = None
+    executable_from_ms: Ms | None = None     # the execution window, when queued
+    executable_until_ms: Ms | None = None
+    by: Address | None = None            # who cancelled or vetoed
+    reason: Text | None = None           # a guardian veto's reason
+
+
+@event("deposit_returned", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositReturned:
+    proposal_id: TextId
+    to: Address
+    amount: Bgov
+
+
+@event("deposit_burned", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositBurned:
+    proposal_id: TextId
+    amount: Bgov
+
+
+@event("param_changed", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParamChanged:
+    name: Text                   # the dotted parameter name
+    value: ParamValue
+    old: ParamValue
+    height: Height
+    source: Text                 # "proposal", "council", "rollout"...
+    proposal_id: TextId | None
+    proposal_number: Id | None
+    ref: Text | None = None      # the source's reference when it is not a proposal
+
+
+# --------------------------------------------------------------------------------------- executed actions
+@event("market_listed", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketListed:
+    market: Ticker
+    size_decimals: Count
+    price_decimals: Count
+    oracle_price: Ticks
+    tier_id: Id
+    min_order_lots: Lots
+    max_open_interest_lots: Lots
+    maker_fee_ppm: Ppm
+    taker_fee_ppm: Ppm
+    isolated_only: Flag
+    status: Text
+    oracle: OracleRules
+    source: Text
+    proposal_id: TextId | None
+    proposal_number: Id | None
+
+
+@event("treasury_spent", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TreasurySpent:
+    to_owner: Address
+    to_number: Id
+    amount: Usdc
+    treasury: Usdc               # left in the treasury
+    source: Text
+    proposal_id: TextId | None
+    proposal_number: Id | None
+
+
+@event("insurance_transferred", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InsuranceTransferred:
+    from_pool: Pool
+    to_pool: Pool
+    amount: Usdc
+    insurance_fund: Usdc         # the receiving pool's, after
+    source: Text
+    proposal_id: TextId | None
+    proposal_number: Id | None
+
+
+@event("insurance_fund_merged", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InsuranceFundMerged:
+    pool: Pool
+    into: Pool
+    amount: Usdc
+    insurance_fund: Usdc
+    source: Text
+    proposal_id: TextId | None
+    proposal_number: Id | None
+
+
+# --------------------------------------------------------------------------------------- council
+@event("stress_attested", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StressAttested:
+    proposal_id: TextId
+    member: Address
+    report_hash: Hash
+    verdict: Text
+    passes: Count
+    threshold: Count
+
+
+@event("stress_gate_passed", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StressGatePassed:
+    proposal_id: TextId
+    report_hash: Hash
+    passes: Count
+    threshold: Count
+
+
+@event("stress_report_registered", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StressReportRegistered:
+    report_hash: Hash
+    verdict: Text
+    depletion_probability_ppm: Ppm
+    var99_loss: Usdc
+    es99_loss: Usdc
+    insurance_funds_total: Usdc
+    by: Address
+
+
+@event("steward_change_approved", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StewardChangeApproved:
+    param: Text
+    value: ParamValue
+    member: Address
+    approvals: Count
+    threshold: Count
+
+
+@event("steward_change_applied", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StewardChangeApplied:
+    param: Text
+    value: ParamValue
+    old: ParamValue
+    approvers: tuple[Address, ...]
+
+
+# --------------------------------------------------------------------------------------- guardian
+@event("guardian_paused", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardianPaused:
+    scope: Text
+    market: Ticker | None        # None: a platform-wide scope
+    start_ms: Ms
+    end_ms: Ms
+    extended: Flag
+
+
+@event("guardian_unpaused", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuardianUnpaused:
+    scope: Text
+    market: Ticker | None
+    start_ms: Ms
+    end_ms: Ms
+
+
+@event("pause_expired", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseExpired:
+    scope: Text
+    market: Ticker | None
+    start_ms: Ms
+    end_ms: Ms
+
+
+@event("liquidation_grace", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiquidationGrace:
+    scope: Text
+    markets: tuple[Ticker, ...]
+    until_ms: Ms
+
+
+# --------------------------------------------------------------------------------------- rollouts
+@event("rollout_started", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutStarted:
+    rollout_id: Id
+    market: Ticker
+    param: Text
+    start: ParamValue
+    target: ParamValue
+    steps: Count
+    interval_s: Seconds
+    next_step_ms: Ms
+    proposal_id: TextId
+
+
+@event("rollout_step", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutStep:
+    rollout_id: Id
+    market: Ticker
+    param: Text
+    step: Count
+    steps: Count
+    value: ParamValue
+
+
+@event("rollout_completed", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutCompleted:
+    rollout_id: Id
+    market: Ticker
+    param: Text
+    value: ParamValue
+
+
+@event("rollout_reverted", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutReverted:
+    rollout_id: Id
+    market: Ticker
+    param: Text
+    value: ParamValue
+
+
+@event("rollout_halted", Topic.GOVERNANCE)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutHalted:
+    rollout_id: Id
+    market: Ticker
+    param: Text
+    step: Count
+    reason: Text
+    gate: Text | None = None             # a breached gate, with what it saw and its bound
+    observed: GateValue | None = None
+    limit: GateValue | None = None
+    status: Text | None = None           # reason market_not_active: the market's status
+    source: Text | None = None           # reason superseded: the change that superseded it
+    ref: Text | None = None
+
+
+Event = (
+    Deposit | Withdrawal | Transfer | LeverageSet | MarginModeSet | FundingPayment
+    | OrderAccepted | OrderPlaced | OrderCancelled | ConditionalOrderPlaced | ConditionalOrderTriggered
+    | ConditionalOrderFailed | SelfTradeDecrement | Fill
+    | OracleSubmission | OracleSourceRejected | OracleStale | OracleFresh | OraclePrice | FundingTick
+    | LiquidationDeferred | WithdrawalsPaused | LiquidationIncomplete | Liquidation | BackstopRefused
+    | BackstopTakeover | BackstopUnwind | BackstopPnl | DeleveragingDeferred | DeleveragingSkipped | Deleveraging
+    | BadDebt | SettlementPrice | FinalSettlement | MarketSettled
+    | BgovTransfer | DelegateChanged | DelegateVotesChanged
+    | ProposalSubmitted | VoteCast | ProposalExtended | ProposalStatus | DepositReturned | DepositBurned
+    | ParamChanged | MarketListed | TreasurySpent | InsuranceTransferred | InsuranceFundMerged
+    | StressAttested | StressGatePassed | StressReportRegistered | StewardChangeApproved | StewardChangeApplied
+    | GuardianPaused | GuardianUnpaused | PauseExpired | LiquidationGrace
+    | RolloutStarted | RolloutStep | RolloutCompleted | RolloutReverted | RolloutHalted
+)
+"""Every event the core emits (``event_types()`` names them)."""
+
+
+# --------------------------------------------------------------------------------------- the API
+def to_json_dict(event: Event) -> dict[str, Any]:
+    """The event's JSON form (the module docstring's rules): what the log, API and scenarios carry."""
+    return _SERIALIZERS[type(event)](event)
+
+
+def emit(events: Events, event: Event) -> dict[str, Any]:
+    """Append ``event``'s JSON form to ``events`` and return it."""
+    out = _SERIALIZERS[type(event)](event)
+    events.append(out)
+    return out
+
+
+def event_types(topic: Topic | None = None) -> tuple[str, ...]:
+    """Every declared event type name (of ``topic`` when given), in declaration order."""
+    return tuple(name for name, t in _TOPICS.items() if topic is None or t == topic)
+
+
+def event_class(type_name: str) -> type:
+    """The class of an event type; ``KeyError`` naming it when it is not declared."""
+    try:
+        return _EVENT_CLASSES[type_name]
+    except KeyError:
+        raise KeyError(f"undeclared event type {type_name!r}") from None
+
+
+def type_name_of(event: Event) -> str:
+    """The type name an event is written with."""
+    return _TYPE_NAMES[type(event)]
+
+
+def topic_of(type_name: str) -> Topic:
+    """The topic of an event type (``KeyError`` when it is not declared)."""
+    event_class(type_name)
+    return _TOPICS[type_name]
+
+
+def _field_units(cls: type, prefix: str) -> dict[str, Unit]:
+    units: dict[str, Unit] = {}
+    for key, attr, _, record_cls, _ in _plan(cls):
+        if record_cls is not None:
+            units.update(_field_units(record_cls, f"{prefix}{key}."))
+        else:
+            f = next(f for f in fields(cls) if f.name == attr)
+            unit, _, _ = _unit_and_shape(f.type)
+            if unit is not None:
+                units[prefix + key] = unit
+    return units
+
+
+_UNITS: dict[str, dict[str, Unit]] = {name: _field_units(cls, "") for name, cls in _EVENT_CLASSES.items()}
+
+
+def units_of(type_name: str) -> dict[str, Unit]:
+    """Each JSON key of an event type and its unit, in key order; a nested record's keys are dotted
+    (``"maker.fee"``), a list's elements have the list's key (``"shares.payment"``, ``"markets"``)."""
+    event_class(type_name)
+    return dict(_UNITS[type_name])
+
+
+def unit_table() -> dict[str, dict[str, Unit]]:
+    """``units_of`` for every event type."""
+    return {name: dict(units) for name, units in _UNITS.items()}
+
+
+def _from_json(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object")
+    plan = _plan(cls)
+    keys = {key for key, *_ in plan}
+    extra = sorted(set(data) - keys - {"type"})
+    if extra:
+        raise ValueError(f"{where}: unknown key {extra[0]!r}")
+    values = {}
+    for (key, attr, omit, record_cls, is_tuple), f in zip(plan, fields(cls)):
+        if key not in data:
+            if omit:
+                continue
+            raise ValueError(f"{where}: missing key {key!r}")
+        value = data[key]
+        if value is not None and is_tuple:
+            value = tuple(_from_json(record_cls, item, f"{where}.{key}") if record_cls else item for item in value)
+        elif value is not None and record_cls is not None:
+            value = _from_json(record_cls, value, f"{where}.{key}")
+        if f.default is MISSING or value is not None:
+            values[attr] = value
+    return cls(**values)
+
+
+def from_json_dict(data: dict[str, Any]) -> Event:
+    """The typed event of a JSON form (``to_json_dict``'s inverse); ``KeyError`` for an undeclared
+    type, ``ValueError`` for an unknown, missing or malformed key."""
+    cls = event_class(data.get("type"))  # type: ignore[arg-type]
+    result: Event = _from_json(cls, data, str(data.get("type")))
+    return result
