@@ -1,8 +1,8 @@
 """Typed events: every event the core emits, as a frozen dataclass whose fields carry their units.
 
 An event records what a transaction or an end-of-block step did (a fill, a liquidation, a status
-change...). Each kind is one class below, declared with ``@event(type_name, topic)`` on top of a
-frozen, slotted, keyword-only dataclass; ``Event`` is the union of them all. A handler builds the
+change...). Each kind is one class below, declared with ``@event(type_name, topic)``: a
+keyword-only dataclass, frozen for the type checker; ``Event`` is the union of them all. A handler builds the
 event and hands it to ``emit(events, ...)``, which appends its JSON form to the block's events:
 the events of a block result, the node's log, replay, the API and scenario output are those JSON
 dicts (the one serializer, ``to_json_dict``), so typing events changed no byte of any of them.
@@ -34,9 +34,8 @@ declared, a field without a unit and a class left out of ``Event``.
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
-from operator import attrgetter
 from types import UnionType
-from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, TypeVar, Union, dataclass_transform, get_args, get_origin
 
 Events = list[dict[str, Any]]
 """The events of a block as they leave a handler: the JSON form of each event, in order."""
@@ -110,8 +109,12 @@ T = TypeVar("T")
 _EVENT_CLASSES: dict[str, type] = {}      # type name -> class, in declaration order
 _TYPE_NAMES: dict[type, str] = {}
 _TOPICS: dict[str, Topic] = {}
-_SERIALIZERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
+# per class: its type name (None for a record), its JSON keys if one differs from its field's name,
+# its (key, record class, is a tuple) fields to convert, and its keys left out when None
+_Shape = tuple[str | None, tuple[str, ...] | None, tuple[tuple[str, type | None, bool], ...], tuple[str, ...]]
+_SHAPES: dict[type, _Shape] = {}
 _RECORDS: set[type] = set()
+_FLAT_RECORDS: set[type] = set()        # records with no nested, optional or renamed field
 
 
 def _unit_and_shape(annotation: Any) -> tuple[Unit | None, type | None, bool]:
@@ -147,50 +150,40 @@ def _plan(cls: type) -> list[tuple[str, str, bool, type | None, bool]]:
     return plan
 
 
-def _value_to_json(value: Any, record: type | None, is_tuple: bool) -> Any:
-    if value is None:
-        return None
-    if is_tuple:
-        return [_SERIALIZERS[record](item) for item in value] if record else list(value)
-    return _SERIALIZERS[record](value) if record else value
-
-
-def _make_serializer(cls: type, head: tuple[tuple[str, str], ...]) -> Callable[[Any], dict[str, Any]]:
-    """The JSON form of ``cls``'s instances (``head``: constant leading items, e.g. the type)."""
+def _shape(cls: type, type_name: str | None) -> _Shape:
+    """How ``to_json_dict`` writes ``cls``'s instances, worked out once from the declaration."""
     plan = _plan(cls)
-    if all(not omit and record is None and not is_tuple for _, _, omit, record, is_tuple in plan):
-        # the common case (and the hot one: orders, fills' parties): zip the keys with the values
-        keys = tuple(k for k, _ in head) + tuple(key for key, *_ in plan)
-        consts = tuple(v for _, v in head)
-        getter = attrgetter(*(attr for _, attr, *_ in plan))
-        if len(plan) == 1:
-            return lambda obj: dict(zip(keys, (*consts, getter(obj))))
-        return lambda obj: dict(zip(keys, (*consts, *getter(obj))))
-
-    def serialize(obj: Any) -> dict[str, Any]:
-        out = dict(head)
-        for key, attr, omit, record, is_tuple in plan:
-            value = getattr(obj, attr)
-            if value is None and omit:
-                continue
-            out[key] = _value_to_json(value, record, is_tuple)
-        return out
-    return serialize
+    renamed = any(key != attr for key, attr, *_ in plan)
+    return (type_name, tuple(key for key, *_ in plan) if renamed else None,
+            tuple((key, record_cls, is_tuple) for key, _, _, record_cls, is_tuple in plan if record_cls or is_tuple),
+            tuple(key for key, _, omit, _, _ in plan if omit))
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 def record(cls: type[T]) -> type[T]:
-    """Declare a nested record (a dataclass written as a JSON object inside an event)."""
+    """Declare a nested record: a dataclass like an event's (see ``event``), written as a JSON
+    object inside an event."""
+    cls = dataclass(kw_only=True)(cls)
     _RECORDS.add(cls)
-    _SERIALIZERS[cls] = _make_serializer(cls, ())
+    _SHAPES[cls] = shape = _shape(cls, None)
+    if shape[1:] == (None, (), ()):
+        _FLAT_RECORDS.add(cls)
     return cls
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 def event(type_name: str, topic: Topic) -> Callable[[type[T]], type[T]]:
-    """Declare an event class (put above ``@dataclass(frozen=True, slots=True, kw_only=True)``)."""
+    """Declare an event class: a keyword-only dataclass, frozen for the type checker.
+
+    Frozen *statically* (``dataclass_transform(frozen_default=True)``: mypy refuses an assignment
+    to a field), a plain dataclass at run time: a run-time frozen dataclass sets each field through
+    ``object.__setattr__``, which makes creating an event cost more than twice the whole emission
+    of a plain one (docs/protocol.md "Events"), on the order path's hottest lines."""
     def register(cls: type[T]) -> type[T]:
         if type_name in _EVENT_CLASSES:
             raise TypeError(f"event type {type_name!r} is declared twice")
-        _SERIALIZERS[cls] = _make_serializer(cls, (("type", type_name),))
+        cls = dataclass(kw_only=True)(cls)
+        _SHAPES[cls] = _shape(cls, type_name)
         _EVENT_CLASSES[type_name] = cls
         _TYPE_NAMES[cls] = type_name
         _TOPICS[type_name] = topic
@@ -200,7 +193,6 @@ def event(type_name: str, topic: Topic) -> Callable[[type[T]], type[T]]:
 
 # --------------------------------------------------------------------------------------- records
 @record
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FillParty:
     """One side of a fill: the subaccount, its order (None for a liquidated or backstop taker) and fee paid."""
 
@@ -211,7 +203,6 @@ class FillParty:
 
 
 @record
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AdlCounterparty:
     """The winning account an auto-deleveraging closed against."""
 
@@ -223,7 +214,6 @@ class AdlCounterparty:
 
 
 @record
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DebtShare:
     """What one opposing position took of a socialised loss."""
 
@@ -234,7 +224,6 @@ class DebtShare:
 
 
 @record
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OracleRules:
     """A listed market's oracle aggregation rules (``params.OracleParams``)."""
 
@@ -246,7 +235,6 @@ class OracleRules:
 
 # --------------------------------------------------------------------------------------- accounts
 @event("deposit", Topic.ACCOUNT)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Deposit:
     owner: Address
     number: Id
@@ -254,7 +242,6 @@ class Deposit:
 
 
 @event("withdrawal", Topic.ACCOUNT)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Withdrawal:
     owner: Address
     number: Id
@@ -262,7 +249,6 @@ class Withdrawal:
 
 
 @event("transfer", Topic.ACCOUNT)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Transfer:
     owner: Address
     number: Id
@@ -272,7 +258,6 @@ class Transfer:
 
 
 @event("leverage_set", Topic.ACCOUNT)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LeverageSet:
     owner: Address
     number: Id
@@ -281,7 +266,6 @@ class LeverageSet:
 
 
 @event("margin_mode_set", Topic.ACCOUNT)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MarginModeSet:
     owner: Address
     number: Id
@@ -290,7 +274,6 @@ class MarginModeSet:
 
 
 @event("funding_payment", Topic.ACCOUNT)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FundingPayment:
     owner: Address
     number: Id
@@ -299,7 +282,6 @@ class FundingPayment:
 
 # --------------------------------------------------------------------------------------- orders
 @event("order_accepted", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderAccepted:
     """A fresh order's terms, before it matches (a triggered order's are in conditional_order_placed)."""
 
@@ -317,7 +299,6 @@ class OrderAccepted:
 
 
 @event("order_placed", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderPlaced:
     """An order's remainder rests on the book."""
 
@@ -332,7 +313,6 @@ class OrderPlaced:
 
 
 @event("order_cancelled", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OrderCancelled:
     market: Ticker
     order_id: Id
@@ -345,7 +325,6 @@ class OrderCancelled:
 
 
 @event("conditional_order_placed", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ConditionalOrderPlaced:
     market: Ticker
     order_id: Id
@@ -362,7 +341,6 @@ class ConditionalOrderPlaced:
 
 
 @event("conditional_order_triggered", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ConditionalOrderTriggered:
     market: Ticker
     order_id: Id
@@ -376,7 +354,6 @@ class ConditionalOrderTriggered:
 
 
 @event("conditional_order_failed", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ConditionalOrderFailed:
     market: Ticker
     order_id: Id
@@ -388,7 +365,6 @@ class ConditionalOrderFailed:
 
 
 @event("self_trade_decrement", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SelfTradeDecrement:
     market: Ticker
     order_id: Id                 # the resting order, reduced
@@ -398,7 +374,6 @@ class SelfTradeDecrement:
 
 
 @event("fill", Topic.TRADING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Fill:
     market: Ticker
     price: Ticks                 # the maker's price
@@ -413,7 +388,6 @@ class Fill:
 
 # --------------------------------------------------------------------------------------- oracle, funding
 @event("oracle_submission", Topic.ORACLE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OracleSubmission:
     market: Ticker
     operator: Address
@@ -422,7 +396,6 @@ class OracleSubmission:
 
 
 @event("oracle_source_rejected", Topic.ORACLE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OracleSourceRejected:
     market: Ticker
     operator: Address
@@ -432,7 +405,6 @@ class OracleSourceRejected:
 
 
 @event("oracle_stale", Topic.ORACLE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OracleStale:
     market: Ticker
     fresh_sources: Count
@@ -440,7 +412,6 @@ class OracleStale:
 
 
 @event("oracle_fresh", Topic.ORACLE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OracleFresh:
     market: Ticker
     fresh_sources: Count
@@ -448,7 +419,6 @@ class OracleFresh:
 
 
 @event("oracle_price", Topic.ORACLE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OraclePrice:
     market: Ticker
     price: Ticks
@@ -460,7 +430,6 @@ class OraclePrice:
 
 
 @event("funding_tick", Topic.FUNDING)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FundingTick:
     market: Ticker
     rate_8h_ppm: Ppm
@@ -473,7 +442,6 @@ class FundingTick:
 
 # --------------------------------------------------------------------------------------- liquidation
 @event("liquidation_deferred", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LiquidationDeferred:
     owner: Address
     number: Id
@@ -482,14 +450,12 @@ class LiquidationDeferred:
 
 
 @event("withdrawals_paused", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WithdrawalsPaused:
     pool: Pool
     until_height: Height
 
 
 @event("liquidation_incomplete", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LiquidationIncomplete:
     owner: Address
     number: Id
@@ -501,7 +467,6 @@ class LiquidationIncomplete:
 
 
 @event("liquidation", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Liquidation:
     owner: Address
     number: Id
@@ -522,7 +487,6 @@ class Liquidation:
 
 
 @event("backstop_refused", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class BackstopRefused:
     market: Ticker
     owner: Address
@@ -538,7 +502,6 @@ class BackstopRefused:
 
 
 @event("backstop_takeover", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class BackstopTakeover:
     market: Ticker
     owner: Address
@@ -559,7 +522,6 @@ class BackstopTakeover:
 
 
 @event("backstop_unwind", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class BackstopUnwind:
     market: Ticker
     size: Lots
@@ -573,7 +535,6 @@ class BackstopUnwind:
 
 
 @event("backstop_pnl", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class BackstopPnl:
     pool: Pool
     amount: Usdc
@@ -581,7 +542,6 @@ class BackstopPnl:
 
 
 @event("deleveraging_deferred", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DeleveragingDeferred:
     market: Ticker
     owner: Address
@@ -590,7 +550,6 @@ class DeleveragingDeferred:
 
 
 @event("deleveraging_skipped", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DeleveragingSkipped:
     market: Ticker
     owner: Address               # the counterparty skipped
@@ -599,7 +558,6 @@ class DeleveragingSkipped:
 
 
 @event("deleveraging", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Deleveraging:
     market: Ticker
     owner: Address
@@ -615,7 +573,6 @@ class Deleveraging:
 
 
 @event("bad_debt", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class BadDebt:
     market: Ticker
     owner: Address
@@ -631,7 +588,6 @@ class BadDebt:
 
 
 @event("settlement_price", Topic.GOVERNANCE)  # a delisting's fixed settlement price
-@dataclass(frozen=True, slots=True, kw_only=True)
 class SettlementPrice:
     market: Ticker
     price: Ticks
@@ -642,7 +598,6 @@ class SettlementPrice:
 
 
 @event("final_settlement", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class FinalSettlement:
     market: Ticker
     owner: Address
@@ -653,7 +608,6 @@ class FinalSettlement:
 
 
 @event("market_settled", Topic.LIQUIDATION)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MarketSettled:
     market: Ticker
     oracle_price: Ticks
@@ -662,7 +616,6 @@ class MarketSettled:
 
 # --------------------------------------------------------------------------------------- BGOV and votes
 @event("bgov_transfer", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class BgovTransfer:
     from_: Address
     to: Address
@@ -670,7 +623,6 @@ class BgovTransfer:
 
 
 @event("delegate_changed", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DelegateChanged:
     delegator: Address
     from_delegate: Address | None
@@ -678,7 +630,6 @@ class DelegateChanged:
 
 
 @event("delegate_votes_changed", Topic.VOTING_POWER)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DelegateVotesChanged:
     delegate: Address
     previous_votes: Bgov
@@ -687,7 +638,6 @@ class DelegateVotesChanged:
 
 # --------------------------------------------------------------------------------------- proposals
 @event("proposal_submitted", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ProposalSubmitted:
     proposal_id: TextId
     number: Id
@@ -700,7 +650,6 @@ class ProposalSubmitted:
 
 
 @event("vote_cast", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class VoteCast:
     proposal_id: TextId
     voter: Address
@@ -710,7 +659,6 @@ class VoteCast:
 
 
 @event("proposal_extended", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ProposalExtended:
     proposal_id: TextId
     deadline_height: Height
@@ -720,7 +668,6 @@ class ProposalExtended:
 
 
 @event("proposal_status", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ProposalStatus:
     proposal_id: TextId
     from_: Text
@@ -737,7 +684,6 @@ class ProposalStatus:
 
 
 @event("deposit_returned", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DepositReturned:
     proposal_id: TextId
     to: Address
@@ -745,14 +691,12 @@ class DepositReturned:
 
 
 @event("deposit_burned", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DepositBurned:
     proposal_id: TextId
     amount: Bgov
 
 
 @event("param_changed", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ParamChanged:
     name: Text                   # the dotted parameter name
     value: ParamValue
@@ -766,7 +710,6 @@ class ParamChanged:
 
 # --------------------------------------------------------------------------------------- executed actions
 @event("market_listed", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MarketListed:
     market: Ticker
     size_decimals: Count
@@ -786,7 +729,6 @@ class MarketListed:
 
 
 @event("treasury_spent", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class TreasurySpent:
     to_owner: Address
     to_number: Id
@@ -798,7 +740,6 @@ class TreasurySpent:
 
 
 @event("insurance_transferred", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class InsuranceTransferred:
     from_pool: Pool
     to_pool: Pool
@@ -810,7 +751,6 @@ class InsuranceTransferred:
 
 
 @event("insurance_fund_merged", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class InsuranceFundMerged:
     pool: Pool
     into: Pool
@@ -823,7 +763,6 @@ class InsuranceFundMerged:
 
 # --------------------------------------------------------------------------------------- council
 @event("stress_attested", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StressAttested:
     proposal_id: TextId
     member: Address
@@ -834,7 +773,6 @@ class StressAttested:
 
 
 @event("stress_gate_passed", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StressGatePassed:
     proposal_id: TextId
     report_hash: Hash
@@ -843,7 +781,6 @@ class StressGatePassed:
 
 
 @event("stress_report_registered", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StressReportRegistered:
     report_hash: Hash
     verdict: Text
@@ -855,7 +792,6 @@ class StressReportRegistered:
 
 
 @event("steward_change_approved", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StewardChangeApproved:
     param: Text
     value: ParamValue
@@ -865,7 +801,6 @@ class StewardChangeApproved:
 
 
 @event("steward_change_applied", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class StewardChangeApplied:
     param: Text
     value: ParamValue
@@ -875,7 +810,6 @@ class StewardChangeApplied:
 
 # --------------------------------------------------------------------------------------- guardian
 @event("guardian_paused", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class GuardianPaused:
     scope: Text
     market: Ticker | None        # None: a platform-wide scope
@@ -885,7 +819,6 @@ class GuardianPaused:
 
 
 @event("guardian_unpaused", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class GuardianUnpaused:
     scope: Text
     market: Ticker | None
@@ -894,7 +827,6 @@ class GuardianUnpaused:
 
 
 @event("pause_expired", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class PauseExpired:
     scope: Text
     market: Ticker | None
@@ -903,7 +835,6 @@ class PauseExpired:
 
 
 @event("liquidation_grace", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class LiquidationGrace:
     scope: Text
     markets: tuple[Ticker, ...]
@@ -912,7 +843,6 @@ class LiquidationGrace:
 
 # --------------------------------------------------------------------------------------- rollouts
 @event("rollout_started", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RolloutStarted:
     rollout_id: Id
     market: Ticker
@@ -926,7 +856,6 @@ class RolloutStarted:
 
 
 @event("rollout_step", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RolloutStep:
     rollout_id: Id
     market: Ticker
@@ -937,7 +866,6 @@ class RolloutStep:
 
 
 @event("rollout_completed", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RolloutCompleted:
     rollout_id: Id
     market: Ticker
@@ -946,7 +874,6 @@ class RolloutCompleted:
 
 
 @event("rollout_reverted", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RolloutReverted:
     rollout_id: Id
     market: Ticker
@@ -955,7 +882,6 @@ class RolloutReverted:
 
 
 @event("rollout_halted", Topic.GOVERNANCE)
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RolloutHalted:
     rollout_id: Id
     market: Ticker
@@ -990,13 +916,47 @@ Event = (
 
 # --------------------------------------------------------------------------------------- the API
 def to_json_dict(event: Event) -> dict[str, Any]:
-    """The event's JSON form (the module docstring's rules): what the log, API and scenarios carry."""
-    return _SERIALIZERS[type(event)](event)
+    """The event's JSON form (the module docstring's rules): what the log, API and scenarios carry.
+
+    The instance dict of a dataclass holds the fields in declaration order (its ``__init__`` sets
+    them in that order), so the JSON form starts as a copy of it; then records and tuples are
+    converted in place and unset optional fields deleted (keys keep their places), and the keys
+    are renamed for the few classes with a trailing-underscore field."""
+    return _to_json(event)
+
+
+def _to_json(obj: Any) -> dict[str, Any]:
+    type_name, keys, nested, optional = _SHAPES[type(obj)]
+    if keys is not None:
+        out: dict[str, Any] = {} if type_name is None else {"type": type_name}
+        out.update(zip(keys, obj.__dict__.values()))
+    elif type_name is None:
+        out = {**obj.__dict__}
+    else:
+        out = {"type": type_name, **obj.__dict__}
+    for key, record_cls, is_tuple in nested:
+        value = out[key]
+        if value is None:
+            continue
+        if is_tuple:
+            out[key] = [_to_json(item) for item in value] if record_cls else list(value)
+        elif record_cls in _FLAT_RECORDS:  # a fill's parties: a copy of the fields is the JSON form
+            out[key] = {**value.__dict__}
+        else:
+            out[key] = _to_json(value)
+    for key in optional:
+        if out[key] is None:
+            del out[key]
+    return out
 
 
 def emit(events: Events, event: Event) -> dict[str, Any]:
-    """Append ``event``'s JSON form to ``events`` and return it."""
-    out = _SERIALIZERS[type(event)](event)
+    """Append ``event``'s JSON form (``to_json_dict``) to ``events`` and return it."""
+    type_name, keys, nested, optional = _SHAPES[type(event)]
+    if keys is None and not nested and not optional:  # most events, the order path's among them
+        out = {"type": type_name, **event.__dict__}
+    else:
+        out = _to_json(event)
     events.append(out)
     return out
 

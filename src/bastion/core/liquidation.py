@@ -404,9 +404,8 @@ class _LiquidationFills:
         if not ok:
             self._cancel(maker, maker_sub, "maker_margin")
             return REMOVE_MAKER
-        fill = apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
-                          oi_delta, events=self.events)
-        fill["liquidation"] = True
+        apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
+                   oi_delta, events=self.events, liquidation=True)
         self.ranks.changed(sub)
         self.ranks.changed(maker_sub)
         sub.balance -= insurance
@@ -630,9 +629,8 @@ class _UnwindFills:
         if not ok:
             drop_order(state, maker_sub, maker, market.ticker, "maker_margin", self.events)
             return REMOVE_MAKER
-        fill = apply_fill(state, market, backstop, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee,
-                          0, oi_delta, events=self.events)
-        fill["backstop"] = True
+        apply_fill(state, market, backstop, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee,
+                   0, oi_delta, events=self.events, backstop=True)
         position = backstop.positions.get(market.ticker)
         self.events.append({"type": "backstop_unwind", "market": market.ticker, "size": -delta,
                             "price": maker.price, "pool": market.pool,
