@@ -34,7 +34,6 @@ declared, a field without a unit and a class left out of ``Event``.
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from enum import StrEnum
-from types import UnionType
 from typing import Annotated, Any, TypeVar, Union, dataclass_transform, get_args, get_origin
 
 Events = list[dict[str, Any]]
@@ -105,6 +104,7 @@ ParamValue = Annotated[Any, Unit.PARAM]    # int, decimal text, bool or list, as
 GateValue = Annotated[int, Unit.GATE]
 
 T = TypeVar("T")
+_UnionType = type(int | None)  # types.UnionType (the core imports no ``types``)
 
 _EVENT_CLASSES: dict[str, type] = {}      # type name -> class, in declaration order
 _TYPE_NAMES: dict[type, str] = {}
@@ -125,7 +125,7 @@ def _unit_and_shape(annotation: Any) -> tuple[Unit | None, type | None, bool]:
         base, *extras = get_args(annotation)
         units = [x for x in extras if isinstance(x, Unit)]
         return (units[0] if units else None), None, False
-    if origin in (Union, UnionType):  # X | None: the unit of X
+    if origin in (Union, _UnionType):  # X | None: the unit of X
         for arg in get_args(annotation):
             if arg is not type(None):
                 return _unit_and_shape(arg)
