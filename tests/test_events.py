@@ -7,11 +7,12 @@ instance of every declared class checks the other direction and the types no sce
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
 import typing
-from dataclasses import fields
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,62 @@ def test_event_classes_are_frozen_keyword_only_dataclasses_for_the_type_checker(
         assert transform["kw_only_default"] is True
     with pytest.raises(TypeError):
         ev.Deposit("0x" + "a" * 40, 0, 5)  # type: ignore[misc]  # keyword-only
+    deposit = ev.Deposit(owner="0x" + "a" * 40, number=0, amount=5)
+    with pytest.raises(FrozenInstanceError):
+        deposit.amount = 6  # type: ignore[misc]
+    with pytest.raises(TypeError, match="keyword-only"):
+        ev.emit([], ev.Deposit, "0x" + "a" * 40)  # type: ignore[arg-type]
+
+
+def test_emit_and_to_json_dict_give_the_same_dict():
+    party = ev.FillParty(owner="0x" + "b" * 40, number=1, order_id=None, fee=0)
+    fields_ = dict(market="BTC-USD", price=100, size=-3, taker_side="sell", to_insurance=2,
+                   maker=ev.FillParty(owner="0x" + "a" * 40, number=0, order_id=9, fee=4), taker=party)
+    events: list[dict] = []
+
+    returned = ev.emit(events, ev.Fill, **fields_, liquidation=True)
+
+    assert events == [returned]
+    assert json.dumps(returned) == json.dumps(ev.to_json_dict(ev.Fill(**fields_, liquidation=True)))
+    assert list(returned) == ["type", "market", "price", "size", "taker_side", "to_insurance", "maker", "taker",
+                              "liquidation"]
+    assert returned["taker"] == {"owner": "0x" + "b" * 40, "number": 1, "order_id": None, "fee": 0}
+    plain = ev.emit(events, ev.Fill, **fields_, liquidation=None, backstop=None)  # None: left out
+    assert "liquidation" not in plain and "backstop" not in plain
+    renamed = ev.emit(events, ev.ProposalStatus, proposal_id="p1", from_="active_vote", to="succeeded", yes=5)
+    assert renamed == {"type": "proposal_status", "proposal_id": "p1", "from": "active_vote", "to": "succeeded",
+                       "yes": 5}
+
+
+def _emit_calls() -> list[tuple[str, int, list[str], list[str], bool]]:
+    """Every ``emit(events, ev.X, ...)`` call of the core: (file, line, event classes, keyword
+    names in order, whether it spreads a ``**mapping``)."""
+    calls = []
+    for path in sorted((SRC / "core").rglob("*.py")) + [SRC / "risk_model.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "emit"):
+                continue
+            kind = node.args[1]
+            options = [kind.body, kind.orelse] if isinstance(kind, ast.IfExp) else [kind]
+            classes = [option.attr for option in options if isinstance(option, ast.Attribute)]
+            assert len(classes) == len(options), f"{path.name}:{node.lineno}: emit(events, ev.SomeEvent, ...)"
+            names = [k.arg for k in node.keywords if k.arg is not None]
+            calls.append((path.name, node.lineno, classes, names, any(k.arg is None for k in node.keywords)))
+    return calls
+
+
+def test_every_emitter_names_known_fields_in_declaration_order():
+    calls = _emit_calls()
+
+    assert len(calls) >= 40
+    for file, line, classes, names, spreads in calls:
+        for class_name in classes:
+            declared = [f.name for f in fields(getattr(ev, class_name))]
+            required = [f.name for f in fields(getattr(ev, class_name)) if f.default is not None]
+            assert set(names) <= set(declared), f"{file}:{line}: unknown field of {class_name}"
+            assert names == [n for n in declared if n in names], f"{file}:{line}: {class_name} fields out of order"
+            if not spreads:
+                assert set(required) <= set(names), f"{file}:{line}: {class_name} lacks a field"
 
 
 # The event JSON shapes (each type's keys, in order, nested ones dotted) as of issue 15, when the

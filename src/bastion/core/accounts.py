@@ -94,7 +94,7 @@ def settle_funding(state: State, sub: Subaccount, events: Events) -> None:
     state.touch(sub.key)
     state.touch(("global",))
     if amount:
-        emit(events, ev.FundingPayment(owner=sub.owner, number=sub.number, amount=amount))
+        emit(events, ev.FundingPayment, owner=sub.owner, number=sub.number, amount=amount)
 
 
 def has_accrued_funding(state: State, sub: Subaccount) -> bool:
@@ -143,7 +143,7 @@ def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict:
     state.total_deposits += amount
     state.touch(sub.key)
     state.touch(("global",))
-    emit(events, ev.Deposit(owner=owner, number=msg.subaccount, amount=amount))
+    emit(events, ev.Deposit, owner=owner, number=msg.subaccount, amount=amount)
     return {}
 
 
@@ -176,7 +176,7 @@ def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
     state.total_withdrawals += amount
     state.touch(sub.key)
     state.touch(("global",))
-    emit(events, ev.Withdrawal(owner=sender, number=msg.subaccount, amount=amount))
+    emit(events, ev.Withdrawal, owner=sender, number=msg.subaccount, amount=amount)
     return {}
 
 
@@ -199,8 +199,8 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
     recipient.balance += amount
     state.touch(sub.key)
     state.touch(recipient.key)
-    emit(events, ev.Transfer(owner=sender, number=msg.subaccount, to_owner=to_owner, to_number=msg.to_subaccount,
-                             amount=amount))
+    emit(events, ev.Transfer, owner=sender, number=msg.subaccount, to_owner=to_owner, to_number=msg.to_subaccount,
+         amount=amount)
     return {}
 
 
@@ -225,7 +225,7 @@ def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) ->
         raise ProtocolError("insufficient_margin", "the account would fall below its new initial margin",
                             field="initial_margin")
     state.touch(sub.key)
-    emit(events, ev.LeverageSet(owner=sender, number=msg.subaccount, market=market.ticker, initial_margin_ppm=imf))
+    emit(events, ev.LeverageSet, owner=sender, number=msg.subaccount, market=market.ticker, initial_margin_ppm=imf)
     return {}
 
 
@@ -247,5 +247,5 @@ def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Event
     sub.mode = msg.mode
     sub.isolated_market = market
     state.touch(sub.key)
-    emit(events, ev.MarginModeSet(owner=sender, number=msg.subaccount, mode=msg.mode, market=market))
+    emit(events, ev.MarginModeSet, owner=sender, number=msg.subaccount, mode=msg.mode, market=market)
     return {}

@@ -56,16 +56,16 @@ def trigger_order(state: State, order: ConditionalOrder, oracle_ticks: int, even
     """Take the order out of the untriggered set and submit it to the book with its order id."""
     terms = order.terms
     forget_conditional_order(state, order)  # frees its client id for the order it becomes
-    emit(events, ev.ConditionalOrderTriggered(market=terms.market, order_id=order.order_id, owner=terms.owner,
-                                              number=terms.number, client_id=terms.client_id,
-                                              order_type=order.order_type, side=SIDE_NAMES[terms.side],
-                                              trigger_price=order.trigger_ticks, oracle_price=oracle_ticks))
+    emit(events, ev.ConditionalOrderTriggered, market=terms.market, order_id=order.order_id, owner=terms.owner,
+         number=terms.number, client_id=terms.client_id,
+         order_type=order.order_type, side=SIDE_NAMES[terms.side],
+         trigger_price=order.trigger_ticks, oracle_price=oracle_ticks)
     placed: Events = []
     try:
         submit_order(state, terms, placed, order_id=order.order_id)
     except ProtocolError as error:  # submit_order validates before it changes anything
-        emit(events, ev.ConditionalOrderFailed(market=terms.market, order_id=order.order_id, owner=terms.owner,
-                                               number=terms.number, client_id=terms.client_id, code=error.code,
-                                               message=error.message))
+        emit(events, ev.ConditionalOrderFailed, market=terms.market, order_id=order.order_id, owner=terms.owner,
+             number=terms.number, client_id=terms.client_id, code=error.code,
+             message=error.message)
         return
     events.extend(placed)

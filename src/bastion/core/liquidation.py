@@ -148,18 +148,18 @@ def liquidate(state: State, events: Events) -> None:
         watch[key] = None
         stale = [t for t in sub.positions if state.markets[t].stale]
         if stale:
-            emit(events, ev.LiquidationDeferred(owner=sub.owner, number=sub.number, reason="stale_oracle",
-                                                markets=tuple(stale)))
+            emit(events, ev.LiquidationDeferred, owner=sub.owner, number=sub.number, reason="stale_oracle",
+                 markets=tuple(stale))
             if key in state.liquidation_stalls:  # no attempt: the count neither grows nor resets
                 stalls[key] = state.liquidation_stalls[key]
             continue
         held = {t: hold for t in sorted(sub.positions) if (hold := guardian.liquidation_hold(state, t))}
         if held and len(held) == len(sub.positions) and net_collateral > 0:
             # a guardian halt or the grace after it: no book liquidation, and solvent accounts wait
-            emit(events, ev.LiquidationDeferred(
-                owner=sub.owner, number=sub.number,
-                reason="guardian_pause" if "guardian_pause" in held.values() else "liquidation_grace",
-                markets=tuple(held)))
+            emit(events, ev.LiquidationDeferred,
+                 owner=sub.owner, number=sub.number,
+                 reason="guardian_pause" if "guardian_pause" in held.values() else "liquidation_grace",
+                 markets=tuple(held))
             if key in state.liquidation_stalls:
                 stalls[key] = state.liquidation_stalls[key]
             continue
@@ -173,8 +173,8 @@ def liquidate(state: State, events: Events) -> None:
         if index >= params.max_liquidations_per_block:
             # over the block's bound: it stays watched and comes first among its peers next block
             # (no attempt: its stall count neither grows nor resets)
-            emit(events, ev.LiquidationDeferred(owner=owner, number=number, reason="block_limit",
-                                                markets=tuple(sorted(sub.positions))))
+            emit(events, ev.LiquidationDeferred, owner=owner, number=number, reason="block_limit",
+                 markets=tuple(sorted(sub.positions)))
             if stalled:
                 stalls[(owner, number)] = stalled
             continue
@@ -211,7 +211,7 @@ def _pause_withdrawals(state: State, pool: str, events: Events) -> None:
     until = state.height + state.liquidation.withdrawal_pause_blocks
     if state.withdrawals_paused_until.get(pool, -1) < until:
         if state.withdrawals_paused_until.get(pool, -1) < state.height:
-            emit(events, ev.WithdrawalsPaused(pool=pool, until_height=until))
+            emit(events, ev.WithdrawalsPaused, pool=pool, until_height=until)
         state.withdrawals_paused_until[pool] = until
         state.touch(("global",))
 
@@ -247,8 +247,8 @@ def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: 
         hold = guardian.liquidation_hold(state, ticker)
         if hold is not None:  # no fill into a halted book (or during the grace after it)
             if risk[0] > 0:
-                emit(events, ev.LiquidationDeferred(owner=sub.owner, number=sub.number, reason=hold,
-                                                    markets=(ticker,)))
+                emit(events, ev.LiquidationDeferred, owner=sub.owner, number=sub.number, reason=hold,
+                     markets=(ticker,))
                 continue
             reduced = _backstop_and_deleverage(state, sub, market, "bankrupt", events, work) or reduced
             risk = get_subaccount_risk(state, sub)
@@ -278,8 +278,8 @@ def _backstop_and_deleverage(state: State, sub: Subaccount, market: Market, reas
             work.deleveragings_left -= 1
             deleverage(state, sub, market, events, work.ranks)
         else:  # over the block's bound: the account stays watched and is deleveraged next block
-            emit(events, ev.DeleveragingDeferred(market=ticker, owner=sub.owner, number=sub.number,
-                                                 reason="block_limit"))
+            emit(events, ev.DeleveragingDeferred, market=ticker, owner=sub.owner, number=sub.number,
+                 reason="block_limit")
     return sub.positions.get(ticker) is None or sub.positions[ticker].size != before
 
 
@@ -302,8 +302,8 @@ def _liquidate_position(state: State, sub: Subaccount, market: Market, risk: tup
     side = SELL if position.size > 0 else BUY
     book = market.book
     if (book.best_bid() if side == SELL else book.best_ask()) is None:  # nothing to sell to (buy from)
-        emit(events, ev.LiquidationIncomplete(owner=sub.owner, number=sub.number, market=market.ticker,
-                                              reason="empty_book"))
+        emit(events, ev.LiquidationIncomplete, owner=sub.owner, number=sub.number, market=market.ticker,
+             reason="empty_book")
         return 1, 0
     lots = abs(liquidation_size(
         position.size, market.oracle_price, size_decimals=market.size_decimals,
@@ -321,9 +321,9 @@ def _liquidate_position(state: State, sub: Subaccount, market: Market, risk: tup
     fills = _LiquidationFills(state, market, sub, side, budget, price, limit, events, ranks)
     book.match(side, limit, lots, fills)
     if fills.filled < lots:
-        emit(events, ev.LiquidationIncomplete(owner=sub.owner, number=sub.number, market=market.ticker,
-                                              attempted=lots, filled=fills.filled,
-                                              reason=fills.stop_reason or "no_liquidity", fillable_price=limit))
+        emit(events, ev.LiquidationIncomplete, owner=sub.owner, number=sub.number, market=market.ticker,
+             attempted=lots, filled=fills.filled,
+             reason=fills.stop_reason or "no_liquidity", fillable_price=limit)
     return lots, fills.filled
 
 
@@ -414,13 +414,13 @@ class _LiquidationFills:
         self.budget.notional_left -= abs(quote)
         self.budget.insurance_loss_left -= max(-insurance, 0)
         self.filled += lots
-        emit(self.events, ev.Liquidation(
-            owner=sub.owner, number=sub.number, market=market.ticker, size=-delta, fill_price=maker.price,
-            oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
-            bankruptcy_quote=bankruptcy, fill_quote=-quote, fillable_price=self.limit,
-            fillable_price_exact=str(self.fillable), insurance_delta=insurance,
-            insurance_fund=state.insurance_funds[pool], pool=pool,
-            maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id, fee=maker_fee)))
+        emit(self.events, ev.Liquidation,
+             owner=sub.owner, number=sub.number, market=market.ticker, size=-delta, fill_price=maker.price,
+             oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
+             bankruptcy_quote=bankruptcy, fill_quote=-quote, fillable_price=self.limit,
+             fillable_price_exact=str(self.fillable), insurance_delta=insurance,
+             insurance_fund=state.insurance_funds[pool], pool=pool,
+             maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id, fee=maker_fee))
         # the per-market count that staged rollouts' max_liquidations gate reads (core.rollout)
         state.liquidation_counts[market.ticker] = state.liquidation_counts.get(market.ticker, 0) + 1
         state.touch(("liquidations", market.ticker))
@@ -552,9 +552,9 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
 
     lots = _largest(abs(size), allowed)
     if lots == 0:  # with the inputs of the one-lot check that failed
-        emit(events, ev.BackstopRefused(market=ticker, owner=sub.owner, number=sub.number, size=size, pool=pool,
-                                        inventory=inventory, insurance_fund=fund, fund_equity=equity,
-                                        fund_delta=terms(1)[2], oracle_price=market.oracle_price, reason=reason))
+        emit(events, ev.BackstopRefused, market=ticker, owner=sub.owner, number=sub.number, size=size, pool=pool,
+             inventory=inventory, insurance_fund=fund, fund_equity=equity,
+             fund_delta=terms(1)[2], oracle_price=market.oracle_price, reason=reason)
         return 0
     backstop = backstop_of(state, pool)
     delta = sign * lots
@@ -568,12 +568,12 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
     market.open_interest += oi_delta
     for key in (sub.key, backstop.key, market.key, ("global",)):
         state.touch(key)
-    emit(events, ev.BackstopTakeover(market=ticker, owner=sub.owner, number=sub.number, size=-delta,
-                                     bankruptcy_quote=quote, oracle_price=market.oracle_price, fund_delta=fund_delta,
-                                     pool=pool, inventory=inventory - delta, received=fill - fund_delta,
-                                     oracle_value=fill, net_collateral=net_collateral, maintenance=maintenance,
-                                     insurance_fund=state.insurance_funds[pool], fund_equity=equity + fund_delta,
-                                     reason=reason))
+    emit(events, ev.BackstopTakeover, market=ticker, owner=sub.owner, number=sub.number, size=-delta,
+         bankruptcy_quote=quote, oracle_price=market.oracle_price, fund_delta=fund_delta,
+         pool=pool, inventory=inventory - delta, received=fill - fund_delta,
+         oracle_value=fill, net_collateral=net_collateral, maintenance=maintenance,
+         insurance_fund=state.insurance_funds[pool], fund_equity=equity + fund_delta,
+         reason=reason)
     return lots
 
 
@@ -632,11 +632,11 @@ class _UnwindFills:
         apply_fill(state, market, backstop, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee,
                    0, oi_delta, events=self.events, backstop=True)
         position = backstop.positions.get(market.ticker)
-        emit(self.events, ev.BackstopUnwind(
-            market=market.ticker, size=-delta, price=maker.price, pool=market.pool,
-            inventory=position.size if position is not None else 0, quote=-quote, limit_price=self.limit,
-            oracle_price=market.oracle_price,
-            maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id, fee=maker_fee)))
+        emit(self.events, ev.BackstopUnwind,
+             market=market.ticker, size=-delta, price=maker.price, pool=market.pool,
+             inventory=position.size if position is not None else 0, quote=-quote, limit_price=self.limit,
+             oracle_price=market.oracle_price,
+             maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id, fee=maker_fee))
         return lots
 
 
@@ -653,7 +653,7 @@ def _sweep_backstop(state: State, pool: str, backstop: Subaccount, events: Event
     state.insurance_funds[pool] += amount
     state.touch(backstop.key)
     state.touch(("global",))
-    emit(events, ev.BackstopPnl(pool=pool, amount=amount, insurance_fund=state.insurance_funds[pool]))
+    emit(events, ev.BackstopPnl, pool=pool, amount=amount, insurance_fund=state.insurance_funds[pool])
 
 
 # --------------------------------------------------------------------------------------- deleveraging
@@ -674,8 +674,8 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
         # a winning position of an account that lost elsewhere: its counterparties must not pay for
         # that loss; the losing positions carry the whole deficit (``deficit_quote``), this one
         # waits for the book or the backstop (or closes at the oracle price in final settlement)
-        emit(events, ev.DeleveragingDeferred(market=ticker, owner=sub.owner, number=sub.number,
-                                             reason="profitable_position"))
+        emit(events, ev.DeleveragingDeferred, market=ticker, owner=sub.owner, number=sub.number,
+             reason="profitable_position")
         return
     for score, counterparty in ranks.ranked(market, side):
         position = sub.positions.get(ticker)
@@ -700,8 +700,8 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
 
         lots = _largest(min(abs(position.size), abs(other.size)), allowed)
         if lots == 0:
-            emit(events, ev.DeleveragingSkipped(market=ticker, owner=counterparty.owner, number=counterparty.number,
-                                                reason="counterparty_margin"))
+            emit(events, ev.DeleveragingSkipped, market=ticker, owner=counterparty.owner, number=counterparty.number,
+                 reason="counterparty_margin")
             continue
         delta = sign * lots
         quote, bankruptcy, net_collateral, maintenance = terms(lots)
@@ -712,13 +712,13 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                           price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
         ranks.changed(counterparty)
-        emit(events, ev.Deleveraging(
-            market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=bankruptcy, quote=quote,
-            oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
-            counterparty_loss=quote - oracle_value,
-            counterparty=ev.AdlCounterparty(owner=counterparty.owner, number=counterparty.number,
-                                            score=None if score is None else str(score), unrealized_pnl=profit,
-                                            cost_closed=closed)))
+        emit(events, ev.Deleveraging,
+             market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=bankruptcy, quote=quote,
+             oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
+             counterparty_loss=quote - oracle_value,
+             counterparty=ev.AdlCounterparty(owner=counterparty.owner, number=counterparty.number,
+                                             score=None if score is None else str(score), unrealized_pnl=profit,
+                                             cost_closed=closed))
     if ticker in sub.positions:
         socialise(state, sub, market, events, ranks)
     if not sub.positions and sub.balance < 0:
@@ -874,9 +874,9 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events,
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + bad_debt
     state.touch(("global",))
-    emit(events, ev.BadDebt(market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=quote,
-                            oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
-                            amount=bad_debt, pool=pool, shares=tuple(shares_out)))
+    emit(events, ev.BadDebt, market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=quote,
+         oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
+         amount=bad_debt, pool=pool, shares=tuple(shares_out))
 
 
 def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, events: Events,
@@ -912,9 +912,9 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + deficit
     state.touch(sub.key)
     state.touch(("global",))
-    emit(events, ev.BadDebt(market=market.ticker, owner=sub.owner, number=sub.number, size=0, bankruptcy_quote=0,
-                            oracle_price=market.oracle_price, net_collateral=-deficit, maintenance=0, amount=deficit,
-                            pool=pool, shares=tuple(shares_out)))
+    emit(events, ev.BadDebt, market=market.ticker, owner=sub.owner, number=sub.number, size=0, bankruptcy_quote=0,
+         oracle_price=market.oracle_price, net_collateral=-deficit, maintenance=0, amount=deficit,
+         pool=pool, shares=tuple(shares_out))
 
 
 def _close_pair(state: State, market: Market, sub: Subaccount, counterparty: Subaccount, delta: int,
@@ -955,15 +955,15 @@ def settle_final_markets(state: State, events: Events) -> None:
             price, start_ms, end_ms = twap.settlement_twap(state, market)
             market.settlement_price = price
             state.touch(market.key)
-            emit(events, ev.SettlementPrice(market=market.ticker, price=price, window_start_ms=start_ms,
-                                            window_end_ms=end_ms, spot=market.oracle_price,
-                                            window_ms=state.liquidation.settlement_twap_window_ms))
+            emit(events, ev.SettlementPrice, market=market.ticker, price=price, window_start_ms=start_ms,
+                 window_end_ms=end_ms, spot=market.oracle_price,
+                 window_ms=state.liquidation.settlement_twap_window_ms)
         if market.stale:
             continue
         ticker = market.ticker
         if market.oracle_price != market.settlement_price:
-            emit(events, ev.OraclePrice(market=ticker, price=market.settlement_price, previous=market.oracle_price,
-                                        median=market.settlement_price, sources=0, clamped=False, settlement=True))
+            emit(events, ev.OraclePrice, market=ticker, price=market.settlement_price, previous=market.oracle_price,
+                 median=market.settlement_price, sources=0, clamped=False, settlement=True)
             market.oracle_price = market.settlement_price
         for order in list(market.book.orders()):
             remove_order(state, market, order.order_id, FINAL_SETTLEMENT, events)
@@ -984,8 +984,8 @@ def settle_final_markets(state: State, events: Events) -> None:
             received = exact.numerator // exact.denominator  # floor: a long receives less, a short pays more
             residue -= received
             sub.balance += received
-            emit(events, ev.FinalSettlement(market=ticker, owner=sub.owner, number=sub.number, size=position.size,
-                                            oracle_price=market.oracle_price, amount=received))
+            emit(events, ev.FinalSettlement, market=ticker, owner=sub.owner, number=sub.number, size=position.size,
+                 oracle_price=market.oracle_price, amount=received)
             change_position(state, sub, market, -position.size, market.oracle_price)
             state.touch(sub.key)
         state.insurance_funds[market.pool] += residue
@@ -993,5 +993,5 @@ def settle_final_markets(state: State, events: Events) -> None:
         market.status = SETTLED
         state.touch(market.key)
         state.touch(("global",))
-        emit(events, ev.MarketSettled(market=ticker, oracle_price=market.oracle_price,
-                                      rounding_to_insurance=residue))
+        emit(events, ev.MarketSettled, market=ticker, oracle_price=market.oracle_price,
+             rounding_to_insurance=residue)

@@ -37,7 +37,7 @@ def oracle_update(state: State, sender: str, msg: OracleUpdate, events: Events) 
     for market, ticks, raw in parsed:
         market.submissions[sender] = (ticks, state.time_ms)
         state.touch(market.key)
-        emit(events, ev.OracleSubmission(market=market.ticker, operator=sender, price=ticks, raw=raw))
+        emit(events, ev.OracleSubmission, market=market.ticker, operator=sender, price=ticks, raw=raw)
     return {}
 
 
@@ -62,9 +62,9 @@ def update_oracle_prices(state: State, events: Events) -> None:
             kept = [(op, ticks) for op, ticks in fresh if abs(ticks - center) * PPM <= deviation]
             for operator, ticks in fresh:
                 if abs(ticks - center) * PPM > deviation:
-                    emit(events, ev.OracleSourceRejected(market=market.ticker, operator=operator, price=ticks,
-                                                         median=center,
-                                                         max_source_deviation_ppm=params.max_source_deviation_ppm))
+                    emit(events, ev.OracleSourceRejected, market=market.ticker, operator=operator, price=ticks,
+                         median=center,
+                         max_source_deviation_ppm=params.max_source_deviation_ppm)
         # the kept sources must also be a strict majority of the fresh ones: with two fresh sources that
         # disagree by more than the deviation, the lower median would make the lower one the centre and
         # reject the other, so a single wicking source would set the price; no majority, no price
@@ -72,8 +72,8 @@ def update_oracle_prices(state: State, events: Events) -> None:
         if stale != market.stale:
             market.stale = stale
             state.touch(market.key)
-            emit(events, (ev.OracleStale if stale else ev.OracleFresh)(market=market.ticker, fresh_sources=len(kept),
-                                                                        min_sources=params.min_sources))
+            emit(events, (ev.OracleStale if stale else ev.OracleFresh), market=market.ticker, fresh_sources=len(kept),
+                  min_sources=params.min_sources)
         if stale:
             continue
         target = median_low([ticks for _, ticks in kept])
@@ -84,6 +84,6 @@ def update_oracle_prices(state: State, events: Events) -> None:
         if price != previous or new_this_block:
             market.oracle_price = price
             state.touch(market.key)
-            emit(events, ev.OraclePrice(market=market.ticker, price=price, previous=previous, median=target,
-                                        sources=len(kept), clamped=price != target))
+            emit(events, ev.OraclePrice, market=market.ticker, price=price, previous=previous, median=target,
+                 sources=len(kept), clamped=price != target)
 

@@ -306,10 +306,10 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
         stopped = False
     else:
         if fresh:  # its terms, for the record (a triggered order's are in conditional_order_placed)
-            emit(events, ev.OrderAccepted(market=market.ticker, order_id=order_id, owner=terms.owner,
-                                          number=terms.number, client_id=terms.client_id, side=SIDE_NAMES[side],
-                                          order_type=terms.order_type, time_in_force=tif, price=ticks, size=lots,
-                                          reduce_only=terms.reduce_only))
+            emit(events, ev.OrderAccepted, market=market.ticker, order_id=order_id, owner=terms.owner,
+                 number=terms.number, client_id=terms.client_id, side=SIDE_NAMES[side],
+                 order_type=terms.order_type, time_in_force=tif, price=ticks, size=lots,
+                 reduce_only=terms.reduce_only)
         matcher.order_id = order_id
         consumed, stopped = book.match(side, ticks, lots, matcher.decide)
         filled = matcher.traded  # lots consumed by self-trade "decrement" are not fills
@@ -325,15 +325,15 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
             state.touch(("order", market.ticker, order_id))  # sub.orders is an index of the book, not hashed
             if terms.good_til_ms is not None:
                 heapq.heappush(state.gtt_queue, (terms.good_til_ms, order_id, market.ticker))
-            emit(events, ev.OrderPlaced(market=market.ticker, order_id=order_id, owner=terms.owner,
-                                        number=terms.number, client_id=terms.client_id, side=SIDE_NAMES[side],
-                                        price=ticks, size=remaining))
+            emit(events, ev.OrderPlaced, market=market.ticker, order_id=order_id, owner=terms.owner,
+                 number=terms.number, client_id=terms.client_id, side=SIDE_NAMES[side],
+                 price=ticks, size=remaining)
         else:
             status = "partially_filled" if consumed else "cancelled"
             reason = (matcher and matcher.stop_reason) or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
-            emit(events, ev.OrderCancelled(market=market.ticker, order_id=order_id, owner=terms.owner,
-                                           number=terms.number, client_id=terms.client_id, size=remaining,
-                                           reason=reason))
+            emit(events, ev.OrderCancelled, market=market.ticker, order_id=order_id, owner=terms.owner,
+                 number=terms.number, client_id=terms.client_id, size=remaining,
+                 reason=reason)
     result = {"order_id": order_id, "market": market.ticker, "filled": filled, "status": status}
     if consumed != filled:
         result["decremented"] = consumed - filled
@@ -354,11 +354,11 @@ def add_conditional_order(state: State, order_type: str, trigger_ticks: int, ter
     state.touch(("conditional", order_id))
     if terms.good_til_ms is not None:
         heapq.heappush(state.gtt_queue, (terms.good_til_ms, order_id, terms.market))
-    emit(events, ev.ConditionalOrderPlaced(market=terms.market, order_id=order_id, owner=terms.owner,
-                                           number=terms.number, client_id=terms.client_id, order_type=order_type,
-                                           side=SIDE_NAMES[terms.side], price=terms.ticks, size=terms.lots,
-                                           trigger_price=trigger_ticks, time_in_force=terms.time_in_force,
-                                           reduce_only=terms.reduce_only))
+    emit(events, ev.ConditionalOrderPlaced, market=terms.market, order_id=order_id, owner=terms.owner,
+         number=terms.number, client_id=terms.client_id, order_type=order_type,
+         side=SIDE_NAMES[terms.side], price=terms.ticks, size=terms.lots,
+         trigger_price=trigger_ticks, time_in_force=terms.time_in_force,
+         reduce_only=terms.reduce_only)
     return {"order_id": order_id, "market": terms.market, "status": "untriggered"}
 
 
@@ -528,8 +528,8 @@ class _Matcher:
     def _decrement_maker(self, maker: Order, lots: int) -> None:
         sub = self.state.subaccounts[(maker.owner, maker.number)]
         take_from_maker(self.state, sub, maker, lots, self.market.ticker)
-        emit(self.events, ev.SelfTradeDecrement(market=self.market.ticker, order_id=maker.order_id,
-                                                taker_order_id=self.order_id, owner=maker.owner, size=lots))
+        emit(self.events, ev.SelfTradeDecrement, market=self.market.ticker, order_id=maker.order_id,
+             taker_order_id=self.order_id, owner=maker.owner, size=lots)
 
 
 def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: int | None, side: int, maker: Order,
@@ -558,13 +558,13 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
     state.touch(maker_sub.key)
     state.touch(market.key)
     state.touch(("global",))
-    emit(events, ev.Fill(market=market.ticker, price=maker.price, size=lots, taker_side=SIDE_NAMES[side],
-                         to_insurance=insurance,
-                         maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id,
-                                            fee=maker_fee),
-                         taker=ev.FillParty(owner=taker.owner, number=taker.number, order_id=taker_order_id,
-                                            fee=taker_fee),
-                         liquidation=liquidation, backstop=backstop))
+    emit(events, ev.Fill, market=market.ticker, price=maker.price, size=lots, taker_side=SIDE_NAMES[side],
+         to_insurance=insurance,
+         maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id,
+                            fee=maker_fee),
+         taker=ev.FillParty(owner=taker.owner, number=taker.number, order_id=taker_order_id,
+                            fee=taker_fee),
+         liquidation=liquidation, backstop=backstop)
 
 
 def forget_order(state: State, sub: Subaccount, order: Order, ticker: str) -> None:
@@ -585,9 +585,9 @@ def remove_order(state: State, market: Market, order_id: int, reason: str, event
 def drop_order(state: State, sub: Subaccount, order: Order, ticker: str, reason: str, events: Events) -> None:
     """Forget an order that has left (or is leaving) the book, with its ``order_cancelled`` event."""
     forget_order(state, sub, order, ticker)
-    emit(events, ev.OrderCancelled(market=ticker, order_id=order.order_id, owner=order.owner,
-                                   number=order.number, client_id=order.client_id, size=order.remaining,
-                                   reason=reason))
+    emit(events, ev.OrderCancelled, market=ticker, order_id=order.order_id, owner=order.owner,
+         number=order.number, client_id=order.client_id, size=order.remaining,
+         reason=reason)
 
 
 def take_from_maker(state: State, sub: Subaccount, maker: Order, lots: int, ticker: str) -> None:
@@ -613,9 +613,9 @@ def remove_conditional_order(state: State, order_id: int, reason: str, events: E
     order = state.conditional_orders[order_id]
     forget_conditional_order(state, order)
     terms = order.terms
-    emit(events, ev.OrderCancelled(market=terms.market, order_id=order_id, owner=terms.owner,
-                                   number=terms.number, client_id=terms.client_id, size=terms.lots,
-                                   reason=reason, order_type=order.order_type))
+    emit(events, ev.OrderCancelled, market=terms.market, order_id=order_id, owner=terms.owner,
+         number=terms.number, client_id=terms.client_id, size=terms.lots,
+         reason=reason, order_type=order.order_type)
 
 
 # --------------------------------------------------------------------------------------- cancels

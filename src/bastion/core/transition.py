@@ -138,9 +138,9 @@ def update_funding(state: State, events: Events) -> None:
                                         size_decimals=market.size_decimals, price_decimals=market.price_decimals,
                                         elapsed_s=elapsed_s)
             market.funding_index += delta
-            emit(events, ev.FundingTick(market=market.ticker, rate_8h_ppm=rate, samples=len(market.minute_samples),
-                                        oracle_price=market.oracle_price, elapsed_s=elapsed_s, index_delta=delta,
-                                        funding_index=market.funding_index))
+            emit(events, ev.FundingTick, market=market.ticker, rate_8h_ppm=rate, samples=len(market.minute_samples),
+                 oracle_price=market.oracle_price, elapsed_s=elapsed_s, index_delta=delta,
+                 funding_index=market.funding_index)
             market.minute_samples = []
             market.last_funding_hour = hour
         if not market.stale:
