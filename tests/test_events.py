@@ -94,7 +94,7 @@ def _sample(annotation: Any, depth: str) -> Any:
         return (_sample(typing.get_args(annotation)[0], depth + "0"), _sample(typing.get_args(annotation)[0], depth + "1"))
     if origin in (typing.Union, type(int | None)):
         return _sample(next(a for a in typing.get_args(annotation) if a is not type(None)), depth)
-    return annotation(**{f.name: _sample(f.type, depth + f.name) for f in fields(annotation)})
+    return annotation(**{name: _sample(t, depth + name) for name, t in annotation.__annotations__.items()})
 
 
 @pytest.mark.parametrize("type_name", ev.event_types())
@@ -149,12 +149,11 @@ def test_the_event_union_is_exactly_the_declared_classes():
     assert len(ev.event_types()) == len(set(ev.event_types())) == len(members)
 
 
-def test_event_classes_are_frozen_keyword_only_dataclasses_for_the_type_checker():
-    for decorator in (ev.event, ev.record):
-        transform = decorator.__dataclass_transform__  # type: ignore[attr-defined]
-        # Python 3.11 files the 3.12 keyword frozen_default under "kwargs"
-        assert transform.get("frozen_default", transform.get("kwargs", {}).get("frozen_default")) is True
-        assert transform["kw_only_default"] is True
+def test_event_classes_are_frozen_keyword_only_dataclasses():
+    transform = ev.event.__dataclass_transform__  # type: ignore[attr-defined]  # what mypy reads
+    # Python 3.11 files the 3.12 keyword frozen_default under "kwargs"
+    assert transform.get("frozen_default", transform.get("kwargs", {}).get("frozen_default")) is True
+    assert transform["kw_only_default"] is True
     with pytest.raises(TypeError):
         ev.Deposit("0x" + "a" * 40, 0, 5)  # type: ignore[misc]  # keyword-only
     deposit = ev.Deposit(owner="0x" + "a" * 40, number=0, amount=5)
@@ -162,6 +161,16 @@ def test_event_classes_are_frozen_keyword_only_dataclasses_for_the_type_checker(
         deposit.amount = 6  # type: ignore[misc]
     with pytest.raises(TypeError, match="keyword-only"):
         ev.emit([], ev.Deposit, "0x" + "a" * 40)  # type: ignore[arg-type]
+
+
+def test_records_are_typed_dicts_declared_with_units():
+    party = ev.FillParty(owner="0x" + "b" * 40, number=1, order_id=None, fee=0)
+
+    assert party == {"owner": "0x" + "b" * 40, "number": 1, "order_id": None, "fee": 0}  # its own JSON form
+    with pytest.raises(TypeError, match="declares its unit"):
+        @ev.record
+        class Unitless(typing.TypedDict):
+            fee: int
 
 
 def test_emit_and_to_json_dict_give_the_same_dict():
@@ -177,6 +186,9 @@ def test_emit_and_to_json_dict_give_the_same_dict():
     assert list(returned) == ["type", "market", "price", "size", "taker_side", "to_insurance", "maker", "taker",
                               "liquidation"]
     assert returned["taker"] == {"owner": "0x" + "b" * 40, "number": 1, "order_id": None, "fee": 0}
+    fill = ev.Fill(**fields_)
+    ev.to_json_dict(fill)["taker"]["fee"] = 99  # a reader's copy: the event keeps its records
+    assert fill.taker["fee"] == 0
     plain = ev.emit(events, ev.Fill, **fields_, liquidation=None, backstop=None)  # None: left out
     assert "liquidation" not in plain and "backstop" not in plain
     renamed = ev.emit(events, ev.ProposalStatus, proposal_id="p1", from_="active_vote", to="succeeded", yes=5)

@@ -35,9 +35,9 @@ a class left out of ``Event`` and an emitter naming fields out of order or unkno
 """
 # no ``from __future__ import annotations``: the units are read from the live annotations
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Annotated, Any, ParamSpec, TypeVar, Union, dataclass_transform, get_args, get_origin
+from typing import Annotated, Any, ParamSpec, TypedDict, TypeVar, Union, dataclass_transform, get_args, get_origin
 
 Events = list[dict[str, Any]]
 """The events of a block as they leave a handler: the JSON form of each event, in order."""
@@ -113,9 +113,9 @@ _UnionType = type(int | None)  # types.UnionType (the core imports no ``types``)
 _EVENT_CLASSES: dict[str, type] = {}      # type name -> class, in declaration order
 _TYPE_NAMES: dict[type, str] = {}
 _TOPICS: dict[str, Topic] = {}
-# per class: its type name (None for a record), {field: key} for the fields whose key differs (or
-# None), its (key, record class, is a tuple) fields to convert, and its keys left out when None
-_Shape = tuple[str | None, dict[str, str] | None, tuple[tuple[str, type | None, bool], ...], tuple[str, ...]]
+# per event class: its type name, {field: key} for the fields whose key differs (or None), the
+# keys of its records, the keys of its tuples, and its keys left out when None
+_Shape = tuple[str, dict[str, str] | None, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 _SHAPES: dict[object, _Shape] = {}   # keyed by class
 _RECORDS: set[type] = set()
 
@@ -140,35 +140,43 @@ def _unit_and_shape(annotation: Any) -> tuple[Unit | None, type | None, bool]:
     return None, None, False
 
 
-def _plan(cls: type) -> list[tuple[str, str, bool, type | None, bool]]:
-    """Per field: (JSON key, attribute, omitted when None, record class or None, is a tuple)."""
-    plan = []
-    for f in fields(cls):
-        unit, record, is_tuple = _unit_and_shape(f.type)
-        if unit is None and record is None:
-            raise TypeError(f"{cls.__name__}.{f.name}: every event field declares its unit "
+_Plan = list[tuple[str, str, bool, type | None, bool, Any]]
+
+
+def _plan(cls: type) -> _Plan:
+    """Per field of an event class or record: (JSON key, attribute, omitted when None, record class
+    or None, is a tuple, annotation)."""
+    if cls in _RECORDS:  # a TypedDict: every key required
+        declared = [(name, annotation, False) for name, annotation in cls.__annotations__.items()]
+    else:
+        declared = [(f.name, f.type, f.default is None) for f in fields(cls)]
+    plan: _Plan = []
+    for name, annotation, omit in declared:
+        unit, record_cls, is_tuple = _unit_and_shape(annotation)
+        if unit is None and record_cls is None:
+            raise TypeError(f"{cls.__name__}.{name}: every event field declares its unit "
                             f"(an alias such as Usdc, Ticks, Text) or is a record")
-        key = f.name[:-1] if f.name.endswith("_") else f.name
-        plan.append((key, f.name, f.default is None, record, is_tuple))
+        key = name[:-1] if name.endswith("_") else name
+        plan.append((key, name, omit, record_cls, is_tuple, annotation))
     return plan
 
 
-def _shape(cls: type, type_name: str | None) -> _Shape:
+def _shape(cls: type, type_name: str) -> _Shape:
     """How the serializer writes ``cls``'s instances, worked out once from the declaration."""
     plan = _plan(cls)
     renames = {attr: key for key, attr, *_ in plan if key != attr}
     return (type_name, renames or None,
-            tuple((key, record_cls, is_tuple) for key, _, _, record_cls, is_tuple in plan if record_cls or is_tuple),
-            tuple(key for key, _, omit, _, _ in plan if omit))
+            tuple(key for key, _, _, record_cls, is_tuple, _ in plan if record_cls and not is_tuple),
+            tuple(key for key, _, _, _, is_tuple, _ in plan if is_tuple),
+            tuple(key for key, _, omit, *_ in plan if omit))
 
 
-@dataclass_transform(kw_only_default=True, frozen_default=True)
 def record(cls: type[T]) -> type[T]:
-    """Declare a nested record: a dataclass like an event's (see ``event``), written as a JSON
-    object inside an event."""
-    cls = dataclass(frozen=True, kw_only=True)(cls)
+    """Declare a record: a ``TypedDict`` whose keys carry their units like an event's fields, the
+    JSON object an event nests (a fill's parties). A record is its own JSON form: built with
+    ``FillParty(owner=..., ...)`` (a plain dict, its keys and types checked by the type checker)."""
     _RECORDS.add(cls)
-    _SHAPES[cls] = _shape(cls, None)
+    _plan(cls)  # every key declares its unit
     return cls
 
 
@@ -190,7 +198,7 @@ def event(type_name: str, topic: Topic) -> Callable[[type[T]], type[T]]:
 
 # --------------------------------------------------------------------------------------- records
 @record
-class FillParty:
+class FillParty(TypedDict):
     """One side of a fill: the subaccount, its order (None for a liquidated or backstop taker) and fee paid."""
 
     owner: Address
@@ -200,7 +208,7 @@ class FillParty:
 
 
 @record
-class AdlCounterparty:
+class AdlCounterparty(TypedDict):
     """The winning account an auto-deleveraging closed against."""
 
     owner: Address
@@ -211,7 +219,7 @@ class AdlCounterparty:
 
 
 @record
-class DebtShare:
+class DebtShare(TypedDict):
     """What one opposing position took of a socialised loss."""
 
     owner: Address
@@ -221,7 +229,7 @@ class DebtShare:
 
 
 @record
-class OracleRules:
+class OracleRules(TypedDict):
     """A listed market's oracle aggregation rules (``params.OracleParams``)."""
 
     min_sources: Count
@@ -914,7 +922,7 @@ Event = (
 # --------------------------------------------------------------------------------------- the API
 def to_json_dict(event: Event) -> dict[str, Any]:
     """The event's JSON form (the module docstring's rules): what the log, API and scenarios carry."""
-    return _json_of(type(event), event.__dict__)
+    return _json_of(type(event), event.__dict__, copy_records=True)
 
 
 def emit(events: Events, kind: Callable[P, Event], /, *args: P.args, **fields: P.kwargs) -> dict[str, Any]:
@@ -930,37 +938,36 @@ def emit(events: Events, kind: Callable[P, Event], /, *args: P.args, **fields: P
     order throughput (docs/protocol.md "Events")."""
     if args:
         raise TypeError("event fields are keyword-only")
-    type_name, renames, nested, optional = _SHAPES[kind]
-    if renames is None and not nested and not optional:  # most events, the order path's among them
+    type_name, renames, _, tuples, optional = _SHAPES[kind]
+    if renames is None and not tuples and not optional:  # most events, the order path's among them
         out = {"type": type_name, **fields}
     else:
-        out = _json_of(kind, fields)
+        out = _json_of(kind, fields, copy_records=False)
     events.append(out)
     return out
 
 
-def _json_of(cls: object, values: dict[str, Any]) -> dict[str, Any]:
+def _json_of(cls: object, values: dict[str, Any], *, copy_records: bool) -> dict[str, Any]:
     """The one serializer: the JSON form of an instance of ``cls`` with these field values (in
     declaration order: the instance dict of a dataclass is, its ``__init__`` setting the fields in
-    that order). Records and tuples are converted in place and unset optional fields deleted, so
-    keys keep their places; the keys are renamed for the classes with a trailing-underscore field."""
-    type_name, renames, nested, optional = _SHAPES[cls]
+    that order). Tuples become lists and unset optional fields are deleted in place, so keys keep
+    their places; the keys are renamed for the classes with a trailing-underscore field. A record
+    is already a dict: copied only for ``to_json_dict`` (an emitter's records are fresh)."""
+    type_name, renames, records, tuples, optional = _SHAPES[cls]
     if renames is not None:
-        out: dict[str, Any] = {} if type_name is None else {"type": type_name}
+        out: dict[str, Any] = {"type": type_name}
         for attr, value in values.items():
             out[renames.get(attr, attr)] = value
-    elif type_name is None:
-        out = {**values}
     else:
         out = {"type": type_name, **values}
-    for key, record_cls, is_tuple in nested:
+    if copy_records:
+        for key in records:
+            if out.get(key) is not None:
+                out[key] = dict(out[key])
+    for key in tuples:
         value = out.get(key)
-        if value is None:
-            continue
-        if is_tuple:
-            out[key] = [_json_of(record_cls, item.__dict__) for item in value] if record_cls else list(value)
-        else:
-            out[key] = _json_of(type(value), value.__dict__)
+        if value is not None:
+            out[key] = [dict(item) if copy_records and isinstance(item, dict) else item for item in value]
     for key in optional:
         if key in out and out[key] is None:
             del out[key]
@@ -993,12 +1000,11 @@ def topic_of(type_name: str) -> Topic:
 
 def _field_units(cls: type, prefix: str) -> dict[str, Unit]:
     units: dict[str, Unit] = {}
-    for key, attr, _, record_cls, _ in _plan(cls):
+    for key, _, _, record_cls, _, annotation in _plan(cls):
         if record_cls is not None:
             units.update(_field_units(record_cls, f"{prefix}{key}."))
         else:
-            f = next(f for f in fields(cls) if f.name == attr)
-            unit, _, _ = _unit_and_shape(f.type)
+            unit, _, _ = _unit_and_shape(annotation)
             if unit is not None:
                 units[prefix + key] = unit
     return units
@@ -1023,12 +1029,11 @@ def _from_json(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object")
     plan = _plan(cls)
-    keys = {key for key, *_ in plan}
-    extra = sorted(set(data) - keys - {"type"})
+    extra = sorted(set(data) - {key for key, *_ in plan} - {"type"})
     if extra:
         raise ValueError(f"{where}: unknown key {extra[0]!r}")
     values = {}
-    for (key, attr, omit, record_cls, is_tuple), f in zip(plan, fields(cls)):
+    for key, attr, omit, record_cls, is_tuple, _ in plan:
         if key not in data:
             if omit:
                 continue
@@ -1038,9 +1043,9 @@ def _from_json(cls: type, data: Any, where: str) -> Any:
             value = tuple(_from_json(record_cls, item, f"{where}.{key}") if record_cls else item for item in value)
         elif value is not None and record_cls is not None:
             value = _from_json(record_cls, value, f"{where}.{key}")
-        if f.default is MISSING or value is not None:
+        if not omit or value is not None:
             values[attr] = value
-    return cls(**values)
+    return dict(values) if cls in _RECORDS else cls(**values)
 
 
 def from_json_dict(data: dict[str, Any]) -> Event:
