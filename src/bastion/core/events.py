@@ -939,8 +939,11 @@ def emit(events: Events, kind: Callable[P, Event], /, *args: P.args, **fields: P
     if args:
         raise TypeError("event fields are keyword-only")
     type_name, renames, _, tuples, optional = _SHAPES[kind]
-    if renames is None and not tuples and not optional:  # most events, the order path's among them
+    if renames is None and not tuples:  # _json_of inlined: all but a few events, the order path's among them
         out = {"type": type_name, **fields}
+        for key in optional:
+            if key in out and out[key] is None:
+                del out[key]
     else:
         out = _json_of(kind, fields, copy_records=False)
     events.append(out)
