@@ -8,7 +8,7 @@ A real ``bastion node`` process (signed mode, ``--block-time`` 250 ms, ``--max-b
 that blocks follow the clock rather than fill up, the per-sender rate limit lifted, no read models
 unless ``--index``) on a free loopback port, a fresh chain of ``--accounts`` funded accounts and
 the state-machine benchmark's three markets. Every envelope is signed beforehand with the SDK's
-signing (``bastion.api.signing.sign_envelope``, EIP-712, microsecond nonces; in a process pool),
+signing (``bastion.signing.sign_envelope``, EIP-712, microsecond nonces; in a process pool),
 and every batch body is encoded to JSON beforehand, so the timed client only sends bytes.
 
 Workload: limit orders round-robin over the markets and accounts, ~80% passive (a few ticks away
@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 
 from eth_account import Account  # noqa: E402
 
-from bastion.api.signing import sign_envelope  # noqa: E402
+from bastion.signing import sign_envelope  # noqa: E402
 from bastion.client import Client  # noqa: E402
 from bastion.core.timefmt import format_iso_ms  # noqa: E402
 
@@ -239,7 +239,8 @@ def main() -> None:
                           "committed_per_s": int(accepted / (committed_at - t0)),
                           "seconds_to_accept": round(accepted_at - t0, 2),
                           "seconds_to_commit": round(committed_at - t0, 2),
-                          "block_time_ms": args.block_time, "indexer": args.index, "verify_threads": args.verify_threads,
+                          "block_time_ms": args.block_time, "indexer": args.index,
+                          "verify_threads": args.verify_threads,
                           "presign_s": round(sign_seconds, 1),
                           "load_before": load_before, "load_after": load()}), flush=True)
 

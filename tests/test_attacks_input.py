@@ -35,7 +35,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from bastion.api.app import ApiConfig, create_app
-from bastion.api.signing import SECP256K1_HALF_N, sign_envelope
+from bastion.signing import SECP256K1_HALF_N, sign_envelope
 from bastion.cli.main import app as cli_app
 from bastion.core import transition
 from bastion.core.errors import InvariantViolation, ProtocolError
@@ -45,6 +45,7 @@ from bastion.core.messages import Withdraw, decode_message
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.transition import HandlerCrash, apply_block
 from bastion.core.units import MAX_INTEGER_DIGITS, parse_decimal
+from bastion.demo.features import demo_features
 from bastion.demo.genesis import build_demo_genesis
 from bastion.demo.keys import get_demo_keys
 from bastion.node.node import Node
@@ -414,7 +415,7 @@ def test_the_sdk_signs_low_s_only():
 def demo(tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("attack-demo") / "demo"
     node = Node(data_dir, build_demo_genesis(time.time_ns() // 1_000_000), read_models=None)
-    client = TestClient(create_app(node, ApiConfig(demo=True)), base_url="http://127.0.0.1:8000")
+    client = TestClient(create_app(node, ApiConfig(), demo=demo_features()), base_url="http://127.0.0.1:8000")
     yield client, node
     node.close()
 

@@ -91,7 +91,8 @@ def _sample(annotation: Any, depth: str) -> Any:
         base = typing.get_args(annotation)[0]
         return {int: 7, str: f"text-{depth}", bool: True}.get(base, 3)
     if origin is tuple:
-        return (_sample(typing.get_args(annotation)[0], depth + "0"), _sample(typing.get_args(annotation)[0], depth + "1"))
+        item = typing.get_args(annotation)[0]
+        return (_sample(item, depth + "0"), _sample(item, depth + "1"))
     if origin in (typing.Union, type(int | None)):
         return _sample(next(a for a in typing.get_args(annotation) if a is not type(None)), depth)
     return annotation(**{name: _sample(t, depth + name) for name, t in annotation.__annotations__.items()})

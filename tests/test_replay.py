@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from bastion.cli.main import app
 from bastion.core.snapshot import canonical_bytes
 from bastion.node.blocklog import BlockLog, LogCorrupted, compact, decode_txs, header_hash
-from bastion.node.node import Node, snapshots_to_keep
+from bastion.node.node import Node
 from bastion.node.replay import ReplayDivergence, plan_segments, verify_log
+from bastion.node.retention import snapshots_to_keep
 
 WRONG = "f" * 64
 
@@ -147,8 +148,8 @@ def test_a_snapshot_with_the_logs_state_hash_but_other_contents_is_not_trusted(c
 
     assert summary(report) == summary(sequential)
     assert report["from_snapshots"] == [10]
-    assert report["skipped_snapshots"] == ["000000000005.json: its state has the log's state hash but is not "
-                                           "the state the replay reached"]
+    assert report["skipped_snapshots"] == [("000000000005.json: its state has the log's state hash but is not "
+                                            "the state the replay reached")]
 
 
 def test_a_snapshot_named_for_another_height_is_not_trusted(copy: Path) -> None:
@@ -201,7 +202,7 @@ def test_logged_transactions_decode_to_the_values_written() -> None:
 
 
 def test_the_cli_reports_the_segments_and_refuses_a_divergence(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bastion.node.node.tune_garbage_collector", lambda: None)  # not in the test process
+    monkeypatch.setattr("bastion.node.replay.tune_garbage_collector", lambda: None)  # not in the test process
     runner = CliRunner()
     result = runner.invoke(app, ["replay", str(copy), "--hashes-only", "--workers", "3"])
     assert result.exit_code == 0, result.output

@@ -25,7 +25,7 @@ from eth_account import Account
 from test_council import HOUR_MS, LOWER_ETH_MARGIN, at, council_genesis, ok_events, queued
 from typer.testing import CliRunner
 
-from bastion.api.signing import recover_signer
+from bastion.signing import recover_signer
 from bastion.cli.main import app
 from bastion.core.genesis import build_state
 from bastion.core.messages import CouncilAttest, RegisterStressReport, decode_message
@@ -289,7 +289,8 @@ def test_the_funds_over_time_end_where_the_report_ends(files):
     for s in series:
         scenario = stress_run.report.document["scenarios"][s.index]
         assert s.insurance_funds_usdc[0] == start
-        assert s.insurance_funds_usdc[-1] == start + scenario["insurance_fees_usdc"] - scenario["insurance_payouts_usdc"]
+        assert s.insurance_funds_usdc[-1] == (start + scenario["insurance_fees_usdc"]
+                                              - scenario["insurance_payouts_usdc"])
         assert s.liquidated_notional_usdc[-1] == scenario["liquidated_notional_usdc"]
         assert s.bad_debt_usdc[-1] == scenario["bad_debt_usdc"]
         assert s.steps == sorted(s.steps) and s.steps[-1] == scenario["steps"]

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from bastion.api.app import ApiConfig, create_app
 from bastion.demo.bots import DEMO_PROPOSAL_TITLE, DemoDriver
+from bastion.demo.features import demo_features
 from bastion.demo.genesis import build_demo_genesis
 from bastion.demo.keys import DEMO_KEY_LABEL, get_demo_keys
 from bastion.node.node import Node
@@ -31,7 +32,7 @@ PAGE_PATHS = [path for path, _ in PAGES] + ["/trade/PEPE-USD"]
 def open_demo(data_dir: Path, *, demo: bool = True) -> tuple[Node, TestClient, DemoDriver]:
     genesis = None if (data_dir / "blocks.db").exists() else build_demo_genesis(time.time_ns() // 1_000_000)
     node = Node(data_dir, genesis, read_models="default")
-    app = create_app(node, ApiConfig(demo=demo))
+    app = create_app(node, ApiConfig(), demo=demo_features() if demo else None)
     return node, TestClient(app), DemoDriver(node, app.state.accept)
 
 

@@ -1,7 +1,7 @@
 """Scenario files (docs/scenarios.md): a genesis and blocks of messages in, a JSON result out.
 
 This is an adapter around the pure core: it parses the file, feeds ``apply_block`` and formats
-integers back into decimal strings with each market's grid. Structural mistakes in the file
+integers back into decimal strings with each market's grid (``bastion.presentation``). Structural mistakes in the file
 (a block without ``txs``, a missing sender, an invalid genesis...) raise ``ScenarioError`` with a
 message naming the block, the transaction and the field; a well-formed message that the protocol
 rejects is a result ``{"ok": false, "code", "message", "field"}`` like any other transaction.
@@ -9,178 +9,21 @@ rejects is a result ``{"ok": false, "code", "message", "field"}`` like any other
 from __future__ import annotations
 
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from bastion.core import council, votes
-from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
-from bastion.core.margin import get_subaccount_risk
-from bastion.core.messages import decode_message, normalize_address
-from bastion.core.rollout import PARAMS
-from bastion.core.state import Position, Rollout, State
+from bastion.core.messages import Message, decode_message, normalize_address
+from bastion.core.state import State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, check_invariants
-from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_usdc
-from bastion.core.votes import BGOV_DECIMALS
-from bastion.risk_model import notional
-
-PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price",
-                "limit_price", "spot"}
-SIZE_FIELDS = {"size", "filled", "attempted", "inventory"}
-USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
-               "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance", "treasury",
-               "fund_delta", "fund_equity", "received", "oracle_value", "counterparty_loss", "quote", "cost_closed"}
-GOVERNANCE_EVENTS = {"proposal_submitted", "vote_cast", "proposal_status", "deposit_returned", "deposit_burned"}
-GOVERNANCE_BGOV_FIELDS = {"amount", "deposit", "weight", "yes", "no", "abstain", "veto", "quorum_votes"}
-BGOV_FIELDS = {"previous_votes", "new_votes"}  # and the amount of a bgov_transfer (6 decimals, BGOV's grid)
+from bastion.core.units import MS_PER_S
+from bastion.presentation import describe_state, format_event, format_result
 
 
 class ScenarioError(Exception):
     """A malformed scenario file; the message names where (block, tx, field)."""
-
-
-def format_event(event: dict, state: State) -> dict:
-    """An event with its integers turned into decimal strings on its market's grid."""
-    market = state.markets.get(event.get("market"))
-    out = {}
-    for key, value in event.items():
-        if isinstance(value, dict):
-            out[key] = format_event({**value, "market": event.get("market")}, state)
-            out[key].pop("market", None)
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            out[key] = [format_event({**item, "market": event.get("market")}, state) for item in value]
-            for item in out[key]:
-                item.pop("market", None)
-        elif isinstance(value, bool) or not isinstance(value, int):
-            out[key] = value
-        elif key in BGOV_FIELDS or (key == "amount" and event.get("type") == "bgov_transfer") or (
-                key in GOVERNANCE_BGOV_FIELDS and event.get("type") in GOVERNANCE_EVENTS):
-            out[key] = format_decimal(value, BGOV_DECIMALS)
-        elif key in USDC_FIELDS:
-            out[key] = format_usdc(value)
-        elif market is not None and key in PRICE_FIELDS:
-            out[key] = format_decimal(value, market.price_decimals)
-        elif market is not None and key in SIZE_FIELDS:
-            out[key] = format_decimal(value, market.size_decimals)
-        else:
-            out[key] = value
-    return out
-
-
-def describe_position(state: State, ticker: str, position: Position) -> dict:
-    """A position with its cost: entry price (rounded to the tick grid) and unrealised PnL."""
-    market = state.markets[ticker]
-    grid = {"size_decimals": market.size_decimals, "price_decimals": market.price_decimals}
-    value = notional(position.size, market.oracle_price, **grid)
-    lot_tick = Fraction(10) ** (USDC_DECIMALS - market.size_decimals - market.price_decimals)  # micro-USDC
-    entry = round(Fraction(position.cost) / (position.size * lot_tick))  # half to even
-    return {"market": ticker, "size": format_decimal(position.size, market.size_decimals),
-            "entry_price": format_decimal(entry, market.price_decimals),
-            "cost": format_usdc(position.cost), "unrealized_pnl": format_usdc(value - position.cost)}
-
-
-def describe_state(state: State) -> dict:
-    """The ``final`` section of a scenario result: every balance, position, market and fund."""
-    subaccounts = []
-    for sub in state.subaccounts.values():
-        tnc, imr, mmr = get_subaccount_risk(state, sub)
-        entry = {"owner": sub.owner, "number": sub.number, "usdc": format_usdc(sub.balance),
-                 "equity": format_usdc(tnc), "imr": format_usdc(imr), "mmr": format_usdc(mmr),
-                 "positions": [describe_position(state, t, p) for t, p in sorted(sub.positions.items())],
-                 "open_orders": len(sub.orders), "conditional_orders": len(sub.conditional_orders)}
-        if sub.mode != "cross":
-            entry["mode"] = sub.mode
-            entry["market"] = sub.isolated_market
-        subaccounts.append(entry)
-    markets = [{"ticker": m.ticker, "oracle_price": format_decimal(m.oracle_price, m.price_decimals),
-                "open_interest": format_decimal(m.open_interest, m.size_decimals),
-                "funding_index": str(m.funding_index), "status": m.status, "stale": m.stale,
-                "best_bid": None if m.book.best_bid() is None else format_decimal(m.book.best_bid(), m.price_decimals),
-                "best_ask": None if m.book.best_ask() is None else format_decimal(m.book.best_ask(), m.price_decimals),
-                "resting_orders": len(m.book), "liquidations": state.liquidation_counts.get(m.ticker, 0)}
-               for m in state.markets.values()]
-    return {"height": state.height, "time": format_iso_ms(state.time_ms), "state_hash": state.state_hash,
-            "subaccounts": subaccounts, "markets": markets,
-            "insurance_funds": {k: format_usdc(v) for k, v in state.insurance_funds.items()},
-            "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)},
-            "totals": {"deposits": format_usdc(state.total_deposits),
-                       "withdrawals": format_usdc(state.total_withdrawals)},
-            "bgov": describe_bgov(state),
-            "governance": describe_governance(state),
-            "guardian": describe_guardian(state),
-            "council": council.describe_council(state)}
-
-
-def describe_guardian(state: State) -> dict:
-    """The guardian (address and expiry, or nulls), the pauses in force (times in RFC 3339) and the
-    pause keys used in the guardian's current term."""
-    guardian = state.guardian
-    expires = guardian.expires_ms
-    return {"address": guardian.address, "expires": None if expires is None else format_iso_ms(expires),
-            "pauses": [{"scope": p.scope, "market": p.market, "start": format_iso_ms(p.start_ms),
-                        "end": format_iso_ms(p.end_ms)} for p in state.pauses.values()],
-            "pauses_used": [{"scope": scope, "market": market} for (scope, market), term in guardian.pauses_used.items()
-                            if term == expires]}
-
-
-def describe_governance(state: State) -> dict:
-    """Governance parameters (genesis form) and every proposal with its tally, in submission order."""
-    def bgov(units: int) -> str:
-        return format_decimal(units, BGOV_DECIMALS)
-
-    return {"params": format_governance_params(state.governance),
-            "proposals": [{"proposal_id": p.proposal_id, "number": p.number, "proposer": p.proposer, "title": p.title,
-                           "risk_class": p.risk_class, "status": p.status, "deposit": bgov(p.deposit_bgov),
-                           "deposit_state": p.deposit_state, "snapshot_height": p.snapshot_height,
-                           "deadline_height": p.deadline_height, "extended": p.extended,
-                           "swing_extensions": p.swing_extensions, "fee": bgov(p.fee_bgov),
-                           "quorum_votes": bgov(compute_quorum_votes(state, p)),
-                           "tally": {"yes": bgov(p.yes), "no": bgov(p.no), "abstain": bgov(p.abstain),
-                                     "veto": bgov(p.veto)},
-                           "queued_ms": p.queued_ms, "closed_height": p.closed_height}
-                          for p in state.proposals.values()],
-            "rollouts": [describe_rollout(state, r) for r in state.rollouts.values()]}
-
-
-def describe_rollout(state: State, rollout: Rollout) -> dict:
-    """A staged rollout with its values as decimal sizes on its market's grid and its gates in USDC."""
-    market = state.markets[rollout.market]
-
-    def size(lots: int) -> str:
-        return format_decimal(lots, market.size_decimals)
-
-    gates: dict[str, Any] = {}
-    if rollout.min_insurance_fund_usdc is not None:
-        gates["min_insurance_fund"] = format_usdc(rollout.min_insurance_fund_usdc)
-    if rollout.max_bad_debt_usdc is not None:
-        gates["max_bad_debt"] = format_usdc(rollout.max_bad_debt_usdc)
-    if rollout.max_liquidations is not None:
-        gates["max_liquidations"] = rollout.max_liquidations
-    return {"rollout_id": rollout.rollout_id, "market": rollout.market, "param": rollout.param,
-            "status": rollout.status, "step": rollout.step, "steps": rollout.steps, "start": size(rollout.start),
-            "target": size(rollout.target), "value": size(getattr(market, PARAMS[rollout.param][0])),
-            "interval_s": rollout.interval_ms // MS_PER_S, "gates": gates, "revert_on_breach": rollout.revert_on_breach,
-            "next_step_time": format_iso_ms(rollout.next_step_ms), "halt_reason": rollout.halt_reason,
-            "reverted": rollout.reverted, "proposal_id": rollout.proposal_id, "ended_height": rollout.ended_height}
-
-
-def describe_bgov(state: State) -> dict:
-    """BGOV supply, and per address (holder, delegator or delegatee) its balance, delegate, current
-    votes and vote checkpoints ``[height, votes]`` (the history past-vote lookups read)."""
-    def bgov(units: int) -> str:
-        return format_decimal(units, BGOV_DECIMALS)
-
-    addresses = sorted(set(votes.iter_bgov_accounts(state)) | set(state.vote_checkpoints))
-    return {"total_supply": bgov(votes.get_total_supply(state)),
-            "delegated_supply": bgov(votes.get_delegated_supply(state)),
-            "delegated_supply_checkpoints": [[h, bgov(v)] for h, v in state.delegated_supply_checkpoints],
-            "accounts": [{"address": a, "balance": bgov(votes.get_balance(state, a)),
-                          "delegate": votes.get_delegate(state, a), "votes": bgov(votes.get_votes(state, a)),
-                          "checkpoints": [[h, bgov(v)] for h, v in state.vote_checkpoints.get(a, [])]}
-                         for a in addresses]}
 
 
 def _block_time(block: Any, index: int, state: State) -> int:
@@ -232,7 +75,8 @@ def replay_scenario(data: Any, *, check: bool = True) -> tuple[State, list[dict]
         txs_in = block.get("txs", [])
         if not isinstance(txs_in, list):
             raise ScenarioError(f"block {i + 1}, field 'txs': must be a list")
-        txs, decode_errors = [], {}
+        txs: list[tuple[str, Message] | None] = []
+        decode_errors: dict[int, dict[str, Any]] = {}
         for j, tx in enumerate(txs_in):
             where = f"block {i + 1}, tx {j + 1}"
             if not isinstance(tx, dict) or set(tx) - {"sender", "msg"} or "msg" not in tx or "sender" not in tx:
@@ -253,18 +97,9 @@ def replay_scenario(data: Any, *, check: bool = True) -> tuple[State, list[dict]
         if check:
             check_invariants(state)
         out_blocks.append({"height": result.height, "time": format_iso_ms(result.time_ms),
-                           "state_hash": result.state_hash, "results": [_format_result(r, state) for r in results],
+                           "state_hash": result.state_hash, "results": [format_result(r, state) for r in results],
                            "events": [format_event(e, state) for e in result.events]})
     return state, out_blocks
-
-
-def _format_result(result: dict, state: State) -> dict:
-    if "weight" in result:  # a vote's weight, in BGOV
-        return {**result, "weight": format_decimal(result["weight"], BGOV_DECIMALS)}
-    if "filled" in result and result.get("market") in state.markets:
-        market = state.markets[result["market"]]
-        return {**result, "filled": format_decimal(result["filled"], market.size_decimals)}
-    return result
 
 
 def run_scenario_file(path: str | Path, *, check: bool = True) -> dict:

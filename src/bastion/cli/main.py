@@ -101,8 +101,9 @@ def node(
     from bastion.api.server import ConnectionLimits, raise_descriptor_limit, serve
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
-    from bastion.node.node import Node, tune_garbage_collector
+    from bastion.node.node import Node
     from bastion.node.replay import ReplayDivergence
+    from bastion.node.runtime import tune_garbage_collector
 
     genesis_doc = None
     if genesis is not None:
@@ -217,8 +218,8 @@ def replay(
     snapshot trusted only if its recomputed state hash is the log's at its height (see
     bastion.node.replay); the summary lists the snapshots used and those skipped."""
     from bastion.node.blocklog import LogCorrupted
-    from bastion.node.node import tune_garbage_collector
     from bastion.node.replay import ReplayDivergence, verify_log
+    from bastion.node.runtime import tune_garbage_collector
 
     tune_garbage_collector()  # for a replay in this process (one worker, or no snapshots)
     try:

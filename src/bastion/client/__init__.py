@@ -1,7 +1,7 @@
 """The Python SDK: ``Client(url, private_key)`` (sync) and ``AsyncClient`` (async).
 
 Every endpoint of ``bastion.api.app`` is a method, and every message of ``bastion.core.messages``
-a typed method that builds it, signs it (EIP-712, ``bastion.api.signing``) with the client's key,
+a typed method that builds it, signs it (EIP-712, ``bastion.signing``) with the client's key,
 and submits it::
 
     from bastion.client import Client
@@ -39,7 +39,8 @@ from typing import Any
 import httpx
 from eth_account import Account
 
-from bastion.api.signing import sign_envelope
+from bastion.reporthash import compute_report_hash
+from bastion.signing import sign_envelope
 
 __all__ = ["AsyncClient", "BastionError", "Client", "IsolatedOrderRun", "Subscription"]
 
@@ -148,9 +149,7 @@ class IsolatedOrderRun:
 
 
 def _check_report(report_hash: str, document: Any) -> Any:
-    """``document`` if its canonical bytes hash to ``report_hash`` (``bastion.stress.report``)."""
-    from bastion.stress.report import compute_report_hash
-
+    """``document`` if its canonical bytes hash to ``report_hash`` (``bastion.reporthash``)."""
     if not isinstance(document, dict) or compute_report_hash(document) != report_hash:
         raise BastionError(200, "report_hash_mismatch", f"the node's answer is not the report {report_hash}")
     return document

@@ -241,6 +241,8 @@ class OracleRules(TypedDict):
 # --------------------------------------------------------------------------------------- accounts
 @event("deposit", Topic.ACCOUNT)
 class Deposit:
+    """Collateral bridged in to a subaccount."""
+
     owner: Address
     number: Id
     amount: Usdc
@@ -248,6 +250,8 @@ class Deposit:
 
 @event("withdrawal", Topic.ACCOUNT)
 class Withdrawal:
+    """Collateral withdrawn from a subaccount."""
+
     owner: Address
     number: Id
     amount: Usdc
@@ -255,6 +259,8 @@ class Withdrawal:
 
 @event("transfer", Topic.ACCOUNT)
 class Transfer:
+    """Collateral moved between two subaccounts."""
+
     owner: Address
     number: Id
     to_owner: Address
@@ -264,6 +270,8 @@ class Transfer:
 
 @event("leverage_set", Topic.ACCOUNT)
 class LeverageSet:
+    """A subaccount's initial margin fraction in a market, raised above its tier's."""
+
     owner: Address
     number: Id
     market: Ticker
@@ -272,6 +280,8 @@ class LeverageSet:
 
 @event("margin_mode_set", Topic.ACCOUNT)
 class MarginModeSet:
+    """A flat subaccount switched between cross and isolated margin."""
+
     owner: Address
     number: Id
     mode: Text
@@ -280,6 +290,8 @@ class MarginModeSet:
 
 @event("funding_payment", Topic.ACCOUNT)
 class FundingPayment:
+    """Funding settled on a subaccount's positions (before it trades or is liquidated)."""
+
     owner: Address
     number: Id
     amount: Usdc                 # received (negative: paid)
@@ -319,6 +331,8 @@ class OrderPlaced:
 
 @event("order_cancelled", Topic.TRADING)
 class OrderCancelled:
+    """An order left the book or the untriggered set without (the rest of) its size filling."""
+
     market: Ticker
     order_id: Id
     owner: Address
@@ -331,6 +345,8 @@ class OrderCancelled:
 
 @event("conditional_order_placed", Topic.TRADING)
 class ConditionalOrderPlaced:
+    """A stop or take-profit order waits for its trigger price."""
+
     market: Ticker
     order_id: Id
     owner: Address
@@ -347,6 +363,8 @@ class ConditionalOrderPlaced:
 
 @event("conditional_order_triggered", Topic.TRADING)
 class ConditionalOrderTriggered:
+    """A conditional order's trigger held: it is submitted as its underlying order."""
+
     market: Ticker
     order_id: Id
     owner: Address
@@ -360,6 +378,8 @@ class ConditionalOrderTriggered:
 
 @event("conditional_order_failed", Topic.TRADING)
 class ConditionalOrderFailed:
+    """A triggered conditional order was refused by the book's checks."""
+
     market: Ticker
     order_id: Id
     owner: Address
@@ -371,6 +391,8 @@ class ConditionalOrderFailed:
 
 @event("self_trade_decrement", Topic.TRADING)
 class SelfTradeDecrement:
+    """A resting order reduced instead of trading with its owner's taker (self_trade decrement)."""
+
     market: Ticker
     order_id: Id                 # the resting order, reduced
     taker_order_id: Id | None
@@ -380,6 +402,8 @@ class SelfTradeDecrement:
 
 @event("fill", Topic.TRADING)
 class Fill:
+    """A trade between a resting order (maker) and a taker."""
+
     market: Ticker
     price: Ticks                 # the maker's price
     size: Lots
@@ -394,6 +418,8 @@ class Fill:
 # --------------------------------------------------------------------------------------- oracle, funding
 @event("oracle_submission", Topic.ORACLE)
 class OracleSubmission:
+    """An operator's price for a market (applied at the end of the block)."""
+
     market: Ticker
     operator: Address
     price: Ticks
@@ -402,6 +428,8 @@ class OracleSubmission:
 
 @event("oracle_source_rejected", Topic.ORACLE)
 class OracleSourceRejected:
+    """A submission too far from the median of the fresh ones, left out of the price."""
+
     market: Ticker
     operator: Address
     price: Ticks
@@ -411,6 +439,8 @@ class OracleSourceRejected:
 
 @event("oracle_stale", Topic.ORACLE)
 class OracleStale:
+    """A market's fresh sources fell below the minimum: no price, no liquidation."""
+
     market: Ticker
     fresh_sources: Count
     min_sources: Count
@@ -418,6 +448,8 @@ class OracleStale:
 
 @event("oracle_fresh", Topic.ORACLE)
 class OracleFresh:
+    """A stale market has enough fresh sources again."""
+
     market: Ticker
     fresh_sources: Count
     min_sources: Count
@@ -425,6 +457,8 @@ class OracleFresh:
 
 @event("oracle_price", Topic.ORACLE)
 class OraclePrice:
+    """A market's oracle price moved (clamped to the per-block move)."""
+
     market: Ticker
     price: Ticks
     previous: Ticks
@@ -436,6 +470,8 @@ class OraclePrice:
 
 @event("funding_tick", Topic.FUNDING)
 class FundingTick:
+    """A market's hourly funding: its rate and the move of its funding index."""
+
     market: Ticker
     rate_8h_ppm: Ppm
     samples: Count
@@ -448,6 +484,8 @@ class FundingTick:
 # --------------------------------------------------------------------------------------- liquidation
 @event("liquidation_deferred", Topic.LIQUIDATION)
 class LiquidationDeferred:
+    """A liquidatable subaccount waits (stale oracle, guardian pause or grace, block limit)."""
+
     owner: Address
     number: Id
     reason: Text
@@ -456,12 +494,16 @@ class LiquidationDeferred:
 
 @event("withdrawals_paused", Topic.LIQUIDATION)
 class WithdrawalsPaused:
+    """An account with negative equity was seen: the pool's withdrawals pause."""
+
     pool: Pool
     until_height: Height
 
 
 @event("liquidation_incomplete", Topic.LIQUIDATION)
 class LiquidationIncomplete:
+    """A liquidation could not close the size it tried (empty book, limit, budget)."""
+
     owner: Address
     number: Id
     market: Ticker
@@ -473,6 +515,8 @@ class LiquidationIncomplete:
 
 @event("liquidation", Topic.LIQUIDATION)
 class Liquidation:
+    """A liquidated position closed against a resting order."""
+
     owner: Address
     number: Id
     market: Ticker
@@ -493,6 +537,8 @@ class Liquidation:
 
 @event("backstop_refused", Topic.LIQUIDATION)
 class BackstopRefused:
+    """The backstop could not take over a position (insurance fund, margin)."""
+
     market: Ticker
     owner: Address
     number: Id
@@ -508,6 +554,8 @@ class BackstopRefused:
 
 @event("backstop_takeover", Topic.LIQUIDATION)
 class BackstopTakeover:
+    """The backstop took over a bankrupt position at its bankruptcy price."""
+
     market: Ticker
     owner: Address
     number: Id
@@ -528,6 +576,8 @@ class BackstopTakeover:
 
 @event("backstop_unwind", Topic.LIQUIDATION)
 class BackstopUnwind:
+    """The backstop sold (bought) inventory into the book."""
+
     market: Ticker
     size: Lots
     price: Ticks
@@ -541,6 +591,8 @@ class BackstopUnwind:
 
 @event("backstop_pnl", Topic.LIQUIDATION)
 class BackstopPnl:
+    """The backstop's realised result moved to its pool's insurance fund."""
+
     pool: Pool
     amount: Usdc
     insurance_fund: Usdc
@@ -548,6 +600,8 @@ class BackstopPnl:
 
 @event("deleveraging_deferred", Topic.LIQUIDATION)
 class DeleveragingDeferred:
+    """A deleveraging waits (block limit, or a position in profit)."""
+
     market: Ticker
     owner: Address
     number: Id
@@ -556,6 +610,8 @@ class DeleveragingDeferred:
 
 @event("deleveraging_skipped", Topic.LIQUIDATION)
 class DeleveragingSkipped:
+    """An ADL counterparty was passed over: the close would break its margin."""
+
     market: Ticker
     owner: Address               # the counterparty skipped
     number: Id
@@ -564,6 +620,8 @@ class DeleveragingSkipped:
 
 @event("deleveraging", Topic.LIQUIDATION)
 class Deleveraging:
+    """A position auto-deleveraged against a ranked winner."""
+
     market: Ticker
     owner: Address
     number: Id
@@ -579,6 +637,8 @@ class Deleveraging:
 
 @event("bad_debt", Topic.LIQUIDATION)
 class BadDebt:
+    """A loss beyond the insurance fund, shared by the opposing positions."""
+
     market: Ticker
     owner: Address
     number: Id
@@ -594,6 +654,8 @@ class BadDebt:
 
 @event("settlement_price", Topic.GOVERNANCE)  # a delisting's fixed settlement price
 class SettlementPrice:
+    """A delisted market's settlement price, fixed from its price average."""
+
     market: Ticker
     price: Ticks
     window_start_ms: Ms
@@ -604,6 +666,8 @@ class SettlementPrice:
 
 @event("final_settlement", Topic.LIQUIDATION)
 class FinalSettlement:
+    """A position closed at a delisted market's settlement price."""
+
     market: Ticker
     owner: Address
     number: Id
@@ -614,6 +678,8 @@ class FinalSettlement:
 
 @event("market_settled", Topic.LIQUIDATION)
 class MarketSettled:
+    """A delisted market closed, every position settled."""
+
     market: Ticker
     oracle_price: Ticks
     rounding_to_insurance: Usdc
@@ -622,6 +688,8 @@ class MarketSettled:
 # --------------------------------------------------------------------------------------- BGOV and votes
 @event("bgov_transfer", Topic.GOVERNANCE)
 class BgovTransfer:
+    """BGOV moved between two accounts."""
+
     from_: Address
     to: Address
     amount: Bgov
@@ -629,6 +697,8 @@ class BgovTransfer:
 
 @event("delegate_changed", Topic.GOVERNANCE)
 class DelegateChanged:
+    """An account chose (or dropped) the delegate of its votes."""
+
     delegator: Address
     from_delegate: Address | None
     to_delegate: Address | None
@@ -636,6 +706,8 @@ class DelegateChanged:
 
 @event("delegate_votes_changed", Topic.VOTING_POWER)
 class DelegateVotesChanged:
+    """A delegate's voting power changed (a checkpoint)."""
+
     delegate: Address
     previous_votes: Bgov
     new_votes: Bgov
@@ -644,6 +716,8 @@ class DelegateVotesChanged:
 # --------------------------------------------------------------------------------------- proposals
 @event("proposal_submitted", Topic.GOVERNANCE)
 class ProposalSubmitted:
+    """A proposal was submitted, its deposit escrowed and its fee burned."""
+
     proposal_id: TextId
     number: Id
     proposer: Address
@@ -656,6 +730,8 @@ class ProposalSubmitted:
 
 @event("vote_cast", Topic.GOVERNANCE)
 class VoteCast:
+    """A ballot on a proposal."""
+
     proposal_id: TextId
     voter: Address
     option: Text
@@ -665,6 +741,8 @@ class VoteCast:
 
 @event("proposal_extended", Topic.GOVERNANCE)
 class ProposalExtended:
+    """A proposal's voting deadline moved (late quorum, or an outcome flip)."""
+
     proposal_id: TextId
     deadline_height: Height
     reason: Text | None = None           # "outcome_flip" (left out: a late quorum)
@@ -674,6 +752,8 @@ class ProposalExtended:
 
 @event("proposal_status", Topic.GOVERNANCE)
 class ProposalStatus:
+    """A proposal's status changed."""
+
     proposal_id: TextId
     from_: Text
     to: Text
@@ -690,6 +770,8 @@ class ProposalStatus:
 
 @event("deposit_returned", Topic.GOVERNANCE)
 class DepositReturned:
+    """A proposal's deposit returned to its proposer."""
+
     proposal_id: TextId
     to: Address
     amount: Bgov
@@ -697,12 +779,16 @@ class DepositReturned:
 
 @event("deposit_burned", Topic.GOVERNANCE)
 class DepositBurned:
+    """A proposal's deposit burned."""
+
     proposal_id: TextId
     amount: Bgov
 
 
 @event("param_changed", Topic.GOVERNANCE)
 class ParamChanged:
+    """A governed parameter changed (by a proposal, the council or a rollout)."""
+
     name: Text                   # the dotted parameter name
     value: ParamValue
     old: ParamValue
@@ -716,6 +802,8 @@ class ParamChanged:
 # --------------------------------------------------------------------------------------- executed actions
 @event("market_listed", Topic.GOVERNANCE)
 class MarketListed:
+    """A market listed by an executed proposal."""
+
     market: Ticker
     size_decimals: Count
     price_decimals: Count
@@ -735,6 +823,8 @@ class MarketListed:
 
 @event("treasury_spent", Topic.GOVERNANCE)
 class TreasurySpent:
+    """Treasury funds paid to a subaccount by an executed proposal."""
+
     to_owner: Address
     to_number: Id
     amount: Usdc
@@ -746,6 +836,8 @@ class TreasurySpent:
 
 @event("insurance_transferred", Topic.GOVERNANCE)
 class InsuranceTransferred:
+    """Funds moved between insurance pools (or from the treasury) by an executed proposal."""
+
     from_pool: Pool
     to_pool: Pool
     amount: Usdc
@@ -757,6 +849,8 @@ class InsuranceTransferred:
 
 @event("insurance_fund_merged", Topic.GOVERNANCE)
 class InsuranceFundMerged:
+    """An isolated pool's insurance fund merged into the cross pool."""
+
     pool: Pool
     into: Pool
     amount: Usdc
@@ -769,6 +863,8 @@ class InsuranceFundMerged:
 # --------------------------------------------------------------------------------------- council
 @event("stress_attested", Topic.GOVERNANCE)
 class StressAttested:
+    """A council member attested a stress report for a queued proposal."""
+
     proposal_id: TextId
     member: Address
     report_hash: Hash
@@ -779,6 +875,8 @@ class StressAttested:
 
 @event("stress_gate_passed", Topic.GOVERNANCE)
 class StressGatePassed:
+    """A gated proposal's stress attestations sufficed at its execution."""
+
     proposal_id: TextId
     report_hash: Hash
     passes: Count
@@ -787,6 +885,8 @@ class StressGatePassed:
 
 @event("stress_report_registered", Topic.GOVERNANCE)
 class StressReportRegistered:
+    """A stress report's figures registered by a council member."""
+
     report_hash: Hash
     verdict: Text
     depletion_probability_ppm: Ppm
@@ -798,6 +898,8 @@ class StressReportRegistered:
 
 @event("steward_change_approved", Topic.GOVERNANCE)
 class StewardChangeApproved:
+    """A council member approved a steward parameter change."""
+
     param: Text
     value: ParamValue
     member: Address
@@ -807,6 +909,8 @@ class StewardChangeApproved:
 
 @event("steward_change_applied", Topic.GOVERNANCE)
 class StewardChangeApplied:
+    """A steward parameter change reached its threshold and applied."""
+
     param: Text
     value: ParamValue
     old: ParamValue
@@ -816,6 +920,8 @@ class StewardChangeApplied:
 # --------------------------------------------------------------------------------------- guardian
 @event("guardian_paused", Topic.GOVERNANCE)
 class GuardianPaused:
+    """The guardian paused a scope (or extended a pause)."""
+
     scope: Text
     market: Ticker | None        # None: a platform-wide scope
     start_ms: Ms
@@ -825,6 +931,8 @@ class GuardianPaused:
 
 @event("guardian_unpaused", Topic.GOVERNANCE)
 class GuardianUnpaused:
+    """The guardian lifted a pause within its grace."""
+
     scope: Text
     market: Ticker | None
     start_ms: Ms
@@ -833,6 +941,8 @@ class GuardianUnpaused:
 
 @event("pause_expired", Topic.GOVERNANCE)
 class PauseExpired:
+    """A guardian pause reached its end."""
+
     scope: Text
     market: Ticker | None
     start_ms: Ms
@@ -841,6 +951,8 @@ class PauseExpired:
 
 @event("liquidation_grace", Topic.GOVERNANCE)
 class LiquidationGrace:
+    """Book liquidations wait after a halt ended (the grace)."""
+
     scope: Text
     markets: tuple[Ticker, ...]
     until_ms: Ms
@@ -849,6 +961,8 @@ class LiquidationGrace:
 # --------------------------------------------------------------------------------------- rollouts
 @event("rollout_started", Topic.GOVERNANCE)
 class RolloutStarted:
+    """A staged rollout of a market parameter began."""
+
     rollout_id: Id
     market: Ticker
     param: Text
@@ -862,6 +976,8 @@ class RolloutStarted:
 
 @event("rollout_step", Topic.GOVERNANCE)
 class RolloutStep:
+    """A staged rollout moved its parameter one step."""
+
     rollout_id: Id
     market: Ticker
     param: Text
@@ -872,6 +988,8 @@ class RolloutStep:
 
 @event("rollout_completed", Topic.GOVERNANCE)
 class RolloutCompleted:
+    """A staged rollout reached its target."""
+
     rollout_id: Id
     market: Ticker
     param: Text
@@ -880,6 +998,8 @@ class RolloutCompleted:
 
 @event("rollout_reverted", Topic.GOVERNANCE)
 class RolloutReverted:
+    """A halted rollout put its parameter back to the start."""
+
     rollout_id: Id
     market: Ticker
     param: Text
@@ -888,6 +1008,8 @@ class RolloutReverted:
 
 @event("rollout_halted", Topic.GOVERNANCE)
 class RolloutHalted:
+    """A staged rollout stopped (a gate broke, the market left active, or a newer change)."""
+
     rollout_id: Id
     market: Ticker
     param: Text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 from bastion.core.council import parse_genesis_council
@@ -90,7 +91,7 @@ def _error(path: str, message: str) -> ProtocolError:
     return ProtocolError("invalid_genesis", f"{path}: {message}", field=path)
 
 
-def _get(obj: dict, key: str, path: str, kind: type | tuple, default: Any = ...) -> Any:
+def _get(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
     if key not in obj:
         if default is ...:
             raise _error(f"{path}.{key}", "is required")
@@ -101,7 +102,7 @@ def _get(obj: dict, key: str, path: str, kind: type | tuple, default: Any = ...)
     return value
 
 
-def _wrap(path: str, fn, *args, **kwargs):
+def _wrap(path: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a parser, re-raising its error with the genesis field path."""
     try:
         return fn(*args, **kwargs)
@@ -117,13 +118,13 @@ def _check_keys(obj: Any, allowed: set[str], path: str) -> None:
         raise _error(f"{path}.{unknown[0]}", "is not a known field")
 
 
-def _oracle_params(obj: dict, base: OracleParams | None, path: str) -> OracleParams:
+def _oracle_params(obj: dict[str, Any], base: OracleParams | None, path: str) -> OracleParams:
     # the operators are chain-wide: only the genesis section names them, not a market's override
     _check_keys(obj, {"min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"}
                 | ({"operators"} if base is None else set()), path)
     d = GENESIS_DEFAULTS["oracle"]
 
-    def pick(key, parse):
+    def pick(key: str, parse: Callable[[Any, str], Any]) -> Any:
         if key in obj:
             return parse(obj[key], f"{path}.{key}")
         return None
@@ -134,7 +135,8 @@ def _oracle_params(obj: dict, base: OracleParams | None, path: str) -> OraclePar
     move = pick("max_move_per_block", lambda v, p: _wrap(p, parse_ppm, v, field=p))
     if base is None:
         base = OracleParams(d["min_sources"], d["max_staleness_s"] * MS_PER_S,
-                            parse_ppm(d["max_source_deviation"], field="d"), parse_ppm(d["max_move_per_block"], field="d"))
+                            parse_ppm(d["max_source_deviation"], field="d"),
+                            parse_ppm(d["max_move_per_block"], field="d"))
     return OracleParams(
         min_sources if min_sources is not None else base.min_sources,
         staleness if staleness is not None else base.max_staleness_ms,
@@ -215,7 +217,8 @@ def build_state(genesis: Any) -> State:
     time_ms = _wrap("genesis.time", parse_iso_ms, _get(g, "time", "genesis", str, GENESIS_DEFAULTS["time"]),
                     field="genesis.time")
     bridge = _wrap("genesis.bridge_operator", normalize_address,
-                   _get(g, "bridge_operator", "genesis", str, GENESIS_DEFAULTS["bridge_operator"]), field="bridge_operator")
+                   _get(g, "bridge_operator", "genesis", str, GENESIS_DEFAULTS["bridge_operator"]),
+                   field="bridge_operator")
     oracle_obj = _get(g, "oracle", "genesis", dict, GENESIS_DEFAULTS["oracle"])
     oracle_defaults = _oracle_params(oracle_obj, None, "genesis.oracle")
     operators = oracle_obj.get("operators", GENESIS_DEFAULTS["oracle"]["operators"])
@@ -260,7 +263,7 @@ def build_state(genesis: Any) -> State:
     liq_obj = {**GENESIS_DEFAULTS["liquidation"], **_get(g, "liquidation", "genesis", dict, {})}
     _check_keys(liq_obj, set(GENESIS_DEFAULTS["liquidation"]), "genesis.liquidation")
 
-    def liq(key, parser):
+    def liq(key: str, parser: Callable[..., int]) -> Any:
         return _wrap(f"genesis.liquidation.{key}", parser, liq_obj[key], field=key)
 
     liquidation = LiquidationParams(
@@ -339,7 +342,7 @@ def build_state(genesis: Any) -> State:
     return state
 
 
-def _guardian(obj: dict | None, time_ms: int) -> Guardian:
+def _guardian(obj: dict[str, Any] | None, time_ms: int) -> Guardian:
     """The genesis guardian: none, or an address with an expiry after the genesis time."""
     if obj is None:
         return Guardian()
@@ -352,7 +355,7 @@ def _guardian(obj: dict | None, time_ms: int) -> Guardian:
     return Guardian(address, expires_ms)
 
 
-def _add_accounts(state: State, accounts: list) -> None:
+def _add_accounts(state: State, accounts: list[Any]) -> None:
     net_size = {ticker: 0 for ticker in state.markets}
     delegations: dict[str, str] = {}  # applied once every balance is known (core.votes)
     for i, a in enumerate(accounts):

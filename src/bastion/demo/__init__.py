@@ -1,8 +1,8 @@
 """``bastion demo``: a living exchange on one machine (``make run``).
 
 ``DemoServer(data_dir, ...)`` opens (or creates, with ``build_demo_genesis``) a node on the embedded
-SQLite store in ``data_dir``, serves the API and the web UI (``ApiConfig(demo=True)``: the pages
-may sign with the demo keys), produces blocks, and runs the bots (``bastion.demo.bots``): the
+SQLite store in ``data_dir``, serves the API and the web UI (``create_app(..., demo=demo_features())``:
+the pages may sign with the demo keys), produces blocks, and runs the bots (``bastion.demo.bots``): the
 oracle path, the market maker, the traders and one governance proposal in flight. A second start
 on the same directory recovers the chain from its log and submits no second proposal.
 
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bastion.demo.bots import DemoDriver
+from bastion.demo.features import demo_features
 from bastion.demo.genesis import build_demo_genesis
 from bastion.node.blocklog import LoggedBlock
 from bastion.node.node import Node
@@ -57,7 +58,7 @@ class DemoServer:
         self.host, self.port, self.block_time_ms = host, port, block_time_ms
         genesis = None if (self.data_dir / "blocks.db").exists() else build_demo_genesis(time.time_ns() // 1_000_000)
         self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
-        self.app = create_app(self.node, ApiConfig(demo=True))
+        self.app = create_app(self.node, ApiConfig(), demo=demo_features())
         self.driver = DemoDriver(self.node, self.app.state.accept) if bots else None
         self.server = uvicorn.Server(server_config(self.app, host, port))  # bounded connections (bastion.api.server)
         self.stop_event = threading.Event()

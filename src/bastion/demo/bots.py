@@ -1,7 +1,7 @@
 """The demo's life: an oracle feed, a market maker, trader bots and a governance proposal.
 
 Everything goes through the node's **signed path**: each bot signs its envelopes with its demo key
-(``bastion.api.signing.sign_envelope``, the SDK's signing) and hands them to the API's intake
+(``bastion.signing.sign_envelope``, the SDK's signing) and hands them to the API's intake
 (``accept``: signature and nonce window checked, rate-limited, ``check_tx``), exactly as an HTTP
 client would, only without the socket. The bots read the committed state under the node's lock.
 
@@ -29,12 +29,12 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from bastion.api.signing import sign_envelope
 from bastion.core.errors import ProtocolError
 from bastion.core.units import format_decimal
 from bastion.demo.genesis import MARKETS, PricePath, load_price_path, on_grid
 from bastion.demo.keys import DemoKey, get_demo_keys
 from bastion.node.node import Node
+from bastion.signing import sign_envelope
 
 __all__ = ["DEMO_PROPOSAL_TITLE", "DemoDriver", "NonceClock"]
 

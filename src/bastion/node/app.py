@@ -12,11 +12,13 @@ A transaction is an envelope ``{"sender": address, "nonce": int, "msg": {...}}``
 checks the envelope's shape, the sender's address, the nonce's range, the message's decoding
 (unknown types, fields or JSON types are refused), the authorisation that needs no account state
 (bridge and oracle messages from their operators) and the ante check (``bastion.core.ante``: a
-sender without collateral is refused, in its lock-free variant). Signatures are the API's job
-(EIP-712); here the sender is taken as authenticated. ``check_ante`` runs the exact ante check,
-which the block producer applies again to every transaction it takes for a block (a transaction
-it refuses is dropped, never logged). Every other rule is checked again, with state, when the
-block is applied.
+sender without collateral is refused, in its lock-free variant). Signatures are verified before
+the envelope gets here, by the API (EIP-712, ``bastion.signing``); here the sender is taken as
+authenticated. Whether the (sender, nonce) pair is still unused is the node's check (pending or
+logged, ``bastion.node.node.Node.submit``) and the state's (``finalize_block`` spends each nonce and
+refuses one already spent, ``nonce_used``). ``check_ante`` runs the exact ante check, which the
+block producer applies again to every transaction it takes for a block (a transaction it refuses
+is dropped, never logged). Every other rule is checked, with state, when the block is applied.
 """
 from __future__ import annotations
 

@@ -42,19 +42,19 @@ hash is in the log (a damaged or foreign snapshot is skipped and reported), then
 verified link by link and replayed through the state machine in one pass
 (``bastion.node.replay.replay_range``), each block's state hash compared with the logged one. A
 log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
-the node with the height and the reason: a damaged log is never silently accepted. ``bastion replay --verify`` is ``bastion.node.replay``'s
-``verify_log``, which replays the whole chain, in parallel from the snapshots.
+the node with the height and the reason: a damaged log is never silently accepted. ``bastion replay --verify`` is
+``bastion.node.replay``'s ``verify_log``, which replays the whole chain, in parallel from the snapshots.
 
 Read models (``bastion.node.indexer``) are built by a worker process with its own connections: after
 each commit the producer only signals the new head; the worker indexes every block after the read
 models' height, from the log (so at start-up it catches up on what a crash left unindexed). They
 lag the head by at most the blocks being indexed, and a failure there never stops block production
-(it is reported in ``IndexerWorker.error``).
+(it is reported in ``IndexerWorker.error``; the worker is ``bastion.node.indexer_process``).
 
 Snapshots are written every ``snapshot_every`` blocks, and sooner when ``snapshot_every_txs``
 transactions were committed since the last one, which bounds the replay after a crash
 (``DIR/snapshots/HEIGHT.json``, canonical JSON of ``bastion.core.snapshot``, written to a temporary
-file, fsync'd and renamed). Kept (``snapshots_to_keep``): the newest ``keep_snapshots``, for
+file, fsync'd and renamed). Kept (``bastion.node.retention.snapshots_to_keep``): the newest ``keep_snapshots``, for
 recovery, plus up to ``2 * SPREAD + 1`` spread evenly along the chain, so that
 ``replay --verify`` always finds cut points to share the chain between processes while the
 directory stays bounded; ``keep_snapshots=0`` keeps every snapshot. The
@@ -64,9 +64,6 @@ snapshot never refers to a block the log may lose.
 """
 from __future__ import annotations
 
-import gc
-import multiprocessing
-import os
 import queue
 import sys
 import threading
@@ -85,41 +82,14 @@ from bastion.core.messages import Message
 from bastion.node.blocklog import (
     BlockLog, LoggedBlock, LogCorrupted, SealedBlock, Tx, canonical, json_bytes, seal_block,
 )
+from bastion.node.indexer_process import IndexerWorker
 from bastion.node.mempool import Mempool
-from bastion.node.recovery import Recovery, load_committed_state, recover_state
+from bastion.node.recovery import Recovery, recover_state
 from bastion.node.replay import SNAPSHOTS
+from bastion.node.retention import prune_snapshots
 
 
-def tune_garbage_collector() -> None:
-    """A node keeps a large, long-lived state (every resting order, position and account is an
-    object): collect the young generation every 50,000 allocations instead of 700, and move what
-    exists now (the recovered state) out of the collector's sight. Process-wide; called by
-    ``bastion node``. (+14% committed messages/s in ``bench_node.py`` on 200,000 orders.)"""
-    gc.set_threshold(50_000, 20, 100)
-    gc.freeze()
-
-
-SPREAD = 8
 REFUSED_KEPT = 10_000   # refusals of the block producer remembered for tx_status
-
-
-def snapshots_to_keep(heights: list[int], newest: int, spread: int = SPREAD) -> set[int]:
-    """Which of the snapshots at ``heights`` (ascending) to keep: the ``newest`` last ones, and the
-    first one at or above each multiple of ``stride``, the largest power of two not above
-    head / ``spread`` (head: the newest height). That is ``spread`` to ``2 * spread + 1``
-    snapshots evenly spread along the chain, whatever its length, for ``replay --verify``'s cuts.
-    When the chain doubles the stride doubles, and the first snapshot of a merged pair of stretches
-    is one already kept: a snapshot once dropped is never wanted again."""
-    if not heights:
-        return set()
-    stride = 1 << max(0, (heights[-1] // spread).bit_length() - 1)
-    kept = set(heights[-newest:])
-    seen: set[int] = set()
-    for height in heights:
-        if height // stride not in seen:
-            seen.add(height // stride)
-            kept.add(height)
-    return kept
 
 
 def wall_clock_ms() -> int:
@@ -294,7 +264,7 @@ class Node:
                 app_hash = self.app.commit()
                 sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken],
                                     result.results, result.events, app_hash)
-            except BaseException as error:  # noqa: BLE001 - the state may hold half a block: stop
+            except BaseException as error:  # the state may hold half a block: stop
                 self._stop(f"applying block {height} failed", error)
                 raise self._failure from error  # type: ignore[misc]
             self._head_hash = sealed.block.block_hash
@@ -327,9 +297,9 @@ class Node:
             admitted.append((tx, typed))
         if refused:
             with self._mempool_changed:
-                for tx, error in refused:
+                for tx, refusal in refused:
                     self.mempool.drop(tx)
-                    self._refused[(tx.sender, tx.nonce)] = {"code": error.code, "message": error.message}
+                    self._refused[(tx.sender, tx.nonce)] = {"code": refusal.code, "message": refusal.message}
                     if len(self._refused) > REFUSED_KEPT:
                         del self._refused[next(iter(self._refused))]
         return admitted
@@ -425,7 +395,7 @@ class Node:
             self._run(stop, block_time_ms)
         except NodeStopped:
             raise
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             with self.lock:
                 self._stop("the block producer failed", error)
             raise self._failure from error  # type: ignore[misc]
@@ -465,18 +435,14 @@ class Node:
 
     def _store_snapshot(self, height: int, data: bytes) -> Path:
         """Write ``DIR/snapshots/HEIGHT.json`` (temporary file, fsync, rename, fsync of the directory)
-        and prune the others (``snapshots_to_keep``)."""
+        and prune the others (``bastion.node.retention.prune_snapshots``)."""
         directory = self.data_dir / SNAPSHOTS
         path = directory / f"{height:012d}.json"
         with self._snapshot_files:
             write_atomically(path, data)
             self.snapshot_error = None
             if self.keep_snapshots:
-                heights = {int(p.stem): p for p in directory.glob("*.json") if p.stem.isdigit()}
-                kept = snapshots_to_keep(sorted(heights), self.keep_snapshots)
-                for old_height, old in heights.items():
-                    if old_height not in kept:
-                        old.unlink()
+                prune_snapshots(directory, self.keep_snapshots)
         return path
 
     def close(self) -> None:
@@ -494,85 +460,3 @@ class Node:
 
 def _print_warning(message: str) -> None:
     print(f"bastion node: warning: {message}", file=sys.stderr, flush=True)
-
-
-class IndexerWorker:
-    """Keeps read models up to the log's head in a separate process (its own connections, and its
-    own core: indexing is as much work as applying the blocks, and a thread would share the GIL
-    with the block producer). It exits when told to, or when the node's process is gone."""
-
-    def __init__(self, log_path: Path, url: str, genesis: dict[str, Any]) -> None:
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded server
-        self._wake = context.Queue()
-        self._height = context.Value("q", -1)
-        self._idle = context.Event()
-        self._errors = context.Queue()
-        self._error: str | None = None
-        self.process = context.Process(target=_index_loop, name="bastion-indexer", daemon=True,
-                                       args=(str(log_path), url, genesis, self._wake, self._height, self._idle,
-                                             self._errors, os.getpid()))
-
-    def start(self) -> None:
-        self.process.start()
-
-    def notify(self) -> None:
-        self._wake.put(True)
-
-    def stop(self) -> None:
-        self._wake.put(False)
-        self.process.join(30)
-        if self.process.is_alive():
-            self.process.kill()
-
-    @property
-    def indexed_height(self) -> int:
-        return int(self._height.value)
-
-    @property
-    def error(self) -> str | None:
-        while not self._errors.empty():
-            self._error = self._errors.get()
-        return self._error
-
-    def wait_idle(self, timeout_s: float = 30.0) -> bool:
-        """Block until everything committed so far is indexed (tests, benchmarks)."""
-        self._idle.clear()
-        self.notify()
-        return self._idle.wait(timeout_s)
-
-
-def _index_loop(log_path: str, url: str, genesis: dict[str, Any], wake: Any, height: Any, idle: Any, errors: Any,
-                parent_pid: int) -> None:
-    """The indexer process: on each wake-up, index every logged block after the read models' height."""
-    from bastion.node.indexer import Indexer
-    from bastion.node.readmodels import open_read_models
-
-    try:
-        read_models = open_read_models(url)
-        indexer = Indexer(read_models, genesis)
-        log = BlockLog(log_path)
-    except Exception as error:  # noqa: BLE001 - reported; block production goes on without read models
-        errors.put(f"indexer could not start: {error!r}")
-        return
-    try:
-        while True:
-            try:
-                keep_going = wake.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent_pid:
-                    return  # the node is gone (killed): nothing will wake us again
-                continue
-            while not wake.empty():
-                keep_going = wake.get() and keep_going
-            for block in log.iter_blocks(indexer.indexed_height() + 1):
-                indexer.apply_block(block)
-                height.value = block.height
-            height.value = indexer.indexed_height()
-            idle.set()
-            if not keep_going:
-                return
-    except Exception as error:  # noqa: BLE001
-        errors.put(f"indexing stopped at height {indexer.indexed_height() + 1}: {error!r}")
-    finally:
-        log.close()
-        read_models.close()

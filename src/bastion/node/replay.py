@@ -58,6 +58,7 @@ from bastion.core.transition import apply_block
 from bastion.node.blocklog import (
     BlockLog, LoggedBlock, LogCorrupted, LogRolledBack, Tx, compact, json_bytes, json_value, sha256,
 )
+from bastion.node.runtime import tune_garbage_collector
 
 SNAPSHOTS = "snapshots"
 
@@ -320,7 +321,7 @@ class _ParallelReplay:
                 child.close()
             while not all(s.finished for s in self.segments):
                 by_connection = {s.connection: s for s in self.segments if not s.finished}
-                for connection in wait(list(by_connection)):
+                for connection in wait(list(by_connection)):  # type: ignore[arg-type]
                     self._receive(by_connection[connection])  # type: ignore[index]
                 self._answer()
         finally:
@@ -406,8 +407,8 @@ class _ParallelReplay:
             if following.process is not None and following.process.is_alive():
                 following.process.terminate()
             assert following.snapshot is not None  # only a segment after the first follows another
-            self.skipped.append((following.first - 1, f"{following.snapshot.name}: its state has the log's state "
-                                 "hash but is not the state the replay reached"))
+            self.skipped.append((following.first - 1, (f"{following.snapshot.name}: its state has the log's state "
+                                 "hash but is not the state the replay reached")))
 
     @staticmethod
     def _send(segment: _Segment, end: int | None) -> None:
@@ -423,8 +424,6 @@ def _segment_worker(connection: Connection, log_path: str, snapshot: str | None,
     to the parent: ("loaded", state digest), ("skipped", reason), ("reached", height, blocks, txs,
     state hash, state digest or None at the head), ("corrupted", height, reason), ("diverged",
     height, what, logged, replayed), ("error", text)."""
-    from bastion.node.node import tune_garbage_collector
-
     log = None
     try:
         log = BlockLog(log_path, quick_check=False)

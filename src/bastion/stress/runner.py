@@ -110,7 +110,7 @@ def load_state(*, data: str | Path | None = None, scenario: str | Path | None = 
     name, value = given[0]
     try:
         if name == "data":
-            from bastion.node.node import load_committed_state
+            from bastion.node.recovery import load_committed_state
 
             return load_committed_state(value)[0]
         if name == "scenario":
@@ -283,7 +283,7 @@ def registration_message(stress_run: StressRun) -> dict[str, str]:
 
 def sign_registration(stress_run: StressRun, private_key: str | bytes, *, nonce: int | None = None) -> dict[str, Any]:
     """The registration as a signed envelope (as ``sign_attestation``)."""
-    from bastion.api.signing import sign_envelope
+    from bastion.signing import sign_envelope
 
     try:
         return sign_envelope(private_key, stress_run.chain_id, registration_message(stress_run),
@@ -293,9 +293,9 @@ def sign_registration(stress_run: StressRun, private_key: str | bytes, *, nonce:
 
 
 def sign_attestation(stress_run: StressRun, private_key: str | bytes, *, nonce: int | None = None) -> dict[str, Any]:
-    """The attestation as a signed envelope (EIP-712, ``bastion.api.signing``) on the run's chain;
+    """The attestation as a signed envelope (EIP-712, ``bastion.signing``) on the run's chain;
     ``nonce`` defaults to the clock in microseconds, as the SDK's."""
-    from bastion.api.signing import sign_envelope
+    from bastion.signing import sign_envelope
 
     message = attestation_message(stress_run)
     try:

@@ -3,7 +3,8 @@
 Pages (``mount_web``)::
 
     /                      markets: parameters, oracle, best bid and ask, open interest, funding
-    /trade/{ticker}        book, trades, candles chart, order form, live preview, isolation suggestion and its one-click isolated trade
+    /trade/{ticker}        book, trades, candles chart, order form, live preview, isolation suggestion and its
+                           one-click isolated trade
     /portfolio             the chosen account: per-asset exposure, cross versus isolated, open orders
     /governance            proposals: action diff, risk class and timelock, votes, attestations; vote and submit
     /risk                  the public risk model's parameters and their history, insurance funds, concentration
@@ -16,13 +17,18 @@ script (``static/app.js``) subscribes to the API's WebSocket channels and re-ren
 
 Who acts: the page-level selector sets a cookie (``bastion_signer`` = ``demo:NAME`` or ``wallet``,
 ``bastion_owner`` = the address). A wallet signs envelopes in the browser (``eth_signTypedData_v4``
-over the shape of ``GET /v1/signing``) and posts them to ``/v1/tx``. In demo mode
-(``ApiConfig.demo``) the node holds the **demo keys** (``bastion.demo.keys``: never use in
-production): ``POST /ui/demo/submit`` signs a message with the chosen demo trader's key and takes
-it through the API's own intake, and ``POST /ui/demo/faucet`` credits a wallet from the demo bridge.
+over the shape of ``GET /v1/signing``) and posts them to ``/v1/tx``. In demo mode (``bastion demo``
+passes ``create_app(..., demo=...)``, a ``bastion.web.features.DemoFeatures`` built over the **demo
+keys** of ``bastion.demo``: never use in production) ``POST /ui/demo/submit`` signs a message as the
+chosen demo trader and takes it through the API's own intake, and ``POST /ui/demo/faucet`` credits a
+wallet from the demo bridge. Production page code never imports ``bastion.demo``.
+
+Modules: ``mount`` (``mount_web``), ``context`` (what the routers share), ``pages`` (the pages),
+``actions`` (the live preview, the demo endpoints), ``features`` (the demo interface), ``reads``
+(page-specific reads of the state).
 """
 from __future__ import annotations
 
-from bastion.web.pages import mount_web
+from bastion.web.mount import mount_web
 
 __all__ = ["mount_web"]

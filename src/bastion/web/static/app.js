@@ -31,7 +31,7 @@ document.getElementById("signer").addEventListener("change", async (event) => {
 });
 
 // ------------------------------------------------------------------ signing and submitting
-function canonicalJson(value) {  // keys sorted, no whitespace: bastion.api.signing.canonical_message_json
+function canonicalJson(value) {  // keys sorted, no whitespace: bastion.signing.canonical_message_json
   if (Array.isArray(value)) return "[" + value.map(canonicalJson).join(",") + "]";
   if (value !== null && typeof value === "object") {
     return "{" + Object.keys(value).sort().map((k) => JSON.stringify(k) + ":" + canonicalJson(value[k])).join(",") + "}";
