@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import bastion.presentation
 import bastion.scenario
 from bastion.core import events as ev
 from bastion.core.events import Unit
@@ -34,7 +35,7 @@ TEXT_UNITS = {Unit.ADDRESS, Unit.MARKET, Unit.POOL, Unit.TEXT, Unit.DECIMAL_TEXT
 
 @pytest.fixture(scope="module")
 def golden_events() -> list[tuple[dict, dict, dict[str, tuple[int, int]]]]:
-    """Every event of every golden scenario: (raw event, ``scenario.format_event`` of it, each
+    """Every event of every golden scenario: (raw event, ``presentation.format_event`` of it, each
     market's (price_decimals, size_decimals) at that block)."""
     seen: list[tuple[dict, dict, dict[str, tuple[int, int]]]] = []
     apply_block = bastion.scenario.apply_block
@@ -42,7 +43,7 @@ def golden_events() -> list[tuple[dict, dict, dict[str, tuple[int, int]]]]:
     def watched(state: Any, *args: Any, **kwargs: Any) -> Any:
         result = apply_block(state, *args, **kwargs)
         grids = {t: (m.price_decimals, m.size_decimals) for t, m in state.markets.items()}
-        seen.extend((event, bastion.scenario.format_event(event, state), grids) for event in result.events)
+        seen.extend((event, bastion.presentation.format_event(event, state), grids) for event in result.events)
         return result
 
     with pytest.MonkeyPatch.context() as patch:
@@ -289,7 +290,7 @@ def test_no_core_module_emits_an_undeclared_type_inline():
 
 # --------------------------------------------------------------------------------------- readers' tables
 def _format_by_units(event: dict, grids: dict[str, tuple[int, int]]) -> dict:
-    """``scenario.format_event`` rebuilt from ``units_of``: what its key-name tables become."""
+    """``presentation.format_event`` rebuilt from ``units_of``: what its key-name tables become."""
     units = ev.units_of(event["type"])
     grid = grids.get(event.get("market"))
 
@@ -320,7 +321,7 @@ def _format_by_units(event: dict, grids: dict[str, tuple[int, int]]) -> dict:
     return walk(event, "")
 
 
-# what scenario.format_event leaves as raw integers although their unit says otherwise
+# what presentation.format_event leaves as raw integers although their unit says otherwise
 FORMAT_EVENT_GAPS = {("stress_report_registered", "var99_loss"), ("stress_report_registered", "es99_loss"),
                      ("stress_report_registered", "insurance_funds_total"),
                      ("market_listed", "min_order_lots"), ("market_listed", "max_open_interest_lots")}
