@@ -1,10 +1,10 @@
 """Typed events: every event the core emits, as a frozen dataclass whose fields carry their units.
 
 An event records what a transaction or an end-of-block step did (a fill, a liquidation, a status
-change...). Each kind is one class below, declared with ``@event(type_name, topic)``: a
-frozen keyword-only dataclass; ``Event`` is the union of them all. A
-handler emits one with ``emit(events, OrderPlaced, market=..., ...)``: the type checker checks
-the fields as a call of the class, and the event's JSON form is appended to the block's events.
+change...). Each kind is one class below, declared with ``@event(type_name, topic)``: a frozen
+keyword-only dataclass; ``Event`` is the union of them all. A handler emits one with
+``emit(events, OrderPlaced, market=..., ...)``: the type checker checks the fields as a call of
+the class, and the event's JSON form is appended to the block's events.
 The events of a block result, the node's log, replay, the API and scenario output are those JSON
 dicts (the one serializer; ``to_json_dict`` gives the same dict from an event object), so typing
 the events changed no byte of any of them.
@@ -22,7 +22,8 @@ fields' declaration order, with three rules:
 * a field whose default is ``None`` is *left out* when it is None (``order_type`` of a cancelled
   conditional order, the flags ``liquidation``/``backstop`` of a fill...); a field without a
   default is always written, ``null`` included (``market`` of a platform-wide guardian pause);
-* a nested record (``FillParty``...) becomes a dict, a tuple becomes a list;
+* a nested record (``FillParty``..., a ``TypedDict``: already a dict) is written as it is, a
+  tuple becomes a list;
 * a trailing underscore is dropped from the key (``from_`` is written ``"from"``).
 
 ``from_json_dict`` is its inverse (it refuses an undeclared type, an unknown key or a missing
@@ -1056,8 +1057,8 @@ def emit(events: Events, kind: Callable[P, Event], /, *args: P.args, **fields: P
     straight to the one serializer (``to_json_dict`` gives the same dict from the object), which
     takes them in the order given. So an emitter names the fields in declaration order
     (``tests/test_events.py`` checks every emitter of the core); an optional field passed as None
-    is left out, as one not passed. Building a throwaway object per event cost about 5% of the state machine's
-    order throughput (docs/protocol.md "Events")."""
+    is left out, as one not passed. Building a throwaway object per event cost about 5% of the
+    state machine's order throughput (docs/protocol.md "Events")."""
     if args:
         raise TypeError("event fields are keyword-only")
     type_name, renames, _, tuples, optional = _SHAPES[kind]
