@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.core import guardian
+from bastion.core import events as ev, guardian
 from bastion.core.enums import MARGIN_MODES
 from bastion.core.errors import ProtocolError
+from bastion.core.events import Events, emit
 from bastion.core.margin import cost_after, get_net_collateral, get_pending_funding, get_subaccount_risk
 from bastion.core.messages import Deposit, SetLeverage, SetMarginMode, Transfer, Withdraw, normalize_address
 from bastion.core.params import open_order_limit
 from bastion.core.state import CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
 from bastion.core.units import PPM, format_usdc, parse_ppm, parse_usdc
 
-Events = list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------------------- lookups
@@ -103,7 +103,7 @@ def settle_funding(state: State, sub: Subaccount, events: Events) -> None:
     state.touch(sub.key)
     state.touch(("global",))
     if amount:
-        events.append({"type": "funding_payment", "owner": sub.owner, "number": sub.number, "amount": amount})
+        emit(events, ev.FundingPayment, owner=sub.owner, number=sub.number, amount=amount)
 
 
 def has_accrued_funding(state: State, sub: Subaccount) -> bool:
@@ -155,7 +155,7 @@ def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict[str
     state.total_deposits += amount
     state.touch(sub.key)
     state.touch(("global",))
-    events.append({"type": "deposit", "owner": owner, "number": msg.subaccount, "amount": amount})
+    emit(events, ev.Deposit, owner=owner, number=msg.subaccount, amount=amount)
     return {}
 
 
@@ -193,7 +193,7 @@ def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict[s
     state.total_withdrawals += amount
     state.touch(sub.key)
     state.touch(("global",))
-    events.append({"type": "withdrawal", "owner": sender, "number": msg.subaccount, "amount": amount})
+    emit(events, ev.Withdrawal, owner=sender, number=msg.subaccount, amount=amount)
     return {}
 
 
@@ -221,8 +221,8 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict[s
     recipient.balance += amount
     state.touch(sub.key)
     state.touch(recipient.key)
-    events.append({"type": "transfer", "owner": sender, "number": msg.subaccount, "to_owner": to_owner,
-                   "to_number": msg.to_subaccount, "amount": amount})
+    emit(events, ev.Transfer, owner=sender, number=msg.subaccount, to_owner=to_owner, to_number=msg.to_subaccount,
+         amount=amount)
     return {}
 
 
@@ -251,8 +251,7 @@ def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) ->
         raise ProtocolError("insufficient_margin", "the account would fall below its new initial margin",
                             field="initial_margin")
     state.touch(sub.key)
-    events.append({"type": "leverage_set", "owner": sender, "number": msg.subaccount, "market": market.ticker,
-                   "initial_margin_ppm": imf})
+    emit(events, ev.LeverageSet, owner=sender, number=msg.subaccount, market=market.ticker, initial_margin_ppm=imf)
     return {}
 
 
@@ -278,6 +277,5 @@ def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Event
     sub.mode = msg.mode
     sub.isolated_market = market
     state.touch(sub.key)
-    events.append({"type": "margin_mode_set", "owner": sender, "number": msg.subaccount, "mode": msg.mode,
-                   "market": market})
+    emit(events, ev.MarginModeSet, owner=sender, number=msg.subaccount, mode=msg.mode, market=market)
     return {}

@@ -23,16 +23,14 @@ event with the stable code; the order is gone and nothing else changes.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from bastion.core import guardian
+from bastion.core import events as ev, guardian
 from bastion.core.book import BUY
 from bastion.core.enums import STOP_ORDER_TYPES
 from bastion.core.errors import ProtocolError
+from bastion.core.events import Events, emit
 from bastion.core.orders import SIDE_NAMES, forget_conditional_order, submit_order
 from bastion.core.state import ConditionalOrder, State
 
-Events = list[dict[str, Any]]
 
 
 def is_triggered(order_type: str, side: int, trigger_ticks: int, oracle_ticks: int) -> bool:
@@ -58,15 +56,16 @@ def trigger_order(state: State, order: ConditionalOrder, oracle_ticks: int, even
     """Take the order out of the untriggered set and submit it to the book with its order id."""
     terms = order.terms
     forget_conditional_order(state, order)  # frees its client id for the order it becomes
-    ident = {"market": terms.market, "order_id": order.order_id, "owner": terms.owner, "number": terms.number,
-             "client_id": terms.client_id}
-    events.append({"type": "conditional_order_triggered", **ident, "order_type": order.order_type,
-                   "side": SIDE_NAMES[terms.side], "trigger_price": order.trigger_ticks,
-                   "oracle_price": oracle_ticks})
+    emit(events, ev.ConditionalOrderTriggered, market=terms.market, order_id=order.order_id, owner=terms.owner,
+         number=terms.number, client_id=terms.client_id,
+         order_type=order.order_type, side=SIDE_NAMES[terms.side],
+         trigger_price=order.trigger_ticks, oracle_price=oracle_ticks)
     placed: Events = []
     try:
         submit_order(state, terms, placed, order_id=order.order_id)
     except ProtocolError as error:  # submit_order validates before it changes anything
-        events.append({"type": "conditional_order_failed", **ident, "code": error.code, "message": error.message})
+        emit(events, ev.ConditionalOrderFailed, market=terms.market, order_id=order.order_id, owner=terms.owner,
+             number=terms.number, client_id=terms.client_id, code=error.code,
+             message=error.message)
         return
     events.extend(placed)

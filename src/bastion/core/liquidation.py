@@ -91,12 +91,13 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Any, Final
+from typing import Final
 
-from bastion.core import guardian, twap
+from bastion.core import events as ev, guardian, twap
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation
+from bastion.core.events import Events, emit
 from bastion.core.margin import (
     compute_position_risk,
     cost_after,
@@ -121,7 +122,6 @@ from bastion.risk_model import (
     notional,
 )
 
-Events = list[dict[str, Any]]
 SubKey = tuple[str, int]
 
 # the backstop of pool P is the subaccount (BACKSTOP_PREFIX + P, 0): not an address, so unsignable
@@ -147,17 +147,18 @@ def liquidate(state: State, events: Events) -> None:
         watch[key] = None
         stale = [t for t in sub.positions if state.markets[t].stale]
         if stale:
-            events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
-                           "reason": "stale_oracle", "markets": stale})
+            emit(events, ev.LiquidationDeferred, owner=sub.owner, number=sub.number, reason="stale_oracle",
+                 markets=tuple(stale))
             if key in state.liquidation_stalls:  # no attempt: the count neither grows nor resets
                 stalls[key] = state.liquidation_stalls[key]
             continue
         held = {t: hold for t in sorted(sub.positions) if (hold := guardian.liquidation_hold(state, t))}
         if held and len(held) == len(sub.positions) and net_collateral > 0:
             # a guardian halt or the grace after it: no book liquidation, and solvent accounts wait
-            events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
-                           "reason": "guardian_pause" if "guardian_pause" in held.values() else "liquidation_grace",
-                           "markets": list(held)})
+            emit(events, ev.LiquidationDeferred,
+                 owner=sub.owner, number=sub.number,
+                 reason="guardian_pause" if "guardian_pause" in held.values() else "liquidation_grace",
+                 markets=tuple(held))
             if key in state.liquidation_stalls:
                 stalls[key] = state.liquidation_stalls[key]
             continue
@@ -171,8 +172,8 @@ def liquidate(state: State, events: Events) -> None:
         if index >= params.max_liquidations_per_block:
             # over the block's bound: it stays watched and comes first among its peers next block
             # (no attempt: its stall count neither grows nor resets)
-            events.append({"type": "liquidation_deferred", "owner": owner, "number": number,
-                           "reason": "block_limit", "markets": sorted(sub.positions)})
+            emit(events, ev.LiquidationDeferred, owner=owner, number=number, reason="block_limit",
+                 markets=tuple(sorted(sub.positions)))
             if stalled:
                 stalls[(owner, number)] = stalled
             continue
@@ -209,7 +210,7 @@ def _pause_withdrawals(state: State, pool: str, events: Events) -> None:
     until = state.height + state.liquidation.withdrawal_pause_blocks
     if state.withdrawals_paused_until.get(pool, -1) < until:
         if state.withdrawals_paused_until.get(pool, -1) < state.height:
-            events.append({"type": "withdrawals_paused", "pool": pool, "until_height": until})
+            emit(events, ev.WithdrawalsPaused, pool=pool, until_height=until)
         state.withdrawals_paused_until[pool] = until
         state.touch(("global",))
 
@@ -245,8 +246,8 @@ def _liquidate_subaccount(state: State, sub: Subaccount, stalled: bool, events: 
         hold = guardian.liquidation_hold(state, ticker)
         if hold is not None:  # no fill into a halted book (or during the grace after it)
             if risk[0] > 0:
-                events.append({"type": "liquidation_deferred", "owner": sub.owner, "number": sub.number,
-                               "reason": hold, "markets": [ticker]})
+                emit(events, ev.LiquidationDeferred, owner=sub.owner, number=sub.number, reason=hold,
+                     markets=(ticker,))
                 continue
             reduced = _backstop_and_deleverage(state, sub, market, "bankrupt", events, work) or reduced
             risk = get_subaccount_risk(state, sub)
@@ -276,8 +277,8 @@ def _backstop_and_deleverage(state: State, sub: Subaccount, market: Market, reas
             work.deleveragings_left -= 1
             deleverage(state, sub, market, events, work.ranks)
         else:  # over the block's bound: the account stays watched and is deleveraged next block
-            events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner,
-                           "number": sub.number, "reason": "block_limit"})
+            emit(events, ev.DeleveragingDeferred, market=ticker, owner=sub.owner, number=sub.number,
+                 reason="block_limit")
     return sub.positions.get(ticker) is None or sub.positions[ticker].size != before
 
 
@@ -300,8 +301,8 @@ def _liquidate_position(state: State, sub: Subaccount, market: Market, risk: tup
     side = SELL if position.size > 0 else BUY
     book = market.book
     if (book.best_bid() if side == SELL else book.best_ask()) is None:  # nothing to sell to (buy from)
-        events.append({"type": "liquidation_incomplete", "owner": sub.owner, "number": sub.number,
-                       "market": market.ticker, "reason": "empty_book"})
+        emit(events, ev.LiquidationIncomplete, owner=sub.owner, number=sub.number, market=market.ticker,
+             reason="empty_book")
         return 1, 0
     lots = abs(liquidation_size(
         position.size, market.oracle_price, size_decimals=market.size_decimals,
@@ -319,9 +320,9 @@ def _liquidate_position(state: State, sub: Subaccount, market: Market, risk: tup
     fills = _LiquidationFills(state, market, sub, side, budget, price, limit, events, ranks)
     book.match(side, limit, lots, fills)
     if fills.filled < lots:
-        events.append({"type": "liquidation_incomplete", "owner": sub.owner, "number": sub.number,
-                       "market": market.ticker, "attempted": lots, "filled": fills.filled,
-                       "reason": fills.stop_reason or "no_liquidity", "fillable_price": limit})
+        emit(events, ev.LiquidationIncomplete, owner=sub.owner, number=sub.number, market=market.ticker,
+             attempted=lots, filled=fills.filled,
+             reason=fills.stop_reason or "no_liquidity", fillable_price=limit)
     return lots, fills.filled
 
 
@@ -403,9 +404,8 @@ class _LiquidationFills:
         if not ok:
             self._cancel(maker, maker_sub, "maker_margin")
             return REMOVE_MAKER
-        fill = apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
-                          oi_delta, events=self.events)
-        fill["liquidation"] = True
+        apply_fill(state, market, sub, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee, 0,
+                   oi_delta, events=self.events, liquidation=True)
         self.ranks.changed(sub)
         self.ranks.changed(maker_sub)
         sub.balance -= insurance
@@ -413,13 +413,13 @@ class _LiquidationFills:
         self.budget.notional_left -= abs(quote)
         self.budget.insurance_loss_left -= max(-insurance, 0)
         self.filled += lots
-        self.events.append({
-            "type": "liquidation", "owner": sub.owner, "number": sub.number, "market": market.ticker,
-            "size": -delta, "fill_price": maker.price, "oracle_price": market.oracle_price,
-            "net_collateral": net_collateral, "maintenance": maintenance, "bankruptcy_quote": bankruptcy,
-            "fill_quote": -quote, "fillable_price": self.limit, "fillable_price_exact": str(self.fillable),
-            "insurance_delta": insurance, "insurance_fund": state.insurance_funds[pool], "pool": pool,
-            "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id, "fee": maker_fee}})
+        emit(self.events, ev.Liquidation,
+             owner=sub.owner, number=sub.number, market=market.ticker, size=-delta, fill_price=maker.price,
+             oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
+             bankruptcy_quote=bankruptcy, fill_quote=-quote, fillable_price=self.limit,
+             fillable_price_exact=str(self.fillable), insurance_delta=insurance,
+             insurance_fund=state.insurance_funds[pool], pool=pool,
+             maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id, fee=maker_fee))
         # the per-market count that staged rollouts' max_liquidations gate reads (core.rollout)
         state.liquidation_counts[market.ticker] = state.liquidation_counts.get(market.ticker, 0) + 1
         state.touch(("liquidations", market.ticker))
@@ -552,10 +552,9 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
 
     lots = _largest(abs(size), allowed)
     if lots == 0:  # with the inputs of the one-lot check that failed
-        events.append({"type": "backstop_refused", "market": ticker, "owner": sub.owner, "number": sub.number,
-                       "size": size, "pool": pool, "inventory": inventory, "insurance_fund": fund,
-                       "fund_equity": equity, "fund_delta": terms(1)[2], "oracle_price": market.oracle_price,
-                       "reason": reason})
+        emit(events, ev.BackstopRefused, market=ticker, owner=sub.owner, number=sub.number, size=size, pool=pool,
+             inventory=inventory, insurance_fund=fund, fund_equity=equity,
+             fund_delta=terms(1)[2], oracle_price=market.oracle_price, reason=reason)
         return 0
     backstop = backstop_of(state, pool)
     delta = sign * lots
@@ -569,12 +568,12 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
     market.open_interest += oi_delta
     for key in (sub.key, backstop.key, market.key, ("global",)):
         state.touch(key)
-    events.append({"type": "backstop_takeover", "market": ticker, "owner": sub.owner, "number": sub.number,
-                   "size": -delta, "bankruptcy_quote": quote, "oracle_price": market.oracle_price,
-                   "fund_delta": fund_delta, "pool": pool, "inventory": inventory - delta,
-                   "received": fill - fund_delta, "oracle_value": fill, "net_collateral": net_collateral,
-                   "maintenance": maintenance, "insurance_fund": state.insurance_funds[pool],
-                   "fund_equity": equity + fund_delta, "reason": reason})
+    emit(events, ev.BackstopTakeover, market=ticker, owner=sub.owner, number=sub.number, size=-delta,
+         bankruptcy_quote=quote, oracle_price=market.oracle_price, fund_delta=fund_delta,
+         pool=pool, inventory=inventory - delta, received=fill - fund_delta,
+         oracle_value=fill, net_collateral=net_collateral, maintenance=maintenance,
+         insurance_fund=state.insurance_funds[pool], fund_equity=equity + fund_delta,
+         reason=reason)
     return lots
 
 
@@ -630,16 +629,14 @@ class _UnwindFills:
         if not ok:
             drop_order(state, maker_sub, maker, market.ticker, "maker_margin", self.events)
             return REMOVE_MAKER
-        fill = apply_fill(state, market, backstop, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee,
-                          0, oi_delta, events=self.events)
-        fill["backstop"] = True
+        apply_fill(state, market, backstop, None, self.side, maker, maker_sub, lots, delta, quote, maker_fee,
+                   0, oi_delta, events=self.events, backstop=True)
         position = backstop.positions.get(market.ticker)
-        self.events.append({"type": "backstop_unwind", "market": market.ticker, "size": -delta,
-                            "price": maker.price, "pool": market.pool,
-                            "inventory": position.size if position is not None else 0, "quote": -quote,
-                            "limit_price": self.limit, "oracle_price": market.oracle_price,
-                            "maker": {"owner": maker.owner, "number": maker.number, "order_id": maker.order_id,
-                                      "fee": maker_fee}})
+        emit(self.events, ev.BackstopUnwind,
+             market=market.ticker, size=-delta, price=maker.price, pool=market.pool,
+             inventory=position.size if position is not None else 0, quote=-quote, limit_price=self.limit,
+             oracle_price=market.oracle_price,
+             maker=ev.FillParty(owner=maker.owner, number=maker.number, order_id=maker.order_id, fee=maker_fee))
         return lots
 
 
@@ -656,8 +653,7 @@ def _sweep_backstop(state: State, pool: str, backstop: Subaccount, events: Event
     state.insurance_funds[pool] += amount
     state.touch(backstop.key)
     state.touch(("global",))
-    events.append({"type": "backstop_pnl", "pool": pool, "amount": amount,
-                   "insurance_fund": state.insurance_funds[pool]})
+    emit(events, ev.BackstopPnl, pool=pool, amount=amount, insurance_fund=state.insurance_funds[pool])
 
 
 # --------------------------------------------------------------------------------------- deleveraging
@@ -678,8 +674,8 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
         # a winning position of an account that lost elsewhere: its counterparties must not pay for
         # that loss; the losing positions carry the whole deficit (``deficit_quote``), this one
         # waits for the book or the backstop (or closes at the oracle price in final settlement)
-        events.append({"type": "deleveraging_deferred", "market": ticker, "owner": sub.owner, "number": sub.number,
-                       "reason": "profitable_position"})
+        emit(events, ev.DeleveragingDeferred, market=ticker, owner=sub.owner, number=sub.number,
+             reason="profitable_position")
         return
     for score, counterparty in ranks.ranked(market, side):
         current = sub.positions.get(ticker)
@@ -707,8 +703,8 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
 
         lots = _largest(min(abs(position.size), abs(other.size)), allowed)
         if lots == 0:
-            events.append({"type": "deleveraging_skipped", "market": ticker, "owner": counterparty.owner,
-                           "number": counterparty.number, "reason": "counterparty_margin"})
+            emit(events, ev.DeleveragingSkipped, market=ticker, owner=counterparty.owner, number=counterparty.number,
+                 reason="counterparty_margin")
             continue
         delta = sign * lots
         quote, bankruptcy, net_collateral, maintenance = terms(lots)
@@ -719,13 +715,13 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                           price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
         ranks.changed(counterparty)
-        events.append({"type": "deleveraging", "market": ticker, "owner": sub.owner, "number": sub.number,
-                       "size": -delta, "bankruptcy_quote": bankruptcy, "quote": quote,
-                       "oracle_price": market.oracle_price, "net_collateral": net_collateral,
-                       "maintenance": maintenance, "counterparty_loss": quote - oracle_value,
-                       "counterparty": {"owner": counterparty.owner, "number": counterparty.number,
-                                        "score": None if score is None else str(score), "unrealized_pnl": profit,
-                                        "cost_closed": closed}})
+        emit(events, ev.Deleveraging,
+             market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=bankruptcy, quote=quote,
+             oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
+             counterparty_loss=quote - oracle_value,
+             counterparty=ev.AdlCounterparty(owner=counterparty.owner, number=counterparty.number,
+                                             score=None if score is None else str(score), unrealized_pnl=profit,
+                                             cost_closed=closed))
     if ticker in sub.positions:
         socialise(state, sub, market, events, ranks)
     if not sub.positions and sub.balance < 0:
@@ -870,21 +866,20 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events,
         payments[i] += 1
     bad_debt = quote + notional(delta, market.oracle_price, size_decimals=market.size_decimals,
                                 price_decimals=market.price_decimals)  # what it receives beyond the oracle value
-    shares_out = []
+    shares_out: list[ev.DebtShare] = []
     for (counterparty, lots), payment in zip(takers, payments):
         lot_delta = lots if delta > 0 else -lots
         _close_pair(state, market, sub, counterparty, lot_delta, payment, events)
         if ranks is not None:
             ranks.changed(counterparty)
-        shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": lots,
-                           "payment": payment})
+        shares_out.append(ev.DebtShare(owner=counterparty.owner, number=counterparty.number, size=lots,
+                                       payment=payment))
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + bad_debt
     state.touch(("global",))
-    events.append({"type": "bad_debt", "market": ticker, "owner": sub.owner, "number": sub.number,
-                   "size": -delta, "bankruptcy_quote": quote, "oracle_price": market.oracle_price,
-                   "net_collateral": net_collateral, "maintenance": maintenance, "amount": bad_debt,
-                   "pool": pool, "shares": shares_out})
+    emit(events, ev.BadDebt, market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=quote,
+         oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
+         amount=bad_debt, pool=pool, shares=tuple(shares_out))
 
 
 def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, events: Events,
@@ -898,7 +893,7 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
     opposing = _opposing(state, market, side)
     sizes = [abs(c.positions[market.ticker].size) for c in opposing]
     total = sum(sizes)
-    shares_out = []
+    shares_out: list[ev.DebtShare] = []
     if total:
         payments = [deficit * size // total for size in sizes]
         for i in range(deficit - sum(payments)):
@@ -909,8 +904,8 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
             state.touch(counterparty.key)
             if ranks is not None:
                 ranks.changed(counterparty)
-            shares_out.append({"owner": counterparty.owner, "number": counterparty.number, "size": 0,
-                               "payment": payment})
+            shares_out.append(ev.DebtShare(owner=counterparty.owner, number=counterparty.number, size=0,
+                                           payment=payment))
     else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
         paid = min(deficit, max(state.insurance_funds[market.pool], 0))
         state.insurance_funds[market.pool] -= paid
@@ -920,9 +915,9 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + deficit
     state.touch(sub.key)
     state.touch(("global",))
-    events.append({"type": "bad_debt", "market": market.ticker, "owner": sub.owner, "number": sub.number,
-                   "size": 0, "bankruptcy_quote": 0, "oracle_price": market.oracle_price, "net_collateral": -deficit,
-                   "maintenance": 0, "amount": deficit, "pool": pool, "shares": shares_out})
+    emit(events, ev.BadDebt, market=market.ticker, owner=sub.owner, number=sub.number, size=0, bankruptcy_quote=0,
+         oracle_price=market.oracle_price, net_collateral=-deficit, maintenance=0, amount=deficit,
+         pool=pool, shares=tuple(shares_out))
 
 
 def _close_pair(state: State, market: Market, sub: Subaccount, counterparty: Subaccount, delta: int,
@@ -963,16 +958,15 @@ def settle_final_markets(state: State, events: Events) -> None:
             price, start_ms, end_ms = twap.settlement_twap(state, market)
             market.settlement_price = price
             state.touch(market.key)
-            events.append({"type": "settlement_price", "market": market.ticker, "price": price,
-                           "window_start_ms": start_ms, "window_end_ms": end_ms, "spot": market.oracle_price,
-                           "window_ms": state.liquidation.settlement_twap_window_ms})
+            emit(events, ev.SettlementPrice, market=market.ticker, price=price, window_start_ms=start_ms,
+                 window_end_ms=end_ms, spot=market.oracle_price,
+                 window_ms=state.liquidation.settlement_twap_window_ms)
         if market.stale:
             continue
         ticker = market.ticker
         if market.oracle_price != market.settlement_price:
-            events.append({"type": "oracle_price", "market": ticker, "price": market.settlement_price,
-                           "previous": market.oracle_price, "median": market.settlement_price, "sources": 0,
-                           "clamped": False, "settlement": True})
+            emit(events, ev.OraclePrice, market=ticker, price=market.settlement_price, previous=market.oracle_price,
+                 median=market.settlement_price, sources=0, clamped=False, settlement=True)
             market.oracle_price = market.settlement_price
         for order in list(market.book.orders()):
             remove_order(state, market, order.order_id, MarketStatus.FINAL_SETTLEMENT, events)
@@ -993,8 +987,8 @@ def settle_final_markets(state: State, events: Events) -> None:
             received = exact.numerator // exact.denominator  # floor: a long receives less, a short pays more
             residue -= received
             sub.balance += received
-            events.append({"type": "final_settlement", "market": ticker, "owner": sub.owner, "number": sub.number,
-                           "size": position.size, "oracle_price": market.oracle_price, "amount": received})
+            emit(events, ev.FinalSettlement, market=ticker, owner=sub.owner, number=sub.number, size=position.size,
+                 oracle_price=market.oracle_price, amount=received)
             change_position(state, sub, market, -position.size, market.oracle_price)
             state.touch(sub.key)
         state.insurance_funds[market.pool] += residue
@@ -1002,5 +996,5 @@ def settle_final_markets(state: State, events: Events) -> None:
         market.status = MarketStatus.SETTLED
         state.touch(market.key)
         state.touch(("global",))
-        events.append({"type": "market_settled", "market": ticker, "oracle_price": market.oracle_price,
-                       "rounding_to_insurance": residue})
+        emit(events, ev.MarketSettled, market=ticker, oracle_price=market.oracle_price,
+             rounding_to_insurance=residue)

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.core import events as ev
 from bastion.core.accounts import get_market
 from bastion.core.enums import MarketStatus
 from bastion.core.errors import ProtocolError
+from bastion.core.events import Events, emit
 from bastion.core.funding import median_low
 from bastion.core.messages import OracleUpdate
 from bastion.core.state import State
 from bastion.core.units import PPM, parse_decimal_rounded, ppm_of_down
 
-Events = list[dict[str, Any]]
 
 
 def oracle_update(state: State, sender: str, msg: OracleUpdate, events: Events) -> dict[str, Any]:
@@ -42,8 +43,7 @@ def oracle_update(state: State, sender: str, msg: OracleUpdate, events: Events) 
     for market, ticks, raw in parsed:
         market.submissions[sender] = (ticks, state.time_ms)
         state.touch(market.key)
-        events.append({"type": "oracle_submission", "market": market.ticker, "operator": sender, "price": ticks,
-                       "raw": raw})
+        emit(events, ev.OracleSubmission, market=market.ticker, operator=sender, price=ticks, raw=raw)
     return {}
 
 
@@ -68,9 +68,9 @@ def update_oracle_prices(state: State, events: Events) -> None:
             kept = [(op, ticks) for op, ticks in fresh if abs(ticks - center) * PPM <= deviation]
             for operator, ticks in fresh:
                 if abs(ticks - center) * PPM > deviation:
-                    events.append({"type": "oracle_source_rejected", "market": market.ticker, "operator": operator,
-                                   "price": ticks, "median": center,
-                                   "max_source_deviation_ppm": params.max_source_deviation_ppm})
+                    emit(events, ev.OracleSourceRejected, market=market.ticker, operator=operator, price=ticks,
+                         median=center,
+                         max_source_deviation_ppm=params.max_source_deviation_ppm)
         # the kept sources must also be a strict majority of the fresh ones: with two fresh sources that
         # disagree by more than the deviation, the lower median would make the lower one the centre and
         # reject the other, so a single wicking source would set the price; no majority, no price
@@ -78,8 +78,8 @@ def update_oracle_prices(state: State, events: Events) -> None:
         if stale != market.stale:
             market.stale = stale
             state.touch(market.key)
-            events.append({"type": "oracle_stale" if stale else "oracle_fresh", "market": market.ticker,
-                           "fresh_sources": len(kept), "min_sources": params.min_sources})
+            emit(events, (ev.OracleStale if stale else ev.OracleFresh), market=market.ticker, fresh_sources=len(kept),
+                  min_sources=params.min_sources)
         if stale:
             continue
         target = median_low([ticks for _, ticks in kept])
@@ -90,6 +90,6 @@ def update_oracle_prices(state: State, events: Events) -> None:
         if price != previous or new_this_block:
             market.oracle_price = price
             state.touch(market.key)
-            events.append({"type": "oracle_price", "market": market.ticker, "price": price, "previous": previous,
-                           "median": target, "sources": len(kept), "clamped": price != target})
+            emit(events, ev.OraclePrice, market=market.ticker, price=price, previous=previous, median=target,
+                 sources=len(kept), clamped=price != target)
 

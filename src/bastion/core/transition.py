@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core import (
-    accounts, conditional, council, governance, guardian, liquidation, nonces, oracle, orders, rollout, twap, votes,
+    accounts, conditional, council, events as ev, governance, guardian, liquidation, nonces, oracle, orders, rollout,
+    twap, votes,
 )
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
+from bastion.core.events import Events, emit
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
@@ -39,7 +41,6 @@ from bastion.core.messages import (
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
-Events = list[dict[str, Any]]
 
 # handler(state, sender, message, events) -> result fields; each takes the message type it is keyed by
 Handler = Callable[[State, str, Any, Events], dict[str, Any]]
@@ -141,9 +142,9 @@ def update_funding(state: State, events: Events) -> None:
                                         size_decimals=market.size_decimals, price_decimals=market.price_decimals,
                                         elapsed_s=elapsed_s)
             market.funding_index += delta
-            events.append({"type": "funding_tick", "market": market.ticker, "rate_8h_ppm": rate,
-                           "samples": len(market.minute_samples), "oracle_price": market.oracle_price,
-                           "elapsed_s": elapsed_s, "index_delta": delta, "funding_index": market.funding_index})
+            emit(events, ev.FundingTick, market=market.ticker, rate_8h_ppm=rate, samples=len(market.minute_samples),
+                 oracle_price=market.oracle_price, elapsed_s=elapsed_s, index_delta=delta,
+                 funding_index=market.funding_index)
             market.minute_samples = []
             market.last_funding_hour = hour
         if not market.stale:
