@@ -13,13 +13,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from bastion.core import council, votes
+from bastion.core import votes
 from bastion.core.governance import compute_quorum_votes, format_governance_params
+from bastion.core.governance import council_rules as council
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.messages import decode_message, normalize_address
-from bastion.core.rollout import PARAMS
+from bastion.core.governance.rollout import PARAMS
 from bastion.core.state import Position, Rollout, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
 from bastion.core.transition import apply_block, check_invariants

@@ -12,7 +12,8 @@ from dataclasses import asdict
 from typing import Any
 
 from bastion.api.risk import compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
-from bastion.core import council, transparency, votes
+from bastion.core import transparency, votes
+from bastion.core.governance import council_rules as council
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import ACTION_NAMES

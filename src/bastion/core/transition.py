@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core import (
-    accounts, conditional, council, governance, guardian, liquidation, nonces, oracle, orders, rollout, twap, votes,
+    accounts, conditional, governance, guardian, liquidation, nonces, oracle, orders, twap, votes,
 )
+from bastion.core.governance import council, rollout
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, median_low, premium_ppm

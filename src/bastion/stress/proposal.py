@@ -42,7 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bastion.core import classify, governance, rollout
+from bastion.core import governance
+from bastion.core.governance import classify, rollout
 from bastion.core.hashing import commit_state_hash
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.messages import StartRollout, canonical_action, decode_action
@@ -105,12 +106,13 @@ def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[A
                    if isinstance(a, StartRollout)}
     events: list[dict] = []
     applied = []
-    for name, old, new, risk in changes:
-        if rollout.is_planned_change(name):
-            name = name.removeprefix(rollout.PLANNED_PREFIX)
-            new = rollout.compute_step_value(old, new, 1, first_steps[name])
-        governance.change_param(after, name, old, new, source, events)
-        applied.append((name, old, new, risk))
+    for change in changes:
+        if isinstance(change, governance.PlannedRollout):   # its first step
+            name = str(change.path)
+            change = governance.Change(change.path, change.start, rollout.compute_step_value(
+                change.start, change.target, 1, first_steps[name]), change.risk)
+        governance.apply_effect(after, change, source, events)
+        applied.append((change.name, change.old_record, change.new_record, change.risk))
     after.params_epoch += 1
     after.touch(("global",))
     riskier = {name for name, _, _, risk in applied if risk in (governance.RISK_INCREASING, governance.CRITICAL)}
