@@ -16,7 +16,8 @@ import json
 
 import pytest
 
-from bastion.core import council, governance, transparency
+from bastion.core import governance, transparency
+from bastion.core.governance import council_rules as council
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action

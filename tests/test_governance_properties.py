@@ -68,7 +68,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from bastion.core import classify, governance, transparency, votes
+from bastion.core import governance, transparency, votes
+from bastion.core.governance import classify
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
