@@ -220,7 +220,7 @@ def ratio_text(value: Any) -> str:
 
 
 def describe_stress_gate(state: State, proposal: Proposal) -> dict[str, Any]:
-    """The council's stress gate on a proposal, read with ``bastion.core.council``: whether it
+    """The council's stress gate on a proposal, read with ``bastion.core.governance.council``: whether it
     ``applies`` (risk_increasing, critical), every member's latest attestation (``valid``: a fresh
     pass since queueing by a current member, ``council.is_attestation_valid``), the valid passes per
     report hash, the best hash (most passes, the smaller hash on a tie) against the threshold, and

@@ -75,7 +75,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
-    # the default listing path (bastion.core.actions): a listed market's tier and OI cap stay within these
+    # the default listing path (bastion.core.governance.actions): a listed market's tier and OI cap stay within these
     "listing": {"min_initial_margin": "0.05", "max_open_interest": "1000000"},
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),

@@ -95,7 +95,7 @@ def parse_int(value: Any, path: str, *, minimum: int | None = None, maximum: int
 def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets: dict[str, Market],
                  oracle_defaults: OracleParams, operators: list[str] | tuple[str, ...], time_ms: int) -> Market:
     """One market of the genesis form (``genesis.markets[i]``; also a ``list_market`` action's
-    listing, ``bastion.core.actions``): syntax, grids, tier, fees, oracle overrides. The ticker must
+    listing, ``bastion.core.governance.actions``): syntax, grids, tier, fees, oracle overrides. The ticker must
     be new to ``markets``; every operator counts as having submitted the initial price at
     ``time_ms``. Errors are ``invalid_genesis`` naming the field path."""
     market_defaults = MARKET_DEFAULTS

@@ -7,7 +7,7 @@ typed actions / action documents) and returns a new committed state:
 
 1. **The actions.** ``classify.classify_proposal`` validates them against the state (the
    same function as submission and execution; a ``ProtocolError`` propagates), then every change is
-   applied with ``governance.change_param`` (operations such as ``insurance_transfer`` move the
+   applied with ``governance.apply_effect`` (operations such as ``insurance_transfer`` move the
    money), on a snapshot copy: the input state is never modified. A ``start_rollout`` is evaluated
    at its **first step**: the parameter is set to ``rollout.compute_step_value(start, target, 1,
    steps)``, the value the market will have until the next step's health gates hold. (The next steps

@@ -35,7 +35,7 @@ Decisions (docs/protocol.md, "Listing, oracle operators, liquidation parameters,
   existed (even settled) cannot be listed again.
 * **Operators**: any change of the set (more, fewer or replaced operators) is at least risk
   increasing, and critical when the new operators could set a market's median
-  (``bastion.core.classify``): who sets prices is never a low-tier change. The submissions of removed operators are dropped at once,
+  (``bastion.core.governance.classify``): who sets prices is never a low-tier change. The submissions of removed operators are dropped at once,
   so they stop counting toward any market's price.
 * **Upgrade to cross**: the market leaves its own pool; its insurance fund (and a withdrawal pause
   of its pool) merge into the cross pool's. Subaccounts isolated to it stay isolated (they still
@@ -253,7 +253,7 @@ def compute_oracle_operators_changes(state: State, action: SetOracleOperators) -
         raise ProtocolError("duplicate_oracle_operator", "an operator is listed twice", field="operators")
     old = list(state.oracle_operators)
     # any change of who sets prices is at least risk increasing; one that could hand a market's median
-    # to the newcomers is critical (bastion.core.classify, rule oracle_median_capture)
+    # to the newcomers is critical (bastion.core.governance.classify, rule oracle_median_capture)
     risk = NEUTRAL if set(new) == set(old) else RISK_INCREASING
     return [Change(ParamPath(ParamGroup.ORACLE_OPERATORS), old, sorted(new), risk)]
 

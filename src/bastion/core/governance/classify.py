@@ -1,14 +1,14 @@
 """Risk classification of a proposal by its effect on the exchange (issue 16).
 
 ``classify_proposal(state, actions, exclude=...)`` returns ``(changes, risk_class)``. The changes
-are validated against the current state (``governance.compute_proposal_changes``, unchanged: what
+are validated against the current state (``dispatch.compute_proposal_changes``, unchanged: what
 executes is what the current state accepts). The class, however, is computed on the **pending
 state**: a copy of the governed part of the state with every other *pending* proposal (status
 ``succeeded`` or ``queued``, in submission order) applied, so that two proposals that are each
 harmless alone are judged by what they do together. A pending proposal whose actions no longer
 validate on the pending state is left out of it (it could not execute either).
 
-The class is the strictest (``governance.strictest``: "no change" counts only when nothing
+The class is the strictest (``changes.strictest``: "no change" counts only when nothing
 changes) of, on the current state and again on the pending state,
 
 * the **field classes** of the proposal's changes (each parameter against its value there:

@@ -67,7 +67,7 @@ allowed; a current value of 0 allows no relative change). The member's approval 
 parameter: a newer one, for any value, replaces it) is stored and announced
 (``steward_change_approved{param, value, member, approvals, threshold}``). When k current members
 hold approvals of that same value, none older than ``attestation_max_age_s``, the change applies in
-that message through ``governance.change_param`` (source ``council``, ref the approvers joined by
+that message through ``changes.change_param`` (source ``council``, ref the approvers joined by
 commas), the parameter's cooldown starts at this block time, every pending approval of the
 parameter is dropped, and ``steward_change_applied{param, value, old, approvers}`` follows the
 ``param_changed``. Result ``{approvals, applied}``. Values in events are the parameter's integers.

@@ -10,14 +10,16 @@ to an action later appear only when set, ``messages.canonical_action``) and ``he
 submission block. The same content submitted twice in one block by the same
 proposer is ``duplicate_proposal``.
 
-Actions are typed data (``bastion.core.messages``). ``compute_action_changes(state, action)``
-validates one against the current state and returns its parameter changes ``(name, old, new,
-risk_class)``; it is THE validation, run at submission and again at execution. Execution is
-atomic: every action is validated against the state first, then all changes are applied (a
-``start_rollout``'s planned change starts a rollout instead, ``bastion.core.rollout``).
+Actions are typed data (``bastion.core.messages``). ``dispatch.compute_action_changes(state,
+action)`` validates one against the current state and returns its effects (``changes.Change``
+and the operations, each with its risk class); it is THE validation, run at submission and again
+at execution. Execution is atomic: every action is validated against the state first, then all
+effects are applied (``dispatch.apply_effect``; a ``start_rollout``'s planned change starts a
+rollout instead, ``bastion.core.governance.rollout``). Statuses are ``ProposalStatus`` (stored as
+their plain strings) and move only along ``TRANSITIONS``.
 
 Risk classes are computed by the protocol, never declared, by the proposal's effect on the
-exchange with every other pending proposal applied (``bastion.core.classify``: the field classes
+exchange with every other pending proposal applied (``bastion.core.governance.classify``: the field classes
 below plus the effect rules of its ``RULES`` table, docs/protocol.md): each change is ``risk_reducing``, ``neutral`` (no change) or ``risk_increasing``
 (lower margins or fees, higher caps, a more active status, a lower liquidation fee, ...), any
 governance change is ``critical``; a proposal takes the strictest class of its changes (``neutral``
@@ -44,7 +46,7 @@ falls), else ``yes / (yes + no + veto) > approval_threshold`` succeeds, else def
 comes back when the vote ends without a veto, or on cancellation, except that a proposer cancelling
 after voting started forfeits it. The proposer threshold (at submission, and again at queue and
 execution), one live proposal per proposer, the burned fee, who may cancel and the outcome-flip
-extension are ``bastion.core.proposal_guards``. A vote that first reaches the
+extension are ``bastion.core.governance.proposal_guards``. A vote that first reaches the
 quorum within the last ``late_quorum_extension_blocks`` of the period moves the deadline to
 ``height + extension``, once. Execution is allowed while ``queued + timelock <= block time <=
 queued + timelock + execution_window`` (ms of block time); after it ``execute`` is

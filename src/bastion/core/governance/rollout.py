@@ -62,12 +62,12 @@ health gates hold), and waiting rather than halting keeps the guardian restrict-
 a voted rollout by the length of its bounded pauses, never cancel it (a mistaken 10-minute pause
 must not end a rollout that governance approved).
 
-Every value change goes through ``governance.change_param`` with ``ParamSource("rollout", id)``;
+Every value change goes through ``changes.change_param`` with ``ParamSource("rollout", id)``;
 ``params_epoch`` is bumped once per block in which a rollout changed something.
 
 **Superseded**: a change of the same parameter from any other source (a proposal's
 ``set_market_params``, a council steward change) halts the active rollout of it
-(``superseded``, no revert; ``halt_superseded_rollouts``, called by ``change_param``), even a
+(``superseded``, no revert; ``halt_superseded_rollouts``, called by ``dispatch.apply_effect`` and ``council.steward_change``), even a
 change to the value it already has: governance freezes a rollout where it stands by setting the
 parameter to its current value (a ``neutral`` change).
 
