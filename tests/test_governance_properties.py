@@ -78,7 +78,7 @@ from bastion.core.transition import apply_tx, check_invariants
 from bastion.core.units import parse_decimal
 from builders import (
     ALICE, BOB, BTC, CAROL, DAVE, ETH, ORACLE, STRANGER, Chain, account, address, decimal_text, genesis, market,
-    subaccount,
+    change_rows, subaccount,
 )
 from test_properties import pick
 
@@ -562,9 +562,10 @@ class GovernanceMachine(RuleBasedStateMachine):
                 assert record.gate_passes(now) >= COUNCIL_THRESHOLD, record.attestations
                 self.coverage[f"executed_through_gate:{record.risk_class}"] += 1
             changed = [(e["name"], e["old"], e["value"]) for e in events if e["type"] == "param_changed"]
-            assert changed == [(name, old, new) for name, old, new, _ in changes if old != new]
+            rows = change_rows(changes)
+            assert changed == [(name, old, new) for name, old, new, _ in rows if old != new]
             assert all(e["proposal_id"] == proposal_id for e in events if e["type"] == "param_changed")
-            final = {name: new for name, _, new, _ in changes}
+            final = {name: new for name, _, new, _ in rows}
             assert {name: read_param(self.state, name) for name in final} == final
             return
         if was_queued:

@@ -2,8 +2,9 @@
 
 **Who.** ``state.guardian`` is an address with an expiry (ms of block time), or none. Genesis may
 name one (top-level ``"guardian": {"address", "expires"}``); afterwards only governance changes it,
-with the ``critical`` action ``set_guardian{address | null, expires}`` (``governance.actions.compute_set_guardian_changes``,
-applied by ``governance.changes.change_param`` as ``guardian.address`` and ``guardian.expires_ms``).
+with the ``critical`` action ``set_guardian{address | null, expires}``
+(``governance.actions.compute_set_guardian_changes``, applied by ``governance.changes.change_param`` as
+``guardian.address`` and ``guardian.expires_ms``).
 Renewing is a new expiry. A guardian message is refused with ``not_guardian`` when the sender is not
 the guardian (or there is none) and ``guardian_expired`` from the block whose time reaches
 ``expires`` on: the power lapses by itself unless governance renews it.

@@ -75,7 +75,8 @@ def parse_oracle_params(obj: dict, base: OracleParams | None, path: str) -> Orac
     move = pick("max_move_per_block", lambda v, p: wrap_error(p, parse_ppm, v, field=p))
     if base is None:
         base = OracleParams(d["min_sources"], d["max_staleness_s"] * MS_PER_S,
-                            parse_ppm(d["max_source_deviation"], field="d"), parse_ppm(d["max_move_per_block"], field="d"))
+                            parse_ppm(d["max_source_deviation"], field="d"),
+                            parse_ppm(d["max_move_per_block"], field="d"))
     return OracleParams(
         min_sources if min_sources is not None else base.min_sources,
         staleness if staleness is not None else base.max_staleness_ms,
@@ -104,26 +105,33 @@ def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets:
                     "status", "oracle"}, path)
     ticker = get_field(m, "ticker", path, str)
     if not TICKER.fullmatch(ticker):
-        raise genesis_error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
+        raise genesis_error(f"{path}.ticker",
+                            "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
     if ticker in markets:
         raise genesis_error(f"{path}.ticker", f"duplicate market {ticker}")
-    size_decimals = parse_int(get_field(m, "size_decimals", path, int), f"{path}.size_decimals", minimum=-12, maximum=18)
-    price_decimals = parse_int(get_field(m, "price_decimals", path, int), f"{path}.price_decimals", minimum=-12, maximum=18)
-    tier_id = parse_int(get_field(m, "liquidity_tier", path, int, market_defaults["liquidity_tier"]), f"{path}.liquidity_tier")
+    size_decimals = parse_int(get_field(m, "size_decimals", path, int), f"{path}.size_decimals",
+                              minimum=-12, maximum=18)
+    price_decimals = parse_int(get_field(m, "price_decimals", path, int), f"{path}.price_decimals",
+                               minimum=-12, maximum=18)
+    tier_id = parse_int(get_field(m, "liquidity_tier", path, int, market_defaults["liquidity_tier"]),
+                        f"{path}.liquidity_tier")
     if tier_id not in tiers:
         raise genesis_error(f"{path}.liquidity_tier", f"no liquidity tier {tier_id}")
     min_size = m.get("min_order_size")
     min_lots = 1 if min_size is None else wrap_error(f"{path}.min_order_size", parse_decimal, min_size, size_decimals,
                                                field="min_order_size")
     max_size = m.get("max_order_size")
-    max_order_lots = MAX_ORDER_LOTS if max_size is None else wrap_error(f"{path}.max_order_size", parse_decimal, max_size,
+    max_order_lots = MAX_ORDER_LOTS if max_size is None else wrap_error(f"{path}.max_order_size", parse_decimal,
+                                                                        max_size,
                                                                    size_decimals, field="max_order_size")
     max_oi = m.get("max_open_interest")
     max_oi_lots = UNLIMITED if max_oi is None else wrap_error(f"{path}.max_open_interest", parse_decimal, max_oi,
                                                          size_decimals, field="max_open_interest")
-    maker_fee = wrap_error(f"{path}.maker_fee", parse_ppm, get_field(m, "maker_fee", path, str, market_defaults["maker_fee"]),
+    maker_fee = wrap_error(f"{path}.maker_fee", parse_ppm,
+                           get_field(m, "maker_fee", path, str, market_defaults["maker_fee"]),
                       field="maker_fee", signed=True)
-    taker_fee = wrap_error(f"{path}.taker_fee", parse_ppm, get_field(m, "taker_fee", path, str, market_defaults["taker_fee"]),
+    taker_fee = wrap_error(f"{path}.taker_fee", parse_ppm,
+                           get_field(m, "taker_fee", path, str, market_defaults["taker_fee"]),
                       field="taker_fee", signed=True)
     if taker_fee < 0 or taker_fee + maker_fee < 0:
         raise genesis_error(f"{path}.maker_fee", "a maker rebate may not exceed the taker fee")
@@ -135,7 +143,8 @@ def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets:
     if price <= 0 or min_lots <= 0:
         raise genesis_error(path, "oracle_price and min_order_size must be positive")
     if not min_lots <= max_order_lots <= MAX_ORDER_LOTS:
-        raise genesis_error(f"{path}.max_order_size", f"must be at least min_order_size and at most {MAX_ORDER_LOTS} lots")
+        raise genesis_error(f"{path}.max_order_size",
+                            f"must be at least min_order_size and at most {MAX_ORDER_LOTS} lots")
     oracle_params = parse_oracle_params(m["oracle"], oracle_defaults, f"{path}.oracle") if "oracle" in m else \
         copy.copy(oracle_defaults)
     market = Market(ticker=ticker, size_decimals=size_decimals, price_decimals=price_decimals, tier_id=tier_id,

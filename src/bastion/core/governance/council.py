@@ -80,9 +80,9 @@ from bastion.core.errors import ProtocolError
 from bastion.core.governance import rollout
 from bastion.core.governance.changes import ParamPath, change_param
 from bastion.core.governance.council_rules import (
-    COUNT, PASS, REPORT_FIELDS, REPORT_HASH, RELATIVE, SIGNED_RATIO, VERDICTS, StewardParameter, compute_governed_verdict,
-    count_stress_passes, get_steward_approvers, get_steward_parameter, parse_council, parse_in_unit,
-    parse_steward_bounds, require_member,
+    COUNT, PASS, REPORT_FIELDS, REPORT_HASH, RELATIVE, SIGNED_RATIO, VERDICTS, StewardParameter,
+    compute_governed_verdict, count_stress_passes, get_steward_approvers, get_steward_parameter, parse_council,
+    parse_in_unit, parse_steward_bounds, require_member,
 )
 from bastion.core.governance.dispatch import compute_action_changes
 from bastion.core.governance.proposals import ProposalStatus, get_proposal

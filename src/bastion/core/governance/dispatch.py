@@ -141,7 +141,8 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(compute_order_limits_changes(state, action))
         case SetFeeParams():
             share = parse_ratio(action.insurance_share, "insurance_share")
-            changes.append(Change(ParamPath(ParamGroup.FEES, "", "insurance_share_ppm"), state.fees.insurance_share_ppm, share,
+            changes.append(Change(ParamPath(ParamGroup.FEES, "", "insurance_share_ppm"),
+                                  state.fees.insurance_share_ppm, share,
                             compare_risk(state.fees.insurance_share_ppm, share, riskier_when_higher=False)))
         case SetLiquidationParams():
             changes.extend(actions.compute_numeric_changes(ParamGroup.LIQUIDATION, "", state.liquidation, action,
@@ -197,13 +198,16 @@ def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[C
         after = OrderLimitParams(new.open_order_tiers, NO_CAP, 0)
         classes = [compare_risk(open_order_limit(before, e)[0], open_order_limit(after, e)[0], riskier_when_higher=True)
                    for e in points]
-        changes.append(Change(ParamPath(ParamGroup.ORDER_LIMITS, "", "open_order_tiers"), [list(step) for step in old.open_order_tiers],
+        changes.append(Change(ParamPath(ParamGroup.ORDER_LIMITS, "", "open_order_tiers"),
+                              [list(step) for step in old.open_order_tiers],
                         new.open_order_tiers, strictest(classes)))
     if action.max_open_orders is not None:
-        changes.append(Change(ParamPath(ParamGroup.ORDER_LIMITS, "", "max_open_orders"), old.max_open_orders, new.max_open_orders,
+        changes.append(Change(ParamPath(ParamGroup.ORDER_LIMITS, "", "max_open_orders"), old.max_open_orders,
+                              new.max_open_orders,
                         compare_risk(old.max_open_orders, new.max_open_orders, riskier_when_higher=True)))
     if action.min_order_notional is not None:
-        changes.append(Change(ParamPath(ParamGroup.ORDER_LIMITS, "", "min_order_notional_usdc"), old.min_order_notional_usdc,
+        changes.append(Change(ParamPath(ParamGroup.ORDER_LIMITS, "", "min_order_notional_usdc"),
+                              old.min_order_notional_usdc,
                         new.min_order_notional_usdc,
                         compare_risk(old.min_order_notional_usdc, new.min_order_notional_usdc,
                                      riskier_when_higher=False)))

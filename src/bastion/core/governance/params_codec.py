@@ -41,7 +41,8 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
         result.late_quorum_extension_blocks = parse_count(obj["late_quorum_extension_blocks"],
                                                      f"{path}.late_quorum_extension_blocks", minimum=0)
     if "max_swing_extensions" in obj:
-        result.max_swing_extensions = parse_count(obj["max_swing_extensions"], f"{path}.max_swing_extensions", minimum=0)
+        result.max_swing_extensions = parse_count(obj["max_swing_extensions"], f"{path}.max_swing_extensions",
+                                                  minimum=0)
         if result.max_swing_extensions > MAX_SWING_EXTENSIONS:
             raise ProtocolError("invalid_field", f"{path}.max_swing_extensions must be at most {MAX_SWING_EXTENSIONS}",
                                 field=f"{path}.max_swing_extensions")
@@ -69,7 +70,8 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
         result.guardian_max_pause_ms = parse_count(obj["guardian_max_pause_s"], f"{path}.guardian_max_pause_s",
                                               minimum=1) * MS_PER_S
     if "guardian_unpause_grace_s" in obj:
-        result.guardian_unpause_grace_ms = parse_count(obj["guardian_unpause_grace_s"], f"{path}.guardian_unpause_grace_s",
+        result.guardian_unpause_grace_ms = parse_count(obj["guardian_unpause_grace_s"],
+                                                       f"{path}.guardian_unpause_grace_s",
                                                   minimum=0) * MS_PER_S
     guardian.check_grace_within_max_pause(result.guardian_max_pause_ms, result.guardian_unpause_grace_ms, path)
     tiers = obj.get("tiers", {})

@@ -150,7 +150,7 @@ def get_votes_cast(proposal: Proposal) -> int:
     return proposal.yes + proposal.no + proposal.abstain + proposal.veto
 
 
-def compute_outcome(state: State, proposal: Proposal) -> str:
+def compute_outcome(state: State, proposal: Proposal) -> ProposalStatus:
     """defeated (no quorum, or approval not above the threshold), vetoed, or succeeded."""
     if proposal_guards.get_quorum_count(proposal) < compute_quorum_votes(state, proposal):
         return DEFEATED

@@ -67,8 +67,8 @@ Every value change goes through ``changes.change_param`` with ``ParamSource("rol
 
 **Superseded**: a change of the same parameter from any other source (a proposal's
 ``set_market_params``, a council steward change) halts the active rollout of it
-(``superseded``, no revert; ``halt_superseded_rollouts``, called by ``dispatch.apply_effect`` and ``council.steward_change``), even a
-change to the value it already has: governance freezes a rollout where it stands by setting the
+(``superseded``, no revert; ``halt_superseded_rollouts``, called by ``dispatch.apply_effect`` and
+``council.steward_change``), even a change to the value it already has: governance freezes a rollout where it stands by setting the
 parameter to its current value (a ``neutral`` change).
 
 **Counters**: ``state.liquidation_counts[ticker]`` counts ``liquidation`` events (one per
