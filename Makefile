@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# `make run` installs only what the demo needs (the package and its dependencies: RUN_STAMP);
+# `make test` adds the test and bench extras (STAMP).
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 
 # The optional compiled core (mypyc) lives in its own venv and build directory, never in src/.
 COMPILED_VENV  := .venv-compiled
@@ -11,16 +14,22 @@ COMPILED_STAMP := $(COMPILED_VENV)/.installed
 COMPILED_DIR   := build/compiled
 OPS            ?= 1000000
 
-.PHONY: run test test-fast bench bench-compare bench-compiled test-compiled clean
+.PHONY: run test test-fast gates bench bench-compare bench-compiled test-compiled clean
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 # The live demo: node + API + web UI on http://127.0.0.1:8000, bots, data in .bastion-demo/ (Ctrl-C stops).
-run: $(STAMP)
+# It installs only the package and its runtime dependencies; the test extras (Playwright, Ray,
+# schemathesis, psycopg) come with `make test`.
+run: $(RUN_STAMP)
 	$(VENV)/bin/bastion demo
 
 test: $(STAMP)
@@ -28,6 +37,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The gates alone (also part of `make test`): ruff, mypy, the error catalogue, docstrings, import layers.
+gates: $(STAMP)
+	$(PY) -m pytest -q tests/test_gates.py tests/test_architecture.py
 
 $(COMPILED_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(COMPILED_VENV)

@@ -2,7 +2,8 @@
 (not part of the repository; ``make bench-compare`` runs it when present, see benchmarks/README.md).
 
 It drives the book the way the exchange does for a limit GTC order: build the ``Order``, match
-it against the other side (``on_fill=None``), rest what is left. Run it through the harness (``HARNESS``: its directory):
+it against the other side (``on_fill=None``), rest what is left. Run it through the harness (``HARNESS``: its
+directory):
 
     ENGINES="noop bastion_bench:Adapter orderly_chaos" PY=/tmp/benchvenv/bin/python \\
       PYTHONPATH=/work/main/src:/work/main/benchmarks REPEAT=3 $HARNESS/compare.sh

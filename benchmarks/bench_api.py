@@ -239,7 +239,8 @@ def main() -> None:
                           "committed_per_s": int(accepted / (committed_at - t0)),
                           "seconds_to_accept": round(accepted_at - t0, 2),
                           "seconds_to_commit": round(committed_at - t0, 2),
-                          "block_time_ms": args.block_time, "indexer": args.index, "verify_threads": args.verify_threads,
+                          "block_time_ms": args.block_time, "indexer": args.index,
+                          "verify_threads": args.verify_threads,
                           "presign_s": round(sign_seconds, 1),
                           "load_before": load_before, "load_after": load()}), flush=True)
 

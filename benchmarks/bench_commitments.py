@@ -30,11 +30,11 @@ from pathlib import Path
 sys.path.insert(0, os.environ.get("BASTION_PATH") or str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bastion.core.hashing as hashing  # noqa: E402
-import bastion.core.transition as transition  # noqa: E402
-from bench_state_machine import block_nonces, generate, make_genesis  # noqa: E402
+import bastion.core.hashing as hashing
+import bastion.core.transition as transition
+from bench_state_machine import block_nonces, generate, make_genesis
 
-from bastion.core.genesis import build_state  # noqa: E402
+from bastion.core.genesis import build_state
 
 
 def record(ops: int) -> list[list[tuple[tuple, bytes | None]]]:
@@ -50,7 +50,7 @@ def record(ops: int) -> list[list[tuple[tuple, bytes | None]]]:
     blocks = generate(ops, 1_000, 1_000)
     state = build_state(make_genesis(1_000))
     stream.clear()  # genesis
-    for height, (txs, nonces) in enumerate(zip(blocks, block_nonces(blocks)), start=1):
+    for txs, nonces in zip(blocks, block_nonces(blocks)):
         transition.apply_block(state, state.time_ms + 250, txs, nonces)
     transition.commit_state_hash = original
     return stream

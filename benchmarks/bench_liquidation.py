@@ -52,10 +52,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bastion.core import liquidation, margin, oracle  # noqa: E402
-from bastion.core.genesis import build_state  # noqa: E402
-from bastion.core.messages import OracleUpdate, PlaceOrder  # noqa: E402
-from bastion.core.transition import apply_block, apply_tx, begin_block, check_invariants, end_block  # noqa: E402
+from bastion.core import liquidation, margin, oracle
+from bastion.core.genesis import build_state
+from bastion.core.messages import OracleUpdate, PlaceOrder
+from bastion.core.transition import apply_block, apply_tx, begin_block, check_invariants, end_block
 
 OPERATOR = "0x" + "0a1".rjust(40, "0")
 MARKETS = [f"M{i:02d}-USD" for i in range(20)]
@@ -172,8 +172,10 @@ def main() -> None:
     parser.add_argument("--subaccounts", type=int, default=100_000)
     parser.add_argument("--backstop", action="store_true", help="bankrupt accounts, no bids: the backstop takes over")
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--check", action="store_true", help="check invariants and that every failing account was fixed")
-    parser.add_argument("--mass-bankruptcy", action="store_true", help="bankrupt longs beyond the backstop's limits: ADL")
+    parser.add_argument("--check", action="store_true",
+                        help="check invariants and that every failing account was fixed")
+    parser.add_argument("--mass-bankruptcy", action="store_true",
+                        help="bankrupt longs beyond the backstop's limits: ADL")
     parser.add_argument("--bankrupt", type=int, default=1_000)
     parser.add_argument("--holders", type=int, default=10_000)
     parser.add_argument("--holders-entry", type=int, default=100, help="the shorts' entry price (70: socialisation)")
@@ -220,7 +222,8 @@ def main() -> None:
     liquidated = {(e["owner"], e["number"]) for e in events if e["type"] in ("liquidation", "backstop_takeover")}
     report = {
         "subaccounts": args.subaccounts, "positions": 5 * args.subaccounts, "set_to_fail": failing,
-        "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "candidates_valued": candidates, "liquidated": len(liquidated),
+        "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "candidates_valued": candidates,
+        "liquidated": len(liquidated),
         "liquidation_fills": sum(e["type"] == "liquidation" for e in events),
         "backstop_takeovers": sum(e["type"] == "backstop_takeover" for e in events),
         "deleveragings": sum(e["type"] == "deleveraging" for e in events),

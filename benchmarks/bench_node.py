@@ -41,12 +41,12 @@ from pathlib import Path
 sys.path.insert(0, os.environ.get("BASTION_PATH") or str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_state_machine import generate, make_genesis  # noqa: E402
+from bench_state_machine import generate, make_genesis
 
-import bastion.core.orders  # noqa: E402
-from bastion.core.messages import MESSAGE_TYPES  # noqa: E402
-from bastion.node.node import Node, tune_garbage_collector  # noqa: E402
-from bastion.node.replay import verify_log  # noqa: E402
+import bastion.core.orders
+from bastion.core.messages import MESSAGE_TYPES
+from bastion.node.node import Node, tune_garbage_collector
+from bastion.node.replay import verify_log
 
 TYPE_NAMES = {cls: name for name, cls in MESSAGE_TYPES.items()}
 
@@ -102,7 +102,8 @@ def main() -> None:
     snap_started = time.perf_counter()
     node.write_snapshot()
     one_snapshot = time.perf_counter() - snap_started
-    print(json.dumps({"phase": "commit", "messages": messages, "blocks": head.height, "seconds": round(commit_seconds, 2),
+    print(json.dumps({"phase": "commit", "messages": messages, "blocks": head.height,
+                      "seconds": round(commit_seconds, 2),
                       "messages_per_s": int(messages / commit_seconds), "submit_s": round(submit_seconds, 2),
                       "produce_s": round(commit_seconds - submit_seconds, 2), "snapshot_every": args.snapshot_every,
                       "indexer": args.index, "index_caught_up_after_s": round(index_lag, 2),
@@ -127,7 +128,8 @@ def main() -> None:
     recovered = Node(data)
     seconds = time.perf_counter() - started
     assert recovered.state.state_hash == head.state_hash
-    print(json.dumps({"phase": "recovery", "log_messages": messages, "snapshot_height": recovered.recovery.snapshot_height,
+    print(json.dumps({"phase": "recovery", "log_messages": messages,
+                      "snapshot_height": recovered.recovery.snapshot_height,
                       "replayed_blocks": recovered.recovery.replayed_blocks,
                       "replayed_messages": recovered.recovery.replayed_txs, "seconds": round(seconds, 2),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}), flush=True)

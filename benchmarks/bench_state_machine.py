@@ -4,8 +4,8 @@
     python benchmarks/bench_state_machine.py [--ops 1000000] [--block 1000] [--accounts 1000] [--profile]
     BASTION_PATH=build/compiled python benchmarks/bench_state_machine.py   # the mypyc build (build_compiled.py)
 
-Workload: the shape of the external order-book comparison harness's workload (fixed seed; ~70% passive limit orders near the mid, ~20%
-cancels of live orders, ~10% crossing limit orders whose remainder rests), spread over three markets
+Workload: the shape of the external order-book comparison harness's workload (fixed seed; ~70% passive limit orders
+near the mid, ~20% cancels of live orders, ~10% crossing limit orders whose remainder rests), spread over three markets
 (BTC, ETH, SOL) and ``--accounts`` funded accounts, in blocks of ``--block`` messages, each block
 also carrying one oracle update per market at that market's current mid. The stream is generated
 before timing (a plain price-time book tracks which orders are live); messages are typed (decoding
@@ -33,11 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, os.environ.get("BASTION_PATH") or str(Path(__file__).resolve().parents[1] / "src"))
 
-import bastion.core.orders  # noqa: E402
-from bastion.core.book import BUY, SELL, Book, Order  # noqa: E402
-from bastion.core.genesis import build_state  # noqa: E402
-from bastion.core.messages import CancelOrder, OracleUpdate, PlaceOrder  # noqa: E402
-from bastion.core.transition import apply_block, check_invariants  # noqa: E402
+import bastion.core.orders
+from bastion.core.book import BUY, SELL, Book, Order
+from bastion.core.genesis import build_state
+from bastion.core.messages import CancelOrder, OracleUpdate, PlaceOrder
+from bastion.core.transition import apply_block, check_invariants
 
 MARKETS = (("BTC-USD", 100_000), ("ETH-USD", 4_000), ("SOL-USD", 200))  # ticker, start mid in ticks (price_decimals 0)
 OPERATOR = "0x" + "0a1".rjust(40, "0")
@@ -94,7 +94,8 @@ def generate(n_ops: int, n_accounts: int, block_size: int, seed: int = 42) -> li
         side = BUY if rng.random() < 0.5 else SELL
         oid, next_id = next_id, next_id + 1
         if u < 0.90:
-            price = mid - 1 - min(int(rng.expovariate(0.1)), 199) if side == BUY else mid + 1 + min(int(rng.expovariate(0.1)), 199)
+            price = (mid - 1 - min(int(rng.expovariate(0.1)), 199) if side == BUY
+                     else mid + 1 + min(int(rng.expovariate(0.1)), 199))
             if side == BUY and ask is not None:
                 price = min(price, ask - 1)
             if side == SELL and bid is not None:

@@ -67,8 +67,9 @@ class Load(threading.Thread):
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.http, self.stop, self.nonce = httpx.Client(base_url=url, timeout=10), threading.Event(), 0
-        self.http.post("/v1/tx/batch", json={"txs": [self.order(TRADERS[i % 4], "buy", 49_900 - i) for i in range(300)]
-                                             + [self.order(TRADERS[4 + i % 4], "sell", 50_100 + i) for i in range(300)]})
+        self.http.post("/v1/tx/batch", json={
+            "txs": [self.order(TRADERS[i % 4], "buy", 49_900 - i) for i in range(300)]
+            + [self.order(TRADERS[4 + i % 4], "sell", 50_100 + i) for i in range(300)]})
 
     def order(self, trader: str, side: str, price: int) -> dict:
         self.nonce += 1
@@ -207,7 +208,8 @@ async def main_async(args: argparse.Namespace) -> None:
         await asyncio.sleep(1)
         before = counts[0]
         figures = await asyncio.to_thread(measure, work / 'node', node.pid, args.seconds)
-        print(json.dumps({"phase": "subscribers", "subscribers": counts[2], "all_connected_after_s": round(connect_s, 1),
+        print(json.dumps({"phase": "subscribers", "subscribers": counts[2],
+                          "all_connected_after_s": round(connect_s, 1),
                           **figures,
                           "messages_per_s": round((counts[0] - before) / args.seconds),
                           "subscribers_dropped": counts[1]}), flush=True)
@@ -220,7 +222,8 @@ async def main_async(args: argparse.Namespace) -> None:
         figures = await asyncio.to_thread(measure, work / 'node', node.pid, args.seconds)
         print(json.dumps({"phase": "attack", "subscribers": args.subscribers, **figures,
                           "messages_per_s": round((counts[0] - before) / args.seconds),
-                          "subscribers_dropped": counts[1], "never_reading_dropped": sum(dropped(s) for s in silent), "never_reading": len(silent)}),
+                          "subscribers_dropped": counts[1],
+                          "never_reading_dropped": sum(dropped(s) for s in silent), "never_reading": len(silent)}),
               flush=True)
         for sock in [*silent, amplifier, *idle]:
             sock.close()

@@ -18,7 +18,8 @@ With ``--compiled DIR`` (a build of ``build_compiled.py``) only the state machin
 pure-Python core, then on the compiled one from DIR, and the exit status is non-zero unless both
 runs end in the same state hash.
 
-The side-by-side comparison with PyPI order books is `make bench-compare` (an external harness, see benchmarks/README.md).
+The side-by-side comparison with PyPI order books is `make bench-compare` (an external harness, see
+benchmarks/README.md).
 Record new figures in docs/benchmarks.md with the command, date and machine.
 """
 from __future__ import annotations

@@ -125,6 +125,7 @@ def test_a_deleveraging_values_only_the_holders_it_touches(monkeypatch: pytest.M
     # (up to 30 times, as when each ADL re-ranked every holder)
     drop = blocks[1]
     assert len(deleveraged(drop)) == 30
-    shorts = [key for key in state.subaccounts if key not in set(deleveraged(drop)) and not liquidation.is_backstop(key[0])]
+    shorts = [key for key in state.subaccounts
+              if key not in set(deleveraged(drop)) and not liquidation.is_backstop(key[0])]
     assert len(shorts) == 300
     assert max(valued[key] for key in shorts) <= 6

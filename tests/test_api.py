@@ -94,7 +94,7 @@ def test_the_fast_recovery_agrees_with_eth_account_on_good_and_damaged_signature
     rng = random.Random(7)
     n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
     checked = 0
-    for i in range(40):
+    for _ in range(40):
         key = "0x" + rng.randbytes(32).hex()
         msg = {"type": rng.choice(["place_order", "withdraw", 5, None]), "note": rng.choice(["", "é€", "a\"b"]),
                "n": rng.randrange(10**6)}
@@ -315,7 +315,8 @@ def test_markets_and_book_show_params_tier_oracle_and_depth(api) -> None:
     book = api.get(f"/v1/markets/{BTC}/book?depth=1").json()
     markets = api.get("/v1/markets").json()
 
-    assert (btc["tier"]["name"], btc["tier"]["initial_margin"], btc["oracle"]["price"]) == ("large-cap", "0.02", "50000")
+    assert (btc["tier"]["name"], btc["tier"]["initial_margin"], btc["oracle"]["price"]) == (
+        "large-cap", "0.02", "50000")
     assert (btc["taker_fee"], btc["open_interest"], btc["best_bid"], btc["height"]) == ("0.0005", "0", "49000", 1)
     assert book == {"height": 1, "market": BTC, "bids": [["49000", "0.3"]], "asks": []}
     assert [m["ticker"] for m in markets["markets"]] == ["BTC-USD", "ETH-USD", "PEPE-USD"]
@@ -380,7 +381,8 @@ def test_history_reads_say_when_the_node_keeps_no_read_models(api) -> None:
 def test_bad_query_parameters_are_400_with_a_code(api) -> None:
     response = api.get(f"/v1/markets/{BTC}/book?depth=0")
 
-    assert (response.status_code, response.json()["code"], response.json()["field"]) == (400, "invalid_request", "depth")
+    assert (response.status_code, response.json()["code"], response.json()["field"]) == (
+        400, "invalid_request", "depth")
 
 
 @pytest.mark.parametrize("path", [  # found by schemathesis (test_api_schema.py): once a 500 (SQLite overflow)
@@ -434,7 +436,8 @@ def test_preview_flags_an_order_that_would_dominate_the_maintenance_requirement(
     reducing = preview_order(state, owner=ALICE, subaccount=0, market=BTC, side="sell", size="0.5", price="50000")
 
     # ETH short 3: MMR ceil(ceil(9,000 x 0.1) x 0.5) = 450 of 1,050 (42.8%): not dominant, but volatile
-    assert (big["isolation"]["market_maintenance_share"], big["isolation"]["reasons"]) == ("0.428571", ["volatile_tier"])
+    assert (big["isolation"]["market_maintenance_share"], big["isolation"]["reasons"]) == (
+        "0.428571", ["volatile_tier"])
     assert reducing["isolation"] == {**reducing["isolation"], "suggested": False, "reasons": []}
     assert reducing["after"]["maintenance_margin"] == "300"
 
@@ -546,7 +549,7 @@ def test_websocket_pushes_blocks_book_trades_and_account_on_commit(api) -> None:
     assert (pushed["account"]["equity"], pushed["account"]["positions"][0]["liquidation_price"]) == ("9975", "40511.1")
 
 
-# ------------------------------------------------------------------------------------ governance: council, guardian, rollouts
+# ------------------------------------------------------------------------ governance: council, guardian, rollouts
 GUARD = "0x" + "9a" * 20
 OTHER_REPORT = "cd" * 32
 ROLL_BTC_CAP = {"type": "start_rollout", "market": BTC, "param": "max_open_interest", "target": "120", "steps": 2,
@@ -561,7 +564,8 @@ def gov_api(tmp_path: Path):
     from test_council import LOWER_ETH_MARGIN, council_genesis
 
     clock = Clock()
-    node = Node(tmp_path / "g", {**council_genesis(), "guardian": {"address": GUARD, "expires": "2026-02-01T00:00:00Z"}},
+    node = Node(tmp_path / "g",
+                {**council_genesis(), "guardian": {"address": GUARD, "expires": "2026-02-01T00:00:00Z"}},
                 clock_ms=clock)
     client = TestClient(create_app(node, ApiConfig(clock_ms=clock)))
     client.node, client.clock, client.nonce = node, clock, 0
@@ -662,7 +666,8 @@ def test_guardian_rollouts_and_council_reads_and_the_governance_channel(gov_api)
                          "pauses_used": [], "expired": False, "max_pause_s": 259_200, "unpause_grace_s": 600}
     assert before[1] == {"height": 0, "rollouts": []}
     assert (before[2]["members"], before[2]["threshold"], before[2]["attestations"]) == (list(COUNCIL), 2, [])
-    assert before[2]["steward_bounds"][f"markets.{BTC}.taker_fee_ppm"] == {"max_change_abs": "0.0001", "cooldown_s": 3_600}
+    assert before[2]["steward_bounds"][f"markets.{BTC}.taker_fee_ppm"] == {"max_change_abs": "0.0001",
+                                                                          "cooldown_s": 3_600}
 
     assert (paused["height"], [e["type"] for e in paused["events"]]) == (
         6, ["guardian_paused", "stress_attested", "stress_attested"])

@@ -165,7 +165,8 @@ def test_a_refused_isolated_order_leaves_the_transfer_reported_and_a_retry_reuse
     assert isolated["positions"] == []
     # the retry finds subaccount 1 isolated to ETH and idle: it tops it up to the proposed amount (less the 1
     # it holds; the amount depends on ETH's open interest, so on the tests before) and places the order
-    assert (proposed["target_subaccount"], proposed["transfer_amount"]) == (1, str(int(proposed["proposed_amount"]) - 1))
+    assert (proposed["target_subaccount"], proposed["transfer_amount"]) == (
+        1, str(int(proposed["proposed_amount"]) - 1))
     assert (retried["placed"], retried["subaccount"], retried["transfer_amount"]) == (
         True, 1, proposed["transfer_amount"])
     assert [step["msg"]["type"] for step in retried["steps"]] == ["transfer", "place_order"]

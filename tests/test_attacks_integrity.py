@@ -24,12 +24,12 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from bastion.core.genesis import build_state
-from bastion.core.hashing import _DUMPS, compute_state_hash_full, iter_leaf_keys, leaf_encoding, serialize_leaf
+from bastion.core.hashing import compute_state_hash_full, iter_leaf_keys, leaf_encoding, serialize_leaf
 from bastion.core.messages import decode_message
 from bastion.core.snapshot import state_from_document, state_to_document
 from bastion.core.errors import ProtocolError
 from bastion.core.transition import apply_block
-from bastion.node.blocklog import BlockLog, LogCorrupted, LogRolledBack, Tx, header_hash
+from bastion.node.blocklog import BlockLog, LogCorrupted, LogRolledBack, Tx
 from bastion.node.node import Node
 from bastion.node.replay import ReplayDivergence, verify_log
 
@@ -276,8 +276,8 @@ def test_a_snapshot_forged_to_keep_the_additive_sum_is_told_apart_and_refused(tm
     recovered = start(tmp_path / "n", snapshot_every=0)
     assert recovered.recovery.snapshot_height == 0 and recovered.recovery.replayed_blocks == 1
     assert recovered.recovery.skipped_snapshots == [
-        "000000000001.json: snapshot does not reproduce its state hash "
-        f"{honest['state_hash']} (got {forged_state.state_hash})"]
+        ("000000000001.json: snapshot does not reproduce its state hash "
+         f"{honest['state_hash']} (got {forged_state.state_hash})")]
     assert recovered.state.state_hash == honest_state.state_hash
     assert all(owner not in {o for o, _ in recovered.state.subaccounts} for (_, owner, _), _ in forged_leaves)
     recovered.close()

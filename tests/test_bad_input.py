@@ -20,7 +20,8 @@ from bastion.core.transition import apply_block
 from bastion.scenario import ScenarioError, run_scenario
 from builders import (
     ALICE, BOB, BRIDGE, BTC, CAROL, ETH, ORACLE, PEPE, STRANGER, Chain, cancel_all, cancel_order, default_accounts,
-    cancel_proposal, council_attest, register_stress_report, delegate, deposit, execute, genesis, market, oracle_update, place_order, queue,
+    cancel_proposal, council_attest, register_stress_report, delegate, deposit, execute, genesis, market, oracle_update,
+    place_order, queue,
     set_leverage, set_margin_mode, steward_change, submit_proposal, subaccount, transfer, transfer_bgov, tx, vote,
     withdraw, without,
 )
@@ -402,7 +403,8 @@ GOVERNANCE_CASES = [
      "invalid_steward_bound"),
 ]
 
-GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600, "late_quorum_extension_blocks": 0,
+GOVERNANCE = {"proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600,
+              "late_quorum_extension_blocks": 0,
               "max_live_proposals": 4,        # QUEUED, SUCCEEDED, ACTIVE and PENDING are ALICE's: a fifth is refused
               "tiers": {name: {"voting_period_blocks": 2} for name in ("risk_reducing", "neutral")}}
 

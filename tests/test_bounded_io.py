@@ -123,8 +123,8 @@ def test_websocket_caps_refuse_with_close_codes(node: Node) -> None:
             third.send_json({"op": "subscribe", "channel": "blocks"})
             with pytest.raises(WebSocketDisconnect) as refused:
                 third.receive_json()  # the close, not a reply
-        assert (refused.value.code, refused.value.reason) == (1008, "too many connections from this address "
-                                                                    "(at most 2)")
+        assert (refused.value.code, refused.value.reason) == (1008, ("too many connections from this address "
+                                                                     "(at most 2)"))
         first.send_json({"op": "subscribe", "channel": "governance"})
         assert first.receive_json()["type"] == "subscribed"
         first.send_json({"op": "subscribe", "channel": "trades", "market": BTC})

@@ -24,9 +24,9 @@ from bastion.core.messages import decode_action
 from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
 from bastion.core.state import Attestation, ParamHistoryEntry, ParamSource, StewardBound
 from bastion.core.hashing import compute_state_hash_full
-from bastion.core.snapshot import state_from_document, state_to_document
 from builders import (
-    ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, register_stress_report, registered_report, default_accounts, execute, genesis, market, queue,
+    ALICE, BOB, BTC, COUNCIL, ETH, REPORT, Chain, council_attest, register_stress_report, registered_report,
+    default_accounts, execute, genesis, market, queue,
     steward_change, submit_proposal, vote,
 )
 from test_governance import ok

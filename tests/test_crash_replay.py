@@ -12,8 +12,8 @@ sides of every market each block (0.1% to 8% from the last oracle price, 25k to 
 level) after cancelling their previous quotes. A 500,000 USDC cross insurance fund.
 
 After every block: collateral conserved to the micro-USDC and long OI = short OI
-(``check_invariants``), books uncrossed, no insurance fund negative, and every account still liquidatable was worked on in
-that block: it was liquidated up to its block limits, deleveraged, or the book held nothing within
+(``check_invariants``), books uncrossed, no insurance fund negative, and every account still liquidatable was worked on
+in that block: it was liquidated up to its block limits, deleveraged, or the book held nothing within
 its fillable price (an hourly funding tick, which comes after the liquidation step, can make an
 account liquidatable: the next block's scan covers it, and this check waits for it). The run prints
 liquidations, fund balance, deleveraging and bad debt.

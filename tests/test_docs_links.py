@@ -104,8 +104,8 @@ def test_the_checks_catch_what_they_are_for(tmp_path: Path) -> None:
         "../shared/DESIGN.md: outside the repository",
         "https://example.org/spec: README.md links outside the repository",
     ]
-    assert shared_mentions(readme) == ["line 2: [missing](docs/nothing.md) [bad anchor](docs/real.md#3-accounts) "
-                                       "[out](../shared/DESIGN.md)", "line 7: The spec is in ../shared/DESIGN.md."]
+    assert shared_mentions(readme) == [("line 2: [missing](docs/nothing.md) [bad anchor](docs/real.md#3-accounts) "
+                                        "[out](../shared/DESIGN.md)"), "line 7: The spec is in ../shared/DESIGN.md."]
 
 
 def test_worked_example_of_the_scenario_format_gives_the_numbers_the_page_shows() -> None:

@@ -33,7 +33,8 @@ from builders import change_rows
 BGOV = votes.BGOV
 DAY_S = 86_400
 GOVERNANCE = {
-    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3600,
+    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0",
+    "execution_window_s": 3600,
     "veto_threshold": "1/3", "late_quorum_extension_blocks": 3,
     "max_live_proposals": 3,            # several proposals of one proposer at once (the default is 1)
     "tiers": {
@@ -270,7 +271,8 @@ CLASSIFICATION = [
     ({"type": "set_market_params", "market": BTC, "min_order_size": "0.001"}, "risk_reducing"),  # larger minimum
     ({"type": "set_market_params", "market": BTC, "status": "paused"}, "risk_reducing"),      # pause
     ({"type": "set_market_params", "market": BTC, "status": "active"}, "neutral"),            # already active
-    ({"type": "set_market_params", "market": BTC, "taker_fee": "0.001", "maker_fee": "0"}, "risk_increasing"),  # strictest
+    # strictest
+    ({"type": "set_market_params", "market": BTC, "taker_fee": "0.001", "maker_fee": "0"}, "risk_increasing"),
     # set_liquidity_tier (tier 1: IMF 5%, maintenance 0.6, caps 40M / 100M)
     ({"type": "set_liquidity_tier", "tier": 1, "initial_margin": "0.04"}, "risk_increasing"),
     ({"type": "set_liquidity_tier", "tier": 1, "maintenance_fraction": "0.7"}, "risk_reducing"),
@@ -314,7 +316,8 @@ def test_a_proposal_takes_the_strictest_class_of_its_actions():
 @pytest.mark.parametrize("tiers, field", [
     ({"critical": {"quorum": "0.19"}}, "params.tiers.critical.quorum_ppm"),              # below risk_increasing's 20%
     ({"neutral": {"timelock_s": 3600}}, "params.tiers.neutral.timelock_ms"),             # shorter than risk_reducing's
-    ({"risk_reducing": {"voting_period_blocks": 6}}, "params.tiers.neutral.voting_period_blocks"),  # lower tier stricter
+    # lower tier stricter
+    ({"risk_reducing": {"voting_period_blocks": 6}}, "params.tiers.neutral.voting_period_blocks"),
 ])
 def test_governance_params_where_a_higher_tier_is_laxer_are_refused(tiers, field):
     state = build_state(gov_genesis())
@@ -330,7 +333,8 @@ def test_the_late_quorum_extension_is_bounded_by_the_shortest_voting_period():
     at_bound = decode_action({"type": "set_governance_params", "params": {"late_quorum_extension_blocks": shortest}}, 0)
     assert ("governance.late_quorum_extension_blocks", state.governance.late_quorum_extension_blocks, shortest,
             "critical") in change_rows(governance.compute_action_changes(state, at_bound))
-    above = decode_action({"type": "set_governance_params", "params": {"late_quorum_extension_blocks": shortest + 1}}, 0)
+    above = decode_action({"type": "set_governance_params",
+                           "params": {"late_quorum_extension_blocks": shortest + 1}}, 0)
     with pytest.raises(ProtocolError) as error:
         governance.compute_action_changes(state, above)
     assert (error.value.code, error.value.fields["field"]) == ("invalid_field", "params.late_quorum_extension_blocks")

@@ -52,6 +52,11 @@ times, its own copy of the rules, its own per-block model of votes and supplies)
    exceed its genesis holdings plus the BGOV lent to it and not yet returned. The model follows the
    issue 16 rules: yes-only quorum for the risky classes, the fee and the cancel burn in the supply,
    the proposer re-check at queue, execution and cancel, ``max_live_proposals``.
+6. **No settlement uses a price moved inside the execution block**: the attacker moves the oracle as
+   far as one update may, executes a queued proposal and moves it again, all in one block. Every
+   ``settlement_price`` must equal the test's own time-weighted average of the prices set by the
+   blocks before the settling one, over the governed window ending at its start (docs/protocol.md,
+   "Final settlement"), so neither move can reach it; the run counts settlements after such moves.
 
 The run is deterministic (``derandomize``, no example database) and counts what it reached
 (executions per class, expiries, cancels, vetoes, late-quorum extensions, rejections by code); the
@@ -61,6 +66,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,13 +74,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from bastion.core import governance, transparency, votes
+from bastion.core import transparency, votes
 from bastion.core.governance import classify
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
 from bastion.core.params import RISK_CLASSES
 from bastion.core.transition import apply_tx, check_invariants
+from bastion.core.twap import TWAP_SAMPLE_MS
 from bastion.core.units import parse_decimal
 from builders import (
     ALICE, BOB, BTC, CAROL, DAVE, ETH, ORACLE, STRANGER, Chain, account, address, decimal_text, genesis, market,
@@ -192,6 +199,7 @@ STEP_WEIGHTS = {  # the first is what Hypothesis shrinks toward
     "end_block": 6, "submit_proposal": 3, "submit_conflicting_pair": 3, "vote": 16, "queue": 5, "execute": 8,
     "cancel_proposal": 2, "council_attest": 4,
     "attacker_flash_loan": 1, "attacker_split": 1, "attacker_votes_at_the_bell": 1, "attacker_races_execution": 1,
+    "attacker_pumps_the_execution_block": 2,
     "transfer_bgov": 3, "delegate": 3, "oracle_update": 3, "end_block_after_minutes": 2, "end_block_and_jump": 6,
 }
 STEPS = tuple(step for step, weight in STEP_WEIGHTS.items() for _ in range(weight))
@@ -316,6 +324,12 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.delegated_at: dict[int, int] = {}
         self.supply_at: dict[int, int] = {}
         self._record_block_model()
+        # the test's own oracle history: per market, (block time, price that block's end set), the
+        # price holding from that time until the next block's (genesis: the genesis prices)
+        self.price_history: dict[str, list[tuple[int, int]]] = {
+            ticker: [(self.state.time_ms, entry.oracle_price)] for ticker, entry in self.state.markets.items()}
+        self.oracle_moved_in_block = False
+        self.settlements: dict[str, int] = {}   # market -> settlement price the test computed
 
     @rule(step=st.sampled_from(STEPS), data=st.data())
     def step(self, step: str, data) -> None:
@@ -341,7 +355,8 @@ class GovernanceMachine(RuleBasedStateMachine):
             self._follow_status_events(events)
         else:
             assert events == [], f"a rejection emitted events: {events}"
-            assert compute_state_hash_full(self.state) == self.full_hash, f"rejected {msg} ({result['code']}) changed state"
+            assert compute_state_hash_full(self.state) == self.full_hash, \
+                f"rejected {msg} ({result['code']}) changed state"
             self.coverage[f"rejected:{result['code']}"] += 1
         return result, events
 
@@ -353,10 +368,12 @@ class GovernanceMachine(RuleBasedStateMachine):
     def _close_block(self, advance_ms: int) -> None:
         self._open_block()
         already = len(self.chain.events)
+        block_ms = self.state.time_ms
         state_hash = self.chain.end_block(advance_ms=advance_ms)
         self.full_hash = None
         assert state_hash == self.state.state_hash == compute_state_hash_full(self.state)
         self._follow_status_events(self.chain.events[already:])
+        self._check_settlements(self.chain.events[already:], block_ms)
         self._record_block_model()
         for proposal_id, record in self.records.items():
             if record.status == "queued":  # nothing stays queued past its window
@@ -370,6 +387,33 @@ class GovernanceMachine(RuleBasedStateMachine):
         self.votes_at[height] = dict(delegated)
         self.delegated_at[height] = sum(delegated.values())
         self.supply_at[height] = self.genesis_supply - self.burned
+
+    def _check_settlements(self, events: list[dict], block_ms: int) -> None:
+        """Property 6: a delisted market settles at the time-weighted average of the oracle prices
+        set by the blocks *before* the one that settles it, over the governed window ending at that
+        block's start (the test's own integral of ``price_history``), so no price moved inside the
+        execution block, before or after the ``execute``, reaches a settlement. Then this block's
+        closing prices enter the history."""
+        window = self.state.liquidation.settlement_twap_window_ms
+        for event in events:
+            if event["type"] != "settlement_price":
+                continue
+            ticker = event["market"]
+            history = self.price_history[ticker]
+            start = max(history[0][0], (block_ms - window) // TWAP_SAMPLE_MS * TWAP_SAMPLE_MS)
+            assert block_ms > start, (block_ms, start)
+            area = 0
+            for (t0, price), (t1, _) in zip(history, history[1:] + [(block_ms, 0)]):
+                area += price * max(0, min(t1, block_ms) - max(t0, start))
+            expected = max(1, round(Fraction(area, block_ms - start)))
+            assert event["price"] == expected == self.state.markets[ticker].settlement_price, (event, expected)
+            assert ticker not in self.settlements, f"{ticker} settled twice"
+            self.settlements[ticker] = expected
+            self.coverage["settled"] += 1
+            self.coverage["settled_after_in_block_move"] += self.oracle_moved_in_block
+        for ticker, entry in self.state.markets.items():
+            self.price_history[ticker].append((block_ms, entry.oracle_price))
+        self.oracle_moved_in_block = False
 
     def _follow_status_events(self, events: list[dict]) -> None:
         """Every ``proposal_status`` transition, checked against the lifecycle, the timelock and the
@@ -717,6 +761,20 @@ class GovernanceMachine(RuleBasedStateMachine):
             prices[ticker] = decimal_text(ticks, entry.price_decimals)
         result, _ = self._submit(ORACLE, {"type": "oracle_update", "prices": prices})
         assert result["ok"], result
+        self.oracle_moved_in_block = True
+
+    def attacker_pumps_the_execution_block(self, data) -> None:
+        """Move the oracle as far as one update may, execute a queued proposal (a delisting settles
+        at this block's end), and move it again, all in one block: property 6 checks that neither
+        move reaches the settlement price."""
+        queued = [pid for pid, r in self.records.items() if r.status == "queued"]
+        if not queued:
+            return
+        self._open_block()
+        self.oracle_update(data)
+        self.execute(data)   # the usual checks; mostly a queued proposal
+        self.oracle_update(data)
+        self.coverage["attacker_pump"] += 1
 
     def end_block(self, data) -> None:
         self._close_block(data.draw(st.sampled_from((1_000, 0, 2_000, 5_000)), label="advance ms"))
@@ -806,9 +864,11 @@ COVERAGE_MINIMUMS = {
     "rejected:proposer_above_threshold": 100, "execute_refused_queued:timelock_not_elapsed": 90,
     "execute_refused_queued:proposal_expired": 4,
     "execute_refused_revalidation": 0,   # seldom reached since issue 16; governance_ref_oz_revalidated_* covers it
-    "ok:council_attest": 50, "rejected:not_council_member": 30, "executed_through_gate:risk_increasing": 0,   # seldom now (yes-only quorum); golden governance_council_*
+    "ok:council_attest": 50, "rejected:not_council_member": 30,
+    "executed_through_gate:risk_increasing": 0,   # seldom now (yes-only quorum); golden governance_council_*
     "attacker_flash_loan": 60, "attacker_vote_at_the_bell": 10, "attacker_race": 10,
     "execute_refused_queued:stress_attestation_missing": 20,
+    "settled": 4, "settled_after_in_block_move": 3,   # property 6 (12 and 8 in the seeded run)
 }
 
 
@@ -816,6 +876,7 @@ def test_random_governance_sequences_keep_every_property():
     started = time.monotonic()
     coverage = run_machine(GOVERNANCE_SETTINGS)
 
-    print(f"\n{coverage['steps']} steps in {time.monotonic() - started:.1f} s; coverage: {dict(sorted(coverage.items()))}")
+    print(f"\n{coverage['steps']} steps in {time.monotonic() - started:.1f} s; "
+          f"coverage: {dict(sorted(coverage.items()))}")
     assert coverage["steps"] >= MIN_STEPS
     assert {key: coverage[key] for key in COVERAGE_MINIMUMS if coverage[key] < COVERAGE_MINIMUMS[key]} == {}

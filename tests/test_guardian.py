@@ -14,7 +14,9 @@ from builders import (
     execute, genesis, oracle_update, place_order, queue, submit_proposal, subaccount, transfer, vote, withdraw,
 )
 from builders import change_rows
-from test_governance import DAY_S, RAISE_INSURANCE_SHARE, empty_blocks, gov_genesis, ok, pass_and_queue, propose, rejected
+from test_governance import (
+    DAY_S, RAISE_INSURANCE_SHARE, empty_blocks, gov_genesis, ok, pass_and_queue, propose, rejected,
+)
 
 from bastion.core import governance, guardian
 from bastion.core.errors import ProtocolError

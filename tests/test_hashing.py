@@ -12,7 +12,6 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def _final_state_of(name):
     from bastion.core.genesis import build_state
     from bastion.core.messages import decode_message, normalize_address
-    from bastion.core.timefmt import parse_iso_ms
     from bastion.core.transition import apply_block
 
     doc = json.loads((EXAMPLES / name).read_text())
@@ -53,13 +52,14 @@ def test_conditional_orders_are_hashed_leaves_through_placement_trigger_cancel_a
     chain = Chain()
     stop = dict(order_type="stop_limit", trigger_price="51000")
     results = [chain.submit(ALICE, place_order(client_id=1, **stop)),
-               chain.submit(ALICE, place_order(client_id=2, time_in_force="gtt", good_til="2026-01-01T00:00:03Z", **stop)),
+               chain.submit(ALICE, place_order(client_id=2, time_in_force="gtt", good_til="2026-01-01T00:00:03Z",
+                                               **stop)),
                chain.submit(BOB, place_order(client_id=1, side="sell", price="49000", order_type="take_profit_limit",
                                              trigger_price="52000"))]
     assert [r["status"] for r in results] == ["untriggered"] * 3
     hashes = [_end_block_checked(chain)]
-    assert {key[0] for key in iter_leaf_keys(chain.state)} == {"global", "market", "twap", "sub", "conditional", "governance",
-                                                                 "council", "listing", "order_limits"}
+    assert {key[0] for key in iter_leaf_keys(chain.state)} == {"global", "market", "twap", "sub", "conditional",
+                                                                 "governance", "council", "listing", "order_limits"}
     for key in iter_leaf_keys(chain.state):  # the generic encoding serves the conditional leaves
         expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(chain.state, key)).encode()
         assert _leaf_bytes(chain.state, key) == expected, key

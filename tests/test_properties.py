@@ -4,8 +4,8 @@ A ``RuleBasedStateMachine`` drives one chain (``builders.genesis``: BTC-USD, ETH
 open-interest cap and truncating notionals, isolated-only PEPE-USD) with random orders of every
 type, time in force and self-trade mode, cancels, deposits, withdrawals, transfers, leverage and
 margin-mode changes, BGOV transfers and delegations, oracle updates (small, large and huge moves,
-gaps that make markets stale) and block boundaries (0..120 s, jumps to the next funding hour). Messages are applied one by one
-with ``apply_tx`` inside an open block (``begin_block`` ... ``end_block``) so that every message
+gaps that make markets stale) and block boundaries (0..120 s, jumps to the next funding hour). Messages are applied one
+by one with ``apply_tx`` inside an open block (``begin_block`` ... ``end_block``) so that every message
 can be judged on its own:
 
 * after every step: collateral is conserved to the micro-USDC, long OI == short OI == market OI
@@ -27,8 +27,8 @@ can be judged on its own:
 * after every block the incremental state hash equals ``compute_state_hash_full``.
 * oracle crashes (``CrashMachine``: a third or three times the price asked for 2-5 blocks in a row,
   slid by the 2% circuit breaker past the resting orders) send bankrupt accounts down the loss
-  waterfall; after every block (in both machines) ``waterfall_checks.check_waterfall`` holds: no deleveraging or socialisation unless
-  the backstop was asked and was at a limit, every ADL counterparty in profit and realising no loss
+  waterfall; after every block (in both machines) ``waterfall_checks.check_waterfall`` holds: no deleveraging or
+  socialisation unless the backstop was asked and was at a limit, every ADL counterparty in profit and realising no loss
   on the closed lots, no backstop liquidated (conservation and OI hold as above, backstops included).
 * voting power: the sum of all delegatees' votes equals the delegated supply and never exceeds the
   total supply, each delegatee's votes are the balances delegated to it, a transfer moves exactly
@@ -289,7 +289,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.chain.open_block()
         now = self.state.time_ms
         self.blocks.append({"time_ms": now, "txs": [], "results": []})
-        for market in self.state.markets.values():
+        for market in self.state.markets.values():  # noqa: F402 - the strategy is not used here
             for order in market.book.orders():
                 assert order.good_til_ms is None or order.good_til_ms > now, f"expired order still rests: {order!r}"
         for conditional in self.state.conditional_orders.values():
@@ -313,7 +313,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.blocks[-1].update(state_hash=state_hash, events=events)
         if len(self.blocks) == 3:  # a snapshot, as a node would take, to restore from at the end
             self.snapshot = (len(self.blocks), pickle.dumps(state))
-        for market in state.markets.values():
+        for market in state.markets.values():  # noqa: F402 - the strategy is not used here
             tier = state.tiers[market.tier_id]
             open_interest = notional(market.open_interest, market.oracle_price, size_decimals=market.size_decimals,
                                      price_decimals=market.price_decimals)
@@ -363,7 +363,7 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     def _check_oracle_model(self) -> None:
         state = self.state
-        for ticker, market in state.markets.items():
+        for ticker, market in state.markets.items():  # noqa: F402 - the strategy is not used here
             ticks, submitted_ms = self.submissions[ticker]
             stale = state.time_ms - submitted_ms > market.oracle_params.max_staleness_ms
             assert market.stale == stale, f"{ticker}: stale {market.stale}, expected {stale}"
@@ -490,7 +490,8 @@ class ExchangeMachine(RuleBasedStateMachine):
         if reduce_only and position:
             side = "sell" if position > 0 else "buy"
         lots = self._lots(data, ticker) if not (reduce_only and position) else abs(position)
-        trigger = max(1, market.oracle_price * (10_000 + data.draw(st.integers(-300, 300), label="trigger bps")) // 10_000)
+        trigger = max(1, market.oracle_price * (10_000 + data.draw(st.integers(-300, 300), label="trigger bps"))
+                      // 10_000)
         ticks = self._price_ticks(data, ticker, aggressive_side=side if order_type.endswith("_market") else None)
         tifs = ("ioc", "fok") if order_type.endswith("_market") else ("gtc", "gtc", "gtt", "ioc", "fok", "post_only")
         tif = data.draw(st.sampled_from(tifs), label="tif")
@@ -502,7 +503,8 @@ class ExchangeMachine(RuleBasedStateMachine):
                                        label="self_trade")}
         self.next_client_id += 1
         if tif == "gtt":
-            msg["good_til"] = format_iso_ms(self.state.time_ms + data.draw(st.integers(1, 120), label="good_til s") * 1_000)
+            msg["good_til"] = format_iso_ms(self.state.time_ms
+                                            + data.draw(st.integers(1, 120), label="good_til s") * 1_000)
         after_full_fill = self._risk_after_full_fill(owner, number, market, side, lots, ticks)
         _, result, events = self._submit(owner, msg)
         if result["ok"]:
@@ -749,7 +751,8 @@ class ExchangeMachine(RuleBasedStateMachine):
         if mine and data.draw(st.sampled_from((True, True, True, False)), label="an existing order"):
             order_id = data.draw(st.sampled_from(mine), label="order_id")
             if data.draw(st.booleans(), label="by client id"):
-                msg["client_id"] = (self.state.conditional_orders[order_id].terms.client_id if order_id not in sub.orders
+                msg["client_id"] = (self.state.conditional_orders[order_id].terms.client_id
+                                    if order_id not in sub.orders
                                     else self.state.markets[sub.orders[order_id]].book.get(order_id).client_id)
             else:
                 msg["order_id"] = order_id
@@ -979,7 +982,7 @@ class ExchangeMachine(RuleBasedStateMachine):
                 + state.fees_account + state.funding_account)
         assert held == state.total_deposits - state.total_withdrawals + state.seed_insurance
         resting = 0
-        for ticker, market in state.markets.items():
+        for ticker, market in state.markets.items():  # noqa: F402 - the strategy is not used here
             longs = sum(max(position_size(state, key, ticker), 0) for key in state.subaccounts)
             shorts = sum(max(-position_size(state, key, ticker), 0) for key in state.subaccounts)
             assert longs == shorts == market.open_interest <= market.max_open_interest_lots, ticker
@@ -1028,7 +1031,8 @@ CI_COVERAGE = {
     "gtt_expired": 10, "self_trade_cancels": 20, "self_trade_decrements": 10, "maker_margin_cancels": 5,
     "oi_cap_stops": 3, "oi_scaled_imf_blocks": 10, "restricted_fills": 5, "undercollateralized_fills": 10,
     "negative_equity_subaccount_blocks": 10, "liquidation_event:liquidation": 10,
-    "liquidation_event:deleveraging": 10, "liquidation_event:withdrawals_paused": 10, "conditional_triggered": 50, "conditional_failed": 15,
+    "liquidation_event:deleveraging": 10, "liquidation_event:withdrawals_paused": 10, "conditional_triggered": 50,
+    "conditional_failed": 15,
     "conditional_fills": 5, "conditional_placed": 300,  # fills at the trigger itself (7 in the pinned run)
     "ok:withdraw": 20, "ok:transfer": 20, "ok:deposit": 20, "ok:set_leverage": 20, "ok:set_margin_mode": 5,
     "ok:cancel_order": 5, "ok:cancel_all": 5, "rejected:insufficient_margin": 10, "rejected:market_reduce_only": 5,

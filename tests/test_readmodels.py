@@ -51,7 +51,7 @@ def run_scenario_blocks(doc: dict) -> tuple[object, list[BlockResult]]:
         for tx in block.get("txs", []):
             try:
                 txs.append((normalize_address(tx["sender"], field="sender"), decode_message(tx["msg"])))
-            except Exception:  # the scenario's bad-input rows: rejected before the block
+            except Exception:  # noqa: BLE001 - the scenario's bad-input rows: rejected before the block
                 continue
         results.append(apply_block(state, time_ms, txs))
     return state, results
@@ -104,8 +104,8 @@ def all_queries(models: ReadModels) -> dict:
             out[f"candles/{market}/{resolution}"] = candles
             if candles:
                 middle = candles[len(candles) // 2]["start_ms"]
-                out[f"candles/{market}/{resolution}/window"] = models.candles(market, resolution, start_ms=middle,
-                                                                              end_ms=middle + 10 * RESOLUTIONS[resolution])
+                out[f"candles/{market}/{resolution}/window"] = models.candles(
+                    market, resolution, start_ms=middle, end_ms=middle + 10 * RESOLUTIONS[resolution])
     out["fills"] = fills
     out["positions"] = models.positions()
     out["funding"] = models.funding_payments()
@@ -438,7 +438,8 @@ def test_postgres_schema_matches_the_table_description(postgres_models) -> None:
     models = postgres_models()
     for table, spec in TABLES.items():
         rows = models.db.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                 "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position", (table,)).fetchall()
+                                 "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+                                 (table,)).fetchall()
         expected = [(c, {"int": "bigint", "text": "text", "json": "text", "amount": "numeric"}[k])
                     for c, k in spec["columns"].items()]
         assert rows == expected

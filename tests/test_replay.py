@@ -147,8 +147,8 @@ def test_a_snapshot_with_the_logs_state_hash_but_other_contents_is_not_trusted(c
 
     assert summary(report) == summary(sequential)
     assert report["from_snapshots"] == [10]
-    assert report["skipped_snapshots"] == ["000000000005.json: its state has the log's state hash but is not "
-                                           "the state the replay reached"]
+    assert report["skipped_snapshots"] == [("000000000005.json: its state has the log's state hash but is not "
+                                            "the state the replay reached")]
 
 
 def test_a_snapshot_named_for_another_height_is_not_trusted(copy: Path) -> None:

@@ -323,7 +323,7 @@ def test_sweep_split_by_scenario_ranges_equals_the_whole_sweep():
                                              {"kind": "jump_diffusion", "name": "jd", "count": 6, "steps": 200}))
 
     whole = run_sweep(inputs, parsed)
-    parts = run_sweep(inputs, parsed, indices=range(0, 3)) + run_sweep(inputs, parsed, indices=range(3, 8))
+    parts = run_sweep(inputs, parsed, indices=range(3)) + run_sweep(inputs, parsed, indices=range(3, 8))
 
     assert parts == whole
 

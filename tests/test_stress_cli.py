@@ -289,7 +289,8 @@ def test_the_funds_over_time_end_where_the_report_ends(files):
     for s in series:
         scenario = stress_run.report.document["scenarios"][s.index]
         assert s.insurance_funds_usdc[0] == start
-        assert s.insurance_funds_usdc[-1] == start + scenario["insurance_fees_usdc"] - scenario["insurance_payouts_usdc"]
+        assert s.insurance_funds_usdc[-1] == (start + scenario["insurance_fees_usdc"]
+                                              - scenario["insurance_payouts_usdc"])
         assert s.liquidated_notional_usdc[-1] == scenario["liquidated_notional_usdc"]
         assert s.bad_debt_usdc[-1] == scenario["bad_debt_usdc"]
         assert s.steps == sorted(s.steps) and s.steps[-1] == scenario["steps"]

@@ -17,7 +17,7 @@ from test_stress_cli import btc_genesis, stress
 
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
-from bastion.stress import extract_inputs, parse_scenario_set, run_sweep
+from bastion.stress import extract_inputs, parse_scenario_set
 from bastion.stress.candles import load_candles
 from bastion.stress.paths import build_path
 from bastion.stress.runner import StressInputError, market_of_file

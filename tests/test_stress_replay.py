@@ -59,7 +59,8 @@ def test_fast_path_agrees_with_exact_replay_and_is_conservative(accounts, insura
 
     print(f"\nfast / exact (USDC) {'':<0}" + "".join(f"{m.removesuffix('_usdc'):>26}" for m in METRICS))
     for f, e in zip(fast, exact):
-        print(f"{f.name:<19}" + "".join(f"{_usdc(getattr(f, m), m):>12} /{_usdc(getattr(e, m), m):>11}" for m in METRICS))
+        print(f"{f.name:<19}"
+              + "".join(f"{_usdc(getattr(f, m), m):>12} /{_usdc(getattr(e, m), m):>11}" for m in METRICS))
     problems = [problem for f, e in zip(fast, exact) for problem in compare_results(f, e)]
     assert problems == []
     assert sum(e.liquidations for e in exact) > 50
@@ -91,8 +92,10 @@ def test_exact_replay_known_answer_one_account():
     # the oracle). The fast path closes her at 35,000 at once (less slippage): a loss of 10,096.25, 20
     # from the fund and 10,076.25 of bad debt: more, as it should be.
     state = build_state(genesis(markets=[market(BTC)], insurance_funds={"cross": "20"}, accounts=[
-        {"address": ALICE, "subaccounts": [{"number": 0, "usdc": "-45000", "positions": [{"market": BTC, "size": "1"}]}]},
-        {"address": BOB, "subaccounts": [{"number": 0, "usdc": "150000", "positions": [{"market": BTC, "size": "-1"}]}]},
+        {"address": ALICE,
+         "subaccounts": [{"number": 0, "usdc": "-45000", "positions": [{"market": BTC, "size": "1"}]}]},
+        {"address": BOB,
+         "subaccounts": [{"number": 0, "usdc": "150000", "positions": [{"market": BTC, "size": "-1"}]}]},
     ]))
     scenario_set = sample_set({"kind": "shock", "name": "down-30", "move": "-0.3", "correlated": False})
 

@@ -30,7 +30,8 @@ DAVE = "0x" + "d0".rjust(40, "0")
 
 
 def position(owner: str, usdc: str, size: str) -> dict:
-    return {"address": owner, "subaccounts": [{"number": 0, "usdc": usdc, "positions": [{"market": BTC, "size": size}]}]}
+    return {"address": owner,
+            "subaccounts": [{"number": 0, "usdc": usdc, "positions": [{"market": BTC, "size": size}]}]}
 
 
 def one_set(*specs: dict, baseline_depth: str = "2000000") -> object:

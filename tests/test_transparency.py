@@ -22,7 +22,8 @@ from test_governance import ok, propose
 BGOV = votes.BGOV
 DAY_S = 86_400
 GOVERNANCE = {
-    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0", "execution_window_s": 3_600,
+    "voting_delay_blocks": 1, "proposal_threshold": "10", "min_deposit": "5", "proposal_fee": "0",
+    "execution_window_s": 3_600,
     "veto_threshold": "1/3", "late_quorum_extension_blocks": 0,
     "tiers": {
         "risk_reducing": {"quorum": "0.1", "approval_threshold": "0.5", "voting_period_blocks": 3,

@@ -3,10 +3,10 @@ installed by ``.ci/run``; Playwright never downloads a browser here) against ``b
 server (``DemoServer``: node, API, UI, bots) on a free loopback port.
 
 The demo loads; an order placed from the trade page appears in the book and the portfolio; the
-preview suggests isolation for a risky order, and its button trades it from a new isolated subaccount; a vote from the governance page is counted; and a
-wallet simulated by an injected EIP-1193 provider, whose ``eth_signTypedData_v4`` calls back into
-this test (``page.expose_function``, signing with eth-account), trades. Every request the pages
-make must stay on the node's origin. Screenshots of each page: ``build/screenshots/``."""
+preview suggests isolation for a risky order, and its button trades it from a new isolated subaccount; a vote from the
+governance page is counted; and a wallet simulated by an injected EIP-1193 provider, whose ``eth_signTypedData_v4``
+calls back into this test (``page.expose_function``, signing with eth-account), trades. Every request the pages make
+must stay on the node's origin. Screenshots of each page: ``build/screenshots/``."""
 from __future__ import annotations
 
 import json
@@ -222,7 +222,7 @@ def test_an_injected_wallet_signs_an_order_that_reaches_the_book(page, server):
         if (method === "eth_chainId") return "0x1";
         if (method === "wallet_switchEthereumChain") return null;
         throw {code: 4200, message: "unsupported " + method};
-    }};""" % json.dumps(wallet.address))
+    }};""" % json.dumps(wallet.address))  # noqa: UP031 - %s, as the script is full of braces
     page.goto(server.url + "/")
     page.select_option("#signer", "wallet")
     page.wait_for_selector("#faucet")

@@ -45,7 +45,8 @@ def run(chain: Chain, *txs: tuple[str, dict]) -> list[dict]:
 
 
 def vote_events(events: list[dict]) -> list[tuple]:
-    return [(e["delegate"], e["previous_votes"], e["new_votes"]) for e in events if e["type"] == "delegate_votes_changed"]
+    return [(e["delegate"], e["previous_votes"], e["new_votes"])
+            for e in events if e["type"] == "delegate_votes_changed"]
 
 
 # --------------------------------------------------------------------------------------- ledger

@@ -33,7 +33,8 @@ def base(name: str = "liquidation_waterfall_fund_exhausted") -> dict:
 
 def account(address: str, usdc: str, *positions: tuple[str, str | None]) -> dict:
     return {"address": address, "subaccounts": [{"number": 0, "usdc": usdc, "positions": [
-        {"market": "BTC-USD", "size": size, **({"entry_price": entry} if entry else {})} for size, entry in positions]}]}
+        {"market": "BTC-USD", "size": size, **({"entry_price": entry} if entry else {})}
+        for size, entry in positions]}]}
 
 
 def events_of(out: dict, kind: str, block: int = 0) -> list[dict]:
@@ -57,7 +58,8 @@ def test_adl_never_closes_a_winner_below_its_entry_and_the_withheld_deficit_is_s
                                   account(E, "100000", ("-1.5", "46000"))]
     out = run_scenario(doc)
     (adl,) = events_of(out, "deleveraging")
-    assert (adl["size"], adl["bankruptcy_quote"], adl["quote"], adl["counterparty_loss"]) == ("1", "47000", "46000", "1000")
+    assert (adl["size"], adl["bankruptcy_quote"], adl["quote"], adl["counterparty_loss"]) == (
+        "1", "47000", "46000", "1000")
     assert adl["counterparty"]["owner"] == E
     (debt,) = events_of(out, "bad_debt")
     assert (debt["size"], debt["amount"], debt["shares"]) == ("0", "1000", [{"owner": E, "number": 0, "size": "0",
@@ -111,12 +113,14 @@ def test_the_stall_counter_is_state_and_resets_when_the_account_leaves_liquidati
     doc.pop("expect", None)
     doc["genesis"]["accounts"][0]["subaccounts"][0]["usdc"] = "-44000"
     state = build_state(doc["genesis"])
-    apply_block(state, state.time_ms + 1000, [(tx["sender"], decode_message(tx["msg"])) for tx in doc["blocks"][0]["txs"]])
+    apply_block(state, state.time_ms + 1000,
+                [(tx["sender"], decode_message(tx["msg"])) for tx in doc["blocks"][0]["txs"]])
     assert state.liquidation_stalls == {(A, 0): 1}
     assert state.state_hash == compute_state_hash_full(state)
     apply_block(state, state.time_ms + 1000, [])
     assert state.liquidation_stalls == {(A, 0): 2}
-    price = {"sender": doc["blocks"][0]["txs"][0]["sender"], "msg": {"type": "oracle_update", "prices": {"BTC-USD": "50000"}}}
+    price = {"sender": doc["blocks"][0]["txs"][0]["sender"],
+             "msg": {"type": "oracle_update", "prices": {"BTC-USD": "50000"}}}
     apply_block(state, state.time_ms + 1000, [(price["sender"], decode_message(price["msg"]))])
     assert state.liquidation_stalls == {}
     assert state.state_hash == compute_state_hash_full(state)
@@ -148,11 +152,13 @@ def test_the_backstop_parameters_are_genesis_defaults_and_governed_with_a_risk_c
         ("liquidation.backstop_max_fund_share_ppm", 500_000, 600_000, "risk_increasing"),
         ("liquidation.backstop_unwind_portion_ppm", 100_000, 200_000, "risk_increasing"),
         ("liquidation.backstop_after_blocks", 10, 20, "risk_increasing")]
-    lowered = compute_numeric_changes(ParamGroup.LIQUIDATION, "", params, SetLiquidationParams(backstop_max_notional="0"),
+    lowered = compute_numeric_changes(ParamGroup.LIQUIDATION, "", params,
+                                      SetLiquidationParams(backstop_max_notional="0"),
                                       LIQUIDATION_FIELDS)
     assert lowered[0].risk == "risk_reducing"
     with pytest.raises(ProtocolError):
-        compute_numeric_changes(ParamGroup.LIQUIDATION, "", params, SetLiquidationParams(backstop_after_blocks=0), LIQUIDATION_FIELDS)
+        compute_numeric_changes(ParamGroup.LIQUIDATION, "", params, SetLiquidationParams(backstop_after_blocks=0),
+                                LIQUIDATION_FIELDS)
 
 
 def test_a_takeover_is_refused_when_the_backstop_is_underwater_beyond_the_fund() -> None:

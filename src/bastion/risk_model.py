@@ -89,7 +89,8 @@ def notional(lots: int, ticks: int, *, size_decimals: int, price_decimals: int) 
     exponent = _QUOTE_DECIMALS - size_decimals - price_decimals
     product = lots * ticks
     if exponent >= 0:
-        return product * 10**exponent
+        scale: int = 10**exponent
+        return product * scale
     return _trunc_div(product, 10 ** (-exponent))
 
 
@@ -97,9 +98,10 @@ def lots_for_notional(quote: int, ticks: int, *, size_decimals: int, price_decim
     """Whole lots whose value at ``ticks`` is at most ``quote`` micro-USDC (dYdX
     ``GetNotionalInBaseQuantums``, rounded down); ``quote >= 0``, ``ticks > 0``."""
     exponent = _QUOTE_DECIMALS - size_decimals - price_decimals
+    scale: int = 10 ** abs(exponent)
     if exponent >= 0:
-        return quote // (ticks * 10**exponent)
-    return quote * 10 ** (-exponent) // ticks
+        return quote // (ticks * scale)
+    return quote * scale // ticks
 
 
 # ---------------------------------------------------------------------------------------------

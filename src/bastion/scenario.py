@@ -19,7 +19,7 @@ from bastion.core.governance import council_rules as council
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.margin import get_subaccount_risk
-from bastion.core.messages import decode_message, normalize_address
+from bastion.core.messages import Message, decode_message, normalize_address
 from bastion.core.governance.rollout import PARAMS
 from bastion.core.state import Position, Rollout, State
 from bastion.core.timefmt import format_iso_ms, parse_iso_ms
@@ -31,7 +31,8 @@ from bastion.risk_model import notional
 PRICE_FIELDS = {"price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price",
                 "limit_price", "spot"}
 SIZE_FIELDS = {"size", "filled", "attempted", "inventory"}
-USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin", "maintenance", "bankruptcy_quote",
+USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin",
+               "maintenance", "bankruptcy_quote",
                "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance", "treasury",
                "fund_delta", "fund_equity", "received", "oracle_value", "counterparty_loss", "quote", "cost_closed"}
 GOVERNANCE_EVENTS = {"proposal_submitted", "vote_cast", "proposal_status", "deposit_returned", "deposit_burned"}
@@ -45,8 +46,8 @@ class ScenarioError(Exception):
 
 def format_event(event: dict, state: State) -> dict:
     """An event with its integers turned into decimal strings on its market's grid."""
-    market = state.markets.get(event.get("market"))
-    out = {}
+    market = state.markets.get(event.get("market", ""))
+    out: dict[str, Any] = {}
     for key, value in event.items():
         if isinstance(value, dict):
             out[key] = format_event({**value, "market": event.get("market")}, state)
@@ -99,14 +100,15 @@ def describe_state(state: State) -> dict:
     markets = [{"ticker": m.ticker, "oracle_price": format_decimal(m.oracle_price, m.price_decimals),
                 "open_interest": format_decimal(m.open_interest, m.size_decimals),
                 "funding_index": str(m.funding_index), "status": m.status, "stale": m.stale,
-                "best_bid": None if m.book.best_bid() is None else format_decimal(m.book.best_bid(), m.price_decimals),
-                "best_ask": None if m.book.best_ask() is None else format_decimal(m.book.best_ask(), m.price_decimals),
+                "best_bid": None if (bid := m.book.best_bid()) is None else format_decimal(bid, m.price_decimals),
+                "best_ask": None if (ask := m.book.best_ask()) is None else format_decimal(ask, m.price_decimals),
                 "resting_orders": len(m.book), "liquidations": state.liquidation_counts.get(m.ticker, 0)}
                for m in state.markets.values()]
     return {"height": state.height, "time": format_iso_ms(state.time_ms), "state_hash": state.state_hash,
             "subaccounts": subaccounts, "markets": markets,
             "insurance_funds": {k: format_usdc(v) for k, v in state.insurance_funds.items()},
-            "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)},
+            "protocol_accounts": {"fees": format_usdc(state.fees_account),
+                                  "funding": format_usdc(state.funding_account)},
             "totals": {"deposits": format_usdc(state.total_deposits),
                        "withdrawals": format_usdc(state.total_withdrawals)},
             "bgov": describe_bgov(state),
@@ -233,7 +235,8 @@ def replay_scenario(data: Any, *, check: bool = True) -> tuple[State, list[dict]
         txs_in = block.get("txs", [])
         if not isinstance(txs_in, list):
             raise ScenarioError(f"block {i + 1}, field 'txs': must be a list")
-        txs, decode_errors = [], {}
+        txs: list[tuple[str, Message] | None] = []
+        decode_errors: dict[int, dict[str, Any]] = {}
         for j, tx in enumerate(txs_in):
             where = f"block {i + 1}, tx {j + 1}"
             if not isinstance(tx, dict) or set(tx) - {"sender", "msg"} or "msg" not in tx or "sender" not in tx:

@@ -67,7 +67,7 @@ from bastion.api.signing import (
 )
 from bastion.api.views import (
     describe_book, describe_concentration, describe_council_state, describe_guardian_state, describe_insurance_funds,
-    describe_market, describe_open_orders, describe_param_history, describe_proposals, describe_rollouts,
+    describe_market, describe_param_history, describe_proposals, describe_rollouts,
     describe_status, describe_subaccount, get_market_or_404, get_subaccount_or_404, page_open_orders,
 )
 from bastion.api.ws import Hub, HubLimits, serve_connection
@@ -84,7 +84,7 @@ MAX_WAIT_MS = 30_000
 MAX_ROWS = 1_000
 VERIFY_CHUNK = 64  # envelopes per verifier task in a batch
 INT64 = 2**63 - 1  # heights, nonces and times are stored as SQLite INTEGERs: larger ones are 400, not 500
-NUMBER = {"ge": SUBACCOUNT_NUMBERS.start, "le": SUBACCOUNT_NUMBERS.stop - 1}
+NUMBER: dict[str, Any] = {"ge": SUBACCOUNT_NUMBERS.start, "le": SUBACCOUNT_NUMBERS.stop - 1}
 
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "high_s_signature": 401, "signer_mismatch": 401,
@@ -238,7 +238,7 @@ def format_row(node: Any, row: dict[str, Any]) -> dict[str, Any]:
     """A read-model row with its amounts as decimal strings on its market's grid (``node``: a node,
     or ``market_grid``'s copy)."""
     state = node.state if isinstance(node, Node) else node
-    market = state.markets.get(row.get("market"))
+    market = state.markets.get(row.get("market", ""))
     out = {}
     for key, value in row.items():
         if key == "detail" and isinstance(value, dict):
@@ -366,10 +366,11 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
 
     write_body = {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Envelope"}}}}}
-    refusals = {400: {"model": models.Error, "description": "malformed or refused by check_tx"},
-                401: {"model": models.Error, "description": "missing or invalid signature"},
-                413: {"model": models.Error, "description": "body too large"},
-                429: {"model": models.Error, "description": "rate limited"}}
+    refusals: dict[int | str, dict[str, Any]] = {
+        400: {"model": models.Error, "description": "malformed or refused by check_tx"},
+        401: {"model": models.Error, "description": "missing or invalid signature"},
+        413: {"model": models.Error, "description": "body too large"},
+        429: {"model": models.Error, "description": "rate limited"}}
 
     @app.post("/v1/tx", status_code=202, response_model=models.TxAccepted | models.TxStatus, responses=refusals,
               openapi_extra=write_body, tags=["transactions"])
@@ -462,7 +463,7 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
         return JSONResponse(answer_rpc(body, chain_id, height), headers=rpc_headers)
 
     # ----------------------------------------------------------------- reads: live state
-    not_found = {404: {"model": models.Error}, 400: {"model": models.Error}}
+    not_found: dict[int | str, dict[str, Any]] = {404: {"model": models.Error}, 400: {"model": models.Error}}
 
     @app.get("/v1/status", response_model=models.Status, tags=["chain"])
     def status() -> Any:
@@ -603,7 +604,8 @@ def create_app(node: Node, config: ApiConfig | None = None) -> FastAPI:
             if found is None:
                 raise ProtocolError("unknown_block", f"no block at height {height}", field="height")
             return {**block_header(found),
-                    "txs": [{"sender": t.sender, "nonce": t.nonce, "arrival": t.arrival, "msg": t.msg} for t in found.txs],
+                    "txs": [{"sender": t.sender, "nonce": t.nonce, "arrival": t.arrival, "msg": t.msg}
+                            for t in found.txs],
                     "results": found.results, "events": [format_event(e, node.state) for e in found.events]}
 
     # ----------------------------------------------------------------- reads: read models (history)

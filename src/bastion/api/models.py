@@ -24,7 +24,8 @@ class Open(BaseModel):
 
 class Error(BaseModel):
     code: str = Field(description="stable snake_case protocol code", examples=["insufficient_margin"])
-    message: str = Field(examples=["after a full fill at the limit price the account would be below its initial margin"])
+    message: str = Field(
+        examples=["after a full fill at the limit price the account would be below its initial margin"])
     field: str | None = Field(default=None, examples=["size"])
 
 

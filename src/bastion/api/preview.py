@@ -114,8 +114,8 @@ def describe_isolation_setup(state: State, *, owner: str, source: int, market: s
     if target is None:
         return {"target_subaccount": None, "transfer_amount": format_usdc(0), "setup": []}
     reused = isinstance(target, Subaccount)
-    number = target.number if reused else target
-    held = target.balance if reused else 0  # a free subaccount holds nothing
+    number = target.number if isinstance(target, Subaccount) else target
+    held = target.balance if isinstance(target, Subaccount) else 0  # a free subaccount holds nothing
     transfer = max(amount - held, 0)
     setup: list[dict[str, Any]] = []
     if transfer > 0:
@@ -183,7 +183,8 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
     after_view = _describe_holdings(state, after)
     return {
         "height": state.height, "subaccount": subaccount, "market": market, "side": side,
-        "size": size_text(the_market, lots), "price": price_text(the_market, ticks), "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
+        "size": size_text(the_market, lots), "price": price_text(the_market, ticks),
+        "notional": format_usdc(abs(quote)), "fee": format_usdc(fee),
         "accepted": rejection is None, "rejection": rejection,
         "before": _describe_holdings(state, before), "after": after_view,
         "isolation": {

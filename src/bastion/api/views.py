@@ -80,8 +80,8 @@ def describe_book(state: State, market: Market, depth: int) -> dict[str, Any]:
     if not 1 <= depth <= MAX_DEPTH:
         raise ProtocolError("invalid_depth", f"depth must be 1..{MAX_DEPTH}", field="depth")
 
-    def levels(side: int) -> list[list[str]]:
-        out = []
+    def levels(side: int) -> list[list[str | None]]:
+        out: list[list[str | None]] = []
         for ticks, lots in market.book.iter_levels(side):
             if len(out) == depth:
                 break
@@ -102,7 +102,8 @@ def describe_subaccount(state: State, sub: Subaccount) -> dict[str, Any]:
         value, imr, mmr = per_market[ticker]
         liquidation = compute_liquidation_ticks(state, holdings, ticker)
         move = compute_move_ppm(liquidation, market.oracle_price)
-        positions.append({**describe_position(state, ticker, position), "side": "long" if position.size > 0 else "short",
+        positions.append({**describe_position(state, ticker, position),
+                          "side": "long" if position.size > 0 else "short",
                           "notional": format_usdc(value), "oracle_price": price_text(market, market.oracle_price),
                           "initial_margin": format_usdc(imr), "maintenance_margin": format_usdc(mmr),
                           "liquidation_price": price_text(market, liquidation),
@@ -170,6 +171,7 @@ def parse_order_cursor(cursor: str | None) -> tuple[str, int]:
 def _describe_resting(state: State, order_id: int, ticker: str) -> dict[str, Any]:
     market = state.markets[ticker]
     order = market.book.get(order_id)
+    assert order is not None  # the caller found it resting in this book
     return {"order_id": order_id, "client_id": order.client_id, "market": ticker,
             "side": "buy" if order.side == BUY else "sell", "price": price_text(market, order.price),
             "size": size_text(market, order.size), "remaining": size_text(market, order.remaining),
@@ -193,10 +195,12 @@ def _describe_conditional(state: State, order_id: int, ticker: str) -> dict[str,
 
 def describe_insurance_funds(state: State) -> dict[str, Any]:
     return {"height": state.height,
-            "funds": [{"pool": pool, "balance": format_usdc(balance), "bad_debt": format_usdc(state.bad_debt.get(pool, 0)),
+            "funds": [{"pool": pool, "balance": format_usdc(balance),
+                       "bad_debt": format_usdc(state.bad_debt.get(pool, 0)),
                        "withdrawals_paused_until": state.withdrawals_paused_until.get(pool)}
                       for pool, balance in state.insurance_funds.items()],
-            "protocol_accounts": {"fees": format_usdc(state.fees_account), "funding": format_usdc(state.funding_account)}}
+            "protocol_accounts": {"fees": format_usdc(state.fees_account),
+                                  "funding": format_usdc(state.funding_account)}}
 
 
 def describe_proposals(state: State) -> list[dict[str, Any]]:

@@ -28,8 +28,8 @@ error ``too_many_subscriptions``) and ``COMMANDS_PER_S`` commands a second after
 ``COMMAND_BURST`` (then ``rate_limited``); a subscription's snapshot is read in a worker thread,
 so the event loop never waits for the node's lock; a connection without a subscription is closed after ``idle_s``
 (1008, ``idle``). Slow readers: each connection's outgoing queue holds at most ``MAX_QUEUE``
-messages and ``MAX_QUEUE_BYTES`` bytes; a connection that falls that far behind is dropped (1013, ``slow consumer``) and its queue
-freed, never buffered without bound (and the server aborts a socket whose write buffer stays full,
+messages and ``MAX_QUEUE_BYTES`` bytes; a connection that falls that far behind is dropped (1013, ``slow consumer``)
+and its queue freed, never buffered without bound (and the server aborts a socket whose write buffer stays full,
 ``bastion.api.server``).
 
 Once per block, not per subscriber: ``Hub.on_block`` takes what it needs under the node's lock
@@ -182,7 +182,7 @@ def _format_book(market: Any, height: int, raw: tuple[list, list], depth: int) -
     return {"channel": "book", "height": height, "market": market.ticker, "bids": side(raw[0]), "asks": side(raw[1])}
 
 
-def _encode(payload: dict[str, Any]) -> str:
+def _encode(payload: Any) -> str:
     return json.dumps(payload, separators=(",", ":"))
 
 
@@ -243,7 +243,8 @@ class Hub:
                 market = get_market_or_404(state, key[1])
                 raw = _raw_levels(market, key[2])
             elif key[0] == "account":
-                return {"channel": "account", **describe_subaccount(state, get_subaccount_or_404(state, key[1], key[2]))}
+                return {"channel": "account",
+                        **describe_subaccount(state, get_subaccount_or_404(state, key[1], key[2]))}
             else:
                 if key[0] == "trades":
                     get_market_or_404(state, key[1])
@@ -318,7 +319,8 @@ class Hub:
             payload: dict[str, Any] | None = None
             if key[0] == "trades":
                 trades = fills.get(key[1])
-                payload = {"channel": "trades", "market": key[1], "height": height, "trades": trades} if trades else None
+                payload = ({"channel": "trades", "market": key[1], "height": height, "trades": trades}
+                           if trades else None)
             elif key[0] == "book":
                 texts[key] = book_texts.get(key)
                 continue
@@ -407,7 +409,7 @@ async def serve_connection(hub: Hub, websocket: WebSocket) -> None:
             timeout = None if connection.subscriptions else hub.limits.idle_s
             try:
                 text = await asyncio.wait_for(websocket.receive_text(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 connection.drop(1008, f"idle: no subscription for {hub.limits.idle_s:g} s")
                 return
             now = loop.time()

@@ -8,6 +8,8 @@ open-order tier of its open orders (``check_open_orders_covered``).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from bastion.core import guardian
 from bastion.core.errors import ProtocolError
 from bastion.core.margin import cost_after, get_net_collateral, get_pending_funding, get_subaccount_risk
@@ -16,11 +18,12 @@ from bastion.core.params import open_order_limit
 from bastion.core.state import CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Market, Position, State, Subaccount
 from bastion.core.units import PPM, format_usdc, parse_ppm, parse_usdc
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 
 # --------------------------------------------------------------------------------------- lookups
 def check_subaccount_number(number: int) -> None:
+    """Refuse (``invalid_subaccount``) a subaccount number outside 0..127."""
     if number not in SUBACCOUNT_NUMBERS:
         raise ProtocolError("invalid_subaccount", f"subaccount number must be 0..127, got {number}",
                             field="subaccount")
@@ -38,6 +41,8 @@ def get_own_subaccount(state: State, sender: str, number: int) -> Subaccount:
 
 
 def get_or_create_subaccount(state: State, owner: str, number: int) -> Subaccount:
+    """Subaccount ``number`` of ``owner``, created empty (cross margin, no balance) if it does not exist
+    yet: the receiving end of a deposit or transfer."""
     sub = state.subaccounts.get((owner, number))
     if sub is None:
         sub = Subaccount(owner, number)
@@ -47,6 +52,7 @@ def get_or_create_subaccount(state: State, owner: str, number: int) -> Subaccoun
 
 
 def get_market(state: State, ticker: str) -> Market:
+    """The market ``ticker``, or ``unknown_market``."""
     market = state.markets.get(ticker)
     if market is None:
         raise ProtocolError("unknown_market", f"unknown market {ticker!r}", field="market")
@@ -54,6 +60,8 @@ def get_market(state: State, ticker: str) -> Market:
 
 
 def parse_positive_usdc(text: str, *, field: str = "amount") -> int:
+    """A USDC amount in micro-USDC (``units.parse_usdc``: ``invalid_decimal``, ``too_many_decimals``...)
+    that must be above zero (``non_positive_amount``)."""
     amount = parse_usdc(text, field=field)
     if amount <= 0:
         raise ProtocolError("non_positive_amount", f"{field} must be positive", field=field)
@@ -132,7 +140,10 @@ def check_free_collateral(state: State, sub: Subaccount, amount: int) -> None:
 
 
 # --------------------------------------------------------------------------------------- handlers
-def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict:
+def deposit(state: State, sender: str, msg: Deposit, events: Events) -> dict[str, Any]:
+    """Credit ``amount`` USDC to subaccount ``subaccount`` of ``owner`` (created if new), as the bridge
+    reports it. Refusals: ``not_bridge_operator`` (only the bridge operator credits deposits),
+    ``invalid_address``, ``invalid_subaccount``, ``non_positive_amount`` and the decimal parsing codes."""
     if sender != state.bridge_operator:
         raise ProtocolError("not_bridge_operator", "only the bridge operator may credit deposits", field="sender")
     owner = normalize_address(msg.owner, field="owner")
@@ -164,7 +175,12 @@ def check_open_orders_covered(state: State, sub: Subaccount, amount: int) -> Non
                             open_orders=open_orders, allowed=allowed)
 
 
-def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
+def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict[str, Any]:
+    """Take ``amount`` USDC out of one of the sender's subaccounts (funding settled first). Refusals:
+    ``invalid_subaccount``, ``subaccount_not_found``, ``non_positive_amount``,
+    ``withdrawals_paused_by_guardian``, ``withdrawals_paused`` (the subaccount's insurance pool is
+    paused after a loss), ``insufficient_free_collateral`` (initial margin must still be met) and
+    ``too_many_open_orders`` (the equity left must cover the open orders' tier)."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     amount = parse_positive_usdc(msg.amount)
     guardian.check_withdrawals_open(state, sender, None)
@@ -180,7 +196,12 @@ def withdraw(state: State, sender: str, msg: Withdraw, events: Events) -> dict:
     return {}
 
 
-def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
+def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict[str, Any]:
+    """Move ``amount`` USDC from one of the sender's subaccounts to any subaccount (created if new),
+    funding settled on both. Refusals: ``invalid_subaccount``, ``subaccount_not_found``,
+    ``invalid_address``, ``invalid_recipient`` (the same subaccount), ``non_positive_amount``,
+    ``withdrawals_paused_by_guardian``, ``withdrawals_paused``, ``insufficient_free_collateral`` and
+    ``too_many_open_orders``, as for ``withdraw``."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     to_owner = normalize_address(msg.to_owner, field="to_owner")
     check_subaccount_number(msg.to_subaccount)
@@ -204,7 +225,11 @@ def transfer(state: State, sender: str, msg: Transfer, events: Events) -> dict:
     return {}
 
 
-def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) -> dict:
+def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) -> dict[str, Any]:
+    """Set the subaccount's initial margin fraction in one market (a leverage cap), at least its
+    tier's. Refusals: ``invalid_subaccount``, ``subaccount_not_found``, ``unknown_market``,
+    ``leverage_below_tier``, ``invalid_field`` (above 100%) and ``insufficient_margin`` (a stricter
+    setting the account would not meet; a looser one is always accepted)."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     market = get_market(state, msg.market)
     imf = parse_ppm(msg.initial_margin, field="initial_margin")
@@ -230,7 +255,11 @@ def set_leverage(state: State, sender: str, msg: SetLeverage, events: Events) ->
     return {}
 
 
-def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Events) -> dict:
+def set_margin_mode(state: State, sender: str, msg: SetMarginMode, events: Events) -> dict[str, Any]:
+    """Switch a flat subaccount between cross margin and isolated to one market. Refusals:
+    ``invalid_subaccount``, ``subaccount_not_found``, ``invalid_field`` (a mode other than cross or
+    isolated, or a market with cross), ``subaccount_not_flat`` (positions or orders open),
+    ``missing_field`` (isolated without a market) and ``unknown_market``."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if msg.mode not in (CROSS, ISOLATED):
         raise ProtocolError("invalid_field", "mode must be 'cross' or 'isolated'", field="mode")

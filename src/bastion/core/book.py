@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["BUY", "SELL", "FILL_CANCEL_MAKER", "FILL_STOP", "Book", "Order"]
 
@@ -96,10 +96,10 @@ class Order(_Queued):
         self.placed_ms = placed_ms
         self._prev = self._next = None
 
-    def __getstate__(self) -> tuple:
+    def __getstate__(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in _ORDER_FIELDS)
 
-    def __setstate__(self, state: tuple) -> None:
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(_ORDER_FIELDS, state, strict=True):
             setattr(self, name, value)
         self._prev = self._next = None
@@ -147,6 +147,7 @@ class Book:
         return order_id in self._orders
 
     def get(self, order_id: int) -> Order | None:
+        """The resting order ``order_id``, or None."""
         return self._orders.get(order_id)
 
     def orders(self) -> Iterator[Order]:
@@ -154,10 +155,12 @@ class Book:
         return iter(self._orders.values())
 
     def best_bid(self) -> int | None:
+        """The highest bid price in ticks, or None if no bid rests."""
         keys = self._bid_keys
         return keys[-1] if keys else None
 
     def best_ask(self) -> int | None:
+        """The lowest ask price in ticks, or None if no ask rests."""
         keys = self._ask_keys
         return -keys[-1] if keys else None
 

@@ -14,13 +14,16 @@ trigger rule (dYdX v4), with ``oracle`` the market's oracle price of the block:
 
 ``trigger_conditional_orders`` is the end-of-block step right after ``oracle.update_oracle_prices``:
 in order id (placement) order over all markets, each untriggered order whose market is not stale
-nor halted by a guardian pause (it waits, see ``bastion.core.guardian``) and whose condition holds leaves the untriggered set and is submitted to the book as its underlying
-order (``*_market`` -> ``market``, ``*_limit`` -> ``limit``), keeping its order id, through
+nor halted by a guardian pause (it waits, see ``bastion.core.guardian``) and whose condition holds leaves the
+untriggered set and is submitted to the book as its underlying order (``*_market`` -> ``market``, ``*_limit`` ->
+``limit``), keeping its order id, through
 ``orders.submit_order``, the same validation and matching as a fresh order. A rejection there
 (margin, reduce-only, post-only, fill-or-kill, market status...) is a ``conditional_order_failed``
 event with the stable code; the order is gone and nothing else changes.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from bastion.core import guardian
 from bastion.core.book import BUY
@@ -28,7 +31,7 @@ from bastion.core.errors import ProtocolError
 from bastion.core.orders import SIDE_NAMES, forget_conditional_order, submit_order
 from bastion.core.state import ConditionalOrder, State
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 STOP_ORDER_TYPES = ("stop_market", "stop_limit")
 
@@ -46,8 +49,8 @@ def trigger_conditional_orders(state: State, events: Events) -> None:
     oracle price (never in a stale market or one the guardian halted), in order id order."""
     for order in list(state.conditional_orders.values()):
         market = state.markets[order.terms.market]
-        if market.stale or guardian.is_market_halted(state, market.ticker) or not is_triggered(order.order_type, order.terms.side, order.trigger_ticks,
-                                            market.oracle_price):
+        if market.stale or guardian.is_market_halted(state, market.ticker) or not is_triggered(
+                order.order_type, order.terms.side, order.trigger_ticks, market.oracle_price):
             continue
         trigger_order(state, order, market.oracle_price, events)
 

@@ -12,6 +12,8 @@ codes, scenario files print them. Never use ``assert`` for rules: ``python -O`` 
 """
 from __future__ import annotations
 
+from typing import Any
+
 
 class ProtocolError(Exception):
     """An expected rejection, e.g. ``ProtocolError("insufficient_margin", "...")``."""
@@ -20,7 +22,7 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.fields = fields
+        self.fields: dict[str, Any] = fields
 
     def __repr__(self) -> str:
         return f"ProtocolError({self.code!r}, {self.message!r})"

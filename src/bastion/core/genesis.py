@@ -9,6 +9,7 @@ Errors are ``ProtocolError("invalid_genesis", ...)`` naming the field path, e.g.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from bastion.core.errors import ProtocolError
@@ -95,7 +96,8 @@ def build_state(genesis: Any) -> State:
     time_ms = _wrap("genesis.time", parse_iso_ms, _get(g, "time", "genesis", str, GENESIS_DEFAULTS["time"]),
                     field="genesis.time")
     bridge = _wrap("genesis.bridge_operator", normalize_address,
-                   _get(g, "bridge_operator", "genesis", str, GENESIS_DEFAULTS["bridge_operator"]), field="bridge_operator")
+                   _get(g, "bridge_operator", "genesis", str, GENESIS_DEFAULTS["bridge_operator"]),
+                   field="bridge_operator")
     oracle_obj = _get(g, "oracle", "genesis", dict, GENESIS_DEFAULTS["oracle"])
     oracle_defaults = _oracle_params(oracle_obj, None, "genesis.oracle")
     operators = oracle_obj.get("operators", GENESIS_DEFAULTS["oracle"]["operators"])
@@ -140,7 +142,7 @@ def build_state(genesis: Any) -> State:
     liq_obj = {**GENESIS_DEFAULTS["liquidation"], **_get(g, "liquidation", "genesis", dict, {})}
     _check_keys(liq_obj, set(GENESIS_DEFAULTS["liquidation"]), "genesis.liquidation")
 
-    def liq(key, parser):
+    def liq(key: str, parser: Callable[..., int]) -> Any:
         return _wrap(f"genesis.liquidation.{key}", parser, liq_obj[key], field=key)
 
     liquidation = LiquidationParams(
@@ -219,7 +221,7 @@ def build_state(genesis: Any) -> State:
     return state
 
 
-def _guardian(obj: dict | None, time_ms: int) -> Guardian:
+def _guardian(obj: dict[str, Any] | None, time_ms: int) -> Guardian:
     """The genesis guardian: none, or an address with an expiry after the genesis time."""
     if obj is None:
         return Guardian()
@@ -232,7 +234,7 @@ def _guardian(obj: dict | None, time_ms: int) -> Guardian:
     return Guardian(address, expires_ms)
 
 
-def _add_accounts(state: State, accounts: list) -> None:
+def _add_accounts(state: State, accounts: list[Any]) -> None:
     net_size = {ticker: 0 for ticker in state.markets}
     delegations: dict[str, str] = {}  # applied once every balance is known (core.votes)
     for i, a in enumerate(accounts):

@@ -112,7 +112,7 @@ def start_liquidation_grace(state: State, pause: Pause, from_ms: int, events: Ev
     grace_ms = state.liquidation.liquidation_grace_ms
     if pause.scope not in (MARKET, TRADING) or grace_ms == 0:
         return
-    tickers = [pause.market] if pause.scope == MARKET else sorted(
+    tickers = [pause.market] if pause.scope == MARKET and pause.market is not None else sorted(
         t for t, m in state.markets.items() if m.status not in _DELISTED)
     until = from_ms + grace_ms
     for ticker in tickers:

@@ -1,16 +1,16 @@
 """Canonical serialization and the state hash.
 
 Every piece of state is a *leaf*: a key (``("sub", owner, number)``, ``("order", ticker, id)``,
-``("conditional", id)``, ``("market", ticker)``, ``("twap", ticker)``, ``("global",)``, and for BGOV ``("bgov", address)``,
-``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for proposals
-``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
+``("conditional", id)``, ``("market", ticker)``, ``("twap", ticker)``, ``("global",)``, and for BGOV
+``("bgov", address)``, ``("votes", delegatee, i)``, ``("delegated_supply", i)``, ``("total_supply", i)``, and for
+proposals ``("governance",)`` (the governance parameters), ``("proposal", id)``, ``("ballot", id, voter)`` and
 ``("param_history", i)``, for staged rollouts ``("rollout", id)`` and ``("liquidations", ticker)``, and
-for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``, ``("attestation", proposal id,
-member)``, ``("stress_report", report hash)``, ``("steward_bound", name)``, ``("steward_cooldown", name)`` and
-``("steward_approval", name, member)``, and ``("listing",)`` for the listing parameters, ``("order_limits",)``
-for the anti-spam order limits, and ``("nonces", sender)`` for each sender's spent nonces,
-``bastion.core.nonces``) and a canonical value (compact JSON of ints, strings,
-bools, ``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
+for the guardian ``("guardian",)`` and ``("pause", scope, market)``, and for the council ``("council",)``,
+``("attestation", proposal id, member)``, ``("stress_report", report hash)``, ``("steward_bound", name)``,
+``("steward_cooldown", name)`` and ``("steward_approval", name, member)``, and ``("listing",)`` for the listing
+parameters, ``("order_limits",)`` for the anti-spam order limits, and ``("nonces", sender)`` for each sender's spent
+nonces, ``bastion.core.nonces``) and a canonical value (compact JSON of ints, strings, bools,
+``null`` and lists, in a fixed field order; maps as lists sorted by key; the objects inside
 proposals' actions with their keys sorted). A leaf's bytes are ``leaf_encoding``: compact ASCII
 JSON of the key, a zero byte, compact ASCII JSON of the value (``_leaf_bytes`` is a faster path to
 the same bytes); its digest is their SHA-256.
@@ -32,7 +32,8 @@ of random vectors in (Z/2**16)**1024 that sums to zero: the short integer soluti
 dimension 1024, for which lattice reduction and Wagner-style attacks cost well over 2**128 at these
 parameters (Bellare-Micciancio's additive construction with Lewi et al.'s LtHash16 parameters,
 the analysis SIMD-0215 relies on); the XOF is modelled as a random oracle and SHA-256 of the
-leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument and the measured cost.
+leaf bytes as collision-resistant: 128-bit security overall, which SHAKE128 matches. See docs/node.md for the argument
+and the measured cost.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import fields
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.errors import InvariantViolation
 from bastion.core.messages import ACTION_NAMES
@@ -53,7 +54,7 @@ from bastion.core.state import State
 _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False, sort_keys=True).encode
 
 
-def serialize_leaf(state: State, key: tuple) -> list | None:
+def serialize_leaf(state: State, key: tuple[Any, ...]) -> list[Any] | None:
     """The canonical value of a leaf, or None when the object no longer exists."""
     kind = key[0]
     if kind == "sub":
@@ -149,8 +150,8 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         if pr is None:
             return None
         r = pr.rules
-        return [pr.number, pr.proposer, pr.title, pr.description, [_action_value(a) for a in pr.actions], pr.deposit_bgov,
-                pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
+        return [pr.number, pr.proposer, pr.title, pr.description, [_action_value(a) for a in pr.actions],
+                pr.deposit_bgov, pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
                 [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
                  r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
                 pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov]
@@ -161,8 +162,8 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         ro = state.rollouts[key[1]]
         return [ro.market, ro.param, ro.start, ro.target, ro.steps, ro.interval_ms, ro.min_insurance_fund_usdc,
                 ro.max_bad_debt_usdc, ro.max_liquidations, ro.revert_on_breach, ro.proposal_id, ro.created_height,
-                ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason, ro.reverted,
-                ro.ended_height]
+                ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason,
+                ro.reverted, ro.ended_height]
     if kind == "liquidations":
         return [state.liquidation_counts[key[1]]]
     if kind == "ballot":
@@ -174,9 +175,10 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
         a = state.attestations.get(key[1], {}).get(key[2])
         return None if a is None else [a.report_hash, a.verdict, a.attested_ms, a.height]
     if kind == "stress_report":
-        r = state.stress_reports.get(key[1])
-        return None if r is None else [r.verdict, r.depletion_probability_ppm, r.var99_loss_usdc, r.es99_loss_usdc,
-                                       r.insurance_funds_total_usdc, r.registered_by, r.registered_ms, r.height]
+        rep = state.stress_reports.get(key[1])
+        return None if rep is None else [rep.verdict, rep.depletion_probability_ppm, rep.var99_loss_usdc,
+                                         rep.es99_loss_usdc, rep.insurance_funds_total_usdc, rep.registered_by,
+                                         rep.registered_ms, rep.height]
     if kind == "steward_bound":
         b = state.steward_bounds.get(key[1])
         return None if b is None else [b.kind, b.max_change, b.cooldown_ms]
@@ -202,7 +204,7 @@ def serialize_leaf(state: State, key: tuple) -> list | None:
     return list(checkpoints[index]) if index < len(checkpoints) else None
 
 
-def _action_value(action: object) -> list:
+def _action_value(action: object) -> list[Any]:
     """An action as ``[type, [field, value], ...]`` in field order (values are JSON data, objects
     such as ``start_rollout.gates`` with their keys sorted: a snapshot does not keep key order)."""
     return [ACTION_NAMES[type(action)],
@@ -215,13 +217,13 @@ def _sorted_keys(value: object) -> object:
     return value
 
 
-def leaf_encoding(key: tuple, value: list) -> bytes:
+def leaf_encoding(key: tuple[Any, ...], value: list[Any]) -> bytes:
     """A leaf's bytes, the definition: compact ASCII JSON of the key, a zero byte, compact ASCII JSON
     of the value (``_leaf_bytes`` is the fast path to the same bytes)."""
     return _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(value).encode()
 
 
-def leaf_digest(key: tuple, value: list) -> bytes:
+def leaf_digest(key: tuple[Any, ...], value: list[Any]) -> bytes:
     """SHA-256 of a leaf's encoding (what ``State.leaf_hashes`` keeps per leaf)."""
     return hashlib.sha256(leaf_encoding(key, value)).digest()
 
@@ -253,7 +255,7 @@ def _verbatim(text: str, quotes: int) -> bool:
     return text.isascii() and text.isprintable() and "\\" not in text and text.count('"') == quotes
 
 
-def _leaf_bytes(state: State, key: tuple) -> bytes | None:
+def _leaf_bytes(state: State, key: tuple[Any, ...]) -> bytes | None:
     """``key || 0 || value`` exactly as ``leaf_encoding`` encodes it, formatted directly for the most
     frequent leaves (orders, subaccounts, nonces) when no string in them needs JSON escaping
     (``_verbatim``: addresses, tickers and the fixed words never do; anything else, such as a string
@@ -385,7 +387,7 @@ def commit_state_hash(state: State) -> str:
 _CACHED_VECTORS: Final = 4_096  # vectors of recently written leaves kept (8 MB) to subtract them without a SHAKE
 
 
-def _trim(cache: dict[tuple, tuple[bytes, int]]) -> None:
+def _trim(cache: dict[tuple[Any, ...], tuple[bytes, int]]) -> None:
     """Drop the oldest entries beyond ``_CACHED_VECTORS`` (a dict keeps insertion order, and a leaf
     written again was popped and re-inserted at the end)."""
     excess = len(cache) - _CACHED_VECTORS
@@ -394,7 +396,7 @@ def _trim(cache: dict[tuple, tuple[bytes, int]]) -> None:
             del cache[key]
 
 
-def iter_leaf_keys(state: State) -> Iterator[tuple]:
+def iter_leaf_keys(state: State) -> Iterator[tuple[Any, ...]]:
     """Every leaf key of the current state, in a deterministic order."""
     yield ("global",)
     for ticker, market in state.markets.items():

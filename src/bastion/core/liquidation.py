@@ -89,9 +89,9 @@ fund movement, deleveraging and bad debt emits an event with its inputs.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 from bastion.core import guardian, twap
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
@@ -120,7 +120,7 @@ from bastion.risk_model import (
     notional,
 )
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 SubKey = tuple[str, int]
 
 FINAL_SETTLEMENT = "final_settlement"
@@ -475,7 +475,7 @@ def deficit_quote(state: State, sub: Subaccount, market: Market, delta: int) -> 
     return quote, net_collateral, base
 
 
-def _largest(limit: int, allowed) -> int:
+def _largest(limit: int, allowed: Callable[[int], bool]) -> int:
     """The largest ``k`` in ``0..limit`` with ``allowed(k)`` (``allowed`` monotone, ``allowed(0)`` true)."""
     if limit <= 0 or allowed(limit):
         return max(limit, 0)
@@ -535,7 +535,8 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
         quote, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
         fill = notional(-delta, market.oracle_price, size_decimals=market.size_decimals,
                         price_decimals=market.price_decimals)  # the oracle value: what the backstop pays
-        memo[lots] = quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral, maintenance
+        memo[lots] = (quote, fill, insurance_fund_delta(fill, quote, params.max_liquidation_fee_ppm), net_collateral,
+                      maintenance)
         return memo[lots]
 
     def allowed(lots: int) -> bool:
@@ -682,25 +683,28 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                        "reason": "profitable_position"})
         return
     for score, counterparty in ranks.ranked(market, side):
-        position = sub.positions.get(ticker)
-        if position is None:
+        current = sub.positions.get(ticker)
+        if current is None:
             break
+        position = current
         other = counterparty.positions[ticker]
         sign = -1 if position.size > 0 else 1  # the deleveraged account's delta per lot
         old = get_subaccount_risk(state, counterparty)
 
+        # terms() and allowed() read this iteration's sign, other, counterparty and old, and are only called
+        # before the loop moves on (hence the B023 noqa: no late-binding surprise).
         def terms(lots: int) -> tuple[int, int, int, int]:
-            delta = sign * lots
+            delta = sign * lots  # noqa: B023
             bankruptcy, net_collateral, maintenance = deficit_quote(state, sub, market, delta)
-            closed = other.cost - cost_after(market, other.size, other.cost, -delta, market.oracle_price)
+            closed = other.cost - cost_after(market, other.size, other.cost, -delta, market.oracle_price)  # noqa: B023
             return adl_quote(bankruptcy, closed), bankruptcy, net_collateral, maintenance
 
         def allowed(lots: int) -> bool:
             quote = terms(lots)[0]
-            delta = sign * lots
-            new = get_subaccount_risk(state, counterparty, market, -delta, -quote, -lots,
-                                      cost_change(state, market, other, -delta, market.oracle_price))
-            return is_valid_update(old, new)
+            delta = sign * lots  # noqa: B023
+            new = get_subaccount_risk(state, counterparty, market, -delta, -quote, -lots,  # noqa: B023
+                                      cost_change(state, market, other, -delta, market.oracle_price))  # noqa: B023
+            return is_valid_update(old, new)  # noqa: B023
 
         lots = _largest(min(abs(position.size), abs(other.size)), allowed)
         if lots == 0:
@@ -750,7 +754,7 @@ def _adl_entry(state: State, market: Market, side: int, key: SubKey) -> _Entry |
         return None
     other = state.subaccounts.get(key)
     position = other.positions.get(market.ticker) if other is not None else None
-    if position is None or position.size * side >= 0:
+    if other is None or position is None or position.size * side >= 0:
         return None
     value = notional(position.size, market.oracle_price, size_decimals=market.size_decimals,
                      price_decimals=market.price_decimals)
@@ -947,8 +951,8 @@ def settle_final_markets(state: State, events: Events) -> None:
     the start of this block (``bastion.core.twap``, a ``settlement_price`` event), never this block's
     own oracle price; a stale market waits and settles later at that same price. At settlement the
     market's oracle price is set to it (``oracle_price`` event), so every valuation below uses it.
-    Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their bankruptcy
-    price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
+    Resting and untriggered conditional orders are cancelled. Accounts with negative TNC are deleveraged at their
+    bankruptcy price (``deleverage``: rungs 3 and 4 of the waterfall); every other position, a backstop's included
     (its loss is its fund's, swept after the liquidations), closes at the settlement price, longs receiving their
     notional rounded down and shorts paying theirs rounded up; the rounding difference goes to the
     pool's insurance fund, so collateral is conserved exactly.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from typing import Any
 
 from bastion.core.errors import ProtocolError
@@ -31,7 +32,7 @@ def genesis_error(path: str, message: str) -> ProtocolError:
     return ProtocolError("invalid_genesis", f"{path}: {message}", field=path)
 
 
-def get_field(obj: dict, key: str, path: str, kind: type | tuple, default: Any = ...) -> Any:
+def get_field(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
     if key not in obj:
         if default is ...:
             raise genesis_error(f"{path}.{key}", "is required")
@@ -42,7 +43,7 @@ def get_field(obj: dict, key: str, path: str, kind: type | tuple, default: Any =
     return value
 
 
-def wrap_error(path: str, fn, *args, **kwargs):
+def wrap_error(path: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a parser, re-raising its error with the genesis field path."""
     try:
         return fn(*args, **kwargs)
@@ -58,13 +59,13 @@ def check_keys(obj: Any, allowed: set[str], path: str) -> None:
         raise genesis_error(f"{path}.{unknown[0]}", "is not a known field")
 
 
-def parse_oracle_params(obj: dict, base: OracleParams | None, path: str) -> OracleParams:
+def parse_oracle_params(obj: dict[str, Any], base: OracleParams | None, path: str) -> OracleParams:
     # the operators are chain-wide: only the genesis section names them, not a market's override
     check_keys(obj, {"min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"}
                 | ({"operators"} if base is None else set()), path)
     d = ORACLE_DEFAULTS
 
-    def pick(key, parse):
+    def pick(key: str, parse: Callable[[Any, str], Any]) -> Any:
         if key in obj:
             return parse(obj[key], f"{path}.{key}")
         return None
@@ -96,7 +97,7 @@ def parse_int(value: Any, path: str, *, minimum: int | None = None, maximum: int
 def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets: dict[str, Market],
                  oracle_defaults: OracleParams, operators: list[str] | tuple[str, ...], time_ms: int) -> Market:
     """One market of the genesis form (``genesis.markets[i]``; also a ``list_market`` action's
-    listing, ``bastion.core.governance.actions``): syntax, grids, tier, fees, oracle overrides. The ticker must
+    listing, ``bastion.core.actions``): syntax, grids, tier, fees, oracle overrides. The ticker must
     be new to ``markets``; every operator counts as having submitted the initial price at
     ``time_ms``. Errors are ``invalid_genesis`` naming the field path."""
     market_defaults = MARKET_DEFAULTS

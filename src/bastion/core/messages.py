@@ -47,6 +47,7 @@ class Deposit(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class Withdraw(_Checked):
+    """Take ``amount`` USDC out of the sender's ``subaccount`` (to the bridge)."""
     subaccount: int
     amount: str
 
@@ -62,6 +63,8 @@ class Transfer(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class PlaceOrder(_Checked):
+    """A limit or market order, or a conditional one (stop / take-profit with ``trigger_price``), of
+    ``size`` on ``market`` from the sender's ``subaccount``; ``client_id`` names it among its open orders."""
     subaccount: int
     market: str
     side: str
@@ -78,6 +81,7 @@ class PlaceOrder(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder(_Checked):
+    """Cancel one open order of the sender's ``subaccount``, by exactly one of ``client_id`` and ``order_id``."""
     subaccount: int
     client_id: int | None = None
     order_id: int | None = None
@@ -85,6 +89,7 @@ class CancelOrder(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class CancelAll(_Checked):
+    """Cancel every open order of the sender's ``subaccount`` (of one ``market``, or all)."""
     subaccount: int
     market: str | None = None
 
@@ -107,6 +112,7 @@ class SetMarginMode(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class OracleUpdate(_Checked):
+    """An oracle operator's price submission: ``{ticker: decimal price}``."""
     prices: dict[str, str]
 
 
@@ -128,6 +134,7 @@ class Delegate(_Checked):
 # them). Omitted fields (None) are left unchanged; decimals are strings on the genesis grids.
 @dataclass(frozen=True, slots=True)
 class SetMarketParams(_Checked):
+    """Change one market's tier, open-interest cap, fees, order sizes, status or oracle settings."""
     market: str
     liquidity_tier: int | None = None
     max_open_interest: str | None = None
@@ -147,13 +154,14 @@ class SetMarketParams(_Checked):
 class SetOrderLimits(_Checked):
     """The anti-spam order limits (genesis ``order_limits`` names and units, ``bastion.core.orders``):
     ``open_order_tiers`` replaces the whole list of ``{min_equity, max_open_orders}`` tiers."""
-    open_order_tiers: list | None = None
+    open_order_tiers: list[Any] | None = None
     max_open_orders: int | None = None
     min_order_notional: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SetLiquidityTier(_Checked):
+    """Change a liquidity tier's initial margin, maintenance fraction or open-interest caps."""
     tier: int
     initial_margin: str | None = None
     maintenance_fraction: str | None = None
@@ -163,6 +171,7 @@ class SetLiquidityTier(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class SetFeeParams(_Checked):
+    """Change the share of trading fees that goes to the insurance funds."""
     insurance_share: str
 
 
@@ -190,7 +199,7 @@ class SetLiquidationParams(_Checked):
 @dataclass(frozen=True, slots=True)
 class SetGovernanceParams(_Checked):
     """A partial genesis ``governance`` section, merged over the current parameters."""
-    params: dict
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +218,7 @@ class StartRollout(_Checked):
     target: str
     steps: int
     interval_s: int
-    gates: dict
+    gates: dict[str, Any]
     revert_on_breach: bool = False
 
 
@@ -231,7 +240,7 @@ class SetCouncil(_Checked):
 class SetStewardBounds(_Checked):
     """Per parameter (dotted name), ``{max_change | max_change_abs, cooldown_s}`` or null to remove
     its bound; parameters not named keep theirs (``bastion.core.governance.council``)."""
-    bounds: dict
+    bounds: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +257,7 @@ class ListMarket(_Checked):
     liquidity_tier: int | None = None      # default: the tier named "isolated"
     maker_fee: str | None = None
     taker_fee: str | None = None
-    oracle: dict | None = None             # min_sources, max_staleness_s, max_source_deviation, max_move_per_block
+    oracle: dict[str, Any] | None = None   # min_sources, max_staleness_s, max_source_deviation, max_move_per_block
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +270,7 @@ class SetListingParams(_Checked):
 @dataclass(frozen=True, slots=True)
 class SetOracleOperators(_Checked):
     """Replace the set of oracle operators (addresses)."""
-    operators: tuple
+    operators: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +296,7 @@ class UpgradeIsolatedToCross(_Checked):
     market: str
 
 
-ACTION_TYPES: dict[str, type] = {
+ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
     "set_fee_params": SetFeeParams,
@@ -339,12 +348,13 @@ class SubmitProposal(_Checked):
     """Propose ``actions`` (typed, see above), escrowing ``deposit`` BGOV from the sender."""
     title: str
     description: str
-    actions: tuple
+    actions: tuple[Action, ...]
     deposit: str
 
 
 @dataclass(frozen=True, slots=True)
 class Vote(_Checked):
+    """Cast the sender's votes (as of the proposal's snapshot) on an active proposal."""
     proposal_id: str
     option: str                            # yes | no | abstain | veto
     reason: str | None = None
@@ -352,16 +362,19 @@ class Vote(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class Queue(_Checked):
+    """Queue a succeeded proposal: its timelock starts."""
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class Execute(_Checked):
+    """Execute a queued proposal whose timelock has passed: its actions apply atomically."""
     proposal_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class CancelProposal(_Checked):
+    """Cancel a proposal while its status allows it (who may: ``proposal_guards.check_cancel``)."""
     proposal_id: str
 
 
@@ -417,7 +430,7 @@ class StewardChange(_Checked):
     value: str
 
 
-MESSAGE_TYPES: dict[str, type] = {
+MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
     "transfer": Transfer,
@@ -449,10 +462,10 @@ Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll 
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
-    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict": (dict,), "tuple": (list, tuple),
-    "list[str]": (list, tuple),
-    "dict | None": (dict, type(None)),
-    "list | None": (list, type(None)),
+    "str | None": (str, type(None)), "dict[str, str]": (dict,), "dict[str, Any]": (dict,),
+    "tuple[str, ...]": (list, tuple), "tuple[Action, ...]": (list, tuple), "list[str]": (list, tuple),
+    "dict[str, Any] | None": (dict, type(None)),
+    "list[Any] | None": (list, type(None)),
 }
 MAX_ACTIONS = 16
 
@@ -505,6 +518,7 @@ def check_text(value: str, *, field: str, limit: int = MAX_TEXT_CHARS, code: str
 
 
 def check_int(value: int, *, field: str) -> None:
+    """Refuse (``int_out_of_range``) an integer beyond +-(2^53 - 1), the range exact in JavaScript."""
     if not -MAX_INT <= value <= MAX_INT:
         raise ProtocolError("int_out_of_range", f"{field} must be an integer of magnitude at most 2^53 - 1",
                             field=field)
@@ -681,7 +695,7 @@ def canonical_action(action: Action) -> dict[str, Any]:
     """An action as the proposal id hashes it: its ``type`` and every field (None when omitted),
     except the ``LATER_FIELDS`` that are not set."""
     later = LATER_FIELDS.get(type(action), ())
-    values = {f.name: getattr(action, f.name) for f in fields(action)}  # type: ignore[arg-type]
+    values = {f.name: getattr(action, f.name) for f in fields(action)}
     return {"type": ACTION_NAMES[type(action)],
             **{name: value for name, value in values.items() if value is not None or name not in later}}
 
@@ -705,7 +719,7 @@ def _field_specs(cls: type) -> tuple[frozenset[str], tuple[_FieldSpec, ...]]:
     return specs
 
 
-def _decode_fields(kind: str, cls: type, data: dict, *, prefix: str) -> dict[str, Any]:
+def _decode_fields(kind: str, cls: type, data: dict[str, Any], *, prefix: str) -> dict[str, Any]:
     names, table = _field_specs(cls)
     if not names.issuperset(data):
         extra = sorted(set(data) - names)

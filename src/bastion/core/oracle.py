@@ -13,6 +13,8 @@ Genesis counts as a submission of the initial price by every operator at genesis
 """
 from __future__ import annotations
 
+from typing import Any
+
 from bastion.core.accounts import get_market
 from bastion.core.errors import ProtocolError
 from bastion.core.funding import median_low
@@ -20,10 +22,13 @@ from bastion.core.messages import OracleUpdate
 from bastion.core.state import State
 from bastion.core.units import PPM, parse_decimal_rounded, ppm_of_down
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 
-def oracle_update(state: State, sender: str, msg: OracleUpdate, events: Events) -> dict:
+def oracle_update(state: State, sender: str, msg: OracleUpdate, events: Events) -> dict[str, Any]:
+    """Record an operator's prices (rounded to each market's tick); the oracle price moves at the end of
+    the block (``update_oracle_prices``). Refusals: ``not_oracle_operator``, ``unknown_market``,
+    ``non_positive_price`` (a price that rounds to zero) and the decimal codes."""
     if sender not in state.oracle_operators:
         raise ProtocolError("not_oracle_operator", "only oracle operators may submit prices", field="sender")
     parsed = []

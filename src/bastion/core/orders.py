@@ -1,8 +1,8 @@
 """Order placement, cancellation and matching (DESIGN.md section 5).
 
 ``place_order`` validates the whole message first (grid, market status and guardian pauses
-(``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the limit price,
-the anti-spam limits (``check_order_limits``), fill-or-kill liquidity) and
+(``guardian.check_market_open``), margin mode, reduce-only, post-only, margin after a hypothetical full fill at the
+limit price, the anti-spam limits (``check_order_limits``), fill-or-kill liquidity) and
 only then assigns an order id and matches. Matching walks the book in price-time priority at the
 makers' prices; ``_Matcher.decide`` judges each proposed fill:
 
@@ -20,14 +20,14 @@ changes, so the real run only starts when it will fill completely.
 from __future__ import annotations
 
 import heapq
-from typing import Final
+from typing import Any, Final
 
 from bastion.core import guardian
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.margin import (
-    cost_change, get_net_collateral, get_subaccount_risk, is_valid_update, open_interest_change,
+    Risk, cost_change, get_net_collateral, get_subaccount_risk, is_valid_update, open_interest_change,
 )
 from bastion.core.messages import CancelAll, CancelOrder, PlaceOrder
 from bastion.core.params import OrderLimitParams, open_order_limit
@@ -38,7 +38,7 @@ from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import fee_for, format_decimal, format_usdc, parse_decimal, parse_usdc, ppm_of_down
 from bastion.risk_model import notional
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 SIDES: Final = {"buy": BUY, "sell": SELL}
 SIDE_NAMES: Final = ("buy", "sell")
@@ -58,12 +58,25 @@ def _sign(value: int) -> int:
 
 
 def fill_notional(market: Market, lots: int, ticks: int) -> int:
+    """The value in micro-USDC of ``lots`` at ``ticks`` on ``market``'s grids (``risk_model.notional``)."""
     return notional(lots, ticks, size_decimals=market.size_decimals, price_decimals=market.price_decimals)
 
 
 # --------------------------------------------------------------------------------------- placement
-def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> dict:
-    """Validate a ``place_order``; submit it to the book now, or keep a conditional order untriggered."""
+def place_order(state: State, sender: str, msg: PlaceOrder, events: Events) -> dict[str, Any]:
+    """Validate a ``place_order``; submit it to the book now, or keep a conditional order untriggered.
+
+    Refusals, all before any change: from the message and the market's grid (``parse_order``)
+    ``invalid_side``, ``invalid_order_type``, ``invalid_time_in_force``, ``invalid_self_trade``,
+    ``invalid_client_id``, ``invalid_good_til``, ``missing_field``, ``invalid_field``,
+    ``non_positive_size``, ``non_positive_price``, ``size_below_minimum``, ``size_above_maximum``
+    (and ``unknown_market``, ``invalid_subaccount``, ``subaccount_not_found``, the decimal codes);
+    from the account and the book (``check_order``) ``market_not_trading``, ``market_reduce_only``,
+    ``market_paused_by_guardian``, ``isolated_market_requires_isolated_subaccount``,
+    ``subaccount_isolated_to_other_market``, ``duplicate_client_id``, ``reduce_only_would_increase``,
+    ``post_only_would_cross`` and ``insufficient_margin`` (after a full fill at the limit price);
+    from the anti-spam limits (``check_order_limits``) ``order_below_min_notional`` and
+    ``too_many_open_orders``; at matching ``fok_not_filled``."""
     terms, trigger_ticks = parse_order(state, sender, msg)
     if trigger_ticks is None:
         return submit_order(state, terms, events)
@@ -271,7 +284,7 @@ def _parse_open_order_tiers(value: object, path: str) -> list[list[int]]:
     return tiers
 
 
-def format_order_limits(limits: OrderLimitParams) -> dict:
+def format_order_limits(limits: OrderLimitParams) -> dict[str, Any]:
     """The genesis form of ``limits`` (``bastion scenario defaults``)."""
     return {"open_order_tiers": [{"min_equity": format_usdc(equity), "max_open_orders": count}
                                  for equity, count in limits.open_order_tiers],
@@ -279,7 +292,7 @@ def format_order_limits(limits: OrderLimitParams) -> dict:
             "min_order_notional": format_usdc(limits.min_order_notional_usdc)}
 
 
-def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: int | None = None) -> dict:
+def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: int | None = None) -> dict[str, Any]:
     """The one way into the book: validate the terms against the account, the market and the book,
     then match and rest them. A fresh order (``order_id`` None) gets the next order id; a triggered
     conditional order keeps the id it got at placement."""
@@ -330,7 +343,8 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
                            "side": SIDE_NAMES[side], "price": ticks, "size": remaining})
         else:
             status = "partially_filled" if consumed else "cancelled"
-            reason = (matcher and matcher.stop_reason) or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder")
+            reason = ((matcher and matcher.stop_reason)
+                      or ("ioc_remainder" if tif in ("ioc", "fok") else "crossing_remainder"))
             events.append({"type": "order_cancelled", "market": market.ticker, "order_id": order_id,
                            "owner": terms.owner, "number": terms.number, "client_id": terms.client_id,
                            "size": remaining, "reason": reason})
@@ -341,7 +355,7 @@ def submit_order(state: State, terms: OrderTerms, events: Events, *, order_id: i
 
 
 def add_conditional_order(state: State, order_type: str, trigger_ticks: int, terms: OrderTerms,
-                          events: Events) -> dict:
+                          events: Events) -> dict[str, Any]:
     """Keep a validated conditional order untriggered: it takes the next order id and reserves its
     client id now; a gtt one joins the expiry queue."""
     order_id = state.next_order_id
@@ -382,7 +396,7 @@ class _Matcher:
         self.events = events
         self.order_id = 0
         self.stop_reason = ""
-        self.overlay: dict[tuple, list[int]] | None = None  # dry run: key -> [balance, size, cost] deltas
+        self.overlay: dict[tuple[str, str, int], list[int]] | None = None  # dry run: key -> [balance, size, cost]
         self.oi_overlay = 0
         self.traded = 0  # lots actually traded in the real run
 
@@ -395,7 +409,7 @@ class _Matcher:
         return size
 
     def _risk(self, sub: Subaccount, size_delta: int = 0, balance_delta: int = 0, oi_delta: int = 0,
-              ticks: int = 0):
+              ticks: int = 0) -> Risk:
         """The subaccount's risk after the pending (dry-run) changes plus ``size_delta`` lots at ``ticks``."""
         pending = self.overlay.get(sub.key, _NO_CHANGE) if self.overlay is not None else _NO_CHANGE
         cost_delta = pending[2]
@@ -509,7 +523,8 @@ class _Matcher:
             self.traded += lots
         return lots
 
-    def _largest_fill_under_cap(self, taker_size, maker_size, sign, lots, open_interest) -> int:
+    def _largest_fill_under_cap(self, taker_size: int, maker_size: int, sign: int, lots: int,
+                                open_interest: int) -> int:
         """Largest fill whose open-interest increase fits under the cap (the increase is convex in size)."""
         headroom = self.market.max_open_interest_lots - open_interest
         low, high = 0, lots
@@ -535,7 +550,7 @@ class _Matcher:
 
 def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: int | None, side: int, maker: Order,
                maker_sub: Subaccount, lots: int, taker_delta: int, quote: int, maker_fee: int, taker_fee: int,
-               oi_delta: int, events: Events) -> dict:
+               oi_delta: int, events: Events) -> dict[str, Any]:
     """Settle one judged fill at the maker's price: funding, balances, positions (with cost), open
     interest, fees (the insurance share to the market's pool), the maker order's bookkeeping
     (``take_from_maker``), and a ``fill`` event, which is returned."""
@@ -619,8 +634,10 @@ def remove_conditional_order(state: State, order_id: int, reason: str, events: E
 
 
 # --------------------------------------------------------------------------------------- cancels
-def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) -> dict:
-    """Cancel one resting or untriggered conditional order, by client id or order id."""
+def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) -> dict[str, Any]:
+    """Cancel one resting or untriggered conditional order, by client id or order id. Refusals:
+    ``invalid_subaccount``, ``subaccount_not_found``, ``invalid_message`` (not exactly one of the
+    two ids) and ``order_not_found``."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if (msg.client_id is None) == (msg.order_id is None):
         raise ProtocolError("invalid_message", "give exactly one of client_id and order_id", field="order_id")
@@ -635,8 +652,9 @@ def cancel_order(state: State, sender: str, msg: CancelOrder, events: Events) ->
     return {"order_id": order_id}
 
 
-def cancel_all(state: State, sender: str, msg: CancelAll, events: Events) -> dict:
-    """Cancel the subaccount's resting orders, then its untriggered conditional orders (of one market or all)."""
+def cancel_all(state: State, sender: str, msg: CancelAll, events: Events) -> dict[str, Any]:
+    """Cancel the subaccount's resting orders, then its untriggered conditional orders (of one market or all).
+    Refusals: ``invalid_subaccount``, ``subaccount_not_found``, ``unknown_market``; no open order is no error."""
     sub = get_own_subaccount(state, sender, msg.subaccount)
     if msg.market is not None:
         get_market(state, msg.market)

@@ -146,6 +146,7 @@ class GovernanceTier:
 
 
 def default_governance_tiers() -> dict[str, GovernanceTier]:
+    """The genesis default rules per risk class (quorum, approval, voting period, timelock, holding age)."""
     return {
         "risk_reducing": GovernanceTier(20_000, 500_000, 86_400, DAY_MS, 0),
         "neutral": GovernanceTier(40_000, 500_000, 172_800, 2 * DAY_MS, 0),

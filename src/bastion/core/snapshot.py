@@ -109,7 +109,7 @@ def state_to_document(state: State) -> dict[str, Any]:
     }
 
 
-def canonical_bytes(document: dict[str, Any]) -> bytes:
+def canonical_bytes(document: Any) -> bytes:
     """The one encoding of a snapshot document: compact JSON, keys sorted, ASCII."""
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 

@@ -10,16 +10,16 @@ incrementally; keys are ``("sub", owner, number)``, ``("order", ticker, order_id
 ``("ballot", id, voter)`` and ``("param_history", i)`` (``bastion.core.governance``), the staged
 rollouts' ``("rollout", id)`` and ``("liquidations", ticker)`` (``bastion.core.rollout``), the
 guardian's ``("guardian",)`` and ``("pause", scope, market)`` (``bastion.core.guardian``), and the
-council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``, ``("steward_bound", name)``,
-``("steward_cooldown", name)`` and ``("steward_approval", name, member)`` (``bastion.core.council``),
-and ``("listing",)`` (the listing parameters, ``bastion.core.actions``), ``("order_limits",)``
-(the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
+council's ``("council",)``, ``("attestation", proposal id, member)``, ``("stress_report", hash)``,
+``("steward_bound", name)``, ``("steward_cooldown", name)`` and ``("steward_approval", name, member)``
+(``bastion.core.council``), and ``("listing",)`` (the listing parameters, ``bastion.core.actions``),
+``("order_limits",)`` (the anti-spam order limits, ``bastion.core.orders``), and ``("nonces", sender)`` (each sender's
 spent nonces, ``bastion.core.nonces``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.book import Book
 from bastion.core.params import (
@@ -163,6 +163,7 @@ class Market:
 
     @property
     def key(self) -> tuple[str, str]:
+        """The market's state leaf key (``bastion.core.hashing``)."""
         return ("market", self.ticker)
 
     @property
@@ -180,7 +181,7 @@ class Proposal:
     proposer: str
     title: str
     description: str
-    actions: tuple                         # of bastion.core.messages action dataclasses
+    actions: tuple[Any, ...]               # of bastion.core.messages action dataclasses
     deposit_bgov: int                      # escrowed until returned or burned
     risk_class: str                        # computed at submission, never declared
     submitted_height: int
@@ -217,8 +218,8 @@ class ParamHistoryEntry:
     """One change of a governed parameter (``bastion.core.governance.change_param``)."""
 
     name: str                              # dotted path, e.g. markets.BTC-USD.tier_id
-    old: int | str | list | None           # a list for oracle_operators (addresses, sorted) and open_order_tiers
-    new: int | str | list | None
+    old: int | str | list[Any] | None      # a list for oracle_operators (addresses, sorted) and open_order_tiers
+    new: int | str | list[Any] | None
     height: int
     source: ParamSource
 
@@ -395,11 +396,12 @@ class State:
     # ticker -> block time until which book liquidations wait after a guardian pause (core.guardian)
     liquidation_grace_until: dict[str, int] = field(default_factory=dict)
     # incremental state hash (bastion.core.hashing)
-    dirty: dict[tuple, None] = field(default_factory=dict)
-    leaf_hashes: dict[tuple, bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding
+    dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
+    leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding
     hash_accumulator: int = 0  # the lane-sum vector (2048 bytes, little-endian) as an integer
-    leaf_vectors: dict[tuple, tuple[bytes, int]] = field(default_factory=dict)  # derived cache (core.hashing)
+    leaf_vectors: dict[tuple[Any, ...], tuple[bytes, int]] = field(default_factory=dict)  # derived cache (core.hashing)
     state_hash: str = ""
 
-    def touch(self, key: tuple) -> None:
+    def touch(self, key: tuple[Any, ...]) -> None:
+        """Mark leaf ``key`` changed: the next state hash re-encodes it (``hashing.commit_state_hash``)."""
         self.dirty[key] = None

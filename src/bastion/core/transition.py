@@ -34,16 +34,16 @@ from bastion.core.funding import funding_index_delta, funding_rate_8h_ppm, media
 from bastion.core.hashing import commit_state_hash
 from bastion.core.messages import (
     ACTION_NAMES, CancelAll, CancelOrder, CancelProposal, CouncilAttest, Delegate, Deposit, Execute, GuardianPause,
-    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, RegisterStressReport, SetLeverage, SetMarginMode,
-    StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
+    GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, RegisterStressReport, SetLeverage,
+    SetMarginMode, StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 # handler(state, sender, message, events) -> result fields; each takes the message type it is keyed by
-Handler = Callable[[State, str, Any, Events], dict]
+Handler = Callable[[State, str, Any, Events], dict[str, Any]]
 
 HANDLERS: dict[type, Handler] = {
     Deposit: accounts.deposit,
@@ -73,17 +73,21 @@ HANDLERS: dict[type, Handler] = {
 
 @dataclass(slots=True)
 class BlockResult:
+    """One applied block: its height and time, the state hash after it, each transaction's result
+    (``{"ok": true, ...}`` or ``{"ok": false, "code", "message"}``) and the block's events."""
     height: int
     time_ms: int
     state_hash: str
-    results: list[dict] = field(default_factory=list)
-    events: list[dict] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 def begin_block(state: State, time_ms: int, events: Events) -> None:
+    """Open block ``height + 1`` at ``time_ms`` (``time_goes_backwards`` if before the previous block):
+    accumulate the settlement TWAPs, expire good-til-time orders and spent nonces past their window."""
     if time_ms < state.time_ms:
-        raise ProtocolError("time_goes_backwards", f"block time {time_ms} is before the previous block's {state.time_ms}",
-                            field="time")
+        raise ProtocolError("time_goes_backwards",
+                            f"block time {time_ms} is before the previous block's {state.time_ms}", field="time")
     previous_ms = state.time_ms
     state.height += 1
     state.time_ms = time_ms
@@ -93,7 +97,7 @@ def begin_block(state: State, time_ms: int, events: Events) -> None:
     nonces.expire_nonces(state)
 
 
-def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict:
+def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict[str, Any]:
     """Apply one message; on rejection return the error and leave state and events untouched."""
     handler = HANDLERS.get(type(msg))
     if handler is None:
@@ -167,12 +171,13 @@ END_BLOCK_STEPS = (
 
 
 def end_block(state: State, events: Events) -> str:
+    """Run ``END_BLOCK_STEPS`` in order and return the state hash."""
     for step in END_BLOCK_STEPS:
         step(state, events)
     return commit_state_hash(state)
 
 
-def apply_nonced_tx(state: State, sender: str, nonce: int, msg: Message, events: Events) -> dict:
+def apply_nonced_tx(state: State, sender: str, nonce: int, msg: Message, events: Events) -> dict[str, Any]:
     """Spend the sender's nonce (``bastion.core.nonces``), then ``apply_tx``. A nonce already spent
     is refused (``nonce_used``) with no change at all; otherwise the nonce stays spent whatever the
     handler decides."""
@@ -193,7 +198,7 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]],
     begin_block(state, time_ms, events)
     if tx_nonces is not None and len(tx_nonces) != len(txs):
         raise ValueError(f"{len(tx_nonces)} nonces for {len(txs)} transactions")
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
     for index, (sender, msg) in enumerate(txs):
         try:
             if tx_nonces is None:

@@ -75,7 +75,8 @@ def parse_decimal(text: object, decimals: int, *, field: str, signed: bool = Fal
     """
     if (type(text) is str and decimals >= 0 and len(text) <= MAX_INTEGER_DIGITS and text.isascii()
             and text.isdigit()):
-        return int(text) * 10**decimals  # fast path: a plain whole number
+        scale: int = 10**decimals
+        return int(text) * scale  # fast path: a plain whole number
     match = check_decimal_text(text, field=field)
     sign, whole, frac = match.group(1), match.group(2), (match.group(3) or "").rstrip("0")
     if sign and not signed:
@@ -105,7 +106,7 @@ def parse_decimal_rounded(text: object, decimals: int, *, field: str) -> int:
         raise ProtocolError("invalid_decimal", f"{field} is not a positive decimal number: {text!r}", field=field)
     whole, frac = match.group(2), match.group(3) or ""
     numerator = int(whole + frac)
-    denominator = 10 ** len(frac)
+    denominator: int = 10 ** len(frac)
     if decimals >= 0:
         numerator *= 10**decimals
     else:
@@ -136,10 +137,12 @@ def format_decimal(value: int, decimals: int) -> str:
 
 
 def parse_usdc(text: object, *, field: str, signed: bool = False) -> int:
+    """A USDC decimal string to micro-USDC (``parse_decimal`` with 6 decimals and its refusals)."""
     return parse_decimal(text, USDC_DECIMALS, field=field, signed=signed)
 
 
 def format_usdc(micro_usdc: int) -> str:
+    """Micro-USDC to the shortest exact decimal string (1_500_000 -> "1.5")."""
     return format_decimal(micro_usdc, USDC_DECIMALS)
 
 
@@ -149,6 +152,7 @@ def parse_ppm(text: object, *, field: str, signed: bool = False) -> int:
 
 
 def format_ppm(ppm: int) -> str:
+    """Parts per million to the shortest exact decimal ratio (50_000 -> "0.05")."""
     return format_decimal(ppm, PPM_DECIMALS)
 
 

@@ -324,10 +324,12 @@ class BlockLog:
             raise ValueError(f"block {sealed.block.height} does not follow the log's head (expected {expected})")
         if sealed.block.prev_hash != (self.genesis_hash() if head is None else head.block_hash):
             raise ValueError(f"block {sealed.block.height} does not link to the log's head")
-        block = dataclasses.replace(sealed.block, **{name: zlib.compress(getattr(sealed.block, name), 1)
-                                                     for name in ("txs_blob", "results_blob", "events_blob")})
+        compressed: dict[str, Any] = {name: zlib.compress(getattr(sealed.block, name), 1)
+                                      for name in ("txs_blob", "results_blob", "events_blob")}
+        block = dataclasses.replace(sealed.block, **compressed)
         with self._transaction():
-            self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", dataclasses.astuple(block))
+            self.db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            dataclasses.astuple(block))
             self.db.execute(_INDEX_TXS, (block.height, sealed.tx_keys_json))
             self.db.execute(_HIGH_WATER, (str(block.height),))
         return block

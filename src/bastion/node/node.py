@@ -42,8 +42,8 @@ hash is in the log (a damaged or foreign snapshot is skipped and reported), then
 verified link by link and replayed through the state machine in one pass
 (``bastion.node.replay.replay_range``), each block's state hash compared with the logged one. A
 log that does not verify (``LogCorrupted``) or a replay that diverges (``ReplayDivergence``) stops
-the node with the height and the reason: a damaged log is never silently accepted. ``bastion replay --verify`` is ``bastion.node.replay``'s
-``verify_log``, which replays the whole chain, in parallel from the snapshots.
+the node with the height and the reason: a damaged log is never silently accepted. ``bastion replay --verify`` is
+``bastion.node.replay``'s ``verify_log``, which replays the whole chain, in parallel from the snapshots.
 
 Read models (``bastion.node.indexer``) are built by a worker process with its own connections: after
 each commit the producer only signals the new head; the worker indexes every block after the read
@@ -86,7 +86,7 @@ from bastion.node.blocklog import (
     BlockLog, LoggedBlock, LogCorrupted, SealedBlock, Tx, canonical, json_bytes, seal_block,
 )
 from bastion.node.mempool import Mempool
-from bastion.node.recovery import Recovery, load_committed_state, recover_state
+from bastion.node.recovery import Recovery, recover_state
 from bastion.node.replay import SNAPSHOTS
 
 
@@ -294,7 +294,7 @@ class Node:
                 app_hash = self.app.commit()
                 sealed = seal_block(result.height, time_ms, self._head_hash, [tx for tx, _ in taken],
                                     result.results, result.events, app_hash)
-            except BaseException as error:  # noqa: BLE001 - the state may hold half a block: stop
+            except BaseException as error:  # the state may hold half a block: stop
                 self._stop(f"applying block {height} failed", error)
                 raise self._failure from error  # type: ignore[misc]
             self._head_hash = sealed.block.block_hash
@@ -327,9 +327,9 @@ class Node:
             admitted.append((tx, typed))
         if refused:
             with self._mempool_changed:
-                for tx, error in refused:
+                for tx, refusal in refused:
                     self.mempool.drop(tx)
-                    self._refused[(tx.sender, tx.nonce)] = {"code": error.code, "message": error.message}
+                    self._refused[(tx.sender, tx.nonce)] = {"code": refusal.code, "message": refusal.message}
                     if len(self._refused) > REFUSED_KEPT:
                         del self._refused[next(iter(self._refused))]
         return admitted
@@ -425,7 +425,7 @@ class Node:
             self._run(stop, block_time_ms)
         except NodeStopped:
             raise
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             with self.lock:
                 self._stop("the block producer failed", error)
             raise self._failure from error  # type: ignore[misc]

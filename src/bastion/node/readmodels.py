@@ -286,10 +286,11 @@ class SqlReadModels(ReadModels):
     def _create_schema(self) -> None:
         with self._transaction():
             for table, spec in TABLES.items():
-                columns = ", ".join(f"{name} {self._column_sql(kind)}".rstrip() for name, kind in spec["columns"].items())
+                columns = ", ".join(f"{name} {self._column_sql(kind)}".rstrip()
+                                    for name, kind in spec["columns"].items())
                 self._execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({', '.join(spec['key'])}))")
-            for name, table, columns in INDEXES:
-                self._execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
+            for index, indexed_table, indexed_columns in INDEXES:
+                self._execute(f"CREATE INDEX IF NOT EXISTS {index} ON {indexed_table} ({', '.join(indexed_columns)})")
             stored = self._execute("SELECT value FROM meta WHERE key = ?", ("schema_version",))
             if not stored:
                 self._execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("schema_version", str(SCHEMA_VERSION)))

@@ -320,7 +320,7 @@ class _ParallelReplay:
                 child.close()
             while not all(s.finished for s in self.segments):
                 by_connection = {s.connection: s for s in self.segments if not s.finished}
-                for connection in wait(list(by_connection)):
+                for connection in wait(list(by_connection)):  # type: ignore[arg-type]
                     self._receive(by_connection[connection])  # type: ignore[index]
                 self._answer()
         finally:
@@ -406,8 +406,8 @@ class _ParallelReplay:
             if following.process is not None and following.process.is_alive():
                 following.process.terminate()
             assert following.snapshot is not None  # only a segment after the first follows another
-            self.skipped.append((following.first - 1, f"{following.snapshot.name}: its state has the log's state "
-                                 "hash but is not the state the replay reached"))
+            self.skipped.append((following.first - 1, (f"{following.snapshot.name}: its state has the log's state "
+                                 "hash but is not the state the replay reached")))
 
     @staticmethod
     def _send(segment: _Segment, end: int | None) -> None:

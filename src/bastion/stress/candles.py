@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
@@ -90,7 +90,7 @@ def _parse_file(path: str, digest: str) -> CandleSeries:
     first_number, first = rows[0]
     if _is_number(first[0]):
         columns = {name: i for i, name in enumerate(KLINE_COLUMNS)}
-        names = KLINE_COLUMNS
+        names: tuple[str, ...] = KLINE_COLUMNS
         data = rows
     else:
         header = [cell.strip().lower() for cell in first]
@@ -192,8 +192,8 @@ def _timestamp(text: str, path: str, line: int, column: str) -> int:
     except ValueError:
         raise _error(path, line, column, f"{raw!r} is neither ISO-8601 nor a Unix time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     if delta.microseconds % 1_000:
         raise _error(path, line, column, f"{raw!r}: times must be whole milliseconds")
     return (delta.days * 86_400 + delta.seconds) * 1_000 + delta.microseconds // 1_000

@@ -62,8 +62,9 @@ funds, bad debt, totals) is integer arithmetic.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Final
+from typing import Final
 
 import numpy as np
 
@@ -72,7 +73,8 @@ from bastion.stress.inputs import StressInputs
 from bastion.stress.paths import ScenarioPath, build_path
 from bastion.stress.scenarios import EngineSettings, Scenario, ScenarioSet
 
-ENGINE_VERSION = "fast-path/4"  # 2: liquidation rounds (partial closes), the fillable-price band; 3: the waterfall; 4: stalled takeovers
+# 2: liquidation rounds (partial closes), the fillable-price band; 3: the waterfall; 4: stalled takeovers
+ENGINE_VERSION = "fast-path/4"
 BACKSTOP_DEFAULTS: Final = {              # LiquidationParams fields of the backstop (docs/protocol.md), if absent
     "backstop_max_notional_usdc": 1_000_000_000_000,
     "backstop_max_fund_share_ppm": 500_000,
@@ -347,8 +349,8 @@ def _liquidation_round(prepared: Prepared, current: _Round, lot_value: np.ndarra
     deleveraged = np.ceil((np.abs(fill) * beyond).sum(axis=1) * np.where(counted, sold, taken_share)).astype(np.int64)
     # the backstop's part: what the book cannot absorb within the band, and what unwinding it costs
     taken = np.abs(fill) * beyond * taken_share[:, None]
-    unwind = _unwind_cost(taken, abs_sizes * beyond * taken_share[:, None], sizes, step, last, path, lot_value, settings,
-                          inputs, blocks_per_step)
+    unwind = _unwind_cost(taken, abs_sizes * beyond * taken_share[:, None], sizes, step, last, path, lot_value,
+                          settings, inputs, blocks_per_step)
     events = (step, ratio, current.index, fee, loss, notional, deleveraged, taken, unwind)
     keep = ~whole
     if not keep.any():

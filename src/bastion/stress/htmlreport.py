@@ -254,7 +254,7 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries] | None, *,
         documents)))
     figures.append(("", distribution_figure("Backstop inventory peak per scenario", "backstop_peak_usdc", documents)))
     sections = []
-    for number, (heading, figure) in enumerate(figures):
+    for number, (heading, _figure) in enumerate(figures):
         if heading:
             sections.append(f"<h2>{html.escape(heading)}</h2>")
         sections.append(f'<div class="figure" id="figure-{number}"></div>')
@@ -262,7 +262,8 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries] | None, *,
                       f"{{displaylogo: false, responsive: true}});" for n, (_, f) in enumerate(figures))
     scenario_set = inputs["scenario_set"]
     title = "Bastion stress report" + (f" for proposal {proposal_id}" if proposal_id else "")
-    facts = [("report hash", compute_report_hash(report)), ("state hash", inputs["state_hash"]), ("height", inputs["height"]),
+    facts = [("report hash", compute_report_hash(report)), ("state hash", inputs["state_hash"]),
+             ("height", inputs["height"]),
              ("accounts with positions", inputs["accounts"]), ("markets", ", ".join(inputs["markets"])),
              ("scenario set", f"{scenario_set['name']} v{scenario_set['version']} ({scenario_set['hash']})"),
              ("seed", inputs["seed"]), ("data hash", inputs["data_hash"]),

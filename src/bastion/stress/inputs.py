@@ -32,7 +32,7 @@ from bastion.core.accounts import subaccount_pool
 from bastion.core.book import BUY, SELL
 from bastion.core.margin import get_pending_funding, get_subaccount_risk
 from bastion.core.params import GovernanceParams, LiquidationParams
-from bastion.core.state import State
+from bastion.core.state import Market, State
 from bastion.core.units import USDC_DECIMALS
 from bastion.risk_model import adjusted_initial_margin_ppm, notional
 
@@ -90,8 +90,8 @@ def extract_inputs(state: State) -> StressInputs:
     adjusted = []
     bid_depth, ask_depth = [], []
     for market, tier in zip(markets, tiers):
-        value = (lambda lots, ticks, m=market: notional(lots, ticks, size_decimals=m.size_decimals,
-                                                        price_decimals=m.price_decimals))
+        def value(lots: int, ticks: int, m: Market = market) -> int:
+            return notional(lots, ticks, size_decimals=m.size_decimals, price_decimals=m.price_decimals)
         oi_notional = value(market.open_interest, market.oracle_price)
         adjusted.append(adjusted_initial_margin_ppm(tier.initial_margin_ppm, oi_notional, tier.oi_lower_cap_usdc,
                                                     tier.oi_upper_cap_usdc))

@@ -159,11 +159,12 @@ def _fill_headroom(state: State, ticker: str, old_imf_ppm: int, old_cap: int, co
     sizes = [per_side] * (headroom // per_side) + ([headroom % per_side] if headroom % per_side else [])
     mode, isolated = (ISOLATED, ticker) if market.isolated_only else (CROSS, None)
     subs = []
-    for i, lots in enumerate(sizes):
+    for lots in sizes:
         for sign in (1, -1):
             owner = SYNTHETIC_PREFIX + f"{counter:039x}"
             counter += 1
-            cost = notional(sign * lots, price, size_decimals=market.size_decimals, price_decimals=market.price_decimals)
+            cost = notional(sign * lots, price, size_decimals=market.size_decimals,
+                            price_decimals=market.price_decimals)
             sub = Subaccount(owner, 0, -cost, mode, isolated)
             sub.positions[ticker] = Position(sign * lots, market.funding_index, cost)
             state.subaccounts[(owner, 0)] = sub

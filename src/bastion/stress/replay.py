@@ -244,8 +244,9 @@ def _install_market_makers(state: State) -> dict[str, int]:
     isolated = [t for t, m in state.markets.items() if m.isolated_only]
     numbers = {ticker: (isolated.index(ticker) + 1 if ticker in isolated else 0) for ticker in state.markets}
     for number in sorted(set(numbers.values())):
-        market = isolated[number - 1] if number else None
-        sub = Subaccount(MARKET_MAKER, number, MAKER_COLLATERAL_USDC, ISOLATED if market else CROSS, market)
+        isolated_market = isolated[number - 1] if number else None
+        sub = Subaccount(MARKET_MAKER, number, MAKER_COLLATERAL_USDC, ISOLATED if isolated_market else CROSS,
+                         isolated_market)
         state.subaccounts[(MARKET_MAKER, number)] = sub
         state.total_deposits += MAKER_COLLATERAL_USDC
         state.touch(sub.key)

@@ -302,7 +302,7 @@ def check_report_document(document: Any) -> StressReport:
     _require(_is_hash(inputs["state_hash"]), "inputs.state_hash", "must be a SHA-256 hex digest")
     _require(all(_is(m, str) for m in inputs["markets"]), "inputs.markets", "must be a list of tickers")
     scenarios = document["scenarios"]
-    _require(isinstance(scenarios, list) and scenarios, "scenarios", "must be a non-empty list")
+    _require(isinstance(scenarios, list) and bool(scenarios), "scenarios", "must be a non-empty list")
     results = [_parse_result(scenario, number, KINDS) for number, scenario in enumerate(scenarios)]
     summary = summarise(results)
     _require(document["summary"] == dataclasses.asdict(summary), "summary", "is not the summary of the scenarios")
@@ -348,10 +348,10 @@ def _parse_result(scenario: Any, index: int, kinds: Any) -> ScenarioResult:
     _require(result.kind in kinds, f"{path}.kind", f"must be one of {sorted(kinds)}")
     _require(_is(result.name, str) and all(_is(pool, str) for pool in result.depleted_pools), path,
              "name and depleted_pools must be strings")
-    for field in dataclasses.fields(ScenarioResult):
-        value = getattr(result, field.name)
-        _require(not (field.type == "int" and not (_is(value, int) and value >= 0)), f"{path}.{field.name}",
-                 "must be a non-negative integer")
+    for result_field in dataclasses.fields(ScenarioResult):
+        value = getattr(result, result_field.name)
+        _require(not (result_field.type == "int" and not (_is(value, int) and value >= 0)),
+                 f"{path}.{result_field.name}", "must be a non-negative integer")
     _require(_result_document(result) == scenario, path,
              "must hold exactly the fields of a result, with loss_usdc = insurance_payouts_usdc + bad_debt_usdc")
     return result

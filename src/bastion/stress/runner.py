@@ -110,7 +110,7 @@ def load_state(*, data: str | Path | None = None, scenario: str | Path | None = 
     name, value = given[0]
     try:
         if name == "data":
-            from bastion.node.node import load_committed_state
+            from bastion.node.recovery import load_committed_state
 
             return load_committed_state(value)[0]
         if name == "scenario":

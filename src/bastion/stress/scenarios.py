@@ -240,7 +240,7 @@ def _spec_document(spec: Spec) -> dict[str, Any]:
     doc: dict[str, Any] = {"kind": KIND_NAMES[type(spec)]}
     ratio_names = {v: k for k, v in _RATIO_FIELDS.items()}
     for name, value in asdict(spec).items():
-        if name == "files":
+        if name == "files" and isinstance(spec, PricePath):
             doc[name] = [{"market": f.market, "file": f.file, "sha256": f.sha256} for f in spec.files]
         elif name in ratio_names:
             doc[ratio_names[name]] = format_ppm(value)
@@ -263,7 +263,7 @@ def parse_scenario_set(document: Any, base_dir: Path | str | None = None) -> Sce
     unknown = sorted(set(document) - {"format", "name", "version", "seed", "engine", "mapping", "scenarios"})
     if unknown:
         raise _error(unknown[0], "is not a known field")
-    name, version, seed = document.get("name"), document.get("version"), document.get("seed")
+    name, version, seed = document.get("name"), document.get("version"), document.get("seed")  # type: Any, Any, Any
     if not isinstance(name, str) or not name:
         raise _error("name", "must be a non-empty string")
     for path, value in (("version", version), ("seed", seed)):
@@ -369,7 +369,8 @@ def _parse_path_files(raw: Any, path: str, base_dir: Path | str | None) -> tuple
     return tuple(out)
 
 
-_FIELD_TYPES: Final = {"int": int, "bool": bool, "str": str, "str | None": (str, type(None))}
+_FIELD_TYPES: Final[dict[Any, type | tuple[type, ...]]] = {"int": int, "bool": bool, "str": str,
+                                                          "str | None": (str, type(None))}
 
 
 def _check_spec(spec: Spec, path: str) -> None:
@@ -397,7 +398,8 @@ def _check_spec(spec: Spec, path: str) -> None:
     if isinstance(spec, PricePath) and (spec.order not in PATH_ORDERS or spec.prices not in PATH_PRICES):
         raise _error(path, f"order must be one of {list(PATH_ORDERS)}, prices one of {list(PATH_PRICES)}")
     if isinstance(spec, HistoricalReplay | PricePath) != (spec.step_s == 0) or spec.step_s < 0:
-        raise _error(f"{path}.step_s", "a historical replay or a path takes its steps from the data; others need step_s > 0")
+        raise _error(f"{path}.step_s",
+                     "a historical replay or a path takes its steps from the data; others need step_s > 0")
     if isinstance(spec, OracleManipulation) and spec.pump_ppm <= 0:
         raise _error(f"{path}.pump", "a pump must raise the price")
     if isinstance(spec, HistoricalReplay) and spec.window not in history_windows():

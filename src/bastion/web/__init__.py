@@ -3,7 +3,8 @@
 Pages (``mount_web``)::
 
     /                      markets: parameters, oracle, best bid and ask, open interest, funding
-    /trade/{ticker}        book, trades, candles chart, order form, live preview, isolation suggestion and its one-click isolated trade
+    /trade/{ticker}        book, trades, candles chart, order form, live preview, isolation suggestion and its
+                           one-click isolated trade
     /portfolio             the chosen account: per-asset exposure, cross versus isolated, open orders
     /governance            proposals: action diff, risk class and timelock, votes, attestations; vote and submit
     /risk                  the public risk model's parameters and their history, insurance funds, concentration

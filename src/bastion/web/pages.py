@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -91,7 +92,7 @@ def mount_web(app: FastAPI) -> None:
         with node.lock:
             return height, [format_row(node, row) for row in rows]
 
-    def render(request: Request, template: str, active: str, *, subscriptions: list[dict] = (),
+    def render(request: Request, template: str, active: str, *, subscriptions: Sequence[dict[str, Any]] = (),
                refresh_on: tuple[str, ...] = ("blocks",), **context: Any) -> HTMLResponse:
         signer, owner = who(request)
         with node.lock:
@@ -139,7 +140,8 @@ def mount_web(app: FastAPI) -> None:
                 for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts]
             orders = [] if owner is None else [
                 {**o, "subaccount": n} for n in SUBACCOUNT_NUMBERS if (owner, n) in state.subaccounts
-                for o in page_open_orders(state, state.subaccounts[(owner, n)], ORDERS_SHOWN)[0] if o["market"] == ticker]
+                for o in page_open_orders(state, state.subaccounts[(owner, n)], ORDERS_SHOWN)[0]
+                if o["market"] == ticker]
             since = max(0, state.height - RECENT_BLOCKS)
         _, trades = history("fills", market=ticker, since_height=since, limit=1_000)
         _, candles = history("candles", market=ticker, resolution="1m", start_ms=None, end_ms=None)
@@ -237,6 +239,7 @@ def mount_web(app: FastAPI) -> None:
             body = await read_json_body(request)
         except ProtocolError as error:
             return refusal(error)
+        failure: str | None
         try:
             if not isinstance(body, dict):
                 raise ValueError("not an object")

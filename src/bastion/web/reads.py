@@ -19,7 +19,7 @@ from bastion.core.units import PPM, USDC, format_decimal, format_ppm, format_usd
 
 __all__ = ["ISOLATED_MARGIN_MULTIPLE", "describe_exposure", "describe_proposal_diff", "format_param_value"]
 
-ISOLATED_MARGIN_MULTIPLE = 2    # the comparison funds an isolated subaccount with 2x the position's IMR (as the preview)
+ISOLATED_MARGIN_MULTIPLE = 2  # the comparison funds an isolated subaccount with 2x the position's IMR (as the preview)
 
 
 def describe_exposure(state: State, sub: Subaccount) -> list[dict[str, Any]]:
@@ -78,7 +78,8 @@ def format_param_value(state: State, name: str, value: Any) -> str:
 
 def describe_proposal_diff(state: State, proposal: Proposal) -> dict[str, Any]:
     """Each action's changes against the current values (``compute_action_changes``, the same
-    validation as at execution), the rules of its class, its timelock and its stress gate (the API's ``describe_stress_gate``)."""
+    validation as at execution), the rules of its class, its timelock and its stress gate (the API's
+    ``describe_stress_gate``)."""
     changes, error = [], None
     for action in proposal.actions:
         try:
@@ -95,5 +96,6 @@ def describe_proposal_diff(state: State, proposal: Proposal) -> dict[str, Any]:
             "quorum": format_ppm(rules.quorum_ppm), "approval_threshold": format_ppm(rules.approval_threshold_ppm),
             "voting_period_blocks": rules.voting_period_blocks, "min_holding_age_blocks": rules.min_holding_age_blocks,
             "eta": eta, "stress_gate": describe_stress_gate(state, proposal),
-            "ballots": [{"voter": voter, "option": option, "weight": format_decimal(weight, votes.BGOV_DECIMALS), "reason": reason}
+            "ballots": [{"voter": voter, "option": option, "weight": format_decimal(weight, votes.BGOV_DECIMALS),
+                         "reason": reason}
                         for voter, (option, weight, reason) in sorted(proposal.ballots.items())]}

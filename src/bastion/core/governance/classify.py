@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from bastion.core.errors import ProtocolError
 from bastion.core.governance import actions
@@ -133,7 +133,7 @@ def get_new_operators(after: State, state: State) -> list[str]:
     for entry in reversed(state.param_history):     # undo the recent operator changes
         if entry.height < state.height - window:
             break
-        if entry.name == "oracle_operators":
+        if entry.name == "oracle_operators" and isinstance(entry.old, list) and isinstance(entry.new, list):
             established = (established - set(entry.new)) | set(entry.old)
     return [operator for operator in after.oracle_operators if operator not in established]
 
