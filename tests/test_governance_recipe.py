@@ -28,6 +28,9 @@ DISPATCH = ROOT / "src" / "bastion" / "core" / "governance" / "dispatch.py"
 MESSAGES = ROOT / "src" / "bastion" / "core" / "messages.py"
 
 
+TABLE = re.compile(r"^ACTION_TYPES: .* = \{\n", re.MULTILINE)    # the opening line of the table in messages.py
+
+
 def recipe_files() -> list[str]:
     """The files of the recipe's numbered steps (the first backquoted path of each step)."""
     text = (ROOT / "docs" / "governance.md").read_text(encoding="utf-8")
@@ -40,7 +43,7 @@ def test_the_recipe_names_three_files_with_their_anchors():
 
     assert files == ["src/bastion/core/messages.py", "src/bastion/core/governance/dispatch.py", "tests/"]
     messages, dispatch = (ROOT / name for name in files[:2])
-    assert "ACTION_TYPES: dict[str, type] = {" in messages.read_text() and "\nAction = (" in messages.read_text()
+    assert TABLE.search(messages.read_text()) and "\nAction = (" in messages.read_text()
     assert "def compute_action_changes(" in dispatch.read_text() and "        case _:\n" in dispatch.read_text()
 
 
@@ -131,14 +134,15 @@ def test_following_the_recipe_adds_a_working_action(tmp_path):
     shutil.copytree(ROOT / "src", copy, ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"))
     messages, dispatch = (copy / name.removeprefix("src/") for name in recipe_files()[:2])
     text = messages.read_text(encoding="utf-8")
-    text = insert_before(text, "ACTION_TYPES: dict[str, type] = {\n", TOY_CLASS)
-    text = text.replace("ACTION_TYPES: dict[str, type] = {\n",
-                        'ACTION_TYPES: dict[str, type] = {\n    "set_withdrawal_pause": SetWithdrawalPause,\n')
+    table = TABLE.search(text).group(0)
+    text = insert_before(text, table, TOY_CLASS)
+    text = text.replace(table, table + '    "set_withdrawal_pause": SetWithdrawalPause,\n')
     text = text.replace("\nAction = (", "\nAction = (SetWithdrawalPause | ")
     messages.write_text(text, encoding="utf-8")
     text = dispatch.read_text(encoding="utf-8")
     text = insert_before(text, "        case _:\n            raise InvariantViolation(f\"unhandled action", TOY_CASE)
-    text = text.replace("    SetStewardBounds, StartRollout,", "    SetStewardBounds, SetWithdrawalPause, StartRollout,")
+    text = text.replace("    SetStewardBounds, StartRollout,",
+                        "    SetStewardBounds, SetWithdrawalPause, StartRollout,")
     dispatch.write_text(text + TOY_FUNCTION, encoding="utf-8")
     changed = sorted(str(path.relative_to(copy)) for path in copy.rglob("*.py")
                      if path.read_bytes() != (ROOT / "src" / path.relative_to(copy)).read_bytes())

@@ -307,7 +307,8 @@ def test_a_market_that_leaves_active_halts_its_rollout_at_the_end_of_the_block()
     chain = gov_chain()
     begin(chain, interval_s=10, revert_on_breach=True)
     at(chain, chain.state.time_ms + 10_000)                                    # step 1
-    governance.apply_change(chain.state, governance.ParamPath(governance.ParamGroup.MARKET, ETH, "status"), "paused")     # as a governance pause would
+    # as a governance pause would
+    governance.apply_change(chain.state, governance.ParamPath(governance.ParamGroup.MARKET, ETH, "status"), "paused")
     events = at(chain, chain.state.time_ms + 1_000)                            # before the next step is due
     assert of_type(events, "rollout_halted") == [
         {"type": "rollout_halted", "rollout_id": 1, "market": ETH, "param": "max_open_interest", "step": 1,

@@ -29,10 +29,12 @@ TICKER = re.compile(r"[A-Z0-9][A-Z0-9._/-]{0,31}")  # fullmatch: the whole strin
 
 
 def genesis_error(path: str, message: str) -> ProtocolError:
+    """An ``invalid_genesis`` error naming the field path."""
     return ProtocolError("invalid_genesis", f"{path}: {message}", field=path)
 
 
 def get_field(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    """``obj[key]`` of type ``kind`` (a bool is not an int), ``default`` when absent; else ``invalid_genesis``."""
     if key not in obj:
         if default is ...:
             raise genesis_error(f"{path}.{key}", "is required")
@@ -52,6 +54,7 @@ def wrap_error(path: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 def check_keys(obj: Any, allowed: set[str], path: str) -> None:
+    """``invalid_genesis`` unless ``obj`` is an object with only ``allowed`` keys."""
     if not isinstance(obj, dict):
         raise genesis_error(path, "must be an object")
     unknown = sorted(set(obj) - allowed)
@@ -60,6 +63,7 @@ def check_keys(obj: Any, allowed: set[str], path: str) -> None:
 
 
 def parse_oracle_params(obj: dict[str, Any], base: OracleParams | None, path: str) -> OracleParams:
+    """Oracle parameters over ``base`` (the genesis ``oracle`` defaults when None, where ``operators`` is allowed)."""
     # the operators are chain-wide: only the genesis section names them, not a market's override
     check_keys(obj, {"min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"}
                 | ({"operators"} if base is None else set()), path)
@@ -87,6 +91,7 @@ def parse_oracle_params(obj: dict[str, Any], base: OracleParams | None, path: st
 
 
 def parse_int(value: Any, path: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (never a bool) within the bounds; ``invalid_genesis`` otherwise."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise genesis_error(path, f"must be an integer, got {value!r}")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):

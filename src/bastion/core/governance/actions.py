@@ -35,7 +35,8 @@ Decisions (docs/protocol.md, "Listing, oracle operators, liquidation parameters,
   existed (even settled) cannot be listed again.
 * **Operators**: any change of the set (more, fewer or replaced operators) is at least risk
   increasing, and critical when the new operators could set a market's median
-  (``bastion.core.governance.classify``): who sets prices is never a low-tier change. The submissions of removed operators are dropped at once,
+  (``bastion.core.governance.classify``): who sets prices is never a low-tier change. The submissions of
+  removed operators are dropped at once,
   so they stop counting toward any market's price.
 * **Upgrade to cross**: the market leaves its own pool; its insurance fund (and a withdrawal pause
   of its pool) merge into the cross pool's. Subaccounts isolated to it stay isolated (they still
@@ -68,7 +69,7 @@ from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_ppm, parse_usdc
 from bastion.risk_model import notional
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 TREASURY: Final = "treasury"
 SETTLED: Final = "settled"
@@ -86,7 +87,8 @@ def _parse_usdc(value: Any, field: str) -> int:
 
 
 def _parse_count(value: Any, field: str) -> int:
-    return value                           # decode_action guarantees an int (never a bool)
+    count: int = value                     # decode_action guarantees an int (never a bool)
+    return count
 
 
 def _parse_seconds(value: Any, field: str) -> int:

@@ -29,7 +29,7 @@ from bastion.core.errors import InvariantViolation
 from bastion.core.params import RISK_CLASSES
 from bastion.core.state import Council, Market, ParamHistoryEntry, ParamSource, State, StewardBound
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 RISK_REDUCING, NEUTRAL, RISK_INCREASING, CRITICAL = RISK_CLASSES
 NO_CAP: Final = 1 << 256
@@ -175,14 +175,17 @@ class Change:
 
     @property
     def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
         return str(self.path)
 
     @property
     def old_record(self) -> Any:
+        """The old value as recorded and shown."""
         return record_value(self.path, self.old)
 
     @property
     def new_record(self) -> Any:
+        """The new value as recorded and shown."""
         return record_value(self.path, self.new)
 
 
@@ -195,14 +198,17 @@ class Listing:
 
     @property
     def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
         return f"{LIST_MARKET}.{self.market.ticker}"
 
     @property
     def old_record(self) -> None:
+        """The old value as recorded and shown."""
         return None
 
     @property
     def new_record(self) -> Market:
+        """The new value as recorded and shown."""
         return self.market
 
 
@@ -220,10 +226,12 @@ class Payment:
 
     @property
     def old_record(self) -> int:
+        """The old value as recorded and shown."""
         return self.treasury
 
     @property
     def new_record(self) -> Payment:
+        """The new value as recorded and shown."""
         return self
 
 
@@ -239,10 +247,12 @@ class FundTransfer:
 
     @property
     def old_record(self) -> None:
+        """The old value as recorded and shown."""
         return None
 
     @property
     def new_record(self) -> FundTransfer:
+        """The new value as recorded and shown."""
         return self
 
 
@@ -257,14 +267,17 @@ class FundMerge:
 
     @property
     def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
         return f"{MERGE_INSURANCE_FUND}.{self.pool}"
 
     @property
     def old_record(self) -> int:
+        """The old value as recorded and shown."""
         return self.fund
 
     @property
     def new_record(self) -> FundMerge:
+        """The new value as recorded and shown."""
         return self
 
 
@@ -280,14 +293,17 @@ class PlannedRollout:
 
     @property
     def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
         return f"{PLANNED_PREFIX}{self.path}"
 
     @property
     def old_record(self) -> int:
+        """The old value as recorded and shown."""
         return self.start
 
     @property
     def new_record(self) -> int:
+        """The new value as recorded and shown."""
         return self.target
 
 
@@ -311,7 +327,7 @@ def set_oracle_operators(state: State, operators: list[str]) -> None:
 def apply_change(state: State, path: ParamPath, value: Any) -> None:
     """Set one governed parameter and touch its leaf."""
     target: Any
-    key: tuple
+    key: tuple[str | int, ...]
     match path.group:
         case ParamGroup.MARKET_ORACLE:
             target, key = state.markets[path.key].oracle_params, state.markets[path.key].key

@@ -48,6 +48,7 @@ from bastion.core.governance.changes import (
     Change, Effect, Payment, PlannedRollout, apply_change, compare_tier_risk, strictest,
 )
 from bastion.core.governance.dispatch import compute_proposal_changes
+from bastion.core.messages import Action
 from bastion.core.params import RISK_CLASSES
 from bastion.core.state import ParamSource, State
 
@@ -223,7 +224,7 @@ def compute_effect_floor(before: State, after: State, state: State) -> list[tupl
     return found
 
 
-def classify_proposal(state: State, proposal_actions: tuple,
+def classify_proposal(state: State, proposal_actions: tuple[Action, ...],
                       exclude: str | None = None) -> tuple[list[Effect], str]:
     """The proposal's changes (validated on the current state) and its class (module docstring):
     the strictest of its classes on the current state and on the pending state, each the field

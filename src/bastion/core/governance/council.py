@@ -32,7 +32,8 @@ result ``{report_hash, verdict}``. Leaf ``("stress_report", hash)``.
 ``unknown_proposal``, ``proposal_not_queued`` (any other status; the status is in the error),
 ``invalid_report_hash`` (64 lowercase hex: the SHA-256 of a stress report), ``invalid_verdict``
 (``pass`` | ``fail``), ``unknown_stress_report`` (the hash is not registered), ``stress_report_failed``
-(a ``pass`` naming a report registered as ``fail``; a ``fail`` may name it). A member's newer attestation on a proposal replaces its older one. A ``fail``
+(a ``pass`` naming a report registered as ``fail``; a ``fail`` may name it). A member's newer
+attestation on a proposal replaces its older one. A ``fail``
 is a recorded dissent that counts for nothing: it is not a veto (one member could otherwise block
 a k-of-n council), it only withdraws that member's earlier pass. Attestations are accepted on any
 queued proposal (they count only where the gate applies) and stay in the state as its record.
@@ -78,7 +79,7 @@ from typing import Any
 
 from bastion.core.errors import ProtocolError
 from bastion.core.governance import rollout
-from bastion.core.governance.changes import ParamPath, change_param
+from bastion.core.governance.changes import Change, ParamPath, change_param
 from bastion.core.governance.council_rules import (
     COUNT, PASS, REPORT_FIELDS, REPORT_HASH, RELATIVE, SIGNED_RATIO, VERDICTS, StewardParameter,
     compute_governed_verdict, count_stress_passes, get_steward_approvers, get_steward_parameter, parse_council,
@@ -93,10 +94,13 @@ from bastion.core.messages import (
 from bastion.core.state import Attestation, ParamSource, State, StewardApproval, StressReportRecord
 from bastion.core.units import PPM, parse_ppm, parse_usdc
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 
-def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events) -> dict:
+def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events) -> dict[str, Any]:
+    """A member attests a stress report on a queued proposal (module docstring). Raises
+    ``not_council_member``, ``unknown_proposal``, ``proposal_not_queued``, ``invalid_report_hash``,
+    ``invalid_verdict``, ``unknown_stress_report``, ``stress_report_failed``."""
     # VALIDATION
     require_member(state, sender)
     proposal = get_proposal(state, msg.proposal_id)
@@ -127,13 +131,15 @@ def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events
 
 
 
-def register_stress_report(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict:
-    """Put a stress report's hash, verdict and headline figures on chain (module docstring)."""
+def register_stress_report(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict[str, Any]:
+    """Put a stress report's hash, verdict and headline figures on chain (module docstring). Raises
+    ``not_council_member``, ``invalid_report_hash``, ``invalid_verdict``, ``invalid_field`` and the
+    decimal codes, ``stress_report_exists``, ``stress_verdict_mismatch``."""
     require_member(state, sender)
     return _validate_and_register(state, sender, msg, events)
 
 
-def _validate_and_register(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict:
+def _validate_and_register(state: State, sender: str, msg: RegisterStressReport, events: Events) -> dict[str, Any]:
     # VALIDATION
     if not REPORT_HASH.match(msg.report_hash):
         raise ProtocolError("invalid_report_hash", "report_hash must be 64 lowercase hex digits (SHA-256)",
@@ -193,7 +199,8 @@ def compute_steward_change(state: State, name: str, text: str) -> tuple[int, int
     if new == 0:
         raise ProtocolError("steward_zero_value", "a steward change never sets a parameter to zero", field="value")
     changes = compute_action_changes(state, _steward_action(param, text, new))
-    old = next((change.old for change in changes if change.name == name), new)  # a tier reports no unchanged field
+    # a tier reports no unchanged field
+    old = next((change.old for change in changes if isinstance(change, Change) and change.name == name), new)
     if old == new:
         raise ProtocolError("steward_no_change", f"{name} is already {new}", field="value")
     if bound.kind == RELATIVE:
@@ -208,7 +215,11 @@ def compute_steward_change(state: State, name: str, text: str) -> tuple[int, int
 
 
 
-def steward_change(state: State, sender: str, msg: StewardChange, events: Events) -> dict:
+def steward_change(state: State, sender: str, msg: StewardChange, events: Events) -> dict[str, Any]:
+    """A member's approval of a bounded parameter change; the k-th matching approval applies it
+    (module docstring). Raises ``not_council_member``, ``not_steward_parameter``, ``no_steward_bound``,
+    ``steward_cooldown``, ``steward_zero_value``, ``steward_no_change``, ``steward_bound_exceeded``,
+    the decimal codes and the codes of the governance action's validation."""
     # VALIDATION
     require_member(state, sender)
     old, new = compute_steward_change(state, msg.param, msg.value)

@@ -89,6 +89,7 @@ def compute_set_council_changes(state: State, action: SetCouncil) -> list[Change
 
 
 def is_council_member(state: State, address: str) -> bool:
+    """True for a current member of the council."""
     return address in state.council.members
 
 
@@ -121,7 +122,7 @@ def count_stress_passes(state: State, proposal: Proposal) -> dict[str, int]:
     return counts
 
 
-def check_stress_gate(state: State, proposal: Proposal) -> dict | None:
+def check_stress_gate(state: State, proposal: Proposal) -> dict[str, Any] | None:
     """Raise ``stress_attestation_missing`` unless a gated proposal has k valid passes on one report
     hash; return the ``stress_gate_passed`` event to emit (None for ungated classes)."""
     if proposal.risk_class not in GATED_CLASSES:
@@ -190,6 +191,7 @@ def parse_in_unit(state: State, param: StewardParameter, text: Any, *, field: st
 
 
 def format_in_unit(state: State, param: StewardParameter, value: int) -> str:
+    """The parameter's integer as the decimal text of its governance action (inverse of ``parse_in_unit``)."""
     if param.unit == LOTS:
         return format_decimal(value, state.markets[param.target].size_decimals)
     if param.unit in (RATIO, SIGNED_RATIO):
@@ -265,7 +267,8 @@ def describe_council(state: State) -> dict[str, Any]:
     time of each parameter's last steward change) and pending approvals (values as integers)."""
     return {
         "members": list(state.council.members), "threshold": state.council.threshold,
-        "steward_bounds": {name: format_bound(state, name, bound) for name, bound in sorted(state.steward_bounds.items())},
+        "steward_bounds": {name: format_bound(state, name, bound)
+                           for name, bound in sorted(state.steward_bounds.items())},
         "attestations": [{"proposal_id": pid, "member": member, "report_hash": a.report_hash, "verdict": a.verdict,
                           "attested_ms": a.attested_ms}
                          for pid, by_member in state.attestations.items() for member, a in by_member.items()],

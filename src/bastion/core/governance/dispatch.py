@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
+from typing import Any
 
 from bastion.core import orders
 from bastion.core.errors import InvariantViolation, ProtocolError
@@ -34,7 +35,7 @@ from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 FINAL_SETTLEMENT = actions.FINAL_SETTLEMENT
 _STATUS_RANK = {PAUSED: 0, REDUCE_ONLY: 1, ACTIVE: 2}  # a more active market takes more risk
@@ -223,7 +224,7 @@ def _flatten(params: GovernanceParams) -> dict[ParamPath, int]:
     return flat
 
 
-def compute_proposal_changes(state: State, proposal_actions: tuple) -> tuple[list[Effect], str]:
+def compute_proposal_changes(state: State, proposal_actions: tuple[Action, ...]) -> tuple[list[Effect], str]:
     """Every action validated against the current state (none applied), and the strictest class.
     Raises the codes of ``compute_action_changes``, ``rollout.check_rollout_conflicts`` and
     ``actions.check_proposal_changes``."""

@@ -29,7 +29,8 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
-             "late_quorum_extension_blocks", "max_swing_extensions", "proposal_fee", "max_live_proposals", "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
+             "late_quorum_extension_blocks", "max_swing_extensions", "proposal_fee", "max_live_proposals",
+             "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
              "attestation_max_age_s", "stress", "tiers"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
@@ -176,12 +177,14 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
 
 
 def parse_count(value: Any, field: str, *, minimum: int) -> int:
+    """An integer (never a bool) at least ``minimum``; ``invalid_field`` otherwise."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ProtocolError("invalid_field", f"{field} must be an integer >= {minimum}, got {value!r}", field=field)
     return value
 
 
 def parse_ratio(value: Any, field: str) -> int:
+    """A decimal ratio in [0, 1] as ppm; ``invalid_field`` (or a decimal code) otherwise."""
     ppm = parse_ppm(value, field=field)
     if ppm > PPM:
         raise ProtocolError("invalid_field", f"{field} must be in [0, 1]", field=field)

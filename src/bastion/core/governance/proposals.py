@@ -20,7 +20,8 @@ their plain strings) and move only along ``TRANSITIONS``.
 
 Risk classes are computed by the protocol, never declared, by the proposal's effect on the
 exchange with every other pending proposal applied (``bastion.core.governance.classify``: the field classes
-below plus the effect rules of its ``RULES`` table, docs/protocol.md): each change is ``risk_reducing``, ``neutral`` (no change) or ``risk_increasing``
+below plus the effect rules of its ``RULES`` table, docs/protocol.md): each change is ``risk_reducing``,
+``neutral`` (no change) or ``risk_increasing``
 (lower margins or fees, higher caps, a more active status, a lower liquidation fee, ...), any
 governance change is ``critical``; a proposal takes the strictest class of its changes (``neutral``
 only when nothing changes, see ``strictest``) and copies
@@ -40,7 +41,8 @@ Votes are accepted in blocks ``snapshot + 1 .. deadline`` (``snapshot = submissi
 voting_delay``, ``deadline = snapshot + voting_period``), weighted by
 ``get_votes_with_holding_age(voter, snapshot, min_holding_age)`` (the minimum over the holding
 window). Quorum counts all votes (abstain too; yes only for ``risk_increasing`` and ``critical``,
-``proposal_guards.get_quorum_count``) against ``ceil(total supply at the snapshot * quorum_ppm / 1e6)``; then a veto share
+``proposal_guards.get_quorum_count``) against ``ceil(total supply at the snapshot * quorum_ppm / 1e6)``;
+then a veto share
 above ``veto_threshold`` of ``yes + no + veto`` vetoes (deposit burned: the BGOV total supply
 falls), else ``yes / (yes + no + veto) > approval_threshold`` succeeds, else defeated. The deposit
 comes back when the vote ends without a veto, or on cancellation, except that a proposer cancelling
@@ -80,14 +82,14 @@ from bastion.core.governance import classify, council_rules, proposal_guards, ro
 from bastion.core.governance.changes import PlannedRollout
 from bastion.core.governance.dispatch import apply_effect
 from bastion.core.messages import (
-    MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, CancelProposal, Execute, GuardianVeto, Queue,
+    MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, Execute, GuardianVeto, Queue,
     SetGuardian, SubmitProposal, Vote, canonical_action,
 )
 from bastion.core.params import RISK_CLASSES
 from bastion.core.state import ParamSource, Proposal, State
 from bastion.core.units import PPM, parse_decimal
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 VOTE_OPTIONS: Final = ("yes", "no", "abstain", "veto")
 
@@ -126,7 +128,8 @@ TRANSITIONS: Final[dict[str, frozenset[ProposalStatus]]] = {
 
 # --------------------------------------------------------------------------------------- queries
 def compute_proposal_id(chain_id: str, proposer: str, height: int, title: str, description: str,
-                        actions: tuple) -> str:
+                        actions: tuple[Action, ...]) -> str:
+    """The proposal id (module docstring): SHA-256 hex of the canonical JSON of the content."""
     content = {"chain_id": chain_id, "title": title, "description": description, "proposer": proposer,
                "height": height, "actions": [canonical_action(a) for a in actions]}
     data = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
@@ -134,6 +137,7 @@ def compute_proposal_id(chain_id: str, proposer: str, height: int, title: str, d
 
 
 def get_proposal(state: State, proposal_id: str) -> Proposal:
+    """The proposal with this id; ``unknown_proposal`` otherwise."""
     proposal = state.proposals.get(proposal_id)
     if proposal is None:
         raise ProtocolError("unknown_proposal", f"no proposal {proposal_id!r}", field="proposal_id")
@@ -147,6 +151,7 @@ def compute_quorum_votes(state: State, proposal: Proposal) -> int:
 
 
 def get_votes_cast(proposal: Proposal) -> int:
+    """All votes cast on the proposal (yes, no, abstain and veto)."""
     return proposal.yes + proposal.no + proposal.abstain + proposal.veto
 
 
@@ -185,6 +190,7 @@ def set_status(state: State, proposal: Proposal, status: ProposalStatus, events:
 
 
 def return_deposit(state: State, proposal: Proposal, events: Events) -> None:
+    """Give an escrowed deposit back to the proposer (and its voting power to their delegate)."""
     if proposal.deposit_state != "escrowed":
         return
     proposer, amount = proposal.proposer, proposal.deposit_bgov
@@ -226,7 +232,7 @@ def process_proposals(state: State, events: Events) -> None:
 
 
 # --------------------------------------------------------------------------------------- handlers
-def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Events) -> dict:
+def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Events) -> dict[str, Any]:
     """Submit a proposal: escrow the deposit, burn the fee, classify its actions. Raises
     ``invalid_title``, ``description_too_long``, ``deposit_below_minimum``, ``insufficient_bgov``,
     ``below_proposal_threshold``, ``duplicate_proposal``, ``proposer_has_live_proposal``, the decimal
@@ -261,7 +267,8 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
     # OPERATION
     rules = copy.copy(params.tiers[risk_class])
     snapshot = state.height + params.voting_delay_blocks
-    proposal = Proposal(proposal_id=proposal_id, number=len(state.proposals) + 1, proposer=sender, title=msg.title, description=msg.description,
+    proposal = Proposal(proposal_id=proposal_id, number=len(state.proposals) + 1, proposer=sender, title=msg.title,
+                        description=msg.description,
                         actions=msg.actions, deposit_bgov=deposit, risk_class=risk_class,
                         submitted_height=state.height, snapshot_height=snapshot,
                         deadline_height=snapshot + rules.voting_period_blocks, rules=rules, fee_bgov=fee)
@@ -277,7 +284,7 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
     return {"proposal_id": proposal_id, "risk_class": risk_class}
 
 
-def vote(state: State, sender: str, msg: Vote, events: Events) -> dict:
+def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]:
     """Cast a ballot weighted by the votes held at the snapshot. Raises ``unknown_proposal``,
     ``voting_not_started``, ``voting_closed``, ``invalid_vote_option``, ``reason_too_long``,
     ``already_voted``, ``no_voting_power``."""
@@ -321,7 +328,7 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict:
     return {"weight": weight}
 
 
-def queue(state: State, sender: str, msg: Queue, events: Events) -> dict:
+def queue(state: State, sender: str, msg: Queue, events: Events) -> dict[str, Any]:
     """Queue a succeeded proposal; its timelock starts. Raises ``unknown_proposal``,
     ``voting_not_ended``, ``proposal_not_succeeded``, ``proposer_below_threshold``."""
     # VALIDATION
@@ -340,7 +347,7 @@ def queue(state: State, sender: str, msg: Queue, events: Events) -> dict:
     return {"executable_from_ms": eta}
 
 
-def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
+def execute(state: State, sender: str, msg: Execute, events: Events) -> dict[str, Any]:
     """Execute a queued proposal inside its window: every action validated again, then rollouts
     started and every effect applied (``dispatch.apply_effect``). Raises ``unknown_proposal``,
     ``proposal_not_queued``, ``proposal_not_executable``, ``timelock_not_elapsed``,
@@ -381,7 +388,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict:
     return {}
 
 
-def cancel_proposal(state: State, sender: str, msg: CancelProposal, events: Events) -> dict:
+def cancel_proposal(state: State, sender: str, msg: CancelProposal, events: Events) -> dict[str, Any]:
     """Cancel a live proposal (who may: ``proposal_guards.check_cancel``). Raises
     ``unknown_proposal``, ``proposal_not_cancelable``, ``proposer_above_threshold``."""
     # VALIDATION
@@ -400,7 +407,7 @@ def cancel_proposal(state: State, sender: str, msg: CancelProposal, events: Even
     return {}
 
 
-def guardian_veto(state: State, sender: str, msg: GuardianVeto, events: Events) -> dict:
+def guardian_veto(state: State, sender: str, msg: GuardianVeto, events: Events) -> dict[str, Any]:
     """The guardian vetoes a succeeded or queued proposal (module docstring). Raises
     ``not_guardian``, ``guardian_expired``, ``reason_required``, ``reason_too_long``,
     ``unknown_proposal``, ``proposal_not_vetoable``, ``guardian_change_not_vetoable``."""
@@ -412,7 +419,7 @@ def guardian_veto(state: State, sender: str, msg: GuardianVeto, events: Events) 
         raise ProtocolError("reason_too_long", f"reason has at most {MAX_REASON_CHARS} characters", field="reason")
     proposal = get_proposal(state, msg.proposal_id)
     if VETOED_BY_GUARDIAN not in TRANSITIONS[proposal.status]:
-        raise ProtocolError("proposal_not_vetoable", f"the guardian vetoes only succeeded or queued proposals; this one "
+        raise ProtocolError("proposal_not_vetoable", "the guardian vetoes only succeeded or queued proposals; this one "
                             f"is {proposal.status}", field="proposal_id", status=proposal.status)
     if all(isinstance(action, SetGuardian) and action.address is None for action in proposal.actions):
         raise ProtocolError("guardian_change_not_vetoable", "the guardian may not veto a proposal that only removes "

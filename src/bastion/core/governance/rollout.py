@@ -68,8 +68,8 @@ Every value change goes through ``changes.change_param`` with ``ParamSource("rol
 **Superseded**: a change of the same parameter from any other source (a proposal's
 ``set_market_params``, a council steward change) halts the active rollout of it
 (``superseded``, no revert; ``halt_superseded_rollouts``, called by ``dispatch.apply_effect`` and
-``council.steward_change``), even a change to the value it already has: governance freezes a rollout where it stands by setting the
-parameter to its current value (a ``neutral`` change).
+``council.steward_change``), even a change to the value it already has: governance freezes a
+rollout where it stands by setting the parameter to its current value (a ``neutral`` change).
 
 **Counters**: ``state.liquidation_counts[ticker]`` counts ``liquidation`` events (one per
 liquidation fill) per market, cumulative, incremented by the liquidation engine where it emits
@@ -87,7 +87,7 @@ from bastion.core.messages import StartRollout
 from bastion.core.state import ACTIVE, Market, ParamSource, Proposal, Rollout, State
 from bastion.core.units import MS_PER_S, parse_decimal, parse_usdc
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 # start_rollout param -> (market attribute, riskier when higher); both on the market's lot grid
 PARAMS: Final = {
@@ -117,6 +117,7 @@ def is_restricted_by_guardian(state: State, ticker: str) -> bool:
 
 
 def get_active_rollout(state: State, market: str, param: str) -> Rollout | None:
+    """The running rollout of ``param`` on ``market``, if any."""
     for rollout in state.rollouts.values():
         if rollout.status == RUNNING and rollout.market == market and rollout.param == param:
             return rollout
