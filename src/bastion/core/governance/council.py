@@ -5,7 +5,8 @@ Genesis may give one (``"council": {"members", "threshold", "steward_bounds"}``)
 council has no members, no attestation can exist and **no risk_increasing or critical proposal can
 ever execute** (not even a ``set_council``: a chain that wants either gives its council at genesis).
 Governance replaces the council with the ``critical`` action ``set_council{members, threshold}``
-(changes ``council.members``, the sorted addresses joined by commas, and ``council.threshold``).
+(changes ``council.members``, a tuple of sorted addresses recorded in the parameter history
+joined by commas, and ``council.threshold``).
 
 **Stress gate** (``check_stress_gate``, called by ``governance.execute`` as its last check): a
 proposal voted ``risk_increasing`` or ``critical`` executes only if at least k *current* members
