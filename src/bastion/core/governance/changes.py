@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
 from bastion.core.errors import InvariantViolation
 from bastion.core.params import RISK_CLASSES
@@ -194,7 +194,11 @@ class Listing:
     """A validated new market (``list_market``)."""
 
     market: Market
-    risk: ClassVar[str] = RISK_INCREASING
+
+    @property
+    def risk(self) -> str:
+        """The risk class of the operation."""
+        return RISK_INCREASING
 
     @property
     def name(self) -> str:
@@ -221,8 +225,16 @@ class Payment:
     number: int
     amount: int
     treasury: int = field(default=0, repr=False, compare=False)
-    risk: ClassVar[str] = CRITICAL
-    name: ClassVar[str] = TREASURY_SPEND
+
+    @property
+    def risk(self) -> str:
+        """The risk class of the operation."""
+        return CRITICAL
+
+    @property
+    def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
+        return TREASURY_SPEND
 
     @property
     def old_record(self) -> int:
@@ -242,8 +254,16 @@ class FundTransfer:
     from_pool: str
     to_pool: str
     amount: int
-    risk: ClassVar[str] = CRITICAL
-    name: ClassVar[str] = INSURANCE_TRANSFER
+
+    @property
+    def risk(self) -> str:
+        """The risk class of the operation."""
+        return CRITICAL
+
+    @property
+    def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
+        return INSURANCE_TRANSFER
 
     @property
     def old_record(self) -> None:
@@ -263,7 +283,11 @@ class FundMerge:
 
     pool: str
     fund: int = field(default=0, repr=False, compare=False)
-    risk: ClassVar[str] = RISK_INCREASING
+
+    @property
+    def risk(self) -> str:
+        """The risk class of the operation."""
+        return RISK_INCREASING
 
     @property
     def name(self) -> str:
