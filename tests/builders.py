@@ -114,6 +114,12 @@ def genesis(**overrides: Any) -> dict:
 
 
 # ------------------------------------------------------------------------------------- messages
+def change_rows(changes: list) -> list[tuple[str, Any, Any, str]]:
+    """Governance effects (``bastion.core.governance.changes``) as ``(name, old, new, risk class)``
+    rows in their recorded form, for comparing with expected values."""
+    return [(change.name, change.old_record, change.new_record, change.risk) for change in changes]
+
+
 def decimal_text(units: int, decimals: int) -> str:
     """``units`` of ``10**-decimals`` as a decimal string (``decimal_text(15, 1) == "1.5"``)."""
     return format_decimal(units, decimals)

@@ -87,19 +87,20 @@ def test_a_mass_bankruptcy_is_worked_off_within_the_bounds_with_the_unbounded_ou
 
 
 def test_the_bounds_are_genesis_defaults_and_governed_with_a_risk_class() -> None:
-    from bastion.core.actions import LIQUIDATION_FIELDS, compute_numeric_changes
+    from bastion.core.governance.actions import LIQUIDATION_FIELDS, compute_numeric_changes
+    from bastion.core.governance.changes import ParamGroup
     from bastion.core.errors import ProtocolError
     from bastion.core.messages import SetLiquidationParams
 
     params = build_state(mass_bankruptcy_genesis(1, 1)).liquidation
     assert (params.max_liquidations_per_block, params.max_deleveragings_per_block) == (200, 10)
-    changes = compute_numeric_changes("liquidation.", params, SetLiquidationParams(
+    changes = compute_numeric_changes(ParamGroup.LIQUIDATION, "", params, SetLiquidationParams(
         max_liquidations_per_block=500, max_deleveragings_per_block=5), LIQUIDATION_FIELDS)
-    assert [tuple(c) for c in changes] == [
+    assert [(c.name, c.old, c.new, c.risk) for c in changes] == [
         ("liquidation.max_liquidations_per_block", 200, 500, "risk_increasing"),
         ("liquidation.max_deleveragings_per_block", 10, 5, "risk_reducing")]
     with pytest.raises(ProtocolError):  # a bound of 0 would stop the waterfall for good
-        compute_numeric_changes("liquidation.", params, SetLiquidationParams(max_deleveragings_per_block=0),
+        compute_numeric_changes(ParamGroup.LIQUIDATION, "", params, SetLiquidationParams(max_deleveragings_per_block=0),
                                 LIQUIDATION_FIELDS)
 
 

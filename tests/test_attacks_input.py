@@ -270,9 +270,9 @@ def test_times_tickers_and_fractions_match_the_whole_string():
         build_state(genesis(markets=[{"ticker": "BTC-USD\n", "size_decimals": 4, "price_decimals": 1,
                                       "oracle_price": "50000"}]))
     assert ticker.value.code == "invalid_genesis"
-    from bastion.core.governance import _fraction
+    from bastion.core.governance.params_codec import parse_fraction
     with pytest.raises(ProtocolError) as fraction:
-        _fraction("1/" + "3" * 5_000, "quorum")
+        parse_fraction("1/" + "3" * 5_000, "quorum")
     assert fraction.value.code == "invalid_field"
 
 
@@ -284,7 +284,7 @@ def test_a_genesis_chain_id_is_short_printable_ascii(chain_id):
 
 
 def test_a_huge_tier_number_in_a_steward_parameter_name_is_refused_not_raised():
-    from bastion.core.council import get_steward_parameter
+    from bastion.core.governance.council_rules import get_steward_parameter
 
     with pytest.raises(ProtocolError) as refused:
         get_steward_parameter("liquidity_tiers." + "1" * 5_000 + ".initial_margin_ppm")

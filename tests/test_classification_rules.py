@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bastion.core import classify, governance
+from bastion.core import governance
+from bastion.core.governance import classify
 from bastion.core.genesis import DEFAULT_TIERS, build_state
 from bastion.core.messages import decode_action
-from bastion.core.state import Proposal, State
+from bastion.core.state import ParamSource, Proposal, State
 from builders import BTC, COUNCIL, ETH, ORACLE, PEPE, address, genesis
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -184,9 +185,9 @@ def test_a_pending_proposal_in_voting_does_not_count():
 def test_operators_added_in_a_recent_proposal_still_count_as_new():
     """An operator takeover split over successive executed proposals is still a capture."""
     state = chain_state()
-    governance.change_param(state, "oracle_operators", list(state.oracle_operators),
-                            sorted([ORACLE, ORACLE2, ORACLE3, ORACLE5]),
-                            governance.ParamSource("proposal", "p", 1), [])
+    governance.change_param(state, governance.ParamPath(governance.ParamGroup.ORACLE_OPERATORS),
+                            list(state.oracle_operators), sorted([ORACLE, ORACLE2, ORACLE3, ORACLE5]),
+                            ParamSource("proposal", "p", 1), [])
     assert classify_actions(state, operators(ORACLE, ORACLE2, ORACLE3, ORACLE4, ORACLE5)) == "critical"
     state.height += state.governance.tiers["critical"].voting_period_blocks + 1      # established by now
     assert classify_actions(state, operators(ORACLE, ORACLE2, ORACLE3, ORACLE4, ORACLE5)) == "risk_increasing"

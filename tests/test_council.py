@@ -1,4 +1,4 @@
-"""The council (``bastion.core.council``): stress-gate attestations and bounded steward changes.
+"""The council (``bastion.core.governance.council``): stress-gate attestations and bounded steward changes.
 
 The chain of ``council_chain``: ALICE holds 100 BGOV (self-delegated), so she alone proposes and
 passes anything. Every risk class has the same rules (``GOVERNANCE``): quorum 10%, approval 50%,
@@ -16,7 +16,8 @@ import json
 
 import pytest
 
-from bastion.core import council, governance, transparency
+from bastion.core import governance, transparency
+from bastion.core.governance import council_rules as council
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import decode_action

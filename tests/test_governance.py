@@ -8,7 +8,7 @@ neutral 10% / 50% / 5 / 2 d / 0, risk_increasing 20% / 60% / 10 / 7 d / 2, criti
 10 / 14 d / 5. A proposal submitted in block 1 has snapshot 2 and takes votes in blocks 3..deadline
 (7 for 5-block periods, 12 for 10-block ones); the deposit (5) leaves the proposer's votes. The
 council is ``COUNCIL`` with threshold 2: a risk_increasing or critical proposal executes only with
-two of its pass attestations (``bastion.core.council``, tested in ``test_council.py``).
+two of its pass attestations (``bastion.core.governance.council``, tested in ``test_council.py``).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from builders import (
     ALICE, BOB, BTC, CAROL, COUNCIL, DAVE, ETH, ORACLE, Chain, account, cancel_proposal, council_attest, delegate,
     execute, genesis, queue, oracle_update, registered_report, submit_proposal, transfer_bgov, vote,
 )
+from builders import change_rows
 
 BGOV = votes.BGOV
 DAY_S = 86_400
@@ -331,7 +332,7 @@ def test_the_late_quorum_extension_is_bounded_by_the_shortest_voting_period():
     shortest = min(t.voting_period_blocks for t in state.governance.tiers.values())
     at_bound = decode_action({"type": "set_governance_params", "params": {"late_quorum_extension_blocks": shortest}}, 0)
     assert ("governance.late_quorum_extension_blocks", state.governance.late_quorum_extension_blocks, shortest,
-            "critical") in governance.compute_action_changes(state, at_bound)
+            "critical") in change_rows(governance.compute_action_changes(state, at_bound))
     above = decode_action({"type": "set_governance_params",
                            "params": {"late_quorum_extension_blocks": shortest + 1}}, 0)
     with pytest.raises(ProtocolError) as error:
@@ -372,12 +373,11 @@ def test_set_governance_params_changes_the_stress_thresholds_as_critical_changes
     action = decode_action({"type": "set_governance_params", "params": {"stress": {
         "max_depletion_probability": "0", "max_es99_loss_of_fund": "0.75"}}}, 0)
 
-    changes = [c for c in governance.compute_action_changes(state, action) if c[1] != c[2]]
+    changes = [c for c in governance.compute_action_changes(state, action) if c.old != c.new]
 
-    assert changes == [("governance.stress_max_depletion_probability_ppm", 10_000, 0, "critical"),
-                       ("governance.stress_max_es99_loss_ppm_of_fund", 1_000_000, 750_000, "critical")]
-    name, _, new, _ = changes[1]
-    governance.apply_change(state, name, new)
+    assert change_rows(changes) == [("governance.stress_max_depletion_probability_ppm", 10_000, 0, "critical"),
+                                    ("governance.stress_max_es99_loss_ppm_of_fund", 1_000_000, 750_000, "critical")]
+    governance.apply_change(state, changes[1].path, changes[1].new)
     assert state.governance.stress_max_es99_loss_ppm_of_fund == 750_000
     assert compute_state_hash_full(state) != build_state(gov_genesis()).state_hash
 

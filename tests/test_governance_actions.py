@@ -1,4 +1,4 @@
-"""Governance actions of ``bastion.core.actions``: listing, oracle operators, oracle and liquidation
+"""Governance actions of ``bastion.core.governance.actions``: listing, oracle operators, oracle and liquidation
 parameters, listing bounds, treasury and insurance moves, upgrade to cross.
 
 Validation and risk classes go through ``governance.compute_proposal_changes`` (what submission and
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from bastion.core import actions, governance
+from bastion.core import governance
+from bastion.core.governance.changes import Listing, Payment
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import SetMarketParams, canonical_action, decode_action
@@ -59,8 +60,8 @@ def enact(chain: Chain, *actions_json: dict) -> list[dict]:
     chain.open_block()
     typed = tuple(decode_action(a, i) for i, a in enumerate(actions_json))
     changes, _ = governance.compute_proposal_changes(chain.state, typed)
-    for name, old, new, _ in changes:
-        governance.change_param(chain.state, name, old, new, SOURCE, chain.events)
+    for change in changes:
+        governance.apply_effect(chain.state, change, SOURCE, chain.events)
     chain.state.params_epoch += 1
     chain.state.touch(("global",))
     events = chain.events
@@ -515,9 +516,18 @@ def test_operators_decode_to_a_tuple_and_must_be_a_list():
     assert error.value.code == "invalid_field"
 
 
-def test_operation_names_are_not_parameters():
-    assert actions.is_operation("list_market.SOL-USD") and actions.is_operation("treasury_spend")
-    assert not actions.is_operation("markets.SOL-USD.isolated_only")
+def test_listings_and_money_moves_are_operations_not_parameters():
+    """A listing and a treasury spend come back as their own typed effects (applied with their own
+    events, no parameter history); an upgrade is a parameter change plus the merge of the fund."""
+    state = build_state(genesis())
+    listing = governance.compute_action_changes(state, decode_action(LIST_SOL, 0))
+    assert [type(effect) for effect in listing] == [Listing] and listing[0].market.ticker == SOL
+    assert listing[0].name == "list_market.SOL-USD" and listing[0].risk == "risk_increasing"
+    state.fees_account = 7_000_000
+    spend = governance.compute_action_changes(state, decode_action(
+        {"type": "treasury_spend", "to_owner": "0x" + "ab" * 20, "to_subaccount": 0, "amount": "5"}, 0))
+    assert spend == [Payment("0x" + "ab" * 20, 0, 5_000_000)]
+    assert (spend[0].name, spend[0].old_record, spend[0].risk) == ("treasury_spend", 7_000_000, "critical")
 
 
 # ------------------------------------------------------------------------------------------- indexer

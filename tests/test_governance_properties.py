@@ -75,7 +75,8 @@ from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from bastion.core import classify, transparency, votes
+from bastion.core import transparency, votes
+from bastion.core.governance import classify
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
@@ -85,7 +86,7 @@ from bastion.core.twap import TWAP_SAMPLE_MS
 from bastion.core.units import parse_decimal
 from builders import (
     ALICE, BOB, BTC, CAROL, DAVE, ETH, ORACLE, STRANGER, Chain, account, address, decimal_text, genesis, market,
-    subaccount,
+    change_rows, subaccount,
 )
 from test_properties import pick
 
@@ -616,9 +617,10 @@ class GovernanceMachine(RuleBasedStateMachine):
                 assert record.gate_passes(now) >= COUNCIL_THRESHOLD, record.attestations
                 self.coverage[f"executed_through_gate:{record.risk_class}"] += 1
             changed = [(e["name"], e["old"], e["value"]) for e in events if e["type"] == "param_changed"]
-            assert changed == [(name, old, new) for name, old, new, _ in changes if old != new]
+            rows = change_rows(changes)
+            assert changed == [(name, old, new) for name, old, new, _ in rows if old != new]
             assert all(e["proposal_id"] == proposal_id for e in events if e["type"] == "param_changed")
-            final = {name: new for name, _, new, _ in changes}
+            final = {name: new for name, _, new, _ in rows}
             assert {name: read_param(self.state, name) for name in final} == final
             return
         if was_queued:

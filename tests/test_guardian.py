@@ -13,6 +13,7 @@ from builders import (
     ALICE, BOB, BTC, CAROL, ETH, GENESIS_TIME_MS, ORACLE, PEPE, Chain, account, address, cancel_order, deposit,
     execute, genesis, oracle_update, place_order, queue, submit_proposal, subaccount, transfer, vote, withdraw,
 )
+from builders import change_rows
 from test_governance import (
     DAY_S, RAISE_INSURANCE_SHARE, empty_blocks, gov_genesis, ok, pass_and_queue, propose, rejected,
 )
@@ -69,10 +70,10 @@ def renew(chain: Chain, address_text: str | None, expires: str | None) -> list[d
     chain.open_block()
     action = SetGuardian(address_text, expires)
     changes = governance.compute_action_changes(chain.state, action)
-    assert {risk for *_, risk in changes} == {"critical"}
+    assert {change.risk for change in changes} == {"critical"}
     events: list[dict] = []
-    for name, old, new, _ in changes:
-        governance.change_param(chain.state, name, old, new, ParamSource("proposal", "renewal", 1), events)
+    for change in changes:
+        governance.apply_effect(chain.state, change, ParamSource("proposal", "renewal", 1), events)
     chain.state.params_epoch += 1
     chain.end_block()
     return events
@@ -315,8 +316,8 @@ def test_set_guardian_is_a_critical_action():
                                                    "expires": "2027-01-01T00:00:00Z"}))])
     assert result.results[0]["risk_class"] == "critical"
     state = chain.state
-    assert governance.compute_action_changes(state, SetGuardian(CAROL.upper().replace("0X", "0x"),
-                                                                "2027-01-01T00:00:00Z")) == [
+    assert change_rows(governance.compute_action_changes(state, SetGuardian(CAROL.upper().replace("0X", "0x"),
+                                                                            "2027-01-01T00:00:00Z"))) == [
         ("guardian.address", GUARDIAN, CAROL, "critical"),
         ("guardian.expires_ms", TERM_END_MS, T0 + 365 * DAY_S * S, "critical")]
 
@@ -340,7 +341,7 @@ def test_the_guardian_parameters_are_critical_governance_params_with_bounds():
     assert GENESIS_DEFAULTS["guardian"] is None
     state = build_state(guardian_genesis())
     action = decode_action({"type": "set_governance_params", "params": {"guardian_max_pause_s": 7_200}}, 0)
-    changes = [c for c in governance.compute_action_changes(state, action) if c[1] != c[2]]
+    changes = change_rows(c for c in governance.compute_action_changes(state, action) if c.old != c.new)
     assert changes == [("governance.guardian_max_pause_ms", 1_000_000, 7_200_000, "critical")]
     too_long = decode_action({"type": "set_governance_params", "params": {"guardian_unpause_grace_s": 1_001}}, 0)
     with pytest.raises(ProtocolError) as error:

@@ -1,4 +1,4 @@
-"""Staged rollouts (``bastion.core.rollout``) with exact numbers.
+"""Staged rollouts (``bastion.core.governance.rollout``) with exact numbers.
 
 The chain is ``test_governance.gov_chain`` (ALICE 100 BGOV, BOB 300, CAROL 200, DAVE 400; risk
 reducing: 10% quorum, 5-block vote, 1-day timelock). ETH-USD has 4 size decimals and an open
@@ -12,7 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from bastion.core import governance, rollout, transparency
+from bastion.core import governance, transparency
+from bastion.core.governance import rollout
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import serialize_leaf
 from bastion.core.messages import decode_action
@@ -119,7 +120,9 @@ def test_the_class_is_that_of_moving_the_parameter_to_the_target(fields, risk_cl
     state = gov_chain().state
     changes, risk = governance.compute_proposal_changes(state, (decode_action(start_rollout(**fields), 0),))
     assert risk == risk_class
-    assert len(changes) == 1 and rollout.is_planned_change(changes[0][0])
+    assert len(changes) == 1 and isinstance(changes[0], governance.PlannedRollout)
+    action = decode_action(start_rollout(**fields), 0)
+    assert changes[0].name == f"rollout:markets.{action.market}.{rollout.PARAMS[action.param][0]}"
 
 
 def test_a_market_that_is_not_active_cannot_start_a_rollout():
@@ -304,7 +307,8 @@ def test_a_market_that_leaves_active_halts_its_rollout_at_the_end_of_the_block()
     chain = gov_chain()
     begin(chain, interval_s=10, revert_on_breach=True)
     at(chain, chain.state.time_ms + 10_000)                                    # step 1
-    governance.apply_change(chain.state, f"markets.{ETH}.status", "paused")     # as a governance pause would
+    # as a governance pause would
+    governance.apply_change(chain.state, governance.ParamPath(governance.ParamGroup.MARKET, ETH, "status"), "paused")
     events = at(chain, chain.state.time_ms + 1_000)                            # before the next step is due
     assert of_type(events, "rollout_halted") == [
         {"type": "rollout_halted", "rollout_id": 1, "market": ETH, "param": "max_open_interest", "step": 1,

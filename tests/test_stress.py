@@ -432,8 +432,8 @@ def test_the_limit_on_losses_to_traders_is_a_governance_parameter():
     assert state.governance.stress_max_loss_to_traders_usdc == 25_000_000_000
     assert StressThresholds.governed(state.governance).max_loss_to_traders_usdc == 25_000_000_000
     action = decode_action({"type": "set_governance_params", "params": {"stress": {"max_loss_to_traders": "1000"}}}, 0)
-    changes = [c for c in governance.compute_action_changes(state, action)
-               if c[0] == "governance.stress_max_loss_to_traders_usdc"]
+    changes = [(c.name, c.old, c.new, c.risk) for c in governance.compute_action_changes(state, action)
+               if c.name == "governance.stress_max_loss_to_traders_usdc"]
     assert changes == [("governance.stress_max_loss_to_traders_usdc", 25_000_000_000, 1_000_000_000, "critical")]
     override = parse_thresholds({"max_loss_to_traders": "7.5"})
     assert (override.max_loss_to_traders_usdc, override.source) == (7_500_000, "override")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from bastion.core import liquidation
-from bastion.core.actions import LIQUIDATION_FIELDS, compute_numeric_changes
 from bastion.core.enums import MarketStatus
+from bastion.core.governance.actions import LIQUIDATION_FIELDS, compute_numeric_changes
+from bastion.core.governance.changes import ParamGroup
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.hashing import compute_state_hash_full
@@ -144,19 +145,20 @@ def test_the_backstop_parameters_are_genesis_defaults_and_governed_with_a_risk_c
     params = state.liquidation
     assert (params.backstop_max_notional_usdc, params.backstop_max_fund_share_ppm, params.backstop_unwind_portion_ppm,
             params.backstop_after_blocks) == (1_000_000_000_000, 500_000, 100_000, 10)
-    raised = compute_numeric_changes("liquidation.", params, SetLiquidationParams(
+    raised = compute_numeric_changes(ParamGroup.LIQUIDATION, "", params, SetLiquidationParams(
         backstop_max_notional="2000000", backstop_max_fund_share="0.6", backstop_unwind_portion="0.2",
         backstop_after_blocks=20), LIQUIDATION_FIELDS)
-    assert [(name, old, new, risk) for name, old, new, risk in raised] == [
+    assert [(c.name, c.old, c.new, c.risk) for c in raised] == [
         ("liquidation.backstop_max_notional_usdc", 1_000_000_000_000, 2_000_000_000_000, "risk_increasing"),
         ("liquidation.backstop_max_fund_share_ppm", 500_000, 600_000, "risk_increasing"),
         ("liquidation.backstop_unwind_portion_ppm", 100_000, 200_000, "risk_increasing"),
         ("liquidation.backstop_after_blocks", 10, 20, "risk_increasing")]
-    lowered = compute_numeric_changes("liquidation.", params, SetLiquidationParams(backstop_max_notional="0"),
+    lowered = compute_numeric_changes(ParamGroup.LIQUIDATION, "", params,
+                                      SetLiquidationParams(backstop_max_notional="0"),
                                       LIQUIDATION_FIELDS)
-    assert lowered[0][3] == "risk_reducing"
+    assert lowered[0].risk == "risk_reducing"
     with pytest.raises(ProtocolError):
-        compute_numeric_changes("liquidation.", params, SetLiquidationParams(backstop_after_blocks=0),
+        compute_numeric_changes(ParamGroup.LIQUIDATION, "", params, SetLiquidationParams(backstop_after_blocks=0),
                                 LIQUIDATION_FIELDS)
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from bastion.core import council, votes
+from bastion.core import votes
 from bastion.core import events as ev
 from bastion.core.events import Unit
 from bastion.core.governance import compute_quorum_votes, format_governance_params
+from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
-from bastion.core.rollout import PARAMS
+from bastion.core.governance.rollout import PARAMS
 from bastion.core.state import Position, Rollout, State
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc

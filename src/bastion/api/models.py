@@ -299,7 +299,7 @@ class ReportHeadline(BaseModel):
 
 
 class StressGate(Open):
-    """The council's stress gate on a proposal (``bastion.core.council``)."""
+    """The council's stress gate on a proposal (``bastion.core.governance.council``)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
         "applies": True, "threshold": 2, "report_hash": REPORT_EXAMPLE, "passes": 2, "open": True,

@@ -12,7 +12,8 @@ from dataclasses import asdict
 from typing import Any
 
 from bastion.api.risk import compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
-from bastion.core import council, transparency, votes
+from bastion.core import transparency, votes
+from bastion.core.governance import council_rules as council
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import ACTION_NAMES
@@ -223,7 +224,7 @@ def ratio_text(value: Any) -> str:
 
 
 def describe_stress_gate(state: State, proposal: Proposal) -> dict[str, Any]:
-    """The council's stress gate on a proposal, read with ``bastion.core.council``: whether it
+    """The council's stress gate on a proposal, read with ``bastion.core.governance.council``: whether it
     ``applies`` (risk_increasing, critical), every member's latest attestation (``valid``: a fresh
     pass since queueing by a current member, ``council.is_attestation_valid``), the valid passes per
     report hash, the best hash (most passes, the smaller hash on a tie) against the threshold, and

@@ -9,22 +9,28 @@ Errors are ``ProtocolError("invalid_genesis", ...)`` naming the field path, e.g.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable
 from typing import Any
 
-from bastion.core.council import parse_genesis_council
 from bastion.core.errors import ProtocolError
+from bastion.core.governance.council import parse_genesis_council
+from bastion.core.governance.params_codec import format_governance_params, parse_governance_params
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
+from bastion.core.market_codec import MARKET_DEFAULTS, ORACLE_DEFAULTS, parse_market
+from bastion.core.market_codec import check_keys as _check_keys
+from bastion.core.market_codec import genesis_error as _error
+from bastion.core.market_codec import get_field as _get
+from bastion.core.market_codec import parse_int as _int
+from bastion.core.market_codec import parse_oracle_params as _oracle_params
+from bastion.core.market_codec import wrap_error as _wrap
 from bastion.core.messages import normalize_address
-from bastion.core.governance import format_governance_params, parse_governance_params
 from bastion.core.orders import format_order_limits, parse_order_limits
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
-    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OracleParams, OrderLimitParams,
+    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OrderLimitParams,
 )
 from bastion.core.state import (
-    ACTIVE, CROSS, CROSS_POOL, ISOLATED, MARKET_STATUSES, MAX_ORDER_LOTS, SUBACCOUNT_NUMBERS, Guardian, Market,
+    CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Guardian, Market,
     Position, State, Subaccount,
 )
 from bastion.core.timefmt import parse_iso_ms
@@ -57,12 +63,9 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "chain_id": "bastion-local",
     "time": "2026-01-01T00:00:00Z",
     "bridge_operator": "0x00000000000000000000000000000000000000b1",
-    "oracle": {"operators": ["0x00000000000000000000000000000000000000a1"], "min_sources": 1,
-               "max_staleness_s": 60, "max_source_deviation": "0.05", "max_move_per_block": "0.5"},
+    "oracle": ORACLE_DEFAULTS,
     "liquidity_tiers": DEFAULT_TIERS,
-    "market": {"liquidity_tier": 0, "min_order_size": None, "max_order_size": None, "max_open_interest": None,
-               "maker_fee": "0.0001",
-               "taker_fee": "0.0005", "isolated_only": False, "status": "active"},
+    "market": MARKET_DEFAULTS,
     "liquidation": {"max_liquidation_fee": "0.015", "bankruptcy_adjustment": "1", "spread_to_maintenance": "1.5",
                     "min_position_notional": "1000", "max_position_portion": "0.1",
                     "max_notional_per_block": "100000", "max_insurance_loss_per_block": "1000000",
@@ -73,7 +76,7 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "funding": {"clamp_factor": "6", "premium_vote_clamp_factor": "60", "default_funding": "0",
                 "sample_s": 60, "tick_s": 3600},
     "fees": {"insurance_share": "0"},
-    # the default listing path (bastion.core.actions): a listed market's tier and OI cap stay within these
+    # the default listing path (bastion.core.governance.actions): a listed market's tier and OI cap stay within these
     "listing": {"min_initial_margin": "0.05", "max_open_interest": "1000000"},
     "insurance_funds": {"cross": "0"},
     "governance": format_governance_params(GovernanceParams()),
@@ -83,130 +86,6 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
 }
-_UNLIMITED = 10**30
-_TICKER = re.compile(r"[A-Z0-9][A-Z0-9._/-]{0,31}")  # fullmatch: the whole string
-
-
-def _error(path: str, message: str) -> ProtocolError:
-    return ProtocolError("invalid_genesis", f"{path}: {message}", field=path)
-
-
-def _get(obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-    if key not in obj:
-        if default is ...:
-            raise _error(f"{path}.{key}", "is required")
-        return default
-    value = obj[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise _error(f"{path}.{key}", f"has the wrong type ({value!r})")
-    return value
-
-
-def _wrap(path: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a parser, re-raising its error with the genesis field path."""
-    try:
-        return fn(*args, **kwargs)
-    except ProtocolError as error:
-        raise _error(path, error.message) from None
-
-
-def _check_keys(obj: Any, allowed: set[str], path: str) -> None:
-    if not isinstance(obj, dict):
-        raise _error(path, "must be an object")
-    unknown = sorted(set(obj) - allowed)
-    if unknown:
-        raise _error(f"{path}.{unknown[0]}", "is not a known field")
-
-
-def _oracle_params(obj: dict[str, Any], base: OracleParams | None, path: str) -> OracleParams:
-    # the operators are chain-wide: only the genesis section names them, not a market's override
-    _check_keys(obj, {"min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block"}
-                | ({"operators"} if base is None else set()), path)
-    d = GENESIS_DEFAULTS["oracle"]
-
-    def pick(key: str, parse: Callable[[Any, str], Any]) -> Any:
-        if key in obj:
-            return parse(obj[key], f"{path}.{key}")
-        return None
-
-    min_sources = pick("min_sources", lambda v, p: _int(v, p, minimum=1))
-    staleness = pick("max_staleness_s", lambda v, p: _int(v, p, minimum=1) * MS_PER_S)
-    deviation = pick("max_source_deviation", lambda v, p: _wrap(p, parse_ppm, v, field=p))
-    move = pick("max_move_per_block", lambda v, p: _wrap(p, parse_ppm, v, field=p))
-    if base is None:
-        base = OracleParams(d["min_sources"], d["max_staleness_s"] * MS_PER_S,
-                            parse_ppm(d["max_source_deviation"], field="d"),
-                            parse_ppm(d["max_move_per_block"], field="d"))
-    return OracleParams(
-        min_sources if min_sources is not None else base.min_sources,
-        staleness if staleness is not None else base.max_staleness_ms,
-        deviation if deviation is not None else base.max_source_deviation_ppm,
-        move if move is not None else base.max_move_per_block_ppm,
-    )
-
-
-def _int(value: Any, path: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _error(path, f"must be an integer, got {value!r}")
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise _error(path, f"is out of range ({value})")
-    return value
-
-
-def parse_market(m: Any, path: str, *, tiers: dict[int, LiquidityTier], markets: dict[str, Market],
-                 oracle_defaults: OracleParams, operators: list[str] | tuple[str, ...], time_ms: int) -> Market:
-    """One market of the genesis form (``genesis.markets[i]``; also a ``list_market`` action's
-    listing, ``bastion.core.actions``): syntax, grids, tier, fees, oracle overrides. The ticker must
-    be new to ``markets``; every operator counts as having submitted the initial price at
-    ``time_ms``. Errors are ``invalid_genesis`` naming the field path."""
-    market_defaults = GENESIS_DEFAULTS["market"]
-    _check_keys(m, {"ticker", "size_decimals", "price_decimals", "liquidity_tier", "min_order_size",
-                    "max_order_size", "max_open_interest", "maker_fee", "taker_fee", "isolated_only", "oracle_price",
-                    "status", "oracle"}, path)
-    ticker = _get(m, "ticker", path, str)
-    if not _TICKER.fullmatch(ticker):
-        raise _error(f"{path}.ticker", "must be 1-32 of A-Z, 0-9, '.', '_', '/', '-', starting with a letter or digit")
-    if ticker in markets:
-        raise _error(f"{path}.ticker", f"duplicate market {ticker}")
-    size_decimals = _int(_get(m, "size_decimals", path, int), f"{path}.size_decimals", minimum=-12, maximum=18)
-    price_decimals = _int(_get(m, "price_decimals", path, int), f"{path}.price_decimals", minimum=-12, maximum=18)
-    tier_id = _int(_get(m, "liquidity_tier", path, int, market_defaults["liquidity_tier"]), f"{path}.liquidity_tier")
-    if tier_id not in tiers:
-        raise _error(f"{path}.liquidity_tier", f"no liquidity tier {tier_id}")
-    min_size = m.get("min_order_size")
-    min_lots = 1 if min_size is None else _wrap(f"{path}.min_order_size", parse_decimal, min_size, size_decimals,
-                                               field="min_order_size")
-    max_size = m.get("max_order_size")
-    max_order_lots = MAX_ORDER_LOTS if max_size is None else _wrap(f"{path}.max_order_size", parse_decimal, max_size,
-                                                                   size_decimals, field="max_order_size")
-    max_oi = m.get("max_open_interest")
-    max_oi_lots = _UNLIMITED if max_oi is None else _wrap(f"{path}.max_open_interest", parse_decimal, max_oi,
-                                                         size_decimals, field="max_open_interest")
-    maker_fee = _wrap(f"{path}.maker_fee", parse_ppm, _get(m, "maker_fee", path, str, market_defaults["maker_fee"]),
-                      field="maker_fee", signed=True)
-    taker_fee = _wrap(f"{path}.taker_fee", parse_ppm, _get(m, "taker_fee", path, str, market_defaults["taker_fee"]),
-                      field="taker_fee", signed=True)
-    if taker_fee < 0 or taker_fee + maker_fee < 0:
-        raise _error(f"{path}.maker_fee", "a maker rebate may not exceed the taker fee")
-    status = _get(m, "status", path, str, ACTIVE)
-    if status not in MARKET_STATUSES:
-        raise _error(f"{path}.status", f"unknown status {status!r}")
-    price = _wrap(f"{path}.oracle_price", parse_decimal, _get(m, "oracle_price", path, str), price_decimals,
-                  field="oracle_price")
-    if price <= 0 or min_lots <= 0:
-        raise _error(path, "oracle_price and min_order_size must be positive")
-    if not min_lots <= max_order_lots <= MAX_ORDER_LOTS:
-        raise _error(f"{path}.max_order_size", f"must be at least min_order_size and at most {MAX_ORDER_LOTS} lots")
-    oracle_params = _oracle_params(m["oracle"], oracle_defaults, f"{path}.oracle") if "oracle" in m else \
-        copy.copy(oracle_defaults)
-    market = Market(ticker=ticker, size_decimals=size_decimals, price_decimals=price_decimals, tier_id=tier_id,
-                    min_order_lots=min_lots, max_open_interest_lots=max_oi_lots, maker_fee_ppm=maker_fee,
-                    taker_fee_ppm=taker_fee, isolated_only=_get(m, "isolated_only", path, bool, False),
-                    status=status, oracle_params=oracle_params, oracle_price=price, max_order_lots=max_order_lots)
-    market.submissions = {op: (price, time_ms) for op in operators}
-    return market
-
-
 def build_state(genesis: Any) -> State:
     """Validate a genesis object and build the initial state (height 0, hash committed)."""
     g = genesis

@@ -2,8 +2,9 @@
 
 **Who.** ``state.guardian`` is an address with an expiry (ms of block time), or none. Genesis may
 name one (top-level ``"guardian": {"address", "expires"}``); afterwards only governance changes it,
-with the ``critical`` action ``set_guardian{address | null, expires}`` (``compute_set_guardian_changes``,
-applied by ``governance.change_param`` as ``guardian.address`` and ``guardian.expires_ms``).
+with the ``critical`` action ``set_guardian{address | null, expires}``
+(``governance.actions.compute_set_guardian_changes``, applied by ``governance.changes.change_param`` as
+``guardian.address`` and ``guardian.expires_ms``).
 Renewing is a new expiry. A guardian message is refused with ``not_guardian`` when the sender is not
 the guardian (or there is none) and ``guardian_expired`` from the block whose time reaches
 ``expires`` on: the power lapses by itself unless governance renews it.
@@ -62,19 +63,15 @@ are refused by the decoder (``messages.action_requires_proposal``) for every sen
 """
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from bastion.core.errors import ProtocolError
-from bastion.core.messages import GuardianPause, GuardianUnpause, SetGuardian, normalize_address
-from bastion.core.params import RISK_CLASSES
+from bastion.core.messages import GuardianPause, GuardianUnpause
 from bastion.core.state import Pause, PauseKey, State
-from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S
 
 Events = list[dict]
-Change = tuple[str, Any, Any, str]         # as governance.Change: (name, old, new, risk class)
 
-CRITICAL: Final = RISK_CLASSES[-1]
 MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS = "market", "reduce_only", "trading", "withdrawals"
 PAUSE_SCOPES: Final = (MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS)
 MARKET_SCOPES: Final = (MARKET, REDUCE_ONLY_SCOPE)
@@ -166,25 +163,6 @@ def check_guardian(state: State, sender: str) -> int:
 
 
 # --------------------------------------------------------------------------------------- governance
-def compute_set_guardian_changes(state: State, action: SetGuardian) -> list[Change]:
-    """Validate ``set_guardian`` against the state: its changes, always ``critical``."""
-    guardian = state.guardian
-    if action.address is None:
-        if action.expires is not None:
-            raise ProtocolError("invalid_field", "expires is only for a guardian address", field="expires")
-        address, expires_ms = None, None
-    else:
-        address = normalize_address(action.address, field="address")
-        if action.expires is None:
-            raise ProtocolError("missing_field", "set_guardian with an address needs expires", field="expires")
-        expires_ms = parse_iso_ms(action.expires, field="expires")
-        if expires_ms <= state.time_ms:
-            raise ProtocolError("invalid_guardian_expiry", "expires must be after the current block time",
-                                field="expires")
-    return [("guardian.address", guardian.address, address, CRITICAL),
-            ("guardian.expires_ms", guardian.expires_ms, expires_ms, CRITICAL)]
-
-
 def check_grace_within_max_pause(max_pause_ms: int, grace_ms: int, path: str) -> None:
     """The unpause grace may not exceed the maximum pause (else the guardian could always unpause)."""
     if grace_ms > max_pause_ms:

@@ -142,7 +142,7 @@ class SetMarketParams(_Checked):
     taker_fee: str | None = None
     min_order_size: str | None = None
     status: str | None = None              # active | reduce_only | paused
-    # the market's oracle configuration (DESIGN.md section 6; bastion.core.actions)
+    # the market's oracle configuration (DESIGN.md section 6; bastion.core.governance.actions)
     min_sources: int | None = None
     max_staleness_s: int | None = None
     max_source_deviation: str | None = None
@@ -212,7 +212,7 @@ class DelistMarket(_Checked):
 class StartRollout(_Checked):
     """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
     ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
-    (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.rollout``)."""
+    (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.governance.rollout``)."""
     market: str
     param: str
     target: str
@@ -239,14 +239,14 @@ class SetCouncil(_Checked):
 @dataclass(frozen=True, slots=True)
 class SetStewardBounds(_Checked):
     """Per parameter (dotted name), ``{max_change | max_change_abs, cooldown_s}`` or null to remove
-    its bound; parameters not named keep theirs (``bastion.core.council``)."""
+    its bound; parameters not named keep theirs (``bastion.core.governance.council``)."""
     bounds: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class ListMarket(_Checked):
     """List a new market on the default path (DESIGN.md section 9): isolated-only with its own
-    (empty) insurance fund, a conservative tier, a small open-interest cap (``bastion.core.actions``).
+    (empty) insurance fund, a conservative tier, a small open-interest cap (``bastion.core.governance.actions``).
     Fields as a genesis market; ``oracle`` overrides the listing oracle defaults."""
     ticker: str
     size_decimals: int

@@ -83,7 +83,7 @@ class LiquidationParams:
 
 @dataclass(slots=True)
 class ListingParams:
-    """The default listing path (DESIGN.md section 9, ``bastion.core.actions.list_market``): the
+    """The default listing path (DESIGN.md section 9, ``bastion.core.governance.actions.list_market``): the
     oracle configuration a new market starts from (genesis ``oracle`` defaults, which its proposal
     may override) and the bounds of every listing: a liquidity tier whose initial margin is at
     least ``min_initial_margin_ppm``, an open-interest cap worth at most ``max_open_interest_usdc``
@@ -169,7 +169,7 @@ class GovernanceParams:
     max_swing_extensions: int = 2                          # outcome flips in the final window extend at most this often
     max_live_proposals: int = 1                            # pending/active/succeeded/queued proposals per proposer
     proposal_fee_bgov: int = 10_000_000                    # 10 BGOV burned at every submission, never refunded
-    max_rollout_steps: int = 20                            # steps of one start_rollout (bastion.core.rollout)
+    max_rollout_steps: int = 20                            # steps of one start_rollout (core.governance.rollout)
     guardian_max_pause_ms: int = 3 * DAY_MS                # a guardian pause lasts at most 72 h from its start
     guardian_unpause_grace_ms: int = 600_000               # the guardian may lift its pause for 10 min
     attestation_max_age_ms: int = 2 * DAY_MS               # council sign-offs older than this count for nothing

@@ -244,7 +244,7 @@ class Pause:
 
 @dataclass(slots=True)
 class Rollout:
-    """A staged rollout (``bastion.core.rollout``): one market parameter moved from ``start`` to
+    """A staged rollout (``bastion.core.governance.rollout``): one market parameter moved from ``start`` to
     ``target`` in ``steps`` steps while its health gates hold. Values are in the parameter's unit
     (lots for ``max_open_interest`` and ``min_order_size``); a gate of None is not checked."""
 
@@ -283,7 +283,7 @@ class NonceRecord:
 
 @dataclass(frozen=True, slots=True)
 class Council:
-    """The council (``bastion.core.council``): ``threshold`` (k) of its ``members`` (n, sorted
+    """The council (``bastion.core.governance.council``): ``threshold`` (k) of its ``members`` (n, sorted
     addresses) must sign. Without members (a genesis without a council) k is 0 and nothing the
     council signs can exist."""
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core import (
-    accounts, conditional, council, events as ev, governance, guardian, liquidation, nonces, oracle, orders, rollout,
-    twap, votes,
+    accounts, conditional, events as ev, governance, guardian, liquidation, nonces, oracle, orders, twap, votes,
 )
+from bastion.core.governance import council, rollout
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.events import Events, emit

@@ -7,7 +7,7 @@ typed actions / action documents) and returns a new committed state:
 
 1. **The actions.** ``classify.classify_proposal`` validates them against the state (the
    same function as submission and execution; a ``ProtocolError`` propagates), then every change is
-   applied with ``governance.change_param`` (operations such as ``insurance_transfer`` move the
+   applied with ``governance.apply_effect`` (operations such as ``insurance_transfer`` move the
    money), on a snapshot copy: the input state is never modified. A ``start_rollout`` is evaluated
    at its **first step**: the parameter is set to ``rollout.compute_step_value(start, target, 1,
    steps)``, the value the market will have until the next step's health gates hold. (The next steps
@@ -42,7 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bastion.core import classify, governance, rollout
+from bastion.core import governance
+from bastion.core.governance import classify, rollout
 from bastion.core.hashing import commit_state_hash
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.messages import StartRollout, canonical_action, decode_action
@@ -105,12 +106,13 @@ def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[A
                    if isinstance(a, StartRollout)}
     events: list[dict] = []
     applied = []
-    for name, old, new, risk in changes:
-        if rollout.is_planned_change(name):
-            name = name.removeprefix(rollout.PLANNED_PREFIX)
-            new = rollout.compute_step_value(old, new, 1, first_steps[name])
-        governance.change_param(after, name, old, new, source, events)
-        applied.append((name, old, new, risk))
+    for change in changes:
+        if isinstance(change, governance.PlannedRollout):   # its first step
+            name = str(change.path)
+            change = governance.Change(change.path, change.start, rollout.compute_step_value(
+                change.start, change.target, 1, first_steps[name]), change.risk)
+        governance.apply_effect(after, change, source, events)
+        applied.append((change.name, change.old_record, change.new_record, change.risk))
     after.params_epoch += 1
     after.touch(("global",))
     riskier = {name for name, _, _, risk in applied if risk in (governance.RISK_INCREASING, governance.CRITICAL)}

@@ -83,9 +83,11 @@ def describe_proposal_diff(state: State, proposal: Proposal) -> dict[str, Any]:
     changes, error = [], None
     for action in proposal.actions:
         try:
-            for name, old, new, risk_class in governance.compute_action_changes(state, action):
-                changes.append({"name": name, "current": format_param_value(state, name, old),
-                                "proposed": format_param_value(state, name, new), "risk_class": risk_class})
+            for change in governance.compute_action_changes(state, action):
+                name = change.name
+                changes.append({"name": name, "current": format_param_value(state, name, change.old_record),
+                                "proposed": format_param_value(state, name, change.new_record),
+                                "risk_class": change.risk})
         except ProtocolError as refused:
             error = f"{refused.code}: {refused.message}"
     rules = proposal.rules

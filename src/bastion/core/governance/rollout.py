@@ -62,14 +62,14 @@ health gates hold), and waiting rather than halting keeps the guardian restrict-
 a voted rollout by the length of its bounded pauses, never cancel it (a mistaken 10-minute pause
 must not end a rollout that governance approved).
 
-Every value change goes through ``governance.change_param`` with ``ParamSource("rollout", id)``;
+Every value change goes through ``changes.change_param`` with ``ParamSource("rollout", id)``;
 ``params_epoch`` is bumped once per block in which a rollout changed something.
 
 **Superseded**: a change of the same parameter from any other source (a proposal's
 ``set_market_params``, a council steward change) halts the active rollout of it
-(``superseded``, no revert; ``halt_superseded_rollouts``, called by ``change_param``), even a
-change to the value it already has: governance freezes a rollout where it stands by setting the
-parameter to its current value (a ``neutral`` change).
+(``superseded``, no revert; ``halt_superseded_rollouts``, called by ``dispatch.apply_effect`` and
+``council.steward_change``), even a change to the value it already has: governance freezes a
+rollout where it stands by setting the parameter to its current value (a ``neutral`` change).
 
 **Counters**: ``state.liquidation_counts[ticker]`` counts ``liquidation`` events (one per
 liquidation fill) per market, cumulative, incremented by the liquidation engine where it emits
@@ -80,13 +80,14 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from bastion.core import governance, guardian
+from bastion.core import guardian
 from bastion.core.errors import ProtocolError
+from bastion.core.governance.changes import Effect, ParamGroup, ParamPath, PlannedRollout, change_param, compare_risk
 from bastion.core.messages import StartRollout
 from bastion.core.state import ACTIVE, Market, ParamSource, Proposal, Rollout, State
 from bastion.core.units import MS_PER_S, parse_decimal, parse_usdc
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 # start_rollout param -> (market attribute, riskier when higher); both on the market's lot grid
 PARAMS: Final = {
@@ -94,7 +95,6 @@ PARAMS: Final = {
     "min_order_size": ("min_order_lots", False),
 }
 GATES: Final = ("min_insurance_fund", "max_bad_debt", "max_liquidations")  # also the evaluation order
-PLANNED_PREFIX: Final = "rollout:"
 RUNNING, COMPLETED, HALTED = "active", "completed", "halted"  # rollout statuses
 
 
@@ -105,14 +105,9 @@ def compute_step_value(start: int, target: int, step: int, steps: int) -> int:
     return start + moved if target >= start else start - moved
 
 
-def get_param_name(rollout: Rollout) -> str:
-    """The dotted name of the rolled-out parameter, e.g. ``markets.BTC-USD.max_open_interest_lots``."""
-    return f"markets.{rollout.market}.{PARAMS[rollout.param][0]}"
-
-
-def is_planned_change(name: str) -> bool:
-    """A change returned for a ``start_rollout``: execution starts the rollout instead of applying it."""
-    return name.startswith(PLANNED_PREFIX)
+def get_param_path(rollout: Rollout) -> ParamPath:
+    """The rolled-out parameter, e.g. ``markets.BTC-USD.max_open_interest_lots``."""
+    return ParamPath(ParamGroup.MARKET, rollout.market, PARAMS[rollout.param][0])
 
 
 def is_restricted_by_guardian(state: State, ticker: str) -> bool:
@@ -122,6 +117,7 @@ def is_restricted_by_guardian(state: State, ticker: str) -> bool:
 
 
 def get_active_rollout(state: State, market: str, param: str) -> Rollout | None:
+    """The running rollout of ``param`` on ``market``, if any."""
     for rollout in state.rollouts.values():
         if rollout.status == RUNNING and rollout.market == market and rollout.param == param:
             return rollout
@@ -180,21 +176,26 @@ def _parse_gates(gates: dict[str, Any]) -> dict[str, int]:
     return parsed
 
 
-def compute_start_rollout_changes(state: State, action: StartRollout) -> list[governance.Change]:
-    """Validate ``action``; its one planned change carries the class of current -> target."""
+def compute_start_rollout_changes(state: State, action: StartRollout) -> list[Effect]:
+    """Validate ``action``; its one planned change carries the class of current -> target. Raises
+    ``unknown_market``, ``market_not_active``, ``unknown_rollout_param``, ``non_positive_value``,
+    ``rollout_target_unchanged``, ``invalid_rollout_steps``, ``rollout_step_below_grid``,
+    ``invalid_rollout_interval``, ``unknown_field``, ``rollout_without_gates``, ``invalid_field``,
+    ``rollout_in_progress`` and the decimal codes."""
     market, current, target, _ = _validate(state, action)
     attr, riskier_when_higher = PARAMS[action.param]
-    risk = governance.compare_risk(current, target, riskier_when_higher=riskier_when_higher)
-    return [(f"{PLANNED_PREFIX}markets.{market.ticker}.{attr}", current, target, risk)]
+    risk = compare_risk(current, target, riskier_when_higher=riskier_when_higher)
+    return [PlannedRollout(ParamPath(ParamGroup.MARKET, market.ticker, attr), current, target, risk)]
 
 
-def check_rollout_conflicts(changes: list[governance.Change]) -> None:
-    """Refuse a proposal that starts a rollout of a parameter and also changes it (or starts two)."""
-    names = [name for name, _, _, _ in changes]
-    for name in names:
-        if is_planned_change(name):
-            plain = name.removeprefix(PLANNED_PREFIX)
-            if names.count(name) > 1 or plain in names:
+def check_rollout_conflicts(changes: list[Effect]) -> None:
+    """Refuse a proposal that starts a rollout of a parameter and also changes it (or starts two):
+    ``conflicting_rollout``."""
+    names = [change.name for change in changes]
+    for change in changes:
+        if isinstance(change, PlannedRollout):
+            plain = str(change.path)
+            if names.count(change.name) > 1 or plain in names:
                 raise ProtocolError("conflicting_rollout", f"this proposal also changes {plain}", field="actions")
 
 
@@ -223,10 +224,11 @@ def start_rollouts(state: State, proposal: Proposal, events: Events) -> None:
                        "proposal_id": proposal.proposal_id})
 
 
-def halt_superseded_rollouts(state: State, name: str, source: ParamSource, events: Events) -> None:
-    """A change of ``name`` from outside a rollout halts the active rollout of that parameter."""
+def halt_superseded_rollouts(state: State, path: ParamPath, source: ParamSource, events: Events) -> None:
+    """A change of ``path`` from outside a rollout halts the active rollout of that parameter.
+    Proposal execution and steward changes call it before ``changes.change_param``."""
     for rollout in state.rollouts.values():
-        if rollout.status == RUNNING and get_param_name(rollout) == name:
+        if rollout.status == RUNNING and get_param_path(rollout) == path:
             _halt(state, rollout, "superseded", events, source=source.kind, ref=source.ref)
 
 
@@ -266,21 +268,21 @@ def advance_rollouts(state: State, events: Events) -> None:
             continue
         if state.time_ms < rollout.next_step_ms or is_restricted_by_guardian(state, market.ticker):
             continue
-        name, source = get_param_name(rollout), ParamSource("rollout", str(rollout.rollout_id))
+        path, source = get_param_path(rollout), ParamSource("rollout", str(rollout.rollout_id))
         current = getattr(market, PARAMS[rollout.param][0])
         breach = _breached_gate(state, rollout, market)
         if breach is not None:
             gate, observed, limit = breach
             _halt(state, rollout, gate, events, gate=gate, observed=observed, limit=limit)
             if rollout.revert_on_breach and rollout.step > 0:
-                governance.change_param(state, name, current, rollout.start, source, events)
+                change_param(state, path, current, rollout.start, source, events)
                 rollout.reverted = changed = True
                 events.append({"type": "rollout_reverted", "rollout_id": rollout.rollout_id,
                                "market": rollout.market, "param": rollout.param, "value": rollout.start})
             continue
         rollout.step += 1
         value = compute_step_value(rollout.start, rollout.target, rollout.step, rollout.steps)
-        governance.change_param(state, name, current, value, source, events)
+        change_param(state, path, current, value, source, events)
         changed = True
         events.append({"type": "rollout_step", "rollout_id": rollout.rollout_id, "market": rollout.market,
                        "param": rollout.param, "step": rollout.step, "steps": rollout.steps, "value": value})

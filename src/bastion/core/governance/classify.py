@@ -1,14 +1,14 @@
 """Risk classification of a proposal by its effect on the exchange (issue 16).
 
 ``classify_proposal(state, actions, exclude=...)`` returns ``(changes, risk_class)``. The changes
-are validated against the current state (``governance.compute_proposal_changes``, unchanged: what
+are validated against the current state (``dispatch.compute_proposal_changes``, unchanged: what
 executes is what the current state accepts). The class, however, is computed on the **pending
 state**: a copy of the governed part of the state with every other *pending* proposal (status
 ``succeeded`` or ``queued``, in submission order) applied, so that two proposals that are each
 harmless alone are judged by what they do together. A pending proposal whose actions no longer
 validate on the pending state is left out of it (it could not execute either).
 
-The class is the strictest (``governance.strictest``: "no change" counts only when nothing
+The class is the strictest (``changes.strictest``: "no change" counts only when nothing
 changes) of, on the current state and again on the pending state,
 
 * the **field classes** of the proposal's changes (each parameter against its value there:
@@ -42,8 +42,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from bastion.core import actions, governance, rollout
 from bastion.core.errors import ProtocolError
+from bastion.core.governance import actions
+from bastion.core.governance.changes import (
+    Change, Effect, Payment, PlannedRollout, apply_change, compare_tier_risk, strictest,
+)
+from bastion.core.governance.dispatch import compute_proposal_changes
+from bastion.core.messages import Action
 from bastion.core.params import RISK_CLASSES
 from bastion.core.state import ParamSource, State
 
@@ -76,19 +81,20 @@ def copy_governed_state(state: State) -> State:
     return sim
 
 
-def apply_simulated(sim: State, changes: list[governance.Change]) -> None:
+def apply_simulated(sim: State, changes: list[Effect]) -> None:
     """Apply validated changes to a copy: a rollout counts as reaching its target, a treasury
     payment only leaves the treasury (the receiving subaccount is not copied)."""
     source = ParamSource("proposal", "simulation", 0)
-    for name, _, new, _ in changes:
-        if rollout.is_planned_change(name):
-            name = name.removeprefix(rollout.PLANNED_PREFIX)
-        if isinstance(new, actions.Payment):
-            sim.fees_account -= new.amount
-        elif actions.is_operation(name):
-            actions.apply_operation(sim, name, new, source, [])
-        else:
-            governance.apply_change(sim, name, new)
+    for change in changes:
+        match change:
+            case PlannedRollout():
+                apply_change(sim, change.path, change.target)
+            case Change():
+                apply_change(sim, change.path, change.new)
+            case Payment():
+                sim.fees_account -= change.amount
+            case _:
+                actions.apply_operation(sim, change, source, [])
 
 
 def build_pending_state(state: State, exclude: str | None = None) -> State:
@@ -98,7 +104,7 @@ def build_pending_state(state: State, exclude: str | None = None) -> State:
         if proposal.status not in PENDING_STATUSES or proposal.proposal_id == exclude:
             continue
         try:
-            changes, _ = governance.compute_proposal_changes(sim, proposal.actions)
+            changes, _ = compute_proposal_changes(sim, proposal.actions)
         except ProtocolError:
             continue                # could not execute on this state either
         apply_simulated(sim, changes)
@@ -161,7 +167,7 @@ def _profit_weight_raised(before: State, after: State, _: State) -> str:
 
 
 def _market_margin_lowered(before: State, after: State, _: State) -> str:
-    return _if(any(governance._tier_risk(before.tiers[before.markets[t].tier_id], after.tiers[m.tier_id])
+    return _if(any(compare_tier_risk(before.tiers[before.markets[t].tier_id], after.tiers[m.tier_id])
                    == RISK_INCREASING for t, m in after.markets.items() if t in before.markets), RISK_INCREASING)
 
 
@@ -218,23 +224,23 @@ def compute_effect_floor(before: State, after: State, state: State) -> list[tupl
     return found
 
 
-def classify_proposal(state: State, proposal_actions: tuple,
-                      exclude: str | None = None) -> tuple[list[governance.Change], str]:
+def classify_proposal(state: State, proposal_actions: tuple[Action, ...],
+                      exclude: str | None = None) -> tuple[list[Effect], str]:
     """The proposal's changes (validated on the current state) and its class (module docstring):
     the strictest of its classes on the current state and on the pending state, each the field
     classes plus the effect floors. ``exclude`` is the proposal's own id at execution."""
-    changes, current_class = governance.compute_proposal_changes(state, proposal_actions)
+    changes, current_class = compute_proposal_changes(state, proposal_actions)
     classes = [current_class, *_floors(state, state, changes)]
     before = build_pending_state(state, exclude)
     try:
-        pending_changes, pending_class = governance.compute_proposal_changes(before, proposal_actions)
+        pending_changes, pending_class = compute_proposal_changes(before, proposal_actions)
     except ProtocolError:
         pending_changes, pending_class = changes, current_class
     classes += [pending_class, *_floors(state, before, pending_changes)]
-    return changes, governance.strictest(classes)
+    return changes, strictest(classes)
 
 
-def _floors(state: State, before: State, changes: list[governance.Change]) -> list[str]:
+def _floors(state: State, before: State, changes: list[Effect]) -> list[str]:
     if before is state:
         before = copy_governed_state(state)
     after = copy_governed_state(before)

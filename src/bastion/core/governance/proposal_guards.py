@@ -39,7 +39,7 @@ cannot carry a risky proposal over it; the other tiers count every vote (Compoun
 """
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from bastion.core import votes
 from bastion.core.errors import ProtocolError
@@ -48,7 +48,7 @@ from bastion.core.state import Proposal, State
 LIVE_STATUSES: Final = ("pending", "active", "succeeded", "queued")
 YES_QUORUM_CLASSES: Final = ("risk_increasing", "critical")
 
-Events = list[dict]
+Events = list[dict[str, Any]]
 
 
 def get_submission_power(state: State, sender: str, committed: int) -> int:

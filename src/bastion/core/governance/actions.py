@@ -1,22 +1,21 @@
 """Governance actions that list markets, reconfigure the oracle and liquidations, and move money
 (DESIGN.md sections 4, 6, 8 and 9; issue 5).
 
-Each ``compute_*`` function validates an action against the current state and returns its
-changes ``(name, old, new, risk_class)``, the contract of ``governance.compute_action_changes``
-(which dispatches here). A change is either
+Each ``compute_*`` function validates an action against the current state and returns its effects
+(``bastion.core.governance.changes``), the contract of ``dispatch.compute_action_changes`` (which
+calls it from its ``match``). An effect is either
 
-* a **parameter** (``markets.<T>.oracle.*``, ``liquidation.*``, ``listing.*``, ``oracle_operators``,
-  ``markets.<T>.isolated_only``): ``governance.change_param`` sets it (``apply_change``), records it
-  in the parameter history and emits ``param_changed``; or
-* an **operation** (``is_operation``): a listing (``list_market.<T>``, the new ``Market``), a
-  treasury payment (``treasury_spend``), an insurance transfer (``insurance_transfer``) or the
-  merge of an upgraded market's insurance fund (``merge_insurance_fund.<T>``). ``change_param``
-  hands them to ``apply_operation``, which applies them with their own event (``market_listed``,
-  ``treasury_spent``, ``insurance_transferred``, ``insurance_fund_merged``, each with the proposal)
-  and records no parameter history: they are not parameters.
+* a **parameter** ``Change`` (``markets.<T>.oracle.*``, ``liquidation.*``, ``listing.*``,
+  ``oracle_operators``, ``markets.<T>.isolated_only``, ``guardian.*``): ``changes.change_param``
+  sets it, records it in the parameter history and emits ``param_changed``; or
+* an **operation**: a ``Listing`` (the new ``Market``), a treasury ``Payment``, an insurance
+  ``FundTransfer`` or the ``FundMerge`` of an upgraded market's insurance fund. ``apply_operation``
+  applies them with their own event (``market_listed``, ``treasury_spent``, ``insurance_transferred``,
+  ``insurance_fund_merged``, each with the proposal) and records no parameter history: they are not
+  parameters.
 
 ``check_proposal_changes`` checks what no single action can see, over a proposal's changes in
-order (``governance.compute_proposal_changes`` runs it at submission and execution, so a proposal
+order (``dispatch.compute_proposal_changes`` runs it at submission and execution, so a proposal
 may, say, lower a market's ``min_sources`` and remove an operator together, or refill a fund
 before paying from it): a parameter changes at most once (``conflicting_actions``);
 payments never overdraw the treasury or a fund, counting the earlier moves of the proposal
@@ -36,7 +35,8 @@ Decisions (docs/protocol.md, "Listing, oracle operators, liquidation parameters,
   existed (even settled) cannot be listed again.
 * **Operators**: any change of the set (more, fewer or replaced operators) is at least risk
   increasing, and critical when the new operators could set a market's median
-  (``bastion.core.classify``): who sets prices is never a low-tier change. The submissions of removed operators are dropped at once,
+  (``bastion.core.governance.classify``): who sets prices is never a low-tier change. The submissions of
+  removed operators are dropped at once,
   so they stop counting toward any market's price.
 * **Upgrade to cross**: the market leaves its own pool; its insurance fund (and a withdrawal pause
   of its pool) merge into the cross pool's. Subaccounts isolated to it stay isolated (they still
@@ -52,58 +52,29 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from bastion.core import accounts, governance
+from bastion.core import accounts
 from bastion.core.errors import InvariantViolation, ProtocolError
+from bastion.core.governance.changes import (
+    CRITICAL, NEUTRAL, RISK_INCREASING, Change, Effect, FundMerge, FundTransfer, Listing, Operation, ParamGroup,
+    ParamPath, Payment, compare_risk,
+)
+from bastion.core.market_codec import parse_market
 from bastion.core.messages import (
-    InsuranceTransfer, ListMarket, SetLiquidationParams, SetListingParams, SetMarketParams, SetOracleOperators,
-    TreasurySpend, UpgradeIsolatedToCross, normalize_address,
+    InsuranceTransfer, ListMarket, SetGuardian, SetOracleOperators, SetMarketParams, TreasurySpend,
+    UpgradeIsolatedToCross, normalize_address,
 )
-from bastion.core.params import (
-    MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, RISK_CLASSES,
-)
+from bastion.core.params import MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS
 from bastion.core.state import CROSS_POOL, Market, ParamSource, State
+from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_ppm, parse_usdc
 from bastion.risk_model import notional
 
-Change = tuple[str, Any, Any, str]
-Events = list[dict]
+Events = list[dict[str, Any]]
 
-RISK_REDUCING, NEUTRAL, RISK_INCREASING, CRITICAL = RISK_CLASSES
 TREASURY: Final = "treasury"
 SETTLED: Final = "settled"
+FINAL_SETTLEMENT: Final = "final_settlement"
 DEFAULT_LISTING_TIER: Final = "isolated"
-
-LIST_MARKET: Final = "list_market"
-TREASURY_SPEND: Final = "treasury_spend"
-INSURANCE_TRANSFER: Final = "insurance_transfer"
-MERGE_INSURANCE_FUND: Final = "merge_insurance_fund"
-OPERATIONS: Final = frozenset({LIST_MARKET, TREASURY_SPEND, INSURANCE_TRANSFER, MERGE_INSURANCE_FUND})
-_MONEY_MOVES: Final = frozenset({TREASURY_SPEND, INSURANCE_TRANSFER})   # may repeat within a proposal
-
-
-@dataclass(frozen=True, slots=True)
-class Payment:
-    """A treasury spend, validated: ``amount`` micro-USDC to subaccount ``(owner, number)``."""
-
-    owner: str
-    number: int
-    amount: int
-
-
-@dataclass(frozen=True, slots=True)
-class FundTransfer:
-    """An insurance transfer, validated: ``from_pool`` is a fund or the treasury, ``to_pool`` a fund."""
-
-    from_pool: str
-    to_pool: str
-    amount: int
-
-
-@dataclass(frozen=True, slots=True)
-class FundMerge:
-    """The insurance fund (whatever it holds when applied) of ``pool`` joins the cross fund."""
-
-    pool: str
 
 
 # --------------------------------------------------------------------------------------- numeric fields
@@ -116,7 +87,8 @@ def _parse_usdc(value: Any, field: str) -> int:
 
 
 def _parse_count(value: Any, field: str) -> int:
-    return value                           # decode_action guarantees an int (never a bool)
+    count: int = value                     # decode_action guarantees an int (never a bool)
+    return count
 
 
 def _parse_seconds(value: Any, field: str) -> int:
@@ -185,15 +157,18 @@ LISTING_FIELDS: Final = (
 
 
 def check_range(spec: NumericField, value: int, field: str) -> None:
+    """``invalid_field`` unless ``value`` is within the field's range."""
     if value < spec.minimum or (spec.maximum is not None and value > spec.maximum):
         upper = "" if spec.maximum is None else f" and at most {spec.maximum}"
         raise ProtocolError("invalid_field", f"{field} must be at least {spec.minimum}{upper} ({spec.param})",
                             field=field)
 
 
-def compute_numeric_changes(prefix: str, target: Any, action: Any, specs: tuple[NumericField, ...]) -> list[Change]:
+def compute_numeric_changes(group: ParamGroup, key: str, target: Any, action: Any,
+                            specs: tuple[NumericField, ...]) -> list[Change]:
     """The changes of the fields of ``action`` that are set, each validated and classified against
-    the current value ``getattr(target, spec.param)``; names are ``prefix + param``."""
+    the current value ``getattr(target, spec.param)``; paths are ``(group, key, spec.param)``.
+    Raises ``invalid_field`` and the decimal codes."""
     changes: list[Change] = []
     for spec in specs:
         text = getattr(action, spec.action_field)
@@ -202,43 +177,33 @@ def compute_numeric_changes(prefix: str, target: Any, action: Any, specs: tuple[
         value = spec.parse(text, spec.action_field)
         check_range(spec, value, spec.action_field)
         old = getattr(target, spec.param)
-        changes.append((prefix + spec.param, old, value,
-                        governance.compare_risk(old, value, riskier_when_higher=spec.riskier_when_higher)))
+        changes.append(Change(ParamPath(group, key, spec.param), old, value,
+                              compare_risk(old, value, riskier_when_higher=spec.riskier_when_higher)))
     return changes
 
 
 # --------------------------------------------------------------------------------------- compute
-def compute_changes(state: State, action: Any) -> list[Change]:
-    """The changes of one of this module's actions (``governance.compute_action_changes`` dispatches here)."""
-    match action:
-        case ListMarket():
-            changes = compute_list_market_changes(state, action)
-        case SetListingParams():
-            changes = compute_numeric_changes("listing.", state.listing, action, LISTING_FIELDS)
-        case SetOracleOperators():
-            changes = compute_oracle_operators_changes(state, action)
-        case TreasurySpend():
-            changes = compute_treasury_spend_changes(state, action)
-        case InsuranceTransfer():
-            changes = compute_insurance_transfer_changes(state, action)
-        case UpgradeIsolatedToCross():
-            changes = compute_upgrade_changes(state, action)
-        case SetLiquidationParams():
-            changes = compute_numeric_changes("liquidation.", state.liquidation, action, LIQUIDATION_FIELDS)
-        case _:
-            raise InvariantViolation(f"unhandled action {action!r}")
-    return changes
+def get_live_market(state: State, ticker: str) -> Market:
+    """The market an action names: ``unknown_market``, or ``market_delisted`` once it is in final
+    settlement or settled."""
+    market = state.markets.get(ticker)
+    if market is None:
+        raise ProtocolError("unknown_market", f"unknown market {ticker!r}", field="market")
+    if market.status in (FINAL_SETTLEMENT, SETTLED):
+        raise ProtocolError("market_delisted", f"{ticker} is delisted ({market.status})", field="market")
+    return market
 
 
 def compute_market_oracle_changes(market: Market, action: SetMarketParams) -> list[Change]:
     """The oracle fields of ``set_market_params`` (``markets.<T>.oracle.*``)."""
-    return compute_numeric_changes(f"markets.{market.ticker}.oracle.", market.oracle_params, action, ORACLE_FIELDS)
+    return compute_numeric_changes(ParamGroup.MARKET_ORACLE, market.ticker, market.oracle_params, action,
+                                   ORACLE_FIELDS)
 
 
-def compute_list_market_changes(state: State, action: ListMarket) -> list[Change]:
-    # genesis imports governance, which imports this module: import its market parser when used
-    from bastion.core.genesis import parse_market
-
+def compute_list_market_changes(state: State, action: ListMarket) -> list[Effect]:
+    """``list_market`` (module docstring): its ``Listing``. Raises ``market_exists``,
+    ``missing_field``, ``invalid_listing``, ``invalid_field``, ``listing_tier_too_lax``,
+    ``listing_open_interest_too_high``."""
     if action.ticker in state.markets:
         raise ProtocolError("market_exists", f"market {action.ticker} exists (or existed)", field="ticker")
     tier_id = get_default_listing_tier(state) if action.liquidity_tier is None else action.liquidity_tier
@@ -268,7 +233,7 @@ def compute_list_market_changes(state: State, action: ListMarket) -> list[Change
                             field="max_open_interest")
     market.premium_minute = state.time_ms // state.funding.sample_ms
     market.last_funding_hour = state.time_ms // state.funding.tick_ms
-    return [(f"{LIST_MARKET}.{market.ticker}", None, market, RISK_INCREASING)]
+    return [Listing(market)]
 
 
 def get_default_listing_tier(state: State) -> int:
@@ -281,6 +246,8 @@ def get_default_listing_tier(state: State) -> int:
 
 
 def compute_oracle_operators_changes(state: State, action: SetOracleOperators) -> list[Change]:
+    """``set_oracle_operators``: the sorted new list. Raises ``no_oracle_operators``,
+    ``invalid_address``, ``duplicate_oracle_operator``."""
     if not action.operators:
         raise ProtocolError("no_oracle_operators", "the oracle needs at least one operator", field="operators")
     new = [normalize_address(a, field=f"operators[{i}]") for i, a in enumerate(action.operators)]
@@ -288,19 +255,23 @@ def compute_oracle_operators_changes(state: State, action: SetOracleOperators) -
         raise ProtocolError("duplicate_oracle_operator", "an operator is listed twice", field="operators")
     old = list(state.oracle_operators)
     # any change of who sets prices is at least risk increasing; one that could hand a market's median
-    # to the newcomers is critical (bastion.core.classify, rule oracle_median_capture)
+    # to the newcomers is critical (bastion.core.governance.classify, rule oracle_median_capture)
     risk = NEUTRAL if set(new) == set(old) else RISK_INCREASING
-    return [("oracle_operators", old, sorted(new), risk)]
+    return [Change(ParamPath(ParamGroup.ORACLE_OPERATORS), old, sorted(new), risk)]
 
 
-def compute_treasury_spend_changes(state: State, action: TreasurySpend) -> list[Change]:
+def compute_treasury_spend_changes(state: State, action: TreasurySpend) -> list[Effect]:
+    """``treasury_spend``: its ``Payment``. Raises ``invalid_address``, the subaccount number and
+    amount codes (``bastion.core.accounts``)."""
     owner = normalize_address(action.to_owner, field="to_owner")
     accounts.check_subaccount_number(action.to_subaccount)
     amount = accounts.parse_positive_usdc(action.amount)
-    return [(TREASURY_SPEND, state.fees_account, Payment(owner, action.to_subaccount, amount), CRITICAL)]
+    return [Payment(owner, action.to_subaccount, amount, treasury=state.fees_account)]
 
 
-def compute_insurance_transfer_changes(state: State, action: InsuranceTransfer) -> list[Change]:
+def compute_insurance_transfer_changes(state: State, action: InsuranceTransfer) -> list[Effect]:
+    """``insurance_transfer``: its ``FundTransfer``. Raises ``unknown_pool``, ``same_pool`` and the
+    amount codes."""
     if action.from_pool != TREASURY and action.from_pool not in state.insurance_funds:
         raise ProtocolError("unknown_pool", f"no insurance fund {action.from_pool!r} (nor the treasury)",
                             field="from_pool")
@@ -309,22 +280,46 @@ def compute_insurance_transfer_changes(state: State, action: InsuranceTransfer) 
     if action.from_pool == action.to_pool:
         raise ProtocolError("same_pool", "from_pool and to_pool are the same fund", field="to_pool")
     amount = accounts.parse_positive_usdc(action.amount)
-    return [(INSURANCE_TRANSFER, None, FundTransfer(action.from_pool, action.to_pool, amount), CRITICAL)]
+    return [FundTransfer(action.from_pool, action.to_pool, amount)]
 
 
-def compute_upgrade_changes(state: State, action: UpgradeIsolatedToCross) -> list[Change]:
-    market = governance._market(state, action.market)
+def compute_upgrade_changes(state: State, action: UpgradeIsolatedToCross) -> list[Effect]:
+    """``upgrade_isolated_to_cross``: the market's ``isolated_only`` and the merge of its fund.
+    Raises ``unknown_market``, ``market_delisted``, ``market_not_isolated``."""
+    market = get_live_market(state, action.market)
     if not market.isolated_only:
         raise ProtocolError("market_not_isolated", f"{market.ticker} already trades in the cross pool", field="market")
-    return [(f"markets.{market.ticker}.isolated_only", True, False, RISK_INCREASING),
-            (f"{MERGE_INSURANCE_FUND}.{market.ticker}", state.insurance_funds[market.ticker], FundMerge(market.ticker),
-             RISK_INCREASING)]
+    return [Change(ParamPath(ParamGroup.MARKET, market.ticker, "isolated_only"), True, False, RISK_INCREASING),
+            FundMerge(market.ticker, fund=state.insurance_funds[market.ticker])]
+
+
+def compute_set_guardian_changes(state: State, action: SetGuardian) -> list[Change]:
+    """Validate ``set_guardian`` against the state: its changes, always ``critical``. Raises
+    ``invalid_field``, ``invalid_address``, ``missing_field``, ``invalid_time``, ``invalid_guardian_expiry``."""
+    guardian = state.guardian
+    if action.address is None:
+        if action.expires is not None:
+            raise ProtocolError("invalid_field", "expires is only for a guardian address", field="expires")
+        address, expires_ms = None, None
+    else:
+        address = normalize_address(action.address, field="address")
+        if action.expires is None:
+            raise ProtocolError("missing_field", "set_guardian with an address needs expires", field="expires")
+        expires_ms = parse_iso_ms(action.expires, field="expires")
+        if expires_ms <= state.time_ms:
+            raise ProtocolError("invalid_guardian_expiry", "expires must be after the current block time",
+                                field="expires")
+    return [Change(ParamPath(ParamGroup.GUARDIAN, "", "address"), guardian.address, address, CRITICAL),
+            Change(ParamPath(ParamGroup.GUARDIAN, "", "expires_ms"), guardian.expires_ms, expires_ms, CRITICAL)]
 
 
 # --------------------------------------------------------------------------------------- whole proposal
-def check_proposal_changes(state: State, changes: list[Change]) -> None:
-    """What single actions cannot check, over changes in order (see the module docstring)."""
-    names = [name for name, _, _, _ in changes if name not in _MONEY_MOVES]
+def check_proposal_changes(state: State, changes: list[Effect]) -> None:
+    """What single actions cannot check, over changes in order (see the module docstring): raises
+    ``conflicting_actions``, ``insufficient_treasury``, ``insufficient_insurance_fund``,
+    ``unknown_pool``, ``too_few_oracle_operators``."""
+    # money moves may repeat within a proposal
+    names = [change.name for change in changes if not isinstance(change, (Payment, FundTransfer))]
     for index, name in enumerate(names):
         if name in names[:index]:
             raise ProtocolError("conflicting_actions", f"{name} is changed twice by one proposal", field="actions")
@@ -332,9 +327,9 @@ def check_proposal_changes(state: State, changes: list[Change]) -> None:
     _check_oracle_sources(state, changes)
 
 
-def _check_money_moves(state: State, changes: list[Change]) -> None:
+def _check_money_moves(state: State, changes: list[Effect]) -> None:
     balances = {TREASURY: state.fees_account, **state.insurance_funds}
-    for _, _, move, _ in changes:
+    for move in changes:
         if isinstance(move, Payment):
             _debit(balances, TREASURY, move.amount)
         elif isinstance(move, FundTransfer):
@@ -356,18 +351,18 @@ def _debit(balances: dict[str, int], pool: str, amount: int) -> None:
     balances[pool] -= amount
 
 
-def _check_oracle_sources(state: State, changes: list[Change]) -> None:
+def _check_oracle_sources(state: State, changes: list[Effect]) -> None:
     """Every market that still uses its oracle (not settled) can reach ``min_sources`` fresh prices."""
     operators = len(state.oracle_operators)
     min_sources = {t: m.oracle_params.min_sources for t, m in state.markets.items() if m.status != SETTLED}
-    suffix = ".oracle.min_sources"
-    for name, _, new, _ in changes:
-        if name == "oracle_operators":
-            operators = len(new)
-        elif name.startswith("markets.") and name.endswith(suffix):
-            min_sources[name[len("markets."):-len(suffix)]] = new
-        elif isinstance(new, Market):
-            min_sources[new.ticker] = new.oracle_params.min_sources
+    for change in changes:
+        match change:
+            case Change(path=ParamPath(group=ParamGroup.ORACLE_OPERATORS)):
+                operators = len(change.new)
+            case Change(path=ParamPath(group=ParamGroup.MARKET_ORACLE, attr="min_sources")):
+                min_sources[change.path.key] = change.new
+            case Listing():
+                min_sources[change.market.ticker] = change.market.oracle_params.min_sources
     for ticker, needed in min_sources.items():
         if needed > operators:
             raise ProtocolError("too_few_oracle_operators", f"{ticker} needs {needed} oracle sources, there would be "
@@ -375,37 +370,20 @@ def _check_oracle_sources(state: State, changes: list[Change]) -> None:
 
 
 # --------------------------------------------------------------------------------------- apply
-def is_operation(name: str) -> bool:
-    """True for the changes that are operations rather than parameters."""
-    return name.partition(".")[0] in OPERATIONS
-
-
-def set_oracle_operators(state: State, operators: list[str]) -> None:
-    """Replace the operator set; submissions of removed operators no longer count toward any price."""
-    state.oracle_operators = tuple(operators)
-    for market in state.markets.values():
-        removed = [operator for operator in market.submissions if operator not in state.oracle_operators]
-        for operator in removed:
-            del market.submissions[operator]
-        if removed:
-            state.touch(market.key)
-    state.touch(("global",))
-
-
-def apply_operation(state: State, name: str, value: Any, source: ParamSource, events: Events) -> None:
-    """Apply a validated operation (``governance.change_param`` hands them here) with its event."""
+def apply_operation(state: State, value: Operation, source: ParamSource, events: Events) -> None:
+    """Apply a validated operation (a listing or a money move) with its event; no parameter history."""
     by = {"source": source.kind, "proposal_id": source.ref if source.kind == "proposal" else None,
           "proposal_number": source.number if source.kind == "proposal" else None}
     match value:
-        case Market():
-            list_market(state, value)
-            events.append({"type": "market_listed", "market": value.ticker, "size_decimals": value.size_decimals,
-                           "price_decimals": value.price_decimals, "oracle_price": value.oracle_price,
-                           "tier_id": value.tier_id, "min_order_lots": value.min_order_lots,
-                           "max_open_interest_lots": value.max_open_interest_lots,
-                           "maker_fee_ppm": value.maker_fee_ppm, "taker_fee_ppm": value.taker_fee_ppm,
-                           "isolated_only": value.isolated_only, "status": value.status,
-                           "oracle": asdict(value.oracle_params), **by})
+        case Listing(market=market):
+            list_market(state, market)
+            events.append({"type": "market_listed", "market": market.ticker, "size_decimals": market.size_decimals,
+                           "price_decimals": market.price_decimals, "oracle_price": market.oracle_price,
+                           "tier_id": market.tier_id, "min_order_lots": market.min_order_lots,
+                           "max_open_interest_lots": market.max_open_interest_lots,
+                           "maker_fee_ppm": market.maker_fee_ppm, "taker_fee_ppm": market.taker_fee_ppm,
+                           "isolated_only": market.isolated_only, "status": market.status,
+                           "oracle": asdict(market.oracle_params), **by})
         case Payment():
             state.fees_account -= value.amount
             sub = accounts.get_or_create_subaccount(state, value.owner, value.number)
@@ -431,10 +409,10 @@ def apply_operation(state: State, name: str, value: Any, source: ParamSource, ev
             events.append({"type": "insurance_fund_merged", "pool": value.pool, "into": CROSS_POOL, "amount": amount,
                            "insurance_fund": state.insurance_funds[CROSS_POOL], **by})
         case _:
-            raise InvariantViolation(f"unknown operation {name!r}")
+            raise InvariantViolation(f"unknown operation {value!r}")
     state.touch(("global",))
     if state.fees_account < 0 or min(state.insurance_funds.values()) < 0:
-        raise InvariantViolation(f"{name} overdrew the treasury or an insurance fund")
+        raise InvariantViolation(f"{value.name} overdrew the treasury or an insurance fund")
 
 
 def list_market(state: State, market: Market) -> None:
