@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from builders import BTC, GENESIS_TIME_MS, Chain, address, genesis, place_order
 from eth_account import Account
@@ -106,6 +107,20 @@ def test_a_revoked_agent_is_refused_at_once(funded) -> None:
     assert placed["result"]["ok"] is True and revoked["result"] == {"ok": True, "agent": BOT}
     assert refused.value.code == "agent_not_authorized"
     assert still_resting == 1   # a revocation cancels nothing: the owner decides
+
+
+def test_the_portfolio_page_lists_the_owners_agent_keys(funded) -> None:
+    url, _ = funded
+    with Client(url, OWNER_KEY) as owner:
+        owner.authorize_agent(agent=BOT2, expires_ms=now_ms() + HOUR_MS, subaccounts=[0, 3], permissions=["cancel"],
+                              label="hedger", wait_ms=5_000)
+    cookies = {"bastion_signer": "wallet", "bastion_owner": OWNER}
+    page = httpx.get(f"{url}/portfolio", cookies=cookies).text
+    section = page[page.index('<section id="agents">'):]
+    section = section[:section.index("</section>")]
+    row = next(line for line in section.splitlines() if BOT2 in line)
+
+    assert "<td>hedger</td><td>0, 3</td><td>cancel</td>" in row and "<td>in force</td>" in row
 
 
 # ------------------------------------------------------------------------------------- the state machine
