@@ -17,10 +17,11 @@ the bytes)::
 Reads (public). Live state, under the node's lock, at the committed ``height`` they return:
 ``/v1/status``, ``/v1/markets[/{ticker}]``, ``/v1/markets/{ticker}/book``, ``/v1/subaccounts/{owner}
 [/{number}[/orders]]``, ``/v1/insurance-funds``, ``/v1/agents/{address}`` (agent keys),
-``/v1/governance/{proposals,parameters,concentration}``, ``/v1/blocks[/{height}]`` (the block log). History, from the read models, at the
-``indexed_height`` they return: ``/v1/markets/{ticker}/{trades,candles,funding}``, ``/v1/orders``,
-``/v1/fills``, ``/v1/funding-payments``, ``/v1/liquidations``. ``POST /v1/preview/order`` (no
-signature, ``bastion.api.preview``). WebSocket ``/v1/ws`` (``bastion.api.ws``).
+``/v1/governance/{proposals,parameters,concentration}``, ``/v1/blocks[/{height}]`` (the block log).
+History, from the read models, at the ``indexed_height`` they return:
+``/v1/markets/{ticker}/{trades,candles,funding}``, ``/v1/orders``, ``/v1/fills``, ``/v1/funding-payments``,
+``/v1/liquidations``. ``POST /v1/preview/order`` (no signature, ``bastion.api.preview``). WebSocket
+``/v1/ws`` (``bastion.api.ws``).
 
 Errors: every refusal is a 4xx ``{"code", "message", "field"}`` with the protocol's code: 400 for
 malformed input and protocol rejections, 401 for signatures (``missing_signature``,

@@ -86,23 +86,23 @@ def check_agent(state: State, agent: str, owner: str, permission: str, number: i
     return grant
 
 
-def _owner_named(sender: str, msg: Message) -> str | None:
-    """The owner an agent-capable message names when it is not the sender (else None)."""
-    owner = getattr(msg, "owner", None)
+def _owner_named(sender: str, msg: Any) -> str | None:
+    """The owner an ``AGENT_ACTIONS`` message names when it is not the sender (else None)."""
+    owner: str | None = msg.owner
     if owner is None:
         return None
     owner = owner.lower()  # an address already (check_message), possibly in mixed case
     return None if owner == sender else owner
 
 
-def acting_owner(state: State, sender: str, msg: Message, events: Events) -> str:
-    """Whose subaccount an ``AGENT_ACTIONS`` message acts on: the sender's, or the ``owner`` it names
-    when the sender holds a grant for it (``check_agent``; an ``agent_acted`` event then names both).
-    Called by ``transition.apply_tx`` before the handler, which then runs with this owner as sender."""
+def acting_owner(state: State, sender: str, msg: Any, events: Events) -> str:
+    """Whose subaccount an ``AGENT_ACTIONS`` message (``msg``) acts on: the sender's, or the ``owner``
+    it names when the sender holds a grant for it (``check_agent``; an ``agent_acted`` event then names
+    both). Called by ``transition.apply_tx`` before the handler, which then runs with this owner as sender."""
     owner = _owner_named(sender, msg)
     if owner is None:
         return sender
-    number: int = getattr(msg, "subaccount")
+    number: int = msg.subaccount
     check_agent(state, sender, owner, AGENT_ACTIONS[type(msg)], number)
     emit(events, ev.AgentActed, owner=owner, number=number, agent=sender, action=AGENT_ACTION_NAMES[type(msg)])
     return owner
@@ -112,10 +112,13 @@ def payer(state: State, sender: str, msg: Message) -> str:
     """The address whose collateral the ante check counts for ``msg`` (``bastion.core.ante``): the
     owner an agent acts for (its grant checked as ``check_agent`` does), else the sender."""
     permission = AGENT_ACTIONS.get(type(msg))
-    owner = None if permission is None else _owner_named(sender, msg)
-    if owner is None or permission is None:
+    if permission is None:
         return sender
-    check_agent(state, sender, owner, permission, getattr(msg, "subaccount"))
+    agent_msg: Any = msg
+    owner = _owner_named(sender, agent_msg)
+    if owner is None:
+        return sender
+    check_agent(state, sender, owner, permission, agent_msg.subaccount)
     return owner
 
 

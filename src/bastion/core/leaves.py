@@ -41,8 +41,9 @@ from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
     LiquidityTier, OracleParams, OrderLimitParams,
 )
+from bastion.core.state import AgentGrant
 from bastion.core.state import (
-    AgentGrant, Attestation, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms, ParamHistoryEntry, ParamSource,
+    Attestation, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms, ParamHistoryEntry, ParamSource,
     Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
 )
 
