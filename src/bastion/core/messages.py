@@ -64,7 +64,8 @@ class Transfer(_Checked):
 @dataclass(frozen=True, slots=True)
 class PlaceOrder(_Checked):
     """A limit or market order, or a conditional one (stop / take-profit with ``trigger_price``), of
-    ``size`` on ``market`` from the sender's ``subaccount``; ``client_id`` names it among its open orders."""
+    ``size`` on ``market`` from the sender's ``subaccount``; ``client_id`` names it among its open orders.
+    An agent key sends it for ``owner``'s subaccount (``bastion.core.agents``, permission ``trade``)."""
     subaccount: int
     market: str
     side: str
@@ -82,7 +83,8 @@ class PlaceOrder(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder(_Checked):
-    """Cancel one open order of the sender's ``subaccount``, by exactly one of ``client_id`` and ``order_id``."""
+    """Cancel one open order of the sender's ``subaccount``, by exactly one of ``client_id`` and ``order_id``
+    (an agent key: of ``owner``'s subaccount, permission ``cancel``)."""
     subaccount: int
     client_id: int | None = None
     order_id: int | None = None
@@ -91,7 +93,8 @@ class CancelOrder(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class CancelAll(_Checked):
-    """Cancel every open order of the sender's ``subaccount`` (of one ``market``, or all)."""
+    """Cancel every open order of the sender's ``subaccount`` (of one ``market``, or all); an agent key:
+    of ``owner``'s subaccount (permission ``cancel``)."""
     subaccount: int
     market: str | None = None
     owner: str | None = None               # the subaccount's owner when an agent sends it (bastion.core.agents)
