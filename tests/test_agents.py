@@ -4,6 +4,7 @@ and the state machine's rules the golden scenarios ``agent_*`` do not reach: sna
 check and the intake's codes."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import httpx
@@ -14,10 +15,11 @@ from test_api import BOB_KEY
 from test_api_sdk import BRIDGE_KEY, live  # noqa: F401 - the live node fixture
 
 from bastion.client import BastionError, Client
+from bastion.core.agents import AGENT_ACTION_NAMES, AGENT_ACTIONS
 from bastion.core.ante import check_ante
 from bastion.core.errors import ProtocolError
 from bastion.core.hashing import compute_state_hash_full
-from bastion.core.messages import decode_message
+from bastion.core.messages import MESSAGE_TYPES, Deposit, decode_message
 from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
 
 OWNER_KEY, BOT_KEY, BOT2_KEY = "0x" + "a7" * 32, "0x" + "b7" * 32, "0x" + "c7" * 32
@@ -130,6 +132,15 @@ ALICE, AGENT = address(0xA0), address(0xE0)
 def _authorize(**fields: object) -> dict:
     return {"type": "authorize_agent", "agent": AGENT, "subaccounts": None, "permissions": ["trade", "cancel"],
             "expires_ms": GENESIS_TIME_MS + 86_400_000, **fields}
+
+
+def test_only_the_agent_actions_take_an_owner_so_an_agent_can_never_withdraw_vote_or_authorize() -> None:
+    with_owner = sorted(name for name, cls in MESSAGE_TYPES.items()
+                        if "owner" in {f.name for f in dataclasses.fields(cls)} and cls is not Deposit)
+
+    assert with_owner == sorted(AGENT_ACTION_NAMES.values()) == ["cancel_all", "cancel_order", "place_order"]
+    assert {AGENT_ACTION_NAMES[cls]: permission for cls, permission in AGENT_ACTIONS.items()} == {
+        "place_order": "trade", "cancel_order": "cancel", "cancel_all": "cancel"}
 
 
 def test_the_grants_survive_a_snapshot_and_the_reverse_index_is_rebuilt() -> None:

@@ -45,21 +45,23 @@ from bastion.core import events as ev
 from bastion.core.enums import AGENT_PERMISSIONS, AgentPermission
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
-from bastion.core.messages import AuthorizeAgent, CancelAll, CancelOrder, Message, PlaceOrder, RevokeAgent
-from bastion.core.messages import normalize_address
+from bastion.core.messages import (
+    MESSAGE_TYPES, AuthorizeAgent, CancelAll, CancelOrder, Message, PlaceOrder, RevokeAgent, normalize_address,
+)
 from bastion.core.state import SUBACCOUNT_NUMBERS, AgentGrant, State
 
 MAX_AGENTS_PER_OWNER: Final = 8                     # grants in force per owner
 MAX_AGENT_LIFETIME_MS: Final = 180 * 86_400_000     # 180 days of block time, as Hyperliquid's API wallets
 
-# the messages an agent may send for an owner, and the permission each needs
+# the messages an agent may send for an owner, and the permission each needs. A new trading message an
+# agent may send goes here and gets an ``owner: str | None = None`` field (tests/test_agents.py checks
+# that no other message has one, the bridge's deposit aside)
 AGENT_ACTIONS: Final[dict[type, str]] = {
     PlaceOrder: AgentPermission.TRADE,
     CancelOrder: AgentPermission.CANCEL,
     CancelAll: AgentPermission.CANCEL,
 }
-AGENT_ACTION_NAMES: Final[dict[type, str]] = {PlaceOrder: "place_order", CancelOrder: "cancel_order",
-                                              CancelAll: "cancel_all"}
+AGENT_ACTION_NAMES: Final[dict[type, str]] = {cls: name for name, cls in MESSAGE_TYPES.items() if cls in AGENT_ACTIONS}
 
 
 def is_live(state: State, grant: AgentGrant) -> bool:
