@@ -4,6 +4,7 @@ and the state machine's rules the golden scenarios ``agent_*`` do not reach: sna
 check and the intake's codes."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -14,7 +15,7 @@ from eth_account import Account
 from test_api import BOB_KEY
 from test_api_sdk import BRIDGE_KEY, live  # noqa: F401 - the live node fixture
 
-from bastion.client import BastionError, Client
+from bastion.client import AsyncClient, BastionError, Client
 from bastion.core.agents import AGENT_ACTION_NAMES, AGENT_ACTIONS
 from bastion.core.ante import check_ante
 from bastion.core.errors import ProtocolError
@@ -109,6 +110,24 @@ def test_a_revoked_agent_is_refused_at_once(funded) -> None:
     assert placed["result"]["ok"] is True and revoked["result"] == {"ok": True, "agent": BOT}
     assert refused.value.code == "agent_not_authorized"
     assert still_resting == 1   # a revocation cancels nothing: the owner decides
+
+
+def test_the_async_client_trades_as_an_agent_too(funded) -> None:
+    url, _ = funded
+
+    async def scenario() -> tuple:
+        async with AsyncClient(url, BOT_KEY, acting_for=OWNER.upper().replace("0X", "0x")) as bot:
+            placed = await bot.place_order(market=BTC, side="buy", size="0.01", price="40000", client_id=31,
+                                           wait_ms=5_000)
+            cancelled = await bot.cancel_order(client_id=31, wait_ms=5_000)
+            return placed, cancelled
+
+    with Client(url, OWNER_KEY) as owner:
+        owner.authorize_agent(agent=BOT, expires_ms=now_ms() + HOUR_MS, wait_ms=5_000)
+        placed, cancelled = asyncio.run(scenario())
+
+    assert placed["result"]["ok"] is True
+    assert cancelled["result"] == {"ok": True, "order_id": placed["result"]["order_id"]}
 
 
 def test_the_portfolio_page_lists_the_owners_agent_keys(funded) -> None:
