@@ -102,6 +102,10 @@ MESSAGE_VALUES: dict[str, list[Any]] = {
     "reason": ["because"], "scope": ["market", "reduce_only", "trading", "withdrawals"],
     "duration_s": [60, 600, 10**6], "report_hash": ["ab" * 32], "verdict": ["pass", "fail"],
     "param": ["fees.insurance_share_ppm", f"markets.{BTC}.taker_fee_ppm"], "value": ["0.2", "0.0004"],
+    # agent keys (authorize_agent, revoke_agent): the genesis is at 2026-01-01T00:00:00Z = 1,767,225,600,000 ms
+    "agent": [BOB, STRANGER, ALICE], "subaccounts": [None, [0], [0, 1], [128]],
+    "permissions": [["trade", "cancel"], ["trade"], ["cancel"], ["withdraw"]],
+    "expires_ms": [1_767_225_600_000 + 86_400_000, 1_767_225_600_000, 2**53 - 1], "label": ["bot", None],
 }
 
 

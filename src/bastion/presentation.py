@@ -21,6 +21,7 @@ from typing import Any
 from bastion.core import votes
 from bastion.core import events as ev
 from bastion.core.events import Unit
+from bastion.core.agents import is_live
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
@@ -111,7 +112,21 @@ def describe_state(state: State) -> dict:
             "bgov": describe_bgov(state),
             "governance": describe_governance(state),
             "guardian": describe_guardian(state),
-            "council": council.describe_council(state)}
+            "council": council.describe_council(state),
+            "agents": describe_agent_grants(state)}
+
+
+def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
+    """Agent keys' grants (``bastion.core.agents``), of one owner or of all, in authorisation order:
+    owner, agent, label, subaccounts (null: all), permissions, expiry and authorisation (RFC 3339)
+    and whether the grant is in force at the state's block time."""
+    owners = list(state.agents) if owner is None else [owner] if owner in state.agents else []
+    return [{"owner": o, "agent": agent, "label": g.label,
+             "subaccounts": None if g.subaccounts is None else list(g.subaccounts),
+             "permissions": list(g.permissions), "expires": format_iso_ms(g.expires_ms),
+             "expires_ms": g.expires_ms, "authorized": format_iso_ms(g.authorized_ms),
+             "live": is_live(state, g)}
+            for o in owners for agent, g in state.agents[o].items()]
 
 
 def describe_guardian(state: State) -> dict:

@@ -16,11 +16,12 @@ the bytes)::
 
 Reads (public). Live state, under the node's lock, at the committed ``height`` they return:
 ``/v1/status``, ``/v1/markets[/{ticker}]``, ``/v1/markets/{ticker}/book``, ``/v1/subaccounts/{owner}
-[/{number}[/orders]]``, ``/v1/insurance-funds``, ``/v1/governance/{proposals,parameters,
-concentration}``, ``/v1/blocks[/{height}]`` (the block log). History, from the read models, at the
-``indexed_height`` they return: ``/v1/markets/{ticker}/{trades,candles,funding}``, ``/v1/orders``,
-``/v1/fills``, ``/v1/funding-payments``, ``/v1/liquidations``. ``POST /v1/preview/order`` (no
-signature, ``bastion.api.preview``). WebSocket ``/v1/ws`` (``bastion.api.ws``).
+[/{number}[/orders]]``, ``/v1/insurance-funds``, ``/v1/agents/{address}`` (agent keys),
+``/v1/governance/{proposals,parameters,concentration}``, ``/v1/blocks[/{height}]`` (the block log).
+History, from the read models, at the ``indexed_height`` they return:
+``/v1/markets/{ticker}/{trades,candles,funding}``, ``/v1/orders``, ``/v1/fills``, ``/v1/funding-payments``,
+``/v1/liquidations``. ``POST /v1/preview/order`` (no signature, ``bastion.api.preview``). WebSocket
+``/v1/ws`` (``bastion.api.ws``).
 
 Errors: every refusal is a 4xx ``{"code", "message", "field"}`` with the protocol's code: 400 for
 malformed input and protocol rejections, 401 for signatures (``missing_signature``,
@@ -59,6 +60,7 @@ from bastion.api import models
 from bastion.api.context import ApiConfig, ApiContext
 from bastion.api.docs_page import mount_api_docs
 from bastion.api.routes.accounts import account_routes, fund_routes, preview_routes
+from bastion.api.routes.agents import agent_routes
 from bastion.api.routes.chain import block_routes, status_routes
 from bastion.api.routes.governance import governance_routes
 from bastion.api.routes.history import history_routes
@@ -76,7 +78,8 @@ __all__ = ["ApiConfig", "create_app"]
 
 # the routers in the order their routes are matched and listed in the OpenAPI document
 ROUTERS = (transaction_routes, rpc_routes, status_routes, market_routes, account_routes, fund_routes,
-           governance_routes, block_routes, history_routes, preview_routes, stress_report_routes, websocket_routes)
+           governance_routes, block_routes, history_routes, preview_routes, stress_report_routes, websocket_routes,
+           agent_routes)
 
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "high_s_signature": 401, "signer_mismatch": 401,

@@ -523,3 +523,27 @@ class ReportStored(BaseModel):
     verdict: str = Field(description="pass | fail")
     url: str
     html_url: str
+
+
+class AgentGrant(Open):
+    """An owner's grant to an agent key (docs/protocol.md, "Agent keys")."""
+
+    owner: str = Field(examples=[ADDRESS_EXAMPLE])
+    agent: str = Field(examples=["0x5c0d0f5e4b7d2a8f9e3c1b6a7d8e9f0a1b2c3d4e"])
+    label: str | None = Field(examples=["mm-bot"])
+    subaccounts: list[int] | None = Field(description="the subaccounts it may act on; null: all", examples=[[0]])
+    permissions: list[str] = Field(description="trade (place orders) and/or cancel (cancel_order, cancel_all)",
+                                   examples=[["trade", "cancel"]])
+    expires: str = Field(description="RFC 3339 block time from which it no longer works",
+                         examples=["2026-01-02T00:00:00Z"])
+    expires_ms: int
+    authorized: str
+    live: bool = Field(description="in force at the answer's block time")
+
+
+class Agents(BaseModel):
+    height: int
+    owner: str
+    agents: list[AgentGrant] = Field(description="the owner's grants, in authorisation order (expired ones "
+                                                 "stay until revoked or replaced)")
+    acting_for: list[AgentGrant] = Field(description="the grants naming this address as the agent")

@@ -21,6 +21,20 @@ at the first refusal (``IsolatedOrderRun``)::
     if outcome["refused"]:      # {"step": 3, "type": "place_order", "code": ..., "message": ...}
         print("funds left in subaccount", outcome["funds_in"])
 
+**Agent keys** (docs/protocol.md, "Agent keys"): the owner authorises a key, and a client holding
+that key with ``acting_for=owner`` trades for the owner (its ``place_order``, ``cancel_order`` and
+``cancel_all`` carry ``owner``; it signs with its own key and its own nonces)::
+
+    with Client(url, private_key=owner_key) as owner:
+        owner.authorize_agent(agent=bot_address, permissions=["trade", "cancel"], subaccounts=[0],
+                              expires_ms=expiry_ms, label="mm-bot", wait_ms=2_000)
+    with Client(url, private_key=bot_key, acting_for=owner_address) as bot:
+        bot.place_order(market="BTC-USD", side="buy", size="0.1", price="50000", client_id=1)
+
+An agent can do nothing else for the owner: no withdrawal, transfer, margin setting or vote takes
+an owner, so those methods act on the agent's own (empty) account. ``agents(address)`` lists an
+owner's grants and the owners an address is an agent of.
+
 The two clients share their method definitions (``_Methods``): a method returns what the
 transport's ``_request`` returns, a value for ``Client`` and an awaitable for ``AsyncClient``.
 Decimal amounts are strings (ints are accepted and turned into strings). Refusals raise
@@ -78,12 +92,12 @@ def _decode(response: httpx.Response) -> Any:
 def _order_message(*, market: str, side: str, size: Decimal, price: Decimal, client_id: int, subaccount: int = 0,
                    order_type: str = "limit", time_in_force: str = "gtc", good_til: str | None = None,
                    trigger_price: Decimal | None = None, reduce_only: bool = False,
-                   self_trade: str = "cancel_resting") -> dict[str, Any]:
+                   self_trade: str = "cancel_resting", owner: str | None = None) -> dict[str, Any]:
     return _drop_none({
         "type": "place_order", "subaccount": subaccount, "market": market, "side": side, "size": str(size),
         "price": str(price), "client_id": client_id, "order_type": order_type, "time_in_force": time_in_force,
         "good_til": good_til, "trigger_price": _text(trigger_price), "reduce_only": reduce_only,
-        "self_trade": self_trade})
+        "self_trade": self_trade, "owner": owner})
 
 
 class IsolatedOrderRun:
@@ -159,6 +173,7 @@ class _Methods:
     """Endpoint and message methods over ``_request`` and ``submit`` (given by each client)."""
 
     address: str | None
+    acting_for: str | None = None  # the owner an agent key trades for (None: the key's own account)
 
     def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
         raise NotImplementedError
@@ -242,6 +257,11 @@ class _Methods:
     def insurance_funds(self) -> Any:
         return self._request("GET", "/v1/insurance-funds")
 
+    def agents(self, address: str | None = None) -> Any:
+        """``GET /v1/agents/{address}``: the agent keys ``address`` (default: this client's owner, or
+        its own address) authorised, and the owners it is an agent of."""
+        return self._request("GET", f"/v1/agents/{address or self.acting_for or self.address}")
+
     def preview_order(self, *, market: str, side: str, size: Decimal, price: Decimal, subaccount: int = 0,
                       owner: str | None = None, reduce_only: bool = False,
                       isolated_amount: Decimal | None = None) -> Any:
@@ -312,16 +332,30 @@ class _Methods:
         return self.submit(_order_message(
             market=market, side=side, size=size, price=price, client_id=client_id, subaccount=subaccount,
             order_type=order_type, time_in_force=time_in_force, good_til=good_til, trigger_price=trigger_price,
-            reduce_only=reduce_only, self_trade=self_trade), wait_ms=wait_ms)
+            reduce_only=reduce_only, self_trade=self_trade, owner=self.acting_for), wait_ms=wait_ms)
 
     def cancel_order(self, *, client_id: int | None = None, order_id: int | None = None, subaccount: int = 0,
                      wait_ms: int = 0) -> Any:
         return self.submit(_drop_none({"type": "cancel_order", "subaccount": subaccount, "client_id": client_id,
-                                       "order_id": order_id}), wait_ms=wait_ms)
+                                       "order_id": order_id, "owner": self.acting_for}), wait_ms=wait_ms)
 
     def cancel_all(self, *, market: str | None = None, subaccount: int = 0, wait_ms: int = 0) -> Any:
-        return self.submit(_drop_none({"type": "cancel_all", "subaccount": subaccount, "market": market}),
-                           wait_ms=wait_ms)
+        return self.submit(_drop_none({"type": "cancel_all", "subaccount": subaccount, "market": market,
+                                       "owner": self.acting_for}), wait_ms=wait_ms)
+
+    def authorize_agent(self, *, agent: str, expires_ms: int,
+                        permissions: list[str] | tuple[str, ...] = ("trade", "cancel"),
+                        subaccounts: list[int] | None = None, label: str | None = None, wait_ms: int = 0) -> Any:
+        """Let the key ``agent`` trade for this client's address until the block time ``expires_ms``
+        (at most 180 days ahead), on ``subaccounts`` (None: all) with ``permissions``; authorising it
+        again replaces its grant."""
+        msg = {"type": "authorize_agent", "agent": agent, "subaccounts": subaccounts,  # null (all) is sent
+               "permissions": list(permissions), "expires_ms": expires_ms}
+        return self.submit(msg if label is None else {**msg, "label": label}, wait_ms=wait_ms)
+
+    def revoke_agent(self, *, agent: str, wait_ms: int = 0) -> Any:
+        """Withdraw this client's grant to ``agent`` at once (its resting orders stay)."""
+        return self.submit({"type": "revoke_agent", "agent": agent}, wait_ms=wait_ms)
 
     def set_leverage(self, *, market: str, initial_margin: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
         return self.submit({"type": "set_leverage", "subaccount": subaccount, "market": market,
@@ -421,13 +455,15 @@ class Subscription:
 
 
 class Client(_Methods):
-    """Synchronous client (httpx). ``private_key`` is needed only to write."""
+    """Synchronous client (httpx). ``private_key`` is needed only to write; ``acting_for``: the owner
+    this key is an agent of (its trading messages then act on the owner's subaccounts)."""
 
     def __init__(self, url: str, private_key: str | bytes | None = None, *, timeout: float = 35.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, acting_for: str | None = None) -> None:
         self.url = url.rstrip("/")
         self._signer = _Signer(private_key)
         self.address = self._signer.address
+        self.acting_for = None if acting_for is None else acting_for.lower()
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
 
     def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:
@@ -517,10 +553,11 @@ class AsyncClient(_Methods):
     """Asynchronous client (httpx.AsyncClient): every method returns an awaitable."""
 
     def __init__(self, url: str, private_key: str | bytes | None = None, *, timeout: float = 35.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, acting_for: str | None = None) -> None:
         self.url = url.rstrip("/")
         self._signer = _Signer(private_key)
         self.address = self._signer.address
+        self.acting_for = None if acting_for is None else acting_for.lower()
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, transport=transport)
 
     async def _request(self, method: str, path: str, *, params: dict | None = None, body: Any = None) -> Any:

@@ -10,6 +10,9 @@ collateral* when at least one of these holds in the state:
 * it has a protocol role, which must always be able to act: the bridge operator, an oracle
   operator, the guardian (before its expiry), a council member.
 
+An agent key (``bastion.core.agents``) sending a trading message for an owner that granted it is
+judged by the owner's collateral: the key itself holds nothing.
+
 Everyone else (a fresh key, an account that withdrew everything, an account wiped out to zero or
 negative equity with no BGOV) is refused with ``no_collateral``. It never needs a transaction to
 become funded: deposits come from the bridge operator, transfers and treasury payments from funded
@@ -31,8 +34,10 @@ positions as funded without valuing them; the block producer's exact check then 
 """
 from __future__ import annotations
 
+from bastion.core.agents import payer
 from bastion.core.errors import ProtocolError
 from bastion.core.margin import get_net_collateral
+from bastion.core.messages import Message
 from bastion.core.state import SUBACCOUNT_NUMBERS, State
 
 
@@ -63,8 +68,12 @@ def has_collateral(state: State, address: str, *, exact: bool = True) -> bool:
     return False
 
 
-def check_ante(state: State, sender: str, *, exact: bool = True) -> None:
-    """Refuse (``no_collateral``) a transaction whose sender has no collateral."""
+def check_ante(state: State, sender: str, *, exact: bool = True, msg: Message | None = None) -> None:
+    """Refuse (``no_collateral``) a transaction whose sender has no collateral. An agent key's
+    trading message for an owner (``bastion.core.agents``) counts the owner's collateral instead, once
+    its grant is checked (``agent_not_authorized``, ``agent_expired``, ``agent_permission_denied``)."""
+    if msg is not None:
+        sender = payer(state, sender, msg)
     if not has_collateral(state, sender, exact=exact):
         raise ProtocolError("no_collateral", f"{sender} has no collateral (no subaccount with a positive balance "
                             "or equity, no BGOV or voting power, no protocol role): deposit first", field="sender")

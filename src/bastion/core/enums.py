@@ -86,3 +86,13 @@ STOP_ORDER_TYPES: Final = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
 TIME_IN_FORCE: Final = tuple(TimeInForce)
 RESTING_TIME_IN_FORCE: Final = (TimeInForce.GTC, TimeInForce.GTT, TimeInForce.POST_ONLY)
 SELF_TRADE_MODES: Final = tuple(SelfTrade)
+
+
+class AgentPermission(Vocabulary):
+    """What an agent key may do for its owner (``authorize_agent.permissions``, ``bastion.core.agents``)."""
+
+    TRADE = "trade"                        # place orders
+    CANCEL = "cancel"                      # cancel orders (cancel_order, cancel_all)
+
+
+AGENT_PERMISSIONS: Final = tuple(AgentPermission)

@@ -1024,6 +1024,39 @@ class RolloutHalted:
     ref: Text | None = None
 
 
+# --------------------------------------------------------------------------------------- agent keys
+@event("agent_authorized", Topic.ACCOUNT)
+class AgentAuthorized:
+    """An owner let an agent key sign trading messages for it (``bastion.core.agents``)."""
+
+    owner: Address
+    agent: Address
+    subaccounts: tuple[Id, ...] | None   # None: every subaccount
+    permissions: tuple[Text, ...]
+    expires_ms: Ms                       # block time from which the grant no longer works
+    label: Text | None
+    replaced: Flag                       # True: it replaced the agent's previous grant
+
+
+@event("agent_revoked", Topic.ACCOUNT)
+class AgentRevoked:
+    """An agent's grant left the state: revoked by its owner, or expired and dropped."""
+
+    owner: Address
+    agent: Address
+    reason: Text                         # revoked | expired
+
+
+@event("agent_acted", Topic.ACCOUNT)
+class AgentActed:
+    """An agent key sent a trading message for an owner; the message's own events follow."""
+
+    owner: Address
+    number: Id
+    agent: Address
+    action: Text                         # the message type
+
+
 Event = (
     Deposit | Withdrawal | Transfer | LeverageSet | MarginModeSet | FundingPayment
     | OrderAccepted | OrderPlaced | OrderCancelled | ConditionalOrderPlaced | ConditionalOrderTriggered
@@ -1038,6 +1071,7 @@ Event = (
     | StressAttested | StressGatePassed | StressReportRegistered | StewardChangeApproved | StewardChangeApplied
     | GuardianPaused | GuardianUnpaused | PauseExpired | LiquidationGrace
     | RolloutStarted | RolloutStep | RolloutCompleted | RolloutReverted | RolloutHalted
+    | AgentAuthorized | AgentRevoked | AgentActed
 )
 """Every event the core emits (``event_types()`` names them)."""
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
+from bastion.core.agents import rebuild_agent_owners
 from bastion.core.book import Order
 from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
@@ -40,6 +41,7 @@ from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
     LiquidityTier, OracleParams, OrderLimitParams,
 )
+from bastion.core.state import AgentGrant
 from bastion.core.state import (
     Attestation, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms, ParamHistoryEntry, ParamSource,
     Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
@@ -618,6 +620,29 @@ def _write_steward_approvals(state: State) -> Json:
             for name, by_member in state.steward_approvals.items() for member, a in by_member.items()]
 
 
+# --------------------------------------------------------------------------------------- agent keys
+def _agent_value(state: State, key: Key) -> Value:
+    grant = state.agents.get(key[1], {}).get(key[2])
+    if grant is None:
+        return None
+    return [None if grant.subaccounts is None else list(grant.subaccounts), list(grant.permissions),
+            grant.expires_ms, grant.label, grant.authorized_ms]
+
+
+def _write_agents(state: State) -> Json:
+    return [[owner, agent, None if g.subaccounts is None else list(g.subaccounts), list(g.permissions),
+             g.expires_ms, g.label, g.authorized_ms]
+            for owner, grants in state.agents.items() for agent, g in grants.items()]
+
+
+def _read_agents(state: State, rows: Json) -> None:
+    state.agents = {}
+    for owner, agent, subaccounts, permissions, expires_ms, label, authorized_ms in rows:
+        state.agents.setdefault(owner, {})[agent] = AgentGrant(
+            None if subaccounts is None else tuple(subaccounts), tuple(permissions), expires_ms, label, authorized_ms)
+    rebuild_agent_owners(state)
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
@@ -730,6 +755,10 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              keys=lambda state: [("nonces", sender) for sender in state.nonces],
              snapshot=(Section("nonces", lambda state: [[sender, r.floor, r.last_ms, list(r.used)]
                                                         for sender, r in state.nonces.items()], _read_nonces),)),
+    LeafKind("agent", ("owner", "agent"), "an owner's grant to an agent key: subaccounts, permissions, expiry, "
+             "label", _agent_value,
+             keys=lambda state: [("agent", owner, agent) for owner, grants in state.agents.items() for agent in grants],
+             snapshot=(Section("agents", _write_agents, _read_agents),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

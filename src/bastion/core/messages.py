@@ -64,7 +64,8 @@ class Transfer(_Checked):
 @dataclass(frozen=True, slots=True)
 class PlaceOrder(_Checked):
     """A limit or market order, or a conditional one (stop / take-profit with ``trigger_price``), of
-    ``size`` on ``market`` from the sender's ``subaccount``; ``client_id`` names it among its open orders."""
+    ``size`` on ``market`` from the sender's ``subaccount``; ``client_id`` names it among its open orders.
+    An agent key sends it for ``owner``'s subaccount (``bastion.core.agents``, permission ``trade``)."""
     subaccount: int
     market: str
     side: str
@@ -77,21 +78,26 @@ class PlaceOrder(_Checked):
     trigger_price: str | None = None
     reduce_only: bool = False
     self_trade: str = "cancel_resting"
+    owner: str | None = None               # the subaccount's owner when an agent sends it (bastion.core.agents)
 
 
 @dataclass(frozen=True, slots=True)
 class CancelOrder(_Checked):
-    """Cancel one open order of the sender's ``subaccount``, by exactly one of ``client_id`` and ``order_id``."""
+    """Cancel one open order of the sender's ``subaccount``, by exactly one of ``client_id`` and ``order_id``
+    (an agent key: of ``owner``'s subaccount, permission ``cancel``)."""
     subaccount: int
     client_id: int | None = None
     order_id: int | None = None
+    owner: str | None = None               # the subaccount's owner when an agent sends it (bastion.core.agents)
 
 
 @dataclass(frozen=True, slots=True)
 class CancelAll(_Checked):
-    """Cancel every open order of the sender's ``subaccount`` (of one ``market``, or all)."""
+    """Cancel every open order of the sender's ``subaccount`` (of one ``market``, or all); an agent key:
+    of ``owner``'s subaccount (permission ``cancel``)."""
     subaccount: int
     market: str | None = None
+    owner: str | None = None               # the subaccount's owner when an agent sends it (bastion.core.agents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +436,24 @@ class StewardChange(_Checked):
     value: str
 
 
+@dataclass(frozen=True, slots=True)
+class AuthorizeAgent(_Checked):
+    """Let the key ``agent`` sign trading messages for the sender (``bastion.core.agents``): on the
+    ``subaccounts`` listed (null: all of them), with ``permissions`` (``trade``, ``cancel``), until the
+    block time ``expires_ms``; ``label`` names it for people. Authorising an agent again replaces its grant."""
+    agent: str
+    subaccounts: list[int] | None
+    permissions: list[str]
+    expires_ms: int
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeAgent(_Checked):
+    """Withdraw the sender's grant to ``agent`` at once."""
+    agent: str
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -453,12 +477,14 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "council_attest": CouncilAttest,
     "register_stress_report": RegisterStressReport,
     "steward_change": StewardChange,
+    "authorize_agent": AuthorizeAgent,
+    "revoke_agent": RevokeAgent,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
-           | RegisterStressReport)
+           | RegisterStressReport | AuthorizeAgent | RevokeAgent)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -466,6 +492,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "tuple[str, ...]": (list, tuple), "tuple[Action, ...]": (list, tuple), "list[str]": (list, tuple),
     "dict[str, Any] | None": (dict, type(None)),
     "list[Any] | None": (list, type(None)),
+    "list[int] | None": (list, type(None)),
 }
 MAX_ACTIONS = 16
 
@@ -482,6 +509,7 @@ MAX_TEXT_CHARS: Final = 128         # identifiers, tickers, enums, proposal ids,
 MAX_TITLE_CHARS: Final = 200
 MAX_DESCRIPTION_CHARS: Final = 20_000
 MAX_REASON_CHARS: Final = 1_000
+MAX_LABEL_CHARS: Final = 64         # an agent's label (authorize_agent)
 MAX_LIST_ITEMS: Final = 64          # members, operators, oracle prices per update
 MAX_NESTED_ITEMS: Final = 256       # values inside an object field (params, gates, bounds, oracle)
 MAX_NESTED_DEPTH: Final = 4
@@ -490,6 +518,7 @@ TEXT_LIMITS: Final[dict[str, tuple[int, str]]] = {
     "title": (MAX_TITLE_CHARS, "invalid_title"),
     "description": (MAX_DESCRIPTION_CHARS, "description_too_long"),
     "reason": (MAX_REASON_CHARS, "reason_too_long"),
+    "label": (MAX_LABEL_CHARS, "label_too_long"),
 }
 # fields whose text is a decimal string (``bastion.core.units.check_decimal_text``), an address, a time
 DECIMAL_FIELDS: Final = frozenset({
@@ -500,7 +529,7 @@ DECIMAL_FIELDS: Final = frozenset({
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
     "min_order_notional",
 })
-ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address"})
+ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})
 
 

@@ -334,6 +334,17 @@ class StewardApproval:
     height: int
 
 
+@dataclass(frozen=True, slots=True)
+class AgentGrant:
+    """An owner's grant to an agent key (``bastion.core.agents``): what it may do, where, until when."""
+
+    subaccounts: tuple[int, ...] | None    # ascending subaccount numbers; None: every subaccount
+    permissions: tuple[str, ...]           # AgentPermission values, in AGENT_PERMISSIONS order
+    expires_ms: int                        # block time from which the grant no longer works
+    label: str | None
+    authorized_ms: int                     # block time of the authorisation
+
+
 @dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
@@ -389,6 +400,8 @@ class State:
     nonce_expiry: list[tuple[int, str]] = field(default_factory=list)  # derived heap (ms, sender) (core.nonces)
     # ticker -> block time until which book liquidations wait after a guardian pause (core.guardian)
     liquidation_grace_until: dict[str, int] = field(default_factory=dict)
+    agents: dict[str, dict[str, AgentGrant]] = field(default_factory=dict)  # owner -> agent -> grant (core.agents)
+    agent_owners: dict[str, dict[str, None]] = field(default_factory=dict)  # derived: agent -> owners naming it
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

@@ -27,6 +27,7 @@ from typing import Any
 from bastion.core import (
     accounts, conditional, events as ev, governance, guardian, liquidation, nonces, oracle, orders, twap, votes,
 )
+from bastion.core import agents
 from bastion.core.governance import council, rollout
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
@@ -38,6 +39,7 @@ from bastion.core.messages import (
     GuardianUnpause, GuardianVeto, Message, OracleUpdate, PlaceOrder, Queue, RegisterStressReport, SetLeverage,
     SetMarginMode, StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
+from bastion.core.messages import AuthorizeAgent, RevokeAgent
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
@@ -68,6 +70,8 @@ HANDLERS: dict[type, Handler] = {
     CouncilAttest: council.council_attest,
     RegisterStressReport: council.register_stress_report,
     StewardChange: council.steward_change,
+    AuthorizeAgent: agents.authorize_agent,
+    RevokeAgent: agents.revoke_agent,
 }
 
 
@@ -108,6 +112,8 @@ def apply_tx(state: State, sender: str, msg: Message, events: Events) -> dict[st
         return {"ok": False, "code": "unknown_message_type", "message": f"no handler for {type(msg).__name__}"}
     tx_events: Events = []
     try:
+        if type(msg) in agents.AGENT_ACTIONS:  # the owner it acts for: the sender, or one that made it an agent
+            sender = agents.acting_owner(state, sender, msg, tx_events)
         extra = handler(state, sender, msg, tx_events)
     except ProtocolError as error:
         return {"ok": False, "code": error.code, "message": error.message}

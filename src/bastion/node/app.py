@@ -76,13 +76,13 @@ class Application:
             raise ProtocolError("not_bridge_operator", "only the bridge operator may credit deposits", field="sender")
         if isinstance(typed, OracleUpdate) and sender not in self.state.oracle_operators:
             raise ProtocolError("not_oracle_operator", "only oracle operators may submit prices", field="sender")
-        check_ante(self.state, sender, exact=False)  # lock-free: the producer may be applying a block
+        check_ante(self.state, sender, exact=False, msg=typed)  # lock-free: the producer may be applying a block
         return CheckedTx(sender, nonce, msg, typed)
 
-    def check_ante(self, sender: str) -> None:
+    def check_ante(self, sender: str, typed: Message | None = None) -> None:
         """The exact ante check (``bastion.core.ante``) on the committed state, for the block
         producer (which holds the state lock); raises ``ProtocolError("no_collateral")``."""
-        check_ante(self.state, sender, exact=True)
+        check_ante(self.state, sender, exact=True, msg=typed)
 
     def finalize_block(self, time_ms: int, txs: list[tuple[str, Message]], nonces: list[int]) -> BlockResult:
         """Apply one ordered block at ``time_ms`` (``nonces``: each transaction's, spent in the

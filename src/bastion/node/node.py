@@ -290,7 +290,7 @@ class Node:
         admitted, refused = [], []
         for tx, typed in taken:
             try:
-                self.app.check_ante(tx.sender)
+                self.app.check_ante(tx.sender, typed)
             except ProtocolError as error:
                 refused.append((tx, error))
                 continue

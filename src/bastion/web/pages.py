@@ -24,6 +24,7 @@ from bastion.core import transparency
 from bastion.core.governance import format_governance_params
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
+from bastion.presentation import describe_agent_grants
 from bastion.web.context import CANDLES_SHOWN, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
 
@@ -103,6 +104,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
         accounts = []
         with node.lock:
             state = node.state
+            agents = [] if owner is None else describe_agent_grants(state, owner)  # its agent keys (read-only)
             if owner is not None:
                 for number in SUBACCOUNT_NUMBERS:
                     sub = state.subaccounts.get((owner, number))
@@ -118,7 +120,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
                               {"type": "bar", "x": [label for label, _ in exposures],
                                "y": [row["maintenance_margin"] for _, row in exposures], "name": "maintenance (USDC)"}],
                      "layout": {"barmode": "group", "height": 260, "margin": {"l": 60, "r": 10, "t": 10, "b": 40}}}
-        return render(request, "portfolio.html", "/portfolio", accounts=accounts, chart=chart,
+        return render(request, "portfolio.html", "/portfolio", accounts=accounts, chart=chart, agents=agents,
                       subscriptions=[{"channel": "account", "owner": owner, "number": a["number"]} for a in accounts],
                       refresh_on=("account", "blocks"))
 
