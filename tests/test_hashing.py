@@ -206,8 +206,8 @@ from bastion.core.state import State  # noqa: E402
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 # State fields in no leaf: the snapshot's derived data (bastion.core.snapshot) and what is rebuilt or
 # is the hashing's own bookkeeping
-NOT_IN_A_LEAF = {"params_epoch", "gtt_queue", "liquidation_watch", "state_hash", "nonce_expiry", "cancel_queue", "dirty", "leaf_hashes",
-                 "hash_accumulator", "leaf_vectors"}
+NOT_IN_A_LEAF = {"params_epoch", "gtt_queue", "liquidation_watch", "state_hash", "nonce_expiry", "cancel_queue",
+                 "dirty", "leaf_hashes", "hash_accumulator", "leaf_vectors"}
 
 
 def test_the_docs_leaf_table_is_the_declaration():

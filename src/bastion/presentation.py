@@ -28,8 +28,8 @@ from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_p
 from bastion.core.votes import BGOV_DECIMALS
 from bastion.risk_model import notional
 
-PRICE_FIELDS = {"price", "old_price", "previous", "median", "oracle_price", "trigger_price", "fill_price", "fillable_price",
-                "limit_price", "spot"}
+PRICE_FIELDS = {"price", "old_price", "previous", "median", "oracle_price", "trigger_price", "fill_price",
+                "fillable_price", "limit_price", "spot"}
 SIZE_FIELDS = {"size", "old_size", "filled", "attempted", "inventory"}
 USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin",
                "maintenance", "bankruptcy_quote",
