@@ -129,7 +129,7 @@ def cancel_twap(state: State, sender: str, msg: CancelTwap, events: Events) -> d
     if twap is None or twap.owner != sender:
         raise ProtocolError("twap_not_found", f"no live TWAP order {msg.twap_id} of the sender", field="twap_id")
     finish_twap(state, twap, "cancelled", events)
-    return {"twap_id": twap.twap_id, "filled": twap.filled}
+    return {"twap_id": twap.twap_id, "market": twap.market, "filled": twap.filled}
 
 
 def finish_twap(state: State, twap: TwapOrder, reason: str, events: Events) -> None:
