@@ -180,7 +180,7 @@ def run_slice(state: State, twap: TwapOrder, events: Events) -> None:
     twap.next_slice_ms = twap.start_ms + twap.slices_done * TWAP_INTERVAL_MS
     state.touch(("twap_order", twap.twap_id))
     emit(events, ev.TwapSlice, twap_id=twap.twap_id, market=twap.market, owner=twap.owner, number=twap.number,
-         slice=twap.slices_done, slices=twap.slices, order_id=order_id, price=price, size=max(lots, 0),
+         slice=twap.slices_done, slices=twap.slices, order_id=order_id, price=price, size=lots,
          filled=filled, code=code)
     if twap.filled == twap.lots or twap.slices_done == twap.slices:
         finish_twap(state, twap, "completed", events)
