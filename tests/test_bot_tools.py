@@ -63,6 +63,25 @@ def test_at_most_a_hundred_switches_fire_in_one_block_and_the_rest_fire_in_the_n
     assert second == [owners[MAX_SCHEDULED_CANCELS_PER_BLOCK - 1]]
 
 
+def test_an_owner_with_more_orders_than_the_block_budget_is_cancelled_over_several_blocks(monkeypatch):
+    monkeypatch.setattr(deadman, "MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK", 3)
+    chain = Chain()
+    chain.block([(ALICE, place_order(price=str(49000 + i), client_id=i)) for i in range(4)]
+                + [(ALICE, twap()), (BOB, place_order(price="48500")), (ALICE, schedule(chain.state.time_ms + 6_000)),
+                   (BOB, schedule(chain.state.time_ms + 6_001))])
+
+    first, second = chain.block([], advance_s=6), chain.block([])
+    rows = [[(e["owner"], e["cancelled"], e["twaps"], e["triggers_today"], e["complete"])
+             for e in block.events if e["type"] == "scheduled_cancel"] for block in (first, second)]
+
+    # block 1: alice's first 3 orders (the budget), her switch stays armed and first in the queue, bob waits;
+    # block 2: her 4th order and her TWAP (2 of the budget), then bob's one order
+    assert rows == [[(ALICE, 3, 0, 1, False)], [(ALICE, 1, 1, 1, True), (BOB, 1, 0, 1, True)]]
+    assert [e["order_id"] for e in first.events if e["type"] == "order_cancelled"] == [1, 2, 3]
+    assert not chain.state.subaccounts[(ALICE, 0)].orders and not chain.state.twap_orders
+    assert chain.state.cancel_schedules[ALICE].time_ms is None and chain.state.cancel_schedules[ALICE].triggers == 1
+
+
 def test_refreshing_the_switch_keeps_its_queue_bounded_and_only_the_latest_time_fires():
     chain = Chain()
     chain.block([(ALICE, place_order(price="49000"))])

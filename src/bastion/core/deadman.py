@@ -11,12 +11,16 @@ rule (docs/protocol.md "Dead-man's switch"):
   clears it;
 * at the end of the first block whose time is at or past ``time_ms``, the owner's resting orders,
   untriggered conditional orders and live TWAP orders are all cancelled (reason ``deadman``), in
-  subaccount order, a ``scheduled_cancel`` event counts them, and the schedule is spent;
+  subaccount order, a ``scheduled_cancel`` event counts them (``complete`` true), and the schedule is
+  spent;
 * anti-abuse bounds: the switch fires at most ``MAX_TRIGGERS_PER_DAY`` times per owner per UTC day of
   block time (a ``schedule_cancel`` once that many have fired today is ``too_many_scheduled_cancels``;
-  clearing is always allowed), and the end-of-block step fires at most
-  ``MAX_SCHEDULED_CANCELS_PER_BLOCK`` owners per block (the others are still due and fire in the
-  next block, in order of their scheduled time, then owner address).
+  clearing is always allowed), and the end-of-block step does bounded work: at most
+  ``MAX_SCHEDULED_CANCELS_PER_BLOCK`` owners and ``MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK`` orders,
+  conditional orders and TWAPs per block. The others are still due and go in the next blocks, in
+  order of their scheduled time, then owner address; an owner cut off by the order budget gets a
+  ``scheduled_cancel`` with ``complete`` false and stays first (its switch stays armed, so a
+  ``schedule_cancel`` in between stops the rest); the firing is counted once, when complete.
 
 The due schedules are found through ``State.cancel_queue``, a heap of ``(time_ms, owner)`` entries
 derived from the schedules (rebuilt from them by a snapshot): a refresh or a clear leaves its old
@@ -39,6 +43,7 @@ from bastion.core.twap_orders import finish_twap
 MIN_SCHEDULE_DELAY_MS: Final = 5_000          # at least 5 s ahead of the block time
 MAX_TRIGGERS_PER_DAY: Final = 10              # firings per owner per UTC day
 MAX_SCHEDULED_CANCELS_PER_BLOCK: Final = 100  # owners whose switch fires in one block
+MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK: Final = 10_000  # orders, conditional orders and TWAPs they cancel
 DAY_MS: Final = 86_400_000
 
 
@@ -81,43 +86,54 @@ def rebuild_cancel_queue(schedules: dict[str, CancelSchedule]) -> list[tuple[int
 
 
 def run_scheduled_cancels(state: State, events: Events) -> None:
-    """End-of-block step: fire the dead-man's switches whose time has come (at most
-    ``MAX_SCHEDULED_CANCELS_PER_BLOCK`` owners; one comparison when none is due)."""
+    """End-of-block step: fire the dead-man's switches whose time has come, within the block's budget
+    (at most ``MAX_SCHEDULED_CANCELS_PER_BLOCK`` owners and ``MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK``
+    orders; one comparison when none is due). An owner whose orders outlast the budget stays first in
+    the queue and its switch goes on firing in the next block."""
     queue = state.cancel_queue
     now = state.time_ms
-    fired = 0
-    while queue and queue[0][0] <= now and fired < MAX_SCHEDULED_CANCELS_PER_BLOCK:
-        time_ms, owner = heapq.heappop(queue)
+    owners = 0
+    budget = MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK
+    while queue and queue[0][0] <= now and owners < MAX_SCHEDULED_CANCELS_PER_BLOCK and budget > 0:
+        time_ms, owner = queue[0]
         record = state.cancel_schedules.get(owner)
-        if record is None or record.time_ms != time_ms:  # refreshed or cleared since
+        if record is None or record.time_ms != time_ms:  # moved or cleared since: a stale entry
+            heapq.heappop(queue)
             continue
-        cancelled, twaps = cancel_everything(state, owner, events)
+        owners += 1
         day = now // DAY_MS
-        if record.day != day:
-            record.day, record.triggers = day, 0
-        record.triggers += 1
-        record.time_ms = None
-        state.touch(("cancel_schedule", owner))
+        firing = (record.triggers if record.day == day else 0) + 1
+        cancelled, twaps, budget, complete = cancel_everything(state, owner, events, budget)
+        if complete:
+            heapq.heappop(queue)
+            record.day, record.triggers, record.time_ms = day, firing, None
+            state.touch(("cancel_schedule", owner))
         emit(events, ev.ScheduledCancel, owner=owner, time_ms=time_ms, cancelled=cancelled, twaps=twaps,
-             triggers_today=record.triggers)
-        fired += 1
+             triggers_today=firing, complete=complete)
 
 
-def cancel_everything(state: State, owner: str, events: Events) -> tuple[int, int]:
-    """Cancel the owner's resting orders, then untriggered conditional orders, subaccount by subaccount,
-    then its live TWAP orders (by id); return how many orders and how many TWAPs."""
+def cancel_everything(state: State, owner: str, events: Events, budget: int) -> tuple[int, int, int, bool]:
+    """Cancel up to ``budget`` of the owner's open things: resting orders, then untriggered
+    conditional orders, subaccount by subaccount (each in placement order), then its live TWAP
+    orders (by id). Returns the orders cancelled, the TWAPs ended, the budget left and whether
+    nothing of the owner is left open."""
     cancelled = 0
     for number in SUBACCOUNT_NUMBERS:
         sub = state.subaccounts.get((owner, number))
         if sub is None:
             continue
-        resting, untriggered = list(sub.orders.items()), list(sub.conditional_orders)
-        for order_id, ticker in resting:
+        for order_id, ticker in list(sub.orders.items())[:budget]:
             remove_order(state, state.markets[ticker], order_id, "deadman", events)
-        for order_id in untriggered:
+            cancelled += 1
+            budget -= 1
+        for order_id in list(sub.conditional_orders)[:budget]:
             remove_conditional_order(state, order_id, "deadman", events)
-        cancelled += len(resting) + len(untriggered)
+            cancelled += 1
+            budget -= 1
+        if budget == 0 and (sub.orders or sub.conditional_orders):
+            return cancelled, 0, 0, False
     twaps = [twap for twap in state.twap_orders.values() if twap.owner == owner]
-    for twap in twaps:
+    for twap in twaps[:budget]:
         finish_twap(state, twap, "deadman", events)
-    return cancelled, len(twaps)
+    ended = min(len(twaps), budget)
+    return cancelled, ended, budget - ended, ended == len(twaps)

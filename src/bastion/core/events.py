@@ -1060,6 +1060,7 @@ class ScheduledCancel:
     cancelled: Count             # resting and untriggered orders cancelled
     twaps: Count                 # TWAP orders stopped
     triggers_today: Count        # firings on this UTC day, this one included
+    complete: Flag               # false: the block's budget ran out, the rest goes in the next block
 
 
 @event("twap_placed", Topic.TRADING)
