@@ -6,6 +6,7 @@ from __future__ import annotations
 from builders import ALICE, BOB, BTC, GENESIS_TIME_MS, Chain, account, address, genesis, place_order, subaccount
 
 from bastion.core import deadman, twap_orders
+from bastion.core.book import BUY
 from bastion.core.deadman import DAY_MS, MAX_SCHEDULED_CANCELS_PER_BLOCK, MAX_TRIGGERS_PER_DAY
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.snapshot import state_from_document, state_to_document
@@ -157,3 +158,36 @@ def test_the_new_steps_do_nothing_without_twaps_or_switches():
     deadman.run_scheduled_cancels(chain.state, events)
     twap_orders.execute_twap_slices(chain.state, events)
     assert events == [] and not chain.state.dirty and compute_state_hash_full(chain.state) == before
+
+
+# --------------------------------------------------------------------------------------- order modify
+def modify(**fields) -> dict:
+    return {"type": "modify_order", "subaccount": 0, "market": BTC, **fields}
+
+
+def test_a_partly_filled_order_reduced_in_place_keeps_what_it_filled():
+    chain = Chain()
+    chain.block([(ALICE, place_order(side="sell", size="0.2", price="50000")),
+                 (BOB, place_order(side="buy", size="0.05", price="50000", time_in_force="ioc"))])
+
+    result = chain.block([(ALICE, modify(client_id=1, size="0.1"))]).results[0]
+
+    order = chain.state.markets[BTC].book.get(1)
+    assert result["kept_priority"] is True and (order.size, order.remaining) == (1_500, 1_000)  # filled 500 lots
+    # what a buyer at 50,000.0 (ticks of 0.1) can take: the level's total shrank with the order
+    assert chain.state.markets[BTC].book.depth(BUY, 500_000) == 1_000
+
+
+def test_a_replaced_gtt_order_keeps_its_expiry_and_only_the_new_order_expires():
+    chain = Chain()
+    good_til_ms = chain.state.time_ms + 10_000
+    chain.block([(ALICE, place_order(time_in_force="gtt", good_til="2026-01-01T00:00:10Z"))])
+    replaced = chain.block([(ALICE, modify(order_id=1, price="49000"))])
+    new_id = replaced.results[0]["order_id"]
+    assert chain.state.markets[BTC].book.get(new_id).good_til_ms == good_til_ms
+
+    expired = chain.block([], advance_s=8)  # at 00:00:10
+
+    assert [(e["order_id"], e["reason"]) for e in expired.events if e["type"] == "order_cancelled"] == [
+        (new_id, "expired")]
+    assert not chain.state.subaccounts[(ALICE, 0)].orders
