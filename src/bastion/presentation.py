@@ -19,10 +19,12 @@ from fractions import Fraction
 from typing import Any
 
 from bastion.core import council, votes
+from bastion.core.book import BUY
+from bastion.core.deadman import DAY_MS
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.rollout import PARAMS
-from bastion.core.state import Position, Rollout, State
+from bastion.core.state import Position, Rollout, State, TwapOrder
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc
 from bastion.core.votes import BGOV_DECIMALS
@@ -110,7 +112,21 @@ def describe_state(state: State) -> dict:
             "bgov": describe_bgov(state),
             "governance": describe_governance(state),
             "guardian": describe_guardian(state),
-            "council": council.describe_council(state)}
+            "council": council.describe_council(state),
+            "twap_orders": [describe_twap(state, twap) for twap in state.twap_orders.values()],
+            "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
+                                  "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
+                                 for owner, r in state.cancel_schedules.items()]}
+
+
+def describe_twap(state: State, twap: TwapOrder) -> dict:
+    """A live TWAP order (``bastion.core.twap_orders``) with its sizes on its market's grid."""
+    market = state.markets[twap.market]
+    return {"twap_id": twap.twap_id, "owner": twap.owner, "number": twap.number, "market": twap.market,
+            "side": "buy" if twap.side == BUY else "sell", "size": format_decimal(twap.lots, market.size_decimals),
+            "filled": format_decimal(twap.filled, market.size_decimals), "slices": twap.slices,
+            "slices_done": twap.slices_done, "max_slippage": format_ppm(twap.slippage_ppm),
+            "reduce_only": twap.reduce_only, "next_slice": format_iso_ms(twap.next_slice_ms)}
 
 
 def describe_guardian(state: State) -> dict:
