@@ -19,8 +19,10 @@ from fractions import Fraction
 from typing import Any
 
 from bastion.core import council, votes
+from bastion.core import events as ev
 from bastion.core.book import BUY
 from bastion.core.deadman import DAY_MS
+from bastion.core.events import Unit
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.rollout import PARAMS
@@ -30,44 +32,42 @@ from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_p
 from bastion.core.votes import BGOV_DECIMALS
 from bastion.risk_model import notional
 
-PRICE_FIELDS = {"price", "old_price", "previous", "median", "oracle_price", "trigger_price", "fill_price",
-                "fillable_price", "limit_price", "spot"}
-SIZE_FIELDS = {"size", "old_size", "filled", "attempted", "inventory"}
-USDC_FIELDS = {"amount", "fee", "to_insurance", "cost", "unrealized_pnl", "net_collateral", "initial_margin",
-               "maintenance", "bankruptcy_quote",
-               "fill_quote", "insurance_delta", "insurance_fund", "payment", "rounding_to_insurance", "treasury",
-               "fund_delta", "fund_equity", "received", "oracle_value", "counterparty_loss", "quote", "cost_closed"}
-GOVERNANCE_EVENTS = {"proposal_submitted", "vote_cast", "proposal_status", "deposit_returned", "deposit_burned"}
-GOVERNANCE_BGOV_FIELDS = {"amount", "deposit", "weight", "yes", "no", "abstain", "veto", "quorum_votes"}
-BGOV_FIELDS = {"previous_votes", "new_votes"}  # and the amount of a bgov_transfer (6 decimals, BGOV's grid)
-
-
-def format_event(event: dict, state: State) -> dict:
-    """An event with its integers turned into decimal strings on its market's grid."""
+def format_event(event: dict[str, Any], state: State) -> dict[str, Any]:
+    """An event with its integers as decimal strings, by the units its type declares
+    (``bastion.core.events.units_of``): micro-USDC and BGOV with 6 decimals, ticks and lots on its
+    market's grid (left as integers when the event names no listed market); every other unit
+    (ppm, ms, heights, ids, counts ...) stays an integer. An undeclared type is returned as is."""
+    try:
+        units = ev.units_of(event["type"])
+    except KeyError:
+        return dict(event)
     market = state.markets.get(event.get("market", ""))
-    out: dict[str, Any] = {}
-    for key, value in event.items():
-        if isinstance(value, dict):
-            out[key] = format_event({**value, "market": event.get("market")}, state)
-            out[key].pop("market", None)
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            out[key] = [format_event({**item, "market": event.get("market")}, state) for item in value]
-            for item in out[key]:
-                item.pop("market", None)
-        elif isinstance(value, bool) or not isinstance(value, int):
-            out[key] = value
-        elif key in BGOV_FIELDS or (key == "amount" and event.get("type") == "bgov_transfer") or (
-                key in GOVERNANCE_BGOV_FIELDS and event.get("type") in GOVERNANCE_EVENTS):
-            out[key] = format_decimal(value, BGOV_DECIMALS)
-        elif key in USDC_FIELDS:
-            out[key] = format_usdc(value)
-        elif market is not None and key in PRICE_FIELDS:
-            out[key] = format_decimal(value, market.price_decimals)
-        elif market is not None and key in SIZE_FIELDS:
-            out[key] = format_decimal(value, market.size_decimals)
-        else:
-            out[key] = value
-    return out
+
+    def one(value: Any, unit: Unit | None) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value
+        if unit == Unit.USDC:
+            return format_usdc(value)
+        if unit == Unit.BGOV:
+            return format_decimal(value, BGOV_DECIMALS)
+        if market is not None and unit == Unit.TICKS:
+            return format_decimal(value, market.price_decimals)
+        if market is not None and unit == Unit.LOTS:
+            return format_decimal(value, market.size_decimals)
+        return value
+
+    def walk(obj: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            path = prefix + key
+            if isinstance(value, dict):
+                out[key] = walk(value, path + ".")
+            elif isinstance(value, list):
+                out[key] = [walk(v, path + ".") if isinstance(v, dict) else one(v, units.get(path)) for v in value]
+            else:
+                out[key] = one(value, units.get(path))
+        return out
+    return walk(event, "")
 
 
 def describe_position(state: State, ticker: str, position: Position) -> dict:

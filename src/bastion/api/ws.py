@@ -58,6 +58,7 @@ from bastion.api.views import (
 )
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import ProtocolError
+from bastion.core.events import Topic, event_types
 from bastion.core.messages import normalize_address
 from bastion.core.timefmt import format_iso_ms
 from bastion.node.blocklog import LoggedBlock
@@ -65,21 +66,9 @@ from bastion.node.node import Node
 from bastion.presentation import format_event
 
 CHANNELS = ("blocks", "book", "trades", "account", "governance")
-GOVERNANCE_EVENT_TYPES = {
-    # proposals, votes, parameters
-    "proposal_submitted", "vote_cast", "proposal_status", "proposal_extended", "deposit_returned", "deposit_burned",
-    "param_changed", "delegate_changed", "bgov_transfer",
-    # council (bastion.core.council)
-    "stress_attested", "stress_gate_passed", "steward_change_approved", "steward_change_applied",
-    # guardian (bastion.core.guardian)
-    "guardian_paused", "guardian_unpaused", "pause_expired", "liquidation_grace",
-    # a delisting's fixed settlement price (bastion.core.twap)
-    "settlement_price",
-    # staged rollouts (bastion.core.rollout)
-    "rollout_started", "rollout_step", "rollout_completed", "rollout_halted", "rollout_reverted",
-    # executed actions that are not parameter changes (bastion.core.actions)
-    "market_listed", "treasury_spent", "insurance_transferred", "insurance_fund_merged",
-}
+# every event type declared on the governance topic (bastion.core.events): proposals, votes, parameters,
+# the council, the guardian, a delisting's settlement price, rollouts and executed actions
+GOVERNANCE_EVENT_TYPES = frozenset(event_types(Topic.GOVERNANCE))
 MAX_QUEUE = 256  # messages a connection may fall behind (shared texts: references, not copies)
 MAX_QUEUE_BYTES = 1 << 20  # and bytes: a connection holds at most this much of the node's memory
 DEFAULT_DEPTH = 20
