@@ -171,3 +171,66 @@ def test_a_refused_isolated_order_leaves_the_transfer_reported_and_a_retry_reuse
         True, 1, proposed["transfer_amount"])
     assert [step["msg"]["type"] for step in retried["steps"]] == ["transfer", "place_order"]
     assert funded["balance"] == proposed["proposed_amount"] == retried["amount"]
+
+
+# ------------------------------------------------------------------------------------ bot tools (issue 17)
+ERIN_KEY, FRANK_KEY, GINA_KEY = "0x" + "e2" * 32, "0x" + "f2" * 32, "0x" + "a3" * 32
+
+
+def test_a_bot_modifies_its_order_through_the_sdk_and_only_a_smaller_size_keeps_the_order_id(live) -> None:
+    url, _ = live
+    with Client(url, BRIDGE_KEY) as bridge, Client(url, ERIN_KEY) as erin, Client(url, BOB_KEY) as bob:
+        bridge.deposit(owner=erin.address, amount="10000", wait_ms=5_000)
+        placed = erin.place_order(market=BTC, side="sell", size="0.1", price="70000", client_id=1, wait_ms=5_000)
+        repriced = erin.modify_order(market=BTC, client_id=1, price="70100", wait_ms=5_000)
+        reduced = erin.modify_order(market=BTC, client_id=1, size="0.05", wait_ms=5_000)
+        theirs = bob.modify_order(market=BTC, order_id=repriced["result"]["order_id"], size="0.01", wait_ms=5_000)
+        orders = erin.open_orders(erin.address, 0)
+
+    first = placed["result"]["order_id"]
+    assert repriced["result"]["ok"] is True and repriced["result"]["replaced_order_id"] == first
+    assert repriced["result"]["kept_priority"] is False and repriced["result"]["order_id"] > first
+    assert reduced["result"]["ok"] is True and reduced["result"]["kept_priority"] is True
+    assert reduced["result"]["order_id"] == repriced["result"]["order_id"]
+    assert (theirs["result"]["ok"], theirs["result"]["code"]) == (False, "order_not_found")
+    assert [(o["order_id"], o["price"], o["remaining"]) for o in orders["orders"]] == [
+        (repriced["result"]["order_id"], "70100", "0.05")]
+
+
+def test_a_silent_bot_loses_its_orders_to_the_dead_mans_switch(live) -> None:
+    url, _ = live
+    with Client(url, BRIDGE_KEY) as bridge, Client(url, FRANK_KEY) as frank:
+        bridge.deposit(owner=frank.address, amount="10000", wait_ms=5_000)
+        frank.place_order(market=BTC, side="buy", size="0.1", price="40000", client_id=1, wait_ms=5_000)
+        too_soon = frank.schedule_cancel(time_ms=time.time_ns() // 1_000_000, wait_ms=5_000)
+        armed = frank.schedule_cancel(time_ms=time.time_ns() // 1_000_000 + 6_000, wait_ms=5_000)
+        before = frank.open_orders(frank.address, 0)["orders"]
+        deadline = time.monotonic() + 20
+        after = before
+        while after and time.monotonic() < deadline:  # the switch fires ~6 s after it was armed
+            time.sleep(0.5)
+            after = frank.open_orders(frank.address, 0)["orders"]
+
+    assert (too_soon["result"]["ok"], too_soon["result"]["code"]) == (False, "schedule_too_soon")
+    assert armed["result"]["ok"] is True and len(before) == 1
+    assert after == []
+
+
+def test_a_twap_trades_its_first_slice_at_once_and_stops_when_cancelled(live) -> None:
+    url, node = live
+    with Client(url, BRIDGE_KEY) as bridge, Client(url, GINA_KEY) as gina, Client(url, BOB_KEY) as bob:
+        bridge.deposit(owner=gina.address, amount="10000", wait_ms=5_000)
+        bob.place_order(market=ETH, side="sell", size="2", price="3000", client_id=903, wait_ms=5_000)
+        placed = gina.place_twap(market=ETH, side="buy", size="2", duration_ms=600_000, max_slippage="0.01",
+                                 wait_ms=5_000)
+        twap_id = placed["result"]["twap_id"]
+        cancelled = gina.cancel_twap(twap_id=twap_id, wait_ms=5_000)
+        again = gina.cancel_twap(twap_id=twap_id, wait_ms=5_000)
+        account = gina.subaccount(gina.address, 0)
+
+    # 2 ETH over 600 s: 20 slices, the first (2 x 1 / 20 = 0.1 ETH) at the end of the placing block,
+    # bought from bob's 3,000 offer (within 1% of the 3,000 oracle price)
+    assert placed["result"]["ok"] is True and placed["result"]["slices"] == 20
+    assert cancelled["result"]["ok"] is True and cancelled["result"]["filled"] == 1_000  # lots: ETH has 4 decimals
+    assert (again["result"]["ok"], again["result"]["code"]) == (False, "twap_not_found")
+    assert [(p["market"], p["size"]) for p in account["positions"]] == [(ETH, "0.1")]

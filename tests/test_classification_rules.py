@@ -200,3 +200,40 @@ def test_classification_does_not_touch_the_state():
     classify_actions(state, *actions)
     assert before == (state.markets[BTC].oracle_params, state.oracle_operators, dict(state.insurance_funds),
                       len(state.param_history), dict(state.dirty))
+
+
+# ------------------------------------------------------------------- classification never writes to the state
+def test_the_governed_copy_shares_no_object_a_change_writes_to():
+    """``copy_governed_state`` copies every object ``apply_change`` writes to (a shared one would let a
+    mere classification, at submission, change the live parameter: set_order_limits did)."""
+    state = chain_state()
+    sim = classify.copy_governed_state(state)
+    for attr in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "insurance_funds",
+                 "withdrawals_paused_until", "steward_bounds", "param_history", "markets", "tiers"):
+        assert getattr(sim, attr) is not getattr(state, attr), attr
+    for ticker, market in state.markets.items():
+        clone = sim.markets[ticker]
+        assert clone is not market and clone.oracle_params is not market.oracle_params
+        assert clone.submissions is not market.submissions
+    assert all(sim.tiers[tier_id] is not tier for tier_id, tier in state.tiers.items())
+    assert sim.governance.tiers is not state.governance.tiers
+
+
+@pytest.mark.parametrize("action", [
+    {"type": "set_order_limits", "open_order_tiers": [{"min_equity": "0", "max_open_orders": 4}],
+     "max_open_orders": 10, "min_order_notional": "1"},
+    {"type": "set_fee_params", "insurance_share": "0.05"},
+    {"type": "set_liquidity_tier", "tier": 0, "initial_margin": "0.015"},
+    {"type": "set_market_params", "market": BTC, "taker_fee": "0.001"},
+])
+def test_classifying_a_proposal_changes_nothing_in_the_state(action):
+    """A proposal is classified at submission on copies; the live state (its full snapshot document)
+    is exactly what it was, whatever the action."""
+    from bastion.core.hashing import compute_state_hash_full
+    from bastion.core.snapshot import state_to_document
+
+    state = chain_state()
+    before_doc, before_hash = state_to_document(state), compute_state_hash_full(state)
+    classify.classify_proposal(state, (decode_action(action, 0),))
+    assert state_to_document(state) == before_doc
+    assert compute_state_hash_full(state) == before_hash

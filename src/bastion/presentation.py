@@ -20,13 +20,15 @@ from typing import Any
 
 from bastion.core import votes
 from bastion.core import events as ev
+from bastion.core.book import BUY
+from bastion.core.deadman import DAY_MS
 from bastion.core.events import Unit
 from bastion.core.agents import is_live
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.governance.rollout import PARAMS
-from bastion.core.state import Position, Rollout, State
+from bastion.core.state import Position, Rollout, State, TwapOrder
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc
 from bastion.core.votes import BGOV_DECIMALS
@@ -113,7 +115,11 @@ def describe_state(state: State) -> dict:
             "governance": describe_governance(state),
             "guardian": describe_guardian(state),
             "council": council.describe_council(state),
-            "agents": describe_agent_grants(state)}
+            "agents": describe_agent_grants(state),
+            "twap_orders": [describe_twap(state, twap) for twap in state.twap_orders.values()],
+            "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
+                                  "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
+                                 for owner, r in state.cancel_schedules.items()]}
 
 
 def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
@@ -127,6 +133,16 @@ def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
              "expires_ms": g.expires_ms, "authorized": format_iso_ms(g.authorized_ms),
              "live": is_live(state, g)}
             for o in owners for agent, g in state.agents[o].items()]
+
+
+def describe_twap(state: State, twap: TwapOrder) -> dict:
+    """A live TWAP order (``bastion.core.twap_orders``) with its sizes on its market's grid."""
+    market = state.markets[twap.market]
+    return {"twap_id": twap.twap_id, "owner": twap.owner, "number": twap.number, "market": twap.market,
+            "side": "buy" if twap.side == BUY else "sell", "size": format_decimal(twap.lots, market.size_decimals),
+            "filled": format_decimal(twap.filled, market.size_decimals), "slices": twap.slices,
+            "slices_done": twap.slices_done, "max_slippage": format_ppm(twap.slippage_ppm),
+            "reduce_only": twap.reduce_only, "next_slice": format_iso_ms(twap.next_slice_ms)}
 
 
 def describe_guardian(state: State) -> dict:

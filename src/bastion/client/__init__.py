@@ -357,6 +357,34 @@ class _Methods:
         """Withdraw this client's grant to ``agent`` at once (its resting orders stay)."""
         return self.submit({"type": "revoke_agent", "agent": agent}, wait_ms=wait_ms)
 
+    def modify_order(self, *, market: str, order_id: int | None = None, client_id: int | None = None,
+                     size: Decimal | None = None, price: Decimal | None = None, subaccount: int = 0,
+                     wait_ms: int = 0) -> Any:
+        """Change a resting order's open size and/or price (cancel-replace; only a smaller size at
+        the same price keeps the order's place in the queue). Name it by ``order_id`` or ``client_id``."""
+        return self.submit(_drop_none({"type": "modify_order", "subaccount": subaccount, "market": market,
+                                       "order_id": order_id, "client_id": client_id,
+                                       "size": None if size is None else str(size),
+                                       "price": None if price is None else str(price)}), wait_ms=wait_ms)
+
+    def schedule_cancel(self, *, time_ms: int | None, wait_ms: int = 0) -> Any:
+        """Arm (or move) the dead-man's switch: at the first block at or after ``time_ms`` (block time,
+        at least 5 s ahead) every open order and TWAP of this address is cancelled; None disarms it."""
+        return self.submit({"type": "schedule_cancel", "time_ms": time_ms}, wait_ms=wait_ms)
+
+    def place_twap(self, *, market: str, side: str, size: Decimal, duration_ms: int, subaccount: int = 0,
+                   reduce_only: bool = False, max_slippage: Decimal | None = None, wait_ms: int = 0) -> Any:
+        """Trade ``size`` in slices (one IOC every 30 s of block time) over ``duration_ms``, each no worse
+        than the oracle price moved by ``max_slippage`` (default 0.03). The result names its ``twap_id``."""
+        return self.submit(_drop_none({"type": "place_twap", "subaccount": subaccount, "market": market, "side": side,
+                                       "size": str(size), "duration_ms": duration_ms, "reduce_only": reduce_only,
+                                       "max_slippage": None if max_slippage is None else str(max_slippage)}),
+                           wait_ms=wait_ms)
+
+    def cancel_twap(self, *, twap_id: int, wait_ms: int = 0) -> Any:
+        """Stop one of this address's live TWAP orders."""
+        return self.submit({"type": "cancel_twap", "twap_id": twap_id}, wait_ms=wait_ms)
+
     def set_leverage(self, *, market: str, initial_margin: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
         return self.submit({"type": "set_leverage", "subaccount": subaccount, "market": market,
                             "initial_margin": str(initial_margin)}, wait_ms=wait_ms)

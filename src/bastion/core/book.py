@@ -273,6 +273,18 @@ class Book:
         level.total -= order.remaining
         return order
 
+    def reduce(self, order_id: int, lots: int) -> Order:
+        """Take ``lots`` (0 < lots < remaining) off a resting order in place: it keeps its place in
+        its level's queue (``modify_order`` to a smaller size at the same price)."""
+        order = self._orders[order_id]
+        if not 0 < lots < order.remaining:
+            raise ValueError(f"cannot reduce {order!r} by {lots} lots")
+        level = self._bids[order.price] if order.side == BUY else self._asks[-order.price]
+        order.remaining -= lots
+        order.size -= lots
+        level.total -= lots
+        return order
+
     def match(self, side: int, limit_price: int, lots: int,
               on_fill: Callable[[Order, int], int] | None = None) -> tuple[int, bool]:
         """Fill a taker (``side``, ``limit_price``, ``lots``) against the makers it crosses.

@@ -1057,6 +1057,94 @@ class AgentActed:
     action: Text                         # the message type
 
 
+# --------------------------------------------------------------------------------------- bot tools
+@event("order_modified", Topic.TRADING)
+class OrderModified:
+    """A resting order's size or price changed (``modify_order``): reduced in place (the same order
+    id, its queue place kept) or replaced by ``new_order_id`` (priority lost)."""
+
+    market: Ticker
+    order_id: Id
+    new_order_id: Id
+    owner: Address
+    number: Id
+    client_id: Id
+    old_price: Ticks
+    price: Ticks
+    old_size: Lots               # open size before
+    size: Lots                   # open size asked for (a replacement may fill some at once)
+    kept_priority: Flag
+
+
+@event("cancel_scheduled", Topic.TRADING)
+class CancelScheduled:
+    """An owner set (or, ``time_ms`` None, cleared) its dead-man's switch."""
+
+    owner: Address
+    time_ms: Ms | None
+
+
+@event("scheduled_cancel", Topic.TRADING)
+class ScheduledCancel:
+    """An owner's dead-man's switch fired: its open orders, untriggered orders and TWAPs were cancelled."""
+
+    owner: Address
+    time_ms: Ms                  # the scheduled time
+    cancelled: Count             # resting and untriggered orders cancelled
+    twaps: Count                 # TWAP orders stopped
+    triggers_today: Count        # firings on this UTC day, this one included
+    complete: Flag               # false: the block's budget ran out, the rest goes in the next block
+
+
+@event("twap_placed", Topic.TRADING)
+class TwapPlaced:
+    """A TWAP order was accepted; its slices trade at the end of blocks."""
+
+    twap_id: Id
+    market: Ticker
+    owner: Address
+    number: Id
+    side: Text
+    size: Lots
+    duration_ms: Ms
+    slices: Count
+    interval_ms: Ms
+    reduce_only: Flag
+    max_slippage_ppm: Ppm
+
+
+@event("twap_slice", Topic.TRADING)
+class TwapSlice:
+    """One slice of a TWAP order: an IOC order (``order_id``, None when there was nothing to trade)
+    of ``size`` at worst ``price``; ``code`` says why it was refused, if it was."""
+
+    twap_id: Id
+    market: Ticker
+    owner: Address
+    number: Id
+    slice: Count                 # 1, 2, ... of ``slices``
+    slices: Count
+    order_id: Id | None
+    price: Ticks                 # the slippage guard: the oracle price moved against the trader
+    size: Lots                   # what this slice tried: its share plus what earlier slices left
+    filled: Lots
+    code: Text | None = None
+
+
+@event("twap_finished", Topic.TRADING)
+class TwapFinished:
+    """A TWAP order ended: ``completed`` (all filled or all slices done), ``cancelled`` or ``deadman``."""
+
+    twap_id: Id
+    market: Ticker
+    owner: Address
+    number: Id
+    size: Lots
+    filled: Lots
+    slices_done: Count
+    reason: Text
+
+
 Event = (
     Deposit | Withdrawal | Transfer | LeverageSet | MarginModeSet | FundingPayment
     | OrderAccepted | OrderPlaced | OrderCancelled | ConditionalOrderPlaced | ConditionalOrderTriggered
@@ -1072,6 +1160,7 @@ Event = (
     | GuardianPaused | GuardianUnpaused | PauseExpired | LiquidationGrace
     | RolloutStarted | RolloutStep | RolloutCompleted | RolloutReverted | RolloutHalted
     | AgentAuthorized | AgentRevoked | AgentActed
+    | OrderModified | CancelScheduled | ScheduledCancel | TwapPlaced | TwapSlice | TwapFinished
 )
 """Every event the core emits (``event_types()`` names them)."""
 

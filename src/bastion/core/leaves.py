@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from bastion.core.agents import rebuild_agent_owners
 from bastion.core.book import Order
+from bastion.core.deadman import rebuild_cancel_queue
 from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
@@ -43,8 +44,9 @@ from bastion.core.params import (
 )
 from bastion.core.state import AgentGrant
 from bastion.core.state import (
-    Attestation, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms, ParamHistoryEntry, ParamSource,
-    Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound, StressReportRecord, Subaccount,
+    Attestation, CancelSchedule, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms,
+    ParamHistoryEntry, ParamSource, Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound,
+    StressReportRecord, Subaccount, TwapOrder,
 )
 
 Key = tuple[Any, ...]
@@ -643,6 +645,29 @@ def _read_agents(state: State, rows: Json) -> None:
     rebuild_agent_owners(state)
 
 
+# --------------------------------------------------------------------------------------- bot tools
+_TWAP_FIELDS: Final = tuple(f.name for f in fields(TwapOrder))
+
+
+def _twap_order_value(state: State, key: Key) -> Value:
+    twap = state.twap_orders.get(key[1])
+    return None if twap is None else [getattr(twap, name) for name in _TWAP_FIELDS[1:]]
+
+
+def _read_twap_orders(state: State, rows: Json) -> None:
+    state.twap_orders = {row[0]: TwapOrder(*row) for row in rows}
+
+
+def _cancel_schedule_value(state: State, key: Key) -> Value:
+    record = state.cancel_schedules.get(key[1])
+    return None if record is None else [record.time_ms, record.day, record.triggers]
+
+
+def _read_cancel_schedules(state: State, rows: Json) -> None:
+    state.cancel_schedules = {owner: CancelSchedule(time_ms, day, triggers) for owner, time_ms, day, triggers in rows}
+    state.cancel_queue = rebuild_cancel_queue(state.cancel_schedules)
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
@@ -759,6 +784,18 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              "label", _agent_value,
              keys=lambda state: [("agent", owner, agent) for owner, grants in state.agents.items() for agent in grants],
              snapshot=(Section("agents", _write_agents, _read_agents),)),
+    LeafKind("twap_order", ("twap_id",), "a live TWAP order: owner, market, side, size, slippage guard, slices done "
+             "and filled", _twap_order_value,
+             keys=lambda state: [("twap_order", twap_id) for twap_id in state.twap_orders],
+             snapshot=(Section("twap_orders", lambda state: [[getattr(t, name) for name in _TWAP_FIELDS]
+                                                             for t in state.twap_orders.values()],
+                               _read_twap_orders),)),
+    LeafKind("cancel_schedule", ("owner",), "an owner's dead-man's switch time and its firings that day",
+             _cancel_schedule_value,
+             keys=lambda state: [("cancel_schedule", owner) for owner in state.cancel_schedules],
+             snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
+                                                                  for owner, r in state.cancel_schedules.items()],
+                               _read_cancel_schedules),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

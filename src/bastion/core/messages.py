@@ -454,6 +454,45 @@ class RevokeAgent(_Checked):
     agent: str
 
 
+@dataclass(frozen=True, slots=True)
+class ModifyOrder(_Checked):
+    """Change the ``size`` (the new open size) and/or ``price`` of one resting order of the sender's
+    ``subaccount`` on ``market``, named by exactly one of ``order_id`` and ``client_id`` (cancel-replace:
+    only a smaller size at the same price keeps the order's place in the queue)."""
+    subaccount: int
+    market: str
+    order_id: int | None = None
+    client_id: int | None = None
+    size: str | None = None
+    price: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleCancel(_Checked):
+    """The sender's dead-man's switch: at the first block at or after ``time_ms`` (block time, ms)
+    every open order of every subaccount of the sender is cancelled; None clears the schedule."""
+    time_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceTwap(_Checked):
+    """Buy or sell ``size`` on ``market`` from the sender's ``subaccount`` in slices over ``duration_ms``,
+    each slice an IOC order no worse than the oracle price moved by ``max_slippage`` (a fraction)."""
+    subaccount: int
+    market: str
+    side: str
+    size: str
+    duration_ms: int
+    reduce_only: bool = False
+    max_slippage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTwap(_Checked):
+    """Stop one of the sender's live TWAP orders (what it traded stays traded)."""
+    twap_id: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -479,12 +518,17 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "steward_change": StewardChange,
     "authorize_agent": AuthorizeAgent,
     "revoke_agent": RevokeAgent,
+    "modify_order": ModifyOrder,
+    "schedule_cancel": ScheduleCancel,
+    "place_twap": PlaceTwap,
+    "cancel_twap": CancelTwap,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
-           | RegisterStressReport | AuthorizeAgent | RevokeAgent)
+           | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
+           | CancelTwap)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -527,7 +571,7 @@ DECIMAL_FIELDS: Final = frozenset({
     "oi_lower_cap", "oi_upper_cap", "insurance_share", "max_liquidation_fee", "max_insurance_loss_per_block",
     "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
-    "min_order_notional",
+    "min_order_notional", "max_slippage",
 })
 ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})

@@ -138,13 +138,14 @@ def parse_order(state: State, sender: str, msg: PlaceOrder) -> tuple[OrderTerms,
     return terms, trigger_ticks
 
 
-def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
+def check_order(state: State, terms: OrderTerms, *, with_book: bool, replacing: int | None = None) -> bool:
     """Judge the terms against the account and the market (client id, margin mode, reduce-only,
     market status, placement margin) and, ``with_book``, the post-only rule; return whether the
-    order crosses the book (always False without the book). Changes nothing."""
+    order crosses the book (always False without the book). ``replacing``: the id of the open order
+    these terms replace (``modify_order``), whose client id they keep. Changes nothing."""
     sub = state.subaccounts[(terms.owner, terms.number)]
     market = state.markets[terms.market]
-    if terms.client_id in sub.client_ids:
+    if terms.client_id in sub.client_ids and sub.client_ids[terms.client_id] != replacing:
         raise ProtocolError("duplicate_client_id", f"client_id {terms.client_id} is already used by an open order",
                             field="client_id")
     if sub.mode == ISOLATED and sub.isolated_market != market.ticker:
@@ -189,7 +190,7 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool) -> bool:
 
 
 # --------------------------------------------------------------------------------------- anti-spam limits
-def check_order_limits(state: State, terms: OrderTerms, *, rests: bool) -> None:
+def check_order_limits(state: State, terms: OrderTerms, *, rests: bool, replacing: bool = False) -> None:
     """The anti-spam limits of a placement (``state.order_limits``, docs/protocol.md "Anti-spam"),
     judged once, when the order is placed (never again when a conditional order triggers, so a
     stop-loss placed within the limits always gets its chance), and never for the protocol's own
@@ -204,7 +205,8 @@ def check_order_limits(state: State, terms: OrderTerms, *, rests: bool) -> None:
       conditional order) needs room under the subaccount's open-order limit: its resting plus
       untriggered conditional orders must be fewer than ``open_order_limit`` of its equity (net
       collateral, as margin counts it). ``ioc``/``fok`` and market orders never rest and are never
-      refused for it, so a trader can always close with one.
+      refused for it, so a trader can always close with one. An order ``replacing`` one of the
+      subaccount's open orders (``modify_order``) does not count that one.
     """
     sub = state.subaccounts[(terms.owner, terms.number)]
     market = state.markets[terms.market]
@@ -222,7 +224,7 @@ def check_order_limits(state: State, terms: OrderTerms, *, rests: bool) -> None:
                                 f"{format_usdc(limits.min_order_notional_usdc)} USDC", field="size")
     if not rests:
         return
-    open_orders = len(sub.orders) + len(sub.conditional_orders)
+    open_orders = len(sub.orders) + len(sub.conditional_orders) - replacing
     equity = get_net_collateral(state, sub)
     allowed, step = open_order_limit(limits, equity)
     if open_orders >= allowed:

@@ -281,6 +281,38 @@ class NonceRecord:
         self.used: list[int] = [] if used is None else used
 
 
+@dataclass(slots=True)
+class TwapOrder:
+    """A live TWAP order (``bastion.core.twap_orders``): ``lots`` bought or sold by the protocol in
+    ``slices`` IOC slices, one due every ``TWAP_INTERVAL_MS`` from ``start_ms``, each limited to the
+    oracle price moved by ``slippage_ppm`` against the trader."""
+
+    twap_id: int                           # an order id, taken at placement
+    owner: str
+    number: int
+    market: str
+    side: int                              # book.BUY | book.SELL
+    lots: int                              # the whole size
+    reduce_only: bool
+    slippage_ppm: int
+    start_ms: int                          # block time of the placement (the first slice is due then)
+    slices: int
+    slices_done: int = 0
+    filled: int = 0                        # lots traded so far
+    next_slice_ms: int = 0                 # block time from which the next slice is due
+
+
+@dataclass(slots=True)
+class CancelSchedule:
+    """An owner's dead-man's switch (``bastion.core.deadman``): ``time_ms`` the block time at which
+    every open order of the owner is cancelled (None: no schedule), and how many times it fired on
+    ``day`` (block time // one day), for the daily bound."""
+
+    time_ms: int | None
+    day: int
+    triggers: int
+
+
 @dataclass(frozen=True, slots=True)
 class Council:
     """The council (``bastion.core.governance.council``): ``threshold`` (k) of its ``members`` (n, sorted
@@ -402,6 +434,9 @@ class State:
     liquidation_grace_until: dict[str, int] = field(default_factory=dict)
     agents: dict[str, dict[str, AgentGrant]] = field(default_factory=dict)  # owner -> agent -> grant (core.agents)
     agent_owners: dict[str, dict[str, None]] = field(default_factory=dict)  # derived: agent -> owners naming it
+    twap_orders: dict[int, TwapOrder] = field(default_factory=dict)  # live TWAPs by id (core.twap_orders)
+    cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
+    cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

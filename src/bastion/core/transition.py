@@ -9,8 +9,9 @@ A block is applied as::
                   nonces (a nonce already spent: {"ok": false, "code": "nonce_used"} and nothing
                   changes), then validate and apply; a rejection by the handler changes nothing
                   but the spent nonce and yields {"ok": false, "code": ..., "message": ...}
-    end_block     expire_pauses (guardian pauses whose end has come), update_oracle_prices,
-                  trigger_conditional_orders, settle_final_markets, liquidate (with deleveraging),
+    end_block     expire_pauses (guardian pauses whose end has come), run_scheduled_cancels (dead-man's
+                  switches, bastion.core.deadman), update_oracle_prices, trigger_conditional_orders,
+                  execute_twap_slices (bastion.core.twap_orders), settle_final_markets, liquidate (with deleveraging),
                   advance_rollouts (staged rollouts' gates and steps), update_funding,
                   process_proposals (start and tally votes, expire queued proposals),
                   commit_state_hash
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.core import (
-    accounts, conditional, events as ev, governance, guardian, liquidation, nonces, oracle, orders, twap, votes,
+    accounts, conditional, deadman, events as ev, governance, guardian, liquidation, modify, nonces, oracle, orders,
+    twap, twap_orders, votes,
 )
 from bastion.core import agents
 from bastion.core.governance import council, rollout
@@ -40,6 +42,7 @@ from bastion.core.messages import (
     SetMarginMode, StewardChange, SubmitProposal, Transfer, TransferBgov, Vote, Withdraw, action_requires_proposal,
 )
 from bastion.core.messages import AuthorizeAgent, RevokeAgent
+from bastion.core.messages import CancelTwap, ModifyOrder, PlaceTwap, ScheduleCancel
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
@@ -72,6 +75,10 @@ HANDLERS: dict[type, Handler] = {
     StewardChange: council.steward_change,
     AuthorizeAgent: agents.authorize_agent,
     RevokeAgent: agents.revoke_agent,
+    ModifyOrder: modify.modify_order,
+    ScheduleCancel: deadman.schedule_cancel,
+    PlaceTwap: twap_orders.place_twap,
+    CancelTwap: twap_orders.cancel_twap,
 }
 
 
@@ -166,8 +173,10 @@ def update_funding(state: State, events: Events) -> None:
 
 END_BLOCK_STEPS = (
     guardian.expire_pauses,
+    deadman.run_scheduled_cancels,     # before anything trades: a dead bot's orders go first
     oracle.update_oracle_prices,
     conditional.trigger_conditional_orders,
+    twap_orders.execute_twap_slices,   # at this block's oracle price, after the triggered orders
     liquidation.settle_final_markets,
     liquidation.liquidate,
     rollout.advance_rollouts,          # after liquidate: the gates see this block's liquidations

@@ -24,6 +24,8 @@ What each event does (``_BlockIndexer.on_*``):
     conditional_order_triggered  triggered (then its fills / order_placed / order_cancelled follow)
     conditional_order_failed     failed, reason = the error code
     order_cancelled              cancelled (expired when the reason is "expired"), remaining 0
+    order_modified               an order reduced in place: its size and remaining shrink (a replaced
+                                 order is cancelled, reason "modified", and its successor placed)
     self_trade_decrement         the maker's remaining shrinks; lots counted in the taker's size
     fill                         fills row, both orders, both positions, the candles
     liquidation, deleveraging, bad_debt, liquidation_incomplete, backstop_takeover, backstop_refused,
@@ -315,6 +317,14 @@ class _BlockIndexer:
         row["status"] = "expired" if event["reason"] == "expired" else "cancelled"
         row["reason"] = event["reason"]
 
+    def on_order_modified(self, event: dict) -> None:
+        """A resting order reduced in place keeps its row (its size and remaining shrink); a replaced
+        one is its ``order_cancelled`` and the new order's own events, which follow."""
+        if event["kept_priority"]:
+            row = self._known_order(event["order_id"])
+            row["size"] -= event["old_size"] - event["size"]
+            row["remaining"] = event["size"]
+
     def on_self_trade_decrement(self, event: dict) -> None:
         maker = self._known_order(event["order_id"])
         maker["remaining"] -= event["size"]
@@ -473,6 +483,7 @@ class _BlockIndexer:
         "conditional_order_failed": on_conditional_order_failed,
         "order_cancelled": on_order_cancelled,
         "self_trade_decrement": on_self_trade_decrement,
+        "order_modified": on_order_modified,
         "fill": on_fill,
         "liquidation": on_liquidation,
         "liquidation_incomplete": on_liquidation_incomplete,

@@ -61,7 +61,8 @@ _LIVE: Final = ("active", "reduce_only", "paused")   # markets whose oracle stil
 def copy_governed_state(state: State) -> State:
     """A copy on which governed parameters and operations can be applied without touching ``state``:
     a shallow copy with every container a governance change writes to copied (markets, their
-    oracle parameters and submissions, tiers, parameter groups, funds, council, guardian)."""
+    oracle parameters and submissions, tiers, parameter groups, funds, council, guardian). A test checks
+    that no object a change writes to is shared with ``state``."""
     sim = copy.copy(state)
     markets = {}
     for ticker, market in state.markets.items():
@@ -71,7 +72,7 @@ def copy_governed_state(state: State) -> State:
         markets[ticker] = clone
     sim.markets = markets
     sim.tiers = {tier_id: copy.copy(tier) for tier_id, tier in state.tiers.items()}
-    for group in ("fees", "liquidation", "listing", "governance", "guardian"):
+    for group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian"):
         setattr(sim, group, copy.deepcopy(getattr(state, group)))
     sim.insurance_funds = dict(state.insurance_funds)
     sim.withdrawals_paused_until = dict(state.withdrawals_paused_until)
