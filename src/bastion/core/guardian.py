@@ -66,11 +66,12 @@ from __future__ import annotations
 from typing import Final
 
 from bastion.core.errors import ProtocolError
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.messages import GuardianPause, GuardianUnpause
 from bastion.core.state import Pause, PauseKey, State
 from bastion.core.units import MS_PER_S
 
-Events = list[dict]
 
 MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS = "market", "reduce_only", "trading", "withdrawals"
 PAUSE_SCOPES: Final = (MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS)
@@ -120,7 +121,7 @@ def start_liquidation_grace(state: State, pause: Pause, from_ms: int, events: Ev
             state.liquidation_grace_until[ticker] = until
     state.liquidation_grace_until = dict(sorted(state.liquidation_grace_until.items()))
     state.touch(("global",))
-    events.append({"type": "liquidation_grace", "scope": pause.scope, "markets": tickers, "until_ms": until})
+    emit(events, ev.LiquidationGrace, scope=pause.scope, markets=tuple(tickers), until_ms=until)
 
 
 def check_market_open(state: State, ticker: str, *, reducing: bool) -> None:
@@ -221,8 +222,8 @@ def guardian_pause(state: State, sender: str, msg: GuardianPause, events: Events
         pause = current
         pause.end_ms = end_ms
     state.touch(("pause", *key))
-    events.append({"type": "guardian_paused", "scope": key[0], "market": key[1], "start_ms": pause.start_ms,
-                   "end_ms": end_ms, "extended": current is not None})
+    emit(events, ev.GuardianPaused, scope=key[0], market=key[1], start_ms=pause.start_ms, end_ms=end_ms,
+         extended=current is not None)
     return {"start_ms": pause.start_ms, "end_ms": end_ms}
 
 
@@ -241,8 +242,7 @@ def guardian_unpause(state: State, sender: str, msg: GuardianUnpause, events: Ev
     # OPERATION
     del state.pauses[key]
     state.touch(("pause", *key))
-    events.append({"type": "guardian_unpaused", "scope": key[0], "market": key[1], "start_ms": pause.start_ms,
-                   "end_ms": pause.end_ms})
+    emit(events, ev.GuardianUnpaused, scope=key[0], market=key[1], start_ms=pause.start_ms, end_ms=pause.end_ms)
     start_liquidation_grace(state, pause, state.time_ms, events)
     return {}
 
@@ -262,8 +262,8 @@ def expire_pauses(state: State, events: Events) -> None:
 def expire_pause(state: State, key: PauseKey, events: Events) -> None:
     pause = state.pauses.pop(key)
     state.touch(("pause", *key))
-    events.append({"type": "pause_expired", "scope": pause.scope, "market": pause.market,
-                   "start_ms": pause.start_ms, "end_ms": pause.end_ms})
+    emit(events, ev.PauseExpired, scope=pause.scope, market=pause.market, start_ms=pause.start_ms,
+         end_ms=pause.end_ms)
     start_liquidation_grace(state, pause, pause.end_ms, events)
 
 

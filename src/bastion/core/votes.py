@@ -43,6 +43,8 @@ from fractions import Fraction
 from typing import Final
 
 from bastion.core.errors import ProtocolError
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.messages import Delegate, TransferBgov, normalize_address
 from bastion.core.state import State
 from bastion.core.units import parse_decimal
@@ -51,7 +53,6 @@ BGOV_DECIMALS: Final = 6
 BGOV: Final = 10**BGOV_DECIMALS            # units per BGOV
 ZERO_ADDRESS: Final = "0x" + "0" * 40     # delegating to it removes the delegation
 
-Events = list[dict]
 Checkpoints = list[tuple[int, int]]        # (height, value), heights strictly increasing
 
 
@@ -176,8 +177,7 @@ def move_voting_power(state: State, source: str | None, destination: str | None,
         checkpoints = state.vote_checkpoints.setdefault(delegatee, [])
         previous = checkpoints[-1][1] if checkpoints else 0
         write_checkpoint(state, checkpoints, previous + delta, ("votes", delegatee))
-        events.append({"type": "delegate_votes_changed", "delegate": delegatee, "previous_votes": previous,
-                       "new_votes": previous + delta})
+        emit(events, ev.DelegateVotesChanged, delegate=delegatee, previous_votes=previous, new_votes=previous + delta)
     if source is None or destination is None:
         delta = amount if source is None else -amount
         write_checkpoint(state, state.delegated_supply_checkpoints, get_delegated_supply(state) + delta,
@@ -200,8 +200,7 @@ def set_delegate(state: State, account: str, delegatee: str | None, events: Even
     else:
         state.bgov_delegates[account] = delegatee
     state.touch(("bgov", account))
-    events.append({"type": "delegate_changed", "delegator": account, "from_delegate": previous,
-                   "to_delegate": delegatee})
+    emit(events, ev.DelegateChanged, delegator=account, from_delegate=previous, to_delegate=delegatee)
     move_voting_power(state, previous, delegatee, get_balance(state, account), events)
 
 
@@ -236,7 +235,7 @@ def transfer_bgov(state: State, sender: str, msg: TransferBgov, events: Events) 
     # OPERATION
     set_balance(state, sender, balance - amount)
     set_balance(state, to, get_balance(state, to) + amount)
-    events.append({"type": "bgov_transfer", "from": sender, "to": to, "amount": amount})
+    emit(events, ev.BgovTransfer, from_=sender, to=to, amount=amount)
     move_voting_power(state, get_delegate(state, sender), get_delegate(state, to), amount, events)
     return {}
 
