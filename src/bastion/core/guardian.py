@@ -63,7 +63,7 @@ are refused by the decoder (``messages.action_requires_proposal``) for every sen
 """
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.errors import ProtocolError
 from bastion.core import events as ev
@@ -190,7 +190,12 @@ def get_pause_key(state: State, scope: str, market: str | None) -> PauseKey:
     return scope, market
 
 
-def guardian_pause(state: State, sender: str, msg: GuardianPause, events: Events) -> dict:
+def guardian_pause(state: State, sender: str, msg: GuardianPause, events: Events) -> dict[str, Any]:
+    """The guardian pauses a scope (a market, trading, withdrawals...) for ``duration_s``, or extends a
+    running pause of it up to the maximum pause from its start; once per scope and guardian term.
+    Raises ``not_guardian``, ``guardian_expired``, ``invalid_pause_scope``, ``invalid_field``,
+    ``missing_field``, ``unknown_market``, ``market_delisted``, ``invalid_pause_duration``,
+    ``pause_would_shorten``, ``pause_too_long``, ``pause_already_used``."""
     # VALIDATION
     term = check_guardian(state, sender)
     key = get_pause_key(state, msg.scope, msg.market)
@@ -227,7 +232,11 @@ def guardian_pause(state: State, sender: str, msg: GuardianPause, events: Events
     return {"start_ms": pause.start_ms, "end_ms": end_ms}
 
 
-def guardian_unpause(state: State, sender: str, msg: GuardianUnpause, events: Events) -> dict:
+def guardian_unpause(state: State, sender: str, msg: GuardianUnpause, events: Events) -> dict[str, Any]:
+    """The guardian lifts its own pause of a scope within the unpause grace after the pause started
+    (the liquidation grace then starts). Raises ``not_guardian``, ``guardian_expired``,
+    ``invalid_pause_scope``, ``invalid_field``, ``missing_field``, ``unknown_market``, ``market_delisted``,
+    ``not_paused``, ``unpause_grace_over``."""
     # VALIDATION
     check_guardian(state, sender)
     key = get_pause_key(state, msg.scope, msg.market)
@@ -260,6 +269,8 @@ def expire_pauses(state: State, events: Events) -> None:
 
 
 def expire_pause(state: State, key: PauseKey, events: Events) -> None:
+    """Remove the pause ``key`` that reached its end (``pause_expired``) and start its liquidation grace
+    from the pause's end."""
     pause = state.pauses.pop(key)
     state.touch(("pause", *key))
     emit(events, ev.PauseExpired, scope=pause.scope, market=pause.market, start_ms=pause.start_ms,

@@ -49,7 +49,7 @@ Decisions (docs/protocol.md, "Listing, oracle operators, liquidation parameters,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
 
 from bastion.core import accounts
@@ -65,7 +65,9 @@ from bastion.core.messages import (
     InsuranceTransfer, ListMarket, SetGuardian, SetOracleOperators, SetMarketParams, TreasurySpend,
     UpgradeIsolatedToCross, normalize_address,
 )
-from bastion.core.params import MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS
+from bastion.core.params import (
+    MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, OracleParams,
+)
 from bastion.core.state import CROSS_POOL, Market, ParamSource, State
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_ppm, parse_usdc
@@ -371,6 +373,13 @@ def _check_oracle_sources(state: State, changes: list[Effect]) -> None:
 
 
 # --------------------------------------------------------------------------------------- apply
+def _oracle_rules(params: OracleParams) -> ev.OracleRules:
+    """A listed market's oracle rules as the ``market_listed`` event nests them."""
+    return ev.OracleRules(min_sources=params.min_sources, max_staleness_ms=params.max_staleness_ms,
+                          max_source_deviation_ppm=params.max_source_deviation_ppm,
+                          max_move_per_block_ppm=params.max_move_per_block_ppm)
+
+
 def apply_operation(state: State, value: Operation, source: ParamSource, events: Events) -> None:
     """Apply a validated operation (a listing or a money move) with its event; no parameter history."""
     by: dict[str, Any] = {"source": source.kind, "proposal_id": source.ref if source.kind == "proposal" else None,
@@ -383,7 +392,7 @@ def apply_operation(state: State, value: Operation, source: ParamSource, events:
                  min_order_lots=market.min_order_lots, max_open_interest_lots=market.max_open_interest_lots,
                  maker_fee_ppm=market.maker_fee_ppm, taker_fee_ppm=market.taker_fee_ppm,
                  isolated_only=market.isolated_only, status=market.status,
-                 oracle=ev.OracleRules(**asdict(market.oracle_params)), **by)
+                 oracle=_oracle_rules(market.oracle_params), **by)
         case Payment():
             state.fees_account -= value.amount
             sub = accounts.get_or_create_subaccount(state, value.owner, value.number)

@@ -129,7 +129,7 @@ def check_stress_gate(state: State, proposal: Proposal) -> ev.StressGatePassed |
     if proposal.risk_class not in GATED_CLASSES:
         return None
     ranked = sorted(count_stress_passes(state, proposal).items(), key=lambda item: (-item[1], item[0]))
-    report_hash, passes = ranked[0] if ranked else (None, 0)
+    report_hash, passes = ranked[0] if ranked else ("", 0)
     threshold = state.council.threshold
     if passes == 0 or passes < threshold:
         raise ProtocolError("stress_attestation_missing", f"a {proposal.risk_class} proposal needs {threshold} "
