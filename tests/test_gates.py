@@ -9,9 +9,8 @@
 * every public function, class and method of the core has a docstring, and each message handler's
   docstring names the codes that its own module raises on its way.
 
-The governance package (``bastion.core.governance``) is held to all of it. The three modules that stayed
-beside it (``guardian``, ``votes``, ``twap``: ``GOVERNANCE_MODULES``) are still exempt from the docstring
-rules, as they are from mypy's strict flags (pyproject.toml), until their annotations and docstrings are done.
+Every core module is held to all of it, the governance package (``bastion.core.governance``) and the
+modules beside it (``guardian``, ``votes``, ``twap``) included: no module is exempt.
 """
 from __future__ import annotations
 
@@ -29,14 +28,6 @@ CORE = ROOT / "src" / "bastion" / "core"
 _spec = importlib.util.spec_from_file_location("errors_doc", ROOT / "scripts" / "errors_doc.py")
 errors_doc = sys.modules["errors_doc"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(errors_doc)
-
-# Exempt from the docstring rules until their docstrings are done (the governance package is held to them).
-GOVERNANCE_MODULES = {"guardian", "votes", "twap"}
-
-
-def is_governance(path: Path) -> bool:
-    return path.parent == CORE and path.stem in GOVERNANCE_MODULES
-
 
 def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -136,7 +127,7 @@ def public_definitions(path: Path) -> list[tuple[str, ast.AST]]:
     return found
 
 
-DOCUMENTED = [path for path in sorted(CORE.rglob("*.py")) if not is_governance(path)] + [
+DOCUMENTED = sorted(CORE.rglob("*.py")) + [
     ROOT / "src" / "bastion" / "risk_model.py"]
 
 
@@ -157,8 +148,6 @@ def test_each_handler_names_the_codes_it_raises():
     checked, problems = 0, []
     for handler in HANDLERS.values():
         module = handler.__module__
-        if module in {f"bastion.core.{name}" for name in GOVERNANCE_MODULES}:
-            continue
         reached, todo = set(), [f"{module}.{handler.__qualname__}"]
         while todo:  # the handler and what it calls in its own module
             name = todo.pop()

@@ -63,14 +63,15 @@ are refused by the decoder (``messages.action_requires_proposal``) for every sen
 """
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.errors import ProtocolError
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.messages import GuardianPause, GuardianUnpause
 from bastion.core.state import Pause, PauseKey, State
 from bastion.core.units import MS_PER_S
 
-Events = list[dict]
 
 MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS = "market", "reduce_only", "trading", "withdrawals"
 PAUSE_SCOPES: Final = (MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS)
@@ -120,7 +121,7 @@ def start_liquidation_grace(state: State, pause: Pause, from_ms: int, events: Ev
             state.liquidation_grace_until[ticker] = until
     state.liquidation_grace_until = dict(sorted(state.liquidation_grace_until.items()))
     state.touch(("global",))
-    events.append({"type": "liquidation_grace", "scope": pause.scope, "markets": tickers, "until_ms": until})
+    emit(events, ev.LiquidationGrace, scope=pause.scope, markets=tuple(tickers), until_ms=until)
 
 
 def check_market_open(state: State, ticker: str, *, reducing: bool) -> None:
@@ -189,7 +190,12 @@ def get_pause_key(state: State, scope: str, market: str | None) -> PauseKey:
     return scope, market
 
 
-def guardian_pause(state: State, sender: str, msg: GuardianPause, events: Events) -> dict:
+def guardian_pause(state: State, sender: str, msg: GuardianPause, events: Events) -> dict[str, Any]:
+    """The guardian pauses a scope (a market, trading, withdrawals...) for ``duration_s``, or extends a
+    running pause of it up to the maximum pause from its start; once per scope and guardian term.
+    Raises ``not_guardian``, ``guardian_expired``, ``invalid_pause_scope``, ``invalid_field``,
+    ``missing_field``, ``unknown_market``, ``market_delisted``, ``invalid_pause_duration``,
+    ``pause_would_shorten``, ``pause_too_long``, ``pause_already_used``."""
     # VALIDATION
     term = check_guardian(state, sender)
     key = get_pause_key(state, msg.scope, msg.market)
@@ -221,12 +227,16 @@ def guardian_pause(state: State, sender: str, msg: GuardianPause, events: Events
         pause = current
         pause.end_ms = end_ms
     state.touch(("pause", *key))
-    events.append({"type": "guardian_paused", "scope": key[0], "market": key[1], "start_ms": pause.start_ms,
-                   "end_ms": end_ms, "extended": current is not None})
+    emit(events, ev.GuardianPaused, scope=key[0], market=key[1], start_ms=pause.start_ms, end_ms=end_ms,
+         extended=current is not None)
     return {"start_ms": pause.start_ms, "end_ms": end_ms}
 
 
-def guardian_unpause(state: State, sender: str, msg: GuardianUnpause, events: Events) -> dict:
+def guardian_unpause(state: State, sender: str, msg: GuardianUnpause, events: Events) -> dict[str, Any]:
+    """The guardian lifts its own pause of a scope within the unpause grace after the pause started
+    (the liquidation grace then starts). Raises ``not_guardian``, ``guardian_expired``,
+    ``invalid_pause_scope``, ``invalid_field``, ``missing_field``, ``unknown_market``, ``market_delisted``,
+    ``not_paused``, ``unpause_grace_over``."""
     # VALIDATION
     check_guardian(state, sender)
     key = get_pause_key(state, msg.scope, msg.market)
@@ -241,8 +251,7 @@ def guardian_unpause(state: State, sender: str, msg: GuardianUnpause, events: Ev
     # OPERATION
     del state.pauses[key]
     state.touch(("pause", *key))
-    events.append({"type": "guardian_unpaused", "scope": key[0], "market": key[1], "start_ms": pause.start_ms,
-                   "end_ms": pause.end_ms})
+    emit(events, ev.GuardianUnpaused, scope=key[0], market=key[1], start_ms=pause.start_ms, end_ms=pause.end_ms)
     start_liquidation_grace(state, pause, state.time_ms, events)
     return {}
 
@@ -260,10 +269,12 @@ def expire_pauses(state: State, events: Events) -> None:
 
 
 def expire_pause(state: State, key: PauseKey, events: Events) -> None:
+    """Remove the pause ``key`` that reached its end (``pause_expired``) and start its liquidation grace
+    from the pause's end."""
     pause = state.pauses.pop(key)
     state.touch(("pause", *key))
-    events.append({"type": "pause_expired", "scope": pause.scope, "market": pause.market,
-                   "start_ms": pause.start_ms, "end_ms": pause.end_ms})
+    emit(events, ev.PauseExpired, scope=pause.scope, market=pause.market, start_ms=pause.start_ms,
+         end_ms=pause.end_ms)
     start_liquidation_grace(state, pause, pause.end_ms, events)
 
 

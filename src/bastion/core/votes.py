@@ -40,9 +40,11 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.errors import ProtocolError
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.messages import Delegate, TransferBgov, normalize_address
 from bastion.core.state import State
 from bastion.core.units import parse_decimal
@@ -51,16 +53,17 @@ BGOV_DECIMALS: Final = 6
 BGOV: Final = 10**BGOV_DECIMALS            # units per BGOV
 ZERO_ADDRESS: Final = "0x" + "0" * 40     # delegating to it removes the delegation
 
-Events = list[dict]
 Checkpoints = list[tuple[int, int]]        # (height, value), heights strictly increasing
 
 
 # --------------------------------------------------------------------------------------- queries
 def get_balance(state: State, account: str) -> int:
+    """``account``'s BGOV balance in base units (0 for an account that holds none)."""
     return state.bgov.get(account, 0)
 
 
 def get_delegate(state: State, account: str) -> str | None:
+    """The delegate of ``account``'s votes, None when it has not delegated (its votes count nowhere)."""
     return state.bgov_delegates.get(account)
 
 
@@ -71,11 +74,13 @@ def get_votes(state: State, account: str) -> int:
 
 
 def get_delegated_supply(state: State) -> int:
+    """The BGOV delegated to someone now (the last delegated-supply checkpoint)."""
     checkpoints = state.delegated_supply_checkpoints
     return checkpoints[-1][1] if checkpoints else 0
 
 
 def get_total_supply(state: State) -> int:
+    """The BGOV supply now (the last total-supply checkpoint; burned deposits and fees are out of it)."""
     checkpoints = state.total_supply_checkpoints
     return checkpoints[-1][1] if checkpoints else 0
 
@@ -103,6 +108,7 @@ def get_past_votes(state: State, account: str, height: int) -> int:
 
 
 def get_past_delegated_supply(state: State, height: int) -> int:
+    """The BGOV delegated at the end of block ``height`` (``height < state.height``)."""
     check_past_height(state, height)
     return compute_checkpoint_lookup(state.delegated_supply_checkpoints, height)
 
@@ -153,7 +159,7 @@ def iter_bgov_accounts(state: State) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- mutation
-def write_checkpoint(state: State, checkpoints: Checkpoints, value: int, leaf: tuple) -> None:
+def write_checkpoint(state: State, checkpoints: Checkpoints, value: int, leaf: tuple[Any, ...]) -> None:
     """Record ``value`` at the current height (replacing this block's entry if there is one) and
     touch the leaf ``leaf + (index,)``."""
     height = state.height
@@ -176,8 +182,7 @@ def move_voting_power(state: State, source: str | None, destination: str | None,
         checkpoints = state.vote_checkpoints.setdefault(delegatee, [])
         previous = checkpoints[-1][1] if checkpoints else 0
         write_checkpoint(state, checkpoints, previous + delta, ("votes", delegatee))
-        events.append({"type": "delegate_votes_changed", "delegate": delegatee, "previous_votes": previous,
-                       "new_votes": previous + delta})
+        emit(events, ev.DelegateVotesChanged, delegate=delegatee, previous_votes=previous, new_votes=previous + delta)
     if source is None or destination is None:
         delta = amount if source is None else -amount
         write_checkpoint(state, state.delegated_supply_checkpoints, get_delegated_supply(state) + delta,
@@ -185,6 +190,7 @@ def move_voting_power(state: State, source: str | None, destination: str | None,
 
 
 def set_balance(state: State, account: str, balance: int) -> None:
+    """Set ``account``'s BGOV balance (a zero balance leaves no entry); voting power is moved apart."""
     if balance:
         state.bgov[account] = balance
     else:
@@ -200,8 +206,7 @@ def set_delegate(state: State, account: str, delegatee: str | None, events: Even
     else:
         state.bgov_delegates[account] = delegatee
     state.touch(("bgov", account))
-    events.append({"type": "delegate_changed", "delegator": account, "from_delegate": previous,
-                   "to_delegate": delegatee})
+    emit(events, ev.DelegateChanged, delegator=account, from_delegate=previous, to_delegate=delegatee)
     move_voting_power(state, previous, delegatee, get_balance(state, account), events)
 
 
@@ -223,7 +228,9 @@ def parse_bgov(text: str, *, field: str = "amount") -> int:
     return amount
 
 
-def transfer_bgov(state: State, sender: str, msg: TransferBgov, events: Events) -> dict:
+def transfer_bgov(state: State, sender: str, msg: TransferBgov, events: Events) -> dict[str, Any]:
+    """Move BGOV from the sender to another account; the votes follow from the sender's delegate to the
+    recipient's. Raises ``invalid_recipient``, ``non_positive_amount``, ``insufficient_bgov``."""
     # VALIDATION
     to = normalize_address(msg.to, field="to")
     if to == sender:
@@ -236,12 +243,14 @@ def transfer_bgov(state: State, sender: str, msg: TransferBgov, events: Events) 
     # OPERATION
     set_balance(state, sender, balance - amount)
     set_balance(state, to, get_balance(state, to) + amount)
-    events.append({"type": "bgov_transfer", "from": sender, "to": to, "amount": amount})
+    emit(events, ev.BgovTransfer, from_=sender, to=to, amount=amount)
     move_voting_power(state, get_delegate(state, sender), get_delegate(state, to), amount, events)
     return {}
 
 
-def delegate(state: State, sender: str, msg: Delegate, events: Events) -> dict:
+def delegate(state: State, sender: str, msg: Delegate, events: Events) -> dict[str, Any]:
+    """Point the sender's votes at ``delegatee`` (the zero address: no delegate), moving its whole balance's
+    voting power. Raises ``delegate_unchanged``."""
     # VALIDATION
     target = normalize_address(msg.delegatee, field="delegatee")
     delegatee = None if target == ZERO_ADDRESS else target
@@ -317,6 +326,8 @@ def is_quorum_alone(powers: Iterable[int], quorum_votes: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Concentration:
+    """The concentration metrics of a set of voting powers (``compute_concentration``)."""
+
     holders: int
     total: int
     nakamoto_one_third: int

@@ -49,10 +49,12 @@ Decisions (docs/protocol.md, "Listing, oracle operators, liquidation parameters,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Final
 
 from bastion.core import accounts
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance.changes import (
     CRITICAL, NEUTRAL, RISK_INCREASING, Change, Effect, FundMerge, FundTransfer, Listing, Operation, ParamGroup,
@@ -63,13 +65,14 @@ from bastion.core.messages import (
     InsuranceTransfer, ListMarket, SetGuardian, SetOracleOperators, SetMarketParams, TreasurySpend,
     UpgradeIsolatedToCross, normalize_address,
 )
-from bastion.core.params import MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS
+from bastion.core.params import (
+    MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, OracleParams,
+)
 from bastion.core.state import CROSS_POOL, Market, ParamSource, State
 from bastion.core.timefmt import parse_iso_ms
 from bastion.core.units import MS_PER_S, PPM, parse_ppm, parse_usdc
 from bastion.risk_model import notional
 
-Events = list[dict[str, Any]]
 
 TREASURY: Final = "treasury"
 SETTLED: Final = "settled"
@@ -370,35 +373,41 @@ def _check_oracle_sources(state: State, changes: list[Effect]) -> None:
 
 
 # --------------------------------------------------------------------------------------- apply
+def _oracle_rules(params: OracleParams) -> ev.OracleRules:
+    """A listed market's oracle rules as the ``market_listed`` event nests them."""
+    return ev.OracleRules(min_sources=params.min_sources, max_staleness_ms=params.max_staleness_ms,
+                          max_source_deviation_ppm=params.max_source_deviation_ppm,
+                          max_move_per_block_ppm=params.max_move_per_block_ppm)
+
+
 def apply_operation(state: State, value: Operation, source: ParamSource, events: Events) -> None:
     """Apply a validated operation (a listing or a money move) with its event; no parameter history."""
-    by = {"source": source.kind, "proposal_id": source.ref if source.kind == "proposal" else None,
-          "proposal_number": source.number if source.kind == "proposal" else None}
+    by: dict[str, Any] = {"source": source.kind, "proposal_id": source.ref if source.kind == "proposal" else None,
+                          "proposal_number": source.number if source.kind == "proposal" else None}
     match value:
         case Listing(market=market):
             list_market(state, market)
-            events.append({"type": "market_listed", "market": market.ticker, "size_decimals": market.size_decimals,
-                           "price_decimals": market.price_decimals, "oracle_price": market.oracle_price,
-                           "tier_id": market.tier_id, "min_order_lots": market.min_order_lots,
-                           "max_open_interest_lots": market.max_open_interest_lots,
-                           "maker_fee_ppm": market.maker_fee_ppm, "taker_fee_ppm": market.taker_fee_ppm,
-                           "isolated_only": market.isolated_only, "status": market.status,
-                           "oracle": asdict(market.oracle_params), **by})
+            emit(events, ev.MarketListed, market=market.ticker, size_decimals=market.size_decimals,
+                 price_decimals=market.price_decimals, oracle_price=market.oracle_price, tier_id=market.tier_id,
+                 min_order_lots=market.min_order_lots, max_open_interest_lots=market.max_open_interest_lots,
+                 maker_fee_ppm=market.maker_fee_ppm, taker_fee_ppm=market.taker_fee_ppm,
+                 isolated_only=market.isolated_only, status=market.status,
+                 oracle=_oracle_rules(market.oracle_params), **by)
         case Payment():
             state.fees_account -= value.amount
             sub = accounts.get_or_create_subaccount(state, value.owner, value.number)
             sub.balance += value.amount
             state.touch(sub.key)
-            events.append({"type": "treasury_spent", "to_owner": value.owner, "to_number": value.number,
-                           "amount": value.amount, "treasury": state.fees_account, **by})
+            emit(events, ev.TreasurySpent, to_owner=value.owner, to_number=value.number, amount=value.amount,
+                 treasury=state.fees_account, **by)
         case FundTransfer():
             if value.from_pool == TREASURY:
                 state.fees_account -= value.amount
             else:
                 state.insurance_funds[value.from_pool] -= value.amount
             state.insurance_funds[value.to_pool] += value.amount
-            events.append({"type": "insurance_transferred", "from_pool": value.from_pool, "to_pool": value.to_pool,
-                           "amount": value.amount, "insurance_fund": state.insurance_funds[value.to_pool], **by})
+            emit(events, ev.InsuranceTransferred, from_pool=value.from_pool, to_pool=value.to_pool,
+                 amount=value.amount, insurance_fund=state.insurance_funds[value.to_pool], **by)
         case FundMerge():
             amount = state.insurance_funds.pop(value.pool)
             state.insurance_funds[CROSS_POOL] += amount
@@ -406,8 +415,8 @@ def apply_operation(state: State, value: Operation, source: ParamSource, events:
             if paused_until is not None:
                 state.withdrawals_paused_until[CROSS_POOL] = max(paused_until,
                                                                  state.withdrawals_paused_until.get(CROSS_POOL, -1))
-            events.append({"type": "insurance_fund_merged", "pool": value.pool, "into": CROSS_POOL, "amount": amount,
-                           "insurance_fund": state.insurance_funds[CROSS_POOL], **by})
+            emit(events, ev.InsuranceFundMerged, pool=value.pool, into=CROSS_POOL, amount=amount,
+                 insurance_fund=state.insurance_funds[CROSS_POOL], **by)
         case _:
             raise InvariantViolation(f"unknown operation {value!r}")
     state.touch(("global",))

@@ -26,10 +26,11 @@ from enum import StrEnum
 from typing import Any, Final
 
 from bastion.core.errors import InvariantViolation
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.params import RISK_CLASSES
 from bastion.core.state import Council, Market, ParamHistoryEntry, ParamSource, State, StewardBound
 
-Events = list[dict[str, Any]]
 
 RISK_REDUCING, NEUTRAL, RISK_INCREASING, CRITICAL = RISK_CLASSES
 NO_CAP: Final = 1 << 256
@@ -409,7 +410,7 @@ def change_param(state: State, path: ParamPath, old: Any, new: Any, source: Para
     state.param_history.append(entry)
     state.touch(("param_history", len(state.param_history) - 1))
     # the indexer's shape: ``proposal_id`` (None for changes without a proposal), and the source
-    events.append({"type": "param_changed", "name": name, "value": new, "old": old, "height": state.height,
-                   "source": source.kind, "proposal_id": source.ref if source.kind == "proposal" else None,
-                   "proposal_number": source.number if source.kind == "proposal" else None,
-                   **({} if source.kind == "proposal" else {"ref": source.ref})})
+    by_proposal = source.kind == "proposal"
+    emit(events, ev.ParamChanged, name=name, value=new, old=old, height=state.height, source=source.kind,
+         proposal_id=source.ref if by_proposal else None, proposal_number=source.number if by_proposal else None,
+         ref=None if by_proposal else source.ref)

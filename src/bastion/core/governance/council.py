@@ -79,6 +79,8 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core.errors import ProtocolError
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.governance import rollout
 from bastion.core.governance.changes import Change, ParamPath, change_param
 from bastion.core.governance.council_rules import (
@@ -95,7 +97,6 @@ from bastion.core.messages import (
 from bastion.core.state import Attestation, ParamSource, State, StewardApproval, StressReportRecord
 from bastion.core.units import PPM, parse_ppm, parse_usdc
 
-Events = list[dict[str, Any]]
 
 
 def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events) -> dict[str, Any]:
@@ -126,8 +127,8 @@ def council_attest(state: State, sender: str, msg: CouncilAttest, events: Events
     state.touch(("attestation", proposal.proposal_id, sender))
     passes = count_stress_passes(state, proposal).get(msg.report_hash, 0)
     threshold = state.council.threshold
-    events.append({"type": "stress_attested", "proposal_id": proposal.proposal_id, "member": sender,
-                   "report_hash": msg.report_hash, "verdict": msg.verdict, "passes": passes, "threshold": threshold})
+    emit(events, ev.StressAttested, proposal_id=proposal.proposal_id, member=sender, report_hash=msg.report_hash,
+         verdict=msg.verdict, passes=passes, threshold=threshold)
     return {"passes": passes, "threshold": threshold}
 
 
@@ -166,9 +167,9 @@ def _validate_and_register(state: State, sender: str, msg: RegisterStressReport,
     state.stress_reports[msg.report_hash] = StressReportRecord(msg.verdict, depletion, var99, es99, total, sender,
                                                                state.time_ms, state.height)
     state.touch(("stress_report", msg.report_hash))
-    events.append({"type": "stress_report_registered", "report_hash": msg.report_hash, "verdict": msg.verdict,
-                   "depletion_probability_ppm": depletion, "var99_loss": var99, "es99_loss": es99,
-                   "insurance_funds_total": total, "by": sender})
+    emit(events, ev.StressReportRegistered, report_hash=msg.report_hash, verdict=msg.verdict,
+         depletion_probability_ppm=depletion, var99_loss=var99, es99_loss=es99, insurance_funds_total=total,
+         by=sender)
     return {"report_hash": msg.report_hash, "verdict": msg.verdict}
 
 
@@ -229,8 +230,8 @@ def steward_change(state: State, sender: str, msg: StewardChange, events: Events
     state.touch(("steward_approval", msg.param, sender))
     approvers = get_steward_approvers(state, msg.param, new)
     threshold = state.council.threshold
-    events.append({"type": "steward_change_approved", "param": msg.param, "value": new, "member": sender,
-                   "approvals": len(approvers), "threshold": threshold})
+    emit(events, ev.StewardChangeApproved, param=msg.param, value=new, member=sender, approvals=len(approvers),
+         threshold=threshold)
     if len(approvers) < threshold:
         return {"approvals": len(approvers), "applied": False}
     path, source = ParamPath.parse(msg.param), ParamSource("council", ",".join(approvers))
@@ -242,8 +243,7 @@ def steward_change(state: State, sender: str, msg: StewardChange, events: Events
     state.touch(("steward_cooldown", msg.param))
     for member in state.steward_approvals.pop(msg.param):
         state.touch(("steward_approval", msg.param, member))
-    events.append({"type": "steward_change_applied", "param": msg.param, "value": new, "old": old,
-                   "approvers": approvers})
+    emit(events, ev.StewardChangeApplied, param=msg.param, value=new, old=old, approvers=tuple(approvers))
     return {"approvals": len(approvers), "applied": True}
 
 

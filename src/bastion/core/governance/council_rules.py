@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from bastion.core import events as ev
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.changes import CRITICAL, Change, ParamGroup, ParamPath
 from bastion.core.messages import SetCouncil, SetStewardBounds, normalize_address
@@ -122,21 +123,21 @@ def count_stress_passes(state: State, proposal: Proposal) -> dict[str, int]:
     return counts
 
 
-def check_stress_gate(state: State, proposal: Proposal) -> dict[str, Any] | None:
+def check_stress_gate(state: State, proposal: Proposal) -> ev.StressGatePassed | None:
     """Raise ``stress_attestation_missing`` unless a gated proposal has k valid passes on one report
     hash; return the ``stress_gate_passed`` event to emit (None for ungated classes)."""
     if proposal.risk_class not in GATED_CLASSES:
         return None
     ranked = sorted(count_stress_passes(state, proposal).items(), key=lambda item: (-item[1], item[0]))
-    report_hash, passes = ranked[0] if ranked else (None, 0)
+    report_hash, passes = ranked[0] if ranked else ("", 0)
     threshold = state.council.threshold
     if passes == 0 or passes < threshold:
         raise ProtocolError("stress_attestation_missing", f"a {proposal.risk_class} proposal needs {threshold} "
                             f"current council members' pass attestations on one report hash, made since queueing "
                             f"and at most {state.governance.attestation_max_age_ms // MS_PER_S} s old; it has "
                             f"{passes}", field="proposal_id", passes=passes, threshold=threshold)
-    return {"type": "stress_gate_passed", "proposal_id": proposal.proposal_id, "report_hash": report_hash,
-            "passes": passes, "threshold": threshold}
+    return ev.StressGatePassed(proposal_id=proposal.proposal_id, report_hash=report_hash, passes=passes,
+                               threshold=threshold)
 
 
 

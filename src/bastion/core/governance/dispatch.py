@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
-from typing import Any
 
 from bastion.core import orders
+from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import actions, council_rules, rollout
 from bastion.core.governance.changes import (
@@ -35,7 +35,6 @@ from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
 
-Events = list[dict[str, Any]]
 
 FINAL_SETTLEMENT = actions.FINAL_SETTLEMENT
 _STATUS_RANK = {PAUSED: 0, REDUCE_ONLY: 1, ACTIVE: 2}  # a more active market takes more risk

@@ -39,16 +39,17 @@ cannot carry a risky proposal over it; the other tiers count every vote (Compoun
 """
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from bastion.core import votes
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.errors import ProtocolError
 from bastion.core.state import Proposal, State
 
 LIVE_STATUSES: Final = ("pending", "active", "succeeded", "queued")
 YES_QUORUM_CLASSES: Final = ("risk_increasing", "critical")
 
-Events = list[dict[str, Any]]
 
 
 def get_submission_power(state: State, sender: str, committed: int) -> int:
@@ -133,6 +134,5 @@ def extend_on_flip(state: State, proposal: Proposal, before: str, after: str, ev
     proposal.swing_extensions += 1
     proposal.deadline_height = state.height + extension
     state.touch(("proposal", proposal.proposal_id))
-    events.append({"type": "proposal_extended", "proposal_id": proposal.proposal_id,
-                   "deadline_height": proposal.deadline_height, "reason": "outcome_flip", "from_outcome": before,
-                   "to_outcome": after})
+    emit(events, ev.ProposalExtended, proposal_id=proposal.proposal_id, deadline_height=proposal.deadline_height,
+         reason="outcome_flip", from_outcome=before, to_outcome=after)

@@ -77,6 +77,8 @@ from enum import StrEnum
 from typing import Any, Final
 
 from bastion.core import guardian, votes
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import classify, council_rules, proposal_guards, rollout
 from bastion.core.governance.changes import PlannedRollout
@@ -89,7 +91,6 @@ from bastion.core.params import RISK_CLASSES
 from bastion.core.state import ParamSource, Proposal, State
 from bastion.core.units import PPM, parse_decimal
 
-Events = list[dict[str, Any]]
 
 VOTE_OPTIONS: Final = ("yes", "no", "abstain", "veto")
 
@@ -181,8 +182,8 @@ def set_status(state: State, proposal: Proposal, status: ProposalStatus, events:
     """Move ``proposal`` to ``status`` by the transition table (``InvariantViolation`` otherwise)."""
     if status not in TRANSITIONS[proposal.status]:
         raise InvariantViolation(f"proposal {proposal.proposal_id}: {proposal.status} -> {status} is not allowed")
-    events.append({"type": "proposal_status", "proposal_id": proposal.proposal_id, "from": proposal.status,
-                   "to": status.value, **details})
+    emit(events, ev.ProposalStatus, proposal_id=proposal.proposal_id, from_=proposal.status, to=status.value,
+         **details)
     proposal.status = status.value          # state, events and errors carry the plain string
     if status not in (ACTIVE_VOTE, SUCCEEDED, QUEUED):
         proposal.closed_height = state.height
@@ -198,7 +199,7 @@ def return_deposit(state: State, proposal: Proposal, events: Events) -> None:
     votes.move_voting_power(state, None, votes.get_delegate(state, proposer), amount, events)
     proposal.deposit_state = "returned"
     state.touch(("proposal", proposal.proposal_id))
-    events.append({"type": "deposit_returned", "proposal_id": proposal.proposal_id, "to": proposer, "amount": amount})
+    emit(events, ev.DepositReturned, proposal_id=proposal.proposal_id, to=proposer, amount=amount)
 
 
 def burn_deposit(state: State, proposal: Proposal, events: Events) -> None:
@@ -208,7 +209,7 @@ def burn_deposit(state: State, proposal: Proposal, events: Events) -> None:
                            ("total_supply",))
     proposal.deposit_state = "burned"
     state.touch(("proposal", proposal.proposal_id))
-    events.append({"type": "deposit_burned", "proposal_id": proposal.proposal_id, "amount": amount})
+    emit(events, ev.DepositBurned, proposal_id=proposal.proposal_id, amount=amount)
 
 
 def process_proposals(state: State, events: Events) -> None:
@@ -275,10 +276,9 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
     state.proposals[proposal_id] = proposal
     state.touch(("proposal", proposal_id))
     votes.set_balance(state, sender, balance - deposit)
-    events.append({"type": "proposal_submitted", "proposal_id": proposal_id, "number": proposal.number,
-                   "proposer": sender,
-                   "risk_class": risk_class, "deposit": deposit, "snapshot_height": snapshot,
-                   "deadline_height": proposal.deadline_height, "fee": fee})
+    emit(events, ev.ProposalSubmitted, proposal_id=proposal_id, number=proposal.number, proposer=sender,
+         risk_class=risk_class, deposit=deposit, snapshot_height=snapshot, deadline_height=proposal.deadline_height,
+         fee=fee)
     votes.move_voting_power(state, votes.get_delegate(state, sender), None, deposit, events)
     proposal_guards.burn_fee(state, sender, fee, events)
     return {"proposal_id": proposal_id, "risk_class": risk_class}
@@ -313,8 +313,8 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]
     setattr(proposal, msg.option, getattr(proposal, msg.option) + weight)
     state.touch(("ballot", proposal.proposal_id, sender))
     state.touch(("proposal", proposal.proposal_id))
-    events.append({"type": "vote_cast", "proposal_id": proposal.proposal_id, "voter": sender, "option": msg.option,
-                   "weight": weight, "reason": reason})
+    emit(events, ev.VoteCast, proposal_id=proposal.proposal_id, voter=sender, option=msg.option, weight=weight,
+         reason=reason)
     if (proposal.quorum_height is None
             and proposal_guards.get_quorum_count(proposal) >= compute_quorum_votes(state, proposal)):
         proposal.quorum_height = state.height
@@ -322,8 +322,8 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]
         if not proposal.extended and state.height + extension > proposal.deadline_height:
             proposal.extended = True
             proposal.deadline_height = state.height + extension
-            events.append({"type": "proposal_extended", "proposal_id": proposal.proposal_id,
-                           "deadline_height": proposal.deadline_height})
+            emit(events, ev.ProposalExtended, proposal_id=proposal.proposal_id,
+                 deadline_height=proposal.deadline_height)
     proposal_guards.extend_on_flip(state, proposal, outcome_before, compute_outcome(state, proposal), events)
     return {"weight": weight}
 
@@ -376,7 +376,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict[str
     gate_event = council_rules.check_stress_gate(state, proposal)
     # OPERATION
     if gate_event is not None:
-        events.append(gate_event)
+        events.append(ev.to_json_dict(gate_event))
     source = ParamSource("proposal", proposal.proposal_id, proposal.number)
     rollout.start_rollouts(state, proposal, events)
     for change in changes:

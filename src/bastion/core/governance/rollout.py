@@ -81,13 +81,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from bastion.core import guardian
+from bastion.core import events as ev
+from bastion.core.events import Events, emit
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.changes import Effect, ParamGroup, ParamPath, PlannedRollout, change_param, compare_risk
 from bastion.core.messages import StartRollout
 from bastion.core.state import ACTIVE, Market, ParamSource, Proposal, Rollout, State
 from bastion.core.units import MS_PER_S, parse_decimal, parse_usdc
 
-Events = list[dict[str, Any]]
 
 # start_rollout param -> (market attribute, riskier when higher); both on the market's lot grid
 PARAMS: Final = {
@@ -218,10 +219,9 @@ def start_rollouts(state: State, proposal: Proposal, events: Events) -> None:
             bad_debt_mark=state.bad_debt.get(market.pool, 0))
         state.rollouts[rollout.rollout_id] = rollout
         state.touch(("rollout", rollout.rollout_id))
-        events.append({"type": "rollout_started", "rollout_id": rollout.rollout_id, "market": rollout.market,
-                       "param": rollout.param, "start": current, "target": target, "steps": rollout.steps,
-                       "interval_s": action.interval_s, "next_step_ms": rollout.next_step_ms,
-                       "proposal_id": proposal.proposal_id})
+        emit(events, ev.RolloutStarted, rollout_id=rollout.rollout_id, market=rollout.market, param=rollout.param,
+             start=current, target=target, steps=rollout.steps, interval_s=action.interval_s,
+             next_step_ms=rollout.next_step_ms, proposal_id=proposal.proposal_id)
 
 
 def halt_superseded_rollouts(state: State, path: ParamPath, source: ParamSource, events: Events) -> None:
@@ -237,8 +237,8 @@ def _halt(state: State, rollout: Rollout, reason: str, events: Events, **details
     rollout.halt_reason = reason
     rollout.ended_height = state.height
     state.touch(("rollout", rollout.rollout_id))
-    events.append({"type": "rollout_halted", "rollout_id": rollout.rollout_id, "market": rollout.market,
-                   "param": rollout.param, "step": rollout.step, "reason": reason, **details})
+    emit(events, ev.RolloutHalted, rollout_id=rollout.rollout_id, market=rollout.market, param=rollout.param,
+         step=rollout.step, reason=reason, **details)
 
 
 def _breached_gate(state: State, rollout: Rollout, market: Market) -> tuple[str, int, int] | None:
@@ -277,23 +277,23 @@ def advance_rollouts(state: State, events: Events) -> None:
             if rollout.revert_on_breach and rollout.step > 0:
                 change_param(state, path, current, rollout.start, source, events)
                 rollout.reverted = changed = True
-                events.append({"type": "rollout_reverted", "rollout_id": rollout.rollout_id,
-                               "market": rollout.market, "param": rollout.param, "value": rollout.start})
+                emit(events, ev.RolloutReverted, rollout_id=rollout.rollout_id, market=rollout.market,
+                     param=rollout.param, value=rollout.start)
             continue
         rollout.step += 1
         value = compute_step_value(rollout.start, rollout.target, rollout.step, rollout.steps)
         change_param(state, path, current, value, source, events)
         changed = True
-        events.append({"type": "rollout_step", "rollout_id": rollout.rollout_id, "market": rollout.market,
-                       "param": rollout.param, "step": rollout.step, "steps": rollout.steps, "value": value})
+        emit(events, ev.RolloutStep, rollout_id=rollout.rollout_id, market=rollout.market, param=rollout.param,
+             step=rollout.step, steps=rollout.steps, value=value)
         rollout.liquidations_mark = state.liquidation_counts.get(market.ticker, 0)
         rollout.bad_debt_mark = state.bad_debt.get(market.pool, 0)
         rollout.next_step_ms = state.time_ms + rollout.interval_ms
         if rollout.step == rollout.steps:
             rollout.status = COMPLETED
             rollout.ended_height = state.height
-            events.append({"type": "rollout_completed", "rollout_id": rollout.rollout_id, "market": rollout.market,
-                           "param": rollout.param, "value": value})
+            emit(events, ev.RolloutCompleted, rollout_id=rollout.rollout_id, market=rollout.market,
+                 param=rollout.param, value=value)
         state.touch(("rollout", rollout.rollout_id))
     if changed:
         state.params_epoch += 1
