@@ -144,7 +144,8 @@ async function describeFills(msg, answer) {
 
 const DONE = {cancel_order: "Order cancelled", vote: "Vote recorded", deposit: "Deposit credited",
               transfer: "Transfer done", set_margin_mode: "Margin mode set", submit_proposal: "Proposal submitted",
-              queue: "Proposal queued", execute: "Proposal executed", cancel_all: "Orders cancelled"};
+              queue: "Proposal queued", execute: "Proposal executed", cancel_all: "Orders cancelled",
+              set_leverage: "Leverage set"};
 
 async function describeCommitted(msg, answer) {
   const result = answer.result || {}, block = " (block " + answer.height + ")";
@@ -337,6 +338,7 @@ let priceTyped = false;
 let refreshPreview = () => {};
 
 function chooseOrderKind(kind) {  // the order-type tabs: which fields show
+  const was = document.getElementById("order-kind").value;
   document.querySelectorAll(".order-kind").forEach((tab) => tab.setAttribute("aria-selected", String(tab.dataset.kind === kind)));
   document.getElementById("order-kind").value = kind;
   const conditional = kind === "stop" || kind === "take_profit";
@@ -345,8 +347,8 @@ function chooseOrderKind(kind) {  // the order-type tabs: which fields show
   orderForm.querySelectorAll(".when-slippage").forEach((e) => { e.hidden = kind === "limit"; });
   orderForm.querySelectorAll(".when-limit").forEach((e) => { e.hidden = kind !== "limit"; });
   orderForm.querySelector(".price-label").textContent = conditional ? "limit price (empty: market when triggered)" : "price";
-  if (conditional) {  // a conditional order's price is its own limit, empty by default
-    if (!priceTyped) priceInput.value = "";
+  if (conditional && was !== "stop" && was !== "take_profit") {  // a conditional order's own limit: empty at first
+    priceInput.value = "";
     priceTyped = true;
   } else if (kind === "limit" && !priceInput.value) {
     priceTyped = false;
@@ -374,6 +376,7 @@ if (orderForm) {
   };
   orderForm.addEventListener("input", (event) => {
     if (event.target === priceInput) priceTyped = true;  // the price stops following the oracle
+    showOrderHints(orderForm);  // the size in the coin and the guard price follow every keystroke
     clearTimeout(timer);
     timer = setTimeout(preview, 200);
   });
