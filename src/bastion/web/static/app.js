@@ -421,6 +421,7 @@ if (orderForm) {
 function followOracle(force) {
   const cell = document.getElementById("book-oracle");
   if (!priceInput || !cell) return;
+  if (!force && document.activeElement === priceInput) return;  // the trader is about to type: keep still
   if (priceTyped && !force) {
     if (formValues(orderForm).kind === "market") refreshPreview();  // the guard moves with the oracle
     return;
