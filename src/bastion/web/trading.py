@@ -39,10 +39,10 @@ def describe_market_stats(state: State, market: Market, hourly: list[dict[str, A
                                   default_funding_ppm=params.default_funding_ppm, clamp_ppm=clamp)
     next_tick_ms = (state.time_ms // params.tick_ms + 1) * params.tick_ms
     since = state.time_ms - DAY_MS
-    day = [c for c in hourly if c["start_ms"] + 3_600_000 > since]
+    day = [c for c in hourly if int(c["start_ms"]) + 3_600_000 > since]
     change = None
-    if day and day[0]["open"]:
-        first = day[0]["open"]
+    if day and int(day[0]["open"]):
+        first = int(day[0]["open"])
         change = {"price": price_text(market, market.oracle_price - first),
                   "ratio": format_ppm((market.oracle_price - first) * PPM // first)}
     return {"mark": price_text(market, market.oracle_price),
@@ -56,22 +56,19 @@ def describe_market_stats(state: State, market: Market, hourly: list[dict[str, A
 def describe_depth(market: Market, depth: int) -> dict[str, Any]:
     """``depth`` levels a side, best first, each with its cumulative size and that size's share of
     the deeper side in percent (the depth bar); the spread in price and as a fraction of the mid."""
-    sides: dict[str, list[dict[str, Any]]] = {}
-    totals = []
+    cumulative: dict[str, list[tuple[int, int, int]]] = {}  # side -> (ticks, lots, lots up to this level)
     for name, side in (("bids", BUY), ("asks", SELL)):
-        rows, total = [], 0
+        levels: list[tuple[int, int, int]] = []
         for ticks, lots in market.book.iter_levels(side):
-            if len(rows) == depth:
+            if len(levels) == depth:
                 break
-            total += lots
-            rows.append({"price": price_text(market, ticks), "size": size_text(market, lots), "cum_lots": total,
-                         "cumulative": size_text(market, total)})
-        sides[name] = rows
-        totals.append(total)
-    deepest = max(totals) or 1
-    for rows in sides.values():
-        for row in rows:
-            row["depth_pct"] = row.pop("cum_lots") * 100 // deepest
+            levels.append((ticks, lots, lots + (levels[-1][2] if levels else 0)))
+        cumulative[name] = levels
+    deepest = max((levels[-1][2] for levels in cumulative.values() if levels), default=1)
+    sides = {name: [{"price": price_text(market, ticks), "size": size_text(market, lots),
+                     "cumulative": size_text(market, total), "depth_pct": total * 100 // deepest}
+                    for ticks, lots, total in levels]
+             for name, levels in cumulative.items()}
     bid, ask = market.book.best_bid(), market.book.best_ask()
     spread = None
     if bid is not None and ask is not None:
