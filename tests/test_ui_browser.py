@@ -496,6 +496,9 @@ def test_a_market_order_is_guarded_by_its_slippage_and_fills_into_the_positions_
     sync_api.expect(row).to_contain_text(group(position["size"]))
     sync_api.expect(row).to_contain_text(re.compile(r"\$[\d,]+\.\d\d \([+-]?[\d.]+%\)"))  # PnL (ROE)
     screenshot(page, "trade-market-order")
+    page.goto(server.url + "/portfolio")  # the same table, with close buttons, on the portfolio
+    sync_api.expect(page.locator("#positions #position-0-BTC-USD")).to_contain_text(group(position["entry_price"]))
+    sync_api.expect(page.locator("#positions #position-0-BTC-USD button.close-position")).to_be_visible()
 
 
 def test_tp_sl_prepares_a_reduce_only_stop_and_close_flattens_the_position(page, server):

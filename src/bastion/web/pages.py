@@ -126,7 +126,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
     @router.get("/portfolio", include_in_schema=False, response_class=HTMLResponse)
     def portfolio_page(request: Request) -> HTMLResponse:
         _, owner = who(request)
-        accounts = []
+        accounts, positions = [], []
         with node.lock:
             state = node.state
             if owner is not None:
@@ -136,6 +136,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
                         continue
                     accounts.append({**describe_subaccount(state, sub), "exposure": describe_exposure(state, sub),
                                      "orders": page_open_orders(state, sub, ORDERS_SHOWN)[0]})
+                positions = describe_positions(state, owner, tuple(a["number"] for a in accounts))
         chart = None
         exposures = [(f"{a['number']}:{row['market']}", row) for a in accounts for row in a["exposure"]]
         if exposures:
@@ -144,7 +145,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
                               {"type": "bar", "x": [label for label, _ in exposures],
                                "y": [row["maintenance_margin"] for _, row in exposures], "name": "maintenance (USDC)"}],
                      "layout": {"barmode": "group", "height": 260, "margin": {"l": 60, "r": 10, "t": 10, "b": 40}}}
-        return render(request, "portfolio.html", "/portfolio", accounts=accounts, chart=chart,
+        return render(request, "portfolio.html", "/portfolio", accounts=accounts, chart=chart, positions=positions,
                       subscriptions=[{"channel": "account", "owner": owner, "number": a["number"]} for a in accounts],
                       refresh_on=("account", "blocks"))
 

@@ -219,6 +219,8 @@ async function refreshNow() {
     document.querySelectorAll("[data-live]").forEach((element) => {
       const replacement = fresh.getElementById(element.id);
       if (!replacement) return;
+      const focused = document.activeElement;  // someone is typing in this section: swap it at a later push
+      if (focused && element.contains(focused) && focused.matches("input, textarea, select")) return;
       // what the visitor typed inside a live section (a vote's reason) survives the swap
       const typed = Array.from(element.querySelectorAll("input, textarea"), (input) =>
         input.className && input.value !== input.defaultValue ? [input.closest("[id]") && input.closest("[id]").id, input.className, input.value] : null)
