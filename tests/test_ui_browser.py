@@ -28,6 +28,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 ALICE = get_demo_keys()["alice"].address
 BOB = get_demo_keys()["bob"].address
+CAROL = get_demo_keys()["carol"].address
 COMMITTED = re.compile(r"\(block \d+\)")  # the status line's words end with the block that holds the transaction
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
@@ -610,8 +611,10 @@ def test_the_market_stats_and_account_header_are_numbers_for_people(page, server
     sync_api.expect(page.locator("#stat-volume")).to_have_text(re.compile(r"^\$[\d.,]+[KMB]?$"))
     sync_api.expect(page.locator("#stat-funding")).to_contain_text(re.compile(r"^[+-]?[\d.]+% · (\d+h )?(\d+m )?\d+s$"))
     sync_api.expect(stats).to_contain_text("24h change")
-    sync_api.expect(page.locator("#acct-equity")).to_have_text(re.compile(r"^\$\d{1,3}(,\d{3})*\.\d\d$"))
-    sync_api.expect(page.locator("#acct-ratio")).to_have_text(re.compile(r"^[\d.]+%$"))
+    header = page.locator("#account-summary dl:visible")
+    sync_api.expect(header).to_have_attribute("data-subaccount", "0")
+    sync_api.expect(header.locator(".acct-equity")).to_have_text(re.compile(r"^\$\d{1,3}(,\d{3})*\.\d\d$"))
+    sync_api.expect(header.locator(".acct-ratio")).to_have_text(re.compile(r"^[\d.]+%$"))
     tier = market_of(page, server, "BTC-USD")["tier"]
     sync_api.expect(page.locator("main")).to_contain_text(f"initial margin {pct(tier['initial_margin'])}")
     page.goto(server.url + "/")
@@ -679,3 +682,19 @@ def test_every_control_is_labelled_and_results_are_announced(page, server):
     page.goto(server.url + "/trade/BTC-USD")
     for live in ("#preview", "#isolation-outcome", "#size-coin", "#guard-price"):
         assert page.locator(live).get_attribute("aria-live") == "polite", live
+
+
+def test_the_account_header_and_leverage_follow_the_forms_subaccount(page, server):
+    act_as(page, server, "carol")  # carol: subaccount 0 cross, 1 isolated to PEPE-USD
+    page.goto(server.url + "/trade/PEPE-USD")
+    header = page.locator("#account-summary dl:visible")
+    sync_api.expect(header).to_have_attribute("data-subaccount", "1")  # the preselected isolated one
+    equity = page.request.get(f"{server.url}/v1/subaccounts/{CAROL}/0").json()["equity"]
+
+    page.select_option("select[name=subaccount]", "0")
+
+    sync_api.expect(header).to_have_attribute("data-subaccount", "0")
+    assert header.locator(".acct-equity").inner_text().startswith(usd(equity)[:4])  # carol's cross equity
+    sync_api.expect(page.locator("#leverage-subaccount")).to_have_text("0")
+    assert page.locator("#leverage-form").get_attribute("data-subaccount") == "0"
+    assert page.locator("#account-summary dl").count() == 2

@@ -99,8 +99,10 @@ def page_routes(ctx: PageContext) -> APIRouter:
             positions = [] if owner is None else describe_positions(state, owner, numbers)
             chosen = next((s for s in subaccounts if s["isolated_market"] == ticker), None) if market.isolated_only \
                 else next((s for s in subaccounts if s["mode"] == "cross"), None)
-            account = None if chosen is None else describe_account_summary(
-                state, state.subaccounts[(owner, chosen["number"])], market)
+            summaries = [describe_account_summary(state, state.subaccounts[(owner, s["number"])], market)
+                         for s in subaccounts]
+            account = next((a for a in summaries if chosen is not None and a and a["number"] == chosen["number"]),
+                           None)
             stats = describe_market_stats(state, market, hourly)
         _, trades = history("fills", market=ticker, since_height=since, limit=1_000)
         mine: dict[str, list[dict]] = {"fills": [], "funding": [], "liquidations": []}
@@ -118,7 +120,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
                             "xaxis": {"rangeslider": {"visible": False}}}}
         return render(request, "trade.html", "/trade/BTC-USD", market=described, book=book, tickers=tickers,
                       trades=list(reversed(trades[-30:])), chart=chart, subaccounts=subaccounts, orders=orders,
-                      depth=depth, stats=stats, positions=positions, account=account, mine=mine,
+                      depth=depth, stats=stats, positions=positions, account=account, summaries=summaries, mine=mine,
                       subscriptions=[{"channel": "book", "market": ticker, "depth": 12},
                                      {"channel": "trades", "market": ticker}],
                       refresh_on=("book", "trades"))

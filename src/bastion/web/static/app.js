@@ -233,6 +233,7 @@ async function refreshNow() {
       });
     });
     if (document.getElementById("account-tables")) showAccountPanel(accountPanel);
+    showAccountSummary(false);
     drawCharts();
     followOracle(false);
   } catch (error) { /* the next push tries again */ }
@@ -467,6 +468,32 @@ if (leverageForm) {
                        market: leverageForm.dataset.market, initial_margin: fromUnits(ppm, 6)});
     refreshPreview();
   });
+}
+
+// The account header and the leverage selector follow the form's subaccount (one summary per subaccount
+// is rendered; the others are hidden). A live refresh keeps the choice; the slider moves only on a change.
+function showAccountSummary(changed) {
+  const select = orderForm && orderForm.querySelector("select[name=subaccount]");
+  if (!select) return;
+  let shown = null;
+  document.querySelectorAll("#account-summary dl").forEach((dl) => {
+    dl.hidden = dl.dataset.subaccount !== select.value;
+    if (!dl.hidden) shown = dl;
+  });
+  if (!changed || !leverageForm) return;
+  leverageForm.hidden = !shown;
+  if (!shown) return;
+  const slider = document.getElementById("leverage");
+  leverageForm.dataset.subaccount = shown.dataset.subaccount;
+  document.getElementById("leverage-subaccount").textContent = shown.dataset.subaccount;
+  document.getElementById("leverage-max").textContent = shown.dataset.maxLeverage;
+  slider.max = shown.dataset.maxLeverage;
+  slider.value = shown.dataset.leverage;
+  document.getElementById("leverage-value").textContent = slider.value + "x";
+}
+if (orderForm) {
+  const select = orderForm.querySelector("select[name=subaccount]");
+  if (select) select.addEventListener("change", () => showAccountSummary(true));
 }
 
 // The funding countdown runs between refreshes (each refresh starts it again from the block time).
