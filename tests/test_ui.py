@@ -22,6 +22,7 @@ from bastion.demo.genesis import build_demo_genesis
 from bastion.demo.keys import DEMO_KEY_LABEL, get_demo_keys
 from bastion.node.node import Node
 from bastion.web.pages import PAGES, plotly_path
+from bastion.web.formatting import usd
 
 KEYS = get_demo_keys()
 ALICE = KEYS["alice"].address
@@ -168,7 +169,7 @@ def test_the_suggestion_offers_the_isolated_trade_with_the_previews_target_and_s
     isolation = client.post("/v1/preview/order", json=body).json()["isolation"]
 
     button = re.search(r'<button type="button" id="trade-isolated"[^>]*>([^<]*)</button>', fragment)
-    assert button is not None and button.group(1) == f"Trade isolated with {isolation['proposed_amount']} USDC"
+    assert button is not None and button.group(1) == f"Trade isolated with {usd(isolation['proposed_amount'])}"
     assert f'data-target="{isolation["target_subaccount"]}"' in button.group(0)
     assert 'data-source="0"' in button.group(0) and 'data-size="500"' in button.group(0)
     setup = json.loads(html.unescape(re.search(r"data-setup='([^']*)'", button.group(0)).group(1)))

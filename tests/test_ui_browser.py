@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,11 +22,13 @@ from eth_account import Account
 from bastion.signing import compute_chain_number
 from bastion.demo import DemoServer
 from bastion.demo.keys import get_demo_keys
+from bastion.web.formatting import group, pct, usd
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "build" / "screenshots"
 ALICE = get_demo_keys()["alice"].address
 BOB = get_demo_keys()["bob"].address
+CAROL = get_demo_keys()["carol"].address
 COMMITTED = re.compile(r"\(block \d+\)")  # the status line's words end with the block that holds the transaction
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
@@ -183,7 +186,7 @@ def test_trade_isolated_funds_an_isolated_subaccount_and_the_portfolio_shows_it(
     page.goto(server.url + "/portfolio")
     card = page.locator("#subaccount-1")
     sync_api.expect(card).to_contain_text("Subaccount 1 · isolated (SOL-USD)")
-    sync_api.expect(card.locator(".stats")).to_contain_text(amount)
+    sync_api.expect(card.locator(".stats")).to_contain_text(usd(amount))  # "$44,110.00": shown for people
     sync_api.expect(card).to_contain_text("800")  # the open order
     screenshot(page, "portfolio-isolated")
 
@@ -445,3 +448,253 @@ def test_the_status_line_says_what_filled_in_words_without_moving_the_page(page,
     assert "place_order" not in status.inner_text()
     assert page.locator("main").bounding_box()["y"] == top  # the status box floats: nothing moved
     assert page.evaluate("getComputedStyle(document.getElementById('tx-status')).position") == "fixed"
+
+
+# ------------------------------------------------------------------ issue 17: the trading page traders expect
+PAGE_PATHS = (("/", "markets"), ("/trade/BTC-USD", "trade"), ("/portfolio", "portfolio"),
+              ("/governance", "governance"), ("/risk", "risk"), ("/liquidations", "liquidations"))
+
+
+def market_of(page, server, ticker: str) -> dict:
+    return page.request.get(f"{server.url}/v1/markets/{ticker}").json()
+
+
+def guard(price: str, side: str, percent: str, places: int) -> str:
+    """The slippage guard the form computes: the price moved by ``percent`` against the trader, on the grid
+    (up for a buy, down for a sell)."""
+    moved = Decimal(price) * (1 + (Decimal(percent) / 100 if side == "buy" else -Decimal(percent) / 100))
+    return str(moved.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
+               .normalize())
+
+
+def test_a_market_order_is_guarded_by_its_slippage_and_fills_into_the_positions_table(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    page.click("#kind-market")
+    sync_api.expect(page.locator("#order-price")).to_be_hidden()
+    sync_api.expect(page.locator("#kind-market")).to_have_attribute("aria-selected", "true")
+    page.fill("#order-slippage", "5")
+    page.fill("#order-size", "0.01")
+    oracle = page.locator("#book-oracle").get_attribute("data-oracle")
+    places = market_of(page, server, "BTC-USD")["price_decimals"]
+    sync_api.expect(page.locator("#guard-price")).to_contain_text("fills at most ")
+    shown = page.locator("#guard-price").inner_text().removeprefix("fills at most ").replace(",", "")
+    oracle_now = page.locator("#book-oracle").get_attribute("data-oracle")
+    assert shown in (guard(oracle, "buy", "5", places), guard(oracle_now, "buy", "5", places))
+    sent: list[dict] = []
+    page.on("request", lambda request: sent.append(json.loads(request.post_data)["msg"])
+            if "/ui/demo/submit" in request.url else None)
+
+    page.click("#place-order")
+
+    sync_api.expect(page.locator("#tx-status")).to_contain_text(re.compile(r"^Bought 0\.01 BTC-USD at"))
+    assert sent and sent[0]["order_type"] == "market" and sent[0]["time_in_force"] == "ioc"
+    assert Decimal(sent[0]["price"]) > Decimal(oracle) * Decimal("1.04")  # the guard, not the oracle itself
+    account = page.request.get(f"{server.url}/v1/subaccounts/{ALICE}/0").json()
+    position = next(p for p in account["positions"] if p["market"] == "BTC-USD")
+    row = page.locator("#position-0-BTC-USD")
+    sync_api.expect(row).to_contain_text(group(position["entry_price"]))  # entry price, digits grouped
+    sync_api.expect(row).to_contain_text(group(position["size"]))
+    sync_api.expect(row).to_contain_text(re.compile(r"\$[\d,]+\.\d\d \([+-]?[\d.]+%\)"))  # PnL (ROE)
+    screenshot(page, "trade-market-order")
+    page.goto(server.url + "/portfolio")  # the same table, with close buttons, on the portfolio
+    sync_api.expect(page.locator("#positions #position-0-BTC-USD")).to_contain_text(group(position["entry_price"]))
+    sync_api.expect(page.locator("#positions #position-0-BTC-USD button.close-position")).to_be_visible()
+
+
+def test_tp_sl_prepares_a_reduce_only_stop_and_close_flattens_the_position(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    place_from_the_form(page, size="0.01", price="1000000", time_in_force="ioc")
+    size = position_size(page, server, ALICE, "BTC-USD")
+    assert size is not None and not size.startswith("-")
+    row = page.locator("#position-0-BTC-USD")
+    sync_api.expect(row).to_contain_text(group(size))
+
+    row.locator("button.tpsl").click()  # a stop loss for the long: a reduce-only sell stop, far below
+
+    sync_api.expect(page.locator("#kind-stop")).to_have_attribute("aria-selected", "true")
+    assert page.locator("input[name=side][value=sell]").is_checked()
+    assert page.locator("input[name=reduce_only]").is_checked()
+    assert page.locator("#order-size").input_value() == size
+    page.fill("#order-trigger", "1000")
+    sync_api.expect(page.locator("#guard-price")).to_contain_text("fills at least 990")
+    page.evaluate("document.getElementById('tx-status').textContent = ''")
+    page.click("#place-order")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text(COMMITTED)
+    stops = [o for o in open_orders(page, server, ALICE) if o["order_type"] == "stop_market"]
+    assert [(o["side"], o["size"], o["trigger_price"], o["price"], o["reduce_only"]) for o in stops] == [
+        ("sell", size, "1000", "990", True)]
+    page.click("#tab-orders")
+    sync_api.expect(page.locator("#panel-orders")).to_be_visible()
+    sync_api.expect(page.locator("#panel-orders")).to_contain_text("stop market")
+    sync_api.expect(page.locator("#panel-orders")).to_contain_text("1,000")
+    sync_api.expect(page.locator("#panel-positions")).to_be_hidden()
+    screenshot(page, "trade-stop-order")
+    page.click("#tab-positions")
+
+    page.evaluate("document.getElementById('tx-status').textContent = ''")
+    row.locator("button.close-position").click()
+
+    sync_api.expect(page.locator("#tx-status")).to_contain_text(re.compile(r"^Sold .* BTC-USD at .*\(block \d+\)"))
+    assert position_size(page, server, ALICE, "BTC-USD") is None
+    sync_api.expect(page.locator("#position-0-BTC-USD")).to_have_count(0)
+    page.click("#tab-fills")
+    sync_api.expect(page.locator("#panel-fills")).to_contain_text("taker")
+    for stop in stops:  # leave no stop behind for the other tests
+        page.request.post(server.url + "/ui/demo/submit", data=json.dumps(
+            {"trader": "alice", "msg": {"type": "cancel_order", "subaccount": 0, "order_id": stop["order_id"]}}),
+            headers={"content-type": "application/json", "origin": server.url})
+
+
+def test_a_book_level_clicked_fills_the_price_and_the_book_shows_depth_and_spread(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/ETH-USD")
+    page.click("#kind-market")
+    asks = page.locator("#book tr.ask")
+    sync_api.expect(asks.first).to_be_visible()
+    # cumulative depth: each ask's total is its size plus the totals of the cheaper asks below it
+    rows = [[cell.replace(",", "") for cell in r] for r in page.eval_on_selector_all(
+        "#book tr.ask", "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))")]
+    running = Decimal(0)
+    for price, size, total in reversed(rows):
+        running += Decimal(size)
+        assert Decimal(total) == running, (price, size, total)
+    sync_api.expect(page.locator("#book-spread")).to_contain_text(re.compile(r"spread [\d,.]+ \([\d.]+%\)"))
+    level = asks.last  # the best ask
+    price = level.get_attribute("data-price")
+
+    level.click()
+
+    sync_api.expect(page.locator("#kind-limit")).to_have_attribute("aria-selected", "true")
+    sync_api.expect(page.locator("#order-price")).to_have_value(price)
+    sync_api.expect(page.locator("#preview")).to_contain_text(f"at {price}")
+
+
+def test_a_size_in_usd_is_converted_at_the_price(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    page.select_option("#size-unit", "usd")
+    page.fill("#order-price", "20000")
+    page.fill("#order-size", "1000")
+
+    sync_api.expect(page.locator("#size-coin")).to_have_text("= 0.05 BTC")
+    sync_api.expect(page.locator("#preview")).to_contain_text("buy 0.05 BTC-USD at 20000")
+
+
+def test_the_leverage_selector_shows_the_maximum_and_sets_the_cap(page, server):
+    act_as(page, server, "bob")
+    page.goto(server.url + "/trade/SOL-USD")
+    tier = market_of(page, server, "SOL-USD")["tier"]
+    most = int(1 / Decimal(tier["initial_margin"]))
+    sync_api.expect(page.locator("label[for=leverage]")).to_contain_text(f"at most {most}x")
+    assert page.locator("#leverage").get_attribute("max") == str(most)
+    page.locator("#leverage").fill("2")
+    sync_api.expect(page.locator("#leverage-value")).to_have_text("2x")
+
+    page.click("#set-leverage")
+
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("Leverage set")
+    page.reload()
+    assert page.locator("#leverage").input_value() == "2"  # read back from the state: bob's cap is 2x
+    page.locator("#leverage").fill(str(most))
+    page.click("#set-leverage")
+    sync_api.expect(page.locator("#tx-status")).to_contain_text("Leverage set")
+
+
+def test_the_market_stats_and_account_header_are_numbers_for_people(page, server):
+    act_as(page, server, "alice")
+    page.goto(server.url + "/trade/BTC-USD")
+    stats = page.locator("#market-stats")
+    sync_api.expect(page.locator("#stat-mark")).to_have_text(re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$"))
+    sync_api.expect(page.locator("#stat-oi")).to_have_text(re.compile(r"^\$[\d.]+[KMB]?$"))
+    sync_api.expect(page.locator("#stat-volume")).to_have_text(re.compile(r"^\$[\d.,]+[KMB]?$"))
+    sync_api.expect(page.locator("#stat-funding")).to_contain_text(re.compile(r"^[+-]?[\d.]+% · (\d+h )?(\d+m )?\d+s$"))
+    sync_api.expect(stats).to_contain_text("24h change")
+    header = page.locator("#account-summary dl:visible")
+    sync_api.expect(header).to_have_attribute("data-subaccount", "0")
+    sync_api.expect(header.locator(".acct-equity")).to_have_text(re.compile(r"^\$\d{1,3}(,\d{3})*\.\d\d$"))
+    sync_api.expect(header.locator(".acct-ratio")).to_have_text(re.compile(r"^[\d.]+%$"))
+    tier = market_of(page, server, "BTC-USD")["tier"]
+    sync_api.expect(page.locator("main")).to_contain_text(f"initial margin {pct(tier['initial_margin'])}")
+    page.goto(server.url + "/")
+    row = page.locator("#market-BTC-USD")
+    sync_api.expect(row).to_contain_text(f"IM {pct(tier['initial_margin'])}, MM {pct(tier['maintenance_margin'])}")
+    rows = page.eval_on_selector_all("table.markets tbody tr",
+                                     "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))")
+    for cells in rows:  # ratios as percentages (change, funding, margins, fees), OI in dollars, leverage as "Nx"
+        assert cells[2] == "—" or cells[2].endswith("%"), cells
+        assert cells[4].endswith("%") and cells[5].startswith("$") and re.search(r" · \d+xIM ", cells[7]), cells
+        assert re.fullmatch(r"-?[\d.]+% / -?[\d.]+%", cells[8]), cells
+
+
+def test_no_page_scrolls_sideways_on_a_phone_and_the_markets_table_fits_a_laptop(page, server):
+    act_as(page, server, "alice")
+    for width, height in ((390, 844), (1440, 900)):
+        page.set_viewport_size({"width": width, "height": height})
+        for path, name in PAGE_PATHS:
+            page.goto(server.url + path)
+            page.wait_for_selector("main")
+            overflow = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert overflow[0] <= overflow[1], (width, path, overflow)
+            nav = page.locator("header nav").bounding_box()
+            assert nav is not None and nav["x"] + nav["width"] <= width, (width, path, nav)
+            if path == "/":
+                table = page.evaluate("(() => { const t = document.querySelector('table.markets'); "
+                                      "return [t.scrollWidth, t.parentElement.clientWidth]; })()")
+                if width == 1440:
+                    assert table[0] <= table[1], table  # the markets table fits a laptop's width
+            screenshot(page, f"{name}-{width}")
+
+
+def test_the_theme_follows_the_system_until_the_toggle_chooses_and_is_kept(page, server):
+    page.emulate_media(color_scheme="dark")
+    page.goto(server.url + "/trade/BTC-USD")
+    background = "getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(background) == "rgb(11, 18, 32)"
+    screenshot(page, "trade-dark")
+
+    page.click("#theme-toggle")
+
+    assert page.evaluate(background) == "rgb(248, 250, 252)"
+    page.reload()
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
+    assert page.evaluate(background) == "rgb(248, 250, 252)"
+    page.click("#theme-toggle")
+    assert page.evaluate(background) == "rgb(11, 18, 32)"
+    page.emulate_media(color_scheme="light")
+    page.reload()
+    assert page.evaluate(background) == "rgb(11, 18, 32)"  # the choice beats the system's
+
+
+def test_every_control_is_labelled_and_results_are_announced(page, server):
+    act_as(page, server, "alice")
+    unlabelled_script = """() => Array.from(document.querySelectorAll('input, select, textarea, button'))
+        .filter(e => e.type !== 'hidden' && e.getClientRects().length)
+        .filter(e => !((e.labels && e.labels.length) || e.getAttribute('aria-label') ||
+                       e.getAttribute('aria-labelledby') || (e.tagName === 'BUTTON' && e.textContent.trim())))
+        .map(e => e.outerHTML.slice(0, 120))"""
+    for path, _ in PAGE_PATHS:
+        page.goto(server.url + path)
+        page.wait_for_selector("main")
+        assert page.evaluate(unlabelled_script) == [], path
+        assert page.locator("#tx-status").get_attribute("aria-live") == "polite"
+    page.goto(server.url + "/trade/BTC-USD")
+    for live in ("#preview", "#isolation-outcome", "#size-coin", "#guard-price"):
+        assert page.locator(live).get_attribute("aria-live") == "polite", live
+
+
+def test_the_account_header_and_leverage_follow_the_forms_subaccount(page, server):
+    act_as(page, server, "carol")  # carol: subaccount 0 cross, 1 isolated to PEPE-USD
+    page.goto(server.url + "/trade/PEPE-USD")
+    header = page.locator("#account-summary dl:visible")
+    sync_api.expect(header).to_have_attribute("data-subaccount", "1")  # the preselected isolated one
+    equity = page.request.get(f"{server.url}/v1/subaccounts/{CAROL}/0").json()["equity"]
+
+    page.select_option("select[name=subaccount]", "0")
+
+    sync_api.expect(header).to_have_attribute("data-subaccount", "0")
+    assert header.locator(".acct-equity").inner_text().startswith(usd(equity)[:4])  # carol's cross equity
+    sync_api.expect(page.locator("#leverage-subaccount")).to_have_text("0")
+    assert page.locator("#leverage-form").get_attribute("data-subaccount") == "0"
+    assert page.locator("#account-summary dl").count() == 2

@@ -19,9 +19,11 @@ from bastion.core.timefmt import format_iso_ms
 from bastion.presentation import format_row
 from bastion.signing import DOMAIN_NAME, ENVELOPE_TYPES, SIGNING_VERSION, compute_chain_number
 from bastion.web.features import DemoFeatures
+from bastion.web.formatting import install_filters
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
+install_filters(TEMPLATES.env)
 PAGES = (("/", "Markets"), ("/trade/BTC-USD", "Trade"), ("/portfolio", "Portfolio"), ("/governance", "Governance"),
          ("/risk", "Risk"), ("/liquidations", "Liquidations"))
 FAUCET_USDC = "10000"

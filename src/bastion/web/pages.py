@@ -27,6 +27,9 @@ from bastion.core.timefmt import format_iso_ms
 from bastion.presentation import describe_agent_grants
 from bastion.web.context import CANDLES_SHOWN, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
+from bastion.web.trading import (
+    DAY_MS, describe_account_summary, describe_depth, describe_market_stats, describe_positions,
+)
 
 __all__ = ["PAGES", "page_routes", "plotly_path"]
 
@@ -50,8 +53,15 @@ def page_routes(ctx: PageContext) -> APIRouter:
     @router.get("/", include_in_schema=False, response_class=HTMLResponse)
     def markets_page(request: Request) -> HTMLResponse:
         with node.lock:
+            tickers, now_ms = list(node.state.markets), node.state.time_ms
+        hourly = {ticker: [] if ctx.reader.url is None else ctx.reader.query(
+            "candles", market=ticker, resolution="1h", start_ms=now_ms - DAY_MS - 3_600_000, end_ms=None)[1]
+            for ticker in tickers}
+        with node.lock:
             state = node.state
-            markets = [describe_market(state, m) for m in state.markets.values()]
+            markets = [{**describe_market(state, m), "stats": describe_market_stats(state, m, hourly.get(m.ticker, [])),
+                        "max_leverage": 1_000_000 // state.tiers[m.tier_id].initial_margin_ppm}
+                       for m in state.markets.values()]
         return render(request, "markets.html", "/", markets=markets)
 
     @router.get("/trade", include_in_schema=False)
@@ -62,11 +72,14 @@ def page_routes(ctx: PageContext) -> APIRouter:
     def trade_page(request: Request, ticker: str) -> HTMLResponse:
         _, owner = who(request)
         with node.lock:
-            tickers = list(node.state.markets)
+            tickers, now_ms = list(node.state.markets), node.state.time_ms
         if ticker not in tickers:  # a page with a way back, not the API's JSON error
             page = render(request, "not_found.html", "/trade/BTC-USD", what=f"market {ticker}", tickers=tickers)
             page.status_code = 404
             return page
+        # raw 1 h candles for the 24 h statistics, read before taking the node's lock (as ``history``)
+        hourly = [] if ctx.reader.url is None else ctx.reader.query(
+            "candles", market=ticker, resolution="1h", start_ms=now_ms - DAY_MS - 3_600_000, end_ms=None)[1]
         with node.lock:
             state = node.state
             market = get_market_or_404(state, ticker)
@@ -82,7 +95,22 @@ def page_routes(ctx: PageContext) -> APIRouter:
                 for o in page_open_orders(state, state.subaccounts[(owner, n)], ORDERS_SHOWN)[0]
                 if o["market"] == ticker]
             since = max(0, state.height - RECENT_BLOCKS)
+            depth = describe_depth(market, 12)
+            numbers = tuple(s["number"] for s in subaccounts)
+            positions = [] if owner is None else describe_positions(state, owner, numbers)
+            chosen = next((s for s in subaccounts if s["isolated_market"] == ticker), None) if market.isolated_only \
+                else next((s for s in subaccounts if s["mode"] == "cross"), None)
+            summaries = [describe_account_summary(state, state.subaccounts[(owner, s["number"])], market)
+                         for s in subaccounts]
+            account = next((a for a in summaries if chosen is not None and a and a["number"] == chosen["number"]),
+                           None)
+            stats = describe_market_stats(state, market, hourly)
         _, trades = history("fills", market=ticker, since_height=since, limit=1_000)
+        mine: dict[str, list[dict]] = {"fills": [], "funding": [], "liquidations": []}
+        if owner is not None:
+            mine["fills"] = list(reversed(history("fills", owner=owner, since_height=since, limit=1_000)[1][-50:]))
+            mine["funding"] = list(reversed(history("funding_payments", owner=owner)[1][-50:]))
+            mine["liquidations"] = list(reversed(history("liquidations", owner=owner)[1][-50:]))
         _, candles = history("candles", market=ticker, resolution="1m", start_ms=None, end_ms=None)
         candles = candles[-CANDLES_SHOWN:]
         chart = {"data": [{"type": "candlestick", "x": [format_iso_ms(c["start_ms"]) for c in candles],
@@ -90,10 +118,10 @@ def page_routes(ctx: PageContext) -> APIRouter:
                            "low": [c["low"] for c in candles], "close": [c["close"] for c in candles],
                            "name": ticker}],
                  "layout": {"margin": {"l": 50, "r": 10, "t": 10, "b": 30}, "height": 300,
-                            "xaxis": {"rangeslider": {"visible": False}}, "paper_bgcolor": "#fff",
-                            "plot_bgcolor": "#fff"}}
+                            "xaxis": {"rangeslider": {"visible": False}}}}
         return render(request, "trade.html", "/trade/BTC-USD", market=described, book=book, tickers=tickers,
                       trades=list(reversed(trades[-30:])), chart=chart, subaccounts=subaccounts, orders=orders,
+                      depth=depth, stats=stats, positions=positions, account=account, summaries=summaries, mine=mine,
                       subscriptions=[{"channel": "book", "market": ticker, "depth": 12},
                                      {"channel": "trades", "market": ticker}],
                       refresh_on=("book", "trades"))
@@ -101,7 +129,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
     @router.get("/portfolio", include_in_schema=False, response_class=HTMLResponse)
     def portfolio_page(request: Request) -> HTMLResponse:
         _, owner = who(request)
-        accounts = []
+        accounts, positions = [], []
         with node.lock:
             state = node.state
             agents = [] if owner is None else describe_agent_grants(state, owner)  # its agent keys (read-only)
@@ -112,6 +140,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
                         continue
                     accounts.append({**describe_subaccount(state, sub), "exposure": describe_exposure(state, sub),
                                      "orders": page_open_orders(state, sub, ORDERS_SHOWN)[0]})
+                positions = describe_positions(state, owner, tuple(a["number"] for a in accounts))
         chart = None
         exposures = [(f"{a['number']}:{row['market']}", row) for a in accounts for row in a["exposure"]]
         if exposures:
@@ -121,6 +150,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
                                "y": [row["maintenance_margin"] for _, row in exposures], "name": "maintenance (USDC)"}],
                      "layout": {"barmode": "group", "height": 260, "margin": {"l": 60, "r": 10, "t": 10, "b": 40}}}
         return render(request, "portfolio.html", "/portfolio", accounts=accounts, chart=chart, agents=agents,
+                      positions=positions,
                       subscriptions=[{"channel": "account", "owner": owner, "number": a["number"]} for a in accounts],
                       refresh_on=("account", "blocks"))
 

@@ -144,7 +144,8 @@ async function describeFills(msg, answer) {
 
 const DONE = {cancel_order: "Order cancelled", vote: "Vote recorded", deposit: "Deposit credited",
               transfer: "Transfer done", set_margin_mode: "Margin mode set", submit_proposal: "Proposal submitted",
-              queue: "Proposal queued", execute: "Proposal executed", cancel_all: "Orders cancelled"};
+              queue: "Proposal queued", execute: "Proposal executed", cancel_all: "Orders cancelled",
+              set_leverage: "Leverage set"};
 
 async function describeCommitted(msg, answer) {
   const result = answer.result || {}, block = " (block " + answer.height + ")";
@@ -199,8 +200,11 @@ function drawCharts() {
   document.querySelectorAll("[data-chart]").forEach((element) => {
     const source = document.getElementById(element.dataset.chart);
     if (!source) return;
-    const spec = JSON.parse(source.textContent);
-    window.Plotly.react(element, spec.data, spec.layout, {displayModeBar: false, responsive: true});
+    const spec = JSON.parse(source.textContent), style = getComputedStyle(document.documentElement);
+    const ink = style.getPropertyValue("--fg").trim(), grid = style.getPropertyValue("--line").trim();
+    const layout = {...spec.layout, paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: ink},
+                    xaxis: {...(spec.layout.xaxis || {}), gridcolor: grid}, yaxis: {...(spec.layout.yaxis || {}), gridcolor: grid}};
+    window.Plotly.react(element, spec.data, layout, {displayModeBar: false, responsive: true});
   });
 }
 
@@ -215,6 +219,8 @@ async function refreshNow() {
     document.querySelectorAll("[data-live]").forEach((element) => {
       const replacement = fresh.getElementById(element.id);
       if (!replacement) return;
+      const focused = document.activeElement;  // someone is typing in this section: swap it at a later push
+      if (focused && element.contains(focused) && focused.matches("input, textarea, select")) return;
       // what the visitor typed inside a live section (a vote's reason) survives the swap
       const typed = Array.from(element.querySelectorAll("input, textarea"), (input) =>
         input.className && input.value !== input.defaultValue ? [input.closest("[id]") && input.closest("[id]").id, input.className, input.value] : null)
@@ -226,6 +232,8 @@ async function refreshNow() {
         if (input) input.value = value;
       });
     });
+    if (document.getElementById("account-tables")) showAccountPanel(accountPanel);
+    showAccountSummary(false);
     drawCharts();
     followOracle(false);
   } catch (error) { /* the next push tries again */ }
@@ -251,33 +259,131 @@ function connectSocket() {
 }
 
 // ------------------------------------------------------------------ the trade page
+// Exact decimals: a decimal string on a grid of `places` decimals is a BigInt count of units.
+function toUnits(text, places) {  // "50012.5", 1 -> 500125n; null when not a non-negative decimal on the grid
+  const match = /^(\d*)(?:\.(\d*))?$/.exec(String(text).trim());
+  if (!match || (match[1] === "" && !match[2]) || (match[2] || "").length > places) return null;
+  return BigInt((match[1] || "0") + (match[2] || "").padEnd(places, "0"));
+}
+
+function fromUnits(units, places) {  // 500125n, 1 -> "50012.5"
+  const digits = units.toString().padStart(places + 1, "0");
+  const text = places ? digits.slice(0, -places) + "." + digits.slice(-places) : digits;
+  return places ? text.replace(/\.?0+$/, "") : text;
+}
+
+function guardPrice(base, side, slippage, places) {
+  // the worst price a market order accepts: base moved by the slippage (a percent) against the trader, on the grid
+  const ticks = toUnits(base, places), ppm = toUnits(slippage, 4);  // 1.5 (%) -> 15000 ppm
+  if (ticks === null || ppm === null || ticks <= 0n) return null;
+  const scaled = ticks * (side === "buy" ? 1000000n + ppm : 1000000n - ppm);
+  const guarded = side === "buy" ? (scaled + 999999n) / 1000000n : scaled / 1000000n;
+  return guarded > 0n ? fromUnits(guarded, places) : null;
+}
+
 function formValues(form) {
   const data = new FormData(form);
   return {subaccount: Number(data.get("subaccount") || 0), side: data.get("side"), size: String(data.get("size")).trim(),
           price: String(data.get("price")).trim(), time_in_force: data.get("time_in_force"),
-          reduce_only: data.get("reduce_only") === "on"};
+          reduce_only: data.get("reduce_only") === "on", kind: data.get("kind") || "limit",
+          unit: data.get("size_unit") || "coin", trigger: String(data.get("trigger_price") || "").trim(),
+          slippage: String(data.get("slippage") || "").trim()};
+}
+
+function oraclePrice() {
+  const cell = document.getElementById("book-oracle");
+  return cell ? cell.dataset.oracle : "";
+}
+
+// The order the form describes: the place_order fields (size in the coin, price, type, trigger, time in
+// force), or {error}. Market: an ioc market order whose price is the slippage guard around the oracle.
+// Stop / take profit: a conditional order on the trigger price, a limit one when a limit price is given,
+// else a market one guarded around the trigger. A size in USD is converted at the order's price (down).
+function orderFromForm(form) {
+  const v = formValues(form), sizeDecimals = Number(form.dataset.sizeDecimals);
+  const priceDecimals = Number(form.dataset.priceDecimals);
+  const conditional = v.kind === "stop" || v.kind === "take_profit";
+  let price = v.price, orderType = v.kind, tif = v.time_in_force;
+  if (v.kind === "market" || (conditional && !v.price)) {
+    price = guardPrice(conditional ? v.trigger : oraclePrice(), v.side, v.slippage || "0", priceDecimals);
+    if (price === null) return {error: conditional ? "type a trigger price" : "the slippage is not a percentage"};
+    tif = "ioc";
+  }
+  if (conditional) {
+    if (!v.trigger) return {error: "type a trigger price"};
+    orderType = v.kind + (v.price ? "_limit" : "_market");
+    if (v.price) tif = "gtc";
+  }
+  let size = v.size;
+  if (v.unit === "usd") {
+    const usd = toUnits(v.size, 6), reference = conditional && !v.price ? v.trigger : v.kind === "market" ? oraclePrice() : price;
+    const ticks = toUnits(reference, priceDecimals);
+    if (usd === null || ticks === null || ticks <= 0n) return {error: "type an amount in USD and a price"};
+    size = fromUnits(usd * 10n ** BigInt(sizeDecimals + priceDecimals) / (ticks * 1000000n), sizeDecimals);
+  }
+  const order = {subaccount: v.subaccount, market: form.dataset.market, side: v.side, size: size, price: price,
+                 order_type: orderType, time_in_force: tif, reduce_only: v.reduce_only};
+  if (conditional) order.trigger_price = v.trigger;
+  return order;
+}
+
+function showOrderHints(form) {
+  const v = formValues(form), order = orderFromForm(form), base = form.dataset.market.split("-")[0];
+  const coin = document.getElementById("size-coin"), guard = document.getElementById("guard-price");
+  coin.textContent = order.error || v.unit !== "usd" ? "" : "= " + groupDigits(order.size) + " " + base;
+  const guarded = !order.error && order.time_in_force === "ioc" && (v.kind !== "limit");
+  guard.textContent = guarded ? "fills at " + (v.side === "buy" ? "most " : "least ") + groupDigits(order.price) : "";
 }
 
 const orderForm = document.getElementById("order-form");
 const priceInput = document.getElementById("order-price");
 let priceTyped = false;
 let refreshPreview = () => {};
+
+function chooseOrderKind(kind) {  // the order-type tabs: which fields show
+  const was = document.getElementById("order-kind").value;
+  document.querySelectorAll(".order-kind").forEach((tab) => tab.setAttribute("aria-selected", String(tab.dataset.kind === kind)));
+  document.getElementById("order-kind").value = kind;
+  const conditional = kind === "stop" || kind === "take_profit";
+  orderForm.querySelectorAll(".when-trigger").forEach((e) => { e.hidden = !conditional; });
+  orderForm.querySelectorAll(".when-price").forEach((e) => { e.hidden = kind === "market"; });
+  orderForm.querySelectorAll(".when-slippage").forEach((e) => { e.hidden = kind === "limit"; });
+  orderForm.querySelectorAll(".when-limit").forEach((e) => { e.hidden = kind !== "limit"; });
+  orderForm.querySelector(".price-label").textContent = conditional ? "limit price (empty: market when triggered)" : "price";
+  if (conditional && was !== "stop" && was !== "take_profit") {  // a conditional order's own limit: empty at first
+    priceInput.value = "";
+    priceTyped = true;
+  } else if (kind === "limit" && !priceInput.value) {
+    priceTyped = false;
+    followOracle(true);
+  }
+  showOrderHints(orderForm);
+  refreshPreview();
+}
+
 if (orderForm) {
   let timer = null, asked = 0;
   const preview = refreshPreview = async () => {  // only the answer to the latest question is shown
     const question = ++asked;
-    const v = formValues(orderForm);
+    const order = orderFromForm(orderForm);
+    showOrderHints(orderForm);
+    if (order.error) {
+      document.getElementById("preview").textContent = order.error;
+      return;
+    }
     const response = await fetch("/ui/preview", {method: "POST", headers: {"content-type": "application/json"},
-      body: JSON.stringify({owner: orderForm.dataset.owner, market: orderForm.dataset.market, subaccount: v.subaccount,
-                            side: v.side, size: v.size, price: v.price, reduce_only: v.reduce_only})});
+      body: JSON.stringify({owner: orderForm.dataset.owner, market: order.market, subaccount: order.subaccount,
+                            side: order.side, size: order.size, price: order.price, reduce_only: order.reduce_only})});
     const html = await response.text();
     if (question === asked) document.getElementById("preview").innerHTML = html;
   };
   orderForm.addEventListener("input", (event) => {
     if (event.target === priceInput) priceTyped = true;  // the price stops following the oracle
+    showOrderHints(orderForm);  // the size in the coin and the guard price follow every keystroke
     clearTimeout(timer);
     timer = setTimeout(preview, 200);
   });
+  document.querySelectorAll(".order-kind").forEach((tab) => tab.addEventListener("click", () => chooseOrderKind(tab.dataset.kind)));
   // One click, one order: the button is disabled from the click until the node's answer, and the
   // order is judged by a fresh preview first; what the preview refuses is not signed nor sent.
   const placeButton = document.getElementById("place-order"), blocked = document.getElementById("order-blocked");
@@ -292,20 +398,17 @@ if (orderForm) {
       const previous = document.getElementById("preview-verdict");
       if (previous) previous.dataset.accepted = "stale";  // only a verdict on these very values counts
       try { await preview(); } catch (error) { /* no fresh verdict: not sent */ }
-      const verdict = document.getElementById("preview-verdict");
-      if (!verdict || verdict.dataset.accepted !== "true") {
-        const reason = !verdict || verdict.dataset.accepted === "stale"
-          ? "the preview could not be renewed; try again" : verdict.dataset.reason;
+      const order = orderFromForm(orderForm), verdict = document.getElementById("preview-verdict");
+      if (order.error || !verdict || verdict.dataset.accepted !== "true") {
+        const reason = order.error || (!verdict || verdict.dataset.accepted === "stale"
+          ? "the preview could not be renewed; try again" : verdict.dataset.reason);
         blocked.hidden = false;
         blocked.textContent = "Not sent: " + reason;
         showStatus("Order not sent: " + reason, true);
         return;
       }
       blocked.hidden = true;
-      const v = formValues(orderForm);
-      await sendMessage({type: "place_order", subaccount: v.subaccount, market: orderForm.dataset.market, side: v.side,
-                         size: v.size, price: v.price, client_id: 1 + Math.floor(Math.random() * 2147483646),
-                         time_in_force: v.time_in_force, reduce_only: v.reduce_only});
+      await sendMessage({type: "place_order", ...order, client_id: 1 + Math.floor(Math.random() * 2147483646)});
       preview();
     } finally {
       sending = false;
@@ -320,7 +423,12 @@ if (orderForm) {
 // The price field shows the oracle (as the book's middle row, refreshed live) until the trader types in it.
 function followOracle(force) {
   const cell = document.getElementById("book-oracle");
-  if (!priceInput || !cell || (priceTyped && !force)) return;
+  if (!priceInput || !cell) return;
+  if (!force && document.activeElement === priceInput) return;  // the trader is about to type: keep still
+  if (priceTyped && !force) {
+    if (formValues(orderForm).kind === "market") refreshPreview();  // the guard moves with the oracle
+    return;
+  }
   if (priceInput.value !== cell.dataset.oracle) {
     priceInput.value = cell.dataset.oracle;
     refreshPreview();
@@ -328,6 +436,76 @@ function followOracle(force) {
 }
 const marketSelect = document.getElementById("market-select");
 if (marketSelect) marketSelect.addEventListener("change", () => { location.href = "/trade/" + marketSelect.value; });
+
+// Click-to-fill: a level of the book puts its price in the form (a limit order at that price).
+function useBookLevel(row) {
+  if (!orderForm) return;
+  if (formValues(orderForm).kind === "market") chooseOrderKind("limit");
+  priceInput.value = row.dataset.price;
+  priceTyped = true;
+  refreshPreview();
+}
+
+// The account tabs (positions, open orders, fills, funding, liquidations): the choice survives live refreshes.
+let accountPanel = "panel-positions";
+function showAccountPanel(panel) {
+  accountPanel = panel;
+  document.querySelectorAll(".account-tab").forEach((tab) => tab.setAttribute("aria-selected", String(tab.dataset.panel === panel)));
+  document.querySelectorAll("#account-tables .tab-panel").forEach((element) => { element.hidden = element.id !== panel; });
+}
+document.querySelectorAll(".account-tab").forEach((tab) => tab.addEventListener("click", () => showAccountPanel(tab.dataset.panel)));
+
+// Leverage: the slider's value is whole leverage; set_leverage takes the initial margin fraction 1/L
+// in ppm, rounded up (so the cap is at most L).
+const leverageForm = document.getElementById("leverage-form");
+if (leverageForm) {
+  const slider = document.getElementById("leverage"), shown = document.getElementById("leverage-value");
+  slider.addEventListener("input", () => { shown.textContent = slider.value + "x"; });
+  leverageForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const ppm = (1000000n + BigInt(slider.value) - 1n) / BigInt(slider.value);
+    await sendMessage({type: "set_leverage", subaccount: Number(leverageForm.dataset.subaccount),
+                       market: leverageForm.dataset.market, initial_margin: fromUnits(ppm, 6)});
+    refreshPreview();
+  });
+}
+
+// The account header and the leverage selector follow the form's subaccount (one summary per subaccount
+// is rendered; the others are hidden). A live refresh keeps the choice; the slider moves only on a change.
+function showAccountSummary(changed) {
+  const select = orderForm && orderForm.querySelector("select[name=subaccount]");
+  if (!select) return;
+  let shown = null;
+  document.querySelectorAll("#account-summary dl").forEach((dl) => {
+    dl.hidden = dl.dataset.subaccount !== select.value;
+    if (!dl.hidden) shown = dl;
+  });
+  if (!changed || !leverageForm) return;
+  leverageForm.hidden = !shown;
+  if (!shown) return;
+  const slider = document.getElementById("leverage");
+  leverageForm.dataset.subaccount = shown.dataset.subaccount;
+  document.getElementById("leverage-subaccount").textContent = shown.dataset.subaccount;
+  document.getElementById("leverage-max").textContent = shown.dataset.maxLeverage;
+  slider.max = shown.dataset.maxLeverage;
+  slider.value = shown.dataset.leverage;
+  document.getElementById("leverage-value").textContent = slider.value + "x";
+}
+if (orderForm) {
+  const select = orderForm.querySelector("select[name=subaccount]");
+  if (select) select.addEventListener("change", () => showAccountSummary(true));
+}
+
+// The funding countdown runs between refreshes (each refresh starts it again from the block time).
+setInterval(() => {
+  const element = document.getElementById("funding-countdown");
+  if (!element) return;
+  const left = Math.max(0, Number(element.dataset.seconds) - 1);
+  element.dataset.seconds = String(left);
+  const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+  const two = (n) => String(n).padStart(2, "0");
+  element.textContent = h ? h + "h " + two(m) + "m " + two(s) + "s" : m ? m + "m " + two(s) + "s" : s + "s";
+}, 1000);
 
 // ------------------------------------------------------------------ trade isolated (the preview's button)
 // The preview's setup messages (transfer, set_margin_mode; bastion.api.preview) and then the order from
@@ -353,16 +531,15 @@ function showOutcome(parts, bad, moveBack) {
 }
 
 async function tradeIsolated(button) {
-  const d = button.dataset, v = formValues(orderForm);
-  if (v.side !== d.side || Number(v.size) !== Number(d.size) || Number(v.price) !== Number(d.price)) {
+  const d = button.dataset, v = orderFromForm(orderForm);
+  if (v.error || v.side !== d.side || Number(v.size) !== Number(d.size) || Number(v.price) !== Number(d.price)) {
     showStatus("The preview was for another order: it is being renewed, check it and click again.", true);
     refreshPreview();
     return;
   }
   const target = Number(d.target), where = "subaccount " + target + " (isolated " + d.market + ")";
-  const order = {type: "place_order", subaccount: target, market: d.market, side: d.side, size: d.size, price: d.price,
-                 client_id: 1 + Math.floor(Math.random() * 2147483646), time_in_force: v.time_in_force,
-                 reduce_only: v.reduce_only};
+  const order = {type: "place_order", ...v, subaccount: target, market: d.market, side: d.side, size: d.size,
+                 price: d.price, client_id: 1 + Math.floor(Math.random() * 2147483646)};
   const steps = [...JSON.parse(d.setup), order];
   button.disabled = true;
   let funded = !steps.some((m) => m.type === "transfer");  // a reused subaccount already holds the funds
@@ -408,6 +585,14 @@ document.addEventListener("click", async (event) => {
   const target = event.target;
   if (target.classList.contains("trade-isolated")) {
     await tradeIsolated(target);
+  } else if (target.closest && target.closest("tr.level")) {
+    useBookLevel(target.closest("tr.level"));
+  } else if (target.classList.contains("close-position")) {
+    await closePosition(target);
+  } else if (target.classList.contains("tpsl")) {
+    prepareTpSl(target);
+  } else if (target.id === "theme-toggle") {
+    toggleTheme();
   } else if (target.classList.contains("cancel")) {
     await sendMessage({type: "cancel_order", subaccount: Number(target.dataset.subaccount),
                        order_id: Number(target.dataset.orderId)});
@@ -424,6 +609,46 @@ document.addEventListener("click", async (event) => {
     await sendMessage({type: target.dataset.type, proposal_id: target.closest(".actions").dataset.proposalId});
   }
 });
+
+document.addEventListener("keydown", (event) => {  // a book level is a keyboard control too
+  if ((event.key === "Enter" || event.key === " ") && event.target.matches && event.target.matches("tr.level")) {
+    event.preventDefault();
+    useBookLevel(event.target);
+  }
+});
+
+// Close: a reduce-only market order for the whole position, guarded by the form's slippage (else 1%)
+// around the mark. TP/SL: the stop tab, preset to close the position, waiting for a trigger price.
+async function closePosition(button) {
+  const d = button.dataset, slippage = (document.getElementById("order-slippage") || {}).value || "1";
+  const price = guardPrice(d.mark, d.side, slippage, Number(d.priceDecimals));
+  button.disabled = true;
+  await sendMessage({type: "place_order", subaccount: Number(d.subaccount), market: d.market, side: d.side,
+                     size: d.size, price: price, order_type: "market", time_in_force: "ioc", reduce_only: true,
+                     client_id: 1 + Math.floor(Math.random() * 2147483646)});
+  button.disabled = false;
+}
+
+function prepareTpSl(button) {
+  if (!orderForm) return;
+  const d = button.dataset;
+  orderForm.querySelector("input[name=side][value=" + d.side + "]").checked = true;
+  orderForm.querySelector("select[name=subaccount]").value = d.subaccount;
+  document.getElementById("size-unit").value = "coin";
+  document.getElementById("order-size").value = d.size;
+  orderForm.querySelector("input[name=reduce_only]").checked = true;
+  chooseOrderKind("stop");
+  document.getElementById("order-trigger").focus();
+}
+
+// ------------------------------------------------------------------ theme (the choice is set early by theme.js)
+function toggleTheme() {
+  const root = document.documentElement;
+  const dark = root.dataset.theme ? root.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
+  root.dataset.theme = dark ? "light" : "dark";
+  localStorage.setItem("bastion-theme", root.dataset.theme);
+  drawCharts();
+}
 
 const proposalForm = document.getElementById("proposal-form");
 if (proposalForm) proposalForm.addEventListener("submit", async (event) => {
