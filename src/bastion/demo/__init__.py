@@ -58,8 +58,8 @@ class DemoServer:
         check_demo_host(host)
         self.data_dir = Path(data_dir)
         self.host, self.port, self.block_time_ms = host, port, block_time_ms
-        genesis = None if (self.data_dir / "blocks.db").exists() else build_demo_genesis(time.time_ns() // 1_000_000,
-                                                                                           pace=pace)
+        fresh = not (self.data_dir / "blocks.db").exists()
+        genesis = build_demo_genesis(time.time_ns() // 1_000_000, pace=pace) if fresh else None
         self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
         self.app = create_app(self.node, ApiConfig(), demo=demo_features())
         self.driver = DemoDriver(self.node, self.app.state.accept, step_ms=step_ms,

@@ -51,8 +51,8 @@ __all__ = ["DEMO_PROPOSAL_TITLE", "DemoDriver", "LADDER", "NonceClock", "stress_
 STEP_MS = 500
 HOUR_STEPS = 4                 # steps per hour of history: one day of the path in 48 s
 # the maker's ladder, best level first: (distance from the middle, size as a multiple of the market's first quote size)
-LADDER = ((Decimal("0.0002"), 1), (Decimal("0.0005"), 1), (Decimal("0.001"), 2), (Decimal("0.002"), 3),
-          (Decimal("0.0035"), 5), (Decimal("0.005"), 8), (Decimal("0.0075"), 10), (Decimal("0.01"), 15))
+LADDER = ((Decimal("0.0002"), 2), (Decimal("0.0005"), 2), (Decimal("0.001"), 4), (Decimal("0.002"), 6),
+          (Decimal("0.0035"), 10), (Decimal("0.005"), 16), (Decimal("0.0075"), 20), (Decimal("0.01"), 30))
 DAVE_LEVERAGE = 20
 FEE_MARKET, FEE_HIGH, FEE_LOW = "ETH-USD", "0.0005", "0.0004"
 DEMO_PROPOSAL_TITLE = "Cut the ETH-USD taker fee to 0.04%"
@@ -172,10 +172,12 @@ class DemoDriver:
             subaccount = 1 if market.isolated_only else 0
             self.submit(maker, {"type": "cancel_all", "subaccount": subaccount, "market": market.ticker})
             middle = Decimal(prices[market.ticker])
-            base = Decimal(market.quote_sizes[0])
+            base, tick = Decimal(market.quote_sizes[0]), Decimal(1).scaleb(-market.price_decimals)
             for distance, multiple in LADDER:
                 for side, sign in (("buy", -1), ("sell", 1)):
-                    limit = on_grid(middle * (1 + sign * distance), market.price_decimals)
+                    # at least a tick away from the middle (PEPE's tick is 0.1 % of its price)
+                    price = Decimal(on_grid(middle * (1 + sign * distance), market.price_decimals))
+                    limit = str(min(price, middle - tick) if sign < 0 else max(price, middle + tick))
                     self.submit(maker, {"type": "place_order", "subaccount": subaccount, "market": market.ticker,
                                         "side": side, "size": str(base * multiple), "price": limit,
                                         "client_id": self.next_client_id("maker"), "time_in_force": "gtc"})
