@@ -3,8 +3,8 @@
 // It listens to the `blocks` channel of /v1/ws and, at most once a second after a block, asks
 // /v1/liquidations?owner=OWNER&cursor=H.S for the rows after the last one it has seen (the cursor is
 // kept per owner in sessionStorage, so moving between pages neither repeats nor misses one). The first
-// visit takes the rows already there as seen. Each new row shows a toast (role="alert") that stays
-// until dismissed. Vanilla, no dependency; styles are set through the DOM (the CSP allows no inline
+// visit takes the rows already there as seen. New rows show a toast (role="alert", one per position,
+// the pieces of a liquidation adding up in it) that stays until dismissed. Vanilla, no dependency; styles are set through the DOM (the CSP allows no inline
 // <style>).
 (function () {
   "use strict";
@@ -40,32 +40,51 @@
     return box;
   }
 
-  function describe(row) {
-    const what = WORDS[row.type] || String(row.type).replace(/_/g, " ");
-    const size = row.size !== null && row.size !== undefined ? String(row.size).replace(/^-/, "") : "";
-    const at = size && row.price ? ": " + size + " at " + Number(row.price).toLocaleString("en-US") : "";
-    const reason = row.type === "liquidation_incomplete" && row.reason ? " (" + String(row.reason).replace(/_/g, " ") + ")" : "";
-    return "Your " + row.market + " position (subaccount " + row.number + ") " + what + at + reason +
-      " in block " + row.height + ".";
+  // One toast per position and page: the pieces of one liquidation (it goes in steps, block after
+  // block) add up in the toast already shown rather than stacking a toast each.
+  const shown = new Map();
+
+  function describe(group) {
+    const first = group.rows[0];
+    const last = group.rows[group.rows.length - 1];
+    const kinds = [...new Set(group.rows.map((row) => WORDS[row.type] || String(row.type).replace(/_/g, " ")))];
+    const size = group.rows.reduce((sum, row) => sum + (row.type === "liquidation" ? Math.abs(Number(row.size) || 0) : 0), 0);
+    const pieces = group.rows.filter((row) => row.type === "liquidation").length;
+    const amount = pieces ? ": " + size.toLocaleString("en-US", {maximumFractionDigits: 8}) + " closed at " +
+      Number(last.price).toLocaleString("en-US") + (pieces > 1 ? " (last of " + pieces + " pieces)" : "") : "";
+    const reasons = group.rows.filter((row) => row.type === "liquidation_incomplete" && row.reason)
+      .map((row) => String(row.reason).replace(/_/g, " "));
+    const blocks = first.height === last.height ? "block " + first.height : "blocks " + first.height + "–" + last.height;
+    return "Your " + first.market + " position (subaccount " + first.number + ") " + kinds.join(", ") + amount +
+      (reasons.length ? " (" + reasons[reasons.length - 1] + ")" : "") + ", " + blocks + ".";
   }
 
   function toast(row) {
-    const item = document.createElement("div");
-    item.className = "liquidation-alert";
-    item.setAttribute("role", "alert");
-    Object.assign(item.style, {background: "#7f1d1d", color: "#fff", padding: "0.6rem 0.8rem", borderRadius: "6px",
-      boxShadow: "0 2px 8px rgba(0,0,0,0.35)", display: "flex", gap: "0.6rem", alignItems: "flex-start"});
-    const text = document.createElement("span");
-    text.textContent = describe(row);
-    const close = document.createElement("button");
-    close.type = "button";
-    close.textContent = "×";
-    close.setAttribute("aria-label", "dismiss");
-    Object.assign(close.style, {background: "transparent", color: "inherit", border: "0", cursor: "pointer",
-      fontSize: "1.1rem", lineHeight: "1"});
-    close.addEventListener("click", () => item.remove());
-    item.append(text, close);
-    container().appendChild(item);
+    const key = row.market + "/" + row.number;
+    let group = shown.get(key);
+    if (group && !group.item.isConnected) group = undefined;   // dismissed: a new toast
+    if (!group) {
+      const item = document.createElement("div");
+      item.className = "liquidation-alert";
+      item.setAttribute("role", "alert");
+      Object.assign(item.style, {background: "#7f1d1d", color: "#fff", padding: "0.6rem 0.8rem",
+        borderRadius: "6px", boxShadow: "0 2px 8px rgba(0,0,0,0.35)", display: "flex", gap: "0.6rem",
+        alignItems: "flex-start"});
+      const text = document.createElement("span");
+      const close = document.createElement("button");
+      close.type = "button";
+      close.textContent = "×";
+      close.setAttribute("aria-label", "dismiss");
+      Object.assign(close.style, {background: "transparent", color: "inherit", border: "0", cursor: "pointer",
+        fontSize: "1.1rem", lineHeight: "1"});
+      close.addEventListener("click", () => item.remove());
+      item.append(text, close);
+      container().appendChild(item);
+      group = {item: item, text: text, rows: []};
+      shown.set(key, group);
+    }
+    group.rows.push(row);
+    group.text.textContent = describe(group);
   }
 
   async function page(cursor) {
