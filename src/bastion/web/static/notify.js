@@ -33,7 +33,7 @@
     if (!box) {
       box = document.createElement("div");
       box.id = "liquidation-alerts";
-      Object.assign(box.style, {position: "fixed", top: "0.75rem", right: "0.75rem", zIndex: "1000",
+      Object.assign(box.style, {position: "fixed", top: "4.5rem", right: "0.75rem", zIndex: "1000",
         maxWidth: "min(28rem, calc(100vw - 1.5rem))", display: "flex", flexDirection: "column", gap: "0.5rem"});
       document.body.appendChild(box);
     }
