@@ -29,10 +29,12 @@ BLOCK_MS = 250
 class Demo:
     """A demo node, its API (for the report store and the history) and its bots, one block per step."""
 
-    def __init__(self, data_dir: Path, *, pace: int = 1) -> None:
+    def __init__(self, data_dir: Path, *, pace: int = 1, stress: dict[str, str] | None = None) -> None:
+        """``stress``: governed stress thresholds to override in the demo genesis."""
         self.now_ms = time.time_ns() // 1_000_000
-        self.node = Node(data_dir, build_demo_genesis(self.now_ms, pace=pace), read_models="default",
-                         clock_ms=lambda: self.now_ms)
+        genesis = build_demo_genesis(self.now_ms, pace=pace)
+        genesis["governance"]["stress"].update(stress or {})
+        self.node = Node(data_dir, genesis, read_models="default", clock_ms=lambda: self.now_ms)
         # the node clock runs faster than the wall clock here: lift the per-sender rate limit
         app = create_app(self.node, ApiConfig(rate_per_s=1_000_000, burst=1_000_000), demo=demo_features())
         self.client = TestClient(app)
@@ -126,5 +128,24 @@ def test_a_risk_increasing_proposal_goes_through_vote_council_timelock_and_execu
             demo.step()
         assert [p.title for p in state.proposals.values()] == [DEMO_PROPOSAL_TITLE, RESTORE_PROPOSAL_TITLE]
         assert list(state.proposals.values())[1].risk_class == "risk_reducing"
+    finally:
+        demo.close()
+
+
+def test_a_proposal_whose_stress_report_fails_is_attested_fail_and_withdrawn(tmp_path):
+    demo = Demo(tmp_path / "demo", pace=2, stress={"max_var99_loss_of_fund": "0.0001"})  # no demo book passes
+    try:
+        demo.driver.ensure_proposal()
+        for _ in range(300):
+            demo.step()
+            proposal = next(iter(demo.node.state.proposals.values()))
+            if proposal.status == "canceled":
+                break
+        state = demo.node.state
+        assert proposal.status == "canceled"
+        attested = state.attestations[proposal.proposal_id]
+        assert {a.verdict for a in attested.values()} == {"fail"} and len(attested) == 2
+        assert state.stress_reports[next(iter(attested.values())).report_hash].verdict == "fail"
+        assert state.markets["ETH-USD"].taker_fee_ppm == 500                   # nothing changed
     finally:
         demo.close()

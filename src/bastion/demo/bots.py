@@ -23,8 +23,9 @@ One step (``DemoDriver.step``, every ``STEP_MS``):
   voting opens, the maker queues it once it succeeded; for a risk-increasing one the council runs a
   small stress test of the queued proposal (``stress_report``: the stress package on a copy of the
   state), stores the report with the node (``/v1/stress/reports``), ``council1`` registers it
-  (``register_stress_report``) and ``council1`` and ``council2`` attest it; once the timelock has
-  passed the maker executes it. A second start finds the proposal in flight and carries on.
+  (``register_stress_report``) and ``council1`` and ``council2`` attest it (a report that fails is
+  attested ``fail`` and the maker cancels the proposal); once the timelock has passed the maker
+  executes it. A second start finds the proposal in flight and carries on.
 
 Randomness is a seeded ``random.Random``; the bots are an adapter, the state machine sees only signed
 messages.
@@ -254,6 +255,7 @@ class DemoDriver:
             voters = [name for name in VOTERS if self.keys[name].address not in proposal.ballots]
             attested = state.attestations.get(proposal_id, {})
             attesters = [name for name in ATTESTERS if self.keys[name].address not in attested]
+            failed = any(attestation.verdict == "fail" for attestation in attested.values())
             ripe = queued_ms is not None and state.time_ms >= queued_ms + proposal.rules.timelock_ms
         if status == "active":
             for name in voters:
@@ -264,6 +266,9 @@ class DemoDriver:
         elif status == "queued":
             if risk_class in GATED and attesters:
                 self.attest(proposal_id, attesters)
+            elif risk_class in GATED and failed:
+                # the gate will not open: withdraw it rather than let it wait out its execution window
+                self.submit(self.keys["maker"], {"type": "cancel_proposal", "proposal_id": proposal_id})
             elif ripe:
                 self.submit(self.keys["maker"], {"type": "execute", "proposal_id": proposal_id})
 
