@@ -1,11 +1,11 @@
-"""The demo's life: an oracle feed, a market maker, trader bots and a governance proposal.
+"""The demo's life: an oracle feed, a market maker, trader bots, governance proposals and a council.
 
 Everything goes through the node's **signed path**: each bot signs its envelopes with its demo key
 (``bastion.signing.sign_envelope``, the SDK's signing) and hands them to the API's intake
 (``accept``: signature and nonce window checked, rate-limited, ``check_tx``), exactly as an HTTP
 client would, only without the socket. The bots read the committed state under the node's lock.
 
-One step (``DemoDriver.step``, every ``STEP_MS``):
+One step (``DemoDriver.step``, every ``step_ms``, by default ``STEP_MS``):
 
 * **oracle**: the next point of the price path (``bastion.demo.genesis``), interpolated between
   hourly closes (``HOUR_STEPS`` steps per hour of history), PEPE on a seeded random walk;
@@ -18,11 +18,12 @@ One step (``DemoDriver.step``, every ``STEP_MS``):
   a ``DAVE_LEVERAGE``x BTC long at his first step and whenever he is flat, topping up from the
   faucet: the path's slide of May 16 (about -7 % from the start within 20 hours of history, 40 s)
   liquidates the first one, so the liquidations feed (and dave's own notification) show one early;
-* **governance** (``govern``): the maker keeps one proposal in flight, alternating between cutting the
+* **governance** (``govern``, every other step): the maker keeps one proposal in flight, alternating between cutting the
   ETH-USD taker fee (risk-increasing) and restoring it (risk-reducing); bob and carol vote yes once
   voting opens, the maker queues it once it succeeded; for a risk-increasing one the council runs a
   small stress test of the queued proposal (``stress_report``: the stress package on a copy of the
-  state), stores the report with the node (``/v1/stress/reports``), ``council1`` registers it
+  state), keeps the report in the node's report store (where ``POST /v1/stress/reports`` puts
+  uploads, so the governance page links it), ``council1`` registers it
   (``register_stress_report``) and ``council1`` and ``council2`` attest it (a report that fails is
   attested ``fail`` and the maker cancels the proposal); once the timelock has passed the maker
   executes it. A second start finds the proposal in flight and carries on.
