@@ -49,7 +49,10 @@ def page(browser, server):
     context.close()
 
 
-def test_dave_is_told_when_the_price_path_liquidates_him(page, server):
+def test_dave_is_told_when_the_price_path_liquidates_him(page, server, browser):
+    other_context = browser.new_context(viewport={"width": 1400, "height": 900})
+    alice = other_context.new_page()
+    act_as(alice, server, "alice")        # a trader who is not liquidated is told nothing
     act_as(page, server, "dave")          # before the path's first slide (about 75 steps, 15 s here)
     page.goto(server.url + "/portfolio")
     alert = page.locator("#liquidation-alerts .liquidation-alert").first
@@ -61,6 +64,8 @@ def test_dave_is_told_when_the_price_path_liquidates_him(page, server):
     screenshot(page, "demo-liquidation-toast")
     page.locator("#liquidation-alerts button[aria-label=dismiss]").click()
     assert page.locator("#liquidation-alerts .liquidation-alert").count() == 0
+    assert alice.locator(".liquidation-alert").count() == 0
+    other_context.close()
 
 
 def test_the_governance_page_shows_a_risk_increasing_proposal_from_vote_to_execution(page, server):
