@@ -137,7 +137,7 @@ def test_the_bots_keep_every_book_alive_and_a_proposal_in_flight(demo):
     assert {m["ticker"] for m in markets} == {"BTC-USD", "ETH-USD", "SOL-USD", "PEPE-USD"}
     assert all(m["best_bid"] and m["best_ask"] for m in markets)
     assert [p["title"] for p in proposals] == [DEMO_PROPOSAL_TITLE]
-    assert proposals[0]["status"] == "active" and proposals[0]["risk_class"] == "risk_reducing"
+    assert proposals[0]["status"] == "active" and proposals[0]["risk_class"] == "risk_increasing"
 
 
 def test_the_governance_page_shows_the_action_diff_and_the_rules(demo):
@@ -145,9 +145,10 @@ def test_the_governance_page_shows_the_action_diff_and_the_rules(demo):
 
     text = client.get("/governance").text
 
-    assert "markets.PEPE-USD.max_open_interest_lots" in text
-    assert "100000000000" in text and "50000000000" in text  # current and proposed cap
-    assert "timelock 86400 s" in text and "vote yes" in text
+    assert "markets.ETH-USD.taker_fee_ppm" in text
+    assert re.search(r"taker_fee_ppm</code></td><td class=\"num\">0\.0005</td><td class=\"num\">0\.0004</td>", text)
+    assert "timelock 45 s" in text and "vote yes" in text
+    assert "Needs 2 council pass attestation(s)" in text  # the demo's 2-of-3 council
 
 
 # ------------------------------------------------------------------------------------ preview and demo signing

@@ -3,7 +3,7 @@
 ``DemoServer(data_dir, ...)`` opens (or creates, with ``build_demo_genesis``) a node on the embedded
 SQLite store in ``data_dir``, serves the API and the web UI (``create_app(..., demo=demo_features())``:
 the pages may sign with the demo keys), produces blocks, and runs the bots (``bastion.demo.bots``): the
-oracle path, the market maker, the traders and one governance proposal in flight. A second start
+oracle path, the market maker, the traders and the governance proposals with their council. A second start
 on the same directory recovers the chain from its log and submits no second proposal.
 
 Keys: ``bastion.demo.keys`` — demo keys, never use in production. Anyone can sign with them (the
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bastion.demo.bots import DemoDriver
+from bastion.demo.bots import STEP_MS, DemoDriver
 from bastion.demo.features import demo_features
 from bastion.demo.genesis import build_demo_genesis
 from bastion.node.blocklog import LoggedBlock
@@ -47,7 +47,9 @@ class DemoServer:
 
     def __init__(self, data_dir: str | Path = DEFAULT_DATA_DIR, *, host: str = "127.0.0.1", port: int = 8000,
                  block_time_ms: int = 250, bots: bool = True,
-                 on_block: Callable[[LoggedBlock], None] | None = None) -> None:
+                 on_block: Callable[[LoggedBlock], None] | None = None, step_ms: int = STEP_MS, pace: int = 1) -> None:
+        """``step_ms`` (the bots' pace) and ``pace`` (governance periods and timelocks divided by it,
+        ``build_demo_genesis``) are test speed-ups; ``bastion demo`` keeps the defaults."""
         import uvicorn
 
         from bastion.api.app import ApiConfig, create_app
@@ -56,10 +58,12 @@ class DemoServer:
         check_demo_host(host)
         self.data_dir = Path(data_dir)
         self.host, self.port, self.block_time_ms = host, port, block_time_ms
-        genesis = None if (self.data_dir / "blocks.db").exists() else build_demo_genesis(time.time_ns() // 1_000_000)
+        fresh = not (self.data_dir / "blocks.db").exists()
+        genesis = build_demo_genesis(time.time_ns() // 1_000_000, pace=pace) if fresh else None
         self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
         self.app = create_app(self.node, ApiConfig(), demo=demo_features())
-        self.driver = DemoDriver(self.node, self.app.state.accept) if bots else None
+        self.driver = DemoDriver(self.node, self.app.state.accept, step_ms=step_ms,
+                                 report_store=self.app.state.reports) if bots else None
         self.server = uvicorn.Server(server_config(self.app, host, port))  # bounded connections (bastion.api.server)
         self.stop_event = threading.Event()
         self.threads: list[threading.Thread] = []

@@ -4,23 +4,42 @@ Markets: BTC-USD, ETH-USD and SOL-USD in the cross pool, and PEPE-USD, a long-ta
 isolated-only (its own insurance fund). Accounts are the demo keys' (``bastion.demo.keys``): the
 maker, the traders (BGOV delegated to themselves, so that they can vote) and the operators.
 
+Time is compressed for the demo (the protocol defaults are untouched; only this genesis sets):
+
+* **funding** samples the premium every second and ticks every ``FUNDING_TICK_S`` seconds (the
+  protocol: every minute and every hour) with a base rate of ``DEMO_DEFAULT_FUNDING`` per 8 hours, so
+  the funding index moves within the first blocks instead of after an hour of wall clock;
+* **governance** votes last minutes and timelocks are a minute or less (``governance_rules``), with
+  no holding age and a short late-quorum extension, so a proposal's whole life fits in a few minutes;
+* a **council** of three demo keys (``council1`` to ``council3``, two of three attest) opens the stress
+  gate of a risk-increasing proposal once a stress report of it is registered.
+
 The oracle follows ``examples/demo_prices.csv``: hourly closes of BTC, ETH and SOL perpetuals around
 the 2021-05-19 crash (source in the file's header), played forwards then backwards so that the
 path never jumps; PEPE follows a seeded random walk.
 """
 from __future__ import annotations
 
+import copy
 import csv
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 
+from bastion.core.genesis import GENESIS_DEFAULTS
 from bastion.core.timefmt import format_iso_ms
-from bastion.demo.keys import get_demo_keys
+from bastion.demo.keys import DEMO_COUNCIL, get_demo_keys
 
-__all__ = ["DEMO_CHAIN_ID", "MARKETS", "PricePath", "build_demo_genesis", "load_price_path"]
+__all__ = ["DEMO_CHAIN_ID", "FUNDING_TICK_S", "MARKETS", "PricePath", "build_demo_genesis", "governance_rules",
+           "load_price_path"]
 
 DEMO_CHAIN_ID = "bastion-demo"
+FUNDING_TICK_S = 5
+DEMO_DEFAULT_FUNDING = "0.001"   # 0.1% per 8 hours when the book is balanced (the premium moves it)
+# per risk class: voting period (blocks, at the demo's 4 blocks a second) and timelock (seconds)
+DEMO_GOVERNANCE = {"risk_reducing": (120, 20), "neutral": (160, 30), "risk_increasing": (240, 45),
+                   "critical": (480, 90)}
+COUNCIL_THRESHOLD = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +95,24 @@ def starting_price(market: DemoMarket, path: PricePath) -> str:
     return on_grid(path.prices[symbol][0], market.price_decimals)
 
 
-def build_demo_genesis(now_ms: int) -> dict:
-    """The demo genesis, starting at ``now_ms`` (rounded down to the second)."""
+def governance_rules(pace: int = 1) -> dict:
+    """The demo's governance section: the protocol's rules with minutes instead of days.
+
+    Voting periods and timelocks are ``DEMO_GOVERNANCE`` divided by ``pace`` (a test speed-up; at
+    least one block and one second); no holding age (the demo's BGOV is all minted at genesis) and a
+    late-quorum extension of 20 blocks, so that a vote reaching its quorum late is not stretched by
+    the protocol's 14,400 blocks."""
+    rules = copy.deepcopy(GENESIS_DEFAULTS["governance"])
+    rules["late_quorum_extension_blocks"] = max(1, 20 // pace)
+    for name, (blocks, timelock_s) in DEMO_GOVERNANCE.items():
+        rules["tiers"][name].update(voting_period_blocks=max(1, blocks // pace), timelock_s=max(1, timelock_s // pace),
+                                    min_holding_age_blocks=0)
+    return rules
+
+
+def build_demo_genesis(now_ms: int, *, pace: int = 1) -> dict:
+    """The demo genesis, starting at ``now_ms`` (rounded down to the second). ``pace`` > 1 shortens
+    the governance periods and timelocks (``governance_rules``) for tests."""
     keys = get_demo_keys()
     path = load_price_path()
 
@@ -97,6 +132,9 @@ def build_demo_genesis(now_ms: int) -> dict:
                      "oracle_price": starting_price(m, path), **({"isolated_only": True} if m.isolated_only else {})}
                     for m in MARKETS],
         "fees": {"insurance_share": "0.2"},
+        "funding": {"default_funding": DEMO_DEFAULT_FUNDING, "sample_s": 1, "tick_s": FUNDING_TICK_S},
+        "governance": governance_rules(pace),
+        "council": {"members": sorted(address(name) for name in DEMO_COUNCIL), "threshold": COUNCIL_THRESHOLD},
         "insurance_funds": {"cross": "250000", "PEPE-USD": "10000"},
         "accounts": [
             {"address": address("maker"), "bgov": "5000", "delegate": address("maker"),
