@@ -157,9 +157,35 @@ def test_only_the_agent_actions_take_an_owner_so_an_agent_can_never_withdraw_vot
     with_owner = sorted(name for name, cls in MESSAGE_TYPES.items()
                         if "owner" in {f.name for f in dataclasses.fields(cls)} and cls is not Deposit)
 
-    assert with_owner == sorted(AGENT_ACTION_NAMES.values()) == ["cancel_all", "cancel_order", "place_order"]
+    assert with_owner == sorted(AGENT_ACTION_NAMES.values()) == [
+        "cancel_all", "cancel_order", "modify_order", "place_order", "place_twap"]
     assert {AGENT_ACTION_NAMES[cls]: permission for cls, permission in AGENT_ACTIONS.items()} == {
-        "place_order": "trade", "cancel_order": "cancel", "cancel_all": "cancel"}
+        "place_order": "trade", "cancel_order": "cancel", "cancel_all": "cancel", "modify_order": "trade",
+        "place_twap": "trade"}
+
+
+def test_an_agent_modifies_orders_and_places_twaps_for_its_owner_with_the_trade_permission() -> None:
+    """A market maker's bot reprices through ``modify_order`` and works size through ``place_twap``:
+    both act on the owner's subaccount with ``trade``; with ``cancel`` only they are refused."""
+    chain = Chain(genesis())
+    chain.block([(ALICE, _authorize(permissions=["cancel"]))])
+    placed = chain.block([(ALICE, place_order(size="0.01", price="49000", client_id=7))]).results[0]
+    assert placed["ok"], placed
+    modify = {"type": "modify_order", "subaccount": 0, "market": BTC, "client_id": 7, "price": "48900",
+              "owner": ALICE}
+    twap = {"type": "place_twap", "subaccount": 0, "market": BTC, "side": "buy", "size": "0.02",
+            "duration_ms": 120_000, "owner": ALICE}
+    denied = chain.block([(AGENT, modify), (AGENT, twap)]).results
+    chain.block([(ALICE, _authorize())])
+    modified, twapped = chain.block([(AGENT, modify), (AGENT, twap)]).results
+
+    assert [r["code"] for r in denied] == ["agent_permission_denied", "agent_permission_denied"]
+    assert modified["ok"] and twapped["ok"], (modified, twapped)
+    [order] = [o for o in chain.state.markets[BTC].book.orders() if o.owner == ALICE]
+    assert (order.price, order.client_id) == (489_000, 7)   # 48,900.0 on the one-decimal tick grid
+    [working] = chain.state.twap_orders.values()
+    assert (working.owner, working.number) == (ALICE, 0)
+    assert AGENT not in {owner for owner, _ in chain.state.subaccounts}
 
 
 def test_the_grants_survive_a_snapshot_and_the_reverse_index_is_rebuilt() -> None:

@@ -22,8 +22,9 @@ at the first refusal (``IsolatedOrderRun``)::
         print("funds left in subaccount", outcome["funds_in"])
 
 **Agent keys** (docs/protocol.md, "Agent keys"): the owner authorises a key, and a client holding
-that key with ``acting_for=owner`` trades for the owner (its ``place_order``, ``cancel_order`` and
-``cancel_all`` carry ``owner``; it signs with its own key and its own nonces)::
+that key with ``acting_for=owner`` trades for the owner (its ``place_order``, ``modify_order``,
+``place_twap``, ``cancel_order`` and ``cancel_all`` carry ``owner``; it signs with its own key and its
+own nonces)::
 
     with Client(url, private_key=owner_key) as owner:
         owner.authorize_agent(agent=bot_address, permissions=["trade", "cancel"], subaccounts=[0],
@@ -365,7 +366,8 @@ class _Methods:
         return self.submit(_drop_none({"type": "modify_order", "subaccount": subaccount, "market": market,
                                        "order_id": order_id, "client_id": client_id,
                                        "size": None if size is None else str(size),
-                                       "price": None if price is None else str(price)}), wait_ms=wait_ms)
+                                       "price": None if price is None else str(price),
+                                       "owner": self.acting_for}), wait_ms=wait_ms)
 
     def schedule_cancel(self, *, time_ms: int | None, wait_ms: int = 0) -> Any:
         """Arm (or move) the dead-man's switch: at the first block at or after ``time_ms`` (block time,
@@ -378,7 +380,8 @@ class _Methods:
         than the oracle price moved by ``max_slippage`` (default 0.03). The result names its ``twap_id``."""
         return self.submit(_drop_none({"type": "place_twap", "subaccount": subaccount, "market": market, "side": side,
                                        "size": str(size), "duration_ms": duration_ms, "reduce_only": reduce_only,
-                                       "max_slippage": None if max_slippage is None else str(max_slippage)}),
+                                       "max_slippage": None if max_slippage is None else str(max_slippage),
+                                       "owner": self.acting_for}),
                            wait_ms=wait_ms)
 
     def cancel_twap(self, *, twap_id: int, wait_ms: int = 0) -> Any:

@@ -7,8 +7,10 @@ from then on sign trading messages *for* the owner: a ``place_order``, ``cancel_
 acts on the sender's own subaccounts as always). ``AGENT_ACTIONS`` lists those messages and the
 permission each needs:
 
-    trade    place_order
+    trade    place_order, modify_order, place_twap
     cancel   cancel_order, cancel_all
+
+(``cancel_twap`` and ``schedule_cancel`` name no subaccount and stay the owner's own.)
 
 Nothing else takes an ``owner`` field, so an agent can never withdraw, transfer, change a margin
 mode or leverage, move or vote BGOV, propose or authorise agents for its owner: the decoder refuses
@@ -46,7 +48,8 @@ from bastion.core.enums import AGENT_PERMISSIONS, AgentPermission
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
 from bastion.core.messages import (
-    MESSAGE_TYPES, AuthorizeAgent, CancelAll, CancelOrder, Message, PlaceOrder, RevokeAgent, normalize_address,
+    MESSAGE_TYPES, AuthorizeAgent, CancelAll, CancelOrder, Message, ModifyOrder, PlaceOrder, PlaceTwap, RevokeAgent,
+    normalize_address,
 )
 from bastion.core.state import SUBACCOUNT_NUMBERS, AgentGrant, State
 
@@ -60,6 +63,8 @@ AGENT_ACTIONS: Final[dict[type, str]] = {
     PlaceOrder: AgentPermission.TRADE,
     CancelOrder: AgentPermission.CANCEL,
     CancelAll: AgentPermission.CANCEL,
+    ModifyOrder: AgentPermission.TRADE,
+    PlaceTwap: AgentPermission.TRADE,
 }
 AGENT_ACTION_NAMES: Final[dict[type, str]] = {cls: name for name, cls in MESSAGE_TYPES.items() if cls in AGENT_ACTIONS}
 

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from bastion.core.enums import DELISTED
 from bastion.core.errors import ProtocolError
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
@@ -76,7 +77,7 @@ from bastion.core.units import MS_PER_S
 MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS = "market", "reduce_only", "trading", "withdrawals"
 PAUSE_SCOPES: Final = (MARKET, REDUCE_ONLY_SCOPE, TRADING, WITHDRAWALS)
 MARKET_SCOPES: Final = (MARKET, REDUCE_ONLY_SCOPE)
-_DELISTED: Final = ("final_settlement", "settled")
+_DELISTED: Final = DELISTED
 
 
 # --------------------------------------------------------------------------------------- queries

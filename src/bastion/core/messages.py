@@ -458,13 +458,15 @@ class RevokeAgent(_Checked):
 class ModifyOrder(_Checked):
     """Change the ``size`` (the new open size) and/or ``price`` of one resting order of the sender's
     ``subaccount`` on ``market``, named by exactly one of ``order_id`` and ``client_id`` (cancel-replace:
-    only a smaller size at the same price keeps the order's place in the queue)."""
+    only a smaller size at the same price keeps the order's place in the queue). An agent key sends it
+    for ``owner``'s subaccount (``bastion.core.agents``, permission ``trade``)."""
     subaccount: int
     market: str
     order_id: int | None = None
     client_id: int | None = None
     size: str | None = None
     price: str | None = None
+    owner: str | None = None               # the subaccount's owner when an agent sends it (bastion.core.agents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +479,8 @@ class ScheduleCancel(_Checked):
 @dataclass(frozen=True, slots=True)
 class PlaceTwap(_Checked):
     """Buy or sell ``size`` on ``market`` from the sender's ``subaccount`` in slices over ``duration_ms``,
-    each slice an IOC order no worse than the oracle price moved by ``max_slippage`` (a fraction)."""
+    each slice an IOC order no worse than the oracle price moved by ``max_slippage`` (a fraction). An
+    agent key sends it for ``owner``'s subaccount (``bastion.core.agents``, permission ``trade``)."""
     subaccount: int
     market: str
     side: str
@@ -485,6 +488,7 @@ class PlaceTwap(_Checked):
     duration_ms: int
     reduce_only: bool = False
     max_slippage: str | None = None
+    owner: str | None = None               # the subaccount's owner when an agent sends it (bastion.core.agents)
 
 
 @dataclass(frozen=True, slots=True)

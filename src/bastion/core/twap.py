@@ -42,6 +42,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Final
 
+from bastion.core.enums import MarketStatus
 from bastion.core.state import Market, State
 
 TWAP_SAMPLE_MS: Final = 60_000   # checkpoints on whole minutes of block time
@@ -54,7 +55,7 @@ def accumulate_prices(state: State, previous_ms: int) -> None:
     now = state.time_ms
     window = state.liquidation.settlement_twap_window_ms
     for market in state.markets.values():
-        if market.status == "settled":
+        if market.status == MarketStatus.SETTLED:
             continue
         checkpoints = market.twap_checkpoints
         if not checkpoints:   # the market's first block: its history starts at the previous block

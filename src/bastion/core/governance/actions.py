@@ -55,6 +55,7 @@ from typing import Any, Final
 from bastion.core import accounts
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
+from bastion.core.enums import MarketStatus
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance.changes import (
     CRITICAL, NEUTRAL, RISK_INCREASING, Change, Effect, FundMerge, FundTransfer, Listing, Operation, ParamGroup,
@@ -75,8 +76,8 @@ from bastion.risk_model import notional
 
 
 TREASURY: Final = "treasury"
-SETTLED: Final = "settled"
-FINAL_SETTLEMENT: Final = "final_settlement"
+SETTLED: Final = MarketStatus.SETTLED
+FINAL_SETTLEMENT: Final = MarketStatus.FINAL_SETTLEMENT
 DEFAULT_LISTING_TIER: Final = "isolated"
 
 
