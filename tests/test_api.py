@@ -10,7 +10,7 @@ from builders import BTC, ETH, GENESIS_TIME_MS, account, genesis, place_order, s
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.api.preview import preview_order
 from bastion.signing import compute_chain_number, sign_envelope, typed_data
 from bastion.core.genesis import build_state

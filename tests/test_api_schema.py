@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from test_api import ALICE, BOB, NOW_MS, Clock, api_genesis
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.node.node import Node
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

@@ -13,7 +13,7 @@ import uvicorn
 from builders import BTC, ETH, free_port, place_order
 from test_api import ALICE, ALICE_KEY, BOB, BOB_KEY, BRIDGE_KEY, api_genesis
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.client import AsyncClient, BastionError, Client
 from bastion.core.timefmt import format_iso_ms
 from bastion.node.node import Node

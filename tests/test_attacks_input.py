@@ -34,7 +34,7 @@ from eth_account import Account
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.signing import SECP256K1_HALF_N, sign_envelope
 from bastion.cli.main import app as cli_app
 from bastion.core import transition

@@ -400,7 +400,7 @@ def test_an_exception_inside_a_block_stops_the_node_and_acknowledges_nothing(tmp
     from fastapi.testclient import TestClient
 
     import bastion.node.app
-    from bastion.api.app import ApiConfig, create_app
+    from bastion.app import ApiConfig, create_app
     from bastion.node.node import NodeStopped
 
     real_apply_block = bastion.node.app.apply_block

@@ -27,7 +27,7 @@ from builders import (
 from fastapi.testclient import TestClient
 from test_governance_actions import classify, enact
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import GENESIS_DEFAULTS, build_state
 from bastion.core.snapshot import state_from_document, state_to_document

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import bastion.node.node
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.api.ws import MAX_QUEUE, CLOSE, Connection
 from bastion.client import Client
 from bastion.node.node import Node

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.core.book import BUY, SELL
 from bastion.demo.bots import DEMO_PROPOSAL_TITLE, LADDER, RESTORE_PROPOSAL_TITLE, DemoDriver
 from bastion.demo.features import demo_features

@@ -10,7 +10,7 @@ import test_crash_replay as crash
 from builders import BOB, BRIDGE, ORACLE, STRANGER, genesis as make_genesis, place_order
 from fastapi.testclient import TestClient
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.core.errors import ProtocolError
 from bastion.core.timefmt import parse_iso_ms
 from bastion.node.node import Node

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from test_council import LOWER_ETH_MARGIN
 from test_stress_cli import KEYS, MEMBERS, SET, btc_genesis, gate_genesis, stress
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.api.models import REPORT_EXAMPLE, STRESS_REPORT_EXAMPLE
 from bastion.client import BastionError, Client
 from bastion.core.genesis import build_state

@@ -15,7 +15,7 @@ import pytest
 from eth_account import Account
 from fastapi.testclient import TestClient
 
-from bastion.api.app import ApiConfig, create_app
+from bastion.app import ApiConfig, create_app
 from bastion.demo.bots import DEMO_PROPOSAL_TITLE, DemoDriver
 from bastion.demo.features import demo_features
 from bastion.demo.genesis import build_demo_genesis

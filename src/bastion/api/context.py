@@ -1,5 +1,5 @@
 """What the API's routers share: its configuration, the node, the intake of transactions and the
-read models (``ApiContext``), built once by ``create_app`` (``bastion.api.app``) and handed to each
+read models (``ApiContext``), built once by ``create_app`` (``bastion.app``) and handed to each
 router factory (``bastion.api.routes``).
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ same directory, fsynced, then renamed). Storing is idempotent: the same report i
 a report held under a hash *is* the report with that hash, whoever uploaded it. A tampered report
 has another hash and is stored under it, never under the attested one; every read checks the
 bytes against their name again (a file damaged on disk is not served). Uploads are rate-limited
-per client address and size-limited (``ApiConfig.report_*``, ``bastion.api.app``).
+per client address and size-limited (``ApiConfig.report_*``, ``bastion.app``).
 
 None of this is state: the store is not part of the state machine, the state hash or replay; two
 nodes may hold different reports, and a node may hold none (``held: false`` in what it serves).

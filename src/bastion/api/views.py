@@ -3,7 +3,7 @@
 Every function here is a pure read of a ``State`` that the caller holds the node's lock on, so
 what it returns is the state after one committed block, whose ``height`` it carries. Reads of
 history (trades, candles, orders, fills, funding, liquidations) come from the read models instead
-(``bastion.node.readmodels``) and carry the indexed height; see ``bastion.api.app``.
+(``bastion.node.readmodels``) and carry the indexed height; see ``bastion.app``.
 """
 from __future__ import annotations
 

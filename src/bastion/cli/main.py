@@ -96,7 +96,7 @@ def node(
     import os
     import threading
 
-    from bastion.api.app import ApiConfig, create_app
+    from bastion.app import ApiConfig, create_app
     from bastion.api.security import is_loopback_host
     from bastion.api.server import ConnectionLimits, raise_descriptor_limit, serve
     from bastion.core.errors import ProtocolError

@@ -1,6 +1,6 @@
 """The Python SDK: ``Client(url, private_key)`` (sync) and ``AsyncClient`` (async).
 
-Every endpoint of ``bastion.api.app`` is a method, and every message of ``bastion.core.messages``
+Every endpoint of ``bastion.app`` is a method, and every message of ``bastion.core.messages``
 a typed method that builds it, signs it (EIP-712, ``bastion.signing``) with the client's key,
 and submits it::
 

@@ -52,7 +52,7 @@ class DemoServer:
         ``build_demo_genesis``) are test speed-ups; ``bastion demo`` keeps the defaults."""
         import uvicorn
 
-        from bastion.api.app import ApiConfig, create_app
+        from bastion.app import ApiConfig, create_app
         from bastion.api.server import server_config
 
         check_demo_host(host)

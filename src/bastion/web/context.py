@@ -34,7 +34,7 @@ ORDERS_SHOWN = 200  # open orders shown per subaccount (the first page: GET .../
 
 
 class PageContext:
-    """The pages' view of the API ``app`` (built by ``bastion.api.app.create_app``, whose state holds
+    """The pages' view of the API ``app`` (built by ``bastion.app.create_app``, whose state holds
     the node, config, reader, report store and intake) and of the demo, if one was given."""
 
     def __init__(self, app: FastAPI, demo: DemoFeatures | None) -> None:

@@ -14,7 +14,7 @@ __all__ = ["mount_web"]
 
 def mount_web(app: FastAPI, demo: DemoFeatures | None = None) -> None:
     """Add the pages, static files and (given ``demo``, ``bastion demo`` only) the demo endpoints to
-    the API ``app`` (built by ``bastion.api.app.create_app``, whose state holds the node, config,
+    the API ``app`` (built by ``bastion.app.create_app``, whose state holds the node, config,
     reader and intake)."""
     ctx = PageContext(app, demo)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

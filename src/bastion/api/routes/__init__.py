@@ -1,5 +1,5 @@
 """The API's routes, one module per concern, each a factory ``*_routes(ctx) -> APIRouter`` over the
-shared ``bastion.api.context.ApiContext``; ``bastion.api.app.create_app`` includes them in order.
+shared ``bastion.api.context.ApiContext``; ``bastion.app.create_app`` includes them in order.
 
 ``transactions`` (writes, the signing shape, the wallet JSON-RPC), ``chain`` (status, blocks),
 ``markets`` (markets, book), ``accounts`` (subaccounts, orders, insurance funds, the order

@@ -1,4 +1,6 @@
-"""The HTTP + WebSocket API of a node (FastAPI), served by ``bastion node``.
+"""The HTTP app of a node (FastAPI), served by ``bastion node`` and ``bastion demo``: the API's
+routers (``bastion.api``) and the web pages (``bastion.web``) put together. It stands a layer above
+both (README, "Layers"), so neither imports the other's composition.
 
 Writes (signed, ``bastion.signing``)::
 
