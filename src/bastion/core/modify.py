@@ -28,9 +28,10 @@ from bastion.core.enums import OrderType
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.events import Events, emit
 from bastion.core.messages import ModifyOrder
-from bastion.core.orders import check_order, check_order_limits, remove_order, submit_order
+from bastion.core.orders import (
+    check_order, check_order_limits, parse_order_price, parse_order_size, remove_order, submit_order,
+)
 from bastion.core.state import OrderTerms, State
-from bastion.core.units import format_decimal, parse_decimal
 
 
 def modify_order(state: State, sender: str, msg: ModifyOrder, events: Events) -> dict[str, Any]:
@@ -57,19 +58,10 @@ def modify_order(state: State, sender: str, msg: ModifyOrder, events: Events) ->
                             field="order_id" if msg.order_id is not None else "client_id")
     lots = order.remaining
     if msg.size is not None:
-        lots = parse_decimal(msg.size, market.size_decimals, field="size")
-        if lots <= 0:
-            raise ProtocolError("non_positive_size", "size must be positive", field="size")
-        if lots < market.min_order_lots:
-            raise ProtocolError("size_below_minimum", "size is below the market's minimum order size", field="size")
-        if lots > market.max_order_lots:
-            raise ProtocolError("size_above_maximum", f"size is above the market's maximum order size "
-                                f"{format_decimal(market.max_order_lots, market.size_decimals)}", field="size")
+        lots = parse_order_size(market, msg.size)
     ticks = order.price
     if msg.price is not None:
-        ticks = parse_decimal(msg.price, market.price_decimals, field="price")
-        if ticks <= 0:
-            raise ProtocolError("non_positive_price", "price must be positive", field="price")
+        ticks = parse_order_price(market, msg.price)
     old_price, old_size = order.price, order.remaining
     if ticks == old_price and lots == old_size:
         raise ProtocolError("order_unchanged", "the new size and price are the order's own", field="size")

@@ -106,17 +106,8 @@ def parse_order(state: State, sender: str, msg: PlaceOrder) -> tuple[OrderTerms,
                             field="time_in_force")
     if msg.self_trade not in SELF_TRADE_MODES:
         raise ProtocolError("invalid_self_trade", f"unknown self-trade mode {msg.self_trade!r}", field="self_trade")
-    lots = parse_decimal(msg.size, market.size_decimals, field="size")
-    if lots <= 0:
-        raise ProtocolError("non_positive_size", "size must be positive", field="size")
-    if lots < market.min_order_lots:
-        raise ProtocolError("size_below_minimum", "size is below the market's minimum order size", field="size")
-    if lots > market.max_order_lots:
-        raise ProtocolError("size_above_maximum", f"size is above the market's maximum order size "
-                            f"{format_decimal(market.max_order_lots, market.size_decimals)}", field="size")
-    ticks = parse_decimal(msg.price, market.price_decimals, field="price")
-    if ticks <= 0:
-        raise ProtocolError("non_positive_price", "price must be positive", field="price")
+    lots = parse_order_size(market, msg.size)
+    ticks = parse_order_price(market, msg.price)
     trigger_ticks = None
     if conditional:
         trigger_ticks = parse_decimal(msg.trigger_price, market.price_decimals, field="trigger_price")
@@ -136,6 +127,29 @@ def parse_order(state: State, sender: str, msg: PlaceOrder) -> tuple[OrderTerms,
     terms = OrderTerms(sender, msg.subaccount, market.ticker, side, order_type, lots, ticks, tif, good_til_ms,
                        msg.reduce_only, msg.self_trade, msg.client_id)
     return terms, trigger_ticks
+
+
+def parse_order_size(market: Market, size: str) -> int:
+    """An order's size in lots, checked against the market's bounds (the one size rule of
+    ``place_order``, ``modify_order`` and ``place_twap``). Raises ``non_positive_size``,
+    ``size_below_minimum``, ``size_above_maximum`` or a decimal code."""
+    lots = parse_decimal(size, market.size_decimals, field="size")
+    if lots <= 0:
+        raise ProtocolError("non_positive_size", "size must be positive", field="size")
+    if lots < market.min_order_lots:
+        raise ProtocolError("size_below_minimum", "size is below the market's minimum order size", field="size")
+    if lots > market.max_order_lots:
+        raise ProtocolError("size_above_maximum", f"size is above the market's maximum order size "
+                            f"{format_decimal(market.max_order_lots, market.size_decimals)}", field="size")
+    return lots
+
+
+def parse_order_price(market: Market, price: str) -> int:
+    """An order's limit price in ticks, positive. Raises ``non_positive_price`` or a decimal code."""
+    ticks = parse_decimal(price, market.price_decimals, field="price")
+    if ticks <= 0:
+        raise ProtocolError("non_positive_price", "price must be positive", field="price")
+    return ticks
 
 
 def check_order(state: State, terms: OrderTerms, *, with_book: bool, replacing: int | None = None) -> bool:

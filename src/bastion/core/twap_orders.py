@@ -43,9 +43,11 @@ from bastion.core.enums import OrderType, SelfTrade, TimeInForce
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
 from bastion.core.messages import CancelTwap, PlaceTwap
-from bastion.core.orders import SIDE_NAMES, SIDES, MAX_CLIENT_ID, check_order, check_order_limits, submit_order
+from bastion.core.orders import (
+    MAX_CLIENT_ID, SIDE_NAMES, SIDES, check_order, check_order_limits, parse_order_size, submit_order,
+)
 from bastion.core.state import OrderTerms, State, TwapOrder
-from bastion.core.units import format_decimal, format_ppm, parse_decimal, parse_ppm
+from bastion.core.units import format_ppm, parse_ppm
 
 TWAP_INTERVAL_MS: Final = 30_000             # one slice every 30 s of block time
 MIN_TWAP_DURATION_MS: Final = 60_000         # at least two slices
@@ -83,14 +85,7 @@ def place_twap(state: State, sender: str, msg: PlaceTwap, events: Events) -> dic
     side = SIDES.get(msg.side)
     if side is None:
         raise ProtocolError("invalid_side", "side must be 'buy' or 'sell'", field="side")
-    lots = parse_decimal(msg.size, market.size_decimals, field="size")
-    if lots <= 0:
-        raise ProtocolError("non_positive_size", "size must be positive", field="size")
-    if lots < market.min_order_lots:
-        raise ProtocolError("size_below_minimum", "size is below the market's minimum order size", field="size")
-    if lots > market.max_order_lots:
-        raise ProtocolError("size_above_maximum", f"size is above the market's maximum order size "
-                            f"{format_decimal(market.max_order_lots, market.size_decimals)}", field="size")
+    lots = parse_order_size(market, msg.size)
     if not MIN_TWAP_DURATION_MS <= msg.duration_ms <= MAX_TWAP_DURATION_MS:
         raise ProtocolError("twap_duration_out_of_range", f"duration_ms must be {MIN_TWAP_DURATION_MS} to "
                             f"{MAX_TWAP_DURATION_MS} ms (slices every {TWAP_INTERVAL_MS} ms)", field="duration_ms")
