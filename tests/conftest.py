@@ -4,7 +4,8 @@ as the ``postgres`` user when run as root) on a free loopback port, once per ses
 server binaries or psycopg, the tests that need it skip with the reason.
 
 Also: Hypothesis's "local constants" are switched off (below), so that a derandomized property run
-generates the same examples whichever test modules the session happens to have imported."""
+generates the same examples whichever test modules the session happens to have imported. And the
+``browser`` of the browser tests (``test_ui_browser.py``, ``test_demo_browser.py``)."""
 from __future__ import annotations
 
 import glob
@@ -106,3 +107,13 @@ def postgres_models(postgres_schema_url: Callable[[], str]) -> Iterator[Callable
         models.close()
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright, headless, one per test module (the browser tests skip
+    themselves when either is missing; Playwright never downloads a browser)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                              args=["--no-sandbox", "--disable-gpu"])
+        yield launched
+        launched.close()

@@ -47,15 +47,6 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                              args=["--no-sandbox", "--disable-gpu"])
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def page(browser, server):
     """A page whose every request must stay on the demo's origin (others are aborted and fail the test)."""
