@@ -457,8 +457,8 @@ def guard(price: str, side: str, percent: str, places: int) -> str:
     """The slippage guard the form computes: the price moved by ``percent`` against the trader, on the grid
     (up for a buy, down for a sell)."""
     moved = Decimal(price) * (1 + (Decimal(percent) / 100 if side == "buy" else -Decimal(percent) / 100))
-    return str(moved.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
-               .normalize())
+    on_grid = moved.quantize(Decimal(1).scaleb(-places), rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
+    return format(on_grid.normalize(), "f")  # "47660", never "4.766E+4"
 
 
 def test_a_market_order_is_guarded_by_its_slippage_and_fills_into_the_positions_table(page, server):
