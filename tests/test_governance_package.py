@@ -28,7 +28,7 @@ FLOORS = {
     "dispatch": 4,
     "classify": 5,
     "proposals": 6,
-    "council": 7,
+    "council": 7, "counter_reports": 7,
 }
 ABOVE_GOVERNANCE = {"transition", "transparency", "genesis"}   # core modules that may import governance
 

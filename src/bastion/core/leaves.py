@@ -42,7 +42,7 @@ from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
     LiquidityTier, OracleParams, OrderLimitParams,
 )
-from bastion.core.state import AgentGrant
+from bastion.core.state import AgentGrant, CounterReport, ScheduledUpgrade
 from bastion.core.state import (
     Attestation, CancelSchedule, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms,
     ParamHistoryEntry, ParamSource, Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound,
@@ -402,7 +402,7 @@ def _governance_value(state: State, key: Key) -> Value:
             g.guardian_max_pause_ms, g.guardian_unpause_grace_ms,
             g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
             g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals,
-            g.stress_max_loss_to_traders_usdc]
+            g.stress_max_loss_to_traders_usdc, g.counter_report_bond_usdc, g.counter_report_window_ms]
 
 
 def _read_governance(state: State, document: Json) -> None:
@@ -668,6 +668,31 @@ def _read_cancel_schedules(state: State, rows: Json) -> None:
     state.cancel_queue = rebuild_cancel_queue(state.cancel_schedules)
 
 
+# --------------------------------------------------------------------------------------- counter-reports, upgrades
+_COUNTER_FIELDS: Final = tuple(f.name for f in fields(CounterReport))
+
+
+def _counter_report_value(state: State, key: Key) -> Value:
+    record = state.counter_reports.get(key[1])
+    if record is None:
+        return None
+    return [sorted(record.judge_votes.items()) if name == "judge_votes" else getattr(record, name)
+            for name in _COUNTER_FIELDS[1:]]
+
+
+def _write_counter_reports(state: State) -> Json:
+    return [[_pairs(dict(sorted(r.judge_votes.items()))) if name == "judge_votes" else getattr(r, name)
+             for name in _COUNTER_FIELDS] for r in state.counter_reports.values()]
+
+
+def _read_counter_reports(state: State, rows: Json) -> None:
+    state.counter_reports = {}
+    for row in rows:
+        values = dict(zip(_COUNTER_FIELDS, row))
+        values["judge_votes"] = _dict_of_pairs(values["judge_votes"])
+        state.counter_reports[values["counter_id"]] = CounterReport(**values)
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
@@ -796,6 +821,16 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
+    LeafKind("counter_report", ("counter_id",), "a bonded counter-report against a proposal's stress gate: "
+             "figures, scenario set, bond, judgement, answer", _counter_report_value,
+             keys=lambda state: [("counter_report", counter_id) for counter_id in state.counter_reports],
+             snapshot=(Section("counter_reports", _write_counter_reports, _read_counter_reports),)),
+    LeafKind("upgrade", (), "the scheduled software upgrade: name, height, code hash (absent while none)",
+             lambda state, key: (None if state.upgrade == ScheduledUpgrade()
+                                 else [state.upgrade.name, state.upgrade.height, state.upgrade.code_hash]),
+             keys=lambda state: [("upgrade",)] if state.upgrade != ScheduledUpgrade() else [],
+             snapshot=(Section("upgrade", lambda state: asdict(state.upgrade),
+                               _set("upgrade", lambda d: ScheduledUpgrade(**d))),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

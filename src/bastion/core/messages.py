@@ -302,6 +302,21 @@ class UpgradeIsolatedToCross(_Checked):
     market: str
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleUpgrade(_Checked):
+    """From block ``height`` on, nodes run only the software named ``name`` whose code hash is
+    ``code_hash`` (64 lowercase hex); a node running other code stops before that block
+    (``bastion.core.upgrades``). Replaces any upgrade scheduled before."""
+    name: str
+    height: int
+    code_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpgrade(_Checked):
+    """Cancel the scheduled upgrade before its height (``bastion.core.upgrades``)."""
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -320,6 +335,8 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
+    "schedule_upgrade": ScheduleUpgrade,
+    "cancel_upgrade": CancelUpgrade,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -345,7 +362,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
-          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits)
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
+          | ScheduleUpgrade | CancelUpgrade)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -497,6 +515,39 @@ class CancelTwap(_Checked):
     twap_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class PostCounterReport(_Checked):
+    """Anyone contests a queued proposal's stress gate during its timelock with a failing report
+    (``bastion.core.governance.counter_reports``): its SHA-256, verdict (``fail``), headline figures
+    (as in ``register_stress_report``) and the SHA-256 of the scenario set it ran; the governed bond
+    is taken from the sender's ``subaccount``."""
+    proposal_id: str
+    subaccount: int
+    report_hash: str
+    scenario_set_hash: str
+    verdict: str
+    depletion_probability: str
+    var99_loss: str
+    es99_loss: str
+    insurance_funds_total: str
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeCounterReport(_Checked):
+    """A council member's judgement of counter-report ``counter_id``: did it reproduce byte for byte
+    (``bastion stress --verify``)? The k-th matching judgement decides."""
+    counter_id: int
+    reproduced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCounterReport(_Checked):
+    """A council member declares that the registered report ``report_hash``, newer than
+    counter-report ``counter_id``, covered the counter's scenario set."""
+    counter_id: int
+    report_hash: str
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -526,13 +577,16 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "schedule_cancel": ScheduleCancel,
     "place_twap": PlaceTwap,
     "cancel_twap": CancelTwap,
+    "post_counter_report": PostCounterReport,
+    "judge_counter_report": JudgeCounterReport,
+    "answer_counter_report": AnswerCounterReport,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
-           | CancelTwap)
+           | CancelTwap | PostCounterReport | JudgeCounterReport | AnswerCounterReport)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),

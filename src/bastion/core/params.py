@@ -181,4 +181,8 @@ class GovernanceParams:
     # VaR99 of the losses put on traders who were not liquidated (ADL and socialisation), micro-USDC:
     # 0, so at most 1% of scenarios may move a loss onto them (the loss waterfall's last two rungs)
     stress_max_loss_to_traders_usdc: int = 0
+    # Counter-reports (core.governance.counter_reports): the USDC bond a poster escrows, and how long
+    # after queueing (never past the timelock) a gated proposal accepts them
+    counter_report_bond_usdc: int = 1_000_000_000          # 1,000 USDC
+    counter_report_window_ms: int = 5 * DAY_MS
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)

@@ -31,6 +31,7 @@ from bastion.core import (
 )
 from bastion.core import agents
 from bastion.core.governance import council, rollout
+from bastion.core.governance import counter_reports
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.events import Events, emit
@@ -43,6 +44,7 @@ from bastion.core.messages import (
 )
 from bastion.core.messages import AuthorizeAgent, RevokeAgent
 from bastion.core.messages import CancelTwap, ModifyOrder, PlaceTwap, ScheduleCancel
+from bastion.core.messages import AnswerCounterReport, JudgeCounterReport, PostCounterReport
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
@@ -79,6 +81,9 @@ HANDLERS: dict[type, Handler] = {
     ScheduleCancel: deadman.schedule_cancel,
     PlaceTwap: twap_orders.place_twap,
     CancelTwap: twap_orders.cancel_twap,
+    PostCounterReport: counter_reports.post_counter_report,
+    JudgeCounterReport: counter_reports.judge_counter_report,
+    AnswerCounterReport: counter_reports.answer_counter_report,
 }
 
 
@@ -232,6 +237,7 @@ def check_invariants(state: State) -> None:
     """Raise ``InvariantViolation`` if conservation (collateral, BGOV), open interest or the book are broken."""
     balances = sum(sub.balance for sub in state.subaccounts.values())
     held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+    held += counter_reports.held_bonds(state)   # bonds escrowed by counter-reports
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")

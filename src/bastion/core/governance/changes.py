@@ -95,6 +95,7 @@ class ParamGroup(StrEnum):
     GUARDIAN = "guardian"
     COUNCIL = "council"                     # council.members | council.threshold
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
+    UPGRADE = "upgrade"                     # upgrade.name | upgrade.height | upgrade.code_hash (core.upgrades)
 
 
 _KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER})
@@ -141,7 +142,8 @@ class ParamPath:
             return cls(ParamGroup.STEWARD_BOUND, name[len("council.steward_bounds."):])
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
-        if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council"):
+        if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
+                              "upgrade"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -375,6 +377,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.governance, ("governance",)
         case ParamGroup.GUARDIAN:
             target, key = state.guardian, ("guardian",)
+        case ParamGroup.UPGRADE:
+            target, key = state.upgrade, ("upgrade",)
         case ParamGroup.COUNCIL if path.attr == "members":
             state.council = Council(tuple(value), state.council.threshold)
             state.touch(("council",))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import fields
 
-from bastion.core import orders
+from bastion.core import orders, upgrades
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import actions, council_rules, rollout
@@ -31,8 +31,9 @@ from bastion.core.messages import (
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
     SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross,
 )
+from bastion.core.messages import CancelUpgrade, ScheduleUpgrade
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
-from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
+from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, ScheduledUpgrade, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
 
 
@@ -176,6 +177,10 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(council_rules.compute_set_council_changes(state, action))
         case SetStewardBounds():
             changes.extend(council_rules.compute_steward_bounds_changes(state, action))
+        case ScheduleUpgrade():
+            changes.extend(compute_upgrade_plan_changes(state, upgrades.parse_schedule_upgrade(state, action)))
+        case CancelUpgrade():
+            changes.extend(compute_upgrade_plan_changes(state, upgrades.parse_cancel_upgrade(state, action)))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
@@ -212,6 +217,13 @@ def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[C
                         compare_risk(old.min_order_notional_usdc, new.min_order_notional_usdc,
                                      riskier_when_higher=False)))
     return changes
+
+
+def compute_upgrade_plan_changes(state: State, plan: ScheduledUpgrade) -> list[Change]:
+    """``schedule_upgrade`` / ``cancel_upgrade`` (``bastion.core.upgrades`` validates them): the three
+    ``upgrade.*`` parameters, always critical (who decides which code runs the chain)."""
+    return [Change(ParamPath(ParamGroup.UPGRADE, "", name), getattr(state.upgrade, name), getattr(plan, name),
+                   CRITICAL) for name in upgrades.UPGRADE_FIELDS]
 
 
 def _flatten(params: GovernanceParams) -> dict[ParamPath, int]:
