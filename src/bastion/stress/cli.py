@@ -59,8 +59,18 @@ def stress(
     submit: str = typer.Option(None, "--submit", help="node API URL: upload the report there, then submit "
                                                       "the attestation"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    verify: str = typer.Option(None, "--verify", metavar="HASH",
+                               help="recompute the report HASH from the chain in --data (its state at the "
+                                    "recorded height, its scenario set and seed): exit 0 when it reproduces byte "
+                                    "for byte, 1 when it does not"),
+    report_file: Path = typer.Option(None, "--report", dir_okay=False,
+                                     help="with --verify: the report's file (default: the node's report store)"),
 ) -> None:
-    """Stress a state with a scenario set: the report's hash and verdict, its files, the attestation."""
+    """Stress a state with a scenario set: the report's hash and verdict, its files, the attestation.
+    With ``--verify HASH``: recompute a report from the chain and say whether it reproduces."""
+    if verify is not None:
+        _verify(verify, data=data, report=report_file, scenarios=scenarios, proposal=proposal, workers=workers)
+        return
     try:
         private_key = _council_key(attest=attest, key=key, key_file=key_file, proposal=proposal, submit=submit)
         state = load_state(data=data, scenario=scenario, genesis=genesis)
@@ -97,6 +107,29 @@ def stress(
                  f"report hash {stress_run.report.report_hash}")
     if not stress_run.passed:
         raise typer.Exit(1)
+
+
+def _verify(report_hash: str, *, data: Path | None, report: Path | None, scenarios: Path | None,
+            proposal: str | None, workers: int | None) -> None:
+    """``--verify``: one JSON object (``bastion.stress.verify.verify_report``); exit 0 reproduced,
+    1 not reproduced, 2 when it cannot be recomputed (a missing or mismatching input)."""
+    from bastion.stress.verify import verify_report
+
+    if data is None:
+        errors.print("[red]stress input error:[/red] --verify needs --data DIR (the chain to recompute from)")
+        raise typer.Exit(2)
+    try:
+        outcome = verify_report(report_hash, data, report=report, scenarios=scenarios, proposal=proposal,
+                                workers=workers or 1)
+    except StressInputError as error:
+        errors.print(f"[red]cannot verify:[/red] {error}")
+        raise typer.Exit(2) from None
+    print(json.dumps(outcome, indent=2))
+    if not outcome["reproduced"]:
+        errors.print(f"[red]NOT REPRODUCED[/red]: recomputed {outcome['recomputed_hash']}, first difference at "
+                     f"{outcome['difference']}")
+        raise typer.Exit(1)
+    errors.print(f"[green]reproduced[/green] byte for byte: {report_hash}")
 
 
 def _council_key(*, attest: bool, key: str | None, key_file: Path | None, proposal: str | None,
