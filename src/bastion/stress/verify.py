@@ -24,6 +24,7 @@ false`` (exit 1) with the first key path where the documents differ.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -89,11 +90,18 @@ def state_at(data: Path, height: int) -> State:
         log.close()
 
 
-def _scenario_set(inputs: dict[str, Any], scenarios: Path | None, tickers: tuple[str, ...]) -> ScenarioSet:
+def _scenario_set(inputs: dict[str, Any], scenarios: Path | ScenarioSet | None,
+                  tickers: tuple[str, ...]) -> ScenarioSet:
+    """The set to run: ``scenarios`` (a file or a parsed set; default the shipped gate set) with the
+    report's seed, which must then have the report's scenario-set hash."""
     declared = inputs["scenario_set"]["hash"]
-    candidate = load_set(scenarios, inputs["seed"], (), tickers)
+    if isinstance(scenarios, ScenarioSet):
+        candidate = dataclasses.replace(scenarios, seed=inputs["seed"])
+    else:
+        candidate = load_set(scenarios, inputs["seed"], (), tickers)
     if scenario_set_hash(candidate) != declared:
-        where = "the shipped gate set" if scenarios is None else str(scenarios)
+        where = ("the shipped gate set" if scenarios is None
+                 else "the given set" if isinstance(scenarios, ScenarioSet) else str(scenarios))
         raise VerifyInputError(f"{where} with seed {inputs['seed']} is not the report's scenario set "
                                f"{inputs['scenario_set']['name']!r} v{inputs['scenario_set']['version']} "
                                f"(hash {declared}): give it with --scenarios FILE")
@@ -143,7 +151,8 @@ def find_difference(a: Any, b: Any, path: str = "") -> str | None:
     return None if a == b else (path.lstrip(".") or ".")
 
 
-def verify_report(report_hash: str, data: Path, *, report: Path | None = None, scenarios: Path | None = None,
+def verify_report(report_hash: str, data: Path, *, report: Path | None = None,
+                  scenarios: Path | ScenarioSet | None = None,
                   proposal: str | None = None, workers: int | None = 1) -> dict[str, Any]:
     """Recompute the report ``report_hash`` from the chain in ``data`` (module docstring). Returns
     ``{report_hash, reproduced, recomputed_hash, height, state_hash, proposal_id, scenario_set,
