@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from builders import ALICE, BOB, CAROL, COUNCIL, ETH, REPORT, Chain, council_attest, execute, register_stress_report
+from builders import ALICE, BOB, CAROL, COUNCIL, ETH, Chain, council_attest, execute, register_stress_report
 from test_council import (
     HOUR_MS, LOWER_ETH_MARGIN, RAISE_INSURANCE_SHARE, at, code, council_genesis, ok_events, queued, rejected,
 )
@@ -16,6 +16,7 @@ from test_council import (
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.governance import classify
+from bastion.core.governance.counter_reports import describe_counter_reports
 from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_action
 from bastion.core.snapshot import state_from_document, state_to_document
@@ -80,6 +81,8 @@ def test_two_counter_reports_hold_until_each_is_answered_or_rejected_and_the_bon
     ok_events(chain, (C2, judge(1, True)), (C3, judge(1, True)))
     assert chain.state.subaccounts[(BOB, 0)].balance == bob_before
     assert compute_state_hash_full(chain.state) == chain.state.state_hash
+    assert [(r["counter_id"], r["status"], r["answer_hash"]) for r in describe_counter_reports(chain.state)] == [
+        (1, "reproduced", NEW_REPORT), (2, "rejected", None)]
 
 
 def test_only_a_queued_gated_proposal_inside_the_window_takes_a_failing_counter_report():
@@ -114,7 +117,8 @@ def test_counter_reports_survive_a_snapshot_and_their_leaf_follows_every_change(
     restored = state_from_document(copy.deepcopy(state_to_document(chain.state)))
     assert restored.state_hash == chain.state.state_hash
     assert restored.counter_reports == chain.state.counter_reports
-    assert restored.counter_reports[1].answer_hash == NEW_REPORT and restored.counter_reports[1].judge_votes == {C1: True}
+    record = restored.counter_reports[1]
+    assert record.answer_hash == NEW_REPORT and record.judge_votes == {C1: True}
 
 
 def test_the_bond_and_window_are_governed_critical_parameters():

@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from bastion.app import ApiConfig, create_app
 from bastion.cli.main import app
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
@@ -67,6 +69,11 @@ def test_a_node_running_other_code_stops_cleanly_before_the_upgrade_height_and_t
     node, clock = chain_to_execution(data, OTHER)
     produce_until(node, clock, UPGRADE_HEIGHT - 1)          # every block before the upgrade: this code may
     head_hash = node.state.state_hash
+    answer = TestClient(create_app(node, ApiConfig(clock_ms=clock))).get("/v1/upgrade").json()
+    assert answer == {"height": UPGRADE_HEIGHT - 1, "scheduled": True, "name": "v2.0", "upgrade_height": 40,
+                      "code_hash": NAMED, "reached": False, "node_code_hash": OTHER, "node_ready": False,
+                      "halt_reason": f"upgrade 'v2.0' scheduled at height 40 requires code {NAMED}; this node runs "
+                                     f"{OTHER}: stopped before block 40"}
     with pytest.raises(UpgradeRequired) as stopped:
         node.produce_block()
     assert isinstance(stopped.value, NodeStopped)

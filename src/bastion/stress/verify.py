@@ -49,7 +49,9 @@ class VerifyInputError(StressInputError):
 def load_report_bytes(report_hash: str, *, data: Path | None = None, report: Path | None = None) -> bytes:
     """The report's bytes from ``report`` (a file) or the node's report store in ``data``; their
     SHA-256 must be ``report_hash``."""
-    path = report if report is not None else (None if data is None else data / REPORTS_DIRECTORY / f"{report_hash}.json")
+    path = report
+    if path is None and data is not None:
+        path = data / REPORTS_DIRECTORY / f"{report_hash}.json"
     if path is None or not path.is_file():
         raise VerifyInputError(f"no report {report_hash} at hand: give --report FILE (or upload it to the node)")
     raw = path.read_bytes()

@@ -125,7 +125,8 @@ def count_stress_passes(state: State, proposal: Proposal) -> dict[str, int]:
 
 def check_stress_gate(state: State, proposal: Proposal) -> ev.StressGatePassed | None:
     """Raise ``stress_attestation_missing`` unless a gated proposal has k valid passes on one report
-    hash, then ``counter_report_unanswered`` (``check_counter_reports``); return the ``stress_gate_passed`` event to emit (None for ungated classes)."""
+    hash, then ``counter_report_unanswered`` (``check_counter_reports``); return the
+    ``stress_gate_passed`` event to emit (None for ungated classes)."""
     if proposal.risk_class not in GATED_CLASSES:
         return None
     ranked = sorted(count_stress_passes(state, proposal).items(), key=lambda item: (-item[1], item[0]))
