@@ -182,6 +182,17 @@ def verify_report(report_hash: str, data: Path, *, report: Path | None = None,
             raise VerifyInputError(f"the report's thresholds: {error.message}") from None
     stress_run = run(state, scenario_set=scenario_set, thresholds=thresholds, proposal_id=proposal_id,
                      workers=workers)
+    if "testnet" in document:   # the testnet replay (stress.testnet), over the window it recorded
+        from bastion.stress.runner import load_proposal_actions
+        from bastion.stress.testnet import add_testnet, replay_recent
+
+        section = document["testnet"]
+        if proposal_id is None:
+            raise VerifyInputError("the report has a testnet section but stressed no proposal")
+        stress_run = add_testnet(stress_run, replay_recent(
+            data, load_proposal_actions(state, proposal_id), section["days"], max_blocks=section["max_blocks"],
+            proposal_id=section["proposal_id"],
+            window=(section["from_height"], section["to_height"], section["truncated"])))
     again = stress_run.report
     return {"report_hash": report_hash, "reproduced": again.canonical_bytes == raw,
             "recomputed_hash": again.report_hash, "height": height, "state_hash": target,
