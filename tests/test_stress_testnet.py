@@ -15,7 +15,9 @@ from builders import ALICE, BOB, ETH, GENESIS_TIME_MS, place_order, queue, submi
 from test_council import LOWER_ETH_MARGIN, council_genesis
 from test_stress_cli import SET, stress
 
+from bastion.core.messages import decode_action
 from bastion.node.node import Node
+from bastion.stress.testnet import replay_recent
 
 
 def chain(tmp_path: Path) -> tuple[Path, str]:
@@ -66,6 +68,10 @@ def test_the_proposal_replayed_over_the_block_log_sits_beside_the_sweep_and_repr
                       "--proposal", pid)
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["proposal_id"] == pid
+    # the bound keeps the latest blocks: the state before them is rebuilt from the log
+    cut = replay_recent(data, (decode_action(LOWER_ETH_MARGIN, 0),), 1, max_blocks=2)
+    assert (cut["from_height"], cut["to_height"], cut["truncated"], cut["baseline_reproduced"]) == (5, 6, True, True)
+    assert cut["outcomes_flipped"] == 1
 
 
 def test_replay_days_needs_the_log_and_the_proposal(tmp_path):

@@ -70,7 +70,7 @@ def stress(
     replay_days: int = typer.Option(None, "--replay-days", min=1,
                                     help="with --data and --proposal: also replay the proposal over the last N "
                                          "days of the block log (the testnet result, in the report)"),
-    replay_max_blocks: int = typer.Option(20_000, "--replay-max-blocks", min=1,
+    replay_max_blocks: int = typer.Option(5_000, "--replay-max-blocks", min=1,
                                           help="at most this many (latest) blocks in the --replay-days window"),
 ) -> None:
     """Stress a state with a scenario set: the report's hash and verdict, its files, the attestation.

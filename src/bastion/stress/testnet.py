@@ -38,7 +38,7 @@ from bastion.stress.runner import StressRun
 from bastion.stress.verify import VerifyInputError, state_at
 
 DAY_MS: Final = 86_400_000
-MAX_BLOCKS: Final = 20_000          # the default bound of a replay window (blocks)
+MAX_BLOCKS: Final = 5_000           # the default bound of a replay window (blocks)
 EXAMPLES: Final = 10                # flipped outcomes shown
 
 
