@@ -6,7 +6,7 @@ node's data directory and:
 
 1. picks the window: the blocks whose time is within ``days`` days of the head's, at most
    ``max_blocks`` of them (the latest; ``truncated`` says when the bound cut the window);
-2. rebuilds the state just before the window from the log (``stress.verify.state_at``);
+2. rebuilds the state just before the window from the log (``stress.chainlog.state_at``);
 3. replays every logged block of the window twice through the state machine, with the logged
    transactions, nonces and block times (the real order flow and oracle prices): **without** the
    change (it must end at the logged state hash: ``baseline_reproduced``, the check that the replay
@@ -35,7 +35,7 @@ from bastion.core.state import State
 from bastion.core.transition import apply_block
 from bastion.stress.report import hash_report
 from bastion.stress.runner import StressRun
-from bastion.stress.verify import VerifyInputError, state_at
+from bastion.stress.chainlog import VerifyInputError, state_at
 
 DAY_MS: Final = 86_400_000
 MAX_BLOCKS: Final = 5_000           # the default bound of a replay window (blocks)

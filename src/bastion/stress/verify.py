@@ -31,19 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from bastion.core.errors import ProtocolError
-from bastion.core.genesis import build_state
 from bastion.core.state import State
+from bastion.stress.chainlog import VerifyInputError, state_at
 from bastion.stress.report import OVERRIDE, parse_thresholds
-from bastion.stress.runner import StressInputError, load_set, run
+from bastion.stress.runner import load_set, run
 from bastion.stress.scenarios import ScenarioSet, scenario_set_hash
 
 __all__ = ["VerifyInputError", "find_difference", "load_report_bytes", "state_at", "verify_report"]
 
 REPORTS_DIRECTORY = "reports"   # the node's report store (``bastion.api.reports.DIRECTORY``)
-
-
-class VerifyInputError(StressInputError):
-    """Something needed to recompute the report is missing or does not match (nothing was judged)."""
 
 
 def load_report_bytes(report_hash: str, *, data: Path | None = None, report: Path | None = None) -> bytes:
@@ -58,38 +54,6 @@ def load_report_bytes(report_hash: str, *, data: Path | None = None, report: Pat
     if hashlib.sha256(raw).hexdigest() != report_hash:
         raise VerifyInputError(f"{path} is not the report {report_hash} (its SHA-256 differs)")
     return raw
-
-
-def state_at(data: Path, height: int) -> State:
-    """The committed state at ``height`` of a node's data directory, read only: the newest valid
-    snapshot at or below it (else genesis), then the log replayed up to it, every block verified
-    and its state hash compared (``bastion.node.replay.replay_range``)."""
-    from bastion.node.blocklog import BlockLog
-    from bastion.node.replay import SNAPSHOT_ERRORS, SNAPSHOTS, load_snapshot, replay_range, snapshot_files
-
-    path = data / "blocks.db"
-    if not path.is_file():
-        raise VerifyInputError(f"{data} holds no block log (blocks.db)")
-    log = BlockLog(path)
-    try:
-        genesis = log.genesis()
-        head = log.head()
-        if genesis is None or head is None or head.height < height:
-            raise VerifyInputError(f"{data} does not reach height {height}")
-        state: State | None = None
-        for snap_height, snap_path in sorted(snapshot_files(data / SNAPSHOTS, head.height).items(), reverse=True):
-            if snap_height <= height:
-                try:
-                    state = load_snapshot(log, snap_path, head.height)
-                    break
-                except SNAPSHOT_ERRORS:
-                    continue
-        if state is None:
-            state = build_state(genesis)
-        replay_range(log, state, height)
-        return state
-    finally:
-        log.close()
 
 
 def _scenario_set(inputs: dict[str, Any], scenarios: Path | ScenarioSet | None,
