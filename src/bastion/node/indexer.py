@@ -52,7 +52,7 @@ The ``param_changed`` event (for governance, a later issue) is::
      "height": 1234, "proposal_id": "9f2c...e1"}
 
 ``name`` is a dotted path as in ``genesis_parameters`` (``funding.*``, ``fees.*``,
-``liquidation.*``, ``order_limits.*`` (``open_order_tiers``: a list of [min equity, max open orders]),
+``liquidation.*``, ``order_limits.*`` (``open_order_tiers``: a list of [min equity, max open orders]), ``bot_limits.*``,
 ``liquidity_tiers.<id>.*``, ``markets.<ticker>.*``, ``markets.<ticker>.oracle.*``),
 ``value`` an int in the unit its name carries (or a string, e.g. a market status), ``height`` the
 block that applies it (the row takes the block's height when the event has none), ``proposal_id``
@@ -90,7 +90,7 @@ def genesis_parameters(state: State) -> dict[str, int | str]:
     """The governed parameters of a genesis state, by dotted name (see the module docstring)."""
     params: dict[str, int | str] = {}
     for group, obj in (("funding", state.funding), ("fees", state.fees), ("liquidation", state.liquidation),
-                       ("order_limits", state.order_limits)):
+                       ("order_limits", state.order_limits), ("bot_limits", state.bot_limits)):
         for f in dataclasses.fields(obj):
             params[f"{group}.{f.name}"] = getattr(obj, f.name)
     for tier_id, tier in state.tiers.items():
