@@ -24,6 +24,7 @@ from bastion.core.book import BUY
 from bastion.core.deadman import DAY_MS
 from bastion.core.events import Unit
 from bastion.core.agents import is_live
+from bastion.core.bot_limits import format_bot_limits
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
@@ -117,6 +118,7 @@ def describe_state(state: State) -> dict:
             "council": council.describe_council(state),
             "agents": describe_agent_grants(state),
             "twap_orders": [describe_twap(state, twap) for twap in state.twap_orders.values()],
+            "bot_limits": format_bot_limits(state.bot_limits),
             "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
                                   "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
                                  for owner, r in state.cancel_schedules.items()]}
