@@ -9,7 +9,8 @@ that price; and the minimum notional of the anti-spam limits), takes the next or
 ``twap_id`` and splits into ``slices = duration_ms // interval`` slices, ``interval`` being the
 governed ``bot_limits.twap_interval_ms`` (30 s by default). The first slice is due at the end of the
 block that placed it, each next one an interval after the previous one was due (``start_ms + k *
-interval`` while the interval is unchanged; a governed change applies from the next slice on). The rule (docs/protocol.md "TWAP orders"):
+interval`` while the interval is unchanged; a governed change applies from the next slice on).
+The rule (docs/protocol.md "TWAP orders"):
 
 * **size**: slice ``k`` aims at a cumulative fill of ``floor(size * (k + 1) / slices)`` (the size
   spread evenly in exact integers; the last slice's target is the whole size), so it tries that
