@@ -58,6 +58,10 @@ def test_the_defaults_are_the_former_constants_and_genesis_shows_them_in_people_
     assert GENESIS_DEFAULTS["bot_limits"] == scenario_defaults()["bot_limits"] == expected
     assert parse_bot_limits(expected, BotLimitParams(), "bot_limits") == BotLimitParams()
     assert build_state(genesis()).bot_limits == BotLimitParams()
+    # the defaults spelled out hash as no section at all: the leaf is absent at the defaults
+    assert build_state(genesis(bot_limits=expected)).state_hash == build_state(genesis()).state_hash
+    assert build_state(genesis(bot_limits={"twap_max_per_subaccount": 4})).state_hash != \
+        build_state(genesis()).state_hash
 
 
 def test_a_genesis_section_sets_the_limits_and_bad_values_name_their_path():
