@@ -51,7 +51,7 @@ from bastion.core import events as ev
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
 from bastion.core.governance.council_rules import (
-    GATED_CLASSES, PASS, REPORT_HASH, VERDICTS, compute_governed_verdict, require_member,
+    FAIL, GATED_CLASSES, PASS, REPORT_HASH, compute_governed_verdict, require_member,
 )
 from bastion.core.governance.proposals import ProposalStatus, get_proposal
 from bastion.core.messages import AnswerCounterReport, JudgeCounterReport, PostCounterReport
@@ -62,7 +62,6 @@ MAX_COUNTER_REPORTS_PER_PROPOSAL: Final = 16
 OPEN: Final = "open"
 REPRODUCED: Final = "reproduced"
 REJECTED: Final = "rejected"
-FAIL: Final = "fail"
 
 
 def get_counter_report(state: State, counter_id: int) -> CounterReport:
@@ -111,7 +110,7 @@ def post_counter_report(state: State, sender: str, msg: PostCounterReport, event
     if any(r.report_hash == msg.report_hash for r in mine):
         raise ProtocolError("counter_report_exists", "this report already contests this proposal",
                             field="report_hash")
-    if msg.verdict not in VERDICTS or msg.verdict != FAIL:
+    if msg.verdict != FAIL:
         raise ProtocolError("invalid_verdict", "a counter-report's verdict is fail (a passing report contests "
                             "nothing)", field="verdict")
     depletion = parse_ppm(msg.depletion_probability, field="depletion_probability")
