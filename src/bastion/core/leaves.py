@@ -499,7 +499,9 @@ def _rollout_value(state: State, key: Key) -> Value:
     return [ro.market, ro.param, ro.start, ro.target, ro.steps, ro.interval_ms, ro.min_insurance_fund_usdc,
             ro.max_bad_debt_usdc, ro.max_liquidations, ro.revert_on_breach, ro.proposal_id, ro.created_height,
             ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason, ro.reverted,
-            ro.ended_height]
+            ro.ended_height, sorted(_pairs(ro.contagion_gates)), ro.trader_losses_mark, sorted(_pairs(ro.measured)),
+            ro.start_is_safer,
+            ro.tiers]
 
 
 # --------------------------------------------------------------------------------------- guardian, council
@@ -796,6 +798,11 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
+    LeafKind("trader_losses", ("ticker",), "what deleveraging and socialisation took from traders in a market, cumulative",
+             lambda state, key: [state.trader_losses[key[1]]],
+             keys=lambda state: [("trader_losses", ticker) for ticker in state.trader_losses],
+             snapshot=(Section("trader_losses", lambda state: _pairs(state.trader_losses),
+                               _set("trader_losses", _dict_of_pairs)),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

@@ -102,15 +102,14 @@ def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[A
     before_caps = {ticker: m.max_open_interest_lots for ticker, m in after.markets.items()}
     # the class the chain gives it (at execution: with every other pending proposal applied, issue 16)
     changes, risk_class = classify.classify_proposal(after, actions, exclude=source.ref)
-    first_steps = {f"markets.{a.market}.{rollout.PARAMS[a.param][0]}": a.steps for a in actions
-                   if isinstance(a, StartRollout)}
+    first_steps = {str(rollout.resolve_param(after, a)[0]): a.steps for a in actions if isinstance(a, StartRollout)}
     events: list[dict] = []
     applied = []
     for change in changes:
         if isinstance(change, governance.PlannedRollout):   # its first step
             name = str(change.path)
-            change = governance.Change(change.path, change.start, rollout.compute_step_value(
-                change.start, change.target, 1, first_steps[name]), change.risk)
+            change = governance.Change(change.path, change.start, rollout.compute_path_value(
+                after, change.path, change.start, change.target, change.risk, 1, first_steps[name]), change.risk)
         governance.apply_effect(after, change, source, events)
         applied.append((change.name, change.old_record, change.new_record, change.risk))
     after.params_epoch += 1

@@ -169,7 +169,7 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.append(Change(ParamPath(ParamGroup.MARKET, market.ticker, "status"), market.status,
                                   FINAL_SETTLEMENT, RISK_REDUCING))
         case StartRollout():
-            changes.extend(rollout.compute_start_rollout_changes(state, action))
+            changes.extend(rollout.compute_start_rollout_changes(state, action, compute_action_changes))
         case SetGuardian():
             changes.extend(actions.compute_set_guardian_changes(state, action))
         case SetCouncil():
@@ -247,3 +247,9 @@ def apply_effect(state: State, effect: Effect, source: ParamSource, events: Even
         case _:
             actions.apply_operation(state, effect, source, events)
 
+
+
+def advance_rollouts(state: State, events: Events) -> None:
+    """End-of-block step ``rollout.advance_rollouts``, each step judged by ``compute_action_changes``
+    (passed down: the rollout module sits on a lower floor)."""
+    rollout.advance_rollouts(state, events, compute_action_changes)
