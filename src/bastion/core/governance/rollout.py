@@ -195,6 +195,25 @@ def _action_value(state: State, path: ParamPath, unit: str, value: int) -> Any:
     return value
 
 
+def format_param_value(state: State, path: ParamPath, value: int) -> str:
+    """A rollable parameter's stored value as its direct action writes it (lots and USDC as decimals,
+    ratios as decimal ratios, durations in seconds, counts and tier ids as integers), as text."""
+    return str(_action_value(state, path, LEVERS[(path.group, path.attr)].unit, value))
+
+
+def format_gate_value(state: State, rollout: Rollout, gate: str, value: int) -> Any:
+    """A gate's limit or measure (``gate`` a gate or a measure name) for people: USDC amounts and
+    ratios as decimal text, the backstop inventory as a size, counts as integers."""
+    measure = MEASURES.get(gate, gate)
+    if measure == "liquidations":
+        return value
+    if measure in ("cross_share", "top_account_share", "oi_skew"):
+        return format_decimal(value, PPM_DECIMALS)
+    if measure == "backstop_inventory":
+        return format_decimal(value, state.markets[rollout.market].size_decimals)
+    return format_usdc(value)
+
+
 def _parse_target(state: State, path: ParamPath, unit: str, text: str) -> Any:
     """``start_rollout.target`` (a string in the direct action's decimal form) in its action form."""
     if unit == Unit.LOTS:
