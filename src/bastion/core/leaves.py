@@ -198,7 +198,8 @@ def _market_value(state: State, key: Key) -> Value:
             [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
             m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
             m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price]
+            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price,
+            m.cross_margin_cap_usdc]
 
 
 def _twap_value(state: State, key: Key) -> Value:

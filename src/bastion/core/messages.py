@@ -154,6 +154,7 @@ class SetMarketParams(_Checked):
     max_source_deviation: str | None = None
     max_move_per_block: str | None = None
     max_order_size: str | None = None      # the largest order (anti-spam, bastion.core.orders)
+    cross_margin_cap: str | None = None    # USDC of maintenance cross accounts may carry (core.cross_promotion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,7 +336,7 @@ def action_requires_proposal(kind: str) -> ProtocolError:
 # set, so that the id of a proposal that does not use them stays what it was (``canonical_action``).
 LATER_FIELDS: dict[type, tuple[str, ...]] = {
     SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block",
-                      "max_order_size"),
+                      "max_order_size", "cross_margin_cap"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
                            "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",

@@ -136,6 +136,8 @@ class Market:
     oracle_params: OracleParams
     oracle_price: int                      # ticks
     max_order_lots: int = MAX_ORDER_LOTS   # the largest order size (governed, ``set_market_params.max_order_size``)
+    # while isolated_only: the maintenance requirement cross subaccounts may carry here (core.cross_promotion)
+    cross_margin_cap_usdc: int = 0
     stale: bool = False
     submissions: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator -> (ticks, ms)
     open_interest: int = 0                 # lots, sum of long sizes

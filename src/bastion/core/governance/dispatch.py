@@ -111,6 +111,13 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
                                 compare_risk(_STATUS_RANK[market.status], _STATUS_RANK[action.status],
                                              riskier_when_higher=True)))
             changes.extend(actions.compute_market_oracle_changes(market, action))
+            if action.cross_margin_cap is not None:   # isolated-to-cross in steps (core.cross_promotion)
+                if not market.isolated_only:
+                    raise ProtocolError("market_not_isolated", f"{market.ticker} already trades in the cross pool",
+                                        field="cross_margin_cap")
+                cap = parse_usdc(action.cross_margin_cap, field="cross_margin_cap")
+                changes.append(Change(path("cross_margin_cap_usdc"), market.cross_margin_cap_usdc, cap,
+                                      compare_risk(market.cross_margin_cap_usdc, cap, riskier_when_higher=True)))
         case SetLiquidityTier():
             old = state.tiers.get(action.tier)
             if old is None:

@@ -163,6 +163,7 @@ LEVERS: Final[dict[tuple[ParamGroup, str], Lever]] = {
     (ParamGroup.MARKET, "maker_fee_ppm"): Lever(Unit.SIGNED_RATIO, _market_action("maker_fee")),
     (ParamGroup.MARKET, "taker_fee_ppm"): Lever(Unit.RATIO, _market_action("taker_fee")),
     (ParamGroup.MARKET, "tier_id"): Lever(Unit.TIER, _market_action("liquidity_tier")),
+    (ParamGroup.MARKET, "cross_margin_cap_usdc"): Lever(Unit.USDC, _market_action("cross_margin_cap")),
     (ParamGroup.MARKET_ORACLE, "min_sources"): Lever(Unit.COUNT, _market_action("min_sources")),
     (ParamGroup.MARKET_ORACLE, "max_staleness_ms"): Lever(Unit.SECONDS, _market_action("max_staleness_s")),
     (ParamGroup.MARKET_ORACLE, "max_source_deviation_ppm"): Lever(Unit.RATIO, _market_action("max_source_deviation")),
