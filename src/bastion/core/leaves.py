@@ -799,7 +799,7 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
-    LeafKind("trader_losses", ("ticker",), "what deleveraging and socialisation took from traders in a market, cumulative",
+    LeafKind("trader_losses", ("ticker",), "a market's cumulative trader losses (deleveraging and socialisation)",
              lambda state, key: [state.trader_losses[key[1]]],
              keys=lambda state: [("trader_losses", ticker) for ticker in state.trader_losses],
              snapshot=(Section("trader_losses", lambda state: _pairs(state.trader_losses),

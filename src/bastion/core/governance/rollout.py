@@ -86,16 +86,20 @@ from bastion.core import guardian
 from bastion.core import events as ev
 from bastion.core.accounts import subaccount_pool
 from bastion.core.events import Events, emit
-from bastion.core.errors import ProtocolError
+from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance.actions import LIQUIDATION_FIELDS
 from bastion.core.governance.changes import (
     RISK_REDUCING, Change, Effect, ParamGroup, ParamPath, PlannedRollout, change_param,
 )
 from bastion.core.liquidation import is_backstop
 from bastion.core.margin import compute_position_risk
-from bastion.core.messages import Action, SetFeeParams, SetLiquidationParams, SetLiquidityTier, SetMarketParams, StartRollout
+from bastion.core.messages import (
+    Action, SetFeeParams, SetLiquidationParams, SetLiquidityTier, SetMarketParams, StartRollout,
+)
 from bastion.core.state import ACTIVE, CROSS_POOL, Market, ParamSource, Proposal, Rollout, State
-from bastion.core.units import MS_PER_S, PPM, PPM_DECIMALS, format_decimal, format_usdc, parse_decimal, parse_ppm, parse_usdc
+from bastion.core.units import (
+    MS_PER_S, PPM, PPM_DECIMALS, format_decimal, format_usdc, parse_decimal, parse_ppm, parse_usdc,
+)
 
 
 Validator = Callable[[State, Action], list[Effect]]
@@ -172,7 +176,8 @@ LEVERS: Final[dict[tuple[ParamGroup, str], Lever]] = {
     (ParamGroup.TIER, "maintenance_fraction_ppm"): Lever(Unit.RATIO, _tier_action("maintenance_fraction")),
     (ParamGroup.TIER, "oi_lower_cap_usdc"): Lever(Unit.USDC, _tier_action("oi_lower_cap")),
     (ParamGroup.TIER, "oi_upper_cap_usdc"): Lever(Unit.USDC, _tier_action("oi_upper_cap")),
-    (ParamGroup.FEES, "insurance_share_ppm"): Lever(Unit.RATIO, lambda path, value: SetFeeParams(insurance_share=value)),
+    (ParamGroup.FEES, "insurance_share_ppm"): Lever(Unit.RATIO,
+                                                    lambda path, value: SetFeeParams(insurance_share=value)),
     **{(ParamGroup.LIQUIDATION, spec.param): Lever(_LIQUIDATION_UNITS[spec.parse.__name__],
                                                    _liquidation_action(spec.action_field))
        for spec in LIQUIDATION_FIELDS},
@@ -231,10 +236,8 @@ def resolve_param(state: State, action: StartRollout) -> tuple[ParamPath, Lever]
     """The parameter a ``start_rollout`` moves: an issue-5 short name on its market, or a dotted
     name (``liquidity_tiers.0.initial_margin_ppm``). Raises ``unknown_rollout_param`` (not a
     rollable parameter, or one of another market)."""
-    if action.param in PARAMS:
-        path = ParamPath(ParamGroup.MARKET, action.market, PARAMS[action.param][0])
-    else:
-        path = _parse_path(action.param)
+    path = (ParamPath(ParamGroup.MARKET, action.market, PARAMS[action.param][0]) if action.param in PARAMS
+            else _parse_path(action.param))
     lever = LEVERS.get((path.group, path.attr)) if path is not None else None
     if path is None or lever is None:
         raise ProtocolError("unknown_rollout_param", f"param must be one of {sorted(PARAMS)} or a rollable "
@@ -250,7 +253,7 @@ def resolve_param(state: State, action: StartRollout) -> tuple[ParamPath, Lever]
 def _parse_path(name: str) -> ParamPath | None:
     try:
         return ParamPath.parse(name)
-    except Exception:  # an unknown dotted name: InvariantViolation
+    except InvariantViolation:   # not a governed parameter's name
         return None
 
 
