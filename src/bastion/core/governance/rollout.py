@@ -96,7 +96,7 @@ from bastion.core.margin import compute_position_risk
 from bastion.core.messages import (
     Action, SetFeeParams, SetLiquidationParams, SetLiquidityTier, SetMarketParams, StartRollout,
 )
-from bastion.core.state import ACTIVE, CROSS_POOL, Market, ParamSource, Proposal, Rollout, State
+from bastion.core.state import ACTIVE, CROSS, CROSS_POOL, Market, ParamSource, Proposal, Rollout, State
 from bastion.core.units import (
     MS_PER_S, PPM, PPM_DECIMALS, format_decimal, format_usdc, parse_decimal, parse_ppm, parse_usdc,
 )
@@ -356,10 +356,11 @@ def measure_gates(state: State, rollout: Rollout, market: Market) -> dict[str, i
     """Every gate's measure now (``MEASURES``), from the state alone. Ratios in ppm rounded up (a
     measure never hides a breach by rounding): the market's share of the cross pool's maintenance
     requirement (positions of subaccounts whose collateral is in the cross pool); the largest
-    subaccount position's share of the open interest; the cross-pool subaccounts' net position in
-    the market against the open interest (a perpetual is zero-sum: this is what the cross pool
-    carries one way); the backstops' inventory in the market (lots); and, since the previous step,
-    the pool's new bad debt, the market's liquidations and its trader losses."""
+    subaccount position's share of the open interest; the OI skew, the cross-margin subaccounts'
+    net position in the market against the open interest (a perpetual is zero-sum, so this is the
+    one-way exposure that accounts whose losses spill over to their other positions carry, the
+    isolated ones holding the other side); the backstops' inventory in the market (lots); and, since
+    the previous step, the pool's new bad debt, the market's liquidations and its trader losses."""
     ticker = market.ticker
     cross_total = cross_here = net_cross = top = inventory = 0
     for sub in state.subaccounts.values():
@@ -373,10 +374,12 @@ def measure_gates(state: State, rollout: Rollout, market: Market) -> dict[str, i
             cross_total += maintenance
             if other_ticker == ticker:
                 cross_here += maintenance
-                net_cross += position.size
     for owner, number in market.holders:
-        size = state.subaccounts[(owner, number)].positions[ticker].size
+        holder = state.subaccounts[(owner, number)]
+        size = holder.positions[ticker].size
         top = max(top, abs(size))
+        if holder.mode == CROSS:
+            net_cross += size
         if is_backstop(owner):
             inventory += abs(size)
     return {
