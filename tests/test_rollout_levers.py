@@ -234,3 +234,32 @@ def test_a_cross_margin_cap_rollout_ramps_the_isolated_market_open():
     record = begin(chain, market=PEPE, param=f"markets.{PEPE}.cross_margin_cap_usdc", target="1000", steps=4,
                    gates={"max_cross_share": "0.5"})
     assert values_of(chain, record) == [250 * USDC, 500 * USDC, 750 * USDC, 1000 * USDC]
+
+
+# ------------------------------------------------------------------------------------------- API view and page
+def test_the_rollout_view_shows_steps_gates_and_measures_in_the_levers_units():
+    from bastion.presentation import describe_rollout
+    chain = Chain(contagion_genesis())
+    record = begin(chain, market=ETH, param=MARGIN, target="0.09", steps=3,
+                   gates={"max_top_account_share": "0.7", "max_liquidations": 0})
+    at(chain, record.next_step_ms)
+    view = describe_rollout(chain.state, record)
+    assert {k: view[k] for k in ("path", "start", "target", "value", "planned", "gates", "status", "step")} == {
+        "path": MARGIN, "start": "0.1", "target": "0.09", "value": "0.096667",
+        "planned": ["0.096667", "0.093334", "0.09"], "gates": {"max_liquidations": 0, "max_top_account_share": "0.7"},
+        "status": "active", "step": 1}
+    assert view["gate_checks"] == [
+        {"gate": "max_liquidations", "measure": "liquidations", "limit": 0, "measured": 0},
+        {"gate": "max_top_account_share", "measure": "top_account_share", "limit": "0.7", "measured": "0.666667"}]
+
+
+def test_the_governance_page_fragment_shows_a_rollouts_steps_gates_and_measured_values():
+    from bastion.presentation import describe_rollout
+    from bastion.web.context import TEMPLATES
+    chain = Chain(contagion_genesis())
+    record = begin(chain, market=ETH, target="30", gates={"max_top_account_share": "0.6"})
+    at(chain, record.next_step_ms)
+    text = TEMPLATES.get_template("_rollouts.html").render(p={"rollouts": [describe_rollout(chain.state, record)]})
+    assert f"<code>markets.{ETH}.max_open_interest_lots</code>" in text and "halted: <b class=\"bad\">" in text
+    assert ">22.5</td>" in text and ">30</td>" in text                       # the planned steps
+    assert '<td class="num">0.6</td><td class="num bad">0.666667</td>' in text  # the broken gate, measured

@@ -196,6 +196,10 @@ def describe_rollout(state: State, rollout: Rollout) -> dict:
             "interval_s": rollout.interval_ms // MS_PER_S,
             "gates": {name: gate(name, limit) for name, limit in rollouts.get_gate_limits(rollout).items()},
             "measured": {name: gate(name, raw) for name, raw in rollout.measured.items()},
+            "gate_checks": [{"gate": name, "measure": rollouts.MEASURES[name], "limit": gate(name, limit),
+                             "measured": gate(name, rollout.measured[rollouts.MEASURES[name]])
+                             if rollouts.MEASURES[name] in rollout.measured else None}
+                            for name, limit in rollouts.get_gate_limits(rollout).items()],
             "revert_on_breach": rollout.revert_on_breach,
             "next_step_time": format_iso_ms(rollout.next_step_ms), "halt_reason": rollout.halt_reason,
             "reverted": rollout.reverted, "proposal_id": rollout.proposal_id, "ended_height": rollout.ended_height}

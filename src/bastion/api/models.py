@@ -406,6 +406,8 @@ class Rollout(Open):
                                              "max_top_account_share": "0.5"}])
     measured: dict[str, Any] = Field(description="each gate's measure when the last step was due",
                                      examples=[{"top_account_share": "0.583334", "liquidations": 0}])
+    gate_checks: list[dict[str, Any]] = Field(description="per gate: its measure's name, limit and last measured "
+                                              "value (null before the first due step)")
     revert_on_breach: bool
     next_step_time: str
     halt_reason: str | None
