@@ -217,9 +217,12 @@ class DelistMarket(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class StartRollout(_Checked):
-    """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
-    ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
-    (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.governance.rollout``)."""
+    """Move one risk lever (``max_open_interest``, ``min_order_size`` or a rollable parameter's dotted
+    name, e.g. ``liquidity_tiers.0.initial_margin_ppm``) to ``target`` (as its direct action writes it)
+    in ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates`` (issue 5's
+    ``min_insurance_fund``, ``max_bad_debt``, ``max_liquidations`` and the contagion gates
+    ``max_cross_share``, ``max_top_account_share``, ``max_oi_skew``, ``max_backstop_inventory``,
+    ``max_trader_losses``) hold on ``market`` (``bastion.core.governance.rollout``)."""
     market: str
     param: str
     target: str
