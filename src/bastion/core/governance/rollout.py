@@ -1,57 +1,66 @@
-"""Staged rollouts (DESIGN.md section 9, issue 5): a market parameter moved step by step while
-health gates hold.
+"""Staged rollouts (DESIGN.md section 9; issues 5 and 20): any risk lever moved step by step while
+health gates, contagion measures among them, hold.
 
 **Action** ``start_rollout{market, param, target, steps, interval_s, gates, revert_on_breach?}``
 (inside a proposal, ``bastion.core.messages.StartRollout``):
 
-- ``param``: ``max_open_interest`` (the market's hard open-interest cap) or ``min_order_size``,
-  both decimal size strings on the market's lot grid; ``target`` must be positive and differ from
-  the current value. (Fees are left out: ``maker + taker >= 0`` ties the two, and an intermediate
-  step could break it after a direct change of the other fee.)
-- ``steps``: 1 .. ``governance.max_rollout_steps`` (default 20); every step must move the value by
-  at least one grid unit (``|target - current| >= steps``).
-- ``interval_s`` >= 1: block time between steps.
-- ``gates``: at least one of ``min_insurance_fund`` (USDC: the market's pool insurance fund must be
-  at least this when a step is due), ``max_bad_debt`` (USDC: new bad debt socialised in the
-  market's pool since the previous step, at most this) and ``max_liquidations`` (an integer:
-  ``liquidation`` events in the market since the previous step, at most this). A value equal to
-  its bound holds (the bound is allowed, as in Aave's steward ranges).
+- ``param``: issue 5's short names ``max_open_interest`` / ``min_order_size`` (of ``market``), or
+  the dotted name of a rollable governed parameter: the ``LEVERS`` table (market caps, order sizes,
+  fees, tier, cross margin cap and oracle settings; a liquidity tier's margins and caps; the fee
+  insurance share; every liquidation and backstop parameter). Each lever is a unit (how it is
+  written and stepped) and the direct action that sets it: there is no other per-lever code.
+  ``market`` is the market whose health the gates watch (for a market lever, its own market).
+- ``target``: written as the direct action writes it. The direct action with the target goes
+  through the validation every change goes through (``dispatch.compute_action_changes``, passed in
+  as ``validate``: this module is on a lower floor), so a target is refused with the direct change's
+  own code (reported on ``target``), and the rollout's planned change carries the direct change's
+  risk class: the class voted on is that of the final target.
+- ``steps``: 1 .. ``governance.max_rollout_steps``; every step moves at least one grid unit (lot,
+  ppm, micro-USDC, second, count, or one tier: ``rollout_step_below_grid``). ``interval_s`` >= 1.
+- ``gates``: at least one of ``GATES``: ``min_insurance_fund`` (USDC, the market's pool fund),
+  ``max_bad_debt`` (USDC, new bad debt in the pool since the previous step), ``max_liquidations``
+  (liquidation events in the market since the previous step), and the contagion gates
+  ``max_cross_share``, ``max_top_account_share``, ``max_oi_skew`` (ratios in [0, 1]),
+  ``max_backstop_inventory`` (a size) and ``max_trader_losses`` (USDC since the previous step),
+  measured by ``measure_gates``. A value equal to its bound holds.
 - ``revert_on_breach`` (false): on a gate breach, put the parameter back to the start value.
 
-``compute_start_rollout_changes`` validates the action (at submission and at execution, like every
-action) and returns one planned change ``("rollout:" + parameter name, current, target, class)``:
-the class is that of moving the parameter from its current value to the target (raising the open
-interest cap or lowering the minimum order size is ``risk_increasing``). Execution does not apply
-a planned change (``is_planned_change``); it creates the rollout (``start_rollouts``). A proposal
-may not both start a rollout of a parameter and change it (or start two rollouts of it):
-``conflicting_rollout`` (``check_rollout_conflicts``), so the class voted on is the class of the
-path the rollout follows. Refusals: ``unknown_market``, ``market_not_active``,
-``unknown_rollout_param``, ``non_positive_value``, ``rollout_target_unchanged``,
-``invalid_rollout_steps``, ``rollout_step_below_grid``, ``invalid_rollout_interval``,
-``rollout_without_gates``, ``unknown_field`` / ``invalid_field`` (gates), the decimal codes,
-``rollout_in_progress`` (an active rollout of the same market and parameter), ``conflicting_rollout``.
+Refusals: ``unknown_market``, ``market_not_active``, ``unknown_rollout_param``,
+``rollout_target_unchanged``, ``invalid_rollout_steps``, ``rollout_step_below_grid``,
+``invalid_rollout_interval``, ``rollout_without_gates``, ``unknown_field`` / ``invalid_field``
+(gates), the decimal codes, the direct change's codes (e.g. ``non_positive_value``,
+``invalid_tier``), ``rollout_in_progress`` (an active rollout of the same parameter) and
+``conflicting_rollout`` (``check_rollout_conflicts``: a proposal may not both start a rollout of a
+parameter and change it, or start two rollouts of it).
+
+**The interpolation rule** (``compute_step_value``, ``get_step_value``): step ``i`` of ``n`` =
+``start + (target - start) * i / n`` in grid units, rounded toward the safer side: toward the start
+for a risk-increasing move, toward the target for a risk-reducing one (``Rollout.start_is_safer``);
+the last step is exactly the target. A tier move steps through ``Rollout.tiers``, the tiers between
+start and target by maintenance margin (``get_tier_path``).
 
 **Rollout** (``state.rollouts``, id 1, 2, ... in creation order): start value (the value at
 execution), target, steps, interval, gates, the proposal, ``next_step_ms`` = execution time +
-interval, and the gate counters' marks (the market's liquidation count and the pool's cumulative
-bad debt at the previous step, or at creation). Event ``rollout_started``.
+interval, and the gate counters' marks (the market's liquidation count, the pool's cumulative bad
+debt and the market's trader losses at the previous step, or at creation). Event
+``rollout_started``.
 
 **End of block** (``advance_rollouts``, after ``liquidate`` so that the gates see this block's
-liquidations), for each active rollout in creation order:
+liquidations; ``dispatch.advance_rollouts`` hands it the validation), for each active rollout in
+creation order:
 
 1. its market is no longer ``active`` (paused, reduce-only, final settlement, settled): the rollout
    halts (``market_not_active``, no revert);
 2. else, if ``block time >= next_step_ms`` and no guardian pause restricts the market (``market`` or
-   ``reduce_only`` on it, or ``trading``: ``bastion.core.guardian``), the gates are evaluated in the order
-   ``min_insurance_fund``, ``max_bad_debt``, ``max_liquidations``; the first broken one halts the
-   rollout (``rollout_halted{gate, observed, limit}``) and, with ``revert_on_breach`` and at least
-   one step done, puts the parameter back to the start value (``rollout_reverted``);
-3. else step ``i`` = step + 1 sets the parameter to ``compute_step_value(start, target, i, steps)``
-   = ``start + (target - start) * i / steps``, the fraction rounded toward the start value (the old,
-   safer side: no step goes beyond the linear path; the last step is exactly the target), event
-   ``rollout_step``, the marks move to the current counters and ``next_step_ms`` = block time +
-   interval (so each gate window is at least one interval long; one step per block at most). After
-   the last step: ``completed`` (``rollout_completed``).
+   ``reduce_only`` on it, or ``trading``: ``bastion.core.guardian``), the gates are measured (kept
+   in ``Rollout.measured``; a rollout with a contagion gate emits ``rollout_gates_measured``) and
+   evaluated in ``GATES`` order; the first broken one halts the rollout
+   (``rollout_halted{gate, observed, limit}``) and, with ``revert_on_breach`` and at least one step
+   done, puts the parameter back to the start value (``rollout_reverted``);
+3. else the next step's value is validated as a direct change (refused: halted, ``invalid_step``,
+   ``ref`` = the code) and set: event ``rollout_step``, the marks move to the current counters and
+   ``next_step_ms`` = block time + interval (so each gate window is at least one interval long; one
+   step per block at most). After the last step: ``completed`` (``rollout_completed``).
 
 **Guardian pauses** are an overlay that leaves the governed status ``active``, so they do not halt a
 rollout; a due step *waits* while one is in force (no event, nothing changes) and happens at the
@@ -65,16 +74,16 @@ must not end a rollout that governance approved).
 Every value change goes through ``changes.change_param`` with ``ParamSource("rollout", id)``;
 ``params_epoch`` is bumped once per block in which a rollout changed something.
 
-**Superseded**: a change of the same parameter from any other source (a proposal's
-``set_market_params``, a council steward change) halts the active rollout of it
-(``superseded``, no revert; ``halt_superseded_rollouts``, called by ``dispatch.apply_effect`` and
-``council.steward_change``), even a change to the value it already has: governance freezes a
-rollout where it stands by setting the parameter to its current value (a ``neutral`` change).
+**Superseded**: a change of the same parameter from any other source (a proposal's direct change,
+a council steward change) halts the active rollout of it (``superseded``, no revert;
+``halt_superseded_rollouts``, called by ``dispatch.apply_effect`` and ``council.steward_change``),
+even a change to the value it already has: governance freezes a rollout where it stands by setting
+the parameter to its current value (a ``neutral`` change).
 
 **Counters**: ``state.liquidation_counts[ticker]`` counts ``liquidation`` events (one per
-liquidation fill) per market, cumulative, incremented by the liquidation engine where it emits
-them; bad debt is ``state.bad_debt[pool]``. Hash leaves ``("rollout", id)`` and
-``("liquidations", ticker)``.
+liquidation fill) per market; ``state.trader_losses[ticker]`` what deleveraging and socialisation
+took from traders (``liquidation.add_trader_loss``); bad debt is ``state.bad_debt[pool]``. Hash
+leaves ``("rollout", id)``, ``("liquidations", ticker)`` and ``("trader_losses", ticker)``.
 """
 from __future__ import annotations
 
