@@ -10,7 +10,8 @@ typed actions / action documents) and returns a new committed state:
    applied with ``governance.apply_effect`` (operations such as ``insurance_transfer`` move the
    money), on a snapshot copy: the input state is never modified. A ``start_rollout`` is evaluated
    at its **first step**: the parameter is set to ``rollout.compute_path_value(state, path, start,
-   target, risk, 1, steps)`` (the rollouts' one interpolation rule, any lever), the value the market will have until the next step's health gates hold. (The next steps
+   target, risk, 1, steps)`` (the rollouts' one interpolation rule, any lever), the value the
+   market will have until the next step's health gates hold. (The next steps
    need a new stress look only in the sense that each one happens only while the gates hold; the
    gate attests the step that the execution makes possible.)
 2. **The worst-case fill.** For each market whose changes raise risk on its size limits (its
