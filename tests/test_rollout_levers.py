@@ -279,3 +279,12 @@ def test_the_governance_page_fragment_shows_a_rollouts_steps_gates_and_measured_
     assert f"<code>markets.{ETH}.max_open_interest_lots</code>" in text and "halted: <b class=\"bad\">" in text
     assert ">22.5</td>" in text and ">30</td>" in text                       # the planned steps
     assert '<td class="num">0.6</td><td class="num bad">0.666667</td>' in text  # the broken gate, measured
+
+
+def test_the_stress_gate_evaluates_a_lever_rollout_at_its_first_step():
+    """A margin cut 10% -> 9% in 3 is stressed at step 1: 100,000 - floor(10,000 / 3) = 96,667 ppm."""
+    from bastion.stress.proposal import plan_proposal
+    state = gov_chain().state
+    plan = plan_proposal(state, [start_rollout(param=MARGIN, target="0.09", steps=3)])
+    assert plan.changes == ((MARGIN, 100_000, 96_667, "risk_increasing"),)
+    assert plan.state.tiers[2].initial_margin_ppm == 96_667 and state.tiers[2].initial_margin_ppm == 100_000
