@@ -121,6 +121,8 @@ class Market(Open):
     size_decimals: int
     price_decimals: int
     isolated_only: bool
+    cross_margin_cap: str = Field(examples=["0"], description="while isolated_only: the maintenance requirement "
+                                  "(USDC) cross subaccounts may carry in this market (issue 20)")
     tier: Tier
     oracle: dict[str, Any]
     funding: dict[str, Any]
