@@ -9,6 +9,7 @@ PEPE-USD isolated-only on tier 4 (IMF 5% x 0.6, oracle 0.00001, size decimals -3
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from bastion.core import governance
 from bastion.core.errors import ProtocolError
@@ -288,3 +289,26 @@ def test_the_stress_gate_evaluates_a_lever_rollout_at_its_first_step():
     plan = plan_proposal(state, [start_rollout(param=MARGIN, target="0.09", steps=3)])
     assert plan.changes == ((MARGIN, 100_000, 96_667, "risk_increasing"),)
     assert plan.state.tiers[2].initial_margin_ppm == 96_667 and state.tiers[2].initial_margin_ppm == 100_000
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(start=st.integers(0, 10**12), distance=st.integers(1, 10**9), down=st.booleans(),
+       steps=st.integers(1, 20), toward_start=st.booleans())
+def test_every_step_lies_on_the_safer_side_of_the_linear_path_within_one_unit(start, distance, down, steps,
+                                                                              toward_start):
+    """The one interpolation rule: each step moves at least one unit (when the distance allows it),
+    never leaves [start, target], ends exactly on the target, and differs from the exact linear value
+    by less than one unit, on the start's side (toward_start) or the target's."""
+    from fractions import Fraction
+    steps = min(steps, distance)
+    target = start - distance if down else start + distance
+    values = [rollout.compute_step_value(start, target, i, steps, toward_start=toward_start)
+              for i in range(1, steps + 1)]
+    assert values[-1] == target
+    previous = start
+    for i, value in enumerate(values, 1):
+        linear = start + Fraction((target - start) * i, steps)
+        assert abs(value - linear) < 1 and abs(value - previous) >= 1
+        moved, exact = abs(value - start), abs(linear - start)
+        assert moved <= exact if toward_start else moved >= exact
+        previous = value

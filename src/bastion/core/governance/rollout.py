@@ -448,7 +448,7 @@ def _validate(state: State, action: StartRollout, validate: Validator) -> _Plan:
         direct = [c for c in validate(state, lever.build(path, target_value))
                   if isinstance(c, Change) and c.path == path]
     except ProtocolError as error:
-        raise ProtocolError(error.code, error.message, field="target") from error
+        raise ProtocolError(error.code, f"target: {error.message}", field="target") from error
     if not direct or direct[0].new == current:
         raise ProtocolError("rollout_target_unchanged", f"{action.param} already is the target", field="target")
     target, risk = direct[0].new, direct[0].risk
