@@ -312,3 +312,16 @@ def test_every_step_lies_on_the_safer_side_of_the_linear_path_within_one_unit(st
         moved, exact = abs(value - start), abs(linear - start)
         assert moved <= exact if toward_start else moved >= exact
         previous = value
+
+
+def test_the_top_account_is_an_owner_over_all_its_subaccounts():
+    """Alice holds +1 ETH in each of two subaccounts, Bob and Carol -1 each: open interest 2, and the
+    top account is Alice with 2 (each subaccount alone would be 1 of 2): 1,000,000 ppm."""
+    def holding(number: int, size: str) -> dict:
+        return subaccount(number, positions=[{"market": ETH, "size": size}])
+    chain = Chain(genesis(accounts=[account(ALICE, holding(0, "1"), holding(1, "1")), account(BOB, holding(0, "-1")),
+                                    account(CAROL, holding(0, "-1"))]))
+    record = begin(chain, market=ETH, target="30", gates={"max_top_account_share": "0.9"})
+    events = at(chain, record.next_step_ms)
+    assert of_type(events, "rollout_gates_measured")[0]["top_account_share"] == 1_000_000
+    assert of_type(events, "rollout_halted")[0]["observed"] == 1_000_000

@@ -364,14 +364,15 @@ def _ceil_ppm(part: int, whole: int) -> int:
 def measure_gates(state: State, rollout: Rollout, market: Market) -> dict[str, int]:
     """Every gate's measure now (``MEASURES``), from the state alone. Ratios in ppm rounded up (a
     measure never hides a breach by rounding): the market's share of the cross pool's maintenance
-    requirement (positions of subaccounts whose collateral is in the cross pool); the largest
-    subaccount position's share of the open interest; the OI skew, the cross-margin subaccounts'
+    requirement (positions of subaccounts whose collateral is in the cross pool); the top account's
+    share of the open interest (an owner's net position over all its subaccounts: splitting a
+    position across subaccounts does not hide it); the OI skew, the cross-margin subaccounts'
     net position in the market against the open interest (a perpetual is zero-sum, so this is the
     one-way exposure that accounts whose losses spill over to their other positions carry, the
     isolated ones holding the other side); the backstops' inventory in the market (lots); and, since
     the previous step, the pool's new bad debt, the market's liquidations and its trader losses."""
     ticker = market.ticker
-    cross_total = cross_here = net_cross = top = inventory = 0
+    cross_total = cross_here = net_cross = inventory = 0
     for sub in state.subaccounts.values():
         if not sub.positions or subaccount_pool(state, sub) != CROSS_POOL:
             continue
@@ -383,14 +384,16 @@ def measure_gates(state: State, rollout: Rollout, market: Market) -> dict[str, i
             cross_total += maintenance
             if other_ticker == ticker:
                 cross_here += maintenance
+    by_owner: dict[str, int] = {}
     for owner, number in market.holders:
         holder = state.subaccounts[(owner, number)]
         size = holder.positions[ticker].size
-        top = max(top, abs(size))
+        by_owner[owner] = by_owner.get(owner, 0) + size
         if holder.mode == CROSS:
             net_cross += size
         if is_backstop(owner):
             inventory += abs(size)
+    top = max((abs(net) for net in by_owner.values()), default=0)
     return {
         "insurance_fund": state.insurance_funds.get(market.pool, 0),
         "bad_debt": state.bad_debt.get(market.pool, 0) - rollout.bad_debt_mark,
