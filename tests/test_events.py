@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "306ae88ec1db59f0ffb88bd4f6ef6abca6b9696b9f2f42aa3b1762a68937159a"
+EVENT_SHAPES_SHA256 = "020321055bbefbe3c9451e21d60788431d98b85cee2ff45aac3cc5eed48b2c7c"
 
 
 def test_the_event_shapes_are_pinned():

@@ -121,6 +121,8 @@ class Market(Open):
     size_decimals: int
     price_decimals: int
     isolated_only: bool
+    cross_margin_cap: str = Field(examples=["0"], description="while isolated_only: the maintenance requirement "
+                                  "(USDC) cross subaccounts may carry in this market (issue 20)")
     tier: Tier
     oracle: dict[str, Any]
     funding: dict[str, Any]
@@ -399,8 +401,15 @@ class Rollout(Open):
     start: str
     target: str
     value: str = Field(description="the parameter's current value")
+    path: str = Field(examples=["liquidity_tiers.0.initial_margin_ppm"], description="the governed parameter moved")
+    planned: list[str] = Field(description="the value after each step, first to last")
     interval_s: int
-    gates: dict[str, Any] = Field(examples=[{"min_insurance_fund": "1000", "max_liquidations": 3}])
+    gates: dict[str, Any] = Field(examples=[{"min_insurance_fund": "1000", "max_liquidations": 3,
+                                             "max_top_account_share": "0.5"}])
+    measured: dict[str, Any] = Field(description="each gate's measure when the last step was due",
+                                     examples=[{"top_account_share": "0.583334", "liquidations": 0}])
+    gate_checks: list[dict[str, Any]] = Field(description="per gate: its measure's name, limit and last measured "
+                                              "value (null before the first due step)")
     revert_on_breach: bool
     next_step_time: str
     halt_reason: str | None

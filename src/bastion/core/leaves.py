@@ -198,7 +198,8 @@ def _market_value(state: State, key: Key) -> Value:
             [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
             m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
             m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price]
+            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price,
+            m.cross_margin_cap_usdc]
 
 
 def _twap_value(state: State, key: Key) -> Value:
@@ -499,7 +500,9 @@ def _rollout_value(state: State, key: Key) -> Value:
     return [ro.market, ro.param, ro.start, ro.target, ro.steps, ro.interval_ms, ro.min_insurance_fund_usdc,
             ro.max_bad_debt_usdc, ro.max_liquidations, ro.revert_on_breach, ro.proposal_id, ro.created_height,
             ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason, ro.reverted,
-            ro.ended_height]
+            ro.ended_height, sorted(_pairs(ro.contagion_gates)), ro.trader_losses_mark, sorted(_pairs(ro.measured)),
+            ro.start_is_safer,
+            ro.tiers]
 
 
 # --------------------------------------------------------------------------------------- guardian, council
@@ -840,6 +843,11 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
     LeafKind("bot_limits", (), "the governed limits of the bot tools (absent while at their defaults)",
              _bot_limits_value, keys=lambda state: [] if state.bot_limits == _DEFAULT_BOT_LIMITS else [("bot_limits",)],
              snapshot=(Section("bot_limits", lambda state: asdict(state.bot_limits), _read_bot_limits),)),
+    LeafKind("trader_losses", ("ticker",), "a market's cumulative trader losses (deleveraging and socialisation)",
+             lambda state, key: [state.trader_losses[key[1]]],
+             keys=lambda state: [("trader_losses", ticker) for ticker in state.trader_losses],
+             snapshot=(Section("trader_losses", lambda state: _pairs(state.trader_losses),
+                               _set("trader_losses", _dict_of_pairs)),)),
     LeafKind("counter_report", ("counter_id",), "a bonded counter-report against a proposal's stress gate: "
              "figures, scenario set, bond, judgement, answer", _counter_report_value,
              keys=lambda state: [("counter_report", counter_id) for counter_id in state.counter_reports],

@@ -154,6 +154,7 @@ class SetMarketParams(_Checked):
     max_source_deviation: str | None = None
     max_move_per_block: str | None = None
     max_order_size: str | None = None      # the largest order (anti-spam, bastion.core.orders)
+    cross_margin_cap: str | None = None    # USDC of maintenance cross accounts may carry (core.cross_promotion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +217,12 @@ class DelistMarket(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class StartRollout(_Checked):
-    """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
-    ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
-    (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.governance.rollout``)."""
+    """Move one risk lever (``max_open_interest``, ``min_order_size`` or a rollable parameter's dotted
+    name, e.g. ``liquidity_tiers.0.initial_margin_ppm``) to ``target`` (as its direct action writes it)
+    in ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates`` (issue 5's
+    ``min_insurance_fund``, ``max_bad_debt``, ``max_liquidations`` and the contagion gates
+    ``max_cross_share``, ``max_top_account_share``, ``max_oi_skew``, ``max_backstop_inventory``,
+    ``max_trader_losses``) hold on ``market`` (``bastion.core.governance.rollout``)."""
     market: str
     param: str
     target: str
@@ -372,7 +376,7 @@ def action_requires_proposal(kind: str) -> ProtocolError:
 # set, so that the id of a proposal that does not use them stays what it was (``canonical_action``).
 LATER_FIELDS: dict[type, tuple[str, ...]] = {
     SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block",
-                      "max_order_size"),
+                      "max_order_size", "cross_margin_cap"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
                            "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",

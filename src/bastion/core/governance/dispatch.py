@@ -112,6 +112,13 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
                                 compare_risk(_STATUS_RANK[market.status], _STATUS_RANK[action.status],
                                              riskier_when_higher=True)))
             changes.extend(actions.compute_market_oracle_changes(market, action))
+            if action.cross_margin_cap is not None:   # isolated-to-cross in steps (core.cross_promotion)
+                if not market.isolated_only:
+                    raise ProtocolError("market_not_isolated", f"{market.ticker} already trades in the cross pool",
+                                        field="cross_margin_cap")
+                cap = parse_usdc(action.cross_margin_cap, field="cross_margin_cap")
+                changes.append(Change(path("cross_margin_cap_usdc"), market.cross_margin_cap_usdc, cap,
+                                      compare_risk(market.cross_margin_cap_usdc, cap, riskier_when_higher=True)))
         case SetLiquidityTier():
             old = state.tiers.get(action.tier)
             if old is None:
@@ -170,7 +177,7 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.append(Change(ParamPath(ParamGroup.MARKET, market.ticker, "status"), market.status,
                                   FINAL_SETTLEMENT, RISK_REDUCING))
         case StartRollout():
-            changes.extend(rollout.compute_start_rollout_changes(state, action))
+            changes.extend(rollout.compute_start_rollout_changes(state, action, compute_action_changes))
         case SetGuardian():
             changes.extend(actions.compute_set_guardian_changes(state, action))
         case SetCouncil():
@@ -275,3 +282,9 @@ def apply_effect(state: State, effect: Effect, source: ParamSource, events: Even
         case _:
             actions.apply_operation(state, effect, source, events)
 
+
+
+def advance_rollouts(state: State, events: Events) -> None:
+    """End-of-block step ``rollout.advance_rollouts``, each step judged by ``compute_action_changes``
+    (passed down: the rollout module sits on a lower floor)."""
+    rollout.advance_rollouts(state, events, compute_action_changes)
