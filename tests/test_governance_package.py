@@ -24,7 +24,7 @@ PACKAGE = "bastion.core.governance"
 FLOORS = {
     "changes": 1,
     "params_codec": 2, "council_rules": 2, "proposal_guards": 2,
-    "actions": 3, "rollout": 3,
+    "actions": 3, "rollout": 3, "ui_rules": 3,
     "dispatch": 4,
     "classify": 5,
     "proposals": 6,

@@ -25,6 +25,7 @@ from bastion.core.params import (
     LiquidityTier,
     OracleParams,
     OrderLimitParams,
+    UiRequirements,
 )
 
 # short names for the members most code uses (bastion.core.enums defines the vocabularies), typed
@@ -195,6 +196,7 @@ class Proposal:
     closed_height: int | None = None       # block that ended it (tally, cancel, execution, expiry)
     deposit_state: str = "escrowed"        # escrowed | returned | burned
     ballots: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # voter -> (option, weight, reason)
+    evidence: tuple[str, ...] = ()         # telemetry snapshot hashes cited (issue 20, bastion.telemetry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +439,8 @@ class State:
     twap_orders: dict[int, TwapOrder] = field(default_factory=dict)  # live TWAPs by id (core.twap_orders)
     cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
     cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
+    # ticker -> the market's governed UI requirements (issue 20); a market without an entry has the defaults
+    ui_requirements: dict[str, UiRequirements] = field(default_factory=dict)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding
