@@ -127,6 +127,9 @@ class Market(Open):
     open_interest: str
     best_bid: str | None
     best_ask: str | None
+    ui_requirements: dict[str, Any] = Field(description="what a frontend must show and enforce (governed, "
+                                                        "set_ui_requirements): risk_banner, isolation_threshold, "
+                                                        "default_leverage, max_leverage, confirm_above_leverage")
 
 
 class Markets(BaseModel):
@@ -493,6 +496,10 @@ class Preview(Open):
     before: dict[str, Any]
     after: dict[str, Any]
     isolation: Isolation
+    ui_requirements: dict[str, Any] = Field(description="the market's governed UI requirements and this order "
+                                                        "against them: leverage_after, over_max_leverage (the "
+                                                        "order is then refused: rejection ui_max_leverage), "
+                                                        "confirmation_required")
 
 
 class StressReportDocument(Open):

@@ -407,6 +407,12 @@ if (orderForm) {
         showStatus("Order not sent: " + reason, true);
         return;
       }
+      // the market's governed UI requirements: above its confirmation leverage the trader confirms first
+      if (verdict.dataset.confirm === "true" && !window.confirm(verdict.dataset.confirmText)) {
+        blocked.hidden = false;
+        blocked.textContent = "Not sent: the leverage confirmation was declined";
+        return;
+      }
       blocked.hidden = true;
       await sendMessage({type: "place_order", ...order, client_id: 1 + Math.floor(Math.random() * 2147483646)});
       preview();
