@@ -480,7 +480,8 @@ def _proposal_document(proposal: Proposal) -> dict[str, Any]:
 def _read_proposals(state: State, proposals: Json) -> None:
     for p in proposals:
         plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots", "evidence")}
-        proposal = Proposal(**plain, evidence=tuple(p.get("evidence", ())), actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
+        proposal = Proposal(**plain, evidence=tuple(p.get("evidence", ())),
+                            actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
                             rules=GovernanceTier(**p["rules"]))
         proposal.ballots = {voter: (option, weight, reason) for voter, option, weight, reason in p["ballots"]}
         state.proposals[proposal.proposal_id] = proposal
