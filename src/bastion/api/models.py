@@ -554,3 +554,32 @@ class Agents(BaseModel):
     agents: list[AgentGrant] = Field(description="the owner's grants, in authorisation order (expired ones "
                                                  "stay until revoked or replaced)")
     acting_for: list[AgentGrant] = Field(description="the grants naming this address as the agent")
+
+
+class TelemetrySnapshot(BaseModel):
+    """A misuse telemetry snapshot (``bastion.telemetry``, format ``bastion-telemetry/1``) and its hash,
+    the SHA-256 of its canonical bytes, which a proposal cites in ``submit_proposal.evidence``."""
+
+    snapshot_hash: str = Field(examples=[REPORT_EXAMPLE])
+    snapshot: dict[str, Any] = Field(description="format, chain_id, epoch, markets (per market: orders, fills, "
+                                                 "ratios in ppm, self-trade prevention hits, two-sided owners, "
+                                                 "liquidation clusters, oracle events, isolation suggestions "
+                                                 "and how many were ignored before a liquidation), governance "
+                                                 "(concentration, turnout)")
+
+
+class Exposure(Open):
+    """A proposal's voter exposure disclosure (``bastion.core.exposure``)."""
+
+    height: int
+    proposal_id: str
+    number: int
+    risk_class: str
+    snapshot_height: int
+    markets: dict[str, str] = Field(description="ticker -> effect on its position holders: gains | loses | "
+                                                "affected | mixed", examples=[{"BTC-USD": "gains"}])
+    delegates: list[dict[str, Any]] = Field(description="exposed delegates, largest exposure first: delegate, "
+                                                        "votes (BGOV at the snapshot), directly_exposed, markets "
+                                                        "(own_size, own_notional, delegated_notional, delegators)")
+    discount: dict[str, Any] = Field(description="the governed discount of directly exposed votes in the "
+                                                 "critical tier: exposed_vote_weight, threshold (USDC), applies")

@@ -12,8 +12,9 @@ from dataclasses import asdict
 from typing import Any
 
 from bastion.api.risk import compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
-from bastion.core import transparency, votes
+from bastion.core import exposure, transparency, votes
 from bastion.core.governance import council_rules as council
+from bastion.core.governance.proposals import get_proposal_effects
 from bastion.core.governance.ui_rules import effective_ui_requirements
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import ProtocolError
@@ -240,7 +241,31 @@ def describe_proposals(state: State) -> list[dict[str, Any]]:
                             for a in proposal.actions]
         entry["stress_gate"] = describe_stress_gate(state, proposal)
         entry["participation"] = describe_participation(state, proposal)
+        entry["evidence"] = list(proposal.evidence)
     return described
+
+
+def describe_exposure(state: State, proposal: Proposal) -> dict[str, Any]:
+    """The voter exposure disclosure of ``proposal`` (``bastion.core.exposure``): the markets its
+    changes touch with their effect on position holders, every exposed delegate (votes at the
+    snapshot in BGOV, own size and notionals in USDC) and whether the governed discount applies."""
+    effects = get_proposal_effects(state, proposal)
+    governance = state.governance
+    delegates = []
+    for d in exposure.disclose(state, effects, proposal.snapshot_height):
+        delegates.append({"delegate": d.delegate, "votes": format_decimal(d.votes, votes.BGOV_DECIMALS),
+                          "directly_exposed": d.directly_exposed,
+                          "markets": [{"market": m.market, "effect": m.effect,
+                                       "own_size": size_text(state.markets[m.market], m.own_size),
+                                       "own_notional": format_usdc(m.own_notional),
+                                       "delegated_notional": format_usdc(m.delegated_notional),
+                                       "delegators": m.delegators} for m in d.markets]})
+    return {"height": state.height, "proposal_id": proposal.proposal_id, "number": proposal.number,
+            "risk_class": proposal.risk_class, "snapshot_height": proposal.snapshot_height,
+            "markets": exposure.changed_markets(state, effects), "delegates": delegates,
+            "discount": {"exposed_vote_weight": format_ppm(governance.exposed_vote_weight_ppm),
+                         "threshold": format_usdc(governance.exposure_threshold_usdc),
+                         "applies": proposal.risk_class == "critical" and governance.exposed_vote_weight_ppm < PPM}}
 
 
 def ratio_text(value: Any) -> str:

@@ -480,7 +480,7 @@ def _proposal_document(proposal: Proposal) -> dict[str, Any]:
 def _read_proposals(state: State, proposals: Json) -> None:
     for p in proposals:
         plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots", "evidence")}
-        proposal = Proposal(**plain, evidence=tuple(p.get("evidence", ())),
+        proposal = Proposal(**plain, evidence=tuple(p["evidence"]),
                             actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
                             rules=GovernanceTier(**p["rules"]))
         proposal.ballots = {voter: (option, weight, reason) for voter, option, weight, reason in p["ballots"]}

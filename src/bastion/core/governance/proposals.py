@@ -81,7 +81,7 @@ from bastion.core import events as ev
 from bastion.core.events import Events, emit
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import classify, council_rules, proposal_guards, rollout
-from bastion.core.governance.changes import CRITICAL, PlannedRollout
+from bastion.core.governance.changes import CRITICAL, Effect, PlannedRollout
 from bastion.core.governance.dispatch import apply_effect, compute_action_changes
 from bastion.core.messages import (
     MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, Execute, GuardianVeto, Queue,
@@ -339,17 +339,22 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]
     return {"weight": weight} if weight == full_weight else {"weight": weight, "exposed_full_weight": full_weight}
 
 
-def get_touched_markets(state: State, proposal: Proposal) -> dict[str, str]:
-    """The markets whose position holders ``proposal``'s changes touch (``exposure.changed_markets``),
-    from its actions validated against the current state; an action that no longer validates touches
-    nothing here (it will fail at execution anyway)."""
-    effects = []
+def get_proposal_effects(state: State, proposal: Proposal) -> list[Effect]:
+    """``proposal``'s effects, each action validated against the current state; an action that no
+    longer validates has none here (it would fail at execution anyway). What the exposure disclosure
+    and the vote discount read (``bastion.core.exposure``)."""
+    effects: list[Effect] = []
     for action in proposal.actions:
         try:
             effects.extend(compute_action_changes(state, action))
         except ProtocolError:
             continue
-    return exposure.changed_markets(state, effects)
+    return effects
+
+
+def get_touched_markets(state: State, proposal: Proposal) -> dict[str, str]:
+    """The markets whose position holders ``proposal``'s changes touch (``exposure.changed_markets``)."""
+    return exposure.changed_markets(state, get_proposal_effects(state, proposal))
 
 
 def queue(state: State, sender: str, msg: Queue, events: Events) -> dict[str, Any]:
