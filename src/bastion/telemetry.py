@@ -46,13 +46,16 @@ from bastion.core.orders import fill_notional
 from bastion.core.snapshot import canonical_bytes
 from bastion.core.state import State
 from bastion.core.units import PPM
+from bastion.node.node import Node
 
-__all__ = ["CLUSTER_MIN_LIQUIDATIONS", "FORMAT", "MAX_EPOCH_BLOCKS", "Suggestion", "SuggestionLog", "TelemetryStore",
-           "compute_telemetry", "record_suggestion", "snapshot_hash"]
+__all__ = ["CLUSTER_MIN_LIQUIDATIONS", "DEFAULT_EPOCH_BLOCKS", "FORMAT", "MAX_EPOCH_BLOCKS", "Suggestion",
+           "SuggestionLog", "TelemetryStore", "compute_telemetry", "record_suggestion", "snapshot_hash",
+           "take_snapshot"]
 
 FORMAT: Final = "bastion-telemetry/1"
 CLUSTER_MIN_LIQUIDATIONS: Final = 3     # liquidations of one market in one block that make a cluster
-MAX_EPOCH_BLOCKS: Final = 100_000       # an epoch a request may ask for reads at most this many blocks
+MAX_EPOCH_BLOCKS: Final = 10_000        # an epoch reads at most this many blocks (under the node's lock)
+DEFAULT_EPOCH_BLOCKS: Final = 1_000     # the epoch when none is asked for: the last 1,000 blocks
 MAX_SUGGESTIONS: Final = 100_000        # isolation suggestions kept in memory (the oldest go first)
 MAX_SNAPSHOTS: Final = 1_000            # snapshots a node keeps for citation (the oldest go first)
 
@@ -111,6 +114,25 @@ class TelemetryStore:
         """The snapshot with this hash, or None when this node does not hold it."""
         with self._lock:
             return self._items.get(digest)
+
+
+def take_snapshot(node: Node, store: TelemetryStore, suggestions: SuggestionLog, start_height: int | None = None,
+                  end_height: int | None = None) -> tuple[str, dict[str, Any]]:
+    """``(snapshot_hash, snapshot)`` of an epoch of ``node``'s chain, kept in ``store``: ``end_height``
+    defaults to the head, ``start_height`` to ``DEFAULT_EPOCH_BLOCKS`` blocks before it; the epoch must
+    end at or before the head and hold at most ``MAX_EPOCH_BLOCKS`` blocks (``invalid_epoch``). Reads
+    the blocks' events from the block log under the node's lock."""
+    with node.lock:
+        head = node.state.height
+        end = head if end_height is None else end_height
+        start = max(1, end - DEFAULT_EPOCH_BLOCKS + 1) if start_height is None else start_height
+        if end > head or not 1 <= start <= end or end - start + 1 > MAX_EPOCH_BLOCKS:
+            raise ProtocolError("invalid_epoch", f"an epoch is 1 <= start_height <= end_height <= {head} (the head), "
+                                f"at most {MAX_EPOCH_BLOCKS} blocks", field="start_height")
+        blocks = [(b.height, b.time_ms, b.events) for b in (node.log.block(h) for h in range(start, end + 1))
+                  if b is not None]
+        document = compute_telemetry(node.state, blocks, start, end, suggestions.between(start, end))
+    return store.put(document), document
 
 
 def record_suggestion(log: SuggestionLog, owner: str, preview: dict[str, Any]) -> None:

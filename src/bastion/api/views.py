@@ -245,7 +245,7 @@ def describe_proposals(state: State) -> list[dict[str, Any]]:
     return described
 
 
-def describe_exposure(state: State, proposal: Proposal) -> dict[str, Any]:
+def describe_voter_exposure(state: State, proposal: Proposal) -> dict[str, Any]:
     """The voter exposure disclosure of ``proposal`` (``bastion.core.exposure``): the markets its
     changes touch with their effect on position holders, every exposed delegate (votes at the
     snapshot in BGOV, own size and notionals in USDC) and whether the governed discount applies."""

@@ -1,27 +1,25 @@
 """Informed-governance routes (issue 20): misuse telemetry snapshots (``bastion.telemetry``) and each
 proposal's voter exposure disclosure (``bastion.core.exposure``).
 
-``GET /v1/telemetry`` computes the snapshot of an epoch (default: the last ``DEFAULT_EPOCH_BLOCKS``
-blocks) from the block log's events, keeps it (``TelemetryStore``) and answers it with its
-``snapshot_hash``, the hash a proposal cites in ``submit_proposal.evidence``;
-``GET /v1/telemetry/{hash}`` answers a kept snapshot; ``GET /v1/governance/proposals/{id}/exposure``
-the disclosure of a proposal, by id or number.
+``GET /v1/telemetry`` computes the snapshot of an epoch (default: the last 1,000 blocks) from the
+block log's events, keeps it (``TelemetryStore``) and answers it with its ``snapshot_hash``, the hash
+a proposal cites in ``submit_proposal.evidence``; ``GET /v1/telemetry/{hash}`` answers a kept
+snapshot; ``GET /v1/governance/proposals/{id}/exposure`` the disclosure of a proposal, by id or
+number.
 """
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from fastapi import APIRouter, Path, Query
 
 from bastion.api import models
 from bastion.api.context import INT64, ApiContext
 from bastion.api.context import NOT_FOUND as not_found
-from bastion.api.views import describe_exposure
+from bastion.api.views import describe_voter_exposure
 from bastion.core.errors import ProtocolError
 from bastion.core.state import Proposal, State
-from bastion.telemetry import MAX_EPOCH_BLOCKS, compute_telemetry
-
-DEFAULT_EPOCH_BLOCKS: Final = 1_000
+from bastion.telemetry import take_snapshot
 
 
 def find_proposal(state: State, reference: str) -> Proposal:
@@ -42,21 +40,11 @@ def telemetry_routes(ctx: ApiContext) -> APIRouter:
     @router.get("/v1/telemetry", response_model=models.TelemetrySnapshot, tags=["governance"])
     def telemetry(start_height: int | None = Query(None, ge=1, le=INT64),
                   end_height: int | None = Query(None, ge=1, le=INT64)) -> Any:
-        """The misuse telemetry of an epoch (``bastion.telemetry``): ``end_height`` defaults to the
-        head, ``start_height`` to ``DEFAULT_EPOCH_BLOCKS`` blocks before it; at most
+        """The misuse telemetry of an epoch (``bastion.telemetry.take_snapshot``): ``end_height``
+        defaults to the head, ``start_height`` to ``DEFAULT_EPOCH_BLOCKS`` blocks before it; at most
         ``MAX_EPOCH_BLOCKS`` blocks, ending at or before the head (``invalid_epoch``). The snapshot
         is kept by this node under ``snapshot_hash``."""
-        with node.lock:
-            head = node.state.height
-            end = head if end_height is None else end_height
-            start = max(1, end - DEFAULT_EPOCH_BLOCKS + 1) if start_height is None else start_height
-            if end > head or not 1 <= start <= end or end - start + 1 > MAX_EPOCH_BLOCKS:
-                raise ProtocolError("invalid_epoch", f"an epoch is 1 <= start_height <= end_height <= {head} (the "
-                                    f"head), at most {MAX_EPOCH_BLOCKS} blocks", field="start_height")
-            blocks = [(b.height, b.time_ms, b.events) for b in (node.log.block(h) for h in range(start, end + 1))
-                      if b is not None]
-            document = compute_telemetry(node.state, blocks, start, end, suggestions.between(start, end))
-        digest = store.put(document)
+        digest, document = take_snapshot(node, store, suggestions, start_height, end_height)
         return {"snapshot_hash": digest, "snapshot": document}
 
     @router.get("/v1/telemetry/{snapshot_hash}", response_model=models.TelemetrySnapshot, responses=not_found,
@@ -75,5 +63,5 @@ def telemetry_routes(ctx: ApiContext) -> APIRouter:
         """Which delegates gain or lose from the proposal's changes through their own and their
         delegators' positions (``bastion.core.exposure``), and whether the vote discount applies."""
         with node.lock:
-            return describe_exposure(node.state, find_proposal(node.state, proposal_id))
+            return describe_voter_exposure(node.state, find_proposal(node.state, proposal_id))
     return router

@@ -662,8 +662,10 @@ if (proposalForm) proposalForm.addEventListener("submit", async (event) => {
   const data = new FormData(proposalForm);
   let actions;
   try { actions = JSON.parse(data.get("actions")); } catch (error) { showStatus("actions: not JSON", true); return; }
+  const evidence = String(data.get("evidence") || "").split(/[\s,]+/).filter((hash) => hash);
   await sendMessage({type: "submit_proposal", title: data.get("title"), description: data.get("description"),
-                     deposit: String(data.get("deposit")).trim(), actions: actions});
+                     deposit: String(data.get("deposit")).trim(), actions: actions,
+                     ...(evidence.length ? {evidence: evidence} : {})});
 });
 
 drawCharts();
