@@ -11,9 +11,10 @@ by hash (``submit_proposal.evidence``); the node keeps every snapshot it served
 Every figure is an integer (counts, micro-USDC, ratios in ppm; ``None`` when a ratio has no
 denominator). Per market:
 
-* ``orders_accepted``, ``fills`` (book fills, liquidations left out), ``fill_volume_usdc``,
-  ``cancels`` (orders cancelled by their owner: reason ``cancelled``);
-* ``order_to_trade_ppm`` = accepted orders / fills, ``cancel_ratio_ppm`` = cancels / accepted orders;
+* ``orders`` (distinct order ids of ``order_accepted`` and ``order_placed`` events: every fresh order
+  that crossed the book or rested), ``fills`` (book fills, liquidations left out),
+  ``fill_volume_usdc``, ``cancels`` (orders cancelled by their owner: reason ``cancelled``);
+* ``order_to_trade_ppm`` = orders / fills, ``cancel_ratio_ppm`` = cancels / orders;
 * ``self_trade_prevention_hits``: orders cancelled for a self-trade plus self-trade decrements;
 * ``two_sided_owners``: owners that bought from one subaccount and sold from another in the market
   in the epoch (self-trade prevention cannot see it: the two sides meet other traders), with their
@@ -151,7 +152,7 @@ def _ratio(numerator: int, denominator: int) -> int | None:
 
 
 def _empty_market() -> dict[str, Any]:
-    return {"orders_accepted": 0, "fills": 0, "fill_volume_usdc": 0, "cancels": 0, "self_trade_prevention_hits": 0,
+    return {"orders": 0, "fills": 0, "fill_volume_usdc": 0, "cancels": 0, "self_trade_prevention_hits": 0,
             "liquidations": 0, "oracle_source_rejections": 0, "oracle_stale_events": 0}
 
 
@@ -168,6 +169,7 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
     volume: dict[tuple[str, str], int] = {}
     clusters: dict[str, list[dict[str, int]]] = {ticker: [] for ticker in state.markets}
     liquidated: list[tuple[int, str, int, str]] = []                # (height, owner, number, market)
+    orders: dict[str, set[int]] = {ticker: set() for ticker in state.markets}
     first_ms = last_ms = None
     for height, time_ms, events in blocks:
         if not start_height <= height <= end_height:
@@ -180,8 +182,8 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
             row = markets.get(ticker) if isinstance(ticker, str) else None
             if row is None:
                 continue
-            if kind == "order_accepted":
-                row["orders_accepted"] += 1
+            if kind in ("order_accepted", "order_placed"):
+                orders[ticker].add(event["order_id"])
             elif kind == "order_cancelled":
                 if event["reason"] == "cancelled":
                     row["cancels"] += 1
@@ -212,8 +214,9 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
                 clusters[ticker].append({"height": height, "liquidations": count})
     recorded = [s for s in suggestions if start_height <= s.height <= end_height]
     for ticker, row in markets.items():
-        row["order_to_trade_ppm"] = _ratio(row["orders_accepted"], row["fills"])
-        row["cancel_ratio_ppm"] = _ratio(row["cancels"], row["orders_accepted"])
+        row["orders"] = len(orders[ticker])
+        row["order_to_trade_ppm"] = _ratio(row["orders"], row["fills"])
+        row["cancel_ratio_ppm"] = _ratio(row["cancels"], row["orders"])
         row["liquidation_clusters"] = clusters[ticker]
         two_sided = []
         for (market, owner), numbers in sorted(sides.items()):
