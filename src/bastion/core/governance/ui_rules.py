@@ -12,17 +12,18 @@ for a confirmation later (a higher threshold, 0 = never) or suggesting isolation
 threshold) increases risk; removing a banner increases risk and adding one reduces it; changing a
 banner's text is neutral.
 
-``effective_ui_requirements`` is the read every adapter uses (the API's market view, the preview,
+Genesis may set them too (``genesis.ui_requirements``: ``{ticker: {the action's fields}}``,
+``set_genesis_ui_requirements``). ``effective_ui_requirements`` is the read every adapter uses (the API's market view, the preview,
 the web page): the market's record or the defaults.
 """
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from bastion.core.errors import ProtocolError
 from bastion.core.enums import MarketStatus
 from bastion.core.governance.changes import (
-    NEUTRAL, NO_CAP, RISK_INCREASING, RISK_REDUCING, Change, ParamGroup, ParamPath, compare_risk,
+    NEUTRAL, NO_CAP, RISK_INCREASING, RISK_REDUCING, Change, ParamGroup, ParamPath, apply_change, compare_risk,
 )
 from bastion.core.governance.params_codec import parse_ratio
 from bastion.core.messages import SetUiRequirements
@@ -60,7 +61,7 @@ def compute_ui_requirements_changes(state: State, action: SetUiRequirements) -> 
     """Validate ``set_ui_requirements`` and return one ``Change`` per field given (module docstring for
     the classes). Raises ``unknown_market``, ``market_delisted``, ``invalid_risk_banner`` (a control
     character), ``invalid_field`` (an isolation threshold outside (0, 1]), ``invalid_leverage``
-    (a leverage below 1 other than 0, or a default above the maximum) and the decimal codes."""
+    (a leverage below 1 other than 0, or a default above a set maximum) and the decimal codes."""
     market = state.markets.get(action.market)
     if market is None:
         raise ProtocolError("unknown_market", f"unknown market {action.market!r}", field="market")
@@ -93,7 +94,23 @@ def compute_ui_requirements_changes(state: State, action: SetUiRequirements) -> 
         changes.append(Change(path(attr), getattr(old, attr), new[attr],
                               compare_risk(_unbounded(getattr(old, attr)), _unbounded(new[attr]),
                                            riskier_when_higher=True)))
-    if _unbounded(new["default_leverage_ppm"]) > _unbounded(new["max_leverage_ppm"]):
+    if 0 < new["max_leverage_ppm"] < new["default_leverage_ppm"]:  # a default of 0 is the maximum offered
         raise ProtocolError("invalid_leverage", "default_leverage must be at most max_leverage",
                             field="default_leverage")
     return changes
+
+
+UI_FIELDS: Final = ("risk_banner", "isolation_threshold", "default_leverage", "max_leverage", "confirm_above_leverage")
+
+
+def set_genesis_ui_requirements(state: State, section: dict[str, Any]) -> None:
+    """The genesis ``ui_requirements`` section, ``{ticker: {field: value}}`` with the fields of
+    ``set_ui_requirements``: each market's entry validated exactly as the action (its codes) and set
+    without a parameter history (genesis values are not changes)."""
+    for ticker in sorted(section):
+        fields = section[ticker]
+        if not isinstance(fields, dict) or not set(fields) <= set(UI_FIELDS):
+            raise ProtocolError("invalid_field", f"ui_requirements.{ticker} must be an object with fields from "
+                                f"{UI_FIELDS}", field=ticker)
+        for change in compute_ui_requirements_changes(state, SetUiRequirements(market=ticker, **fields)):
+            apply_change(state, change.path, change.new)
