@@ -36,7 +36,8 @@ def test_changed_markets_follow_the_parameter_groups():
 
     tier_cut = effects(state, {"type": "set_liquidity_tier", "tier": tier_of[BTC], "initial_margin": "0.01"})
     oi_cut = effects(state, {"type": "set_market_params", "market": ETH, "max_open_interest": "1"})
-    both = effects(state, {"type": "set_market_params", "market": ETH, "max_open_interest": "1", "maker_fee": "0", "taker_fee": "0"})
+    both = effects(state, {"type": "set_market_params", "market": ETH, "max_open_interest": "1", "maker_fee": "0",
+                           "taker_fee": "0"})
     liquidation = effects(state, {"type": "set_liquidation_params", "max_liquidation_fee": "0.02"})
     fees = effects(state, {"type": "set_fee_params", "insurance_share": "0.5"})
 

@@ -168,7 +168,8 @@ def test_the_requirement_changes_what_the_preview_returns():
 def test_a_reducing_order_is_never_refused_by_the_maximum():
     state = build_state(genesis(accounts=[account(A0, subaccount(0, "-40000", positions=[
         {"market": BTC, "size": "1"}])), account("0x" + "0" * 38 + "b0", subaccount(0, "60000", positions=[
-            {"market": BTC, "size": "-1"}]))], ui_requirements={BTC: {"max_leverage": "2", "confirm_above_leverage": "2"}}))
+            {"market": BTC, "size": "-1"}]))],
+        ui_requirements={BTC: {"max_leverage": "2", "confirm_above_leverage": "2"}}))
 
     sell = preview_order(state, owner=A0, subaccount=0, market=BTC, side="sell", size="0.1", price="50000")
     buy = preview_order(state, owner=A0, subaccount=0, market=BTC, side="buy", size="0.1", price="50000")
@@ -217,7 +218,8 @@ def test_the_api_and_the_trade_page_obey_the_requirement(served):
     page = served.get(f"/trade/{BTC}").text
     other = served.get(f"/trade/{ETH}").text
 
-    assert market["ui_requirements"]["max_leverage"] == "5" and market["ui_requirements"]["risk_banner"] == "Only 5x here"
+    ui = market["ui_requirements"]
+    assert ui["max_leverage"] == "5" and ui["risk_banner"] == "Only 5x here"
     assert 'id="risk-banner"' in page and "Only 5x here" in page and 'id="risk-banner"' not in other
     assert 'max="5" step="1" value="3"' in page      # the leverage selector: at most 5x, 3x offered first
     # 100,000 USDC buying 5 BTC at 50,000: about 2.5x, over the 2x confirmation

@@ -179,9 +179,9 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
         per_block: dict[str, int] = {}
         for event in events:
             kind, ticker = event.get("type"), event.get("market")
-            row = markets.get(ticker) if isinstance(ticker, str) else None
-            if row is None:
+            if not isinstance(ticker, str) or ticker not in markets:
                 continue
+            row = markets[ticker]
             if kind in ("order_accepted", "order_placed"):
                 orders[ticker].add(event["order_id"])
             elif kind == "order_cancelled":

@@ -61,6 +61,7 @@ def preview_routes(ctx: PageContext) -> APIRouter:
             preview, failure = None, "fill in size and price"
         else:
             failure = None
+        if preview is not None:
             record_suggestion(ctx.suggestions, owner, preview)
         return TEMPLATES.TemplateResponse(request, "_preview.html", {"preview": preview, "failure": failure})
 

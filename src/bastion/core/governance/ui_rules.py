@@ -13,8 +13,8 @@ threshold) increases risk; removing a banner increases risk and adding one reduc
 banner's text is neutral.
 
 Genesis may set them too (``genesis.ui_requirements``: ``{ticker: {the action's fields}}``,
-``set_genesis_ui_requirements``). ``effective_ui_requirements`` is the read every adapter uses (the API's market view, the preview,
-the web page): the market's record or the defaults.
+``set_genesis_ui_requirements``). ``effective_ui_requirements`` is the read every adapter uses (the
+API's market view, the preview, the web page): the market's record or the defaults.
 """
 from __future__ import annotations
 
