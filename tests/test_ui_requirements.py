@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,31 @@ def test_the_api_and_the_trade_page_obey_the_requirement(served):
                                                 "size": "5", "price": "50000"},
                            headers={"origin": "http://testserver"}).text
     assert 'data-confirm="true"' in fragment and 'id="preview-confirm"' in fragment
+
+
+def test_the_sdk_refuses_over_the_maximum_and_asks_for_a_confirmation(tmp_path):
+    """``Client.place_order_checked`` through the API's own app (the SDK's httpx client on the test
+    transport): 100,000 USDC buying 5 BTC (about 2.5x) needs ``confirm``, 11 BTC (about 5.5x) is refused."""
+    from eth_account import Account
+
+    from bastion.client import BastionError, Client
+
+    key = "0x" + "a7" * 32
+    owner = Account.from_key(key).address.lower()
+    node = Node(tmp_path / "n", genesis(accounts=[account(owner, subaccount(0, "100000"))],
+                                        ui_requirements={BTC: {"max_leverage": "5", "confirm_above_leverage": "2"}}))
+    try:
+        test_client = TestClient(create_app(node, ApiConfig()))
+        client = Client("http://testserver", key, transport=test_client._transport)
+        order = {"market": BTC, "side": "buy", "price": Decimal("50000"), "client_id": 1}
+
+        with pytest.raises(BastionError) as over:
+            client.place_order_checked(size=Decimal("11"), **order)
+        with pytest.raises(BastionError) as unconfirmed:
+            client.place_order_checked(size=Decimal("5"), **order)
+        accepted = client.place_order_checked(size=Decimal("5"), confirm=True, **order)
+
+        assert over.value.code == "ui_max_leverage" and unconfirmed.value.code == "confirmation_required"
+        assert accepted["status"] == "accepted"
+    finally:
+        node.close()
