@@ -32,8 +32,9 @@ FORMAT = "bastion-snapshot/17"  # 2: BGOV holders, delegations and vote checkpoi
 #   12: the settlement TWAP accumulators and checkpoints, the settlement price, the post-pause liquidation
 #   grace and its parameters; 13: the per-block liquidation work bounds (max_liquidations_per_block,
 #   max_deleveragings_per_block); 14: the stress gate's limit on losses to traders; 15: agent keys' grants;
-#   16: live TWAP orders and the dead-man's switches (cancel schedules); 17: markets' UI requirements,
-#   the exposure option among the governance parameters, proposals' cited evidence (issue 20)
+#   16: live TWAP orders and the dead-man's switches (cancel schedules)
+#   17: the bot tools' governed limits (bot_limits); markets' UI requirements, the exposure option among
+#   the governance parameters, proposals' cited evidence (issue 20)
 
 
 def state_to_document(state: State) -> dict[str, Any]:
