@@ -1,8 +1,9 @@
 """Misuse telemetry (issue 20): per market and epoch, the patterns governance should see.
 
 ``compute_telemetry`` reads the events of a range of blocks (an *epoch*: ``start_height`` to
-``end_height`` inclusive, the events the block log keeps and the read models are built from), the
-state at the end of it (governance) and the isolation suggestions the API recorded
+``end_height`` inclusive, the events the block log keeps and the read models are built from), a
+state for the governance figures (the node's current one, whose height the snapshot records as
+``state_height``) and the isolation suggestions the API recorded
 (``SuggestionLog``), and returns a **snapshot**: canonical JSON whose SHA-256 over its canonical bytes
 (``bastion.core.snapshot.canonical_bytes``) is its ``snapshot_hash``. A proposal may cite snapshots
 by hash (``submit_proposal.evidence``); the node keeps every snapshot it served
@@ -27,7 +28,7 @@ denominator). Per market:
   liquidated in the epoch (a ``liquidation`` event of the same owner, subaccount and market at a
   later height) - the user-experience misuse of a cross account carrying one risky market.
 
-Governance, at the end of the epoch: the concentration of voting power (top-1 and top-5 shares in
+Governance, in the state passed (at ``state_height``): the concentration of voting power (top-1 and top-5 shares in
 ppm, the Nakamoto coefficient: fewest delegates holding more than half) and, per proposal whose
 voting window overlaps the epoch, its turnout (votes cast / total supply at its snapshot, ppm).
 """
@@ -94,8 +95,9 @@ class SuggestionLog:
 
 class TelemetryStore:
     """Snapshots served by this node, by hash (in memory, the latest ``MAX_SNAPSHOTS``), so that a
-    proposal citing one can show it. A snapshot is recomputable from the block log over its epoch
-    (with the suggestions of the node that computed it), so the hash also checks a copy kept elsewhere."""
+    proposal citing one can show it. Its market figures are recomputable from the block log over its
+    epoch (the isolation suggestions aside: the serving node's record), its governance figures from
+    the state at its ``state_height``; the hash checks a copy kept elsewhere."""
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
@@ -231,7 +233,7 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
         row["isolation_ignored"] = sum(
             1 for s in mine if any(h > s.height and o == s.owner and n == s.number and m == ticker
                                    for h, o, n, m in liquidated))
-    return {"format": FORMAT, "chain_id": state.chain_id,
+    return {"format": FORMAT, "chain_id": state.chain_id, "state_height": state.height,
             "epoch": {"start_height": start_height, "end_height": end_height, "first_block_ms": first_ms,
                       "last_block_ms": last_ms},
             "markets": markets, "governance": _governance(state, start_height, end_height)}
