@@ -24,7 +24,7 @@ PACKAGE = "bastion.core.governance"
 FLOORS = {
     "changes": 1,
     "params_codec": 2, "council_rules": 2, "proposal_guards": 2,
-    "actions": 3,
+    "actions": 3, "ui_rules": 3,
     "rollout": 4,
     "dispatch": 5,
     "classify": 6,

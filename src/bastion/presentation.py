@@ -242,10 +242,11 @@ def describe_bgov(state: State) -> dict:
 
 
 def format_result(result: dict, state: State) -> dict:
-    """A transaction result with its amounts on their grids: a vote's ``weight`` in BGOV, a fill's
-    ``filled`` in its market's size decimals."""
+    """A transaction result with its amounts on their grids: a vote's ``weight`` (and the
+    ``exposed_full_weight`` of a discounted vote) in BGOV, a fill's ``filled`` in its market's size decimals."""
     if "weight" in result:  # a vote's weight, in BGOV
-        return {**result, "weight": format_decimal(result["weight"], BGOV_DECIMALS)}
+        return {**result, **{key: format_decimal(result[key], BGOV_DECIMALS)
+                             for key in ("weight", "exposed_full_weight") if key in result}}
     if "filled" in result and result.get("market") in state.markets:
         market = state.markets[result["market"]]
         return {**result, "filled": format_decimal(result["filled"], market.size_decimals)}

@@ -35,7 +35,8 @@ FORMAT = "bastion-snapshot/18"  # 2: BGOV holders, delegations and vote checkpoi
 #   16: live TWAP orders and the dead-man's switches (cancel schedules)
 #   17: the bot tools' governed limits (bot_limits)
 #   18: rollouts of any rollable parameter (contagion gates, their last measures, rounding side, tier path)
-#   and per-market trader losses (deleveraging and socialisation)
+#   and per-market trader losses (deleveraging and socialisation); markets' UI requirements, the exposure
+#   option among the governance parameters, proposals' cited evidence (issue 20)
 
 
 def state_to_document(state: State) -> dict[str, Any]:

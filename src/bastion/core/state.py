@@ -26,6 +26,7 @@ from bastion.core.params import (
     LiquidityTier,
     OracleParams,
     OrderLimitParams,
+    UiRequirements,
 )
 
 # short names for the members most code uses (bastion.core.enums defines the vocabularies), typed
@@ -198,6 +199,7 @@ class Proposal:
     closed_height: int | None = None       # block that ended it (tally, cancel, execution, expiry)
     deposit_state: str = "escrowed"        # escrowed | returned | burned
     ballots: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # voter -> (option, weight, reason)
+    evidence: tuple[str, ...] = ()         # telemetry snapshot hashes cited (issue 20, bastion.telemetry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,6 +454,8 @@ class State:
     cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
     cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
     bot_limits: BotLimitParams = field(default_factory=BotLimitParams)  # governed bot-tool bounds (core.bot_limits)
+    # ticker -> the market's governed UI requirements (issue 20); a market without an entry has the defaults
+    ui_requirements: dict[str, UiRequirements] = field(default_factory=dict)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

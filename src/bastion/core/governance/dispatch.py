@@ -20,7 +20,7 @@ from dataclasses import fields
 from bastion.core import bot_limits, orders
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.governance import actions, council_rules, rollout
+from bastion.core.governance import actions, council_rules, rollout, ui_rules
 from bastion.core.governance.changes import (
     CRITICAL, NO_CAP, RISK_REDUCING, Change, Effect, ParamGroup, ParamPath, PlannedRollout, change_param,
     compare_risk, compare_tier_risk, strictest,
@@ -29,7 +29,7 @@ from bastion.core.governance.params_codec import parse_governance_params, parse_
 from bastion.core.messages import (
     Action, DelistMarket, InsuranceTransfer, ListMarket, SetCouncil, SetFeeParams, SetGovernanceParams, SetGuardian,
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
-    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits,
+    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits, SetUiRequirements,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
@@ -185,6 +185,8 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(council_rules.compute_steward_bounds_changes(state, action))
         case SetBotLimits():
             changes.extend(compute_bot_limits_changes(state, action))
+        case SetUiRequirements():
+            changes.extend(ui_rules.compute_ui_requirements_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
