@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "0afbe9771a74d944607aa59d7bfb8e86555f0156c1326386f87b39b78a6aa3f9"
+EVENT_SHAPES_SHA256 = "3da0effa2b85d128c48d62f2cbd910f1077651d5cbe3a24070bee5721386a72c"
 
 
 def test_the_event_shapes_are_pinned():

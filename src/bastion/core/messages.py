@@ -302,6 +302,21 @@ class UpgradeIsolatedToCross(_Checked):
     market: str
 
 
+@dataclass(frozen=True, slots=True)
+class SetInsuranceStakingParams(_Checked):
+    """Insurance staking and replenishment (genesis ``insurance_staking`` names and units,
+    ``bastion.core.staking``): unstake cooldown (ms), the stakers' share of fees, the loss mode,
+    the smallest stake, each fund's target (share of open interest plus a floor) and the fee share
+    while a fund is below it."""
+    cooldown_ms: int | None = None
+    staker_fee_share: str | None = None
+    loss_mode: str | None = None
+    min_stake: str | None = None
+    target_oi_share: str | None = None
+    target_floor: str | None = None
+    replenish_share: str | None = None
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -320,6 +335,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
+    "set_insurance_staking_params": SetInsuranceStakingParams,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -345,7 +361,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
-          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits)
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
+          | SetInsuranceStakingParams)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -497,6 +514,30 @@ class CancelTwap(_Checked):
     twap_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class StakeInsurance(_Checked):
+    """Stake ``amount`` USDC from the sender's ``subaccount`` into the insurance fund ``fund`` ("cross"
+    or an isolated market's ticker) for shares (``bastion.core.staking``)."""
+    fund: str
+    amount: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUnstake(_Checked):
+    """Start the cooldown of ``shares`` (6 decimals) of the sender's stake in ``fund``; the payout
+    goes to the sender's ``subaccount``."""
+    fund: str
+    shares: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteUnstake(_Checked):
+    """Pay the sender's cooled-down unstake ``request`` at the current share price."""
+    request: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -526,13 +567,16 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "schedule_cancel": ScheduleCancel,
     "place_twap": PlaceTwap,
     "cancel_twap": CancelTwap,
+    "stake_insurance": StakeInsurance,
+    "request_unstake": RequestUnstake,
+    "complete_unstake": CompleteUnstake,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
-           | CancelTwap)
+           | CancelTwap | StakeInsurance | RequestUnstake | CompleteUnstake)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -575,7 +619,8 @@ DECIMAL_FIELDS: Final = frozenset({
     "oi_lower_cap", "oi_upper_cap", "insurance_share", "max_liquidation_fee", "max_insurance_loss_per_block",
     "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
-    "min_order_notional", "max_slippage",
+    "min_order_notional", "max_slippage", "shares", "staker_fee_share", "min_stake", "target_oi_share",
+    "target_floor", "replenish_share",
 })
 ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})
