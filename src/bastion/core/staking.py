@@ -345,7 +345,7 @@ def parse_staking_params(obj: object, base: InsuranceStakingParams, path: str) -
         raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
     for key in sorted(set(obj) - set(STAKING_FIELDS)):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
-    values = {
+    values: dict[str, Any] = {
         "cooldown_ms": base.cooldown_ms, "staker_fee_share_ppm": base.staker_fee_share_ppm,
         "loss_mode": base.loss_mode, "min_stake_usdc": base.min_stake_usdc, "target_oi_ppm": base.target_oi_ppm,
         "target_floor_usdc": base.target_floor_usdc, "replenish_share_ppm": base.replenish_share_ppm}
