@@ -579,8 +579,13 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
     net_fee = taker_fee + maker_fee
     if net_fee < 0:
         raise InvariantViolation("maker rebate exceeds taker fee")
-    insurance = ppm_of_down(net_fee, staking.fee_share_ppm(state, market.pool))
-    staking.move_fund(state, market.pool, insurance, FundFlow.FEE)
+    pool = market.pool
+    if pool in state.stake_pools:   # stakers or a replenishing fund (core.staking)
+        insurance = ppm_of_down(net_fee, staking.fee_share_ppm(state, pool))
+        staking.move_fund(state, pool, insurance, FundFlow.FEE)
+    else:                           # the whole fund is protocol-owned: move_fund would only add
+        insurance = ppm_of_down(net_fee, state.fees.insurance_share_ppm)
+        state.insurance_funds[pool] += insurance
     state.fees_account += net_fee - insurance
     state.touch(taker.key)
     state.touch(maker_sub.key)
