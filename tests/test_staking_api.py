@@ -49,3 +49,22 @@ def test_fee_apr_measures_from_the_state_at_the_window_start():
     # fees 3 - 1 = 2 on 101 over 2 days: 2 x 182.5 / 101 = 3.613861... -> 3.613861 (rounded down)
     assert fee_apr(samples, 4 * DAY_MS, 2 * DAY_MS) == "3.613861"
     assert fee_apr([], DAY_MS, DAY_MS) is None
+
+
+def test_the_staking_page_and_the_risk_page_show_parts_targets_and_the_cooldown(api):  # noqa: F811
+    stake = {"type": "stake_insurance", "fund": "cross", "amount": "250", "subaccount": 0}
+    assert api.post("/v1/tx", json=api.alice(stake)).status_code == 202
+    api.node.produce_block()
+    request = {"type": "request_unstake", "fund": "cross", "shares": "50", "subaccount": 0}
+    assert api.post("/v1/tx", json=api.alice(request)).status_code == 202
+    api.node.produce_block()
+    api.cookies.set("bastion_signer", "wallet")
+    api.cookies.set("bastion_owner", ALICE)
+    page = api.get("/staking")
+    assert page.status_code == 200
+    text = page.text
+    # the cross fund: 100,000 protocol-owned + 250 staked; Alice keeps 200 free shares, 50 cooling down
+    assert "100250" in text and ">250<" in text and ">200<" in text and ">50<" in text
+    assert "cooldown ends" in text and "(ready)" not in text
+    risk = api.get("/risk").text
+    assert 'href="/staking">250<' in risk

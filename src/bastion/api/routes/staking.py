@@ -16,6 +16,7 @@ scaled to a year of 365 days: a decimal ratio ("0.0512"), null while there is no
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from typing import Any, Final
 
@@ -72,6 +73,23 @@ class StakingHistory:
             return list(self.samples.get(pool, ()))
 
 
+_HISTORIES: weakref.WeakKeyDictionary[Any, StakingHistory] = weakref.WeakKeyDictionary()
+_HISTORIES_LOCK = threading.Lock()
+
+
+def history_of(node: Any) -> StakingHistory:
+    """The node's staking history (one per node, shared by the API and the web page), created and
+    registered as a block listener of the node the first time it is asked for."""
+    with _HISTORIES_LOCK:
+        history = _HISTORIES.get(node)
+        if history is None:
+            history = _HISTORIES[node] = StakingHistory()
+            with node.lock:
+                history.record(node.state)
+            node.block_listeners.append(history.listener_for(node))
+        return history
+
+
 def fee_apr(samples: list[Sample], now_ms: int, window_ms: int) -> str | None:
     """The stakers' fee APR over the window (module docstring), or None: the fees earned since the
     state at the window's start (the last sample at or before it, else the first sample) over the
@@ -102,10 +120,7 @@ def staking_routes(ctx: ApiContext) -> APIRouter:
     share price history as a block listener of the node."""
     router = APIRouter()
     node = ctx.node
-    history = StakingHistory()
-    with node.lock:
-        history.record(node.state)
-    node.block_listeners.append(history.listener_for(node))
+    history = history_of(node)
 
     @router.get("/v1/staking", response_model=models.Open, tags=["risk"])
     def staking(window_s: int = Query(DEFAULT_WINDOW_S, ge=1, le=MAX_WINDOW_S)) -> Any:
