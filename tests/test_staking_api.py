@@ -5,6 +5,8 @@ The builders' genesis (``tests/test_api.py``'s ``api`` fixture): cross fund 100,
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 from builders import place_order
 from test_api import ALICE, api  # noqa: F401 - the fixture
 
@@ -68,3 +70,23 @@ def test_the_staking_page_and_the_risk_page_show_parts_targets_and_the_cooldown(
     assert "cooldown ends" in text and "(ready)" not in text
     risk = api.get("/risk").text
     assert 'href="/staking">250<' in risk
+
+
+def test_a_demo_account_stakes_into_the_cross_fund(tmp_path):
+    from test_demo import KEYS, Demo
+
+    from bastion.demo.bots import STAKE_USDC
+
+    demo = Demo(tmp_path / "demo")
+    try:
+        demo.step()      # the first step: carol stakes (the first stake of the pool mints 1:1)
+        carol = KEYS["carol"].address
+        assert demo.node.state.stakes[("cross", carol)] == int(STAKE_USDC) * 1_000_000
+        assert demo.node.state.insurance_staking.cooldown_ms == 120_000
+        for _ in range(4):
+            demo.step()
+        cross = demo.client.get("/v1/staking").json()["pools"]["cross"]
+        # fees of the bots' trades flow in: the staked part only grows (no loss in the first steps)
+        assert cross["shares"] == STAKE_USDC and Decimal(cross["staked"]) >= Decimal(STAKE_USDC)
+    finally:
+        demo.close()
