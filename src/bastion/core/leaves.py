@@ -40,7 +40,7 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams, OrderLimitParams,
+    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams,
 )
 from bastion.core.params import InsuranceStakingParams
 from bastion.core.state import StakePool, UnstakeRequest
@@ -670,8 +670,35 @@ def _read_cancel_schedules(state: State, rows: Json) -> None:
     state.cancel_queue = rebuild_cancel_queue(state.cancel_schedules)
 
 
+_DEFAULT_BOT_LIMITS: Final = BotLimitParams()
+
+
+def _bot_limits_value(state: State, key: Key) -> Value:
+    # absent while at the defaults (the values these limits had as constants, before they were
+    # governed): the hash of every state that never changed them stays what it was
+    limits = state.bot_limits
+    if limits == _DEFAULT_BOT_LIMITS:
+        return None
+    return [getattr(limits, f.name) for f in fields(limits)]
+
+
+def _read_bot_limits(state: State, document: Json) -> None:
+    state.bot_limits = BotLimitParams(**document)
+
+
 # --------------------------------------------------------------------------------------- insurance staking
+_DEFAULT_STAKING: Final = InsuranceStakingParams()
+
+
+def _staking_at_defaults(state: State) -> bool:
+    return state.insurance_staking == _DEFAULT_STAKING and state.next_unstake_id == 1
+
+
 def _staking_value(state: State, key: Key) -> Value:
+    # absent while at the defaults and before any unstake request: the hash of every state that never
+    # used staking stays what it was before staking existed
+    if _staking_at_defaults(state):
+        return None
     p = state.insurance_staking
     return [p.cooldown_ms, p.staker_fee_share_ppm, p.loss_mode, p.min_stake_usdc, p.target_oi_ppm,
             p.target_floor_usdc, p.replenish_share_ppm, state.next_unstake_id]
@@ -825,8 +852,12 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
+    LeafKind("bot_limits", (), "the governed limits of the bot tools (absent while at their defaults)",
+             _bot_limits_value, keys=lambda state: [] if state.bot_limits == _DEFAULT_BOT_LIMITS else [("bot_limits",)],
+             snapshot=(Section("bot_limits", lambda state: asdict(state.bot_limits), _read_bot_limits),)),
     LeafKind("insurance_staking", (), "the insurance staking and replenishment parameters, the next unstake "
-             "request id", _staking_value, keys=lambda state: [("insurance_staking",)],
+             "request id (absent while both are at their defaults)", _staking_value,
+             keys=lambda state: [] if _staking_at_defaults(state) else [("insurance_staking",)],
              snapshot=(Section("insurance_staking", lambda state: asdict(state.insurance_staking), _read_staking),
                        _scalar_section("next_unstake_id"))),
     LeafKind("stake_pool", ("pool",), "an insurance fund's staked part, shares, replenishing flag, stakers' fees "

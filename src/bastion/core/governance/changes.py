@@ -95,6 +95,7 @@ class ParamGroup(StrEnum):
     GUARDIAN = "guardian"
     COUNCIL = "council"                     # council.members | council.threshold
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
+    BOT_LIMITS = "bot_limits"               # bot_limits.<attr> (bastion.core.bot_limits)
     INSURANCE_STAKING = "insurance_staking"  # bastion.core.staking
 
 
@@ -143,7 +144,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "insurance_staking"):
+                              "bot_limits", "insurance_staking"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -368,6 +369,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.listing, ("listing",)
         case ParamGroup.ORDER_LIMITS:
             target, key = state.order_limits, ("order_limits",)
+        case ParamGroup.BOT_LIMITS:
+            target, key = state.bot_limits, ("bot_limits",)
         case ParamGroup.INSURANCE_STAKING:
             target, key = state.insurance_staking, ("insurance_staking",)
         case ParamGroup.ORACLE_OPERATORS:
