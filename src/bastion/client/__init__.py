@@ -258,6 +258,19 @@ class _Methods:
     def insurance_funds(self) -> Any:
         return self._request("GET", "/v1/insurance-funds")
 
+    def staking(self, *, window_s: int | None = None) -> Any:
+        """``GET /v1/staking``: staking parameters and, per insurance fund, its staked and
+        protocol-owned parts, share price, target and gap, and the stakers' fee APR over ``window_s``."""
+        return self._request("GET", "/v1/staking", params=_drop_none({"window_s": window_s}))
+
+    def staking_history(self, pool: str, *, limit: int | None = None) -> Any:
+        """``GET /v1/staking/{pool}/history``: the fund's share price samples, oldest first."""
+        return self._request("GET", f"/v1/staking/{pool}/history", params=_drop_none({"limit": limit}))
+
+    def staker(self, owner: str) -> Any:
+        """``GET /v1/staking/stakers/{owner}``: its free shares and pending unstake requests."""
+        return self._request("GET", f"/v1/staking/stakers/{owner}")
+
     def agents(self, address: str | None = None, *, limit: int | None = None, cursor: str | None = None) -> Any:
         """``GET /v1/agents/{address}``: the agent keys ``address`` (default: this client's owner, or
         its own address) authorised, and one page (``limit``, ``cursor``) of the owners it is an agent of."""
@@ -405,6 +418,21 @@ class _Methods:
     def cancel_twap(self, *, twap_id: int, wait_ms: int = 0) -> Any:
         """Stop one of this address's live TWAP orders."""
         return self.submit({"type": "cancel_twap", "twap_id": twap_id}, wait_ms=wait_ms)
+
+    def stake_insurance(self, *, fund: str, amount: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        """Stake ``amount`` USDC from ``subaccount`` into the insurance fund ``fund`` ("cross" or an
+        isolated market's ticker); the result names the ``shares`` minted."""
+        return self.submit({"type": "stake_insurance", "fund": fund, "amount": str(amount), "subaccount": subaccount},
+                           wait_ms=wait_ms)
+
+    def request_unstake(self, *, fund: str, shares: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        """Start the cooldown of ``shares``; the result names the ``request_id`` and ``available_ms``."""
+        return self.submit({"type": "request_unstake", "fund": fund, "shares": str(shares),
+                            "subaccount": subaccount}, wait_ms=wait_ms)
+
+    def complete_unstake(self, *, request: int, wait_ms: int = 0) -> Any:
+        """Pay a cooled-down unstake request at the current share price (the result names the ``amount``)."""
+        return self.submit({"type": "complete_unstake", "request": request}, wait_ms=wait_ms)
 
     def set_leverage(self, *, market: str, initial_margin: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
         return self.submit({"type": "set_leverage", "subaccount": subaccount, "market": market,

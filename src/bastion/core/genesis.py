@@ -27,9 +27,11 @@ from bastion.core.market_codec import parse_oracle_params as _oracle_params
 from bastion.core.market_codec import wrap_error as _wrap
 from bastion.core.messages import normalize_address
 from bastion.core.orders import format_order_limits, parse_order_limits
+from bastion.core.staking import format_staking_params, parse_staking_params
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
-    BotLimitParams, GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OrderLimitParams,
+    BotLimitParams, GovernanceParams, InsuranceStakingParams, LiquidationParams, ListingParams, LiquidityTier,
+    OrderLimitParams,
 )
 from bastion.core.state import (
     CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Guardian, Market,
@@ -86,6 +88,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "order_limits": format_order_limits(OrderLimitParams()),
     # the bot tools' bounds (bastion.core.bot_limits): dead-man's switch, TWAP orders, agent keys
     "bot_limits": format_bot_limits(BotLimitParams()),
+    # insurance-fund staking and replenishment (bastion.core.staking)
+    "insurance_staking": format_staking_params(InsuranceStakingParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
@@ -221,6 +225,9 @@ def build_state(genesis: Any) -> State:
                                _get(g, "order_limits", "genesis", dict, {}), OrderLimitParams(), "genesis.order_limits")
     state.bot_limits = _wrap("genesis.bot_limits", parse_bot_limits,
                              _get(g, "bot_limits", "genesis", dict, {}), BotLimitParams(), "genesis.bot_limits")
+    state.insurance_staking = _wrap("genesis.insurance_staking", parse_staking_params,
+                                    _get(g, "insurance_staking", "genesis", dict, {}), InsuranceStakingParams(),
+                                    "genesis.insurance_staking")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))

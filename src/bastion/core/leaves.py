@@ -42,6 +42,8 @@ from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
     LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams, UiRequirements,
 )
+from bastion.core.params import InsuranceStakingParams
+from bastion.core.state import StakePool, UnstakeRequest
 from bastion.core.state import AgentGrant
 from bastion.core.state import (
     Attestation, CancelSchedule, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms,
@@ -706,6 +708,44 @@ def _read_ui_requirements(state: State, rows: Json) -> None:
     state.ui_requirements = {row[0]: UiRequirements(*row[1:]) for row in rows}
 
 
+# --------------------------------------------------------------------------------------- insurance staking
+_DEFAULT_STAKING: Final = InsuranceStakingParams()
+
+
+def _staking_at_defaults(state: State) -> bool:
+    return state.insurance_staking == _DEFAULT_STAKING and state.next_unstake_id == 1
+
+
+def _staking_value(state: State, key: Key) -> Value:
+    # absent while at the defaults and before any unstake request: the hash of every state that never
+    # used staking stays what it was before staking existed
+    if _staking_at_defaults(state):
+        return None
+    p = state.insurance_staking
+    return [p.cooldown_ms, p.staker_fee_share_ppm, p.loss_mode, p.min_stake_usdc, p.target_oi_ppm,
+            p.target_floor_usdc, p.replenish_share_ppm, state.next_unstake_id]
+
+
+def _read_staking(state: State, document: Json) -> None:
+    state.insurance_staking = InsuranceStakingParams(**document)
+
+
+def _stake_pool_value(state: State, key: Key) -> Value:
+    record = state.stake_pools.get(key[1])
+    return None if record is None else [record.staked, record.shares, record.replenishing, record.fees_earned,
+                                        record.losses_borne]
+
+
+def _stake_value(state: State, key: Key) -> Value:
+    shares = state.stakes.get((key[1], key[2]))
+    return None if shares is None else [shares]
+
+
+def _unstake_request_value(state: State, key: Key) -> Value:
+    r = state.unstake_requests.get(key[1])
+    return None if r is None else [r.owner, r.pool, r.shares, r.subaccount, r.requested_ms, r.available_ms]
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
@@ -847,6 +887,29 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              _ui_requirements_value,
              keys=lambda state: [("ui_requirements", ticker) for ticker in sorted(state.ui_requirements)],
              snapshot=(Section("ui_requirements", _write_ui_requirements, _read_ui_requirements),)),
+    LeafKind("insurance_staking", (), "the insurance staking and replenishment parameters, the next unstake "
+             "request id (absent while both are at their defaults)", _staking_value,
+             keys=lambda state: [] if _staking_at_defaults(state) else [("insurance_staking",)],
+             snapshot=(Section("insurance_staking", lambda state: asdict(state.insurance_staking), _read_staking),
+                       _scalar_section("next_unstake_id"))),
+    LeafKind("stake_pool", ("pool",), "an insurance fund's staked part, shares, replenishing flag, stakers' fees "
+             "and losses", _stake_pool_value,
+             keys=lambda state: [("stake_pool", pool) for pool in state.stake_pools],
+             snapshot=(Section("stake_pools", lambda state: [[pool, *asdict(r).values()]
+                                                             for pool, r in state.stake_pools.items()],
+                               _set("stake_pools", lambda rows: {row[0]: StakePool(*row[1:]) for row in rows})),)),
+    LeafKind("stake", ("pool", "owner"), "a staker's free shares of a fund", _stake_value,
+             keys=lambda state: [("stake", pool, owner) for pool, owner in state.stakes],
+             snapshot=(Section("stakes", lambda state: [[pool, owner, shares]
+                                                        for (pool, owner), shares in state.stakes.items()],
+                               _set("stakes", lambda rows: {(pool, owner): n for pool, owner, n in rows})),)),
+    LeafKind("unstake_request", ("request_id",), "a pending unstake request: owner, fund, shares, subaccount, "
+             "times", _unstake_request_value,
+             keys=lambda state: [("unstake_request", rid) for rid in state.unstake_requests],
+             snapshot=(Section("unstake_requests", lambda state: [[rid, *asdict(r).values()]
+                                                                  for rid, r in state.unstake_requests.items()],
+                               _set("unstake_requests",
+                                    lambda rows: {row[0]: UnstakeRequest(*row[1:]) for row in rows})),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

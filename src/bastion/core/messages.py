@@ -339,6 +339,20 @@ class SetUiRequirements(_Checked):
     confirm_above_leverage: str | None = None
 
 
+class SetInsuranceStakingParams(_Checked):
+    """Insurance staking and replenishment (genesis ``insurance_staking`` names and units,
+    ``bastion.core.staking``): unstake cooldown (ms), the stakers' share of fees, the loss mode,
+    the smallest stake, each fund's target (share of open interest plus a floor) and the fee share
+    while a fund is below it."""
+    cooldown_ms: int | None = None
+    staker_fee_share: str | None = None
+    loss_mode: str | None = None
+    min_stake: str | None = None
+    target_oi_share: str | None = None
+    target_floor: str | None = None
+    replenish_share: str | None = None
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -359,6 +373,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "set_order_limits": SetOrderLimits,
     "set_bot_limits": SetBotLimits,
     "set_ui_requirements": SetUiRequirements,
+    "set_insurance_staking_params": SetInsuranceStakingParams,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -385,7 +400,7 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
-          | SetBotLimits | SetUiRequirements)
+          | SetBotLimits | SetUiRequirements | SetInsuranceStakingParams)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -540,6 +555,30 @@ class CancelTwap(_Checked):
     twap_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class StakeInsurance(_Checked):
+    """Stake ``amount`` USDC from the sender's ``subaccount`` into the insurance fund ``fund`` ("cross"
+    or an isolated market's ticker) for shares (``bastion.core.staking``)."""
+    fund: str
+    amount: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUnstake(_Checked):
+    """Start the cooldown of ``shares`` (6 decimals) of the sender's stake in ``fund``; the payout
+    goes to the sender's ``subaccount``."""
+    fund: str
+    shares: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteUnstake(_Checked):
+    """Pay the sender's cooled-down unstake ``request`` at the current share price."""
+    request: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -569,13 +608,16 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "schedule_cancel": ScheduleCancel,
     "place_twap": PlaceTwap,
     "cancel_twap": CancelTwap,
+    "stake_insurance": StakeInsurance,
+    "request_unstake": RequestUnstake,
+    "complete_unstake": CompleteUnstake,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
-           | CancelTwap)
+           | CancelTwap | StakeInsurance | RequestUnstake | CompleteUnstake)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -624,7 +666,8 @@ DECIMAL_FIELDS: Final = frozenset({
     "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
     "min_order_notional", "max_slippage", "isolation_threshold", "default_leverage", "max_leverage",
-    "confirm_above_leverage",
+    "confirm_above_leverage", "shares", "staker_fee_share", "min_stake", "target_oi_share",
+    "target_floor", "replenish_share",
 })
 ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})

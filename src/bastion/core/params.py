@@ -54,6 +54,24 @@ class FeeParams:
 
 
 @dataclass(slots=True)
+class InsuranceStakingParams:
+    """Insurance-fund staking and replenishment (``bastion.core.staking``, docs/protocol.md
+    "Insurance staking and replenishment"). A fund's *target* is ``target_floor_usdc`` plus
+    ``target_oi_ppm`` of the open-interest notional of its pool's markets; while the fund is below
+    it, the fund's share of net trading fees is ``replenish_share_ppm`` (when higher than
+    ``FeeParams.insurance_share_ppm``). The defaults (target 0, replenish share 0) leave the fee
+    split as it was before staking existed."""
+
+    cooldown_ms: int = 3 * 86_400_000      # from request_unstake to the earliest complete_unstake
+    staker_fee_share_ppm: int = 500_000    # of the fees flowing into a fund that has stakers, the stakers' part
+    loss_mode: str = "pro_rata"            # StakingLossMode: stakers bear losses pro rata, or first
+    min_stake_usdc: int = 1_000_000        # the smallest stake_insurance amount (1 USDC)
+    target_oi_ppm: int = 0                 # a fund's target: this share of its pool's open-interest notional...
+    target_floor_usdc: int = 0             # ... plus this floor
+    replenish_share_ppm: int = 0           # the fund's share of net trading fees while below its target
+
+
+@dataclass(slots=True)
 class LiquidationParams:
     """Governed liquidation limits (DESIGN.md section 8); enforced by the liquidation engine."""
 

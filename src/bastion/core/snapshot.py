@@ -36,7 +36,8 @@ FORMAT = "bastion-snapshot/18"  # 2: BGOV holders, delegations and vote checkpoi
 #   17: the bot tools' governed limits (bot_limits)
 #   18: rollouts of any rollable parameter (contagion gates, their last measures, rounding side, tier path)
 #   and per-market trader losses (deleveraging and socialisation); markets' UI requirements, the exposure
-#   option among the governance parameters, proposals' cited evidence (issue 20)
+#   option among the governance parameters, proposals' cited evidence (issue 20); insurance staking (its
+#   parameters, each fund's staked part and shares, stakers' shares, unstake requests)
 
 
 def state_to_document(state: State) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from bastion.core.params import (
     FundingParams,
     GovernanceParams,
     GovernanceTier,
+    InsuranceStakingParams,
     LiquidationParams,
     ListingParams,
     LiquidityTier,
@@ -392,6 +393,33 @@ class AgentGrant:
 
 
 @dataclass(slots=True)
+class StakePool:
+    """The staked part of one insurance fund (``bastion.core.staking``): of ``state.insurance_funds[pool]``,
+    ``staked`` micro-USDC belong to the holders of ``shares`` (the rest is protocol-owned);
+    ``replenishing`` while the fund is below its governed target; cumulative fees earned and losses
+    borne by the stakers (for the staking page's APR and the stress report)."""
+
+    staked: int = 0
+    shares: int = 0                        # every share outstanding: free ones and those in unstake requests
+    replenishing: bool = False
+    fees_earned: int = 0
+    losses_borne: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnstakeRequest:
+    """A pending ``request_unstake``: ``shares`` of ``pool`` locked until ``available_ms``, then paid
+    to the owner's ``subaccount`` at the share price of the ``complete_unstake`` block."""
+
+    owner: str
+    pool: str
+    shares: int
+    subaccount: int
+    requested_ms: int
+    available_ms: int
+
+
+@dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
 
@@ -456,6 +484,12 @@ class State:
     bot_limits: BotLimitParams = field(default_factory=BotLimitParams)  # governed bot-tool bounds (core.bot_limits)
     # ticker -> the market's governed UI requirements (issue 20); a market without an entry has the defaults
     ui_requirements: dict[str, UiRequirements] = field(default_factory=dict)
+    # insurance staking (core.staking): parameters, pools, free shares by (pool, owner), unstake requests
+    insurance_staking: InsuranceStakingParams = field(default_factory=InsuranceStakingParams)
+    stake_pools: dict[str, StakePool] = field(default_factory=dict)
+    stakes: dict[tuple[str, str], int] = field(default_factory=dict)
+    unstake_requests: dict[int, UnstakeRequest] = field(default_factory=dict)
+    next_unstake_id: int = 1
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

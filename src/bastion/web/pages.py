@@ -26,7 +26,7 @@ from bastion.core.governance import format_governance_params
 from bastion.web.informed import describe_cited_snapshot
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
-from bastion.presentation import describe_agent_grants
+from bastion.presentation import describe_agent_grants, describe_staking
 from bastion.web.context import CANDLES_SHOWN, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
 from bastion.web.trading import (
@@ -187,6 +187,9 @@ def page_routes(ctx: PageContext) -> APIRouter:
                         "new": format_param_value(state, c["name"], c["new"])}
                        for c in describe_param_history(state)]
             funds = describe_insurance_funds(state)
+            staking = describe_staking(state)["pools"]   # each fund's staked part, target and gap (core.staking)
+            for fund in funds["funds"]:
+                fund["staking"] = staking[fund["pool"]]
             concentration = describe_concentration(state)
             alert = transparency.get_voting_concentration(state)
             params = format_governance_params(state.governance)

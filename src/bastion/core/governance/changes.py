@@ -97,6 +97,7 @@ class ParamGroup(StrEnum):
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
     BOT_LIMITS = "bot_limits"               # bot_limits.<attr> (bastion.core.bot_limits)
     UI_REQUIREMENTS = "ui_requirements"     # ui_requirements.<ticker>.<attr> (issue 20, governance.ui_rules)
+    INSURANCE_STAKING = "insurance_staking"  # bastion.core.staking
 
 
 _KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER,
@@ -145,7 +146,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "bot_limits"):
+                              "bot_limits", "insurance_staking"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -372,6 +373,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.order_limits, ("order_limits",)
         case ParamGroup.BOT_LIMITS:
             target, key = state.bot_limits, ("bot_limits",)
+        case ParamGroup.INSURANCE_STAKING:
+            target, key = state.insurance_staking, ("insurance_staking",)
         case ParamGroup.ORACLE_OPERATORS:
             set_oracle_operators(state, value)
             return
