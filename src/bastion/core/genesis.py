@@ -25,6 +25,8 @@ from bastion.core.market_codec import parse_oracle_params as _oracle_params
 from bastion.core.market_codec import wrap_error as _wrap
 from bastion.core.messages import normalize_address
 from bastion.core.orders import format_order_limits, parse_order_limits
+from bastion.core.disputes import format_dispute_params, parse_dispute_params
+from bastion.core.params import DisputeParams
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
     GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OrderLimitParams,
@@ -84,6 +86,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "order_limits": format_order_limits(OrderLimitParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
+    # disputes and incident programs (bastion.core.disputes): windows, bonds, deadlines, award caps
+    "disputes": format_dispute_params(DisputeParams()),
     "accounts": [],
 }
 def build_state(genesis: Any) -> State:
@@ -214,6 +218,8 @@ def build_state(genesis: Any) -> State:
                                _get(g, "order_limits", "genesis", dict, {}), OrderLimitParams(), "genesis.order_limits")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
+    state.disputes.params = _wrap("genesis.disputes", parse_dispute_params, _get(g, "disputes", "genesis", dict, {}),
+                                  DisputeParams(), "genesis.disputes")
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
     for key in iter_leaf_keys(state):
         state.touch(key)

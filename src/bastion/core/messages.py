@@ -302,6 +302,29 @@ class UpgradeIsolatedToCross(_Checked):
     market: str
 
 
+@dataclass(frozen=True, slots=True)
+class ResolveDispute(_Checked):
+    """Decide a dispute by token vote (an appeal or an escalated dispute, ``bastion.core.disputes``):
+    ``upheld`` and the ``award_usdc`` (USDC, at most the claim; "0" when rejected)."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIncidentProgram(_Checked):
+    """Compensate every liquidation, takeover, deleveraging and settlement of ``market`` recorded in
+    blocks ``from_height``..``to_height`` against a reference price (``reference``: ``pre_block``,
+    each block's previous oracle price, or ``fixed`` with ``reference_price``), pro rata within
+    ``budget`` USDC from the market's insurance fund (``bastion.core.incidents``)."""
+    market: str
+    from_height: int
+    to_height: int
+    reference: str
+    budget: str
+    reference_price: str | None = None
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -320,6 +343,8 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
+    "resolve_dispute": ResolveDispute,
+    "open_incident_program": OpenIncidentProgram,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -345,7 +370,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
-          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits)
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
+          | ResolveDispute | OpenIncidentProgram)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -497,6 +523,44 @@ class CancelTwap(_Checked):
     twap_id: int
 
 
+# ------------------------------------------------------------------------------- disputes (issue 18)
+@dataclass(frozen=True, slots=True)
+class OpenDispute(_Checked):
+    """The affected owner contests ``target`` (a recorded liquidation, backstop takeover, deleveraging
+    or settlement, ``bastion.core.disputes``): ``claim_kind`` (oracle_glitch | engine_deviation |
+    other), ``claim_usdc`` (USDC, at most the target's loss), a ``statement``, and ``bond`` (USDC, at
+    least the governed bond) taken from the target's subaccount."""
+    target: int
+    claim_kind: str
+    claim_usdc: str
+    bond: str
+    statement: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDispute(_Checked):
+    """A council member's ruling on an open dispute; k members agreeing on (upheld, award) decide it."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealDispute(_Checked):
+    """Appeal a council ruling to a token vote for the outcome (upheld, award), posting ``bond`` USDC
+    (at least the governed multiple of the dispute's bond) from the sender's subaccount 0."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+    bond: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimIncident(_Checked):
+    """Claim the sender's compensation from an incident program (every subaccount of the sender)."""
+    program_id: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -526,13 +590,17 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "schedule_cancel": ScheduleCancel,
     "place_twap": PlaceTwap,
     "cancel_twap": CancelTwap,
+    "open_dispute": OpenDispute,
+    "rule_dispute": RuleDispute,
+    "appeal_dispute": AppealDispute,
+    "claim_incident": ClaimIncident,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
-           | CancelTwap)
+           | CancelTwap | OpenDispute | RuleDispute | AppealDispute | ClaimIncident)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -567,6 +635,7 @@ TEXT_LIMITS: Final[dict[str, tuple[int, str]]] = {
     "description": (MAX_DESCRIPTION_CHARS, "description_too_long"),
     "reason": (MAX_REASON_CHARS, "reason_too_long"),
     "label": (MAX_LABEL_CHARS, "label_too_long"),
+    "statement": (MAX_REASON_CHARS, "statement_too_long"),
 }
 # fields whose text is a decimal string (``bastion.core.units.check_decimal_text``), an address, a time
 DECIMAL_FIELDS: Final = frozenset({
@@ -575,7 +644,7 @@ DECIMAL_FIELDS: Final = frozenset({
     "oi_lower_cap", "oi_upper_cap", "insurance_share", "max_liquidation_fee", "max_insurance_loss_per_block",
     "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
-    "min_order_notional", "max_slippage",
+    "min_order_notional", "max_slippage", "claim_usdc", "award_usdc", "bond", "budget", "reference_price",
 })
 ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})

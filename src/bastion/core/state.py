@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion.core.book import Book
+from bastion.core.dispute_state import DisputeBook
 from bastion.core.enums import MARKET_STATUSES as MARKET_STATUSES
 from bastion.core.enums import MarginMode, MarketStatus
 from bastion.core.params import (
@@ -437,6 +438,7 @@ class State:
     twap_orders: dict[int, TwapOrder] = field(default_factory=dict)  # live TWAPs by id (core.twap_orders)
     cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
     cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
+    disputes: DisputeBook = field(default_factory=DisputeBook)  # disputes and incident programs (core.disputes)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

@@ -43,6 +43,9 @@ from bastion.core.messages import (
 )
 from bastion.core.messages import AuthorizeAgent, RevokeAgent
 from bastion.core.messages import CancelTwap, ModifyOrder, PlaceTwap, ScheduleCancel
+from bastion.core.messages import AppealDispute, ClaimIncident, OpenDispute, RuleDispute
+from bastion.core import disputes, incidents
+from bastion.core.governance import dispute_votes
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
@@ -79,6 +82,10 @@ HANDLERS: dict[type, Handler] = {
     ScheduleCancel: deadman.schedule_cancel,
     PlaceTwap: twap_orders.place_twap,
     CancelTwap: twap_orders.cancel_twap,
+    OpenDispute: disputes.open_dispute,
+    RuleDispute: disputes.rule_dispute,
+    AppealDispute: dispute_votes.appeal_dispute,
+    ClaimIncident: incidents.claim_incident,
 }
 
 
@@ -182,6 +189,7 @@ END_BLOCK_STEPS = (
     rollout.advance_rollouts,          # after liquidate: the gates see this block's liquidations
     update_funding,
     governance.process_proposals,
+    dispute_votes.advance_disputes,    # last: the block's targets, dispute deadlines and votes, incident expiry
 )
 
 
@@ -232,6 +240,7 @@ def check_invariants(state: State) -> None:
     """Raise ``InvariantViolation`` if conservation (collateral, BGOV), open interest or the book are broken."""
     balances = sum(sub.balance for sub in state.subaccounts.values())
     held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+    held += state.disputes.escrow_usdc     # dispute bonds and incident escrows (core.disputes)
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")

@@ -47,6 +47,7 @@ from bastion.core.governance import actions
 from bastion.core.governance.changes import (
     Change, Effect, Payment, PlannedRollout, apply_change, compare_tier_risk, strictest,
 )
+from bastion.core.governance.changes import DisputeResolution, IncidentOpening
 from bastion.core.governance.dispatch import compute_proposal_changes
 from bastion.core.messages import Action
 from bastion.core.params import RISK_CLASSES
@@ -94,6 +95,11 @@ def apply_simulated(sim: State, changes: list[Effect]) -> None:
                 apply_change(sim, change.path, change.new)
             case Payment():
                 sim.fees_account -= change.amount
+            case DisputeResolution():
+                pass                # a capped award from a fund; the dispute book is not copied
+            case IncidentOpening():
+                pool = sim.markets[change.market].pool
+                sim.insurance_funds[pool] -= min(change.budget, max(sim.insurance_funds[pool], 0))
             case _:
                 actions.apply_operation(sim, change, source, [])
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import fields
 
-from bastion.core import orders
+from bastion.core import disputes, incidents, orders
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import actions, council_rules, rollout
@@ -31,6 +31,7 @@ from bastion.core.messages import (
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
     SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross,
 )
+from bastion.core.messages import OpenIncidentProgram, ResolveDispute
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
@@ -176,6 +177,10 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(council_rules.compute_set_council_changes(state, action))
         case SetStewardBounds():
             changes.extend(council_rules.compute_steward_bounds_changes(state, action))
+        case ResolveDispute():
+            changes.extend(disputes.compute_resolution(state, action))
+        case OpenIncidentProgram():
+            changes.extend(incidents.compute_opening(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
