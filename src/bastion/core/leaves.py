@@ -685,13 +685,19 @@ def _disputes_value(state: State, key: Key) -> Value:
 
 def _write_dispute_book(state: State) -> Json:
     book = state.disputes
-    return {"params": asdict(book.params), **{name: getattr(book, name) for name in _BOOK_SCALARS}}
+    return {"params": asdict(book.params), **{name: getattr(book, name) for name in _BOOK_SCALARS},
+            "targets": [_target_row(t) for t in book.targets.values()],
+            "disputes": [_dispute_row(d) for d in book.disputes.values()],
+            "programs": [_program_row(p) for p in book.programs.values()]}
 
 
 def _read_dispute_book(state: State, data: Json) -> None:
     book = state.disputes = DisputeBook(DisputeParams(**data["params"]))
     for name in _BOOK_SCALARS:
         setattr(book, name, data[name])
+    _read_dispute_targets(state, data["targets"])
+    _read_disputes(state, data["disputes"])
+    _read_incident_programs(state, data["programs"])
 
 
 def _target_row(target: DisputeTarget) -> list[Any]:
@@ -861,25 +867,20 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
                                _read_cancel_schedules),)),
     LeafKind("disputes", (), "the dispute parameters, id counters, escrow (bonds and incident programs) and the "
              "epoch's awards", _disputes_value, keys=lambda state: [("disputes",)],
-             snapshot=(Section("dispute_book", _write_dispute_book, _read_dispute_book),)),
+             snapshot=(Section("disputes", _write_dispute_book, _read_dispute_book),)),
     LeafKind("dispute_target", ("target_id",), "a recorded liquidation, takeover, deleveraging or settlement of one "
              "subaccount in one block: size, received, prices, loss, claim", lambda state, key: (
                  None if (t := state.disputes.targets.get(key[1])) is None else _target_row(t)),
-             keys=lambda state: [("dispute_target", target_id) for target_id in state.disputes.targets],
-             snapshot=(Section("dispute_targets", lambda state: [_target_row(t) for t in
-                                                                 state.disputes.targets.values()],
-                               _read_dispute_targets),)),
+             within="disputes",
+             keys_within=lambda state, parent: [("dispute_target", i) for i in state.disputes.targets]),
     LeafKind("dispute", ("dispute_id",), "a dispute: claim, bond, council votes, ruling, appeal, outcome, payment",
              lambda state, key: None if (d := state.disputes.disputes.get(key[1])) is None else _dispute_row(d),
-             keys=lambda state: [("dispute", dispute_id) for dispute_id in state.disputes.disputes],
-             snapshot=(Section("disputes", lambda state: [_dispute_row(d) for d in state.disputes.disputes.values()],
-                               _read_disputes),)),
+             within="disputes",
+             keys_within=lambda state, parent: [("dispute", i) for i in state.disputes.disputes]),
     LeafKind("incident", ("program_id",), "an incident program: window, reference, budget, escrow, payouts left",
              lambda state, key: None if (p := state.disputes.programs.get(key[1])) is None else _program_row(p),
-             keys=lambda state: [("incident", program_id) for program_id in state.disputes.programs],
-             snapshot=(Section("incident_programs", lambda state: [_program_row(p) for p in
-                                                                   state.disputes.programs.values()],
-                               _read_incident_programs),)),
+             within="disputes",
+             keys_within=lambda state, parent: [("incident", i) for i in state.disputes.programs]),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}
