@@ -19,6 +19,9 @@ CLAIM_KINDS: Final = ("oracle_glitch", "engine_deviation", "other")
 # open -> escalated (deadline missed: a token vote) and ruled -> appealed (a token vote) -> upheld | rejected
 OPEN, RULED, APPEALED, ESCALATED, UPHELD, REJECTED = "open", "ruled", "appealed", "escalated", "upheld", "rejected"
 FINAL_STATUSES: Final = (UPHELD, REJECTED)
+# the proposer of the token votes the protocol submits for disputes (appeals, escalations): an address
+# no key signs for, so nobody cancels them as their proposer, and no proposer threshold applies
+DISPUTE_PROPOSER: Final = "0x" + "0" * 40
 
 
 @dataclass(slots=True)

@@ -7,15 +7,15 @@ it its whole claim, anyone else only an upheld ruling (for the fund). Checks in 
 appeal asking for what it was given, or someone else appealing a rejection), ``invalid_award`` and
 the decimal codes, ``same_as_ruling`` (the appeal asks for the ruling), ``bond_too_small`` (at least
 ``appeal_bond_multiple`` times the dispute's bond), then the bond checks of a withdrawal from the
-sender's subaccount 0. The dispute becomes ``appealed`` and the protocol submits, for the appellant,
-a proposal whose one action is ``resolve_dispute{dispute_id, upheld, award_usdc}`` (what the
+sender's subaccount 0. The dispute becomes ``appealed`` and the protocol submits (proposer
+``DISPUTE_PROPOSER``, an address without a key, exempt from the proposer threshold) a proposal whose one action is ``resolve_dispute{dispute_id, upheld, award_usdc}`` (what the
 appellant asks), voted by the rules of the governed ``disputes.appeal_tier`` class, with no deposit
 and no fee (the bond stands in for both). Executed, it decides the dispute; defeated, vetoed,
 cancelled or expired, the council's ruling stands and the appeal bond goes to the fund.
 
 ``advance_disputes`` (end of every block, last): records the block's targets and drops expired
 ones (``bastion.core.disputes``); an ``open`` dispute whose ruling deadline has come **escalates**:
-the protocol submits, for the owner, a proposal resolving it as claimed (upheld, award = claim); if
+the protocol submits a proposal resolving it as claimed (upheld, award = claim); if
 that vote does not execute, the dispute is rejected. A ``ruled`` dispute whose appeal window ended is
 final as ruled. Incident programs past their claim period close (``bastion.core.incidents``).
 """
@@ -26,7 +26,7 @@ from typing import Any
 
 from bastion.core import disputes, incidents
 from bastion.core import events as ev
-from bastion.core.dispute_state import APPEALED, ESCALATED, OPEN, RULED, Dispute
+from bastion.core.dispute_state import APPEALED, DISPUTE_PROPOSER, ESCALATED, OPEN, RULED, Dispute
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
 from bastion.core.governance.proposals import EXECUTED, TRANSITIONS, compute_proposal_id
@@ -35,9 +35,10 @@ from bastion.core.state import Proposal, State
 from bastion.core.units import format_usdc, parse_usdc
 
 
-def submit_dispute_vote(state: State, proposer: str, dispute: Dispute, upheld: bool, award: int,
-                        events: Events) -> str:
-    """Submit the protocol's proposal resolving ``dispute`` as (upheld, award); returns its id."""
+def submit_dispute_vote(state: State, dispute: Dispute, upheld: bool, award: int, events: Events) -> str:
+    """Submit the protocol's proposal resolving ``dispute`` as (upheld, award); returns its id. Its
+    proposer is ``DISPUTE_PROPOSER`` (no key, no proposer threshold)."""
+    proposer = DISPUTE_PROPOSER
     params = state.governance
     action = ResolveDispute(dispute_id=dispute.dispute_id, upheld=upheld, award_usdc=format_usdc(award))
     risk_class = state.disputes.params.appeal_tier
@@ -89,7 +90,7 @@ def appeal_dispute(state: State, sender: str, msg: AppealDispute, events: Events
     disputes.take_bond(state, sender, 0, bond, events)
     dispute.status = APPEALED
     dispute.appellant, dispute.appeal_bond_usdc = sender, bond
-    proposal_id = submit_dispute_vote(state, sender, dispute, msg.upheld, award, events)
+    proposal_id = submit_dispute_vote(state, dispute, msg.upheld, award, events)
     state.touch(("dispute", dispute.dispute_id))
     emit(events, ev.DisputeEscalated, dispute_id=dispute.dispute_id, reason="appeal", proposal_id=proposal_id,
          appellant=sender, appeal_bond=bond, upheld=msg.upheld, award=award)
@@ -105,7 +106,7 @@ def advance_disputes(state: State, events: Events) -> None:
         dispute = book.disputes[dispute_id]
         if dispute.status == OPEN and state.time_ms >= dispute.deadline_ms:
             dispute.status = ESCALATED
-            proposal_id = submit_dispute_vote(state, dispute.owner, dispute, True, dispute.claim_usdc, events)
+            proposal_id = submit_dispute_vote(state, dispute, True, dispute.claim_usdc, events)
             state.touch(("dispute", dispute_id))
             emit(events, ev.DisputeEscalated, dispute_id=dispute_id, reason="deadline", proposal_id=proposal_id,
                  appeal_bond=0, upheld=True, award=dispute.claim_usdc)
