@@ -1,6 +1,6 @@
 """Incident programs (issue 18): retroactive compensation at scale, computed by the protocol.
 
-Governance opens one with the risk-increasing action ``open_incident_program{market, from_height,
+Governance opens one with the critical action ``open_incident_program{market, from_height,
 to_height, reference, reference_price?, budget}`` (money leaves an insurance fund). Validation, at
 submission and again at execution: ``unknown_market``, ``invalid_window`` (``from_height <= to_height
 <= `` the current height), ``invalid_reference`` (``pre_block`` or ``fixed``; ``fixed`` needs

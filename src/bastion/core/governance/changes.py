@@ -363,7 +363,7 @@ class DisputeResolution:
 @dataclass(frozen=True, slots=True)
 class IncidentOpening:
     """An ``open_incident_program``, validated (``bastion.core.incidents``): money leaves an insurance
-    fund, so it is risk increasing."""
+    fund, so it is critical (as an ``insurance_transfer``)."""
 
     market: str
     from_height: int
@@ -375,7 +375,7 @@ class IncidentOpening:
     @property
     def risk(self) -> str:
         """The risk class of the operation."""
-        return RISK_INCREASING
+        return CRITICAL
 
     @property
     def name(self) -> str:
