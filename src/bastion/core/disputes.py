@@ -96,7 +96,8 @@ def parse_dispute_params(obj: Any, base: DisputeParams, path: str) -> DisputePar
     for name in _SECONDS:
         if f"{name}_s" in obj:
             seconds = obj[f"{name}_s"]
-            if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 3650 * DAY_MS // MS_PER_S:
+            if (not isinstance(seconds, int) or isinstance(seconds, bool)
+                    or not 1 <= seconds <= 3650 * DAY_MS // MS_PER_S):
                 raise ProtocolError("invalid_field", f"{path}.{name}_s must be a whole number of seconds >= 1",
                                     field=f"{path}.{name}_s")
             values[_ATTRS[name]] = seconds * MS_PER_S

@@ -114,8 +114,9 @@ def apply_opening(state: State, effect: IncidentOpening, source: ParamSource, ev
                               len(covered), state.height, state.time_ms + book.params.incident_claim_ms,
                               source.ref, payouts=payouts)
     book.programs[program_id] = program
-    for key in (("global",), ("disputes",), ("incident", program_id)):
-        state.touch(key)
+    state.touch(("global",))
+    state.touch(("disputes",))
+    state.touch(("incident", program_id))
     emit(events, ev.IncidentProgramOpened, program_id=program_id, market=market.ticker,
          from_height=effect.from_height, to_height=effect.to_height, rule=effect.rule,
          reference_price=effect.reference_price, budget=effect.budget, entitled=program.entitled_usdc, escrow=escrow,
@@ -131,14 +132,15 @@ def claim_incident(state: State, sender: str, msg: ClaimIncident, events: Events
         raise ProtocolError("unknown_program", f"no incident program {msg.program_id}", field="program_id")
     if program.status != "open":
         raise ProtocolError("program_closed", f"incident program {msg.program_id} is closed", field="program_id")
-    keys = [(sender, number) for number in SUBACCOUNT_NUMBERS if (sender, number) in program.payouts]
+    keys: list[tuple[str, int]] = [(sender, number) for number in SUBACCOUNT_NUMBERS
+                                   if (sender, number) in program.payouts]
     if not keys:
         raise ProtocolError("nothing_to_claim", f"{sender} has nothing to claim from program {msg.program_id}",
                             field="program_id")
     total = 0
     for key in keys:
         amount = program.payouts.pop(key)
-        sub = accounts.get_or_create_subaccount(state, *key)
+        sub = accounts.get_or_create_subaccount(state, key[0], key[1])
         sub.balance += amount
         total += amount
         state.touch(sub.key)
@@ -161,7 +163,8 @@ def close_expired(state: State, events: Events) -> None:
         state.insurance_funds[pool] += returned
         book.escrow_usdc -= returned
         program.escrow_usdc, program.status, program.payouts = 0, "closed", {}
-        for key in (("global",), ("disputes",), ("incident", program.program_id)):
-            state.touch(key)
+        state.touch(("global",))
+        state.touch(("disputes",))
+        state.touch(("incident", program.program_id))
         emit(events, ev.IncidentProgramClosed, program_id=program.program_id, returned=returned,
              insurance_fund=state.insurance_funds[pool])

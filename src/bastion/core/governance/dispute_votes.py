@@ -8,9 +8,10 @@ appeal asking for what it was given, or someone else appealing a rejection), ``i
 the decimal codes, ``same_as_ruling`` (the appeal asks for the ruling), ``bond_too_small`` (at least
 ``appeal_bond_multiple`` times the dispute's bond), then the bond checks of a withdrawal from the
 sender's subaccount 0. The dispute becomes ``appealed`` and the protocol submits (proposer
-``DISPUTE_PROPOSER``, an address without a key, exempt from the proposer threshold) a proposal whose one action is ``resolve_dispute{dispute_id, upheld, award_usdc}`` (what the
-appellant asks), voted by the rules of the governed ``disputes.appeal_tier`` class, with no deposit
-and no fee (the bond stands in for both). Executed, it decides the dispute; defeated, vetoed,
+``DISPUTE_PROPOSER``, an address without a key, exempt from the proposer threshold) a proposal
+whose one action is ``resolve_dispute{dispute_id, upheld, award_usdc}`` (what the appellant asks),
+voted by the rules of the governed ``disputes.appeal_tier`` class, with no deposit and no fee (the
+bond stands in for both). Executed, it decides the dispute; defeated, vetoed,
 cancelled or expired, the council's ruling stands and the appeal bond goes to the fund.
 
 ``advance_disputes`` (end of every block, last): records the block's targets and drops expired
@@ -44,9 +45,9 @@ def submit_dispute_vote(state: State, dispute: Dispute, upheld: bool, award: int
     risk_class = state.disputes.params.appeal_tier
     rules = copy.copy(params.tiers[risk_class])
     title = f"Dispute {dispute.dispute_id}: {'uphold' if upheld else 'reject'}"
+    outcome = f"upheld with an award of {format_usdc(award)} USDC" if upheld else "rejected"
     description = (f"Token vote on dispute {dispute.dispute_id} ({dispute.claim_kind}, target {dispute.target_id}, "
-                   f"{dispute.market}); yes resolves it as {'upheld, award ' + format_usdc(award) if upheld else 'rejected'}"
-                   " USDC.")
+                   f"{dispute.market}); yes resolves it as {outcome}.")
     actions = (action,)
     proposal_id = compute_proposal_id(state.chain_id, proposer, state.height, title, description, actions)
     snapshot = state.height + params.voting_delay_blocks
