@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "125b8f1d2094030d56821eaad38340bd139273d12405fda4e6392922ee1fe526"
+EVENT_SHAPES_SHA256 = "b3363d4c8fa585b3e44131c3ecb3b779b49d489772d8bcf169e9df55549a20e3"
 
 
 def test_the_event_shapes_are_pinned():

@@ -1153,6 +1153,7 @@ class DisputeOpened:
     dispute_id: Id
     target: Id
     target_kind: Text
+    target_height: Height
     owner: Address
     number: Id
     market: Ticker

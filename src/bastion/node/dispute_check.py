@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from bastion.core.book import BUY, SELL
-from bastion.core.dispute_state import Dispute
+from bastion.core.dispute_state import Dispute, DisputeTarget, IncidentProgram
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
 from bastion.core.messages import decode_message
 from bastion.core.state import State
 from bastion.core.transition import apply_block
+from bastion.core.units import format_decimal, format_usdc
 from bastion.node.blocklog import BlockLog
-from bastion.node.recovery import load_committed_state
 from bastion.node.replay import SNAPSHOT_ERRORS, SNAPSHOTS, load_snapshot, replay_range, snapshot_files
 
 # the loss waterfall's rung of each target kind (DESIGN.md section 8)
@@ -108,17 +108,98 @@ def check_target_block(data_dir: str | Path, height: int, kind: str, owner: str,
     }
 
 
+def find_dispute_opened(data_dir: str | Path, dispute_id: int) -> dict[str, Any]:
+    """The ``dispute_opened`` event of ``dispute_id`` in the node's log (read, not replayed: a log
+    whose replay diverges at the disputed block must still be checkable). ``missing_chain``,
+    ``unknown_dispute``."""
+    path = Path(data_dir) / "blocks.db"
+    if not path.is_file():
+        raise ProtocolError("missing_chain", f"{data_dir} holds no block log (blocks.db)", field="data")
+    log = BlockLog(path)
+    try:
+        for block in log.iter_blocks(1):
+            for event in block.events:
+                if event.get("type") == "dispute_opened" and event.get("dispute_id") == dispute_id:
+                    return event
+    finally:
+        log.close()
+    raise ProtocolError("unknown_dispute", f"no dispute {dispute_id}", field="dispute_id")
+
+
 def check_dispute(data_dir: str | Path, dispute_id: int) -> dict[str, Any]:
-    """``bastion dispute check ID``: the dispute from the node's committed state, then its target's
-    block replayed (``check_target_block``). ``unknown_dispute`` if the chain has no such dispute."""
-    state, _ = load_committed_state(data_dir)
-    dispute = state.disputes.disputes.get(dispute_id)
-    if dispute is None:
-        raise ProtocolError("unknown_dispute", f"no dispute {dispute_id}", field="dispute_id")
-    return {"dispute_id": dispute_id, **check_dispute_target(data_dir, dispute)}
+    """``bastion dispute check ID``: the dispute's opening found in the log, then its target's block
+    replayed (``check_target_block``). ``unknown_dispute`` if the chain has no such dispute."""
+    opened = find_dispute_opened(data_dir, dispute_id)
+    return {"dispute_id": dispute_id, **check_target_block(data_dir, opened["target_height"], opened["target_kind"],
+                                                           opened["owner"], opened["number"], opened["market"])}
 
 
 def check_dispute_target(data_dir: str | Path, dispute: Dispute) -> dict[str, Any]:
     """``check_target_block`` for a dispute's target."""
     return check_target_block(data_dir, dispute.target_height, dispute.target_kind, dispute.owner, dispute.number,
                               dispute.market)
+
+
+# --------------------------------------------------------------------------------------- views
+def _price(state: State, market: str, ticks: int) -> str:
+    decimals = state.markets[market].price_decimals if market in state.markets else 0
+    return format_decimal(ticks, decimals)
+
+
+def describe_target(state: State, target: DisputeTarget) -> dict[str, Any]:
+    """A target in its JSON form for people and programs (decimal strings)."""
+    market = state.markets.get(target.market)
+    size_decimals = market.size_decimals if market is not None else 0
+    return {"target_id": target.target_id, "kind": target.kind, "owner": target.owner, "number": target.number,
+            "market": target.market, "pool": target.pool, "height": target.height, "time_ms": target.time_ms,
+            "size": format_decimal(target.size, size_decimals), "received": format_usdc(target.received_usdc),
+            "oracle_price": _price(state, target.market, target.oracle_price),
+            "reference_price": _price(state, target.market, target.reference_price),
+            "loss": format_usdc(target.loss_usdc), "claimed_by": target.claimed_by,
+            "dispute_until_ms": target.time_ms + state.disputes.params.window_ms,
+            "waterfall_rung": RUNGS.get(target.kind, target.kind)}
+
+
+def describe_dispute(state: State, dispute: Dispute) -> dict[str, Any]:
+    """A dispute in its JSON form: claim, bond, votes, ruling, appeal, outcome and timeline."""
+    timeline = [{"what": "target", "height": dispute.target_height},
+                {"what": "opened", "height": dispute.opened_height, "time_ms": dispute.opened_ms},
+                {"what": "ruling deadline", "time_ms": dispute.deadline_ms}]
+    if dispute.appeal_until_ms is not None:
+        timeline.append({"what": "appeal window ends", "time_ms": dispute.appeal_until_ms})
+    if dispute.proposal_id is not None:
+        timeline.append({"what": "token vote", "proposal_id": dispute.proposal_id})
+    if dispute.closed_height is not None:
+        timeline.append({"what": dispute.status, "height": dispute.closed_height})
+    return {
+        "dispute_id": dispute.dispute_id, "status": dispute.status, "target": dispute.target_id,
+        "target_kind": dispute.target_kind, "target_height": dispute.target_height, "owner": dispute.owner,
+        "number": dispute.number, "market": dispute.market, "pool": dispute.pool, "claim_kind": dispute.claim_kind,
+        "claim": format_usdc(dispute.claim_usdc), "loss": format_usdc(dispute.loss_usdc),
+        "bond": format_usdc(dispute.bond_usdc), "statement": dispute.statement,
+        "votes": [{"member": member, "upheld": upheld, "award": format_usdc(award)}
+                  for member, (upheld, award) in sorted(dispute.votes.items())],
+        "council_threshold": state.council.threshold,
+        "ruling": None if dispute.ruling_upheld is None else {
+            "upheld": dispute.ruling_upheld, "award": format_usdc(dispute.ruling_award_usdc)},
+        "appellant": dispute.appellant, "appeal_bond": format_usdc(dispute.appeal_bond_usdc),
+        "proposal_id": dispute.proposal_id,
+        "outcome": None if dispute.upheld is None else {
+            "upheld": dispute.upheld, "award": format_usdc(dispute.award_usdc), "paid": format_usdc(dispute.paid_usdc),
+            "capped_by": dispute.capped_by},
+        "timeline": timeline,
+        "target_record": (describe_target(state, state.disputes.targets[dispute.target_id])
+                          if dispute.target_id in state.disputes.targets else None),
+    }
+
+
+def describe_program(state: State, program: IncidentProgram) -> dict[str, Any]:
+    """An incident program in its JSON form."""
+    return {"program_id": program.program_id, "status": program.status, "market": program.market,
+            "pool": program.pool, "from_height": program.from_height, "to_height": program.to_height,
+            "rule": program.rule, "reference_price": _price(state, program.market, program.reference_price),
+            "budget": format_usdc(program.budget_usdc), "entitled": format_usdc(program.entitled_usdc),
+            "escrow": format_usdc(program.escrow_usdc), "targets": program.targets,
+            "claim_until_ms": program.claim_until_ms, "proposal_id": program.proposal_id,
+            "payouts": [{"owner": owner, "number": number, "amount": format_usdc(amount)}
+                        for (owner, number), amount in program.payouts.items()]}

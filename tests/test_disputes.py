@@ -1,0 +1,152 @@
+"""Disputes (issue 18) beyond the golden scenarios: an engine-deviation claim decided by replaying
+the disputed block from a node's log (``bastion.node.dispute_check``, ``bastion dispute check``),
+the dispute book through a snapshot, an escalated dispute whose token vote fails, the refusals of
+the governance actions, and the API/CLI views."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.core import liquidation
+from bastion.core.errors import ProtocolError
+from bastion.core.genesis import build_state
+from bastion.core.governance import compute_action_changes
+from bastion.core.messages import OpenIncidentProgram, ResolveDispute, decode_message
+from bastion.core.snapshot import canonical_bytes, state_from_document, state_to_document
+from bastion.core.state import State
+from bastion.core.transition import apply_block, check_invariants
+from bastion.node.dispute_check import check_dispute
+from bastion.node.node import Node
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+A0, C1, C2 = (f"0x{'0' * 38}{x}" for x in ("a0", "c1", "c2"))
+
+
+def scenario(name: str) -> dict[str, Any]:
+    return json.loads((SCENARIOS / f"{name}.json").read_text())
+
+
+def run_blocks(doc: dict[str, Any], count: int | None = None) -> State:
+    """The scenario's state after its first ``count`` blocks (all by default)."""
+    state = build_state(doc["genesis"])
+    for block in doc["blocks"][:count]:
+        txs = [(tx["sender"], decode_message(tx["msg"])) for tx in block["txs"]]
+        apply_block(state, state.time_ms + block["advance"] * 1000, txs)
+        check_invariants(state)
+    return state
+
+
+# --------------------------------------------------------------------------------------- replay check
+@pytest.fixture(scope="module")
+def disputed_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A node that ran dispute_glitch_upheld's first two blocks: the glitch liquidation, then a0's
+    dispute of it (as an engine deviation)."""
+    doc = scenario("dispute_glitch_upheld")
+    data = tmp_path_factory.mktemp("disputes") / "node"
+    clock = iter(range(1_767_225_601_000, 10**15, 1_000)).__next__   # 2026-01-01T00:00:01Z, then +1 s
+    node = Node(data, doc["genesis"], clock_ms=clock)
+    nonces: dict[str, int] = {}
+    for block in doc["blocks"][:2]:
+        for tx in block["txs"]:
+            msg = dict(tx["msg"])
+            if msg["type"] == "open_dispute":
+                msg["claim_kind"] = "engine_deviation"
+            nonces[tx["sender"]] = nonces.get(tx["sender"], 0) + 1
+            node.submit({"sender": tx["sender"], "nonce": nonces[tx["sender"]], "msg": msg})
+        node.produce_block()
+    node.close()
+    return data
+
+
+def test_the_replay_finds_no_deviation_and_lays_out_the_evidence(disputed_chain: Path) -> None:
+    report = check_dispute(disputed_chain, 1)
+    assert report["deviation"] is False and report["state_hash_matches"] is True
+    assert report["height"] == 1 and report["kind"] == "liquidation" and report["owner"] == A0
+    assert report["recorded"] == report["replayed"] and len(report["recorded"]) == 1
+    assert report["recorded"][0]["fill_price"] == 48990 and report["recorded"][0]["insurance_delta"] == 73_485_000
+    oracle = [e for e in report["evidence"]["oracle"] if e["type"] == "oracle_price"]
+    assert [(e["previous"], e["price"]) for e in oracle] == [(50000, 49000)]
+    assert report["evidence"]["book_before_block"] == {"bids": [], "asks": []}   # c0's bid came in the block
+    assert report["evidence"]["risk_inputs"][0]["net_collateral"] == 1_400_000_000
+    assert report["evidence"]["waterfall_rung"].startswith("1:")
+
+
+def test_a_node_that_did_not_follow_the_rules_is_caught_by_the_replay(disputed_chain: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the rules as the replay knows them now charge no liquidation fee: the logged fill (fee 73.485) deviates
+    monkeypatch.setattr(liquidation, "insurance_fund_delta", lambda *args: 0)
+    report = check_dispute(disputed_chain, 1)
+    assert report["deviation"] is True and report["state_hash_matches"] is False
+    assert report["recorded"][0]["insurance_delta"] == 73_485_000 and report["replayed"][0]["insurance_delta"] == 0
+
+
+def test_the_cli_checks_and_shows_a_dispute(disputed_chain: Path) -> None:
+    runner = CliRunner()
+    checked = runner.invoke(app, ["dispute", "check", "1", "--data", str(disputed_chain), "--json"])
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.output)["deviation"] is False
+    shown = runner.invoke(app, ["dispute", "show", "1", "--data", str(disputed_chain), "--json"])
+    assert shown.exit_code == 0, shown.output
+    dispute = json.loads(shown.output)
+    assert dispute["status"] == "open" and dispute["claim_kind"] == "engine_deviation" and dispute["claim"] == "174.485"
+    missing = runner.invoke(app, ["dispute", "check", "7", "--data", str(disputed_chain)])
+    assert missing.exit_code == 2 and "unknown_dispute" in missing.output
+
+
+# --------------------------------------------------------------------------------------- state
+def test_the_dispute_book_survives_a_snapshot_mid_flight() -> None:
+    for name, blocks in (("dispute_bad_input", None), ("dispute_incident_program_pro_rata", 10),
+                         ("dispute_appeal_reverses_council", 5)):
+        state = run_blocks(scenario(name), blocks)
+        document = json.loads(canonical_bytes(state_to_document(state)))
+        restored = state_from_document(document)
+        assert restored.state_hash == state.state_hash
+        assert restored.disputes == state.disputes and list(restored.disputes.live) == list(state.disputes.live)
+        # the restored state goes on exactly as the original
+        apply_block(state, state.time_ms + 120_000, [])
+        apply_block(restored, restored.time_ms + 120_000, [])
+        assert restored.state_hash == state.state_hash
+
+
+def test_an_escalated_dispute_whose_vote_fails_is_rejected_and_its_bond_goes_to_the_fund() -> None:
+    state = run_blocks(scenario("dispute_bad_input"))     # dispute 1 (claim 100, bond 15) escalated at t = 3,603 s
+    dispute = state.disputes.disputes[1]
+    assert dispute.status == "escalated" and dispute.proposal_id is not None
+    proposal = state.proposals[dispute.proposal_id]
+    assert proposal.risk_class == "neutral" and proposal.deposit_bgov == 0
+    fund = state.insurance_funds["cross"]
+    for _ in range(proposal.deadline_height - state.height + 1):  # nobody votes: defeated at its deadline
+        apply_block(state, state.time_ms + 1000, [])
+    assert proposal.status == "defeated"
+    assert dispute.status == "rejected" and dispute.paid_usdc == 0
+    assert state.insurance_funds["cross"] == fund + 15_000_000 and state.disputes.escrow_usdc == 0
+    check_invariants(state)
+
+
+def test_the_governance_actions_refuse_bad_input() -> None:
+    state = run_blocks(scenario("dispute_glitch_upheld"), 2)    # dispute 1 open, not appealed
+    with pytest.raises(ProtocolError) as caught:
+        compute_action_changes(state, ResolveDispute(dispute_id=1, upheld=True, award_usdc="1"))
+    assert caught.value.code == "dispute_not_appealed"
+    with pytest.raises(ProtocolError) as caught:
+        compute_action_changes(state, ResolveDispute(dispute_id=9, upheld=True, award_usdc="1"))
+    assert caught.value.code == "unknown_dispute"
+    cases = [({"market": "ETH-USD"}, "unknown_market"), ({"to_height": 99}, "invalid_window"),
+             ({"reference": "twap"}, "invalid_reference"), ({"reference": "fixed"}, "invalid_reference"),
+             ({"reference_price": "50000"}, "invalid_reference"), ({"budget": "0"}, "non_positive_amount"),
+             ({"budget": "1000000"}, "insufficient_insurance_fund")]
+    for change, code in cases:
+        fields = {"market": "BTC-USD", "from_height": 1, "to_height": 1, "reference": "pre_block", "budget": "10",
+                  **change}
+        with pytest.raises(ProtocolError) as caught:
+            compute_action_changes(state, OpenIncidentProgram(**fields))
+        assert caught.value.code == code, change
+    [effect] = compute_action_changes(state, OpenIncidentProgram(market="BTC-USD", from_height=1, to_height=1,
+                                                                 reference="fixed", reference_price="49500",
+                                                                 budget="10"))
+    assert effect.risk == "critical" and effect.reference_price == 49500
