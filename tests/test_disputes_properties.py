@@ -148,7 +148,8 @@ def test_compensation_is_capped_targets_are_paid_once_and_others_are_not_blocked
         assert event["paid"] <= params.max_award_usdc
         fund_before = event["insurance_fund"] + event["paid"] - event["bond_forfeited"]
         assert event["paid"] * PPM <= fund_before * params.max_award_fund_ppm
-        assert event["paid"] == min(event["award"], params.max_award_usdc, fund_before * params.max_award_fund_ppm // PPM,
+        assert event["paid"] == min(event["award"], params.max_award_usdc,
+                                    fund_before * params.max_award_fund_ppm // PPM,
                                     params.max_epoch_award_usdc - paid_total)
         assert dispute.status == ("upheld" if event["upheld"] else "rejected")
         paid_total += event["paid"]

@@ -95,7 +95,8 @@ def open_(target: int = typer.Option(..., help="the target id (GET /v1/dispute-t
         raise typer.Exit(2)
     try:
         with Client(url, private_key=key) as client:
-            answer = client.open_dispute(target=target, claim_kind=kind, claim=claim, bond=bond, statement=statement,
+            answer = client.open_dispute(target=target, claim_kind=kind, claim=str(claim), bond=str(bond),
+                                         statement=statement,
                                          wait_ms=5_000)
     except BastionError as error:
         errors.print(f"[red]{error.code}[/red]: {error.message}")

@@ -253,8 +253,8 @@ def open_dispute(state: State, sender: str, msg: OpenDispute, events: Events) ->
     state.touch(("dispute", dispute.dispute_id))
     state.touch(("dispute_target", target.target_id))
     emit(events, ev.DisputeOpened, dispute_id=dispute.dispute_id, target=target.target_id, target_kind=target.kind,
-         target_height=target.height, owner=sender, number=target.number, market=target.market, claim_kind=msg.claim_kind, claim=claim,
-         loss=target.loss_usdc, bond=bond, deadline_ms=dispute.deadline_ms)
+         target_height=target.height, owner=sender, number=target.number, market=target.market,
+         claim_kind=msg.claim_kind, claim=claim, loss=target.loss_usdc, bond=bond, deadline_ms=dispute.deadline_ms)
     return {"dispute_id": dispute.dispute_id, "bond": bond}
 
 
