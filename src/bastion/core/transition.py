@@ -14,6 +14,8 @@ A block is applied as::
                   execute_twap_slices (bastion.core.twap_orders), settle_final_markets, liquidate (with deleveraging),
                   advance_rollouts (staged rollouts' gates and steps), update_funding,
                   process_proposals (start and tally votes, expire queued proposals),
+                  advance_disputes (record the block's dispute targets, escalate and finalise
+                  disputes, close incident programs: bastion.core.governance.dispute_votes),
                   commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
