@@ -150,3 +150,37 @@ def test_the_governance_actions_refuse_bad_input() -> None:
                                                                  reference="fixed", reference_price="49500",
                                                                  budget="10"))
     assert effect.risk == "critical" and effect.reference_price == 49500
+
+
+# --------------------------------------------------------------------------------------- API and pages
+def test_the_api_and_the_pages_lay_out_a_dispute_and_its_evidence(disputed_chain: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from bastion.app import ApiConfig, create_app
+
+    data = tmp_path / "node"
+    data.mkdir()
+    (data / "blocks.db").write_bytes((disputed_chain / "blocks.db").read_bytes())
+    node = Node(data, None, clock_ms=iter(range(1_767_225_700_000, 10**15, 1_000)).__next__)
+    try:
+        client = TestClient(create_app(node, ApiConfig()))
+        listed = client.get("/v1/disputes").json()
+        assert [(d["dispute_id"], d["status"], d["claim"], d["bond"]) for d in listed["disputes"]] == [
+            (1, "open", "174.485", "20")]
+        assert client.get("/v1/disputes", params={"owner": C1}).json()["disputes"] == []
+        targets = client.get("/v1/dispute-targets").json()["targets"]
+        assert [(t["target_id"], t["loss"], t["reference_price"], t["claimed_by"]) for t in targets] == [
+            (1, "174.485", "50000", "dispute:1")]
+        check = client.get("/v1/disputes/1/check").json()
+        assert check["deviation"] is False and check["recorded"] == check["replayed"]
+        missing = client.get("/v1/disputes/9")
+        assert missing.status_code == 404 and missing.json()["code"] == "unknown_dispute"
+        assert client.get("/v1/incidents").json()["programs"] == []
+        page = client.get("/disputes")
+        assert page.status_code == 200 and 'href="/disputes/1"' in page.text and "174.485" in page.text
+        detail = client.get("/disputes/1")
+        assert detail.status_code == 200 and "the recorded outcome equals the rules" in detail.text
+        assert "oracle_price" in detail.text and "49000" in detail.text and "1: liquidation order" in detail.text
+        assert client.get("/disputes/9").status_code == 404
+    finally:
+        node.close()
