@@ -29,6 +29,7 @@ FLOORS = {
     "classify": 5,
     "proposals": 6,
     "council": 7,
+    "dispute_votes": 7,
 }
 ABOVE_GOVERNANCE = {"transition", "transparency", "genesis"}   # core modules that may import governance
 

@@ -19,6 +19,9 @@ CLAIM_KINDS: Final = ("oracle_glitch", "engine_deviation", "other")
 # open -> escalated (deadline missed: a token vote) and ruled -> appealed (a token vote) -> upheld | rejected
 OPEN, RULED, APPEALED, ESCALATED, UPHELD, REJECTED = "open", "ruled", "appealed", "escalated", "upheld", "rejected"
 FINAL_STATUSES: Final = (UPHELD, REJECTED)
+RESOLVE_DISPUTE: Final = "resolve_dispute"
+OPEN_INCIDENT_PROGRAM: Final = "open_incident_program"
+CRITICAL: Final = "critical"               # params.RISK_CLASSES' strictest class
 # the proposer of the token votes the protocol submits for disputes (appeals, escalations): an address
 # no key signs for, so nobody cancels them as their proposer, and no proposer threshold applies
 DISPUTE_PROPOSER: Final = "0x" + "0" * 40
@@ -124,3 +127,66 @@ class DisputeBook:
     epoch: int = 0                         # block time // epoch_ms of the last payment
     epoch_paid_usdc: int = 0               # awards paid in that epoch
     live: dict[int, None] = field(default_factory=dict)  # derived: ids of disputes not final, in order
+
+
+# --------------------------------------------------------------------------------------- governance effects
+# The effects of the governance actions resolve_dispute and open_incident_program
+# (bastion.core.governance.changes lists them among its operations; applied by
+# bastion.core.governance.actions.apply_operation).
+@dataclass(frozen=True, slots=True)
+class DisputeResolution:
+    """A ``resolve_dispute``, validated: the token vote's outcome of a dispute (``bastion.core.disputes``),
+    in the governed ``disputes.appeal_tier`` class."""
+
+    dispute_id: int
+    upheld: bool
+    award: int
+    risk: str
+
+    @property
+    def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
+        return f"{RESOLVE_DISPUTE}.{self.dispute_id}"
+
+    @property
+    def old_record(self) -> None:
+        """The old value as recorded and shown."""
+        return None
+
+    @property
+    def new_record(self) -> DisputeResolution:
+        """The new value as recorded and shown."""
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentOpening:
+    """An ``open_incident_program``, validated (``bastion.core.incidents``): money leaves an insurance
+    fund, so it is critical (as an ``insurance_transfer``)."""
+
+    market: str
+    from_height: int
+    to_height: int
+    rule: str
+    reference_price: int
+    budget: int
+
+    @property
+    def risk(self) -> str:
+        """The risk class of the operation."""
+        return CRITICAL
+
+    @property
+    def name(self) -> str:
+        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
+        return f"{OPEN_INCIDENT_PROGRAM}.{self.market}.{self.from_height}-{self.to_height}"
+
+    @property
+    def old_record(self) -> None:
+        """The old value as recorded and shown."""
+        return None
+
+    @property
+    def new_record(self) -> IncidentOpening:
+        """The new value as recorded and shown."""
+        return self

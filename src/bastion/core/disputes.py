@@ -40,11 +40,10 @@ from bastion.core import accounts
 from bastion.core import events as ev
 from bastion.core.dispute_state import (
     APPEALED, CLAIM_KINDS, ESCALATED, FINAL_STATUSES, OPEN, REJECTED, RULED, UPHELD, Dispute, DisputeBook,
-    DisputeTarget,
+    DisputeResolution, DisputeTarget,
 )
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
-from bastion.core.governance.changes import DisputeResolution
 from bastion.core.messages import OpenDispute, ResolveDispute, RuleDispute
 from bastion.core.params import DAY_MS, RISK_CLASSES, DisputeParams
 from bastion.core.state import SUBACCOUNT_NUMBERS, State

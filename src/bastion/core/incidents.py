@@ -30,10 +30,9 @@ from typing import Any, Final
 
 from bastion.core import accounts
 from bastion.core import events as ev
-from bastion.core.dispute_state import IncidentProgram
+from bastion.core.dispute_state import IncidentOpening, IncidentProgram
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
-from bastion.core.governance.changes import IncidentOpening
 from bastion.core.messages import ClaimIncident, OpenIncidentProgram
 from bastion.core.state import SUBACCOUNT_NUMBERS, ParamSource, State
 from bastion.core.units import parse_decimal, parse_usdc

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bastion.core import accounts, disputes, incidents
-from bastion.core.governance.changes import DisputeResolution, IncidentOpening
+from bastion.core.dispute_state import DisputeResolution, IncidentOpening
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
 from bastion.core.enums import MarketStatus

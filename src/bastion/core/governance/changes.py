@@ -29,6 +29,7 @@ from bastion.core.errors import InvariantViolation
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
 from bastion.core.params import RISK_CLASSES
+from bastion.core.dispute_state import DisputeResolution, IncidentOpening
 from bastion.core.state import Council, Market, ParamHistoryEntry, ParamSource, State, StewardBound
 
 
@@ -39,8 +40,6 @@ INSURANCE_TRANSFER: Final = "insurance_transfer"
 LIST_MARKET: Final = "list_market"
 MERGE_INSURANCE_FUND: Final = "merge_insurance_fund"
 PLANNED_PREFIX: Final = "rollout:"
-RESOLVE_DISPUTE: Final = "resolve_dispute"
-OPEN_INCIDENT_PROGRAM: Final = "open_incident_program"
 
 
 # --------------------------------------------------------------------------------------- risk comparison
@@ -332,65 +331,6 @@ class PlannedRollout:
     def new_record(self) -> int:
         """The new value as recorded and shown."""
         return self.target
-
-
-@dataclass(frozen=True, slots=True)
-class DisputeResolution:
-    """A ``resolve_dispute``, validated: the token vote's outcome of a dispute (``bastion.core.disputes``),
-    in the governed ``disputes.appeal_tier`` class."""
-
-    dispute_id: int
-    upheld: bool
-    award: int
-    risk: str
-
-    @property
-    def name(self) -> str:
-        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
-        return f"{RESOLVE_DISPUTE}.{self.dispute_id}"
-
-    @property
-    def old_record(self) -> None:
-        """The old value as recorded and shown."""
-        return None
-
-    @property
-    def new_record(self) -> DisputeResolution:
-        """The new value as recorded and shown."""
-        return self
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentOpening:
-    """An ``open_incident_program``, validated (``bastion.core.incidents``): money leaves an insurance
-    fund, so it is critical (as an ``insurance_transfer``)."""
-
-    market: str
-    from_height: int
-    to_height: int
-    rule: str
-    reference_price: int
-    budget: int
-
-    @property
-    def risk(self) -> str:
-        """The risk class of the operation."""
-        return CRITICAL
-
-    @property
-    def name(self) -> str:
-        """The dotted or operation name (parameter history, conflict checks, the web diff)."""
-        return f"{OPEN_INCIDENT_PROGRAM}.{self.market}.{self.from_height}-{self.to_height}"
-
-    @property
-    def old_record(self) -> None:
-        """The old value as recorded and shown."""
-        return None
-
-    @property
-    def new_record(self) -> IncidentOpening:
-        """The new value as recorded and shown."""
-        return self
 
 
 Operation = Listing | Payment | FundTransfer | FundMerge | DisputeResolution | IncidentOpening

@@ -47,7 +47,7 @@ from bastion.core.governance import actions
 from bastion.core.governance.changes import (
     Change, Effect, Payment, PlannedRollout, apply_change, compare_tier_risk, strictest,
 )
-from bastion.core.governance.changes import DisputeResolution, IncidentOpening
+from bastion.core.dispute_state import DisputeResolution, IncidentOpening
 from bastion.core.governance.dispatch import compute_proposal_changes
 from bastion.core.messages import Action
 from bastion.core.params import RISK_CLASSES
