@@ -114,7 +114,9 @@ def test_the_dispute_book_survives_a_snapshot_mid_flight() -> None:
 
 
 def test_an_escalated_dispute_whose_vote_fails_is_rejected_and_its_bond_goes_to_the_fund() -> None:
-    state = run_blocks(scenario("dispute_bad_input"))     # dispute 1 (claim 100, bond 15) escalated at t = 3,603 s
+    doc = scenario("dispute_bad_input")     # dispute 1 (claim 100, bond 15) escalated at t = 3,603 s
+    doc["genesis"]["governance"] = scenario("dispute_appeal_reverses_council")["genesis"]["governance"]  # 3-block votes
+    state = run_blocks(doc)
     dispute = state.disputes.disputes[1]
     assert dispute.status == "escalated" and dispute.proposal_id is not None
     proposal = state.proposals[dispute.proposal_id]
