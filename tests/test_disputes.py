@@ -186,3 +186,24 @@ def test_the_api_and_the_pages_lay_out_a_dispute_and_its_evidence(disputed_chain
         assert client.get("/disputes/9").status_code == 404
     finally:
         node.close()
+
+
+def test_the_demo_holds_one_disputed_liquidation_in_flight(tmp_path: Path) -> None:
+    from test_demo import KEYS, Demo
+
+    demo = Demo(tmp_path / "demo")
+    try:
+        dave = KEYS["dave"].address
+        for _ in range(160):      # 80 s of demo time: dave's first long is liquidated, then he disputes it
+            demo.step()
+            if demo.node.state.disputes.disputes:
+                break
+        [dispute] = demo.node.state.disputes.disputes.values()
+        target = demo.node.state.disputes.targets[dispute.target_id]
+        assert (dispute.owner, dispute.status, dispute.claim_kind) == (dave, "open", "oracle_glitch")
+        assert dispute.claim_usdc == target.loss_usdc > 0 and target.kind == "liquidation"
+        assert target.claimed_by == "dispute:1"
+        page = demo.client.get("/disputes")
+        assert page.status_code == 200 and 'href="/disputes/1"' in page.text
+    finally:
+        demo.close()
