@@ -44,18 +44,16 @@ def run_blocks(doc: dict[str, Any], count: int | None = None) -> State:
 # --------------------------------------------------------------------------------------- replay check
 @pytest.fixture(scope="module")
 def disputed_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A node that ran dispute_glitch_upheld's first two blocks: the glitch liquidation, then a0's
-    dispute of it (as an engine deviation)."""
-    doc = scenario("dispute_glitch_upheld")
+    """A node that ran dispute_engine_deviation_by_replay's first two blocks: the glitch liquidation,
+    then a0's engine-deviation dispute of it."""
+    doc = scenario("dispute_engine_deviation_by_replay")
     data = tmp_path_factory.mktemp("disputes") / "node"
     clock = iter(range(1_767_225_601_000, 10**15, 1_000)).__next__   # 2026-01-01T00:00:01Z, then +1 s
     node = Node(data, doc["genesis"], clock_ms=clock)
     nonces: dict[str, int] = {}
     for block in doc["blocks"][:2]:
         for tx in block["txs"]:
-            msg = dict(tx["msg"])
-            if msg["type"] == "open_dispute":
-                msg["claim_kind"] = "engine_deviation"
+            msg = tx["msg"]
             nonces[tx["sender"]] = nonces.get(tx["sender"], 0) + 1
             node.submit({"sender": tx["sender"], "nonce": nonces[tx["sender"]], "msg": msg})
         node.produce_block()
