@@ -205,3 +205,32 @@ def test_the_demo_holds_one_disputed_liquidation_in_flight(tmp_path: Path) -> No
         assert page.status_code == 200 and 'href="/disputes/1"' in page.text
     finally:
         demo.close()
+
+
+def test_governance_moves_the_dispute_parameters_classified_by_their_effect() -> None:
+    from bastion.core.governance import apply_effect
+    from bastion.core.messages import SetDisputeParams
+    from bastion.core.state import ParamSource
+
+    state = run_blocks(scenario("dispute_glitch_upheld"), 1)   # max_award 100,000, bond floor 10 (genesis)
+    looser = compute_action_changes(state, SetDisputeParams(params={"max_award": "200000", "bond_floor": "5",
+                                                                    "appeal_tier": "risk_reducing"}))
+    assert [(str(c.path), c.old, c.new, c.risk) for c in looser] == [
+        ("disputes.bond_floor_usdc", 10_000_000, 5_000_000, "risk_increasing"),
+        ("disputes.appeal_tier", "neutral", "risk_reducing", "risk_increasing"),
+        ("disputes.max_award_usdc", 100_000_000_000, 200_000_000_000, "risk_increasing")]
+    [tighter] = compute_action_changes(state, SetDisputeParams(params={"max_epoch_award": "1000"}))
+    assert tighter.risk == "risk_reducing"
+    [neutral] = compute_action_changes(state, SetDisputeParams(params={"record_retention_s": 7200}))
+    assert neutral.risk == "neutral"
+    for bad, code in (({"max_awards": "1"}, "unknown_field"), ({"window_s": 0}, "invalid_field"),
+                      ({"window_s": 2_592_001}, "invalid_field"), ({"bond_claim": "2"}, "invalid_field")):
+        with pytest.raises(ProtocolError) as caught:
+            compute_action_changes(state, SetDisputeParams(params=bad))
+        assert caught.value.code == code, bad
+    for change in looser:
+        apply_effect(state, change, ParamSource("proposal", "p", 1), [])
+    params = state.disputes.params
+    assert params.max_award_usdc == 200_000_000_000 and params.bond_floor_usdc == 5_000_000
+    assert [entry.name for entry in state.param_history][-3:] == [
+        "disputes.bond_floor_usdc", "disputes.appeal_tier", "disputes.max_award_usdc"]

@@ -23,7 +23,7 @@ CORE = Path(__file__).resolve().parents[1] / "src" / "bastion" / "core"
 PACKAGE = "bastion.core.governance"
 FLOORS = {
     "changes": 1,
-    "params_codec": 2, "council_rules": 2, "proposal_guards": 2,
+    "params_codec": 2, "council_rules": 2, "proposal_guards": 2, "dispute_params": 2,
     "actions": 3, "rollout": 3,
     "dispatch": 4,
     "classify": 5,

@@ -325,6 +325,13 @@ class OpenIncidentProgram(_Checked):
     reference_price: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetDisputeParams(_Checked):
+    """Change dispute parameters: a partial genesis ``disputes`` section (``window_s``, ``bond_floor``,
+    ``max_award``, ``appeal_tier``, ...; ``bastion.core.governance.dispute_params``)."""
+    params: dict[str, Any]
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -345,6 +352,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "set_order_limits": SetOrderLimits,
     "resolve_dispute": ResolveDispute,
     "open_incident_program": OpenIncidentProgram,
+    "set_dispute_params": SetDisputeParams,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -371,7 +379,7 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
-          | ResolveDispute | OpenIncidentProgram)
+          | ResolveDispute | OpenIncidentProgram | SetDisputeParams)
 
 
 # ------------------------------------------------------------------------------- governance messages

@@ -96,6 +96,7 @@ class ParamGroup(StrEnum):
     GUARDIAN = "guardian"
     COUNCIL = "council"                     # council.members | council.threshold
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
+    DISPUTES = "disputes"                   # disputes.<attr> (params.DisputeParams, issue 18)
 
 
 _KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER})
@@ -142,7 +143,8 @@ class ParamPath:
             return cls(ParamGroup.STEWARD_BOUND, name[len("council.steward_bounds."):])
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
-        if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council"):
+        if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
+                              "disputes"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -384,6 +386,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             state.council = Council(state.council.members, value)
             state.touch(("council",))
             return
+        case ParamGroup.DISPUTES:
+            target, key = state.disputes.params, ("disputes",)
         case ParamGroup.STEWARD_BOUND:
             if value is not None:
                 state.steward_bounds[path.key] = value

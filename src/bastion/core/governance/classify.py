@@ -79,6 +79,8 @@ def copy_governed_state(state: State) -> State:
     sim.withdrawals_paused_until = dict(state.withdrawals_paused_until)
     sim.steward_bounds = dict(state.steward_bounds)
     sim.param_history = list(state.param_history)
+    sim.disputes = copy.copy(state.disputes)       # the dispute parameters (set_dispute_params)
+    sim.disputes.params = copy.copy(state.disputes.params)
     sim.dirty = {}
     return sim
 

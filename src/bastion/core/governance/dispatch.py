@@ -20,7 +20,7 @@ from dataclasses import fields
 from bastion.core import disputes, incidents, orders
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.governance import actions, council_rules, rollout
+from bastion.core.governance import actions, council_rules, dispute_params, rollout
 from bastion.core.governance.changes import (
     CRITICAL, NO_CAP, RISK_REDUCING, Change, Effect, ParamGroup, ParamPath, PlannedRollout, change_param,
     compare_risk, compare_tier_risk, strictest,
@@ -31,7 +31,7 @@ from bastion.core.messages import (
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
     SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross,
 )
-from bastion.core.messages import OpenIncidentProgram, ResolveDispute
+from bastion.core.messages import OpenIncidentProgram, ResolveDispute, SetDisputeParams
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
@@ -181,6 +181,8 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(disputes.compute_resolution(state, action))
         case OpenIncidentProgram():
             changes.extend(incidents.compute_opening(state, action))
+        case SetDisputeParams():
+            changes.extend(dispute_params.compute_dispute_params_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
