@@ -166,3 +166,22 @@ def test_compensation_is_capped_targets_are_paid_once_and_others_are_not_blocked
     assert others_liquidations(events) == others_liquidations(plain_events)
     f0_withdrawals = [block[-1] for block in results[1:]]       # f0's withdrawal is each block's last message
     assert f0_withdrawals == [block[-1] for block in plain_results[1:]] == [{"ok": True}] * 5
+
+
+@settings(max_examples=100, derandomize=True, deadline=None)
+@given(st.dictionaries(st.tuples(st.sampled_from(OWNERS), st.integers(0, 3)), st.integers(1, 10**12), max_size=8),
+       st.integers(1, 10**12))
+def test_incident_pro_rata_never_exceeds_the_budget_or_an_entitlement_and_leaks_no_dust(
+        entitled: dict[tuple[str, int], int], budget: int) -> None:
+    from bastion.core.incidents import pro_rata
+
+    paid = pro_rata(entitled, budget)
+    total = sum(entitled.values())
+    assert set(paid) == set(entitled)
+    assert all(0 <= paid[key] <= entitled[key] for key in entitled)
+    assert sum(paid.values()) <= min(budget, total)
+    if total <= budget:
+        assert paid == entitled
+    else:   # floor per subaccount: what stays in the fund is less than one micro-USDC per subaccount
+        assert budget - sum(paid.values()) < max(len(entitled), 1)
+        assert all(paid[key] == entitled[key] * budget // total for key in entitled)
