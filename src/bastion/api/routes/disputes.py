@@ -61,7 +61,7 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter()
     node = ctx.node
 
-    @router.get("/v1/disputes", response_model=Disputes, tags=["disputes"])
+    @router.get("/v1/disputes", response_model=Disputes, responses=NOT_FOUND, tags=["disputes"])
     def disputes(owner: str | None = Query(None, description="only this owner's disputes")) -> Any:
         """Every dispute, in opening order (or only ``owner``'s)."""
         wanted = None if owner is None else normalize_address(owner, field="owner")
@@ -94,7 +94,7 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
             raise ProtocolError("unknown_dispute", f"no dispute {dispute_id}", field="dispute_id")
         return {"dispute_id": dispute_id, **check_dispute_target(node.data_dir, found)}
 
-    @router.get("/v1/dispute-targets", response_model=DisputeTargets, tags=["disputes"])
+    @router.get("/v1/dispute-targets", response_model=DisputeTargets, responses=NOT_FOUND, tags=["disputes"])
     def targets(owner: str | None = Query(None, description="only the targets of this owner")) -> Any:
         """The targets a dispute may name (kept ``record_retention``), each with its loss and deadline."""
         wanted = None if owner is None else normalize_address(owner, field="owner")
