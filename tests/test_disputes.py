@@ -234,3 +234,25 @@ def test_governance_moves_the_dispute_parameters_classified_by_their_effect() ->
     assert params.max_award_usdc == 200_000_000_000 and params.bond_floor_usdc == 5_000_000
     assert [entry.name for entry in state.param_history][-3:] == [
         "disputes.bond_floor_usdc", "disputes.appeal_tier", "disputes.max_award_usdc"]
+
+
+def test_an_appeal_goes_against_the_ruling_from_the_appellants_side() -> None:
+    from bastion.core.governance.dispute_votes import appeal_dispute
+    from bastion.core.messages import AppealDispute
+
+    doc = scenario("dispute_glitch_upheld")
+    for tx in doc["blocks"][2]["txs"]:        # the council upholds 100 of the 174.485 claimed
+        tx["msg"]["award_usdc"] = "100"
+    state = run_blocks(doc, 3)
+    b0 = f"0x{'0' * 38}b0"
+    cases = [(A0, True, "50", "appeal_against_own_side"),      # the owner asks for less than it got
+             (b0, True, "150", "appeal_against_own_side"),     # someone else asks the fund to pay more
+             (A0, True, "100", "same_as_ruling"), (A0, True, "174.485001", "invalid_award"),
+             (A0, True, "174.485", "bond_too_small")]
+    for sender, upheld, award, code in cases:
+        with pytest.raises(ProtocolError) as caught:
+            appeal_dispute(state, sender, AppealDispute(dispute_id=1, upheld=upheld, award_usdc=award,
+                                                        bond="39.99" if code == "bond_too_small" else "40"), [])
+        assert caught.value.code == code, (sender, award)
+    result = appeal_dispute(state, b0, AppealDispute(dispute_id=1, upheld=False, award_usdc="0", bond="40"), [])
+    assert state.disputes.disputes[1].status == "appealed" and result["bond"] == 40_000_000

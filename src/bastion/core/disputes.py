@@ -20,6 +20,7 @@ as a withdrawal would, into the dispute escrow).
 
 **Ruling.** ``rule_dispute{dispute_id, upheld, award_usdc}`` by a council member: ``not_council_member``,
 ``unknown_dispute``, ``dispute_not_open`` (only an ``open`` dispute is ruled by the council),
+``ruling_deadline_passed`` (block time >= the deadline: it escalates at the end of the block),
 ``dispute_conflict`` (the member is the disputing owner or holds a position in the target's market in
 any subaccount), the decimal codes, ``invalid_award`` (upheld: 0 < award <= claim; rejected: award 0).
 A member's newer vote replaces its older one; when ``threshold`` current members agree on the same
@@ -290,13 +291,16 @@ def parse_award(dispute: Dispute, upheld: bool, text: str) -> int:
 
 def rule_dispute(state: State, sender: str, msg: RuleDispute, events: Events) -> dict[str, Any]:
     """A council member's ruling (module docstring). Raises ``not_council_member``, ``unknown_dispute``,
-    ``dispute_not_open``, ``dispute_conflict``, ``invalid_award`` and the decimal codes."""
+    ``dispute_not_open``, ``ruling_deadline_passed``, ``dispute_conflict``, ``invalid_award`` and the decimal codes."""
     if sender not in state.council.members:
         raise ProtocolError("not_council_member", f"{sender} is not a member of the council", field="sender")
     dispute = get_dispute(state, msg.dispute_id)
     if dispute.status != OPEN:
         raise ProtocolError("dispute_not_open", f"dispute {dispute.dispute_id} is {dispute.status}",
                             field="dispute_id", status=dispute.status)
+    if state.time_ms >= dispute.deadline_ms:
+        raise ProtocolError("ruling_deadline_passed", f"the council's deadline was {dispute.deadline_ms} ms: the "
+                            "dispute goes to a token vote", field="dispute_id")
     if has_conflict(state, sender, dispute):
         raise ProtocolError("dispute_conflict", "a council member who is a party or holds a position in the "
                             f"market {dispute.market} cannot rule on this dispute", field="sender")

@@ -5,7 +5,8 @@ window is open (block time < ``appeal_until_ms``): the owner may appeal any ruli
 it its whole claim, anyone else only an upheld ruling (for the fund). Checks in order:
 ``unknown_dispute``, ``dispute_not_ruled``, ``appeal_window_closed``, ``not_a_party`` (an owner's
 appeal asking for what it was given, or someone else appealing a rejection), ``invalid_award`` and
-the decimal codes, ``same_as_ruling`` (the appeal asks for the ruling), ``bond_too_small`` (at least
+the decimal codes, ``same_as_ruling`` (the appeal asks for the ruling), ``appeal_against_own_side``
+(the owner asks for more than the ruling gave, anyone else for less), ``bond_too_small`` (at least
 ``appeal_bond_multiple`` times the dispute's bond), then the bond checks of a withdrawal from the
 sender's subaccount 0. The dispute becomes ``appealed`` and the protocol submits (proposer
 ``DISPUTE_PROPOSER``, an address without a key, exempt from the proposer threshold) a proposal
@@ -66,8 +67,8 @@ def submit_dispute_vote(state: State, dispute: Dispute, upheld: bool, award: int
 def appeal_dispute(state: State, sender: str, msg: AppealDispute, events: Events) -> dict[str, Any]:
     """Appeal a council ruling to a token vote (module docstring). Raises ``unknown_dispute``,
     ``dispute_not_ruled``, ``appeal_window_closed``, ``not_a_party``, ``invalid_award``,
-    ``same_as_ruling``, ``bond_too_small``, ``subaccount_not_found``, ``insufficient_free_collateral``,
-    ``too_many_open_orders`` and the decimal codes."""
+    ``same_as_ruling``, ``appeal_against_own_side``, ``bond_too_small``, ``subaccount_not_found``,
+    ``insufficient_free_collateral``, ``too_many_open_orders`` and the decimal codes."""
     dispute = disputes.get_dispute(state, msg.dispute_id)
     if dispute.status != RULED or dispute.appeal_until_ms is None:
         raise ProtocolError("dispute_not_ruled", f"dispute {dispute.dispute_id} is {dispute.status}: only a ruling "
@@ -83,6 +84,10 @@ def appeal_dispute(state: State, sender: str, msg: AppealDispute, events: Events
     award = disputes.parse_award(dispute, msg.upheld, msg.award_usdc)
     if (msg.upheld, award) == (dispute.ruling_upheld, dispute.ruling_award_usdc):
         raise ProtocolError("same_as_ruling", "an appeal asks for another outcome than the ruling", field="award_usdc")
+    ruled = dispute.ruling_award_usdc if dispute.ruling_upheld else 0
+    if (award > ruled) != owner_side:
+        raise ProtocolError("appeal_against_own_side", "the owner appeals for more than the ruling gave, anyone "
+                            "else for less", field="award_usdc")
     bond = parse_usdc(msg.bond, field="bond")
     needed = dispute.bond_usdc * state.disputes.params.appeal_bond_multiple
     if bond < needed:
