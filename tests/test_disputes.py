@@ -22,6 +22,7 @@ from bastion.core.state import State
 from bastion.core.transition import apply_block, check_invariants
 from bastion.node.dispute_check import check_dispute
 from bastion.node.node import Node
+from test_api_sdk import live  # noqa: F401  (the SDK test's live node: uvicorn on a loopback port)
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 A0, C1, C2 = (f"0x{'0' * 38}{x}" for x in ("a0", "c1", "c2"))
@@ -256,3 +257,26 @@ def test_an_appeal_goes_against_the_ruling_from_the_appellants_side() -> None:
         assert caught.value.code == code, (sender, award)
     result = appeal_dispute(state, b0, AppealDispute(dispute_id=1, upheld=False, award_usdc="0", bond="40"), [])
     assert state.disputes.disputes[1].status == "appealed" and result["bond"] == 40_000_000
+
+
+def test_the_sdk_builds_signs_and_reads_disputes(live: tuple[str, Node]) -> None:
+    from test_api import ALICE, ALICE_KEY
+
+    from bastion.client import BastionError, Client
+
+    url, _ = live
+    with Client(url, ALICE_KEY) as alice:
+        answer = alice.open_dispute(target=7, claim_kind="oracle_glitch", claim="10", bond="20", statement="x",
+                                    wait_ms=5_000)
+        assert answer["status"] == "committed" and answer["result"]["code"] == "unknown_target"
+        ruled = alice.rule_dispute(dispute_id=1, upheld=True, award="1", wait_ms=5_000)
+        assert ruled["result"]["code"] == "not_council_member"
+        appealed = alice.appeal_dispute(dispute_id=1, upheld=True, award="1", bond="1", wait_ms=5_000)
+        assert appealed["result"]["code"] == "unknown_dispute"
+        claimed = alice.claim_incident(program_id=1, wait_ms=5_000)
+        assert claimed["result"]["code"] == "unknown_program"
+        assert alice.disputes(owner=ALICE)["disputes"] == [] and alice.dispute_targets()["targets"] == []
+        assert alice.incident_programs()["programs"] == []
+        with pytest.raises(BastionError) as missing:
+            alice.dispute(1)
+        assert (missing.value.status, missing.value.code) == (404, "unknown_dispute")
