@@ -259,7 +259,7 @@ def test_an_appeal_goes_against_the_ruling_from_the_appellants_side() -> None:
     assert state.disputes.disputes[1].status == "appealed" and result["bond"] == 40_000_000
 
 
-def test_the_sdk_builds_signs_and_reads_disputes(live: tuple[str, Node]) -> None:
+def test_the_sdk_builds_signs_and_reads_disputes(live: tuple[str, Node]) -> None:  # noqa: F811
     from test_api import ALICE, ALICE_KEY
 
     from bastion.client import BastionError, Client
