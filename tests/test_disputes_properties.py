@@ -4,7 +4,8 @@ claims, bonds, rulings and caps:
 * compensation never exceeds the award, the claim, the target's loss or any cap (per dispute,
   share of the fund, per epoch);
 * no target is paid twice (one dispute per target; a second is refused);
-* collateral is conserved after every block (``check_invariants`` counts the dispute escrow);
+* collateral is conserved after every block (``check_invariants`` counts the dispute escrow), and
+  the incremental state hash equals the full recomputation;
 * a dispute never blocks the liquidations or withdrawals of others: the same chain without the
   dispute messages gives the bystanders the same withdrawals and liquidations.
 """
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.core.genesis import build_state
+from bastion.core.hashing import compute_state_hash_full
 from bastion.core.messages import decode_message
 from bastion.core.state import State
 from bastion.core.transition import apply_block, check_invariants
@@ -90,6 +92,7 @@ def run(world: dict[str, Any], *, with_disputes: bool) -> tuple[State, list[list
             txs = [(s, m) for s, m in txs if type(m).__name__ not in ("OpenDispute", "RuleDispute")]
         result = apply_block(state, state.time_ms + advance_s * 1000, txs)
         check_invariants(state)
+        assert result.state_hash == compute_state_hash_full(state)   # every dispute change touched its leaf
         all_events.append(result.events)
         all_results.append(result.results)
 
