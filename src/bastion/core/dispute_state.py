@@ -49,6 +49,9 @@ class DisputeTarget:
     reference_price: int
     loss_usdc: int
     claimed_by: str | None = None          # "dispute:<id>" or "incident:<id>": a target is compensated once
+    # the fresh oracle submissions of the market at the end of the block, [operator, ticks] by operator:
+    # the evidence an incident program's sources_median reference reads (the median without the glitching ones)
+    sources: list[list[str | int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -97,7 +100,7 @@ class IncidentProgram:
     pool: str
     from_height: int
     to_height: int
-    rule: str                              # pre_block | fixed
+    rule: str                              # pre_block | fixed | sources_median
     reference_price: int                   # ticks (0 for pre_block: each target's own reference)
     budget_usdc: int
     entitled_usdc: int                     # the compensation the protocol computed, before the budget
@@ -108,6 +111,7 @@ class IncidentProgram:
     proposal_id: str
     status: str = "open"                   # open | closed
     payouts: dict[tuple[str, int], int] = field(default_factory=dict)
+    exclude_sources: list[str] = field(default_factory=list)   # sources_median: the operators left out
 
 
 @dataclass(slots=True)
@@ -170,6 +174,7 @@ class IncidentOpening:
     rule: str
     reference_price: int
     budget: int
+    exclude_sources: tuple[str, ...] = ()
 
     @property
     def risk(self) -> str:

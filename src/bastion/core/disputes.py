@@ -165,6 +165,9 @@ def record_targets(state: State, events: Events) -> None:
         return
     book = state.disputes
     for target in found.values():
+        market = state.markets[target.market]
+        target.sources = [[operator, ticks] for operator, (ticks, submitted_ms) in sorted(market.submissions.items())
+                          if state.time_ms - submitted_ms <= market.oracle_params.max_staleness_ms]
         target.reference_price = previous.get(target.market, target.oracle_price)
         target.loss_usdc = compute_loss(state, target.market, target.size, target.received_usdc,
                                         target.reference_price)

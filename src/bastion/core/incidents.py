@@ -1,18 +1,21 @@
 """Incident programs (issue 18): retroactive compensation at scale, computed by the protocol.
 
 Governance opens one with the critical action ``open_incident_program{market, from_height,
-to_height, reference, reference_price?, budget}`` (money leaves an insurance fund). Validation, at
+to_height, reference, reference_price?, exclude_sources?, budget}`` (money leaves an insurance fund). Validation, at
 submission and again at execution: ``unknown_market``, ``invalid_window`` (``from_height <= to_height
-<= `` the current height), ``invalid_reference`` (``pre_block`` or ``fixed``; ``fixed`` needs
-``reference_price``, a positive price on the market's grid, and ``pre_block`` takes none),
+<= `` the current height), ``invalid_reference`` (``pre_block``, ``fixed`` or ``sources_median``; ``fixed`` needs
+``reference_price``, a positive price on the market's grid, the others take none;
+``sources_median`` needs 1 to 64 ``exclude_sources`` addresses, the others take none),
 ``non_positive_amount``, ``insufficient_insurance_fund`` (the budget exceeds the market pool's fund).
 
 **Execution** (``apply_opening``) recomputes every target of the market recorded in the window and
 not yet claimed (``bastion.core.disputes``: liquidations, takeovers, deleveragings, settlements; a
 target is kept ``record_retention``, so a window older than that finds nothing) against the
 reference: the market's oracle price before the target's block (``pre_block``: the last price that
-was not the glitch's, as the target recorded it) or the ``fixed`` price (say, the median of the
-sources that did not glitch, read from the log's ``oracle_submission`` events, or their TWAP). A
+was not the glitch's, as the target recorded it), the ``fixed`` price the proposal gives (say, a
+TWAP read from the log), or ``sources_median``: the lower median of the oracle submissions the target
+recorded for its block (``DisputeTarget.sources``, the fresh ones) without the operators the proposal
+names in ``exclude_sources`` (the ones that glitched; a target with no source left is skipped). A
 target's compensation is ``max(0, notional(size, reference) - received)``; compensations add up
 per subaccount (``entitled``). If their total ``E`` fits the budget ``B``, each is paid in full;
 else each gets ``floor(e x B / E)`` (pro rata, rounded toward the protocol). Only the sum of what is
@@ -30,15 +33,16 @@ from typing import Any, Final
 
 from bastion.core import accounts
 from bastion.core import events as ev
-from bastion.core.dispute_state import IncidentOpening, IncidentProgram
+from bastion.core.dispute_state import DisputeTarget, IncidentOpening, IncidentProgram
+from bastion.core.funding import median_low
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
-from bastion.core.messages import ClaimIncident, OpenIncidentProgram
+from bastion.core.messages import MAX_LIST_ITEMS, ClaimIncident, OpenIncidentProgram, normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS, ParamSource, State
 from bastion.core.units import parse_decimal, parse_usdc
 from bastion.core.disputes import compute_loss
 
-REFERENCE_RULES: Final = ("pre_block", "fixed")
+REFERENCE_RULES: Final = ("pre_block", "fixed", "sources_median")
 
 
 def compute_opening(state: State, action: OpenIncidentProgram) -> list[IncidentOpening]:
@@ -62,8 +66,18 @@ def compute_opening(state: State, action: OpenIncidentProgram) -> list[IncidentO
         if price <= 0:
             raise ProtocolError("invalid_reference", "reference_price must be positive", field="reference_price")
     elif action.reference_price is not None:
-        raise ProtocolError("invalid_reference", "a pre_block reference takes no reference_price",
+        raise ProtocolError("invalid_reference", f"a {action.reference} reference takes no reference_price",
                             field="reference_price")
+    excluded: tuple[str, ...] = ()
+    if action.reference == "sources_median":
+        if not action.exclude_sources or len(action.exclude_sources) > MAX_LIST_ITEMS:
+            raise ProtocolError("invalid_reference", f"a sources_median reference names 1 to {MAX_LIST_ITEMS} "
+                                "operators to leave out (exclude_sources)", field="exclude_sources")
+        excluded = tuple(sorted({normalize_address(operator, field=f"exclude_sources[{i}]")
+                                 for i, operator in enumerate(action.exclude_sources)}))
+    elif action.exclude_sources is not None:
+        raise ProtocolError("invalid_reference", "only a sources_median reference takes exclude_sources",
+                            field="exclude_sources")
     budget = parse_usdc(action.budget, field="budget")
     if budget <= 0:
         raise ProtocolError("non_positive_amount", "budget must be positive", field="budget")
@@ -71,7 +85,18 @@ def compute_opening(state: State, action: OpenIncidentProgram) -> list[IncidentO
     if budget > fund:
         raise ProtocolError("insufficient_insurance_fund", f"the budget exceeds the {market.pool} insurance fund "
                             f"({fund} micro-USDC)", field="budget")
-    return [IncidentOpening(market.ticker, action.from_height, action.to_height, action.reference, price, budget)]
+    return [IncidentOpening(market.ticker, action.from_height, action.to_height, action.reference, price, budget,
+                            excluded)]
+
+
+def get_reference(effect: IncidentOpening, target: DisputeTarget) -> int | None:
+    """The reference price of ``target`` under the program's rule (None: no source is left)."""
+    if effect.rule == "pre_block":
+        return target.reference_price
+    if effect.rule == "fixed":
+        return effect.reference_price
+    kept = [int(ticks) for operator, ticks in target.sources if operator not in effect.exclude_sources]
+    return median_low(kept) if kept else None
 
 
 def pro_rata(entitled: dict[tuple[str, int], int], budget: int) -> dict[tuple[str, int], int]:
@@ -93,7 +118,9 @@ def apply_opening(state: State, effect: IncidentOpening, source: ParamSource, ev
         if (target.market != effect.market or not effect.from_height <= target.height <= effect.to_height
                 or target.claimed_by is not None):
             continue
-        reference = target.reference_price if effect.rule == "pre_block" else effect.reference_price
+        reference = get_reference(effect, target)
+        if reference is None:
+            continue
         amount = compute_loss(state, target.market, target.size, target.received_usdc, reference)
         if amount > 0:
             key = (target.owner, target.number)
@@ -111,7 +138,7 @@ def apply_opening(state: State, effect: IncidentOpening, source: ParamSource, ev
     program = IncidentProgram(program_id, market.ticker, market.pool, effect.from_height, effect.to_height,
                               effect.rule, effect.reference_price, effect.budget, sum(entitled.values()), escrow,
                               len(covered), state.height, state.time_ms + book.params.incident_claim_ms,
-                              source.ref, payouts=payouts)
+                              source.ref, payouts=payouts, exclude_sources=list(effect.exclude_sources))
     book.programs[program_id] = program
     state.touch(("global",))
     state.touch(("disputes",))

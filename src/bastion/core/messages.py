@@ -315,7 +315,8 @@ class ResolveDispute(_Checked):
 class OpenIncidentProgram(_Checked):
     """Compensate every liquidation, takeover, deleveraging and settlement of ``market`` recorded in
     blocks ``from_height``..``to_height`` against a reference price (``reference``: ``pre_block``,
-    each block's previous oracle price, or ``fixed`` with ``reference_price``), pro rata within
+    each block's previous oracle price; ``fixed`` with ``reference_price``; ``sources_median``, the
+    median of the block's recorded submissions without ``exclude_sources``), pro rata within
     ``budget`` USDC from the market's insurance fund (``bastion.core.incidents``)."""
     market: str
     from_height: int
@@ -323,6 +324,7 @@ class OpenIncidentProgram(_Checked):
     reference: str
     budget: str
     reference_price: str | None = None
+    exclude_sources: list[Any] | None = None   # sources_median: the oracle operators that glitched
 
 
 @dataclass(frozen=True, slots=True)
