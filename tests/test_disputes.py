@@ -139,7 +139,11 @@ def test_the_governance_actions_refuse_bad_input() -> None:
     assert caught.value.code == "unknown_dispute"
     cases = [({"market": "ETH-USD"}, "unknown_market"), ({"to_height": 99}, "invalid_window"),
              ({"reference": "twap"}, "invalid_reference"), ({"reference": "fixed"}, "invalid_reference"),
-             ({"reference_price": "50000"}, "invalid_reference"), ({"budget": "0"}, "non_positive_amount"),
+             ({"reference_price": "50000"}, "invalid_reference"),
+             ({"reference": "sources_median"}, "invalid_reference"),
+             ({"exclude_sources": [C1]}, "invalid_reference"),
+             ({"reference": "sources_median", "exclude_sources": ["0x12"]}, "invalid_address"),
+             ({"budget": "0"}, "non_positive_amount"),
              ({"budget": "1000000"}, "insufficient_insurance_fund")]
     for change, code in cases:
         fields = {"market": "BTC-USD", "from_height": 1, "to_height": 1, "reference": "pre_block", "budget": "10",
