@@ -284,3 +284,34 @@ def test_the_sdk_builds_signs_and_reads_disputes(live: tuple[str, Node]) -> None
         with pytest.raises(BastionError) as missing:
             alice.dispute(1)
         assert (missing.value.status, missing.value.code) == (404, "unknown_dispute")
+
+
+def test_an_escalated_dispute_whose_vote_executes_pays_the_whole_claim() -> None:
+    from bastion.core.messages import Execute, Queue, Vote
+
+    doc = scenario("dispute_bad_input")     # dispute 1 (claim 100, bond 15) escalated at t = 3,603 s
+    doc["genesis"]["governance"] = scenario("dispute_appeal_reverses_council")["genesis"]["governance"]
+    c0 = f"0x{'0' * 38}c0"
+    holder = next(a for a in doc["genesis"]["accounts"] if a["address"] == c0)
+    holder.update({"bgov": "1000", "delegate": c0})
+    state = run_blocks(doc)
+    dispute = state.disputes.disputes[1]
+    assert dispute.status == "escalated" and dispute.proposal_id is not None
+    pid = dispute.proposal_id
+    fund, a0_usdc = state.insurance_funds["cross"], state.subaccounts[(A0, 0)].balance
+
+    def block(txs: list[tuple[str, Any]], advance_ms: int = 1000) -> dict[str, Any]:
+        results = apply_block(state, state.time_ms + advance_ms, txs).results
+        return results[0] if results else {}
+
+    block([])                                        # the snapshot block: the vote opens at its end
+    voted = block([(c0, Vote(proposal_id=pid, option="yes"))])
+    assert voted["ok"], voted
+    while state.proposals[pid].status == "active":
+        block([])
+    assert block([(c0, Queue(proposal_id=pid))])["ok"]
+    assert block([(c0, Execute(proposal_id=pid))], advance_ms=60_000)["ok"]
+    assert (dispute.status, dispute.paid_usdc, dispute.capped_by) == ("upheld", 100_000_000, None)
+    assert state.subaccounts[(A0, 0)].balance == a0_usdc + 100_000_000 + 15_000_000   # the claim and the bond
+    assert state.insurance_funds["cross"] == fund - 100_000_000 and state.disputes.escrow_usdc == 0
+    check_invariants(state)
