@@ -3,7 +3,8 @@ claims, bonds, rulings and caps:
 
 * compensation never exceeds the award, the claim, the target's loss or any cap (per dispute,
   share of the fund, per epoch);
-* no target is paid twice (one dispute per target; a second is refused);
+* no target is paid twice (one dispute per target, a second is refused; an incident program over
+  the same blocks leaves the disputed targets out);
 * collateral is conserved after every block (``check_invariants`` counts the dispute escrow), and
   the incremental state hash equals the full recomputation;
 * a dispute never blocks the liquidations or withdrawals of others: the same chain without the
@@ -18,7 +19,9 @@ from hypothesis import strategies as st
 
 from bastion.core.genesis import build_state
 from bastion.core.hashing import compute_state_hash_full
-from bastion.core.messages import decode_message
+from bastion.core.governance import apply_effect, compute_action_changes
+from bastion.core.messages import OpenIncidentProgram, decode_message
+from bastion.core.state import ParamSource
 from bastion.core.state import State
 from bastion.core.transition import apply_block, check_invariants
 from bastion.core.units import PPM
@@ -169,6 +172,28 @@ def test_compensation_is_capped_targets_are_paid_once_and_others_are_not_blocked
     assert others_liquidations(events) == others_liquidations(plain_events)
     f0_withdrawals = [block[-1] for block in results[1:]]       # f0's withdrawal is each block's last message
     assert f0_withdrawals == [block[-1] for block in plain_results[1:]] == [{"ok": True}] * 5
+    # an incident program over the whole chain afterwards pays no target a dispute already claimed
+    fund = state.insurance_funds["cross"]
+    if fund <= 0:
+        return
+    [effect] = compute_action_changes(state, OpenIncidentProgram(market="BTC-USD", from_height=1,
+                                                                 to_height=state.height, reference="pre_block",
+                                                                 budget=usdc(fund)))
+    claimed_before = {t.target_id: t.claimed_by for t in state.disputes.targets.values()}
+    apply_effect(state, effect, ParamSource("proposal", "p", 1), [])
+    check_invariants(state)
+    program = state.disputes.programs[1]
+    for target in state.disputes.targets.values():
+        if claimed_before[target.target_id] is not None:      # disputed: never in the program
+            assert target.claimed_by == claimed_before[target.target_id]
+        elif target.claimed_by == "incident:1":
+            assert target.loss_usdc > 0
+    covered = {(t.owner, t.number) for t in state.disputes.targets.values() if t.claimed_by == "incident:1"}
+    assert set(program.payouts) <= covered and sum(program.payouts.values()) == program.escrow_usdc <= fund
+    for owner, _ in list(program.payouts):
+        apply_block(state, state.time_ms + 1000, [tx(owner, type="claim_incident", program_id=1)])
+        check_invariants(state)
+    assert program.escrow_usdc == 0 == state.disputes.escrow_usdc
 
 
 @settings(max_examples=100, derandomize=True, deadline=None)
