@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "b3363d4c8fa585b3e44131c3ecb3b779b49d489772d8bcf169e9df55549a20e3"
+EVENT_SHAPES_SHA256 = "c5c54285f06c58696b2e104fc9999dc0e634b0d6988bfc4435ec9e39218c834a"
 
 
 def test_the_event_shapes_are_pinned():

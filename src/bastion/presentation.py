@@ -24,10 +24,11 @@ from bastion.core.book import BUY
 from bastion.core.deadman import DAY_MS
 from bastion.core.events import Unit
 from bastion.core.agents import is_live
+from bastion.core.bot_limits import format_bot_limits
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
-from bastion.core.governance.rollout import PARAMS
+from bastion.core.governance import rollout as rollouts
 from bastion.core.state import Position, Rollout, State, TwapOrder
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc
@@ -117,6 +118,7 @@ def describe_state(state: State) -> dict:
             "council": council.describe_council(state),
             "agents": describe_agent_grants(state),
             "twap_orders": [describe_twap(state, twap) for twap in state.twap_orders.values()],
+            "bot_limits": format_bot_limits(state.bot_limits),
             "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
                                   "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
                                  for owner, r in state.cancel_schedules.items()]}
@@ -136,13 +138,31 @@ def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
 
 
 def describe_twap(state: State, twap: TwapOrder) -> dict:
-    """A live TWAP order (``bastion.core.twap_orders``) with its sizes on its market's grid."""
+    """A live TWAP order (``bastion.core.twap_orders``) with its sizes on its market's grid: its
+    progress (slices done of all, filled and remaining size) and when its next slice is due (block
+    time: it trades at the end of the first block at or after it)."""
     market = state.markets[twap.market]
     return {"twap_id": twap.twap_id, "owner": twap.owner, "number": twap.number, "market": twap.market,
             "side": "buy" if twap.side == BUY else "sell", "size": format_decimal(twap.lots, market.size_decimals),
             "filled": format_decimal(twap.filled, market.size_decimals), "slices": twap.slices,
             "slices_done": twap.slices_done, "max_slippage": format_ppm(twap.slippage_ppm),
-            "reduce_only": twap.reduce_only, "next_slice": format_iso_ms(twap.next_slice_ms)}
+            "reduce_only": twap.reduce_only, "next_slice": format_iso_ms(twap.next_slice_ms),
+            "remaining": format_decimal(twap.lots - twap.filled, market.size_decimals),
+            "next_slice_ms": twap.next_slice_ms, "started": format_iso_ms(twap.start_ms)}
+
+
+def describe_cancel_schedule(state: State, owner: str) -> dict:
+    """An owner's dead-man's switch (``bastion.core.deadman``): whether it is armed, the block time
+    at which it fires (at the end of the first block at or after it), and its firings today (UTC day
+    of the state's block time) against the governed daily limit."""
+    record = state.cancel_schedules.get(owner)
+    armed_ms = None if record is None else record.time_ms
+    today = state.time_ms // DAY_MS
+    fired = record.triggers if record is not None and record.day == today else 0
+    return {"owner": owner, "armed": armed_ms is not None,
+            "fires_at": None if armed_ms is None else format_iso_ms(armed_ms), "fires_at_ms": armed_ms,
+            "triggers_today": fired, "max_triggers_per_day": state.bot_limits.deadman_max_triggers_per_day,
+            "min_delay_ms": state.bot_limits.deadman_min_delay_ms}
 
 
 def describe_guardian(state: State) -> dict:
@@ -177,23 +197,30 @@ def describe_governance(state: State) -> dict:
 
 
 def describe_rollout(state: State, rollout: Rollout) -> dict:
-    """A staged rollout with its values as decimal sizes on its market's grid and its gates in USDC."""
-    market = state.markets[rollout.market]
+    """A staged rollout with its values as its direct action writes them (sizes on the market's grid,
+    ratios, USDC, seconds, tier ids), its planned step values, its gates and their last measures."""
+    path = rollouts.get_param_path(rollout)
+    unit = rollouts.get_lever(rollout).unit
 
-    def size(lots: int) -> str:
-        return format_decimal(lots, market.size_decimals)
+    def value(raw: int) -> str:
+        return rollouts.format_param_value(state, path, raw)
 
-    gates: dict[str, Any] = {}
-    if rollout.min_insurance_fund_usdc is not None:
-        gates["min_insurance_fund"] = format_usdc(rollout.min_insurance_fund_usdc)
-    if rollout.max_bad_debt_usdc is not None:
-        gates["max_bad_debt"] = format_usdc(rollout.max_bad_debt_usdc)
-    if rollout.max_liquidations is not None:
-        gates["max_liquidations"] = rollout.max_liquidations
+    def gate(name: str, raw: int) -> Any:
+        return rollouts.format_gate_value(state, rollout, name, raw)
+
     return {"rollout_id": rollout.rollout_id, "market": rollout.market, "param": rollout.param,
-            "status": rollout.status, "step": rollout.step, "steps": rollout.steps, "start": size(rollout.start),
-            "target": size(rollout.target), "value": size(getattr(market, PARAMS[rollout.param][0])),
-            "interval_s": rollout.interval_ms // MS_PER_S, "gates": gates, "revert_on_breach": rollout.revert_on_breach,
+            "path": str(path), "status": rollout.status, "step": rollout.step, "steps": rollout.steps,
+            "start": value(rollout.start), "target": value(rollout.target),
+            "value": value(rollouts.get_current_value(state, path)),
+            "planned": [value(rollouts.get_step_value(rollout, i, unit)) for i in range(1, rollout.steps + 1)],
+            "interval_s": rollout.interval_ms // MS_PER_S,
+            "gates": {name: gate(name, limit) for name, limit in rollouts.get_gate_limits(rollout).items()},
+            "measured": {name: gate(name, raw) for name, raw in rollout.measured.items()},
+            "gate_checks": [{"gate": name, "measure": rollouts.MEASURES[name], "limit": gate(name, limit),
+                             "measured": gate(name, rollout.measured[rollouts.MEASURES[name]])
+                             if rollouts.MEASURES[name] in rollout.measured else None}
+                            for name, limit in rollouts.get_gate_limits(rollout).items()],
+            "revert_on_breach": rollout.revert_on_breach,
             "next_step_time": format_iso_ms(rollout.next_step_ms), "halt_reason": rollout.halt_reason,
             "reverted": rollout.reverted, "proposal_id": rollout.proposal_id, "ended_height": rollout.ended_height}
 

@@ -62,6 +62,7 @@ def describe_market(state: State, market: Market) -> dict[str, Any]:
         "max_open_interest": size_text(market, market.max_open_interest_lots),
         "maker_fee": format_ppm(market.maker_fee_ppm), "taker_fee": format_ppm(market.taker_fee_ppm),
         "isolated_only": market.isolated_only, "pool": market.pool, "tier": describe_tier(state, market.tier_id),
+        "cross_margin_cap": format_usdc(market.cross_margin_cap_usdc),
         "oracle": {"price": price_text(market, market.oracle_price), "min_sources": oracle.min_sources,
                    "max_staleness_s": oracle.max_staleness_ms // 1_000,
                    "max_source_deviation": format_ppm(oracle.max_source_deviation_ppm),

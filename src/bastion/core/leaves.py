@@ -40,7 +40,7 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams, OrderLimitParams,
+    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams,
 )
 from bastion.core.state import AgentGrant
 from bastion.core.dispute_state import FINAL_STATUSES, Dispute, DisputeBook, DisputeTarget, IncidentProgram
@@ -200,7 +200,8 @@ def _market_value(state: State, key: Key) -> Value:
             [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
             m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
             m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price]
+            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price,
+            m.cross_margin_cap_usdc]
 
 
 def _twap_value(state: State, key: Key) -> Value:
@@ -501,7 +502,9 @@ def _rollout_value(state: State, key: Key) -> Value:
     return [ro.market, ro.param, ro.start, ro.target, ro.steps, ro.interval_ms, ro.min_insurance_fund_usdc,
             ro.max_bad_debt_usdc, ro.max_liquidations, ro.revert_on_breach, ro.proposal_id, ro.created_height,
             ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason, ro.reverted,
-            ro.ended_height]
+            ro.ended_height, sorted(_pairs(ro.contagion_gates)), ro.trader_losses_mark, sorted(_pairs(ro.measured)),
+            ro.start_is_safer,
+            ro.tiers]
 
 
 # --------------------------------------------------------------------------------------- guardian, council
@@ -668,6 +671,22 @@ def _cancel_schedule_value(state: State, key: Key) -> Value:
 def _read_cancel_schedules(state: State, rows: Json) -> None:
     state.cancel_schedules = {owner: CancelSchedule(time_ms, day, triggers) for owner, time_ms, day, triggers in rows}
     state.cancel_queue = rebuild_cancel_queue(state.cancel_schedules)
+
+
+_DEFAULT_BOT_LIMITS: Final = BotLimitParams()
+
+
+def _bot_limits_value(state: State, key: Key) -> Value:
+    # absent while at the defaults (the values these limits had as constants, before they were
+    # governed): the hash of every state that never changed them stays what it was
+    limits = state.bot_limits
+    if limits == _DEFAULT_BOT_LIMITS:
+        return None
+    return [getattr(limits, f.name) for f in fields(limits)]
+
+
+def _read_bot_limits(state: State, document: Json) -> None:
+    state.bot_limits = BotLimitParams(**document)
 
 
 # --------------------------------------------------------------------------------------- disputes (issue 18)
@@ -865,6 +884,14 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
+    LeafKind("bot_limits", (), "the governed limits of the bot tools (absent while at their defaults)",
+             _bot_limits_value, keys=lambda state: [] if state.bot_limits == _DEFAULT_BOT_LIMITS else [("bot_limits",)],
+             snapshot=(Section("bot_limits", lambda state: asdict(state.bot_limits), _read_bot_limits),)),
+    LeafKind("trader_losses", ("ticker",), "a market's cumulative trader losses (deleveraging and socialisation)",
+             lambda state, key: [state.trader_losses[key[1]]],
+             keys=lambda state: [("trader_losses", ticker) for ticker in state.trader_losses],
+             snapshot=(Section("trader_losses", lambda state: _pairs(state.trader_losses),
+                               _set("trader_losses", _dict_of_pairs)),)),
     LeafKind("disputes", (), "the dispute parameters, id counters, escrow (bonds and incident programs) and the "
              "epoch's awards", _disputes_value, keys=lambda state: [("disputes",)],
              snapshot=(Section("disputes", _write_dispute_book, _read_dispute_book),)),

@@ -154,6 +154,7 @@ class SetMarketParams(_Checked):
     max_source_deviation: str | None = None
     max_move_per_block: str | None = None
     max_order_size: str | None = None      # the largest order (anti-spam, bastion.core.orders)
+    cross_margin_cap: str | None = None    # USDC of maintenance cross accounts may carry (core.cross_promotion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +217,12 @@ class DelistMarket(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class StartRollout(_Checked):
-    """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
-    ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
-    (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.governance.rollout``)."""
+    """Move one risk lever (``max_open_interest``, ``min_order_size`` or a rollable parameter's dotted
+    name, e.g. ``liquidity_tiers.0.initial_margin_ppm``) to ``target`` (as its direct action writes it)
+    in ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates`` (issue 5's
+    ``min_insurance_fund``, ``max_bad_debt``, ``max_liquidations`` and the contagion gates
+    ``max_cross_share``, ``max_top_account_share``, ``max_oi_skew``, ``max_backstop_inventory``,
+    ``max_trader_losses``) hold on ``market`` (``bastion.core.governance.rollout``)."""
     market: str
     param: str
     target: str
@@ -303,6 +307,25 @@ class UpgradeIsolatedToCross(_Checked):
 
 
 @dataclass(frozen=True, slots=True)
+class SetBotLimits(_Checked):
+    """The bot tools' governed limits (genesis ``bot_limits`` names and units, ``bastion.core.bot_limits``):
+    the dead-man's switch, TWAP orders and agent keys. Omitted fields stay as they are."""
+    deadman_min_delay_s: int | None = None
+    deadman_max_triggers_per_day: int | None = None
+    deadman_max_owners_per_block: int | None = None
+    deadman_max_orders_per_block: int | None = None
+    twap_interval_s: int | None = None
+    twap_min_duration_s: int | None = None
+    twap_max_duration_s: int | None = None
+    twap_max_per_subaccount: int | None = None
+    twap_max_slices_per_block: int | None = None
+    twap_default_slippage: str | None = None
+    twap_max_slippage: str | None = None
+    agent_max_per_owner: int | None = None
+    agent_max_lifetime_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ResolveDispute(_Checked):
     """Decide a dispute by token vote (an appeal or an escalated dispute, ``bastion.core.disputes``):
     ``upheld`` and the ``award_usdc`` (USDC, at most the claim; "0" when rejected)."""
@@ -352,6 +375,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
+    "set_bot_limits": SetBotLimits,
     "resolve_dispute": ResolveDispute,
     "open_incident_program": OpenIncidentProgram,
     "set_dispute_params": SetDisputeParams,
@@ -370,7 +394,7 @@ def action_requires_proposal(kind: str) -> ProtocolError:
 # set, so that the id of a proposal that does not use them stays what it was (``canonical_action``).
 LATER_FIELDS: dict[type, tuple[str, ...]] = {
     SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block",
-                      "max_order_size"),
+                      "max_order_size", "cross_margin_cap"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
                            "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",
@@ -381,6 +405,7 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
+          | SetBotLimits
           | ResolveDispute | OpenIncidentProgram | SetDisputeParams)
 
 

@@ -17,6 +17,7 @@ from bastion.core.dispute_state import DisputeBook
 from bastion.core.enums import MARKET_STATUSES as MARKET_STATUSES
 from bastion.core.enums import MarginMode, MarketStatus
 from bastion.core.params import (
+    BotLimitParams,
     FeeParams,
     FundingParams,
     GovernanceParams,
@@ -137,6 +138,8 @@ class Market:
     oracle_params: OracleParams
     oracle_price: int                      # ticks
     max_order_lots: int = MAX_ORDER_LOTS   # the largest order size (governed, ``set_market_params.max_order_size``)
+    # while isolated_only: the maintenance requirement cross subaccounts may carry here (core.cross_promotion)
+    cross_margin_cap_usdc: int = 0
     stale: bool = False
     submissions: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator -> (ticks, ms)
     open_interest: int = 0                 # lots, sum of long sizes
@@ -270,6 +273,14 @@ class Rollout:
     halt_reason: str | None = None         # a gate name, superseded or market_not_active
     reverted: bool = False
     ended_height: int | None = None
+    # issue 20: any rollable parameter (``param`` is then its dotted name), contagion gates and measures
+    contagion_gates: dict[str, int] = field(default_factory=dict)  # gate name -> limit (ppm, lots or micro-USDC)
+    trader_losses_mark: int = 0            # the market's cumulative trader losses at the previous step (or start)
+    measured: dict[str, int] = field(default_factory=dict)  # every gate's measure at the last evaluation
+    start_is_safer: bool = True            # steps round toward the start (else toward the target): the safer side
+    tiers: list[int] = field(default_factory=list)  # a tier move: the tier ids stepped through, start to target
+
+
 class NonceRecord:
     """A sender's spent nonces (``bastion.core.nonces``): everything at or below ``floor``, and
     ``used`` (ascending, bounded) above it; ``last_ms`` the block time of its latest transaction."""
@@ -285,8 +296,9 @@ class NonceRecord:
 @dataclass(slots=True)
 class TwapOrder:
     """A live TWAP order (``bastion.core.twap_orders``): ``lots`` bought or sold by the protocol in
-    ``slices`` IOC slices, one due every ``TWAP_INTERVAL_MS`` from ``start_ms``, each limited to the
-    oracle price moved by ``slippage_ppm`` against the trader."""
+    ``slices`` IOC slices, the first at ``start_ms``, then one every ``bot_limits.twap_interval_ms`` (as
+    governed when the slice runs), each limited to the oracle price moved by ``slippage_ppm`` against
+    the trader."""
 
     twap_id: int                           # an order id, taken at placement
     owner: str
@@ -410,6 +422,8 @@ class State:
     withdrawals_paused_until: dict[str, int] = field(default_factory=dict)  # pool -> last paused height
     bad_debt: dict[str, int] = field(default_factory=dict)  # pool -> micro-USDC socialised, cumulative
     liquidation_counts: dict[str, int] = field(default_factory=dict)  # ticker -> liquidation events, cumulative
+    # ticker -> micro-USDC taken from traders by deleveraging and socialisation, cumulative (core.governance.rollout)
+    trader_losses: dict[str, int] = field(default_factory=dict)
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
     listing: ListingParams = field(default_factory=ListingParams)  # the default listing path (core.actions)
@@ -438,6 +452,7 @@ class State:
     twap_orders: dict[int, TwapOrder] = field(default_factory=dict)  # live TWAPs by id (core.twap_orders)
     cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
     cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
+    bot_limits: BotLimitParams = field(default_factory=BotLimitParams)  # governed bot-tool bounds (core.bot_limits)
     disputes: DisputeBook = field(default_factory=DisputeBook)  # disputes and incident programs (core.disputes)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)

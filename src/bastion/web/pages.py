@@ -20,6 +20,7 @@ from bastion.api.views import (
     describe_param_history, describe_proposals, describe_subaccount, describe_tier, get_market_or_404,
     page_open_orders,
 )
+from bastion.api.views import describe_rollouts
 from bastion.core import transparency
 from bastion.core.governance import format_governance_params
 from bastion.core.state import SUBACCOUNT_NUMBERS
@@ -159,8 +160,10 @@ def page_routes(ctx: PageContext) -> APIRouter:
         with node.lock:
             state = node.state
             proposals = describe_proposals(state)
+            rollouts = describe_rollouts(state)["rollouts"]
             for entry, proposal in zip(proposals, state.proposals.values()):
                 entry.update(describe_proposal_diff(state, proposal))
+                entry["rollouts"] = [r for r in rollouts if r["proposal_id"] == proposal.proposal_id]
             proposals.reverse()  # newest first
             params = format_governance_params(state.governance)
         for entry in proposals:  # the reports this node holds (files: read outside the lock)

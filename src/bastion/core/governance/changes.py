@@ -96,6 +96,7 @@ class ParamGroup(StrEnum):
     GUARDIAN = "guardian"
     COUNCIL = "council"                     # council.members | council.threshold
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
+    BOT_LIMITS = "bot_limits"               # bot_limits.<attr> (bastion.core.bot_limits)
     DISPUTES = "disputes"                   # disputes.<attr> (params.DisputeParams, issue 18)
 
 
@@ -144,7 +145,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "disputes"):
+                              "bot_limits", "disputes"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -369,6 +370,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.listing, ("listing",)
         case ParamGroup.ORDER_LIMITS:
             target, key = state.order_limits, ("order_limits",)
+        case ParamGroup.BOT_LIMITS:
+            target, key = state.bot_limits, ("bot_limits",)
         case ParamGroup.ORACLE_OPERATORS:
             set_oracle_operators(state, value)
             return

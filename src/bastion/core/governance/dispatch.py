@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import fields
 
-from bastion.core import disputes, incidents, orders
+from bastion.core import bot_limits, disputes, incidents, orders
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import actions, council_rules, dispute_params, rollout
@@ -29,7 +29,7 @@ from bastion.core.governance.params_codec import parse_governance_params, parse_
 from bastion.core.messages import (
     Action, DelistMarket, InsuranceTransfer, ListMarket, SetCouncil, SetFeeParams, SetGovernanceParams, SetGuardian,
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
-    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross,
+    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits,
 )
 from bastion.core.messages import OpenIncidentProgram, ResolveDispute, SetDisputeParams
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
@@ -112,6 +112,13 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
                                 compare_risk(_STATUS_RANK[market.status], _STATUS_RANK[action.status],
                                              riskier_when_higher=True)))
             changes.extend(actions.compute_market_oracle_changes(market, action))
+            if action.cross_margin_cap is not None:   # isolated-to-cross in steps (core.cross_promotion)
+                if not market.isolated_only:
+                    raise ProtocolError("market_not_isolated", f"{market.ticker} already trades in the cross pool",
+                                        field="cross_margin_cap")
+                cap = parse_usdc(action.cross_margin_cap, field="cross_margin_cap")
+                changes.append(Change(path("cross_margin_cap_usdc"), market.cross_margin_cap_usdc, cap,
+                                      compare_risk(market.cross_margin_cap_usdc, cap, riskier_when_higher=True)))
         case SetLiquidityTier():
             old = state.tiers.get(action.tier)
             if old is None:
@@ -170,13 +177,15 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.append(Change(ParamPath(ParamGroup.MARKET, market.ticker, "status"), market.status,
                                   FINAL_SETTLEMENT, RISK_REDUCING))
         case StartRollout():
-            changes.extend(rollout.compute_start_rollout_changes(state, action))
+            changes.extend(rollout.compute_start_rollout_changes(state, action, compute_action_changes))
         case SetGuardian():
             changes.extend(actions.compute_set_guardian_changes(state, action))
         case SetCouncil():
             changes.extend(council_rules.compute_set_council_changes(state, action))
         case SetStewardBounds():
             changes.extend(council_rules.compute_steward_bounds_changes(state, action))
+        case SetBotLimits():
+            changes.extend(compute_bot_limits_changes(state, action))
         case ResolveDispute():
             changes.extend(disputes.compute_resolution(state, action))
         case OpenIncidentProgram():
@@ -221,6 +230,20 @@ def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[C
     return changes
 
 
+def compute_bot_limits_changes(state: State, action: SetBotLimits) -> list[Change]:
+    """``set_bot_limits``: the fields set, merged over ``state.bot_limits`` and validated by the genesis
+    parser (``bot_limits.parse_bot_limits``: ``invalid_field``, ``invalid_bot_limits`` and the decimal
+    codes); each changed field is risk increasing when it loosens its limit, reducing when it tightens it."""
+    section = {spec.name: getattr(action, spec.name) for spec in bot_limits.BOT_LIMIT_FIELDS
+               if getattr(action, spec.name) is not None}
+    old = state.bot_limits
+    new = bot_limits.parse_bot_limits(section, old, "set_bot_limits")
+    return [Change(ParamPath(ParamGroup.BOT_LIMITS, "", spec.param), getattr(old, spec.param),
+                   getattr(new, spec.param), compare_risk(getattr(old, spec.param), getattr(new, spec.param),
+                                                          riskier_when_higher=spec.looser_when_higher))
+            for spec in bot_limits.BOT_LIMIT_FIELDS if spec.name in section]
+
+
 def _flatten(params: GovernanceParams) -> dict[ParamPath, int]:
     flat = {ParamPath(ParamGroup.GOVERNANCE, "", f.name): getattr(params, f.name) for f in fields(params)
             if f.name != "tiers"}
@@ -254,3 +277,9 @@ def apply_effect(state: State, effect: Effect, source: ParamSource, events: Even
         case _:
             actions.apply_operation(state, effect, source, events)
 
+
+
+def advance_rollouts(state: State, events: Events) -> None:
+    """End-of-block step ``rollout.advance_rollouts``, each step judged by ``compute_action_changes``
+    (passed down: the rollout module sits on a lower floor)."""
+    rollout.advance_rollouts(state, events, compute_action_changes)

@@ -82,7 +82,7 @@ from bastion.core.events import Events, emit
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import classify, council_rules, proposal_guards, rollout
 from bastion.core.governance.changes import PlannedRollout
-from bastion.core.governance.dispatch import apply_effect
+from bastion.core.governance.dispatch import apply_effect, compute_action_changes
 from bastion.core.messages import (
     MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, Execute, GuardianVeto, Queue,
     SetGuardian, SubmitProposal, Vote, canonical_action,
@@ -378,7 +378,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict[str
     if gate_event is not None:
         events.append(ev.to_json_dict(gate_event))
     source = ParamSource("proposal", proposal.proposal_id, proposal.number)
-    rollout.start_rollouts(state, proposal, events)
+    rollout.start_rollouts(state, proposal, events, compute_action_changes)
     for change in changes:
         if not isinstance(change, PlannedRollout):
             apply_effect(state, change, source, events)
