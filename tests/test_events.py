@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "020321055bbefbe3c9451e21d60788431d98b85cee2ff45aac3cc5eed48b2c7c"
+EVENT_SHAPES_SHA256 = "cd923cd320cfdd1e89eecaba8fb05cdcea5879f7fe49d560148f37a68ba892de"
 
 
 def test_the_event_shapes_are_pinned():

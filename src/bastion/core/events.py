@@ -1166,6 +1166,195 @@ class RolloutGatesMeasured:
     trader_losses: Usdc
 
 
+@event("insurance_staked", Topic.ACCOUNT)
+class InsuranceStaked:
+    """USDC staked into an insurance fund for shares (``bastion.core.staking``)."""
+
+    pool: Pool
+    owner: Address
+    number: Id
+    amount: Usdc
+    shares: Usdc                 # shares minted (6 decimals, like USDC)
+    staked: Usdc                 # the fund's staked part, after
+    total_shares: Usdc           # the pool's shares outstanding, after
+    insurance_fund: Usdc         # the whole fund, after
+
+
+@event("unstake_requested", Topic.ACCOUNT)
+class UnstakeRequested:
+    """Shares locked for the unstake cooldown; ``value`` is what they are worth now (the payout is
+    at the share price of ``complete_unstake``)."""
+
+    request_id: Id
+    pool: Pool
+    owner: Address
+    number: Id
+    shares: Usdc
+    value: Usdc
+    available_ms: Ms
+
+
+@event("insurance_unstaked", Topic.ACCOUNT)
+class InsuranceUnstaked:
+    """A cooled-down unstake request paid at the share price of this block."""
+
+    request_id: Id
+    pool: Pool
+    owner: Address
+    number: Id
+    shares: Usdc
+    amount: Usdc
+    staked: Usdc
+    total_shares: Usdc
+    insurance_fund: Usdc
+
+
+@event("insurance_stakers_loss", Topic.LIQUIDATION)
+class InsuranceStakersLoss:
+    """The stakers' part of a loss of their fund (``loss_mode`` says how it was split)."""
+
+    pool: Pool
+    loss: Usdc                   # the fund's whole loss
+    stakers_loss: Usdc           # the part taken from the staked part
+    staked: Usdc                 # the staked part, after
+    shares: Usdc                 # shares outstanding (before a wipe-out)
+    loss_mode: Text
+
+
+@event("insurance_stakes_wiped_out", Topic.LIQUIDATION)
+class InsuranceStakesWipedOut:
+    """A loss took the whole staked part: every share of the pool and its pending requests are cancelled."""
+
+    pool: Pool
+    shares: Usdc
+    holders: Count
+    requests: tuple[Id, ...]
+
+
+@event("insurance_replenishment", Topic.LIQUIDATION)
+class InsuranceReplenishment:
+    """A fund fell below its governed target (``replenishing``) or reached it again; ``fee_share_ppm``
+    is its share of net trading fees from the next block on."""
+
+    pool: Pool
+    replenishing: Flag
+    insurance_fund: Usdc
+    target: Usdc
+    fee_share_ppm: Ppm
+
+
+# --------------------------------------------------------------------------------------- disputes (issue 18)
+@event("dispute_opened", Topic.GOVERNANCE)
+class DisputeOpened:
+    """An owner contested a recorded liquidation, takeover, deleveraging or settlement, posting a bond."""
+
+    dispute_id: Id
+    target: Id
+    target_kind: Text
+    target_height: Height
+    owner: Address
+    number: Id
+    market: Ticker
+    claim_kind: Text
+    claim: Usdc
+    loss: Usdc
+    bond: Usdc
+    deadline_ms: Ms
+
+
+@event("dispute_vote", Topic.GOVERNANCE)
+class DisputeVote:
+    """A council member's ruling on a dispute; ``votes`` members (of ``threshold``) agree with it now."""
+
+    dispute_id: Id
+    member: Address
+    upheld: Flag
+    award: Usdc
+    votes: Count
+    threshold: Count
+
+
+@event("dispute_ruled", Topic.GOVERNANCE)
+class DisputeRuled:
+    """The council decided a dispute; either side may appeal until ``appeal_until_ms``."""
+
+    dispute_id: Id
+    upheld: Flag
+    award: Usdc
+    appeal_until_ms: Ms
+
+
+@event("dispute_escalated", Topic.GOVERNANCE)
+class DisputeEscalated:
+    """A dispute went to a token vote: ``reason`` appeal (``appellant`` posted ``appeal_bond``) or
+    deadline (the council did not rule in time)."""
+
+    dispute_id: Id
+    reason: Text
+    proposal_id: TextId
+    appellant: Address | None = None
+    appeal_bond: Usdc
+    upheld: Flag
+    award: Usdc
+
+
+@event("dispute_resolved", Topic.GOVERNANCE)
+class DisputeResolved:
+    """A dispute's final outcome and its money: ``paid`` (the award after the caps, ``capped_by`` the
+    cap that bound) from the pool's fund, the bond back or forfeited, an appeal bond likewise."""
+
+    dispute_id: Id
+    upheld: Flag
+    award: Usdc
+    paid: Usdc
+    capped_by: Text | None = None
+    bond_returned: Usdc
+    bond_forfeited: Usdc
+    appeal_bond_returned: Usdc
+    appeal_bond_forfeited: Usdc
+    pool: Pool
+    insurance_fund: Usdc
+    decided_by: Text
+
+
+@event("incident_program_opened", Topic.GOVERNANCE)
+class IncidentProgramOpened:
+    """Governance opened a compensation program: the protocol's computed compensation (``entitled``)
+    pro rata within ``budget``; ``escrow`` left the insurance fund for the claims."""
+
+    program_id: Id
+    market: Ticker
+    from_height: Height
+    to_height: Height
+    rule: Text
+    reference_price: Ticks
+    budget: Usdc
+    entitled: Usdc
+    escrow: Usdc
+    targets: Count
+    claim_until_ms: Ms
+    insurance_fund: Usdc
+
+
+@event("incident_claimed", Topic.ACCOUNT)
+class IncidentClaimed:
+    """An owner's subaccount received its compensation from an incident program."""
+
+    program_id: Id
+    owner: Address
+    number: Id
+    amount: Usdc
+
+
+@event("incident_program_closed", Topic.GOVERNANCE)
+class IncidentProgramClosed:
+    """An incident program's claim period ended; what nobody claimed went back to the fund."""
+
+    program_id: Id
+    returned: Usdc
+    insurance_fund: Usdc
+
+
 @event("counter_report_posted", Topic.GOVERNANCE)
 class CounterReportPosted:
     """A bonded counter-report contests a queued proposal's stress gate: it holds the execution."""
@@ -1235,6 +1424,10 @@ Event = (
     | AgentAuthorized | AgentRevoked | AgentActed
     | OrderModified | CancelScheduled | ScheduledCancel | TwapPlaced | TwapSlice | TwapFinished
     | RolloutGatesMeasured
+    | InsuranceStaked | UnstakeRequested | InsuranceUnstaked | InsuranceStakersLoss | InsuranceStakesWipedOut
+    | InsuranceReplenishment
+    | DisputeOpened | DisputeVote | DisputeRuled | DisputeEscalated | DisputeResolved | IncidentProgramOpened
+    | IncidentClaimed | IncidentProgramClosed
     | CounterReportPosted | CounterReportJudged | CounterReportDecided | CounterReportAnswered
 )
 """Every event the core emits (``event_types()`` names them)."""

@@ -40,9 +40,13 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams,
+    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams, UiRequirements,
 )
+from bastion.core.params import InsuranceStakingParams
+from bastion.core.state import StakePool, UnstakeRequest
 from bastion.core.state import AgentGrant, CounterReport, ScheduledUpgrade
+from bastion.core.dispute_state import FINAL_STATUSES, Dispute, DisputeBook, DisputeTarget, IncidentProgram
+from bastion.core.params import DisputeParams
 from bastion.core.state import (
     Attestation, CancelSchedule, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms,
     ParamHistoryEntry, ParamSource, Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound,
@@ -403,7 +407,8 @@ def _governance_value(state: State, key: Key) -> Value:
             g.guardian_max_pause_ms, g.guardian_unpause_grace_ms,
             g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
             g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals,
-            g.stress_max_loss_to_traders_usdc, g.counter_report_bond_usdc, g.counter_report_window_ms]
+            g.stress_max_loss_to_traders_usdc, g.exposed_vote_weight_ppm, g.exposure_threshold_usdc,
+            g.counter_report_bond_usdc, g.counter_report_window_ms]
 
 
 def _read_governance(state: State, document: Json) -> None:
@@ -446,7 +451,8 @@ def _proposal_value(state: State, key: Key) -> Value:
             pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
             [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
              r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
-            pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov]
+            pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov,
+            *([list(pr.evidence)] if pr.evidence else [])]  # cited telemetry (issue 20), only when some is
 
 
 def _action_value(action: object) -> list[Any]:
@@ -470,6 +476,7 @@ def _ballot_value(state: State, key: Key) -> Value:
 def _proposal_document(proposal: Proposal) -> dict[str, Any]:
     """A proposal with its actions and voting rules, and its ballots (the ``ballot`` leaves)."""
     doc = {f.name: getattr(proposal, f.name) for f in fields(proposal) if f.name not in ("actions", "rules", "ballots")}
+    doc["evidence"] = list(proposal.evidence)
     doc["actions"] = [{"type": ACTION_NAMES[type(a)], **asdict(a)} for a in proposal.actions]
     doc["rules"] = asdict(proposal.rules)
     doc["ballots"] = [[voter, option, weight, reason] for voter, (option, weight, reason) in proposal.ballots.items()]
@@ -478,8 +485,9 @@ def _proposal_document(proposal: Proposal) -> dict[str, Any]:
 
 def _read_proposals(state: State, proposals: Json) -> None:
     for p in proposals:
-        plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots")}
-        proposal = Proposal(**plain, actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
+        plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots", "evidence")}
+        proposal = Proposal(**plain, evidence=tuple(p["evidence"]),
+                            actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
                             rules=GovernanceTier(**p["rules"]))
         proposal.ballots = {voter: (option, weight, reason) for voter, option, weight, reason in p["ballots"]}
         state.proposals[proposal.proposal_id] = proposal
@@ -685,6 +693,127 @@ def _bot_limits_value(state: State, key: Key) -> Value:
 
 def _read_bot_limits(state: State, document: Json) -> None:
     state.bot_limits = BotLimitParams(**document)
+# --------------------------------------------------------------------------------------- UI requirements
+_UI_FIELDS: Final = tuple(f.name for f in fields(UiRequirements))
+
+
+def _ui_requirements_value(state: State, key: Key) -> Value:
+    record = state.ui_requirements.get(key[1])
+    return None if record is None else [getattr(record, name) for name in _UI_FIELDS]
+
+
+def _write_ui_requirements(state: State) -> Json:
+    return [[ticker, *(getattr(state.ui_requirements[ticker], name) for name in _UI_FIELDS)]
+            for ticker in sorted(state.ui_requirements)]
+
+
+def _read_ui_requirements(state: State, rows: Json) -> None:
+    state.ui_requirements = {row[0]: UiRequirements(*row[1:]) for row in rows}
+
+
+# --------------------------------------------------------------------------------------- insurance staking
+_DEFAULT_STAKING: Final = InsuranceStakingParams()
+
+
+def _staking_at_defaults(state: State) -> bool:
+    return state.insurance_staking == _DEFAULT_STAKING and state.next_unstake_id == 1
+
+
+def _staking_value(state: State, key: Key) -> Value:
+    # absent while at the defaults and before any unstake request: the hash of every state that never
+    # used staking stays what it was before staking existed
+    if _staking_at_defaults(state):
+        return None
+    p = state.insurance_staking
+    return [p.cooldown_ms, p.staker_fee_share_ppm, p.loss_mode, p.min_stake_usdc, p.target_oi_ppm,
+            p.target_floor_usdc, p.replenish_share_ppm, state.next_unstake_id]
+
+
+def _read_staking(state: State, document: Json) -> None:
+    state.insurance_staking = InsuranceStakingParams(**document)
+
+
+def _stake_pool_value(state: State, key: Key) -> Value:
+    record = state.stake_pools.get(key[1])
+    return None if record is None else [record.staked, record.shares, record.replenishing, record.fees_earned,
+                                        record.losses_borne]
+
+
+def _stake_value(state: State, key: Key) -> Value:
+    shares = state.stakes.get((key[1], key[2]))
+    return None if shares is None else [shares]
+
+
+def _unstake_request_value(state: State, key: Key) -> Value:
+    r = state.unstake_requests.get(key[1])
+    return None if r is None else [r.owner, r.pool, r.shares, r.subaccount, r.requested_ms, r.available_ms]
+
+
+# --------------------------------------------------------------------------------------- disputes (issue 18)
+_BOOK_SCALARS: Final = ("next_target_id", "next_dispute_id", "next_program_id", "escrow_usdc", "epoch",
+                        "epoch_paid_usdc")
+_TARGET_FIELDS: Final = tuple(f.name for f in fields(DisputeTarget))
+_DISPUTE_FIELDS: Final = tuple(f.name for f in fields(Dispute))
+_PROGRAM_FIELDS: Final = tuple(f.name for f in fields(IncidentProgram))
+
+
+def _disputes_value(state: State, key: Key) -> Value:
+    book = state.disputes
+    return [list(asdict(book.params).items()), *(getattr(book, name) for name in _BOOK_SCALARS)]
+
+
+def _write_dispute_book(state: State) -> Json:
+    book = state.disputes
+    return {"params": asdict(book.params), **{name: getattr(book, name) for name in _BOOK_SCALARS},
+            "targets": [_target_row(t) for t in book.targets.values()],
+            "disputes": [_dispute_row(d) for d in book.disputes.values()],
+            "programs": [_program_row(p) for p in book.programs.values()]}
+
+
+def _read_dispute_book(state: State, data: Json) -> None:
+    book = state.disputes = DisputeBook(DisputeParams(**data["params"]))
+    for name in _BOOK_SCALARS:
+        setattr(book, name, data[name])
+    _read_dispute_targets(state, data["targets"])
+    _read_disputes(state, data["disputes"])
+    _read_incident_programs(state, data["programs"])
+
+
+def _target_row(target: DisputeTarget) -> list[Any]:
+    return [getattr(target, name) for name in _TARGET_FIELDS]
+
+
+def _dispute_row(dispute: Dispute) -> list[Any]:
+    return [[[member, *vote] for member, vote in sorted(value.items())] if name == "votes" else value
+            for name in _DISPUTE_FIELDS for value in (getattr(dispute, name),)]
+
+
+def _program_row(program: IncidentProgram) -> list[Any]:
+    return [[[*key, amount] for key, amount in value.items()] if name == "payouts" else value
+            for name in _PROGRAM_FIELDS for value in (getattr(program, name),)]
+
+
+def _read_dispute_targets(state: State, rows: Json) -> None:
+    state.disputes.targets = {row[0]: DisputeTarget(*row) for row in rows}
+
+
+def _read_disputes(state: State, rows: Json) -> None:
+    book = state.disputes
+    for row in rows:
+        values = dict(zip(_DISPUTE_FIELDS, row, strict=True))
+        values["votes"] = {member: (upheld, award) for member, upheld, award in values["votes"]}
+        dispute = Dispute(**values)
+        book.disputes[dispute.dispute_id] = dispute
+        if dispute.status not in FINAL_STATUSES:
+            book.live[dispute.dispute_id] = None
+
+
+def _read_incident_programs(state: State, rows: Json) -> None:
+    for row in rows:
+        values = dict(zip(_PROGRAM_FIELDS, row, strict=True))
+        values["payouts"] = {(owner, number): amount for owner, number, amount in values["payouts"]}
+        program = IncidentProgram(**values)
+        state.disputes.programs[program.program_id] = program
 
 
 # --------------------------------------------------------------------------------------- counter-reports, upgrades
@@ -848,6 +977,50 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              keys=lambda state: [("trader_losses", ticker) for ticker in state.trader_losses],
              snapshot=(Section("trader_losses", lambda state: _pairs(state.trader_losses),
                                _set("trader_losses", _dict_of_pairs)),)),
+    LeafKind("ui_requirements", ("ticker",), "a market's governed UI requirements: risk banner, isolation "
+             "threshold, default and maximum leverage, confirmation leverage (absent while the defaults)",
+             _ui_requirements_value,
+             keys=lambda state: [("ui_requirements", ticker) for ticker in sorted(state.ui_requirements)],
+             snapshot=(Section("ui_requirements", _write_ui_requirements, _read_ui_requirements),)),
+    LeafKind("insurance_staking", (), "the insurance staking and replenishment parameters, the next unstake "
+             "request id (absent while both are at their defaults)", _staking_value,
+             keys=lambda state: [] if _staking_at_defaults(state) else [("insurance_staking",)],
+             snapshot=(Section("insurance_staking", lambda state: asdict(state.insurance_staking), _read_staking),
+                       _scalar_section("next_unstake_id"))),
+    LeafKind("stake_pool", ("pool",), "an insurance fund's staked part, shares, replenishing flag, stakers' fees "
+             "and losses", _stake_pool_value,
+             keys=lambda state: [("stake_pool", pool) for pool in state.stake_pools],
+             snapshot=(Section("stake_pools", lambda state: [[pool, *asdict(r).values()]
+                                                             for pool, r in state.stake_pools.items()],
+                               _set("stake_pools", lambda rows: {row[0]: StakePool(*row[1:]) for row in rows})),)),
+    LeafKind("stake", ("pool", "owner"), "a staker's free shares of a fund", _stake_value,
+             keys=lambda state: [("stake", pool, owner) for pool, owner in state.stakes],
+             snapshot=(Section("stakes", lambda state: [[pool, owner, shares]
+                                                        for (pool, owner), shares in state.stakes.items()],
+                               _set("stakes", lambda rows: {(pool, owner): n for pool, owner, n in rows})),)),
+    LeafKind("unstake_request", ("request_id",), "a pending unstake request: owner, fund, shares, subaccount, "
+             "times", _unstake_request_value,
+             keys=lambda state: [("unstake_request", rid) for rid in state.unstake_requests],
+             snapshot=(Section("unstake_requests", lambda state: [[rid, *asdict(r).values()]
+                                                                  for rid, r in state.unstake_requests.items()],
+                               _set("unstake_requests",
+                                    lambda rows: {row[0]: UnstakeRequest(*row[1:]) for row in rows})),)),
+    LeafKind("disputes", (), "the dispute parameters, id counters, escrow (bonds and incident programs) and the "
+             "epoch's awards", _disputes_value, keys=lambda state: [("disputes",)],
+             snapshot=(Section("disputes", _write_dispute_book, _read_dispute_book),)),
+    LeafKind("dispute_target", ("target_id",), "a recorded liquidation, takeover, deleveraging or settlement of one "
+             "subaccount in one block: size, received, prices, loss, claim", lambda state, key: (
+                 None if (t := state.disputes.targets.get(key[1])) is None else _target_row(t)),
+             within="disputes",
+             keys_within=lambda state, parent: [("dispute_target", i) for i in state.disputes.targets]),
+    LeafKind("dispute", ("dispute_id",), "a dispute: claim, bond, council votes, ruling, appeal, outcome, payment",
+             lambda state, key: None if (d := state.disputes.disputes.get(key[1])) is None else _dispute_row(d),
+             within="disputes",
+             keys_within=lambda state, parent: [("dispute", i) for i in state.disputes.disputes]),
+    LeafKind("incident", ("program_id",), "an incident program: window, reference, budget, escrow, payouts left",
+             lambda state, key: None if (p := state.disputes.programs.get(key[1])) is None else _program_row(p),
+             within="disputes",
+             keys_within=lambda state, parent: [("incident", i) for i in state.disputes.programs]),
     LeafKind("counter_report", ("counter_id",), "a bonded counter-report against a proposal's stress gate: "
              "figures, scenario set, bond, judgement, answer", _counter_report_value,
              keys=lambda state: [("counter_report", counter_id) for counter_id in state.counter_reports],

@@ -93,7 +93,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Final
 
-from bastion.core import events as ev, guardian, twap
+from bastion.core import events as ev, guardian, staking, twap
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation
@@ -108,7 +108,7 @@ from bastion.core.margin import (
     open_interest_change,
 )
 from bastion.core.orders import apply_fill, drop_order, fill_notional, remove_conditional_order, remove_order
-from bastion.core.enums import TRADING, MarketStatus
+from bastion.core.enums import TRADING, FundFlow, MarketStatus
 from bastion.core.state import CROSS, ISOLATED, REDUCE_ONLY, Market, State, Subaccount
 from bastion.core.units import PPM, USDC_DECIMALS, fee_for
 from bastion.risk_model import (
@@ -409,7 +409,7 @@ class _LiquidationFills:
         self.ranks.changed(sub)
         self.ranks.changed(maker_sub)
         sub.balance -= insurance
-        state.insurance_funds[pool] += insurance
+        staking.move_fund(state, pool, insurance, FundFlow.FEE, self.events)
         self.budget.notional_left -= abs(quote)
         self.budget.insurance_loss_left -= max(-insurance, 0)
         self.filled += lots
@@ -562,7 +562,7 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
     oi_delta = open_interest_change(size, delta, inventory, -delta)
     sub.balance += fill - fund_delta
     backstop.balance -= fill
-    state.insurance_funds[pool] += fund_delta
+    staking.move_fund(state, pool, fund_delta, FundFlow.FEE, events)
     change_position(state, sub, market, delta, market.oracle_price)
     change_position(state, backstop, market, -delta, market.oracle_price)
     market.open_interest += oi_delta
@@ -650,7 +650,7 @@ def _sweep_backstop(state: State, pool: str, backstop: Subaccount, events: Event
     if amount == 0:
         return
     backstop.balance -= amount
-    state.insurance_funds[pool] += amount
+    staking.move_fund(state, pool, amount, FundFlow.RESULT, events)
     state.touch(backstop.key)
     state.touch(("global",))
     emit(events, ev.BackstopPnl, pool=pool, amount=amount, insurance_fund=state.insurance_funds[pool])
@@ -919,7 +919,7 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
                                            payment=payment))
     else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
         paid = min(deficit, max(state.insurance_funds[market.pool], 0))
-        state.insurance_funds[market.pool] -= paid
+        staking.move_fund(state, market.pool, -paid, FundFlow.RESULT, events)
         deficit = paid
     sub.balance += deficit
     pool = market.pool
@@ -1004,7 +1004,7 @@ def settle_final_markets(state: State, events: Events) -> None:
                  oracle_price=market.oracle_price, amount=received)
             change_position(state, sub, market, -position.size, market.oracle_price)
             state.touch(sub.key)
-        state.insurance_funds[market.pool] += residue
+        staking.move_fund(state, market.pool, residue, FundFlow.PROTOCOL)
         market.open_interest = 0
         market.status = MarketStatus.SETTLED
         state.touch(market.key)

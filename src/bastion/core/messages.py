@@ -326,6 +326,67 @@ class SetBotLimits(_Checked):
 
 
 @dataclass(frozen=True, slots=True)
+class SetUiRequirements(_Checked):
+    """Change what a frontend must show and enforce for one market (``bastion.core.governance.ui_rules``):
+    the risk banner text, the maintenance share above which the preview suggests isolation (a ratio),
+    the default and maximum leverage offered and the leverage above which an order needs a
+    confirmation (decimal multiples of 1x; "0" = no requirement)."""
+    market: str
+    risk_banner: str | None = None
+    isolation_threshold: str | None = None
+    default_leverage: str | None = None
+    max_leverage: str | None = None
+    confirm_above_leverage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetInsuranceStakingParams(_Checked):
+    """Insurance staking and replenishment (genesis ``insurance_staking`` names and units,
+    ``bastion.core.staking``): unstake cooldown (ms), the stakers' share of fees, the loss mode,
+    the smallest stake, each fund's target (share of open interest plus a floor) and the fee share
+    while a fund is below it."""
+    cooldown_ms: int | None = None
+    staker_fee_share: str | None = None
+    loss_mode: str | None = None
+    min_stake: str | None = None
+    target_oi_share: str | None = None
+    target_floor: str | None = None
+    replenish_share: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveDispute(_Checked):
+    """Decide a dispute by token vote (an appeal or an escalated dispute, ``bastion.core.disputes``):
+    ``upheld`` and the ``award_usdc`` (USDC, at most the claim; "0" when rejected)."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIncidentProgram(_Checked):
+    """Compensate every liquidation, takeover, deleveraging and settlement of ``market`` recorded in
+    blocks ``from_height``..``to_height`` against a reference price (``reference``: ``pre_block``,
+    each block's previous oracle price; ``fixed`` with ``reference_price``; ``sources_median``, the
+    median of the block's recorded submissions without ``exclude_sources``), pro rata within
+    ``budget`` USDC from the market's insurance fund (``bastion.core.incidents``)."""
+    market: str
+    from_height: int
+    to_height: int
+    reference: str
+    budget: str
+    reference_price: str | None = None
+    exclude_sources: list[Any] | None = None   # sources_median: the oracle operators that glitched
+
+
+@dataclass(frozen=True, slots=True)
+class SetDisputeParams(_Checked):
+    """Change dispute parameters: a partial genesis ``disputes`` section (``window_s``, ``bond_floor``,
+    ``max_award``, ``appeal_tier``, ...; ``bastion.core.governance.dispute_params``)."""
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleUpgrade(_Checked):
     """From block ``height`` on, nodes run only the software named ``name`` whose code hash is
     ``code_hash`` (64 lowercase hex); a node running other code stops before that block
@@ -359,6 +420,11 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
     "set_bot_limits": SetBotLimits,
+    "set_ui_requirements": SetUiRequirements,
+    "set_insurance_staking_params": SetInsuranceStakingParams,
+    "resolve_dispute": ResolveDispute,
+    "open_incident_program": OpenIncidentProgram,
+    "set_dispute_params": SetDisputeParams,
     "schedule_upgrade": ScheduleUpgrade,
     "cancel_upgrade": CancelUpgrade,
 }
@@ -387,7 +453,9 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
-          | SetBotLimits | ScheduleUpgrade | CancelUpgrade)
+          | SetBotLimits | SetUiRequirements | SetInsuranceStakingParams
+          | ResolveDispute | OpenIncidentProgram | SetDisputeParams
+          | ScheduleUpgrade | CancelUpgrade)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -398,6 +466,9 @@ class SubmitProposal(_Checked):
     description: str
     actions: tuple[Action, ...]
     deposit: str
+    # telemetry snapshot hashes cited as evidence (issue 20, bastion.telemetry): at most MAX_EVIDENCE
+    # distinct 64-hex SHA-256 digests; in the proposal id when given
+    evidence: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +611,68 @@ class CancelTwap(_Checked):
 
 
 @dataclass(frozen=True, slots=True)
+class StakeInsurance(_Checked):
+    """Stake ``amount`` USDC from the sender's ``subaccount`` into the insurance fund ``fund`` ("cross"
+    or an isolated market's ticker) for shares (``bastion.core.staking``)."""
+    fund: str
+    amount: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUnstake(_Checked):
+    """Start the cooldown of ``shares`` (6 decimals) of the sender's stake in ``fund``; the payout
+    goes to the sender's ``subaccount``."""
+    fund: str
+    shares: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteUnstake(_Checked):
+    """Pay the sender's cooled-down unstake ``request`` at the current share price."""
+    request: int
+
+
+# ------------------------------------------------------------------------------- disputes (issue 18)
+@dataclass(frozen=True, slots=True)
+class OpenDispute(_Checked):
+    """The affected owner contests ``target`` (a recorded liquidation, backstop takeover, deleveraging
+    or settlement, ``bastion.core.disputes``): ``claim_kind`` (oracle_glitch | engine_deviation |
+    other), ``claim_usdc`` (USDC, at most the target's loss), a ``statement``, and ``bond`` (USDC, at
+    least the governed bond) taken from the target's subaccount."""
+    target: int
+    claim_kind: str
+    claim_usdc: str
+    bond: str
+    statement: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDispute(_Checked):
+    """A council member's ruling on an open dispute; k members agreeing on (upheld, award) decide it."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealDispute(_Checked):
+    """Appeal a council ruling to a token vote for the outcome (upheld, award), posting ``bond`` USDC
+    (at least the governed multiple of the dispute's bond) from the sender's subaccount 0."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+    bond: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimIncident(_Checked):
+    """Claim the sender's compensation from an incident program (every subaccount of the sender)."""
+    program_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PostCounterReport(_Checked):
     """Anyone contests a queued proposal's stress gate during its timelock with a failing report
     (``bastion.core.governance.counter_reports``): its SHA-256, verdict (``fail``), headline figures
@@ -601,6 +734,13 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "schedule_cancel": ScheduleCancel,
     "place_twap": PlaceTwap,
     "cancel_twap": CancelTwap,
+    "stake_insurance": StakeInsurance,
+    "request_unstake": RequestUnstake,
+    "complete_unstake": CompleteUnstake,
+    "open_dispute": OpenDispute,
+    "rule_dispute": RuleDispute,
+    "appeal_dispute": AppealDispute,
+    "claim_incident": ClaimIncident,
     "post_counter_report": PostCounterReport,
     "judge_counter_report": JudgeCounterReport,
     "answer_counter_report": AnswerCounterReport,
@@ -610,7 +750,9 @@ Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll 
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
-           | CancelTwap | PostCounterReport | JudgeCounterReport | AnswerCounterReport)
+           | CancelTwap | StakeInsurance | RequestUnstake | CompleteUnstake
+           | OpenDispute | RuleDispute | AppealDispute | ClaimIncident
+           | PostCounterReport | JudgeCounterReport | AnswerCounterReport)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -619,6 +761,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "dict[str, Any] | None": (dict, type(None)),
     "list[Any] | None": (list, type(None)),
     "list[int] | None": (list, type(None)),
+    "list[str] | None": (list, type(None)),
 }
 MAX_ACTIONS = 16
 
@@ -639,12 +782,17 @@ MAX_LABEL_CHARS: Final = 64         # an agent's label (authorize_agent)
 MAX_LIST_ITEMS: Final = 64          # members, operators, oracle prices per update
 MAX_NESTED_ITEMS: Final = 256       # values inside an object field (params, gates, bounds, oracle)
 MAX_NESTED_DEPTH: Final = 4
+MAX_EVIDENCE: Final = 8             # telemetry snapshots one proposal may cite
+MAX_RISK_BANNER_CHARS: Final = 280  # a market's risk banner (set_ui_requirements)
+_HASH = re.compile(r"[0-9a-f]{64}")
 # per text field with its own limit: (maximum characters, code); the handlers use the same constants
 TEXT_LIMITS: Final[dict[str, tuple[int, str]]] = {
     "title": (MAX_TITLE_CHARS, "invalid_title"),
     "description": (MAX_DESCRIPTION_CHARS, "description_too_long"),
     "reason": (MAX_REASON_CHARS, "reason_too_long"),
     "label": (MAX_LABEL_CHARS, "label_too_long"),
+    "risk_banner": (MAX_RISK_BANNER_CHARS, "risk_banner_too_long"),
+    "statement": (MAX_REASON_CHARS, "statement_too_long"),
 }
 # fields whose text is a decimal string (``bastion.core.units.check_decimal_text``), an address, a time
 DECIMAL_FIELDS: Final = frozenset({
@@ -653,7 +801,9 @@ DECIMAL_FIELDS: Final = frozenset({
     "oi_lower_cap", "oi_upper_cap", "insurance_share", "max_liquidation_fee", "max_insurance_loss_per_block",
     "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
-    "min_order_notional", "max_slippage",
+    "min_order_notional", "max_slippage", "isolation_threshold", "default_leverage", "max_leverage",
+    "confirm_above_leverage", "shares", "staker_fee_share", "min_stake", "target_oi_share",
+    "target_floor", "replenish_share", "claim_usdc", "award_usdc", "bond", "budget", "reference_price",
 })
 ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})
@@ -741,6 +891,15 @@ def check_field(name: str, value: Any, *, field: str) -> None:
             raise ProtocolError("too_many_items", f"{field} has more than {MAX_LIST_ITEMS} addresses", field=field)
         for index, address in enumerate(value):
             normalize_address(address, field=f"{field}[{index}]")
+    elif name == "evidence":          # submit_proposal: distinct SHA-256 digests of telemetry snapshots
+        if len(value) > MAX_EVIDENCE:
+            raise ProtocolError("too_many_items", f"{field} cites at most {MAX_EVIDENCE} snapshots", field=field)
+        for index, digest in enumerate(value):
+            if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+                raise ProtocolError("invalid_evidence", f"{field}[{index}] is not a 64-character lowercase hex "
+                                    "SHA-256 digest", field=f"{field}[{index}]")
+        if len(set(value)) != len(value):
+            raise ProtocolError("invalid_evidence", f"{field} cites a snapshot twice", field=field)
     elif name == "actions":           # each action is checked by check_message
         if len(value) > MAX_ACTIONS:
             raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field=field)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion.core.book import Book
+from bastion.core.dispute_state import DisputeBook
 from bastion.core.enums import MARKET_STATUSES as MARKET_STATUSES
 from bastion.core.enums import MarginMode, MarketStatus
 from bastion.core.params import (
@@ -21,11 +22,13 @@ from bastion.core.params import (
     FundingParams,
     GovernanceParams,
     GovernanceTier,
+    InsuranceStakingParams,
     LiquidationParams,
     ListingParams,
     LiquidityTier,
     OracleParams,
     OrderLimitParams,
+    UiRequirements,
 )
 
 # short names for the members most code uses (bastion.core.enums defines the vocabularies), typed
@@ -198,6 +201,7 @@ class Proposal:
     closed_height: int | None = None       # block that ended it (tally, cancel, execution, expiry)
     deposit_state: str = "escrowed"        # escrowed | returned | burned
     ballots: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # voter -> (option, weight, reason)
+    evidence: tuple[str, ...] = ()         # telemetry snapshot hashes cited (issue 20, bastion.telemetry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +429,33 @@ class AgentGrant:
 
 
 @dataclass(slots=True)
+class StakePool:
+    """The staked part of one insurance fund (``bastion.core.staking``): of ``state.insurance_funds[pool]``,
+    ``staked`` micro-USDC belong to the holders of ``shares`` (the rest is protocol-owned);
+    ``replenishing`` while the fund is below its governed target; cumulative fees earned and losses
+    borne by the stakers (for the staking page's APR and the stress report)."""
+
+    staked: int = 0
+    shares: int = 0                        # every share outstanding: free ones and those in unstake requests
+    replenishing: bool = False
+    fees_earned: int = 0
+    losses_borne: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnstakeRequest:
+    """A pending ``request_unstake``: ``shares`` of ``pool`` locked until ``available_ms``, then paid
+    to the owner's ``subaccount`` at the share price of the ``complete_unstake`` block."""
+
+    owner: str
+    pool: str
+    shares: int
+    subaccount: int
+    requested_ms: int
+    available_ms: int
+
+
+@dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
 
@@ -487,6 +518,15 @@ class State:
     cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
     cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
     bot_limits: BotLimitParams = field(default_factory=BotLimitParams)  # governed bot-tool bounds (core.bot_limits)
+    # ticker -> the market's governed UI requirements (issue 20); a market without an entry has the defaults
+    ui_requirements: dict[str, UiRequirements] = field(default_factory=dict)
+    # insurance staking (core.staking): parameters, pools, free shares by (pool, owner), unstake requests
+    insurance_staking: InsuranceStakingParams = field(default_factory=InsuranceStakingParams)
+    stake_pools: dict[str, StakePool] = field(default_factory=dict)
+    stakes: dict[tuple[str, str], int] = field(default_factory=dict)
+    unstake_requests: dict[int, UnstakeRequest] = field(default_factory=dict)
+    next_unstake_id: int = 1
+    disputes: DisputeBook = field(default_factory=DisputeBook)  # disputes and incident programs (core.disputes)
     counter_reports: dict[int, CounterReport] = field(default_factory=dict)  # by id (governance.counter_reports)
     upgrade: ScheduledUpgrade = field(default_factory=ScheduledUpgrade)  # the scheduled upgrade (core.upgrades)
     # incremental state hash (bastion.core.hashing)

@@ -14,6 +14,9 @@ A block is applied as::
                   execute_twap_slices (bastion.core.twap_orders), settle_final_markets, liquidate (with deleveraging),
                   advance_rollouts (staged rollouts' gates and steps), update_funding,
                   process_proposals (start and tally votes, expire queued proposals),
+                  update_replenishment (insurance funds against their targets, bastion.core.staking),
+                  advance_disputes (record the block's dispute targets, escalate and finalise
+                  disputes, close incident programs: bastion.core.governance.dispute_votes),
                   commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
@@ -44,6 +47,10 @@ from bastion.core.messages import (
 )
 from bastion.core.messages import AuthorizeAgent, RevokeAgent
 from bastion.core.messages import CancelTwap, ModifyOrder, PlaceTwap, ScheduleCancel
+from bastion.core import disputes, incidents, staking
+from bastion.core.governance import dispute_votes
+from bastion.core.messages import (AppealDispute, ClaimIncident, CompleteUnstake, OpenDispute, RequestUnstake,
+                                   RuleDispute, StakeInsurance)
 from bastion.core.messages import AnswerCounterReport, JudgeCounterReport, PostCounterReport
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
@@ -81,6 +88,13 @@ HANDLERS: dict[type, Handler] = {
     ScheduleCancel: deadman.schedule_cancel,
     PlaceTwap: twap_orders.place_twap,
     CancelTwap: twap_orders.cancel_twap,
+    StakeInsurance: staking.stake_insurance,
+    RequestUnstake: staking.request_unstake,
+    CompleteUnstake: staking.complete_unstake,
+    OpenDispute: disputes.open_dispute,
+    RuleDispute: disputes.rule_dispute,
+    AppealDispute: dispute_votes.appeal_dispute,
+    ClaimIncident: incidents.claim_incident,
     PostCounterReport: counter_reports.post_counter_report,
     JudgeCounterReport: counter_reports.judge_counter_report,
     AnswerCounterReport: counter_reports.answer_counter_report,
@@ -187,6 +201,8 @@ END_BLOCK_STEPS = (
     dispatch.advance_rollouts,         # after liquidate: the gates see this block's liquidations
     update_funding,
     governance.process_proposals,
+    staking.update_replenishment,      # each fund against its target, after this block's fees and losses
+    dispute_votes.advance_disputes,    # last: the block's targets, dispute deadlines and votes, incident expiry
 )
 
 
@@ -237,10 +253,12 @@ def check_invariants(state: State) -> None:
     """Raise ``InvariantViolation`` if conservation (collateral, BGOV), open interest or the book are broken."""
     balances = sum(sub.balance for sub in state.subaccounts.values())
     held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+    held += state.disputes.escrow_usdc     # dispute bonds and incident escrows (core.disputes)
     held += counter_reports.held_bonds(state)   # bonds escrowed by counter-reports
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")
+    staking.check_staking_invariants(state)
     escrowed = sum(p.deposit_bgov for p in state.proposals.values() if p.deposit_state == "escrowed")
     if sum(state.bgov.values()) + escrowed != votes.get_total_supply(state):
         raise InvariantViolation("BGOV not conserved: balances plus escrowed deposits differ from the total supply")

@@ -14,10 +14,14 @@ One step (``DemoDriver.step``, every ``step_ms``, by default ``STEP_MS``):
   so that the book straddles the oracle of the block that carries them (PEPE from its isolated
   subaccount). At most ``2 * len(LADDER)`` orders per market rest, well inside the maker's
   open-order tier (``order_limits``: 1,000 orders above 10,000 USDC of equity);
+* **staker**: carol stakes ``STAKE_USDC`` into the cross insurance fund at her first step (and again
+  whenever she holds no share of it), so the staking page has a staker, fees and a share price;
 * **traders**: bob and carol take liquidity now and then (carol also in PEPE, isolated); dave opens
   a ``DAVE_LEVERAGE``x BTC long at his first step and whenever he is flat, topping up from the
   faucet: the path's slide of May 16 (about -7 % from the start within 20 hours of history, 40 s)
   liquidates the first one, so the liquidations feed (and dave's own notification) show one early;
+  once flat again, dave disputes that liquidation (``dispute``: an oracle-glitch claim of its loss),
+  and the dispute stays in flight on the disputes page (the council has days to rule);
 * **governance** (``govern``, every other step): the maker keeps one proposal in flight, alternating between cutting the
   ETH-USD taker fee (risk-increasing) and restoring it (risk-reducing); bob and carol vote yes once
   voting opens, the maker queues it once it succeeded; for a risk-increasing one the council runs a
@@ -56,6 +60,7 @@ HOUR_STEPS = 4                 # steps per hour of history: one day of the path 
 LADDER = ((Decimal("0.0002"), 2), (Decimal("0.0005"), 2), (Decimal("0.001"), 4), (Decimal("0.002"), 6),
           (Decimal("0.0035"), 10), (Decimal("0.005"), 16), (Decimal("0.0075"), 20), (Decimal("0.01"), 30))
 DAVE_LEVERAGE = 20
+STAKE_USDC = "5000"            # carol's stake in the cross insurance fund
 FEE_MARKET, FEE_HIGH, FEE_LOW = "ETH-USD", "0.0005", "0.0004"
 DEMO_PROPOSAL_TITLE = "Cut the ETH-USD taker fee to 0.04%"
 RESTORE_PROPOSAL_TITLE = "Restore the ETH-USD taker fee to 0.05%"
@@ -158,7 +163,10 @@ class DemoDriver:
         if self.random.random() < 0.35:
             self.trade(self.random.choice(("bob", "carol")))
         if self.steps % 4 == 1:
+            self.dispute()
             self.dave()
+        if self.steps % 20 == 1:
+            self.stake()
         if self.steps % 2 == 0:
             self.govern()
 
@@ -195,6 +203,28 @@ class DemoDriver:
                                       "side": side, "size": market.quote_sizes[0], "price": limit,
                                       "client_id": self.next_client_id(name), "time_in_force": "ioc"})
 
+    def dispute(self) -> None:
+        """Dave disputes his first liquidation as an oracle glitch, claiming its whole loss, once he is
+        flat again: the dispute stays in flight (the council has days to rule) for the disputes page."""
+        dave = self.keys["dave"].address
+        with self.node.lock:
+            book = self.node.state.disputes
+            if any(d.owner == dave for d in book.disputes.values()):
+                return
+            target = next((t for t in book.targets.values() if t.owner == dave and t.kind == "liquidation"
+                           and t.claimed_by is None and t.loss_usdc > 0), None)
+            sub = self.node.state.subaccounts.get((dave, 0))
+            if target is None or sub is None or sub.positions:
+                return
+            claim = target.loss_usdc
+            bond = book.params.bond_floor_usdc + -(-claim * book.params.bond_claim_ppm // 1_000_000)
+            if sub.balance < bond:
+                return
+        self.submit(self.keys["dave"], {"type": "open_dispute", "target": target.target_id,
+                                        "claim_kind": "oracle_glitch", "claim_usdc": format_decimal(claim, 6),
+                                        "bond": format_decimal(bond, 6),
+                                        "statement": "the BTC slide printed below the other venues for a block"})
+
     def dave(self) -> None:
         """Dave goes ``DAVE_LEVERAGE``x long BTC whenever he is flat (and is topped up by the faucet
         when broke): the path's falls liquidate him."""
@@ -214,6 +244,14 @@ class DemoDriver:
         self.submit(dave, {"type": "place_order", "subaccount": 0, "market": "BTC-USD", "side": "buy",
                            "size": str(size), "price": on_grid(price * Decimal("1.01"), 0),
                            "client_id": self.next_client_id("dave"), "time_in_force": "ioc"})
+
+    def stake(self) -> None:
+        """Carol stakes into the cross insurance fund when she holds no share of it."""
+        carol = self.keys["carol"]
+        with self.node.lock:
+            staked = ("cross", carol.address) in self.node.state.stakes
+        if not staked:
+            self.submit(carol, {"type": "stake_insurance", "fund": "cross", "amount": STAKE_USDC, "subaccount": 0})
 
     # ------------------------------------------------------------------ governance
     def in_flight_proposal(self) -> str | None:

@@ -46,8 +46,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from bastion.core import accounts
+from bastion.core import accounts, staking
 from bastion.core import events as ev
+from bastion.core.enums import FundFlow
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
 from bastion.core.governance.council_rules import (
@@ -210,8 +211,8 @@ def _decide(state: State, record: CounterReport, reproduced: bool, events: Event
         sub.balance += record.bond_usdc
         state.touch(sub.key)
         to = "poster"
-    else:
-        state.insurance_funds[CROSS_POOL] += record.bond_usdc
+    else:   # like a dispute's forfeited bond: a result of the fund, shared with its stakers (core.staking)
+        staking.move_fund(state, CROSS_POOL, record.bond_usdc, FundFlow.RESULT, events)
         state.touch(("global",))
         to = CROSS_POOL
     emit(events, ev.CounterReportDecided, counter_id=record.counter_id, proposal_id=record.proposal_id,
