@@ -24,6 +24,12 @@ key list when it opens one of L levels; ``remove`` O(1), plus the same when it e
 ``match`` O(levels crossed + orders filled), whole levels being consumed without per-order
 arithmetic; ``best_bid``/``best_ask`` O(1); ``iter_levels`` O(1) per level.
 
+Per-maker totals: ``_makers`` maps each maker, the subaccount ``(owner, number)`` of resting
+orders, to its lots per level key; every write below keeps it equal to the sum of that maker's
+resting ``remaining`` per level, so :meth:`Book.maker_depth` reads each maker's depth near a price
+from O(its levels) entries instead of a scan of every order (the maker-reward sampling,
+``bastion.core.maker_rewards``). It is derived (rebuilt by ``add`` on a copy or a snapshot).
+
 Determinism: no floats, clock or randomness; dicts are iterated in insertion order only; orders
 compare by identity (``Order`` has no ``__eq__``).
 
@@ -133,7 +139,7 @@ class _Level:
 class Book:
     """Resting orders of one market, in price-time priority. See the module docstring."""
 
-    __slots__ = ("_orders", "_bids", "_asks", "_bid_keys", "_ask_keys")
+    __slots__ = ("_orders", "_bids", "_asks", "_bid_keys", "_ask_keys", "_makers")
 
     def __init__(self) -> None:
         self._orders: dict[int, Order] = {}  # order_id -> resting order, in insertion order
@@ -141,6 +147,7 @@ class Book:
         self._asks: dict[int, _Level] = {}  # key = -price
         self._bid_keys: list[int] = []  # ascending; the best bid last
         self._ask_keys: list[int] = []  # ascending (-price); the best ask last
+        self._makers: dict[tuple[str, int], dict[int, int]] = {}  # (owner, number) -> level key -> lots
 
     # ------------------------------------------------------------------------- reads
     def __len__(self) -> int:
@@ -243,6 +250,12 @@ class Book:
             level.tail = order
         order._next = None
         orders[order_id] = order
+        maker = (order.owner, order.number)
+        mine = self._makers.get(maker)
+        if mine is None:
+            self._makers[maker] = {key: lots}
+        else:
+            mine[key] = mine.get(key, 0) + lots
 
     def remove(self, order_id: int) -> Order | None:
         """Cancel a resting order and return it (``remaining`` untouched), or None if unknown."""
@@ -253,6 +266,7 @@ class Book:
             level = self._bids[order.price]
         else:
             level = self._asks[-order.price]
+        self._take(order, level.key, order.remaining)
         prev = order._prev
         following = order._next
         if prev is None:
@@ -283,6 +297,7 @@ class Book:
         order.remaining -= lots
         order.size -= lots
         level.total -= lots
+        self._take(order, level.key, lots)
         return order
 
     def match(self, side: int, limit_price: int, lots: int,
@@ -321,6 +336,7 @@ class Book:
             if total <= left:  # the whole level fills
                 order: Order | None = level.head
                 while order is not None:
+                    self._take(order, key, order.remaining)
                     order.remaining = 0
                     del orders[order.order_id]
                     following = order._next
@@ -338,7 +354,9 @@ class Book:
                     maker_lots = head.remaining
                     if maker_lots > left:
                         head.remaining = maker_lots - left
+                        self._take(head, key, left)
                         break
+                    self._take(head, key, maker_lots)
                     head.remaining = 0
                     del orders[head.order_id]
                     left -= maker_lots
@@ -377,7 +395,9 @@ class Book:
                 left -= filled
                 if filled < maker.remaining:
                     maker.remaining -= filled
-                    (self._bids[maker.price] if maker.side == BUY else self._asks[-maker.price]).total -= filled
+                    level = self._bids[maker.price] if maker.side == BUY else self._asks[-maker.price]
+                    level.total -= filled
+                    self._take(maker, level.key, filled)
                 else:
                     self.remove(maker.order_id)
                     maker.remaining = 0
@@ -390,7 +410,53 @@ class Book:
                 raise InvariantViolation(f"on_fill returned {filled!r}: expected 1..{offer}, -1 or -2")
         return lots - left, False
 
+    def maker_depth(self, low: int, high: int, rested_before_ms: int | None) -> dict[tuple[str, int], list[int]]:
+        """Each maker's resting lots priced within ``low..high`` ticks (inclusive), as
+        ``(owner, number) -> [bid lots, ask lots]`` (makers with none in the range left out), in
+        the order makers first rested an order. With ``rested_before_ms``, only orders placed
+        before that time count: the orders placed at or after it are the newest of the book's
+        insertion order (``placed_ms`` never decreases along it), so they are found by walking
+        back from the newest and stop at the first older one.
+
+        Cost: O(the makers' levels + the orders placed since ``rested_before_ms``), never a scan
+        of every order."""
+        depth: dict[tuple[str, int], list[int]] = {}
+        for maker, levels in self._makers.items():
+            bid = ask = 0
+            for key, lots in levels.items():
+                if key > 0:
+                    if low <= key <= high:
+                        bid += lots
+                elif low <= -key <= high:
+                    ask += lots
+            if bid or ask:
+                depth[maker] = [bid, ask]
+        if rested_before_ms is not None:
+            for order in reversed(self._orders.values()):
+                if order.placed_ms < rested_before_ms:
+                    break
+                if low <= order.price <= high:
+                    entry = depth[(order.owner, order.number)]
+                    entry[order.side] -= order.remaining
+        return depth
+
+    def maker_levels(self, owner: str, number: int) -> dict[int, int]:
+        """A copy of one maker's lots per level key (price for bids, -price for asks)."""
+        return dict(self._makers.get((owner, number), {}))
+
     # ------------------------------------------------------------------------- upkeep
+    def _take(self, order: Order, key: int, lots: int) -> None:
+        """Take ``lots`` of ``order`` (at level ``key``) off its maker's totals."""
+        maker = (order.owner, order.number)
+        mine = self._makers[maker]
+        left = mine[key] - lots
+        if left:
+            mine[key] = left
+        else:
+            del mine[key]
+            if not mine:
+                del self._makers[maker]
+
     def _drop_level(self, key: int) -> None:
         """Delete the level ``key``, which has no order left."""
         if key > 0:  # prices are positive: bid keys are positive, ask keys negative

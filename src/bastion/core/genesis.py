@@ -25,9 +25,10 @@ from bastion.core.market_codec import parse_oracle_params as _oracle_params
 from bastion.core.market_codec import wrap_error as _wrap
 from bastion.core.messages import normalize_address
 from bastion.core.orders import format_order_limits, parse_order_limits
+from bastion.core.maker_rewards import format_maker_reward_params, parse_maker_reward_params
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
-    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OrderLimitParams,
+    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, MakerRewardParams, OrderLimitParams,
 )
 from bastion.core.state import (
     CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Guardian, Market,
@@ -85,6 +86,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
+    # volatility-weighted maker rewards (bastion.core.maker_rewards); epoch_blocks 0: off
+    "maker_rewards": format_maker_reward_params(MakerRewardParams()),
 }
 def build_state(genesis: Any) -> State:
     """Validate a genesis object and build the initial state (height 0, hash committed)."""
@@ -212,6 +215,9 @@ def build_state(genesis: Any) -> State:
                              _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
     state.order_limits = _wrap("genesis.order_limits", parse_order_limits,
                                _get(g, "order_limits", "genesis", dict, {}), OrderLimitParams(), "genesis.order_limits")
+    state.maker_reward_params = _wrap("genesis.maker_rewards", parse_maker_reward_params,
+                                      _get(g, "maker_rewards", "genesis", dict, {}), MakerRewardParams(),
+                                      "genesis.maker_rewards")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))

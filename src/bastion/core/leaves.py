@@ -40,9 +40,9 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams, OrderLimitParams,
+    LiquidityTier, MakerRewardParams, OracleParams, OrderLimitParams,
 )
-from bastion.core.state import AgentGrant
+from bastion.core.state import AgentGrant, MakerRewards
 from bastion.core.state import (
     Attestation, CancelSchedule, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms,
     ParamHistoryEntry, ParamSource, Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound,
@@ -668,6 +668,36 @@ def _read_cancel_schedules(state: State, rows: Json) -> None:
     state.cancel_queue = rebuild_cancel_queue(state.cancel_schedules)
 
 
+# --------------------------------------------------------------------------------------- maker rewards
+_MAKER_REWARD_PARAM_FIELDS: Final = tuple(f.name for f in fields(MakerRewardParams))
+
+
+def _maker_rewards_value(state: State, key: Key) -> Value:
+    r = state.maker_rewards
+    return [r.pool, r.epoch, r.epoch_start_height, r.paid_total, r.rest_cutoff_height, r.rest_cutoff_ms,
+            _pairs(r.last_prices), _pairs(r.samples)]
+
+
+def _write_maker_rewards(state: State) -> Json:
+    r = state.maker_rewards
+    return {"pool": r.pool, "epoch": r.epoch, "epoch_start_height": r.epoch_start_height, "paid_total": r.paid_total,
+            "rest_cutoff_height": r.rest_cutoff_height, "rest_cutoff_ms": r.rest_cutoff_ms,
+            "last_prices": _pairs(r.last_prices), "samples": _pairs(r.samples),
+            "scores": [[*key, *entry] for key, entry in r.scores.items()]}
+
+
+def _read_maker_rewards(state: State, doc: Json) -> None:
+    state.maker_rewards = MakerRewards(
+        doc["pool"], doc["epoch"], doc["epoch_start_height"], doc["paid_total"], doc["rest_cutoff_height"],
+        doc["rest_cutoff_ms"], _dict_of_pairs(doc["last_prices"]), _dict_of_pairs(doc["samples"]),
+        {(owner, number, ticker): [weighted, two_sided] for owner, number, ticker, weighted, two_sided in doc["scores"]})
+
+
+def _maker_score_value(state: State, key: Key) -> Value:
+    entry = state.maker_rewards.scores.get((key[1], key[2], key[3]))
+    return None if entry is None else list(entry)
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
@@ -796,6 +826,17 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
+    LeafKind("maker_reward_params", (), "the maker-reward parameters",
+             lambda state, key: [getattr(state.maker_reward_params, name) for name in _MAKER_REWARD_PARAM_FIELDS],
+             keys=lambda state: [("maker_reward_params",)],
+             snapshot=(Section("maker_reward_params", lambda state: asdict(state.maker_reward_params),
+                               _set("maker_reward_params", lambda doc: MakerRewardParams(**doc))),)),
+    LeafKind("maker_rewards", (), "the maker-reward pool, epoch, rest cutoff, last sampled prices, samples per market",
+             _maker_rewards_value, keys=lambda state: [("maker_rewards",)],
+             snapshot=(Section("maker_rewards", _write_maker_rewards, _read_maker_rewards),)),
+    LeafKind("maker_score", ("owner", "number", "ticker"), "a maker's weighted depth and two-sided samples on a "
+             "market in the running epoch", _maker_score_value, within="maker_rewards",
+             keys_within=lambda state, parent: [("maker_score", *key) for key in state.maker_rewards.scores]),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

@@ -166,6 +166,20 @@ class SetOrderLimits(_Checked):
 
 
 @dataclass(frozen=True, slots=True)
+class SetMakerRewardParams(_Checked):
+    """The maker-reward parameters (genesis ``maker_rewards`` names and units,
+    ``bastion.core.maker_rewards``): block counts as integers, the rest as decimal strings."""
+    epoch_blocks: int | None = None
+    sample_interval_blocks: int | None = None
+    band: str | None = None
+    min_rest_blocks: int | None = None
+    pool_share: str | None = None
+    max_share_per_maker: str | None = None
+    volatility_slope: str | None = None
+    max_volatility_weight: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SetLiquidityTier(_Checked):
     """Change a liquidity tier's initial margin, maintenance fraction or open-interest caps."""
     tier: int
@@ -320,6 +334,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
+    "set_maker_reward_params": SetMakerRewardParams,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -345,7 +360,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
-          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits)
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
+          | SetMakerRewardParams)
 
 
 # ------------------------------------------------------------------------------- governance messages

@@ -182,3 +182,25 @@ class GovernanceParams:
     # 0, so at most 1% of scenarios may move a loss onto them (the loss waterfall's last two rungs)
     stress_max_loss_to_traders_usdc: int = 0
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)
+
+
+@dataclass(slots=True)
+class MakerRewardParams:
+    """Volatility-weighted maker rewards (``bastion.core.maker_rewards``, docs/protocol.md "Maker
+    rewards"). ``epoch_blocks`` 0 turns sampling and payouts off (the pool still fills from its fee
+    share). Every ``sample_interval_blocks`` blocks (heights that are multiples of it) each maker's
+    depth within ``band_ppm`` of the oracle price is sampled, counting only orders that have rested
+    ``min_rest_blocks`` blocks (at most the sampling interval); ``pool_share_ppm`` of the trading fees
+    left after the insurance share fill the reward pool, paid pro rata by score at each epoch end, at
+    most ``max_share_per_maker_ppm`` of the pool to one maker. A sample's weight is
+    ``1 + volatility_slope x |oracle move over the interval|``, at most ``max_volatility_weight_ppm``
+    (``bastion.risk_model.maker_volatility_weight_ppm``)."""
+
+    epoch_blocks: int = 0
+    sample_interval_blocks: int = 10
+    band_ppm: int = 10_000                      # 1% either side of the oracle price
+    min_rest_blocks: int = 2
+    pool_share_ppm: int = 0
+    max_share_per_maker_ppm: int = 500_000
+    volatility_slope_ppm: int = 100_000_000     # x100: a 1% move over the interval doubles the weight
+    max_volatility_weight_ppm: int = 5_000_000  # x5

@@ -14,6 +14,7 @@ A block is applied as::
                   execute_twap_slices (bastion.core.twap_orders), settle_final_markets, liquidate (with deleveraging),
                   advance_rollouts (staged rollouts' gates and steps), update_funding,
                   process_proposals (start and tally votes, expire queued proposals),
+                  run_maker_rewards (sample makers' depth, close reward epochs),
                   commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
@@ -29,7 +30,7 @@ from bastion.core import (
     accounts, conditional, deadman, events as ev, governance, guardian, liquidation, modify, nonces, oracle, orders,
     twap, twap_orders, votes,
 )
-from bastion.core import agents
+from bastion.core import agents, maker_rewards
 from bastion.core.governance import council, rollout
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
@@ -182,6 +183,7 @@ END_BLOCK_STEPS = (
     rollout.advance_rollouts,          # after liquidate: the gates see this block's liquidations
     update_funding,
     governance.process_proposals,
+    maker_rewards.run_maker_rewards,   # last: samples the books as the block leaves them
 )
 
 
@@ -231,7 +233,8 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]],
 def check_invariants(state: State) -> None:
     """Raise ``InvariantViolation`` if conservation (collateral, BGOV), open interest or the book are broken."""
     balances = sum(sub.balance for sub in state.subaccounts.values())
-    held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+    held = (balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+            + state.maker_rewards.pool)
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")
