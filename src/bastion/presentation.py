@@ -119,7 +119,9 @@ def describe_state(state: State) -> dict:
             "twap_orders": [describe_twap(state, twap) for twap in state.twap_orders.values()],
             "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
                                   "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
-                                 for owner, r in state.cancel_schedules.items()]}
+                                 for owner, r in state.cancel_schedules.items()],
+            "maker_rewards": {"pool": format_usdc(state.maker_rewards.pool), "epoch": state.maker_rewards.epoch,
+                              "paid_total": format_usdc(state.maker_rewards.paid_total)}}
 
 
 def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
