@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bastion.core import leaves
-from bastion.core.book import BUY, FILL_CANCEL_MAKER, SELL, Book, Order
+from bastion.core.book import BUY, FILL_CANCEL_MAKER, Book, Order
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.changes import ParamGroup, ParamPath
 from bastion.core.governance.dispatch import apply_effect, compute_action_changes
@@ -124,12 +124,12 @@ def test_per_maker_totals_follow_every_book_write(ops: list[tuple[str, int, int,
             book.match(side, price, lots)
         elif op == "match_each":
             book.match(side, price, lots,
-                       lambda maker, q: FILL_CANCEL_MAKER if maker.owner == owner else max(1, q // 2))
-        assert book._makers == totals_by_scan(book)  # noqa: SLF001 - the derived index under test
+                       lambda maker, q, taker=owner: FILL_CANCEL_MAKER if maker.owner == taker else max(1, q // 2))
+        assert book._makers == totals_by_scan(book)  # the derived index under test
         for low, high, cutoff in ((97, 103, None), (100, 100, time_ms // 2), (0, 10**9, time_ms)):
-            assert {k: v for k, v in book.maker_depth(low, high, cutoff).items()} == naive_depth(book, low, high, cutoff)
+            assert book.maker_depth(low, high, cutoff) == naive_depth(book, low, high, cutoff)
     restored = copy.deepcopy(book)
-    assert restored._makers == book._makers  # noqa: SLF001
+    assert restored._makers == book._makers
 
 
 # --------------------------------------------------------------------------------------- chain helpers

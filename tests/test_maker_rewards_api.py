@@ -63,7 +63,7 @@ def test_the_leaderboard_shows_each_score_and_its_parts(api) -> None:
 
 def test_the_sdk_reads_the_rewards(api) -> None:
     client = Client("http://testserver", ALICE_KEY)
-    client._http = api  # noqa: SLF001 - the SDK's transport swapped for the in-process app
+    client._http = api  # the SDK's transport: the in-process app
     assert client.rewards()["enabled"] is True
     assert client.rewards(ALICE)["leaderboard"] == []
 

@@ -690,7 +690,8 @@ def _read_maker_rewards(state: State, doc: Json) -> None:
     state.maker_rewards = MakerRewards(
         doc["pool"], doc["epoch"], doc["epoch_start_height"], doc["paid_total"], doc["rest_cutoff_height"],
         doc["rest_cutoff_ms"], _dict_of_pairs(doc["last_prices"]), _dict_of_pairs(doc["samples"]),
-        {(owner, number, ticker): [weighted, two_sided] for owner, number, ticker, weighted, two_sided in doc["scores"]})
+        {(owner, number, ticker): [weighted, two_sided]
+         for owner, number, ticker, weighted, two_sided in doc["scores"]})
 
 
 def _maker_score_value(state: State, key: Key) -> Value:
