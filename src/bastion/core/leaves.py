@@ -40,7 +40,7 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, MakerRewardParams, OracleParams, OrderLimitParams,
+    LiquidityTier, MakerRewardParams, OracleParams, OrderLimitParams, BotLimitParams,
 )
 from bastion.core.state import AgentGrant, MakerRewards
 from bastion.core.state import (
@@ -668,12 +668,44 @@ def _read_cancel_schedules(state: State, rows: Json) -> None:
     state.cancel_queue = rebuild_cancel_queue(state.cancel_schedules)
 
 
+_DEFAULT_BOT_LIMITS: Final = BotLimitParams()
+
+
+def _bot_limits_value(state: State, key: Key) -> Value:
+    # absent while at the defaults (the values these limits had as constants, before they were
+    # governed): the hash of every state that never changed them stays what it was
+    limits = state.bot_limits
+    if limits == _DEFAULT_BOT_LIMITS:
+        return None
+    return [getattr(limits, f.name) for f in fields(limits)]
+
+
+def _read_bot_limits(state: State, document: Json) -> None:
+    state.bot_limits = BotLimitParams(**document)
+
+
 # --------------------------------------------------------------------------------------- maker rewards
 _MAKER_REWARD_PARAM_FIELDS: Final = tuple(f.name for f in fields(MakerRewardParams))
+# both leaves are absent while at their defaults (rewards never configured, never used): the hash of
+# every state from before maker rewards stays what it was
+_DEFAULT_MAKER_REWARD_PARAMS: Final = MakerRewardParams()
+
+
+def _maker_rewards_unused(state: State) -> bool:
+    return state.maker_rewards == MakerRewards()
+
+
+def _maker_reward_params_value(state: State, key: Key) -> Value:
+    params = state.maker_reward_params
+    if params == _DEFAULT_MAKER_REWARD_PARAMS:
+        return None
+    return [getattr(params, name) for name in _MAKER_REWARD_PARAM_FIELDS]
 
 
 def _maker_rewards_value(state: State, key: Key) -> Value:
     r = state.maker_rewards
+    if _maker_rewards_unused(state):
+        return None
     return [r.pool, r.epoch, r.epoch_start_height, r.paid_total, r.rest_cutoff_height, r.rest_cutoff_ms,
             _pairs(r.last_prices), _pairs(r.samples)]
 
@@ -827,13 +859,18 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
-    LeafKind("maker_reward_params", (), "the maker-reward parameters",
-             lambda state, key: [getattr(state.maker_reward_params, name) for name in _MAKER_REWARD_PARAM_FIELDS],
-             keys=lambda state: [("maker_reward_params",)],
+    LeafKind("bot_limits", (), "the governed limits of the bot tools (absent while at their defaults)",
+             _bot_limits_value, keys=lambda state: [] if state.bot_limits == _DEFAULT_BOT_LIMITS else [("bot_limits",)],
+             snapshot=(Section("bot_limits", lambda state: asdict(state.bot_limits), _read_bot_limits),)),
+    LeafKind("maker_reward_params", (), "the maker-reward parameters (absent while at their defaults)",
+             _maker_reward_params_value,
+             keys=lambda state: [] if state.maker_reward_params == _DEFAULT_MAKER_REWARD_PARAMS
+             else [("maker_reward_params",)],
              snapshot=(Section("maker_reward_params", lambda state: asdict(state.maker_reward_params),
                                _set("maker_reward_params", lambda doc: MakerRewardParams(**doc))),)),
-    LeafKind("maker_rewards", (), "the maker-reward pool, epoch, rest cutoff, last sampled prices, samples per market",
-             _maker_rewards_value, keys=lambda state: [("maker_rewards",)],
+    LeafKind("maker_rewards", (), "the maker-reward pool, epoch, rest cutoff, last sampled prices, samples per "
+             "market (absent until used)", _maker_rewards_value,
+             keys=lambda state: [] if _maker_rewards_unused(state) else [("maker_rewards",)],
              snapshot=(Section("maker_rewards", _write_maker_rewards, _read_maker_rewards),)),
     LeafKind("maker_score", ("owner", "number", "ticker"), "a maker's weighted depth and two-sided samples on a "
              "market in the running epoch", _maker_score_value, within="maker_rewards",

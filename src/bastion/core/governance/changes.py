@@ -95,6 +95,7 @@ class ParamGroup(StrEnum):
     GUARDIAN = "guardian"
     COUNCIL = "council"                     # council.members | council.threshold
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
+    BOT_LIMITS = "bot_limits"               # bot_limits.<attr> (bastion.core.bot_limits)
     MAKER_REWARDS = "maker_rewards"         # maker_rewards.<attr> (bastion.core.maker_rewards)
 
 
@@ -143,7 +144,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "maker_rewards"):
+                              "bot_limits", "maker_rewards"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -368,6 +369,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.listing, ("listing",)
         case ParamGroup.ORDER_LIMITS:
             target, key = state.order_limits, ("order_limits",)
+        case ParamGroup.BOT_LIMITS:
+            target, key = state.bot_limits, ("bot_limits",)
         case ParamGroup.MAKER_REWARDS:
             target, key = state.maker_reward_params, ("maker_reward_params",)
         case ParamGroup.ORACLE_OPERATORS:
