@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "e6b56a8e3bbf4dbea37eb12c2d9a43cd267e477964bc054d35c87d786a60d574"
+EVENT_SHAPES_SHA256 = "ca702d5ee37d20ba62ec827985be26e4a6c56ed80933b21f9aac170a3478bbac"
 
 
 def test_the_event_shapes_are_pinned():

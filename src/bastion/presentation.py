@@ -29,7 +29,7 @@ from bastion.core.maker_rewards import format_maker_reward_params, maker_standin
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
-from bastion.core.governance.rollout import PARAMS
+from bastion.core.governance import rollout as rollouts
 from bastion.core.state import Position, Rollout, State, TwapOrder
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc
@@ -200,23 +200,30 @@ def describe_governance(state: State) -> dict:
 
 
 def describe_rollout(state: State, rollout: Rollout) -> dict:
-    """A staged rollout with its values as decimal sizes on its market's grid and its gates in USDC."""
-    market = state.markets[rollout.market]
+    """A staged rollout with its values as its direct action writes them (sizes on the market's grid,
+    ratios, USDC, seconds, tier ids), its planned step values, its gates and their last measures."""
+    path = rollouts.get_param_path(rollout)
+    unit = rollouts.get_lever(rollout).unit
 
-    def size(lots: int) -> str:
-        return format_decimal(lots, market.size_decimals)
+    def value(raw: int) -> str:
+        return rollouts.format_param_value(state, path, raw)
 
-    gates: dict[str, Any] = {}
-    if rollout.min_insurance_fund_usdc is not None:
-        gates["min_insurance_fund"] = format_usdc(rollout.min_insurance_fund_usdc)
-    if rollout.max_bad_debt_usdc is not None:
-        gates["max_bad_debt"] = format_usdc(rollout.max_bad_debt_usdc)
-    if rollout.max_liquidations is not None:
-        gates["max_liquidations"] = rollout.max_liquidations
+    def gate(name: str, raw: int) -> Any:
+        return rollouts.format_gate_value(state, rollout, name, raw)
+
     return {"rollout_id": rollout.rollout_id, "market": rollout.market, "param": rollout.param,
-            "status": rollout.status, "step": rollout.step, "steps": rollout.steps, "start": size(rollout.start),
-            "target": size(rollout.target), "value": size(getattr(market, PARAMS[rollout.param][0])),
-            "interval_s": rollout.interval_ms // MS_PER_S, "gates": gates, "revert_on_breach": rollout.revert_on_breach,
+            "path": str(path), "status": rollout.status, "step": rollout.step, "steps": rollout.steps,
+            "start": value(rollout.start), "target": value(rollout.target),
+            "value": value(rollouts.get_current_value(state, path)),
+            "planned": [value(rollouts.get_step_value(rollout, i, unit)) for i in range(1, rollout.steps + 1)],
+            "interval_s": rollout.interval_ms // MS_PER_S,
+            "gates": {name: gate(name, limit) for name, limit in rollouts.get_gate_limits(rollout).items()},
+            "measured": {name: gate(name, raw) for name, raw in rollout.measured.items()},
+            "gate_checks": [{"gate": name, "measure": rollouts.MEASURES[name], "limit": gate(name, limit),
+                             "measured": gate(name, rollout.measured[rollouts.MEASURES[name]])
+                             if rollouts.MEASURES[name] in rollout.measured else None}
+                            for name, limit in rollouts.get_gate_limits(rollout).items()],
+            "revert_on_breach": rollout.revert_on_breach,
             "next_step_time": format_iso_ms(rollout.next_step_ms), "halt_reason": rollout.halt_reason,
             "reverted": rollout.reverted, "proposal_id": rollout.proposal_id, "ended_height": rollout.ended_height}
 
@@ -238,10 +245,11 @@ def describe_bgov(state: State) -> dict:
 
 
 def format_result(result: dict, state: State) -> dict:
-    """A transaction result with its amounts on their grids: a vote's ``weight`` in BGOV, a fill's
-    ``filled`` in its market's size decimals."""
+    """A transaction result with its amounts on their grids: a vote's ``weight`` (and the
+    ``exposed_full_weight`` of a discounted vote) in BGOV, a fill's ``filled`` in its market's size decimals."""
     if "weight" in result:  # a vote's weight, in BGOV
-        return {**result, "weight": format_decimal(result["weight"], BGOV_DECIMALS)}
+        return {**result, **{key: format_decimal(result[key], BGOV_DECIMALS)
+                             for key in ("weight", "exposed_full_weight") if key in result}}
     if "filled" in result and result.get("market") in state.markets:
         market = state.markets[result["market"]]
         return {**result, "filled": format_decimal(result["filled"], market.size_decimals)}

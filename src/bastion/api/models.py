@@ -121,12 +121,17 @@ class Market(Open):
     size_decimals: int
     price_decimals: int
     isolated_only: bool
+    cross_margin_cap: str = Field(examples=["0"], description="while isolated_only: the maintenance requirement "
+                                  "(USDC) cross subaccounts may carry in this market (issue 20)")
     tier: Tier
     oracle: dict[str, Any]
     funding: dict[str, Any]
     open_interest: str
     best_bid: str | None
     best_ask: str | None
+    ui_requirements: dict[str, Any] = Field(description="what a frontend must show and enforce (governed, "
+                                                        "set_ui_requirements): risk_banner, isolation_threshold, "
+                                                        "default_leverage, max_leverage, confirm_above_leverage")
 
 
 class Markets(BaseModel):
@@ -399,8 +404,15 @@ class Rollout(Open):
     start: str
     target: str
     value: str = Field(description="the parameter's current value")
+    path: str = Field(examples=["liquidity_tiers.0.initial_margin_ppm"], description="the governed parameter moved")
+    planned: list[str] = Field(description="the value after each step, first to last")
     interval_s: int
-    gates: dict[str, Any] = Field(examples=[{"min_insurance_fund": "1000", "max_liquidations": 3}])
+    gates: dict[str, Any] = Field(examples=[{"min_insurance_fund": "1000", "max_liquidations": 3,
+                                             "max_top_account_share": "0.5"}])
+    measured: dict[str, Any] = Field(description="each gate's measure when the last step was due",
+                                     examples=[{"top_account_share": "0.583334", "liquidations": 0}])
+    gate_checks: list[dict[str, Any]] = Field(description="per gate: its measure's name, limit and last measured "
+                                              "value (null before the first due step)")
     revert_on_breach: bool
     next_step_time: str
     halt_reason: str | None
@@ -493,6 +505,10 @@ class Preview(Open):
     before: dict[str, Any]
     after: dict[str, Any]
     isolation: Isolation
+    ui_requirements: dict[str, Any] = Field(description="the market's governed UI requirements and this order "
+                                                        "against them: leverage_after, over_max_leverage (the "
+                                                        "order is then refused: rejection ui_max_leverage), "
+                                                        "confirmation_required")
 
 
 class StressReportDocument(Open):
@@ -602,6 +618,35 @@ class BotLimits(BaseModel):
     height: int
     limits: dict[str, Any] = Field(examples=[{"twap_interval_s": 30, "twap_max_per_subaccount": 5,
                                               "twap_default_slippage": "0.03", "agent_max_per_owner": 8}])
+
+
+class TelemetrySnapshot(BaseModel):
+    """A misuse telemetry snapshot (``bastion.telemetry``, format ``bastion-telemetry/1``) and its hash,
+    the SHA-256 of its canonical bytes, which a proposal cites in ``submit_proposal.evidence``."""
+
+    snapshot_hash: str = Field(examples=[REPORT_EXAMPLE])
+    snapshot: dict[str, Any] = Field(description="format, chain_id, epoch, markets (per market: orders, fills, "
+                                                 "ratios in ppm, self-trade prevention hits, two-sided owners, "
+                                                 "liquidation clusters, oracle events, isolation suggestions "
+                                                 "and how many were ignored before a liquidation), governance "
+                                                 "(concentration, turnout)")
+
+
+class Exposure(Open):
+    """A proposal's voter exposure disclosure (``bastion.core.exposure``)."""
+
+    height: int
+    proposal_id: str
+    number: int
+    risk_class: str
+    snapshot_height: int
+    markets: dict[str, str] = Field(description="ticker -> effect on its position holders: gains | loses | "
+                                                "affected | mixed", examples=[{"BTC-USD": "gains"}])
+    delegates: list[dict[str, Any]] = Field(description="exposed delegates, largest exposure first: delegate, "
+                                                        "votes (BGOV at the snapshot), directly_exposed, markets "
+                                                        "(own_size, own_notional, delegated_notional, delegators)")
+    discount: dict[str, Any] = Field(description="the governed discount of directly exposed votes in the "
+                                                 "critical tier: exposed_vote_weight, threshold (USDC), applies")
 
 
 class MakerRewardMarket(BaseModel):

@@ -546,6 +546,27 @@ class Client(_Methods):
         """Sign each message and submit them as one batch; each is accepted or refused on its own."""
         return self._request("POST", "/v1/tx/batch", body={"txs": [self.sign(m) for m in msgs]})
 
+    def place_order_checked(self, *, market: str, side: str, size: Decimal, price: Decimal, client_id: int,
+                            subaccount: int = 0, time_in_force: str = "gtc", reduce_only: bool = False,
+                            confirm: bool = False, wait_ms: int = 0) -> Any:
+        """Place a limit order as the market's governed UI requirements say a frontend must (issue 20):
+        preview it first; refuse it (``BastionError`` with the preview's code, ``ui_max_leverage``
+        over the offered maximum leverage) when the preview does; refuse it with
+        ``confirmation_required`` when the account's leverage after it would be over the
+        confirmation leverage, unless ``confirm`` (the trader confirmed); else sign and submit it."""
+        order = _order_message(market=market, side=side, size=size, price=price, client_id=client_id,
+                               subaccount=subaccount, time_in_force=time_in_force, reduce_only=reduce_only)
+        preview = self.preview_order(**IsolatedOrderRun.preview_fields(order))
+        if not preview["accepted"]:
+            rejection = preview["rejection"]
+            raise BastionError(0, rejection["code"], rejection["message"])
+        ui = preview["ui_requirements"]
+        if ui["confirmation_required"] and not confirm:
+            raise BastionError(0, "confirmation_required", f"{market}: the account's leverage after this order "
+                               f"would be {ui['leverage_after']}x, over the {ui['confirm_above_leverage']}x above "
+                               "which the trader must confirm (confirm=True)")
+        return self.submit(order, wait_ms=wait_ms)
+
     def place_order_isolated(self, *, market: str, side: str, size: Decimal, price: Decimal, client_id: int,
                              subaccount: int = 0, isolated_amount: Decimal | None = None,
                              time_in_force: str = "gtc", reduce_only: bool = False,

@@ -1145,6 +1145,27 @@ class TwapFinished:
     reason: Text
 
 
+@event("rollout_gates_measured", Topic.GOVERNANCE)
+class RolloutGatesMeasured:
+    """What a staged rollout's health gates measured when a step was due (before the step or the
+    halt it decides; ``bastion.core.governance.rollout``): the market's pool insurance fund, bad
+    debt, liquidations and trader losses since the previous step, the market's share of the cross
+    pool's maintenance requirement, its top account's share of the open interest, the cross
+    accounts' net position against it and the backstops' inventory."""
+
+    rollout_id: Id
+    market: Ticker
+    step: Count
+    insurance_fund: Usdc
+    bad_debt: Usdc
+    liquidations: Count
+    cross_share: Ppm
+    top_account_share: Ppm
+    oi_skew: Ppm
+    backstop_inventory: Lots
+    trader_losses: Usdc
+
+
 # --------------------------------------------------------------------------------------- maker rewards
 @event("maker_score", Topic.TRADING)
 class MakerScore:
@@ -1206,6 +1227,7 @@ Event = (
     | RolloutStarted | RolloutStep | RolloutCompleted | RolloutReverted | RolloutHalted
     | AgentAuthorized | AgentRevoked | AgentActed
     | OrderModified | CancelScheduled | ScheduledCancel | TwapPlaced | TwapSlice | TwapFinished
+    | RolloutGatesMeasured
     | MakerScore | MakerRewardPaid | MakerRewardEpoch
 )
 """Every event the core emits (``event_types()`` names them)."""

@@ -16,6 +16,7 @@ from bastion.core.bot_limits import format_bot_limits, parse_bot_limits
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.council import parse_genesis_council
 from bastion.core.governance.params_codec import format_governance_params, parse_governance_params
+from bastion.core.governance.ui_rules import set_genesis_ui_requirements
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.market_codec import MARKET_DEFAULTS, ORACLE_DEFAULTS, parse_market
 from bastion.core.market_codec import check_keys as _check_keys
@@ -90,6 +91,9 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
+    # issue 20: per market, what frontends must show and enforce (bastion.core.governance.ui_rules), e.g.
+    # {"BTC-USD": {"risk_banner": "...", "max_leverage": "5", "confirm_above_leverage": "3"}}
+    "ui_requirements": {},
     # volatility-weighted maker rewards (bastion.core.maker_rewards); epoch_blocks 0: off
     "maker_rewards": format_maker_reward_params(MakerRewardParams()),
 }
@@ -227,6 +231,8 @@ def build_state(genesis: Any) -> State:
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
+    _wrap("genesis.ui_requirements", set_genesis_ui_requirements, state,
+          _get(g, "ui_requirements", "genesis", dict, {}))
     for key in iter_leaf_keys(state):
         state.touch(key)
     commit_state_hash(state)

@@ -657,6 +657,15 @@ def _sweep_backstop(state: State, pool: str, backstop: Subaccount, events: Event
 
 
 # --------------------------------------------------------------------------------------- deleveraging
+def add_trader_loss(state: State, ticker: str, amount: int) -> None:
+    """Count ``amount`` micro-USDC (if positive) taken from traders in ``ticker`` by deleveraging (the
+    winner's loss against the oracle value) or socialisation (the bad debt they paid): the cumulative
+    ``state.trader_losses`` that staged rollouts' ``max_trader_losses`` gate reads."""
+    if amount > 0:
+        state.trader_losses[ticker] = state.trader_losses.get(ticker, 0) + amount
+        state.touch(("trader_losses", ticker))
+
+
 def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                ranks: AdlRanking | None = None) -> None:
     """Rungs 3 and 4: close the subaccount's position in ``market`` against ranked winners (ADL),
@@ -715,6 +724,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                           price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
         ranks.changed(counterparty)
+        add_trader_loss(state, ticker, quote - oracle_value)
         emit(events, ev.Deleveraging,
              market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=bankruptcy, quote=quote,
              oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
@@ -876,6 +886,7 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events,
                                        payment=payment))
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + bad_debt
+    add_trader_loss(state, ticker, bad_debt)
     state.touch(("global",))
     emit(events, ev.BadDebt, market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=quote,
          oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
@@ -913,6 +924,8 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
     sub.balance += deficit
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + deficit
+    if total:
+        add_trader_loss(state, market.ticker, deficit)
     state.touch(sub.key)
     state.touch(("global",))
     emit(events, ev.BadDebt, market=market.ticker, owner=sub.owner, number=sub.number, size=0, bankruptcy_quote=0,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Final
 
-from bastion.core import events as ev, guardian, maker_rewards
+from bastion.core import cross_promotion, events as ev, guardian, maker_rewards
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.enums import (
@@ -165,15 +165,13 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool, replacing: 
     if sub.mode == ISOLATED and sub.isolated_market != market.ticker:
         raise ProtocolError("subaccount_isolated_to_other_market",
                             f"subaccount is isolated to {sub.isolated_market}", field="market")
-    if market.isolated_only and sub.mode == CROSS:
-        raise ProtocolError("isolated_market_requires_isolated_subaccount",
-                            f"{market.ticker} trades only from an isolated subaccount (set_margin_mode)",
-                            field="market")
     side, lots, ticks = terms.side, terms.lots, terms.ticks
     position = sub.positions.get(market.ticker)
     position_size = position.size if position is not None else 0
     signed = lots if side == BUY else -lots
     reduces = position_size != 0 and _sign(signed) != _sign(position_size) and lots <= abs(position_size)
+    if market.isolated_only and sub.mode == CROSS and not reduces:
+        cross_promotion.check_cross_order(state, market, sub, signed)
     if terms.reduce_only and (position_size == 0 or _sign(signed) == _sign(position_size)):
         raise ProtocolError("reduce_only_would_increase", "a reduce-only order must reduce an open position",
                             field="reduce_only")

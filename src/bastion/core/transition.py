@@ -31,7 +31,7 @@ from bastion.core import (
     twap, twap_orders, votes,
 )
 from bastion.core import agents, maker_rewards
-from bastion.core.governance import council, rollout
+from bastion.core.governance import council, dispatch
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.events import Events, emit
@@ -180,7 +180,7 @@ END_BLOCK_STEPS = (
     twap_orders.execute_twap_slices,   # at this block's oracle price, after the triggered orders
     liquidation.settle_final_markets,
     liquidation.liquidate,
-    rollout.advance_rollouts,          # after liquidate: the gates see this block's liquidations
+    dispatch.advance_rollouts,         # after liquidate: the gates see this block's liquidations
     update_funding,
     governance.process_proposals,
     maker_rewards.run_maker_rewards,   # last: samples the books as the block leaves them

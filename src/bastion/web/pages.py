@@ -18,10 +18,12 @@ from bastion.api.reports import describe_gate_reports
 from bastion.api.views import (
     describe_book, describe_concentration, describe_insurance_funds, describe_market,
     describe_param_history, describe_proposals, describe_subaccount, describe_tier, get_market_or_404,
-    page_open_orders,
+    page_open_orders, describe_voter_exposure,
 )
+from bastion.api.views import describe_rollouts
 from bastion.core import transparency
 from bastion.core.governance import format_governance_params
+from bastion.web.informed import describe_cited_snapshot
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
 from bastion.presentation import describe_agent_grants, describe_maker_rewards
@@ -159,12 +161,16 @@ def page_routes(ctx: PageContext) -> APIRouter:
         with node.lock:
             state = node.state
             proposals = describe_proposals(state)
+            rollouts = describe_rollouts(state)["rollouts"]
             for entry, proposal in zip(proposals, state.proposals.values()):
                 entry.update(describe_proposal_diff(state, proposal))
+                entry["rollouts"] = [r for r in rollouts if r["proposal_id"] == proposal.proposal_id]
+                entry["exposure"] = describe_voter_exposure(state, proposal)  # issue 20: voter exposure disclosure
             proposals.reverse()  # newest first
             params = format_governance_params(state.governance)
         for entry in proposals:  # the reports this node holds (files: read outside the lock)
             describe_gate_reports(entry["stress_gate"], reports)
+            entry["cited"] = [describe_cited_snapshot(ctx.telemetry, digest) for digest in entry["evidence"]]
         example = json.dumps([{"type": "set_market_params", "market": "SOL-USD", "max_open_interest": "150000"}],
                              indent=1)
         return render(request, "governance.html", "/governance", proposals=proposals, params=params,

@@ -78,6 +78,7 @@ def copy_governed_state(state: State) -> State:
     sim.insurance_funds = dict(state.insurance_funds)
     sim.withdrawals_paused_until = dict(state.withdrawals_paused_until)
     sim.steward_bounds = dict(state.steward_bounds)
+    sim.ui_requirements = {ticker: copy.copy(record) for ticker, record in state.ui_requirements.items()}
     sim.param_history = list(state.param_history)
     sim.dirty = {}
     return sim

@@ -20,7 +20,7 @@ from dataclasses import fields
 from bastion.core import bot_limits, maker_rewards, orders
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.governance import actions, council_rules, rollout
+from bastion.core.governance import actions, council_rules, rollout, ui_rules
 from bastion.core.governance.changes import (
     CRITICAL, NO_CAP, RISK_REDUCING, Change, Effect, ParamGroup, ParamPath, PlannedRollout, change_param,
     compare_risk, compare_tier_risk, strictest,
@@ -29,7 +29,7 @@ from bastion.core.governance.params_codec import parse_governance_params, parse_
 from bastion.core.messages import (
     Action, DelistMarket, InsuranceTransfer, ListMarket, SetCouncil, SetFeeParams, SetGovernanceParams, SetGuardian,
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
-    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits,
+    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits, SetUiRequirements,
 )
 from bastion.core.messages import SetMakerRewardParams
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
@@ -112,6 +112,13 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
                                 compare_risk(_STATUS_RANK[market.status], _STATUS_RANK[action.status],
                                              riskier_when_higher=True)))
             changes.extend(actions.compute_market_oracle_changes(market, action))
+            if action.cross_margin_cap is not None:   # isolated-to-cross in steps (core.cross_promotion)
+                if not market.isolated_only:
+                    raise ProtocolError("market_not_isolated", f"{market.ticker} already trades in the cross pool",
+                                        field="cross_margin_cap")
+                cap = parse_usdc(action.cross_margin_cap, field="cross_margin_cap")
+                changes.append(Change(path("cross_margin_cap_usdc"), market.cross_margin_cap_usdc, cap,
+                                      compare_risk(market.cross_margin_cap_usdc, cap, riskier_when_higher=True)))
         case SetLiquidityTier():
             old = state.tiers.get(action.tier)
             if old is None:
@@ -170,7 +177,7 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.append(Change(ParamPath(ParamGroup.MARKET, market.ticker, "status"), market.status,
                                   FINAL_SETTLEMENT, RISK_REDUCING))
         case StartRollout():
-            changes.extend(rollout.compute_start_rollout_changes(state, action))
+            changes.extend(rollout.compute_start_rollout_changes(state, action, compute_action_changes))
         case SetGuardian():
             changes.extend(actions.compute_set_guardian_changes(state, action))
         case SetCouncil():
@@ -179,6 +186,8 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(council_rules.compute_steward_bounds_changes(state, action))
         case SetBotLimits():
             changes.extend(compute_bot_limits_changes(state, action))
+        case SetUiRequirements():
+            changes.extend(ui_rules.compute_ui_requirements_changes(state, action))
         case SetMakerRewardParams():
             changes.extend(compute_maker_reward_changes(state, action))
         case _:
@@ -265,6 +274,13 @@ def apply_effect(state: State, effect: Effect, source: ParamSource, events: Even
             raise InvariantViolation(f"{effect.name}: a planned rollout is started, not applied")
         case _:
             actions.apply_operation(state, effect, source, events)
+
+
+
+def advance_rollouts(state: State, events: Events) -> None:
+    """End-of-block step ``rollout.advance_rollouts``, each step judged by ``compute_action_changes``
+    (passed down: the rollout module sits on a lower floor)."""
+    rollout.advance_rollouts(state, events, compute_action_changes)
 
 
 # parameter -> whether a higher value is riskier (pays more, or makes the score easier to game)
