@@ -26,7 +26,7 @@ from bastion.core.governance import format_governance_params
 from bastion.web.informed import describe_cited_snapshot
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
-from bastion.presentation import describe_agent_grants, describe_staking
+from bastion.presentation import describe_agent_grants, describe_maker_rewards, describe_staking
 from bastion.web.context import CANDLES_SHOWN, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
 from bastion.web.trading import (
@@ -205,5 +205,11 @@ def page_routes(ctx: PageContext) -> APIRouter:
         indexed, rows = history("liquidations")
         return render(request, "liquidations.html", "/liquidations", rows=list(reversed(rows[-200:])),
                       indexed=indexed)
+
+    @router.get("/rewards", include_in_schema=False, response_class=HTMLResponse)
+    def rewards_page(request: Request) -> HTMLResponse:
+        with node.lock:
+            rewards = describe_maker_rewards(node.state)
+        return render(request, "rewards.html", "/rewards", rewards=rewards, refresh_on=("blocks",))
 
     return router
