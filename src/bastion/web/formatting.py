@@ -26,8 +26,8 @@ from jinja2 import Environment
 
 from bastion.core.timefmt import format_iso_ms
 
-__all__ = ["DASH", "ago", "bgov", "clock", "duration", "fixed", "group", "install_filters", "moment", "pct", "signed_pct", "usd",
-           "usd_compact", "words"]
+__all__ = ["DASH", "ago", "bgov", "clock", "duration", "fixed", "group", "install_filters", "moment", "pct",
+           "signed_pct", "usd", "usd_compact", "words"]
 
 DASH = "—"
 

@@ -534,15 +534,16 @@ if (orderForm) {
   if (select) select.addEventListener("change", () => showAccountSummary(true));
 }
 
-// The funding countdown runs between refreshes (each refresh starts it again from the block time).
+// Countdowns (the funding's, a proposal's next phase) run between refreshes (each refresh starts them
+// again from the block time).
 setInterval(() => {
-  const element = document.getElementById("funding-countdown");
-  if (!element) return;
-  const left = Math.max(0, Number(element.dataset.seconds) - 1);
-  element.dataset.seconds = String(left);
-  const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
-  const two = (n) => String(n).padStart(2, "0");
-  element.textContent = h ? h + "h " + two(m) + "m " + two(s) + "s" : m ? m + "m " + two(s) + "s" : s + "s";
+  document.querySelectorAll("#funding-countdown, .countdown").forEach((element) => {
+    const left = Math.max(0, Number(element.dataset.seconds) - 1);
+    element.dataset.seconds = String(left);
+    const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    element.textContent = h ? h + "h " + two(m) + "m " + two(s) + "s" : m ? m + "m " + two(s) + "s" : s + "s";
+  });
 }, 1000);
 
 // ------------------------------------------------------------------ trade isolated (the preview's button)
