@@ -4,7 +4,8 @@ numbers and moments for people, the depth chart, the portfolio's history tabs an
 Debian's Chromium (Playwright) against ``bastion demo``'s server sped up as in ``test_demo_browser``
 (blocks every 100 ms, the bots every 200 ms, governance periods divided by 4), so that dave's first
 liquidation and a proposal in flight come within seconds. Block heights must not be what a page shows
-for a moment: they stay in the tooltip (``title``) of a ``<time>``.
+for a moment: they stay in the tooltip (``title``) of a ``<time>``. The tests that wait for the bots'
+story (a liquidation, two pages of bob's fills) come last, while the chain has been running meanwhile.
 """
 from __future__ import annotations
 
@@ -71,21 +72,6 @@ def cells(page, selector: str) -> list[list[str]]:
     return page.eval_on_selector_all(selector, "rows => rows.map(r => Array.from(r.cells, c => c.textContent.trim()))")
 
 
-def test_the_liquidations_page_shows_moments_dollars_and_words_with_the_block_in_the_tooltip(page, server):
-    assert wait_for_rows(server, "/v1/liquidations", {}, 1), "dave's first liquidation never came"
-    page.goto(server.url + "/liquidations")
-    rows = page.locator("table.liquidations tbody tr, table.liquidations tr:has(td)")
-    sync_api.expect(rows.first.locator("time")).to_have_text(AGO)
-    first = rows.first.locator("time")
-    assert TOOLTIP.match(first.get_attribute("title") or ""), first.get_attribute("title")
-    for when, what, market, account, size, price, notional, amount, reason in cells(page, "table.liquidations tr:has(td)"):
-        assert AGO.match(when) and "_" not in what and "_" not in reason, (when, what, reason)
-        assert not notional or DOLLARS.match(notional), notional
-        assert not amount or DOLLARS.match(amount), amount
-        assert not size or re.fullmatch(r"[\d,]+(\.\d+)?", size), size
-    screenshot(page, "liquidations-formatted")
-
-
 def test_the_governance_page_shows_the_phase_as_a_countdown_and_the_timeline_in_utc(page, server):
     voting = "section.proposal:has(.status-active), section.proposal:has(.status-pending)"
     page.goto(server.url + "/governance")
@@ -149,40 +135,6 @@ def test_the_depth_chart_draws_the_books_cumulative_sizes_and_follows_the_book_w
     screenshot(page, "trade-depth-chart")
 
 
-def test_the_portfolio_has_fills_and_funding_tabs_and_older_pages(page, server):
-    fills = wait_for_rows(server, "/v1/fills", {"owner": BOB, "limit": 500}, 26)
-    assert len(fills) >= 26, "bob has not traded enough for two pages"
-    act_as(page, server, "bob")
-    page.goto(server.url + "/portfolio")
-    page.click("#tab-fills")
-    panel = page.locator("#panel-fills")
-    sync_api.expect(panel).to_be_visible()
-    rows = cells(page, "table.history-fills tr:has(td)")
-    assert len(rows) == 25
-    for when, market, side, size, price, fee, role, number in rows:
-        assert AGO.match(when) and side in ("buy", "sell") and role.startswith(("taker", "maker")), rows
-        assert re.fullmatch(r"-?\$[\d,]+\.\d{4}", fee) and re.fullmatch(r"[\d,]+(\.\d+)?", price), (fee, price)
-    newest = panel.locator("time").first.get_attribute("title")
-    panel.locator("a.older").click()
-    page.wait_for_load_state("load")
-    sync_api.expect(page.locator("#panel-fills")).to_be_visible()  # the tab stays open on the older page
-    assert page.locator("#panel-fills time").first.get_attribute("title") != newest
-    older = [int(re.search(r"block (\d+)", t).group(1)) for t in page.eval_on_selector_all(
-        "#panel-fills time", "ts => ts.map(t => t.title)")]
-    assert older == sorted(older, reverse=True) and older[0] <= int(re.search(r"block (\d+)", newest).group(1))
-    sync_api.expect(page.locator("#panel-fills .pager a", has_text="newest")).to_be_visible()
-
-    payments = wait_for_rows(server, "/v1/funding-payments", {"owner": BOB}, 1)
-    assert payments, "bob was never paid or charged funding"
-    page.goto(server.url + "/portfolio?tab=funding")
-    sync_api.expect(page.locator("#panel-funding")).to_be_visible()
-    when, number, rates, amount = cells(page, "table.history-funding tr:has(td)")[0]
-    assert AGO.match(when) and re.search(r"[A-Z]+-USD: [+-]?[\d.]+%", rates), (when, rates)
-    newest_paid = wait_for_rows(server, "/v1/funding-payments", {"owner": BOB}, 1)
-    assert amount in {usd(p["amount"], 4) for p in newest_paid[-5:]}, amount
-    screenshot(page, "portfolio-funding")
-
-
 def test_an_owner_authorises_an_agent_from_the_portfolio_and_revokes_it(page, server):
     import httpx
 
@@ -238,3 +190,52 @@ def test_every_table_of_these_pages_fits_its_box_and_no_page_scrolls_sideways(pa
                 if width == 1440 and path in FORMATTED:
                     assert table["scroll"] <= table["client"] + 1, (width, path, table)
             screenshot(page, f"pages-{path.strip('/').replace('/', '-') or 'markets'}-{width}")
+
+
+def test_the_liquidations_page_shows_moments_dollars_and_words_with_the_block_in_the_tooltip(page, server):
+    assert wait_for_rows(server, "/v1/liquidations", {}, 1), "dave's first liquidation never came"
+    page.goto(server.url + "/liquidations")
+    rows = page.locator("table.liquidations tbody tr, table.liquidations tr:has(td)")
+    sync_api.expect(rows.first.locator("time")).to_have_text(AGO)
+    first = rows.first.locator("time")
+    assert TOOLTIP.match(first.get_attribute("title") or ""), first.get_attribute("title")
+    for when, what, market, account, size, price, notional, amount, reason in cells(page, "table.liquidations tr:has(td)"):
+        assert AGO.match(when) and "_" not in what and "_" not in reason, (when, what, reason)
+        assert not notional or DOLLARS.match(notional), notional
+        assert not amount or DOLLARS.match(amount), amount
+        assert not size or re.fullmatch(r"[\d,]+(\.\d+)?", size), size
+    screenshot(page, "liquidations-formatted")
+
+
+def test_the_portfolio_has_fills_and_funding_tabs_and_older_pages(page, server):
+    fills = wait_for_rows(server, "/v1/fills", {"owner": BOB, "limit": 500}, 26)
+    assert len(fills) >= 26, "bob has not traded enough for two pages"
+    act_as(page, server, "bob")
+    page.goto(server.url + "/portfolio")
+    page.click("#tab-fills")
+    panel = page.locator("#panel-fills")
+    sync_api.expect(panel).to_be_visible()
+    rows = cells(page, "table.history-fills tr:has(td)")
+    assert len(rows) == 25
+    for when, market, side, size, price, fee, role, number in rows:
+        assert AGO.match(when) and side in ("buy", "sell") and role.startswith(("taker", "maker")), rows
+        assert re.fullmatch(r"-?\$[\d,]+\.\d{4}", fee) and re.fullmatch(r"[\d,]+(\.\d+)?", price), (fee, price)
+    newest = panel.locator("time").first.get_attribute("title")
+    panel.locator("a.older").click()
+    page.wait_for_load_state("load")
+    sync_api.expect(page.locator("#panel-fills")).to_be_visible()  # the tab stays open on the older page
+    assert page.locator("#panel-fills time").first.get_attribute("title") != newest
+    older = [int(re.search(r"block (\d+)", t).group(1)) for t in page.eval_on_selector_all(
+        "#panel-fills time", "ts => ts.map(t => t.title)")]
+    assert older == sorted(older, reverse=True) and older[0] <= int(re.search(r"block (\d+)", newest).group(1))
+    sync_api.expect(page.locator("#panel-fills .pager a", has_text="newest")).to_be_visible()
+
+    payments = wait_for_rows(server, "/v1/funding-payments", {"owner": BOB}, 1)
+    assert payments, "bob was never paid or charged funding"
+    page.goto(server.url + "/portfolio?tab=funding")
+    sync_api.expect(page.locator("#panel-funding")).to_be_visible()
+    when, number, rates, amount = cells(page, "table.history-funding tr:has(td)")[0]
+    assert AGO.match(when) and re.search(r"[A-Z]+-USD: [+-]?[\d.]+%", rates), (when, rates)
+    newest_paid = wait_for_rows(server, "/v1/funding-payments", {"owner": BOB}, 1)
+    assert amount in {usd(p["amount"], 4) for p in newest_paid[-5:]}, amount
+    screenshot(page, "portfolio-funding")
