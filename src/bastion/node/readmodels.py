@@ -200,6 +200,11 @@ class ReadModels(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    @abc.abstractmethod
+    def prune_idle_orders(self, below_height: int) -> int:
+        """Delete the rows of orders that ended cancelled or expired with nothing filled and last
+        changed below ``below_height`` (``bastion.node.retention``); returns how many."""
+
     # ---------------------------------------------------------------- queries
     @abc.abstractmethod
     def orders(self, owner: str | None = None, number: int | None = None, market: str | None = None,
@@ -408,6 +413,14 @@ class SqlReadModels(ReadModels):
             self._insert("parameters", batch.parameters)
             values = {**(meta or {}), "indexed_height": str(batch.height)}
             self._upsert("meta", ({"key": k, "value": v} for k, v in sorted(values.items())))
+
+    def prune_idle_orders(self, below_height: int) -> int:
+        with self._transaction():
+            found = self._execute("SELECT COUNT(*) FROM orders WHERE status IN ('cancelled', 'expired') AND filled = 0 "
+                                  "AND updated_height < ?", (below_height,))
+            self._execute("DELETE FROM orders WHERE status IN ('cancelled', 'expired') AND filled = 0 "
+                          "AND updated_height < ?", (below_height,))
+        return int(found[0][0])
 
     # ---------------------------------------------------------------- queries
     def orders(self, owner: str | None = None, number: int | None = None, market: str | None = None,
