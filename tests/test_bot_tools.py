@@ -7,11 +7,17 @@ from builders import ALICE, BOB, BTC, GENESIS_TIME_MS, Chain, account, address, 
 
 from bastion.core import deadman, twap_orders
 from bastion.core.book import BUY
-from bastion.core.deadman import DAY_MS, MAX_SCHEDULED_CANCELS_PER_BLOCK, MAX_TRIGGERS_PER_DAY
+from bastion.core.deadman import DAY_MS
 from bastion.core.hashing import compute_state_hash_full
+from bastion.core.params import BotLimitParams
 from bastion.core.snapshot import state_from_document, state_to_document
 from bastion.core.transition import END_BLOCK_STEPS
-from bastion.core.twap_orders import MAX_TWAP_SLICES_PER_BLOCK, MAX_TWAPS_PER_SUBACCOUNT
+
+# the genesis defaults of the governed bot limits (bastion.core.bot_limits; tests/test_bot_limits.py changes them)
+MAX_TRIGGERS_PER_DAY = BotLimitParams().deadman_max_triggers_per_day
+MAX_SCHEDULED_CANCELS_PER_BLOCK = BotLimitParams().deadman_max_owners_per_block
+MAX_TWAP_SLICES_PER_BLOCK = BotLimitParams().twap_max_slices_per_block
+MAX_TWAPS_PER_SUBACCOUNT = BotLimitParams().twap_max_per_subaccount
 
 
 def schedule(time_ms: int | None) -> dict:
@@ -64,9 +70,8 @@ def test_at_most_a_hundred_switches_fire_in_one_block_and_the_rest_fire_in_the_n
     assert second == [owners[MAX_SCHEDULED_CANCELS_PER_BLOCK - 1]]
 
 
-def test_an_owner_with_more_orders_than_the_block_budget_is_cancelled_over_several_blocks(monkeypatch):
-    monkeypatch.setattr(deadman, "MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK", 3)
-    chain = Chain()
+def test_an_owner_with_more_orders_than_the_block_budget_is_cancelled_over_several_blocks():
+    chain = Chain(genesis(bot_limits={"deadman_max_orders_per_block": 3}))
     chain.block([(ALICE, place_order(price=str(49000 + i), client_id=i)) for i in range(4)]
                 + [(ALICE, twap()), (BOB, place_order(price="48500")), (ALICE, schedule(chain.state.time_ms + 6_000)),
                    (BOB, schedule(chain.state.time_ms + 6_001))])

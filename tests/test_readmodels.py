@@ -132,7 +132,7 @@ def test_resting_order_partly_taken_by_an_ioc_order() -> None:
     # Assert (event 0 of the second block is BOB's order_accepted with its terms, event 1 the fill)
     t1, t2 = GENESIS_TIME_MS + 1_000, GENESIS_TIME_MS + 2_000
     base = {"market": BTC, "number": 0, "order_type": None, "time_in_force": None, "reduce_only": None,
-            "trigger_price": None, "reason": None, "triggered_height": None}
+            "trigger_price": None, "reason": None, "triggered_height": None, "agent": None}
     assert models.orders() == [
         {**base, "order_id": 2, "owner": BOB, "client_id": 9, "side": "buy", "price": 501000, "size": 1000,
          "order_type": "limit", "time_in_force": "ioc", "reduce_only": 0,

@@ -40,7 +40,7 @@ Pages: the web UI (``bastion.web``, ``docs/ui.md``) is mounted on the same app u
 Layout: ``create_app`` builds the shared ``bastion.api.context.ApiContext`` (configuration, intake,
 limiters, read models, hub), adds the middleware and error handlers, and includes one router per
 concern from ``bastion.api.routes`` (transactions, chain, markets, accounts, governance, history,
-stress reports, WebSocket).
+stress reports, WebSocket, agent keys, bot tools).
 
 **Unsigned mode** (``ApiConfig(unsigned=True)``, ``bastion node --unsigned``): for trusted local bots
 and tests only; the sender is taken as given, any nonce is accepted (still single-use), and the
@@ -63,6 +63,7 @@ from bastion.api.context import ApiConfig, ApiContext
 from bastion.api.docs_page import mount_api_docs
 from bastion.api.routes.accounts import account_routes, fund_routes, preview_routes
 from bastion.api.routes.agents import agent_routes
+from bastion.api.routes.bots import bot_routes
 from bastion.api.routes.chain import block_routes, status_routes
 from bastion.api.routes.governance import governance_routes
 from bastion.api.routes.history import history_routes
@@ -81,7 +82,7 @@ __all__ = ["ApiConfig", "create_app"]
 # the routers in the order their routes are matched and listed in the OpenAPI document
 ROUTERS = (transaction_routes, rpc_routes, status_routes, market_routes, account_routes, fund_routes,
            governance_routes, block_routes, history_routes, preview_routes, stress_report_routes, websocket_routes,
-           agent_routes)
+           agent_routes, bot_routes)
 
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "high_s_signature": 401, "signer_mismatch": 401,

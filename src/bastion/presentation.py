@@ -24,6 +24,7 @@ from bastion.core.book import BUY
 from bastion.core.deadman import DAY_MS
 from bastion.core.events import Unit
 from bastion.core.agents import is_live
+from bastion.core.bot_limits import format_bot_limits
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
@@ -117,6 +118,7 @@ def describe_state(state: State) -> dict:
             "council": council.describe_council(state),
             "agents": describe_agent_grants(state),
             "twap_orders": [describe_twap(state, twap) for twap in state.twap_orders.values()],
+            "bot_limits": format_bot_limits(state.bot_limits),
             "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
                                   "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
                                  for owner, r in state.cancel_schedules.items()]}
@@ -136,13 +138,31 @@ def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
 
 
 def describe_twap(state: State, twap: TwapOrder) -> dict:
-    """A live TWAP order (``bastion.core.twap_orders``) with its sizes on its market's grid."""
+    """A live TWAP order (``bastion.core.twap_orders``) with its sizes on its market's grid: its
+    progress (slices done of all, filled and remaining size) and when its next slice is due (block
+    time: it trades at the end of the first block at or after it)."""
     market = state.markets[twap.market]
     return {"twap_id": twap.twap_id, "owner": twap.owner, "number": twap.number, "market": twap.market,
             "side": "buy" if twap.side == BUY else "sell", "size": format_decimal(twap.lots, market.size_decimals),
             "filled": format_decimal(twap.filled, market.size_decimals), "slices": twap.slices,
             "slices_done": twap.slices_done, "max_slippage": format_ppm(twap.slippage_ppm),
-            "reduce_only": twap.reduce_only, "next_slice": format_iso_ms(twap.next_slice_ms)}
+            "reduce_only": twap.reduce_only, "next_slice": format_iso_ms(twap.next_slice_ms),
+            "remaining": format_decimal(twap.lots - twap.filled, market.size_decimals),
+            "next_slice_ms": twap.next_slice_ms, "started": format_iso_ms(twap.start_ms)}
+
+
+def describe_cancel_schedule(state: State, owner: str) -> dict:
+    """An owner's dead-man's switch (``bastion.core.deadman``): whether it is armed, the block time
+    at which it fires (at the end of the first block at or after it), and its firings today (UTC day
+    of the state's block time) against the governed daily limit."""
+    record = state.cancel_schedules.get(owner)
+    armed_ms = None if record is None else record.time_ms
+    today = state.time_ms // DAY_MS
+    fired = record.triggers if record is not None and record.day == today else 0
+    return {"owner": owner, "armed": armed_ms is not None,
+            "fires_at": None if armed_ms is None else format_iso_ms(armed_ms), "fires_at_ms": armed_ms,
+            "triggers_today": fired, "max_triggers_per_day": state.bot_limits.deadman_max_triggers_per_day,
+            "min_delay_ms": state.bot_limits.deadman_min_delay_ms}
 
 
 def describe_guardian(state: State) -> dict:

@@ -546,4 +546,59 @@ class Agents(BaseModel):
     owner: str
     agents: list[AgentGrant] = Field(description="the owner's grants, in authorisation order (expired ones "
                                                  "stay until revoked or replaced)")
-    acting_for: list[AgentGrant] = Field(description="the grants naming this address as the agent")
+    acting_for: list[AgentGrant] = Field(description="the grants naming this address as the agent, one page "
+                                                     "(by owner address, ``limit`` a page)")
+    next_cursor: str | None = Field(default=None, description="the ``cursor`` of the next page of ``acting_for`` "
+                                                              "(null on the last page)")
+
+
+class TwapOrderView(Open):
+    """A live TWAP order and its progress (docs/protocol.md, "TWAP orders")."""
+
+    twap_id: int = Field(examples=[42])
+    owner: str = Field(examples=[ADDRESS_EXAMPLE])
+    number: int = Field(examples=[0])
+    market: str = Field(examples=["BTC-USD"])
+    side: str = Field(examples=["buy"])
+    size: str = Field(description="the whole size, on the market's grid", examples=["1.5"])
+    filled: str = Field(description="traded so far", examples=["0.5"])
+    remaining: str = Field(description="size - filled", examples=["1"])
+    slices: int = Field(description="slices in all", examples=[120])
+    slices_done: int = Field(examples=[40])
+    max_slippage: str = Field(description="each slice's guard from the oracle price", examples=["0.03"])
+    reduce_only: bool
+    next_slice: str = Field(description="RFC 3339 block time from which the next slice is due (it trades at the "
+                                        "end of the first block at or after it)", examples=["2026-01-01T00:20:00Z"])
+    next_slice_ms: int
+    started: str = Field(description="RFC 3339 block time of the placement")
+
+
+class TwapOrders(BaseModel):
+    """One page of an owner's live TWAP orders, by ``twap_id``."""
+
+    height: int
+    twap_orders: list[TwapOrderView]
+    next_cursor: str | None = Field(default=None, description="the ``cursor`` of the next page (null on the last)")
+
+
+class DeadmanSwitch(Open):
+    """An owner's dead-man's switch (docs/protocol.md, "Dead-man's switch")."""
+
+    height: int
+    owner: str = Field(examples=[ADDRESS_EXAMPLE])
+    armed: bool
+    fires_at: str | None = Field(description="RFC 3339 block time: the switch fires at the end of the first block "
+                                             "at or after it (null: not armed)", examples=["2026-01-01T00:01:00Z"])
+    fires_at_ms: int | None
+    triggers_today: int = Field(description="firings in the current UTC day of block time")
+    max_triggers_per_day: int = Field(description="the governed daily limit (bot_limits)")
+    min_delay_ms: int = Field(description="the governed minimum delay of a new time (bot_limits)")
+
+
+class BotLimits(BaseModel):
+    """The governed limits of the bot tools, in the genesis / ``set_bot_limits`` form (docs/protocol.md,
+    "Bot limits")."""
+
+    height: int
+    limits: dict[str, Any] = Field(examples=[{"twap_interval_s": 30, "twap_max_per_subaccount": 5,
+                                              "twap_default_slippage": "0.03", "agent_max_per_owner": 8}])

@@ -258,10 +258,28 @@ class _Methods:
     def insurance_funds(self) -> Any:
         return self._request("GET", "/v1/insurance-funds")
 
-    def agents(self, address: str | None = None) -> Any:
+    def agents(self, address: str | None = None, *, limit: int | None = None, cursor: str | None = None) -> Any:
         """``GET /v1/agents/{address}``: the agent keys ``address`` (default: this client's owner, or
-        its own address) authorised, and the owners it is an agent of."""
-        return self._request("GET", f"/v1/agents/{address or self.acting_for or self.address}")
+        its own address) authorised, and one page (``limit``, ``cursor``) of the owners it is an agent of."""
+        return self._request("GET", f"/v1/agents/{address or self.acting_for or self.address}",
+                             params=_drop_none({"limit": limit, "cursor": cursor}))
+
+    def twap_orders(self, owner: str | None = None, *, number: int | None = None, limit: int | None = None,
+                    cursor: str | None = None) -> Any:
+        """``GET /v1/twaps/{owner}``: the live TWAP orders of ``owner`` (default: this client's owner, or
+        its own address), of one subaccount ``number`` or all, with their progress (``slices_done``,
+        ``filled``, ``remaining``, ``next_slice``); pages by ``next_cursor``."""
+        return self._request("GET", f"/v1/twaps/{owner or self.acting_for or self.address}",
+                             params=_drop_none({"number": number, "limit": limit, "cursor": cursor}))
+
+    def deadman(self, owner: str | None = None) -> Any:
+        """``GET /v1/deadman/{owner}``: the dead-man's switch of ``owner`` (default: this client's own
+        address): ``armed``, ``fires_at`` (block time), ``triggers_today`` and the governed limits."""
+        return self._request("GET", f"/v1/deadman/{owner or self.address}")
+
+    def bot_limits(self) -> Any:
+        """``GET /v1/bot-limits``: the governed limits of the dead-man's switch, TWAP orders and agent keys."""
+        return self._request("GET", "/v1/bot-limits")
 
     def preview_order(self, *, market: str, side: str, size: Decimal, price: Decimal, subaccount: int = 0,
                       owner: str | None = None, reduce_only: bool = False,

@@ -25,8 +25,10 @@ the handler's own events (orders, fills, cancels) name the owner. Nonces stay pe
 agent spends its own (``bastion.core.nonces``), so an owner and several bots never compete for one
 nonce window, and a nonce an agent used stays spent after its grant is revoked and given again.
 
-**Grants** are bounded: an owner has at most ``MAX_AGENTS_PER_OWNER`` grants in force, each for at
-most ``MAX_AGENT_LIFETIME_MS`` of block time; authorising an agent again replaces its grant (new
+**Grants** are bounded by governed limits (``state.bot_limits``, ``bastion.core.bot_limits``): an
+owner has at most ``agent_max_per_owner`` grants in force (8 by default), each for at most
+``agent_max_lifetime_ms`` of block time (180 days); a tightened limit refuses new grants and leaves
+the grants in force as they are; authorising an agent again replaces its grant (new
 scope, new expiry, same place in the list). An expired grant stays, refusing with
 ``agent_expired``, until the owner revokes it, authorises that agent again, or authorises any
 agent: every ``authorize_agent`` first drops the owner's expired grants (``agent_revoked`` with
@@ -52,9 +54,6 @@ from bastion.core.messages import (
     normalize_address,
 )
 from bastion.core.state import SUBACCOUNT_NUMBERS, AgentGrant, State
-
-MAX_AGENTS_PER_OWNER: Final = 8                     # grants in force per owner
-MAX_AGENT_LIFETIME_MS: Final = 180 * 86_400_000     # 180 days of block time, as Hyperliquid's API wallets
 
 # the messages an agent may send for an owner, and the permission each needs. A new trading message an
 # agent may send goes here and gets an ``owner: str | None = None`` field (tests/test_agents.py checks
@@ -162,7 +161,8 @@ def authorize_agent(state: State, sender: str, msg: AuthorizeAgent, events: Even
     ``invalid_address``, ``agent_is_self``, ``agent_cannot_authorize`` (the sender is an agent),
     ``agent_has_agents`` (the agent is an owner of agents), ``invalid_permission``,
     ``invalid_subaccount``, ``invalid_agent_expiry`` (not after the block time, or more than
-    ``MAX_AGENT_LIFETIME_MS`` after it) and ``too_many_agents``. Then the sender's expired grants
+    ``bot_limits.agent_max_lifetime_ms`` after it) and ``too_many_agents`` (``bot_limits.agent_max_per_owner``
+    others in force). Then the sender's expired grants
     are dropped (``agent_revoked``, reason ``expired``) and the grant is stored (``agent_authorized``)."""
     agent = normalize_address(msg.agent, field="agent")
     if agent == sender:
@@ -175,16 +175,17 @@ def authorize_agent(state: State, sender: str, msg: AuthorizeAgent, events: Even
                             field="agent")
     permissions = _permissions(msg.permissions)
     subaccounts = _subaccounts(msg.subaccounts)
-    now = state.time_ms
-    if not now < msg.expires_ms <= now + MAX_AGENT_LIFETIME_MS:
+    now, limits = state.time_ms, state.bot_limits
+    if not now < msg.expires_ms <= now + limits.agent_max_lifetime_ms:
         raise ProtocolError("invalid_agent_expiry", f"expires_ms must be after the block time {now} and at most "
-                            f"{MAX_AGENT_LIFETIME_MS // 86_400_000} days after it", field="expires_ms")
+                            f"{limits.agent_max_lifetime_ms} ms ({limits.agent_max_lifetime_ms // 86_400_000} days) "
+                            "after it", field="expires_ms")
     grants = state.agents.get(sender, {})
     replaced = agent in grants
     live = sum(1 for other, grant in grants.items() if other != agent and is_live(state, grant))
-    if live >= MAX_AGENTS_PER_OWNER:
-        raise ProtocolError("too_many_agents", f"{sender} has {live} agents in force, at most "
-                            f"{MAX_AGENTS_PER_OWNER}: revoke one first", field="agent")
+    if live >= limits.agent_max_per_owner:
+        raise ProtocolError("too_many_agents", f"{sender} has {live} other agents in force, at most "
+                            f"{limits.agent_max_per_owner}: revoke one first", field="agent")
     # --- APPLY
     for other in [other for other, grant in grants.items() if other != agent and not is_live(state, grant)]:
         _drop(state, sender, other, "expired", events)

@@ -6,17 +6,17 @@ rule (docs/protocol.md "Dead-man's switch"):
 
 * the schedule belongs to the **owner** (the sender address), not to a subaccount: it covers all
   128 subaccounts, since a bot that dies dies for all of them;
-* ``time_ms`` must be at least ``MIN_SCHEDULE_DELAY_MS`` after the block time of the transaction
+* ``time_ms`` must be at least ``deadman_min_delay_ms`` after the block time of the transaction
   (``schedule_too_soon``); a later ``schedule_cancel`` replaces the time (refresh), ``null``
   clears it;
 * at the end of the first block whose time is at or past ``time_ms``, the owner's resting orders,
   untriggered conditional orders and live TWAP orders are all cancelled (reason ``deadman``), in
   subaccount order, a ``scheduled_cancel`` event counts them (``complete`` true), and the schedule is
   spent;
-* anti-abuse bounds: the switch fires at most ``MAX_TRIGGERS_PER_DAY`` times per owner per UTC day of
+* anti-abuse bounds: the switch fires at most ``deadman_max_triggers_per_day`` times per owner per UTC day of
   block time (a ``schedule_cancel`` once that many have fired today is ``too_many_scheduled_cancels``;
   clearing is always allowed), and the end-of-block step does bounded work: at most
-  ``MAX_SCHEDULED_CANCELS_PER_BLOCK`` owners and ``MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK`` orders,
+  ``deadman_max_owners_per_block`` owners and ``deadman_max_orders_per_block`` orders,
   conditional orders and TWAPs per block. The others are still due and go in the next blocks, in
   order of their scheduled time, then owner address; an owner cut off by the order budget gets a
   ``scheduled_cancel`` with ``complete`` false and stays first (its switch stays armed, so a
@@ -40,17 +40,14 @@ from bastion.core.orders import remove_conditional_order, remove_order
 from bastion.core.state import SUBACCOUNT_NUMBERS, CancelSchedule, State
 from bastion.core.twap_orders import finish_twap
 
-MIN_SCHEDULE_DELAY_MS: Final = 5_000          # at least 5 s ahead of the block time
-MAX_TRIGGERS_PER_DAY: Final = 10              # firings per owner per UTC day
-MAX_SCHEDULED_CANCELS_PER_BLOCK: Final = 100  # owners whose switch fires in one block
-MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK: Final = 10_000  # orders, conditional orders and TWAPs they cancel
 DAY_MS: Final = 86_400_000
 
 
 def schedule_cancel(state: State, sender: str, msg: ScheduleCancel, events: Events) -> dict[str, Any]:
     """Set, move or (``time_ms`` null) clear the sender's dead-man's switch. Refusals:
-    ``schedule_too_soon`` (less than ``MIN_SCHEDULE_DELAY_MS`` after the block time) and
-    ``too_many_scheduled_cancels`` (the switch already fired ``MAX_TRIGGERS_PER_DAY`` times today)."""
+    ``schedule_too_soon`` (less than ``bot_limits.deadman_min_delay_ms`` after the block time) and
+    ``too_many_scheduled_cancels`` (the switch already fired ``bot_limits.deadman_max_triggers_per_day``
+    times today)."""
     record = state.cancel_schedules.get(sender)
     if msg.time_ms is None:
         if record is not None and record.time_ms is not None:
@@ -58,14 +55,15 @@ def schedule_cancel(state: State, sender: str, msg: ScheduleCancel, events: Even
             state.touch(("cancel_schedule", sender))
             emit(events, ev.CancelScheduled, owner=sender, time_ms=None)
         return {"time_ms": None}
-    if msg.time_ms < state.time_ms + MIN_SCHEDULE_DELAY_MS:
-        raise ProtocolError("schedule_too_soon", f"time_ms must be at least {MIN_SCHEDULE_DELAY_MS} ms after the "
-                            f"block time {state.time_ms}", field="time_ms")
+    limits = state.bot_limits
+    if msg.time_ms < state.time_ms + limits.deadman_min_delay_ms:
+        raise ProtocolError("schedule_too_soon", f"time_ms must be at least {limits.deadman_min_delay_ms} ms after "
+                            f"the block time {state.time_ms}", field="time_ms")
     day = state.time_ms // DAY_MS
     fired = record.triggers if record is not None and record.day == day else 0
-    if fired >= MAX_TRIGGERS_PER_DAY:
+    if fired >= limits.deadman_max_triggers_per_day:
         raise ProtocolError("too_many_scheduled_cancels", f"the dead-man's switch fired {fired} times today, at most "
-                            f"{MAX_TRIGGERS_PER_DAY} a day; try again after 00:00 UTC", field="time_ms")
+                            f"{limits.deadman_max_triggers_per_day} a day; try again after 00:00 UTC", field="time_ms")
     if record is None:
         record = state.cancel_schedules[sender] = CancelSchedule(None, day, 0)
     record.time_ms = msg.time_ms
@@ -87,14 +85,16 @@ def rebuild_cancel_queue(schedules: dict[str, CancelSchedule]) -> list[tuple[int
 
 def run_scheduled_cancels(state: State, events: Events) -> None:
     """End-of-block step: fire the dead-man's switches whose time has come, within the block's budget
-    (at most ``MAX_SCHEDULED_CANCELS_PER_BLOCK`` owners and ``MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK``
+    (at most ``bot_limits.deadman_max_owners_per_block`` owners and ``deadman_max_orders_per_block``
     orders; one comparison when none is due). An owner whose orders outlast the budget stays first in
     the queue and its switch goes on firing in the next block."""
     queue = state.cancel_queue
     now = state.time_ms
     owners = 0
-    budget = MAX_SCHEDULED_CANCEL_ORDERS_PER_BLOCK
-    while queue and queue[0][0] <= now and owners < MAX_SCHEDULED_CANCELS_PER_BLOCK and budget > 0:
+    if not queue or queue[0][0] > now:
+        return
+    max_owners, budget = state.bot_limits.deadman_max_owners_per_block, state.bot_limits.deadman_max_orders_per_block
+    while queue and queue[0][0] <= now and owners < max_owners and budget > 0:
         time_ms, owner = queue[0]
         record = state.cancel_schedules.get(owner)
         if record is None or record.time_ms != time_ms:  # moved or cleared since: a stale entry

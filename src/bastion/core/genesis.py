@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from bastion.core.bot_limits import format_bot_limits, parse_bot_limits
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.council import parse_genesis_council
 from bastion.core.governance.params_codec import format_governance_params, parse_governance_params
@@ -27,7 +28,7 @@ from bastion.core.messages import normalize_address
 from bastion.core.orders import format_order_limits, parse_order_limits
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
-    GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OrderLimitParams,
+    BotLimitParams, GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OrderLimitParams,
 )
 from bastion.core.state import (
     CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Guardian, Market,
@@ -82,6 +83,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "governance": format_governance_params(GovernanceParams()),
     # anti-spam (bastion.core.orders.check_order_limits): open orders per subaccount by equity, minimum notional
     "order_limits": format_order_limits(OrderLimitParams()),
+    # the bot tools' bounds (bastion.core.bot_limits): dead-man's switch, TWAP orders, agent keys
+    "bot_limits": format_bot_limits(BotLimitParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
@@ -212,6 +215,8 @@ def build_state(genesis: Any) -> State:
                              _get(g, "governance", "genesis", dict, {}), GovernanceParams(), "genesis.governance")
     state.order_limits = _wrap("genesis.order_limits", parse_order_limits,
                                _get(g, "order_limits", "genesis", dict, {}), OrderLimitParams(), "genesis.order_limits")
+    state.bot_limits = _wrap("genesis.bot_limits", parse_bot_limits,
+                             _get(g, "bot_limits", "genesis", dict, {}), BotLimitParams(), "genesis.bot_limits")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))

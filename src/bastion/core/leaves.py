@@ -40,7 +40,7 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams, OrderLimitParams,
+    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams,
 )
 from bastion.core.state import AgentGrant
 from bastion.core.state import (
@@ -668,6 +668,22 @@ def _read_cancel_schedules(state: State, rows: Json) -> None:
     state.cancel_queue = rebuild_cancel_queue(state.cancel_schedules)
 
 
+_DEFAULT_BOT_LIMITS: Final = BotLimitParams()
+
+
+def _bot_limits_value(state: State, key: Key) -> Value:
+    # absent while at the defaults (the values these limits had as constants, before they were
+    # governed): the hash of every state that never changed them stays what it was
+    limits = state.bot_limits
+    if limits == _DEFAULT_BOT_LIMITS:
+        return None
+    return [getattr(limits, f.name) for f in fields(limits)]
+
+
+def _read_bot_limits(state: State, document: Json) -> None:
+    state.bot_limits = BotLimitParams(**document)
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
@@ -796,6 +812,9 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              snapshot=(Section("cancel_schedules", lambda state: [[owner, r.time_ms, r.day, r.triggers]
                                                                   for owner, r in state.cancel_schedules.items()],
                                _read_cancel_schedules),)),
+    LeafKind("bot_limits", (), "the governed limits of the bot tools (absent while at their defaults)",
+             _bot_limits_value, keys=lambda state: [] if state.bot_limits == _DEFAULT_BOT_LIMITS else [("bot_limits",)],
+             snapshot=(Section("bot_limits", lambda state: asdict(state.bot_limits), _read_bot_limits),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

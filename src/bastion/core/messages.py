@@ -302,6 +302,25 @@ class UpgradeIsolatedToCross(_Checked):
     market: str
 
 
+@dataclass(frozen=True, slots=True)
+class SetBotLimits(_Checked):
+    """The bot tools' governed limits (genesis ``bot_limits`` names and units, ``bastion.core.bot_limits``):
+    the dead-man's switch, TWAP orders and agent keys. Omitted fields stay as they are."""
+    deadman_min_delay_s: int | None = None
+    deadman_max_triggers_per_day: int | None = None
+    deadman_max_owners_per_block: int | None = None
+    deadman_max_orders_per_block: int | None = None
+    twap_interval_s: int | None = None
+    twap_min_duration_s: int | None = None
+    twap_max_duration_s: int | None = None
+    twap_max_per_subaccount: int | None = None
+    twap_max_slices_per_block: int | None = None
+    twap_default_slippage: str | None = None
+    twap_max_slippage: str | None = None
+    agent_max_per_owner: int | None = None
+    agent_max_lifetime_days: int | None = None
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -320,6 +339,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "insurance_transfer": InsuranceTransfer,
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
+    "set_bot_limits": SetBotLimits,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -345,7 +365,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
-          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits)
+          | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
+          | SetBotLimits)
 
 
 # ------------------------------------------------------------------------------- governance messages

@@ -182,3 +182,24 @@ class GovernanceParams:
     # 0, so at most 1% of scenarios may move a loss onto them (the loss waterfall's last two rungs)
     stress_max_loss_to_traders_usdc: int = 0
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)
+
+
+@dataclass(slots=True)
+class BotLimitParams:
+    """Governed bounds of the bot tools (``bastion.core.bot_limits``, docs/protocol.md "Bot limits"):
+    the dead-man's switch (``bastion.core.deadman``), TWAP orders (``bastion.core.twap_orders``) and
+    agent keys (``bastion.core.agents``). The defaults are the values these modules had as constants."""
+
+    deadman_min_delay_ms: int = 5_000             # a switch is set at least this far after the block time
+    deadman_max_triggers_per_day: int = 10        # firings per owner per UTC day of block time
+    deadman_max_owners_per_block: int = 100       # switches fired in one block
+    deadman_max_orders_per_block: int = 10_000    # orders, conditional orders and TWAPs they cancel in one block
+    twap_interval_ms: int = 30_000                # one slice every 30 s of block time
+    twap_min_duration_ms: int = 60_000            # at least two slices
+    twap_max_duration_ms: int = 86_400_000        # one day: 2,880 slices
+    twap_max_per_subaccount: int = 5              # live TWAP orders of one subaccount
+    twap_max_slices_per_block: int = 64           # slices executed in one block, all TWAPs together
+    twap_default_slippage_ppm: int = 30_000       # 3%: the guard of a TWAP that names none
+    twap_max_slippage_ppm: int = 500_000          # 50%: the widest guard a TWAP may name
+    agent_max_per_owner: int = 8                  # grants in force per owner
+    agent_max_lifetime_ms: int = 180 * DAY_MS     # 180 days of block time, as Hyperliquid's API wallets

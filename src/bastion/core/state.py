@@ -16,6 +16,7 @@ from bastion.core.book import Book
 from bastion.core.enums import MARKET_STATUSES as MARKET_STATUSES
 from bastion.core.enums import MarginMode, MarketStatus
 from bastion.core.params import (
+    BotLimitParams,
     FeeParams,
     FundingParams,
     GovernanceParams,
@@ -284,8 +285,9 @@ class NonceRecord:
 @dataclass(slots=True)
 class TwapOrder:
     """A live TWAP order (``bastion.core.twap_orders``): ``lots`` bought or sold by the protocol in
-    ``slices`` IOC slices, one due every ``TWAP_INTERVAL_MS`` from ``start_ms``, each limited to the
-    oracle price moved by ``slippage_ppm`` against the trader."""
+    ``slices`` IOC slices, the first at ``start_ms``, then one every ``bot_limits.twap_interval_ms`` (as
+    governed when the slice runs), each limited to the oracle price moved by ``slippage_ppm`` against
+    the trader."""
 
     twap_id: int                           # an order id, taken at placement
     owner: str
@@ -437,6 +439,7 @@ class State:
     twap_orders: dict[int, TwapOrder] = field(default_factory=dict)  # live TWAPs by id (core.twap_orders)
     cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
     cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
+    bot_limits: BotLimitParams = field(default_factory=BotLimitParams)  # governed bot-tool bounds (core.bot_limits)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

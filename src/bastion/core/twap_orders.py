@@ -6,9 +6,11 @@
 like an IOC order of the whole size at the slippage guard price (``orders.check_order`` without
 the book: market status, guardian pauses, margin mode, reduce-only, margin after a full fill at
 that price; and the minimum notional of the anti-spam limits), takes the next order id as its
-``twap_id`` and splits into ``slices = duration_ms // TWAP_INTERVAL_MS`` slices. Slice ``k``
-(0-based) is due at ``start_ms + k * TWAP_INTERVAL_MS``; the first one at the end of the block that
-placed it. The rule (docs/protocol.md "TWAP orders"):
+``twap_id`` and splits into ``slices = duration_ms // interval`` slices, ``interval`` being the
+governed ``bot_limits.twap_interval_ms`` (30 s by default). The first slice is due at the end of the
+block that placed it, each next one an interval after the previous one was due (``start_ms + k *
+interval`` while the interval is unchanged; a governed change applies from the next slice on).
+The rule (docs/protocol.md "TWAP orders"):
 
 * **size**: slice ``k`` aims at a cumulative fill of ``floor(size * (k + 1) / slices)`` (the size
   spread evenly in exact integers; the last slice's target is the whole size), so it tries that
@@ -23,14 +25,16 @@ placed it. The rule (docs/protocol.md "TWAP orders"):
   ``SLICE_CLIENT_ID_BASE + twap_id``, above every client id a trader may choose;
 * **order**: ``execute_twap_slices`` runs at the end of each block, after the conditional orders
   trigger, over the live TWAPs in id order; a due TWAP trades one slice per block, at most
-  ``MAX_TWAP_SLICES_PER_BLOCK`` slices a block (the rest wait for the next block, still due);
+  ``bot_limits.twap_max_slices_per_block`` slices a block (the rest wait for the next block, still due);
 * **end**: after its last slice, or as soon as the whole size has filled, the TWAP leaves the state
   (``twap_finished``, reason ``completed``); ``cancel_twap`` ends it at once (``cancelled``), and so
   does its owner's dead-man's switch (``deadman``, ``bastion.core.deadman``).
 
-Bounds: ``MIN_TWAP_DURATION_MS`` to ``MAX_TWAP_DURATION_MS``, at most ``MAX_TWAPS_PER_SUBACCOUNT``
-live TWAPs per subaccount, ``max_slippage`` above 0 and at most ``MAX_SLIPPAGE_PPM`` (default
-``DEFAULT_MAX_SLIPPAGE_PPM``). These are protocol constants, not governed parameters.
+Bounds, governed (``state.bot_limits``, ``bastion.core.bot_limits``; defaults in brackets): a duration
+from ``twap_min_duration_ms`` to ``twap_max_duration_ms`` (60 s to 24 h), at most
+``twap_max_per_subaccount`` live TWAPs per subaccount (5), ``max_slippage`` above 0 and at most
+``twap_max_slippage_ppm`` (0.5; default ``twap_default_slippage_ppm``, 0.03). They are judged at
+placement: a live TWAP keeps its slice count and guard when they change.
 """
 from __future__ import annotations
 
@@ -49,13 +53,6 @@ from bastion.core.orders import (
 from bastion.core.state import OrderTerms, State, TwapOrder
 from bastion.core.units import format_ppm, parse_ppm
 
-TWAP_INTERVAL_MS: Final = 30_000             # one slice every 30 s of block time
-MIN_TWAP_DURATION_MS: Final = 60_000         # at least two slices
-MAX_TWAP_DURATION_MS: Final = 86_400_000     # one day: 2,880 slices
-MAX_TWAPS_PER_SUBACCOUNT: Final = 5
-MAX_TWAP_SLICES_PER_BLOCK: Final = 64
-DEFAULT_MAX_SLIPPAGE_PPM: Final = 30_000     # 3%
-MAX_SLIPPAGE_PPM: Final = 500_000            # 50%
 SLICE_CLIENT_ID_BASE: Final = MAX_CLIENT_ID + 1
 
 
@@ -86,19 +83,21 @@ def place_twap(state: State, sender: str, msg: PlaceTwap, events: Events) -> dic
     if side is None:
         raise ProtocolError("invalid_side", "side must be 'buy' or 'sell'", field="side")
     lots = parse_order_size(market, msg.size)
-    if not MIN_TWAP_DURATION_MS <= msg.duration_ms <= MAX_TWAP_DURATION_MS:
-        raise ProtocolError("twap_duration_out_of_range", f"duration_ms must be {MIN_TWAP_DURATION_MS} to "
-                            f"{MAX_TWAP_DURATION_MS} ms (slices every {TWAP_INTERVAL_MS} ms)", field="duration_ms")
-    slippage = DEFAULT_MAX_SLIPPAGE_PPM
+    limits = state.bot_limits
+    interval = limits.twap_interval_ms
+    if not limits.twap_min_duration_ms <= msg.duration_ms <= limits.twap_max_duration_ms:
+        raise ProtocolError("twap_duration_out_of_range", f"duration_ms must be {limits.twap_min_duration_ms} to "
+                            f"{limits.twap_max_duration_ms} ms (slices every {interval} ms)", field="duration_ms")
+    slippage = limits.twap_default_slippage_ppm
     if msg.max_slippage is not None:
         slippage = parse_ppm(msg.max_slippage, field="max_slippage")
-        if not 0 < slippage <= MAX_SLIPPAGE_PPM:
+        if not 0 < slippage <= limits.twap_max_slippage_ppm:
             raise ProtocolError("invalid_max_slippage", f"max_slippage must be above 0 and at most "
-                                f"{format_ppm(MAX_SLIPPAGE_PPM)}", field="max_slippage")
+                                f"{format_ppm(limits.twap_max_slippage_ppm)}", field="max_slippage")
     live = sum(1 for t in state.twap_orders.values() if t.owner == sender and t.number == sub.number)
-    if live >= MAX_TWAPS_PER_SUBACCOUNT:
+    if live >= limits.twap_max_per_subaccount:
         raise ProtocolError("too_many_twaps", f"subaccount {sub.number} has {live} live TWAP orders, "
-                            f"at most {MAX_TWAPS_PER_SUBACCOUNT} are allowed", field="subaccount")
+                            f"at most {limits.twap_max_per_subaccount} are allowed", field="subaccount")
     twap_id = state.next_order_id
     terms = _slice_terms(sender, sub.number, market.ticker, side, lots,
                          guard_price(market.oracle_price, side, slippage), msg.reduce_only, twap_id)
@@ -107,12 +106,12 @@ def place_twap(state: State, sender: str, msg: PlaceTwap, events: Events) -> dic
     # --- APPLY
     state.next_order_id += 1
     state.touch(("global",))
-    slices = msg.duration_ms // TWAP_INTERVAL_MS
+    slices = msg.duration_ms // interval
     state.twap_orders[twap_id] = TwapOrder(twap_id, sender, sub.number, market.ticker, side, lots, msg.reduce_only,
                                            slippage, state.time_ms, slices, next_slice_ms=state.time_ms)
     state.touch(("twap_order", twap_id))
     emit(events, ev.TwapPlaced, twap_id=twap_id, market=market.ticker, owner=sender, number=sub.number,
-         side=SIDE_NAMES[side], size=lots, duration_ms=msg.duration_ms, slices=slices, interval_ms=TWAP_INTERVAL_MS,
+         side=SIDE_NAMES[side], size=lots, duration_ms=msg.duration_ms, slices=slices, interval_ms=interval,
          reduce_only=msg.reduce_only, max_slippage_ppm=slippage)
     return {"twap_id": twap_id, "market": market.ticker, "slices": slices}
 
@@ -137,10 +136,10 @@ def finish_twap(state: State, twap: TwapOrder, reason: str, events: Events) -> N
 
 def execute_twap_slices(state: State, events: Events) -> None:
     """End-of-block step: one slice of each due TWAP order, in id order, at most
-    ``MAX_TWAP_SLICES_PER_BLOCK`` in all (nothing to do, nothing spent, without live TWAPs)."""
+    ``bot_limits.twap_max_slices_per_block`` in all (nothing to do, nothing spent, without live TWAPs)."""
     if not state.twap_orders:
         return
-    budget = MAX_TWAP_SLICES_PER_BLOCK
+    budget = state.bot_limits.twap_max_slices_per_block
     now = state.time_ms
     for twap in [t for t in state.twap_orders.values() if t.next_slice_ms <= now]:
         if budget == 0:
@@ -172,7 +171,9 @@ def run_slice(state: State, twap: TwapOrder, events: Events) -> None:
         events.extend(placed)
     twap.filled += filled
     twap.slices_done += 1
-    twap.next_slice_ms = twap.start_ms + twap.slices_done * TWAP_INTERVAL_MS
+    # one interval after the slice's due time (not after the block that ran it: a slice delayed by the
+    # per-block budget does not shift the ones after it), at the interval governed now
+    twap.next_slice_ms += state.bot_limits.twap_interval_ms
     state.touch(("twap_order", twap.twap_id))
     emit(events, ev.TwapSlice, twap_id=twap.twap_id, market=twap.market, owner=twap.owner, number=twap.number,
          slice=twap.slices_done, slices=twap.slices, order_id=order_id, price=price, size=lots,

@@ -26,6 +26,9 @@ What each event does (``_BlockIndexer.on_*``):
     order_cancelled              cancelled (expired when the reason is "expired"), remaining 0
     order_modified               an order reduced in place: its size and remaining shrink (a replaced
                                  order is cancelled, reason "modified", and its successor placed)
+    agent_acted                  the next order the agent's place_order creates (its first order event),
+                                 or its modify_order's replacement (``new_order_id``), gets ``agent``:
+                                 the envelope signer that placed it for the owner
     self_trade_decrement         the maker's remaining shrinks; lots counted in the taker's size
     fill                         fills row, both orders, both positions, the candles
     liquidation, deleveraging, bad_debt, liquidation_incomplete, backstop_takeover, backstop_refused,
@@ -52,7 +55,7 @@ The ``param_changed`` event (for governance, a later issue) is::
      "height": 1234, "proposal_id": "9f2c...e1"}
 
 ``name`` is a dotted path as in ``genesis_parameters`` (``funding.*``, ``fees.*``,
-``liquidation.*``, ``order_limits.*`` (``open_order_tiers``: a list of [min equity, max open orders]),
+``liquidation.*``, ``order_limits.*`` (``open_order_tiers``: a list of [min equity, max open orders]), ``bot_limits.*``,
 ``liquidity_tiers.<id>.*``, ``markets.<ticker>.*``, ``markets.<ticker>.oracle.*``),
 ``value`` an int in the unit its name carries (or a string, e.g. a market status), ``height`` the
 block that applies it (the row takes the block's height when the event has none), ``proposal_id``
@@ -90,7 +93,7 @@ def genesis_parameters(state: State) -> dict[str, int | str]:
     """The governed parameters of a genesis state, by dotted name (see the module docstring)."""
     params: dict[str, int | str] = {}
     for group, obj in (("funding", state.funding), ("fees", state.fees), ("liquidation", state.liquidation),
-                       ("order_limits", state.order_limits)):
+                       ("order_limits", state.order_limits), ("bot_limits", state.bot_limits)):
         for f in dataclasses.fields(obj):
             params[f"{group}.{f.name}"] = getattr(obj, f.name)
     for tier_id, tier in state.tiers.items():
@@ -184,6 +187,10 @@ class _BlockIndexer:
         self.orders: dict[int, dict] = {}
         self.positions: dict[tuple[str, int], dict[str, int]] = {}
         self.pending_decrements: dict[int, int] = {}  # taker order id -> lots decremented before its row exists
+        # the agent key of the transaction whose events are being read (``agent_acted`` opens it): the
+        # next order it creates is the agent's (a place_order's first order event, a modify's new id)
+        self.acting_agent: dict[str, Any] | None = None
+        self.agent_orders: dict[int, str] = {}  # order id -> the agent key that placed it (modify_order)
         self._touched_positions: dict[tuple[str, int, str], int] = {}
         self.seq = 0
 
@@ -240,7 +247,7 @@ class _BlockIndexer:
                    "side": None, "order_type": None, "time_in_force": None, "reduce_only": None, "price": None,
                    "trigger_price": None, "size": self.pending_decrements.pop(order_id, 0), "filled": 0,
                    "remaining": 0, "status": "taking", "reason": None, "created_height": self.height,
-                   "created_time_ms": self.time_ms, "triggered_height": None}
+                   "created_time_ms": self.time_ms, "triggered_height": None, "agent": None}
             self.orders[order_id] = row
         for name, value in identity.items():
             if value is not None:
@@ -270,9 +277,26 @@ class _BlockIndexer:
                                             "cause": cause, "change": change, "size": size})
 
     # ---------------------------------------------------------------- orders
+    def on_agent_acted(self, event: dict) -> None:
+        """An agent key's transaction for an owner: its events follow (a refused one has none)."""
+        self.acting_agent = event if event["action"] in ("place_order", "modify_order") else None
+
+    def _attribute(self, row: dict) -> None:
+        """Record the agent key that placed ``row``'s order: the first order event after an agent's
+        ``place_order`` names the order it placed (accepted, resting, cancelled as an IOC remainder, or
+        conditional); a ``modify_order``'s replacement is named by its ``order_modified``."""
+        agent = self.agent_orders.pop(row["order_id"], None)
+        acting = self.acting_agent
+        if agent is None and acting is not None and acting["action"] == "place_order" \
+                and (acting["owner"], acting["number"]) == (row["owner"], row["number"]):
+            agent, self.acting_agent = acting["agent"], None
+        if agent is not None:
+            row["agent"] = agent
+
     def on_order_placed(self, event: dict) -> None:
         row = self._order(event["order_id"], market=event["market"], owner=event["owner"], number=event["number"],
                           client_id=event["client_id"], side=event["side"], price=event["price"])
+        self._attribute(row)
         if self._is_new_taker(row):
             row["size"] += event["size"]
         row["remaining"] = event["size"]
@@ -284,6 +308,7 @@ class _BlockIndexer:
                           client_id=event["client_id"], side=event["side"], price=event["price"],
                           order_type=event["order_type"], time_in_force=event["time_in_force"],
                           reduce_only=int(event["reduce_only"]))
+        self._attribute(row)
         row["size"] = event["size"]
         row["status"] = "taking"
 
@@ -292,6 +317,7 @@ class _BlockIndexer:
                           client_id=event["client_id"], side=event["side"], price=event["price"],
                           order_type=event["order_type"], time_in_force=event["time_in_force"],
                           reduce_only=int(event["reduce_only"]), trigger_price=event["trigger_price"])
+        self._attribute(row)
         row["size"] = event["size"]
         row["remaining"] = event["size"]
         row["status"] = "untriggered"
@@ -311,6 +337,7 @@ class _BlockIndexer:
     def on_order_cancelled(self, event: dict) -> None:
         row = self._order(event["order_id"], market=event["market"], owner=event["owner"], number=event["number"],
                           client_id=event["client_id"])
+        self._attribute(row)
         if self._is_new_taker(row):
             row["size"] += event["size"]
         row["remaining"] = 0
@@ -319,7 +346,13 @@ class _BlockIndexer:
 
     def on_order_modified(self, event: dict) -> None:
         """A resting order reduced in place keeps its row (its size and remaining shrink); a replaced
-        one is its ``order_cancelled`` and the new order's own events, which follow."""
+        one is its ``order_cancelled`` and the new order's own events, which follow (an agent's
+        replacement is the agent's order; a reduction in place keeps the row's own placer)."""
+        acting = self.acting_agent
+        if acting is not None and acting["action"] == "modify_order":
+            self.acting_agent = None
+            if not event["kept_priority"]:
+                self.agent_orders[event["new_order_id"]] = acting["agent"]
         if event["kept_priority"]:
             row = self._known_order(event["order_id"])
             row["size"] -= event["old_size"] - event["size"]
@@ -477,6 +510,7 @@ class _BlockIndexer:
 
     HANDLERS: dict[str, Callable[[_BlockIndexer, dict], None]] = {
         "order_accepted": on_order_accepted,
+        "agent_acted": on_agent_acted,
         "order_placed": on_order_placed,
         "conditional_order_placed": on_conditional_order_placed,
         "conditional_order_triggered": on_conditional_order_triggered,

@@ -28,7 +28,8 @@ The tables (columns in ``TABLES``; ``seq`` is the event's index in its block's e
 
     meta              key -> value: schema_version, genesis_hash, indexed_height
     orders            one row per order id: terms as far as the events tell them, filled and
-                      remaining lots, status, last reason (see ORDER_STATUSES)
+                      remaining lots, status, last reason (see ORDER_STATUSES), and the agent key
+                      that placed it for its owner (null: the owner itself, or the protocol)
     fills             one row per fill event, with its quote notional; liquidation = 1 for the
                       fills of liquidation orders (their taker is the liquidated account, no order id)
     positions         the current size per (owner, number, market): the indexer's working state
@@ -63,7 +64,7 @@ __all__ = [
     "open_read_models",
 ]
 
-SCHEMA_VERSION = 2  # 2: parameters.proposal_id is the proposal's hash id (text)
+SCHEMA_VERSION = 3  # 2: parameters.proposal_id is the proposal's hash id (text); 3: orders.agent
 
 # Candle resolutions: name -> bucket length in ms. A fill belongs to the bucket that holds its block's time.
 RESOLUTIONS: dict[str, int] = {"1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000, "1d": 86_400_000}
@@ -88,7 +89,7 @@ TABLES: dict[str, dict[str, Any]] = {
         "side": "text", "order_type": "text", "time_in_force": "text", "reduce_only": "int",
         "price": "amount", "trigger_price": "amount", "size": "amount", "filled": "amount", "remaining": "amount",
         "status": "text", "reason": "text", "created_height": "int", "created_time_ms": "int",
-        "triggered_height": "int", "updated_height": "int",
+        "triggered_height": "int", "updated_height": "int", "agent": "text",
     }, "key": ("order_id",)},
     "fills": {"columns": {
         "height": "int", "seq": "int", "time_ms": "int", "market": "text", "price": "amount", "size": "amount",

@@ -95,6 +95,7 @@ class ParamGroup(StrEnum):
     GUARDIAN = "guardian"
     COUNCIL = "council"                     # council.members | council.threshold
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
+    BOT_LIMITS = "bot_limits"               # bot_limits.<attr> (bastion.core.bot_limits)
 
 
 _KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER})
@@ -141,7 +142,8 @@ class ParamPath:
             return cls(ParamGroup.STEWARD_BOUND, name[len("council.steward_bounds."):])
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
-        if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council"):
+        if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
+                              "bot_limits"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -366,6 +368,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.listing, ("listing",)
         case ParamGroup.ORDER_LIMITS:
             target, key = state.order_limits, ("order_limits",)
+        case ParamGroup.BOT_LIMITS:
+            target, key = state.bot_limits, ("bot_limits",)
         case ParamGroup.ORACLE_OPERATORS:
             set_oracle_operators(state, value)
             return

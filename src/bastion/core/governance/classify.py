@@ -72,7 +72,7 @@ def copy_governed_state(state: State) -> State:
         markets[ticker] = clone
     sim.markets = markets
     sim.tiers = {tier_id: copy.copy(tier) for tier_id, tier in state.tiers.items()}
-    for group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian"):
+    for group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "bot_limits"):
         setattr(sim, group, copy.deepcopy(getattr(state, group)))
     sim.insurance_funds = dict(state.insurance_funds)
     sim.withdrawals_paused_until = dict(state.withdrawals_paused_until)

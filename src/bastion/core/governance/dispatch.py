@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import fields
 
-from bastion.core import orders
+from bastion.core import bot_limits, orders
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import actions, council_rules, rollout
@@ -29,7 +29,7 @@ from bastion.core.governance.params_codec import parse_governance_params, parse_
 from bastion.core.messages import (
     Action, DelistMarket, InsuranceTransfer, ListMarket, SetCouncil, SetFeeParams, SetGovernanceParams, SetGuardian,
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
-    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross,
+    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits,
 )
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
@@ -176,6 +176,8 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(council_rules.compute_set_council_changes(state, action))
         case SetStewardBounds():
             changes.extend(council_rules.compute_steward_bounds_changes(state, action))
+        case SetBotLimits():
+            changes.extend(compute_bot_limits_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
@@ -212,6 +214,20 @@ def compute_order_limits_changes(state: State, action: SetOrderLimits) -> list[C
                         compare_risk(old.min_order_notional_usdc, new.min_order_notional_usdc,
                                      riskier_when_higher=False)))
     return changes
+
+
+def compute_bot_limits_changes(state: State, action: SetBotLimits) -> list[Change]:
+    """``set_bot_limits``: the fields set, merged over ``state.bot_limits`` and validated by the genesis
+    parser (``bot_limits.parse_bot_limits``: ``invalid_field``, ``invalid_bot_limits`` and the decimal
+    codes); each changed field is risk increasing when it loosens its limit, reducing when it tightens it."""
+    section = {spec.name: getattr(action, spec.name) for spec in bot_limits.BOT_LIMIT_FIELDS
+               if getattr(action, spec.name) is not None}
+    old = state.bot_limits
+    new = bot_limits.parse_bot_limits(section, old, "set_bot_limits")
+    return [Change(ParamPath(ParamGroup.BOT_LIMITS, "", spec.param), getattr(old, spec.param),
+                   getattr(new, spec.param), compare_risk(getattr(old, spec.param), getattr(new, spec.param),
+                                                          riskier_when_higher=spec.looser_when_higher))
+            for spec in bot_limits.BOT_LIMIT_FIELDS if spec.name in section]
 
 
 def _flatten(params: GovernanceParams) -> dict[ParamPath, int]:
