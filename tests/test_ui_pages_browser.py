@@ -21,6 +21,7 @@ from test_ui_browser import CHROMIUM, act_as, screenshot
 from bastion.core.timefmt import parse_iso_ms
 from bastion.demo import DemoServer
 from bastion.demo.keys import get_demo_keys
+from bastion.signing import sign_envelope
 from bastion.web.formatting import usd
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
@@ -135,10 +136,11 @@ def test_the_depth_chart_draws_the_books_cumulative_sizes_and_follows_the_book_w
     screenshot(page, "trade-depth-chart")
 
 
-def test_an_owner_authorises_an_agent_from_the_portfolio_and_revokes_it(page, server):
+def test_an_owner_authorises_an_agent_from_the_portfolio_its_orders_say_so_and_it_is_revoked(page, server):
     import httpx
 
-    agent = Account.create().address.lower()
+    key = Account.create()
+    agent = key.address.lower()
     act_as(page, server, "alice")
     page.goto(server.url + "/portfolio")
     page.fill("#agent-address", agent)
@@ -160,6 +162,19 @@ def test_an_owner_authorises_an_agent_from_the_portfolio_and_revokes_it(page, se
     assert grant["subaccounts"] == [0] and grant["permissions"] == ["trade"] and grant["label"] == "browser bot"
     lead = grant["expires_ms"] - parse_iso_ms(before_ms, field="time")
     assert 2 * 3_600_000 - 60_000 <= lead <= 2 * 3_600_000 + 60_000, lead  # two hours of block time from now
+
+    # the agent places an order for alice: her order history says which key placed it
+    chain_id = httpx.get(server.url + "/v1/status").json()["chain_id"]
+    order = {"type": "place_order", "owner": ALICE, "subaccount": 0, "market": "BTC-USD", "side": "buy",
+             "size": "0.001", "price": "1000", "client_id": 777_001, "time_in_force": "gtc"}
+    answer = httpx.post(server.url + "/v1/tx", params={"wait_ms": 5000},
+                        json=sign_envelope(key.key, chain_id, order, time.time_ns() // 1_000)).json()
+    assert answer["status"] == "committed" and answer["result"]["ok"], answer
+    page.goto(server.url + "/portfolio")
+    placed = page.locator(f"table.history-orders tr[data-order-id='{answer['result']['order_id']}'] .placed-by")
+    sync_api.expect(placed).to_have_text(f"agent {agent[:10]}…")
+    assert placed.locator(".addr").get_attribute("title") == agent
+    row = page.locator(f"#agent-grants tr[data-agent='{agent}']")
 
     row.locator("button.revoke-agent").click()
 
