@@ -214,7 +214,7 @@ def test_the_liquidations_page_shows_moments_dollars_and_words_with_the_block_in
     sync_api.expect(rows.first.locator("time")).to_have_text(AGO)
     first = rows.first.locator("time")
     assert TOOLTIP.match(first.get_attribute("title") or ""), first.get_attribute("title")
-    for when, what, market, account, size, price, notional, amount, reason in cells(page, "table.liquidations tr:has(td)"):
+    for when, what, _, _, size, _, notional, amount, reason in cells(page, "table.liquidations tr:has(td)"):
         assert AGO.match(when) and "_" not in what and "_" not in reason, (when, what, reason)
         assert not notional or DOLLARS.match(notional), notional
         assert not amount or DOLLARS.match(amount), amount
@@ -232,7 +232,7 @@ def test_the_portfolio_has_fills_and_funding_tabs_and_older_pages(page, server):
     sync_api.expect(panel).to_be_visible()
     rows = cells(page, "table.history-fills tr:has(td)")
     assert len(rows) == 25
-    for when, market, side, size, price, fee, role, number in rows:
+    for when, _, side, _, price, fee, role, _ in rows:
         assert AGO.match(when) and side in ("buy", "sell") and role.startswith(("taker", "maker")), rows
         assert re.fullmatch(r"-?\$[\d,]+\.\d{4}", fee) and re.fullmatch(r"[\d,]+(\.\d+)?", price), (fee, price)
     newest = panel.locator("time").first.get_attribute("title")
@@ -249,7 +249,7 @@ def test_the_portfolio_has_fills_and_funding_tabs_and_older_pages(page, server):
     assert payments, "bob was never paid or charged funding"
     page.goto(server.url + "/portfolio?tab=funding")
     sync_api.expect(page.locator("#panel-funding")).to_be_visible()
-    when, number, rates, amount = cells(page, "table.history-funding tr:has(td)")[0]
+    when, _, rates, amount = cells(page, "table.history-funding tr:has(td)")[0]
     assert AGO.match(when) and re.search(r"[A-Z]+-USD: [+-]?[\d.]+%", rates), (when, rates)
     newest_paid = wait_for_rows(server, "/v1/funding-payments", {"owner": BOB}, 1)
     assert amount in {usd(p["amount"], 4) for p in newest_paid[-5:]}, amount
