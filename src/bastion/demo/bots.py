@@ -9,13 +9,11 @@ One step (``DemoDriver.step``, every ``step_ms``, by default ``STEP_MS``):
 
 * **oracle**: the next point of the price path (``bastion.demo.genesis``), interpolated between
   hourly closes (``HOUR_STEPS`` steps per hour of history), PEPE on a seeded random walk;
-* **maker**: every step, per market, a ladder of ``len(LADDER)`` levels a side (2 bp to 1 % from
-  the middle, sizes growing outwards) around the price the oracle was just sent, so that the book
-  straddles the oracle of the block that carries them (PEPE from its isolated subaccount); a level
-  moves (``modify_order``) only when it strayed from its place by more than ``REQUOTE_TOLERANCE`` of
-  its distance, so the outer levels move every few steps (``quote``). At most ``2 * len(LADDER)``
-  orders per market rest, well inside the maker's open-order tier (``order_limits``: 1,000 orders
-  above 10,000 USDC of equity);
+* **maker**: every step, per market, a ``cancel_all`` then a ladder of ``len(LADDER)`` levels a side
+  (2 bp to 1 % from the middle, sizes growing outwards) around the price the oracle was just sent,
+  so that the book straddles the oracle of the block that carries them (PEPE from its isolated
+  subaccount). At most ``2 * len(LADDER)`` orders per market rest, well inside the maker's
+  open-order tier (``order_limits``: 1,000 orders above 10,000 USDC of equity);
 * **traders**: bob and carol take liquidity now and then (carol also in PEPE, isolated); dave opens
   a ``DAVE_LEVERAGE``x BTC long at his first step and whenever he is flat, topping up from the
   faucet: the path's slide of May 16 (about -7 % from the start within 20 hours of history, 40 s)
@@ -57,8 +55,6 @@ HOUR_STEPS = 4                 # steps per hour of history: one day of the path 
 # the maker's ladder, best level first: (distance from the middle, size as a multiple of the market's first quote size)
 LADDER = ((Decimal("0.0002"), 2), (Decimal("0.0005"), 2), (Decimal("0.001"), 4), (Decimal("0.002"), 6),
           (Decimal("0.0035"), 10), (Decimal("0.005"), 16), (Decimal("0.0075"), 20), (Decimal("0.01"), 30))
-REQUOTE_TOLERANCE = Decimal("0.2")  # a level moves once its price is off by 20 % of its distance from the middle
-MAKER_SLOT = 1_000_000                # the maker's ladder client ids: MAKER_SLOT + 100 * market + 2 * level + side
 DAVE_LEVERAGE = 20
 FEE_MARKET, FEE_HIGH, FEE_LOW = "ETH-USD", "0.0005", "0.0004"
 DEMO_PROPOSAL_TITLE = "Cut the ETH-USD taker fee to 0.04%"
@@ -105,7 +101,6 @@ class DemoDriver:
         self.direction = 1
         self.steps = 0
         self.client_ids: dict[str, int] = {}
-        self.quoted: set[str] = set()  # markets the maker has quoted since this driver started
         self.refusals = 0
 
     # ------------------------------------------------------------------ submission
@@ -172,44 +167,22 @@ class DemoDriver:
         return Decimal(format_decimal(market.oracle_price, market.price_decimals))
 
     def quote(self, prices: dict[str, str]) -> None:
-        """The maker: per market, ``LADDER`` a side around ``prices`` (the oracle prices just submitted,
-        so the ladder straddles the oracle they become). Each level is one order with its own client id
-        (``MAKER_SLOT + 100 * market + 2 * level + side``): placed when missing, moved with one
-        ``modify_order`` when its price strayed more than ``REQUOTE_TOLERANCE`` of its distance from
-        where it belongs or it was partly taken, else left alone. The outer levels, far from the price,
-        move only every few steps: fewer transactions (and order rows) than a ``cancel_all`` and a
-        fresh ladder every step, for the same book. The first quote after a start clears the market."""
+        """The maker: per market, cancel its quotes, then place ``LADDER`` a side around ``prices``
+        (the oracle prices just submitted, so the ladder straddles the oracle they become)."""
         maker = self.keys["maker"]
-        with self.node.lock:
-            books = {m.ticker: self.node.state.markets[m.ticker] for m in MARKETS}
-            resting = {(o.number, o.client_id): o for book in books.values() for o in book.book.orders()
-                       if o.owner == maker.address}
-            previous = {ticker: market.oracle_price for ticker, market in books.items()}
-        for index, market in enumerate(MARKETS):
+        for market in MARKETS:
             subaccount = 1 if market.isolated_only else 0
-            fresh = market.ticker not in self.quoted
-            if fresh:
-                self.submit(maker, {"type": "cancel_all", "subaccount": subaccount, "market": market.ticker})
-                self.quoted.add(market.ticker)
+            self.submit(maker, {"type": "cancel_all", "subaccount": subaccount, "market": market.ticker})
             middle = Decimal(prices[market.ticker])
             base, tick = Decimal(market.quote_sizes[0]), Decimal(1).scaleb(-market.price_decimals)
-            # the side moving away from the other first, so that no moved level crosses an old one of the
-            # other side (its own quotes would cancel each other): the asks first when the price rises
-            rising = middle > previous[market.ticker] * tick
-            for side, sign in (("sell", 1), ("buy", -1)) if rising else (("buy", -1), ("sell", 1)):
-                for level, (distance, multiple) in enumerate(LADDER):
+            for distance, multiple in LADDER:
+                for side, sign in (("buy", -1), ("sell", 1)):
                     # at least a tick away from the middle (PEPE's tick is 0.1 % of its price)
                     price = Decimal(on_grid(middle * (1 + sign * distance), market.price_decimals))
-                    limit = min(price, middle - tick) if sign < 0 else max(price, middle + tick)
-                    size, client_id = base * multiple, MAKER_SLOT + 100 * index + 2 * level + (sign > 0)
-                    order = None if fresh else resting.get((subaccount, client_id))
-                    terms = {"subaccount": subaccount, "market": market.ticker, "size": str(size),
-                             "price": str(limit), "client_id": client_id}
-                    if order is None:
-                        self.submit(maker, {"type": "place_order", "side": side, "time_in_force": "gtc", **terms})
-                    elif (abs(order.price * tick - limit) > middle * distance * REQUOTE_TOLERANCE
-                          or order.remaining != int(size.scaleb(market.size_decimals))):  # strayed, or partly taken
-                        self.submit(maker, {"type": "modify_order", **terms})
+                    limit = str(min(price, middle - tick) if sign < 0 else max(price, middle + tick))
+                    self.submit(maker, {"type": "place_order", "subaccount": subaccount, "market": market.ticker,
+                                        "side": side, "size": str(base * multiple), "price": limit,
+                                        "client_id": self.next_client_id("maker"), "time_in_force": "gtc"})
 
     def trade(self, name: str) -> None:
         """A small immediate-or-cancel order across the spread."""
