@@ -5,6 +5,7 @@ in their units (``bastion.web.reads.format_param_value``), history read newest f
 that never traded (``bastion.node.retention``)."""
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -52,7 +53,7 @@ def fake_node(times: dict[int, int], genesis_ms: int = 0) -> SimpleNamespace:
     head = max(times)
     log = SimpleNamespace(block=lambda h: SimpleNamespace(time_ms=times[h]) if h in times else None)
     state = SimpleNamespace(height=head, time_ms=times[head], genesis_time_ms=genesis_ms)
-    return SimpleNamespace(state=state, log=log)
+    return SimpleNamespace(state=state, log=log, lock=threading.Lock())
 
 
 def test_committed_heights_have_their_block_time_and_later_ones_the_recent_pace():

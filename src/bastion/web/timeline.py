@@ -7,7 +7,9 @@ to come an estimate, the head's time plus the blocks to go at the recent pace (t
 interval over the last ``PACE_WINDOW`` blocks). A page keeps the height itself as a tooltip.
 
 Built under the node's lock (``Timeline.of(node)`` reads the head and the window's first block);
-committed heights are looked up lazily and remembered, so a page asks the log once per height.
+committed heights are looked up lazily, each under the lock for a moment, and remembered, so a page
+asks the log once per height. Its methods must not be called while holding the node's lock (it is
+not re-entrant): templates call them while rendering, after the page's reads.
 """
 from __future__ import annotations
 
@@ -37,8 +39,11 @@ class Timeline:
         if pace <= 0:  # a chain of one block, or blocks stamped alike: fall back on the genesis interval
             pace = max(1, (now_ms - state.genesis_time_ms) // head) if head else 1_000
 
-        def lookup(height: int) -> int | None:
-            block = node.log.block(height) if 1 <= height <= head else None
+        def lookup(height: int) -> int | None:  # called while rendering, after the caller let go of the lock
+            if not 1 <= height <= head:
+                return None
+            with node.lock:  # the log's connection is the API's, used under the node's lock
+                block = node.log.block(height)
             return None if block is None else int(block.time_ms)
 
         return cls(head, now_ms, int(pace), lookup)
