@@ -241,6 +241,18 @@ function drawDepth(book) {
   element.dataset.askTotal = String(asks.y.length ? asks.y[asks.y.length - 1] : 0);
 }
 
+// Tables of many columns (class "cards") become one card a row on a phone (style.css): each cell is
+// labelled with its column's header, copied here into data-label (after every live refresh too).
+function labelCells() {
+  document.querySelectorAll("table.cards").forEach((table) => {
+    const headers = Array.from(table.querySelectorAll("thead th"), (th) => th.textContent.trim());
+    table.querySelectorAll("tr").forEach((row) => {
+      if (row.parentElement.tagName === "THEAD") return;
+      Array.from(row.cells).forEach((cell, i) => { cell.dataset.label = headers[i] || ""; });
+    });
+  });
+}
+
 let refreshing = false, refreshAgain = false, lastRefresh = 0;
 async function refreshNow() {
   if (refreshing) { refreshAgain = true; return; }
@@ -267,6 +279,7 @@ async function refreshNow() {
     });
     if (document.getElementById("account-tables")) showAccountPanel(accountPanel);
     showAccountSummary(false);
+    labelCells();
     drawCharts();
     followOracle(false);
   } catch (error) { /* the next push tries again */ }
@@ -728,6 +741,7 @@ if (proposalForm) proposalForm.addEventListener("submit", async (event) => {
                      deposit: String(data.get("deposit")).trim(), actions: actions});
 });
 
+labelCells();
 const depthLevels = document.getElementById("depth-levels");
 if (depthLevels) lastDepth = JSON.parse(depthLevels.textContent);
 drawCharts();
