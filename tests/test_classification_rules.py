@@ -209,7 +209,8 @@ def test_the_governed_copy_shares_no_object_a_change_writes_to():
     state = chain_state()
     sim = classify.copy_governed_state(state)
     for attr in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "insurance_funds",
-                 "withdrawals_paused_until", "steward_bounds", "param_history", "markets", "tiers"):
+                 "withdrawals_paused_until", "steward_bounds", "param_history", "markets", "tiers", "insurance_staking",
+                 "stake_pools", "stakes", "unstake_requests"):
         assert getattr(sim, attr) is not getattr(state, attr), attr
     for ticker, market in state.markets.items():
         clone = sim.markets[ticker]

@@ -24,11 +24,12 @@ PACKAGE = "bastion.core.governance"
 FLOORS = {
     "changes": 1,
     "params_codec": 2, "council_rules": 2, "proposal_guards": 2,
-    "actions": 3, "rollout": 3,
-    "dispatch": 4,
-    "classify": 5,
-    "proposals": 6,
-    "council": 7,
+    "actions": 3, "ui_rules": 3,
+    "rollout": 4,
+    "dispatch": 5,
+    "classify": 6,
+    "proposals": 7,
+    "council": 8,
 }
 ABOVE_GOVERNANCE = {"transition", "transparency", "genesis"}   # core modules that may import governance
 

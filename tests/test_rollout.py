@@ -39,7 +39,8 @@ def begin(chain: Chain, **fields) -> rollout.Rollout:
     action = decode_action(start_rollout(**fields), 0)
     chain.open_block()
     governance.compute_action_changes(chain.state, action)
-    rollout.start_rollouts(chain.state, SimpleNamespace(proposal_id="p", actions=(action,)), chain.events)
+    rollout.start_rollouts(chain.state, SimpleNamespace(proposal_id="p", actions=(action,)), chain.events,
+                           governance.compute_action_changes)
     chain.end_block()
     return chain.state.rollouts[len(chain.state.rollouts)]
 

@@ -103,8 +103,9 @@ def test_the_risk_page_shows_percentages_dollars_and_durations(page, server):
     page.goto(server.url + "/risk")
     tiers = cells(page, "table.tiers tr:has(td)")
     assert tiers and all(row[2].endswith("%") and row[4].endswith("%") for row in tiers), tiers
-    for pool, balance, bad_debt, _ in cells(page, "table.funds tr:has(td)"):
-        assert DOLLARS.match(balance) and DOLLARS.match(bad_debt), (pool, balance, bad_debt)
+    for pool, balance, staked, target, gap, bad_debt, _ in cells(page, "table.funds tr:has(td)"):
+        assert all(DOLLARS.match(v) for v in (balance, staked, target, bad_debt)), (pool, balance, staked, bad_debt)
+        assert DOLLARS.match(gap.split(" (")[0]), gap
     for row in cells(page, "table.risk-markets tr:has(td)"):
         assert re.fullmatch(r"-?[\d.]+% / -?[\d.]+%", row[4]) and COUNTDOWN.match(row[6]), row  # fees, staleness
     for row in cells(page, "table.rules tr:has(td)"):

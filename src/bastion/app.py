@@ -19,7 +19,9 @@ the bytes)::
 Reads (public). Live state, under the node's lock, at the committed ``height`` they return:
 ``/v1/status``, ``/v1/markets[/{ticker}]``, ``/v1/markets/{ticker}/book``, ``/v1/subaccounts/{owner}
 [/{number}[/orders]]``, ``/v1/insurance-funds``, ``/v1/agents/{address}`` (agent keys),
-``/v1/governance/{proposals,parameters,concentration}``, ``/v1/blocks[/{height}]`` (the block log).
+``/v1/governance/{proposals,parameters,concentration}``, ``/v1/governance/proposals/{id}/exposure`` (voter
+exposure disclosure), ``/v1/blocks[/{height}]`` (the block log), ``/v1/telemetry[/{hash}]`` (misuse telemetry
+over the block log's events, ``bastion.telemetry``).
 History, from the read models, at the ``indexed_height`` they return:
 ``/v1/markets/{ticker}/{trades,candles,funding}``, ``/v1/orders``, ``/v1/fills``, ``/v1/funding-payments``,
 ``/v1/liquidations``. ``POST /v1/preview/order`` (no signature, ``bastion.api.preview``). WebSocket
@@ -68,7 +70,9 @@ from bastion.api.routes.chain import block_routes, status_routes
 from bastion.api.routes.governance import governance_routes
 from bastion.api.routes.history import history_routes
 from bastion.api.routes.markets import market_routes
+from bastion.api.routes.staking import staking_routes
 from bastion.api.routes.stress import stress_report_routes
+from bastion.api.routes.telemetry import telemetry_routes
 from bastion.api.routes.transactions import rpc_routes, transaction_routes
 from bastion.api.routes.websocket import websocket_routes
 from bastion.api.security import REFUSAL_STATUS, SecurityHeaders
@@ -82,12 +86,12 @@ __all__ = ["ApiConfig", "create_app"]
 # the routers in the order their routes are matched and listed in the OpenAPI document
 ROUTERS = (transaction_routes, rpc_routes, status_routes, market_routes, account_routes, fund_routes,
            governance_routes, block_routes, history_routes, preview_routes, stress_report_routes, websocket_routes,
-           agent_routes, bot_routes)
+           agent_routes, bot_routes, telemetry_routes, staking_routes)
 
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "high_s_signature": 401, "signer_mismatch": 401,
     "unknown_market": 404, "subaccount_not_found": 404, "unknown_block": 404, "unknown_proposal": 404,
-    "report_not_found": 404,
+    "report_not_found": 404, "telemetry_not_found": 404,
     "read_models_disabled": 404, "not_found": 404, "method_not_allowed": 405,
     "too_large": 413, "rate_limited": 429, **REFUSAL_STATUS,
 }
@@ -138,6 +142,7 @@ def create_app(node: Node, config: ApiConfig | None = None, *, demo: DemoFeature
                   "order previews and WebSocket channels. Errors are 4xx {code, message, field}.")
     app.state.node, app.state.config, app.state.reader, app.state.hub = node, config, reader, hub
     app.state.reports = reports
+    app.state.suggestions, app.state.telemetry = ctx.suggestions, ctx.telemetry
     app.add_middleware(SecurityHeaders)  # CSP, frame-ancestors, nosniff on every answer (bastion.api.security)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],

@@ -18,7 +18,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from bastion.core import votes
+from bastion.core import staking, votes
 from bastion.core import events as ev
 from bastion.core.book import BUY
 from bastion.core.deadman import DAY_MS
@@ -28,7 +28,7 @@ from bastion.core.bot_limits import format_bot_limits
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
-from bastion.core.governance.rollout import PARAMS
+from bastion.core.governance import rollout as rollouts
 from bastion.core.state import Position, Rollout, State, TwapOrder
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc
@@ -121,7 +121,8 @@ def describe_state(state: State) -> dict:
             "bot_limits": format_bot_limits(state.bot_limits),
             "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
                                   "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
-                                 for owner, r in state.cancel_schedules.items()]}
+                                 for owner, r in state.cancel_schedules.items()],
+            "insurance_staking": describe_staking(state)}
 
 
 def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
@@ -197,23 +198,30 @@ def describe_governance(state: State) -> dict:
 
 
 def describe_rollout(state: State, rollout: Rollout) -> dict:
-    """A staged rollout with its values as decimal sizes on its market's grid and its gates in USDC."""
-    market = state.markets[rollout.market]
+    """A staged rollout with its values as its direct action writes them (sizes on the market's grid,
+    ratios, USDC, seconds, tier ids), its planned step values, its gates and their last measures."""
+    path = rollouts.get_param_path(rollout)
+    unit = rollouts.get_lever(rollout).unit
 
-    def size(lots: int) -> str:
-        return format_decimal(lots, market.size_decimals)
+    def value(raw: int) -> str:
+        return rollouts.format_param_value(state, path, raw)
 
-    gates: dict[str, Any] = {}
-    if rollout.min_insurance_fund_usdc is not None:
-        gates["min_insurance_fund"] = format_usdc(rollout.min_insurance_fund_usdc)
-    if rollout.max_bad_debt_usdc is not None:
-        gates["max_bad_debt"] = format_usdc(rollout.max_bad_debt_usdc)
-    if rollout.max_liquidations is not None:
-        gates["max_liquidations"] = rollout.max_liquidations
+    def gate(name: str, raw: int) -> Any:
+        return rollouts.format_gate_value(state, rollout, name, raw)
+
     return {"rollout_id": rollout.rollout_id, "market": rollout.market, "param": rollout.param,
-            "status": rollout.status, "step": rollout.step, "steps": rollout.steps, "start": size(rollout.start),
-            "target": size(rollout.target), "value": size(getattr(market, PARAMS[rollout.param][0])),
-            "interval_s": rollout.interval_ms // MS_PER_S, "gates": gates, "revert_on_breach": rollout.revert_on_breach,
+            "path": str(path), "status": rollout.status, "step": rollout.step, "steps": rollout.steps,
+            "start": value(rollout.start), "target": value(rollout.target),
+            "value": value(rollouts.get_current_value(state, path)),
+            "planned": [value(rollouts.get_step_value(rollout, i, unit)) for i in range(1, rollout.steps + 1)],
+            "interval_s": rollout.interval_ms // MS_PER_S,
+            "gates": {name: gate(name, limit) for name, limit in rollouts.get_gate_limits(rollout).items()},
+            "measured": {name: gate(name, raw) for name, raw in rollout.measured.items()},
+            "gate_checks": [{"gate": name, "measure": rollouts.MEASURES[name], "limit": gate(name, limit),
+                             "measured": gate(name, rollout.measured[rollouts.MEASURES[name]])
+                             if rollouts.MEASURES[name] in rollout.measured else None}
+                            for name, limit in rollouts.get_gate_limits(rollout).items()],
+            "revert_on_breach": rollout.revert_on_breach,
             "next_step_time": format_iso_ms(rollout.next_step_ms), "halt_reason": rollout.halt_reason,
             "reverted": rollout.reverted, "proposal_id": rollout.proposal_id, "ended_height": rollout.ended_height}
 
@@ -235,10 +243,11 @@ def describe_bgov(state: State) -> dict:
 
 
 def format_result(result: dict, state: State) -> dict:
-    """A transaction result with its amounts on their grids: a vote's ``weight`` in BGOV, a fill's
-    ``filled`` in its market's size decimals."""
+    """A transaction result with its amounts on their grids: a vote's ``weight`` (and the
+    ``exposed_full_weight`` of a discounted vote) in BGOV, a fill's ``filled`` in its market's size decimals."""
     if "weight" in result:  # a vote's weight, in BGOV
-        return {**result, "weight": format_decimal(result["weight"], BGOV_DECIMALS)}
+        return {**result, **{key: format_decimal(result[key], BGOV_DECIMALS)
+                             for key in ("weight", "exposed_full_weight") if key in result}}
     if "filled" in result and result.get("market") in state.markets:
         market = state.markets[result["market"]]
         return {**result, "filled": format_decimal(result["filled"], market.size_decimals)}
@@ -272,3 +281,33 @@ def format_row(state: Any, row: dict[str, Any]) -> dict[str, Any]:
                 value = str(value)
         out[key] = value
     return out
+
+
+def describe_staking(state: State) -> dict:
+    """Insurance staking (``bastion.core.staking``) for people: per fund its staked and protocol-owned
+    parts, shares, share price (USDC per share, rounded down), target and gap, replenishing flag and
+    the stakers' cumulative fees and losses; every staker's free shares and their value; the pending
+    unstake requests."""
+    targets = staking.fund_targets(state)
+    pools = {}
+    for pool, (fund, target, gap) in targets.items():
+        record = state.stake_pools.get(pool)
+        staked, shares = (record.staked, record.shares) if record is not None else (0, 0)
+        pools[pool] = {"fund": format_usdc(fund), "staked": format_usdc(staked),
+                       "protocol_owned": format_usdc(fund - staked), "shares": format_usdc(shares),
+                       "share_price": format_usdc(staked * 1_000_000 // shares) if shares else "1",
+                       "target": format_usdc(target), "gap": format_usdc(gap),
+                       "replenishing": bool(record is not None and record.replenishing),
+                       "fee_share": format_ppm(staking.fee_share_ppm(state, pool)),
+                       "fees_earned": format_usdc(record.fees_earned if record is not None else 0),
+                       "losses_borne": format_usdc(record.losses_borne if record is not None else 0)}
+    stakes = [{"pool": pool, "owner": owner, "shares": format_usdc(shares),
+               "value": format_usdc(staking.share_value(state.stake_pools[pool], shares))}
+              for (pool, owner), shares in sorted(state.stakes.items())]
+    requests = [{"request_id": rid, "pool": r.pool, "owner": r.owner, "subaccount": r.subaccount,
+                 "shares": format_usdc(r.shares), "value": format_usdc(staking.share_value(state.stake_pools[r.pool],
+                                                                                          r.shares)),
+                 "requested": format_iso_ms(r.requested_ms), "available": format_iso_ms(r.available_ms),
+                 "available_ms": r.available_ms}
+                for rid, r in state.unstake_requests.items()]
+    return {"pools": pools, "stakes": stakes, "unstake_requests": requests}

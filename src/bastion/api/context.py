@@ -25,6 +25,7 @@ from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.node.node import Node, wall_clock_ms
 from bastion.node.readmodels import ReadModels, open_read_models
 from bastion.signing import NONCE_FUTURE_MS, NONCE_PAST_MS, verify_envelope
+from bastion.telemetry import SuggestionLog, TelemetryStore
 
 MAX_WAIT_MS = 30_000
 MAX_ROWS = 1_000
@@ -119,6 +120,8 @@ class ApiContext:
         self.ip_limiter = RateLimiter(config.ip_rate_per_s, config.ip_burst, config.clock_ms)
         self.report_limiter = RateLimiter(config.report_rate_per_s, config.report_burst, config.clock_ms)
         self.reports = ReportStore(node.data_dir / REPORTS_DIRECTORY)
+        # issue 20: isolation suggestions made by previews, telemetry snapshots served (bastion.telemetry)
+        self.suggestions, self.telemetry = SuggestionLog(), TelemetryStore()
         self.reader = ReadModelReader(config.read_models_url or node.read_models_url)
         self.hub = Hub(node, HubLimits(config.ws_max_connections, config.ws_max_per_ip, config.ws_max_subscriptions,
                                        config.ws_idle_s))

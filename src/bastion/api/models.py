@@ -121,12 +121,17 @@ class Market(Open):
     size_decimals: int
     price_decimals: int
     isolated_only: bool
+    cross_margin_cap: str = Field(examples=["0"], description="while isolated_only: the maintenance requirement "
+                                  "(USDC) cross subaccounts may carry in this market (issue 20)")
     tier: Tier
     oracle: dict[str, Any]
     funding: dict[str, Any]
     open_interest: str
     best_bid: str | None
     best_ask: str | None
+    ui_requirements: dict[str, Any] = Field(description="what a frontend must show and enforce (governed, "
+                                                        "set_ui_requirements): risk_banner, isolation_threshold, "
+                                                        "default_leverage, max_leverage, confirm_above_leverage")
 
 
 class Markets(BaseModel):
@@ -213,31 +218,33 @@ class Block(BlockHeader):
     events: list[dict[str, Any]]
 
 
-REPORT_EXAMPLE = "a7cea4620644737856cde94f4afc0387e0e3bbf9617bea3d651d2381c6f3b204"  # of STRESS_REPORT_EXAMPLE
+REPORT_EXAMPLE = "c261cc4034b309c55ea3e1f6e4d80e496e2c448abceb850bab89a6cf86792dd1"  # of STRESS_REPORT_EXAMPLE
 # a complete (two-scenario) report as ``bastion.stress.report.build_report`` writes it (tested valid)
 STRESS_REPORT_EXAMPLE: dict[str, Any] = {
-    "format": "bastion-stress-report/2",
+    "format": "bastion-stress-report/3",
     "inputs": {"state_hash": "cd" * 32, "height": 1200, "accounts": 4, "markets": ["BTC-USD"],
                "insurance_funds_usdc": [["cross", 1000000000000]],
                "scenario_set": {"name": "gate-default", "version": 1, "hash": "ef" * 32}, "seed": 7,
                "data_hash": "01" * 32, "code": {"bastion": "0.1.0", "engine": "fast-1", "numpy": "2.3.0"},
-               "book_depth_usdc": [["BTC-USD", 0, 0, 2000000000000, 2000000000000]]},
+               "book_depth_usdc": [["BTC-USD", 0, 0, 2000000000000, 2000000000000]],
+               "staked_usdc": [["cross", 0]], "fund_targets_usdc": [["cross", 0, 0]]},
     "scenarios": [
         {"index": 0, "name": "down-30", "kind": "shock", "steps": 1, "liquidations": 2,
          "liquidated_notional_usdc": 61500000000, "insurance_fees_usdc": 615000000, "insurance_payouts_usdc": 0,
          "insurance_drawdown_usdc": 0, "adl_notional_usdc": 0, "bad_debt_usdc": 0, "loss_usdc": 0,
          "depleted_pools": [], "trader_loss_usdc": 0, "backstop_peak_usdc": 0,
-         "insurance_final_usdc": 1000615000000},
+         "insurance_final_usdc": 1000615000000, "stakers_loss_usdc": 0},
         {"index": 1, "name": "thin-down-10", "kind": "thin_book", "steps": 1, "liquidations": 1,
          "liquidated_notional_usdc": 30100000000, "insurance_fees_usdc": 0, "insurance_payouts_usdc": 1200000000,
          "insurance_drawdown_usdc": 1200000000, "adl_notional_usdc": 0, "bad_debt_usdc": 0, "loss_usdc": 1200000000,
          "depleted_pools": [], "trader_loss_usdc": 0, "backstop_peak_usdc": 0,
-         "insurance_final_usdc": 998800000000}],
+         "insurance_final_usdc": 998800000000, "stakers_loss_usdc": 0}],
     "summary": {"scenarios": 2, "depleted": 0, "depletion_probability_ppm": 0, "var99_loss_usdc": 1200000000,
                 "es99_loss_usdc": 1200000000, "worst_bad_debt_usdc": 0, "worst_drawdown_usdc": 1200000000,
                 "liquidations": 3, "liquidated_notional_usdc": 91600000000, "var99_trader_loss_usdc": 0,
                 "worst_trader_loss_usdc": 0, "scenarios_with_trader_loss": 0, "worst_backstop_peak_usdc": 0,
-                "lowest_final_funds_usdc": 998800000000},
+                "lowest_final_funds_usdc": 998800000000, "var99_stakers_loss_usdc": 0,
+                "worst_stakers_loss_usdc": 0},
     "thresholds": {"max_depletion_probability": "0.01", "max_var99_loss_of_fund": "0.5", "max_es99_loss_of_fund": "1",
                    "max_loss_to_traders": "0"},
     "thresholds_source": "governance",
@@ -399,8 +406,15 @@ class Rollout(Open):
     start: str
     target: str
     value: str = Field(description="the parameter's current value")
+    path: str = Field(examples=["liquidity_tiers.0.initial_margin_ppm"], description="the governed parameter moved")
+    planned: list[str] = Field(description="the value after each step, first to last")
     interval_s: int
-    gates: dict[str, Any] = Field(examples=[{"min_insurance_fund": "1000", "max_liquidations": 3}])
+    gates: dict[str, Any] = Field(examples=[{"min_insurance_fund": "1000", "max_liquidations": 3,
+                                             "max_top_account_share": "0.5"}])
+    measured: dict[str, Any] = Field(description="each gate's measure when the last step was due",
+                                     examples=[{"top_account_share": "0.583334", "liquidations": 0}])
+    gate_checks: list[dict[str, Any]] = Field(description="per gate: its measure's name, limit and last measured "
+                                              "value (null before the first due step)")
     revert_on_breach: bool
     next_step_time: str
     halt_reason: str | None
@@ -493,16 +507,20 @@ class Preview(Open):
     before: dict[str, Any]
     after: dict[str, Any]
     isolation: Isolation
+    ui_requirements: dict[str, Any] = Field(description="the market's governed UI requirements and this order "
+                                                        "against them: leverage_after, over_max_leverage (the "
+                                                        "order is then refused: rejection ui_max_leverage), "
+                                                        "confirmation_required")
 
 
 class StressReportDocument(Open):
     """A stress report as ``bastion stress`` writes it (``report.json``, format
-    ``bastion-stress-report/2``; ``docs/stress.md``): every figure an integer (micro-USDC, ppm,
+    ``bastion-stress-report/3``; ``docs/stress.md``): every figure an integer (micro-USDC, ppm,
     counts). ``report_hash`` = SHA-256 of its canonical bytes (sorted keys, compact separators, ASCII)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [STRESS_REPORT_EXAMPLE]})
 
-    format: str = Field(examples=["bastion-stress-report/2"])
+    format: str = Field(examples=["bastion-stress-report/3"])
     inputs: dict[str, Any] = Field(description="what it was computed from: state_hash, height, accounts, markets, "
                                                "insurance_funds_usdc, scenario_set, seed, data_hash, code")
     scenarios: list[dict[str, Any]] = Field(description="one result per scenario, in index order")
@@ -602,3 +620,32 @@ class BotLimits(BaseModel):
     height: int
     limits: dict[str, Any] = Field(examples=[{"twap_interval_s": 30, "twap_max_per_subaccount": 5,
                                               "twap_default_slippage": "0.03", "agent_max_per_owner": 8}])
+
+
+class TelemetrySnapshot(BaseModel):
+    """A misuse telemetry snapshot (``bastion.telemetry``, format ``bastion-telemetry/1``) and its hash,
+    the SHA-256 of its canonical bytes, which a proposal cites in ``submit_proposal.evidence``."""
+
+    snapshot_hash: str = Field(examples=[REPORT_EXAMPLE])
+    snapshot: dict[str, Any] = Field(description="format, chain_id, epoch, markets (per market: orders, fills, "
+                                                 "ratios in ppm, self-trade prevention hits, two-sided owners, "
+                                                 "liquidation clusters, oracle events, isolation suggestions "
+                                                 "and how many were ignored before a liquidation), governance "
+                                                 "(concentration, turnout)")
+
+
+class Exposure(Open):
+    """A proposal's voter exposure disclosure (``bastion.core.exposure``)."""
+
+    height: int
+    proposal_id: str
+    number: int
+    risk_class: str
+    snapshot_height: int
+    markets: dict[str, str] = Field(description="ticker -> effect on its position holders: gains | loses | "
+                                                "affected | mixed", examples=[{"BTC-USD": "gains"}])
+    delegates: list[dict[str, Any]] = Field(description="exposed delegates, largest exposure first: delegate, "
+                                                        "votes (BGOV at the snapshot), directly_exposed, markets "
+                                                        "(own_size, own_notional, delegated_notional, delegators)")
+    discount: dict[str, Any] = Field(description="the governed discount of directly exposed votes in the "
+                                                 "critical tier: exposed_vote_weight, threshold (USDC), applies")

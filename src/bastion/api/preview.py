@@ -9,7 +9,9 @@ returns:
   the block that applies the order may still see another book or oracle price);
 * ``before`` and ``after``: equity (TNC), initial and maintenance requirements, free collateral,
   and the liquidation price of every position (``bastion.api.risk``);
-* ``isolation``: whether to trade it from an isolated subaccount instead, and the comparison.
+* ``isolation``: whether to trade it from an isolated subaccount instead, and the comparison;
+* ``ui_requirements``: the market's governed UI requirements (``views.describe_ui_requirements``) and
+  the order against them (below).
 
 **Reduce-only.** The fill is capped as matching caps it (``reduce_only_cap``): a reduce-only order
 (or any order in a reduce-only or stale market) fills at most the open position on the other side,
@@ -20,8 +22,9 @@ against a 0.17 BTC long closes the long: 0.17 fills, the rest never does.
 **Isolation suggestion.** Suggested when the order adds risk (it is not reduce-only and does not
 only reduce a position) and either
 
-* ``dominates_maintenance``: after the fill, the order's market carries more than
-  ``DOMINANCE_THRESHOLD_PPM`` (50%) of the account's maintenance requirement while the account
+* ``dominates_maintenance``: after the fill, the order's market carries more than the market's
+  governed ``isolation_threshold`` (``DOMINANCE_THRESHOLD_PPM``, 50%, by default) of the account's
+  maintenance requirement while the account
   holds at least one other position - so a move of that one market would liquidate the others; or
 * ``volatile_tier``: the market's liquidity tier has an initial margin of at least
   ``VOLATILE_TIER_IMF_PPM`` (10%: dYdX's small-cap, long-tail and safety tiers).
@@ -34,6 +37,16 @@ the fee, rounded up to a whole USDC; a request may give its own ``isolated_amoun
 amount is at risk, and the rest of the account as it is minus that amount, with its own
 liquidation prices. Isolation is never suggested for an order from a subaccount that is already
 isolated (it is the isolated case).
+
+**UI requirements** (issue 20, governed per market with ``set_ui_requirements``). The order's
+``leverage_after`` is the account's after the fill: the notional of all its positions at the oracle
+price over its equity (null when the equity is not positive, which counts as over any maximum).
+When the market has a governed maximum, over the offered ``max_leverage`` (the governed one capped
+by the tier's) the preview refuses the order: ``over_max_leverage`` is true,
+``accepted`` false and ``rejection`` ``ui_max_leverage`` (a requirement on frontends, not a chain
+rule: the chain would take the order); over ``confirm_above_leverage`` it sets
+``confirmation_required``, which a frontend asks the trader for before signing. A reduce-only order,
+or one that only reduces a position, is never refused or flagged (it lowers the leverage).
 
 **Trading it isolated** (the trade page's "Trade isolated" button, ``Client.place_order_isolated``):
 the answer says where and how, so that no client recomputes it. ``target_subaccount`` is chosen by
@@ -59,9 +72,12 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.api.risk import Holdings, compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
-from bastion.api.views import get_market_or_404, price_text, size_text
+from bastion.api.views import (
+    describe_ui_requirements, get_market_or_404, price_text, size_text, tier_max_leverage_ppm,
+)
 from bastion.core import guardian
 from bastion.core.errors import ProtocolError
+from bastion.core.governance.ui_rules import effective_ui_requirements
 from bastion.core.margin import compute_position_risk, cost_after
 from bastion.core.messages import PlaceOrder
 from bastion.core.orders import check_order, fill_notional, parse_order
@@ -201,11 +217,16 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
     reasons = []
     adds_risk = not (reduce_only or reduces)
     from_cross = sub is None or sub.mode == CROSS  # an isolated subaccount already is the isolated case
-    if adds_risk and from_cross and share_ppm > DOMINANCE_THRESHOLD_PPM and len(set(after.sizes) - {market}) >= 1:
+    threshold = effective_ui_requirements(state, market).isolation_threshold_ppm
+    if adds_risk and from_cross and share_ppm > threshold and len(set(after.sizes) - {market}) >= 1:
         reasons.append("dominates_maintenance")
     if adds_risk and from_cross and state.tiers[the_market.tier_id].initial_margin_ppm >= VOLATILE_TIER_IMF_PPM:
         reasons.append("volatile_tier")
     after_view = _describe_holdings(state, after)
+    ui = _check_ui_requirements(state, the_market, after, adds_risk)
+    if ui["over_max_leverage"] and rejection is None:
+        rejection = {"code": "ui_max_leverage", "message": f"the account's leverage after this order would be over "
+                     f"the {ui['max_leverage']}x that {market}'s governed UI requirements allow"}
     return {
         "height": state.height, "subaccount": subaccount, "market": market, "side": side,
         "size": size_text(the_market, lots), "price": price_text(the_market, ticks),
@@ -216,7 +237,7 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
         "isolation": {
             "suggested": bool(reasons), "reasons": reasons,
             "market_maintenance_share": format_ppm(share_ppm),
-            "dominance_threshold": format_ppm(DOMINANCE_THRESHOLD_PPM),
+            "dominance_threshold": format_ppm(threshold),
             "volatile_tier_initial_margin": format_ppm(VOLATILE_TIER_IMF_PPM),
             "proposed_amount": format_usdc(proposed),
             "cross": {"collateral_at_risk": after_view["equity"], "positions": after_view["positions"]},
@@ -225,4 +246,20 @@ def preview_order(state: State, *, owner: str, subaccount: int, market: str, sid
                          "rest": _describe_holdings(state, rest)},
             **describe_isolation_setup(state, owner=owner, source=subaccount, market=market, amount=amount),
         },
+        "ui_requirements": ui,
     }
+
+
+def _check_ui_requirements(state: State, market: Market, after: Holdings, adds_risk: bool) -> dict[str, Any]:
+    """The market's UI requirements and the order against them (module docstring, "UI requirements")."""
+    view = describe_ui_requirements(state, market)
+    equity, _, _, per_market = compute_totals(state, after)
+    exposure = sum(abs(value) for value, _, _ in per_market.values())
+    leverage = exposure * PPM // equity if equity > 0 else None
+    ui = effective_ui_requirements(state, market.ticker)
+    max_ppm = min(ui.max_leverage_ppm, tier_max_leverage_ppm(state, market))
+    over_max = adds_risk and ui.max_leverage_ppm > 0 and (leverage is None or leverage > max_ppm)
+    confirm = adds_risk and ui.confirm_above_leverage_ppm > 0 and (
+        leverage is None or leverage > ui.confirm_above_leverage_ppm)
+    return {**view, "leverage_after": None if leverage is None else format_ppm(leverage),
+            "over_max_leverage": over_max, "confirmation_required": confirm}

@@ -12,14 +12,16 @@ from dataclasses import asdict
 from typing import Any
 
 from bastion.api.risk import compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
-from bastion.core import transparency, votes
+from bastion.core import exposure, transparency, votes
 from bastion.core.governance import council_rules as council
+from bastion.core.governance.proposals import get_proposal_effects
+from bastion.core.governance.ui_rules import effective_ui_requirements
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import ACTION_NAMES
 from bastion.core.state import Market, Proposal, State, Subaccount
 from bastion.core.timefmt import format_iso_ms
-from bastion.core.units import format_decimal, format_ppm, format_usdc
+from bastion.core.units import PPM, format_decimal, format_ppm, format_usdc
 from bastion.presentation import describe_governance, describe_guardian, describe_position, describe_rollout
 from bastion.risk_model import maintenance_margin_ppm
 
@@ -62,6 +64,7 @@ def describe_market(state: State, market: Market) -> dict[str, Any]:
         "max_open_interest": size_text(market, market.max_open_interest_lots),
         "maker_fee": format_ppm(market.maker_fee_ppm), "taker_fee": format_ppm(market.taker_fee_ppm),
         "isolated_only": market.isolated_only, "pool": market.pool, "tier": describe_tier(state, market.tier_id),
+        "cross_margin_cap": format_usdc(market.cross_margin_cap_usdc),
         "oracle": {"price": price_text(market, market.oracle_price), "min_sources": oracle.min_sources,
                    "max_staleness_s": oracle.max_staleness_ms // 1_000,
                    "max_source_deviation": format_ppm(oracle.max_source_deviation_ppm),
@@ -72,7 +75,31 @@ def describe_market(state: State, market: Market) -> dict[str, Any]:
         "open_interest": size_text(market, market.open_interest),
         "best_bid": price_text(market, market.book.best_bid()), "best_ask": price_text(market, market.book.best_ask()),
         "resting_orders": len(market.book),
+        "ui_requirements": describe_ui_requirements(state, market),
     }
+
+
+def tier_max_leverage_ppm(state: State, market: Market) -> int:
+    """The most leverage the market's tier allows (1 / initial margin), in ppm of 1x, truncated."""
+    return PPM * PPM // state.tiers[market.tier_id].initial_margin_ppm
+
+
+def describe_ui_requirements(state: State, market: Market) -> dict[str, Any]:
+    """What a frontend must show and enforce for ``market`` (``bastion.core.governance.ui_rules``), as
+    offered: ``max_leverage`` is the governed maximum capped by the tier's (the tier's alone when none is
+    governed), ``default_leverage`` the governed default (else that maximum), ``confirm_above_leverage``
+    null when no confirmation is required, ``risk_banner`` null when there is none; leverage as decimal
+    multiples of 1x; ``governed`` says whether the market has its own record."""
+    ui = effective_ui_requirements(state, market.ticker)
+    tier_max = tier_max_leverage_ppm(state, market)
+    offered_max = min(ui.max_leverage_ppm or tier_max, tier_max)
+    default = min(ui.default_leverage_ppm or offered_max, offered_max)
+    return {"risk_banner": ui.risk_banner or None, "isolation_threshold": format_ppm(ui.isolation_threshold_ppm),
+            "default_leverage": format_ppm(default), "max_leverage": format_ppm(offered_max),
+            "tier_max_leverage": format_ppm(tier_max),
+            "confirm_above_leverage": format_ppm(ui.confirm_above_leverage_ppm) if ui.confirm_above_leverage_ppm
+            else None,
+            "governed": market.ticker in state.ui_requirements}
 
 
 def describe_book(state: State, market: Market, depth: int) -> dict[str, Any]:
@@ -215,7 +242,31 @@ def describe_proposals(state: State) -> list[dict[str, Any]]:
                             for a in proposal.actions]
         entry["stress_gate"] = describe_stress_gate(state, proposal)
         entry["participation"] = describe_participation(state, proposal)
+        entry["evidence"] = list(proposal.evidence)
     return described
+
+
+def describe_voter_exposure(state: State, proposal: Proposal) -> dict[str, Any]:
+    """The voter exposure disclosure of ``proposal`` (``bastion.core.exposure``): the markets its
+    changes touch with their effect on position holders, every exposed delegate (votes at the
+    snapshot in BGOV, own size and notionals in USDC) and whether the governed discount applies."""
+    effects = get_proposal_effects(state, proposal)
+    governance = state.governance
+    delegates = []
+    for d in exposure.disclose(state, effects, proposal.snapshot_height):
+        delegates.append({"delegate": d.delegate, "votes": format_decimal(d.votes, votes.BGOV_DECIMALS),
+                          "directly_exposed": d.directly_exposed,
+                          "markets": [{"market": m.market, "effect": m.effect,
+                                       "own_size": size_text(state.markets[m.market], m.own_size),
+                                       "own_notional": format_usdc(m.own_notional),
+                                       "delegated_notional": format_usdc(m.delegated_notional),
+                                       "delegators": m.delegators} for m in d.markets]})
+    return {"height": state.height, "proposal_id": proposal.proposal_id, "number": proposal.number,
+            "risk_class": proposal.risk_class, "snapshot_height": proposal.snapshot_height,
+            "markets": exposure.changed_markets(state, effects), "delegates": delegates,
+            "discount": {"exposed_vote_weight": format_ppm(governance.exposed_vote_weight_ppm),
+                         "threshold": format_usdc(governance.exposure_threshold_usdc),
+                         "applies": proposal.risk_class == "critical" and governance.exposed_vote_weight_ppm < PPM}}
 
 
 def ratio_text(value: Any) -> str:

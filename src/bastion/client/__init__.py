@@ -258,6 +258,19 @@ class _Methods:
     def insurance_funds(self) -> Any:
         return self._request("GET", "/v1/insurance-funds")
 
+    def staking(self, *, window_s: int | None = None) -> Any:
+        """``GET /v1/staking``: staking parameters and, per insurance fund, its staked and
+        protocol-owned parts, share price, target and gap, and the stakers' fee APR over ``window_s``."""
+        return self._request("GET", "/v1/staking", params=_drop_none({"window_s": window_s}))
+
+    def staking_history(self, pool: str, *, limit: int | None = None) -> Any:
+        """``GET /v1/staking/{pool}/history``: the fund's share price samples, oldest first."""
+        return self._request("GET", f"/v1/staking/{pool}/history", params=_drop_none({"limit": limit}))
+
+    def staker(self, owner: str) -> Any:
+        """``GET /v1/staking/stakers/{owner}``: its free shares and pending unstake requests."""
+        return self._request("GET", f"/v1/staking/stakers/{owner}")
+
     def agents(self, address: str | None = None, *, limit: int | None = None, cursor: str | None = None) -> Any:
         """``GET /v1/agents/{address}``: the agent keys ``address`` (default: this client's owner, or
         its own address) authorised, and one page (``limit``, ``cursor``) of the owners it is an agent of."""
@@ -406,6 +419,21 @@ class _Methods:
         """Stop one of this address's live TWAP orders."""
         return self.submit({"type": "cancel_twap", "twap_id": twap_id}, wait_ms=wait_ms)
 
+    def stake_insurance(self, *, fund: str, amount: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        """Stake ``amount`` USDC from ``subaccount`` into the insurance fund ``fund`` ("cross" or an
+        isolated market's ticker); the result names the ``shares`` minted."""
+        return self.submit({"type": "stake_insurance", "fund": fund, "amount": str(amount), "subaccount": subaccount},
+                           wait_ms=wait_ms)
+
+    def request_unstake(self, *, fund: str, shares: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
+        """Start the cooldown of ``shares``; the result names the ``request_id`` and ``available_ms``."""
+        return self.submit({"type": "request_unstake", "fund": fund, "shares": str(shares),
+                            "subaccount": subaccount}, wait_ms=wait_ms)
+
+    def complete_unstake(self, *, request: int, wait_ms: int = 0) -> Any:
+        """Pay a cooled-down unstake request at the current share price (the result names the ``amount``)."""
+        return self.submit({"type": "complete_unstake", "request": request}, wait_ms=wait_ms)
+
     def set_leverage(self, *, market: str, initial_margin: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
         return self.submit({"type": "set_leverage", "subaccount": subaccount, "market": market,
                             "initial_margin": str(initial_margin)}, wait_ms=wait_ms)
@@ -540,6 +568,27 @@ class Client(_Methods):
     def submit_batch(self, msgs: list[dict[str, Any]]) -> Any:
         """Sign each message and submit them as one batch; each is accepted or refused on its own."""
         return self._request("POST", "/v1/tx/batch", body={"txs": [self.sign(m) for m in msgs]})
+
+    def place_order_checked(self, *, market: str, side: str, size: Decimal, price: Decimal, client_id: int,
+                            subaccount: int = 0, time_in_force: str = "gtc", reduce_only: bool = False,
+                            confirm: bool = False, wait_ms: int = 0) -> Any:
+        """Place a limit order as the market's governed UI requirements say a frontend must (issue 20):
+        preview it first; refuse it (``BastionError`` with the preview's code, ``ui_max_leverage``
+        over the offered maximum leverage) when the preview does; refuse it with
+        ``confirmation_required`` when the account's leverage after it would be over the
+        confirmation leverage, unless ``confirm`` (the trader confirmed); else sign and submit it."""
+        order = _order_message(market=market, side=side, size=size, price=price, client_id=client_id,
+                               subaccount=subaccount, time_in_force=time_in_force, reduce_only=reduce_only)
+        preview = self.preview_order(**IsolatedOrderRun.preview_fields(order))
+        if not preview["accepted"]:
+            rejection = preview["rejection"]
+            raise BastionError(0, rejection["code"], rejection["message"])
+        ui = preview["ui_requirements"]
+        if ui["confirmation_required"] and not confirm:
+            raise BastionError(0, "confirmation_required", f"{market}: the account's leverage after this order "
+                               f"would be {ui['leverage_after']}x, over the {ui['confirm_above_leverage']}x above "
+                               "which the trader must confirm (confirm=True)")
+        return self.submit(order, wait_ms=wait_ms)
 
     def place_order_isolated(self, *, market: str, side: str, size: Decimal, price: Decimal, client_id: int,
                              subaccount: int = 0, isolated_amount: Decimal | None = None,

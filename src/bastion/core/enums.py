@@ -96,3 +96,22 @@ class AgentPermission(Vocabulary):
 
 
 AGENT_PERMISSIONS: Final = tuple(AgentPermission)
+
+
+class StakingLossMode(Vocabulary):
+    """How an insurance fund's loss is split between its stakers and its protocol-owned part
+    (``InsuranceStakingParams.loss_mode``, ``bastion.core.staking``)."""
+
+    PRO_RATA = "pro_rata"                  # in proportion to the two parts
+    FIRST_LOSS = "first_loss"              # the stakers' part first, the protocol-owned part after
+
+
+STAKING_LOSS_MODES: Final = tuple(StakingLossMode)
+
+
+class FundFlow(Vocabulary):
+    """What moves an insurance fund, which decides the stakers' part of it (``bastion.core.staking.move_fund``)."""
+
+    FEE = "fee"                            # trading and liquidation fees: the governed staker share
+    RESULT = "result"                      # backstop results and deficits paid: gains pro rata, losses by loss_mode
+    PROTOCOL = "protocol"                  # governance transfers, settlement rounding: the protocol-owned part only

@@ -1145,6 +1145,104 @@ class TwapFinished:
     reason: Text
 
 
+@event("rollout_gates_measured", Topic.GOVERNANCE)
+class RolloutGatesMeasured:
+    """What a staged rollout's health gates measured when a step was due (before the step or the
+    halt it decides; ``bastion.core.governance.rollout``): the market's pool insurance fund, bad
+    debt, liquidations and trader losses since the previous step, the market's share of the cross
+    pool's maintenance requirement, its top account's share of the open interest, the cross
+    accounts' net position against it and the backstops' inventory."""
+
+    rollout_id: Id
+    market: Ticker
+    step: Count
+    insurance_fund: Usdc
+    bad_debt: Usdc
+    liquidations: Count
+    cross_share: Ppm
+    top_account_share: Ppm
+    oi_skew: Ppm
+    backstop_inventory: Lots
+    trader_losses: Usdc
+
+
+@event("insurance_staked", Topic.ACCOUNT)
+class InsuranceStaked:
+    """USDC staked into an insurance fund for shares (``bastion.core.staking``)."""
+
+    pool: Pool
+    owner: Address
+    number: Id
+    amount: Usdc
+    shares: Usdc                 # shares minted (6 decimals, like USDC)
+    staked: Usdc                 # the fund's staked part, after
+    total_shares: Usdc           # the pool's shares outstanding, after
+    insurance_fund: Usdc         # the whole fund, after
+
+
+@event("unstake_requested", Topic.ACCOUNT)
+class UnstakeRequested:
+    """Shares locked for the unstake cooldown; ``value`` is what they are worth now (the payout is
+    at the share price of ``complete_unstake``)."""
+
+    request_id: Id
+    pool: Pool
+    owner: Address
+    number: Id
+    shares: Usdc
+    value: Usdc
+    available_ms: Ms
+
+
+@event("insurance_unstaked", Topic.ACCOUNT)
+class InsuranceUnstaked:
+    """A cooled-down unstake request paid at the share price of this block."""
+
+    request_id: Id
+    pool: Pool
+    owner: Address
+    number: Id
+    shares: Usdc
+    amount: Usdc
+    staked: Usdc
+    total_shares: Usdc
+    insurance_fund: Usdc
+
+
+@event("insurance_stakers_loss", Topic.LIQUIDATION)
+class InsuranceStakersLoss:
+    """The stakers' part of a loss of their fund (``loss_mode`` says how it was split)."""
+
+    pool: Pool
+    loss: Usdc                   # the fund's whole loss
+    stakers_loss: Usdc           # the part taken from the staked part
+    staked: Usdc                 # the staked part, after
+    shares: Usdc                 # shares outstanding (before a wipe-out)
+    loss_mode: Text
+
+
+@event("insurance_stakes_wiped_out", Topic.LIQUIDATION)
+class InsuranceStakesWipedOut:
+    """A loss took the whole staked part: every share of the pool and its pending requests are cancelled."""
+
+    pool: Pool
+    shares: Usdc
+    holders: Count
+    requests: tuple[Id, ...]
+
+
+@event("insurance_replenishment", Topic.LIQUIDATION)
+class InsuranceReplenishment:
+    """A fund fell below its governed target (``replenishing``) or reached it again; ``fee_share_ppm``
+    is its share of net trading fees from the next block on."""
+
+    pool: Pool
+    replenishing: Flag
+    insurance_fund: Usdc
+    target: Usdc
+    fee_share_ppm: Ppm
+
+
 Event = (
     Deposit | Withdrawal | Transfer | LeverageSet | MarginModeSet | FundingPayment
     | OrderAccepted | OrderPlaced | OrderCancelled | ConditionalOrderPlaced | ConditionalOrderTriggered
@@ -1161,6 +1259,9 @@ Event = (
     | RolloutStarted | RolloutStep | RolloutCompleted | RolloutReverted | RolloutHalted
     | AgentAuthorized | AgentRevoked | AgentActed
     | OrderModified | CancelScheduled | ScheduledCancel | TwapPlaced | TwapSlice | TwapFinished
+    | RolloutGatesMeasured
+    | InsuranceStaked | UnstakeRequested | InsuranceUnstaked | InsuranceStakersLoss | InsuranceStakesWipedOut
+    | InsuranceReplenishment
 )
 """Every event the core emits (``event_types()`` names them)."""
 

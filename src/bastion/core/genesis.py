@@ -16,6 +16,7 @@ from bastion.core.bot_limits import format_bot_limits, parse_bot_limits
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.council import parse_genesis_council
 from bastion.core.governance.params_codec import format_governance_params, parse_governance_params
+from bastion.core.governance.ui_rules import set_genesis_ui_requirements
 from bastion.core.hashing import commit_state_hash, iter_leaf_keys
 from bastion.core.market_codec import MARKET_DEFAULTS, ORACLE_DEFAULTS, parse_market
 from bastion.core.market_codec import check_keys as _check_keys
@@ -26,9 +27,11 @@ from bastion.core.market_codec import parse_oracle_params as _oracle_params
 from bastion.core.market_codec import wrap_error as _wrap
 from bastion.core.messages import normalize_address
 from bastion.core.orders import format_order_limits, parse_order_limits
+from bastion.core.staking import format_staking_params, parse_staking_params
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
-    BotLimitParams, GovernanceParams, LiquidationParams, ListingParams, LiquidityTier, OrderLimitParams,
+    BotLimitParams, GovernanceParams, InsuranceStakingParams, LiquidationParams, ListingParams, LiquidityTier,
+    OrderLimitParams,
 )
 from bastion.core.state import (
     CROSS, CROSS_POOL, ISOLATED, SUBACCOUNT_NUMBERS, Guardian, Market,
@@ -85,9 +88,14 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "order_limits": format_order_limits(OrderLimitParams()),
     # the bot tools' bounds (bastion.core.bot_limits): dead-man's switch, TWAP orders, agent keys
     "bot_limits": format_bot_limits(BotLimitParams()),
+    # insurance-fund staking and replenishment (bastion.core.staking)
+    "insurance_staking": format_staking_params(InsuranceStakingParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
     "accounts": [],
+    # issue 20: per market, what frontends must show and enforce (bastion.core.governance.ui_rules), e.g.
+    # {"BTC-USD": {"risk_banner": "...", "max_leverage": "5", "confirm_above_leverage": "3"}}
+    "ui_requirements": {},
 }
 def build_state(genesis: Any) -> State:
     """Validate a genesis object and build the initial state (height 0, hash committed)."""
@@ -217,9 +225,14 @@ def build_state(genesis: Any) -> State:
                                _get(g, "order_limits", "genesis", dict, {}), OrderLimitParams(), "genesis.order_limits")
     state.bot_limits = _wrap("genesis.bot_limits", parse_bot_limits,
                              _get(g, "bot_limits", "genesis", dict, {}), BotLimitParams(), "genesis.bot_limits")
+    state.insurance_staking = _wrap("genesis.insurance_staking", parse_staking_params,
+                                    _get(g, "insurance_staking", "genesis", dict, {}), InsuranceStakingParams(),
+                                    "genesis.insurance_staking")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
+    _wrap("genesis.ui_requirements", set_genesis_ui_requirements, state,
+          _get(g, "ui_requirements", "genesis", dict, {}))
     for key in iter_leaf_keys(state):
         state.touch(key)
     commit_state_hash(state)

@@ -40,8 +40,10 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams,
+    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams, UiRequirements,
 )
+from bastion.core.params import InsuranceStakingParams
+from bastion.core.state import StakePool, UnstakeRequest
 from bastion.core.state import AgentGrant
 from bastion.core.state import (
     Attestation, CancelSchedule, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms,
@@ -198,7 +200,8 @@ def _market_value(state: State, key: Key) -> Value:
             [p.min_sources, p.max_staleness_ms, p.max_source_deviation_ppm, p.max_move_per_block_ppm],
             m.oracle_price, m.stale, sorted([op, t, ms] for op, (t, ms) in m.submissions.items()),
             m.open_interest, m.funding_index, m.premium_minute, m.block_premiums, m.minute_samples,
-            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price]
+            m.last_funding_hour, m.max_order_lots, m.twap_cumulative, m.twap_ms, m.settlement_price,
+            m.cross_margin_cap_usdc]
 
 
 def _twap_value(state: State, key: Key) -> Value:
@@ -402,7 +405,7 @@ def _governance_value(state: State, key: Key) -> Value:
             g.guardian_max_pause_ms, g.guardian_unpause_grace_ms,
             g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
             g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals,
-            g.stress_max_loss_to_traders_usdc]
+            g.stress_max_loss_to_traders_usdc, g.exposed_vote_weight_ppm, g.exposure_threshold_usdc]
 
 
 def _read_governance(state: State, document: Json) -> None:
@@ -445,7 +448,8 @@ def _proposal_value(state: State, key: Key) -> Value:
             pr.risk_class, pr.submitted_height, pr.snapshot_height, pr.deadline_height,
             [r.quorum_ppm, r.approval_threshold_ppm, r.voting_period_blocks, r.timelock_ms,
              r.min_holding_age_blocks], pr.status, pr.yes, pr.no, pr.abstain, pr.veto, pr.quorum_height,
-            pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov]
+            pr.extended, pr.queued_ms, pr.closed_height, pr.deposit_state, pr.swing_extensions, pr.fee_bgov,
+            *([list(pr.evidence)] if pr.evidence else [])]  # cited telemetry (issue 20), only when some is
 
 
 def _action_value(action: object) -> list[Any]:
@@ -469,6 +473,7 @@ def _ballot_value(state: State, key: Key) -> Value:
 def _proposal_document(proposal: Proposal) -> dict[str, Any]:
     """A proposal with its actions and voting rules, and its ballots (the ``ballot`` leaves)."""
     doc = {f.name: getattr(proposal, f.name) for f in fields(proposal) if f.name not in ("actions", "rules", "ballots")}
+    doc["evidence"] = list(proposal.evidence)
     doc["actions"] = [{"type": ACTION_NAMES[type(a)], **asdict(a)} for a in proposal.actions]
     doc["rules"] = asdict(proposal.rules)
     doc["ballots"] = [[voter, option, weight, reason] for voter, (option, weight, reason) in proposal.ballots.items()]
@@ -477,8 +482,9 @@ def _proposal_document(proposal: Proposal) -> dict[str, Any]:
 
 def _read_proposals(state: State, proposals: Json) -> None:
     for p in proposals:
-        plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots")}
-        proposal = Proposal(**plain, actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
+        plain = {k: v for k, v in p.items() if k not in ("actions", "rules", "ballots", "evidence")}
+        proposal = Proposal(**plain, evidence=tuple(p["evidence"]),
+                            actions=tuple(decode_action(a, i) for i, a in enumerate(p["actions"])),
                             rules=GovernanceTier(**p["rules"]))
         proposal.ballots = {voter: (option, weight, reason) for voter, option, weight, reason in p["ballots"]}
         state.proposals[proposal.proposal_id] = proposal
@@ -499,7 +505,9 @@ def _rollout_value(state: State, key: Key) -> Value:
     return [ro.market, ro.param, ro.start, ro.target, ro.steps, ro.interval_ms, ro.min_insurance_fund_usdc,
             ro.max_bad_debt_usdc, ro.max_liquidations, ro.revert_on_breach, ro.proposal_id, ro.created_height,
             ro.next_step_ms, ro.liquidations_mark, ro.bad_debt_mark, ro.step, ro.status, ro.halt_reason, ro.reverted,
-            ro.ended_height]
+            ro.ended_height, sorted(_pairs(ro.contagion_gates)), ro.trader_losses_mark, sorted(_pairs(ro.measured)),
+            ro.start_is_safer,
+            ro.tiers]
 
 
 # --------------------------------------------------------------------------------------- guardian, council
@@ -682,6 +690,60 @@ def _bot_limits_value(state: State, key: Key) -> Value:
 
 def _read_bot_limits(state: State, document: Json) -> None:
     state.bot_limits = BotLimitParams(**document)
+# --------------------------------------------------------------------------------------- UI requirements
+_UI_FIELDS: Final = tuple(f.name for f in fields(UiRequirements))
+
+
+def _ui_requirements_value(state: State, key: Key) -> Value:
+    record = state.ui_requirements.get(key[1])
+    return None if record is None else [getattr(record, name) for name in _UI_FIELDS]
+
+
+def _write_ui_requirements(state: State) -> Json:
+    return [[ticker, *(getattr(state.ui_requirements[ticker], name) for name in _UI_FIELDS)]
+            for ticker in sorted(state.ui_requirements)]
+
+
+def _read_ui_requirements(state: State, rows: Json) -> None:
+    state.ui_requirements = {row[0]: UiRequirements(*row[1:]) for row in rows}
+
+
+# --------------------------------------------------------------------------------------- insurance staking
+_DEFAULT_STAKING: Final = InsuranceStakingParams()
+
+
+def _staking_at_defaults(state: State) -> bool:
+    return state.insurance_staking == _DEFAULT_STAKING and state.next_unstake_id == 1
+
+
+def _staking_value(state: State, key: Key) -> Value:
+    # absent while at the defaults and before any unstake request: the hash of every state that never
+    # used staking stays what it was before staking existed
+    if _staking_at_defaults(state):
+        return None
+    p = state.insurance_staking
+    return [p.cooldown_ms, p.staker_fee_share_ppm, p.loss_mode, p.min_stake_usdc, p.target_oi_ppm,
+            p.target_floor_usdc, p.replenish_share_ppm, state.next_unstake_id]
+
+
+def _read_staking(state: State, document: Json) -> None:
+    state.insurance_staking = InsuranceStakingParams(**document)
+
+
+def _stake_pool_value(state: State, key: Key) -> Value:
+    record = state.stake_pools.get(key[1])
+    return None if record is None else [record.staked, record.shares, record.replenishing, record.fees_earned,
+                                        record.losses_borne]
+
+
+def _stake_value(state: State, key: Key) -> Value:
+    shares = state.stakes.get((key[1], key[2]))
+    return None if shares is None else [shares]
+
+
+def _unstake_request_value(state: State, key: Key) -> Value:
+    r = state.unstake_requests.get(key[1])
+    return None if r is None else [r.owner, r.pool, r.shares, r.subaccount, r.requested_ms, r.available_ms]
 
 
 # --------------------------------------------------------------------------------------- the table
@@ -815,6 +877,39 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
     LeafKind("bot_limits", (), "the governed limits of the bot tools (absent while at their defaults)",
              _bot_limits_value, keys=lambda state: [] if state.bot_limits == _DEFAULT_BOT_LIMITS else [("bot_limits",)],
              snapshot=(Section("bot_limits", lambda state: asdict(state.bot_limits), _read_bot_limits),)),
+    LeafKind("trader_losses", ("ticker",), "a market's cumulative trader losses (deleveraging and socialisation)",
+             lambda state, key: [state.trader_losses[key[1]]],
+             keys=lambda state: [("trader_losses", ticker) for ticker in state.trader_losses],
+             snapshot=(Section("trader_losses", lambda state: _pairs(state.trader_losses),
+                               _set("trader_losses", _dict_of_pairs)),)),
+    LeafKind("ui_requirements", ("ticker",), "a market's governed UI requirements: risk banner, isolation "
+             "threshold, default and maximum leverage, confirmation leverage (absent while the defaults)",
+             _ui_requirements_value,
+             keys=lambda state: [("ui_requirements", ticker) for ticker in sorted(state.ui_requirements)],
+             snapshot=(Section("ui_requirements", _write_ui_requirements, _read_ui_requirements),)),
+    LeafKind("insurance_staking", (), "the insurance staking and replenishment parameters, the next unstake "
+             "request id (absent while both are at their defaults)", _staking_value,
+             keys=lambda state: [] if _staking_at_defaults(state) else [("insurance_staking",)],
+             snapshot=(Section("insurance_staking", lambda state: asdict(state.insurance_staking), _read_staking),
+                       _scalar_section("next_unstake_id"))),
+    LeafKind("stake_pool", ("pool",), "an insurance fund's staked part, shares, replenishing flag, stakers' fees "
+             "and losses", _stake_pool_value,
+             keys=lambda state: [("stake_pool", pool) for pool in state.stake_pools],
+             snapshot=(Section("stake_pools", lambda state: [[pool, *asdict(r).values()]
+                                                             for pool, r in state.stake_pools.items()],
+                               _set("stake_pools", lambda rows: {row[0]: StakePool(*row[1:]) for row in rows})),)),
+    LeafKind("stake", ("pool", "owner"), "a staker's free shares of a fund", _stake_value,
+             keys=lambda state: [("stake", pool, owner) for pool, owner in state.stakes],
+             snapshot=(Section("stakes", lambda state: [[pool, owner, shares]
+                                                        for (pool, owner), shares in state.stakes.items()],
+                               _set("stakes", lambda rows: {(pool, owner): n for pool, owner, n in rows})),)),
+    LeafKind("unstake_request", ("request_id",), "a pending unstake request: owner, fund, shares, subaccount, "
+             "times", _unstake_request_value,
+             keys=lambda state: [("unstake_request", rid) for rid in state.unstake_requests],
+             snapshot=(Section("unstake_requests", lambda state: [[rid, *asdict(r).values()]
+                                                                  for rid, r in state.unstake_requests.items()],
+                               _set("unstake_requests",
+                                    lambda rows: {row[0]: UnstakeRequest(*row[1:]) for row in rows})),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

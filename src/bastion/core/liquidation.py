@@ -93,7 +93,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Final
 
-from bastion.core import events as ev, guardian, twap
+from bastion.core import events as ev, guardian, staking, twap
 from bastion.core.accounts import change_position, settle_funding, subaccount_pool
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.errors import InvariantViolation
@@ -108,7 +108,7 @@ from bastion.core.margin import (
     open_interest_change,
 )
 from bastion.core.orders import apply_fill, drop_order, fill_notional, remove_conditional_order, remove_order
-from bastion.core.enums import TRADING, MarketStatus
+from bastion.core.enums import TRADING, FundFlow, MarketStatus
 from bastion.core.state import CROSS, ISOLATED, REDUCE_ONLY, Market, State, Subaccount
 from bastion.core.units import PPM, USDC_DECIMALS, fee_for
 from bastion.risk_model import (
@@ -409,7 +409,7 @@ class _LiquidationFills:
         self.ranks.changed(sub)
         self.ranks.changed(maker_sub)
         sub.balance -= insurance
-        state.insurance_funds[pool] += insurance
+        staking.move_fund(state, pool, insurance, FundFlow.FEE, self.events)
         self.budget.notional_left -= abs(quote)
         self.budget.insurance_loss_left -= max(-insurance, 0)
         self.filled += lots
@@ -562,7 +562,7 @@ def backstop_takeover(state: State, sub: Subaccount, market: Market, reason: str
     oi_delta = open_interest_change(size, delta, inventory, -delta)
     sub.balance += fill - fund_delta
     backstop.balance -= fill
-    state.insurance_funds[pool] += fund_delta
+    staking.move_fund(state, pool, fund_delta, FundFlow.FEE, events)
     change_position(state, sub, market, delta, market.oracle_price)
     change_position(state, backstop, market, -delta, market.oracle_price)
     market.open_interest += oi_delta
@@ -650,13 +650,22 @@ def _sweep_backstop(state: State, pool: str, backstop: Subaccount, events: Event
     if amount == 0:
         return
     backstop.balance -= amount
-    state.insurance_funds[pool] += amount
+    staking.move_fund(state, pool, amount, FundFlow.RESULT, events)
     state.touch(backstop.key)
     state.touch(("global",))
     emit(events, ev.BackstopPnl, pool=pool, amount=amount, insurance_fund=state.insurance_funds[pool])
 
 
 # --------------------------------------------------------------------------------------- deleveraging
+def add_trader_loss(state: State, ticker: str, amount: int) -> None:
+    """Count ``amount`` micro-USDC (if positive) taken from traders in ``ticker`` by deleveraging (the
+    winner's loss against the oracle value) or socialisation (the bad debt they paid): the cumulative
+    ``state.trader_losses`` that staged rollouts' ``max_trader_losses`` gate reads."""
+    if amount > 0:
+        state.trader_losses[ticker] = state.trader_losses.get(ticker, 0) + amount
+        state.touch(("trader_losses", ticker))
+
+
 def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                ranks: AdlRanking | None = None) -> None:
     """Rungs 3 and 4: close the subaccount's position in ``market`` against ranked winners (ADL),
@@ -715,6 +724,7 @@ def deleverage(state: State, sub: Subaccount, market: Market, events: Events,
                           price_decimals=market.price_decimals) - other.cost
         _close_pair(state, market, sub, counterparty, delta, quote, events)
         ranks.changed(counterparty)
+        add_trader_loss(state, ticker, quote - oracle_value)
         emit(events, ev.Deleveraging,
              market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=bankruptcy, quote=quote,
              oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
@@ -876,6 +886,7 @@ def socialise(state: State, sub: Subaccount, market: Market, events: Events,
                                        payment=payment))
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + bad_debt
+    add_trader_loss(state, ticker, bad_debt)
     state.touch(("global",))
     emit(events, ev.BadDebt, market=ticker, owner=sub.owner, number=sub.number, size=-delta, bankruptcy_quote=quote,
          oracle_price=market.oracle_price, net_collateral=net_collateral, maintenance=maintenance,
@@ -908,11 +919,13 @@ def socialise_deficit(state: State, sub: Subaccount, market: Market, side: int, 
                                            payment=payment))
     else:  # every opposing position is gone: the fund pays what it holds, the rest stays a hole
         paid = min(deficit, max(state.insurance_funds[market.pool], 0))
-        state.insurance_funds[market.pool] -= paid
+        staking.move_fund(state, market.pool, -paid, FundFlow.RESULT, events)
         deficit = paid
     sub.balance += deficit
     pool = market.pool
     state.bad_debt[pool] = state.bad_debt.get(pool, 0) + deficit
+    if total:
+        add_trader_loss(state, market.ticker, deficit)
     state.touch(sub.key)
     state.touch(("global",))
     emit(events, ev.BadDebt, market=market.ticker, owner=sub.owner, number=sub.number, size=0, bankruptcy_quote=0,
@@ -991,7 +1004,7 @@ def settle_final_markets(state: State, events: Events) -> None:
                  oracle_price=market.oracle_price, amount=received)
             change_position(state, sub, market, -position.size, market.oracle_price)
             state.touch(sub.key)
-        state.insurance_funds[market.pool] += residue
+        staking.move_fund(state, market.pool, residue, FundFlow.PROTOCOL)
         market.open_interest = 0
         market.status = MarketStatus.SETTLED
         state.touch(market.key)

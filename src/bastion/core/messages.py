@@ -154,6 +154,7 @@ class SetMarketParams(_Checked):
     max_source_deviation: str | None = None
     max_move_per_block: str | None = None
     max_order_size: str | None = None      # the largest order (anti-spam, bastion.core.orders)
+    cross_margin_cap: str | None = None    # USDC of maintenance cross accounts may carry (core.cross_promotion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +217,12 @@ class DelistMarket(_Checked):
 
 @dataclass(frozen=True, slots=True)
 class StartRollout(_Checked):
-    """Move one market parameter (``max_open_interest`` or ``min_order_size``) to ``target`` in
-    ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates``
-    (``{min_insurance_fund?, max_bad_debt?, max_liquidations?}``) hold (``bastion.core.governance.rollout``)."""
+    """Move one risk lever (``max_open_interest``, ``min_order_size`` or a rollable parameter's dotted
+    name, e.g. ``liquidity_tiers.0.initial_margin_ppm``) to ``target`` (as its direct action writes it)
+    in ``steps`` steps, at most one per ``interval_s`` of block time, each only while ``gates`` (issue 5's
+    ``min_insurance_fund``, ``max_bad_debt``, ``max_liquidations`` and the contagion gates
+    ``max_cross_share``, ``max_top_account_share``, ``max_oi_skew``, ``max_backstop_inventory``,
+    ``max_trader_losses``) hold on ``market`` (``bastion.core.governance.rollout``)."""
     market: str
     param: str
     target: str
@@ -321,6 +325,34 @@ class SetBotLimits(_Checked):
     agent_max_lifetime_days: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SetUiRequirements(_Checked):
+    """Change what a frontend must show and enforce for one market (``bastion.core.governance.ui_rules``):
+    the risk banner text, the maintenance share above which the preview suggests isolation (a ratio),
+    the default and maximum leverage offered and the leverage above which an order needs a
+    confirmation (decimal multiples of 1x; "0" = no requirement)."""
+    market: str
+    risk_banner: str | None = None
+    isolation_threshold: str | None = None
+    default_leverage: str | None = None
+    max_leverage: str | None = None
+    confirm_above_leverage: str | None = None
+
+
+class SetInsuranceStakingParams(_Checked):
+    """Insurance staking and replenishment (genesis ``insurance_staking`` names and units,
+    ``bastion.core.staking``): unstake cooldown (ms), the stakers' share of fees, the loss mode,
+    the smallest stake, each fund's target (share of open interest plus a floor) and the fee share
+    while a fund is below it."""
+    cooldown_ms: int | None = None
+    staker_fee_share: str | None = None
+    loss_mode: str | None = None
+    min_stake: str | None = None
+    target_oi_share: str | None = None
+    target_floor: str | None = None
+    replenish_share: str | None = None
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -340,6 +372,8 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "upgrade_isolated_to_cross": UpgradeIsolatedToCross,
     "set_order_limits": SetOrderLimits,
     "set_bot_limits": SetBotLimits,
+    "set_ui_requirements": SetUiRequirements,
+    "set_insurance_staking_params": SetInsuranceStakingParams,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -355,7 +389,7 @@ def action_requires_proposal(kind: str) -> ProtocolError:
 # set, so that the id of a proposal that does not use them stays what it was (``canonical_action``).
 LATER_FIELDS: dict[type, tuple[str, ...]] = {
     SetMarketParams: ("min_sources", "max_staleness_s", "max_source_deviation", "max_move_per_block",
-                      "max_order_size"),
+                      "max_order_size", "cross_margin_cap"),
     SetLiquidationParams: ("bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional",
                            "max_position_portion", "max_notional_per_block", "backstop_max_notional",
                            "backstop_max_fund_share", "backstop_unwind_portion", "backstop_after_blocks",
@@ -366,7 +400,7 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
-          | SetBotLimits)
+          | SetBotLimits | SetUiRequirements | SetInsuranceStakingParams)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -377,6 +411,9 @@ class SubmitProposal(_Checked):
     description: str
     actions: tuple[Action, ...]
     deposit: str
+    # telemetry snapshot hashes cited as evidence (issue 20, bastion.telemetry): at most MAX_EVIDENCE
+    # distinct 64-hex SHA-256 digests; in the proposal id when given
+    evidence: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,6 +555,30 @@ class CancelTwap(_Checked):
     twap_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class StakeInsurance(_Checked):
+    """Stake ``amount`` USDC from the sender's ``subaccount`` into the insurance fund ``fund`` ("cross"
+    or an isolated market's ticker) for shares (``bastion.core.staking``)."""
+    fund: str
+    amount: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestUnstake(_Checked):
+    """Start the cooldown of ``shares`` (6 decimals) of the sender's stake in ``fund``; the payout
+    goes to the sender's ``subaccount``."""
+    fund: str
+    shares: str
+    subaccount: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteUnstake(_Checked):
+    """Pay the sender's cooled-down unstake ``request`` at the current share price."""
+    request: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -547,13 +608,16 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "schedule_cancel": ScheduleCancel,
     "place_twap": PlaceTwap,
     "cancel_twap": CancelTwap,
+    "stake_insurance": StakeInsurance,
+    "request_unstake": RequestUnstake,
+    "complete_unstake": CompleteUnstake,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
-           | CancelTwap)
+           | CancelTwap | StakeInsurance | RequestUnstake | CompleteUnstake)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -562,6 +626,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "dict[str, Any] | None": (dict, type(None)),
     "list[Any] | None": (list, type(None)),
     "list[int] | None": (list, type(None)),
+    "list[str] | None": (list, type(None)),
 }
 MAX_ACTIONS = 16
 
@@ -582,12 +647,16 @@ MAX_LABEL_CHARS: Final = 64         # an agent's label (authorize_agent)
 MAX_LIST_ITEMS: Final = 64          # members, operators, oracle prices per update
 MAX_NESTED_ITEMS: Final = 256       # values inside an object field (params, gates, bounds, oracle)
 MAX_NESTED_DEPTH: Final = 4
+MAX_EVIDENCE: Final = 8             # telemetry snapshots one proposal may cite
+MAX_RISK_BANNER_CHARS: Final = 280  # a market's risk banner (set_ui_requirements)
+_HASH = re.compile(r"[0-9a-f]{64}")
 # per text field with its own limit: (maximum characters, code); the handlers use the same constants
 TEXT_LIMITS: Final[dict[str, tuple[int, str]]] = {
     "title": (MAX_TITLE_CHARS, "invalid_title"),
     "description": (MAX_DESCRIPTION_CHARS, "description_too_long"),
     "reason": (MAX_REASON_CHARS, "reason_too_long"),
     "label": (MAX_LABEL_CHARS, "label_too_long"),
+    "risk_banner": (MAX_RISK_BANNER_CHARS, "risk_banner_too_long"),
 }
 # fields whose text is a decimal string (``bastion.core.units.check_decimal_text``), an address, a time
 DECIMAL_FIELDS: Final = frozenset({
@@ -596,7 +665,9 @@ DECIMAL_FIELDS: Final = frozenset({
     "oi_lower_cap", "oi_upper_cap", "insurance_share", "max_liquidation_fee", "max_insurance_loss_per_block",
     "bankruptcy_adjustment", "spread_to_maintenance", "min_position_notional", "max_position_portion",
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
-    "min_order_notional", "max_slippage",
+    "min_order_notional", "max_slippage", "isolation_threshold", "default_leverage", "max_leverage",
+    "confirm_above_leverage", "shares", "staker_fee_share", "min_stake", "target_oi_share",
+    "target_floor", "replenish_share",
 })
 ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})
@@ -684,6 +755,15 @@ def check_field(name: str, value: Any, *, field: str) -> None:
             raise ProtocolError("too_many_items", f"{field} has more than {MAX_LIST_ITEMS} addresses", field=field)
         for index, address in enumerate(value):
             normalize_address(address, field=f"{field}[{index}]")
+    elif name == "evidence":          # submit_proposal: distinct SHA-256 digests of telemetry snapshots
+        if len(value) > MAX_EVIDENCE:
+            raise ProtocolError("too_many_items", f"{field} cites at most {MAX_EVIDENCE} snapshots", field=field)
+        for index, digest in enumerate(value):
+            if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+                raise ProtocolError("invalid_evidence", f"{field}[{index}] is not a 64-character lowercase hex "
+                                    "SHA-256 digest", field=f"{field}[{index}]")
+        if len(set(value)) != len(value):
+            raise ProtocolError("invalid_evidence", f"{field} cites a snapshot twice", field=field)
     elif name == "actions":           # each action is checked by check_message
         if len(value) > MAX_ACTIONS:
             raise ProtocolError("too_many_actions", f"a proposal has at most {MAX_ACTIONS} actions", field=field)

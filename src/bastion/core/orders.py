@@ -22,12 +22,12 @@ from __future__ import annotations
 import heapq
 from typing import Any, Final
 
-from bastion.core import events as ev, guardian
+from bastion.core import cross_promotion, events as ev, guardian, staking
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.enums import (
     CONDITIONAL_ORDER_TYPES, ORDER_TYPES, RESTING_TIME_IN_FORCE, SELF_TRADE_MODES, TIME_IN_FORCE, TRADING,
-    UNDERLYING_ORDER_TYPES, OrderType, SelfTrade, TimeInForce,
+    UNDERLYING_ORDER_TYPES, FundFlow, OrderType, SelfTrade, TimeInForce,
 )
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.events import Events, emit
@@ -165,15 +165,13 @@ def check_order(state: State, terms: OrderTerms, *, with_book: bool, replacing: 
     if sub.mode == ISOLATED and sub.isolated_market != market.ticker:
         raise ProtocolError("subaccount_isolated_to_other_market",
                             f"subaccount is isolated to {sub.isolated_market}", field="market")
-    if market.isolated_only and sub.mode == CROSS:
-        raise ProtocolError("isolated_market_requires_isolated_subaccount",
-                            f"{market.ticker} trades only from an isolated subaccount (set_margin_mode)",
-                            field="market")
     side, lots, ticks = terms.side, terms.lots, terms.ticks
     position = sub.positions.get(market.ticker)
     position_size = position.size if position is not None else 0
     signed = lots if side == BUY else -lots
     reduces = position_size != 0 and _sign(signed) != _sign(position_size) and lots <= abs(position_size)
+    if market.isolated_only and sub.mode == CROSS and not reduces:
+        cross_promotion.check_cross_order(state, market, sub, signed)
     if terms.reduce_only and (position_size == 0 or _sign(signed) == _sign(position_size)):
         raise ProtocolError("reduce_only_would_increase", "a reduce-only order must reduce an open position",
                             field="reduce_only")
@@ -579,8 +577,13 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
     net_fee = taker_fee + maker_fee
     if net_fee < 0:
         raise InvariantViolation("maker rebate exceeds taker fee")
-    insurance = ppm_of_down(net_fee, state.fees.insurance_share_ppm)
-    state.insurance_funds[market.pool] += insurance
+    pool = market.pool
+    if pool in state.stake_pools:   # stakers or a replenishing fund (core.staking)
+        insurance = ppm_of_down(net_fee, staking.fee_share_ppm(state, pool))
+        staking.move_fund(state, pool, insurance, FundFlow.FEE)
+    else:                           # the whole fund is protocol-owned: move_fund would only add
+        insurance = ppm_of_down(net_fee, state.fees.insurance_share_ppm)
+        state.insurance_funds[pool] += insurance
     state.fees_account += net_fee - insurance
     state.touch(taker.key)
     state.touch(maker_sub.key)

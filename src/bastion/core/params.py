@@ -54,6 +54,24 @@ class FeeParams:
 
 
 @dataclass(slots=True)
+class InsuranceStakingParams:
+    """Insurance-fund staking and replenishment (``bastion.core.staking``, docs/protocol.md
+    "Insurance staking and replenishment"). A fund's *target* is ``target_floor_usdc`` plus
+    ``target_oi_ppm`` of the open-interest notional of its pool's markets; while the fund is below
+    it, the fund's share of net trading fees is ``replenish_share_ppm`` (when higher than
+    ``FeeParams.insurance_share_ppm``). The defaults (target 0, replenish share 0) leave the fee
+    split as it was before staking existed."""
+
+    cooldown_ms: int = 3 * 86_400_000      # from request_unstake to the earliest complete_unstake
+    staker_fee_share_ppm: int = 500_000    # of the fees flowing into a fund that has stakers, the stakers' part
+    loss_mode: str = "pro_rata"            # StakingLossMode: stakers bear losses pro rata, or first
+    min_stake_usdc: int = 1_000_000        # the smallest stake_insurance amount (1 USDC)
+    target_oi_ppm: int = 0                 # a fund's target: this share of its pool's open-interest notional...
+    target_floor_usdc: int = 0             # ... plus this floor
+    replenish_share_ppm: int = 0           # the fund's share of net trading fees while below its target
+
+
+@dataclass(slots=True)
 class LiquidationParams:
     """Governed liquidation limits (DESIGN.md section 8); enforced by the liquidation engine."""
 
@@ -124,6 +142,27 @@ def open_order_limit(limits: OrderLimitParams, equity: int) -> tuple[int, int | 
     return min(allowed, limits.max_open_orders), step
 
 
+@dataclass(slots=True)
+class UiRequirements:
+    """What any frontend reading the API must show and enforce for one market (issue 20, governed with
+    ``set_ui_requirements``; ``bastion.core.governance.ui_rules``). Leverage is in ppm of 1x
+    (``5_000_000`` = 5x); 0 means "no requirement": the tier's own maximum for ``default_leverage_ppm``
+    and ``max_leverage_ppm``, no confirmation for ``confirm_above_leverage_ppm``.
+
+    * ``risk_banner``: a text shown above the market's order form ("" = none);
+    * ``isolation_threshold_ppm``: the order preview suggests trading isolated when the market would
+      carry more than this share of the account's maintenance requirement;
+    * ``default_leverage_ppm`` / ``max_leverage_ppm``: the leverage a frontend offers first and at most
+      (the preview flags, and the SDK refuses, an order whose account leverage after the fill is above it);
+    * ``confirm_above_leverage_ppm``: above this account leverage after the fill, the trader confirms."""
+
+    risk_banner: str = ""
+    isolation_threshold_ppm: int = 500_000
+    default_leverage_ppm: int = 0
+    max_leverage_ppm: int = 0
+    confirm_above_leverage_ppm: int = 0
+
+
 MAX_LIQUIDATION_GRACE_MS: Final = 4 * 3_600_000   # Aave's sentinel allows a grace of up to 4 h
 MIN_SETTLEMENT_TWAP_WINDOW_MS: Final = 60_000
 MAX_SETTLEMENT_TWAP_WINDOW_MS: Final = 86_400_000
@@ -181,6 +220,11 @@ class GovernanceParams:
     # VaR99 of the losses put on traders who were not liquidated (ADL and socialisation), micro-USDC:
     # 0, so at most 1% of scenarios may move a loss onto them (the loss waterfall's last two rungs)
     stress_max_loss_to_traders_usdc: int = 0
+    # issue 20, voter exposure (bastion.core.exposure): in the critical tier a vote whose voter holds,
+    # in its own subaccounts, positions of at least exposure_threshold_usdc notional in a market the
+    # proposal changes counts exposed_vote_weight_ppm of its weight (1_000_000: full weight, the option off)
+    exposed_vote_weight_ppm: int = 1_000_000
+    exposure_threshold_usdc: int = 10_000_000_000         # 10,000 USDC
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)
 
 

@@ -21,7 +21,7 @@ from bastion.core.hashing import commit_state_hash
 from bastion.core.leaves import iter_leaf_keys, read_sections, write_sections
 from bastion.core.state import State
 
-FORMAT = "bastion-snapshot/17"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/18"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
@@ -34,6 +34,10 @@ FORMAT = "bastion-snapshot/17"  # 2: BGOV holders, delegations and vote checkpoi
 #   max_deleveragings_per_block); 14: the stress gate's limit on losses to traders; 15: agent keys' grants;
 #   16: live TWAP orders and the dead-man's switches (cancel schedules)
 #   17: the bot tools' governed limits (bot_limits)
+#   18: rollouts of any rollable parameter (contagion gates, their last measures, rounding side, tier path)
+#   and per-market trader losses (deleveraging and socialisation); markets' UI requirements, the exposure
+#   option among the governance parameters, proposals' cited evidence (issue 20); insurance staking (its
+#   parameters, each fund's staked part and shares, stakers' shares, unstake requests)
 
 
 def state_to_document(state: State) -> dict[str, Any]:

@@ -21,11 +21,13 @@ from bastion.core.params import (
     FundingParams,
     GovernanceParams,
     GovernanceTier,
+    InsuranceStakingParams,
     LiquidationParams,
     ListingParams,
     LiquidityTier,
     OracleParams,
     OrderLimitParams,
+    UiRequirements,
 )
 
 # short names for the members most code uses (bastion.core.enums defines the vocabularies), typed
@@ -137,6 +139,8 @@ class Market:
     oracle_params: OracleParams
     oracle_price: int                      # ticks
     max_order_lots: int = MAX_ORDER_LOTS   # the largest order size (governed, ``set_market_params.max_order_size``)
+    # while isolated_only: the maintenance requirement cross subaccounts may carry here (core.cross_promotion)
+    cross_margin_cap_usdc: int = 0
     stale: bool = False
     submissions: dict[str, tuple[int, int]] = field(default_factory=dict)  # operator -> (ticks, ms)
     open_interest: int = 0                 # lots, sum of long sizes
@@ -196,6 +200,7 @@ class Proposal:
     closed_height: int | None = None       # block that ended it (tally, cancel, execution, expiry)
     deposit_state: str = "escrowed"        # escrowed | returned | burned
     ballots: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # voter -> (option, weight, reason)
+    evidence: tuple[str, ...] = ()         # telemetry snapshot hashes cited (issue 20, bastion.telemetry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +275,14 @@ class Rollout:
     halt_reason: str | None = None         # a gate name, superseded or market_not_active
     reverted: bool = False
     ended_height: int | None = None
+    # issue 20: any rollable parameter (``param`` is then its dotted name), contagion gates and measures
+    contagion_gates: dict[str, int] = field(default_factory=dict)  # gate name -> limit (ppm, lots or micro-USDC)
+    trader_losses_mark: int = 0            # the market's cumulative trader losses at the previous step (or start)
+    measured: dict[str, int] = field(default_factory=dict)  # every gate's measure at the last evaluation
+    start_is_safer: bool = True            # steps round toward the start (else toward the target): the safer side
+    tiers: list[int] = field(default_factory=list)  # a tier move: the tier ids stepped through, start to target
+
+
 class NonceRecord:
     """A sender's spent nonces (``bastion.core.nonces``): everything at or below ``floor``, and
     ``used`` (ascending, bounded) above it; ``last_ms`` the block time of its latest transaction."""
@@ -380,6 +393,33 @@ class AgentGrant:
 
 
 @dataclass(slots=True)
+class StakePool:
+    """The staked part of one insurance fund (``bastion.core.staking``): of ``state.insurance_funds[pool]``,
+    ``staked`` micro-USDC belong to the holders of ``shares`` (the rest is protocol-owned);
+    ``replenishing`` while the fund is below its governed target; cumulative fees earned and losses
+    borne by the stakers (for the staking page's APR and the stress report)."""
+
+    staked: int = 0
+    shares: int = 0                        # every share outstanding: free ones and those in unstake requests
+    replenishing: bool = False
+    fees_earned: int = 0
+    losses_borne: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UnstakeRequest:
+    """A pending ``request_unstake``: ``shares`` of ``pool`` locked until ``available_ms``, then paid
+    to the owner's ``subaccount`` at the share price of the ``complete_unstake`` block."""
+
+    owner: str
+    pool: str
+    shares: int
+    subaccount: int
+    requested_ms: int
+    available_ms: int
+
+
+@dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
 
@@ -411,6 +451,8 @@ class State:
     withdrawals_paused_until: dict[str, int] = field(default_factory=dict)  # pool -> last paused height
     bad_debt: dict[str, int] = field(default_factory=dict)  # pool -> micro-USDC socialised, cumulative
     liquidation_counts: dict[str, int] = field(default_factory=dict)  # ticker -> liquidation events, cumulative
+    # ticker -> micro-USDC taken from traders by deleveraging and socialisation, cumulative (core.governance.rollout)
+    trader_losses: dict[str, int] = field(default_factory=dict)
     conditional_orders: dict[int, ConditionalOrder] = field(default_factory=dict)  # untriggered, by order id
     governance: GovernanceParams = field(default_factory=GovernanceParams)
     listing: ListingParams = field(default_factory=ListingParams)  # the default listing path (core.actions)
@@ -440,6 +482,14 @@ class State:
     cancel_schedules: dict[str, CancelSchedule] = field(default_factory=dict)  # owner -> dead-man's switch
     cancel_queue: list[tuple[int, str]] = field(default_factory=list)  # derived heap (time_ms, owner) (core.deadman)
     bot_limits: BotLimitParams = field(default_factory=BotLimitParams)  # governed bot-tool bounds (core.bot_limits)
+    # ticker -> the market's governed UI requirements (issue 20); a market without an entry has the defaults
+    ui_requirements: dict[str, UiRequirements] = field(default_factory=dict)
+    # insurance staking (core.staking): parameters, pools, free shares by (pool, owner), unstake requests
+    insurance_staking: InsuranceStakingParams = field(default_factory=InsuranceStakingParams)
+    stake_pools: dict[str, StakePool] = field(default_factory=dict)
+    stakes: dict[tuple[str, str], int] = field(default_factory=dict)
+    unstake_requests: dict[int, UnstakeRequest] = field(default_factory=dict)
+    next_unstake_id: int = 1
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

@@ -14,6 +14,7 @@ A block is applied as::
                   execute_twap_slices (bastion.core.twap_orders), settle_final_markets, liquidate (with deleveraging),
                   advance_rollouts (staged rollouts' gates and steps), update_funding,
                   process_proposals (start and tally votes, expire queued proposals),
+                  update_replenishment (insurance funds against their targets, bastion.core.staking),
                   commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
@@ -30,7 +31,7 @@ from bastion.core import (
     twap, twap_orders, votes,
 )
 from bastion.core import agents
-from bastion.core.governance import council, rollout
+from bastion.core.governance import council, dispatch
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.events import Events, emit
@@ -43,6 +44,8 @@ from bastion.core.messages import (
 )
 from bastion.core.messages import AuthorizeAgent, RevokeAgent
 from bastion.core.messages import CancelTwap, ModifyOrder, PlaceTwap, ScheduleCancel
+from bastion.core import staking
+from bastion.core.messages import CompleteUnstake, RequestUnstake, StakeInsurance
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
@@ -79,6 +82,9 @@ HANDLERS: dict[type, Handler] = {
     ScheduleCancel: deadman.schedule_cancel,
     PlaceTwap: twap_orders.place_twap,
     CancelTwap: twap_orders.cancel_twap,
+    StakeInsurance: staking.stake_insurance,
+    RequestUnstake: staking.request_unstake,
+    CompleteUnstake: staking.complete_unstake,
 }
 
 
@@ -179,9 +185,10 @@ END_BLOCK_STEPS = (
     twap_orders.execute_twap_slices,   # at this block's oracle price, after the triggered orders
     liquidation.settle_final_markets,
     liquidation.liquidate,
-    rollout.advance_rollouts,          # after liquidate: the gates see this block's liquidations
+    dispatch.advance_rollouts,         # after liquidate: the gates see this block's liquidations
     update_funding,
     governance.process_proposals,
+    staking.update_replenishment,      # each fund against its target, after this block's fees and losses
 )
 
 
@@ -235,6 +242,7 @@ def check_invariants(state: State) -> None:
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")
+    staking.check_staking_invariants(state)
     escrowed = sum(p.deposit_bgov for p in state.proposals.values() if p.deposit_state == "escrowed")
     if sum(state.bgov.values()) + escrowed != votes.get_total_supply(state):
         raise InvariantViolation("BGOV not conserved: balances plus escrowed deposits differ from the total supply")

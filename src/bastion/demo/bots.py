@@ -14,6 +14,8 @@ One step (``DemoDriver.step``, every ``step_ms``, by default ``STEP_MS``):
   so that the book straddles the oracle of the block that carries them (PEPE from its isolated
   subaccount). At most ``2 * len(LADDER)`` orders per market rest, well inside the maker's
   open-order tier (``order_limits``: 1,000 orders above 10,000 USDC of equity);
+* **staker**: carol stakes ``STAKE_USDC`` into the cross insurance fund at her first step (and again
+  whenever she holds no share of it), so the staking page has a staker, fees and a share price;
 * **traders**: bob and carol take liquidity now and then (carol also in PEPE, isolated); dave opens
   a ``DAVE_LEVERAGE``x BTC long at his first step and whenever he is flat, topping up from the
   faucet: the path's slide of May 16 (about -7 % from the start within 20 hours of history, 40 s)
@@ -56,6 +58,7 @@ HOUR_STEPS = 4                 # steps per hour of history: one day of the path 
 LADDER = ((Decimal("0.0002"), 2), (Decimal("0.0005"), 2), (Decimal("0.001"), 4), (Decimal("0.002"), 6),
           (Decimal("0.0035"), 10), (Decimal("0.005"), 16), (Decimal("0.0075"), 20), (Decimal("0.01"), 30))
 DAVE_LEVERAGE = 20
+STAKE_USDC = "5000"            # carol's stake in the cross insurance fund
 FEE_MARKET, FEE_HIGH, FEE_LOW = "ETH-USD", "0.0005", "0.0004"
 DEMO_PROPOSAL_TITLE = "Cut the ETH-USD taker fee to 0.04%"
 RESTORE_PROPOSAL_TITLE = "Restore the ETH-USD taker fee to 0.05%"
@@ -159,6 +162,8 @@ class DemoDriver:
             self.trade(self.random.choice(("bob", "carol")))
         if self.steps % 4 == 1:
             self.dave()
+        if self.steps % 20 == 1:
+            self.stake()
         if self.steps % 2 == 0:
             self.govern()
 
@@ -214,6 +219,14 @@ class DemoDriver:
         self.submit(dave, {"type": "place_order", "subaccount": 0, "market": "BTC-USD", "side": "buy",
                            "size": str(size), "price": on_grid(price * Decimal("1.01"), 0),
                            "client_id": self.next_client_id("dave"), "time_in_force": "ioc"})
+
+    def stake(self) -> None:
+        """Carol stakes into the cross insurance fund when she holds no share of it."""
+        carol = self.keys["carol"]
+        with self.node.lock:
+            staked = ("cross", carol.address) in self.node.state.stakes
+        if not staked:
+            self.submit(carol, {"type": "stake_insurance", "fund": "cross", "amount": STAKE_USDC, "subaccount": 0})
 
     # ------------------------------------------------------------------ governance
     def in_flight_proposal(self) -> str | None:

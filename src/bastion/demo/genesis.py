@@ -136,6 +136,8 @@ def build_demo_genesis(now_ms: int, *, pace: int = 1) -> dict:
         "governance": governance_rules(pace),
         "council": {"members": sorted(address(name) for name in DEMO_COUNCIL), "threshold": COUNCIL_THRESHOLD},
         "insurance_funds": {"cross": "250000", "PEPE-USD": "10000"},
+        # a two-minute unstake cooldown, so that a visitor sees one run out (bastion.core.staking)
+        "insurance_staking": {"cooldown_ms": 120_000},
         "accounts": [
             {"address": address("maker"), "bgov": "5000", "delegate": address("maker"),
              "subaccounts": [{"number": 0, "usdc": "5000000"},

@@ -93,7 +93,8 @@ def genesis_parameters(state: State) -> dict[str, int | str]:
     """The governed parameters of a genesis state, by dotted name (see the module docstring)."""
     params: dict[str, int | str] = {}
     for group, obj in (("funding", state.funding), ("fees", state.fees), ("liquidation", state.liquidation),
-                       ("order_limits", state.order_limits), ("bot_limits", state.bot_limits)):
+                       ("order_limits", state.order_limits), ("bot_limits", state.bot_limits),
+                       ("insurance_staking", state.insurance_staking)):
         for f in dataclasses.fields(obj):
             params[f"{group}.{f.name}"] = getattr(obj, f.name)
     for tier_id, tier in state.tiers.items():

@@ -68,6 +68,8 @@ from typing import Final
 
 import numpy as np
 
+from bastion.core.enums import StakingLossMode
+from bastion.core.params import InsuranceStakingParams
 from bastion.core.units import PPM
 from bastion.stress.inputs import StressInputs
 from bastion.stress.paths import ScenarioPath, build_path
@@ -109,6 +111,7 @@ class ScenarioResult:
     trader_loss_usdc: int = 0              # losses put on traders who were not liquidated (ADL + socialised)
     backstop_peak_usdc: int = 0            # the backstop's largest inventory (notional, all markets)
     insurance_final_usdc: int = 0          # the funds at the end of the scenario (sum over pools)
+    stakers_loss_usdc: int = 0             # what the funds' stakers lost, net of their fees (sum over pools)
 
     @property
     def loss_usdc(self) -> int:
@@ -189,7 +192,7 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
     liquidated = np.flatnonzero(breach >= 0)
     funds_total = int(inputs.insurance_funds.sum())
     if liquidated.size == 0:
-        return _result(scenario, path, 0, 0, 0, 0, 0, 0, 0, (), 0, 0, funds_total)
+        return _result(scenario, path, 0, 0, 0, 0, 0, 0, 0, (), 0, 0, funds_total, 0)
     current = _Round(liquidated, prepared.sizes[liquidated], inputs.collateral[liquidated].astype(np.float64),
                      breach[liquidated])
     # step, ratio, index, fee, loss, notional, ADL floor, taken over (L, M), unwind cost
@@ -212,7 +215,7 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
     fund_loss = loss + np.ceil(unwind).astype(np.int64)
     uncovered = np.zeros(index.size, dtype=np.int64)
     fund_before = np.zeros(index.size, dtype=np.int64)   # each pool's fund just before each event
-    payouts = drawdown = bad_debt = 0
+    payouts = drawdown = bad_debt = stakers_loss = 0
     final_funds = funds_total
     depleted = []
     for p, pool in enumerate(inputs.pools):
@@ -228,6 +231,9 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
         bad_debt += int(short.sum())
         final_funds += int(fee[events].sum()) - covered
         uncovered[events] = short
+        if inputs.staked is not None and inputs.staking is not None and inputs.staked[p] > 0:
+            stakers_loss += _stakers_loss(start, int(inputs.staked[p]), fee[events], fund_loss[events] - short,
+                                          inputs.staking)
         if short.any():
             depleted.append(pool)
     beyond_caps, peak = _backstop(order, step, pools, taken, fund_before, inputs,
@@ -242,7 +248,7 @@ def run_fast_path(prepared: Prepared, scenario: Scenario, path: ScenarioPath,
                      zip(notional[short], uncovered[short], fund_loss[short])]
     adl = int(np.maximum(shares, np.ceil(beyond_caps).astype(np.int64)).sum())
     return _result(scenario, path, int(np.unique(index).size), int(notional.sum()), int(fee.sum()), payouts,
-                   drawdown, adl, bad_debt, tuple(depleted), int(trader_loss.sum()), peak, final_funds)
+                   drawdown, adl, bad_debt, tuple(depleted), int(trader_loss.sum()), peak, final_funds, stakers_loss)
 
 
 def _backstop(order: np.ndarray, step: np.ndarray, pools: np.ndarray, taken: np.ndarray,
@@ -445,9 +451,30 @@ def _rebreach(prepared: Prepared, residual: _Round, lot_value: np.ndarray, stale
 
 def _result(scenario: Scenario, path: ScenarioPath, liquidations: int, notional: int, fees: int, payouts: int,
             drawdown: int, adl: int, bad_debt: int, depleted: tuple[str, ...], trader_loss: int, backstop_peak: int,
-            final_funds: int) -> ScenarioResult:
+            final_funds: int, stakers_loss: int) -> ScenarioResult:
     return ScenarioResult(scenario.index, scenario.name, scenario.kind, path.steps, liquidations, notional, fees,
-                          payouts, drawdown, adl, bad_debt, depleted, trader_loss, backstop_peak, final_funds)
+                          payouts, drawdown, adl, bad_debt, depleted, trader_loss, backstop_peak, final_funds,
+                          stakers_loss)
+
+
+def _stakers_loss(start: int, staked: int, fees: np.ndarray, losses: np.ndarray,
+                  params: InsuranceStakingParams) -> int:
+    """What the stakers of a fund lose over its events, net of their part of the fees: the fund
+    receives ``fees[k]`` and pays ``losses[k]`` (the part it covered) in order, split as
+    ``bastion.core.staking.move_fund`` splits them (fees: the governed staker share, rounded down;
+    losses: pro rata rounded up, or first, by ``loss_mode``)."""
+    fund, part = start, staked
+    first_loss = params.loss_mode == StakingLossMode.FIRST_LOSS
+    for fee, loss in zip(fees.tolist(), losses.tolist()):
+        if part == 0:
+            break                          # wiped out: no shares left to earn or lose
+        if fee > 0:
+            part += fee * params.staker_fee_share_ppm // PPM
+            fund += fee
+        if loss > 0:
+            part -= min(loss, part) if first_loss else min(part, -(-loss * part // fund))
+            fund -= loss
+    return max(staked - part, 0)
 
 
 def first_breach(prepared: Prepared, lot_value: np.ndarray, stale: np.ndarray | None) -> np.ndarray:

@@ -14,6 +14,8 @@ genesis) and returns ``StressInputs``:
   signed size in lots per market (a dense ``A x M`` matrix), its pool, and its exact
   ``(TNC, IMR, MMR)`` at the snapshot from ``bastion.core.margin.get_subaccount_risk``;
 * per pool (``cross`` and each isolated-only market): the insurance fund;
+* per pool, the stakers' part of its fund and its governed target (``bastion.core.staking``), and the
+  staking parameters (``InsuranceStakingParams``: the stakers' fee share and loss mode);
 * the liquidation parameters (``bastion.core.params.LiquidationParams``) and the governance
   parameters (``GovernanceParams``: the verdict's governed thresholds, ``report.StressThresholds``).
 
@@ -31,7 +33,8 @@ import numpy as np
 from bastion.core.accounts import subaccount_pool
 from bastion.core.book import BUY, SELL
 from bastion.core.margin import get_pending_funding, get_subaccount_risk
-from bastion.core.params import GovernanceParams, LiquidationParams
+from bastion.core.params import GovernanceParams, InsuranceStakingParams, LiquidationParams
+from bastion.core.staking import fund_targets
 from bastion.core.state import Market, State
 from bastion.core.units import USDC_DECIMALS
 from bastion.risk_model import adjusted_initial_margin_ppm, notional
@@ -69,6 +72,9 @@ class StressInputs:
     insurance_funds: np.ndarray            # (P,) int64
     liquidation: LiquidationParams
     governance: GovernanceParams
+    staked: np.ndarray | None = None       # (P,) int64: the stakers' part of each fund (None: no staking)
+    fund_targets: np.ndarray | None = None  # (P,) int64: each fund's governed target (core.staking)
+    staking: InsuranceStakingParams | None = None
 
     @property
     def market_count(self) -> int:
@@ -100,6 +106,7 @@ def extract_inputs(state: State) -> StressInputs:
         bid_depth.append(sum(value(lots, price) for price, lots in market.book.iter_levels(BUY) if price >= low))
         ask_depth.append(sum(value(lots, price) for price, lots in market.book.iter_levels(SELL) if price <= high))
     pools = tuple(sorted(state.insurance_funds))
+    targets = fund_targets(state)
     pool_index = {pool: i for i, pool in enumerate(pools)}
     accounts, collateral, rows, account_pool, risks = [], [], [], [], []
     for key, sub in state.subaccounts.items():
@@ -134,6 +141,9 @@ def extract_inputs(state: State) -> StressInputs:
         pools=pools, insurance_funds=_int64([state.insurance_funds[p] for p in pools]),
         liquidation=copy.copy(state.liquidation),
         governance=copy.deepcopy(state.governance),
+        staked=_int64([state.stake_pools[p].staked if p in state.stake_pools else 0 for p in pools]),
+        fund_targets=_int64([targets[p][1] for p in pools]),
+        staking=copy.copy(state.insurance_staking),
     )
 
 

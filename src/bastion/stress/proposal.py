@@ -9,8 +9,9 @@ typed actions / action documents) and returns a new committed state:
    same function as submission and execution; a ``ProtocolError`` propagates), then every change is
    applied with ``governance.apply_effect`` (operations such as ``insurance_transfer`` move the
    money), on a snapshot copy: the input state is never modified. A ``start_rollout`` is evaluated
-   at its **first step**: the parameter is set to ``rollout.compute_step_value(start, target, 1,
-   steps)``, the value the market will have until the next step's health gates hold. (The next steps
+   at its **first step**: the parameter is set to ``rollout.compute_path_value(state, path, start,
+   target, risk, 1, steps)`` (the rollouts' one interpolation rule, any lever), the value the
+   market will have until the next step's health gates hold. (The next steps
    need a new stress look only in the sense that each one happens only while the gates hold; the
    gate attests the step that the execution makes possible.)
 2. **The worst-case fill.** For each market whose changes raise risk on its size limits (its
@@ -102,15 +103,14 @@ def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[A
     before_caps = {ticker: m.max_open_interest_lots for ticker, m in after.markets.items()}
     # the class the chain gives it (at execution: with every other pending proposal applied, issue 16)
     changes, risk_class = classify.classify_proposal(after, actions, exclude=source.ref)
-    first_steps = {f"markets.{a.market}.{rollout.PARAMS[a.param][0]}": a.steps for a in actions
-                   if isinstance(a, StartRollout)}
+    first_steps = {str(rollout.resolve_param(after, a)[0]): a.steps for a in actions if isinstance(a, StartRollout)}
     events: list[dict] = []
     applied = []
     for change in changes:
         if isinstance(change, governance.PlannedRollout):   # its first step
             name = str(change.path)
-            change = governance.Change(change.path, change.start, rollout.compute_step_value(
-                change.start, change.target, 1, first_steps[name]), change.risk)
+            change = governance.Change(change.path, change.start, rollout.compute_path_value(
+                after, change.path, change.start, change.target, change.risk, 1, first_steps[name]), change.risk)
         governance.apply_effect(after, change, source, events)
         applied.append((change.name, change.old_record, change.new_record, change.risk))
     after.params_epoch += 1

@@ -320,6 +320,9 @@ class _Metrics:
         self.inventory: dict[str, int] = {}     # market -> the backstop's inventory notional (at its last price)
         self.backstop_peak = 0
         self.final = sum(state.insurance_funds.values())
+        # the stakers' part of each fund (core.staking): their loss is its fall, net of their fees
+        self.staked_start = {pool: record.staked for pool, record in state.stake_pools.items()}
+        self.staked_now = dict(self.staked_start)
 
     def observe(self, state: State, events: list[dict]) -> None:
         stopped: dict[tuple, str] = {}  # (owner, number, market) -> why its last liquidation order stopped
@@ -369,6 +372,7 @@ class _Metrics:
         for pool, balance in state.insurance_funds.items():
             self.lowest[pool] = min(self.lowest.get(pool, balance), balance)
         self.final = sum(state.insurance_funds.values())
+        self.staked_now = {pool: record.staked for pool, record in state.stake_pools.items()}
 
     def result(self, scenario: Scenario, path: ScenarioPath) -> ExactResult:
         drawdown = sum(start - min(start, self.lowest.get(pool, start)) for pool, start in self.start.items())
@@ -376,7 +380,10 @@ class _Metrics:
         return ExactResult(scenario.index, scenario.name, scenario.kind, path.steps, len(self.accounts),
                            self.notional, self.fees, self.payouts, drawdown, self.adl, max(self.bad_debt, 0),
                            depleted, self.trader_loss, self.backstop_peak, self.final,
-                           max(self.liquidity_bad_debt, 0), self.liquidity_adl)
+                           stakers_loss_usdc=sum(max(start - self.staked_now.get(pool, 0), 0)
+                                                 for pool, start in self.staked_start.items()),
+                           liquidity_bad_debt_usdc=max(self.liquidity_bad_debt, 0),
+                           liquidity_adl_notional_usdc=self.liquidity_adl)
 
 
 # --------------------------------------------------------------------------------------- cross-check

@@ -10,7 +10,11 @@ Across the scenarios of a sweep (DESIGN.md section 10), with ``n`` scenarios and
 * ``var99_trader_loss_usdc``: the same quantile of each scenario's **losses to traders who were not
   liquidated** (``trader_loss_usdc``: what ADL counterparties gave up plus socialised bad debt), and
   ``worst_trader_loss_usdc``, ``worst_backstop_peak_usdc`` (the backstop's largest inventory) and
-  ``lowest_final_funds_usdc`` (the funds at the end of the worst scenario for them).
+  ``lowest_final_funds_usdc`` (the funds at the end of the worst scenario for them);
+* ``var99_stakers_loss_usdc`` and ``worst_stakers_loss_usdc``: the same quantile and the largest of
+  what the insurance funds' stakers lose per scenario (``stakers_loss_usdc``, net of their fees;
+  ``bastion.core.staking``). The inputs carry the staked part of each fund (``staked_usdc``) and
+  each fund's governed target and the gap to it (``fund_targets_usdc``: ``[pool, target, gap]``).
 
 Every figure is an integer (micro-USDC, ppm, counts) computed with integer arithmetic from the
 engine's integers; rounding is up wherever it is a risk figure.
@@ -51,7 +55,8 @@ from bastion.stress.inputs import StressInputs
 from bastion.stress.replay import EXACT_ENGINE_VERSION, compare_results
 from bastion.stress.scenarios import ScenarioSet, scenario_set_hash
 
-FORMAT: Final = "bastion-stress-report/2"  # 2: losses to traders, the backstop, the final funds
+FORMAT: Final = "bastion-stress-report/3"  # 2: losses to traders, the backstop, the final funds;
+#   3: insurance staking (staked capital, fund targets and gaps, stakers' losses)
 GOVERNANCE, OVERRIDE = "governance", "override"    # where a report's thresholds come from
 _GENESIS: Final = GovernanceParams()
 LOSS_TO_TRADERS_KEY: Final = "max_loss_to_traders"
@@ -108,6 +113,8 @@ class SweepSummary:
     scenarios_with_trader_loss: int
     worst_backstop_peak_usdc: int
     lowest_final_funds_usdc: int
+    var99_stakers_loss_usdc: int = 0
+    worst_stakers_loss_usdc: int = 0
 
 
 def summarise(results: list[ScenarioResult]) -> SweepSummary:
@@ -117,6 +124,7 @@ def summarise(results: list[ScenarioResult]) -> SweepSummary:
         raise ValueError("no scenario results to summarise")
     losses = sorted(r.loss_usdc for r in results)
     trader_losses = sorted(r.trader_loss_usdc for r in results)
+    stakers_losses = sorted(r.stakers_loss_usdc for r in results)
     depleted = sum(r.depleted for r in results)
     tail = -(-n // 100)
     quantile = -(-99 * n // 100) - 1
@@ -130,7 +138,8 @@ def summarise(results: list[ScenarioResult]) -> SweepSummary:
         var99_trader_loss_usdc=trader_losses[quantile], worst_trader_loss_usdc=trader_losses[-1],
         scenarios_with_trader_loss=sum(r.trader_loss_usdc > 0 for r in results),
         worst_backstop_peak_usdc=max(r.backstop_peak_usdc for r in results),
-        lowest_final_funds_usdc=min(r.insurance_final_usdc for r in results))
+        lowest_final_funds_usdc=min(r.insurance_final_usdc for r in results),
+        var99_stakers_loss_usdc=stakers_losses[quantile], worst_stakers_loss_usdc=stakers_losses[-1])
 
 
 def verdict(summary: SweepSummary, thresholds: StressThresholds, insurance_total_usdc: int) -> dict[str, Any]:
@@ -197,6 +206,11 @@ def build_report(inputs: StressInputs, scenario_set: ScenarioSet, results: list[
             "state_hash": inputs.state_hash, "height": inputs.height, "accounts": inputs.account_count,
             "markets": list(inputs.tickers),
             "insurance_funds_usdc": [[pool, int(amount)] for pool, amount in zip(inputs.pools, inputs.insurance_funds)],
+            "staked_usdc": [[pool, 0 if inputs.staked is None else int(inputs.staked[p])]
+                            for p, pool in enumerate(inputs.pools)],
+            "fund_targets_usdc": [[pool, target, max(target - int(fund), 0)] for pool, fund, target in zip(
+                inputs.pools, inputs.insurance_funds,
+                [0] * len(inputs.pools) if inputs.fund_targets is None else map(int, inputs.fund_targets))],
             "scenario_set": {"name": scenario_set.name, "version": scenario_set.version,
                              "hash": scenario_set_hash(scenario_set)},
             "seed": scenario_set.seed, "data_hash": data_hash(), "code": code_version(),
@@ -246,7 +260,8 @@ def _result_document(result: ScenarioResult) -> dict[str, Any]:
             "insurance_drawdown_usdc": result.insurance_drawdown_usdc, "adl_notional_usdc": result.adl_notional_usdc,
             "bad_debt_usdc": result.bad_debt_usdc, "loss_usdc": result.loss_usdc,
             "depleted_pools": list(result.depleted_pools), "trader_loss_usdc": result.trader_loss_usdc,
-            "backstop_peak_usdc": result.backstop_peak_usdc, "insurance_final_usdc": result.insurance_final_usdc}
+            "backstop_peak_usdc": result.backstop_peak_usdc, "insurance_final_usdc": result.insurance_final_usdc,
+            "stakers_loss_usdc": result.stakers_loss_usdc}
 
 
 def run_stress(inputs: StressInputs, scenario_set: ScenarioSet,
@@ -260,7 +275,7 @@ HASH_LENGTH: Final = 64
 MAX_DEPTH: Final = 32       # nesting of a report document (build_report writes at most about 8)
 _INPUT_TYPES: Final = {"state_hash": str, "height": int, "accounts": int, "markets": list,
                        "insurance_funds_usdc": list, "scenario_set": dict, "seed": int, "data_hash": str,
-                       "code": dict, "book_depth_usdc": list}
+                       "code": dict, "book_depth_usdc": list, "staked_usdc": list, "fund_targets_usdc": list}
 _OPTIONAL_SECTIONS: Final = ("proposal", "baseline", "cross_check")
 
 
@@ -334,7 +349,7 @@ def _parse_result(scenario: Any, index: int, kinds: Any) -> ScenarioResult:
             adl_notional_usdc=scenario["adl_notional_usdc"],
             bad_debt_usdc=scenario["bad_debt_usdc"], depleted_pools=tuple(scenario["depleted_pools"]),
             trader_loss_usdc=scenario["trader_loss_usdc"], backstop_peak_usdc=scenario["backstop_peak_usdc"],
-            insurance_final_usdc=scenario["insurance_final_usdc"])
+            insurance_final_usdc=scenario["insurance_final_usdc"], stakers_loss_usdc=scenario["stakers_loss_usdc"])
     except KeyError as error:
         field = f"{path}.{error.args[0]}"
         raise ProtocolError("invalid_report", f"{field} is missing", field=field) from None

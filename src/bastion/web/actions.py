@@ -16,6 +16,7 @@ from bastion.api.security import REFUSAL_STATUS, check_same_origin, read_json_bo
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import decode_message, normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS
+from bastion.telemetry import record_suggestion
 from bastion.web.context import DEMO_WAIT_S, FAUCET_USDC, TEMPLATES, PageContext
 from bastion.web.features import DemoFeatures
 
@@ -60,6 +61,8 @@ def preview_routes(ctx: PageContext) -> APIRouter:
             preview, failure = None, "fill in size and price"
         else:
             failure = None
+        if preview is not None:
+            record_suggestion(ctx.suggestions, owner, preview)
         return TEMPLATES.TemplateResponse(request, "_preview.html", {"preview": preview, "failure": failure})
 
     return router

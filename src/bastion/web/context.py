@@ -26,7 +26,8 @@ HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 install_filters(TEMPLATES.env)
 PAGES = (("/", "Markets"), ("/trade/BTC-USD", "Trade"), ("/portfolio", "Portfolio"), ("/governance", "Governance"),
-         ("/risk", "Risk"), ("/liquidations", "Liquidations"))
+         ("/risk", "Risk"), ("/liquidations", "Liquidations"), ("/staking", "Staking"),
+         ("/telemetry", "Telemetry"))
 FAUCET_USDC = "10000"
 DEMO_WAIT_S = 5.0
 RECENT_BLOCKS = 2_400      # trades shown: fills from the last ten minutes of 250 ms blocks
@@ -42,6 +43,7 @@ class PageContext:
     def __init__(self, app: FastAPI, demo: DemoFeatures | None) -> None:
         self.node, self.config, self.reader = app.state.node, app.state.config, app.state.reader
         self.accept, self.reports = app.state.accept, app.state.reports
+        self.suggestions, self.telemetry = app.state.suggestions, app.state.telemetry
         self.chain_id = self.node.state.chain_id
         self.demo = demo
         self.demo_traders: Mapping[str, str] = dict(demo.traders) if demo is not None else {}

@@ -7,7 +7,9 @@ from fastapi.staticfiles import StaticFiles
 from bastion.web.actions import demo_routes, preview_routes
 from bastion.web.context import HERE, PageContext
 from bastion.web.features import DemoFeatures
+from bastion.web.informed import telemetry_page_routes
 from bastion.web.pages import page_routes
+from bastion.web.staking import staking_page_routes
 
 __all__ = ["mount_web"]
 
@@ -20,5 +22,7 @@ def mount_web(app: FastAPI, demo: DemoFeatures | None = None) -> None:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(page_routes(ctx))
     app.include_router(preview_routes(ctx))
+    app.include_router(telemetry_page_routes(ctx))
+    app.include_router(staking_page_routes(ctx))
     if demo is not None and ctx.demo_traders:
         app.include_router(demo_routes(ctx, demo))

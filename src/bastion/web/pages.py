@@ -18,13 +18,15 @@ from bastion.api.reports import describe_gate_reports
 from bastion.api.views import (
     describe_book, describe_concentration, describe_insurance_funds, describe_market,
     describe_param_history, describe_proposals, describe_subaccount, describe_tier, get_market_or_404,
-    page_open_orders,
+    page_open_orders, describe_voter_exposure,
 )
+from bastion.api.views import describe_rollouts
 from bastion.core import transparency
 from bastion.core.governance import format_governance_params
+from bastion.web.informed import describe_cited_snapshot
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
-from bastion.presentation import describe_agent_grants
+from bastion.presentation import describe_agent_grants, describe_staking
 from bastion.web.context import CANDLES_SHOWN, DEPTH_CHART_LEVELS, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
 from bastion.web.history import portfolio_history
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
@@ -166,12 +168,16 @@ def page_routes(ctx: PageContext) -> APIRouter:
         with node.lock:
             state = node.state
             proposals = describe_proposals(state)
+            rollouts = describe_rollouts(state)["rollouts"]
             for entry, proposal in zip(proposals, state.proposals.values()):
                 entry.update(describe_proposal_diff(state, proposal))
+                entry["rollouts"] = [r for r in rollouts if r["proposal_id"] == proposal.proposal_id]
+                entry["exposure"] = describe_voter_exposure(state, proposal)  # issue 20: voter exposure disclosure
             proposals.reverse()  # newest first
             params = format_governance_params(state.governance)
         for entry in proposals:  # the reports this node holds (files: read outside the lock)
             describe_gate_reports(entry["stress_gate"], reports)
+            entry["cited"] = [describe_cited_snapshot(ctx.telemetry, digest) for digest in entry["evidence"]]
         example = json.dumps([{"type": "set_market_params", "market": "SOL-USD", "max_open_interest": "150000"}],
                              indent=1)
         return render(request, "governance.html", "/governance", proposals=proposals, params=params,
@@ -188,6 +194,9 @@ def page_routes(ctx: PageContext) -> APIRouter:
                         "new": format_param_value(state, c["name"], c["new"])}
                        for c in describe_param_history(state)]
             funds = describe_insurance_funds(state)
+            staking = describe_staking(state)["pools"]   # each fund's staked part, target and gap (core.staking)
+            for fund in funds["funds"]:
+                fund["staking"] = staking[fund["pool"]]
             concentration = describe_concentration(state)
             alert = transparency.get_voting_concentration(state)
             params = format_governance_params(state.governance)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.api.risk import compute_liquidation_ticks, compute_totals, holdings_of
-from bastion.api.views import price_text, size_text
+from bastion.api.views import price_text, size_text, tier_max_leverage_ppm
 from bastion.core.book import BUY, SELL
 from bastion.core.funding import funding_rate_8h_ppm
+from bastion.core.governance.ui_rules import effective_ui_requirements
 from bastion.core.state import Market, State, Subaccount
 from bastion.core.units import PPM, format_ppm, format_usdc
 from bastion.presentation import describe_position
@@ -104,14 +105,17 @@ def describe_positions(state: State, owner: str, numbers: tuple[int, ...]) -> li
 
 def describe_account_summary(state: State, sub: Subaccount | None, market: Market) -> dict[str, Any] | None:
     """One subaccount's equity, free collateral and margin ratio (maintenance over equity), and its
-    leverage cap in ``market``: the initial margin fraction it uses there (its own setting or the
-    tier's) and the most the tier allows, both as whole leverage (truncated)."""
+    leverage cap in ``market``: the initial margin fraction it uses there (its own setting, else the
+    market's governed default leverage, else the tier's) and the most offered (the tier's, capped by the
+    market's governed UI requirements), both as whole leverage (truncated, at least 1)."""
     if sub is None:
         return None
     equity, initial, maintenance, _ = compute_totals(state, holdings_of(state, sub))
-    tier_imf = state.tiers[market.tier_id].initial_margin_ppm
-    imf = sub.imf_overrides.get(market.ticker, tier_imf)
+    ui, tier_max = effective_ui_requirements(state, market.ticker), tier_max_leverage_ppm(state, market)
+    offered = max(1, min(ui.max_leverage_ppm or tier_max, tier_max) // PPM)
+    override = sub.imf_overrides.get(market.ticker)
+    leverage = PPM // override if override is not None else (ui.default_leverage_ppm or tier_max) // PPM
     return {"number": sub.number, "mode": sub.mode, "equity": format_usdc(equity),
             "free_collateral": format_usdc(equity - initial),
             "margin_ratio": None if equity <= 0 else format_ppm(maintenance * PPM // equity),
-            "leverage": PPM // imf, "max_leverage": PPM // tier_imf}
+            "leverage": max(1, min(leverage, offered)), "max_leverage": offered}

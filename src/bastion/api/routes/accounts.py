@@ -13,6 +13,7 @@ from bastion.api.preview import preview_order
 from bastion.api.views import describe_insurance_funds, describe_subaccount, get_subaccount_or_404, page_open_orders
 from bastion.core.messages import normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS
+from bastion.telemetry import record_suggestion
 
 
 def account_routes(ctx: ApiContext) -> APIRouter:
@@ -76,7 +77,9 @@ def preview_routes(ctx: ApiContext) -> APIRouter:
         (``bastion.api.preview``); no signature."""
         owner = normalize_address(request.owner, field="owner")
         with node.lock:
-            return preview_order(node.state, owner=owner, subaccount=request.subaccount, market=request.market,
-                                 side=request.side, size=request.size, price=request.price,
-                                 reduce_only=request.reduce_only, isolated_amount=request.isolated_amount)
+            answer = preview_order(node.state, owner=owner, subaccount=request.subaccount, market=request.market,
+                                   side=request.side, size=request.size, price=request.price,
+                                   reduce_only=request.reduce_only, isolated_amount=request.isolated_amount)
+        record_suggestion(ctx.suggestions, owner, answer)
+        return answer
     return router

@@ -7,12 +7,12 @@ modules stand on floors. Each imports only modules on the floors below it (check
 2. ``params_codec``   governance parameters and their genesis form;
    ``council_rules``  council parsing, steward bounds, the stress gate as reads of the state;
    ``proposal_guards`` proposer and vote guards
-3. ``actions``        listing, oracle, liquidation, guardian and money actions;
-   ``rollout``        staged rollouts
-4. ``dispatch``       the one validation (``compute_action_changes``, a ``match`` over the actions)
-5. ``classify``       risk classes with every pending proposal applied
-6. ``proposals``      statuses and their transition table, tally, deposits, the proposal handlers
-7. ``council``        the council's messages (attestations, stress reports, steward changes)
+3. ``actions``        listing, oracle, liquidation, guardian and money actions
+4. ``rollout``        staged rollouts of any rollable lever (given the validation as an argument)
+5. ``dispatch``       the one validation (``compute_action_changes``, a ``match`` over the actions)
+6. ``classify``       risk classes with every pending proposal applied
+7. ``proposals``      statuses and their transition table, tally, deposits, the proposal handlers
+8. ``council``        the council's messages (attestations, stress reports, steward changes)
 
 The public names most callers need are re-exported here (``from bastion.core import governance``).
 """

@@ -52,10 +52,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bastion.core import accounts
+from bastion.core import accounts, staking
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
-from bastion.core.enums import MarketStatus
+from bastion.core.enums import FundFlow, MarketStatus
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance.changes import (
     CRITICAL, NEUTRAL, RISK_INCREASING, Change, Effect, FundMerge, FundTransfer, Listing, Operation, ParamGroup,
@@ -332,7 +332,9 @@ def check_proposal_changes(state: State, changes: list[Effect]) -> None:
 
 
 def _check_money_moves(state: State, changes: list[Effect]) -> None:
-    balances = {TREASURY: state.fees_account, **state.insurance_funds}
+    # a fund can give only its protocol-owned part: the staked part is the stakers' (core.staking)
+    balances = {TREASURY: state.fees_account,
+                **{pool: staking.protocol_part(state, pool) for pool in state.insurance_funds}}
     for move in changes:
         if isinstance(move, Payment):
             _debit(balances, TREASURY, move.amount)
@@ -405,11 +407,12 @@ def apply_operation(state: State, value: Operation, source: ParamSource, events:
             if value.from_pool == TREASURY:
                 state.fees_account -= value.amount
             else:
-                state.insurance_funds[value.from_pool] -= value.amount
-            state.insurance_funds[value.to_pool] += value.amount
+                staking.move_fund(state, value.from_pool, -value.amount, FundFlow.PROTOCOL)
+            staking.move_fund(state, value.to_pool, value.amount, FundFlow.PROTOCOL)
             emit(events, ev.InsuranceTransferred, from_pool=value.from_pool, to_pool=value.to_pool,
                  amount=value.amount, insurance_fund=state.insurance_funds[value.to_pool], **by)
         case FundMerge():
+            staking.merge_stakes(state, value.pool)
             amount = state.insurance_funds.pop(value.pool)
             state.insurance_funds[CROSS_POOL] += amount
             paused_until = state.withdrawals_paused_until.pop(value.pool, None)

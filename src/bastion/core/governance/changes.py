@@ -28,7 +28,7 @@ from typing import Any, Final
 from bastion.core.errors import InvariantViolation
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
-from bastion.core.params import RISK_CLASSES
+from bastion.core.params import RISK_CLASSES, UiRequirements
 from bastion.core.state import Council, Market, ParamHistoryEntry, ParamSource, State, StewardBound
 
 
@@ -96,9 +96,12 @@ class ParamGroup(StrEnum):
     COUNCIL = "council"                     # council.members | council.threshold
     STEWARD_BOUND = "council.steward_bounds"  # council.steward_bounds.<parameter name>, no attribute
     BOT_LIMITS = "bot_limits"               # bot_limits.<attr> (bastion.core.bot_limits)
+    UI_REQUIREMENTS = "ui_requirements"     # ui_requirements.<ticker>.<attr> (issue 20, governance.ui_rules)
+    INSURANCE_STAKING = "insurance_staking"  # bastion.core.staking
 
 
-_KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER})
+_KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER,
+                           ParamGroup.UI_REQUIREMENTS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ class ParamPath:
 
     def __str__(self) -> str:
         match self.group:
-            case ParamGroup.MARKET | ParamGroup.TIER:
+            case ParamGroup.MARKET | ParamGroup.TIER | ParamGroup.UI_REQUIREMENTS:
                 return f"{self.group}.{self.key}.{self.attr}"
             case ParamGroup.MARKET_ORACLE:
                 return f"markets.{self.key}.oracle.{self.attr}"
@@ -132,7 +135,7 @@ class ParamPath:
         if group == "markets" and rest.count(".") >= 2 and rest.rsplit(".", 2)[-2] == "oracle":
             ticker, _, attr = rest.rsplit(".", 2)
             return cls(ParamGroup.MARKET_ORACLE, ticker, attr)
-        if group in ("markets", "liquidity_tiers") and "." in rest:
+        if group in ("markets", "liquidity_tiers", "ui_requirements") and "." in rest:
             key, attr = rest.rsplit(".", 1)
             return cls(ParamGroup(group), key, attr)
         if name.startswith("governance.tiers.") and rest.count(".") == 2:
@@ -143,7 +146,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "bot_limits"):
+                              "bot_limits", "insurance_staking"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -370,6 +373,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.order_limits, ("order_limits",)
         case ParamGroup.BOT_LIMITS:
             target, key = state.bot_limits, ("bot_limits",)
+        case ParamGroup.INSURANCE_STAKING:
+            target, key = state.insurance_staking, ("insurance_staking",)
         case ParamGroup.ORACLE_OPERATORS:
             set_oracle_operators(state, value)
             return
@@ -387,6 +392,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             state.council = Council(state.council.members, value)
             state.touch(("council",))
             return
+        case ParamGroup.UI_REQUIREMENTS:
+            target, key = state.ui_requirements.setdefault(path.key, UiRequirements()), ("ui_requirements", path.key)
         case ParamGroup.STEWARD_BOUND:
             if value is not None:
                 state.steward_bounds[path.key] = value

@@ -72,11 +72,17 @@ def copy_governed_state(state: State) -> State:
         markets[ticker] = clone
     sim.markets = markets
     sim.tiers = {tier_id: copy.copy(tier) for tier_id, tier in state.tiers.items()}
-    for group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "bot_limits"):
+    for group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "bot_limits",
+                  "insurance_staking"):
         setattr(sim, group, copy.deepcopy(getattr(state, group)))
     sim.insurance_funds = dict(state.insurance_funds)
+    # a fund transfer or merge moves the stakers' records too (core.staking)
+    sim.stake_pools = {pool: copy.copy(record) for pool, record in state.stake_pools.items()}
+    sim.stakes = dict(state.stakes)
+    sim.unstake_requests = dict(state.unstake_requests)
     sim.withdrawals_paused_until = dict(state.withdrawals_paused_until)
     sim.steward_bounds = dict(state.steward_bounds)
+    sim.ui_requirements = {ticker: copy.copy(record) for ticker, record in state.ui_requirements.items()}
     sim.param_history = list(state.param_history)
     sim.dirty = {}
     return sim

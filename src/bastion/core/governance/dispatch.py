@@ -16,21 +16,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
+from typing import Final
 
-from bastion.core import bot_limits, orders
+from bastion.core import bot_limits, orders, staking
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.governance import actions, council_rules, rollout
+from bastion.core.governance import actions, council_rules, rollout, ui_rules
 from bastion.core.governance.changes import (
-    CRITICAL, NO_CAP, RISK_REDUCING, Change, Effect, ParamGroup, ParamPath, PlannedRollout, change_param,
+    CRITICAL, NEUTRAL, NO_CAP, RISK_REDUCING, Change, Effect, ParamGroup, ParamPath, PlannedRollout, change_param,
     compare_risk, compare_tier_risk, strictest,
 )
 from bastion.core.governance.params_codec import parse_governance_params, parse_ratio
 from bastion.core.messages import (
     Action, DelistMarket, InsuranceTransfer, ListMarket, SetCouncil, SetFeeParams, SetGovernanceParams, SetGuardian,
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
-    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits,
+    SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits, SetUiRequirements,
 )
+from bastion.core.messages import SetInsuranceStakingParams
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
@@ -111,6 +113,13 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
                                 compare_risk(_STATUS_RANK[market.status], _STATUS_RANK[action.status],
                                              riskier_when_higher=True)))
             changes.extend(actions.compute_market_oracle_changes(market, action))
+            if action.cross_margin_cap is not None:   # isolated-to-cross in steps (core.cross_promotion)
+                if not market.isolated_only:
+                    raise ProtocolError("market_not_isolated", f"{market.ticker} already trades in the cross pool",
+                                        field="cross_margin_cap")
+                cap = parse_usdc(action.cross_margin_cap, field="cross_margin_cap")
+                changes.append(Change(path("cross_margin_cap_usdc"), market.cross_margin_cap_usdc, cap,
+                                      compare_risk(market.cross_margin_cap_usdc, cap, riskier_when_higher=True)))
         case SetLiquidityTier():
             old = state.tiers.get(action.tier)
             if old is None:
@@ -169,7 +178,7 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.append(Change(ParamPath(ParamGroup.MARKET, market.ticker, "status"), market.status,
                                   FINAL_SETTLEMENT, RISK_REDUCING))
         case StartRollout():
-            changes.extend(rollout.compute_start_rollout_changes(state, action))
+            changes.extend(rollout.compute_start_rollout_changes(state, action, compute_action_changes))
         case SetGuardian():
             changes.extend(actions.compute_set_guardian_changes(state, action))
         case SetCouncil():
@@ -178,8 +187,37 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(council_rules.compute_steward_bounds_changes(state, action))
         case SetBotLimits():
             changes.extend(compute_bot_limits_changes(state, action))
+        case SetUiRequirements():
+            changes.extend(ui_rules.compute_ui_requirements_changes(state, action))
+        case SetInsuranceStakingParams():
+            changes.extend(compute_insurance_staking_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
+    return changes
+
+
+# the fields of set_insurance_staking_params -> the parameter, and whether a higher value is riskier
+# (a shorter cooldown lets stakers leave before a loss; a lower minimum stake, target or replenish share
+# leaves the fund thinner); the stakers' fee share and the loss mode only split the fund: neutral
+_STAKING_PARAMS: Final = (("cooldown_ms", "cooldown_ms", False), ("staker_fee_share", "staker_fee_share_ppm", None),
+                          ("loss_mode", "loss_mode", None), ("min_stake", "min_stake_usdc", False),
+                          ("target_oi_share", "target_oi_ppm", False), ("target_floor", "target_floor_usdc", False),
+                          ("replenish_share", "replenish_share_ppm", False))
+
+
+def compute_insurance_staking_changes(state: State, action: SetInsuranceStakingParams) -> list[Change]:
+    """``set_insurance_staking_params``: validated by the genesis parser (``staking.parse_staking_params``,
+    its codes: ``invalid_field``, ``non_positive_amount`` and the decimal codes)."""
+    section = {name: getattr(action, name) for name, _, _ in _STAKING_PARAMS if getattr(action, name) is not None}
+    old = state.insurance_staking
+    new = staking.parse_staking_params(section, old, "set_insurance_staking_params")
+    changes: list[Change] = []
+    for name, attr, riskier_when_higher in _STAKING_PARAMS:
+        if name in section:
+            before, after = getattr(old, attr), getattr(new, attr)
+            risk = NEUTRAL if riskier_when_higher is None else compare_risk(
+                before, after, riskier_when_higher=riskier_when_higher)
+            changes.append(Change(ParamPath(ParamGroup.INSURANCE_STAKING, "", attr), before, after, risk))
     return changes
 
 
@@ -263,3 +301,9 @@ def apply_effect(state: State, effect: Effect, source: ParamSource, events: Even
         case _:
             actions.apply_operation(state, effect, source, events)
 
+
+
+def advance_rollouts(state: State, events: Events) -> None:
+    """End-of-block step ``rollout.advance_rollouts``, each step judged by ``compute_action_changes``
+    (passed down: the rollout module sits on a lower floor)."""
+    rollout.advance_rollouts(state, events, compute_action_changes)

@@ -31,11 +31,13 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
              "late_quorum_extension_blocks", "max_swing_extensions", "proposal_fee", "max_live_proposals",
              "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
-             "attestation_max_age_s", "stress", "tiers"}
+             "attestation_max_age_s", "stress", "tiers", "exposure"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
     if "stress" in obj:
         result = parse_stress_thresholds(obj["stress"], result, f"{path}.stress")
+    if "exposure" in obj:
+        result = parse_exposure_option(obj["exposure"], result, f"{path}.exposure")
     if "voting_delay_blocks" in obj:
         result.voting_delay_blocks = parse_count(obj["voting_delay_blocks"], f"{path}.voting_delay_blocks", minimum=0)
     if "late_quorum_extension_blocks" in obj:
@@ -142,6 +144,22 @@ def parse_stress_thresholds(obj: Any, base: GovernanceParams, path: str) -> Gove
     return result
 
 
+def parse_exposure_option(obj: Any, base: GovernanceParams, path: str) -> GovernanceParams:
+    """The ``exposure`` section (``bastion.core.exposure``, the discount of directly exposed votes in the
+    critical tier) merged over ``base``: ``exposed_vote_weight`` a ratio in [0, 1] (1: the option off),
+    ``threshold`` a non-negative USDC notional."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("invalid_field", f"{path} must be an object", field=path)
+    for key in sorted(set(obj) - {"exposed_vote_weight", "threshold"}):
+        raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
+    result = copy.deepcopy(base)
+    if "exposed_vote_weight" in obj:
+        result.exposed_vote_weight_ppm = parse_ratio(obj["exposed_vote_weight"], f"{path}.exposed_vote_weight")
+    if "threshold" in obj:
+        result.exposure_threshold_usdc = parse_usdc(obj["threshold"], field=f"{path}.threshold")
+    return result
+
+
 def check_tiers_ordered(params: GovernanceParams, path: str) -> None:
     """A higher risk class is never laxer than a lower one, in any rule (Aave levels)."""
     for lower, higher in zip(RISK_CLASSES, RISK_CLASSES[1:]):
@@ -169,6 +187,8 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "attestation_max_age_s": params.attestation_max_age_ms // MS_PER_S,
         "stress": {key: (format_usdc if key == "max_loss_to_traders" else format_ppm)(getattr(params, attribute))
                    for key, attribute in STRESS_THRESHOLDS.items()},
+        "exposure": {"exposed_vote_weight": format_ppm(params.exposed_vote_weight_ppm),
+                     "threshold": format_usdc(params.exposure_threshold_usdc)},
         "tiers": {name: {"quorum": format_ppm(t.quorum_ppm), "approval_threshold": format_ppm(t.approval_threshold_ppm),
                          "voting_period_blocks": t.voting_period_blocks, "timelock_s": t.timelock_ms // MS_PER_S,
                          "min_holding_age_blocks": t.min_holding_age_blocks}

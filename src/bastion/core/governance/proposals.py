@@ -76,13 +76,13 @@ import json
 from enum import StrEnum
 from typing import Any, Final
 
-from bastion.core import guardian, votes
+from bastion.core import exposure, guardian, votes
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import classify, council_rules, proposal_guards, rollout
-from bastion.core.governance.changes import PlannedRollout
-from bastion.core.governance.dispatch import apply_effect
+from bastion.core.governance.changes import CRITICAL, Effect, PlannedRollout
+from bastion.core.governance.dispatch import apply_effect, compute_action_changes
 from bastion.core.messages import (
     MAX_DESCRIPTION_CHARS, MAX_REASON_CHARS, MAX_TITLE_CHARS, Action, CancelProposal, Execute, GuardianVeto, Queue,
     SetGuardian, SubmitProposal, Vote, canonical_action,
@@ -129,10 +129,13 @@ TRANSITIONS: Final[dict[str, frozenset[ProposalStatus]]] = {
 
 # --------------------------------------------------------------------------------------- queries
 def compute_proposal_id(chain_id: str, proposer: str, height: int, title: str, description: str,
-                        actions: tuple[Action, ...]) -> str:
-    """The proposal id (module docstring): SHA-256 hex of the canonical JSON of the content."""
-    content = {"chain_id": chain_id, "title": title, "description": description, "proposer": proposer,
-               "height": height, "actions": [canonical_action(a) for a in actions]}
+                        actions: tuple[Action, ...], evidence: tuple[str, ...] = ()) -> str:
+    """The proposal id (module docstring): SHA-256 hex of the canonical JSON of the content (the cited
+    ``evidence`` only when there is some, so that an id without it stays what it was)."""
+    content: dict[str, Any] = {"chain_id": chain_id, "title": title, "description": description, "proposer": proposer,
+                               "height": height, "actions": [canonical_action(a) for a in actions]}
+    if evidence:
+        content["evidence"] = list(evidence)
     data = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return hashlib.sha256(data).hexdigest()
 
@@ -260,7 +263,9 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
                             f"({own_votes} units) are below the proposal threshold "
                             f"({params.proposal_threshold_bgov})", field="sender")
     _, risk_class = classify.classify_proposal(state, msg.actions)
-    proposal_id = compute_proposal_id(state.chain_id, sender, state.height, msg.title, msg.description, msg.actions)
+    evidence = tuple(msg.evidence or ())
+    proposal_id = compute_proposal_id(state.chain_id, sender, state.height, msg.title, msg.description, msg.actions,
+                                      evidence)
     if proposal_id in state.proposals:
         raise ProtocolError("duplicate_proposal", "the same proposal was already submitted in this block",
                             field="proposal_id")
@@ -272,7 +277,8 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
                         description=msg.description,
                         actions=msg.actions, deposit_bgov=deposit, risk_class=risk_class,
                         submitted_height=state.height, snapshot_height=snapshot,
-                        deadline_height=snapshot + rules.voting_period_blocks, rules=rules, fee_bgov=fee)
+                        deadline_height=snapshot + rules.voting_period_blocks, rules=rules, fee_bgov=fee,
+                        evidence=evidence)
     state.proposals[proposal_id] = proposal
     state.touch(("proposal", proposal_id))
     votes.set_balance(state, sender, balance - deposit)
@@ -285,7 +291,8 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
 
 
 def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]:
-    """Cast a ballot weighted by the votes held at the snapshot. Raises ``unknown_proposal``,
+    """Cast a ballot weighted by the votes held at the snapshot (in the critical tier, with the exposure
+    option on, discounted for a directly exposed voter: ``bastion.core.exposure``). Raises ``unknown_proposal``,
     ``voting_not_started``, ``voting_closed``, ``invalid_vote_option``, ``reason_too_long``,
     ``already_voted``, ``no_voting_power``."""
     # VALIDATION
@@ -307,6 +314,10 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]
     if weight == 0:
         raise ProtocolError("no_voting_power", f"no votes at the snapshot (block {proposal.snapshot_height}) held "
                             f"for {proposal.rules.min_holding_age_blocks} blocks", field="sender")
+    full_weight = weight
+    if proposal.risk_class == CRITICAL and state.governance.exposed_vote_weight_ppm < PPM:
+        weight = exposure.discounted_weight(state, sender, weight, proposal.risk_class,
+                                            get_touched_markets(state, proposal))
     # OPERATION
     outcome_before = compute_outcome(state, proposal)
     proposal.ballots[sender] = (msg.option, weight, reason)
@@ -325,7 +336,25 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]
             emit(events, ev.ProposalExtended, proposal_id=proposal.proposal_id,
                  deadline_height=proposal.deadline_height)
     proposal_guards.extend_on_flip(state, proposal, outcome_before, compute_outcome(state, proposal), events)
-    return {"weight": weight}
+    return {"weight": weight} if weight == full_weight else {"weight": weight, "exposed_full_weight": full_weight}
+
+
+def get_proposal_effects(state: State, proposal: Proposal) -> list[Effect]:
+    """``proposal``'s effects, each action validated against the current state; an action that no
+    longer validates has none here (it would fail at execution anyway). What the exposure disclosure
+    and the vote discount read (``bastion.core.exposure``)."""
+    effects: list[Effect] = []
+    for action in proposal.actions:
+        try:
+            effects.extend(compute_action_changes(state, action))
+        except ProtocolError:
+            continue
+    return effects
+
+
+def get_touched_markets(state: State, proposal: Proposal) -> dict[str, str]:
+    """The markets whose position holders ``proposal``'s changes touch (``exposure.changed_markets``)."""
+    return exposure.changed_markets(state, get_proposal_effects(state, proposal))
 
 
 def queue(state: State, sender: str, msg: Queue, events: Events) -> dict[str, Any]:
@@ -378,7 +407,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict[str
     if gate_event is not None:
         events.append(ev.to_json_dict(gate_event))
     source = ParamSource("proposal", proposal.proposal_id, proposal.number)
-    rollout.start_rollouts(state, proposal, events)
+    rollout.start_rollouts(state, proposal, events, compute_action_changes)
     for change in changes:
         if not isinstance(change, PlannedRollout):
             apply_effect(state, change, source, events)

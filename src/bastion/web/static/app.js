@@ -458,6 +458,12 @@ if (orderForm) {
         showStatus("Order not sent: " + reason, true);
         return;
       }
+      // the market's governed UI requirements: above its confirmation leverage the trader confirms first
+      if (verdict.dataset.confirm === "true" && !window.confirm(verdict.dataset.confirmText)) {
+        blocked.hidden = false;
+        blocked.textContent = "Not sent: the leverage confirmation was declined";
+        return;
+      }
       blocked.hidden = true;
       await sendMessage({type: "place_order", ...order, client_id: 1 + Math.floor(Math.random() * 2147483646)});
       preview();
@@ -737,8 +743,10 @@ if (proposalForm) proposalForm.addEventListener("submit", async (event) => {
   const data = new FormData(proposalForm);
   let actions;
   try { actions = JSON.parse(data.get("actions")); } catch (error) { showStatus("actions: not JSON", true); return; }
+  const evidence = String(data.get("evidence") || "").split(/[\s,]+/).filter((hash) => hash);
   await sendMessage({type: "submit_proposal", title: data.get("title"), description: data.get("description"),
-                     deposit: String(data.get("deposit")).trim(), actions: actions});
+                     deposit: String(data.get("deposit")).trim(), actions: actions,
+                     ...(evidence.length ? {evidence: evidence} : {})});
 });
 
 labelCells();
