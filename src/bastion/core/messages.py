@@ -339,6 +339,7 @@ class SetUiRequirements(_Checked):
     confirm_above_leverage: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
 class SetInsuranceStakingParams(_Checked):
     """Insurance staking and replenishment (genesis ``insurance_staking`` names and units,
     ``bastion.core.staking``): unstake cooldown (ms), the stakers' share of fees, the loss mode,
