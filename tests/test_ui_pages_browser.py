@@ -203,7 +203,7 @@ def test_every_table_of_these_pages_fits_its_box_and_no_page_scrolls_sideways(pa
                                     client: (t.closest('.table-box') || t).clientWidth}; })""")
             for table in boxes:
                 assert table["box"] <= width + 0.5, (width, path, table)
-                if path in FORMATTED:
+                if path in FORMATTED and "rollout-steps" not in table["cls"]:  # a rollout's steps: a matrix
                     assert table["scroll"] <= table["client"] + 1, (width, path, table)
             screenshot(page, f"pages-{path.strip('/').replace('/', '-') or 'markets'}-{width}")
 
