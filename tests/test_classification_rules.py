@@ -210,8 +210,9 @@ def test_the_governed_copy_shares_no_object_a_change_writes_to():
     sim = classify.copy_governed_state(state)
     for attr in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "insurance_funds",
                  "withdrawals_paused_until", "steward_bounds", "param_history", "markets", "tiers", "insurance_staking",
-                 "stake_pools", "stakes", "unstake_requests"):
+                 "stake_pools", "stakes", "unstake_requests", "disputes"):
         assert getattr(sim, attr) is not getattr(state, attr), attr
+    assert sim.disputes.params is not state.disputes.params
     for ticker, market in state.markets.items():
         clone = sim.markets[ticker]
         assert clone is not market and clone.oracle_params is not market.oracle_params

@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "7164cc8c689cfddd4513cdaa78d6e98888e38f24287424ffbbe675bc6aef92c6"
+EVENT_SHAPES_SHA256 = "1aa295461833a340e86c7010c82a5b23264a39d322cbd234fe3486fb489b7b7c"
 
 
 def test_the_event_shapes_are_pinned():

@@ -23,13 +23,14 @@ CORE = Path(__file__).resolve().parents[1] / "src" / "bastion" / "core"
 PACKAGE = "bastion.core.governance"
 FLOORS = {
     "changes": 1,
-    "params_codec": 2, "council_rules": 2, "proposal_guards": 2,
+    "params_codec": 2, "council_rules": 2, "proposal_guards": 2, "dispute_params": 2,
     "actions": 3, "ui_rules": 3,
     "rollout": 4,
     "dispatch": 5,
     "classify": 6,
     "proposals": 7,
     "council": 8,
+    "dispute_votes": 8,
 }
 ABOVE_GOVERNANCE = {"transition", "transparency", "genesis"}   # core modules that may import governance
 

@@ -33,7 +33,7 @@ def test_fast_leaf_encoding_is_byte_identical_to_canonical_json():
     state, _ = _final_state_of("demo.json")
     keys = list(iter_leaf_keys(state))
     assert {k[0] for k in keys} == {"global", "market", "twap", "order", "sub", "bgov", "total_supply", "governance",
-                                    "council", "listing", "order_limits"}  # demo holds BGOV
+                                    "council", "listing", "order_limits", "disputes"}  # demo holds BGOV
     for key in keys:
         expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(state, key)).encode()
         assert _leaf_bytes(state, key) == expected, key
@@ -59,7 +59,8 @@ def test_conditional_orders_are_hashed_leaves_through_placement_trigger_cancel_a
     assert [r["status"] for r in results] == ["untriggered"] * 3
     hashes = [_end_block_checked(chain)]
     assert {key[0] for key in iter_leaf_keys(chain.state)} == {"global", "market", "twap", "sub", "conditional",
-                                                                 "governance", "council", "listing", "order_limits"}
+                                                                 "governance", "council", "listing", "order_limits",
+                                                                 "disputes"}
     for key in iter_leaf_keys(chain.state):  # the generic encoding serves the conditional leaves
         expected = _DUMPS(list(key)).encode() + b"\x00" + _DUMPS(serialize_leaf(chain.state, key)).encode()
         assert _leaf_bytes(chain.state, key) == expected, key
@@ -216,7 +217,7 @@ def test_the_docs_leaf_table_is_the_declaration():
     end = text.index("<!-- end of leaf table -->")
     documented = text[text.index("\n", start) + 1:end]
     assert documented == leaves.leaf_table(), "paste bastion.core.leaves.leaf_table() into docs/protocol.md"
-    assert documented.count("\n| `(") == len(leaves.LEAF_KINDS) == 37
+    assert documented.count("\n| `(") == len(leaves.LEAF_KINDS) == 41
 
 
 def test_every_state_field_belongs_to_one_leaf_kind_or_is_named_as_derived():

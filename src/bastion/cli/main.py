@@ -19,12 +19,14 @@ from rich.table import Table
 
 from bastion.scenario import ScenarioError, run_scenario, run_scenario_file, scenario_defaults
 from bastion.stress.cli import stress
+from bastion.cli.dispute import dispute_app
 
 app = typer.Typer(help="Bastion: a deterministic perpetual-futures exchange.", no_args_is_help=True,
                   add_completion=False)
 scenario_app = typer.Typer(help="Run and inspect scenario files (docs/scenarios.md).", no_args_is_help=True)
 app.add_typer(scenario_app, name="scenario")
 app.command("stress")(stress)
+app.add_typer(dispute_app, name="dispute")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 

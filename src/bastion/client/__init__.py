@@ -343,6 +343,42 @@ class _Methods:
     def _then(self, value: Any, then: Callable[[Any], Any]) -> Any:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ disputes (issue 18)
+    def disputes(self, *, owner: str | None = None) -> Any:
+        return self._request("GET", "/v1/disputes", params={"owner": owner} if owner else None)
+
+    def dispute(self, dispute_id: int) -> Any:
+        return self._request("GET", f"/v1/disputes/{dispute_id}")
+
+    def dispute_check(self, dispute_id: int) -> Any:
+        """The disputed block replayed from the node's log: ``deviation``, recorded vs replayed, evidence."""
+        return self._request("GET", f"/v1/disputes/{dispute_id}/check")
+
+    def dispute_targets(self, *, owner: str | None = None) -> Any:
+        return self._request("GET", "/v1/dispute-targets", params={"owner": owner} if owner else None)
+
+    def incident_programs(self) -> Any:
+        return self._request("GET", "/v1/incidents")
+
+    def open_dispute(self, *, target: int, claim_kind: str, claim: Decimal, bond: Decimal, statement: str = "",
+                     wait_ms: int = 0) -> Any:
+        """Contest a target of the key's own account (``bastion.core.disputes``), posting ``bond`` USDC."""
+        return self.submit({"type": "open_dispute", "target": target, "claim_kind": claim_kind,
+                            "claim_usdc": str(claim), "bond": str(bond), "statement": statement}, wait_ms=wait_ms)
+
+    def rule_dispute(self, *, dispute_id: int, upheld: bool, award: Decimal, wait_ms: int = 0) -> Any:
+        """A council member's ruling."""
+        return self.submit({"type": "rule_dispute", "dispute_id": dispute_id, "upheld": upheld,
+                            "award_usdc": str(award)}, wait_ms=wait_ms)
+
+    def appeal_dispute(self, *, dispute_id: int, upheld: bool, award: Decimal, bond: Decimal, wait_ms: int = 0) -> Any:
+        """Appeal a ruling to a token vote, posting ``bond`` USDC from subaccount 0."""
+        return self.submit({"type": "appeal_dispute", "dispute_id": dispute_id, "upheld": upheld,
+                            "award_usdc": str(award), "bond": str(bond)}, wait_ms=wait_ms)
+
+    def claim_incident(self, *, program_id: int, wait_ms: int = 0) -> Any:
+        return self.submit({"type": "claim_incident", "program_id": program_id}, wait_ms=wait_ms)
+
     # ------------------------------------------------------------------ messages (signed)
     def deposit(self, *, owner: str, amount: Decimal, subaccount: int = 0, wait_ms: int = 0) -> Any:
         """Bridge operator only."""

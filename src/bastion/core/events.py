@@ -1243,6 +1243,118 @@ class InsuranceReplenishment:
     fee_share_ppm: Ppm
 
 
+# --------------------------------------------------------------------------------------- disputes (issue 18)
+@event("dispute_opened", Topic.GOVERNANCE)
+class DisputeOpened:
+    """An owner contested a recorded liquidation, takeover, deleveraging or settlement, posting a bond."""
+
+    dispute_id: Id
+    target: Id
+    target_kind: Text
+    target_height: Height
+    owner: Address
+    number: Id
+    market: Ticker
+    claim_kind: Text
+    claim: Usdc
+    loss: Usdc
+    bond: Usdc
+    deadline_ms: Ms
+
+
+@event("dispute_vote", Topic.GOVERNANCE)
+class DisputeVote:
+    """A council member's ruling on a dispute; ``votes`` members (of ``threshold``) agree with it now."""
+
+    dispute_id: Id
+    member: Address
+    upheld: Flag
+    award: Usdc
+    votes: Count
+    threshold: Count
+
+
+@event("dispute_ruled", Topic.GOVERNANCE)
+class DisputeRuled:
+    """The council decided a dispute; either side may appeal until ``appeal_until_ms``."""
+
+    dispute_id: Id
+    upheld: Flag
+    award: Usdc
+    appeal_until_ms: Ms
+
+
+@event("dispute_escalated", Topic.GOVERNANCE)
+class DisputeEscalated:
+    """A dispute went to a token vote: ``reason`` appeal (``appellant`` posted ``appeal_bond``) or
+    deadline (the council did not rule in time)."""
+
+    dispute_id: Id
+    reason: Text
+    proposal_id: TextId
+    appellant: Address | None = None
+    appeal_bond: Usdc
+    upheld: Flag
+    award: Usdc
+
+
+@event("dispute_resolved", Topic.GOVERNANCE)
+class DisputeResolved:
+    """A dispute's final outcome and its money: ``paid`` (the award after the caps, ``capped_by`` the
+    cap that bound) from the pool's fund, the bond back or forfeited, an appeal bond likewise."""
+
+    dispute_id: Id
+    upheld: Flag
+    award: Usdc
+    paid: Usdc
+    capped_by: Text | None = None
+    bond_returned: Usdc
+    bond_forfeited: Usdc
+    appeal_bond_returned: Usdc
+    appeal_bond_forfeited: Usdc
+    pool: Pool
+    insurance_fund: Usdc
+    decided_by: Text
+
+
+@event("incident_program_opened", Topic.GOVERNANCE)
+class IncidentProgramOpened:
+    """Governance opened a compensation program: the protocol's computed compensation (``entitled``)
+    pro rata within ``budget``; ``escrow`` left the insurance fund for the claims."""
+
+    program_id: Id
+    market: Ticker
+    from_height: Height
+    to_height: Height
+    rule: Text
+    reference_price: Ticks
+    budget: Usdc
+    entitled: Usdc
+    escrow: Usdc
+    targets: Count
+    claim_until_ms: Ms
+    insurance_fund: Usdc
+
+
+@event("incident_claimed", Topic.ACCOUNT)
+class IncidentClaimed:
+    """An owner's subaccount received its compensation from an incident program."""
+
+    program_id: Id
+    owner: Address
+    number: Id
+    amount: Usdc
+
+
+@event("incident_program_closed", Topic.GOVERNANCE)
+class IncidentProgramClosed:
+    """An incident program's claim period ended; what nobody claimed went back to the fund."""
+
+    program_id: Id
+    returned: Usdc
+    insurance_fund: Usdc
+
+
 Event = (
     Deposit | Withdrawal | Transfer | LeverageSet | MarginModeSet | FundingPayment
     | OrderAccepted | OrderPlaced | OrderCancelled | ConditionalOrderPlaced | ConditionalOrderTriggered
@@ -1262,6 +1374,8 @@ Event = (
     | RolloutGatesMeasured
     | InsuranceStaked | UnstakeRequested | InsuranceUnstaked | InsuranceStakersLoss | InsuranceStakesWipedOut
     | InsuranceReplenishment
+    | DisputeOpened | DisputeVote | DisputeRuled | DisputeEscalated | DisputeResolved | IncidentProgramOpened
+    | IncidentClaimed | IncidentProgramClosed
 )
 """Every event the core emits (``event_types()`` names them)."""
 

@@ -28,6 +28,8 @@ from bastion.core.market_codec import wrap_error as _wrap
 from bastion.core.messages import normalize_address
 from bastion.core.orders import format_order_limits, parse_order_limits
 from bastion.core.staking import format_staking_params, parse_staking_params
+from bastion.core.disputes import format_dispute_params, parse_dispute_params
+from bastion.core.params import DisputeParams
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
     BotLimitParams, GovernanceParams, InsuranceStakingParams, LiquidationParams, ListingParams, LiquidityTier,
@@ -92,6 +94,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     "insurance_staking": format_staking_params(InsuranceStakingParams()),
     "guardian": None,    # or {"address": "0x...", "expires": "<RFC 3339 time>"} (bastion.core.guardian)
     "council": {"members": [], "threshold": 0, "steward_bounds": {}, "stress_reports": []},
+    # disputes and incident programs (bastion.core.disputes): windows, bonds, deadlines, award caps
+    "disputes": format_dispute_params(DisputeParams()),
     "accounts": [],
     # issue 20: per market, what frontends must show and enforce (bastion.core.governance.ui_rules), e.g.
     # {"BTC-USD": {"risk_banner": "...", "max_leverage": "5", "confirm_above_leverage": "3"}}
@@ -230,6 +234,8 @@ def build_state(genesis: Any) -> State:
                                     "genesis.insurance_staking")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
+    state.disputes.params = _wrap("genesis.disputes", parse_dispute_params, _get(g, "disputes", "genesis", dict, {}),
+                                  DisputeParams(), "genesis.disputes")
     _add_accounts(state, _get(g, "accounts", "genesis", list, []))
     _wrap("genesis.ui_requirements", set_genesis_ui_requirements, state,
           _get(g, "ui_requirements", "genesis", dict, {}))

@@ -45,6 +45,8 @@ from bastion.core.params import (
 from bastion.core.params import InsuranceStakingParams
 from bastion.core.state import StakePool, UnstakeRequest
 from bastion.core.state import AgentGrant
+from bastion.core.dispute_state import FINAL_STATUSES, Dispute, DisputeBook, DisputeTarget, IncidentProgram
+from bastion.core.params import DisputeParams
 from bastion.core.state import (
     Attestation, CancelSchedule, ConditionalOrder, Council, Guardian, Market, NonceRecord, OrderTerms,
     ParamHistoryEntry, ParamSource, Pause, Position, Proposal, Rollout, State, StewardApproval, StewardBound,
@@ -746,6 +748,73 @@ def _unstake_request_value(state: State, key: Key) -> Value:
     return None if r is None else [r.owner, r.pool, r.shares, r.subaccount, r.requested_ms, r.available_ms]
 
 
+# --------------------------------------------------------------------------------------- disputes (issue 18)
+_BOOK_SCALARS: Final = ("next_target_id", "next_dispute_id", "next_program_id", "escrow_usdc", "epoch",
+                        "epoch_paid_usdc")
+_TARGET_FIELDS: Final = tuple(f.name for f in fields(DisputeTarget))
+_DISPUTE_FIELDS: Final = tuple(f.name for f in fields(Dispute))
+_PROGRAM_FIELDS: Final = tuple(f.name for f in fields(IncidentProgram))
+
+
+def _disputes_value(state: State, key: Key) -> Value:
+    book = state.disputes
+    return [list(asdict(book.params).items()), *(getattr(book, name) for name in _BOOK_SCALARS)]
+
+
+def _write_dispute_book(state: State) -> Json:
+    book = state.disputes
+    return {"params": asdict(book.params), **{name: getattr(book, name) for name in _BOOK_SCALARS},
+            "targets": [_target_row(t) for t in book.targets.values()],
+            "disputes": [_dispute_row(d) for d in book.disputes.values()],
+            "programs": [_program_row(p) for p in book.programs.values()]}
+
+
+def _read_dispute_book(state: State, data: Json) -> None:
+    book = state.disputes = DisputeBook(DisputeParams(**data["params"]))
+    for name in _BOOK_SCALARS:
+        setattr(book, name, data[name])
+    _read_dispute_targets(state, data["targets"])
+    _read_disputes(state, data["disputes"])
+    _read_incident_programs(state, data["programs"])
+
+
+def _target_row(target: DisputeTarget) -> list[Any]:
+    return [getattr(target, name) for name in _TARGET_FIELDS]
+
+
+def _dispute_row(dispute: Dispute) -> list[Any]:
+    return [[[member, *vote] for member, vote in sorted(value.items())] if name == "votes" else value
+            for name in _DISPUTE_FIELDS for value in (getattr(dispute, name),)]
+
+
+def _program_row(program: IncidentProgram) -> list[Any]:
+    return [[[*key, amount] for key, amount in value.items()] if name == "payouts" else value
+            for name in _PROGRAM_FIELDS for value in (getattr(program, name),)]
+
+
+def _read_dispute_targets(state: State, rows: Json) -> None:
+    state.disputes.targets = {row[0]: DisputeTarget(*row) for row in rows}
+
+
+def _read_disputes(state: State, rows: Json) -> None:
+    book = state.disputes
+    for row in rows:
+        values = dict(zip(_DISPUTE_FIELDS, row, strict=True))
+        values["votes"] = {member: (upheld, award) for member, upheld, award in values["votes"]}
+        dispute = Dispute(**values)
+        book.disputes[dispute.dispute_id] = dispute
+        if dispute.status not in FINAL_STATUSES:
+            book.live[dispute.dispute_id] = None
+
+
+def _read_incident_programs(state: State, rows: Json) -> None:
+    for row in rows:
+        values = dict(zip(_PROGRAM_FIELDS, row, strict=True))
+        values["payouts"] = {(owner, number): amount for owner, number, amount in values["payouts"]}
+        program = IncidentProgram(**values)
+        state.disputes.programs[program.program_id] = program
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
@@ -910,6 +979,22 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
                                                                   for rid, r in state.unstake_requests.items()],
                                _set("unstake_requests",
                                     lambda rows: {row[0]: UnstakeRequest(*row[1:]) for row in rows})),)),
+    LeafKind("disputes", (), "the dispute parameters, id counters, escrow (bonds and incident programs) and the "
+             "epoch's awards", _disputes_value, keys=lambda state: [("disputes",)],
+             snapshot=(Section("disputes", _write_dispute_book, _read_dispute_book),)),
+    LeafKind("dispute_target", ("target_id",), "a recorded liquidation, takeover, deleveraging or settlement of one "
+             "subaccount in one block: size, received, prices, loss, claim", lambda state, key: (
+                 None if (t := state.disputes.targets.get(key[1])) is None else _target_row(t)),
+             within="disputes",
+             keys_within=lambda state, parent: [("dispute_target", i) for i in state.disputes.targets]),
+    LeafKind("dispute", ("dispute_id",), "a dispute: claim, bond, council votes, ruling, appeal, outcome, payment",
+             lambda state, key: None if (d := state.disputes.disputes.get(key[1])) is None else _dispute_row(d),
+             within="disputes",
+             keys_within=lambda state, parent: [("dispute", i) for i in state.disputes.disputes]),
+    LeafKind("incident", ("program_id",), "an incident program: window, reference, budget, escrow, payouts left",
+             lambda state, key: None if (p := state.disputes.programs.get(key[1])) is None else _program_row(p),
+             within="disputes",
+             keys_within=lambda state, parent: [("incident", i) for i in state.disputes.programs]),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

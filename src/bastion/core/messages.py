@@ -354,6 +354,38 @@ class SetInsuranceStakingParams(_Checked):
     replenish_share: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ResolveDispute(_Checked):
+    """Decide a dispute by token vote (an appeal or an escalated dispute, ``bastion.core.disputes``):
+    ``upheld`` and the ``award_usdc`` (USDC, at most the claim; "0" when rejected)."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIncidentProgram(_Checked):
+    """Compensate every liquidation, takeover, deleveraging and settlement of ``market`` recorded in
+    blocks ``from_height``..``to_height`` against a reference price (``reference``: ``pre_block``,
+    each block's previous oracle price; ``fixed`` with ``reference_price``; ``sources_median``, the
+    median of the block's recorded submissions without ``exclude_sources``), pro rata within
+    ``budget`` USDC from the market's insurance fund (``bastion.core.incidents``)."""
+    market: str
+    from_height: int
+    to_height: int
+    reference: str
+    budget: str
+    reference_price: str | None = None
+    exclude_sources: list[Any] | None = None   # sources_median: the oracle operators that glitched
+
+
+@dataclass(frozen=True, slots=True)
+class SetDisputeParams(_Checked):
+    """Change dispute parameters: a partial genesis ``disputes`` section (``window_s``, ``bond_floor``,
+    ``max_award``, ``appeal_tier``, ...; ``bastion.core.governance.dispute_params``)."""
+    params: dict[str, Any]
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -375,6 +407,9 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "set_bot_limits": SetBotLimits,
     "set_ui_requirements": SetUiRequirements,
     "set_insurance_staking_params": SetInsuranceStakingParams,
+    "resolve_dispute": ResolveDispute,
+    "open_incident_program": OpenIncidentProgram,
+    "set_dispute_params": SetDisputeParams,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -401,7 +436,8 @@ LATER_FIELDS: dict[type, tuple[str, ...]] = {
 Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationParams | SetGovernanceParams | DelistMarket
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
-          | SetBotLimits | SetUiRequirements | SetInsuranceStakingParams)
+          | SetBotLimits | SetUiRequirements | SetInsuranceStakingParams
+          | ResolveDispute | OpenIncidentProgram | SetDisputeParams)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -580,6 +616,44 @@ class CompleteUnstake(_Checked):
     request: int
 
 
+# ------------------------------------------------------------------------------- disputes (issue 18)
+@dataclass(frozen=True, slots=True)
+class OpenDispute(_Checked):
+    """The affected owner contests ``target`` (a recorded liquidation, backstop takeover, deleveraging
+    or settlement, ``bastion.core.disputes``): ``claim_kind`` (oracle_glitch | engine_deviation |
+    other), ``claim_usdc`` (USDC, at most the target's loss), a ``statement``, and ``bond`` (USDC, at
+    least the governed bond) taken from the target's subaccount."""
+    target: int
+    claim_kind: str
+    claim_usdc: str
+    bond: str
+    statement: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDispute(_Checked):
+    """A council member's ruling on an open dispute; k members agreeing on (upheld, award) decide it."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppealDispute(_Checked):
+    """Appeal a council ruling to a token vote for the outcome (upheld, award), posting ``bond`` USDC
+    (at least the governed multiple of the dispute's bond) from the sender's subaccount 0."""
+    dispute_id: int
+    upheld: bool
+    award_usdc: str
+    bond: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimIncident(_Checked):
+    """Claim the sender's compensation from an incident program (every subaccount of the sender)."""
+    program_id: int
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -612,13 +686,18 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "stake_insurance": StakeInsurance,
     "request_unstake": RequestUnstake,
     "complete_unstake": CompleteUnstake,
+    "open_dispute": OpenDispute,
+    "rule_dispute": RuleDispute,
+    "appeal_dispute": AppealDispute,
+    "claim_incident": ClaimIncident,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
            | OracleUpdate | TransferBgov | Delegate | SubmitProposal | Vote | Queue | Execute | CancelProposal
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
-           | CancelTwap | StakeInsurance | RequestUnstake | CompleteUnstake)
+           | CancelTwap | StakeInsurance | RequestUnstake | CompleteUnstake
+           | OpenDispute | RuleDispute | AppealDispute | ClaimIncident)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),
@@ -658,6 +737,7 @@ TEXT_LIMITS: Final[dict[str, tuple[int, str]]] = {
     "reason": (MAX_REASON_CHARS, "reason_too_long"),
     "label": (MAX_LABEL_CHARS, "label_too_long"),
     "risk_banner": (MAX_RISK_BANNER_CHARS, "risk_banner_too_long"),
+    "statement": (MAX_REASON_CHARS, "statement_too_long"),
 }
 # fields whose text is a decimal string (``bastion.core.units.check_decimal_text``), an address, a time
 DECIMAL_FIELDS: Final = frozenset({
@@ -668,7 +748,7 @@ DECIMAL_FIELDS: Final = frozenset({
     "max_notional_per_block", "target", "oracle_price", "min_initial_margin", "value", "max_order_size",
     "min_order_notional", "max_slippage", "isolation_threshold", "default_leverage", "max_leverage",
     "confirm_above_leverage", "shares", "staker_fee_share", "min_stake", "target_oi_share",
-    "target_floor", "replenish_share",
+    "target_floor", "replenish_share", "claim_usdc", "award_usdc", "bond", "budget", "reference_price",
 })
 ADDRESS_FIELDS: Final = frozenset({"owner", "to_owner", "to", "delegatee", "address", "agent"})
 TIME_FIELDS: Final = frozenset({"good_til", "expires"})

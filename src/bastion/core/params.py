@@ -247,3 +247,24 @@ class BotLimitParams:
     twap_max_slippage_ppm: int = 500_000          # 50%: the widest guard a TWAP may name
     agent_max_per_owner: int = 8                  # grants in force per owner
     agent_max_lifetime_ms: int = 180 * DAY_MS     # 180 days of block time, as Hyperliquid's API wallets
+
+
+@dataclass(slots=True)
+class DisputeParams:
+    """Disputes and incident programs (issue 18, ``bastion.core.disputes``, ``bastion.core.incidents``):
+    when an affected owner may dispute, what it posts, how long the council has, how an appeal is
+    bonded and voted, and the caps that keep compensation from draining the insurance funds."""
+
+    window_ms: int = 7 * DAY_MS                    # a dispute opens at most this long after its target's block
+    record_retention_ms: int = 30 * DAY_MS         # targets are kept this long (incident programs read them)
+    bond_floor_usdc: int = 100_000_000             # the bond: 100 USDC ...
+    bond_claim_ppm: int = 50_000                   # ... plus 5% of the claim
+    ruling_deadline_ms: int = 3 * DAY_MS           # the council rules within this, else the dispute escalates
+    appeal_window_ms: int = 2 * DAY_MS             # after a ruling, either side may appeal for this long
+    appeal_bond_multiple: int = 2                  # an appeal's bond is at least this many times the dispute's
+    appeal_tier: str = "neutral"                   # the risk class (voting rules) of an appeal or escalation vote
+    max_award_usdc: int = 100_000_000_000          # per dispute at most 100k USDC ...
+    max_award_fund_ppm: int = 50_000               # ... and at most 5% of the pool's insurance fund
+    max_epoch_award_usdc: int = 250_000_000_000    # every award paid in one epoch together at most 250k USDC
+    epoch_ms: int = 30 * DAY_MS
+    incident_claim_ms: int = 30 * DAY_MS           # an incident program's compensation is claimable this long

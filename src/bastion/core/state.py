@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion.core.book import Book
+from bastion.core.dispute_state import DisputeBook
 from bastion.core.enums import MARKET_STATUSES as MARKET_STATUSES
 from bastion.core.enums import MarginMode, MarketStatus
 from bastion.core.params import (
@@ -490,6 +491,7 @@ class State:
     stakes: dict[tuple[str, str], int] = field(default_factory=dict)
     unstake_requests: dict[int, UnstakeRequest] = field(default_factory=dict)
     next_unstake_id: int = 1
+    disputes: DisputeBook = field(default_factory=DisputeBook)  # disputes and incident programs (core.disputes)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

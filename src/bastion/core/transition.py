@@ -15,6 +15,8 @@ A block is applied as::
                   advance_rollouts (staged rollouts' gates and steps), update_funding,
                   process_proposals (start and tally votes, expire queued proposals),
                   update_replenishment (insurance funds against their targets, bastion.core.staking),
+                  advance_disputes (record the block's dispute targets, escalate and finalise
+                  disputes, close incident programs: bastion.core.governance.dispute_votes),
                   commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
@@ -44,8 +46,10 @@ from bastion.core.messages import (
 )
 from bastion.core.messages import AuthorizeAgent, RevokeAgent
 from bastion.core.messages import CancelTwap, ModifyOrder, PlaceTwap, ScheduleCancel
-from bastion.core import staking
-from bastion.core.messages import CompleteUnstake, RequestUnstake, StakeInsurance
+from bastion.core import disputes, incidents, staking
+from bastion.core.governance import dispute_votes
+from bastion.core.messages import (AppealDispute, ClaimIncident, CompleteUnstake, OpenDispute, RequestUnstake,
+                                   RuleDispute, StakeInsurance)
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
@@ -85,6 +89,10 @@ HANDLERS: dict[type, Handler] = {
     StakeInsurance: staking.stake_insurance,
     RequestUnstake: staking.request_unstake,
     CompleteUnstake: staking.complete_unstake,
+    OpenDispute: disputes.open_dispute,
+    RuleDispute: disputes.rule_dispute,
+    AppealDispute: dispute_votes.appeal_dispute,
+    ClaimIncident: incidents.claim_incident,
 }
 
 
@@ -189,6 +197,7 @@ END_BLOCK_STEPS = (
     update_funding,
     governance.process_proposals,
     staking.update_replenishment,      # each fund against its target, after this block's fees and losses
+    dispute_votes.advance_disputes,    # last: the block's targets, dispute deadlines and votes, incident expiry
 )
 
 
@@ -239,6 +248,7 @@ def check_invariants(state: State) -> None:
     """Raise ``InvariantViolation`` if conservation (collateral, BGOV), open interest or the book are broken."""
     balances = sum(sub.balance for sub in state.subaccounts.values())
     held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+    held += state.disputes.escrow_usdc     # dispute bonds and incident escrows (core.disputes)
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")

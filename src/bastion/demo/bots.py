@@ -20,6 +20,8 @@ One step (``DemoDriver.step``, every ``step_ms``, by default ``STEP_MS``):
   a ``DAVE_LEVERAGE``x BTC long at his first step and whenever he is flat, topping up from the
   faucet: the path's slide of May 16 (about -7 % from the start within 20 hours of history, 40 s)
   liquidates the first one, so the liquidations feed (and dave's own notification) show one early;
+  once flat again, dave disputes that liquidation (``dispute``: an oracle-glitch claim of its loss),
+  and the dispute stays in flight on the disputes page (the council has days to rule);
 * **governance** (``govern``, every other step): the maker keeps one proposal in flight, alternating between cutting the
   ETH-USD taker fee (risk-increasing) and restoring it (risk-reducing); bob and carol vote yes once
   voting opens, the maker queues it once it succeeded; for a risk-increasing one the council runs a
@@ -161,6 +163,7 @@ class DemoDriver:
         if self.random.random() < 0.35:
             self.trade(self.random.choice(("bob", "carol")))
         if self.steps % 4 == 1:
+            self.dispute()
             self.dave()
         if self.steps % 20 == 1:
             self.stake()
@@ -199,6 +202,28 @@ class DemoDriver:
         self.submit(self.keys[name], {"type": "place_order", "subaccount": subaccount, "market": market.ticker,
                                       "side": side, "size": market.quote_sizes[0], "price": limit,
                                       "client_id": self.next_client_id(name), "time_in_force": "ioc"})
+
+    def dispute(self) -> None:
+        """Dave disputes his first liquidation as an oracle glitch, claiming its whole loss, once he is
+        flat again: the dispute stays in flight (the council has days to rule) for the disputes page."""
+        dave = self.keys["dave"].address
+        with self.node.lock:
+            book = self.node.state.disputes
+            if any(d.owner == dave for d in book.disputes.values()):
+                return
+            target = next((t for t in book.targets.values() if t.owner == dave and t.kind == "liquidation"
+                           and t.claimed_by is None and t.loss_usdc > 0), None)
+            sub = self.node.state.subaccounts.get((dave, 0))
+            if target is None or sub is None or sub.positions:
+                return
+            claim = target.loss_usdc
+            bond = book.params.bond_floor_usdc + -(-claim * book.params.bond_claim_ppm // 1_000_000)
+            if sub.balance < bond:
+                return
+        self.submit(self.keys["dave"], {"type": "open_dispute", "target": target.target_id,
+                                        "claim_kind": "oracle_glitch", "claim_usdc": format_decimal(claim, 6),
+                                        "bond": format_decimal(bond, 6),
+                                        "statement": "the BTC slide printed below the other venues for a block"})
 
     def dave(self) -> None:
         """Dave goes ``DAVE_LEVERAGE``x long BTC whenever he is flat (and is topped up by the faucet

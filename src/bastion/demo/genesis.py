@@ -138,6 +138,8 @@ def build_demo_genesis(now_ms: int, *, pace: int = 1) -> dict:
         "insurance_funds": {"cross": "250000", "PEPE-USD": "10000"},
         # a two-minute unstake cooldown, so that a visitor sees one run out (bastion.core.staking)
         "insurance_staking": {"cooldown_ms": 120_000},
+        # dave disputes his first liquidation (bastion.demo.bots): a small bond floor, the council takes days
+        "disputes": {"bond_floor": "10"},
         "accounts": [
             {"address": address("maker"), "bgov": "5000", "delegate": address("maker"),
              "subaccounts": [{"number": 0, "usdc": "5000000"},

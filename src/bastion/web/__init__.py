@@ -9,6 +9,8 @@ Pages (``mount_web``)::
     /governance            proposals: action diff, risk class and timelock, votes, attestations; vote and submit
     /risk                  the public risk model's parameters and their history, insurance funds, concentration
     /liquidations          liquidations, deleveraging (ADL) and bad debt, from the read models
+    /disputes              disputes (claims, rulings, appeals), targets open to dispute, incident programs;
+                           /disputes/{id}: one dispute with its evidence, replayed from the log
 
 Charts are plotly.js, served by the node itself from the installed ``plotly`` package
 (``/vendor/plotly.min.js``); no page loads anything from another origin. Live updates: a small

@@ -27,7 +27,7 @@ TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 install_filters(TEMPLATES.env)
 PAGES = (("/", "Markets"), ("/trade/BTC-USD", "Trade"), ("/portfolio", "Portfolio"), ("/governance", "Governance"),
          ("/risk", "Risk"), ("/liquidations", "Liquidations"), ("/staking", "Staking"),
-         ("/telemetry", "Telemetry"))
+         ("/disputes", "Disputes"), ("/telemetry", "Telemetry"))
 FAUCET_USDC = "10000"
 DEMO_WAIT_S = 5.0
 RECENT_BLOCKS = 2_400      # trades shown: fills from the last ten minutes of 250 ms blocks

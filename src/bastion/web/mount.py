@@ -10,6 +10,7 @@ from bastion.web.features import DemoFeatures
 from bastion.web.informed import telemetry_page_routes
 from bastion.web.pages import page_routes
 from bastion.web.staking import staking_page_routes
+from bastion.web.disputes import dispute_page_routes
 
 __all__ = ["mount_web"]
 
@@ -24,5 +25,6 @@ def mount_web(app: FastAPI, demo: DemoFeatures | None = None) -> None:
     app.include_router(preview_routes(ctx))
     app.include_router(telemetry_page_routes(ctx))
     app.include_router(staking_page_routes(ctx))
+    app.include_router(dispute_page_routes(ctx))
     if demo is not None and ctx.demo_traders:
         app.include_router(demo_routes(ctx, demo))

@@ -52,7 +52,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bastion.core import accounts, staking
+from bastion.core import accounts, disputes, incidents, staking
+from bastion.core.dispute_state import DisputeResolution, IncidentOpening
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
 from bastion.core.enums import FundFlow, MarketStatus
@@ -421,6 +422,10 @@ def apply_operation(state: State, value: Operation, source: ParamSource, events:
                                                                  state.withdrawals_paused_until.get(CROSS_POOL, -1))
             emit(events, ev.InsuranceFundMerged, pool=value.pool, into=CROSS_POOL, amount=amount,
                  insurance_fund=state.insurance_funds[CROSS_POOL], **by)
+        case DisputeResolution():
+            disputes.apply_resolution(state, value, events)
+        case IncidentOpening():
+            incidents.apply_opening(state, value, source, events)
         case _:
             raise InvariantViolation(f"unknown operation {value!r}")
     state.touch(("global",))

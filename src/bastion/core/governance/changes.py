@@ -29,6 +29,7 @@ from bastion.core.errors import InvariantViolation
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
 from bastion.core.params import RISK_CLASSES, UiRequirements
+from bastion.core.dispute_state import DisputeResolution, IncidentOpening
 from bastion.core.state import Council, Market, ParamHistoryEntry, ParamSource, State, StewardBound
 
 
@@ -98,6 +99,7 @@ class ParamGroup(StrEnum):
     BOT_LIMITS = "bot_limits"               # bot_limits.<attr> (bastion.core.bot_limits)
     UI_REQUIREMENTS = "ui_requirements"     # ui_requirements.<ticker>.<attr> (issue 20, governance.ui_rules)
     INSURANCE_STAKING = "insurance_staking"  # bastion.core.staking
+    DISPUTES = "disputes"                   # disputes.<attr> (params.DisputeParams, issue 18)
 
 
 _KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER,
@@ -146,7 +148,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "bot_limits", "insurance_staking"):
+                              "bot_limits", "insurance_staking", "disputes"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -337,7 +339,7 @@ class PlannedRollout:
         return self.target
 
 
-Operation = Listing | Payment | FundTransfer | FundMerge
+Operation = Listing | Payment | FundTransfer | FundMerge | DisputeResolution | IncidentOpening
 Effect = Change | Operation | PlannedRollout
 
 
@@ -394,6 +396,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             return
         case ParamGroup.UI_REQUIREMENTS:
             target, key = state.ui_requirements.setdefault(path.key, UiRequirements()), ("ui_requirements", path.key)
+        case ParamGroup.DISPUTES:
+            target, key = state.disputes.params, ("disputes",)
         case ParamGroup.STEWARD_BOUND:
             if value is not None:
                 state.steward_bounds[path.key] = value

@@ -47,6 +47,7 @@ from bastion.core.governance import actions
 from bastion.core.governance.changes import (
     Change, Effect, Payment, PlannedRollout, apply_change, compare_tier_risk, strictest,
 )
+from bastion.core.dispute_state import DisputeResolution, IncidentOpening
 from bastion.core.governance.dispatch import compute_proposal_changes
 from bastion.core.messages import Action
 from bastion.core.params import RISK_CLASSES
@@ -84,6 +85,8 @@ def copy_governed_state(state: State) -> State:
     sim.steward_bounds = dict(state.steward_bounds)
     sim.ui_requirements = {ticker: copy.copy(record) for ticker, record in state.ui_requirements.items()}
     sim.param_history = list(state.param_history)
+    sim.disputes = copy.copy(state.disputes)       # the dispute parameters (set_dispute_params)
+    sim.disputes.params = copy.copy(state.disputes.params)
     sim.dirty = {}
     return sim
 
@@ -100,6 +103,11 @@ def apply_simulated(sim: State, changes: list[Effect]) -> None:
                 apply_change(sim, change.path, change.new)
             case Payment():
                 sim.fees_account -= change.amount
+            case DisputeResolution():
+                pass                # a capped award from a fund; the dispute book is not copied
+            case IncidentOpening():
+                pool = sim.markets[change.market].pool
+                sim.insurance_funds[pool] -= min(change.budget, max(sim.insurance_funds[pool], 0))
             case _:
                 actions.apply_operation(sim, change, source, [])
 

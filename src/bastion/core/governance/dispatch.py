@@ -18,10 +18,10 @@ import copy
 from dataclasses import fields
 from typing import Final
 
-from bastion.core import bot_limits, orders, staking
+from bastion.core import bot_limits, disputes, incidents, orders, staking
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
-from bastion.core.governance import actions, council_rules, rollout, ui_rules
+from bastion.core.governance import actions, council_rules, dispute_params, rollout, ui_rules
 from bastion.core.governance.changes import (
     CRITICAL, NEUTRAL, NO_CAP, RISK_REDUCING, Change, Effect, ParamGroup, ParamPath, PlannedRollout, change_param,
     compare_risk, compare_tier_risk, strictest,
@@ -32,7 +32,7 @@ from bastion.core.messages import (
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
     SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits, SetUiRequirements,
 )
-from bastion.core.messages import SetInsuranceStakingParams
+from bastion.core.messages import OpenIncidentProgram, ResolveDispute, SetDisputeParams, SetInsuranceStakingParams
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
@@ -191,6 +191,12 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(ui_rules.compute_ui_requirements_changes(state, action))
         case SetInsuranceStakingParams():
             changes.extend(compute_insurance_staking_changes(state, action))
+        case ResolveDispute():
+            changes.extend(disputes.compute_resolution(state, action))
+        case OpenIncidentProgram():
+            changes.extend(incidents.compute_opening(state, action))
+        case SetDisputeParams():
+            changes.extend(dispute_params.compute_dispute_params_changes(state, action))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from bastion.core.dispute_state import DISPUTE_PROPOSER
 from bastion.core import votes
 from bastion.core import events as ev
 from bastion.core.events import Events, emit
@@ -69,8 +70,9 @@ def get_window_power(state: State, proposal: Proposal) -> int:
 
 
 def is_proposer_below_threshold(state: State, proposal: Proposal) -> bool:
-    """Past the snapshot, the window power is below the current proposal threshold."""
-    if state.height <= proposal.snapshot_height:
+    """Past the snapshot, the window power is below the current proposal threshold (never for the
+    protocol's dispute votes, ``dispute_state.DISPUTE_PROPOSER``)."""
+    if state.height <= proposal.snapshot_height or proposal.proposer == DISPUTE_PROPOSER:
         return False
     return get_window_power(state, proposal) < state.governance.proposal_threshold_bgov
 
