@@ -2,6 +2,7 @@
 """Whole-state-machine throughput: margin checks, fees, events and a state hash per block.
 
     python benchmarks/bench_state_machine.py [--ops 1000000] [--block 1000] [--accounts 1000] [--profile]
+                                             [--maker-rewards]
     BASTION_PATH=build/compiled python benchmarks/bench_state_machine.py   # the mypyc build (build_compiled.py)
 
 Workload: the shape of the external order-book comparison harness's workload (fixed seed; ~70% passive limit orders
@@ -16,6 +17,9 @@ transaction spends its sender's nonce as in a node's blocks (``--no-nonces``: bl
 Prints one JSON line: ops, seconds and orders/s (wall clock; also per CPU second of the process),
 fills, rejections, peak RSS, final state hash, and whether the core was the compiled build
 (``BASTION_PATH``, default this checkout's ``src/``).
+``--maker-rewards``: the genesis turns maker rewards on (``MAKER_REWARDS``: 20% of the fees to the pool, a
+sample of every book every ``--sample-interval`` blocks, 10 by default as in the protocol's defaults, 1
+the worst case; epochs of ``--epoch-blocks``, 100 by default).
 """
 from __future__ import annotations
 
@@ -47,8 +51,17 @@ def account(i: int) -> str:
     return "0x" + f"{i + 1:x}".rjust(40, "0")
 
 
-def make_genesis(n_accounts: int) -> dict:
-    return {
+# maker rewards on, sampled every block (bastion.core.maker_rewards): the --maker-rewards run
+MAKER_REWARDS = {"epoch_blocks": 100, "sample_interval_blocks": 10, "band": "0.01", "min_rest_blocks": 1,
+                 "pool_share": "0.2", "max_share_per_maker": "0.1", "volatility_slope": "100",
+                 "max_volatility_weight": "5"}
+
+
+def make_genesis(n_accounts: int, maker_rewards: bool = False, sample_interval: int = 10,
+                 epoch_blocks: int = 100) -> dict:
+    extra = {"maker_rewards": {**MAKER_REWARDS, "sample_interval_blocks": sample_interval,
+                               "epoch_blocks": epoch_blocks}} if maker_rewards else {}
+    return {**extra,
         "chain_id": "bench", "time": "2026-01-01T00:00:00Z",
         "oracle": {"operators": [OPERATOR], "min_sources": 1, "max_staleness_s": 3600,
                    "max_source_deviation": "0.05", "max_move_per_block": "0.05"},
@@ -152,13 +165,19 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile of the timed part")
     parser.add_argument("--check", action="store_true", help="check conservation/OI/book invariants at the end")
+    parser.add_argument("--maker-rewards", action="store_true",
+                        help="maker rewards on: sample every book at every block's end (MAKER_REWARDS)")
+    parser.add_argument("--sample-interval", type=int, default=10,
+                        help="with --maker-rewards: sample every N blocks (default 10, the protocol's default; "
+                             "1 is the worst case)")
+    parser.add_argument("--epoch-blocks", type=int, default=100, help="with --maker-rewards: the epoch length")
     parser.add_argument("--no-nonces", action="store_true",
                         help="blocks without nonces (no replay protection in the state, as scenario files)")
     args = parser.parse_args()
 
     blocks = generate(args.ops, args.accounts, args.block)
     nonces = None if args.no_nonces else block_nonces(blocks)
-    state = build_state(make_genesis(args.accounts))
+    state = build_state(make_genesis(args.accounts, args.maker_rewards, args.sample_interval, args.epoch_blocks))
     start_ms = state.time_ms
     gc.collect()
     profiler = cProfile.Profile() if args.profile else None
@@ -185,6 +204,9 @@ def main() -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "state_hash": state.state_hash, "python": sys.version.split()[0],
         "compiled": not bastion.core.orders.__file__.endswith(".py"), "nonces": nonces is not None,
+        "maker_rewards": args.maker_rewards, "sample_interval": args.sample_interval if args.maker_rewards else None,
+        "epoch_blocks": args.epoch_blocks if args.maker_rewards else None,
+        "maker_rewards_paid": state.maker_rewards.paid_total if args.maker_rewards else 0,
     }
     print(json.dumps(report))
     if profiler:

@@ -80,12 +80,16 @@ def worlds(draw: st.DrawFn) -> dict[str, Any]:
         "upheld": [draw(st.booleans()) for _ in range(n)],
         "awards_ppm": [draw(st.integers(1, 1_000_000)) for _ in range(n)],    # of the claim
         "second_shock": draw(st.integers(45_500, 48_500)),
+        "stake": draw(st.sampled_from([0, 1, 2_500, 9_000])),    # f0's stake in the cross fund (USDC)
+        "loss_mode": draw(st.sampled_from(["pro_rata", "first_loss"])),
     }
 
 
 def run(world: dict[str, Any], *, with_disputes: bool) -> tuple[State, list[list[dict[str, Any]]], list[list[Any]]]:
     """The world's chain; returns the final state, each block's events and results."""
-    state = build_state(make_genesis(world["balances"], world["fund"], world["caps"]))
+    genesis = make_genesis(world["balances"], world["fund"], world["caps"])
+    genesis["insurance_staking"] = {"loss_mode": world["loss_mode"]}
+    state = build_state(genesis)
     n = len(world["balances"])
     all_events: list[list[dict[str, Any]]] = []
     all_results: list[list[Any]] = []
@@ -101,7 +105,8 @@ def run(world: dict[str, Any], *, with_disputes: bool) -> tuple[State, list[list
 
     block([tx(C0, type="place_order", subaccount=0, market="BTC-USD", side="buy", size="2", price=str(world["bid"]),
               order_type="limit", time_in_force="gtc", client_id=1),
-           tx(ORACLE, type="oracle_update", prices={"BTC-USD": "49000"})])
+           tx(ORACLE, type="oracle_update", prices={"BTC-USD": "49000"})]
+          + ([tx(F0, type="stake_insurance", fund="cross", amount=str(world["stake"]))] if world["stake"] else []))
     targets = {t.owner: t for t in state.disputes.targets.values()}
     block([tx(BRIDGE, type="deposit", owner=owner, subaccount=0, amount="3000") for owner in OWNERS[:n]]
           + [tx(F0, type="withdraw", subaccount=0, amount="10")])
@@ -160,6 +165,12 @@ def test_compensation_is_capped_targets_are_paid_once_and_others_are_not_blocked
         assert dispute.status == ("upheld" if event["upheld"] else "rejected")
         paid_total += event["paid"]
     assert paid_total <= params.max_epoch_award_usdc
+    # stakers bear compensation like any other loss of their fund (staking.move_fund): a paid award
+    # takes their part, pro rata or first, never more than they staked (check_invariants: staked <= fund)
+    pool = state.stake_pools.get("cross")
+    if pool is not None and pool.shares and paid_total > sum(e["bond_forfeited"] for b in events for e in b
+                                                             if e["type"] == "dispute_resolved"):
+        assert pool.losses_borne > 0
     assert state.disputes.escrow_usdc == 0 and not state.disputes.live
     # the same chain without the dispute messages: bystanders see the same liquidations and withdrawals
     _, plain_events, plain_results = run(world, with_disputes=False)

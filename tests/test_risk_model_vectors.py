@@ -345,6 +345,11 @@ ADDED_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                          ("size_decimals", "price_decimals", "min_position_notional", "max_position_portion_ppm",
                           "subaccount_notional_left", "step_lots")),
     "lots_for_notional": (("quote", "ticks"), ("size_decimals", "price_decimals")),
+    "maker_band_ticks": (("oracle_price",), ("band_ppm",)),
+    "maker_volatility_weight_ppm": (("previous_price", "oracle_price"), ("slope_ppm", "max_weight_ppm")),
+    "maker_sample_score": (("bid_lots", "ask_lots", "oracle_price", "weight_ppm"), ("size_decimals", "price_decimals")),
+    "maker_epoch_score": (("weighted_depth", "two_sided_samples", "samples"), ()),
+    "maker_reward": (("pool", "score", "total_score"), ("max_share_ppm",)),
 }
 ENGINE_EXTRAS = {"notional", "undercollateralized_update_result", "is_valid_undercollateralized_update"}
 

@@ -69,7 +69,7 @@ def test_the_staking_page_and_the_risk_page_show_parts_targets_and_the_cooldown(
     assert "100250" in text and ">250<" in text and ">200<" in text and ">50<" in text
     assert "cooldown ends" in text and "(ready)" not in text
     risk = api.get("/risk").text
-    assert 'href="/staking">250<' in risk
+    assert 'href="/staking">$250.00<' in risk  # in dollars (bastion.web.formatting)
 
 
 def test_a_demo_account_stakes_into_the_cross_fund(tmp_path):

@@ -352,7 +352,7 @@ def test_the_governance_page_links_a_held_report_and_not_a_missing_one(two_attes
     assert f'<a class="report-link" href="/v1/stress/reports/{held.report_hash}/html">' in blocks[held.report_hash]
     assert 'report verdict <b class="ok">pass</b> over 8 scenarios (cli-test v1, state at block 0)' in blocks[
         held.report_hash]
-    assert "VaR99 loss 15166.32 USDC, ES99 15166.32 USDC of 1000000 USDC of funds" in blocks[held.report_hash]
+    assert "VaR99 loss $15,166.32, ES99 $15,166.32 of $1,000,000.00 of funds" in blocks[held.report_hash]
     assert "thresholds: governance" in blocks[held.report_hash]
     assert "report-link" not in blocks[missing.report_hash]
     assert "this node does not hold the report" in blocks[missing.report_hash]

@@ -146,8 +146,9 @@ def test_the_governance_page_shows_the_action_diff_and_the_rules(demo):
     text = client.get("/governance").text
 
     assert "markets.ETH-USD.taker_fee_ppm" in text
-    assert re.search(r"taker_fee_ppm</code></td><td class=\"num\">0\.0005</td><td class=\"num\">0\.0004</td>", text)
-    assert "timelock 45 s" in text and "vote yes" in text
+    # the fee as a percentage (0.0005 = 0.05%), the timelock as a duration
+    assert re.search(r"taker_fee_ppm</code></td><td class=\"num\">0\.05%</td><td class=\"num\">0\.04%</td>", text)
+    assert "timelock 45s" in text and "vote yes" in text
     assert "Needs 2 council pass attestation(s)" in text  # the demo's 2-of-3 council
 
 

@@ -202,7 +202,7 @@ def test_a_vote_from_the_governance_page_is_counted(page, server):
     ballots = page.locator(f"{section} .ballots")
     sync_api.expect(ballots).to_contain_text(ALICE)
     sync_api.expect(ballots).to_contain_text("from the browser test")
-    assert float(page.locator(f"{section} .tally-yes").inner_text()) >= 2000
+    assert Decimal(page.locator(f"{section} .tally-yes").inner_text().replace(",", "")) >= 2000  # "2,000"
     # one vote per address: once it is recorded the buttons go, and the page says how alice voted
     sync_api.expect(page.locator(f"{section} button.vote")).to_have_count(0)
     sync_api.expect(page.locator(f"{section} .voted")).to_contain_text("You voted yes")

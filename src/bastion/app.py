@@ -73,6 +73,7 @@ from bastion.api.routes.governance import governance_routes
 from bastion.api.routes.history import history_routes
 from bastion.api.routes.markets import market_routes
 from bastion.api.routes.staking import staking_routes
+from bastion.api.routes.rewards import reward_routes
 from bastion.api.routes.stress import stress_report_routes
 from bastion.api.routes.telemetry import telemetry_routes
 from bastion.api.routes.transactions import rpc_routes, transaction_routes
@@ -88,7 +89,7 @@ __all__ = ["ApiConfig", "create_app"]
 # the routers in the order their routes are matched and listed in the OpenAPI document
 ROUTERS = (transaction_routes, rpc_routes, status_routes, market_routes, account_routes, fund_routes,
            governance_routes, block_routes, history_routes, preview_routes, stress_report_routes, websocket_routes,
-           agent_routes, bot_routes, telemetry_routes, staking_routes, dispute_routes, gate_routes)
+           agent_routes, bot_routes, telemetry_routes, staking_routes, dispute_routes, reward_routes, gate_routes)
 
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "high_s_signature": 401, "signer_mismatch": 401,

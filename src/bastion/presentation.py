@@ -25,6 +25,7 @@ from bastion.core.deadman import DAY_MS
 from bastion.core.events import Unit
 from bastion.core.agents import is_live
 from bastion.core.bot_limits import format_bot_limits
+from bastion.core.maker_rewards import format_maker_reward_params, maker_standings
 from bastion.core.governance import compute_quorum_votes, format_governance_params
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
@@ -35,7 +36,7 @@ from bastion.core.state import Position, Rollout, State, TwapOrder
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc
 from bastion.core.votes import BGOV_DECIMALS
-from bastion.risk_model import notional
+from bastion.risk_model import maker_reward, notional
 
 def format_event(event: dict[str, Any], state: State) -> dict[str, Any]:
     """An event with its integers as decimal strings, by the units its type declares
@@ -124,7 +125,9 @@ def describe_state(state: State) -> dict:
             "cancel_schedules": [{"owner": owner, "time": None if r.time_ms is None else format_iso_ms(r.time_ms),
                                   "day": format_iso_ms(r.day * DAY_MS)[:10], "triggers": r.triggers}
                                  for owner, r in state.cancel_schedules.items()],
-            "insurance_staking": describe_staking(state)}
+            "insurance_staking": describe_staking(state),
+            "maker_rewards": {"pool": format_usdc(state.maker_rewards.pool), "epoch": state.maker_rewards.epoch,
+                              "paid_total": format_usdc(state.maker_rewards.paid_total)}}
 
 
 def describe_agent_grants(state: State, owner: str | None = None) -> list[dict]:
@@ -314,3 +317,39 @@ def describe_staking(state: State) -> dict:
                  "available_ms": r.available_ms}
                 for rid, r in state.unstake_requests.items()]
     return {"pools": pools, "stakes": stakes, "unstake_requests": requests}
+
+
+# ------------------------------------------------------------------------------ maker rewards
+def describe_maker_rewards(state: State, owner: str | None = None) -> dict[str, Any]:
+    """The maker-reward pool, its parameters, the running epoch and its leaderboard (each maker's
+    score with its parts per market, its share of the total and what it would be paid if the epoch
+    closed now from the pool as it is), for the API (``GET /v1/rewards``) and the web leaderboard.
+    ``owner``: only that owner's rows (ranks stay those of the whole board)."""
+    params, rewards = state.maker_reward_params, state.maker_rewards
+    standings = maker_standings(state)
+    total = sum(entry["score"] for entry in standings)
+    board = []
+    for rank, entry in enumerate(standings, start=1):
+        if owner is not None and entry["owner"] != owner:
+            continue
+        share = Fraction(entry["score"], total) if total else Fraction(0)
+        board.append({
+            "rank": rank, "owner": entry["owner"], "number": entry["number"], "score": format_usdc(entry["score"]),
+            "share_of_score": format_ppm(int(share * 1_000_000)),
+            "estimated_reward": format_usdc(maker_reward(rewards.pool, entry["score"], total,
+                                                         max_share_ppm=params.max_share_per_maker_ppm)),
+            "markets": [{"market": part["market"], "weighted_depth": format_usdc(part["weighted_depth"]),
+                         "two_sided_samples": part["two_sided_samples"], "samples": part["samples"],
+                         "time_in_market": format_ppm(part["two_sided_samples"] * 1_000_000 // part["samples"]
+                                                      if part["samples"] else 0),
+                         "score": format_usdc(part["score"])} for part in entry["markets"]]})
+    on = params.epoch_blocks > 0
+    interval = params.sample_interval_blocks
+    return {"height": state.height, "enabled": on, "params": format_maker_reward_params(params),
+            "pool": format_usdc(rewards.pool), "epoch": rewards.epoch, "epoch_start_height": rewards.epoch_start_height,
+            "epoch_end_height": rewards.epoch_start_height + params.epoch_blocks if on else None,
+            "next_sample_height": (state.height // interval + 1) * interval if on else None,
+            "paid_total": format_usdc(rewards.paid_total), "total_score": format_usdc(total),
+            "last_prices": {ticker: format_decimal(price, state.markets[ticker].price_decimals)
+                            for ticker, price in rewards.last_prices.items()},
+            "leaderboard": board}

@@ -31,6 +31,11 @@ Rounding (always in favour of the protocol)
     ``adl_quote``                       exact (a min of two integers)
     ``funding_clamp_ppm``               down
     ``funding_settlement``              exact (ppm micro-USDC; the caller floors by 1e6 per subaccount)
+    ``maker_band_ticks``                inward (the low bound up, the high bound down)
+    ``maker_volatility_weight_ppm``     down (the move and the weight)
+    ``maker_sample_score``              down (depth toward zero, then the weighted depth)
+    ``maker_epoch_score``               down
+    ``maker_reward``                    down (the pro-rata share and the cap: paid never exceeds the pool)
     ==================================  =========================================================
 """
 from __future__ import annotations
@@ -58,6 +63,12 @@ __all__ = [
     "lots_for_notional",
     "undercollateralized_update_result",
     "is_valid_undercollateralized_update",
+    # Maker rewards (DESIGN.md section 12; bastion.core.maker_rewards).
+    "maker_band_ticks",
+    "maker_volatility_weight_ppm",
+    "maker_sample_score",
+    "maker_epoch_score",
+    "maker_reward",
 ]
 
 _PPM: Final = 1_000_000
@@ -390,3 +401,52 @@ def funding_settlement(market_funding_index: int, position_funding_index: int, p
     ``-(market_index - position_index) * size``. Longs pay when the index rises. The caller sums
     a subaccount's positions and divides by 1e6 with floor."""
     return -(market_funding_index - position_funding_index) * position_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Maker rewards (DESIGN.md section 12; sampled and paid by bastion.core.maker_rewards)
+# ---------------------------------------------------------------------------------------------
+def maker_band_ticks(oracle_price: int, *, band_ppm: int) -> tuple[int, int]:
+    """The prices (ticks, inclusive) within ``band_ppm`` of ``oracle_price``: ``oracle x (1 - band)``
+    rounded up to ``oracle x (1 + band)`` rounded down, so a quote counts only when it is inside."""
+    low = _ceil_div(oracle_price * (_PPM - band_ppm), _PPM)
+    high = oracle_price * (_PPM + band_ppm) // _PPM
+    return low, high
+
+
+def maker_volatility_weight_ppm(previous_price: int, oracle_price: int, *, slope_ppm: int,
+                                max_weight_ppm: int) -> int:
+    """A sample's weight: ``1 + slope x |oracle_price - previous_price| / previous_price`` in ppm
+    (the oracle's realised move over the sampling interval, floored to whole ppm, then the weight
+    floored), at most ``max_weight_ppm``; 1 (``1_000_000``) with no previous price (0)."""
+    if previous_price <= 0:
+        return _PPM
+    move_ppm = abs(oracle_price - previous_price) * _PPM // previous_price
+    return min(_PPM + move_ppm * slope_ppm // _PPM, max_weight_ppm)
+
+
+def maker_sample_score(bid_lots: int, ask_lots: int, oracle_price: int, weight_ppm: int, *, size_decimals: int,
+                       price_decimals: int) -> int:
+    """One sample of one maker on one market: its two-sided depth, the smaller of its qualifying bid
+    and ask lots valued at the oracle price (micro-USDC, ``notional``), times the sample's weight
+    (floored). Zero unless the maker quotes both sides."""
+    depth = notional(min(bid_lots, ask_lots), oracle_price, size_decimals=size_decimals,
+                     price_decimals=price_decimals)
+    return depth * weight_ppm // _PPM
+
+
+def maker_epoch_score(weighted_depth: int, two_sided_samples: int, samples: int) -> int:
+    """A maker's epoch score on one market: its summed weighted depth times its time in market (the
+    share of the market's samples in which it quoted both sides), floored; 0 without samples."""
+    if samples <= 0:
+        return 0
+    return weighted_depth * two_sided_samples // samples
+
+
+def maker_reward(pool: int, score: int, total_score: int, *, max_share_ppm: int) -> int:
+    """A maker's payout at the epoch end: its pro-rata share ``pool x score / total_score`` of the
+    pool, floored, at most ``max_share_ppm`` of the pool (floored). The payouts of one epoch never
+    add up to more than the pool: each share is floored and the scores add up to ``total_score``."""
+    if total_score <= 0 or score <= 0:
+        return 0
+    return min(pool * score // total_score, pool * max_share_ppm // _PPM)

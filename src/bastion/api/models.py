@@ -651,6 +651,40 @@ class Exposure(Open):
                                                  "critical tier: exposed_vote_weight, threshold (USDC), applies")
 
 
+class MakerRewardMarket(BaseModel):
+    market: str
+    weighted_depth: str = Field(description="USDC: the sum over samples of two-sided depth x volatility weight")
+    two_sided_samples: int = Field(description="samples in which the maker quoted both sides in the band")
+    samples: int = Field(description="the market's samples in the running epoch")
+    time_in_market: str = Field(description="two_sided_samples / samples")
+    score: str = Field(description="weighted_depth x time_in_market (USDC-weighted units)")
+
+
+class MakerRewardRow(BaseModel):
+    rank: int
+    owner: str
+    number: int
+    score: str
+    share_of_score: str = Field(description="the maker's score over the total")
+    estimated_reward: str = Field(description="USDC it would be paid if the epoch closed now (capped)")
+    markets: list[MakerRewardMarket]
+
+
+class MakerRewards(BaseModel):
+    height: int
+    enabled: bool = Field(description="false while epoch_blocks is 0")
+    params: dict[str, Any] = Field(description="the governed parameters, as genesis names them")
+    pool: str = Field(description="USDC waiting for the next epoch end")
+    epoch: int
+    epoch_start_height: int
+    epoch_end_height: int | None
+    next_sample_height: int | None
+    paid_total: str = Field(description="USDC paid to makers since genesis")
+    total_score: str
+    last_prices: dict[str, str] = Field(description="the oracle price at each market's last sample")
+    leaderboard: list[MakerRewardRow]
+
+
 class ReportVerification(Open):
     """``bastion.stress.verify.verify_report``: the report recomputed from this node's chain."""
 

@@ -294,6 +294,11 @@ class _Methods:
         """``GET /v1/bot-limits``: the governed limits of the dead-man's switch, TWAP orders and agent keys."""
         return self._request("GET", "/v1/bot-limits")
 
+    def rewards(self, address: str | None = None) -> Any:
+        """``GET /v1/rewards`` (or ``/v1/rewards/{address}``: only that owner's leaderboard rows): the
+        maker-reward pool, parameters, running epoch and leaderboard with each score's parts."""
+        return self._request("GET", "/v1/rewards" if address is None else f"/v1/rewards/{address}")
+
     def preview_order(self, *, market: str, side: str, size: Decimal, price: Decimal, subaccount: int = 0,
                       owner: str | None = None, reduce_only: bool = False,
                       isolated_amount: Decimal | None = None) -> Any:

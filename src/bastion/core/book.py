@@ -24,6 +24,14 @@ key list when it opens one of L levels; ``remove`` O(1), plus the same when it e
 ``match`` O(levels crossed + orders filled), whole levels being consumed without per-order
 arithmetic; ``best_bid``/``best_ask`` O(1); ``iter_levels`` O(1) per level.
 
+Per-maker totals, once :meth:`Book.track_makers` has been called (the first ``maker_depth`` does):
+``_makers`` maps each maker, the subaccount ``(owner, number)`` of resting orders, to its lots per
+level key, and every write below keeps it equal to the sum of that maker's resting ``remaining``
+per level, so ``maker_depth`` reads each maker's depth near a price from O(its levels) entries
+instead of a scan of every order (the maker-reward sampling, ``bastion.core.maker_rewards``).
+Until then it is None and the writes skip it, so a book nobody samples pays one test per write.
+It is derived: a copy or a snapshot starts without it and builds it again from the orders.
+
 Determinism: no floats, clock or randomness; dicts are iterated in insertion order only; orders
 compare by identity (``Order`` has no ``__eq__``).
 
@@ -133,7 +141,7 @@ class _Level:
 class Book:
     """Resting orders of one market, in price-time priority. See the module docstring."""
 
-    __slots__ = ("_orders", "_bids", "_asks", "_bid_keys", "_ask_keys")
+    __slots__ = ("_orders", "_bids", "_asks", "_bid_keys", "_ask_keys", "_makers")
 
     def __init__(self) -> None:
         self._orders: dict[int, Order] = {}  # order_id -> resting order, in insertion order
@@ -141,6 +149,7 @@ class Book:
         self._asks: dict[int, _Level] = {}  # key = -price
         self._bid_keys: list[int] = []  # ascending; the best bid last
         self._ask_keys: list[int] = []  # ascending (-price); the best ask last
+        self._makers: dict[tuple[str, int], dict[int, int]] | None = None  # (owner, number) -> key -> lots
 
     # ------------------------------------------------------------------------- reads
     def __len__(self) -> int:
@@ -243,6 +252,14 @@ class Book:
             level.tail = order
         order._next = None
         orders[order_id] = order
+        makers = self._makers
+        if makers is not None:
+            maker = (order.owner, order.number)
+            mine = makers.get(maker)
+            if mine is None:
+                makers[maker] = {key: lots}
+            else:
+                mine[key] = mine.get(key, 0) + lots
 
     def remove(self, order_id: int) -> Order | None:
         """Cancel a resting order and return it (``remaining`` untouched), or None if unknown."""
@@ -253,6 +270,8 @@ class Book:
             level = self._bids[order.price]
         else:
             level = self._asks[-order.price]
+        if self._makers is not None:
+            self._take(order, level.key, order.remaining)
         prev = order._prev
         following = order._next
         if prev is None:
@@ -283,6 +302,8 @@ class Book:
         order.remaining -= lots
         order.size -= lots
         level.total -= lots
+        if self._makers is not None:
+            self._take(order, level.key, lots)
         return order
 
     def match(self, side: int, limit_price: int, lots: int,
@@ -313,6 +334,7 @@ class Book:
         if not keys or keys[-1] < bound or lots <= 0:
             return _NOTHING
         orders = self._orders
+        tracked = self._makers is not None
         left = lots
         while True:
             key = keys[-1]
@@ -321,6 +343,8 @@ class Book:
             if total <= left:  # the whole level fills
                 order: Order | None = level.head
                 while order is not None:
+                    if tracked:
+                        self._take(order, key, order.remaining)
                     order.remaining = 0
                     del orders[order.order_id]
                     following = order._next
@@ -338,7 +362,11 @@ class Book:
                     maker_lots = head.remaining
                     if maker_lots > left:
                         head.remaining = maker_lots - left
+                        if tracked:
+                            self._take(head, key, left)
                         break
+                    if tracked:
+                        self._take(head, key, maker_lots)
                     head.remaining = 0
                     del orders[head.order_id]
                     left -= maker_lots
@@ -377,7 +405,10 @@ class Book:
                 left -= filled
                 if filled < maker.remaining:
                     maker.remaining -= filled
-                    (self._bids[maker.price] if maker.side == BUY else self._asks[-maker.price]).total -= filled
+                    level = self._bids[maker.price] if maker.side == BUY else self._asks[-maker.price]
+                    level.total -= filled
+                    if self._makers is not None:
+                        self._take(maker, level.key, filled)
                 else:
                     self.remove(maker.order_id)
                     maker.remaining = 0
@@ -390,7 +421,69 @@ class Book:
                 raise InvariantViolation(f"on_fill returned {filled!r}: expected 1..{offer}, -1 or -2")
         return lots - left, False
 
+    def track_makers(self) -> dict[tuple[str, int], dict[int, int]]:
+        """Keep the per-maker totals from now on (see the module docstring; built once from the
+        orders) and return them; the caller must not change them."""
+        if self._makers is not None:
+            return self._makers
+        makers: dict[tuple[str, int], dict[int, int]] = {}
+        for order in self._orders.values():
+            key = order.price if order.side == BUY else -order.price
+            mine = makers.setdefault((order.owner, order.number), {})
+            mine[key] = mine.get(key, 0) + order.remaining
+        self._makers = makers
+        return makers
+
+    def maker_depth(self, low: int, high: int, rested_before_ms: int | None) -> dict[tuple[str, int], list[int]]:
+        """Each maker's resting lots priced within ``low..high`` ticks (inclusive), as
+        ``(owner, number) -> [bid lots, ask lots]`` (makers with none in the range left out), in
+        the order makers first rested an order. With ``rested_before_ms``, only orders placed
+        before that time count: the orders placed at or after it are the newest of the book's
+        insertion order (``placed_ms`` never decreases along it), so they are found by walking
+        back from the newest and stop at the first older one.
+
+        Cost: O(the makers' levels + the orders placed since ``rested_before_ms``), never a scan
+        of every order."""
+        depth: dict[tuple[str, int], list[int]] = {}
+        for maker, levels in self.track_makers().items():
+            bid = ask = 0
+            for key, lots in levels.items():
+                if key > 0:
+                    if low <= key <= high:
+                        bid += lots
+                elif low <= -key <= high:
+                    ask += lots
+            if bid or ask:
+                depth[maker] = [bid, ask]
+        if rested_before_ms is not None:
+            for order in reversed(self._orders.values()):
+                if order.placed_ms < rested_before_ms:
+                    break
+                if low <= order.price <= high:
+                    entry = depth[(order.owner, order.number)]
+                    entry[order.side] -= order.remaining
+        return depth
+
+    def maker_levels(self, owner: str, number: int) -> dict[int, int]:
+        """A copy of one maker's lots per level key (price for bids, -price for asks)."""
+        return dict(self.track_makers().get((owner, number), {}))
+
     # ------------------------------------------------------------------------- upkeep
+    def _take(self, order: Order, key: int, lots: int) -> None:
+        """Take ``lots`` of ``order`` (at level ``key``) off its maker's totals (kept: not None)."""
+        makers = self._makers
+        if makers is None:
+            return
+        maker = (order.owner, order.number)
+        mine = makers[maker]
+        left = mine[key] - lots
+        if left:
+            mine[key] = left
+        else:
+            del mine[key]
+            if not mine:
+                del makers[maker]
+
     def _drop_level(self, key: int) -> None:
         """Delete the level ``key``, which has no order left."""
         if key > 0:  # prices are positive: bid keys are positive, ask keys negative

@@ -1355,6 +1355,51 @@ class IncidentProgramClosed:
     insurance_fund: Usdc
 
 
+# --------------------------------------------------------------------------------------- maker rewards
+@event("maker_score", Topic.TRADING)
+class MakerScore:
+    """At an epoch's end, one maker's score on one market and its inputs: the summed weighted depth
+    (micro-USDC x volatility weight), the samples in which it quoted both sides, the market's samples."""
+
+    epoch: Count
+    owner: Address
+    number: Id
+    market: Ticker
+    weighted_depth: Usdc
+    two_sided_samples: Count
+    samples: Count
+    score: Usdc
+
+
+@event("maker_reward_paid", Topic.TRADING)
+class MakerRewardPaid:
+    """A maker's reward at an epoch's end: ``min(pool x score / total_score, cap)``, rounded down,
+    credited to its subaccount."""
+
+    epoch: Count
+    owner: Address
+    number: Id
+    score: Usdc
+    total_score: Usdc
+    pool: Usdc
+    cap: Usdc
+    amount: Usdc
+
+
+@event("maker_reward_epoch", Topic.TRADING)
+class MakerRewardEpoch:
+    """A maker-reward epoch closed: the pool it paid from, what it paid and what stays for the next."""
+
+    epoch: Count
+    start_height: Height
+    end_height: Height
+    pool: Usdc
+    total_score: Usdc
+    makers: Count
+    paid: Usdc
+    rolled_over: Usdc
+
+
 @event("counter_report_posted", Topic.GOVERNANCE)
 class CounterReportPosted:
     """A bonded counter-report contests a queued proposal's stress gate: it holds the execution."""
@@ -1428,6 +1473,7 @@ Event = (
     | InsuranceReplenishment
     | DisputeOpened | DisputeVote | DisputeRuled | DisputeEscalated | DisputeResolved | IncidentProgramOpened
     | IncidentClaimed | IncidentProgramClosed
+    | MakerScore | MakerRewardPaid | MakerRewardEpoch
     | CounterReportPosted | CounterReportJudged | CounterReportDecided | CounterReportAnswered
 )
 """Every event the core emits (``event_types()`` names them)."""

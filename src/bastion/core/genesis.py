@@ -29,10 +29,12 @@ from bastion.core.messages import normalize_address
 from bastion.core.orders import format_order_limits, parse_order_limits
 from bastion.core.staking import format_staking_params, parse_staking_params
 from bastion.core.disputes import format_dispute_params, parse_dispute_params
+from bastion.core.maker_rewards import format_maker_reward_params, parse_maker_reward_params
 from bastion.core.params import DisputeParams
 from bastion.core.params import (
     MAX_LIQUIDATION_GRACE_MS, MAX_SETTLEMENT_TWAP_WINDOW_MS, MIN_SETTLEMENT_TWAP_WINDOW_MS, FeeParams, FundingParams,
     BotLimitParams, GovernanceParams, InsuranceStakingParams, LiquidationParams, ListingParams, LiquidityTier,
+    MakerRewardParams,
     OrderLimitParams,
 )
 from bastion.core.state import (
@@ -100,6 +102,8 @@ GENESIS_DEFAULTS: dict[str, Any] = {
     # issue 20: per market, what frontends must show and enforce (bastion.core.governance.ui_rules), e.g.
     # {"BTC-USD": {"risk_banner": "...", "max_leverage": "5", "confirm_above_leverage": "3"}}
     "ui_requirements": {},
+    # volatility-weighted maker rewards (bastion.core.maker_rewards); epoch_blocks 0: off
+    "maker_rewards": format_maker_reward_params(MakerRewardParams()),
 }
 def build_state(genesis: Any) -> State:
     """Validate a genesis object and build the initial state (height 0, hash committed)."""
@@ -232,6 +236,9 @@ def build_state(genesis: Any) -> State:
     state.insurance_staking = _wrap("genesis.insurance_staking", parse_staking_params,
                                     _get(g, "insurance_staking", "genesis", dict, {}), InsuranceStakingParams(),
                                     "genesis.insurance_staking")
+    state.maker_reward_params = _wrap("genesis.maker_rewards", parse_maker_reward_params,
+                                      _get(g, "maker_rewards", "genesis", dict, {}), MakerRewardParams(),
+                                      "genesis.maker_rewards")
     state.guardian = _guardian(_get(g, "guardian", "genesis", (dict, type(None)), None), time_ms)
     _wrap("genesis.council", parse_genesis_council, state, _get(g, "council", "genesis", dict, {}))
     state.disputes.params = _wrap("genesis.disputes", parse_dispute_params, _get(g, "disputes", "genesis", dict, {}),

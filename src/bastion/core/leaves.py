@@ -40,11 +40,11 @@ from bastion.core.messages import ACTION_NAMES, decode_action
 from bastion.core.nonces import rebuild_nonce_expiry
 from bastion.core.params import (
     RISK_CLASSES, FeeParams, FundingParams, GovernanceParams, GovernanceTier, LiquidationParams, ListingParams,
-    LiquidityTier, OracleParams, OrderLimitParams, BotLimitParams, UiRequirements,
+    LiquidityTier, MakerRewardParams, OracleParams, OrderLimitParams, BotLimitParams, UiRequirements,
 )
 from bastion.core.params import InsuranceStakingParams
 from bastion.core.state import StakePool, UnstakeRequest
-from bastion.core.state import AgentGrant, CounterReport, ScheduledUpgrade
+from bastion.core.state import AgentGrant, CounterReport, MakerRewards, ScheduledUpgrade
 from bastion.core.dispute_state import FINAL_STATUSES, Dispute, DisputeBook, DisputeTarget, IncidentProgram
 from bastion.core.params import DisputeParams
 from bastion.core.state import (
@@ -816,6 +816,53 @@ def _read_incident_programs(state: State, rows: Json) -> None:
         state.disputes.programs[program.program_id] = program
 
 
+# --------------------------------------------------------------------------------------- maker rewards
+_MAKER_REWARD_PARAM_FIELDS: Final = tuple(f.name for f in fields(MakerRewardParams))
+# both leaves are absent while at their defaults (rewards never configured, never used): the hash of
+# every state from before maker rewards stays what it was
+_DEFAULT_MAKER_REWARD_PARAMS: Final = MakerRewardParams()
+
+
+def _maker_rewards_unused(state: State) -> bool:
+    return state.maker_rewards == MakerRewards()
+
+
+def _maker_reward_params_value(state: State, key: Key) -> Value:
+    params = state.maker_reward_params
+    if params == _DEFAULT_MAKER_REWARD_PARAMS:
+        return None
+    return [getattr(params, name) for name in _MAKER_REWARD_PARAM_FIELDS]
+
+
+def _maker_rewards_value(state: State, key: Key) -> Value:
+    r = state.maker_rewards
+    if _maker_rewards_unused(state):
+        return None
+    return [r.pool, r.epoch, r.epoch_start_height, r.paid_total, r.rest_cutoff_height, r.rest_cutoff_ms,
+            _pairs(r.last_prices), _pairs(r.samples)]
+
+
+def _write_maker_rewards(state: State) -> Json:
+    r = state.maker_rewards
+    return {"pool": r.pool, "epoch": r.epoch, "epoch_start_height": r.epoch_start_height, "paid_total": r.paid_total,
+            "rest_cutoff_height": r.rest_cutoff_height, "rest_cutoff_ms": r.rest_cutoff_ms,
+            "last_prices": _pairs(r.last_prices), "samples": _pairs(r.samples),
+            "scores": [[*key, *entry] for key, entry in r.scores.items()]}
+
+
+def _read_maker_rewards(state: State, doc: Json) -> None:
+    state.maker_rewards = MakerRewards(
+        doc["pool"], doc["epoch"], doc["epoch_start_height"], doc["paid_total"], doc["rest_cutoff_height"],
+        doc["rest_cutoff_ms"], _dict_of_pairs(doc["last_prices"]), _dict_of_pairs(doc["samples"]),
+        {(owner, number, ticker): [weighted, two_sided]
+         for owner, number, ticker, weighted, two_sided in doc["scores"]})
+
+
+def _maker_score_value(state: State, key: Key) -> Value:
+    entry = state.maker_rewards.scores.get((key[1], key[2], key[3]))
+    return None if entry is None else list(entry)
+
+
 # --------------------------------------------------------------------------------------- counter-reports, upgrades
 _COUNTER_FIELDS: Final = tuple(f.name for f in fields(CounterReport))
 
@@ -1021,6 +1068,19 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              lambda state, key: None if (p := state.disputes.programs.get(key[1])) is None else _program_row(p),
              within="disputes",
              keys_within=lambda state, parent: [("incident", i) for i in state.disputes.programs]),
+    LeafKind("maker_reward_params", (), "the maker-reward parameters (absent while at their defaults)",
+             _maker_reward_params_value,
+             keys=lambda state: [] if state.maker_reward_params == _DEFAULT_MAKER_REWARD_PARAMS
+             else [("maker_reward_params",)],
+             snapshot=(Section("maker_reward_params", lambda state: asdict(state.maker_reward_params),
+                               _set("maker_reward_params", lambda doc: MakerRewardParams(**doc))),)),
+    LeafKind("maker_rewards", (), "the maker-reward pool, epoch, rest cutoff, last sampled prices, samples per "
+             "market (absent until used)", _maker_rewards_value,
+             keys=lambda state: [] if _maker_rewards_unused(state) else [("maker_rewards",)],
+             snapshot=(Section("maker_rewards", _write_maker_rewards, _read_maker_rewards),)),
+    LeafKind("maker_score", ("owner", "number", "ticker"), "a maker's weighted depth and two-sided samples on a "
+             "market in the running epoch", _maker_score_value, within="maker_rewards",
+             keys_within=lambda state, parent: [("maker_score", *key) for key in state.maker_rewards.scores]),
     LeafKind("counter_report", ("counter_id",), "a bonded counter-report against a proposal's stress gate: "
              "figures, scenario set, bond, judgement, answer", _counter_report_value,
              keys=lambda state: [("counter_report", counter_id) for counter_id in state.counter_reports],

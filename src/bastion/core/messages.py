@@ -167,6 +167,20 @@ class SetOrderLimits(_Checked):
 
 
 @dataclass(frozen=True, slots=True)
+class SetMakerRewardParams(_Checked):
+    """The maker-reward parameters (genesis ``maker_rewards`` names and units,
+    ``bastion.core.maker_rewards``): block counts as integers, the rest as decimal strings."""
+    epoch_blocks: int | None = None
+    sample_interval_blocks: int | None = None
+    band: str | None = None
+    min_rest_blocks: int | None = None
+    pool_share: str | None = None
+    max_share_per_maker: str | None = None
+    volatility_slope: str | None = None
+    max_volatility_weight: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SetLiquidityTier(_Checked):
     """Change a liquidity tier's initial margin, maintenance fraction or open-interest caps."""
     tier: int
@@ -425,6 +439,7 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "resolve_dispute": ResolveDispute,
     "open_incident_program": OpenIncidentProgram,
     "set_dispute_params": SetDisputeParams,
+    "set_maker_reward_params": SetMakerRewardParams,
     "schedule_upgrade": ScheduleUpgrade,
     "cancel_upgrade": CancelUpgrade,
 }
@@ -454,7 +469,7 @@ Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationPara
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
           | SetBotLimits | SetUiRequirements | SetInsuranceStakingParams
-          | ResolveDispute | OpenIncidentProgram | SetDisputeParams
+          | ResolveDispute | OpenIncidentProgram | SetDisputeParams | SetMakerRewardParams
           | ScheduleUpgrade | CancelUpgrade)
 
 

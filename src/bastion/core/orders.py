@@ -22,7 +22,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Final
 
-from bastion.core import cross_promotion, events as ev, guardian, staking
+from bastion.core import cross_promotion, events as ev, guardian, maker_rewards, staking
 from bastion.core.accounts import change_position, get_market, get_own_subaccount, settle_funding
 from bastion.core.book import BUY, FILL_CANCEL_MAKER as REMOVE_MAKER, FILL_STOP as STOP, SELL, Order
 from bastion.core.enums import (
@@ -563,7 +563,8 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
                oi_delta: int, events: Events, *, liquidation: bool | None = None,
                backstop: bool | None = None) -> None:
     """Settle one judged fill at the maker's price: funding, balances, positions (with cost), open
-    interest, fees (the insurance share to the market's pool), the maker order's bookkeeping
+    interest, fees (the insurance share to the market's pool, the reward pool's share,
+    ``maker_rewards.fund_pool``), the maker order's bookkeeping
     (``take_from_maker``), and a ``fill`` event (flagged ``liquidation`` or ``backstop`` when such
     a taker's)."""
     take_from_maker(state, maker_sub, maker, lots, market.ticker)
@@ -584,7 +585,8 @@ def apply_fill(state: State, market: Market, taker: Subaccount, taker_order_id: 
     else:                           # the whole fund is protocol-owned: move_fund would only add
         insurance = ppm_of_down(net_fee, state.fees.insurance_share_ppm)
         state.insurance_funds[pool] += insurance
-    state.fees_account += net_fee - insurance
+    rewards = maker_rewards.fund_pool(state, net_fee - insurance)  # the maker-reward pool share
+    state.fees_account += net_fee - insurance - rewards
     state.touch(taker.key)
     state.touch(maker_sub.key)
     state.touch(market.key)

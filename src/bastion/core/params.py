@@ -272,3 +272,25 @@ class DisputeParams:
     max_epoch_award_usdc: int = 250_000_000_000    # every award paid in one epoch together at most 250k USDC
     epoch_ms: int = 30 * DAY_MS
     incident_claim_ms: int = 30 * DAY_MS           # an incident program's compensation is claimable this long
+
+
+@dataclass(slots=True)
+class MakerRewardParams:
+    """Volatility-weighted maker rewards (``bastion.core.maker_rewards``, docs/protocol.md "Maker
+    rewards"). ``epoch_blocks`` 0 turns sampling and payouts off (the pool still fills from its fee
+    share). Every ``sample_interval_blocks`` blocks (heights that are multiples of it) each maker's
+    depth within ``band_ppm`` of the oracle price is sampled, counting only orders that have rested
+    ``min_rest_blocks`` blocks (at most the sampling interval); ``pool_share_ppm`` of the trading fees
+    left after the insurance share fill the reward pool, paid pro rata by score at each epoch end, at
+    most ``max_share_per_maker_ppm`` of the pool to one maker. A sample's weight is
+    ``1 + volatility_slope x |oracle move over the interval|``, at most ``max_volatility_weight_ppm``
+    (``bastion.risk_model.maker_volatility_weight_ppm``)."""
+
+    epoch_blocks: int = 0
+    sample_interval_blocks: int = 10
+    band_ppm: int = 10_000                      # 1% either side of the oracle price
+    min_rest_blocks: int = 2
+    pool_share_ppm: int = 0
+    max_share_per_maker_ppm: int = 500_000
+    volatility_slope_ppm: int = 100_000_000     # x100: a 1% move over the interval doubles the weight
+    max_volatility_weight_ppm: int = 5_000_000  # x5

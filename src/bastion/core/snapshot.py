@@ -38,7 +38,8 @@ FORMAT = "bastion-snapshot/20"  # 2: BGOV holders, delegations and vote checkpoi
 #   and per-market trader losses (deleveraging and socialisation); markets' UI requirements, the exposure
 #   option among the governance parameters, proposals' cited evidence (issue 20); insurance staking (its
 #   parameters, each fund's staked part and shares, stakers' shares, unstake requests)
-#   19: the dispute book (dispute parameters, targets, disputes, incident programs)
+#   19: the dispute book (dispute parameters, targets, disputes, incident programs); the maker-reward
+#   parameters, pool, epoch and scores
 #   20: counter-reports, the scheduled upgrade, the counter-report bond and window among the governance
 #   parameters
 

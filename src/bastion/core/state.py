@@ -26,6 +26,7 @@ from bastion.core.params import (
     LiquidationParams,
     ListingParams,
     LiquidityTier,
+    MakerRewardParams,
     OracleParams,
     OrderLimitParams,
     UiRequirements,
@@ -456,6 +457,25 @@ class UnstakeRequest:
 
 
 @dataclass(slots=True)
+class MakerRewards:
+    """The maker-reward pool and the running epoch (``bastion.core.maker_rewards``).
+
+    ``scores`` maps ``(owner, number, ticker)`` to ``[weighted depth, two-sided samples]`` of the
+    epoch: the sum over its samples of the maker's two-sided depth in micro-USDC times the sample's
+    volatility weight (ppm, floored), and how many samples found it quoting both sides."""
+
+    pool: int = 0                          # micro-USDC waiting for the next epoch end
+    epoch: int = 0                         # the running epoch's number (the first is 0)
+    epoch_start_height: int = 0            # the height the running epoch started after
+    paid_total: int = 0                    # micro-USDC paid to makers since genesis
+    rest_cutoff_height: int = -1           # the sample height ``rest_cutoff_ms`` is for (-1: none)
+    rest_cutoff_ms: int = 0                # orders placed at or after this time have not rested long enough
+    last_prices: dict[str, int] = field(default_factory=dict)  # ticker -> oracle ticks at its last sample
+    samples: dict[str, int] = field(default_factory=dict)      # ticker -> samples in the running epoch
+    scores: dict[tuple[str, int, str], list[int]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
 
@@ -527,6 +547,8 @@ class State:
     unstake_requests: dict[int, UnstakeRequest] = field(default_factory=dict)
     next_unstake_id: int = 1
     disputes: DisputeBook = field(default_factory=DisputeBook)  # disputes and incident programs (core.disputes)
+    maker_reward_params: MakerRewardParams = field(default_factory=MakerRewardParams)  # governed (core.maker_rewards)
+    maker_rewards: MakerRewards = field(default_factory=MakerRewards)  # the reward pool and epoch (core.maker_rewards)
     counter_reports: dict[int, CounterReport] = field(default_factory=dict)  # by id (governance.counter_reports)
     upgrade: ScheduledUpgrade = field(default_factory=ScheduledUpgrade)  # the scheduled upgrade (core.upgrades)
     # incremental state hash (bastion.core.hashing)

@@ -17,6 +17,7 @@ A block is applied as::
                   update_replenishment (insurance funds against their targets, bastion.core.staking),
                   advance_disputes (record the block's dispute targets, escalate and finalise
                   disputes, close incident programs: bastion.core.governance.dispute_votes),
+                  run_maker_rewards (sample makers' depth, close reward epochs),
                   commit_state_hash
 
 Senders are taken as authenticated here (the node and API check signatures). Time is data:
@@ -32,7 +33,7 @@ from bastion.core import (
     accounts, conditional, deadman, events as ev, governance, guardian, liquidation, modify, nonces, oracle, orders,
     twap, twap_orders, votes,
 )
-from bastion.core import agents
+from bastion.core import agents, maker_rewards
 from bastion.core.governance import council, dispatch
 from bastion.core.governance import counter_reports
 from bastion.core.book import BUY, SELL
@@ -202,7 +203,8 @@ END_BLOCK_STEPS = (
     update_funding,
     governance.process_proposals,
     staking.update_replenishment,      # each fund against its target, after this block's fees and losses
-    dispute_votes.advance_disputes,    # last: the block's targets, dispute deadlines and votes, incident expiry
+    dispute_votes.advance_disputes,    # the block's targets, dispute deadlines and votes, incident expiry
+    maker_rewards.run_maker_rewards,   # last: samples the books as the block leaves them
 )
 
 
@@ -252,7 +254,8 @@ def apply_block(state: State, time_ms: int, txs: list[tuple[str, Message]],
 def check_invariants(state: State) -> None:
     """Raise ``InvariantViolation`` if conservation (collateral, BGOV), open interest or the book are broken."""
     balances = sum(sub.balance for sub in state.subaccounts.values())
-    held = balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+    held = (balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
+            + state.maker_rewards.pool)
     held += state.disputes.escrow_usdc     # dispute bonds and incident escrows (core.disputes)
     held += counter_reports.held_bonds(state)   # bonds escrowed by counter-reports
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance

@@ -22,10 +22,14 @@ from bastion.demo.features import demo_features
 from bastion.demo.genesis import build_demo_genesis
 from bastion.node.blocklog import LoggedBlock
 from bastion.node.node import Node
+from bastion.node.retention import ReadModelRetention
 
 __all__ = ["DEFAULT_DATA_DIR", "DemoHostRefused", "DemoServer", "check_demo_host"]
 
 DEFAULT_DATA_DIR = Path(".bastion-demo")
+# the maker's untouched quotes (and any order cancelled without a fill) leave the read models after two
+# minutes of 250 ms blocks (bastion.node.retention): the data directory grows by the block log alone
+DEMO_RETENTION = ReadModelRetention(keep_blocks=480, every_blocks=120)
 
 
 class DemoHostRefused(ValueError):
@@ -60,7 +64,8 @@ class DemoServer:
         self.host, self.port, self.block_time_ms = host, port, block_time_ms
         fresh = not (self.data_dir / "blocks.db").exists()
         genesis = build_demo_genesis(time.time_ns() // 1_000_000, pace=pace) if fresh else None
-        self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default")
+        self.node = Node(self.data_dir, genesis, on_block=on_block, read_models="default",
+                         read_model_retention=DEMO_RETENTION)
         self.app = create_app(self.node, ApiConfig(), demo=demo_features())
         self.driver = DemoDriver(self.node, self.app.state.accept, step_ms=step_ms,
                                  report_store=self.app.state.reports) if bots else None

@@ -132,6 +132,11 @@ def build_demo_genesis(now_ms: int, *, pace: int = 1) -> dict:
                      "oracle_price": starting_price(m, path), **({"isolated_only": True} if m.isolated_only else {})}
                     for m in MARKETS],
         "fees": {"insurance_share": "0.2"},
+        # maker rewards (bastion.core.maker_rewards): the demo maker re-quotes its whole ladder every step, so
+        # quotes count from the end of the block that placed them (min_rest_blocks 0); a 20-block (10 s) epoch
+        "maker_rewards": {"epoch_blocks": 20, "sample_interval_blocks": 4, "band": "0.01", "min_rest_blocks": 0,
+                          "pool_share": "0.25", "max_share_per_maker": "0.8", "volatility_slope": "100",
+                          "max_volatility_weight": "5"},
         "funding": {"default_funding": DEMO_DEFAULT_FUNDING, "sample_s": 1, "tick_s": FUNDING_TICK_S},
         "governance": governance_rules(pace),
         "council": {"members": sorted(address(name) for name in DEMO_COUNCIL), "threshold": COUNCIL_THRESHOLD},

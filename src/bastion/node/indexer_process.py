@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.node.blocklog import BlockLog
+from bastion.node.retention import ReadModelRetention, idle_orders_cutoff
 
 __all__ = ["IndexerWorker"]
 
@@ -19,7 +20,8 @@ class IndexerWorker:
     own core: indexing is as much work as applying the blocks, and a thread would share the GIL
     with the block producer). It exits when told to, or when the node's process is gone."""
 
-    def __init__(self, log_path: Path, url: str, genesis: dict[str, Any]) -> None:
+    def __init__(self, log_path: Path, url: str, genesis: dict[str, Any],
+                 retention: ReadModelRetention | None = None) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded server
         self._wake = context.Queue()
         self._height = context.Value("q", -1)
@@ -28,7 +30,7 @@ class IndexerWorker:
         self._error: str | None = None
         self.process = context.Process(target=_index_loop, name="bastion-indexer", daemon=True,
                                        args=(str(log_path), url, genesis, self._wake, self._height, self._idle,
-                                             self._errors, os.getpid()))
+                                             self._errors, os.getpid(), retention))
 
     def start(self) -> None:
         self.process.start()
@@ -60,8 +62,9 @@ class IndexerWorker:
 
 
 def _index_loop(log_path: str, url: str, genesis: dict[str, Any], wake: Any, height: Any, idle: Any, errors: Any,
-                parent_pid: int) -> None:
-    """The indexer process: on each wake-up, index every logged block after the read models' height."""
+                parent_pid: int, retention: ReadModelRetention | None = None) -> None:
+    """The indexer process: on each wake-up, index every logged block after the read models' height,
+    then prune idle orders when ``retention`` says it is due (``bastion.node.retention``)."""
     from bastion.node.indexer import Indexer
     from bastion.node.readmodels import open_read_models
 
@@ -69,6 +72,7 @@ def _index_loop(log_path: str, url: str, genesis: dict[str, Any], wake: Any, hei
         read_models = open_read_models(url)
         indexer = Indexer(read_models, genesis)
         log = BlockLog(log_path)
+        last_pruned = indexer.indexed_height()
     except Exception as error:  # noqa: BLE001 - reported; block production goes on without read models
         errors.put(f"indexer could not start: {error!r}")
         return
@@ -86,6 +90,10 @@ def _index_loop(log_path: str, url: str, genesis: dict[str, Any], wake: Any, hei
                 indexer.apply_block(block)
                 height.value = block.height
             height.value = indexer.indexed_height()
+            cutoff = idle_orders_cutoff(retention, height.value, last_pruned)
+            if cutoff is not None:
+                read_models.prune_idle_orders(cutoff)
+                last_pruned = height.value
             idle.set()
             if not keep_going:
                 return

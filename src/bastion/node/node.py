@@ -95,7 +95,7 @@ from bastion.node.indexer_process import IndexerWorker
 from bastion.node.mempool import Mempool
 from bastion.node.recovery import Recovery, recover_state
 from bastion.node.replay import SNAPSHOTS
-from bastion.node.retention import prune_snapshots
+from bastion.node.retention import ReadModelRetention, prune_snapshots
 from bastion.node.runtime import compute_code_hash
 
 
@@ -134,6 +134,7 @@ class Node:
                  snapshot_every_txs: int = 200_000, max_pending_per_sender: int = 1_000,
                  on_fatal: Callable[[NodeStopped], None] | None = None,
                  on_warning: Callable[[str], None] | None = None, accept_rollback: bool = False,
+                 read_model_retention: ReadModelRetention | None = None,
                  code_hash: str | None = None) -> None:
         """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
         ``"default"`` for ``DIR/readmodels.db``, or None for no indexer. ``max_pending_per_sender``
@@ -141,9 +142,9 @@ class Node:
         once, holding the state lock, when the node stops (see "Fail-stop" in the module docstring);
         ``on_warning``: a failed snapshot write or block listener (default: printed to stderr).
         ``accept_rollback``: start even if records prove the log was longer
-        (``bastion.node.recovery``; reported in ``recovery.rolled_back_from``). ``code_hash``: the
-        state machine's code this node runs (default ``runtime.compute_code_hash()``), checked
-        against the scheduled upgrade before every block (see "Upgrades" in the module docstring)."""
+        (``bastion.node.recovery``; reported in ``recovery.rolled_back_from``).
+        ``read_model_retention``: how long the read models keep orders that never traded
+        (``bastion.node.retention``; default: forever)."""
         self.data_dir = Path(data_dir)
         (self.data_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
         self.max_block_txs = max_block_txs
@@ -196,7 +197,7 @@ class Node:
         if read_models is not None:
             url = f"sqlite:///{self.data_dir / 'readmodels.db'}" if read_models == "default" else read_models
             self.read_models_url = url
-            self.indexer = IndexerWorker(self.data_dir / "blocks.db", url, self.genesis)
+            self.indexer = IndexerWorker(self.data_dir / "blocks.db", url, self.genesis, read_model_retention)
             self.indexer.start()
             self.indexer.notify()  # catch up with what is already in the log
 

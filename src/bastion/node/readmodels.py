@@ -201,6 +201,11 @@ class ReadModels(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    @abc.abstractmethod
+    def prune_idle_orders(self, below_height: int) -> int:
+        """Delete the rows of orders that ended cancelled or expired with nothing filled and last
+        changed below ``below_height`` (``bastion.node.retention``); returns how many."""
+
     # ---------------------------------------------------------------- queries
     @abc.abstractmethod
     def orders(self, owner: str | None = None, number: int | None = None, market: str | None = None,
@@ -210,9 +215,11 @@ class ReadModels(abc.ABC):
 
     @abc.abstractmethod
     def fills(self, market: str | None = None, owner: str | None = None, since_height: int = 0,
-              limit: int = 100, after: tuple[int, int] | None = None) -> list[dict]:
+              limit: int = 100, after: tuple[int, int] | None = None,
+              before: tuple[int, int] | None = None) -> list[dict]:
         """Fills at heights >= ``since_height``, oldest first (height, seq); ``owner`` as maker or taker;
-        ``after``: only those after this (height, seq) (the cursor of the previous page)."""
+        ``after``: only those after this (height, seq) (the cursor of the previous page); ``before``:
+        only those before it, newest first (pages read backwards from the newest)."""
 
     @abc.abstractmethod
     def positions_history(self, owner: str, number: int, market: str | None = None) -> list[dict]:
@@ -225,14 +232,14 @@ class ReadModels(abc.ABC):
     @abc.abstractmethod
     def funding_payments(self, owner: str | None = None, number: int | None = None,
                          market: str | None = None, limit: int | None = None,
-                         after: tuple[int, int] | None = None) -> list[dict]:
+                         after: tuple[int, int] | None = None, before: tuple[int, int] | None = None) -> list[dict]:
         """Funding payments by (height, seq); ``market``: those of subaccounts that held it when paid.
-        ``limit`` and ``after`` (height, seq): pages, as for ``fills``."""
+        ``limit``, ``after`` and ``before`` (height, seq): pages, as for ``fills``."""
 
     @abc.abstractmethod
     def funding_ticks(self, market: str | None = None, limit: int | None = None,
-                      after: tuple[int, int] | None = None) -> list[dict]:
-        """Hourly funding ticks by (height, seq); ``limit`` and ``after``: pages, as for ``fills``."""
+                      after: tuple[int, int] | None = None, before: tuple[int, int] | None = None) -> list[dict]:
+        """Hourly funding ticks by (height, seq); ``limit``, ``after`` and ``before``: pages, as for ``fills``."""
 
     @abc.abstractmethod
     def liquidations(self, market: str | None = None, owner: str | None = None, limit: int | None = None,
@@ -408,6 +415,14 @@ class SqlReadModels(ReadModels):
             values = {**(meta or {}), "indexed_height": str(batch.height)}
             self._upsert("meta", ({"key": k, "value": v} for k, v in sorted(values.items())))
 
+    def prune_idle_orders(self, below_height: int) -> int:
+        with self._transaction():
+            found = self._execute("SELECT COUNT(*) FROM orders WHERE status IN ('cancelled', 'expired') AND filled = 0 "
+                                  "AND updated_height < ?", (below_height,))
+            self._execute("DELETE FROM orders WHERE status IN ('cancelled', 'expired') AND filled = 0 "
+                          "AND updated_height < ?", (below_height,))
+        return int(found[0][0])
+
     # ---------------------------------------------------------------- queries
     def orders(self, owner: str | None = None, number: int | None = None, market: str | None = None,
                status: str | None = None, limit: int = 100, before: int | None = None) -> list[dict]:
@@ -418,7 +433,8 @@ class SqlReadModels(ReadModels):
         return self._select("orders", where, params, order="order_id DESC", limit=limit)
 
     def fills(self, market: str | None = None, owner: str | None = None, since_height: int = 0,
-              limit: int = 100, after: tuple[int, int] | None = None) -> list[dict]:
+              limit: int = 100, after: tuple[int, int] | None = None,
+              before: tuple[int, int] | None = None) -> list[dict]:
         where, params = _filters(market=market)
         clauses = [where] if where else []
         clauses.append("height >= ?")
@@ -426,8 +442,8 @@ class SqlReadModels(ReadModels):
         if owner is not None:
             clauses.append("(taker_owner = ? OR maker_owner = ?)")
             params += [owner, owner]
-        where, params = _after(" AND ".join(clauses), params, after)
-        return self._select("fills", where, params, order="height, seq", limit=limit)
+        where, params = _before(*_after(" AND ".join(clauses), params, after), before)
+        return self._select("fills", where, params, order=_order(before), limit=limit)
 
     def positions_history(self, owner: str, number: int, market: str | None = None) -> list[dict]:
         where, params = _filters(owner=owner, number=number, market=market)
@@ -440,18 +456,18 @@ class SqlReadModels(ReadModels):
 
     def funding_payments(self, owner: str | None = None, number: int | None = None,
                          market: str | None = None, limit: int | None = None,
-                         after: tuple[int, int] | None = None) -> list[dict]:
+                         after: tuple[int, int] | None = None, before: tuple[int, int] | None = None) -> list[dict]:
         where, params = _filters(owner=owner, number=number)
         if market is not None:  # ``markets`` is a comma-separated list of tickers (which never hold commas)
             where = " AND ".join(filter(None, [where, "(',' || markets || ',') LIKE ?"]))
             params.append(f"%,{market},%")
-        where, params = _after(where, params, after)
-        return self._select("funding_payments", where, params, order="height, seq", limit=limit)
+        where, params = _before(*_after(where, params, after), before)
+        return self._select("funding_payments", where, params, order=_order(before), limit=limit)
 
     def funding_ticks(self, market: str | None = None, limit: int | None = None,
-                      after: tuple[int, int] | None = None) -> list[dict]:
-        where, params = _after(*_filters(market=market), after)
-        return self._select("funding_ticks", where, params, order="height, seq", limit=limit)
+                      after: tuple[int, int] | None = None, before: tuple[int, int] | None = None) -> list[dict]:
+        where, params = _before(*_after(*_filters(market=market), after), before)
+        return self._select("funding_ticks", where, params, order=_order(before), limit=limit)
 
     def liquidations(self, market: str | None = None, owner: str | None = None, limit: int | None = None,
                      after: tuple[int, int] | None = None) -> list[dict]:
@@ -482,6 +498,20 @@ def _after(where: str, params: list[Any], after: tuple[int, int] | None) -> tupl
         return where, params
     clause = "(height > ? OR (height = ? AND seq > ?))"
     return " AND ".join(filter(None, [where, clause])), [*params, after[0], after[0], after[1]]
+
+
+def _before(where: str, params: list[Any], before: tuple[int, int] | None) -> tuple[str, list[Any]]:
+    """``where`` narrowed to rows before ``before`` = (height, seq): the pages of a history read
+    newest first (``_order``); ``(H + 1, 0)`` pages from the newest row at or below height H."""
+    if before is None:
+        return where, params
+    clause = "(height < ? OR (height = ? AND seq < ?))"
+    return " AND ".join(filter(None, [where, clause])), [*params, before[0], before[0], before[1]]
+
+
+def _order(before: tuple[int, int] | None) -> str:
+    """Oldest first, or newest first when paging backwards (``before``)."""
+    return "height, seq" if before is None else "height DESC, seq DESC"
 
 
 def _filters(**equal: Any) -> tuple[str, list[Any]]:

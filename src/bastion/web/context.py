@@ -20,18 +20,20 @@ from bastion.presentation import format_row
 from bastion.signing import DOMAIN_NAME, ENVELOPE_TYPES, SIGNING_VERSION, compute_chain_number
 from bastion.web.features import DemoFeatures
 from bastion.web.formatting import install_filters
+from bastion.web.timeline import Timeline
 
 HERE = Path(__file__).parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 install_filters(TEMPLATES.env)
 PAGES = (("/", "Markets"), ("/trade/BTC-USD", "Trade"), ("/portfolio", "Portfolio"), ("/governance", "Governance"),
          ("/risk", "Risk"), ("/liquidations", "Liquidations"), ("/staking", "Staking"),
-         ("/disputes", "Disputes"), ("/telemetry", "Telemetry"))
+         ("/disputes", "Disputes"), ("/telemetry", "Telemetry"), ("/rewards", "Rewards"))
 FAUCET_USDC = "10000"
 DEMO_WAIT_S = 5.0
 RECENT_BLOCKS = 2_400      # trades shown: fills from the last ten minutes of 250 ms blocks
 CANDLES_SHOWN = 120
 ORDERS_SHOWN = 200  # open orders shown per subaccount (the first page: GET .../orders pages the rest)
+DEPTH_CHART_LEVELS = 40  # book levels a side in the trade page's depth chart (its book subscription's depth)
 
 
 class PageContext:
@@ -81,16 +83,19 @@ class PageContext:
 
     def render(self, request: Request, template: str, active: str, *, subscriptions: Sequence[dict[str, Any]] = (),
                refresh_on: tuple[str, ...] = ("blocks",), **context: Any) -> HTMLResponse:
-        """A page: ``template`` with the header's height, time, signer and the live-update settings."""
+        """A page: ``template`` with the header's height, time, signer, the live-update settings and the
+        ``timeline`` (block heights as times, ``bastion.web.timeline``)."""
         node, chain_id, signing, demo_traders = self.node, self.chain_id, self.signing, self.demo_traders
         signer, owner = self.who(request)
         with node.lock:
             height, time_text = node.state.height, format_iso_ms(node.state.time_ms)
+            timeline = Timeline.of(node)  # heights as block times (bastion.web.timeline)
         settings = {"chain_id": chain_id, "signer": signer, "owner": owner, "signing": signing,
                     "demo": bool(demo_traders), "demo_traders": dict(demo_traders),
                     "subscriptions": [{"channel": "blocks"}, *subscriptions], "refresh_on": list(refresh_on)}
         return TEMPLATES.TemplateResponse(request, template, {
             "pages": PAGES, "active": active, "height": height, "time": time_text, "chain_id": chain_id,
+            "timeline": timeline,
             "signer": signer, "owner": owner, "demo_traders": dict(demo_traders),
             "demo_label": self.demo.label if self.demo is not None and demo_traders else None,
             "settings": settings, **context})

@@ -8,10 +8,14 @@ float) and never change a value beyond the rounding they name; ``None`` and "" s
     group("1234567.5")       -> "1,234,567.5"   the string's own digits, grouped
     usd("1234.5")            -> "$1,234.50"     two places, half-even ("-" before the "$")
     usd_compact("1234567")   -> "$1.23M"        for statistics (K, M, B)
+    fixed("2.388429", 1)     -> "2.4"           rounded half-even, grouped
     pct("0.05")              -> "5%"            a ratio as a percentage, at most ``places`` places
     signed_pct("0.0123")     -> "+1.23%"        with its sign, for changes
     duration(3725)           -> "1h 02m 05s"    seconds as a countdown
     clock(ms), moment(ms)    -> "14:03:07", "2026-12-07 14:03:07"   block times (UTC) instead of heights
+    ago(ms, now_ms)          -> "3 min ago", "in 45 s"   a block time against the head's (never the wall clock)
+    bgov("12500.5")          -> "12,500.5 BGOV"
+    words("liquidation_incomplete") -> "liquidation incomplete"
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from jinja2 import Environment
 
 from bastion.core.timefmt import format_iso_ms
 
-__all__ = ["DASH", "clock", "duration", "group", "install_filters", "moment", "pct", "signed_pct", "usd", "usd_compact"]
+__all__ = ["DASH", "ago", "bgov", "clock", "duration", "fixed", "group", "install_filters", "moment", "pct",
+           "signed_pct", "usd", "usd_compact", "words"]
 
 DASH = "—"
 
@@ -51,6 +56,12 @@ def group(value: Any) -> str:
 
 def _fixed(number: Decimal, places: int) -> str:
     return format(number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN), "f")
+
+
+def fixed(value: Any, places: int = 2) -> str:
+    """A decimal string rounded (half-even) to ``places`` decimals, grouped: "2.388429" -> "2.39"."""
+    number = _decimal(value)
+    return DASH if number is None else _group_text(_fixed(number, places))
 
 
 def usd(value: Any, places: int = 2) -> str:
@@ -115,8 +126,35 @@ def clock(ms: Any) -> str:
     return text if text == DASH else text[11:]
 
 
+def ago(ms: Any, now_ms: Any) -> str:
+    """How far block time ``ms`` lies from ``now_ms`` (the head's block time), in its largest whole
+    unit: "just now" within a second, "45 s ago", "3 min ago", "2 h ago", "4 d ago", or "in 3 min"."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (ms, now_ms)):
+        return DASH
+    seconds = (now_ms - ms) // 1_000 if ms <= now_ms else -((ms - now_ms) // 1_000)
+    span = abs(seconds)
+    if span < 1:
+        return "just now"
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")):
+        if span >= size:
+            text = f"{span // size} {unit}"
+            break
+    return f"{text} ago" if seconds > 0 else f"in {text}"
+
+
+def bgov(value: Any) -> str:
+    """An amount of BGOV (a decimal string), grouped, with its unit."""
+    text = group(value)
+    return text if text == DASH else text + " BGOV"
+
+
+def words(value: Any) -> str:
+    """A snake_case name (an event type, a status, a reason code) as words."""
+    return DASH if value is None or value == "" else str(value).replace("_", " ")
+
+
 def install_filters(environment: Environment) -> None:
     """Register the filters under their names on a Jinja environment."""
     environment.filters.update({"group": group, "usd": usd, "usd_compact": usd_compact, "pct": pct,
                                 "signed_pct": signed_pct, "duration": duration, "clock": clock,
-                                "moment": moment})
+                                "moment": moment, "ago": ago, "fixed": fixed, "bgov": bgov, "words": words})

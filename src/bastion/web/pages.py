@@ -26,8 +26,9 @@ from bastion.core.governance import format_governance_params
 from bastion.web.informed import describe_cited_snapshot
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
-from bastion.presentation import describe_agent_grants, describe_staking
-from bastion.web.context import CANDLES_SHOWN, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
+from bastion.presentation import describe_agent_grants, describe_maker_rewards, describe_staking
+from bastion.web.context import CANDLES_SHOWN, DEPTH_CHART_LEVELS, ORDERS_SHOWN, PAGES, RECENT_BLOCKS, PageContext
+from bastion.web.history import portfolio_history
 from bastion.web.reads import describe_exposure, describe_proposal_diff, format_param_value
 from bastion.web.trading import (
     DAY_MS, describe_account_summary, describe_depth, describe_market_stats, describe_positions,
@@ -98,6 +99,10 @@ def page_routes(ctx: PageContext) -> APIRouter:
                 if o["market"] == ticker]
             since = max(0, state.height - RECENT_BLOCKS)
             depth = describe_depth(market, 12)
+            deep = describe_depth(market, DEPTH_CHART_LEVELS)  # the depth chart's first drawing (then the WebSocket's)
+            depth_levels = {"height": state.height, "market": ticker, "oracle": described["oracle"]["price"],
+                            **{side: [[level["price"], level["size"]] for level in deep[side]]
+                               for side in ("bids", "asks")}}
             numbers = tuple(s["number"] for s in subaccounts)
             positions = [] if owner is None else describe_positions(state, owner, numbers)
             chosen = next((s for s in subaccounts if s["isolated_market"] == ticker), None) if market.isolated_only \
@@ -124,7 +129,8 @@ def page_routes(ctx: PageContext) -> APIRouter:
         return render(request, "trade.html", "/trade/BTC-USD", market=described, book=book, tickers=tickers,
                       trades=list(reversed(trades[-30:])), chart=chart, subaccounts=subaccounts, orders=orders,
                       depth=depth, stats=stats, positions=positions, account=account, summaries=summaries, mine=mine,
-                      subscriptions=[{"channel": "book", "market": ticker, "depth": 12},
+                      depth_levels=depth_levels,
+                      subscriptions=[{"channel": "book", "market": ticker, "depth": DEPTH_CHART_LEVELS},
                                      {"channel": "trades", "market": ticker}],
                       refresh_on=("book", "trades"))
 
@@ -134,7 +140,7 @@ def page_routes(ctx: PageContext) -> APIRouter:
         accounts, positions = [], []
         with node.lock:
             state = node.state
-            agents = [] if owner is None else describe_agent_grants(state, owner)  # its agent keys (read-only)
+            agents = [] if owner is None else describe_agent_grants(state, owner)  # its agent keys
             if owner is not None:
                 for number in SUBACCOUNT_NUMBERS:
                     sub = state.subaccounts.get((owner, number))
@@ -151,8 +157,9 @@ def page_routes(ctx: PageContext) -> APIRouter:
                               {"type": "bar", "x": [label for label, _ in exposures],
                                "y": [row["maintenance_margin"] for _, row in exposures], "name": "maintenance (USDC)"}],
                      "layout": {"barmode": "group", "height": 260, "margin": {"l": 60, "r": 10, "t": 10, "b": 40}}}
+        history_pages = {} if owner is None else portfolio_history(ctx, owner, request.query_params)
         return render(request, "portfolio.html", "/portfolio", accounts=accounts, chart=chart, agents=agents,
-                      positions=positions,
+                      positions=positions, numbers=SUBACCOUNT_NUMBERS, history=history_pages,
                       subscriptions=[{"channel": "account", "owner": owner, "number": a["number"]} for a in accounts],
                       refresh_on=("account", "blocks"))
 
@@ -205,5 +212,11 @@ def page_routes(ctx: PageContext) -> APIRouter:
         indexed, rows = history("liquidations")
         return render(request, "liquidations.html", "/liquidations", rows=list(reversed(rows[-200:])),
                       indexed=indexed)
+
+    @router.get("/rewards", include_in_schema=False, response_class=HTMLResponse)
+    def rewards_page(request: Request) -> HTMLResponse:
+        with node.lock:
+            rewards = describe_maker_rewards(node.state)
+        return render(request, "rewards.html", "/rewards", rewards=rewards, refresh_on=("blocks",))
 
     return router

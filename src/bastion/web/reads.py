@@ -16,6 +16,7 @@ from bastion.core.errors import ProtocolError
 from bastion.core.state import Proposal, State, Subaccount
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import PPM, USDC, format_decimal, format_ppm, format_usdc
+from bastion.web.formatting import duration, group, pct, usd
 
 __all__ = ["ISOLATED_MARGIN_MULTIPLE", "describe_exposure", "describe_proposal_diff", "format_param_value"]
 
@@ -57,28 +58,31 @@ def describe_exposure(state: State, sub: Subaccount) -> list[dict[str, Any]]:
 
 
 def format_param_value(state: State, name: str, value: Any) -> str:
-    """A governed parameter's raw value in its unit, read from the name (``*_ppm``, ``*_lots``...)."""
+    """A governed parameter's raw value for people, in the unit its name carries: ``*_ppm`` as a
+    percentage, ``*_usdc`` in dollars, ``*_lots`` and ``*_ticks`` on the market's grid with
+    separators, ``*_ms`` as a duration."""
     if not isinstance(value, int) or isinstance(value, bool):
         return "—" if value is None else str(value)
     parts = name.split(".")
     market = state.markets.get(parts[1]) if len(parts) > 2 and parts[0] == "markets" else None
     leaf = parts[-1]
     if leaf.endswith("_ppm"):
-        return format_ppm(value)
+        return pct(format_ppm(value), 4)
     if leaf.endswith("_usdc"):
-        return format_usdc(value) + " USDC"
+        return usd(format_usdc(value))
     if leaf.endswith("_lots") and market is not None:
-        return format_decimal(value, market.size_decimals)
+        return group(format_decimal(value, market.size_decimals))
     if leaf.endswith("_ticks") and market is not None:
-        return format_decimal(value, market.price_decimals)
+        return group(format_decimal(value, market.price_decimals))
     if leaf.endswith("_ms"):
-        return f"{value // 1_000} s"
-    return str(value)
+        return duration(value // 1_000)
+    return group(value)
 
 
 def describe_proposal_diff(state: State, proposal: Proposal) -> dict[str, Any]:
     """Each action's changes against the current values (``compute_action_changes``, the same
-    validation as at execution), the rules of its class, its timelock and its stress gate (the API's
+    validation as at execution), the rules of its class, its timelock, its execution window once
+    queued (``eta_ms`` to ``last_execution_ms``, block times) and its stress gate (the API's
     ``describe_stress_gate``)."""
     changes, error = [], None
     for action in proposal.actions:
@@ -91,8 +95,10 @@ def describe_proposal_diff(state: State, proposal: Proposal) -> dict[str, Any]:
         except ProtocolError as refused:
             error = f"{refused.code}: {refused.message}"
     rules = proposal.rules
-    eta = None if proposal.queued_ms is None else format_iso_ms(proposal.queued_ms + rules.timelock_ms)
+    window = None if proposal.queued_ms is None else governance.get_execution_window(state, proposal)
+    eta = None if window is None else format_iso_ms(window[0])
     return {"changes": changes, "error": error, "timelock_s": rules.timelock_ms // 1_000,
+            "eta_ms": None if window is None else window[0], "last_execution_ms": None if window is None else window[1],
             "quorum": format_ppm(rules.quorum_ppm), "approval_threshold": format_ppm(rules.approval_threshold_ppm),
             "voting_period_blocks": rules.voting_period_blocks, "min_holding_age_blocks": rules.min_holding_age_blocks,
             "eta": eta, "stress_gate": describe_stress_gate(state, proposal),

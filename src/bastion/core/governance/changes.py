@@ -100,6 +100,7 @@ class ParamGroup(StrEnum):
     UI_REQUIREMENTS = "ui_requirements"     # ui_requirements.<ticker>.<attr> (issue 20, governance.ui_rules)
     INSURANCE_STAKING = "insurance_staking"  # bastion.core.staking
     DISPUTES = "disputes"                   # disputes.<attr> (params.DisputeParams, issue 18)
+    MAKER_REWARDS = "maker_rewards"         # maker_rewards.<attr> (bastion.core.maker_rewards)
     UPGRADE = "upgrade"                     # upgrade.name | upgrade.height | upgrade.code_hash (core.upgrades)
 
 
@@ -149,7 +150,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "bot_limits", "insurance_staking", "disputes", "upgrade"):
+                              "bot_limits", "insurance_staking", "disputes", "maker_rewards", "upgrade"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -378,6 +379,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.bot_limits, ("bot_limits",)
         case ParamGroup.INSURANCE_STAKING:
             target, key = state.insurance_staking, ("insurance_staking",)
+        case ParamGroup.MAKER_REWARDS:
+            target, key = state.maker_reward_params, ("maker_reward_params",)
         case ParamGroup.ORACLE_OPERATORS:
             set_oracle_operators(state, value)
             return

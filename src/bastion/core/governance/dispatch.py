@@ -18,7 +18,7 @@ import copy
 from dataclasses import fields
 from typing import Final
 
-from bastion.core import bot_limits, disputes, incidents, orders, staking, upgrades
+from bastion.core import bot_limits, disputes, incidents, maker_rewards, orders, staking, upgrades
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import actions, council_rules, dispute_params, rollout, ui_rules
@@ -32,7 +32,8 @@ from bastion.core.messages import (
     SetLiquidationParams, SetListingParams, SetLiquidityTier, SetMarketParams, SetOracleOperators, SetOrderLimits,
     SetStewardBounds, StartRollout, TreasurySpend, UpgradeIsolatedToCross, SetBotLimits, SetUiRequirements,
 )
-from bastion.core.messages import OpenIncidentProgram, ResolveDispute, SetDisputeParams, SetInsuranceStakingParams
+from bastion.core.messages import (OpenIncidentProgram, ResolveDispute, SetDisputeParams, SetInsuranceStakingParams,
+                                   SetMakerRewardParams)
 from bastion.core.messages import CancelUpgrade, ScheduleUpgrade
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
 from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, ScheduledUpgrade, State
@@ -198,6 +199,8 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(incidents.compute_opening(state, action))
         case SetDisputeParams():
             changes.extend(dispute_params.compute_dispute_params_changes(state, action))
+        case SetMakerRewardParams():
+            changes.extend(compute_maker_reward_changes(state, action))
         case ScheduleUpgrade():
             changes.extend(compute_upgrade_plan_changes(state, upgrades.parse_schedule_upgrade(state, action)))
         case CancelUpgrade():
@@ -325,3 +328,32 @@ def advance_rollouts(state: State, events: Events) -> None:
     """End-of-block step ``rollout.advance_rollouts``, each step judged by ``compute_action_changes``
     (passed down: the rollout module sits on a lower floor)."""
     rollout.advance_rollouts(state, events, compute_action_changes)
+
+
+# parameter -> whether a higher value is riskier (pays more, or makes the score easier to game)
+_MAKER_REWARD_RISKIER_HIGHER = {
+    "epoch_blocks": False, "sample_interval_blocks": False, "band_ppm": True, "min_rest_blocks": False,
+    "pool_share_ppm": True, "max_share_per_maker_ppm": True, "volatility_slope_ppm": True,
+    "max_volatility_weight_ppm": True,
+}
+
+
+def compute_maker_reward_changes(state: State, action: SetMakerRewardParams) -> list[Change]:
+    """``set_maker_reward_params``: validated by the genesis parser
+    (``maker_rewards.parse_maker_reward_params``: ``invalid_field``, ``invalid_maker_reward_params``
+    and the decimal codes). Paying more (a higher pool share, cap or weight) or loosening the
+    anti-gaming rules (a wider band, a shorter rest, faster epochs or samples) increases risk;
+    turning rewards on (``epoch_blocks`` from 0) does too."""
+    section = {name: getattr(action, name) for name in maker_rewards.FIELD_NAMES if getattr(action, name) is not None}
+    old = state.maker_reward_params
+    new = maker_rewards.parse_maker_reward_params(section, old, "set_maker_reward_params")
+    changes: list[Change] = []
+    for attr, riskier_when_higher in _MAKER_REWARD_RISKIER_HIGHER.items():
+        before, after = getattr(old, attr), getattr(new, attr)
+        if before == after:
+            continue
+        risk = compare_risk(before, after, riskier_when_higher=riskier_when_higher)
+        if attr == "epoch_blocks" and 0 in (before, after):
+            risk = compare_risk(before, after, riskier_when_higher=True)  # on is riskier than off
+        changes.append(Change(ParamPath(ParamGroup.MAKER_REWARDS, "", attr), before, after, risk))
+    return changes

@@ -145,7 +145,7 @@ async function describeFills(msg, answer) {
 const DONE = {cancel_order: "Order cancelled", vote: "Vote recorded", deposit: "Deposit credited",
               transfer: "Transfer done", set_margin_mode: "Margin mode set", submit_proposal: "Proposal submitted",
               queue: "Proposal queued", execute: "Proposal executed", cancel_all: "Orders cancelled",
-              set_leverage: "Leverage set"};
+              set_leverage: "Leverage set", authorize_agent: "Agent authorised", revoke_agent: "Agent revoked"};
 
 async function describeCommitted(msg, answer) {
   const result = answer.result || {}, block = " (block " + answer.height + ")";
@@ -206,6 +206,51 @@ function drawCharts() {
                     xaxis: {...(spec.layout.xaxis || {}), gridcolor: grid}, yaxis: {...(spec.layout.yaxis || {}), gridcolor: grid}};
     window.Plotly.react(element, spec.data, layout, {displayModeBar: false, responsive: true});
   });
+  drawDepth(lastDepth);  // the theme's colours
+}
+
+// The depth chart (trade page): cumulative size of the bids below and the asks above, as steps out from
+// the spread, with the oracle as a vertical line. Drawn from the book's levels as the page was rendered
+// (#depth-levels) and then from every push of the book WebSocket ({bids, asks: [[price, size], ...]}).
+let lastDepth = null;
+function cumulativeSteps(levels) {  // best level first: the running total of the sizes (display only)
+  let total = 0;
+  return {x: levels.map((level) => Number(level[0])), y: levels.map((level) => (total += Number(level[1])))};
+}
+
+function drawDepth(book) {
+  const element = document.getElementById("chart-depth");
+  if (!element || !window.Plotly || !book) return;
+  lastDepth = book;
+  const style = getComputedStyle(document.documentElement), ink = style.getPropertyValue("--fg").trim();
+  const grid = style.getPropertyValue("--line").trim();
+  const bids = cumulativeSteps(book.bids || []), asks = cumulativeSteps(book.asks || []);
+  const oracle = Number(oraclePrice() || book.oracle || 0), top = Math.max(0, ...bids.y, ...asks.y);
+  const data = [
+    {type: "scatter", mode: "lines", name: "bids", x: bids.x, y: bids.y, line: {shape: "hv", color: "#16a34a"},
+     fill: "tozeroy", fillcolor: "rgba(22, 163, 74, 0.2)", hovertemplate: "%{y} at %{x} or better<extra>bids</extra>"},
+    {type: "scatter", mode: "lines", name: "asks", x: asks.x, y: asks.y, line: {shape: "hv", color: "#dc2626"},
+     fill: "tozeroy", fillcolor: "rgba(220, 38, 38, 0.2)", hovertemplate: "%{y} at %{x} or better<extra>asks</extra>"}];
+  const layout = {height: 200, margin: {l: 50, r: 10, t: 10, b: 30}, showlegend: false,
+                  paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: {color: ink},
+                  xaxis: {gridcolor: grid, title: {text: "price"}}, yaxis: {gridcolor: grid, title: {text: "cumulative size"}},
+                  shapes: oracle ? [{type: "line", x0: oracle, x1: oracle, y0: 0, y1: top || 1, line: {dash: "dot", color: ink, width: 1}}] : []};
+  window.Plotly.react(element, data, layout, {displayModeBar: false, responsive: true});
+  element.dataset.height = String(book.height === undefined ? "" : book.height);
+  element.dataset.bidTotal = String(bids.y.length ? bids.y[bids.y.length - 1] : 0);
+  element.dataset.askTotal = String(asks.y.length ? asks.y[asks.y.length - 1] : 0);
+}
+
+// Tables of many columns (class "cards") become one card a row on a phone (style.css): each cell is
+// labelled with its column's header, copied here into data-label (after every live refresh too).
+function labelCells() {
+  document.querySelectorAll("table.cards").forEach((table) => {
+    const headers = Array.from(table.querySelectorAll("thead th"), (th) => th.textContent.trim());
+    table.querySelectorAll("tr").forEach((row) => {
+      if (row.parentElement.tagName === "THEAD") return;
+      Array.from(row.cells).forEach((cell, i) => { cell.dataset.label = headers[i] || ""; });
+    });
+  });
 }
 
 let refreshing = false, refreshAgain = false, lastRefresh = 0;
@@ -234,6 +279,7 @@ async function refreshNow() {
     });
     if (document.getElementById("account-tables")) showAccountPanel(accountPanel);
     showAccountSummary(false);
+    labelCells();
     drawCharts();
     followOracle(false);
   } catch (error) { /* the next push tries again */ }
@@ -252,6 +298,11 @@ function connectSocket() {
     const message = JSON.parse(event.data);
     if (message.channel === "blocks" && message.height !== undefined) {
       document.getElementById("height").textContent = message.height;  // not the subscription's acknowledgement
+    }
+    const book = message.channel === "book" ? message : message.type === "subscribed" && message.snapshot &&
+      message.snapshot.channel === "book" ? message.snapshot : null;
+    if (book && SETTINGS.subscriptions.some((sub) => sub.channel === "book" && sub.market === book.market)) {
+      drawDepth(book);  // the depth chart follows every push at once
     }
     if (message.channel && SETTINGS.refresh_on.includes(message.channel)) scheduleRefresh();
   };
@@ -453,7 +504,7 @@ function useBookLevel(row) {
 }
 
 // The account tabs (positions, open orders, fills, funding, liquidations): the choice survives live refreshes.
-let accountPanel = "panel-positions";
+let accountPanel = (document.getElementById("account-tables") || {dataset: {}}).dataset.initialPanel || "panel-positions";
 function showAccountPanel(panel) {
   accountPanel = panel;
   document.querySelectorAll(".account-tab").forEach((tab) => tab.setAttribute("aria-selected", String(tab.dataset.panel === panel)));
@@ -502,15 +553,16 @@ if (orderForm) {
   if (select) select.addEventListener("change", () => showAccountSummary(true));
 }
 
-// The funding countdown runs between refreshes (each refresh starts it again from the block time).
+// Countdowns (the funding's, a proposal's next phase) run between refreshes (each refresh starts them
+// again from the block time).
 setInterval(() => {
-  const element = document.getElementById("funding-countdown");
-  if (!element) return;
-  const left = Math.max(0, Number(element.dataset.seconds) - 1);
-  element.dataset.seconds = String(left);
-  const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
-  const two = (n) => String(n).padStart(2, "0");
-  element.textContent = h ? h + "h " + two(m) + "m " + two(s) + "s" : m ? m + "m " + two(s) + "s" : s + "s";
+  document.querySelectorAll("#funding-countdown, .countdown").forEach((element) => {
+    const left = Math.max(0, Number(element.dataset.seconds) - 1);
+    element.dataset.seconds = String(left);
+    const h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    element.textContent = h ? h + "h " + two(m) + "m " + two(s) + "s" : m ? m + "m " + two(s) + "s" : s + "s";
+  });
 }, 1000);
 
 // ------------------------------------------------------------------ trade isolated (the preview's button)
@@ -611,6 +663,10 @@ document.addEventListener("click", async (event) => {
     buttons.forEach((b) => { b.disabled = true; });
     const answer = await sendMessage(msg);  // once recorded, the refreshed section has no vote buttons
     if (refusalOf(answer)) buttons.forEach((b) => { b.disabled = false; });
+  } else if (target.classList.contains("revoke-agent")) {
+    target.disabled = true;
+    const answer = await sendMessage({type: "revoke_agent", agent: target.dataset.agent});
+    if (refusalOf(answer)) target.disabled = false;
   } else if (target.classList.contains("gov-action")) {
     await sendMessage({type: target.dataset.type, proposal_id: target.closest(".actions").dataset.proposalId});
   }
@@ -656,6 +712,31 @@ function toggleTheme() {
   drawCharts();
 }
 
+// Agent keys (portfolio): authorise a key on one subaccount or all, with its permissions, until a block
+// time counted from the chain's current one (GET /v1/status); the table refreshes once it committed.
+const agentForm = document.getElementById("agent-form");
+if (agentForm) agentForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const data = new FormData(agentForm), button = document.getElementById("authorize-agent");
+  const permissions = ["trade", "cancel"].filter((name) => data.get(name) === "on");
+  const count = Number(String(data.get("expires")).trim()), unit = Number(data.get("expires_unit"));
+  if (!permissions.length) { showStatus("Choose at least one permission (trade, cancel).", true); return; }
+  if (!Number.isInteger(count) || count <= 0) { showStatus("Expiry: a whole number of hours or days.", true); return; }
+  button.disabled = true;
+  try {
+    const status = await (await fetch("/v1/status")).json();
+    const msg = {type: "authorize_agent", agent: String(data.get("agent")).trim().toLowerCase(),
+                 subaccounts: data.get("subaccount") === "all" ? null : [Number(data.get("subaccount"))],
+                 permissions: permissions, expires_ms: Date.parse(status.time) + count * unit};
+    const label = String(data.get("label")).trim();
+    if (label) msg.label = label;
+    const answer = await sendMessage(msg);
+    if (!refusalOf(answer)) agentForm.reset();
+  } finally {
+    button.disabled = false;
+  }
+});
+
 const proposalForm = document.getElementById("proposal-form");
 if (proposalForm) proposalForm.addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -668,5 +749,8 @@ if (proposalForm) proposalForm.addEventListener("submit", async (event) => {
                      ...(evidence.length ? {evidence: evidence} : {})});
 });
 
+labelCells();
+const depthLevels = document.getElementById("depth-levels");
+if (depthLevels) lastDepth = JSON.parse(depthLevels.textContent);
 drawCharts();
 connectSocket();
