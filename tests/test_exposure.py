@@ -16,6 +16,7 @@ from bastion.api.views import describe_voter_exposure
 from bastion.core import exposure
 from bastion.core.errors import ProtocolError
 from bastion.core.genesis import build_state
+from bastion.core.hashing import compute_state_hash_full
 from bastion.core.governance import compute_action_changes
 from bastion.core.governance.proposals import get_proposal_effects
 from bastion.core.messages import decode_action
@@ -130,3 +131,49 @@ def test_set_governance_params_moves_the_option_in_the_critical_class():
     with pytest.raises(ProtocolError) as refused:
         effects(state, {"type": "set_governance_params", "params": {"exposure": {"exposed_vote_weight": "2"}}})
     assert refused.value.fields["field"] == "params.exposure.exposed_vote_weight"
+
+
+def _closing_trade(data: dict) -> dict:
+    """b0 sells its 1 BTC long to e0 (who buys back its 1 BTC short) in h3, the block after the
+    snapshot, before b0 votes: both positions close."""
+    data = copy.deepcopy(data)
+    e0 = "0x" + "0" * 38 + "e0"
+    order = {"type": "place_order", "subaccount": 0, "market": BTC, "size": "1", "price": "50000",
+             "order_type": "limit"}
+    data["blocks"][2]["txs"][:0] = [
+        {"sender": B0, "msg": {**order, "side": "sell", "time_in_force": "gtc", "client_id": 1}},
+        {"sender": e0, "msg": {**order, "side": "buy", "time_in_force": "ioc", "client_id": 1}}]
+    return data
+
+
+def test_closing_a_position_after_the_snapshot_escapes_neither_the_disclosure_nor_the_discount():
+    """The disclosure is frozen when the vote opens (end of h2): b0 closes its long in h3 and then
+    votes; it still counts 150 of its 300 (the discount) and the disclosure still names it with the
+    long it held at the snapshot. Read from the live state, b0 would vote with 300 and vanish."""
+    data = _closing_trade(_scenario())
+    state, blocks = replay_scenario(data)
+    proposal = next(iter(state.proposals.values()))
+
+    assert [r["ok"] for r in blocks[2]["results"][:2]] == [True, True]
+    assert all(not sub.positions.get(BTC) or sub.positions[BTC].size == 0
+               for (owner, _), sub in state.subaccounts.items() if owner == B0)     # closed now
+    assert blocks[2]["results"][2] == {"ok": True, "weight": "150", "exposed_full_weight": "300"}
+    view = describe_voter_exposure(state, proposal)
+    assert view["positions_at"] == "snapshot"
+    assert view["delegates"][0]["delegate"] == B0 and view["delegates"][0]["directly_exposed"] is True
+    assert view["delegates"][0]["markets"][0]["own_size"] == "1"
+    # the frozen record is hashed state: the incremental hash equals the full recomputation
+    assert state.state_hash == compute_state_hash_full(state)
+
+
+def test_a_pending_proposal_shows_a_live_preview():
+    data = _scenario()
+    data["blocks"] = data["blocks"][:1]          # submitted in h1; the snapshot (h2) is not reached
+    state, _ = replay_scenario(data)
+    proposal = next(iter(state.proposals.values()))
+
+    view = describe_voter_exposure(state, proposal)
+
+    assert proposal.status == "pending" and view["positions_at"] == "now"
+    assert [d["delegate"] for d in view["delegates"]] == [B0, C0]
+    assert state.proposal_exposures == {}

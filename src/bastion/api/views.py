@@ -250,11 +250,15 @@ def describe_proposals(state: State) -> list[dict[str, Any]]:
 def describe_voter_exposure(state: State, proposal: Proposal) -> dict[str, Any]:
     """The voter exposure disclosure of ``proposal`` (``bastion.core.exposure``): the markets its
     changes touch with their effect on position holders, every exposed delegate (votes at the
-    snapshot in BGOV, own size and notionals in USDC) and whether the governed discount applies."""
+    snapshot in BGOV, own size and notionals in USDC: the positions frozen when the vote opened, or
+    now while it is pending, ``positions_at``) and whether the governed discount applies."""
     effects = get_proposal_effects(state, proposal)
     governance = state.governance
+    frozen = proposal.status != "pending"     # frozen when the vote opened (a pending proposal: a live preview)
+    disclosed = (state.proposal_exposures.get(proposal.proposal_id, ()) if frozen
+                 else exposure.disclose(state, effects, proposal.snapshot_height))
     delegates = []
-    for d in exposure.disclose(state, effects, proposal.snapshot_height):
+    for d in disclosed:
         delegates.append({"delegate": d.delegate, "votes": format_decimal(d.votes, votes.BGOV_DECIMALS),
                           "directly_exposed": d.directly_exposed,
                           "markets": [{"market": m.market, "effect": m.effect,
@@ -264,6 +268,7 @@ def describe_voter_exposure(state: State, proposal: Proposal) -> dict[str, Any]:
                                        "delegators": m.delegators} for m in d.markets]})
     return {"height": state.height, "proposal_id": proposal.proposal_id, "number": proposal.number,
             "risk_class": proposal.risk_class, "snapshot_height": proposal.snapshot_height,
+            "positions_at": "snapshot" if frozen else "now",
             "markets": exposure.changed_markets(state, effects), "delegates": delegates,
             "discount": {"exposed_vote_weight": format_ppm(governance.exposed_vote_weight_ppm),
                          "threshold": format_usdc(governance.exposure_threshold_usdc),

@@ -21,7 +21,12 @@ one market make it ``mixed``.
 market where the delegate itself (its subaccounts) or the accounts that delegate to it hold a
 position: the delegate's own signed size and notional at the oracle price, the delegators' notional
 and how many of them hold one. Positions and delegations are those of ``state`` (the state the
-caller passes: the live state while the vote runs); the votes are those at the snapshot.
+caller passes); the votes are those at the snapshot. **Frozen at the snapshot**: when a proposal's
+vote opens (the end of its snapshot block, ``governance.proposals.process_proposals``) its disclosure
+is computed once and kept in the state (``State.proposal_exposures``, leaf ``proposal_exposure``), so
+a delegate cannot escape the disclosure or the discount by closing its position before voting and
+reopening it after, nor be caught by a position opened after the snapshot. A pending proposal's
+disclosure is a live preview.
 
 **The discount** (``GovernanceParams.exposed_vote_weight_ppm``, default 1_000_000: off): in the
 critical tier, a voter *directly exposed* (its own positions in the touched markets worth at least
@@ -31,13 +36,12 @@ critical tier, a voter *directly exposed* (its own positions in the touched mark
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from bastion.core import votes
 from bastion.core.orders import fill_notional
 from bastion.core.params import RISK_CLASSES
-from bastion.core.state import State
+from bastion.core.state import DelegateExposure, MarketExposure, State
 from bastion.core.units import PPM
 
 RISK_REDUCING, NEUTRAL, RISK_INCREASING, CRITICAL = RISK_CLASSES
@@ -50,28 +54,6 @@ _PER_MARKET_GROUPS: Final = frozenset({"markets", "markets.oracle", "ui_requirem
 _TIER_GROUP: Final = "liquidity_tiers"
 _EVERY_MARKET_GROUPS: Final = frozenset({"liquidation"})
 _DIRECTION: Final = {RISK_INCREASING: GAINS, RISK_REDUCING: LOSES}
-
-
-@dataclass(frozen=True, slots=True)
-class MarketExposure:
-    """One delegate's exposure in one touched market (micro-USDC notionals, signed lots)."""
-
-    market: str
-    effect: str                             # gains | loses | affected | mixed
-    own_size: int                           # the delegate's own positions, summed over its subaccounts
-    own_notional: int                       # |own position value| at the oracle price, summed per subaccount
-    delegated_notional: int                 # the same for the accounts delegating to it
-    delegators: int                         # how many of them hold a position here
-
-
-@dataclass(frozen=True, slots=True)
-class DelegateExposure:
-    """A delegate's votes at the snapshot and its exposures, markets by ticker."""
-
-    delegate: str
-    votes: int
-    directly_exposed: bool                  # own notional over all touched markets >= the threshold
-    markets: tuple[MarketExposure, ...]
 
 
 def changed_markets(state: State, changes: Iterable[Any]) -> dict[str, str]:
@@ -132,11 +114,26 @@ def is_directly_exposed(state: State, voter: str, tickers: Iterable[str]) -> boo
     return own_exposure_notional(state, voter, tickers) >= state.governance.exposure_threshold_usdc
 
 
-def discounted_weight(state: State, voter: str, weight: int, risk_class: str, tickers: Iterable[str]) -> int:
+def is_exposed_at_snapshot(state: State, proposal_id: str, voter: str) -> bool:
+    """``voter`` was directly exposed in ``proposal_id``'s disclosure frozen when its vote opened."""
+    return any(d.delegate == voter and d.directly_exposed for d in state.proposal_exposures.get(proposal_id, ()))
+
+
+def freeze_disclosure(state: State, proposal_id: str, changes: Iterable[Any], snapshot_height: int) -> None:
+    """Record ``disclose`` for a proposal whose vote opens now (module docstring, "Frozen at the
+    snapshot"); nothing is recorded when no delegate is exposed."""
+    disclosed = tuple(disclose(state, changes, snapshot_height))
+    if disclosed:
+        state.proposal_exposures[proposal_id] = disclosed
+        state.touch(("proposal_exposure", proposal_id))
+
+
+def discounted_weight(state: State, proposal_id: str, voter: str, weight: int, risk_class: str) -> int:
     """A ballot's weight after the governed discount (module docstring): unchanged outside the critical
-    tier, while the option is off (``exposed_vote_weight_ppm`` = 1e6) or for a voter not directly exposed."""
+    tier, while the option is off (``exposed_vote_weight_ppm`` = 1e6) or for a voter not directly
+    exposed in the disclosure frozen at the snapshot."""
     ppm = state.governance.exposed_vote_weight_ppm
-    if risk_class != CRITICAL or ppm >= PPM or not is_directly_exposed(state, voter, tickers):
+    if risk_class != CRITICAL or ppm >= PPM or not is_exposed_at_snapshot(state, proposal_id, voter):
         return weight
     return weight * ppm // PPM
 

@@ -44,7 +44,8 @@ from bastion.core.params import (
 )
 from bastion.core.params import InsuranceStakingParams
 from bastion.core.state import StakePool, UnstakeRequest
-from bastion.core.state import AgentGrant, CounterReport, MakerRewards, ScheduledUpgrade
+from bastion.core.state import AgentGrant, CounterReport, DelegateExposure, MakerRewards, MarketExposure
+from bastion.core.state import ScheduledUpgrade
 from bastion.core.dispute_state import FINAL_STATUSES, Dispute, DisputeBook, DisputeTarget, IncidentProgram
 from bastion.core.params import DisputeParams
 from bastion.core.state import (
@@ -890,6 +891,29 @@ def _read_counter_reports(state: State, rows: Json) -> None:
 
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
+# --------------------------------------------------------------------------------------- voter exposure
+def _exposure_rows(disclosed: tuple[DelegateExposure, ...]) -> list[list[Any]]:
+    return [[d.delegate, d.votes, d.directly_exposed,
+             [[m.market, m.effect, m.own_size, m.own_notional, m.delegated_notional, m.delegators]
+              for m in d.markets]] for d in disclosed]
+
+
+def _proposal_exposure_value(state: State, key: Key) -> Value:
+    disclosed = state.proposal_exposures.get(key[1])
+    return None if disclosed is None else _exposure_rows(disclosed)
+
+
+def _write_proposal_exposures(state: State) -> Json:
+    return [[proposal_id, _exposure_rows(disclosed)] for proposal_id, disclosed in state.proposal_exposures.items()]
+
+
+def _read_proposal_exposures(state: State, rows: Json) -> None:
+    state.proposal_exposures = {
+        proposal_id: tuple(DelegateExposure(delegate, votes, exposed, tuple(MarketExposure(*m) for m in markets))
+                           for delegate, votes, exposed, markets in disclosed)
+        for proposal_id, disclosed in rows}
+
+
 LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
     LeafKind("global", (), "chain id, clock, operators, liquidity tiers, funding/fee/liquidation parameters, "
              "insurance funds, pool pauses, bad debt, system accounts, next order id, liquidation stalls and grace",
@@ -1081,6 +1105,11 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
     LeafKind("maker_score", ("owner", "number", "ticker"), "a maker's weighted depth and two-sided samples on a "
              "market in the running epoch", _maker_score_value, within="maker_rewards",
              keys_within=lambda state, parent: [("maker_score", *key) for key in state.maker_rewards.scores]),
+    LeafKind("proposal_exposure", ("proposal_id",), "a proposal's voter exposure disclosure, frozen when its vote "
+             "opened: each exposed delegate's votes, discount flag and positions per touched market",
+             _proposal_exposure_value,
+             keys=lambda state: [("proposal_exposure", proposal_id) for proposal_id in state.proposal_exposures],
+             snapshot=(Section("proposal_exposures", _write_proposal_exposures, _read_proposal_exposures),)),
     LeafKind("counter_report", ("counter_id",), "a bonded counter-report against a proposal's stress gate: "
              "figures, scenario set, bond, judgement, answer", _counter_report_value,
              keys=lambda state: [("counter_report", counter_id) for counter_id in state.counter_reports],

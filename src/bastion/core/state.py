@@ -475,6 +475,28 @@ class MakerRewards:
     scores: dict[tuple[str, int, str], list[int]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class MarketExposure:
+    """One delegate's exposure in one touched market (micro-USDC notionals, signed lots)."""
+
+    market: str
+    effect: str                             # gains | loses | affected | mixed
+    own_size: int                           # the delegate's own positions, summed over its subaccounts
+    own_notional: int                       # |own position value| at the oracle price, summed per subaccount
+    delegated_notional: int                 # the same for the accounts delegating to it
+    delegators: int                         # how many of them hold a position here
+
+
+@dataclass(frozen=True, slots=True)
+class DelegateExposure:
+    """A delegate's votes at the snapshot and its exposures, markets by ticker."""
+
+    delegate: str
+    votes: int
+    directly_exposed: bool                  # own notional over all touched markets >= the threshold
+    markets: tuple[MarketExposure, ...]
+
+
 @dataclass(slots=True)
 class State:
     """Everything the exchange knows; the state hash commits to all of it."""
@@ -549,6 +571,8 @@ class State:
     disputes: DisputeBook = field(default_factory=DisputeBook)  # disputes and incident programs (core.disputes)
     maker_reward_params: MakerRewardParams = field(default_factory=MakerRewardParams)  # governed (core.maker_rewards)
     maker_rewards: MakerRewards = field(default_factory=MakerRewards)  # the reward pool and epoch (core.maker_rewards)
+    # proposal id -> its voter exposure disclosure, frozen when its vote opened (core.exposure)
+    proposal_exposures: dict[str, tuple[DelegateExposure, ...]] = field(default_factory=dict)
     counter_reports: dict[int, CounterReport] = field(default_factory=dict)  # by id (governance.counter_reports)
     upgrade: ScheduledUpgrade = field(default_factory=ScheduledUpgrade)  # the scheduled upgrade (core.upgrades)
     # incremental state hash (bastion.core.hashing)

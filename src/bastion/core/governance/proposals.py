@@ -222,6 +222,8 @@ def process_proposals(state: State, events: Events) -> None:
             continue
         if proposal.status == PENDING and state.height >= proposal.snapshot_height:
             set_status(state, proposal, ACTIVE_VOTE, events)
+            exposure.freeze_disclosure(state, proposal.proposal_id, get_proposal_effects(state, proposal),
+                                       proposal.snapshot_height)
         if proposal.status == ACTIVE_VOTE and state.height >= proposal.deadline_height:
             outcome = compute_outcome(state, proposal)
             set_status(state, proposal, outcome, events, yes=proposal.yes, no=proposal.no,
@@ -292,9 +294,9 @@ def submit_proposal(state: State, sender: str, msg: SubmitProposal, events: Even
 
 def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]:
     """Cast a ballot weighted by the votes held at the snapshot (in the critical tier, with the exposure
-    option on, discounted for a directly exposed voter: ``bastion.core.exposure``). Raises ``unknown_proposal``,
-    ``voting_not_started``, ``voting_closed``, ``invalid_vote_option``, ``reason_too_long``,
-    ``already_voted``, ``no_voting_power``."""
+    option on, discounted for a voter directly exposed at the snapshot: ``bastion.core.exposure``).
+    Raises ``unknown_proposal``, ``voting_not_started``, ``voting_closed``, ``invalid_vote_option``,
+    ``reason_too_long``, ``already_voted``, ``no_voting_power``."""
     # VALIDATION
     proposal = get_proposal(state, msg.proposal_id)
     if proposal.status == PENDING:
@@ -316,8 +318,7 @@ def vote(state: State, sender: str, msg: Vote, events: Events) -> dict[str, Any]
                             f"for {proposal.rules.min_holding_age_blocks} blocks", field="sender")
     full_weight = weight
     if proposal.risk_class == CRITICAL and state.governance.exposed_vote_weight_ppm < PPM:
-        weight = exposure.discounted_weight(state, sender, weight, proposal.risk_class,
-                                            get_touched_markets(state, proposal))
+        weight = exposure.discounted_weight(state, proposal.proposal_id, sender, weight, proposal.risk_class)
     # OPERATION
     outcome_before = compute_outcome(state, proposal)
     proposal.ballots[sender] = (msg.option, weight, reason)
@@ -350,11 +351,6 @@ def get_proposal_effects(state: State, proposal: Proposal) -> list[Effect]:
         except ProtocolError:
             continue
     return effects
-
-
-def get_touched_markets(state: State, proposal: Proposal) -> dict[str, str]:
-    """The markets whose position holders ``proposal``'s changes touch (``exposure.changed_markets``)."""
-    return exposure.changed_markets(state, get_proposal_effects(state, proposal))
 
 
 def queue(state: State, sender: str, msg: Queue, events: Events) -> dict[str, Any]:
