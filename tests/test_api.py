@@ -629,7 +629,8 @@ def test_a_proposal_carries_its_stress_gate_and_participation(gov_api) -> None:
     early = gov_api.get("/v1/governance/proposals").json()["proposals"][0]
     assert early["participation"] is None  # the snapshot (block 2) is not taken yet
     assert early["stress_gate"] == {"applies": True, "threshold": 2, "report_hash": None, "passes": 0, "open": False,
-                                    "passes_by_report": {}, "attestations": [], "reports": {}, "registered": {}}
+                                    "passes_by_report": {}, "attestations": [], "reports": {}, "registered": {},
+                                    "counter_reports": []}
 
     pid = next(iter(gov_api.node.state.proposals))
     gov_api.block()

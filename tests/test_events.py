@@ -237,7 +237,7 @@ def test_every_emitter_names_known_fields_in_declaration_order():
 # update the digest. Issue 17 added agent_authorized, agent_revoked, agent_acted (agent keys) and
 # order_modified, cancel_scheduled, scheduled_cancel, twap_placed, twap_slice and twap_finished (bot
 # tools); the shapes of the older types did not change.
-EVENT_SHAPES_SHA256 = "ca5aababd0ead4b79baf3f30d7ead788a0e368a57bb03bd645d1feb36f371558"
+EVENT_SHAPES_SHA256 = "10a05a56917b360e96c62ac70f74e3268a40c0a8fcd8447adaa64040a47e2de4"
 
 
 def test_the_event_shapes_are_pinned():

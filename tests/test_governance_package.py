@@ -31,6 +31,7 @@ FLOORS = {
     "proposals": 7,
     "council": 8,
     "dispute_votes": 8,
+    "counter_reports": 8,
 }
 ABOVE_GOVERNANCE = {"transition", "transparency", "genesis"}   # core modules that may import governance
 

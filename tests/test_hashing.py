@@ -217,7 +217,7 @@ def test_the_docs_leaf_table_is_the_declaration():
     end = text.index("<!-- end of leaf table -->")
     documented = text[text.index("\n", start) + 1:end]
     assert documented == leaves.leaf_table(), "paste bastion.core.leaves.leaf_table() into docs/protocol.md"
-    assert documented.count("\n| `(") == len(leaves.LEAF_KINDS) == 45
+    assert documented.count("\n| `(") == len(leaves.LEAF_KINDS) == 47
 
 
 def test_every_state_field_belongs_to_one_leaf_kind_or_is_named_as_derived():

@@ -99,7 +99,7 @@ def test_the_document_is_the_leaf_kinds_fields_plus_the_derived_data_and_each_fi
     document = json.loads(canonical_bytes(state_to_document(state)))
     declared = [section.name for section in SNAPSHOT_SECTIONS]
     assert set(document) == set(declared) | {"format", "state_hash", "params_epoch", "gtt_queue", "liquidation_watch"}
-    assert len(declared) == 60 and state.guardian.address is not None and state.pauses and state.attestations
+    assert len(declared) == 62 and state.guardian.address is not None and state.pauses and state.attestations
     for name in declared:  # every declared field is read back: without it the document is malformed
         partial = {key: value for key, value in document.items() if key != name}
         with pytest.raises(ProtocolError) as caught:

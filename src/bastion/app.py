@@ -67,6 +67,7 @@ from bastion.api.routes.accounts import account_routes, fund_routes, preview_rou
 from bastion.api.routes.agents import agent_routes
 from bastion.api.routes.bots import bot_routes
 from bastion.api.routes.disputes import dispute_routes
+from bastion.api.routes.gate import gate_routes
 from bastion.api.routes.chain import block_routes, status_routes
 from bastion.api.routes.governance import governance_routes
 from bastion.api.routes.history import history_routes
@@ -88,7 +89,7 @@ __all__ = ["ApiConfig", "create_app"]
 # the routers in the order their routes are matched and listed in the OpenAPI document
 ROUTERS = (transaction_routes, rpc_routes, status_routes, market_routes, account_routes, fund_routes,
            governance_routes, block_routes, history_routes, preview_routes, stress_report_routes, websocket_routes,
-           agent_routes, bot_routes, telemetry_routes, staking_routes, dispute_routes, reward_routes)
+           agent_routes, bot_routes, telemetry_routes, staking_routes, dispute_routes, reward_routes, gate_routes)
 
 STATUS_BY_CODE = {
     "missing_signature": 401, "invalid_signature": 401, "high_s_signature": 401, "signer_mismatch": 401,

@@ -30,6 +30,8 @@ from bastion.core.governance import compute_quorum_votes, format_governance_para
 from bastion.core.governance import council_rules as council
 from bastion.core.margin import get_subaccount_risk
 from bastion.core.governance import rollout as rollouts
+from bastion.core.governance.counter_reports import describe_counter_reports
+from bastion.core.upgrades import describe_upgrade
 from bastion.core.state import Position, Rollout, State, TwapOrder
 from bastion.core.timefmt import format_iso_ms
 from bastion.core.units import MS_PER_S, USDC_DECIMALS, format_decimal, format_ppm, format_usdc
@@ -197,7 +199,8 @@ def describe_governance(state: State) -> dict:
                                      "veto": bgov(p.veto)},
                            "queued_ms": p.queued_ms, "closed_height": p.closed_height}
                           for p in state.proposals.values()],
-            "rollouts": [describe_rollout(state, r) for r in state.rollouts.values()]}
+            "rollouts": [describe_rollout(state, r) for r in state.rollouts.values()],
+            "counter_reports": describe_counter_reports(state), "upgrade": describe_upgrade(state)}
 
 
 def describe_rollout(state: State, rollout: Rollout) -> dict:

@@ -683,3 +683,44 @@ class MakerRewards(BaseModel):
     total_score: str
     last_prices: dict[str, str] = Field(description="the oracle price at each market's last sample")
     leaderboard: list[MakerRewardRow]
+
+
+class ReportVerification(Open):
+    """``bastion.stress.verify.verify_report``: the report recomputed from this node's chain."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "report_hash": REPORT_EXAMPLE, "reproduced": True, "recomputed_hash": REPORT_EXAMPLE, "height": 12,
+        "state_hash": "ab" * 32, "proposal_id": None,
+        "scenario_set": {"name": "gate", "version": 1, "hash": "cd" * 32, "seed": 7}, "difference": None}]})
+
+    report_hash: str
+    reproduced: bool = Field(description="the recomputed report has the same bytes")
+    recomputed_hash: str
+    height: int = Field(description="the height of the stressed state")
+    state_hash: str
+    proposal_id: str | None = Field(description="the proposal applied to the state, when the report stressed one")
+    scenario_set: dict[str, Any]
+    difference: str | None = Field(description="the first key path where the documents differ")
+
+
+class CounterReports(BaseModel):
+    height: int
+    counter_reports: list[dict[str, Any]] = Field(description="bastion.core.governance.counter_reports records: "
+                                                              "figures (integers), bond (micro-USDC), status, "
+                                                              "answer, judgements")
+
+
+class ScheduledUpgrade(Open):
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "height": 16, "scheduled": True, "name": "v2.0", "upgrade_height": 40, "code_hash": "11" * 32,
+        "reached": False, "node_code_hash": "22" * 32, "node_ready": False, "halt_reason": None}]})
+
+    height: int = Field(description="the node's current height")
+    scheduled: bool
+    name: str | None
+    upgrade_height: int | None = Field(description="from this block on only the named code may apply blocks")
+    code_hash: str | None
+    reached: bool
+    node_code_hash: str = Field(description="the state machine code this node runs (bastion node --code-hash)")
+    node_ready: bool = Field(description="this node runs the named code, or nothing is scheduled")
+    halt_reason: str | None = Field(description="why this node will not apply the next block, if so")

@@ -13,6 +13,7 @@ from typing import Any
 
 from bastion.api.risk import compute_liquidation_ticks, compute_move_ppm, compute_totals, holdings_of
 from bastion.core import exposure, transparency, votes
+from bastion.core.governance.counter_reports import describe_counter_reports
 from bastion.core.governance import council_rules as council
 from bastion.core.governance.proposals import get_proposal_effects
 from bastion.core.governance.ui_rules import effective_ui_requirements
@@ -285,7 +286,8 @@ def describe_stress_gate(state: State, proposal: Proposal) -> dict[str, Any]:
     pass since queueing by a current member, ``council.is_attestation_valid``), the valid passes per
     report hash, the best hash (most passes, the smaller hash on a tie) against the threshold, and
     ``open``: an ``execute`` now would pass the gate (``council.check_stress_gate``; always true
-    where the gate does not apply)."""
+    where the gate does not apply; false too while a counter-report holds it), and the
+    ``counter_reports`` contesting it (``bastion.core.governance.counter_reports``)."""
     counts = council.count_stress_passes(state, proposal)
     best = min(counts.items(), key=lambda item: (-item[1], item[0]), default=(None, 0))
     try:
@@ -301,6 +303,7 @@ def describe_stress_gate(state: State, proposal: Proposal) -> dict[str, Any]:
             "registered": dict(sorted(registered.items())),
             "report_hash": best[0], "passes": best[1], "open": is_open,
             "passes_by_report": dict(sorted(counts.items())),
+            "counter_reports": describe_counter_reports(state, proposal.proposal_id),
             "attestations": [{"member": member, "report_hash": a.report_hash, "verdict": a.verdict,
                               "time": format_iso_ms(a.attested_ms), "height": a.height,
                               "current_member": council.is_council_member(state, member),

@@ -93,17 +93,25 @@ def node(
     accept_rollback: bool = typer.Option(False, "--accept-rollback",
                                          help="start even if snapshots or the log's own records prove the log "
                                               "was longer (its lost tail is reported and given up)"),
+    code_hash: bool = typer.Option(False, "--code-hash", help="print the code hash of the state machine this "
+                                                              "binary runs (what schedule_upgrade names) and exit"),
 ) -> None:
-    """Run a node: recover from DIR, produce blocks, serve the API (Ctrl-C stops)."""
+    """Run a node: recover from DIR, produce blocks, serve the API (Ctrl-C stops). A node stops
+    (exit 5) before the height of a scheduled upgrade whose code hash is not its own."""
     import os
     import threading
+
+    from bastion.node.runtime import compute_code_hash
+    if code_hash:
+        print(compute_code_hash())
+        return
 
     from bastion.app import ApiConfig, create_app
     from bastion.api.security import is_loopback_host
     from bastion.api.server import ConnectionLimits, raise_descriptor_limit, serve
     from bastion.core.errors import ProtocolError
     from bastion.node.blocklog import LogCorrupted
-    from bastion.node.node import Node
+    from bastion.node.node import Node, UpgradeRequired
     from bastion.node.replay import ReplayDivergence
     from bastion.node.runtime import tune_garbage_collector
 
@@ -130,7 +138,11 @@ def node(
         limits = ConnectionLimits(min(max_connections, limits.max_connections), idle_timeout, slow_reader_timeout)
 
     def fail_stop(failure: Exception) -> None:
-        """Fail-stop (``bastion.node.node``): one line, then exit 4 at once, acknowledging nothing more."""
+        """Fail-stop (``bastion.node.node``): one line, then exit 4 at once, acknowledging nothing more;
+        exit 5 for a scheduled upgrade this binary does not run (a clean stop: restart with that code)."""
+        if isinstance(failure, UpgradeRequired):
+            os.write(2, f"bastion node: UPGRADE REQUIRED, stopping: {failure}\n".encode())
+            os._exit(5)
         os.write(2, f"bastion node: FATAL, stopping: {failure}\n".encode())
         os._exit(4)
 
@@ -158,6 +170,7 @@ def node(
                   f"{recovery.replayed_txs} txs in {recovery.seconds:.2f} s); API http://{host}:{port}"
                   f"{' (UNSIGNED: trusted local mode)' if unsigned else ''}; at most {limits.max_connections} "
                   f"connections (descriptor limit {soft_limit})")
+    console.print(_describe_upgrade_line(the_node.state, the_node.code_hash))
     for skipped in recovery.skipped_snapshots:
         errors.print(f"[yellow]skipped snapshot[/yellow] {skipped}")
     if recovery.rolled_back_from is not None:
@@ -179,6 +192,18 @@ def node(
         stop.set()
         producer.join()
         the_node.close()
+
+
+def _describe_upgrade_line(state, code_hash: str) -> str:
+    """``bastion node``'s report of the scheduled upgrade (``bastion.core.upgrades``) against its own code."""
+    from bastion.core.upgrades import describe_upgrade
+
+    plan = describe_upgrade(state, code_hash)
+    if not plan["scheduled"]:
+        return f"code {code_hash}; no upgrade scheduled"
+    verdict = "this node runs it" if plan["node_ready"] else "this node runs other code and will STOP before it"
+    return (f"code {code_hash}; upgrade {plan['name']!r} scheduled at height {plan['height']} "
+            f"(code {plan['code_hash']}): {verdict}")
 
 
 def _demo_host_allowed(host: str) -> bool:

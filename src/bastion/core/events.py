@@ -1400,6 +1400,58 @@ class MakerRewardEpoch:
     rolled_over: Usdc
 
 
+@event("counter_report_posted", Topic.GOVERNANCE)
+class CounterReportPosted:
+    """A bonded counter-report contests a queued proposal's stress gate: it holds the execution."""
+
+    counter_id: Id
+    proposal_id: TextId
+    poster: Address
+    number: Id
+    report_hash: Hash
+    scenario_set_hash: Hash
+    depletion_probability_ppm: Ppm
+    var99_loss: Usdc
+    es99_loss: Usdc
+    insurance_funds_total: Usdc
+    bond: Usdc
+
+
+@event("counter_report_judged", Topic.GOVERNANCE)
+class CounterReportJudged:
+    """A council member's judgement of a counter-report (``votes``: members agreeing with it now)."""
+
+    counter_id: Id
+    member: Address
+    reproduced: Flag
+    votes: Count
+    threshold: Count
+
+
+@event("counter_report_decided", Topic.GOVERNANCE)
+class CounterReportDecided:
+    """k members agreed: a reproduced counter-report's bond goes back to the poster's subaccount, a
+    non-reproducing one's to the cross insurance fund (``to``: ``poster`` or the pool)."""
+
+    counter_id: Id
+    proposal_id: TextId
+    reproduced: Flag
+    bond: Usdc
+    to: Text
+    insurance_fund: Usdc
+
+
+@event("counter_report_answered", Topic.GOVERNANCE)
+class CounterReportAnswered:
+    """A council member named a newer registered report that covered a counter-report's scenario set:
+    k pass attestations on it lift the counter-report's hold."""
+
+    counter_id: Id
+    proposal_id: TextId
+    report_hash: Hash
+    member: Address
+
+
 Event = (
     Deposit | Withdrawal | Transfer | LeverageSet | MarginModeSet | FundingPayment
     | OrderAccepted | OrderPlaced | OrderCancelled | ConditionalOrderPlaced | ConditionalOrderTriggered
@@ -1422,6 +1474,7 @@ Event = (
     | DisputeOpened | DisputeVote | DisputeRuled | DisputeEscalated | DisputeResolved | IncidentProgramOpened
     | IncidentClaimed | IncidentProgramClosed
     | MakerScore | MakerRewardPaid | MakerRewardEpoch
+    | CounterReportPosted | CounterReportJudged | CounterReportDecided | CounterReportAnswered
 )
 """Every event the core emits (``event_types()`` names them)."""
 

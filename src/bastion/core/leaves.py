@@ -44,7 +44,8 @@ from bastion.core.params import (
 )
 from bastion.core.params import InsuranceStakingParams
 from bastion.core.state import StakePool, UnstakeRequest
-from bastion.core.state import AgentGrant, DelegateExposure, MakerRewards, MarketExposure
+from bastion.core.state import AgentGrant, CounterReport, DelegateExposure, MakerRewards, MarketExposure
+from bastion.core.state import ScheduledUpgrade
 from bastion.core.dispute_state import FINAL_STATUSES, Dispute, DisputeBook, DisputeTarget, IncidentProgram
 from bastion.core.params import DisputeParams
 from bastion.core.state import (
@@ -407,7 +408,8 @@ def _governance_value(state: State, key: Key) -> Value:
             g.guardian_max_pause_ms, g.guardian_unpause_grace_ms,
             g.stress_max_depletion_probability_ppm, g.stress_max_var99_loss_ppm_of_fund,
             g.stress_max_es99_loss_ppm_of_fund, g.max_swing_extensions, g.proposal_fee_bgov, g.max_live_proposals,
-            g.stress_max_loss_to_traders_usdc, g.exposed_vote_weight_ppm, g.exposure_threshold_usdc]
+            g.stress_max_loss_to_traders_usdc, g.exposed_vote_weight_ppm, g.exposure_threshold_usdc,
+            g.counter_report_bond_usdc, g.counter_report_window_ms]
 
 
 def _read_governance(state: State, document: Json) -> None:
@@ -862,6 +864,31 @@ def _maker_score_value(state: State, key: Key) -> Value:
     return None if entry is None else list(entry)
 
 
+# --------------------------------------------------------------------------------------- counter-reports, upgrades
+_COUNTER_FIELDS: Final = tuple(f.name for f in fields(CounterReport))
+
+
+def _counter_report_value(state: State, key: Key) -> Value:
+    record = state.counter_reports.get(key[1])
+    if record is None:
+        return None
+    return [sorted(record.judge_votes.items()) if name == "judge_votes" else getattr(record, name)
+            for name in _COUNTER_FIELDS[1:]]
+
+
+def _write_counter_reports(state: State) -> Json:
+    return [[_pairs(dict(sorted(r.judge_votes.items()))) if name == "judge_votes" else getattr(r, name)
+             for name in _COUNTER_FIELDS] for r in state.counter_reports.values()]
+
+
+def _read_counter_reports(state: State, rows: Json) -> None:
+    state.counter_reports = {}
+    for row in rows:
+        values = dict(zip(_COUNTER_FIELDS, row))
+        values["judge_votes"] = _dict_of_pairs(values["judge_votes"])
+        state.counter_reports[values["counter_id"]] = CounterReport(**values)
+
+
 # --------------------------------------------------------------------------------------- the table
 # In iteration order (``iter_leaf_keys``); a kind ``within`` another follows its parent.
 # --------------------------------------------------------------------------------------- voter exposure
@@ -1083,6 +1110,16 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              _proposal_exposure_value,
              keys=lambda state: [("proposal_exposure", proposal_id) for proposal_id in state.proposal_exposures],
              snapshot=(Section("proposal_exposures", _write_proposal_exposures, _read_proposal_exposures),)),
+    LeafKind("counter_report", ("counter_id",), "a bonded counter-report against a proposal's stress gate: "
+             "figures, scenario set, bond, judgement, answer", _counter_report_value,
+             keys=lambda state: [("counter_report", counter_id) for counter_id in state.counter_reports],
+             snapshot=(Section("counter_reports", _write_counter_reports, _read_counter_reports),)),
+    LeafKind("upgrade", (), "the scheduled software upgrade: name, height, code hash (absent while none)",
+             lambda state, key: (None if state.upgrade == ScheduledUpgrade()
+                                 else [state.upgrade.name, state.upgrade.height, state.upgrade.code_hash]),
+             keys=lambda state: [("upgrade",)] if state.upgrade != ScheduledUpgrade() else [],
+             snapshot=(Section("upgrade", lambda state: asdict(state.upgrade),
+                               _set("upgrade", lambda d: ScheduledUpgrade(**d))),)),
 )
 
 LEAF_KINDS_BY_NAME: Final[dict[str, LeafKind]] = {kind.name: kind for kind in LEAF_KINDS}

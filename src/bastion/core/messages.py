@@ -400,6 +400,21 @@ class SetDisputeParams(_Checked):
     params: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleUpgrade(_Checked):
+    """From block ``height`` on, nodes run only the software named ``name`` whose code hash is
+    ``code_hash`` (64 lowercase hex); a node running other code stops before that block
+    (``bastion.core.upgrades``). Replaces any upgrade scheduled before."""
+    name: str
+    height: int
+    code_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpgrade(_Checked):
+    """Cancel the scheduled upgrade before its height (``bastion.core.upgrades``)."""
+
+
 ACTION_TYPES: dict[str, type[Action]] = {
     "set_market_params": SetMarketParams,
     "set_liquidity_tier": SetLiquidityTier,
@@ -425,6 +440,8 @@ ACTION_TYPES: dict[str, type[Action]] = {
     "open_incident_program": OpenIncidentProgram,
     "set_dispute_params": SetDisputeParams,
     "set_maker_reward_params": SetMakerRewardParams,
+    "schedule_upgrade": ScheduleUpgrade,
+    "cancel_upgrade": CancelUpgrade,
 }
 ACTION_NAMES: dict[type, str] = {cls: name for name, cls in ACTION_TYPES.items()}
 
@@ -452,7 +469,8 @@ Action = (SetMarketParams | SetLiquidityTier | SetFeeParams | SetLiquidationPara
           | StartRollout | SetGuardian | SetCouncil | SetStewardBounds | ListMarket | SetListingParams
           | SetOracleOperators | TreasurySpend | InsuranceTransfer | UpgradeIsolatedToCross | SetOrderLimits
           | SetBotLimits | SetUiRequirements | SetInsuranceStakingParams
-          | ResolveDispute | OpenIncidentProgram | SetDisputeParams | SetMakerRewardParams)
+          | ResolveDispute | OpenIncidentProgram | SetDisputeParams | SetMakerRewardParams
+          | ScheduleUpgrade | CancelUpgrade)
 
 
 # ------------------------------------------------------------------------------- governance messages
@@ -669,6 +687,39 @@ class ClaimIncident(_Checked):
     program_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class PostCounterReport(_Checked):
+    """Anyone contests a queued proposal's stress gate during its timelock with a failing report
+    (``bastion.core.governance.counter_reports``): its SHA-256, verdict (``fail``), headline figures
+    (as in ``register_stress_report``) and the SHA-256 of the scenario set it ran; the governed bond
+    is taken from the sender's ``subaccount``."""
+    proposal_id: str
+    subaccount: int
+    report_hash: str
+    scenario_set_hash: str
+    verdict: str
+    depletion_probability: str
+    var99_loss: str
+    es99_loss: str
+    insurance_funds_total: str
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeCounterReport(_Checked):
+    """A council member's judgement of counter-report ``counter_id``: did it reproduce byte for byte
+    (``bastion stress --verify``)? The k-th matching judgement decides."""
+    counter_id: int
+    reproduced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerCounterReport(_Checked):
+    """A council member declares that the registered report ``report_hash``, newer than
+    counter-report ``counter_id``, covered the counter's scenario set."""
+    counter_id: int
+    report_hash: str
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     "deposit": Deposit,
     "withdraw": Withdraw,
@@ -705,6 +756,9 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     "rule_dispute": RuleDispute,
     "appeal_dispute": AppealDispute,
     "claim_incident": ClaimIncident,
+    "post_counter_report": PostCounterReport,
+    "judge_counter_report": JudgeCounterReport,
+    "answer_counter_report": AnswerCounterReport,
 }
 
 Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll | SetLeverage | SetMarginMode
@@ -712,7 +766,8 @@ Message = (Deposit | Withdraw | Transfer | PlaceOrder | CancelOrder | CancelAll 
            | GuardianPause | GuardianUnpause | GuardianVeto | CouncilAttest | StewardChange
            | RegisterStressReport | AuthorizeAgent | RevokeAgent | ModifyOrder | ScheduleCancel | PlaceTwap
            | CancelTwap | StakeInsurance | RequestUnstake | CompleteUnstake
-           | OpenDispute | RuleDispute | AppealDispute | ClaimIncident)
+           | OpenDispute | RuleDispute | AppealDispute | ClaimIncident
+           | PostCounterReport | JudgeCounterReport | AnswerCounterReport)
 
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "str": (str,), "bool": (bool,), "int | None": (int, type(None)),

@@ -225,6 +225,10 @@ class GovernanceParams:
     # proposal changes counts exposed_vote_weight_ppm of its weight (1_000_000: full weight, the option off)
     exposed_vote_weight_ppm: int = 1_000_000
     exposure_threshold_usdc: int = 10_000_000_000         # 10,000 USDC
+    # Counter-reports (core.governance.counter_reports): the USDC bond a poster escrows, and how long
+    # after queueing (never past the timelock) a gated proposal accepts them
+    counter_report_bond_usdc: int = 1_000_000_000          # 1,000 USDC
+    counter_report_window_ms: int = 5 * DAY_MS
     tiers: dict[str, GovernanceTier] = field(default_factory=default_governance_tiers)
 
 

@@ -21,7 +21,7 @@ from bastion.core.hashing import commit_state_hash
 from bastion.core.leaves import iter_leaf_keys, read_sections, write_sections
 from bastion.core.state import State
 
-FORMAT = "bastion-snapshot/20"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/21"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
@@ -41,6 +41,8 @@ FORMAT = "bastion-snapshot/20"  # 2: BGOV holders, delegations and vote checkpoi
 #   19: the dispute book (dispute parameters, targets, disputes, incident programs); the maker-reward
 #   parameters, pool, epoch and scores
 #   20: proposals' voter exposure disclosures, frozen when their votes open
+#   21: counter-reports, the scheduled upgrade, the counter-report bond and window among the governance
+#   parameters
 
 
 def state_to_document(state: State) -> dict[str, Any]:

@@ -365,6 +365,41 @@ class StressReportRecord:
     height: int
 
 
+@dataclass(slots=True)
+class CounterReport:
+    """A bonded counter-report posted against a queued proposal's stress gate
+    (``bastion.core.governance.counter_reports``): a failing report's hash, headline figures and
+    declared scenario set, the poster's USDC bond, the council's judgement and its answer."""
+
+    counter_id: int                        # 1, 2, ... in posting order
+    proposal_id: str
+    poster: str
+    number: int                            # the poster's subaccount the bond came from (and returns to)
+    report_hash: str                       # SHA-256 hex of the counter-report
+    scenario_set_hash: str                 # SHA-256 hex of the scenario set it declares it ran
+    depletion_probability_ppm: int
+    var99_loss_usdc: int
+    es99_loss_usdc: int
+    insurance_funds_total_usdc: int
+    bond_usdc: int
+    posted_ms: int                         # block time
+    height: int
+    status: str = "open"                   # open | reproduced | rejected (the council's judgement)
+    answer_hash: str = ""                  # a newer registered report a member declared covers it ("" none)
+    judge_votes: dict[str, bool] = field(default_factory=dict)  # member -> reproduced?, latest vote
+    decided_height: int | None = None
+
+
+@dataclass(slots=True)
+class ScheduledUpgrade:
+    """The software upgrade governance scheduled (``bastion.core.upgrades``): from block ``height``
+    on, a node runs only the code whose hash is ``code_hash``. ``height`` 0: none scheduled."""
+
+    name: str = ""
+    height: int = 0
+    code_hash: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class StewardBound:
     """How far and how often the council may move one governed parameter without a vote."""
@@ -538,6 +573,8 @@ class State:
     maker_rewards: MakerRewards = field(default_factory=MakerRewards)  # the reward pool and epoch (core.maker_rewards)
     # proposal id -> its voter exposure disclosure, frozen when its vote opened (core.exposure)
     proposal_exposures: dict[str, tuple[DelegateExposure, ...]] = field(default_factory=dict)
+    counter_reports: dict[int, CounterReport] = field(default_factory=dict)  # by id (governance.counter_reports)
+    upgrade: ScheduledUpgrade = field(default_factory=ScheduledUpgrade)  # the scheduled upgrade (core.upgrades)
     # incremental state hash (bastion.core.hashing)
     dirty: dict[tuple[Any, ...], None] = field(default_factory=dict)
     leaf_hashes: dict[tuple[Any, ...], bytes] = field(default_factory=dict)  # leaf -> SHA-256 of its encoding

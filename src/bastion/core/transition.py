@@ -35,6 +35,7 @@ from bastion.core import (
 )
 from bastion.core import agents, maker_rewards
 from bastion.core.governance import council, dispatch
+from bastion.core.governance import counter_reports
 from bastion.core.book import BUY, SELL
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.events import Events, emit
@@ -51,6 +52,7 @@ from bastion.core import disputes, incidents, staking
 from bastion.core.governance import dispute_votes
 from bastion.core.messages import (AppealDispute, ClaimIncident, CompleteUnstake, OpenDispute, RequestUnstake,
                                    RuleDispute, StakeInsurance)
+from bastion.core.messages import AnswerCounterReport, JudgeCounterReport, PostCounterReport
 from bastion.core.state import State
 from bastion.risk_model import funding_clamp_ppm
 
@@ -94,6 +96,9 @@ HANDLERS: dict[type, Handler] = {
     RuleDispute: disputes.rule_dispute,
     AppealDispute: dispute_votes.appeal_dispute,
     ClaimIncident: incidents.claim_incident,
+    PostCounterReport: counter_reports.post_counter_report,
+    JudgeCounterReport: counter_reports.judge_counter_report,
+    AnswerCounterReport: counter_reports.answer_counter_report,
 }
 
 
@@ -252,6 +257,7 @@ def check_invariants(state: State) -> None:
     held = (balances + sum(state.insurance_funds.values()) + state.fees_account + state.funding_account
             + state.maker_rewards.pool)
     held += state.disputes.escrow_usdc     # dispute bonds and incident escrows (core.disputes)
+    held += counter_reports.held_bonds(state)   # bonds escrowed by counter-reports
     expected = state.total_deposits - state.total_withdrawals + state.seed_insurance
     if held != expected:
         raise InvariantViolation(f"collateral not conserved: held {held}, expected {expected}")

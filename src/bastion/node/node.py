@@ -51,6 +51,14 @@ models' height, from the log (so at start-up it catches up on what a crash left 
 lag the head by at most the blocks being indexed, and a failure there never stops block production
 (it is reported in ``IndexerWorker.error``; the worker is ``bastion.node.indexer_process``).
 
+Upgrades. Before applying a block, ``start_block`` compares the node's ``code_hash`` (its own
+state machine sources, ``runtime.compute_code_hash``) with the upgrade governance scheduled
+(``bastion.core.upgrades``): from the upgrade's height on, a node running other code stops with
+``UpgradeRequired`` (a ``NodeStopped``: ``bastion node`` exits with status 5) before taking any
+transaction of that block, so its log, snapshots and state stay at the last block it may apply; the
+operator restarts it with the named code, which recovers and goes on. The check holds at every
+later block too, so an old binary restarted on an upgraded chain stops again at once.
+
 Snapshots are written every ``snapshot_every`` blocks, and sooner when ``snapshot_every_txs``
 transactions were committed since the last one, which bounds the replay after a crash
 (``DIR/snapshots/HEIGHT.json``, canonical JSON of ``bastion.core.snapshot``, written to a temporary
@@ -74,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.core.errors import ProtocolError
+from bastion.core.upgrades import check_node_code
 from bastion.core.genesis import build_state
 from bastion.core.snapshot import state_to_document
 from bastion.durable import write_atomically
@@ -87,6 +96,7 @@ from bastion.node.mempool import Mempool
 from bastion.node.recovery import Recovery, recover_state
 from bastion.node.replay import SNAPSHOTS
 from bastion.node.retention import ReadModelRetention, prune_snapshots
+from bastion.node.runtime import compute_code_hash
 
 
 REFUSED_KEPT = 10_000   # refusals of the block producer remembered for tx_status
@@ -100,6 +110,12 @@ class NodeStopped(Exception):
     """Writing a block failed, or applying one raised an unexpected exception: the node stops
     producing and accepting transactions. Nothing of the block that failed, or after it, was
     acknowledged; restarting recovers from the log."""
+
+
+class UpgradeRequired(NodeStopped):
+    """The next block is at or after the scheduled upgrade's height and this node runs other code
+    (``bastion.core.upgrades.check_node_code``): it stopped cleanly before taking that block, with
+    the durable head and the state in step; restart it with the named code."""
 
 
 class Node:
@@ -118,7 +134,8 @@ class Node:
                  snapshot_every_txs: int = 200_000, max_pending_per_sender: int = 1_000,
                  on_fatal: Callable[[NodeStopped], None] | None = None,
                  on_warning: Callable[[str], None] | None = None, accept_rollback: bool = False,
-                 read_model_retention: ReadModelRetention | None = None) -> None:
+                 read_model_retention: ReadModelRetention | None = None,
+                 code_hash: str | None = None) -> None:
         """``read_models``: a URL for ``open_read_models`` (``sqlite:///...`` or ``postgresql://...``),
         ``"default"`` for ``DIR/readmodels.db``, or None for no indexer. ``max_pending_per_sender``
         bounds one sender's transactions in the mempool (``too_many_pending``). ``on_fatal``: called
@@ -136,6 +153,7 @@ class Node:
         self._txs_since_snapshot = 0
         self.keep_snapshots = keep_snapshots
         self.clock_ms = clock_ms
+        self.code_hash = compute_code_hash() if code_hash is None else code_hash
         self.on_block = on_block
         self.on_fatal = on_fatal
         self.on_warning = on_warning or _print_warning
@@ -256,6 +274,10 @@ class Node:
         try:
             if self._failure is not None:
                 raise self._failure
+            halt = check_node_code(self.state, self.code_hash)
+            if halt is not None:  # a clean stop: nothing of the next block is taken or applied
+                self._stop("scheduled upgrade", UpgradeRequired(halt))
+                raise self._failure  # type: ignore[misc]
             with self._mempool_changed:
                 taken = self.mempool.take(self.max_block_txs)
             taken = self._admit(taken)
@@ -365,7 +387,8 @@ class Node:
         it) and call ``on_fatal`` before anything else can read the state or acknowledge a block."""
         if self._failure is not None:
             return
-        failure = NodeStopped(f"{what}: {error!r}")
+        failure = (UpgradeRequired(str(error)) if isinstance(error, UpgradeRequired)
+                   else NodeStopped(f"{what}: {error!r}"))
         failure.__cause__ = error
         self._failure = failure
         if self.on_fatal is not None:

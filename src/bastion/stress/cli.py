@@ -1,7 +1,9 @@
 """``bastion stress``: stress a state, write the hashed report and its HTML, attest it for the council.
 
 Exit codes: 0 the verdict passes; 1 it fails (the report and, with ``--attest``, a ``fail``
-attestation are still produced); 2 a usage or input error (nothing written).
+attestation are still produced); 2 a usage or input error (nothing written). With ``--verify HASH``
+(``bastion.stress.verify``): 0 the report reproduces byte for byte, 1 it does not, 2 it cannot be
+recomputed (a missing or mismatching input).
 
 Standard output is one JSON object: ``report_hash``, ``verdict``, ``state_hash``,
 ``thresholds_source`` (``governance``, or ``override`` with ``--thresholds``), the files written
@@ -59,10 +61,27 @@ def stress(
     submit: str = typer.Option(None, "--submit", help="node API URL: upload the report there, then submit "
                                                       "the attestation"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+    verify: str = typer.Option(None, "--verify", metavar="HASH",
+                               help="recompute the report HASH from the chain in --data (its state at the "
+                                    "recorded height, its scenario set and seed): exit 0 when it reproduces byte "
+                                    "for byte, 1 when it does not"),
+    report_file: Path = typer.Option(None, "--report", dir_okay=False,
+                                     help="with --verify: the report's file (default: the node's report store)"),
+    replay_days: int = typer.Option(None, "--replay-days", min=1,
+                                    help="with --data and --proposal: also replay the proposal over the last N "
+                                         "days of the block log (the testnet result, in the report)"),
+    replay_max_blocks: int = typer.Option(5_000, "--replay-max-blocks", min=1,
+                                          help="at most this many (latest) blocks in the --replay-days window"),
 ) -> None:
-    """Stress a state with a scenario set: the report's hash and verdict, its files, the attestation."""
+    """Stress a state with a scenario set: the report's hash and verdict, its files, the attestation.
+    With ``--verify HASH``: recompute a report from the chain and say whether it reproduces."""
+    if verify is not None:
+        _verify(verify, data=data, report=report_file, scenarios=scenarios, proposal=proposal, workers=workers)
+        return
     try:
         private_key = _council_key(attest=attest, key=key, key_file=key_file, proposal=proposal, submit=submit)
+        if replay_days is not None and (data is None or proposal is None):
+            raise StressInputError("--replay-days replays the block log of --data DIR with --proposal ID applied")
         state = load_state(data=data, scenario=scenario, genesis=genesis)
         scenario_set = load_set(scenarios, seed, price_path or (), tuple(state.markets))
         limits = load_thresholds(thresholds)
@@ -73,6 +92,13 @@ def stress(
             stress_run = run(state, scenario_set=scenario_set, thresholds=limits, proposal_id=proposal,
                              workers=workers, ray_address=ray,
                              on_progress=lambda done: progress.update(task, completed=done))
+        if replay_days is not None:
+            from bastion.stress.runner import load_proposal_actions
+            from bastion.stress.testnet import add_testnet, replay_recent
+
+            stress_run = add_testnet(stress_run, replay_recent(
+                data, load_proposal_actions(state, proposal), replay_days, max_blocks=replay_max_blocks,
+                proposal_id=proposal))
         files = [str(path) for path in stress_run.write(out)] if out is not None else []
         output = {"report_hash": stress_run.report.report_hash, "verdict": stress_run.verdict,
                   "state_hash": stress_run.inputs.state_hash, "height": stress_run.inputs.height,
@@ -80,6 +106,8 @@ def stress(
                   "proposal_id": proposal, "files": files}
         if stress_run.baseline is not None:
             output["baseline_report_hash"] = stress_run.baseline.report_hash
+        if "testnet" in stress_run.report.document:
+            output["testnet"] = stress_run.report.document["testnet"]
         if private_key is not None:
             # the registration first (nonce), then the attestation (nonce + 1): the chain refuses an
             # attestation naming a report that is not registered
@@ -97,6 +125,29 @@ def stress(
                  f"report hash {stress_run.report.report_hash}")
     if not stress_run.passed:
         raise typer.Exit(1)
+
+
+def _verify(report_hash: str, *, data: Path | None, report: Path | None, scenarios: Path | None,
+            proposal: str | None, workers: int | None) -> None:
+    """``--verify``: one JSON object (``bastion.stress.verify.verify_report``); exit 0 reproduced,
+    1 not reproduced, 2 when it cannot be recomputed (a missing or mismatching input)."""
+    from bastion.stress.verify import verify_report
+
+    if data is None:
+        errors.print("[red]stress input error:[/red] --verify needs --data DIR (the chain to recompute from)")
+        raise typer.Exit(2)
+    try:
+        outcome = verify_report(report_hash, data, report=report, scenarios=scenarios, proposal=proposal,
+                                workers=workers or 1)
+    except StressInputError as error:
+        errors.print(f"[red]cannot verify:[/red] {error}")
+        raise typer.Exit(2) from None
+    print(json.dumps(outcome, indent=2))
+    if not outcome["reproduced"]:
+        errors.print(f"[red]NOT REPRODUCED[/red]: recomputed {outcome['recomputed_hash']}, first difference at "
+                     f"{outcome['difference']}")
+        raise typer.Exit(1)
+    errors.print(f"[green]reproduced[/green] byte for byte: {report_hash}")
 
 
 def _council_key(*, attest: bool, key: str | None, key_file: Path | None, proposal: str | None,

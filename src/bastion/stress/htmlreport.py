@@ -276,8 +276,34 @@ def render_html(report: dict[str, Any], series: list[ScenarioSeries] | None, *,
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{PAGE_STYLE}</style>\n<script>{plotly_js()}</script>\n</head><body>"
             f"<h1>{html.escape(title)}</h1><table>{fact_rows}</table>"
-            f"<h2>Summary</h2>{_summary_rows(documents)}{''.join(sections)}{STATELESS_NOTE if series is None else ''}"
+            f"<h2>Summary</h2>{_summary_rows(documents)}{testnet_rows(report.get('testnet'))}"
+            f"{''.join(sections)}{STATELESS_NOTE if series is None else ''}"
             f"<script>\n{calls}\n</script></body></html>\n")
+
+
+TESTNET_ROWS = (("transactions refused", "txs_refused"), ("fills", "fills"), ("liquidations", "liquidations"),
+                ("deleveragings", "deleveragings"), ("bad debt (USDC)", "bad_debt_usdc"),
+                ("lowest insurance funds total (USDC)", "lowest_insurance_funds_total_usdc"))
+
+
+def testnet_rows(section: dict[str, Any] | None) -> str:
+    """The testnet result (``stress.testnet``): the proposal replayed over the recent block log,
+    without and with the change, beside the synthetic sweep ("" when the report has none)."""
+    if section is None:
+        return ""
+    def cell(key: str, run: str) -> str:
+        value = section[run][key]
+        return format_usdc(value) if key.endswith("_usdc") else str(value)
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td class=\"mono\">{cell(key, 'without_change')}</td>"
+                   f"<td class=\"mono\">{cell(key, 'with_change')}</td></tr>" for label, key in TESTNET_ROWS)
+    window = (f"blocks {section['from_height']} to {section['to_height']} ({section['blocks']} blocks, "
+              f"{section['txs']} transactions, the last {section['days']} days"
+              f"{', cut to the latest ' + str(section['max_blocks']) + ' blocks' if section['truncated'] else ''})")
+    check = ("the replay without the change ends at the logged state hash" if section["baseline_reproduced"]
+             else "WARNING: the replay without the change does not end at the logged state hash")
+    return (f"<h2>Testnet result: the proposal over the real block log</h2><p>{html.escape(window)}; "
+            f"{html.escape(check)}; {section['outcomes_flipped']} transaction outcomes flipped by the change.</p>"
+            f"<table><tr><th></th><th>without the change</th><th>with the change</th></tr>{rows}</table>")
 
 
 STATELESS_NOTE = ("<p>This page was drawn from the report document alone. The plots of price paths, insurance "

@@ -95,8 +95,10 @@ def apply_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[
     return plan_proposal(state, proposal_or_actions).state
 
 
-def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[Any]) -> ProposalApplication:
-    """``apply_proposal`` with the record of what was applied and filled."""
+def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[Any], *,
+                  worst_case_fill: bool = True) -> ProposalApplication:
+    """``apply_proposal`` with the record of what was applied and filled (``worst_case_fill=False``:
+    the changes alone, as the testnet replay of ``stress.testnet`` applies them)."""
     actions, source = _actions(state, proposal_or_actions)
     after = state_from_document(state_to_document(state))
     before_tiers = {ticker: after.tiers[m.tier_id].initial_margin_ppm for ticker, m in after.markets.items()}
@@ -118,7 +120,7 @@ def plan_proposal(state: State, proposal_or_actions: Proposal | str | Sequence[A
     riskier = {name for name, _, _, risk in applied if risk in (governance.RISK_INCREASING, governance.CRITICAL)}
     fills = []
     counter = sum(1 for owner, _ in after.subaccounts if owner.startswith(SYNTHETIC_PREFIX))
-    for ticker, market in after.markets.items():
+    for ticker, market in (after.markets.items() if worst_case_fill else ()):
         tier_touched = any(n.startswith(f"liquidity_tiers.{market.tier_id}.") for n in riskier)
         if not (tier_touched or f"markets.{ticker}.tier_id" in riskier
                 or f"markets.{ticker}.max_open_interest_lots" in riskier):

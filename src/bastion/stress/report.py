@@ -276,7 +276,7 @@ MAX_DEPTH: Final = 32       # nesting of a report document (build_report writes 
 _INPUT_TYPES: Final = {"state_hash": str, "height": int, "accounts": int, "markets": list,
                        "insurance_funds_usdc": list, "scenario_set": dict, "seed": int, "data_hash": str,
                        "code": dict, "book_depth_usdc": list, "staked_usdc": list, "fund_targets_usdc": list}
-_OPTIONAL_SECTIONS: Final = ("proposal", "baseline", "cross_check")
+_OPTIONAL_SECTIONS: Final = ("proposal", "baseline", "cross_check", "testnet")  # testnet: stress.testnet
 
 
 def check_report_document(document: Any) -> StressReport:

@@ -101,6 +101,7 @@ class ParamGroup(StrEnum):
     INSURANCE_STAKING = "insurance_staking"  # bastion.core.staking
     DISPUTES = "disputes"                   # disputes.<attr> (params.DisputeParams, issue 18)
     MAKER_REWARDS = "maker_rewards"         # maker_rewards.<attr> (bastion.core.maker_rewards)
+    UPGRADE = "upgrade"                     # upgrade.name | upgrade.height | upgrade.code_hash (core.upgrades)
 
 
 _KEYED: Final = frozenset({ParamGroup.MARKET, ParamGroup.MARKET_ORACLE, ParamGroup.TIER, ParamGroup.GOVERNANCE_TIER,
@@ -149,7 +150,7 @@ class ParamPath:
         if name == "oracle_operators":
             return cls(ParamGroup.ORACLE_OPERATORS)
         if rest and group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "council",
-                              "bot_limits", "insurance_staking", "disputes", "maker_rewards"):
+                              "bot_limits", "insurance_staking", "disputes", "maker_rewards", "upgrade"):
             return cls(ParamGroup(group), "", rest)
         raise InvariantViolation(f"unknown parameter {name!r}")
 
@@ -389,6 +390,8 @@ def apply_change(state: State, path: ParamPath, value: Any) -> None:
             target, key = state.governance, ("governance",)
         case ParamGroup.GUARDIAN:
             target, key = state.guardian, ("guardian",)
+        case ParamGroup.UPGRADE:
+            target, key = state.upgrade, ("upgrade",)
         case ParamGroup.COUNCIL if path.attr == "members":
             state.council = Council(tuple(value), state.council.threshold)
             state.touch(("council",))

@@ -74,7 +74,7 @@ def copy_governed_state(state: State) -> State:
     sim.markets = markets
     sim.tiers = {tier_id: copy.copy(tier) for tier_id, tier in state.tiers.items()}
     for group in ("fees", "liquidation", "listing", "order_limits", "governance", "guardian", "bot_limits",
-                  "insurance_staking", "maker_reward_params"):
+                  "insurance_staking", "maker_reward_params", "upgrade"):
         setattr(sim, group, copy.deepcopy(getattr(state, group)))
     sim.insurance_funds = dict(state.insurance_funds)
     # a fund transfer or merge moves the stakers' records too (core.staking)

@@ -125,7 +125,8 @@ def count_stress_passes(state: State, proposal: Proposal) -> dict[str, int]:
 
 def check_stress_gate(state: State, proposal: Proposal) -> ev.StressGatePassed | None:
     """Raise ``stress_attestation_missing`` unless a gated proposal has k valid passes on one report
-    hash; return the ``stress_gate_passed`` event to emit (None for ungated classes)."""
+    hash, then ``counter_report_unanswered`` (``check_counter_reports``); return the
+    ``stress_gate_passed`` event to emit (None for ungated classes)."""
     if proposal.risk_class not in GATED_CLASSES:
         return None
     ranked = sorted(count_stress_passes(state, proposal).items(), key=lambda item: (-item[1], item[0]))
@@ -136,9 +137,22 @@ def check_stress_gate(state: State, proposal: Proposal) -> ev.StressGatePassed |
                             f"current council members' pass attestations on one report hash, made since queueing "
                             f"and at most {state.governance.attestation_max_age_ms // MS_PER_S} s old; it has "
                             f"{passes}", field="proposal_id", passes=passes, threshold=threshold)
+    check_counter_reports(state, proposal, report_hash)
     return ev.StressGatePassed(proposal_id=proposal.proposal_id, report_hash=report_hash, passes=passes,
                                threshold=threshold)
 
+
+
+def check_counter_reports(state: State, proposal: Proposal, report_hash: str) -> None:
+    """Raise ``counter_report_unanswered`` while a counter-report on the proposal that was not
+    rejected (``bastion.core.governance.counter_reports``) has no answer, or an answer other than
+    ``report_hash``, the report the gate passes on (field ``counter_ids``: the holding ones)."""
+    holding = [r.counter_id for r in state.counter_reports.values()
+               if r.proposal_id == proposal.proposal_id and r.status != "rejected" and r.answer_hash != report_hash]
+    if holding:
+        raise ProtocolError("counter_report_unanswered", f"counter-reports {holding} hold this proposal: the council "
+                            "must pass a newer report that answers them, or judge them not reproduced",
+                            field="proposal_id", counter_ids=holding)
 
 
 # --------------------------------------------------------------------------------------- registered reports

@@ -18,7 +18,7 @@ import copy
 from dataclasses import fields
 from typing import Final
 
-from bastion.core import bot_limits, disputes, incidents, maker_rewards, orders, staking
+from bastion.core import bot_limits, disputes, incidents, maker_rewards, orders, staking, upgrades
 from bastion.core.events import Events
 from bastion.core.errors import InvariantViolation, ProtocolError
 from bastion.core.governance import actions, council_rules, dispute_params, rollout, ui_rules
@@ -34,8 +34,9 @@ from bastion.core.messages import (
 )
 from bastion.core.messages import (OpenIncidentProgram, ResolveDispute, SetDisputeParams, SetInsuranceStakingParams,
                                    SetMakerRewardParams)
+from bastion.core.messages import CancelUpgrade, ScheduleUpgrade
 from bastion.core.params import RISK_CLASSES, GovernanceParams, OrderLimitParams, open_order_limit
-from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, State
+from bastion.core.state import ACTIVE, MAX_ORDER_LOTS, PAUSED, REDUCE_ONLY, ParamSource, ScheduledUpgrade, State
 from bastion.core.units import PPM, parse_decimal, parse_ppm, parse_usdc
 
 
@@ -200,6 +201,10 @@ def compute_action_changes(state: State, action: Action) -> list[Effect]:
             changes.extend(dispute_params.compute_dispute_params_changes(state, action))
         case SetMakerRewardParams():
             changes.extend(compute_maker_reward_changes(state, action))
+        case ScheduleUpgrade():
+            changes.extend(compute_upgrade_plan_changes(state, upgrades.parse_schedule_upgrade(state, action)))
+        case CancelUpgrade():
+            changes.extend(compute_upgrade_plan_changes(state, upgrades.parse_cancel_upgrade(state, action)))
         case _:
             raise InvariantViolation(f"unhandled action {action!r}")
     return changes
@@ -275,6 +280,13 @@ def compute_bot_limits_changes(state: State, action: SetBotLimits) -> list[Chang
                    getattr(new, spec.param), compare_risk(getattr(old, spec.param), getattr(new, spec.param),
                                                           riskier_when_higher=spec.looser_when_higher))
             for spec in bot_limits.BOT_LIMIT_FIELDS if spec.name in section]
+
+
+def compute_upgrade_plan_changes(state: State, plan: ScheduledUpgrade) -> list[Change]:
+    """``schedule_upgrade`` / ``cancel_upgrade`` (``bastion.core.upgrades`` validates them): the three
+    ``upgrade.*`` parameters, always critical (who decides which code runs the chain)."""
+    return [Change(ParamPath(ParamGroup.UPGRADE, "", name), getattr(state.upgrade, name), getattr(plan, name),
+                   CRITICAL) for name in upgrades.UPGRADE_FIELDS]
 
 
 def _flatten(params: GovernanceParams) -> dict[ParamPath, int]:

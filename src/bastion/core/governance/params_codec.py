@@ -31,7 +31,8 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     known = {"voting_delay_blocks", "proposal_threshold", "min_deposit", "execution_window_s", "veto_threshold",
              "late_quorum_extension_blocks", "max_swing_extensions", "proposal_fee", "max_live_proposals",
              "max_rollout_steps", "guardian_max_pause_s", "guardian_unpause_grace_s",
-             "attestation_max_age_s", "stress", "tiers", "exposure"}
+             "attestation_max_age_s", "stress", "tiers", "exposure", "counter_report_bond",
+             "counter_report_window_s"}
     for key in sorted(set(obj) - known):
         raise ProtocolError("unknown_field", f"{path} has no field {key!r}", field=f"{path}.{key}")
     if "stress" in obj:
@@ -61,6 +62,11 @@ def parse_governance_params(obj: Any, base: GovernanceParams, path: str) -> Gove
     if "attestation_max_age_s" in obj:
         result.attestation_max_age_ms = parse_count(obj["attestation_max_age_s"], f"{path}.attestation_max_age_s",
                                                minimum=1) * MS_PER_S
+    if "counter_report_bond" in obj:
+        result.counter_report_bond_usdc = parse_usdc(obj["counter_report_bond"], field=f"{path}.counter_report_bond")
+    if "counter_report_window_s" in obj:
+        result.counter_report_window_ms = parse_count(obj["counter_report_window_s"],
+                                                      f"{path}.counter_report_window_s", minimum=1) * MS_PER_S
     if "proposal_threshold" in obj:
         result.proposal_threshold_bgov = parse_decimal(obj["proposal_threshold"], votes.BGOV_DECIMALS,
                                                        field=f"{path}.proposal_threshold")
@@ -185,6 +191,8 @@ def format_governance_params(params: GovernanceParams) -> dict[str, Any]:
         "guardian_max_pause_s": params.guardian_max_pause_ms // MS_PER_S,
         "guardian_unpause_grace_s": params.guardian_unpause_grace_ms // MS_PER_S,
         "attestation_max_age_s": params.attestation_max_age_ms // MS_PER_S,
+        "counter_report_bond": format_usdc(params.counter_report_bond_usdc),
+        "counter_report_window_s": params.counter_report_window_ms // MS_PER_S,
         "stress": {key: (format_usdc if key == "max_loss_to_traders" else format_ppm)(getattr(params, attribute))
                    for key, attribute in STRESS_THRESHOLDS.items()},
         "exposure": {"exposed_vote_weight": format_ppm(params.exposed_vote_weight_ppm),

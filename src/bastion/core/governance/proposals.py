@@ -377,7 +377,7 @@ def execute(state: State, sender: str, msg: Execute, events: Events) -> dict[str
     started and every effect applied (``dispatch.apply_effect``). Raises ``unknown_proposal``,
     ``proposal_not_queued``, ``proposal_not_executable``, ``timelock_not_elapsed``,
     ``proposal_expired``, ``proposer_below_threshold``, ``risk_class_escalated``,
-    ``stress_attestation_missing`` and every code of the actions' validation."""
+    ``stress_attestation_missing``, ``counter_report_unanswered`` and every code of the actions' validation."""
     # VALIDATION
     proposal = get_proposal(state, msg.proposal_id)
     if proposal.status in (PENDING, ACTIVE_VOTE, SUCCEEDED):
