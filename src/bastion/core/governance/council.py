@@ -86,7 +86,7 @@ from bastion.core.governance.changes import Change, ParamPath, change_param
 from bastion.core.governance.council_rules import (
     COUNT, PASS, REPORT_FIELDS, REPORT_HASH, RELATIVE, SIGNED_RATIO, VERDICTS, StewardParameter,
     compute_governed_verdict, count_stress_passes, get_steward_approvers, get_steward_parameter, parse_council,
-    parse_in_unit, parse_steward_bounds, require_member,
+    parse_headline_figures, parse_in_unit, parse_steward_bounds, require_member,
 )
 from bastion.core.governance.dispatch import compute_action_changes
 from bastion.core.governance.proposals import ProposalStatus, get_proposal
@@ -95,7 +95,7 @@ from bastion.core.messages import (
     StewardChange,
 )
 from bastion.core.state import Attestation, ParamSource, State, StewardApproval, StressReportRecord
-from bastion.core.units import PPM, parse_ppm, parse_usdc
+from bastion.core.units import PPM
 
 
 
@@ -148,15 +148,7 @@ def _validate_and_register(state: State, sender: str, msg: RegisterStressReport,
                             field="report_hash")
     if msg.verdict not in VERDICTS:
         raise ProtocolError("invalid_verdict", f"verdict must be one of {VERDICTS}", field="verdict")
-    depletion = parse_ppm(msg.depletion_probability, field="depletion_probability")
-    if depletion > PPM:
-        raise ProtocolError("invalid_field", "depletion_probability must be in [0, 1]", field="depletion_probability")
-    var99 = parse_usdc(msg.var99_loss, field="var99_loss")
-    es99 = parse_usdc(msg.es99_loss, field="es99_loss")
-    total = parse_usdc(msg.insurance_funds_total, field="insurance_funds_total")
-    if es99 < var99:
-        raise ProtocolError("invalid_field", "es99_loss is the mean of the tail beyond var99_loss: never below it",
-                            field="es99_loss")
+    depletion, var99, es99, total = parse_headline_figures(msg)
     if msg.report_hash in state.stress_reports:
         raise ProtocolError("stress_report_exists", "this report is already registered (a hash names one report)",
                             field="report_hash")

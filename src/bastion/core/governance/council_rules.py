@@ -12,7 +12,9 @@ from typing import Any, Final
 from bastion.core import events as ev
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.changes import CRITICAL, Change, ParamGroup, ParamPath
-from bastion.core.messages import SetCouncil, SetStewardBounds, normalize_address
+from bastion.core.messages import (
+    PostCounterReport, RegisterStressReport, SetCouncil, SetStewardBounds, normalize_address,
+)
 from bastion.core.state import Attestation, Council, Proposal, State, StewardBound
 from bastion.core.units import (
     MAX_INTEGER_DIGITS, MS_PER_S, PPM, format_decimal, format_ppm, format_usdc, parse_decimal, parse_ppm, parse_usdc,
@@ -156,6 +158,22 @@ def check_counter_reports(state: State, proposal: Proposal, report_hash: str) ->
 
 
 # --------------------------------------------------------------------------------------- registered reports
+def parse_headline_figures(msg: RegisterStressReport | PostCounterReport) -> tuple[int, int, int, int]:
+    """A stress report's headline figures as integers: depletion probability (ppm), VaR 99 %, ES 99 %
+    and the insurance funds' total (micro-USDC), as a registered report and a counter-report carry
+    them. Raises ``invalid_decimal`` and ``invalid_field`` (a probability above 1, ES below VaR)."""
+    depletion = parse_ppm(msg.depletion_probability, field="depletion_probability")
+    if depletion > PPM:
+        raise ProtocolError("invalid_field", "depletion_probability must be in [0, 1]", field="depletion_probability")
+    var99 = parse_usdc(msg.var99_loss, field="var99_loss")
+    es99 = parse_usdc(msg.es99_loss, field="es99_loss")
+    total = parse_usdc(msg.insurance_funds_total, field="insurance_funds_total")
+    if es99 < var99:
+        raise ProtocolError("invalid_field", "es99_loss is the mean of the tail beyond var99_loss: never below it",
+                            field="es99_loss")
+    return depletion, var99, es99, total
+
+
 def compute_governed_verdict(state: State, depletion_ppm: int, var99_usdc: int, es99_usdc: int,
                              insurance_total_usdc: int) -> bool:
     """True when the figures pass the governed stress thresholds (``bastion.stress.report.verdict``'s

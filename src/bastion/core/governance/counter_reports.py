@@ -52,12 +52,11 @@ from bastion.core.enums import FundFlow
 from bastion.core.errors import ProtocolError
 from bastion.core.events import Events, emit
 from bastion.core.governance.council_rules import (
-    FAIL, GATED_CLASSES, PASS, REPORT_HASH, compute_governed_verdict, require_member,
+    FAIL, GATED_CLASSES, PASS, REPORT_HASH, compute_governed_verdict, parse_headline_figures, require_member,
 )
 from bastion.core.governance.proposals import ProposalStatus, get_proposal
 from bastion.core.messages import AnswerCounterReport, JudgeCounterReport, PostCounterReport
 from bastion.core.state import CROSS_POOL, CounterReport, State
-from bastion.core.units import PPM, parse_ppm, parse_usdc
 
 MAX_COUNTER_REPORTS_PER_PROPOSAL: Final = 16
 OPEN: Final = "open"
@@ -114,15 +113,7 @@ def post_counter_report(state: State, sender: str, msg: PostCounterReport, event
     if msg.verdict != FAIL:
         raise ProtocolError("invalid_verdict", "a counter-report's verdict is fail (a passing report contests "
                             "nothing)", field="verdict")
-    depletion = parse_ppm(msg.depletion_probability, field="depletion_probability")
-    if depletion > PPM:
-        raise ProtocolError("invalid_field", "depletion_probability must be in [0, 1]", field="depletion_probability")
-    var99 = parse_usdc(msg.var99_loss, field="var99_loss")
-    es99 = parse_usdc(msg.es99_loss, field="es99_loss")
-    total = parse_usdc(msg.insurance_funds_total, field="insurance_funds_total")
-    if es99 < var99:
-        raise ProtocolError("invalid_field", "es99_loss is the mean of the tail beyond var99_loss: never below it",
-                            field="es99_loss")
+    depletion, var99, es99, total = parse_headline_figures(msg)
     if compute_governed_verdict(state, depletion, var99, es99, total):
         raise ProtocolError("counter_report_figures_pass", "these figures pass the governed stress thresholds: "
                             "they contest nothing", field="verdict")
