@@ -315,3 +315,49 @@ def test_an_escalated_dispute_whose_vote_executes_pays_the_whole_claim() -> None
     assert state.subaccounts[(A0, 0)].balance == a0_usdc + 100_000_000 + 15_000_000   # the claim and the bond
     assert state.insurance_funds["cross"] == fund - 100_000_000 and state.disputes.escrow_usdc == 0
     check_invariants(state)
+
+
+def test_dispute_checks_run_one_replay_at_a_time_and_keep_their_answers(disputed_chain: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check replays a past block: a second caller during a replay is told to come back (429
+    ``check_busy`` on the API) instead of starting another, and a finished answer is served again
+    without a replay (a flood of checks costs one replay)."""
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from bastion.app import ApiConfig, create_app
+    from bastion.node import dispute_check
+
+    data = tmp_path / "node"
+    data.mkdir()
+    (data / "blocks.db").write_bytes((disputed_chain / "blocks.db").read_bytes())
+    node = Node(data, None, clock_ms=iter(range(1_767_225_700_000, 10**15, 1_000)).__next__)
+    replays, entered, release = [], threading.Event(), threading.Event()
+    real = dispute_check.check_dispute_target
+
+    def slow_replay(data_dir: Path, dispute: object) -> dict:
+        replays.append(dispute)
+        entered.set()
+        release.wait(10)
+        return real(data_dir, dispute)
+
+    monkeypatch.setattr(dispute_check, "check_dispute_target", slow_replay)
+    try:
+        client = TestClient(create_app(node, ApiConfig()))
+        first: list = []
+        worker = threading.Thread(target=lambda: first.append(client.get("/v1/disputes/1/check")))
+        worker.start()
+        assert entered.wait(10)
+        busy = client.get("/v1/disputes/1/check")
+        assert busy.status_code == 429 and busy.json()["code"] == "check_busy"
+        release.set()
+        worker.join(10)
+        assert first[0].status_code == 200 and first[0].json()["deviation"] is False
+        for _ in range(5):
+            assert client.get("/v1/disputes/1/check").json() == first[0].json()
+        assert client.get("/disputes/1").status_code == 200
+        assert len(replays) == 1
+    finally:
+        release.set()
+        node.close()

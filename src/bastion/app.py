@@ -146,6 +146,7 @@ def create_app(node: Node, config: ApiConfig | None = None, *, demo: DemoFeature
     app.state.node, app.state.config, app.state.reader, app.state.hub = node, config, reader, hub
     app.state.reports = reports
     app.state.suggestions, app.state.telemetry = ctx.suggestions, ctx.telemetry
+    app.state.dispute_checks = ctx.dispute_checks
     app.add_middleware(SecurityHeaders)  # CSP, frame-ancestors, nosniff on every answer (bastion.api.security)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST"],

@@ -22,6 +22,7 @@ from bastion.api.ws import Hub, HubLimits
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address
 from bastion.core.state import SUBACCOUNT_NUMBERS
+from bastion.node.dispute_check import DisputeChecks
 from bastion.node.node import Node, wall_clock_ms
 from bastion.node.readmodels import ReadModels, open_read_models
 from bastion.signing import NONCE_FUTURE_MS, NONCE_PAST_MS, verify_envelope
@@ -122,6 +123,7 @@ class ApiContext:
         self.reports = ReportStore(node.data_dir / REPORTS_DIRECTORY)
         # issue 20: isolation suggestions made by previews, telemetry snapshots served (bastion.telemetry)
         self.suggestions, self.telemetry = SuggestionLog(), TelemetryStore()
+        self.dispute_checks = DisputeChecks(node.data_dir)   # replays of disputed blocks (API and web page)
         self.reader = ReadModelReader(config.read_models_url or node.read_models_url)
         self.hub = Hub(node, HubLimits(config.ws_max_connections, config.ws_max_per_ip, config.ws_max_subscriptions,
                                        config.ws_idle_s))

@@ -17,6 +17,7 @@ target event (net collateral, maintenance, bankruptcy quote, fillable price) and
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Final
 
@@ -138,6 +139,39 @@ def check_dispute_target(data_dir: str | Path, dispute: Dispute) -> dict[str, An
     """``check_target_block`` for a dispute's target."""
     return check_target_block(data_dir, dispute.target_height, dispute.target_kind, dispute.owner, dispute.number,
                               dispute.market)
+
+
+class CheckBusy(Exception):
+    """Another dispute check is replaying a block on this node (``DisputeChecks``)."""
+
+
+class DisputeChecks:
+    """``check_dispute_target`` for the API and the web page: a check replays a past block from the
+    log (seconds on a long chain), so one runs at a time per node and a second caller meanwhile gets
+    ``CheckBusy``; an answer never changes (the block and the rules are fixed), so the latest
+    ``kept`` answers are served again without a replay."""
+
+    def __init__(self, data_dir: str | Path, kept: int = 256) -> None:
+        self.data_dir, self.kept = Path(data_dir), kept
+        self._running = threading.Lock()
+        self._answers: dict[int, dict[str, Any]] = {}
+
+    def check(self, dispute: Dispute) -> dict[str, Any]:
+        """The replay's answer for ``dispute`` (``check_dispute_target``). Raises ``CheckBusy``, and
+        ``missing_chain`` / ``unknown_block`` as ``check_target_block`` does."""
+        answer = self._answers.get(dispute.dispute_id)
+        if answer is not None:
+            return answer
+        if not self._running.acquire(blocking=False):
+            raise CheckBusy("another dispute check is replaying a block; try again")
+        try:
+            answer = check_dispute_target(self.data_dir, dispute)
+        finally:
+            self._running.release()
+        if len(self._answers) >= self.kept:
+            self._answers.pop(next(iter(self._answers)))     # the oldest answer leaves first
+        self._answers[dispute.dispute_id] = answer
+        return answer
 
 
 # --------------------------------------------------------------------------------------- views

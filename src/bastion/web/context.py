@@ -44,6 +44,7 @@ class PageContext:
         self.node, self.config, self.reader = app.state.node, app.state.config, app.state.reader
         self.accept, self.reports = app.state.accept, app.state.reports
         self.suggestions, self.telemetry = app.state.suggestions, app.state.telemetry
+        self.dispute_checks = app.state.dispute_checks
         self.chain_id = self.node.state.chain_id
         self.demo = demo
         self.demo_traders: Mapping[str, str] = dict(demo.traders) if demo is not None else {}

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from bastion.core.errors import ProtocolError
-from bastion.node.dispute_check import check_dispute_target, describe_dispute, describe_program, describe_target
+from bastion.node.dispute_check import CheckBusy, describe_dispute, describe_program, describe_target
 from bastion.web.context import PageContext
 
 
@@ -39,9 +39,11 @@ def dispute_page_routes(ctx: PageContext) -> APIRouter:
             page.status_code = 404
             return page
         try:
-            check = check_dispute_target(node.data_dir, found)
+            check = ctx.dispute_checks.check(found)
         except ProtocolError as error:   # a node without its log (in memory): the evidence is not available
             check = {"error": f"{error.code}: {error.message}"}
+        except CheckBusy as busy:        # another replay is running (one at a time per node)
+            check = {"error": str(busy)}
         return render(request, "dispute.html", "/disputes", dispute=view, check=check)
 
     return router

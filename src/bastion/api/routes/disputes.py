@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.api import models
 from bastion.api.context import NOT_FOUND, ApiContext
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address
-from bastion.node.dispute_check import check_dispute_target, describe_dispute, describe_program, describe_target
+from bastion.node.dispute_check import CheckBusy, describe_dispute, describe_program, describe_target
 
 
 class DisputeView(BaseModel):
@@ -81,18 +83,22 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
                 raise ProtocolError("unknown_dispute", f"no dispute {dispute_id}", field="dispute_id")
             return describe_dispute(state, found)
 
-    @router.get("/v1/disputes/{dispute_id}/check", response_model=DisputeCheck, responses=NOT_FOUND,
-                tags=["disputes"])
+    @router.get("/v1/disputes/{dispute_id}/check", response_model=DisputeCheck, tags=["disputes"], responses={
+        **NOT_FOUND, 429: {"model": models.Error, "description": "another check is replaying a block (check_busy)"}})
     def check(dispute_id: int) -> Any:
         """Replay the disputed block from the node's log and compare the target's recorded events with
         the rules' (an engine-deviation claim is decided by this, not by opinion), with the evidence:
         the block's oracle submissions and price, the book before the block, the risk inputs and the
-        waterfall rung."""
+        waterfall rung. One replay at a time per node (429 ``check_busy`` meanwhile); an answer is kept
+        and served again."""
         with node.lock:
             found = node.state.disputes.disputes.get(dispute_id)
         if found is None:
             raise ProtocolError("unknown_dispute", f"no dispute {dispute_id}", field="dispute_id")
-        return {"dispute_id": dispute_id, **check_dispute_target(node.data_dir, found)}
+        try:
+            return {"dispute_id": dispute_id, **ctx.dispute_checks.check(found)}
+        except CheckBusy as busy:          # one replay at a time per node (DisputeChecks)
+            return JSONResponse({"code": "check_busy", "message": str(busy), "field": None}, status_code=429)
 
     @router.get("/v1/dispute-targets", response_model=DisputeTargets, responses=NOT_FOUND, tags=["disputes"])
     def targets(owner: str | None = Query(None, description="only the targets of this owner")) -> Any:
