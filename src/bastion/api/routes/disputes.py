@@ -97,8 +97,9 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
             raise ProtocolError("unknown_dispute", f"no dispute {dispute_id}", field="dispute_id")
         try:
             return {"dispute_id": dispute_id, **ctx.dispute_checks.check(found)}
-        except CheckBusy as busy:          # one replay at a time per node (DisputeChecks)
-            return JSONResponse({"code": "check_busy", "message": str(busy), "field": None}, status_code=429)
+        except CheckBusy:                  # one replay at a time per node (DisputeChecks)
+            return JSONResponse({"code": "check_busy", "message": "another dispute check is replaying a block; "
+                                 "try again", "field": None}, status_code=429)
 
     @router.get("/v1/dispute-targets", response_model=DisputeTargets, responses=NOT_FOUND, tags=["disputes"])
     def targets(owner: str | None = Query(None, description="only the targets of this owner")) -> Any:
