@@ -173,6 +173,11 @@ def test_the_api_and_the_pages_lay_out_a_dispute_and_its_evidence(disputed_chain
         assert [(d["dispute_id"], d["status"], d["claim"], d["bond"]) for d in listed["disputes"]] == [
             (1, "open", "174.485", "20")]
         assert client.get("/v1/disputes", params={"owner": C1}).json()["disputes"] == []
+        assert listed["next_cursor"] is None                     # bounded pages: limit and cursor
+        assert client.get("/v1/disputes", params={"cursor": "1"}).json()["disputes"] == []
+        assert client.get("/v1/dispute-targets", params={"limit": 0}).status_code == 400   # the API's bad-input status
+        bad = client.get("/v1/dispute-targets", params={"cursor": "x"})
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_cursor"
         targets = client.get("/v1/dispute-targets").json()["targets"]
         assert [(t["target_id"], t["loss"], t["reference_price"], t["claimed_by"]) for t in targets] == [
             (1, "174.485", "50000", "dispute:1")]

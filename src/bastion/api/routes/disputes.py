@@ -11,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.api import models
-from bastion.api.context import NOT_FOUND, ApiContext
+from bastion.api.context import MAX_ROWS, NOT_FOUND, ApiContext
+from bastion.api.routes.bots import parse_id_cursor
 from bastion.core.errors import ProtocolError
 from bastion.core.messages import normalize_address
 from bastion.node.dispute_check import CheckBusy, describe_dispute, describe_program, describe_target
@@ -32,12 +33,14 @@ class DisputeView(BaseModel):
 class Disputes(BaseModel):
     height: int
     disputes: list[DisputeView]
+    next_cursor: str | None = Field(None, description="pass as cursor for the next page; null on the last")
 
 
 class DisputeTargets(BaseModel):
     height: int
     targets: list[dict[str, Any]] = Field(description="recorded liquidations, takeovers, deleveragings and "
                                                       "settlements still kept, oldest first")
+    next_cursor: str | None = Field(None, description="pass as cursor for the next page; null on the last")
 
 
 class DisputeCheck(BaseModel):
@@ -64,14 +67,19 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
     node = ctx.node
 
     @router.get("/v1/disputes", response_model=Disputes, responses=NOT_FOUND, tags=["disputes"])
-    def disputes(owner: str | None = Query(None, description="only this owner's disputes")) -> Any:
-        """Every dispute, in opening order (or only ``owner``'s)."""
+    def disputes(owner: str | None = Query(None, description="only this owner's disputes"),
+                 limit: int = Query(100, ge=1, le=MAX_ROWS),
+                 cursor: str | None = Query(None, max_length=24,
+                                            description="the next_cursor of the previous page")) -> Any:
+        """The disputes in opening order (or only ``owner``'s), ``limit`` per page."""
         wanted = None if owner is None else normalize_address(owner, field="owner")
+        after = parse_id_cursor(cursor)
         with node.lock:
             state = node.state
-            return {"height": state.height,
-                    "disputes": [describe_dispute(state, d) for d in state.disputes.disputes.values()
-                                 if wanted is None or d.owner == wanted]}
+            found = [d for d in state.disputes.disputes.values()
+                     if d.dispute_id > after and (wanted is None or d.owner == wanted)]
+            return {"height": state.height, "disputes": [describe_dispute(state, d) for d in found[:limit]],
+                    "next_cursor": str(found[limit - 1].dispute_id) if len(found) > limit else None}
 
     @router.get("/v1/disputes/{dispute_id}", response_model=DisputeView, responses=NOT_FOUND, tags=["disputes"])
     def dispute(dispute_id: int) -> Any:
@@ -102,14 +110,20 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
                                  "try again", "field": None}, status_code=429)
 
     @router.get("/v1/dispute-targets", response_model=DisputeTargets, responses=NOT_FOUND, tags=["disputes"])
-    def targets(owner: str | None = Query(None, description="only the targets of this owner")) -> Any:
-        """The targets a dispute may name (kept ``record_retention``), each with its loss and deadline."""
+    def targets(owner: str | None = Query(None, description="only the targets of this owner"),
+                limit: int = Query(100, ge=1, le=MAX_ROWS),
+                cursor: str | None = Query(None, max_length=24,
+                                           description="the next_cursor of the previous page")) -> Any:
+        """The targets a dispute may name (kept ``record_retention``), each with its loss and deadline,
+        ``limit`` per page."""
         wanted = None if owner is None else normalize_address(owner, field="owner")
+        after = parse_id_cursor(cursor)
         with node.lock:
             state = node.state
-            return {"height": state.height,
-                    "targets": [describe_target(state, t) for t in state.disputes.targets.values()
-                                if wanted is None or t.owner == wanted]}
+            found = [t for t in state.disputes.targets.values()
+                     if t.target_id > after and (wanted is None or t.owner == wanted)]
+            return {"height": state.height, "targets": [describe_target(state, t) for t in found[:limit]],
+                    "next_cursor": str(found[limit - 1].target_id) if len(found) > limit else None}
 
     @router.get("/v1/incidents", response_model=Incidents, tags=["disputes"])
     def incidents() -> Any:
