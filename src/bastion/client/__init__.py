@@ -349,8 +349,11 @@ class _Methods:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ disputes (issue 18)
-    def disputes(self, *, owner: str | None = None) -> Any:
-        return self._request("GET", "/v1/disputes", params={"owner": owner} if owner else None)
+    def disputes(self, *, owner: str | None = None, limit: int | None = None, cursor: str | None = None) -> Any:
+        """``GET /v1/disputes``: the disputes in opening order (only ``owner``'s if given); pages by
+        ``next_cursor``."""
+        return self._request("GET", "/v1/disputes", params=_drop_none({"owner": owner, "limit": limit,
+                                                                       "cursor": cursor}))
 
     def dispute(self, dispute_id: int) -> Any:
         return self._request("GET", f"/v1/disputes/{dispute_id}")
@@ -359,8 +362,11 @@ class _Methods:
         """The disputed block replayed from the node's log: ``deviation``, recorded vs replayed, evidence."""
         return self._request("GET", f"/v1/disputes/{dispute_id}/check")
 
-    def dispute_targets(self, *, owner: str | None = None) -> Any:
-        return self._request("GET", "/v1/dispute-targets", params={"owner": owner} if owner else None)
+    def dispute_targets(self, *, owner: str | None = None, limit: int | None = None,
+                        cursor: str | None = None) -> Any:
+        """``GET /v1/dispute-targets``: the targets a dispute may name; pages by ``next_cursor``."""
+        return self._request("GET", "/v1/dispute-targets", params=_drop_none({"owner": owner, "limit": limit,
+                                                                              "cursor": cursor}))
 
     def incident_programs(self) -> Any:
         return self._request("GET", "/v1/incidents")
