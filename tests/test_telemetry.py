@@ -188,3 +188,36 @@ def test_the_governance_page_shows_the_cited_snapshot_and_the_exposure_beside_th
     assert exposure["delegates"][0]["markets"][0]["own_size"] == "2" and exposure["markets"][BTC] == "gains"
     assert f'data-delegate="{OWNER}"' in page and "directly exposed" in page
     assert served.get("/v1/governance/proposals/9/exposure").status_code == 404
+
+
+def test_a_snapshot_reads_the_blocks_without_the_node_lock_and_one_at_a_time(served, monkeypatch):
+    """Reading an epoch's blocks (up to 10,000) must not stall block production: while the blocks are
+    read, the node produces a block; a second request meanwhile is told to come back (429
+    ``telemetry_busy``) instead of starting another read."""
+    import threading
+
+    from bastion import telemetry
+    for _ in range(3):
+        served.node.produce_block()
+    reading, release = threading.Event(), threading.Event()
+    real = telemetry.BlockLog.block
+
+    def slow_block(self, height):
+        reading.set()
+        release.wait(10)
+        return real(self, height)
+
+    monkeypatch.setattr(telemetry.BlockLog, "block", slow_block)
+    answers: list = []
+    worker = threading.Thread(target=lambda: answers.append(served.get("/v1/telemetry")))
+    worker.start()
+    try:
+        assert reading.wait(10)
+        served.node.produce_block()                   # takes the node's lock: free while the blocks are read
+        assert served.node.state.height == 4
+        busy = served.get("/v1/telemetry")
+        assert busy.status_code == 429 and busy.json()["code"] == "telemetry_busy"
+    finally:
+        release.set()
+        worker.join(10)
+    assert answers[0].status_code == 200 and answers[0].json()["snapshot"]["epoch"]["end_height"] == 3

@@ -34,6 +34,7 @@ voting window overlaps the epoch, its turnout (votes cast / total supply at its 
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import threading
 from collections import deque
@@ -46,8 +47,9 @@ from bastion.core import votes
 from bastion.core.errors import ProtocolError
 from bastion.core.orders import fill_notional
 from bastion.core.snapshot import canonical_bytes
-from bastion.core.state import State
+from bastion.core.state import Market, State
 from bastion.core.units import PPM
+from bastion.node.blocklog import BlockLog
 from bastion.node.node import Node
 
 __all__ = ["CLUSTER_MIN_LIQUIDATIONS", "DEFAULT_EPOCH_BLOCKS", "FORMAT", "MAX_EPOCH_BLOCKS", "Suggestion",
@@ -119,22 +121,61 @@ class TelemetryStore:
             return self._items.get(digest)
 
 
+class TelemetryBusy(Exception):
+    """Another telemetry snapshot is being computed on this node (``take_snapshot``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainView:
+    """What a snapshot reads from the state, copied under the node's lock so that the epoch's blocks
+    can be read and counted without it: the chain id and height, the markets (copies: their grids
+    value the fills) and the governance figures of the epoch."""
+
+    chain_id: str
+    height: int
+    markets: dict[str, Market]
+    governance: dict[str, Any]
+
+
+def view_chain(state: State, start_height: int, end_height: int) -> ChainView:
+    """``state``'s ``ChainView`` for the epoch ``start_height``..``end_height``."""
+    return ChainView(state.chain_id, state.height, {t: copy.copy(m) for t, m in state.markets.items()},
+                     _governance(state, start_height, end_height))
+
+
+_computing = threading.Lock()   # one snapshot at a time per process: reading 10,000 blocks takes seconds
+
+
 def take_snapshot(node: Node, store: TelemetryStore, suggestions: SuggestionLog, start_height: int | None = None,
                   end_height: int | None = None) -> tuple[str, dict[str, Any]]:
     """``(snapshot_hash, snapshot)`` of an epoch of ``node``'s chain, kept in ``store``: ``end_height``
     defaults to the head, ``start_height`` to ``DEFAULT_EPOCH_BLOCKS`` blocks before it; the epoch must
-    end at or before the head and hold at most ``MAX_EPOCH_BLOCKS`` blocks (``invalid_epoch``). Reads
-    the blocks' events from the block log under the node's lock."""
-    with node.lock:
-        head = node.state.height
-        end = head if end_height is None else end_height
-        start = max(1, end - DEFAULT_EPOCH_BLOCKS + 1) if start_height is None else start_height
-        if end > head or not 1 <= start <= end or end - start + 1 > MAX_EPOCH_BLOCKS:
-            raise ProtocolError("invalid_epoch", f"an epoch is 1 <= start_height <= end_height <= {head} (the head), "
-                                f"at most {MAX_EPOCH_BLOCKS} blocks", field="start_height")
-        blocks = [(b.height, b.time_ms, b.events) for b in (node.log.block(h) for h in range(start, end + 1))
-                  if b is not None]
-        document = compute_telemetry(node.state, blocks, start, end, suggestions.between(start, end))
+    end at or before the head and hold at most ``MAX_EPOCH_BLOCKS`` blocks (``invalid_epoch``).
+
+    The node's lock is held only to check the epoch and copy the ``ChainView``; the blocks are read
+    from the log through a connection of their own and counted without it, so a request for a long
+    epoch never stalls block production. One snapshot is computed at a time (``TelemetryBusy`` for
+    a caller meanwhile)."""
+    if not _computing.acquire(blocking=False):
+        raise TelemetryBusy("another telemetry snapshot is being computed; try again")
+    try:
+        with node.lock:
+            head = node.state.height
+            end = head if end_height is None else end_height
+            start = max(1, end - DEFAULT_EPOCH_BLOCKS + 1) if start_height is None else start_height
+            if end > head or not 1 <= start <= end or end - start + 1 > MAX_EPOCH_BLOCKS:
+                raise ProtocolError("invalid_epoch", f"an epoch is 1 <= start_height <= end_height <= {head} (the "
+                                    f"head), at most {MAX_EPOCH_BLOCKS} blocks", field="start_height")
+            view = view_chain(node.state, start, end)
+        log = BlockLog(node.data_dir / "blocks.db")
+        try:
+            blocks = [(b.height, b.time_ms, b.events) for b in (log.block(h) for h in range(start, end + 1))
+                      if b is not None]
+        finally:
+            log.close()
+        document = compute_from_view(view, blocks, start, end, suggestions.between(start, end))
+    finally:
+        _computing.release()
     return store.put(document), document
 
 
@@ -163,15 +204,22 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
     """The telemetry snapshot (module docstring) of the epoch ``start_height``..``end_height`` from
     ``blocks`` (``(height, time_ms, events)`` in height order, those outside the epoch ignored), the
     governance of ``state`` and the recorded ``suggestions``. Raises ``invalid_epoch``."""
+    return compute_from_view(view_chain(state, start_height, end_height), blocks, start_height, end_height,
+                             suggestions)
+
+
+def compute_from_view(view: ChainView, blocks: Iterable[tuple[int, int, list[dict[str, Any]]]], start_height: int,
+                      end_height: int, suggestions: Iterable[Suggestion] = ()) -> dict[str, Any]:
+    """``compute_telemetry`` from a ``ChainView`` copied under the node's lock."""
     if not 1 <= start_height <= end_height or end_height - start_height + 1 > MAX_EPOCH_BLOCKS:
         raise ProtocolError("invalid_epoch", f"an epoch is 1 <= start_height <= end_height, at most "
                             f"{MAX_EPOCH_BLOCKS} blocks", field="start_height")
-    markets: dict[str, dict[str, Any]] = {ticker: _empty_market() for ticker in state.markets}
+    markets: dict[str, dict[str, Any]] = {ticker: _empty_market() for ticker in view.markets}
     sides: dict[tuple[str, str], dict[int, set[str]]] = {}      # (market, owner) -> number -> sides traded
     volume: dict[tuple[str, str], int] = {}
-    clusters: dict[str, list[dict[str, int]]] = {ticker: [] for ticker in state.markets}
+    clusters: dict[str, list[dict[str, int]]] = {ticker: [] for ticker in view.markets}
     liquidated: list[tuple[int, str, int, str]] = []                # (height, owner, number, market)
-    orders: dict[str, set[int]] = {ticker: set() for ticker in state.markets}
+    orders: dict[str, set[int]] = {ticker: set() for ticker in view.markets}
     first_ms = last_ms = None
     for height, time_ms, events in blocks:
         if not start_height <= height <= end_height:
@@ -194,7 +242,7 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
             elif kind == "self_trade_decrement":
                 row["self_trade_prevention_hits"] += 1
             elif kind == "fill" and not event.get("liquidation") and not event.get("backstop"):
-                quote = abs(fill_notional(state.markets[ticker], event["size"], event["price"]))
+                quote = abs(fill_notional(view.markets[ticker], event["size"], event["price"]))
                 row["fills"] += 1
                 row["fill_volume_usdc"] += quote
                 taker_side = event["taker_side"]
@@ -233,10 +281,10 @@ def compute_telemetry(state: State, blocks: Iterable[tuple[int, int, list[dict[s
         row["isolation_ignored"] = sum(
             1 for s in mine if any(h > s.height and o == s.owner and n == s.number and m == ticker
                                    for h, o, n, m in liquidated))
-    return {"format": FORMAT, "chain_id": state.chain_id, "state_height": state.height,
+    return {"format": FORMAT, "chain_id": view.chain_id, "state_height": view.height,
             "epoch": {"start_height": start_height, "end_height": end_height, "first_block_ms": first_ms,
                       "last_block_ms": last_ms},
-            "markets": markets, "governance": _governance(state, start_height, end_height)}
+            "markets": markets, "governance": view.governance}
 
 
 def _governance(state: State, start_height: int, end_height: int) -> dict[str, Any]:

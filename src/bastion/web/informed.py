@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from bastion.core.errors import ProtocolError
 from bastion.core.units import format_ppm, format_usdc
-from bastion.telemetry import TelemetryStore, take_snapshot
+from bastion.telemetry import TelemetryBusy, TelemetryStore, take_snapshot
 from bastion.web.context import PageContext
 
 __all__ = ["describe_cited_snapshot", "describe_snapshot", "telemetry_page_routes"]
@@ -52,5 +52,7 @@ def telemetry_page_routes(ctx: PageContext) -> APIRouter:
             snapshot = describe_snapshot(document)
         except ProtocolError as refused:
             error = f"{refused.code}: {refused.message}"
+        except TelemetryBusy as busy:
+            error = str(busy)
         return ctx.render(request, "telemetry.html", "/telemetry", digest=digest, snapshot=snapshot, error=error)
     return router

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
 
 from bastion.api import models
 from bastion.api.context import INT64, ApiContext
@@ -19,7 +20,7 @@ from bastion.api.context import NOT_FOUND as not_found
 from bastion.api.views import describe_voter_exposure
 from bastion.core.errors import ProtocolError
 from bastion.core.state import Proposal, State
-from bastion.telemetry import take_snapshot
+from bastion.telemetry import TelemetryBusy, take_snapshot
 
 
 def find_proposal(state: State, reference: str) -> Proposal:
@@ -37,14 +38,20 @@ def telemetry_routes(ctx: ApiContext) -> APIRouter:
     router = APIRouter()
     node, store, suggestions = ctx.node, ctx.telemetry, ctx.suggestions
 
-    @router.get("/v1/telemetry", response_model=models.TelemetrySnapshot, tags=["governance"])
+    @router.get("/v1/telemetry", response_model=models.TelemetrySnapshot, tags=["governance"], responses={
+        429: {"model": models.Error, "description": "another snapshot is being computed (telemetry_busy)"}})
     def telemetry(start_height: int | None = Query(None, ge=1, le=INT64),
                   end_height: int | None = Query(None, ge=1, le=INT64)) -> Any:
         """The misuse telemetry of an epoch (``bastion.telemetry.take_snapshot``): ``end_height``
         defaults to the head, ``start_height`` to ``DEFAULT_EPOCH_BLOCKS`` blocks before it; at most
         ``MAX_EPOCH_BLOCKS`` blocks, ending at or before the head (``invalid_epoch``). The snapshot
-        is kept by this node under ``snapshot_hash``."""
-        digest, document = take_snapshot(node, store, suggestions, start_height, end_height)
+        is kept by this node under ``snapshot_hash``. The blocks are read without the node's lock, one
+        snapshot at a time (429 ``telemetry_busy`` meanwhile)."""
+        try:
+            digest, document = take_snapshot(node, store, suggestions, start_height, end_height)
+        except TelemetryBusy:
+            return JSONResponse({"code": "telemetry_busy", "message": "another telemetry snapshot is being "
+                                 "computed; try again", "field": None}, status_code=429)
         return {"snapshot_hash": digest, "snapshot": document}
 
     @router.get("/v1/telemetry/{snapshot_hash}", response_model=models.TelemetrySnapshot, responses=not_found,
