@@ -206,7 +206,7 @@ def test_a_listed_market_ticks_funding_from_the_next_hour():
 def test_a_snapshot_after_listing_restores_the_same_state():
     chain = listed_and_traded()
     document = state_to_document(chain.state)
-    assert document["format"] == "bastion-snapshot/21"
+    assert document["format"] == "bastion-snapshot/22"
     restored = state_from_document(document)
     assert restored.state_hash == chain.state.state_hash
     assert list(restored.markets) == [BTC, ETH, PEPE, SOL] and restored.markets[SOL].holders == \

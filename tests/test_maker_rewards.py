@@ -260,7 +260,7 @@ def test_snapshot_mid_epoch_keeps_scores_and_pool() -> None:
     assert restored.maker_reward_params == chain.state.maker_reward_params
     assert restored.state_hash == chain.state.state_hash
     keys = {key[0] for key in leaves.iter_leaf_keys(chain.state)}
-    assert {"maker_reward_params", "maker_rewards", "maker_score"} <= keys
+    assert {"maker_reward_params", "maker_rewards", "maker_scores"} <= keys
 
 
 # --------------------------------------------------------------------------------------- properties

@@ -859,9 +859,10 @@ def _read_maker_rewards(state: State, doc: Json) -> None:
          for owner, number, ticker, weighted, two_sided in doc["scores"]})
 
 
-def _maker_score_value(state: State, key: Key) -> Value:
-    entry = state.maker_rewards.scores.get((key[1], key[2], key[3]))
-    return None if entry is None else list(entry)
+def _maker_scores_value(state: State, key: Key) -> Value:
+    ticker = key[1]
+    rows = [[owner, number, *entry] for (owner, number, t), entry in state.maker_rewards.scores.items() if t == ticker]
+    return rows or None
 
 
 # --------------------------------------------------------------------------------------- counter-reports, upgrades
@@ -1102,9 +1103,11 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              "market (absent until used)", _maker_rewards_value,
              keys=lambda state: [] if _maker_rewards_unused(state) else [("maker_rewards",)],
              snapshot=(Section("maker_rewards", _write_maker_rewards, _read_maker_rewards),)),
-    LeafKind("maker_score", ("owner", "number", "ticker"), "a maker's weighted depth and two-sided samples on a "
-             "market in the running epoch", _maker_score_value, within="maker_rewards",
-             keys_within=lambda state, parent: [("maker_score", *key) for key in state.maker_rewards.scores]),
+    LeafKind("maker_scores", ("ticker",), "every maker's weighted depth and two-sided samples on a market in the "
+             "running epoch (one leaf per market: a sample re-encodes it once)", _maker_scores_value,
+             within="maker_rewards",
+             keys_within=lambda state, parent: [("maker_scores", ticker) for ticker in dict.fromkeys(
+                 ticker for _, _, ticker in state.maker_rewards.scores)]),
     LeafKind("proposal_exposure", ("proposal_id",), "a proposal's voter exposure disclosure, frozen when its vote "
              "opened: each exposed delegate's votes, discount flag and positions per touched market",
              _proposal_exposure_value,

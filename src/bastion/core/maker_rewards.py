@@ -172,6 +172,7 @@ def sample_books(state: State, params: MakerRewardParams, rewards: MakerRewards)
         rewards.samples[ticker] = rewards.samples.get(ticker, 0) + 1
         if cutoff != -1:
             low, high = maker_band_ticks(price, band_ppm=params.band_ppm)
+            touched = False
             for (owner, number), (bid, ask) in market.book.maker_depth(low, high, cutoff).items():
                 if bid <= 0 or ask <= 0:
                     continue
@@ -184,7 +185,9 @@ def sample_books(state: State, params: MakerRewardParams, rewards: MakerRewards)
                 else:
                     entry[0] += score
                     entry[1] += 1
-                state.touch(("maker_score", owner, number, ticker))
+                touched = True
+            if touched:
+                state.touch(("maker_scores", ticker))   # one leaf per market: one encoding per sample
     state.touch(("maker_rewards",))
 
 
@@ -234,8 +237,8 @@ def close_epoch(state: State, params: MakerRewardParams, rewards: MakerRewards, 
     emit(events, ev.MakerRewardEpoch, epoch=rewards.epoch, start_height=rewards.epoch_start_height,
          end_height=state.height, pool=pool, total_score=total, makers=len(standings), paid=paid,
          rolled_over=pool - paid)
-    for owner, number, ticker in rewards.scores:
-        state.touch(("maker_score", owner, number, ticker))
+    for ticker in dict.fromkeys(ticker for _, _, ticker in rewards.scores):
+        state.touch(("maker_scores", ticker))
     rewards.pool = pool - paid
     rewards.paid_total += paid
     rewards.epoch += 1

@@ -21,7 +21,7 @@ from bastion.core.hashing import commit_state_hash
 from bastion.core.leaves import iter_leaf_keys, read_sections, write_sections
 from bastion.core.state import State
 
-FORMAT = "bastion-snapshot/21"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
+FORMAT = "bastion-snapshot/22"  # 2: BGOV holders, delegations and vote checkpoints; 3: governance params, proposals;
 #   4: parameter history; 5: staged rollouts (in creation order), per-market liquidation counts, the
 #   guardian (address, expiry, pause keys used) and its pauses, the council, stress attestations,
 #   steward bounds, cooldowns and approvals, listing parameters; 6: the stress gate's verdict
@@ -43,6 +43,7 @@ FORMAT = "bastion-snapshot/21"  # 2: BGOV holders, delegations and vote checkpoi
 #   20: proposals' voter exposure disclosures, frozen when their votes open
 #   21: counter-reports, the scheduled upgrade, the counter-report bond and window among the governance
 #   parameters
+#   22: maker scores committed as one leaf per market (maker_scores), no longer one per maker
 
 
 def state_to_document(state: State) -> dict[str, Any]:
