@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from builders import free_port
-from test_ui_browser import CHROMIUM, act_as, screenshot
+from test_ui_browser import CHROMIUM, act_as, browser_page, screenshot, start_demo_server
 
-from bastion.demo import DemoServer
 from bastion.demo.bots import DEMO_PROPOSAL_TITLE
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
@@ -24,20 +22,15 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    demo = DemoServer(tmp_path_factory.mktemp("story") / "demo", port=free_port(), block_time_ms=100,
-                      step_ms=200, pace=4)
-    demo.start()
+    demo = start_demo_server(tmp_path_factory.mktemp("story") / "demo", block_time_ms=100, step_ms=200, pace=4)
     yield demo
     demo.close()
 
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
-    yield opened
-    context.close()
+    with browser_page(browser) as opened:
+        yield opened
 
 
 def test_dave_is_told_when_the_price_path_liquidates_him(page, server, browser):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,8 +42,7 @@ sync_api.expect.set_options(timeout=15_000)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    demo = DemoServer(tmp_path_factory.mktemp("browser") / "demo", port=free_port(), block_time_ms=100)
-    demo.start()
+    demo = start_demo_server(tmp_path_factory.mktemp("browser") / "demo", block_time_ms=100)
     yield demo
     demo.close()
 
@@ -66,6 +66,27 @@ def page(browser, server):
     yield opened
     context.close()
     assert foreign == []
+
+
+@contextmanager
+def browser_page(browser, width: int = 1400, height: int = 900):
+    """A fresh browser context (no cookies of another test) and its one page, 15 s timeouts; closed
+    after. The browser-test modules build their ``page`` fixtures on it."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def start_demo_server(data_dir, **options) -> DemoServer:
+    """A started ``DemoServer`` (the demo of ``make run``, in-process) on a free port with
+    ``options`` (block_time_ms, step_ms, pace, bots, ...); the caller closes it."""
+    demo = DemoServer(data_dir, port=free_port(), **options)
+    demo.start()
+    return demo
 
 
 def act_as(page, server, name: str) -> None:

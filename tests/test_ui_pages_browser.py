@@ -14,12 +14,10 @@ import time
 from decimal import Decimal
 
 import pytest
-from builders import free_port
 from eth_account import Account
-from test_ui_browser import CHROMIUM, act_as, screenshot
+from test_ui_browser import CHROMIUM, act_as, browser_page, screenshot, start_demo_server
 
 from bastion.core.timefmt import parse_iso_ms
-from bastion.demo import DemoServer
 from bastion.demo.keys import get_demo_keys
 from bastion.signing import sign_envelope
 from bastion.web.formatting import usd
@@ -41,20 +39,15 @@ FORMATTED = ("/liquidations", "/governance", "/risk", "/portfolio")  # every tab
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    demo = DemoServer(tmp_path_factory.mktemp("pages") / "demo", port=free_port(), block_time_ms=100,
-                      step_ms=200, pace=4)
-    demo.start()
+    demo = start_demo_server(tmp_path_factory.mktemp("pages") / "demo", block_time_ms=100, step_ms=200, pace=4)
     yield demo
     demo.close()
 
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
-    yield opened
-    context.close()
+    with browser_page(browser, width=1440) as opened:
+        yield opened
 
 
 def wait_for_rows(server, path: str, params: dict, count: int, timeout_s: float = 90) -> list[dict]:

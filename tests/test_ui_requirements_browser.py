@@ -14,17 +14,14 @@ import math
 import time
 import urllib.request
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from builders import free_port
+from test_ui_browser import CHROMIUM, act_as, browser_page, start_demo_server
 
-from bastion.demo import DemoServer
 from bastion.demo.genesis import build_demo_genesis
 from bastion.demo.keys import get_demo_keys
 from bastion.node.node import Node
 
-CHROMIUM = Path("/usr/bin/chromium")
 ALICE = get_demo_keys()["alice"].address
 BOB = get_demo_keys()["bob"].address
 BANNER = "Governed: at most 5x on BTC here"
@@ -46,23 +43,16 @@ def server(tmp_path_factory: pytest.TempPathFactory):
             entry["subaccounts"][0]["positions"] = [{"market": "BTC-USD", "size": "0.5" if entry["address"] == ALICE
                                                      else "-0.5"}]
     Node(data_dir, genesis).close()     # the demo server resumes this chain
-    demo = DemoServer(data_dir, port=free_port(), block_time_ms=100, bots=False)
-    demo.start()
+    demo = start_demo_server(data_dir, block_time_ms=100, bots=False)
     yield demo
     demo.close()
 
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
-    opened.goto(server.url + "/")
-    with opened.expect_navigation():
-        opened.select_option("#signer", "demo:alice")
-    opened.wait_for_load_state("load")
-    yield opened
-    context.close()
+    with browser_page(browser) as opened:
+        act_as(opened, server, "alice")
+        yield opened
 
 
 def read(server, path: str) -> dict:
