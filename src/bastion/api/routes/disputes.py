@@ -4,6 +4,7 @@
 ruled, appealed and claimed with signed messages through ``POST /v1/tx``."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -60,6 +61,15 @@ class Incidents(BaseModel):
     programs: list[dict[str, Any]]
 
 
+def page_by_id(records: dict[int, Any], after: int, limit: int,
+               keep: Callable[[Any], bool]) -> tuple[list[Any], str | None]:
+    """One page of ``records`` (keyed by increasing id, in id order): the first ``limit`` kept
+    records whose id is above ``after``, and the ``next_cursor`` (the last id shown) when more follow."""
+    ids = [key for key, record in records.items() if key > after and keep(record)]
+    page = [records[key] for key in ids[:limit]]
+    return page, str(ids[limit - 1]) if len(ids) > limit else None
+
+
 def dispute_routes(ctx: ApiContext) -> APIRouter:
     """``/v1/disputes``, ``/v1/disputes/{id}``, ``/v1/disputes/{id}/check``, ``/v1/dispute-targets``,
     ``/v1/incidents``."""
@@ -76,10 +86,10 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
         after = parse_id_cursor(cursor)
         with node.lock:
             state = node.state
-            found = [d for d in state.disputes.disputes.values()
-                     if d.dispute_id > after and (wanted is None or d.owner == wanted)]
-            return {"height": state.height, "disputes": [describe_dispute(state, d) for d in found[:limit]],
-                    "next_cursor": str(found[limit - 1].dispute_id) if len(found) > limit else None}
+            page, next_cursor = page_by_id(state.disputes.disputes, after, limit,
+                                           lambda d: wanted is None or d.owner == wanted)
+            return {"height": state.height, "disputes": [describe_dispute(state, d) for d in page],
+                    "next_cursor": next_cursor}
 
     @router.get("/v1/disputes/{dispute_id}", response_model=DisputeView, responses=NOT_FOUND, tags=["disputes"])
     def dispute(dispute_id: int) -> Any:
@@ -120,10 +130,10 @@ def dispute_routes(ctx: ApiContext) -> APIRouter:
         after = parse_id_cursor(cursor)
         with node.lock:
             state = node.state
-            found = [t for t in state.disputes.targets.values()
-                     if t.target_id > after and (wanted is None or t.owner == wanted)]
-            return {"height": state.height, "targets": [describe_target(state, t) for t in found[:limit]],
-                    "next_cursor": str(found[limit - 1].target_id) if len(found) > limit else None}
+            page, next_cursor = page_by_id(state.disputes.targets, after, limit,
+                                           lambda t: wanted is None or t.owner == wanted)
+            return {"height": state.height, "targets": [describe_target(state, t) for t in page],
+                    "next_cursor": next_cursor}
 
     @router.get("/v1/incidents", response_model=Incidents, tags=["disputes"])
     def incidents() -> Any:
