@@ -7,6 +7,8 @@
 - ``bench_book.py``: the order book alone (1,000,000 ops by default);
 - ``bench_state_machine.py``: the whole state machine (1,000,000 orders over 1,000 accounts and
   three markets, blocks of 1,000, a state hash per block);
+- ``bench_maker_rewards.py``: what maker-reward sampling costs the state machine (50,000 orders,
+  rewards off against on: valgrind instruction counts when installed, and interleaved timings);
 - ``bench_liquidation.py``: the end-of-block liquidation step after a 20% oracle drop, 100,000
   subaccounts with 5 positions each, 10% of them liquidatable;
 - ``bench_stress.py``: the stress fast path (account-steps/s) and the default gate sweep
@@ -42,6 +44,7 @@ def main() -> None:
         sys.exit(compare_compiled(args.ops, args.compiled))
     env_path = str(HERE.parent / "src")
     runs = [["bench_book.py", "--ops", str(args.ops)], ["bench_state_machine.py", "--ops", str(args.ops)],
+            ["bench_maker_rewards.py", "--ops", "50000"],
             ["bench_liquidation.py", "--check"], ["bench_stress.py"], ["bench_api.py"]]
     for script, *options in runs:
         command = [sys.executable, str(HERE / script), *options]

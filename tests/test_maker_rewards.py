@@ -83,13 +83,19 @@ def naive_depth(book: Book, low: int, high: int, before_ms: int | None) -> dict[
     return out
 
 
-def totals_by_scan(book: Book) -> dict[tuple[str, int], dict[int, int]]:
-    out: dict[tuple[str, int], dict[int, int]] = {}
+def totals_by_scan(book: Book) -> dict[int, dict[tuple[str, int], int]]:
+    """Each level's lots per maker by a scan of every order (level key: price for bids, -price for asks)."""
+    out: dict[int, dict[tuple[str, int], int]] = {}
     for order in book.orders():
-        key = order.price if order.side == BUY else -order.price
-        levels = out.setdefault((order.owner, order.number), {})
-        levels[key] = levels.get(key, 0) + order.remaining
+        makers = out.setdefault(order.price if order.side == BUY else -order.price, {})
+        maker = (order.owner, order.number)
+        makers[maker] = makers.get(maker, 0) + order.remaining
     return out
+
+
+def kept_totals(book: Book) -> dict[int, dict[tuple[str, int], int] | None]:
+    """The per-maker totals each level of the book keeps (None while the book does not track them)."""
+    return {key: level.makers for levels in (book._bids, book._asks) for key, level in levels.items()}
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["add", "remove", "reduce", "match", "match_each"]),
@@ -127,13 +133,16 @@ def test_per_maker_totals_follow_every_book_write(ops: list[tuple[str, int, int,
         elif op == "match_each":
             book.match(side, price, lots,
                        lambda maker, q, taker=owner: FILL_CANCEL_MAKER if maker.owner == taker else max(1, q // 2))
-        if book._makers is None:   # not kept before the first track_makers: the writes skip it
+        if not book._tracked:   # not kept before the first track_makers: the writes skip it
+            assert all(makers is None for makers in kept_totals(book).values())
             continue
-        assert book._makers == totals_by_scan(book)  # the derived index under test
+        assert kept_totals(book) == totals_by_scan(book)  # the derived index under test
         for low, high, cutoff in ((97, 103, None), (100, 100, time_ms // 2), (0, 10**9, time_ms)):
             assert book.maker_depth(low, high, cutoff) == naive_depth(book, low, high, cutoff)
     restored = copy.deepcopy(book)
-    assert restored._makers is None and restored.track_makers() == book.track_makers() == totals_by_scan(book)
+    assert not restored._tracked
+    restored.track_makers()
+    assert kept_totals(restored) == kept_totals(book) == totals_by_scan(book)
 
 
 # --------------------------------------------------------------------------------------- chain helpers

@@ -24,13 +24,15 @@ key list when it opens one of L levels; ``remove`` O(1), plus the same when it e
 ``match`` O(levels crossed + orders filled), whole levels being consumed without per-order
 arithmetic; ``best_bid``/``best_ask`` O(1); ``iter_levels`` O(1) per level.
 
-Per-maker totals, once :meth:`Book.track_makers` has been called (the first ``maker_depth`` does):
-``_makers`` maps each maker, the subaccount ``(owner, number)`` of resting orders, to its lots per
-level key, and every write below keeps it equal to the sum of that maker's resting ``remaining``
-per level, so ``maker_depth`` reads each maker's depth near a price from O(its levels) entries
-instead of a scan of every order (the maker-reward sampling, ``bastion.core.maker_rewards``).
-Until then it is None and the writes skip it, so a book nobody samples pays one test per write.
-It is derived: a copy or a snapshot starts without it and builds it again from the orders.
+Per-maker level totals, once :meth:`Book.track_makers` has been called (the first ``maker_depth``
+does): each level's ``makers`` maps the subaccount ``(owner, number)`` of its orders to their lots,
+and every write below keeps it equal to the sum of that maker's ``remaining`` at the level, so
+``maker_depth`` reads every maker's depth within a price band from the levels inside the band
+(found by binary search), never from a scan of the orders (the maker-reward sampling,
+``bastion.core.maker_rewards``). A level filled whole takes its totals with it, so the matching
+loop pays nothing for them there. Until then ``makers`` is None and the writes skip it, so a book
+nobody samples pays one test per write. It is derived: a copy or a snapshot starts without it and
+builds it again from the orders.
 
 Determinism: no floats, clock or randomness; dicts are iterated in insertion order only; orders
 compare by identity (``Order`` has no ``__eq__``).
@@ -41,7 +43,7 @@ The book must not be mutated while one of its iterators (``orders``, ``iter_leve
 """
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -122,14 +124,28 @@ class Order(_Queued):
 
 
 class _Level:
-    """The orders resting at one price: a FIFO queue linked through the orders, and its lots."""
+    """The orders resting at one price: a FIFO queue linked through the orders, its lots, and (once
+    the book tracks makers) each maker's lots here."""
 
-    __slots__ = ("key", "total", "head", "tail")
+    __slots__ = ("key", "total", "head", "tail", "makers")
 
-    def __init__(self, key: int, order: Order) -> None:
+    def __init__(self, key: int, order: Order, tracked: bool) -> None:
         self.key = key
         self.total = order.remaining
         self.head = self.tail = order
+        self.makers: dict[tuple[str, int], int] | None = (
+            {(order.owner, order.number): order.remaining} if tracked else None)
+
+    def take(self, order: Order, lots: int) -> None:
+        """Take ``lots`` of ``order`` off its maker's total here (the book tracks makers)."""
+        makers = self.makers
+        assert makers is not None
+        maker = (order.owner, order.number)
+        left = makers[maker] - lots
+        if left:
+            makers[maker] = left
+        else:
+            del makers[maker]
 
     def __iter__(self) -> Iterator[Order]:
         order: Order | None = self.head
@@ -141,7 +157,7 @@ class _Level:
 class Book:
     """Resting orders of one market, in price-time priority. See the module docstring."""
 
-    __slots__ = ("_orders", "_bids", "_asks", "_bid_keys", "_ask_keys", "_makers")
+    __slots__ = ("_orders", "_bids", "_asks", "_bid_keys", "_ask_keys", "_tracked")
 
     def __init__(self) -> None:
         self._orders: dict[int, Order] = {}  # order_id -> resting order, in insertion order
@@ -149,7 +165,7 @@ class Book:
         self._asks: dict[int, _Level] = {}  # key = -price
         self._bid_keys: list[int] = []  # ascending; the best bid last
         self._ask_keys: list[int] = []  # ascending (-price); the best ask last
-        self._makers: dict[tuple[str, int], dict[int, int]] | None = None  # (owner, number) -> key -> lots
+        self._tracked = False  # the levels keep per-maker totals (track_makers)
 
     # ------------------------------------------------------------------------- reads
     def __len__(self) -> int:
@@ -238,7 +254,7 @@ class Book:
             raise ValueError(f"cannot rest {order!r}: it would cross the other side of the book")
         level = levels.get(key)
         if level is None:
-            levels[key] = _Level(key, order)
+            levels[key] = _Level(key, order, self._tracked)
             order._prev = None
             if not keys or key > keys[-1]:
                 keys.append(key)
@@ -250,16 +266,12 @@ class Book:
             tail._next = order
             order._prev = tail
             level.tail = order
+            makers = level.makers
+            if makers is not None:
+                maker = (order.owner, order.number)
+                makers[maker] = makers.get(maker, 0) + lots
         order._next = None
         orders[order_id] = order
-        makers = self._makers
-        if makers is not None:
-            maker = (order.owner, order.number)
-            mine = makers.get(maker)
-            if mine is None:
-                makers[maker] = {key: lots}
-            else:
-                mine[key] = mine.get(key, 0) + lots
 
     def remove(self, order_id: int) -> Order | None:
         """Cancel a resting order and return it (``remaining`` untouched), or None if unknown."""
@@ -270,12 +282,10 @@ class Book:
             level = self._bids[order.price]
         else:
             level = self._asks[-order.price]
-        if self._makers is not None:
-            self._take(order, level.key, order.remaining)
         prev = order._prev
         following = order._next
         if prev is None:
-            if following is None:  # it was alone
+            if following is None:  # it was alone: its level and the level's totals go
                 self._drop_level(level.key)
                 return order
             level.head = following
@@ -290,6 +300,8 @@ class Book:
                 following._prev = prev
                 order._next = None
         level.total -= order.remaining
+        if level.makers is not None:
+            level.take(order, order.remaining)
         return order
 
     def reduce(self, order_id: int, lots: int) -> Order:
@@ -302,8 +314,8 @@ class Book:
         order.remaining -= lots
         order.size -= lots
         level.total -= lots
-        if self._makers is not None:
-            self._take(order, level.key, lots)
+        if level.makers is not None:
+            level.take(order, lots)
         return order
 
     def match(self, side: int, limit_price: int, lots: int,
@@ -334,17 +346,14 @@ class Book:
         if not keys or keys[-1] < bound or lots <= 0:
             return _NOTHING
         orders = self._orders
-        tracked = self._makers is not None
         left = lots
         while True:
             key = keys[-1]
             level = levels[key]
             total = level.total
-            if total <= left:  # the whole level fills
+            if total <= left:  # the whole level fills (and its per-maker totals go with it)
                 order: Order | None = level.head
                 while order is not None:
-                    if tracked:
-                        self._take(order, key, order.remaining)
                     order.remaining = 0
                     del orders[order.order_id]
                     following = order._next
@@ -357,16 +366,17 @@ class Book:
                     break
             else:  # the taker ends inside this level
                 level.total = total - left
+                tracked = level.makers is not None
                 head = level.head
                 while True:
                     maker_lots = head.remaining
                     if maker_lots > left:
                         head.remaining = maker_lots - left
                         if tracked:
-                            self._take(head, key, left)
+                            level.take(head, left)
                         break
                     if tracked:
-                        self._take(head, key, maker_lots)
+                        level.take(head, maker_lots)
                     head.remaining = 0
                     del orders[head.order_id]
                     left -= maker_lots
@@ -407,8 +417,8 @@ class Book:
                     maker.remaining -= filled
                     level = self._bids[maker.price] if maker.side == BUY else self._asks[-maker.price]
                     level.total -= filled
-                    if self._makers is not None:
-                        self._take(maker, level.key, filled)
+                    if level.makers is not None:
+                        level.take(maker, filled)
                 else:
                     self.remove(maker.order_id)
                     maker.remaining = 0
@@ -421,68 +431,50 @@ class Book:
                 raise InvariantViolation(f"on_fill returned {filled!r}: expected 1..{offer}, -1 or -2")
         return lots - left, False
 
-    def track_makers(self) -> dict[tuple[str, int], dict[int, int]]:
-        """Keep the per-maker totals from now on (see the module docstring; built once from the
-        orders) and return them; the caller must not change them."""
-        if self._makers is not None:
-            return self._makers
-        makers: dict[tuple[str, int], dict[int, int]] = {}
-        for order in self._orders.values():
-            key = order.price if order.side == BUY else -order.price
-            mine = makers.setdefault((order.owner, order.number), {})
-            mine[key] = mine.get(key, 0) + order.remaining
-        self._makers = makers
-        return makers
+    def track_makers(self) -> None:
+        """Keep the per-maker level totals from now on (see the module docstring; built once from
+        the orders)."""
+        if self._tracked:
+            return
+        for levels in (self._bids, self._asks):
+            for level in levels.values():
+                makers: dict[tuple[str, int], int] = {}
+                for order in level:
+                    maker = (order.owner, order.number)
+                    makers[maker] = makers.get(maker, 0) + order.remaining
+                level.makers = makers
+        self._tracked = True
 
     def maker_depth(self, low: int, high: int, rested_before_ms: int | None) -> dict[tuple[str, int], list[int]]:
         """Each maker's resting lots priced within ``low..high`` ticks (inclusive), as
-        ``(owner, number) -> [bid lots, ask lots]`` (makers with none in the range left out), in
-        the order makers first rested an order. With ``rested_before_ms``, only orders placed
+        ``(owner, number) -> [bid lots, ask lots]`` (makers with no order in the range left out),
+        bids best first, then asks best first. With ``rested_before_ms``, only orders placed
         before that time count: the orders placed at or after it are the newest of the book's
         insertion order (``placed_ms`` never decreases along it), so they are found by walking
-        back from the newest and stop at the first older one.
+        back from the newest and stop at the first older one (a maker whose only orders in the
+        range are that new stays listed, with 0 lots).
 
-        Cost: O(the makers' levels + the orders placed since ``rested_before_ms``), never a scan
-        of every order."""
+        Cost: O(log levels + the levels in the range and their makers + the orders placed since
+        ``rested_before_ms``), never a scan of every order."""
+        self.track_makers()
         depth: dict[tuple[str, int], list[int]] = {}
-        for maker, levels in self.track_makers().items():
-            bid = ask = 0
-            for key, lots in levels.items():
-                if key > 0:
-                    if low <= key <= high:
-                        bid += lots
-                elif low <= -key <= high:
-                    ask += lots
-            if bid or ask:
-                depth[maker] = [bid, ask]
+        for side, keys, levels, first, last in ((BUY, self._bid_keys, self._bids, low, high),
+                                                (SELL, self._ask_keys, self._asks, -high, -low)):
+            for i in range(bisect_right(keys, last) - 1, bisect_left(keys, first) - 1, -1):
+                makers = levels[keys[i]].makers
+                assert makers is not None
+                for maker, lots in makers.items():
+                    entry = depth.get(maker)
+                    if entry is None:
+                        depth[maker] = entry = [0, 0]
+                    entry[side] += lots
         if rested_before_ms is not None:
             for order in reversed(self._orders.values()):
                 if order.placed_ms < rested_before_ms:
                     break
                 if low <= order.price <= high:
-                    entry = depth[(order.owner, order.number)]
-                    entry[order.side] -= order.remaining
+                    depth[(order.owner, order.number)][order.side] -= order.remaining
         return depth
-
-    def maker_levels(self, owner: str, number: int) -> dict[int, int]:
-        """A copy of one maker's lots per level key (price for bids, -price for asks)."""
-        return dict(self.track_makers().get((owner, number), {}))
-
-    # ------------------------------------------------------------------------- upkeep
-    def _take(self, order: Order, key: int, lots: int) -> None:
-        """Take ``lots`` of ``order`` (at level ``key``) off its maker's totals (kept: not None)."""
-        makers = self._makers
-        if makers is None:
-            return
-        maker = (order.owner, order.number)
-        mine = makers[maker]
-        left = mine[key] - lots
-        if left:
-            mine[key] = left
-        else:
-            del mine[key]
-            if not mine:
-                del makers[maker]
 
     def _drop_level(self, key: int) -> None:
         """Delete the level ``key``, which has no order left."""

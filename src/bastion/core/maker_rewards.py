@@ -26,8 +26,8 @@ a self-trade (prevented by the matcher anyway) or an order filled or cancelled b
 ``min_rest_blocks`` blocks adds nothing; the book never holds crossed quotes, an owner's own ones
 included, so no quote that crosses its owner's orders can rest to be counted.
 
-Cost: a sample is O(the makers' levels + the orders placed since the rest cutoff) per market,
-never a scan of every order; blocks between samples do one modulo test.
+Cost: a sample is O(the levels in the band and their makers + the orders placed since the rest
+cutoff) per market, never a scan of every order; blocks between samples do one modulo test.
 """
 from __future__ import annotations
 
