@@ -6,7 +6,7 @@
 
 The workload is ``bench_state_machine.py``'s (three markets, 1,000 accounts, blocks of 1,000
 messages, a state hash per block); "on" is its ``--maker-rewards`` genesis (20% of the fees to the
-pool, a sample of every book every ``--sample-interval`` blocks, 100-block epochs). Two measures,
+pool, a sample of every book every ``--sample-interval`` blocks, 100-block epochs). Three measures,
 one JSON line each:
 
 * ``timing``: ``--rounds`` pairs of ``bench_state_machine.py`` processes, off and on, the order
@@ -14,6 +14,12 @@ one JSON line each:
   dictionaries are laid out alike); orders per CPU second of each, the medians, and the median of
   the pairs' relative costs. On a shared virtual machine single runs wander by several percent, so
   read the medians.
+* ``interleaved``: one process holds four states, rewards off, on, off again and on again (the
+  repeats are the control: they show the method's own bias), and applies every block to each in
+  turn, the order rotating from block to block; each block's CPU time counts to its state, minus
+  the time the garbage collector ran inside it (a collection scans all four states, so it would
+  land on whichever state happened to cross the threshold; its total is reported apart). This is
+  the steadiest timing on a shared machine.
 * ``instructions`` (when valgrind is installed; ``--no-instructions`` skips it): the CPU
   instructions the process executes, counted by ``valgrind --tool=cachegrind``, for generating
   the workload alone, and for generating and applying it with rewards off and on. The applied part
@@ -61,6 +67,56 @@ def timing(ops: int, rounds: int, interval: int) -> dict:
             "median_off": round(median_off), "median_on": round(median_on),
             "cost_pct_of_medians": round((median_off - median_on) / median_off * 100, 2),
             "median_pair_cost_pct": round(statistics.median(costs), 2)}
+
+
+def interleaved(ops: int, interval: int) -> dict:
+    """Four states (off, on, off, on) over the same blocks in turn (see the module docstring)."""
+    import gc
+    import time
+
+    from bench_state_machine import block_nonces, generate, make_genesis
+
+    from bastion.core.genesis import build_state
+    from bastion.core.transition import apply_block
+
+    blocks = generate(ops, 1_000, 1_000)
+    nonces = block_nonces(blocks)
+    flags = (False, True, False, True)
+    states = [build_state(make_genesis(1_000, on, interval, 100)) for on in flags]
+    start_ms = states[0].time_ms
+    collecting = [0.0, 0.0]   # [time spent collecting in the current block, when the running one started]
+
+    def on_gc(phase: str, _info: dict) -> None:
+        if phase == "start":
+            collecting[1] = time.process_time()
+        else:
+            collecting[0] += time.process_time() - collecting[1]
+
+    cpu = [0.0] * len(states)
+    gc_total = 0.0
+    gc.collect()
+    gc.callbacks.append(on_gc)
+    try:
+        for height, txs in enumerate(blocks, start=1):
+            turn = height % len(states)
+            for which in [*range(turn, len(states)), *range(turn)]:
+                collecting[0] = 0.0
+                t0 = time.process_time()
+                apply_block(states[which], start_ms + height * 250, txs, nonces[height - 1])
+                cpu[which] += time.process_time() - t0 - collecting[0]
+                gc_total += collecting[0]
+    finally:
+        gc.callbacks.remove(on_gc)
+    off, on, off_again, on_again = (ops / seconds for seconds in cpu)
+    mean_off = (off + off_again) / 2
+    return {"measure": "interleaved", "ops": ops, "sample_interval": interval,
+            "orders_per_cpu_s": {"off": round(off), "on": round(on), "off_again": round(off_again),
+                                 "on_again": round(on_again)},
+            "cost_pct": round((mean_off - (on + on_again) / 2) / mean_off * 100, 2),
+            "control_off_pct": round((off - off_again) / mean_off * 100, 2),
+            "gc_seconds_all_states": round(gc_total, 3),
+            "repeats_agree": [state.state_hash for state in states[:2]] == [state.state_hash for state in states[2:]],
+            "rewards_paid": states[1].maker_rewards.paid_total}
 
 
 def instructions(ops: int, interval: int) -> dict | None:
@@ -119,6 +175,7 @@ def main() -> None:
         counted = instructions(args.ops, args.sample_interval)
         print(json.dumps(counted if counted else {"measure": "instructions", "skipped": "valgrind not installed"}),
               flush=True)
+    print(json.dumps(interleaved(args.ops, args.sample_interval)), flush=True)
     if args.rounds > 0:
         print(json.dumps(timing(args.ops, args.rounds, args.sample_interval)), flush=True)
 
