@@ -222,6 +222,46 @@ def tx(sender: str, msg: dict) -> dict:
     return {"sender": sender, "msg": msg}
 
 
+# ------------------------------------------------------------------------------------- scenarios on a node
+class ScenarioPlayer:
+    """Plays a scenario file's blocks on a ``Node``; also the node's clock (``ms``: the genesis time,
+    then each block's ``advance`` or ``time``). Each sender's nonces count 1, 2, ..."""
+
+    def __init__(self, doc: dict) -> None:
+        from bastion.core.timefmt import parse_iso_ms
+        self.doc = doc
+        self.ms = parse_iso_ms(doc["genesis"]["time"], field="time")
+        self.nonces: dict[str, int] = {}
+        self.played = 0
+
+    def __call__(self) -> int:
+        return self.ms
+
+    def play(self, node: Any, blocks: int | None = None) -> None:
+        """Produce the next ``blocks`` blocks of the scenario (all that are left by default)."""
+        from bastion.core.timefmt import parse_iso_ms
+        end = len(self.doc["blocks"]) if blocks is None else self.played + blocks
+        for block in self.doc["blocks"][self.played:end]:
+            self.ms = self.ms + block["advance"] * MS_PER_S if "advance" in block else parse_iso_ms(
+                block["time"], field="time")
+            for item in block["txs"]:
+                self.nonces[item["sender"]] = self.nonces.get(item["sender"], 0) + 1
+                node.submit({"sender": item["sender"], "nonce": self.nonces[item["sender"]], "msg": item["msg"]})
+            node.produce_block()
+            self.played += 1
+
+
+def node_from_scenario(data: Any, doc: dict, blocks: int | None = None,
+                       **node_options: Any) -> tuple[Any, ScenarioPlayer]:
+    """A ``Node`` over the directory ``data`` that has produced the first ``blocks`` blocks (all by
+    default) of the scenario ``doc``, and the player (its clock) to go on."""
+    from bastion.node.node import Node
+    player = ScenarioPlayer(doc)
+    node = Node(data, doc["genesis"], clock_ms=player, **node_options)
+    player.play(node, blocks)
+    return node, player
+
+
 # ------------------------------------------------------------------------------------- driver
 class Chain:
     """A state plus an optionally open block: ``submit`` applies one message at a time.

@@ -137,3 +137,45 @@ def test_the_bond_and_window_are_governed_critical_parameters():
         classify.classify_proposal(state, (bad,))
     assert refused.value.code == "invalid_field"
     assert refused.value.fields["field"] == "params.counter_report_window_s"
+
+
+# --------------------------------------------------------------------------------------- the governance page
+def test_the_governance_page_shows_a_counter_report_holding_then_answered(tmp_path) -> None:
+    """counter_report_holds_then_answered on a node: after the post (block 15) the proposal shows d0's
+    counter-report with its bond and figures, holding execution; after the council judged it
+    reproduced and answered it (block 18), the page shows the judgements and the answer instead."""
+    import json
+    from pathlib import Path
+
+    from builders import node_from_scenario
+    from fastapi.testclient import TestClient
+
+    from bastion.app import ApiConfig, create_app
+
+    doc = json.loads((Path(__file__).parent / "scenarios" / "counter_report_holds_then_answered.json").read_text())
+    posted = doc["blocks"][14]["txs"][0]
+    node, clock = node_from_scenario(tmp_path / "node", doc, 15, snapshot_every=0)
+    client = TestClient(create_app(node, ApiConfig(clock_ms=clock)))
+
+    def section() -> str:
+        page = client.get("/governance").text
+        start = page.index('class="counter-report')
+        return page[start:page.index('<div class="actions"', start)]
+
+    held = section()
+    assert 'data-counter-id="1"' in held and posted["sender"] in held and "holds execution" in held
+    assert "bond $100.00" in held                       # the scenario's governed bond: 100 USDC
+    assert posted["msg"]["depletion_probability"] == "0.05" and "depletion probability 5%" in held
+    assert "answered by report" not in held and "council:" not in held
+    clock.play(node)   # the judgements, the answer, the attestations and the execution
+    answered = section()
+    node.close()
+    judged = [tx for block in doc["blocks"][15:] for tx in block["txs"] if tx["msg"]["type"] == "judge_counter_report"]
+    assert len(judged) == 2 and all(tx["msg"]["reproduced"] for tx in judged)
+    assert 'status-reproduced' in answered and "holds execution" not in answered
+    assert answered.count('data-reproduced="true"') == 2 and 'data-reproduced="false"' not in answered
+    assert all(tx["sender"] in answered for tx in judged)
+    assert "reproduced, the bond went back to its poster" in answered
+    answer_hash = next(tx["msg"]["report_hash"] for tx in doc["blocks"][17]["txs"]
+                       if tx["msg"]["type"] == "answer_counter_report")
+    assert f'answered by report <code title="{answer_hash}">' in answered

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from builders import ScenarioPlayer, node_from_scenario
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -22,7 +23,6 @@ from bastion.core.genesis import build_state
 from bastion.core.governance import classify
 from bastion.core.messages import CancelUpgrade, ScheduleUpgrade, decode_message
 from bastion.core.snapshot import state_from_document, state_to_document
-from bastion.core.timefmt import parse_iso_ms
 from bastion.core.transition import apply_block
 from bastion.core.upgrades import check_node_code, describe_upgrade
 from bastion.node.node import Node, NodeStopped, UpgradeRequired
@@ -34,31 +34,25 @@ OTHER = "2" * 64
 UPGRADE_HEIGHT = 40
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.ms = parse_iso_ms(SCENARIO["genesis"]["time"], field="time")
-
-    def __call__(self) -> int:
-        return self.ms
-
-
-def chain_to_execution(data: Path, code_hash: str) -> tuple[Node, Clock]:
+def chain_to_execution(data: Path, code_hash: str) -> tuple[Node, ScenarioPlayer]:
     """A node over ``data`` that has applied the scenario's blocks (the upgrade executed at h16)."""
-    clock = Clock()
-    node = Node(data, SCENARIO["genesis"], clock_ms=clock, snapshot_every=0, code_hash=code_hash)
-    nonce = 0
-    for block in SCENARIO["blocks"]:
-        clock.ms = (clock.ms + block["advance"] * 1_000 if "advance" in block
-                    else parse_iso_ms(block["time"], field="time"))
-        for tx in block["txs"]:
-            nonce += 1
-            node.submit({"sender": tx["sender"], "nonce": nonce, "msg": tx["msg"]})
-        node.produce_block()
+    node, clock = node_from_scenario(data, SCENARIO, snapshot_every=0, code_hash=code_hash)
     assert node.state.upgrade.height == UPGRADE_HEIGHT and node.state.height == 16
     return node, clock
 
 
-def produce_until(node: Node, clock: Clock, height: int) -> None:
+def test_the_governance_page_shows_the_upgrade_and_whether_this_node_will_stop(tmp_path):
+    for code, verdict in ((OTHER, "it stops cleanly before block 40"), (NAMED, "This node runs it")):
+        node, clock = chain_to_execution(tmp_path / code[:4], code)
+        page = TestClient(create_app(node, ApiConfig(clock_ms=clock))).get("/governance").text
+        node.close()
+        banner = page[page.index('id="upgrade"'):page.index("</section>", page.index('id="upgrade"'))]
+        assert "Upgrade v2.0 scheduled" in banner and 'data-upgrade-height="40"' in banner
+        assert "24 blocks from now" in banner and f'title="{NAMED}"' in banner and verdict in banner
+        assert (f'title="{OTHER}"' in banner) == (code == OTHER)
+
+
+def produce_until(node: Node, clock: ScenarioPlayer, height: int) -> None:
     while node.state.height < height:
         clock.ms += 1_000
         node.produce_block()

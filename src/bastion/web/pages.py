@@ -23,7 +23,9 @@ from bastion.api.views import (
 from bastion.api.views import describe_rollouts
 from bastion.core import transparency
 from bastion.core.governance import format_governance_params
-from bastion.web.informed import describe_cited_snapshot
+from bastion.core.governance.counter_reports import describe_counter_reports
+from bastion.core.upgrades import describe_upgrade
+from bastion.web.informed import describe_cited_snapshot, describe_counter_report, describe_upgrade_banner
 from bastion.core.state import SUBACCOUNT_NUMBERS
 from bastion.core.timefmt import format_iso_ms
 from bastion.presentation import describe_agent_grants, describe_maker_rewards, describe_staking
@@ -169,19 +171,22 @@ def page_routes(ctx: PageContext) -> APIRouter:
             state = node.state
             proposals = describe_proposals(state)
             rollouts = describe_rollouts(state)["rollouts"]
+            counters = [describe_counter_report(c) for c in describe_counter_reports(state)]
             for entry, proposal in zip(proposals, state.proposals.values()):
                 entry.update(describe_proposal_diff(state, proposal))
                 entry["rollouts"] = [r for r in rollouts if r["proposal_id"] == proposal.proposal_id]
                 entry["exposure"] = describe_voter_exposure(state, proposal)  # issue 20: voter exposure disclosure
+                entry["counter_reports"] = [c for c in counters if c["proposal_id"] == proposal.proposal_id]
             proposals.reverse()  # newest first
             params = format_governance_params(state.governance)
+            upgrade = describe_upgrade_banner(describe_upgrade(state, node.code_hash), state.height)
         for entry in proposals:  # the reports this node holds (files: read outside the lock)
             describe_gate_reports(entry["stress_gate"], reports)
             entry["cited"] = [describe_cited_snapshot(ctx.telemetry, digest) for digest in entry["evidence"]]
         example = json.dumps([{"type": "set_market_params", "market": "SOL-USD", "max_open_interest": "150000"}],
                              indent=1)
         return render(request, "governance.html", "/governance", proposals=proposals, params=params,
-                      example_actions=example, subscriptions=[{"channel": "governance"}],
+                      example_actions=example, upgrade=upgrade, subscriptions=[{"channel": "governance"}],
                       refresh_on=("governance",))
 
     @router.get("/risk", include_in_schema=False, response_class=HTMLResponse)
