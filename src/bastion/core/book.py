@@ -139,7 +139,8 @@ class _Level:
     def take(self, order: Order, lots: int) -> None:
         """Take ``lots`` of ``order`` off its maker's total here (the book tracks makers)."""
         makers = self.makers
-        assert makers is not None
+        if makers is None:
+            raise InvariantViolation(f"level {self.key} keeps no per-maker totals")
         maker = (order.owner, order.number)
         left = makers[maker] - lots
         if left:
@@ -462,7 +463,8 @@ class Book:
                                                 (SELL, self._ask_keys, self._asks, -high, -low)):
             for i in range(bisect_right(keys, last) - 1, bisect_left(keys, first) - 1, -1):
                 makers = levels[keys[i]].makers
-                assert makers is not None
+                if makers is None:
+                    raise InvariantViolation(f"level {keys[i]} keeps no per-maker totals in a tracked book")
                 for maker, lots in makers.items():
                     entry = depth.get(maker)
                     if entry is None:
