@@ -16,6 +16,7 @@ from bastion.core.book import BUY, FILL_CANCEL_MAKER, Book, Order
 from bastion.core.errors import ProtocolError
 from bastion.core.governance.changes import ParamGroup, ParamPath
 from bastion.core.governance.dispatch import apply_effect, compute_action_changes
+from bastion.core.hashing import compute_state_hash_full
 from bastion.core.maker_rewards import format_maker_reward_params, parse_maker_reward_params
 from bastion.core.messages import SetMakerRewardParams, decode_action
 from bastion.core.params import MakerRewardParams
@@ -25,7 +26,7 @@ from bastion.core.transition import check_invariants
 from bastion.risk_model import (
     maker_band_ticks, maker_epoch_score, maker_reward, maker_sample_score, maker_volatility_weight_ppm,
 )
-from tests.builders import ALICE, BOB, BTC, CAROL, DAVE, Chain, cancel_all, genesis, place_order
+from tests.builders import ALICE, BOB, BTC, CAROL, DAVE, Chain, cancel_all, cancel_order, genesis, place_order
 
 PPM = 1_000_000
 REWARDS_ON = {"epoch_blocks": 4, "sample_interval_blocks": 2, "band": "0.02", "min_rest_blocks": 1,
@@ -272,6 +273,34 @@ def test_snapshot_mid_epoch_keeps_scores_and_pool() -> None:
     assert {"maker_reward_params", "maker_rewards", "maker_scores"} <= keys
 
 
+def test_a_node_restored_from_a_snapshot_keeps_the_same_state_hash_through_the_next_sample() -> None:
+    """The per-maker totals are derived, and a restored book rebuilds them from its orders: the
+    order makers appear in then follows their oldest resting order, not when the tracking book first
+    saw them. The committed scores must not depend on it. Here ALICE rests a bid, BOB one at the same
+    price, ALICE another, then ALICE cancels her first: a book tracked all along lists ALICE first at
+    that level, the rebuilt one BOB first. Both nodes must reach the same state hash."""
+    chain = Chain(rewards_genesis(epoch_blocks=8, sample_interval_blocks=2, min_rest_blocks=1))
+    chain.block([])
+    chain.block([])                                                 # h2: the first sample starts the tracking
+    chain.block([(ALICE, place_order(side="buy", price="49900", size="0.1", client_id=1)),
+                 (BOB, place_order(side="buy", price="49900", size="0.1", client_id=1)),
+                 (ALICE, place_order(side="buy", price="49900", size="0.1", client_id=2)),
+                 (ALICE, place_order(side="sell", price="50100", size="0.1", client_id=3)),
+                 (BOB, place_order(side="sell", price="50100", size="0.1", client_id=2)),
+                 (ALICE, cancel_order(client_id=1))])             # h3
+    assert chain.state.markets[BTC].book._tracked and chain.state.maker_rewards.scores == {}
+    restored = Chain(rewards_genesis(epoch_blocks=8, sample_interval_blocks=2, min_rest_blocks=1))
+    restored.state = state_from_document(state_to_document(chain.state))
+    restored.next_time_ms = chain.next_time_ms
+    assert not restored.state.markets[BTC].book._tracked      # derived: rebuilt at the next sample
+    for one in (chain, restored):
+        one.block([])                                               # h4: the next sample scores both
+    assert set(chain.state.maker_rewards.scores) == {(ALICE, 0, BTC), (BOB, 0, BTC)}
+    assert restored.state.maker_rewards.scores == chain.state.maker_rewards.scores
+    assert restored.state.state_hash == chain.state.state_hash
+    assert compute_state_hash_full(restored.state) == restored.state.state_hash
+
+
 # --------------------------------------------------------------------------------------- properties
 MAKERS = (ALICE, BOB)
 FLASH = CAROL     # quotes and cancels in the same block, every time: never rests
@@ -284,6 +313,7 @@ BLOCK = st.tuples(
     st.sampled_from([None, "49800", "50000", "50300"]),     # an oracle update
     st.booleans(),                                          # the flash maker's round trip
     st.sampled_from([None, ALICE, BOB]),                    # a maker pulls all its quotes
+    st.sampled_from([None, ALICE, BOB]),                    # a maker cancels its oldest resting order
 )
 
 
@@ -292,15 +322,21 @@ BLOCK = st.tuples(
 def test_random_trading_conserves_collateral_and_never_overpays(blocks: list) -> None:
     """Over random quoting, taking, oracle moves and pulls: collateral is conserved with the pool
     counted, the incremental hash equals the full one, each epoch pays at most its pool and keeps
-    the rest, and the maker whose quotes never rest is never scored nor paid."""
+    the rest, and the maker whose quotes never rest is never scored nor paid. A node restored from a
+    snapshot after any block (its books rebuild their per-maker totals) takes the same blocks to the
+    same state hash."""
     chain = Chain(rewards_genesis(min_rest_blocks=1))
+    twins: list[Chain] = []   # one restored from a snapshot after each block so far
     cid = 100
-    for quotes, takes, oracle, flash, pull in blocks:
+    for quotes, takes, oracle, flash, pull, trim in blocks:
         txs: list[tuple[str, dict]] = []
         if oracle is not None:
             txs.append(("0x" + "a1".rjust(40, "0"), {"type": "oracle_update", "prices": {BTC: oracle}}))
         if pull is not None:
             txs.append((pull, cancel_all()))
+        oldest = next((o for o in chain.state.markets[BTC].book.orders() if o.owner == trim), None)
+        if oldest is not None:
+            txs.append((oldest.owner, cancel_order(client_id=oldest.client_id)))
         mid = chain.state.markets[BTC].oracle_price // 10
         for maker, offset, bid_w, ask_w in quotes:
             cid += 2
@@ -316,6 +352,12 @@ def test_random_trading_conserves_collateral_and_never_overpays(blocks: list) ->
         result = chain.block(txs)
         check_invariants(chain.state)
         assert chain.state.state_hash == chain.full_hash()
+        for twin in twins:
+            twin.block(txs)
+            assert twin.state.state_hash == chain.state.state_hash
+        twin = copy.copy(chain)
+        twin.state = state_from_document(state_to_document(chain.state))
+        twins.append(twin)
         assert all(owner != FLASH for owner, _, _ in chain.state.maker_rewards.scores)
         for epoch in (e for e in result.events if e["type"] == "maker_reward_epoch"):
             assert 0 <= epoch["paid"] <= epoch["pool"]

@@ -848,7 +848,7 @@ def _write_maker_rewards(state: State) -> Json:
     return {"pool": r.pool, "epoch": r.epoch, "epoch_start_height": r.epoch_start_height, "paid_total": r.paid_total,
             "rest_cutoff_height": r.rest_cutoff_height, "rest_cutoff_ms": r.rest_cutoff_ms,
             "last_prices": _pairs(r.last_prices), "samples": _pairs(r.samples),
-            "scores": [[*key, *entry] for key, entry in r.scores.items()]}
+            "scores": sorted([*key, *entry] for key, entry in r.scores.items())}   # canonical: see _maker_scores_value
 
 
 def _read_maker_rewards(state: State, doc: Json) -> None:
@@ -860,8 +860,12 @@ def _read_maker_rewards(state: State, doc: Json) -> None:
 
 
 def _maker_scores_value(state: State, key: Key) -> Value:
+    """One market's scores, sorted by maker: the order makers entered ``scores`` follows the book's
+    derived per-maker totals, which a restored node rebuilds in another order (``Book.track_makers``),
+    so the committed value must not depend on it."""
     ticker = key[1]
-    rows = [[owner, number, *entry] for (owner, number, t), entry in state.maker_rewards.scores.items() if t == ticker]
+    rows = sorted([owner, number, *entry] for (owner, number, t), entry in state.maker_rewards.scores.items()
+                  if t == ticker)
     return rows or None
 
 
