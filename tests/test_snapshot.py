@@ -43,11 +43,23 @@ def test_every_golden_scenario_state_round_trips_after_every_block(path: Path) -
         assert canonical_bytes(state_to_document(restored)) == canonical_bytes(state_to_document(state))
 
 
-def test_a_node_restored_mid_run_produces_the_same_blocks() -> None:
-    """The FTX crash run (liquidations, deleveraging, funding, makers requoting): snapshot after
-    block 120, restore, and both copies apply the next 120 blocks to identical results."""
+# maker rewards sampled every 2 blocks from the books' per-maker totals, which a restored book rebuilds
+# (min_rest_blocks 0: the crash run's makers requote every block, as the demo's do)
+MAKER_REWARDS = {"epoch_blocks": 8, "sample_interval_blocks": 2, "band": "0.05", "min_rest_blocks": 0,
+                 "pool_share": "0.5", "max_share_per_maker": "0.5", "volatility_slope": "10",
+                 "max_volatility_weight": "3"}
+
+
+@pytest.mark.parametrize("rewards", [False, True], ids=["plain", "maker_rewards"])
+def test_a_node_restored_mid_run_produces_the_same_blocks(rewards: bool) -> None:
+    """The FTX crash run (liquidations, deleveraging, funding, makers requoting; and with maker
+    rewards on): snapshot after block 120, restore, and both copies apply the next 120 blocks to
+    identical results."""
     candles = [c for c in crash.load_candles() if "2022-11-08T12" <= c[0][:13]][:60]
-    live = build_state(crash.crash_genesis(candles[0][1], candles[0][0]))
+    doc = crash.crash_genesis(candles[0][1], candles[0][0])
+    if rewards:
+        doc["maker_rewards"] = MAKER_REWARDS
+    live = build_state(doc)
     quotes = crash.MakerQuotes()
     time_ms = parse_iso_ms(candles[0][0], field="time")
     restored = None
@@ -72,6 +84,8 @@ def test_a_node_restored_mid_run_produces_the_same_blocks() -> None:
     assert all(all(checks) for checks in outputs)
     kinds = {e["type"] for e in compared_events}
     assert {"liquidation", "deleveraging", "funding_tick", "fill"} <= kinds, kinds
+    if rewards:
+        assert {"maker_score", "maker_reward_paid"} <= kinds, kinds
 
 
 def test_a_tampered_snapshot_is_refused() -> None:
