@@ -1108,7 +1108,7 @@ LEAF_KINDS: Final[tuple[LeafKind, ...]] = (
              keys=lambda state: [] if _maker_rewards_unused(state) else [("maker_rewards",)],
              snapshot=(Section("maker_rewards", _write_maker_rewards, _read_maker_rewards),)),
     LeafKind("maker_scores", ("ticker",), "every maker's weighted depth and two-sided samples on a market in the "
-             "running epoch (one leaf per market: a sample re-encodes it once)", _maker_scores_value,
+             "running epoch, sorted by maker (one leaf per market: a sample re-encodes it once)", _maker_scores_value,
              within="maker_rewards",
              keys_within=lambda state, parent: [("maker_scores", ticker) for ticker in dict.fromkeys(
                  ticker for _, _, ticker in state.maker_rewards.scores)]),
