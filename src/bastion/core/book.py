@@ -453,7 +453,10 @@ class Book:
         before that time count: the orders placed at or after it are the newest of the book's
         insertion order (``placed_ms`` never decreases along it), so they are found by walking
         back from the newest and stop at the first older one (a maker whose only orders in the
-        range are that new stays listed, with 0 lots).
+        range are that new stays listed, with 0 lots). The order of the makers is not canonical: a
+        book that rebuilt its totals (a copy, a snapshot) lists a level's makers by their oldest
+        resting order, a book that kept them by when each was first seen there; a caller must not
+        commit it (the maker-score leaf is sorted).
 
         Cost: O(log levels + the levels in the range and their makers + the orders placed since
         ``rested_before_ms``), never a scan of every order."""
