@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from builders import place_order
-from test_api import ALICE, api  # noqa: F401 - the fixture
+from pathlib import Path
 
-from bastion.api.routes.staking import fee_apr
+from builders import place_order
+from fastapi.testclient import TestClient
+from test_api import ALICE, ALICE_KEY, BOB_KEY, Clock, Signer, api, api_genesis  # noqa: F401 - the fixture
+
+from bastion.api.routes.staking import HISTORY_FILE, fee_apr
+from bastion.app import ApiConfig, create_app
+from bastion.node.node import Node
 
 DAY_MS = 86_400_000
 
@@ -40,6 +45,82 @@ def test_stake_earn_and_request_through_the_api(api):  # noqa: F811 - the fixtur
     mine = api.get(f"/v1/staking/stakers/{ALICE}").json()
     assert mine["stakes"] == [{"pool": "cross", "owner": ALICE, "shares": "600", "value": "600.9"}]
     assert [(r["request_id"], r["shares"], r["value"]) for r in mine["unstake_requests"]] == [(1, "400", "400.6")]
+
+
+def open_api(data: Path, clock: Clock, warnings: list[str] | None = None) -> TestClient:
+    """A node over ``data`` (a new chain on the API genesis, or the one there) and its API."""
+    node = Node(data, None if (data / "blocks.db").exists() else api_genesis(), clock_ms=clock,
+                on_warning=None if warnings is None else warnings.append)
+    client = TestClient(create_app(node, ApiConfig(clock_ms=clock, rate_per_s=1_000, burst=1_000)))
+    client.node = node
+    return client
+
+
+def stake_and_trade(client: TestClient, clock: Clock, alice: Signer, bob: Signer) -> None:
+    """Alice stakes 1,000 USDC in the cross fund; a day later Bob sells her 1 BTC at 50,000."""
+    stake = {"type": "stake_insurance", "fund": "cross", "amount": "1000", "subaccount": 0}
+    assert client.post("/v1/tx", json=alice(stake)).status_code == 202
+    client.node.produce_block()
+    trade(client, clock, bob, alice)
+
+
+def trade(client: TestClient, clock: Clock, seller: Signer, buyer: Signer) -> None:
+    """A day later, ``seller`` rests a sell of 1 BTC at 50,000 and ``buyer`` takes it (net fee 30 USDC)."""
+    clock.now_ms += DAY_MS
+    assert client.post("/v1/tx", json=seller(place_order(side="sell", size="1", price="50000"))).status_code == 202
+    assert client.post("/v1/tx", json=buyer(place_order(size="1", time_in_force="ioc"))).status_code == 202
+    client.node.produce_block()
+    client.node.produce_block()       # delivers the trade block to the history listener
+
+
+def test_the_share_price_history_survives_a_restart_and_skips_a_torn_line(tmp_path):
+    clock = Clock()
+    alice, bob = Signer(ALICE_KEY, clock), Signer(BOB_KEY, clock)
+    data = tmp_path / "n"
+    client = open_api(data, clock)
+    stake_and_trade(client, clock, alice, bob)
+    before = client.get("/v1/staking/cross/history").json()["samples"]
+    assert [s["share_price"] for s in before] == ["1", "1.0015"]
+    client.node.close()
+    with (data / HISTORY_FILE).open("a", encoding="utf-8") as file:
+        file.write('["cross",99,')             # a line torn by a crash mid-write
+    client = open_api(data, clock)
+    assert client.get("/v1/staking/cross/history").json()["samples"] == before
+    trade(client, clock, alice, bob)           # both close: another 1.5 USDC for the stakers, 1,003 for 1,000 shares
+    after = client.get("/v1/staking/cross/history").json()["samples"]
+    assert [s["share_price"] for s in after] == ["1", "1.0015", "1.003"] and after[:2] == before
+    assert client.get("/v1/staking").json()["pools"]["cross"]["fee_apr"] is not None
+    client.node.close()
+
+
+def test_a_history_file_that_cannot_be_written_is_a_warning_and_blocks_go_on(tmp_path):
+    clock = Clock()
+    alice, bob = Signer(ALICE_KEY, clock), Signer(BOB_KEY, clock)
+    data = tmp_path / "n"
+    (data / HISTORY_FILE).mkdir(parents=True)  # a directory where the file should be
+    warnings: list[str] = []
+    client = open_api(data, clock, warnings)
+    stake_and_trade(client, clock, alice, bob)
+    assert client.node.state.height == 3 and len(warnings) == 1 and "kept in memory only" in warnings[0]
+    history = client.get("/v1/staking/cross/history").json()["samples"]
+    assert [s["share_price"] for s in history] == ["1", "1.0015"]
+    client.node.close()
+
+
+def test_the_history_file_stays_within_twice_the_samples_kept(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import bastion.api.routes.staking as staking_routes
+    monkeypatch.setattr(staking_routes, "MAX_SAMPLES", 3)
+    path = tmp_path / HISTORY_FILE
+    history = staking_routes.StakingHistory(path, height=0)
+    for height in range(1, 11):
+        pool = SimpleNamespace(staked=1_000 + height, shares=1_000, fees_earned=height, losses_borne=0)
+        history.record(SimpleNamespace(height=height, time_ms=height * 1_000, stake_pools={"cross": pool}))
+        assert len(path.read_text().splitlines()) <= 6
+    assert [row[0] for row in history.of("cross")] == [8, 9, 10]
+    again = staking_routes.StakingHistory(path, height=9)    # a file ahead of the chain: the rest is dropped
+    assert [row[0] for row in again.of("cross")] == [7, 8, 9]
 
 
 def test_fee_apr_measures_from_the_state_at_the_window_start():
