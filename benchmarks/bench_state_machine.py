@@ -51,7 +51,7 @@ def account(i: int) -> str:
     return "0x" + f"{i + 1:x}".rjust(40, "0")
 
 
-# maker rewards on, sampled every block (bastion.core.maker_rewards): the --maker-rewards run
+# maker rewards on (bastion.core.maker_rewards): the --maker-rewards run; --sample-interval sets how often
 MAKER_REWARDS = {"epoch_blocks": 100, "sample_interval_blocks": 10, "band": "0.01", "min_rest_blocks": 1,
                  "pool_share": "0.2", "max_share_per_maker": "0.1", "volatility_slope": "100",
                  "max_volatility_weight": "5"}
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile of the timed part")
     parser.add_argument("--check", action="store_true", help="check conservation/OI/book invariants at the end")
     parser.add_argument("--maker-rewards", action="store_true",
-                        help="maker rewards on: sample every book at every block's end (MAKER_REWARDS)")
+                        help="maker rewards on (MAKER_REWARDS): sample every book every --sample-interval blocks")
     parser.add_argument("--sample-interval", type=int, default=10,
                         help="with --maker-rewards: sample every N blocks (default 10, the protocol's default; "
                              "1 is the worst case)")
